@@ -1,0 +1,56 @@
+"""Exception hierarchy: every refusal names the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MicroneedlingError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InputError(MicroneedlingError, ValueError):
+    """A user input was refused.
+
+    Parameters
+    ----------
+    field:
+        Dotted path of the offending field, e.g. ``sessions[2].needle_length_mm``.
+    value:
+        The value that was given.
+    allowed:
+        What would have been accepted, in words.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}: got {value!r}; allowed: {allowed}")
+
+
+class CourseValidationError(MicroneedlingError, ValueError):
+    """A course file failed validation; holds every problem found, one line each."""
+
+    def __init__(self, problems: list[InputError], source: str = "course") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+    def one_line(self) -> str:
+        """First problem, for a CLI one-line reason."""
+        first = self.problems[0]
+        more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return f"{self.source}: {first}{more}"
+
+
+class ParameterError(MicroneedlingError, KeyError):
+    """An unknown parameter name, a malformed parameter file, or a unit mismatch."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnitError(ParameterError):
+    """A unit string could not be parsed or converted."""

@@ -1,0 +1,8 @@
+"""Pure, batch-first physics of microneedling: arrays in, arrays out, SI units (healing in days).
+
+Nothing here reads files, parses input or imports from the layers above (course, simulation, result,
+report, cli).
+"""
+
+LAYERS: tuple[str, ...] = ("epidermis", "papillary_dermis", "reticular_dermis")
+"""Skin layers that needles injure and the model resolves, top to bottom."""
