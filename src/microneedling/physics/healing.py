@@ -1,0 +1,186 @@
+"""Wound healing after each session, for a batch of cases (one case = one treated site of one patient).
+
+The equations are in :mod:`microneedling.physics.healing_rhs` (compiled); this module builds the
+per-case parameter matrix from a :class:`~microneedling.parameters.ParameterSet`, turns sessions into
+impulses on the state, and integrates all cases together with the batched stiff integrator
+(:func:`microneedling.physics.integrate.integrate`). Time is in days.
+
+Sources of the model structure: inflammation cascade after Cooper et al. 2015 (BioModels
+BIOMD0000000855) and Waugh & Sherratt 2006 (macrophage phenotypes, TGF-β); fibroblast logistic growth,
+removal and MMP decay after Jin et al. 2011 (BMC Syst Biol 5:60); healing-vs-fibrosis fixed points
+after Adler et al. 2020; collagen III-then-I sequence from the wound-healing literature summarised in
+``shared/research/models.md`` §A.7. Amplitudes are calibrated on microneedling studies (see the
+parameter notes in ``data/parameters/healing.toml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .healing_rhs import (
+    EPI0,
+    IX_A,
+    IX_D,
+    IX_DE,
+    N_DERMAL,
+    N_PARAM,
+    N_STATE,
+    PARAM_NAMES,
+    PIDX,
+    baseline_state,
+)
+
+#: unit in which each healing parameter is used (file units are converted to these)
+PARAM_UNITS: dict[str, str] = {
+    **{n: "1/d" for n in (
+        "k_D", "s_I", "mu_I", "mu_M", "r_F", "mu_F", "mu_P", "k_3", "k_1", "k_mat", "delta_3",
+        "delta_1", "delta_b", "k_E", "delta_E", "delta_bE", "k_SP", "k_De", "s_K", "mu_K",
+        "k_H", "mu_H", "mu_m", "k_mK", "g_Q", "mu_Q", "k_A", "s_M", "sigma_PI", "sigma_PF",
+        "s_KT", "k_DI", "k_SD",
+    )},
+    **{n: "1" for n in ("K_D", "sigma_TF", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De")},
+}  # fmt: skip
+
+#: parameters that are inputs per case rather than values of the parameter files
+CASE_INPUTS = ("lesion_drive", "g_Q")
+
+
+def parameter_vector(ps: object) -> np.ndarray:
+    """Nominal healing parameters (length :data:`N_PARAM`) from a ParameterSet, in model units.
+
+    ``g_Q`` (PIH gain) and ``lesion_drive`` are per-case inputs (Fitzpatrick type, lesion present);
+    they are set to 0 here and filled by :func:`parameter_matrix`.
+    """
+    from ..parameters import ParameterSet
+
+    assert isinstance(ps, ParameterSet)
+    v = np.zeros(N_PARAM)
+    for name in PARAM_NAMES:
+        if name in CASE_INPUTS:
+            continue
+        v[PIDX[name]] = ps.value(f"healing.{name}", PARAM_UNITS[name])
+    return v
+
+
+def parameter_matrix(
+    nominal: np.ndarray, n_cases: int, per_case: Mapping[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """Broadcast ``nominal`` to (n_cases, N_PARAM) and overwrite columns given ``per_case``.
+
+    ``per_case`` maps parameter names to arrays of shape (n_cases,) — e.g. ``lesion_drive``,
+    ``g_Q``, or any rate scaled per patient (age, inter-individual variability).
+    """
+    p = np.repeat(np.asarray(nominal, dtype=float)[None, :], n_cases, axis=0)
+    for name, values in (per_case or {}).items():
+        if name not in PIDX:
+            raise KeyError(f"unknown healing parameter {name!r}; known: {PARAM_NAMES}")
+        p[:, PIDX[name]] = np.broadcast_to(np.asarray(values, dtype=float), (n_cases,))
+    return p
+
+
+def session_impulses(injured_fraction: np.ndarray, agent_effect: np.ndarray) -> np.ndarray:
+    """State jumps of each session, shape (B, K, N_STATE).
+
+    Parameters
+    ----------
+    injured_fraction:
+        (B, K, 3) injured volume fraction per session and layer (epidermis, papillary dermis,
+        reticular dermis), dimensionless, from :mod:`microneedling.physics.injury`.
+    agent_effect:
+        (B, K) depigmenting-agent exposure added by each session's topical, in units of its
+        half-effect amount (0 when there is no such topical).
+    """
+    phi = np.asarray(injured_fraction, dtype=float)
+    B, K, _ = phi.shape
+    jumps = np.zeros((B, K, N_STATE))
+    jumps[:, :, IX_DE] = phi[:, :, 0]
+    jumps[:, :, IX_D] = phi[:, :, 1]
+    jumps[:, :, N_DERMAL + IX_D] = phi[:, :, 2]
+    jumps[:, :, IX_A] = np.asarray(agent_effect, dtype=float)
+    return jumps
+
+
+@dataclass(frozen=True)
+class HealingSolution:
+    """States of every case at the output times: ``y`` (B, T, N_STATE); ``t`` (T,) in days."""
+
+    t: np.ndarray
+    y: np.ndarray
+    n_steps: np.ndarray
+
+    def dermal(self, layer: int, index: int) -> np.ndarray:
+        """(B, T) trajectory of dermal state ``index`` in dermal layer ``layer`` (0 pap, 1 ret)."""
+        return self.y[:, :, layer * N_DERMAL + index]
+
+    def epidermal(self, index: int) -> np.ndarray:
+        """(B, T) trajectory of an epidermal state (absolute index, e.g. ``IX_H``)."""
+        return self.y[:, :, index]
+
+
+def solve(
+    params: np.ndarray,
+    t_out: np.ndarray,
+    session_days: np.ndarray,
+    impulses: np.ndarray,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 1e-10,
+    parallel: bool = True,
+) -> HealingSolution:
+    """Integrate the healing ODE for every case from baseline through all sessions.
+
+    Parameters
+    ----------
+    params:
+        (B, N_PARAM) from :func:`parameter_matrix`.
+    t_out:
+        (T,) output times in days, sorted; ``t_out[0]`` is the start (baseline).
+    session_days:
+        (B, K) session times in days (sorted per case, padded with ``inf``).
+    impulses:
+        (B, K, N_STATE) from :func:`session_impulses`.
+    """
+    from .integrate import integrate
+    from .odes import HEALING
+
+    params = np.ascontiguousarray(params, dtype=float)
+    y0 = baseline_state(params[:, PIDX["lesion_drive"]])
+    sol = integrate(
+        HEALING,
+        y0,
+        params,
+        np.ascontiguousarray(t_out, dtype=float),
+        np.ascontiguousarray(session_days, dtype=float),
+        np.ascontiguousarray(impulses, dtype=float),
+        rtol=rtol,
+        atol=atol,
+        parallel=parallel,
+    )
+    return HealingSolution(t=np.asarray(t_out, dtype=float), y=sol.y, n_steps=sol.n_steps)
+
+
+def fibrosis_margin(params: np.ndarray) -> np.ndarray:
+    """Stability margin of the baseline fixed point against the fibroblast–TGF-β loop.
+
+    Returns μ_F − r_F·σ_TF·(1 − 1/F_max)/K_T per case (1/d): positive means the skin returns to
+    homeostasis after injury; negative means a fibrotic (keloid-like) attractor exists.
+    """
+    p = np.atleast_2d(params)
+    g = PIDX
+    return p[:, g["mu_F"]] - p[:, g["r_F"]] * p[:, g["sigma_TF"]] * (
+        1.0 - 1.0 / p[:, g["F_max"]]
+    ) / p[:, g["K_T"]]
+
+
+__all__ = [
+    "EPI0",
+    "HealingSolution",
+    "fibrosis_margin",
+    "parameter_matrix",
+    "parameter_vector",
+    "session_impulses",
+    "solve",
+]

@@ -1,0 +1,162 @@
+"""Right-hand side of the wound-healing ODE (compiled with numba; time in days).
+
+One *case* is one treated site of one patient. Its state has two dermal blocks (papillary, reticular
+dermis) of :data:`N_DERMAL` states each and one epidermal block of :data:`N_EPIDERMAL` states:
+
+dermal block (per layer ℓ)                      epidermal block
+---------------------------------------------  -------------------------------------------------
+D   injured volume fraction still uncleared    De  epidermal injury (open channels in the epidermis)
+I   inflammation (neutrophils + M1, 1 = ref.)  K   keratinocyte activation
+M   repair macrophages (M2)                    H   epidermal thickening, fraction of baseline
+F   fibroblasts, relative to baseline (F0 = 1) Mp  lesional pigment excess, fraction of baseline
+P   MMP activity, relative to baseline          Q   inflammation-induced pigment (PIH) excess
+N3  new collagen III, fraction of baseline      A   depigmenting-agent effect (delivered topical)
+    total collagen
+N1  new collagen I (incl. matured III; minus
+    matrix lost to excess MMP), same unit
+NE  new elastic fibre, fraction of baseline
+    elastin
+LE  pre-existing elastin lost to MMP
+S   scar tethering left (1 = untreated)
+
+Equations (per dermal layer; T is a quasi-steady TGF-β signal because its decay, 9.1–15 d⁻¹
+[Waugh & Sherratt 2006; Jin et al. 2011], is much faster than every other rate)::
+
+    D'  = −(k_D + k_DI·I)·D
+    I'  = s_I·D/(K_D + D) − μ_I·I                               shape: Cooper et al. 2015
+    M'  = s_M·I − μ_M·M
+    T   = M + σ_TF·(F − 1)
+    F'  = r_F·F·T/(K_T + T)·(1 − F/F_max) − μ_F·(F − 1)          Jin et al. 2011; Adler et al. 2020
+    P'  = σ_PI·I + σ_PF·(F − 1) − μ_P·(P − 1)                     Jin et al. 2011 (MMP-9 decay)
+    N3' = k_3·(F − 1) − (k_mat + δ_3·P)·N3
+    N1' = k_1·(F − 1) + k_mat·N3 − δ_1·P·N1 − δ_b·(P − 1)·C1_0
+    NE' = k_E·(F − 1) − δ_E·P·NE
+    LE' = δ_bE·(P − 1)·(1 − LE)
+    S'  = −(k_SD·D + k_SP·(P − 1))·S
+
+Epidermis (driven by the papillary layer's T and I)::
+
+    De' = −k_De·De
+    K'  = s_K·De/(K_De + De) + s_KT·T_pap − μ_K·K
+    H'  = k_H·K − μ_H·H
+    Mp' = μ_m·(L·(1 − e_A·A/(EC_A + A)) − Mp) − k_mK·K·Mp
+    Q'  = g_Q·I_pap − μ_Q·Q
+    A'  = −k_A·A
+
+With no impulse the baseline (D = I = M = 0, F = P = 1, N· = LE = 0, S = 1, epidermis 0 but
+Mp = L) is an exact fixed point: every term above is identically zero there, so a course with no
+session stays at baseline to the last bit. F ≥ 1 and P ≥ 1 hold by construction (their sources are
+non-negative), so fibroblasts and MMPs never fall below homeostasis.
+
+The fibroblast–TGF-β loop is stable at baseline iff r_F·σ_TF·(1 − 1/F_max)/K_T < μ_F (linearise F'
+around F = 1, M = 0): the default parameters satisfy it, so the skin returns to homeostasis after a
+course; a parameter set that violates it has a second, fibrotic fixed point (the Adler et al. 2020
+healing-vs-fibrosis picture), which tests use as the "keloid-prone" region.
+
+All functions accept float64 or complex128 state arrays (complex-step Jacobians): they use only
++, −, ×, ÷ on the state.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# ----------------------------------------------------------------- state layout
+N_DERMAL = 10
+N_EPIDERMAL = 6
+DERMAL_LAYERS = ("papillary_dermis", "reticular_dermis")
+N_STATE = 2 * N_DERMAL + N_EPIDERMAL
+
+IX_D, IX_I, IX_M, IX_F, IX_P, IX_N3, IX_N1, IX_NE, IX_LE, IX_S = range(N_DERMAL)
+DERMAL_STATE_NAMES = ("D", "I", "M", "F", "P", "N3", "N1", "NE", "LE", "S")
+EPI0 = 2 * N_DERMAL
+IX_DE, IX_K, IX_H, IX_MP, IX_Q, IX_A = (EPI0 + i for i in range(N_EPIDERMAL))
+EPIDERMAL_STATE_NAMES = ("De", "K", "H", "Mp", "Q", "A")
+
+# -------------------------------------------------------------- parameter layout
+PARAM_NAMES: tuple[str, ...] = (
+    # dermal block (shared by both dermal layers)
+    "k_D", "k_DI", "s_I", "K_D", "mu_I", "s_M", "mu_M", "sigma_TF", "r_F", "K_T", "F_max",
+    "mu_F", "sigma_PI", "sigma_PF", "mu_P", "k_3", "k_1", "k_mat", "delta_3", "delta_1",
+    "delta_b", "C1_0", "k_E", "delta_E", "delta_bE", "k_SD", "k_SP",
+    # epidermal block
+    "k_De", "s_K", "K_De", "s_KT", "mu_K", "k_H", "mu_H", "mu_m", "e_A", "EC_A", "k_mK",
+    "g_Q", "mu_Q", "k_A",
+    # per-case inputs
+    "lesion_drive",
+)  # fmt: skip
+N_PARAM = len(PARAM_NAMES)
+PIDX = {name: i for i, name in enumerate(PARAM_NAMES)}
+
+
+@nb.njit(cache=True)
+def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def]
+    """Right-hand side of one dermal block starting at offset ``o``."""
+    D = y[o + 0]
+    I = y[o + 1]  # noqa: E741
+    M = y[o + 2]
+    F = y[o + 3]
+    P = y[o + 4]
+    N3 = y[o + 5]
+    N1 = y[o + 6]
+    NE = y[o + 7]
+    LE = y[o + 8]
+    S = y[o + 9]
+    Fx = F - 1.0
+    Px = P - 1.0
+    T = M + p[7] * Fx
+    out[o + 0] = -(p[0] + p[1] * I) * D
+    out[o + 1] = p[2] * D / (p[3] + D) - p[4] * I
+    out[o + 2] = p[5] * I - p[6] * M
+    out[o + 3] = p[8] * F * T / (p[9] + T) * (1.0 - F / p[10]) - p[11] * Fx
+    out[o + 4] = p[12] * I + p[13] * Fx - p[14] * Px
+    out[o + 5] = p[15] * Fx - (p[17] + p[18] * P) * N3
+    out[o + 6] = p[16] * Fx + p[17] * N3 - p[19] * P * N1 - p[20] * Px * p[21]
+    out[o + 7] = p[22] * Fx - p[23] * P * NE
+    out[o + 8] = p[24] * Px * (1.0 - LE)
+    out[o + 9] = -(p[25] * D + p[26] * Px) * S
+    return T
+
+
+@nb.njit(cache=True)
+def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def]
+    """dy/dt of one case (``t`` in days; ``y`` length :data:`N_STATE`; ``p`` length :data:`N_PARAM`).
+
+    Writes into ``out`` (same dtype as ``y``). Autonomous: ``t`` is unused.
+    """
+    T_pap = _dermal_rhs(y, p, 0, out)
+    _dermal_rhs(y, p, N_DERMAL, out)
+    e = EPI0
+    De = y[e + 0]
+    K = y[e + 1]
+    H = y[e + 2]
+    Mp = y[e + 3]
+    Q = y[e + 4]
+    A = y[e + 5]
+    I_pap = y[IX_I]
+    out[e + 0] = -p[27] * De
+    out[e + 1] = p[28] * De / (p[29] + De) + p[30] * T_pap - p[31] * K
+    out[e + 2] = p[32] * K - p[33] * H
+    out[e + 3] = p[34] * (p[41] * (1.0 - p[35] * A / (p[36] + A)) - Mp) - p[37] * K * Mp
+    out[e + 4] = p[38] * I_pap - p[39] * Q
+    out[e + 5] = -p[40] * A
+
+
+def baseline_state(lesion_drive: np.ndarray) -> np.ndarray:
+    """Homeostatic state for a batch, shape (B, N_STATE); ``lesion_drive`` (B,) sets Mp."""
+    lesion_drive = np.asarray(lesion_drive, dtype=float)
+    y = np.zeros((lesion_drive.shape[0], N_STATE))
+    for o in (0, N_DERMAL):
+        y[:, o + IX_F] = 1.0
+        y[:, o + IX_P] = 1.0
+        y[:, o + IX_S] = 1.0
+    y[:, IX_MP] = lesion_drive
+    return y
+
+
+def healing_rhs_py(t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Plain-Python wrapper returning dy/dt (for scipy reference solvers and tests)."""
+    out = np.empty_like(y)
+    healing_rhs(t, y, p, out)
+    return out
