@@ -98,6 +98,14 @@ class Parameter:
         return pick(self.low), pick(self.high)
 
 
+def _suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """Close matches of ``name`` among ``known``, ignoring case (``mu_l`` finds ``mu_I``)."""
+    lower: dict[str, str] = {}
+    for k in known:
+        lower.setdefault(k.lower(), k)
+    return [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=n)]
+
+
 def _check_entry(qualified: str, entry: Mapping[str, Any], refs: Mapping[str, Reference]) -> Parameter:
     """Validate one TOML table and build its Parameter."""
     required = ("value", "units", "source", "kind")
@@ -179,7 +187,7 @@ class ParameterSet:
         try:
             p = self.parameters[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self.parameters), n=3)
+            close = _suggest(name, self.parameters)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ParameterError(f"unknown parameter {name!r}{hint}") from None
         self._used.add(name)

@@ -41,11 +41,13 @@ PARAM_UNITS: dict[str, str] = {
         "k_H", "mu_H", "mu_m", "k_mK", "g_Q", "mu_Q", "k_A", "s_M", "sigma_PI", "sigma_PF",
         "s_KT", "k_DI", "k_SD",
     )},
-    **{n: "1" for n in ("K_D", "sigma_TF", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De")},
+    **{n: "1" for n in ("K_D", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De")},
 }  # fmt: skip
 
 #: parameters that are inputs per case rather than values of the parameter files
 CASE_INPUTS = ("lesion_drive", "g_Q")
+#: parameters derived from others rather than read from the files
+DERIVED = ("sigma_TF",)
 
 
 def parameter_vector(ps: object) -> np.ndarray:
@@ -59,10 +61,20 @@ def parameter_vector(ps: object) -> np.ndarray:
     assert isinstance(ps, ParameterSet)
     v = np.zeros(N_PARAM)
     for name in PARAM_NAMES:
-        if name in CASE_INPUTS:
+        if name in CASE_INPUTS or name in DERIVED:
             continue
         v[PIDX[name]] = ps.value(f"healing.{name}", PARAM_UNITS[name])
+    gain = ps.value("healing.fibroblast_loop_gain", "1")
+    v[PIDX["sigma_TF"]] = sigma_tf_from_loop_gain(
+        gain, v[PIDX["K_T"]], v[PIDX["mu_F"]], v[PIDX["r_F"]], v[PIDX["F_max"]]
+    )
     return v
+
+
+def sigma_tf_from_loop_gain(gain: float, K_T: float, mu_F: float, r_F: float, F_max: float) -> float:
+    """σ_TF giving the baseline fibroblast–TGF-β loop gain ``gain`` (< 1 is stable; see
+    :func:`fibrosis_margin`)."""
+    return gain * K_T * mu_F / (r_F * (1.0 - 1.0 / F_max))
 
 
 def parameter_matrix(

@@ -1,0 +1,453 @@
+"""Glue: a validated :class:`~microneedling.course.Course` and a ParameterSet → physics → Result.
+
+This module owns no physics. It lays the course out as arrays (one *case* per treated site), calls
+the pure functions of :mod:`microneedling.physics` for needles, injury, transport, healing and
+observation, and labels the answer as an :class:`xarray.Dataset` inside a
+:class:`~microneedling.result.Result`.
+
+Uncertainty: with ``draws > 0`` every parameter that has a plausible interval (``low``/``high`` in its
+file, read as the 5th–95th percentiles of a split normal in log space for positive quantities) is
+sampled ``draws`` times with the course's seed; all draws run as one batch through the integrator,
+and each observable gets ``_low``/``_high`` (10th/90th percentiles) beside its nominal value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import DISCLAIMER, __version__
+from .parameters import ParameterSet, load_parameters
+from .physics import LAYERS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .course import Course
+    from .result import Result
+
+ROMAN = ("I", "II", "III", "IV", "V", "VI")
+
+#: hours after each session at which outputs are stored (fine early: downtime is read off these)
+_POST_SESSION_DAYS = np.unique(
+    np.concatenate(
+        [np.arange(0.0, 2.0, 1.0 / 12.0), np.arange(2.0, 8.0, 0.25), np.arange(8.0, 29.0, 1.0)]
+    )
+)
+
+
+# ----------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the ODE and the observation maps need, as arrays over cases (B) and sessions (K)."""
+
+    session_days: np.ndarray  # (B, K) d, inf padded
+    session_mask: np.ndarray  # (B, K) bool
+    needle_length_mm: np.ndarray  # (B, K)
+    puncture_density_cm2: np.ndarray  # (B, K)
+    penetration_depth_um: np.ndarray  # (B, K)
+    reaches_capillaries: np.ndarray  # (B, K) float 0/1
+    injured_fraction: np.ndarray  # (B, K, 3)
+    absorbed_ug_cm2: np.ndarray  # (B, K)
+    absorbed_intact_ug_cm2: np.ndarray  # (B, K)
+    enhancement: np.ndarray  # (B, K)
+    absorbed_by_layer_ug_cm2: np.ndarray  # (B, K, 3)
+    agent_effect: np.ndarray  # (B, K)
+    params: np.ndarray  # (B, N_PARAM) healing
+    baseline: Any  # observe.Baseline
+    observe: Any  # observe.ObserveParameters
+    fitzpatrick: np.ndarray  # (B,)
+
+
+def _nan(n: int) -> np.ndarray:
+    return np.full(n, np.nan)
+
+
+def prepare(course: Course, ps: ParameterSet) -> Prepared:
+    """Lay a course out as arrays and run the non-ODE physics (needles, injury, transport)."""
+    from .physics import healing, injury, needles, observe, transport
+
+    sites = [s.name for s in course.sites]
+    B = len(sites)
+    per_site = [course.sessions_for(s) for s in sites]
+    K = max(1, max(len(x) for x in per_site))
+    pat = course.patient
+    fitz = np.full(B, float(pat.fitzpatrick))
+
+    days = np.full((B, K), np.inf)
+    mask = np.zeros((B, K), dtype=bool)
+    length_m = np.zeros((B, K))
+    passes = np.zeros((B, K))
+    speed = np.full((B, K), np.nan)
+    occl = np.zeros((B, K), dtype=bool)
+    for b, sess in enumerate(per_site):
+        for k, s in enumerate(sess):
+            days[b, k] = s.day
+            mask[b, k] = True
+            length_m[b, k] = s.needle_length_mm * 1e-3
+            passes[b, k] = s.passes
+            if s.pen_speed_cm_s is not None:
+                speed[b, k] = s.pen_speed_cm_s * 1e-2
+            occl[b, k] = s.occlusion
+
+    skin = needles.skin_layers_batch(sites, pat.age_years, pat.sex, ps)  # arrays (B,)
+    dev = course.device
+    geo = needles.DeviceGeometry.from_course_device(dev)
+    npar = needles.NeedleParameters.from_parameters(ps)
+    flat = (B * K,)
+    rep = lambda a: np.repeat(np.asarray(a, dtype=float), K)  # noqa: E731
+    ch = needles.channels(
+        geo,
+        needle_length_m=length_m.reshape(flat),
+        passes=passes.reshape(flat),
+        pen_speed_m_s=speed.reshape(flat),
+        skin=skin.repeat(K),
+        params=npar,
+    )
+    phi = injury.injured_fraction_from_channels(ch, skin.repeat(K), ps).reshape(B, K, 3)
+    phi = np.where(mask[:, :, None], phi, 0.0)
+
+    # topical transport per session
+    absorbed = np.zeros((B, K))
+    intact = np.zeros((B, K))
+    enh = np.full((B, K), np.nan)
+    by_layer = np.zeros((B, K, 3))
+    agent = np.zeros((B, K))
+    ec50 = ps.table("observe.depigmenting_ec50", "ug/cm^2")
+    for b, sess in enumerate(per_site):
+        for k, s in enumerate(sess):
+            if s.topical is None:
+                continue
+            i = b * K + k
+            ab = transport.absorb_session(
+                product=s.topical.product,
+                concentration_kg_m3=s.topical.concentration_mg_ml,  # mg/mL == kg/m^3
+                film_thickness_m=s.topical.volume_ul_cm2 * 1e-9 / 1e-4,
+                contact_time_s=s.topical.contact_hours * 3600.0,
+                occluded=s.occlusion,
+                channels=ch.select(i),
+                skin=skin.select(b),
+                ps=ps,
+            )
+            to_ug_cm2 = 1e9 / 1e4  # kg/m^2 -> ug/cm^2
+            absorbed[b, k] = ab.total * to_ug_cm2
+            intact[b, k] = ab.intact * to_ug_cm2
+            enh[b, k] = ab.enhancement
+            by_layer[b, k] = ab.by_layer * to_ug_cm2
+            if s.topical.product in ec50:
+                viable = by_layer[b, k].sum()
+                agent[b, k] = viable / ec50[s.topical.product]
+
+    # healing parameters per case
+    nominal = healing.parameter_vector(ps)
+    gq = ps.table("healing.g_Q", "1/d")
+    lesion = np.zeros(B)
+    base = _baseline(course, sites, skin, ps)
+    lesion[np.isfinite(base.melanin_index)] = 1.0
+    slope = ps.value("healing.collagen_age_slope", "1")
+    age_factor = max(0.3, 1.0 + slope * (pat.age_years - 40.0) / 10.0)
+    from .physics.healing_rhs import PIDX
+
+    per_case = {
+        "lesion_drive": lesion,
+        "g_Q": np.array([gq[ROMAN[int(f) - 1]] for f in fitz]),
+        "k_1": np.full(B, nominal[PIDX["k_1"]] * age_factor),
+        "k_3": np.full(B, nominal[PIDX["k_3"]] * age_factor),
+        "k_E": np.full(B, nominal[PIDX["k_E"]] * age_factor),
+    }
+    params = healing.parameter_matrix(nominal, B, per_case)
+    return Prepared(
+        session_days=days,
+        session_mask=mask,
+        needle_length_mm=np.where(mask, length_m * 1e3, np.nan),
+        puncture_density_cm2=np.where(mask, ch.density_m2.reshape(B, K) * 1e-4, np.nan),
+        penetration_depth_um=np.where(mask, ch.depth_m.reshape(B, K) * 1e6, np.nan),
+        reaches_capillaries=np.where(mask, ch.reaches_capillaries.reshape(B, K), np.nan),
+        injured_fraction=phi,
+        absorbed_ug_cm2=np.where(mask, absorbed, np.nan),
+        absorbed_intact_ug_cm2=np.where(mask, intact, np.nan),
+        enhancement=enh,
+        absorbed_by_layer_ug_cm2=np.where(mask[:, :, None], by_layer, np.nan),
+        agent_effect=agent,
+        params=params,
+        baseline=base,
+        observe=observe.ObserveParameters.from_parameters(ps),
+        fitzpatrick=fitz,
+    )
+
+
+def _baseline(course: Course, sites: list[str], skin: Any, ps: ParameterSet) -> Any:
+    """Per-case baseline conditions (NaN where the site does not have the condition)."""
+    from .physics import observe
+
+    B = len(sites)
+    wr, sc, st, po, sw, ss, mi, r2 = (_nan(B) for _ in range(8))
+    st = np.full(B, -1)
+    ss = np.full(B, -1)
+    for b, name in enumerate(sites):
+        for c in course.site(name).conditions:
+            kind = c.type
+            if kind == "wrinkles":
+                wr[b] = c.depth_um
+            elif kind == "acne_scar":
+                sc[b] = c.depth_mm
+                st[b] = observe.SCAR_TYPES.index(c.scar_type)
+            elif kind == "pores":
+                po[b] = c.diameter_um
+            elif kind == "striae":
+                sw[b] = c.width_mm
+                ss[b] = observe.STRIAE_STAGES.index(c.stage)
+            elif kind == "hyperpigmentation":
+                mi[b] = c.melanin_index
+            elif kind == "photoaging" and getattr(c, "elasticity_r2", None) is not None:
+                r2[b] = c.elasticity_r2
+    return observe.Baseline(
+        dermis_thickness_um=skin.dermis_thickness_m * 1e6,
+        papillary_fraction=skin.papillary_thickness_m / skin.dermis_thickness_m,
+        age_years=np.full(B, float(course.patient.age_years)),
+        fitzpatrick=np.full(B, float(course.patient.fitzpatrick)),
+        elasticity_r2=r2,
+        wrinkle_depth_um=wr,
+        scar_depth_mm=sc,
+        scar_type=st,
+        pore_diameter_um=po,
+        striae_width_mm=sw,
+        striae_stage=ss,
+        melanin_index=mi,
+    )
+
+
+def output_times(session_days: np.ndarray, horizon_days: float) -> np.ndarray:
+    """Output grid (days): fine after every session (2-hourly for 2 days, 6-hourly to day 8,
+    daily to day 28), weekly elsewhere, always including 0 and the horizon."""
+    d = session_days[np.isfinite(session_days)]
+    parts = [np.arange(0.0, horizon_days, 7.0), [horizon_days]]
+    parts += [s + _POST_SESSION_DAYS for s in np.unique(d)]
+    t = np.unique(np.concatenate(parts))
+    return t[(t >= 0.0) & (t <= horizon_days)]
+
+
+# ----------------------------------------------------------------------- uncertainty
+def sample_parameter_sets(ps: ParameterSet, draws: int, seed: int) -> list[ParameterSet]:
+    """``draws`` parameter sets sampled from each parameter's plausible interval.
+
+    ``low``/``high`` are read as 5th/95th percentiles of a split normal — in log space when both are
+    positive. Keyed parameters are sampled with one common z per parameter (entries move together).
+    """
+    rng = np.random.default_rng(seed)
+    names = [n for n in ps.names() if ps.parameters[n].low is not None]
+    z = rng.standard_normal((draws, len(names)))
+    out = []
+    for d in range(draws):
+        values: dict[str, Any] = {}
+        for j, n in enumerate(names):
+            p = ps.parameters[n]
+            if isinstance(p.value, dict):
+                values[n] = {
+                    k: _split(v, p.low[k], p.high[k], z[d, j])  # type: ignore[index]
+                    for k, v in p.value.items()
+                }
+            else:
+                values[n] = _split(p.value, p.low, p.high, z[d, j])  # type: ignore[arg-type]
+        out.append(ps.with_values(values, label=f"{ps.label}#draw{d}"))
+    return out
+
+
+def _split(v: float, lo: float, hi: float, z: float) -> float:
+    q = 1.6448536269514722  # 95th percentile of N(0, 1)
+    if lo > 0 and v > 0 and hi > 0:
+        s = math.log(v / lo) / q if z < 0 else math.log(hi / v) / q
+        return v * math.exp(z * s)
+    s = (v - lo) / q if z < 0 else (hi - v) / q
+    return v + z * s
+
+
+# ---------------------------------------------------------------------------- simulate
+def simulate(
+    course: Course,
+    parameters: ParameterSet | None = None,
+    *,
+    draws: int = 32,
+    seed: int | None = None,
+    rtol: float = 1e-6,
+    parallel: bool = True,
+) -> Result:
+    """Simulate one course: every session's needles, injury and topical uptake, then healing over the
+    horizon, then the clinical observables.
+
+    Parameters
+    ----------
+    course:
+        A validated course (``Course.from_toml``).
+    parameters:
+        Parameter set (default: the shipped set).
+    draws:
+        Size of the parameter-uncertainty ensemble (0: nominal only, no intervals).
+    seed:
+        Seed of the ensemble (default: ``course.seed``).
+    rtol:
+        Relative tolerance of the healing integrator.
+    """
+    from .physics import healing, observe
+    from .result import Result
+
+    ps = (parameters or load_parameters()).recording()
+    seed = course.seed if seed is None else seed
+    sets = [ps] + (sample_parameter_sets(ps, draws, seed) if draws > 0 else [])
+    preps = [prepare(course, s) for s in sets]
+    for s in sets[1:]:
+        ps._used.update(s._used)  # draws look up the same names
+    nominal = preps[0]
+    B, K = nominal.session_days.shape
+    horizon = float(course.horizon_days)
+    t = output_times(nominal.session_days, horizon)
+
+    # one batched ODE call for all draws × sites
+    params = np.concatenate([p.params for p in preps])
+    days = np.concatenate([p.session_days for p in preps])
+    jumps = np.concatenate(
+        [healing.session_impulses(p.injured_fraction, p.agent_effect) for p in preps]
+    )
+    sol = healing.solve(params, t, days, jumps, rtol=rtol, parallel=parallel)
+    y = sol.y.reshape(len(sets), B, len(t), -1)
+
+    obs = [observe.observables(t, y[d], preps[d].baseline, preps[d].observe) for d in range(len(sets))]
+    per_session = [_session_stats(t, obs[d], preps[d], horizon) for d in range(len(sets))]
+
+    ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1)
+    return Result(ds)
+
+
+def _session_stats(t: np.ndarray, obs: dict[str, np.ndarray], prep: Prepared, horizon: float) -> dict[str, np.ndarray]:
+    from .physics import observe
+
+    starts = np.where(prep.session_mask, prep.session_days, np.nan)
+    nxt = np.concatenate([prep.session_days[:, 1:], np.full((starts.shape[0], 1), np.inf)], axis=1)
+    ends = np.where(prep.session_mask, np.minimum(nxt, horizon), np.nan)
+    op = prep.observe
+    ery = observe.time_above(t, obs["erythema"], op.erythema_threshold, starts, ends)
+    oed = observe.time_above(t, obs["oedema"], op.oedema_threshold, starts, ends)
+    peak = observe.window_max(t, obs["inflammation"][:, 0, :], starts, ends)
+    risk = observe.pih_risk(peak, prep.fitzpatrick, op)
+    return {"erythema_days": ery, "oedema_days": oed, "pih_risk": np.where(prep.session_mask, risk, np.nan)}
+
+
+_ATTRS: dict[str, tuple[str, str]] = {
+    "erythema": ("1", "Visible-redness signal (inflammation of the papillary plexus)"),
+    "oedema": ("1", "Swelling signal"),
+    "epidermal_thickness_change": ("%", "Epidermal thickness change vs baseline"),
+    "dermal_density_change": ("%", "Ultrasound dermal density change vs baseline"),
+    "dermal_thickness": ("um", "Dermal thickness"),
+    "elasticity_index": ("1", "Gross elasticity index (cutometer R2-like, 0-1)"),
+    "wrinkle_depth": ("um", "Wrinkle depth"),
+    "scar_depth": ("mm", "Atrophic scar depth"),
+    "pore_diameter": ("um", "Pore diameter"),
+    "striae_width": ("mm", "Stretch-mark width"),
+    "melanin_index": ("1", "Melanin index (Mexameter-like units)"),
+    "collagen_change": ("%", "New dermal collagen (I+III), % of baseline collagen"),
+    "collagen_I_change": ("%", "Collagen I change, % of baseline collagen I"),
+    "collagen_III_change": ("%", "Collagen III change, % of baseline collagen III"),
+    "elastin_change": ("%", "Net elastin change, % of baseline elastin"),
+    "new_elastin_change": ("%", "New elastic fibre (tropoelastin), % of baseline elastin"),
+    "inflammation": ("1", "Inflammation (neutrophils + M1; 1 = saturating response)"),
+    "fibroblasts": ("1", "Fibroblast density relative to baseline"),
+    "erythema_days": ("d", "Days of visible redness after the session"),
+    "oedema_days": ("d", "Days of visible swelling after the session"),
+    "pih_risk": ("1", "Probability of post-inflammatory hyperpigmentation after the session"),
+}
+
+
+def _dataset(
+    course: Course,
+    ps: ParameterSet,
+    prep: Prepared,
+    t: np.ndarray,
+    obs: list[dict[str, np.ndarray]],
+    per_session: list[dict[str, np.ndarray]],
+    seed: int,
+    n_draws: int,
+) -> Any:
+    import xarray as xr
+
+    sites = [s.name for s in course.sites]
+    B, K = prep.session_days.shape
+    coords = {
+        "patient": ["patient-0"],
+        "site": sites,
+        "layer": list(LAYERS),
+        "time": ("time", t, {"units": "d", "long_name": "Time since the start of the course"}),
+        "session": np.arange(K),
+    }
+    data: dict[str, Any] = {}
+
+    def put(name: str, dims: tuple[str, ...], arrays: list[np.ndarray]) -> None:
+        units, long_name = _ATTRS.get(name, ("1", name))
+        nominal = arrays[0][None, ...]
+        data[name] = (("patient", *dims), nominal, {"units": units, "long_name": long_name})
+        if len(arrays) > 1:
+            stack = np.stack(arrays[1:])
+            with np.errstate(all="ignore"):
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    lo, hi = np.nanpercentile(stack, [10.0, 90.0], axis=0)
+            for tag, arr in (("low", lo), ("high", hi)):
+                data[f"{name}_{tag}"] = (
+                    ("patient", *dims),
+                    arr[None, ...],
+                    {
+                        "units": units,
+                        "long_name": f"{long_name} ({'10th' if tag == 'low' else '90th'} percentile)",
+                        "interval": f"10th-90th percentile over {len(arrays) - 1} parameter draws",
+                    },
+                )
+
+    for name in obs[0]:
+        arrs = [o[name] for o in obs]
+        if arrs[0].ndim == 3:  # (B, 2, T) layered: pad the epidermis with NaN
+            arrs = [np.concatenate([np.full((B, 1, len(t)), np.nan), a], axis=1) for a in arrs]
+            put(name, ("site", "layer", "time"), arrs)
+        else:
+            put(name, ("site", "time"), arrs)
+    for name in per_session[0]:
+        put(name, ("site", "session"), [p[name] for p in per_session])
+
+    def fixed(name: str, arr: np.ndarray, dims: tuple[str, ...], units: str, long_name: str) -> None:
+        data[name] = (("patient", *dims), arr[None, ...], {"units": units, "long_name": long_name})
+
+    sd = np.where(prep.session_mask, prep.session_days, np.nan)
+    fixed("session_day", sd, ("site", "session"), "d", "Day of the session")
+    fixed("needle_length", prep.needle_length_mm, ("site", "session"), "mm", "Needle length")
+    fixed("puncture_density", prep.puncture_density_cm2, ("site", "session"), "cm^-2", "Punctures per cm²")
+    fixed("penetration_depth", prep.penetration_depth_um, ("site", "session"), "um", "Channel depth reached")
+    fixed("reaches_capillaries", prep.reaches_capillaries, ("site", "session"), "1", "Channel reaches the papillary capillaries (pinpoint bleeding)")
+    fixed("absorbed_amount", prep.absorbed_ug_cm2, ("site", "session"), "ug/cm^2", "Topical absorbed into the skin")
+    fixed("absorbed_intact", prep.absorbed_intact_ug_cm2, ("site", "session"), "ug/cm^2", "Same topical through intact skin")
+    fixed("enhancement_ratio", prep.enhancement, ("site", "session"), "1", "Absorption with channels / intact skin")
+    fixed("injured_fraction", prep.injured_fraction, ("site", "session", "layer"), "1", "Injured volume fraction")
+    fixed("absorbed_by_layer", prep.absorbed_by_layer_ug_cm2, ("site", "session", "layer"), "ug/cm^2", "Topical absorbed per layer")
+
+    refs = ps.references(ps.used)
+    attrs = {
+        "title": f"microneedling simulation: {course.name}",
+        "disclaimer": DISCLAIMER,
+        "microneedling_version": __version__,
+        "parameter_set_label": ps.label,
+        "parameter_set_hash": ps.hash,
+        "seed": int(seed),
+        "n_draws": int(n_draws),
+        "course_name": course.name,
+        "course_toml": course.to_toml(),
+        "warnings": json.dumps(list(course.warnings)),
+        "sources": json.dumps([{"key": r.key, "citation": r.citation, "url": r.url, "note": r.note} for r in refs]),
+        "parameters_used": json.dumps(ps.used),
+        "erythema_threshold": prep.observe.erythema_threshold,
+        "oedema_threshold": prep.observe.oedema_threshold,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "Conventions": "CF-1.8",
+    }
+    return xr.Dataset(data_vars=data, coords=coords, attrs=attrs)

@@ -1,0 +1,155 @@
+"""Healing ODE: exact homeostasis, stability, published time-course shapes, superposition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from microneedling.parameters import load_parameters
+from microneedling.physics import healing
+from microneedling.physics.healing_rhs import (
+    IX_D,
+    IX_F,
+    IX_I,
+    IX_M,
+    IX_N1,
+    IX_N3,
+    IX_P,
+    N_PARAM,
+    N_STATE,
+    PARAM_NAMES,
+    PIDX,
+    baseline_state,
+    healing_rhs_py,
+)
+
+T = np.unique(np.concatenate([np.arange(0, 3, 0.02), np.arange(3, 60, 0.25), np.arange(60, 366, 1.0)]))
+
+
+def params(n: int = 1, **over: float) -> np.ndarray:
+    ps = load_parameters()
+    nominal = healing.parameter_vector(ps)
+    per = {"g_Q": np.full(n, 0.1), "lesion_drive": np.ones(n)}
+    p = healing.parameter_matrix(nominal, n, per)
+    for k, v in over.items():
+        p[:, PIDX[k]] = v
+    return p
+
+
+def run(p: np.ndarray, phi: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """phi: (B, K, 3) injured fractions; days: (B, K)."""
+    jumps = healing.session_impulses(phi, np.zeros(days.shape))
+    return healing.solve(p, T, days, jumps, rtol=1e-8, atol=1e-12).y
+
+
+def one(phi_pap: float, days: tuple[float, ...] = (0.0,), **over: float) -> np.ndarray:
+    K = len(days)
+    phi = np.zeros((1, K, 3))
+    phi[0, :, 0] = 2 * phi_pap
+    phi[0, :, 1] = phi_pap
+    phi[0, :, 2] = phi_pap / 2
+    return run(params(**over), phi, np.array([days]))[0]
+
+
+def test_no_session_stays_exactly_at_baseline() -> None:
+    p = params(3)
+    y = run(p, np.zeros((3, 1, 3)), np.full((3, 1), np.inf))
+    np.testing.assert_array_equal(y, np.broadcast_to(baseline_state(np.ones(3))[:, None, :], y.shape))
+
+
+def test_rhs_is_zero_at_baseline_for_any_parameters() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        p = rng.uniform(0.01, 3.0, N_PARAM)
+        y = baseline_state(np.array([p[PIDX["lesion_drive"]]]))[0]
+        assert np.all(healing_rhs_py(0.0, y, p) == 0.0)
+
+
+def test_default_parameters_are_stable_and_return_to_homeostasis() -> None:
+    p = params()
+    assert healing.fibrosis_margin(p)[0] > 0
+    y = one(0.05, days=(0.0, 28.0, 56.0, 84.0, 112.0, 140.0))
+    # fibroblasts and MMPs are back at baseline by the horizon (no fibrotic attractor)
+    assert abs(y[-1, IX_F] - 1.0) < 1e-3
+    assert abs(y[-1, IX_P] - 1.0) < 1e-3
+
+
+def test_keloid_prone_region_has_a_fibrotic_attractor() -> None:
+    strong = params(sigma_TF=0.5)[0, PIDX["sigma_TF"]]
+    p = params(sigma_TF=strong)
+    assert healing.fibrosis_margin(p)[0] < 0
+    y = one(0.02, sigma_TF=strong)
+    assert y[-1, IX_F] > 1.5  # stays activated: fibrosis instead of healing
+
+
+def test_time_course_shapes_follow_the_wound_healing_sequence() -> None:
+    y = one(0.01)
+    t_peak = {name: T[np.argmax(y[:, ix])] for name, ix in (("I", IX_I), ("M", IX_M), ("F", IX_F))}
+    assert 0.4 <= t_peak["I"] <= 1.5  # neutrophils/inflammation peak around day 1
+    assert 1.5 <= t_peak["M"] <= 4.0  # macrophages around day 3
+    assert 6.0 <= t_peak["F"] <= 15.0  # fibroblasts in one to two weeks
+    assert T[np.argmax(y[:, IX_N3])] < T[np.argmax(y[:, IX_N1])]  # collagen III before I
+    c = y[:, IX_N1] + y[:, IX_N3]
+    i30, i90 = np.searchsorted(T, 30.0), np.searchsorted(T, 90.0)
+    assert c[i90] > c[i30] > 0  # still rising months after the session
+
+
+def test_more_injury_means_more_inflammation_and_collagen() -> None:
+    ys = [one(phi) for phi in (0.001, 0.005, 0.02, 0.08)]
+    peaks = [y[:, IX_I].max() for y in ys]
+    coll = [y[np.searchsorted(T, 90.0), IX_N1] for y in ys]
+    assert np.all(np.diff(peaks) > 0)
+    assert np.all(np.diff(coll) > 0)
+
+
+def test_sessions_add_up() -> None:
+    single = one(0.003)
+    double = one(0.003, days=(0.0, 30.0))
+    i = np.searchsorted(T, 120.0)
+    gain1 = single[i, IX_N1] + single[i, IX_N3]
+    gain2 = double[i, IX_N1] + double[i, IX_N3]
+    assert 1.6 * gain1 < gain2 < 2.2 * gain1  # near-additive, as Zeitter 2014 found in rats
+
+
+def test_states_stay_in_their_physical_ranges() -> None:
+    y = one(0.2, days=(0.0, 7.0, 14.0))
+    for o in (0, 10):
+        assert np.all(y[:, o + IX_D] >= -1e-12)
+        assert np.all(y[:, o + IX_I] >= -1e-12)
+        assert np.all(y[:, o + IX_F] >= 1.0 - 1e-9)
+        assert np.all(y[:, o + IX_P] >= 1.0 - 1e-9)
+    assert np.all(np.isfinite(y))
+
+
+def test_compiled_integrator_matches_scipy_reference() -> None:
+    from microneedling.physics.integrate import integrate_reference
+
+    p = params()
+    phi = np.array([[[0.02, 0.01, 0.005], [0.02, 0.01, 0.005]]])
+    days = np.array([[0.0, 28.0]])
+    jumps = healing.session_impulses(phi, np.zeros((1, 2)))
+    t = np.array([0.0, 0.5, 1.0, 3.0, 10.0, 28.0, 29.0, 60.0, 200.0])
+    ours = healing.solve(p, t, days, jumps, rtol=1e-8, atol=1e-12).y
+    ref = integrate_reference(
+        healing_rhs_py, healing.baseline_state(p[:, PIDX["lesion_drive"]]), p, t, days, jumps,
+        method="Radau", rtol=1e-10, atol=1e-13,
+    ).y
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", [n for n in PARAM_NAMES if n not in ("EC_A",)])
+def test_every_parameter_changes_some_output(name: str) -> None:
+    """No parameter is editable but unused (PyBaMM lesson): perturbing it moves the trajectory."""
+    p = params(2)
+    p[1, PIDX[name]] *= 1.3
+    phi = np.zeros((2, 1, 3))
+    phi[:, 0] = [0.02, 0.01, 0.005]
+    days = np.zeros((2, 1))
+    jumps = healing.session_impulses(phi, np.full((2, 1), 2.0))
+    y = healing.solve(p, T[::10], days, jumps).y
+    assert np.max(np.abs(y[1] - y[0])) > 1e-9, name
+
+
+def test_state_size_constants() -> None:
+    assert N_STATE == 26
+    assert len(PARAM_NAMES) == N_PARAM
