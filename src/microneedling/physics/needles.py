@@ -1,0 +1,566 @@
+"""Needles: device → puncture density, penetration depth, channel geometry, layers reached.
+
+Also the skin-layer thicknesses (stratum corneum, viable epidermis, papillary and reticular dermis)
+per site, sex and age that the needles go through. Everything is SI (m, s), batch-first: the leading
+axis is the case; one case is a batch of one. Equations and sourced numbers:
+``shared/research/models.md`` (Stage 1, C.2) and ``clinical_data.md`` (§4, §6); parameter values
+live in ``data/parameters/needles.toml`` and ``skin.toml``.
+
+Public API
+----------
+Constants
+    ``ROLLER, PEN, STAMP`` (device-kind codes 0, 1, 2), ``DEVICE_KINDS``, ``SITES``,
+    ``SKIN_LAYERS`` (the four thickness layers, top to bottom).
+Device → punctures
+    ``device_code(kind) -> int array``;
+    ``puncture_density(kind, passes, needles, *, drum_diameter, drum_width, stroke_frequency,
+    hand_speed, cartridge_width, stamp_area) -> n [1/m²]`` (NaN where a needed geometry is NaN).
+Geometry
+    ``penetration_depth(needle_length, skin_thickness, efficiency) -> d [m]``;
+    ``channel_surface_radius(needle_diameter, ratio) -> a [m]``;
+    ``channel_radius(z, depth, surface_radius) -> r(z) [m]`` (cone);
+    ``layer_boundaries(layers) -> (..., 5)``; ``layer_reach(depth, layers) -> (..., 4)``;
+    ``reaches_capillaries(depth, layers, loop_fraction) -> bool``.
+Convenience for the simulation glue
+    ``NeedleParameters.from_parameters(ps)``; ``DeviceGeometry`` (``from_fields``, ``mf8``);
+    ``channels(geometry, needle_length_m, passes, pen_speed_m_s, skin, params) -> Channels``.
+Skin
+    ``SkinLayers`` (thicknesses in m; ``stack()`` gives (B, 4)); ``SkinParameters.from_parameters``;
+    ``skin_layers_from_parameters(site_idx, age_years, male, params) -> SkinLayers`` (pure);
+    ``skin_layers(site, age_years, sex, ps)`` and ``skin_layers_batch(sites, age_years, sex, ps)``.
+
+Puncture density per area (models.md Stage 1)::
+
+    roller  n = passes · N / (π · D_drum · W_drum)     (MF8: 192/(π·2 cm·2 cm) = 15.3 cm⁻² per pass)
+    pen     n = passes · f · N_c / (v · w)              (stroke frequency f, hand speed v, width w)
+    stamp   n = passes · N / A_stamp
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..parameters import ParameterSet
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+ROLLER = 0
+"""Device-kind code of a drum roller."""
+PEN = 1
+"""Device-kind code of an automated (stamping) pen."""
+STAMP = 2
+"""Device-kind code of a flat stamp."""
+DEVICE_KINDS: tuple[str, ...] = ("roller", "pen", "stamp")
+"""Device names, indexed by their code."""
+
+SITES: tuple[str, ...] = (
+    "forehead",
+    "periorbital",
+    "nose",
+    "cheek",
+    "perioral",
+    "chin",
+    "neck",
+    "decolletage",
+    "dorsal_hand",
+    "abdomen",
+    "thigh",
+)
+"""Treatment sites, in the order of the skin tables (same names as ``course.SITES``)."""
+
+SKIN_LAYERS: tuple[str, ...] = (
+    "stratum_corneum",
+    "viable_epidermis",
+    "papillary_dermis",
+    "reticular_dermis",
+)
+"""The four thickness layers, top to bottom (``physics.LAYERS`` merges the first two)."""
+
+SEX_MALE_FRACTION: dict[str, float] = {"female": 0.0, "male": 1.0}
+"""Sex as the weight of the male tables (0 = female tables, 1 = male tables)."""
+
+
+def _f(x: ArrayLike) -> FloatArray:
+    return np.asarray(x, dtype=float)
+
+
+# --------------------------------------------------------------------------- device → density
+def device_code(kind: str | Sequence[str] | ArrayLike) -> NDArray[np.int64]:
+    """Device-kind code(s) (``ROLLER``, ``PEN``, ``STAMP``) of names or codes.
+
+    Raises ``ValueError`` naming the allowed kinds for anything else.
+    """
+    arr = np.asarray(kind)
+    if arr.dtype.kind in "US":
+        flat = [str(k) for k in arr.ravel()]
+        bad = [k for k in flat if k not in DEVICE_KINDS]
+        if bad:
+            raise ValueError(f"device kind {bad[0]!r}; allowed: {', '.join(DEVICE_KINDS)}")
+        return np.array([DEVICE_KINDS.index(k) for k in flat], dtype=np.int64).reshape(arr.shape)
+    codes = arr.astype(np.int64)
+    if not np.all(np.isin(codes, (ROLLER, PEN, STAMP))) or not np.array_equal(codes, arr):
+        raise ValueError(f"device code(s) {arr!r}; allowed: 0 (roller), 1 (pen), 2 (stamp)")
+    return codes
+
+
+def puncture_density(
+    kind: ArrayLike,
+    passes: ArrayLike,
+    needles: ArrayLike,
+    *,
+    drum_diameter: ArrayLike = math.nan,
+    drum_width: ArrayLike = math.nan,
+    stroke_frequency: ArrayLike = math.nan,
+    hand_speed: ArrayLike = math.nan,
+    cartridge_width: ArrayLike = math.nan,
+    stamp_area: ArrayLike = math.nan,
+) -> FloatArray:
+    """Punctures per skin area [1/m²] after ``passes`` passes, per device kind.
+
+    Parameters
+    ----------
+    kind:
+        Device-kind codes (``ROLLER`` 0, ``PEN`` 1, ``STAMP`` 2) or names, shape (B,).
+    passes:
+        Passes over the area (roller passes, pen passes, stamps per spot) [1].
+    needles:
+        Needles on the drum (roller), in the cartridge (pen) or on the plate (stamp) [1].
+    drum_diameter, drum_width:
+        Roller drum diameter and width [m]; NaN where not a roller.
+    stroke_frequency, hand_speed, cartridge_width:
+        Pen stamps per second [1/s], hand speed over the skin [m/s] and swept width [m].
+    stamp_area:
+        Stamp plate area [m²].
+
+    Returns
+    -------
+    Puncture density n [1/m²], shape of the broadcast inputs; NaN where the geometry the kind
+    needs is NaN. One roller revolution covers π·D·W, so
+    n = passes·N/(π·D·W) (Dermaroller MF8: 15.3 cm⁻² per pass, ≈229 after 15 passes, against the
+    ≈250 cm⁻² clinicians quote); a pen lays f/(v·w) stamps per area and pass; a stamp N/A.
+    """
+    code = device_code(kind)
+    p, N = _f(passes), _f(needles)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        roller = p * N / (np.pi * _f(drum_diameter) * _f(drum_width))
+        pen = p * _f(stroke_frequency) * N / (_f(hand_speed) * _f(cartridge_width))
+        stamp = p * N / _f(stamp_area)
+    out = np.select([code == ROLLER, code == PEN, code == STAMP], [roller, pen, stamp], np.nan)
+    return np.asarray(out, dtype=float)
+
+
+# ------------------------------------------------------------------------------- geometry
+def penetration_depth(
+    needle_length: ArrayLike, skin_thickness: ArrayLike, efficiency: ArrayLike
+) -> FloatArray:
+    """Channel depth d = min(η·L, skin thickness) [m].
+
+    ``efficiency`` η is the insertion efficiency (channel depth / needle length; 0.20 rat roller
+    histology, Kalluri 2011, to 0.77 human OCT, Donnelly; ``needles.insertion_efficiency``). The depth
+    is capped by the full skin thickness (SC + epidermis + dermis) ``skin_thickness`` [m].
+    """
+    eta = np.maximum(_f(efficiency), 0.0)
+    return np.asarray(np.minimum(eta * np.maximum(_f(needle_length), 0.0), _f(skin_thickness)))
+
+
+def channel_surface_radius(needle_diameter: ArrayLike, ratio: ArrayLike) -> FloatArray:
+    """Channel radius at the skin surface a = ratio · needle diameter / 2 [m].
+
+    ``ratio`` = channel surface radius / needle shank radius, 70.7/140 = 0.505 for Kalluri 2011's
+    Dermaroller channels (``needles.channel_radius_ratio``).
+    """
+    return np.asarray(np.maximum(_f(ratio), 0.0) * _f(needle_diameter) / 2.0)
+
+
+def channel_radius(z: ArrayLike, depth: ArrayLike, surface_radius: ArrayLike) -> FloatArray:
+    """Radius [m] of the conical channel at depth ``z`` [m]: a·(1 − z/d) for 0 ≤ z ≤ d, else 0."""
+    z_, d, a = np.broadcast_arrays(_f(z), _f(depth), _f(surface_radius))
+    inside = (z_ >= 0.0) & (z_ <= d) & (d > 0.0)
+    frac = np.divide(z_, d, out=np.ones_like(z_), where=d > 0.0)
+    return np.asarray(np.where(inside, a * (1.0 - frac), 0.0))
+
+
+def layer_boundaries(layers: ArrayLike) -> FloatArray:
+    """Depths [m] of the layer boundaries, (..., 5): 0, SC/VE, VE/papillary, papillary/reticular,
+    bottom of the dermis, from thicknesses (..., 4) ordered as ``SKIN_LAYERS``."""
+    t = _f(layers)
+    zero = np.zeros((*t.shape[:-1], 1))
+    return np.concatenate([zero, np.cumsum(t, axis=-1)], axis=-1)
+
+
+def layer_reach(depth: ArrayLike, layers: ArrayLike) -> FloatArray:
+    """Depth [m] a channel of depth ``depth`` (B,) reaches into each layer, (B, 4).
+
+    Entry ℓ is clip(d − top_ℓ, 0, thickness_ℓ); a layer is hit when its entry is positive.
+    """
+    t = _f(layers)
+    tops = layer_boundaries(t)[..., :-1]
+    return np.asarray(np.clip(_f(depth)[..., None] - tops, 0.0, t))
+
+
+def reaches_capillaries(depth: ArrayLike, layers: ArrayLike, loop_fraction: ArrayLike) -> BoolArray:
+    """True where the channel passes the papillary capillary loops (pinpoint bleeding).
+
+    The loops are taken at ``loop_fraction`` (0..1, ``needles.capillary_loop_fraction``) of the
+    papillary thickness below the dermal-epidermal junction.
+    """
+    t = _f(layers)
+    top_pap = t[..., 0] + t[..., 1]
+    loops = top_pap + np.clip(_f(loop_fraction), 0.0, 1.0) * t[..., 2]
+    return np.asarray(_f(depth) > loops)
+
+
+# ------------------------------------------------------------------------------- skin layers
+@dataclass(frozen=True)
+class SkinLayers:
+    """Layer thicknesses [m] per case, each shape (B,) (or 0-d)."""
+
+    stratum_corneum_m: FloatArray
+    viable_epidermis_m: FloatArray
+    papillary_dermis_m: FloatArray
+    reticular_dermis_m: FloatArray
+
+    @classmethod
+    def from_stack(cls, layers: ArrayLike) -> SkinLayers:
+        """From thicknesses (..., 4) ordered as ``SKIN_LAYERS``."""
+        t = _f(layers)
+        return cls(t[..., 0], t[..., 1], t[..., 2], t[..., 3])
+
+    def stack(self) -> FloatArray:
+        """Thicknesses (B, 4), ordered as ``SKIN_LAYERS``."""
+        return np.stack(
+            np.broadcast_arrays(
+                _f(self.stratum_corneum_m),
+                _f(self.viable_epidermis_m),
+                _f(self.papillary_dermis_m),
+                _f(self.reticular_dermis_m),
+            ),
+            axis=-1,
+        )
+
+    @property
+    def epidermis_m(self) -> FloatArray:
+        """Stratum corneum + viable epidermis [m] (the model's ``epidermis`` layer)."""
+        return np.asarray(_f(self.stratum_corneum_m) + _f(self.viable_epidermis_m))
+
+    @property
+    def dermis_thickness_m(self) -> FloatArray:
+        """Papillary + reticular dermis [m]."""
+        return np.asarray(_f(self.papillary_dermis_m) + _f(self.reticular_dermis_m))
+
+    @property
+    def papillary_thickness_m(self) -> FloatArray:
+        """Papillary dermis [m] (alias of ``papillary_dermis_m``)."""
+        return _f(self.papillary_dermis_m)
+
+    @property
+    def viable_m(self) -> FloatArray:
+        """Viable skin below the stratum corneum [m] (epidermis + dermis)."""
+        return np.asarray(_f(self.viable_epidermis_m) + self.dermis_thickness_m)
+
+    @property
+    def total_m(self) -> FloatArray:
+        """Full skin thickness above the subcutis [m]."""
+        return np.asarray(self.epidermis_m + self.dermis_thickness_m)
+
+    def repeat(self, k: int) -> SkinLayers:
+        """Each case repeated ``k`` times along the batch axis (case-major, like ``np.repeat``)."""
+        return SkinLayers.from_stack(np.repeat(np.atleast_2d(self.stack()), k, axis=0))
+
+    def select(self, i: int) -> SkinLayers:
+        """Case ``i`` as a batch of one."""
+        return SkinLayers.from_stack(np.atleast_2d(self.stack())[i : i + 1])
+
+    def __len__(self) -> int:
+        return int(np.atleast_2d(self.stack()).shape[0])
+
+
+@dataclass(frozen=True)
+class SkinParameters:
+    """Skin tables from ``skin.toml`` in SI, per site in the order of ``SITES``.
+
+    Thicknesses in m; thinning rates as fractions per decade; reference age in years.
+    """
+
+    sc_m: tuple[float, ...]
+    viable_epidermis_female_m: tuple[float, ...]
+    dermis_female_m: tuple[float, ...]
+    dermis_male_m: tuple[float, ...]
+    epidermis_male_factor: float
+    papillary_fraction: float
+    reference_age_yr: float
+    epidermal_thinning_male: float
+    epidermal_thinning_female: float
+    dermal_thinning: float
+
+    @classmethod
+    def from_parameters(cls, ps: ParameterSet) -> SkinParameters:
+        """Read ``skin.*`` from a ParameterSet (values converted to SI)."""
+
+        def per_site(name: str) -> tuple[float, ...]:
+            table = ps.table(f"skin.{name}", "m")
+            missing = [s for s in SITES if s not in table]
+            if missing:
+                raise KeyError(f"skin.{name}: no entry for site(s) {missing}")
+            return tuple(float(table[s]) for s in SITES)
+
+        return cls(
+            sc_m=per_site("sc_thickness"),
+            viable_epidermis_female_m=per_site("viable_epidermis_thickness"),
+            dermis_female_m=per_site("dermis_thickness_female"),
+            dermis_male_m=per_site("dermis_thickness_male"),
+            epidermis_male_factor=ps.value("skin.epidermis_male_factor", "1"),
+            papillary_fraction=ps.value("skin.papillary_fraction", "1"),
+            reference_age_yr=ps.value("skin.reference_age", "yr"),
+            epidermal_thinning_male=ps.value("skin.epidermal_thinning_male", "1"),
+            epidermal_thinning_female=ps.value("skin.epidermal_thinning_female", "1"),
+            dermal_thinning=ps.value("skin.dermal_thinning", "1"),
+        )
+
+
+def site_index(sites: str | Sequence[str]) -> NDArray[np.int64]:
+    """Index of each site name in ``SITES``; ``ValueError`` naming the allowed sites otherwise."""
+    names = [sites] if isinstance(sites, str) else list(sites)
+    bad = [s for s in names if s not in SITES]
+    if bad:
+        raise ValueError(f"site {bad[0]!r}; allowed: {', '.join(SITES)}")
+    return np.array([SITES.index(s) for s in names], dtype=np.int64)
+
+
+def _male_fraction(sex: str | float | Sequence[str | float] | ArrayLike) -> FloatArray:
+    def one(s: Any) -> float:
+        if isinstance(s, str):
+            if s not in SEX_MALE_FRACTION:
+                raise ValueError(f"sex {s!r}; allowed: female, male (or a number 0..1)")
+            return SEX_MALE_FRACTION[s]
+        return float(s)
+
+    if isinstance(sex, str | float | int):
+        return np.asarray(one(sex))
+    return np.array([one(s) for s in np.asarray(sex, dtype=object).ravel()])
+
+
+def skin_layers_from_parameters(
+    site_idx: ArrayLike, age_years: ArrayLike, male: ArrayLike, params: SkinParameters
+) -> SkinLayers:
+    """Layer thicknesses [m] for sites (indices into ``SITES``), ages [yr] and sex weights, batched.
+
+    ``male`` is 0 for the female tables, 1 for the male ones (values between interpolate).
+    Model: the viable epidermis is the female table value times
+    1 + male·(``epidermis_male_factor`` − 1); the dermis interpolates the female and male tables and
+    is split into papillary (``papillary_fraction``) and reticular parts; above the reference age
+    the viable epidermis shrinks by the factor (1 − r_e)^(Δage/10) (r_e = 7.2 %/decade men, 5.7 %
+    women, Branchet 1990) and both dermal layers by (1 − 0.06)^(Δage/10); the stratum corneum does
+    not change with age or sex.
+    """
+    idx = np.asarray(site_idx, dtype=np.int64)
+    age = _f(age_years)
+    m = np.clip(_f(male), 0.0, 1.0)
+    p = params
+    sc = np.asarray(p.sc_m)[idx]
+    ve = np.asarray(p.viable_epidermis_female_m)[idx] * (1.0 + m * (p.epidermis_male_factor - 1.0))
+    dermis_f = np.asarray(p.dermis_female_m)[idx]
+    dermis = dermis_f + m * (np.asarray(p.dermis_male_m)[idx] - dermis_f)
+    decades = np.maximum(age - p.reference_age_yr, 0.0) / 10.0
+    r_e = p.epidermal_thinning_female + m * (p.epidermal_thinning_male - p.epidermal_thinning_female)
+    r_e = np.clip(r_e, 0.0, 0.99)
+    r_d = min(max(p.dermal_thinning, 0.0), 0.99)
+    ve = ve * (1.0 - r_e) ** decades
+    dermis = dermis * (1.0 - r_d) ** decades
+    frac = min(max(p.papillary_fraction, 0.0), 1.0)
+    b = np.broadcast_arrays(sc, ve, dermis)
+    return SkinLayers(
+        stratum_corneum_m=np.asarray(b[0], dtype=float),
+        viable_epidermis_m=np.asarray(b[1], dtype=float),
+        papillary_dermis_m=np.asarray(frac * b[2], dtype=float),
+        reticular_dermis_m=np.asarray((1.0 - frac) * b[2], dtype=float),
+    )
+
+
+def skin_layers_batch(
+    sites: Sequence[str],
+    age_years: float | ArrayLike,
+    sex: str | float | Sequence[str | float],
+    ps: ParameterSet,
+) -> SkinLayers:
+    """Layer thicknesses [m] for a batch of sites (names), age(s) [yr] and sex(es).
+
+    ``age_years`` and ``sex`` ("female", "male" or a male weight 0..1) may be scalars (shared by
+    all cases) or sequences of the length of ``sites``. Returns ``SkinLayers`` of shape (B,).
+    """
+    idx = site_index(sites)
+    params = SkinParameters.from_parameters(ps)
+    age = np.broadcast_to(_f(age_years), idx.shape)
+    male = np.broadcast_to(_male_fraction(sex), idx.shape)
+    return skin_layers_from_parameters(idx, age, male, params)
+
+
+def skin_layers(site: str, age_years: float, sex: str | float, ps: ParameterSet) -> SkinLayers:
+    """Layer thicknesses [m] of one site, age [yr] and sex, as a batch of one."""
+    return skin_layers_batch([site], age_years, sex, ps)
+
+
+# ----------------------------------------------------------------------- glue-level helpers
+@dataclass(frozen=True)
+class NeedleParameters:
+    """Insertion and channel parameters from ``needles.toml`` (dimensionless)."""
+
+    insertion_efficiency: float
+    channel_radius_ratio: float
+    capillary_loop_fraction: float
+    damage_zone_factor: float
+
+    @classmethod
+    def from_parameters(cls, ps: ParameterSet) -> NeedleParameters:
+        """Read ``needles.*`` from a ParameterSet."""
+        return cls(
+            insertion_efficiency=ps.value("needles.insertion_efficiency", "1"),
+            channel_radius_ratio=ps.value("needles.channel_radius_ratio", "1"),
+            capillary_loop_fraction=ps.value("needles.capillary_loop_fraction", "1"),
+            damage_zone_factor=ps.value("needles.damage_zone_factor", "1"),
+        )
+
+
+@dataclass(frozen=True)
+class DeviceGeometry:
+    """One device in SI; fields a kind does not use are NaN.
+
+    ``kind`` is ``ROLLER``, ``PEN`` or ``STAMP``; ``needles`` counts the needles on the drum,
+    cartridge or plate.
+    """
+
+    kind: int
+    needles: float
+    needle_diameter_m: float
+    drum_diameter_m: float = math.nan
+    drum_width_m: float = math.nan
+    stroke_frequency_hz: float = math.nan
+    cartridge_width_m: float = math.nan
+    stamp_area_m2: float = math.nan
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> DeviceGeometry:
+        """From plain input-schema fields (e.g. ``course.device.model_dump()``).
+
+        Reads ``type`` ("roller" | "pen" | "stamp"), ``needle_count``, ``needle_diameter_mm`` and,
+        by kind, ``drum_diameter_mm``/``drum_width_mm``, ``frequency_hz``/``cartridge_width_mm`` or
+        ``stamp_area_cm2``; other keys are ignored.
+        """
+        kind = int(device_code(str(fields.get("type", fields.get("kind", "")))))
+
+        def get(key: str, factor: float) -> float:
+            v = fields.get(key)
+            return math.nan if v is None else float(v) * factor
+
+        return cls(
+            kind=kind,
+            needles=float(fields["needle_count"]),
+            needle_diameter_m=get("needle_diameter_mm", 1e-3),
+            drum_diameter_m=get("drum_diameter_mm", 1e-3),
+            drum_width_m=get("drum_width_mm", 1e-3),
+            stroke_frequency_hz=get("frequency_hz", 1.0),
+            cartridge_width_m=get("cartridge_width_mm", 1e-3),
+            stamp_area_m2=get("stamp_area_cm2", 1e-4),
+        )
+
+    @classmethod
+    def mf8(cls, ps: ParameterSet) -> DeviceGeometry:
+        """The Dermaroller MF8 (192 needles, 0.25 mm, drum 2 cm × 2 cm; Schwarz & Laaff 2011)."""
+        return cls(
+            kind=ROLLER,
+            needles=ps.value("needles.mf8_needles", "1"),
+            needle_diameter_m=ps.value("needles.mf8_needle_diameter", "m"),
+            drum_diameter_m=ps.value("needles.mf8_drum_diameter", "m"),
+            drum_width_m=ps.value("needles.mf8_drum_width", "m"),
+        )
+
+
+@dataclass(frozen=True)
+class Channels:
+    """The puncture field of each case (arrays (B,) unless noted), SI units.
+
+    ``reach_m`` (B, 4) is the depth reached into each of ``SKIN_LAYERS``.
+    """
+
+    density_m2: FloatArray
+    depth_m: FloatArray
+    surface_radius_m: FloatArray
+    reach_m: FloatArray
+    reaches_capillaries: BoolArray
+    reaches_subcutis: BoolArray
+
+    @property
+    def area_fraction(self) -> FloatArray:
+        """Fraction of the surface opened by channels, ε = n·π·a² (capped at 1)."""
+        return np.asarray(np.minimum(self.density_m2 * np.pi * self.surface_radius_m**2, 1.0))
+
+    @property
+    def hits(self) -> BoolArray:
+        """(B, 4): True where the channel enters the layer."""
+        return np.asarray(self.reach_m > 0.0)
+
+    def select(self, i: int) -> Channels:
+        """Case ``i`` as a batch of one."""
+        s = slice(i, i + 1)
+        return Channels(
+            density_m2=np.atleast_1d(self.density_m2)[s],
+            depth_m=np.atleast_1d(self.depth_m)[s],
+            surface_radius_m=np.atleast_1d(self.surface_radius_m)[s],
+            reach_m=np.atleast_2d(self.reach_m)[s],
+            reaches_capillaries=np.atleast_1d(self.reaches_capillaries)[s],
+            reaches_subcutis=np.atleast_1d(self.reaches_subcutis)[s],
+        )
+
+    def __len__(self) -> int:
+        return int(np.atleast_1d(self.depth_m).shape[0])
+
+
+def channels(
+    geometry: DeviceGeometry,
+    needle_length_m: ArrayLike,
+    passes: ArrayLike,
+    pen_speed_m_s: ArrayLike,
+    skin: SkinLayers,
+    params: NeedleParameters,
+) -> Channels:
+    """Puncture density, depth, surface radius and layers reached for a batch of sessions.
+
+    ``needle_length_m``, ``passes`` and ``pen_speed_m_s`` (hand speed; NaN unless a pen) are (B,);
+    ``skin`` is a batch of B. A channel that would go deeper than the skin is capped at its full
+    thickness and flagged ``reaches_subcutis``.
+    """
+    g = geometry
+    length = _f(needle_length_m)
+    n = puncture_density(
+        np.full(length.shape, g.kind),
+        passes,
+        g.needles,
+        drum_diameter=g.drum_diameter_m,
+        drum_width=g.drum_width_m,
+        stroke_frequency=g.stroke_frequency_hz,
+        hand_speed=pen_speed_m_s,
+        cartridge_width=g.cartridge_width_m,
+        stamp_area=g.stamp_area_m2,
+    )
+    layers = skin.stack()
+    total = skin.total_m
+    eta = max(params.insertion_efficiency, 0.0)
+    depth = penetration_depth(length, total, eta)
+    a = np.broadcast_to(channel_surface_radius(g.needle_diameter_m, params.channel_radius_ratio),
+                        depth.shape).astype(float)
+    return Channels(
+        density_m2=n,
+        depth_m=depth,
+        surface_radius_m=a,
+        reach_m=layer_reach(depth, layers),
+        reaches_capillaries=reaches_capillaries(depth, layers, params.capillary_loop_fraction),
+        reaches_subcutis=np.asarray(eta * length >= total),
+    )

@@ -1,0 +1,889 @@
+"""Transport: a topical product × open microchannels (resealing) → amount absorbed per layer.
+
+First-level, homogenised model (models.md B, C.4, Stage 3), SI units (m, s, kg), batch-first.
+
+Intact skin
+    Potts–Guy, log10(kp / (cm/s)) = −6.3 + 0.71 log10 Kow − 0.0061 MW (``potts_guy_kp``, returned in
+    m/s; niacinamide 4.9e-8 cm/s = 1.8e-4 cm/h). Molecules above ``transport.intact_mw_limit``
+    (500 Da) or that are ions or zwitterions at pH 5.5 are outside its domain and are treated as not
+    crossing intact skin at all (kp = 0) — a deliberate simplification (``intact_kp``).
+
+One channel (a "leaky pore")
+    A channel of surface radius a and depth d, filled with the vehicle, crosses the stratum corneum
+    (thickness L_sc) and then runs through viable tissue. Solute diffuses down the channel (axial
+    conductance K_ax = π a² D_pore, D_pore = D_aq·H(λ), Renkin H, λ = r_solute/a), leaves through
+    its wall into the tissue (conductance per length h_w) and through its tip (disk access
+    G_tip = 4 a D_t K_t, models.md D.4). For the part below the SC this is the classical fin with a
+    conducting tip, solved exactly:
+
+        G_fin = (h_w T + G_tip) / (1 + G_tip T / K_ax),   T = tanh(m ℓ)/m,  m = √(h_w/K_ax),
+        1/g   = min(d, L_sc)/K_ax + (L_sc − d)₊/(π a² kp L_sc) + 1/G_fin,   ℓ = (d − L_sc)₊.
+
+    h_w = 2π D_t K_t · x K1(x)/K0(x), x = a √(k_cl/D_t): steady radial diffusion from a long
+    cylinder into tissue with first-order clearance k_cl (exact; models.md D.7 in cylindrical form).
+    With ``wall_exchange=False`` (h_w = 0) and d ≥ L_sc this is exactly the series form of
+    models.md C.4, 1/g = d/(π a² D_pore) + 1/(4 a D_t K_t). That form makes g *decrease* with
+    depth (the whole channel is in series), contrary to Davidson 2008 ("the depth of penetration
+    … is the most important factor"); with the wall exchange a deeper channel delivers more
+    whenever the channel conducts better than the tissue it replaces (about D_pore > 3 D_t K_t at
+    the default clearance; true for every shipped molecule), and the gain saturates beyond ~1/m
+    (~0.1–0.2 mm). The residual-SC term makes g continuous for channels that stop inside the SC.
+    g is never taken below π a² kp, the conductance of the intact patch the channel replaces (the
+    SC around and beneath a channel is still a path), so channels never make skin less permeable
+    and d = 0 gives back intact skin exactly; this floor matters only for very lipophilic solutes
+    whose Potts–Guy kp exceeds what the aqueous channel and tissue carry (retinol, shallow channels).
+
+Homogenised skin and resealing
+    P(t) = (1 − ε S(t))·kp + n g S(t),  ε = n π a² (≤ 1),  S(t) = exp(−k_close (t + delay)),
+    k_close = ``transport.k_close_open`` (≈0.7 /h; humans recover barrier within 2 h, Gupta 2011)
+    or ``k_close_occluded`` (≈0.03 /h; naltrexone delivery held ≥ 48 h under occlusion).
+
+Finite dose (``finite_dose``)
+    A well-mixed vehicle film (thickness h = volume per area, concentration c0; dose c0·h) over a
+    well-mixed viable-tissue compartment (capacity K_t·H_t, H_t = viable epidermis + dermis) with
+    first-order clearance k_cl to the blood:
+
+        dv/dt = −P(t) (v/h − m_t/(K_t H_t)),   dm_t/dt = −dv/dt − k_cl m_t,   dc/dt = k_cl m_t.
+
+    No evaporation of the vehicle is modelled. Solved with a fourth-order Magnus exponential
+    integrator (``steps`` quadratically graded steps over the resealing window, then one step for
+    the rest, where P is constant): per step the exact integral of P(t) and the exact second Magnus
+    term (a commutator of the exchange and clearance generators, closed form) are exponentiated in
+    closed form. The scheme is exact when k_cl = 0, when P is constant, or for the vehicle without
+    back-flux (K_t H_t → ∞); otherwise the error is < 1e-6 of the dose at the default 64 steps,
+    converging at fourth order (tests compare with a Radau solution). Every step matrix is
+    non-negative with unit column sums, so vehicle + tissue + cleared = dose to round-off.
+
+Per layer
+    Solute entering through intact SC goes to the epidermis; solute leaving a channel is split among
+    epidermis / papillary / reticular dermis by the exact outflow profile of the leaky channel
+    (wall outflow inside each layer plus the tip outflow in the layer holding the tip).
+
+Top-level call (used by the simulation)::
+
+    absorb(solute: Solute, c0 [kg/m³], film_thickness [m], contact_time [s],
+           n [1/m²], a [m], depth [m], layers (B, 4) [m] | SkinLayers, occluded [bool],
+           params: TransportParameters, *, delay=0.0 [s], wall_exchange=True, steps=64)
+        -> Absorption(total, intact, enhancement, by_layer (B, 3), retained, cleared, vehicle,
+                      dose, kp, pore_conductance, area_fraction)        amounts in kg/m²
+
+    ``total`` is the net amount that crossed from the vehicle into the skin during the contact time
+    (retained + cleared); ``intact`` the same through intact skin (n = 0); ``enhancement`` =
+    (total + f·dose)/(intact + f·dose) with f = ``transport.enhancement_floor_fraction`` (1e-6), so
+    an impermeable control gives a large but finite ratio and 0/0 gives 1.
+
+``absorb_session(product, concentration_kg_m3, film_thickness_m, contact_time_s, occluded,
+channels, skin, ps)`` is the one-case convenience wrapper. Molecules: ``load_molecules(path=None,
+extra=None) -> dict[str, Molecule]`` (``data/molecules.toml``; the one file reader of this module)
+and ``Solute.from_molecules``.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import k0e, k1e
+
+from ..errors import ParameterError
+from ..units import conversion_factor, parse_unit
+from .needles import Channels, SkinLayers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..parameters import ParameterSet
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+K_BOLTZMANN = 1.380649e-23
+"""Boltzmann constant [J/K] (exact, SI definition)."""
+T_REFERENCE = 298.15
+"""Temperature [K] of the aqueous diffusivities in ``molecules.toml`` (25 °C)."""
+TAU_MAX = 40.0
+"""Closure progress k·t after which the channels count as shut (S = e⁻⁴⁰ ≈ 4e-18)."""
+_CM_S_TO_M_S = conversion_factor("cm/s", "m/s")
+_CM_H_TO_M_S = conversion_factor("cm/h", "m/s")
+
+
+def _f(x: ArrayLike) -> FloatArray:
+    return np.asarray(x, dtype=float)
+
+
+# ----------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class TransportParameters:
+    """``transport.*`` in SI (rates in 1/s, viscosity in Pa·s, MW limit in g/mol)."""
+
+    potts_guy_intercept: float
+    potts_guy_logkow_slope: float
+    potts_guy_mw_slope: float
+    dermwin_intercept: float
+    dermwin_logkow_slope: float
+    dermwin_mw_slope: float
+    intact_mw_limit: float
+    k_close_open: float
+    k_close_occluded: float
+    clearance_rate: float
+    tissue_partition: float
+    dve_intercept: float
+    dve_mw_exponent: float
+    water_viscosity: float
+    enhancement_floor_fraction: float
+
+    @classmethod
+    def from_parameters(cls, ps: ParameterSet) -> TransportParameters:
+        """Read ``transport.*`` from a ParameterSet, converting to SI."""
+        v = ps.value
+        return cls(
+            potts_guy_intercept=v("transport.potts_guy_intercept", "1"),
+            potts_guy_logkow_slope=v("transport.potts_guy_logkow_slope", "1"),
+            potts_guy_mw_slope=v("transport.potts_guy_mw_slope", "1"),
+            dermwin_intercept=v("transport.dermwin_intercept", "1"),
+            dermwin_logkow_slope=v("transport.dermwin_logkow_slope", "1"),
+            dermwin_mw_slope=v("transport.dermwin_mw_slope", "1"),
+            intact_mw_limit=v("transport.intact_mw_limit", "g/mol"),
+            k_close_open=v("transport.k_close_open", "1/s"),
+            k_close_occluded=v("transport.k_close_occluded", "1/s"),
+            clearance_rate=v("transport.clearance_rate", "1/s"),
+            tissue_partition=v("transport.tissue_partition", "1"),
+            dve_intercept=v("transport.dve_intercept", "1"),
+            dve_mw_exponent=v("transport.dve_mw_exponent", "1"),
+            water_viscosity=v("transport.water_viscosity", "kg/m/s"),
+            enhancement_floor_fraction=v("transport.enhancement_floor_fraction", "1"),
+        )
+
+
+# ------------------------------------------------------------------------------ molecules
+_PROPERTIES: dict[str, str] = {
+    "mw": "g/mol",
+    "log_kow": "1",
+    "d_aq": "m^2/s",
+    "charge": "1",
+    "radius": "m",
+}
+_REQUIRED = ("mw", "log_kow", "d_aq", "charge")
+
+
+@dataclass(frozen=True)
+class Molecule:
+    """One topical active, SI units (molecular weight in g/mol, as the correlations use it).
+
+    ``radius_m`` is NaN when the file gives none (the Stokes–Einstein radius is used then);
+    ``log_kow`` is NaN where it is not defined.
+    """
+
+    key: str
+    label: str
+    mw_g_per_mol: float
+    log_kow: float
+    d_aq: float
+    charge: float
+    radius_m: float = math.nan
+    zwitterion: bool = False
+    sources: tuple[str, ...] = ()
+    kinds: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def ionic(self) -> bool:
+        """An ion (|net charge| ≥ 0.5) or a zwitterion at pH 5.5."""
+        return abs(self.charge) >= 0.5 or self.zwitterion
+
+
+def _data_path() -> Path:
+    return Path(str(resources.files("microneedling") / "data" / "molecules.toml"))
+
+
+def _read_molecules(
+    path: Path, known_refs: Iterable[str] | None, user: bool
+) -> dict[str, Molecule]:
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError(f"{path}: not valid TOML ({exc})") from None
+    refs = set(known_refs) if known_refs is not None else None
+    out: dict[str, Molecule] = {}
+    for key, table in raw.items():
+        if key.startswith("_"):
+            continue
+        where = f"{path.name}: molecule {key!r}"
+        if not isinstance(table, dict):
+            raise ParameterError(f"{where}: must be a table")
+        unknown = set(table) - {*_PROPERTIES, "label", "zwitterion"}
+        if unknown:
+            raise ParameterError(
+                f"{where}: unknown field(s) {sorted(unknown)}; allowed: "
+                f"{sorted({*_PROPERTIES, 'label', 'zwitterion'})}"
+            )
+        missing = [p for p in _REQUIRED if p not in table]
+        if missing:
+            raise ParameterError(f"{where}: missing propert(y/ies) {missing}")
+        values: dict[str, float] = {}
+        kinds: dict[str, str] = {}
+        sources: list[str] = []
+        for prop, si in _PROPERTIES.items():
+            if prop not in table:
+                continue
+            entry = table[prop]
+            if not isinstance(entry, dict) or not {"value", "units", "source", "kind"} <= set(entry):
+                raise ParameterError(
+                    f"{where}.{prop}: needs a table with value, units, source, kind (and note)"
+                )
+            units = str(entry["units"])
+            parse_unit(units)
+            try:
+                factor = conversion_factor(units, si)
+            except ParameterError as exc:
+                raise ParameterError(f"{where}.{prop}: {exc}") from None
+            val = entry["value"]
+            if isinstance(val, bool) or not isinstance(val, int | float):
+                raise ParameterError(f"{where}.{prop}: value must be a number, got {val!r}")
+            x = float(val) * factor
+            if prop != "log_kow" and not math.isfinite(x):
+                raise ParameterError(f"{where}.{prop}: value {val!r} is not finite")
+            if prop in ("mw", "d_aq", "radius") and not x > 0.0:
+                raise ParameterError(f"{where}.{prop}: value {val!r} must be positive")
+            kind = str(entry["kind"])
+            allowed_kinds = ("literature", "derived", "estimate", "calibrated", "user")
+            if kind not in allowed_kinds:
+                raise ParameterError(f"{where}.{prop}: kind {kind!r}; allowed: {allowed_kinds}")
+            src = entry["source"]
+            srcs = [src] if isinstance(src, str) else [str(s) for s in src]
+            if refs is not None and not user:
+                bad = [s for s in srcs if s not in refs]
+                if bad:
+                    raise ParameterError(f"{where}.{prop}: unknown source(s) {bad}")
+            values[prop] = x
+            kinds[prop] = kind
+            sources += [s for s in srcs if s not in sources]
+        out[key] = Molecule(
+            key=key,
+            label=str(table.get("label", key)),
+            mw_g_per_mol=values["mw"],
+            log_kow=values["log_kow"],
+            d_aq=values["d_aq"],
+            charge=values["charge"],
+            radius_m=values.get("radius", math.nan),
+            zwitterion=bool(table.get("zwitterion", False)),
+            sources=tuple(sources),
+            kinds=kinds,
+        )
+    return out
+
+
+def load_molecules(
+    path: str | Path | None = None,
+    *,
+    extra: str | Path | Sequence[str | Path] | None = None,
+    references: Iterable[str] | None = None,
+) -> dict[str, Molecule]:
+    """Read molecules: ``path`` (default: the shipped ``data/molecules.toml``) plus user file(s).
+
+    The format is documented at the top of ``data/molecules.toml``. Sources of the main file must be
+    keys of the bibliography (``references``; default: every ``data/references/*.toml``); a user
+    file (``extra``) may cite free text. A user file may only add new identifiers.
+    """
+    if references is None:
+        from ..parameters import load_references
+
+        references = load_references().keys()
+    refs = list(references)
+    main = Path(path) if path is not None else _data_path()
+    out = _read_molecules(main, refs, user=False)
+    extras: list[str | Path] = (
+        [] if extra is None else [extra] if isinstance(extra, str | Path) else list(extra)
+    )
+    for e in extras:
+        more = _read_molecules(Path(e), refs, user=True)
+        clash = sorted(set(more) & set(out))
+        if clash:
+            raise ParameterError(f"{e}: molecule(s) {clash} already defined; use new identifiers")
+        out.update(more)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _default_molecules() -> dict[str, Molecule]:
+    return load_molecules()
+
+
+@dataclass(frozen=True)
+class Solute:
+    """Molecular properties of each case as arrays (B,): SI (MW in g/mol), radius NaN → Stokes–Einstein."""
+
+    mw_g_per_mol: FloatArray
+    log_kow: FloatArray
+    d_aq: FloatArray
+    radius_m: FloatArray
+    ionic: BoolArray
+
+    @classmethod
+    def from_molecules(cls, molecules: Sequence[Molecule]) -> Solute:
+        """Stack molecules (one per case) into arrays."""
+        return cls(
+            mw_g_per_mol=np.array([m.mw_g_per_mol for m in molecules], dtype=float),
+            log_kow=np.array([m.log_kow for m in molecules], dtype=float),
+            d_aq=np.array([m.d_aq for m in molecules], dtype=float),
+            radius_m=np.array([m.radius_m for m in molecules], dtype=float),
+            ionic=np.array([m.ionic for m in molecules], dtype=bool),
+        )
+
+
+# ------------------------------------------------------------------------ intact skin, D, H
+def potts_guy_kp(log_kow: ArrayLike, mw_g_per_mol: ArrayLike, params: TransportParameters) -> FloatArray:
+    """Potts & Guy 1992 permeability coefficient of intact skin [m/s].
+
+    log10(kp / (cm/s)) = −6.3 + 0.71 log10 Kow − 0.0061 MW (MW in g/mol); converted from cm/s
+    (niacinamide, MW 122.1, log Kow −0.37: 4.9e-8 cm/s = 1.8e-4 cm/h = 4.9e-10 m/s).
+    """
+    p = params
+    log_kp = p.potts_guy_intercept + p.potts_guy_logkow_slope * _f(log_kow) - (
+        p.potts_guy_mw_slope * _f(mw_g_per_mol)
+    )
+    return np.asarray(10.0**log_kp * _CM_S_TO_M_S)
+
+
+def dermwin_kp(log_kow: ArrayLike, mw_g_per_mol: ArrayLike, params: TransportParameters) -> FloatArray:
+    """DERMWIN/RAGS-E permeability [m/s]: log10(kp / (cm/h)) = −2.80 + 0.66 log Kow − 0.0056 MW."""
+    p = params
+    log_kp = p.dermwin_intercept + p.dermwin_logkow_slope * _f(log_kow) - (
+        p.dermwin_mw_slope * _f(mw_g_per_mol)
+    )
+    return np.asarray(10.0**log_kp * _CM_H_TO_M_S)
+
+
+def intact_kp(solute: Solute, params: TransportParameters) -> FloatArray:
+    """Intact-skin permeability [m/s] used by the model: Potts–Guy, but 0 for MW above
+    ``intact_mw_limit`` or ionic molecules (outside the Potts–Guy domain; treated as impermeable)."""
+    impermeable = (solute.mw_g_per_mol > params.intact_mw_limit) | solute.ionic
+    impermeable = impermeable | ~np.isfinite(solute.log_kow)
+    lk = np.where(impermeable, 0.0, solute.log_kow)
+    kp = potts_guy_kp(lk, solute.mw_g_per_mol, params)
+    return np.asarray(np.where(impermeable, 0.0, kp))
+
+
+def renkin_hindrance(lam: ArrayLike) -> FloatArray:
+    """Renkin centre-line hindrance H(λ) = (1 − λ)²(1 − 2.104λ + 2.09λ³ − 0.95λ⁵), 0 for λ ≥ 1.
+
+    λ = solute radius / pore radius; D_pore = D_aq·H (Renkin 1954; H(0.1) = 0.641, H(0.2) = 0.381).
+    """
+    x = np.clip(_f(lam), 0.0, 1.0)
+    h = (1.0 - x) ** 2 * (1.0 - 2.104 * x + 2.09 * x**3 - 0.95 * x**5)
+    return np.asarray(np.where(x < 1.0, np.maximum(h, 0.0), 0.0))
+
+
+def stokes_einstein_radius(d_aq: ArrayLike, viscosity: float) -> FloatArray:
+    """Hydrodynamic radius r = k_B T / (6 π η D) [m] at T = 298.15 K (η in Pa·s, D in m²/s)."""
+    return np.asarray(K_BOLTZMANN * T_REFERENCE / (6.0 * np.pi * viscosity * _f(d_aq)))
+
+
+def tissue_diffusivity(mw_g_per_mol: ArrayLike, params: TransportParameters) -> FloatArray:
+    """Diffusivity in viable tissue [m²/s], Chen 2015 Eq. 15 for an unbound hydrophilic solute:
+    log10 D = −8.5 − 0.655 log10 MW (e.g. niacinamide 1.4e-10, insulin 1.1e-11 m²/s)."""
+    mw = np.maximum(_f(mw_g_per_mol), 1e-30)
+    return np.asarray(10.0 ** (params.dve_intercept - params.dve_mw_exponent * np.log10(mw)))
+
+
+# ------------------------------------------------------------------------ one leaky channel
+def wall_conductance(
+    a: ArrayLike, d_tissue: ArrayLike, k_tissue: ArrayLike, clearance: ArrayLike
+) -> FloatArray:
+    """Exchange conductance per channel length h_w [m²/s] of a channel wall of radius a [m].
+
+    Steady diffusion from a long cylinder (held at the vehicle concentration) into tissue with
+    diffusivity D_t, partition K_t and first-order clearance k_cl: h_w = 2π D_t K_t · x K1(x)/K0(x),
+    x = a √(k_cl/D_t). It vanishes as k_cl → 0 (no steady radial state without a sink).
+    """
+    a_, dt, kt, kc = np.broadcast_arrays(_f(a), _f(d_tissue), _f(k_tissue), _f(clearance))
+    ok = (a_ > 0.0) & (dt > 0.0) & (kc > 0.0)
+    x = np.where(ok, a_ * np.sqrt(np.where(ok, kc, 1.0) / np.where(ok, dt, 1.0)), 1.0)
+    ratio = x * k1e(x) / k0e(x)
+    return np.asarray(np.where(ok, 2.0 * np.pi * dt * kt * ratio, 0.0))
+
+
+def _tanhc(y: FloatArray) -> FloatArray:
+    """tanh(y)/y, 1 at y = 0."""
+    safe = np.where(y > 1e-6, y, 1.0)
+    return np.asarray(np.where(y > 1e-6, np.tanh(safe) / safe, 1.0 - y * y / 3.0))
+
+
+@dataclass(frozen=True)
+class _Fin:
+    k_ax: FloatArray
+    h_w: FloatArray
+    g_tip: FloatArray
+    m: FloatArray
+    length: FloatArray
+
+
+def _fin(
+    a: FloatArray,
+    depth: FloatArray,
+    sc: FloatArray,
+    d_pore: FloatArray,
+    d_tissue: FloatArray,
+    k_tissue: FloatArray,
+    clearance: FloatArray,
+    wall_exchange: bool,
+) -> _Fin:
+    k_ax = np.pi * a**2 * d_pore
+    h_w = wall_conductance(a, d_tissue, k_tissue, clearance) if wall_exchange else np.zeros_like(a)
+    m = np.sqrt(np.divide(h_w, k_ax, out=np.zeros_like(a), where=k_ax > 0.0))
+    return _Fin(k_ax, h_w, 4.0 * a * d_tissue * k_tissue, m, np.maximum(depth - sc, 0.0))
+
+
+def pore_conductance(
+    a: ArrayLike,
+    depth: ArrayLike,
+    sc_thickness: ArrayLike,
+    d_pore: ArrayLike,
+    d_tissue: ArrayLike,
+    k_tissue: ArrayLike,
+    kp: ArrayLike,
+    clearance: ArrayLike,
+    *,
+    wall_exchange: bool = True,
+) -> FloatArray:
+    """Conductance of one open channel g [m³/s] (flux per channel per vehicle concentration).
+
+    Parameters: channel radius a [m], depth d [m], SC thickness [m], diffusivity in the channel
+    D_pore = D_aq·H(λ) [m²/s], tissue diffusivity D_t [m²/s] and tissue/vehicle partition K_t [1],
+    intact-skin kp [m/s] (for channels ending inside the SC), clearance k_cl [1/s] (sets the wall
+    exchange). See the module docstring for the formula; with ``wall_exchange=False`` and d ≥ L_sc,
+    1/g = d/(π a² D_pore) + 1/(4 a D_t K_t) exactly (models.md C.4). Floored at π a² kp.
+    """
+    arrs = np.broadcast_arrays(
+        _f(a), _f(depth), _f(sc_thickness), _f(d_pore), _f(d_tissue), _f(k_tissue), _f(kp),
+        _f(clearance),
+    )
+    a_, d, sc, dp, dt, kt, kp_, kc = (np.asarray(x, dtype=float) for x in arrs)
+    fin = _fin(a_, d, sc, dp, dt, kt, kc, wall_exchange)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        top = np.minimum(d, sc)
+        r_top = np.where(top > 0.0, top / fin.k_ax, 0.0)
+        resid = np.maximum(sc - d, 0.0)
+        r_res = np.where(resid > 0.0, resid / (np.pi * a_**2 * kp_ * sc), 0.0)
+        t_len = fin.length * _tanhc(fin.m * fin.length)
+        cross = np.where(fin.g_tip > 0.0, fin.g_tip * t_len / fin.k_ax, 0.0)
+        g_fin = (fin.h_w * t_len + fin.g_tip) / (1.0 + cross)
+        r_fin = 1.0 / g_fin
+        total = r_top + r_res + r_fin
+        g = np.where(np.isfinite(total) & (total > 0.0), 1.0 / total, 0.0)
+    g = np.nan_to_num(g, nan=0.0)
+    # never below the intact patch it replaces: the SC around and under the channel stays a path
+    return np.asarray(np.maximum(g, np.pi * a_**2 * np.maximum(kp_, 0.0)))
+
+
+def channel_outflow_split(
+    a: ArrayLike,
+    depth: ArrayLike,
+    layers: ArrayLike,
+    d_pore: ArrayLike,
+    d_tissue: ArrayLike,
+    k_tissue: ArrayLike,
+    clearance: ArrayLike,
+    *,
+    wall_exchange: bool = True,
+) -> FloatArray:
+    """Fraction of a channel's outflow entering each model layer, (B, 3), rows summing to 1.
+
+    Layers: epidermis (viable epidermis; the channel wall inside the SC exchanges nothing),
+    papillary, reticular dermis. The concentration along the leaky channel below the SC falls as
+    c(p) ∝ cosh(m p) + β sinh(m p) (p = distance above the tip, β = G_tip/(m K_ax)), so the share of
+    the outflow leaving within p of the tip (tip included) is
+    W(p) = [cosh(m p)/cosh(m ℓ)]·(h_w T(p) + G_tip)/(h_w T(ℓ) + G_tip), T(p) = tanh(m p)/m;
+    the tip flux goes to the layer holding the tip (the deeper one at a boundary).
+    """
+    t = _f(layers)
+    a_, d, dp, dt, kt, kc = (
+        np.asarray(x, dtype=float)
+        for x in np.broadcast_arrays(_f(a), _f(depth), _f(d_pore), _f(d_tissue), _f(k_tissue),
+                                     _f(clearance))
+    )
+    sc = t[..., 0]
+    z1 = sc + t[..., 1]
+    z2 = z1 + t[..., 2]
+    fin = _fin(a_, d, sc, dp, dt, kt, kc, wall_exchange)
+    m, ell = fin.m, fin.length
+    denom = fin.h_w * ell * _tanhc(m * ell) + fin.g_tip
+
+    def w_of(p: FloatArray) -> FloatArray:
+        pp = np.clip(p, 0.0, ell)
+        cosh_ratio = np.exp(m * (pp - ell)) * (1.0 + np.exp(-2.0 * m * pp)) / (
+            1.0 + np.exp(-2.0 * m * ell)
+        )
+        num = fin.h_w * pp * _tanhc(m * pp) + fin.g_tip
+        val = cosh_ratio * np.divide(num, denom, out=np.zeros_like(num), where=denom > 0.0)
+        return np.asarray(np.where(p >= 0.0, np.clip(val, 0.0, 1.0), 0.0))
+
+    w1 = w_of(d - z1)
+    w2 = np.minimum(w_of(d - z2), w1)
+    return np.stack([1.0 - w1, w1 - w2, w2], axis=-1)
+
+
+# --------------------------------------------------------------------- resealing, permeability
+def resealing(t: ArrayLike, k_close: ArrayLike) -> FloatArray:
+    """Open fraction of the channels S(t) = exp(−k_close·t) (t [s] since needling, k [1/s])."""
+    return np.asarray(np.exp(-_f(k_close) * np.maximum(_f(t), 0.0)))
+
+
+def permeability(
+    t: ArrayLike, kp: ArrayLike, n: ArrayLike, a: ArrayLike, g: ArrayLike, k_close: ArrayLike
+) -> FloatArray:
+    """Homogenised skin permeability P(t) = (1 − ε S)·kp + n·g·S [m/s], ε = min(n π a², 1).
+
+    Reduces to kp when n = 0 or once the channels are closed.
+    """
+    s = resealing(t, k_close)
+    eps = np.minimum(_f(n) * np.pi * _f(a) ** 2, 1.0)
+    return np.asarray((1.0 - eps * s) * _f(kp) + _f(n) * _f(g) * s)
+
+
+# --------------------------------------------------------------------------- finite dose
+def _expm_compartments(
+    o00: FloatArray, o01: FloatArray, o10: FloatArray, o11: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """exp of the 2×2 block [[o00, o01], [o10, o11]] of a compartment generator, in closed form.
+
+    The block is Metzler (o01, o10 ≥ 0) with non-positive column sums, so its eigenvalues
+    λ± = μ ± δ are real and ≤ 0 (μ = trace/2, η = (o00 − o11)/2, δ² = η² + o01·o10). With
+    ψ(x) = (1 − e^(−x))/x, e = e^(−2δ) and r = o01·o10/(δ + |η|) (= δ − |η|, no cancellation):
+    exp = e^(λ+)·[[D00, ψ(2δ) o01], [ψ(2δ) o10, D11]], where the diagonal entry on the side of
+    the larger diagonal element of the block is 1 − ψ(2δ) r and the other e + ψ(2δ) r. This is
+    free of overflow and cancellation (λ+ = det/λ−), and exact 1 / e^(o) for a diagonal block.
+    """
+    mu = 0.5 * (o00 + o11)
+    eta = 0.5 * (o00 - o11)
+    prod = np.maximum(o01 * o10, 0.0)
+    delta = np.sqrt(eta * eta + prod)
+    det = np.maximum(o00 * o11 - o01 * o10, 0.0)
+    lam_minus = mu - delta
+    lam_plus = np.divide(det, lam_minus, out=np.zeros_like(det), where=lam_minus < 0.0)
+    e_plus = np.exp(np.minimum(lam_plus, 0.0))
+    e = np.exp(-2.0 * delta)
+    s = _psi(2.0 * delta)
+    dd = delta + np.abs(eta)
+    r = np.divide(prod, dd, out=np.zeros_like(prod), where=dd > 0.0)
+    big = e_plus * (1.0 - s * r)
+    small = e_plus * (e + s * r)
+    e00 = np.where(eta >= 0.0, big, small)
+    e11 = np.where(eta >= 0.0, small, big)
+    return e00, e_plus * s * o01, e_plus * s * o10, e11
+
+
+def _psi(x: FloatArray) -> FloatArray:
+    """(1 − e^(−x))/x = ∫₀¹ e^(−x u) du, 1 at x = 0 (x ≥ −50)."""
+    xx = np.maximum(x, -50.0)
+    big = np.abs(xx) > 1e-8
+    safe = np.where(big, xx, 1.0)
+    return np.asarray(np.where(big, -np.expm1(-safe) / safe, 1.0 - xx / 2.0))
+
+
+def _time_grid(active: FloatArray, tc: FloatArray, steps: int) -> FloatArray:
+    """Nodes (B, steps + 2): ``steps`` quadratically graded steps over [0, active], then to tc."""
+    j = (np.arange(steps + 1) / steps) ** 2
+    return np.concatenate([active[:, None] * j[None, :], tc[:, None]], axis=1)
+
+
+_F2_SERIES = tuple(
+    (-1.0) ** n * n / (math.factorial(n) * (n + 1) * (n + 2)) for n in range(1, 10)
+)
+
+
+def _f2(x: ArrayLike) -> FloatArray:
+    """∫₀¹ (2u − 1) e^(−x u) du (= −x/6 + x²/24 − …; series for |x| < 0.1)."""
+    x = _f(x)
+    small = np.abs(x) < 0.1
+    xs = np.where(small, x, 0.0)
+    series = np.zeros_like(x)
+    for c in reversed(_F2_SERIES):
+        series = (series + c) * xs
+    xl = np.where(small, 1.0, np.maximum(x, -50.0))
+    direct = 2.0 * (-np.expm1(-xl) - xl * np.exp(-xl)) / xl**2 + np.expm1(-xl) / xl
+    return np.asarray(np.where(small, series, direct))
+
+
+@dataclass(frozen=True)
+class FiniteDose:
+    """Amounts per skin area [kg/m²] at the end of the contact time, arrays (B,)."""
+
+    vehicle: FloatArray
+    tissue: FloatArray
+    cleared: FloatArray
+    delivered: FloatArray
+    via_channels: FloatArray
+
+
+def finite_dose(
+    dose: ArrayLike,
+    film_thickness: ArrayLike,
+    contact_time: ArrayLike,
+    kp: ArrayLike,
+    n_g: ArrayLike,
+    eps: ArrayLike,
+    k_close: ArrayLike,
+    capacity: ArrayLike,
+    clearance: ArrayLike,
+    *,
+    delay: ArrayLike = 0.0,
+    steps: int = 64,
+) -> FiniteDose:
+    """Finite dose from a well-mixed vehicle into a well-mixed viable compartment with clearance.
+
+    Parameters (arrays (B,), SI)
+    ----------------------------
+    dose: applied amount c0·h [kg/m²]; film_thickness: h [m]; contact_time: T [s];
+    kp: intact-skin permeability [m/s]; n_g: n·g, channel permeability while open [m/s];
+    eps: open area fraction ε; k_close: resealing rate [1/s]; capacity: K_t·H_t [m] (inf = sink);
+    clearance: k_cl [1/s]; delay: time from needling to application [s].
+    P(t) = kp·(1 − ε S) + n_g·S, S = exp(−k_close (t + delay)).
+
+    Returns the amounts left in the vehicle, in the tissue and cleared at T, the net amount
+    delivered (sum of the vehicle losses) and the part of it that went through the channels (per
+    step, the exchange is split in proportion to ∫P_ch·D dt : ∫P·D dt with the driving force D
+    taken as exponential between its end values). ``steps`` steps (quadratically graded) cover
+    min(T, TAU_MAX/k_close), one step the rest (fourth-order Magnus; see the module docstring).
+    """
+    arrs = np.broadcast_arrays(
+        _f(dose), _f(film_thickness), _f(contact_time), _f(kp), _f(n_g), _f(eps), _f(k_close),
+        _f(capacity), _f(clearance), _f(delay),
+    )
+    m0, h, tc, kp_, ng, ep, kcl_close, cap, kcl, dl = (
+        np.atleast_1d(np.asarray(x, dtype=float)) for x in arrs
+    )
+    bsz = m0.shape[0]
+    h_safe = np.where(h > 0.0, h, 1.0)
+    active = np.where(
+        kcl_close > 0.0,
+        np.minimum(tc, TAU_MAX / np.where(kcl_close > 0.0, kcl_close, 1.0)),
+        tc,
+    )
+    nodes = _time_grid(active, tc, steps)
+    s0 = np.exp(-kcl_close * np.maximum(dl, 0.0))
+    y = np.zeros((bsz, 3))
+    y[:, 0] = np.where(h > 0.0, m0, 0.0)
+    via = np.zeros(bsz)
+    delivered = np.zeros(bsz)
+    inv_cap = np.divide(1.0, cap, out=np.zeros_like(cap), where=np.isfinite(cap) & (cap > 0.0))
+    for j in range(nodes.shape[1] - 1):
+        t0, t1 = nodes[:, j], nodes[:, j + 1]
+        dt = np.maximum(t1 - t0, 0.0)
+        s_start = s0 * np.exp(-kcl_close * t0)
+        s_bar = s_start * _psi(kcl_close * dt)
+        p_sc = kp_ * (1.0 - ep * s_bar)
+        p_ch = ng * s_bar
+        p = p_sc + p_ch
+        alpha = p / h_safe
+        beta = p * inv_cap
+        # Ω = ∫A dt over the step, A = P(t)·E + C (E exchange, C clearance); cleared row from the
+        # zero column sums
+        o00 = -alpha * dt
+        o01 = beta * dt
+        o10 = alpha * dt
+        o11 = -(beta + kcl) * dt
+        # second Magnus term ½ ∫∫_{s<t} [A(t), A(s)] ds dt = ½ I2 [E, C] with
+        # [E, C] = k_cl [[0, -1/KH, 0], [1/h, 0, 0], [-1/h, 1/KH, 0]] (zero column sums) and
+        # I2 = ∫∫_{s<t} (P(t) - P(s)) = (n_g - kp eps) S(t0) dt² f2(k dt). The correction is
+        # scaled down (theta) where it would make an off-diagonal entry negative, so that the step
+        # matrix stays non-negative (a compartmental generator).
+        i2 = (ng - kp_ * ep) * s_start * dt**2 * _f2(kcl_close * dt)
+        q = 0.5 * i2 * kcl
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lim = np.minimum(p * dt / -q, kcl * dt / (-q * inv_cap))
+            theta = np.where(q < 0.0, np.minimum(1.0, np.nan_to_num(lim, nan=1.0)), 0.0)
+        q = theta * q
+        o01 = o01 - q * inv_cap
+        o10 = o10 + q / h_safe
+        e00, e01, e10, e11 = _expm_compartments(o00, o01, o10, o11)
+        v, m = y[:, 0], y[:, 1]
+        y_new = np.empty_like(y)
+        y_new[:, 0] = e00 * v + e01 * m
+        y_new[:, 1] = e10 * v + e11 * m
+        y_new[:, 2] = y[:, 2] + np.maximum(1.0 - e00 - e10, 0.0) * v + np.maximum(
+            1.0 - e01 - e11, 0.0
+        ) * m
+        exchange = y[:, 0] - y_new[:, 0]
+        # route split of the step's exchange: ∫P_ch·D dt / ∫P·D dt with the driving force
+        # D = v/h − m/(K H) taken as exponential between its end values (rate lam)
+        d0 = y[:, 0] / h_safe - y[:, 1] * inv_cap
+        d1 = y_new[:, 0] / h_safe - y_new[:, 1] * inv_cap
+        ok = (d0 > 0.0) & (d1 > 0.0) & (dt > 0.0)
+        lam = np.where(
+            ok, np.log(np.where(ok, d0, 1.0) / np.where(ok, d1, 1.0)) / np.where(ok, dt, 1.0), 0.0
+        )
+        w_s = s_start * _psi((kcl_close + lam) * dt)
+        w_1 = _psi(lam * dt)
+        den = kp_ * w_1 + (ng - kp_ * ep) * w_s
+        share = np.divide(ng * w_s, den, out=np.zeros_like(den), where=den > 0.0)
+        share = np.clip(share, 0.0, 1.0)
+        via += exchange * share
+        delivered += exchange
+        y = y_new
+    return FiniteDose(
+        vehicle=y[:, 0], tissue=y[:, 1], cleared=y[:, 2], delivered=delivered, via_channels=via
+    )
+
+
+# ---------------------------------------------------------------------------------- absorb
+@dataclass(frozen=True)
+class Absorption:
+    """Result of ``absorb`` (amounts in kg/m², arrays (B,) unless noted).
+
+    total: net amount delivered into the skin during the contact time (= retained + cleared);
+    intact: the same through intact skin; enhancement: (total + f·dose)/(intact + f·dose);
+    by_layer (B, 3): ``total`` by entry layer (epidermis, papillary, reticular dermis);
+    retained: in the viable tissue at the end; cleared: removed to the blood; vehicle: left on the
+    skin; dose: applied; kp [m/s]; pore_conductance g [m³/s]; area_fraction ε.
+    """
+
+    total: FloatArray
+    intact: FloatArray
+    enhancement: FloatArray
+    by_layer: FloatArray
+    retained: FloatArray
+    cleared: FloatArray
+    vehicle: FloatArray
+    dose: FloatArray
+    kp: FloatArray
+    pore_conductance: FloatArray
+    area_fraction: FloatArray
+
+    def squeeze(self) -> Absorption:
+        """The single case of a batch of one, as 0-d arrays (``by_layer`` shape (3,))."""
+        vals = {k: np.asarray(v)[0] for k, v in self.__dict__.items()}
+        return Absorption(**vals)
+
+
+def absorb(
+    solute: Solute,
+    c0: ArrayLike,
+    film_thickness: ArrayLike,
+    contact_time: ArrayLike,
+    n: ArrayLike,
+    a: ArrayLike,
+    depth: ArrayLike,
+    layers: ArrayLike | SkinLayers,
+    occluded: ArrayLike,
+    params: TransportParameters,
+    *,
+    delay: ArrayLike = 0.0,
+    wall_exchange: bool = True,
+    steps: int = 64,
+) -> Absorption:
+    """Absorption of a topical product applied on needled skin, batched over cases.
+
+    Parameters
+    ----------
+    solute: molecular properties per case (``Solute``, arrays (B,)).
+    c0: product concentration [kg/m³] (mg/mL); film_thickness: applied volume per area [m];
+    contact_time: time on the skin [s]; n: puncture density [1/m²]; a: channel surface radius [m];
+    depth: channel depth [m]; layers: thicknesses (B, 4) [m] (SC, viable epidermis, papillary,
+    reticular) or ``SkinLayers``; occluded: True where the product is occluded (slow resealing);
+    params: ``TransportParameters``; delay: time from needling to application [s];
+    wall_exchange: False gives the pure series pore model of models.md C.4 (for comparison);
+    steps: time steps of the integrator over the resealing window.
+
+    Returns an ``Absorption`` (see there). Intact skin is ``kp`` = Potts–Guy, or 0 for molecules
+    above 500 Da or charged (``intact_kp``).
+    """
+    lay = layers.stack() if isinstance(layers, SkinLayers) else _f(layers)
+    lay = np.atleast_2d(lay)
+    bsz = lay.shape[0]
+
+    def b(x: ArrayLike) -> FloatArray:
+        return np.broadcast_to(_f(x), (bsz,)).astype(float)
+
+    c0_, h, tc, n_, a_, d = b(c0), b(film_thickness), b(contact_time), b(n), b(a), b(depth)
+    occ = np.broadcast_to(np.asarray(occluded, dtype=bool), (bsz,))
+    mw = b(solute.mw_g_per_mol)
+    d_aq = b(solute.d_aq)
+    sol = Solute(mw, b(solute.log_kow), d_aq, b(solute.radius_m),
+                 np.broadcast_to(np.asarray(solute.ionic, dtype=bool), (bsz,)))
+    kp = intact_kp(sol, params)
+    radius = np.where(np.isnan(sol.radius_m), stokes_einstein_radius(d_aq, params.water_viscosity),
+                      sol.radius_m)
+    lam = np.divide(radius, a_, out=np.ones_like(radius), where=a_ > 0.0)
+    d_pore = d_aq * renkin_hindrance(lam)
+    d_t = tissue_diffusivity(mw, params)
+    k_t = params.tissue_partition
+    kcl = params.clearance_rate
+    g = pore_conductance(a_, d, lay[:, 0], d_pore, d_t, k_t, kp, kcl, wall_exchange=wall_exchange)
+    n_pos = np.maximum(n_, 0.0)
+    eps = np.minimum(n_pos * np.pi * a_**2, 1.0)
+    k_close = np.where(occ, params.k_close_occluded, params.k_close_open)
+    capacity = k_t * (lay[:, 1] + lay[:, 2] + lay[:, 3])
+    h_pos = np.maximum(h, 0.0)
+    dose = np.maximum(c0_, 0.0) * h_pos
+    with_ch = finite_dose(dose, h_pos, tc, kp, n_pos * g, eps, k_close, capacity, kcl,
+                          delay=delay, steps=steps)
+    intact = finite_dose(dose, h_pos, tc, kp, 0.0, 0.0, 0.0, capacity, kcl, steps=1)
+    split = channel_outflow_split(a_, d, lay, d_pore, d_t, k_t, kcl, wall_exchange=wall_exchange)
+    via_sc = with_ch.delivered - with_ch.via_channels
+    by_layer = with_ch.via_channels[:, None] * split
+    by_layer[:, 0] += via_sc
+    floor = params.enhancement_floor_fraction * dose
+    num = np.maximum(with_ch.delivered, 0.0) + floor
+    den = np.maximum(intact.delivered, 0.0) + floor
+    enhancement = np.divide(num, den, out=np.ones_like(num), where=den > 0.0)
+    return Absorption(
+        total=with_ch.delivered,
+        intact=intact.delivered,
+        enhancement=enhancement,
+        by_layer=by_layer,
+        retained=with_ch.tissue,
+        cleared=with_ch.cleared,
+        vehicle=with_ch.vehicle,
+        dose=dose,
+        kp=kp,
+        pore_conductance=g,
+        area_fraction=eps,
+    )
+
+
+def absorb_session(
+    product: str,
+    concentration_kg_m3: float,
+    film_thickness_m: float,
+    contact_time_s: float,
+    occluded: bool,
+    channels: Channels,
+    skin: SkinLayers,
+    ps: ParameterSet,
+    *,
+    molecules: Mapping[str, Molecule] | None = None,
+    delay_s: float = 0.0,
+) -> Absorption:
+    """One case: ``product`` (a key of ``molecules``, default the shipped file) applied after the
+    needling ``channels`` (batch of one) on ``skin`` (batch of one). Returns a squeezed Absorption
+    (0-d amounts in kg/m², ``by_layer`` shape (3,))."""
+    mols = _default_molecules() if molecules is None else molecules
+    if product not in mols:
+        raise ParameterError(f"unknown product {product!r}; allowed: {', '.join(sorted(mols))}")
+    if len(channels) != 1 or len(skin) != 1:
+        raise ValueError(
+            f"absorb_session takes one case (batches of one); got {len(channels)} channel cases "
+            f"and {len(skin)} skin cases: use absorb() for batches"
+        )
+    ch, sk = channels, skin
+    res = absorb(
+        Solute.from_molecules([mols[product]]),
+        concentration_kg_m3,
+        film_thickness_m,
+        contact_time_s,
+        np.atleast_1d(ch.density_m2),
+        np.atleast_1d(ch.surface_radius_m),
+        np.atleast_1d(ch.depth_m),
+        np.atleast_2d(sk.stack()),
+        occluded,
+        TransportParameters.from_parameters(ps),
+        delay=delay_s,
+    )
+    return res.squeeze()
