@@ -23,8 +23,8 @@ def test_default_set_loads_and_every_source_resolves() -> None:
 
 def test_unknown_name_suggests_close_match() -> None:
     ps = load_parameters()
-    with pytest.raises(ParameterError, match="did you mean healing.mu_I"):
-        ps.value("healing.mu_l", "1/d")
+    with pytest.raises(ParameterError, match=r"did you mean healing\.fibroblast_loop_gain"):
+        ps.value("healing.fibroblast_loop_gian", "1")
 
 
 def test_value_conversion_and_recording() -> None:

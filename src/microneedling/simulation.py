@@ -95,10 +95,9 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
 
     skin = needles.skin_layers_batch(sites, pat.age_years, pat.sex, ps)  # arrays (B,)
     dev = course.device
-    geo = needles.DeviceGeometry.from_course_device(dev)
+    geo = needles.DeviceGeometry.from_fields(dev.model_dump())
     npar = needles.NeedleParameters.from_parameters(ps)
     flat = (B * K,)
-    rep = lambda a: np.repeat(np.asarray(a, dtype=float), K)  # noqa: E731
     ch = needles.channels(
         geo,
         needle_length_m=length_m.reshape(flat),
@@ -111,10 +110,10 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     phi = np.where(mask[:, :, None], phi, 0.0)
 
     # topical transport per session
-    absorbed = np.zeros((B, K))
-    intact = np.zeros((B, K))
+    absorbed = np.full((B, K), np.nan)  # NaN: no topical at that session
+    intact = np.full((B, K), np.nan)
     enh = np.full((B, K), np.nan)
-    by_layer = np.zeros((B, K, 3))
+    by_layer = np.full((B, K, 3), np.nan)
     agent = np.zeros((B, K))
     ec50 = ps.table("observe.depigmenting_ec50", "ug/cm^2")
     for b, sess in enumerate(per_site):
@@ -314,14 +313,18 @@ def simulate(
     sol = healing.solve(params, t, days, jumps, rtol=rtol, parallel=parallel)
     y = sol.y.reshape(len(sets), B, len(t), -1)
 
-    obs = [observe.observables(t, y[d], preps[d].baseline, preps[d].observe) for d in range(len(sets))]
+    obs = [
+        observe.observables(t, y[d], preps[d].baseline, preps[d].observe) for d in range(len(sets))
+    ]
     per_session = [_session_stats(t, obs[d], preps[d], horizon) for d in range(len(sets))]
 
     ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1)
     return Result(ds)
 
 
-def _session_stats(t: np.ndarray, obs: dict[str, np.ndarray], prep: Prepared, horizon: float) -> dict[str, np.ndarray]:
+def _session_stats(
+    t: np.ndarray, obs: dict[str, np.ndarray], prep: Prepared, horizon: float
+) -> dict[str, np.ndarray]:
     from .physics import observe
 
     starts = np.where(prep.session_mask, prep.session_days, np.nan)
@@ -332,7 +335,11 @@ def _session_stats(t: np.ndarray, obs: dict[str, np.ndarray], prep: Prepared, ho
     oed = observe.time_above(t, obs["oedema"], op.oedema_threshold, starts, ends)
     peak = observe.window_max(t, obs["inflammation"][:, 0, :], starts, ends)
     risk = observe.pih_risk(peak, prep.fitzpatrick, op)
-    return {"erythema_days": ery, "oedema_days": oed, "pih_risk": np.where(prep.session_mask, risk, np.nan)}
+    return {
+        "erythema_days": ery,
+        "oedema_days": oed,
+        "pih_risk": np.where(prep.session_mask, risk, np.nan),
+    }
 
 
 _ATTRS: dict[str, tuple[str, str]] = {
@@ -416,20 +423,70 @@ def _dataset(
     for name in per_session[0]:
         put(name, ("site", "session"), [p[name] for p in per_session])
 
-    def fixed(name: str, arr: np.ndarray, dims: tuple[str, ...], units: str, long_name: str) -> None:
+    def fixed(
+        name: str, arr: np.ndarray, dims: tuple[str, ...], units: str, long_name: str
+    ) -> None:
         data[name] = (("patient", *dims), arr[None, ...], {"units": units, "long_name": long_name})
 
     sd = np.where(prep.session_mask, prep.session_days, np.nan)
     fixed("session_day", sd, ("site", "session"), "d", "Day of the session")
     fixed("needle_length", prep.needle_length_mm, ("site", "session"), "mm", "Needle length")
-    fixed("puncture_density", prep.puncture_density_cm2, ("site", "session"), "cm^-2", "Punctures per cm²")
-    fixed("penetration_depth", prep.penetration_depth_um, ("site", "session"), "um", "Channel depth reached")
-    fixed("reaches_capillaries", prep.reaches_capillaries, ("site", "session"), "1", "Channel reaches the papillary capillaries (pinpoint bleeding)")
-    fixed("absorbed_amount", prep.absorbed_ug_cm2, ("site", "session"), "ug/cm^2", "Topical absorbed into the skin")
-    fixed("absorbed_intact", prep.absorbed_intact_ug_cm2, ("site", "session"), "ug/cm^2", "Same topical through intact skin")
-    fixed("enhancement_ratio", prep.enhancement, ("site", "session"), "1", "Absorption with channels / intact skin")
-    fixed("injured_fraction", prep.injured_fraction, ("site", "session", "layer"), "1", "Injured volume fraction")
-    fixed("absorbed_by_layer", prep.absorbed_by_layer_ug_cm2, ("site", "session", "layer"), "ug/cm^2", "Topical absorbed per layer")
+    fixed(
+        "puncture_density",
+        prep.puncture_density_cm2,
+        ("site", "session"),
+        "cm^-2",
+        "Punctures per cm²",
+    )
+    fixed(
+        "penetration_depth",
+        prep.penetration_depth_um,
+        ("site", "session"),
+        "um",
+        "Channel depth reached",
+    )
+    fixed(
+        "reaches_capillaries",
+        prep.reaches_capillaries,
+        ("site", "session"),
+        "1",
+        "Channel reaches the papillary capillaries (pinpoint bleeding)",
+    )
+    fixed(
+        "absorbed_amount",
+        prep.absorbed_ug_cm2,
+        ("site", "session"),
+        "ug/cm^2",
+        "Topical absorbed into the skin",
+    )
+    fixed(
+        "absorbed_intact",
+        prep.absorbed_intact_ug_cm2,
+        ("site", "session"),
+        "ug/cm^2",
+        "Same topical through intact skin",
+    )
+    fixed(
+        "enhancement_ratio",
+        prep.enhancement,
+        ("site", "session"),
+        "1",
+        "Absorption with channels / intact skin",
+    )
+    fixed(
+        "injured_fraction",
+        prep.injured_fraction,
+        ("site", "session", "layer"),
+        "1",
+        "Injured volume fraction",
+    )
+    fixed(
+        "absorbed_by_layer",
+        prep.absorbed_by_layer_ug_cm2,
+        ("site", "session", "layer"),
+        "ug/cm^2",
+        "Topical absorbed per layer",
+    )
 
     refs = ps.references(ps.used)
     attrs = {
@@ -443,7 +500,9 @@ def _dataset(
         "course_name": course.name,
         "course_toml": course.to_toml(),
         "warnings": json.dumps(list(course.warnings)),
-        "sources": json.dumps([{"key": r.key, "citation": r.citation, "url": r.url, "note": r.note} for r in refs]),
+        "sources": json.dumps(
+            [{"key": r.key, "citation": r.citation, "url": r.url, "note": r.note} for r in refs]
+        ),
         "parameters_used": json.dumps(ps.used),
         "erythema_threshold": prep.observe.erythema_threshold,
         "oedema_threshold": prep.observe.oedema_threshold,
