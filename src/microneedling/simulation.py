@@ -504,6 +504,18 @@ def _dataset(
             [{"key": r.key, "citation": r.citation, "url": r.url, "note": r.note} for r in refs]
         ),
         "parameters_used": json.dumps(ps.used),
+        "parameters": json.dumps(
+            [
+                {
+                    "name": n,
+                    "value": ps.parameters[n].value,
+                    "units": ps.parameters[n].units,
+                    "kind": ps.parameters[n].kind,
+                    "sources": list(ps.parameters[n].sources),
+                }
+                for n in ps.used
+            ]
+        ),
         "erythema_threshold": prep.observe.erythema_threshold,
         "oedema_threshold": prep.observe.oedema_threshold,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
