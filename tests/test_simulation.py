@@ -25,7 +25,9 @@ def course(**over: Any) -> mn.Course:
         "sites": [
             {
                 "name": "cheek",
-                "conditions": [{"type": "acne_scar", "scar_type": "rolling", "depth_mm": 0.5, "count": 10}],
+                "conditions": [
+                    {"type": "acne_scar", "scar_type": "rolling", "depth_mm": 0.5, "count": 10}
+                ],
             }
         ],
         "device": {**MF8, "max_needle_length_mm": 2.0},
@@ -74,7 +76,10 @@ def test_no_session_means_no_change_forever() -> None:
     # a course with sessions but zero injury is the limit; the real "no session" case is a site
     # without sessions next to a treated one
     c2 = course(
-        sites=[{"name": "cheek"}, {"name": "forehead", "conditions": [{"type": "wrinkles", "depth_um": 100}]}],
+        sites=[
+            {"name": "cheek"},
+            {"name": "forehead", "conditions": [{"type": "wrinkles", "depth_um": 100}]},
+        ],
         sessions=[{"day": 0.0, "site": "cheek", "needle_length_mm": 1.5, "passes": 10}],
     )
     r = simulate(c2, draws=0)
@@ -114,7 +119,16 @@ def test_collagen_still_rising_months_after_the_last_session() -> None:
 def test_icepick_scars_respond_less_than_rolling_and_boxcar() -> None:
     depth = {}
     for kind in ("rolling", "boxcar", "icepick"):
-        c = course(sites=[{"name": "cheek", "conditions": [{"type": "acne_scar", "scar_type": kind, "depth_mm": 0.5, "count": 5}]}])
+        c = course(
+            sites=[
+                {
+                    "name": "cheek",
+                    "conditions": [
+                        {"type": "acne_scar", "scar_type": kind, "depth_mm": 0.5, "count": 5}
+                    ],
+                }
+            ]
+        )
         depth[kind] = at_end(simulate(c, draws=0), "scar_depth", None)
     assert depth["rolling"] < depth["icepick"] and depth["boxcar"] < depth["icepick"]
     assert 0.5 - depth["icepick"] < 0.5 * (0.5 - depth["rolling"])
@@ -122,15 +136,31 @@ def test_icepick_scars_respond_less_than_rolling_and_boxcar() -> None:
 
 def test_darker_skin_types_carry_higher_pih_risk() -> None:
     risk = [
-        float(simulate(course(patient={"age_years": 35, "sex": "female", "fitzpatrick": f}), draws=0)["pih_risk"].max())
+        float(
+            simulate(course(patient={"age_years": 35, "sex": "female", "fitzpatrick": f}), draws=0)[
+                "pih_risk"
+            ].max()
+        )
         for f in range(1, 7)
     ]
     assert np.all(np.diff(risk) > 0)
 
 
 def test_topical_absorption_enhanced_by_channels() -> None:
-    sess = [{"day": 0.0, "site": "cheek", "needle_length_mm": 1.0, "passes": 10,
-             "topical": {"product": "niacinamide", "concentration_mg_ml": 50.0, "volume_ul_cm2": 20.0, "contact_hours": 4.0}}]
+    sess = [
+        {
+            "day": 0.0,
+            "site": "cheek",
+            "needle_length_mm": 1.0,
+            "passes": 10,
+            "topical": {
+                "product": "niacinamide",
+                "concentration_mg_ml": 50.0,
+                "volume_ul_cm2": 20.0,
+                "contact_hours": 4.0,
+            },
+        }
+    ]
     r = simulate(course(sessions=sess), draws=0)
     enh = float(r["enhancement_ratio"].squeeze())
     assert enh > 2.0
@@ -199,7 +229,13 @@ def test_property_valid_courses_give_finite_bounded_outputs(
         horizon_days=len(lengths) * gap + 30.0,
     )
     ds = simulate(c, draws=0).dataset
-    for name in ("collagen_change", "scar_depth", "elasticity_index", "erythema", "dermal_thickness"):
+    for name in (
+        "collagen_change",
+        "scar_depth",
+        "elasticity_index",
+        "erythema",
+        "dermal_thickness",
+    ):
         v = ds[name].values
         assert not np.isnan(v[..., 1:, :] if name == "collagen_change" else v).any(), name
     assert float(ds.scar_depth.min()) > 0 and float(ds.scar_depth.max()) <= 0.5 + 1e-12

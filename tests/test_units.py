@@ -10,7 +10,13 @@ from microneedling.units import conversion_factor, parse_unit
 
 pint = pytest.importorskip("pint")
 UREG = pint.UnitRegistry()
-PINT_SPELLING = {"1": "dimensionless", "%": "percent", "d": "day", "yr": "julian_year", "year": "julian_year"}
+PINT_SPELLING = {
+    "1": "dimensionless",
+    "%": "percent",
+    "d": "day",
+    "yr": "julian_year",
+    "year": "julian_year",
+}
 
 
 def _pint(unit: str) -> str:
@@ -38,9 +44,15 @@ def test_every_parameter_unit_matches_pint(unit: str) -> None:
 
 @pytest.mark.parametrize(
     ("a", "b", "f"),
-    [("um", "m", 1e-6), ("1/d", "1/s", 1 / 86400), ("cm/h", "m/s", 0.01 / 3600),
-     ("m^2/s", "cm^2/s", 1e4), ("ug/cm^2", "kg/m^2", 1e-9 / 1e-4), ("%", "1", 0.01),
-     ("mg/mL", "kg/m^3", 1.0)],
+    [
+        ("um", "m", 1e-6),
+        ("1/d", "1/s", 1 / 86400),
+        ("cm/h", "m/s", 0.01 / 3600),
+        ("m^2/s", "cm^2/s", 1e4),
+        ("ug/cm^2", "kg/m^2", 1e-9 / 1e-4),
+        ("%", "1", 0.01),
+        ("mg/mL", "kg/m^3", 1.0),
+    ],
 )
 def test_known_factors(a: str, b: str, f: float) -> None:
     assert conversion_factor(a, b) == pytest.approx(f, rel=1e-14)

@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     values = fit()
     ps = load_parameters().with_values(values)
     for tg in TARGETS:
-        print(f"{tg.key:22s} observed {tg.observed:8.3f} {tg.units:2s} model {model_value(tg, ps):8.3f}")
+        print(
+            f"{tg.key:22s} observed {tg.observed:8.3f} {tg.units:2s} model {model_value(tg, ps):8.3f}"
+        )
     for n, v in values.items():
         print(f"  {n} = {v:.6g}")
     if args.write:

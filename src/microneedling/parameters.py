@@ -106,7 +106,9 @@ def _suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     return [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=n)]
 
 
-def _check_entry(qualified: str, entry: Mapping[str, Any], refs: Mapping[str, Reference]) -> Parameter:
+def _check_entry(
+    qualified: str, entry: Mapping[str, Any], refs: Mapping[str, Reference]
+) -> Parameter:
     """Validate one TOML table and build its Parameter."""
     required = ("value", "units", "source", "kind")
     missing = [k for k in required if k not in entry]
@@ -221,9 +223,7 @@ class ParameterSet:
     @property
     def hash(self) -> str:
         """SHA-256 (first 16 hex digits) of names, values and units: identifies the numbers used."""
-        canon = {
-            n: [p.value, p.units] for n, p in sorted(self.parameters.items())
-        }
+        canon = {n: [p.value, p.units] for n, p in sorted(self.parameters.items())}
         blob = json.dumps(canon, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -250,9 +250,7 @@ class ParameterSet:
             old = self.parameter(name)
             if isinstance(old.value, dict) != isinstance(v, dict):
                 raise ParameterError(f"{name}: new value must have the shape of the old one")
-            newv: Value = (
-                {k: float(x) for k, x in v.items()} if isinstance(v, dict) else float(v)
-            )
+            newv: Value = {k: float(x) for k, x in v.items()} if isinstance(v, dict) else float(v)
             params[name] = replace(old, value=newv, kind="user", low=None, high=None)
         return replace(self, parameters=params, label=label or f"{self.label}+edits", _used=set())
 

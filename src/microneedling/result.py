@@ -164,12 +164,16 @@ class Result:
                     idx = int(np.searchsorted(t_axis, t - 1e-9))
                     idx = min(idx, len(t_axis) - 1)
                     sel = {"time": idx}
-                    self._rows(rows, ep, label, da.isel(sel), bounds, sel, float(t_axis[idx]), units)
+                    self._rows(
+                        rows, ep, label, da.isel(sel), bounds, sel, float(t_axis[idx]), units
+                    )
             else:
                 red = getattr(da, ep.reduce)
                 val = red("session", skipna=True)
-                b2 = [getattr(b, ep.reduce)("session", skipna=True) if b is not None else None
-                      for b in bounds]
+                b2 = [
+                    getattr(b, ep.reduce)("session", skipna=True) if b is not None else None
+                    for b in bounds
+                ]
                 self._rows(rows, ep, label, val, b2, None, float("nan"), units)
         df = pd.DataFrame(rows)
         return df.dropna(subset=["value"]).reset_index(drop=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -178,8 +179,9 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     )
 
 
-def _baseline(course: Course, sites: list[str], skin: Any, ps: ParameterSet) -> Any:
+def _baseline(course: Course, sites: Sequence[str], skin: Any, ps: ParameterSet) -> Any:
     """Per-case baseline conditions (NaN where the site does not have the condition)."""
+    from .course import AcneScar, Hyperpigmentation, Photoaging, Pores, Striae, Wrinkles
     from .physics import observe
 
     B = len(sites)
@@ -188,20 +190,19 @@ def _baseline(course: Course, sites: list[str], skin: Any, ps: ParameterSet) -> 
     ss = np.full(B, -1)
     for b, name in enumerate(sites):
         for c in course.site(name).conditions:
-            kind = c.type
-            if kind == "wrinkles":
+            if isinstance(c, Wrinkles):
                 wr[b] = c.depth_um
-            elif kind == "acne_scar":
+            elif isinstance(c, AcneScar):
                 sc[b] = c.depth_mm
                 st[b] = observe.SCAR_TYPES.index(c.scar_type)
-            elif kind == "pores":
+            elif isinstance(c, Pores):
                 po[b] = c.diameter_um
-            elif kind == "striae":
+            elif isinstance(c, Striae):
                 sw[b] = c.width_mm
                 ss[b] = observe.STRIAE_STAGES.index(c.stage)
-            elif kind == "hyperpigmentation":
+            elif isinstance(c, Hyperpigmentation):
                 mi[b] = c.melanin_index
-            elif kind == "photoaging" and getattr(c, "elasticity_r2", None) is not None:
+            elif isinstance(c, Photoaging) and c.elasticity_r2 is not None:
                 r2[b] = c.elasticity_r2
     return observe.Baseline(
         dermis_thickness_um=skin.dermis_thickness_m * 1e6,
@@ -223,9 +224,9 @@ def output_times(session_days: np.ndarray, horizon_days: float) -> np.ndarray:
     """Output grid (days): fine after every session (2-hourly for 2 days, 6-hourly to day 8,
     daily to day 28), weekly elsewhere, always including 0 and the horizon."""
     d = session_days[np.isfinite(session_days)]
-    parts = [np.arange(0.0, horizon_days, 7.0), [horizon_days]]
+    parts: list[np.ndarray] = [np.arange(0.0, horizon_days, 7.0), np.array([horizon_days])]
     parts += [s + _POST_SESSION_DAYS for s in np.unique(d)]
-    t = np.unique(np.concatenate(parts))
+    t: np.ndarray = np.unique(np.concatenate(parts))
     return t[(t >= 0.0) & (t <= horizon_days)]
 
 
@@ -300,7 +301,7 @@ def simulate(
     for s in sets[1:]:
         ps._used.update(s._used)  # draws look up the same names
     nominal = preps[0]
-    B, K = nominal.session_days.shape
+    B = nominal.session_days.shape[0]
     horizon = float(course.horizon_days)
     t = output_times(nominal.session_days, horizon)
 

@@ -23,7 +23,9 @@ from microneedling.physics.healing_rhs import (
     healing_rhs_py,
 )
 
-T = np.unique(np.concatenate([np.arange(0, 3, 0.02), np.arange(3, 60, 0.25), np.arange(60, 366, 1.0)]))
+T = np.unique(
+    np.concatenate([np.arange(0, 3, 0.02), np.arange(3, 60, 0.25), np.arange(60, 366, 1.0)])
+)
 
 
 def params(n: int = 1, **over: float) -> np.ndarray:
@@ -54,7 +56,9 @@ def one(phi_pap: float, days: tuple[float, ...] = (0.0,), **over: float) -> np.n
 def test_no_session_stays_exactly_at_baseline() -> None:
     p = params(3)
     y = run(p, np.zeros((3, 1, 3)), np.full((3, 1), np.inf))
-    np.testing.assert_array_equal(y, np.broadcast_to(baseline_state(np.ones(3))[:, None, :], y.shape))
+    np.testing.assert_array_equal(
+        y, np.broadcast_to(baseline_state(np.ones(3))[:, None, :], y.shape)
+    )
 
 
 def test_rhs_is_zero_at_baseline_for_any_parameters() -> None:
@@ -131,8 +135,15 @@ def test_compiled_integrator_matches_scipy_reference() -> None:
     t = np.array([0.0, 0.5, 1.0, 3.0, 10.0, 28.0, 29.0, 60.0, 200.0])
     ours = healing.solve(p, t, days, jumps, rtol=1e-8, atol=1e-12).y
     ref = integrate_reference(
-        healing_rhs_py, healing.baseline_state(p[:, PIDX["lesion_drive"]]), p, t, days, jumps,
-        method="Radau", rtol=1e-10, atol=1e-13,
+        healing_rhs_py,
+        healing.baseline_state(p[:, PIDX["lesion_drive"]]),
+        p,
+        t,
+        days,
+        jumps,
+        method="Radau",
+        rtol=1e-10,
+        atol=1e-13,
     ).y
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-8)
 

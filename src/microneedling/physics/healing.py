@@ -71,7 +71,9 @@ def parameter_vector(ps: object) -> np.ndarray:
     return v
 
 
-def sigma_tf_from_loop_gain(gain: float, K_T: float, mu_F: float, r_F: float, F_max: float) -> float:
+def sigma_tf_from_loop_gain(
+    gain: float, K_T: float, mu_F: float, r_F: float, F_max: float
+) -> float:
     """σ_TF giving the baseline fibroblast–TGF-β loop gain ``gain`` (< 1 is stable; see
     :func:`fibrosis_margin`)."""
     return gain * K_T * mu_F / (r_F * (1.0 - 1.0 / F_max))
@@ -139,7 +141,7 @@ def solve(
     impulses: np.ndarray,
     *,
     rtol: float = 1e-6,
-    atol: float = 1e-10,
+    atol: float = 1e-8,
     parallel: bool = True,
 ) -> HealingSolution:
     """Integrate the healing ODE for every case from baseline through all sessions.
@@ -182,9 +184,10 @@ def fibrosis_margin(params: np.ndarray) -> np.ndarray:
     """
     p = np.atleast_2d(params)
     g = PIDX
-    return p[:, g["mu_F"]] - p[:, g["r_F"]] * p[:, g["sigma_TF"]] * (
-        1.0 - 1.0 / p[:, g["F_max"]]
-    ) / p[:, g["K_T"]]
+    return (
+        p[:, g["mu_F"]]
+        - p[:, g["r_F"]] * p[:, g["sigma_TF"]] * (1.0 - 1.0 / p[:, g["F_max"]]) / p[:, g["K_T"]]
+    )
 
 
 __all__ = [

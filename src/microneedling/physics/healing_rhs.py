@@ -91,7 +91,7 @@ PIDX = {name: i for i, name in enumerate(PARAM_NAMES)}
 
 
 @nb.njit(cache=True)
-def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def]
+def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     """Right-hand side of one dermal block starting at offset ``o``."""
     D = y[o + 0]
     I = y[o + 1]  # noqa: E741
@@ -120,7 +120,7 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def]
+def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
     """dy/dt of one case (``t`` in days; ``y`` length :data:`N_STATE`; ``p`` length :data:`N_PARAM`).
 
     Writes into ``out`` (same dtype as ``y``). Autonomous: ``t`` is unused.

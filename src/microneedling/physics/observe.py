@@ -174,9 +174,18 @@ def observables(
     """
     c1_0 = op.collagen_I_fraction
     out: dict[str, np.ndarray] = {}
-    layered = {k: [] for k in ("collagen_change", "collagen_I_change", "collagen_III_change",
-                              "elastin_change", "new_elastin_change", "inflammation",
-                              "fibroblasts")}  # type: dict[str, list[np.ndarray]]
+    layered = {
+        k: []
+        for k in (
+            "collagen_change",
+            "collagen_I_change",
+            "collagen_III_change",
+            "elastin_change",
+            "new_elastin_change",
+            "inflammation",
+            "fibroblasts",
+        )
+    }  # type: dict[str, list[np.ndarray]]
     for layer in (0, 1):
         o = layer * N_DERMAL
         n1, n3 = y[..., o + IX_N1], y[..., o + IX_N3]
@@ -245,7 +254,9 @@ def observables(
     return out
 
 
-def pih_risk(peak_inflammation: np.ndarray, fitzpatrick: np.ndarray, op: ObserveParameters) -> np.ndarray:
+def pih_risk(
+    peak_inflammation: np.ndarray, fitzpatrick: np.ndarray, op: ObserveParameters
+) -> np.ndarray:
     """Probability of visible post-inflammatory hyperpigmentation after a session (B, K).
 
     Logistic in Fitzpatrick type and log peak papillary inflammation; evidence is thin (see notes).
