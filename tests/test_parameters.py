@@ -63,3 +63,9 @@ def test_references_listed_for_used_names_only() -> None:
     ps.value("healing.mu_I", "1/d")
     keys = [r.key for r in ps.references(ps.used)]
     assert keys == ["cooper2015"]
+
+
+def test_editing_does_not_count_as_use() -> None:
+    ps = load_parameters()
+    ps.with_values({"healing.mu_I": 1.1})
+    assert ps.used == []

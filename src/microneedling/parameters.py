@@ -247,7 +247,7 @@ class ParameterSet:
         """A new set with some values replaced (given in each parameter's file units)."""
         params = dict(self.parameters)
         for name, v in values.items():
-            old = self.parameter(name)
+            old = self.parameters.get(name) or self.parameter(name)  # (raises if unknown)
             if isinstance(old.value, dict) != isinstance(v, dict):
                 raise ParameterError(f"{name}: new value must have the shape of the old one")
             newv: Value = {k: float(x) for k, x in v.items()} if isinstance(v, dict) else float(v)
