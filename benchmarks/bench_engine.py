@@ -53,7 +53,9 @@ def bench_single_course() -> None:
     print("1. one course (4 sessions, 365 d, nominal), in-process, median of 20")
     print(f"   simulate() total          {total * 1e3:8.2f} ms   (goal <= 5 ms)")
     print(f"   needles+injury (prepare)  {t_prep * 1e3:8.2f} ms")
-    print(f"   healing ODE               {t_ode * 1e3:8.2f} ms   ({int(sol.n_steps[0])} steps, {len(t)} outputs)")
+    print(
+        f"   healing ODE               {t_ode * 1e3:8.2f} ms   ({int(sol.n_steps[0])} steps, {len(t)} outputs)"
+    )
     print(f"   observables               {t_obs * 1e3:8.2f} ms")
     print(f"   labelling (xarray) etc.   {(total - t_prep - t_ode - t_obs) * 1e3:8.2f} ms")
     ens = median_time(lambda: mn.simulate(course, draws=32), repeat=5)
@@ -92,7 +94,9 @@ def bench_batch(n_batch: int = 10_000, n_loop: int = 20) -> None:
     params = np.repeat(prep.params, n_batch, axis=0)
     params[:, : PIDX["lesion_drive"]] *= rng.uniform(0.8, 1.2, (n_batch, PIDX["lesion_drive"]))
     days = np.repeat(prep.session_days, n_batch, axis=0)
-    jumps = np.repeat(healing.session_impulses(prep.injured_fraction, prep.agent_effect), n_batch, axis=0)
+    jumps = np.repeat(
+        healing.session_impulses(prep.injured_fraction, prep.agent_effect), n_batch, axis=0
+    )
     y0 = healing.baseline_state(params[:, PIDX["lesion_drive"]])
 
     healing.solve(params[:2], t, days[:2], jumps[:2])  # warm-up
@@ -102,7 +106,15 @@ def bench_batch(n_batch: int = 10_000, n_loop: int = 20) -> None:
 
     sub = slice(0, n_loop)
     ref = integrate_reference(
-        healing_rhs_py, y0[sub], params[sub], t, days[sub], jumps[sub], method="Radau", rtol=1e-11, atol=1e-14
+        healing_rhs_py,
+        y0[sub],
+        params[sub],
+        t,
+        days[sub],
+        jumps[sub],
+        method="Radau",
+        rtol=1e-11,
+        atol=1e-14,
     ).y
     scale = np.maximum(np.abs(ref), 1e-6)
 
@@ -110,11 +122,21 @@ def bench_batch(n_batch: int = 10_000, n_loop: int = 20) -> None:
         return float(np.max(np.abs(y - ref) / scale))
 
     print(f"3. healing ODE, batch of {n_batch} patients (26 states, 4 sessions, {len(t)} outputs)")
-    print(f"   ours (numba Rodas4, rtol 1e-6)   {per_ours * 1e3:8.3f} ms/patient   max rel err {err(ours.y[sub]):.1e}")
+    print(
+        f"   ours (numba Rodas4, rtol 1e-6)   {per_ours * 1e3:8.3f} ms/patient   max rel err {err(ours.y[sub]):.1e}"
+    )
     for method in ("Radau", "BDF"):
         t0 = time.perf_counter()
         y = integrate_reference(
-            healing_rhs_py, y0[sub], params[sub], t, days[sub], jumps[sub], method=method, rtol=1e-6, atol=1e-10
+            healing_rhs_py,
+            y0[sub],
+            params[sub],
+            t,
+            days[sub],
+            jumps[sub],
+            method=method,
+            rtol=1e-6,
+            atol=1e-10,
         ).y
         per = (time.perf_counter() - t0) / n_loop
         print(

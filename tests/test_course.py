@@ -799,3 +799,9 @@ def test_generated_course_with_one_too_long_needle_is_refused_there(
     first = err.problems[0]
     assert first.field == f"sessions[{i}].needle_length_mm"
     assert first.value == ses["needle_length_mm"]
+
+
+def test_schema_sites_equal_physics_sites() -> None:
+    from microneedling.physics import SITES as PHYSICS_SITES
+
+    assert SITES == PHYSICS_SITES

@@ -158,7 +158,9 @@ def test_key_published_numbers(ps: ParameterSet) -> None:
     assert ps.value("skin.epidermal_thinning_male", "%") == pytest.approx(7.2)
     assert ps.value("transport.potts_guy_intercept", "1") == -6.3
     assert ps.parameter("transport.clearance_rate").bounds_as("1/s") == (
-        pytest.approx(0.9e-4), pytest.approx(14e-4))
+        pytest.approx(0.9e-4),
+        pytest.approx(14e-4),
+    )
     # humans recover barrier within 2 h without occlusion (Gupta 2011): t1/2 <= 2 h
     assert math.log(2) / ps.value("transport.k_close_open", "1/h") <= 2.0
     assert ps.value("transport.k_close_occluded", "1/h") < ps.value("transport.k_close_open", "1/h")

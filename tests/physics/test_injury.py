@@ -33,8 +33,9 @@ def test_raw_fraction_is_the_cone_volume_integral(depth: float) -> None:
         hi = min(z1, depth)
         vol = 0.0
         if hi > z0:
-            vol, _ = quad(lambda z: np.pi * (w * a * (1 - z / depth)) ** 2, z0, hi,
-                          epsabs=0, epsrel=1e-13)
+            vol, _ = quad(
+                lambda z: np.pi * (w * a * (1 - z / depth)) ** 2, z0, hi, epsabs=0, epsrel=1e-13
+            )
         assert raw[k] == pytest.approx(n * vol / (z1 - z0), rel=1e-11, abs=1e-300)
 
 
@@ -44,8 +45,14 @@ def test_saturated_fraction_is_the_poisson_coverage_integral(n_cm2: float) -> No
     phi = inj.injured_fraction([n], [a], [depth], LAYERS, w)[0]
     for k, (z0, z1) in enumerate(BOUNDS):
         hi = min(z1, depth)
-        cov, _ = quad(lambda z: 1 - np.exp(-n * np.pi * (w * a * (1 - z / depth)) ** 2),
-                      z0, hi, epsabs=0, epsrel=1e-13, limit=200)
+        cov, _ = quad(
+            lambda z: 1 - np.exp(-n * np.pi * (w * a * (1 - z / depth)) ** 2),
+            z0,
+            hi,
+            epsabs=0,
+            epsrel=1e-13,
+            limit=200,
+        )
         assert phi[k] == pytest.approx(cov / (z1 - z0), rel=1e-10)
     assert np.all(phi <= 1.0)
 
@@ -78,7 +85,9 @@ def test_zero_passes_or_length_gives_zero() -> None:
 
 
 def test_deep_channel_injures_every_layer_shallow_only_epidermis() -> None:
-    phi = inj.injured_fraction([250e4, 250e4], [60e-6] * 2, [60e-6, 900e-6], np.repeat(LAYERS, 2, 0))
+    phi = inj.injured_fraction(
+        [250e4, 250e4], [60e-6] * 2, [60e-6, 900e-6], np.repeat(LAYERS, 2, 0)
+    )
     assert phi[0, 0] > 0 and phi[0, 1] == 0 and phi[0, 2] == 0
     assert np.all(phi[1] > 0)
 

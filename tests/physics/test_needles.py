@@ -33,9 +33,7 @@ def test_mf8_roller_density_per_pass_and_after_15_passes(ps: ParameterSet) -> No
     )
     assert per_pass * CM2 == pytest.approx(192 / (math.pi * 2.0 * 2.0), rel=1e-12)
     assert per_pass * CM2 == pytest.approx(15.3, abs=0.05)
-    after15 = nd.puncture_density(
-        "roller", 15, 192, drum_diameter=0.02, drum_width=0.02
-    ) * CM2
+    after15 = nd.puncture_density("roller", 15, 192, drum_diameter=0.02, drum_width=0.02) * CM2
     assert after15 == pytest.approx(229.2, abs=0.1)
     # the clinicians' "about 250 holes/cm² after 15 passes" (secondary) within 10 %
     assert abs(after15 - 250.0) / 250.0 < 0.10
@@ -84,8 +82,15 @@ def test_device_codes_are_checked() -> None:
 
 def test_device_geometry_from_input_fields() -> None:
     geo = nd.DeviceGeometry.from_fields(
-        {"type": "pen", "needle_count": 12, "needle_diameter_mm": 0.25, "frequency_hz": 110,
-         "cartridge_width_mm": 8.0, "tip": "cone", "tip_radius_um": 4.0}
+        {
+            "type": "pen",
+            "needle_count": 12,
+            "needle_diameter_mm": 0.25,
+            "frequency_hz": 110,
+            "cartridge_width_mm": 8.0,
+            "tip": "cone",
+            "tip_radius_um": 4.0,
+        }
     )
     assert geo.kind == nd.PEN
     assert geo.cartridge_width_m == pytest.approx(0.008)

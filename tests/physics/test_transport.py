@@ -23,8 +23,17 @@ from microneedling.physics import transport as tr
 
 CM_H = 1e-2 / 3600.0  # m/s per cm/h
 SHIPPED = (
-    "hyaluronic_acid_50kda", "hyaluronic_acid_1mda", "ascorbic_acid", "tranexamic_acid",
-    "niacinamide", "retinol", "palmitoyl_pentapeptide_4", "egf", "insulin", "caffeine", "calcein",
+    "hyaluronic_acid_50kda",
+    "hyaluronic_acid_1mda",
+    "ascorbic_acid",
+    "tranexamic_acid",
+    "niacinamide",
+    "retinol",
+    "palmitoyl_pentapeptide_4",
+    "egf",
+    "insulin",
+    "caffeine",
+    "calcein",
     "saline",
 )
 
@@ -64,8 +73,17 @@ def run(
     **kw: object,
 ) -> tr.Absorption:
     return tr.absorb(
-        tr.Solute.from_molecules([mol]), c0, h, hours * 3600.0, n_cm2 * 1e4, a, depth, layers,
-        occluded, tp, **kw,  # type: ignore[arg-type]
+        tr.Solute.from_molecules([mol]),
+        c0,
+        h,
+        hours * 3600.0,
+        n_cm2 * 1e4,
+        a,
+        depth,
+        layers,
+        occluded,
+        tp,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -90,8 +108,17 @@ def test_intact_kp_rule(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
     kp = dict(zip(SHIPPED, tr.intact_kp(sol, tp), strict=True))
     for k in ("niacinamide", "caffeine", "retinol"):
         assert kp[k] > 0.0
-    for k in ("hyaluronic_acid_50kda", "hyaluronic_acid_1mda", "insulin", "egf",
-              "palmitoyl_pentapeptide_4", "calcein", "ascorbic_acid", "tranexamic_acid", "saline"):
+    for k in (
+        "hyaluronic_acid_50kda",
+        "hyaluronic_acid_1mda",
+        "insulin",
+        "egf",
+        "palmitoyl_pentapeptide_4",
+        "calcein",
+        "ascorbic_acid",
+        "tranexamic_acid",
+        "saline",
+    ):
         assert kp[k] == 0.0, k  # MW > 500 Da or charged: treated as impermeable
     assert kp["caffeine"] / CM_H == pytest.approx(1.1e-4, rel=0.05)  # models.md B.1 table
 
@@ -139,8 +166,9 @@ def _fin_reference(
     def bc(ya: np.ndarray, yb: np.ndarray) -> np.ndarray:
         return np.array([ya[0] - 1.0, k_ax * yb[1] + g_tip * yb[0]])
 
-    sol = solve_bvp(f, bc, x, np.vstack([np.ones_like(x), np.zeros_like(x)]), tol=1e-10,
-                    max_nodes=100000)
+    sol = solve_bvp(
+        f, bc, x, np.vstack([np.ones_like(x), np.zeros_like(x)]), tol=1e-10, max_nodes=100000
+    )
     assert sol.success
     return -k_ax * sol.sol(0.0)[1], sol.x, h_w * sol.y[0]
 
@@ -169,8 +197,16 @@ def test_outflow_split_matches_fin_profile(tp: tr.TransportParameters) -> None:
         sel = (z >= z0) & (z <= z1)
         return float(np.trapezoid(q[sel], z[sel]))
 
-    ref = np.array([lateral(sc, sc + ve), lateral(sc + ve, sc + ve + pap),
-                    lateral(sc + ve + pap, depth) + tip]) / total
+    ref = (
+        np.array(
+            [
+                lateral(sc, sc + ve),
+                lateral(sc + ve, sc + ve + pap),
+                lateral(sc + ve + pap, depth) + tip,
+            ]
+        )
+        / total
+    )
     split = tr.channel_outflow_split(a, depth, [[sc, ve, pap, ret]], dp, dt, kt, kcl)[0]
     assert split.sum() == pytest.approx(1.0, rel=1e-14)
     assert split == pytest.approx(ref, abs=2e-3)  # trapezoid over a 401-node mesh
@@ -184,14 +220,18 @@ def test_depth_raises_conductance_only_with_wall_exchange(
     depths = np.linspace(50e-6, 1500e-6, 30)
     for key in SHIPPED:
         m = mols[key]
-        r = m.radius_m if not math.isnan(m.radius_m) else float(
-            tr.stokes_einstein_radius(m.d_aq, tp.water_viscosity))
+        r = (
+            m.radius_m
+            if not math.isnan(m.radius_m)
+            else float(tr.stokes_einstein_radius(m.d_aq, tp.water_viscosity))
+        )
         dp = m.d_aq * float(tr.renkin_hindrance(r / 63e-6))
         dt = float(tr.tissue_diffusivity(m.mw_g_per_mol, tp))
         g = tr.pore_conductance(63e-6, depths, 15e-6, dp, dt, 0.7, 0.0, tp.clearance_rate)
         assert np.all(np.diff(g) > 0.0), key  # Davidson 2008: depth matters most
-        g0 = tr.pore_conductance(63e-6, depths, 15e-6, dp, dt, 0.7, 0.0, tp.clearance_rate,
-                                 wall_exchange=False)
+        g0 = tr.pore_conductance(
+            63e-6, depths, 15e-6, dp, dt, 0.7, 0.0, tp.clearance_rate, wall_exchange=False
+        )
         assert np.all(np.diff(g0) < 0.0), key  # the pure series form of C.4 would say the opposite
 
 
@@ -208,7 +248,14 @@ def test_channel_ending_in_sc_gives_back_intact_skin() -> None:
 
 # -------------------------------------------------------------------- finite-dose solver
 def _radau(
-    dose: float, h: float, T: float, kp: float, ng: float, eps: float, k: float, cap: float,
+    dose: float,
+    h: float,
+    T: float,
+    kp: float,
+    ng: float,
+    eps: float,
+    k: float,
+    cap: float,
     kcl: float,
 ) -> np.ndarray:
     def rhs(t: float, y: np.ndarray) -> list[float]:
@@ -330,10 +377,25 @@ def test_longer_needles_deliver_more(
     length = np.array([0.25, 0.5, 1.0, 1.5, 2.0]) * 1e-3
     skin = nd.skin_layers_batch(["cheek"] * 5, 40, "female", ps)
     ch = nd.channels(geo, length, np.full(5, 15), np.full(5, np.nan), skin, par)
-    for key in ("niacinamide", "ascorbic_acid", "palmitoyl_pentapeptide_4", "insulin",
-                "hyaluronic_acid_1mda"):
-        ab = tr.absorb(tr.Solute.from_molecules([mols[key]] * 5), 50.0, 500e-6, 1800.0,
-                       ch.density_m2, ch.surface_radius_m, ch.depth_m, skin, False, tp)
+    for key in (
+        "niacinamide",
+        "ascorbic_acid",
+        "palmitoyl_pentapeptide_4",
+        "insulin",
+        "hyaluronic_acid_1mda",
+    ):
+        ab = tr.absorb(
+            tr.Solute.from_molecules([mols[key]] * 5),
+            50.0,
+            500e-6,
+            1800.0,
+            ch.density_m2,
+            ch.surface_radius_m,
+            ch.depth_m,
+            skin,
+            False,
+            tp,
+        )
         assert np.all(np.diff(ab.total) > 0.0), key
         # and deeper channels put more of it into the dermis
         dermal = ab.by_layer[:, 1:].sum(axis=1) / ab.total
@@ -345,11 +407,21 @@ def test_absorb_session_equals_batch(ps: ParameterSet, mols: dict[str, tr.Molecu
     geo = nd.DeviceGeometry.mf8(ps)
     skin = nd.skin_layers_batch(["cheek", "forehead"], 50, "male", ps)
     ch = nd.channels(geo, [1.0e-3, 0.5e-3], [8, 8], [np.nan, np.nan], skin, par)
-    one = tr.absorb_session("tranexamic_acid", 5.0, 20e-6, 7200.0, False, ch.select(1),
-                            skin.select(1), ps)
-    batch = tr.absorb(tr.Solute.from_molecules([mols["tranexamic_acid"]] * 2), 5.0, 20e-6,
-                      7200.0, ch.density_m2, ch.surface_radius_m, ch.depth_m, skin, False,
-                      tr.TransportParameters.from_parameters(ps))
+    one = tr.absorb_session(
+        "tranexamic_acid", 5.0, 20e-6, 7200.0, False, ch.select(1), skin.select(1), ps
+    )
+    batch = tr.absorb(
+        tr.Solute.from_molecules([mols["tranexamic_acid"]] * 2),
+        5.0,
+        20e-6,
+        7200.0,
+        ch.density_m2,
+        ch.surface_radius_m,
+        ch.depth_m,
+        skin,
+        False,
+        tr.TransportParameters.from_parameters(ps),
+    )
     assert np.ndim(one.total) == 0 and one.by_layer.shape == (3,)
     assert float(one.total) == pytest.approx(batch.total[1], rel=1e-14)
     assert one.by_layer == pytest.approx(batch.by_layer[1], rel=1e-14)
@@ -443,16 +515,41 @@ def test_user_molecule_file(tmp_path: Path) -> None:
     st.lists(st.floats(5e-6, 2e-3), min_size=4, max_size=4),
 )
 def test_absorb_bounded(
-    key: str, n_cm2: float, a: float, depth: float, h: float, t: float, occl: bool, delay: float,
+    key: str,
+    n_cm2: float,
+    a: float,
+    depth: float,
+    h: float,
+    t: float,
+    occl: bool,
+    delay: float,
     thick: list[float],
 ) -> None:
     mol = _MOLS[key]
     layers = np.array([thick])
     tp = _TP
-    ab = tr.absorb(tr.Solute.from_molecules([mol]), 10.0, h, t, n_cm2 * 1e4, a,
-                   min(depth, layers.sum()), layers, occl, tp, delay=delay)
-    for v in (ab.total, ab.intact, ab.retained, ab.cleared, ab.vehicle, ab.by_layer,
-              ab.enhancement):
+    ab = tr.absorb(
+        tr.Solute.from_molecules([mol]),
+        10.0,
+        h,
+        t,
+        n_cm2 * 1e4,
+        a,
+        min(depth, layers.sum()),
+        layers,
+        occl,
+        tp,
+        delay=delay,
+    )
+    for v in (
+        ab.total,
+        ab.intact,
+        ab.retained,
+        ab.cleared,
+        ab.vehicle,
+        ab.by_layer,
+        ab.enhancement,
+    ):
         assert np.all(np.isfinite(v)) and np.all(v >= 0.0)
     dose = ab.dose[0]
     assert ab.total[0] <= dose * (1 + 1e-12)

@@ -47,8 +47,14 @@ FloatArray = NDArray[np.float64]
 
 # series of g(x) = 1 − √π erf(x)/(2x) = Σ_{k≥1} (−1)^{k+1} x^{2k} / (k! (2k+1)), used for x < 0.3
 _G_SERIES = (
-    1.0 / 3.0, -1.0 / 10.0, 1.0 / 42.0, -1.0 / 216.0, 1.0 / 1320.0, -1.0 / 9360.0,
-    1.0 / 75600.0, -1.0 / 685440.0,
+    1.0 / 3.0,
+    -1.0 / 10.0,
+    1.0 / 42.0,
+    -1.0 / 216.0,
+    1.0 / 1320.0,
+    -1.0 / 9360.0,
+    1.0 / 75600.0,
+    -1.0 / 685440.0,
 )
 
 
@@ -150,7 +156,9 @@ def injured_fraction_from_channels(
 
     ``params`` is a ParameterSet (``needles.damage_zone_factor`` is read) or NeedleParameters.
     """
-    npar = params if isinstance(params, NeedleParameters) else NeedleParameters.from_parameters(params)
+    npar = (
+        params if isinstance(params, NeedleParameters) else NeedleParameters.from_parameters(params)
+    )
     return injured_fraction(
         channels.density_m2,
         channels.surface_radius_m,

@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import SITES
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..parameters import ParameterSet
 
@@ -61,20 +63,6 @@ STAMP = 2
 DEVICE_KINDS: tuple[str, ...] = ("roller", "pen", "stamp")
 """Device names, indexed by their code."""
 
-SITES: tuple[str, ...] = (
-    "forehead",
-    "periorbital",
-    "nose",
-    "cheek",
-    "perioral",
-    "chin",
-    "neck",
-    "decolletage",
-    "dorsal_hand",
-    "abdomen",
-    "thigh",
-)
-"""Treatment sites, in the order of the skin tables (same names as ``course.SITES``)."""
 
 SKIN_LAYERS: tuple[str, ...] = (
     "stratum_corneum",
@@ -370,7 +358,9 @@ def skin_layers_from_parameters(
     dermis_f = np.asarray(p.dermis_female_m)[idx]
     dermis = dermis_f + m * (np.asarray(p.dermis_male_m)[idx] - dermis_f)
     decades = np.maximum(age - p.reference_age_yr, 0.0) / 10.0
-    r_e = p.epidermal_thinning_female + m * (p.epidermal_thinning_male - p.epidermal_thinning_female)
+    r_e = p.epidermal_thinning_female + m * (
+        p.epidermal_thinning_male - p.epidermal_thinning_female
+    )
     r_e = np.clip(r_e, 0.0, 0.99)
     r_d = min(max(p.dermal_thinning, 0.0), 0.99)
     ve = ve * (1.0 - r_e) ** decades
@@ -554,8 +544,9 @@ def channels(
     total = skin.total_m
     eta = max(params.insertion_efficiency, 0.0)
     depth = penetration_depth(length, total, eta)
-    a = np.broadcast_to(channel_surface_radius(g.needle_diameter_m, params.channel_radius_ratio),
-                        depth.shape).astype(float)
+    a = np.broadcast_to(
+        channel_surface_radius(g.needle_diameter_m, params.channel_radius_ratio), depth.shape
+    ).astype(float)
     return Channels(
         density_m2=n,
         depth_m=depth,

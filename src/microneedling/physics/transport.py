@@ -233,7 +233,9 @@ def _read_molecules(
             if prop not in table:
                 continue
             entry = table[prop]
-            if not isinstance(entry, dict) or not {"value", "units", "source", "kind"} <= set(entry):
+            if not isinstance(entry, dict) or not {"value", "units", "source", "kind"} <= set(
+                entry
+            ):
                 raise ParameterError(
                     f"{where}.{prop}: needs a table with value, units, source, kind (and note)"
                 )
@@ -338,24 +340,32 @@ class Solute:
 
 
 # ------------------------------------------------------------------------ intact skin, D, H
-def potts_guy_kp(log_kow: ArrayLike, mw_g_per_mol: ArrayLike, params: TransportParameters) -> FloatArray:
+def potts_guy_kp(
+    log_kow: ArrayLike, mw_g_per_mol: ArrayLike, params: TransportParameters
+) -> FloatArray:
     """Potts & Guy 1992 permeability coefficient of intact skin [m/s].
 
     log10(kp / (cm/s)) = −6.3 + 0.71 log10 Kow − 0.0061 MW (MW in g/mol); converted from cm/s
     (niacinamide, MW 122.1, log Kow −0.37: 4.9e-8 cm/s = 1.8e-4 cm/h = 4.9e-10 m/s).
     """
     p = params
-    log_kp = p.potts_guy_intercept + p.potts_guy_logkow_slope * _f(log_kow) - (
-        p.potts_guy_mw_slope * _f(mw_g_per_mol)
+    log_kp = (
+        p.potts_guy_intercept
+        + p.potts_guy_logkow_slope * _f(log_kow)
+        - (p.potts_guy_mw_slope * _f(mw_g_per_mol))
     )
     return np.asarray(10.0**log_kp * _CM_S_TO_M_S)
 
 
-def dermwin_kp(log_kow: ArrayLike, mw_g_per_mol: ArrayLike, params: TransportParameters) -> FloatArray:
+def dermwin_kp(
+    log_kow: ArrayLike, mw_g_per_mol: ArrayLike, params: TransportParameters
+) -> FloatArray:
     """DERMWIN/RAGS-E permeability [m/s]: log10(kp / (cm/h)) = −2.80 + 0.66 log Kow − 0.0056 MW."""
     p = params
-    log_kp = p.dermwin_intercept + p.dermwin_logkow_slope * _f(log_kow) - (
-        p.dermwin_mw_slope * _f(mw_g_per_mol)
+    log_kp = (
+        p.dermwin_intercept
+        + p.dermwin_logkow_slope * _f(log_kow)
+        - (p.dermwin_mw_slope * _f(mw_g_per_mol))
     )
     return np.asarray(10.0**log_kp * _CM_H_TO_M_S)
 
@@ -461,7 +471,13 @@ def pore_conductance(
     1/g = d/(π a² D_pore) + 1/(4 a D_t K_t) exactly (models.md C.4). Floored at π a² kp.
     """
     arrs = np.broadcast_arrays(
-        _f(a), _f(depth), _f(sc_thickness), _f(d_pore), _f(d_tissue), _f(k_tissue), _f(kp),
+        _f(a),
+        _f(depth),
+        _f(sc_thickness),
+        _f(d_pore),
+        _f(d_tissue),
+        _f(k_tissue),
+        _f(kp),
         _f(clearance),
     )
     a_, d, sc, dp, dt, kt, kp_, kc = (np.asarray(x, dtype=float) for x in arrs)
@@ -505,8 +521,9 @@ def channel_outflow_split(
     t = _f(layers)
     a_, d, dp, dt, kt, kc = (
         np.asarray(x, dtype=float)
-        for x in np.broadcast_arrays(_f(a), _f(depth), _f(d_pore), _f(d_tissue), _f(k_tissue),
-                                     _f(clearance))
+        for x in np.broadcast_arrays(
+            _f(a), _f(depth), _f(d_pore), _f(d_tissue), _f(k_tissue), _f(clearance)
+        )
     )
     sc = t[..., 0]
     z1 = sc + t[..., 1]
@@ -517,8 +534,8 @@ def channel_outflow_split(
 
     def w_of(p: FloatArray) -> FloatArray:
         pp = np.clip(p, 0.0, ell)
-        cosh_ratio = np.exp(m * (pp - ell)) * (1.0 + np.exp(-2.0 * m * pp)) / (
-            1.0 + np.exp(-2.0 * m * ell)
+        cosh_ratio = (
+            np.exp(m * (pp - ell)) * (1.0 + np.exp(-2.0 * m * pp)) / (1.0 + np.exp(-2.0 * m * ell))
         )
         num = fin.h_w * pp * _tanhc(m * pp) + fin.g_tip
         val = cosh_ratio * np.divide(num, denom, out=np.zeros_like(num), where=denom > 0.0)
@@ -593,9 +610,7 @@ def _time_grid(active: FloatArray, tc: FloatArray, steps: int) -> FloatArray:
     return np.concatenate([active[:, None] * j[None, :], tc[:, None]], axis=1)
 
 
-_F2_SERIES = tuple(
-    (-1.0) ** n * n / (math.factorial(n) * (n + 1) * (n + 2)) for n in range(1, 10)
-)
+_F2_SERIES = tuple((-1.0) ** n * n / (math.factorial(n) * (n + 1) * (n + 2)) for n in range(1, 10))
 
 
 def _f2(x: ArrayLike) -> FloatArray:
@@ -653,8 +668,16 @@ def finite_dose(
     min(T, TAU_MAX/k_close), one step the rest (fourth-order Magnus; see the module docstring).
     """
     arrs = np.broadcast_arrays(
-        _f(dose), _f(film_thickness), _f(contact_time), _f(kp), _f(n_g), _f(eps), _f(k_close),
-        _f(capacity), _f(clearance), _f(delay),
+        _f(dose),
+        _f(film_thickness),
+        _f(contact_time),
+        _f(kp),
+        _f(n_g),
+        _f(eps),
+        _f(k_close),
+        _f(capacity),
+        _f(clearance),
+        _f(delay),
     )
     m0, h, tc, kp_, ng, ep, kcl_close, cap, kcl, dl = (
         np.atleast_1d(np.asarray(x, dtype=float)) for x in arrs
@@ -707,9 +730,9 @@ def finite_dose(
         y_new = np.empty_like(y)
         y_new[:, 0] = e00 * v + e01 * m
         y_new[:, 1] = e10 * v + e11 * m
-        y_new[:, 2] = y[:, 2] + np.maximum(1.0 - e00 - e10, 0.0) * v + np.maximum(
-            1.0 - e01 - e11, 0.0
-        ) * m
+        y_new[:, 2] = (
+            y[:, 2] + np.maximum(1.0 - e00 - e10, 0.0) * v + np.maximum(1.0 - e01 - e11, 0.0) * m
+        )
         exchange = y[:, 0] - y_new[:, 0]
         # route split of the step's exchange: ∫P_ch·D dt / ∫P·D dt with the driving force
         # D = v/h − m/(K H) taken as exponential between its end values (rate lam)
@@ -805,11 +828,17 @@ def absorb(
     occ = np.broadcast_to(np.asarray(occluded, dtype=bool), (bsz,))
     mw = b(solute.mw_g_per_mol)
     d_aq = b(solute.d_aq)
-    sol = Solute(mw, b(solute.log_kow), d_aq, b(solute.radius_m),
-                 np.broadcast_to(np.asarray(solute.ionic, dtype=bool), (bsz,)))
+    sol = Solute(
+        mw,
+        b(solute.log_kow),
+        d_aq,
+        b(solute.radius_m),
+        np.broadcast_to(np.asarray(solute.ionic, dtype=bool), (bsz,)),
+    )
     kp = intact_kp(sol, params)
-    radius = np.where(np.isnan(sol.radius_m), stokes_einstein_radius(d_aq, params.water_viscosity),
-                      sol.radius_m)
+    radius = np.where(
+        np.isnan(sol.radius_m), stokes_einstein_radius(d_aq, params.water_viscosity), sol.radius_m
+    )
     lam = np.divide(radius, a_, out=np.ones_like(radius), where=a_ > 0.0)
     d_pore = d_aq * renkin_hindrance(lam)
     d_t = tissue_diffusivity(mw, params)
@@ -822,8 +851,9 @@ def absorb(
     capacity = k_t * (lay[:, 1] + lay[:, 2] + lay[:, 3])
     h_pos = np.maximum(h, 0.0)
     dose = np.maximum(c0_, 0.0) * h_pos
-    with_ch = finite_dose(dose, h_pos, tc, kp, n_pos * g, eps, k_close, capacity, kcl,
-                          delay=delay, steps=steps)
+    with_ch = finite_dose(
+        dose, h_pos, tc, kp, n_pos * g, eps, k_close, capacity, kcl, delay=delay, steps=steps
+    )
     intact = finite_dose(dose, h_pos, tc, kp, 0.0, 0.0, 0.0, capacity, kcl, steps=1)
     split = channel_outflow_split(a_, d, lay, d_pore, d_t, k_t, kcl, wall_exchange=wall_exchange)
     via_sc = with_ch.delivered - with_ch.via_channels
