@@ -90,7 +90,7 @@ N_PARAM = len(PARAM_NAMES)
 PIDX = {name: i for i, name in enumerate(PARAM_NAMES)}
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     """Right-hand side of one dermal block starting at offset ``o``."""
     D = y[o + 0]
@@ -119,7 +119,7 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     return T
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
     """dy/dt of one case (``t`` in days; ``y`` length :data:`N_STATE`; ``p`` length :data:`N_PARAM`).
 

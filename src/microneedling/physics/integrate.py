@@ -612,8 +612,9 @@ def solve_range(
                             break
                     elif ok:
                         for i in range(n):
-                            sc = atol[i] + rtol * max(abs(y[i]), abs(ynew[i]))
-                            e = abs(k[5, i]) / sc
+                            e = abs(k[5, i])
+                            if e != 0.0:  # (0/0 when atol = 0 at a zero component is no error)
+                                e /= atol[i] + rtol * max(abs(y[i]), abs(ynew[i]))
                             if not (e <= err):  # also catches NaN
                                 err = e
                         if not (err <= 1e300):
