@@ -135,7 +135,9 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
             to_ug_cm2 = 1e9 / 1e4  # kg/m^2 -> ug/cm^2
             absorbed[b, k] = ab.total * to_ug_cm2
             intact[b, k] = ab.intact * to_ug_cm2
-            enh[b, k] = ab.enhancement
+            dose = s.topical.concentration_mg_ml * s.topical.volume_ul_cm2 * 1e-9 / 1e-4  # kg/m^2
+            # intact skin treated as impermeable (MW > 500 Da or charged): the ratio is unbounded
+            enh[b, k] = float(ab.enhancement) if float(ab.intact) > 1e-9 * dose else np.inf
             by_layer[b, k] = ab.by_layer * to_ug_cm2
             if s.topical.product in ec50:
                 viable = by_layer[b, k].sum()
@@ -337,6 +339,8 @@ def _session_stats(
     peak = observe.window_max(t, obs["inflammation"][:, 0, :], starts, ends)
     risk = observe.pih_risk(peak, prep.fitzpatrick, op)
     return {
+        "absorbed_amount": prep.absorbed_ug_cm2,
+        "enhancement_ratio": prep.enhancement,
         "erythema_days": ery,
         "oedema_days": oed,
         "pih_risk": np.where(prep.session_mask, risk, np.nan),
@@ -363,6 +367,11 @@ _ATTRS: dict[str, tuple[str, str]] = {
     "inflammation": ("1", "Inflammation (neutrophils + M1; 1 = saturating response)"),
     "fibroblasts": ("1", "Fibroblast density relative to baseline"),
     "erythema_days": ("d", "Days of visible redness after the session"),
+    "absorbed_amount": ("ug/cm^2", "Topical absorbed into the skin"),
+    "enhancement_ratio": (
+        "1",
+        "Absorption with channels / intact skin (inf: intact skin treated as impermeable)",
+    ),
     "oedema_days": ("d", "Days of visible swelling after the session"),
     "pih_risk": ("1", "Probability of post-inflammatory hyperpigmentation after the session"),
 }
@@ -454,25 +463,11 @@ def _dataset(
         "Channel reaches the papillary capillaries (pinpoint bleeding)",
     )
     fixed(
-        "absorbed_amount",
-        prep.absorbed_ug_cm2,
-        ("site", "session"),
-        "ug/cm^2",
-        "Topical absorbed into the skin",
-    )
-    fixed(
         "absorbed_intact",
         prep.absorbed_intact_ug_cm2,
         ("site", "session"),
         "ug/cm^2",
         "Same topical through intact skin",
-    )
-    fixed(
-        "enhancement_ratio",
-        prep.enhancement,
-        ("site", "session"),
-        "1",
-        "Absorption with channels / intact skin",
     )
     fixed(
         "injured_fraction",
