@@ -147,7 +147,7 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     nominal = healing.parameter_vector(ps)
     gq = ps.table("healing.g_Q", "1/d")
     lesion = np.zeros(B)
-    base = _baseline(course, sites, skin, ps)
+    base = _baseline(course, sites, skin)
     lesion[np.isfinite(base.melanin_index)] = 1.0
     slope = ps.value("healing.collagen_age_slope", "1")
     age_factor = max(0.3, 1.0 + slope * (pat.age_years - 40.0) / 10.0)
@@ -181,7 +181,7 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     )
 
 
-def _baseline(course: Course, sites: Sequence[str], skin: Any, ps: ParameterSet) -> Any:
+def _baseline(course: Course, sites: Sequence[str], skin: Any) -> Any:
     """Per-case baseline conditions (NaN where the site does not have the condition)."""
     from .course import AcneScar, Hyperpigmentation, Photoaging, Pores, Striae, Wrinkles
     from .physics import observe
