@@ -150,7 +150,9 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     base = _baseline(course, sites, skin)
     lesion[np.isfinite(base.melanin_index)] = 1.0
     slope = ps.value("healing.collagen_age_slope", "1")
-    age_factor = max(0.3, 1.0 + slope * (pat.age_years - 40.0) / 10.0)
+    floor = ps.value("healing.collagen_age_floor", "1")
+    ref_age = ps.value("healing.collagen_reference_age", "yr")
+    age_factor = max(floor, 1.0 + slope * (pat.age_years - ref_age) / 10.0)
     from .physics.healing_rhs import PIDX
 
     per_case = {

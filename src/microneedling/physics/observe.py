@@ -217,7 +217,9 @@ def observables(
     )
     # elasticity (R2-like, 0..1): baseline from the input or from age; gains saturate towards 1
     r2_age = op.elasticity_baseline_young + op.elasticity_age_slope * (base.age_years - 20.0) / 10.0
-    r2_0 = np.where(np.isfinite(base.elasticity_r2), base.elasticity_r2, np.clip(r2_age, 0.2, 0.95))
+    r2_0 = np.where(
+        np.isfinite(base.elasticity_r2), base.elasticity_r2, np.clip(r2_age, 0.0, 1.0 - 1e-9)
+    )  # R2 lies in [0, 1) by definition
     drive = np.maximum(mature + op.elasticity_elastin_weight * new_el, 0.0)
     out["elasticity_index"] = r2_0[:, None] + (1.0 - r2_0[:, None]) * op.elasticity_gain * drive / (
         1.0 + op.elasticity_gain * drive
