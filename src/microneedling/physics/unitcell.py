@@ -63,6 +63,7 @@ API::
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -385,7 +386,7 @@ def _step_plan(
     t_end = float(times[-1])
     bps = np.unique(np.concatenate([[0.0], times, closures[closures < t_end]]))
     ends: list[float] = []
-    for t0, t1 in zip(bps[:-1], bps[1:], strict=True):
+    for t0, t1 in itertools.pairwise(bps):
         m = max(1, math.ceil((t1 - t0) / dt * (1.0 - 1e-12)))
         ends.extend((t0 + (t1 - t0) * np.arange(1, m + 1) / m).tolist())
     end = np.asarray(ends)
