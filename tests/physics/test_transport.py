@@ -16,26 +16,14 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_bvp, solve_ivp
 from scipy.linalg import expm
 
+from microneedling.course import KNOWN_PRODUCTS
 from microneedling.errors import ParameterError
 from microneedling.parameters import ParameterSet, load_parameters
 from microneedling.physics import needles as nd
 from microneedling.physics import transport as tr
 
 CM_H = 1e-2 / 3600.0  # m/s per cm/h
-SHIPPED = (
-    "hyaluronic_acid_50kda",
-    "hyaluronic_acid_1mda",
-    "ascorbic_acid",
-    "tranexamic_acid",
-    "niacinamide",
-    "retinol",
-    "palmitoyl_pentapeptide_4",
-    "egf",
-    "insulin",
-    "caffeine",
-    "calcein",
-    "saline",
-)
+SHIPPED = KNOWN_PRODUCTS  # the input schema's product list; the molecule file must cover it
 
 
 @pytest.fixture(scope="module")
