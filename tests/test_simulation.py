@@ -239,3 +239,54 @@ def test_property_valid_courses_give_finite_bounded_outputs(
     assert float(ds.scar_depth.min()) > 0 and float(ds.scar_depth.max()) <= 0.5 + 1e-12
     assert float(ds.erythema.min()) >= 0
     assert ((ds.pih_risk >= 0) & (ds.pih_risk <= 1)).all()
+
+
+# ------------------------------------------------------------------------- batch API
+def test_batch_of_different_courses_matches_each_course_alone() -> None:
+    from microneedling.simulation import simulate_batch
+
+    a = course()
+    b = course(
+        horizon_days=120.0,
+        sessions=[{"day": 0.0, "site": "cheek", "needle_length_mm": 1.0, "passes": 8}],
+    )
+    run = simulate_batch([a, b])
+    assert run.n_cases == 2 and list(run.course_index) == [0, 1]
+    assert run.per_session["erythema_days"].shape == (2, 2)
+    assert np.isnan(run.per_session["erythema_days"][1, 1])  # b has one session: padded
+    for i, c in enumerate((a, b)):
+        alone = simulate(c, draws=0).dataset
+        tt = alone["time"].values
+        got = np.interp(tt, run.t, run.observables["scar_depth"][i])
+        np.testing.assert_allclose(got, alone["scar_depth"].values[0, 0], rtol=2e-4)
+        np.testing.assert_allclose(
+            run.per_session["erythema_days"][i, : len(c.sessions)],
+            alone["erythema_days"].values[0, 0],
+            rtol=2e-2,
+            atol=2e-2,
+        )
+
+
+def test_healing_factors_scale_one_course_and_leave_the_other() -> None:
+    from microneedling.simulation import simulate_batch
+
+    c = course()
+    same = simulate_batch([c, c])
+    scaled = simulate_batch([c, c], healing_factors={"k_1": np.array([1.0, 1.5])})
+    col = "collagen_I_change"
+    np.testing.assert_array_equal(same.observables[col][0], scaled.observables[col][0])
+    assert scaled.observables[col][1, 0, -1] > 1.2 * same.observables[col][1, 0, -1]
+
+
+def test_batch_refuses_mismatched_inputs_naming_the_field() -> None:
+    from microneedling.errors import InputError
+    from microneedling.simulation import simulate_batch
+
+    c = course()
+    ps = mn.load_parameters()
+    with pytest.raises(InputError, match="parameters"):
+        simulate_batch([c, c], [ps])
+    with pytest.raises(InputError, match="healing_factors.k_1"):
+        simulate_batch([c, c], healing_factors={"k_1": np.array([1.0])})
+    with pytest.raises(InputError, match="healing_factors"):
+        simulate_batch([c], healing_factors={"no_such_rate": np.array([1.0])})

@@ -596,6 +596,12 @@ def parameters_command(
     _console().print(_parameter_table(rows, title))
 
 
+# ----------------------------------------------------------------- more commands
+# Each further command lives in its own module ``cli_<name>.py``, which imports ``app`` and the
+# helpers above and registers itself with ``@app.command``. One import line per module, here:
+# (they come after ``app`` exists; the modules import only typer and light helpers at import time)
+
+
 def main() -> None:
     """Console-script entry point ``microneedling``."""
     app(prog_name="microneedling")

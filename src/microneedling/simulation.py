@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -278,6 +278,231 @@ def _split(v: float, lo: float, hi: float, z: float) -> float:
     return v + z * s
 
 
+# ------------------------------------------------------------------------------ batch
+@dataclass(frozen=True)
+class BatchRun:
+    """Unlabelled outputs of :func:`simulate_batch`: one row per *case* (a treated site of one course
+    under one parameter set), all on a common output time grid.
+
+    Attributes
+    ----------
+    t:
+        (T,) output times in days: the union of every course's grid (fine after each session).
+    course_index:
+        (C,) index into the ``courses`` argument of the course each case belongs to.
+    site:
+        (C,) site name of each case.
+    horizon_days:
+        (C,) horizon of each case's course (d); values after it are simulated but not part of the
+        course.
+    observables:
+        Time-resolved observables, (C, T) or (C, 2, T) for the layered ones (papillary, reticular);
+        see :func:`microneedling.physics.observe.observables` for names and units.
+    per_session:
+        Per-session outputs (C, K), NaN where a case has fewer than K sessions: ``erythema_days``,
+        ``oedema_days`` (d), ``pih_risk`` (1), ``absorbed_amount`` (ug/cm^2), ``enhancement_ratio``.
+    prepared:
+        The concatenated inputs of the healing solve (needles, injury, transport, parameters).
+    n_steps:
+        (C,) integrator steps taken per case.
+    """
+
+    t: np.ndarray
+    course_index: np.ndarray
+    site: tuple[str, ...]
+    horizon_days: np.ndarray
+    observables: dict[str, np.ndarray]
+    per_session: dict[str, np.ndarray]
+    prepared: Prepared
+    n_steps: np.ndarray
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.site)
+
+
+def _pad_sessions(arr: np.ndarray, K: int, fill: Any) -> np.ndarray:
+    if arr.shape[1] == K:
+        return arr
+    pad = np.full((arr.shape[0], K - arr.shape[1], *arr.shape[2:]), fill, dtype=arr.dtype)
+    return np.concatenate([arr, pad], axis=1)
+
+
+def _concat_prepared(preps: Sequence[Prepared]) -> Prepared:
+    """Stack the cases of several :class:`Prepared` (padding sessions to the largest K)."""
+    from .physics import observe
+
+    K = max(p.session_days.shape[1] for p in preps)
+    fills: dict[str, Any] = {
+        "session_days": np.inf,
+        "session_mask": False,
+        "injured_fraction": 0.0,
+        "agent_effect": 0.0,
+    }
+    kw: dict[str, Any] = {}
+    for f in fields(Prepared):
+        name = f.name
+        if name in ("baseline", "observe"):
+            continue
+        arrays = [getattr(p, name) for p in preps]
+        if name in ("params", "fitzpatrick"):
+            kw[name] = np.concatenate(arrays)
+        else:
+            kw[name] = np.concatenate(
+                [_pad_sessions(a, K, fills.get(name, np.nan)) for a in arrays]
+            )
+    kw["baseline"] = observe.Baseline(
+        **{
+            f.name: np.concatenate([getattr(p.baseline, f.name) for p in preps])
+            for f in fields(observe.Baseline)
+        }
+    )
+    kw["observe"] = preps[0].observe
+    return Prepared(**kw)
+
+
+def simulate_batch(
+    courses: Sequence[Course],
+    parameters: ParameterSet | Sequence[ParameterSet] | None = None,
+    *,
+    healing_factors: Mapping[str, np.ndarray] | None = None,
+    t_out: np.ndarray | None = None,
+    rtol: float = 1e-6,
+    parallel: bool = True,
+) -> BatchRun:
+    """Simulate many courses in one batched healing solve (no per-course solver call).
+
+    This is the engine entry point for everything that runs more than one course: the uncertainty
+    ensemble of :func:`simulate`, calibration, sensitivity analysis, virtual cohorts and the planner.
+
+    Parameters
+    ----------
+    courses:
+        N validated courses; their sites become the cases (a course with S sites gives S cases).
+        Courses may differ in everything (sites, sessions, devices, patients, horizons).
+    parameters:
+        One ParameterSet for all courses, or one per course (length N), e.g. ensemble draws.
+        Default: the shipped set.
+    healing_factors:
+        Optional per-course multiplicative factors on healing parameters, ``{name: (N,) array}``
+        (names of :data:`microneedling.physics.healing_rhs.PARAM_NAMES`): inter-individual
+        variability of virtual patients without building a ParameterSet per patient.
+    t_out:
+        Output times (d) to use instead of the union of the courses' grids; must start at 0 and
+        reach the largest horizon.
+    rtol:
+        Relative tolerance of the healing integrator.
+    """
+    from .errors import InputError
+    from .physics import healing, observe
+    from .physics.healing_rhs import PIDX
+
+    courses = list(courses)
+    n = len(courses)
+    if n == 0:
+        raise InputError("courses", "[]", "at least one course")
+    if parameters is None:
+        sets: list[ParameterSet] = [load_parameters()] * n
+    elif isinstance(parameters, ParameterSet):
+        sets = [parameters] * n
+    else:
+        sets = list(parameters)
+        if len(sets) != n:
+            raise InputError(
+                "parameters", f"{len(sets)} parameter sets", f"one set or {n} (one per course)"
+            )
+    # prepare each distinct (course, parameter set) pair once
+    cache: dict[tuple[int, int], Prepared] = {}
+    preps = []
+    for c, s in zip(courses, sets, strict=True):
+        key = (id(c), id(s))
+        if key not in cache:
+            cache[key] = prepare(c, s)
+        preps.append(cache[key])
+    n_sites = np.array([p.session_days.shape[0] for p in preps])
+    course_index = np.repeat(np.arange(n), n_sites)
+    sites = tuple(s.name for c in courses for s in c.sites)
+    horizon = np.repeat(np.array([float(c.horizon_days) for c in courses]), n_sites)
+    prep = _concat_prepared(preps)
+    params = prep.params
+    if healing_factors:
+        params = params.copy()
+        for name, factor in healing_factors.items():
+            if name not in PIDX:
+                raise InputError("healing_factors", name, f"one of {sorted(PIDX)}")
+            f = np.asarray(factor, dtype=float)
+            if f.shape != (n,):
+                raise InputError(f"healing_factors.{name}", f"shape {f.shape}", f"shape ({n},)")
+            if not np.all(np.isfinite(f) & (f > 0)):
+                raise InputError(f"healing_factors.{name}", "non-positive", "finite factors > 0")
+            params[:, PIDX[name]] *= f[course_index]
+    if t_out is None:
+        grids: dict[tuple[float, bytes], np.ndarray] = {}
+        for c, p in zip(courses, preps, strict=True):
+            grid_key = (float(c.horizon_days), p.session_days.tobytes())
+            if grid_key not in grids:
+                grids[grid_key] = output_times(p.session_days, float(c.horizon_days))
+        t = np.unique(np.concatenate(list(grids.values())))
+    else:
+        t = np.asarray(t_out, dtype=float)
+        if t.ndim != 1 or t[0] != 0.0 or t[-1] < horizon.max() or np.any(np.diff(t) <= 0):
+            raise InputError(
+                "t_out", "given grid", "increasing times from 0 to the largest horizon"
+            )
+    jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)
+    sol = healing.solve(params, t, prep.session_days, jumps, rtol=rtol, parallel=parallel)
+
+    # observation maps: one call per distinct parameter set (their coefficients are scalars)
+    C = len(sites)
+    obs: dict[str, np.ndarray] = {}
+    per_session: dict[str, np.ndarray] = {}
+    set_of_case = np.repeat(np.array([id(s) for s in sets]), n_sites)
+    for sid in dict.fromkeys(set_of_case.tolist()):
+        rows = np.flatnonzero(set_of_case == sid)
+        sub = _take_prepared(prep, rows)
+        op = next(p.observe for p, s in zip(preps, sets, strict=True) if id(s) == sid)
+        sub = Prepared(
+            **{**{f.name: getattr(sub, f.name) for f in fields(Prepared)}, "observe": op}
+        )
+        o = observe.observables(t, sol.y[rows], sub.baseline, op)
+        st = _session_stats(t, o, sub, horizon[rows])
+        for name, arr in o.items():
+            if name not in obs:
+                obs[name] = np.empty((C, *arr.shape[1:]))
+            obs[name][rows] = arr
+        for name, arr in st.items():
+            if name not in per_session:
+                per_session[name] = np.empty((C, *arr.shape[1:]))
+            per_session[name][rows] = arr
+    return BatchRun(
+        t=t,
+        course_index=course_index,
+        site=sites,
+        horizon_days=horizon,
+        observables=obs,
+        per_session=per_session,
+        prepared=prep,
+        n_steps=sol.n_steps,
+    )
+
+
+def _take_prepared(prep: Prepared, rows: np.ndarray) -> Prepared:
+    from .physics import observe
+
+    kw: dict[str, Any] = {}
+    for f in fields(Prepared):
+        v = getattr(prep, f.name)
+        if f.name == "baseline":
+            kw[f.name] = observe.Baseline(
+                **{g.name: getattr(v, g.name)[rows] for g in fields(observe.Baseline)}
+            )
+        elif f.name == "observe":
+            kw[f.name] = v
+        else:
+            kw[f.name] = v[rows]
+    return Prepared(**kw)
+
+
 # ---------------------------------------------------------------------------- simulate
 def simulate(
     course: Course,
@@ -304,46 +529,36 @@ def simulate(
     rtol:
         Relative tolerance of the healing integrator.
     """
-    from .physics import healing, observe
     from .result import Result
 
     ps = (parameters or load_parameters()).recording()
     seed = course.seed if seed is None else seed
     sets = [ps] + (sample_parameter_sets(ps, draws, seed) if draws > 0 else [])
-    preps = [prepare(course, s) for s in sets]
+    run = simulate_batch([course] * len(sets), sets, rtol=rtol, parallel=parallel)
     for s in sets[1:]:
         ps._used.update(s._used)  # draws look up the same names
-    nominal = preps[0]
-    B = nominal.session_days.shape[0]
-    horizon = float(course.horizon_days)
-    t = output_times(nominal.session_days, horizon)
-
-    # one batched ODE call for all draws × sites
-    params = np.concatenate([p.params for p in preps])
-    days = np.concatenate([p.session_days for p in preps])
-    jumps = np.concatenate(
-        [healing.session_impulses(p.injured_fraction, p.agent_effect) for p in preps]
-    )
-    sol = healing.solve(params, t, days, jumps, rtol=rtol, parallel=parallel)
-    y = sol.y.reshape(len(sets), B, len(t), -1)
-
+    B = len(course.sites)
+    t = run.t
     obs = [
-        observe.observables(t, y[d], preps[d].baseline, preps[d].observe) for d in range(len(sets))
+        {k: v[d * B : (d + 1) * B] for k, v in run.observables.items()} for d in range(len(sets))
     ]
-    per_session = [_session_stats(t, obs[d], preps[d], horizon) for d in range(len(sets))]
-
+    per_session = [
+        {k: v[d * B : (d + 1) * B] for k, v in run.per_session.items()} for d in range(len(sets))
+    ]
+    nominal = _take_prepared(run.prepared, np.arange(B))  # observe: the nominal set's
     ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1)
     return Result(ds)
 
 
 def _session_stats(
-    t: np.ndarray, obs: dict[str, np.ndarray], prep: Prepared, horizon: float
+    t: np.ndarray, obs: dict[str, np.ndarray], prep: Prepared, horizon: float | np.ndarray
 ) -> dict[str, np.ndarray]:
     from .physics import observe
 
     starts = np.where(prep.session_mask, prep.session_days, np.nan)
     nxt = np.concatenate([prep.session_days[:, 1:], np.full((starts.shape[0], 1), np.inf)], axis=1)
-    ends = np.where(prep.session_mask, np.minimum(nxt, horizon), np.nan)
+    hz = np.broadcast_to(np.asarray(horizon, dtype=float), (starts.shape[0],))[:, None]
+    ends = np.where(prep.session_mask, np.minimum(nxt, hz), np.nan)
     op = prep.observe
     ery = observe.time_above(t, obs["erythema"], op.erythema_threshold, starts, ends)
     oed = observe.time_above(t, obs["oedema"], op.oedema_threshold, starts, ends)
