@@ -286,7 +286,7 @@ def test_batch_refuses_mismatched_inputs_naming_the_field() -> None:
     ps = mn.load_parameters()
     with pytest.raises(InputError, match="parameters"):
         simulate_batch([c, c], [ps])
-    with pytest.raises(InputError, match="healing_factors.k_1"):
+    with pytest.raises(InputError, match=r"healing_factors\.k_1"):
         simulate_batch([c, c], healing_factors={"k_1": np.array([1.0])})
     with pytest.raises(InputError, match="healing_factors"):
         simulate_batch([c], healing_factors={"no_such_rate": np.array([1.0])})
