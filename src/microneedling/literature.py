@@ -367,3 +367,153 @@ def rows(role: str | None = None, path: Path | None = None) -> list[LiteratureRo
 def calibration_keys(path: Path | None = None) -> tuple[str, ...]:
     """Keys of the calibration rows (the same keys as ``microneedling.calibrate.TARGETS``)."""
     return tuple(r.key for r in rows("calibration", path))
+
+
+# ----------------------------------------------------------------------------- protocols
+COMPARES: tuple[str, ...] = (
+    "value",
+    "per_session_mean",
+    "relative_change",
+    "grade",
+    "course_incidence",
+)
+STAGES: tuple[str, ...] = ("puncture_density", "channel_depth", "channel_diameter", "resealing_time")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How the model reproduces one literature row (``data/calibration/protocols.toml``).
+
+    ``course`` is the stand-in course as a dict for :meth:`microneedling.course.Course.from_dict`
+    (``None`` for stage rows that need no course), ``endpoint`` an end point of
+    :mod:`microneedling.endpoints` or ``stage`` a needles/transport output; ``compare`` says how
+    model and row meet (see the header of ``protocols.toml``).
+    """
+
+    key: str
+    compare: str
+    assumptions: str
+    course: dict[str, Any] | None = None
+    endpoint: str | None = None
+    stage: str | None = None
+    closure: str | None = None
+    evaluable: bool = True
+    reason: str = ""
+
+
+def _protocols_path() -> Path:
+    return _data_dir() / "calibration" / "protocols.toml"
+
+
+def load_protocol_file(path: Path | None = None) -> dict[str, Any]:
+    """The raw ``protocols.toml`` (settings, fit, devices, rows)."""
+    with open(path or _protocols_path(), "rb") as fh:
+        return tomllib.load(fh)
+
+
+def _course_dict(key: str, entry: Mapping[str, Any], devices: Mapping[str, Any]) -> dict[str, Any]:
+    dev = entry.get("device")
+    if dev not in devices:
+        raise _err(key, "device", dev, f"one of {sorted(devices)} (protocols.toml [devices])")
+    site = _str(key, entry, "site")
+    days = entry.get("session_days")
+    if not isinstance(days, list) or not days:
+        raise _err(key, "session_days", days, "a non-empty list of days")
+    conditions: list[dict[str, Any]] = []
+    if "scar" in entry:
+        conditions.append({"type": "acne_scar", "count": 10, **entry["scar"]})
+    if "pigment" in entry:
+        conditions.append({"type": "hyperpigmentation", **entry["pigment"]})
+    sessions = []
+    for d in days:
+        s: dict[str, Any] = {
+            "day": float(d),
+            "site": site,
+            "needle_length_mm": float(entry["needle_length_mm"]),
+            "passes": int(entry.get("passes", 1)),
+        }
+        if "topical" in entry:
+            s["topical"] = dict(entry["topical"])
+        sessions.append(s)
+    return {
+        "name": f"protocol {key}",
+        "horizon_days": float(entry["horizon_days"]),
+        "patient": {
+            "age_years": entry["age_years"],
+            "sex": entry.get("sex", "female"),
+            "fitzpatrick": entry["fitzpatrick"],
+        },
+        "sites": [{"name": site, "conditions": conditions}],
+        "device": dict(devices[dev]),
+        "sessions": sessions,
+    }
+
+
+def load_protocols(path: Path | None = None) -> dict[str, Protocol]:
+    """Every row's protocol, by row key; raises :class:`LiteratureError` naming the row and field."""
+    raw = load_protocol_file(path)
+    devices = raw.get("devices", {})
+    out: dict[str, Protocol] = {}
+    for key, entry in raw.get("rows", {}).items():
+        if not entry.get("evaluable", True):
+            out[key] = Protocol(
+                key, "value", "", evaluable=False, reason=_str(key, entry, "reason")
+            )
+            continue
+        compare = _str(key, entry, "compare")
+        if compare not in COMPARES:
+            raise _err(key, "compare", compare, f"one of {list(COMPARES)}")
+        stage = entry.get("stage")
+        if stage is not None and stage not in STAGES:
+            raise _err(key, "stage", stage, f"one of {list(STAGES)}")
+        endpoint = entry.get("endpoint")
+        if (stage is None) == (endpoint is None):
+            raise _err(key, "endpoint/stage", (endpoint, stage), "exactly one of the two")
+        if endpoint is not None:
+            from .endpoints import parse_endpoint
+
+            parse_endpoint(endpoint, field=f"protocols.{key}.endpoint")
+        closure = entry.get("closure")
+        if stage == "resealing_time" and closure not in ("pores", "barrier"):
+            raise _err(key, "closure", closure, "'pores' or 'barrier' for resealing_time")
+        course = None if stage == "resealing_time" else _course_dict(key, entry, devices)
+        out[key] = Protocol(
+            key=key,
+            compare=compare,
+            assumptions=_str(key, entry, "assumptions"),
+            course=course,
+            endpoint=endpoint,
+            stage=stage,
+            closure=closure,
+        )
+    return out
+
+
+def protocol_course(protocol: Protocol) -> Any:
+    """The protocol's stand-in course, validated (:class:`microneedling.course.Course`)."""
+    from .course import Course
+
+    if protocol.course is None:
+        raise _err(protocol.key, "course", None, "a protocol with a course (not a stage-only row)")
+    return Course.from_dict(protocol.course, source=f"protocols.toml [{protocol.key}]")
+
+
+def standard_error(row: LiteratureRow, settings: Mapping[str, Any]) -> tuple[float, str]:
+    """The row's standard error (row units) and how it was obtained.
+
+    In order: the reported SE; SD/sqrt(n); a reported range read as +-2 SD (``range_sds``), divided
+    by sqrt(n) when n is known; else ``default_cv`` x |value| / sqrt(n) (n = 1 when unknown).
+    """
+    n = row.n
+    root = math.sqrt(n) if n else 1.0
+    if row.se is not None:
+        return row.se, "reported SE"
+    if row.sd is not None:
+        return row.sd / root, f"SD / sqrt({n})" if n else "SD (n unknown)"
+    if row.range_low is not None and row.range_high is not None:
+        sd = (row.range_high - row.range_low) / float(settings["range_sds"])
+        return sd / root, f"range / {settings['range_sds']}" + (f" / sqrt({n})" if n else "")
+    cv = float(settings["default_cv"])
+    return cv * abs(row.value) / root, f"default CV {cv} x |value|" + (
+        f" / sqrt({n})" if n else ""
+    )

@@ -249,16 +249,37 @@ def sample_parameter_sets(ps: ParameterSet, draws: int, seed: int) -> list[Param
 
     ``low``/``high`` are read as 5th/95th percentiles of a split normal — in log space when both are
     positive. Keyed parameters are sampled with one common z per parameter (entries move together).
+
+    Calibrated parameters that still hold the shipped calibration's posterior mean
+    (``data/calibration/current.toml``, :func:`microneedling.calibrate.shipped_posterior`) are drawn
+    jointly from its log-normal posterior (mean and covariance in log space), tied members (e.g.
+    ``healing.k_1`` and ``healing.k_3``) with one common value. Their marginals equal the
+    ``low``/``high`` written by the calibration, so the joint draw only adds the correlations. The
+    random stream is the same as for independent sampling (one z per parameter name).
     """
+    from .calibrate import shipped_posterior
+
     rng = np.random.default_rng(seed)
     names = [n for n in ps.names() if ps.parameters[n].low is not None]
     z = rng.standard_normal((draws, len(names)))
+    joint: dict[str, np.ndarray] = {}
+    post = shipped_posterior(ps) if draws > 0 else None
+    if post is not None:
+        members, mean, cov = post
+        if all(m[0] in names for m in members):
+            cols = [names.index(m[0]) for m in members]
+            x = mean[None, :] + z[:, cols] @ np.linalg.cholesky(cov).T  # (draws, P) log values
+            for i, m in enumerate(members):
+                for name in m:
+                    joint[name] = np.exp(x[:, i])
     out = []
     for d in range(draws):
         values: dict[str, Any] = {}
         for j, n in enumerate(names):
             p = ps.parameters[n]
-            if isinstance(p.value, dict):
+            if n in joint:
+                values[n] = float(joint[n][d])
+            elif isinstance(p.value, dict):
                 values[n] = {
                     k: _split(v, p.low[k], p.high[k], z[d, j])  # type: ignore[index]
                     for k, v in p.value.items()
