@@ -1,0 +1,346 @@
+"""The planner's input: a patient file (person, questionnaire, sites with concerns, limits).
+
+A patient file is TOML::
+
+    name = "Acne scars and melasma"
+
+    [patient]
+    age_years = 34
+    sex = "female"
+    fitzpatrick = "V"
+
+    [history]                       # questionnaire about the person (unanswered = no)
+    isotretinoin_months_ago = 14
+    anticoagulants = false
+
+    [[sites]]
+    name = "cheek"
+    active_acne = false             # questionnaire about this site
+    filler_months_ago = 2
+
+    [[sites.concerns]]              # a course condition (same fields) + severity (+ weight)
+    type = "acne_scar"
+    scar_type = "rolling"
+    depth_mm = 0.5
+    count = 20
+    severity = "moderate"
+
+    [limits]
+    max_downtime_days_per_session = 3
+    max_sessions = 4
+    allowed_devices = ["pen", "roller"]
+
+Every refusal is a :class:`PatientFileError` (a :class:`~microneedling.errors.CourseValidationError`)
+whose problems name the field (``sites[0].concerns[1].depth_mm``), the value and what is allowed.
+Defaults of ``[limits]`` come from ``data/planner.toml`` (with their sources); the PIH constraint's
+default is ``safety.max_pih_risk``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ..course import Condition, SiteName, _fitzpatrick
+from ..errors import CourseValidationError, InputError
+
+__all__ = [
+    "DEVICES",
+    "SEVERITIES",
+    "Concern",
+    "Limits",
+    "PatientFile",
+    "PatientFileError",
+    "PatientHistory",
+    "PatientSite",
+    "Person",
+    "planner_config",
+]
+
+DEVICES = ("roller", "pen", "stamp")
+SEVERITIES = ("mild", "moderate", "severe")
+CONCERN_TYPES = ("acne_scar", "wrinkles", "pores", "striae", "hyperpigmentation", "photoaging")
+_DATA = Path(__file__).resolve().parent.parent / "data"
+
+_F = Annotated[float, Strict()]
+_I = Annotated[int, Strict()]
+_B = Annotated[bool, Strict()]
+_Months = Annotated[_F, Field(ge=0, le=1200)]
+
+
+class PatientFileError(CourseValidationError):
+    """A patient file failed validation; every problem names field, value and what is allowed."""
+
+
+@lru_cache(maxsize=1)
+def planner_config() -> dict[str, Any]:
+    """``data/planner.toml`` (search space, default limits, objective), parsed once; every cited
+    source key must exist in the bibliography."""
+    from ..errors import ParameterError
+    from ..parameters import load_references
+
+    with open(_DATA / "planner.toml", "rb") as fh:
+        cfg = tomllib.load(fh)
+    refs = load_references()
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key in node.get("source", []):
+                if key not in refs:
+                    raise ParameterError(f"planner.toml {path}: unknown source {key!r}")
+            for k, v in node.items():
+                if isinstance(v, Mapping):
+                    walk(v, f"{path}.{k}" if path else k)
+
+    walk(cfg, "")
+    return cfg
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Person(_Model):
+    """Age, sex and Fitzpatrick type (adults only, as in the course schema)."""
+
+    age_years: Annotated[_I, Field(ge=18, le=90)]
+    sex: Literal["female", "male"]
+    fitzpatrick: Annotated[_I, BeforeValidator(_fitzpatrick), Field(ge=1, le=6)]
+
+
+class PatientHistory(_Model):
+    """Questionnaire about the person (see ``data/contraindications.toml``); unanswered = no."""
+
+    isotretinoin_months_ago: _Months | None = None
+    herpes_labialis_history: _B = False
+    keloid_history: _B = False
+    hypertrophic_scar_history: _B = False
+    anticoagulants: _B = False
+    bleeding_disorder: _B = False
+    pregnant: _B = False
+    diabetes_uncontrolled: _B = False
+    immunosuppressed: _B = False
+
+
+class Concern(_Model):
+    """A concern at a site: a course condition, its severity and an optional extra weight."""
+
+    condition: Condition
+    severity: Literal["mild", "moderate", "severe"] = "moderate"
+    weight: Annotated[_F, Field(ge=0, le=100)] = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        """A flat table (condition fields + severity + weight) becomes {condition, severity, weight}."""
+        if isinstance(data, Mapping) and "condition" not in data:
+            rest = {k: v for k, v in data.items() if k not in ("severity", "weight")}
+            out = {k: data[k] for k in ("severity", "weight") if k in data}
+            return {**out, "condition": rest}
+        return data
+
+    @property
+    def type(self) -> str:
+        return str(self.condition.type)
+
+
+class PatientSite(_Model):
+    """A site to treat, its questionnaire answers and its concerns (at least one)."""
+
+    name: SiteName
+    area_cm2: Annotated[_F, Field(gt=0, le=5000)] | None = None
+    active_infection: _B = False
+    active_acne: _B = False
+    eczema_psoriasis_active: _B = False
+    vitiligo_active: _B = False
+    gold_threads: _B = False
+    radiotherapy_months_ago: _Months | None = None
+    filler_months_ago: _Months | None = None
+    concerns: tuple[Concern, ...]
+
+    @field_validator("concerns")
+    @classmethod
+    def _some_concern(cls, v: tuple[Concern, ...]) -> tuple[Concern, ...]:
+        # a check here, not Field(min_length=1): pydantic would also report an empty tuple
+        # whenever one item failed, a misleading second problem
+        if not v:
+            raise InputError(
+                "", [], f"at least one [[sites.concerns]] table, type one of {CONCERN_TYPES}"
+            )
+        return v
+
+
+def _default(name: str) -> Any:
+    return planner_config()["default_limits"][name]
+
+
+class Limits(_Model):
+    """What the patient accepts; defaults from ``data/planner.toml`` ``[default_limits]``."""
+
+    max_downtime_days_per_session: Annotated[_F, Field(gt=0, le=30)] = Field(
+        default_factory=lambda: float(_default("max_downtime_days_per_session"))
+    )
+    max_total_downtime_days: Annotated[_F, Field(gt=0, le=365)] | None = None
+    max_sessions: Annotated[_I, Field(ge=1, le=12)] = Field(
+        default_factory=lambda: int(_default("max_sessions"))
+    )
+    earliest_interval_days: Annotated[_I, Field(ge=7, le=180)] = Field(
+        default_factory=lambda: int(_default("earliest_interval_days"))
+    )
+    latest_interval_days: Annotated[_I, Field(ge=7, le=180)] = Field(
+        default_factory=lambda: int(_default("latest_interval_days"))
+    )
+    allowed_devices: tuple[Literal["roller", "pen", "stamp"], ...] = ("roller", "pen", "stamp")
+    allowed_topicals: tuple[str, ...] = ()
+    concern_weights: dict[str, Annotated[_F, Field(ge=0, le=100)]] = Field(default_factory=dict)
+    max_pih_risk: Annotated[_F, Field(gt=0, lt=1)] | None = None
+    allow_above_usual_depth: _B = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Limits:
+        if self.latest_interval_days < self.earliest_interval_days:
+            raise InputError(
+                "latest_interval_days",
+                self.latest_interval_days,
+                f"≥ earliest_interval_days ({self.earliest_interval_days} d)",
+            )
+        if not self.allowed_devices:
+            raise InputError("allowed_devices", [], f"at least one of {DEVICES}")
+        products = tuple(planner_config()["topicals"])
+        for i, t in enumerate(self.allowed_topicals):
+            if t not in products:
+                raise InputError(
+                    f"allowed_topicals[{i}]", t, f"one of {products} (data/planner.toml)"
+                )
+        for k in self.concern_weights:
+            if k not in CONCERN_TYPES:
+                raise InputError(f"concern_weights.{k}", k, f"a concern type among {CONCERN_TYPES}")
+        return self
+
+    def pih_limit(self) -> float:
+        """The PIH constraint: ``max_pih_risk`` or the default ``safety.max_pih_risk``."""
+        if self.max_pih_risk is not None:
+            return float(self.max_pih_risk)
+        from ..parameters import load_parameters
+
+        return load_parameters().value("safety.max_pih_risk", "1")
+
+
+class PatientFile(_Model):
+    """A validated patient file (see the module docstring)."""
+
+    name: Annotated[str, Strict(), Field(min_length=1)] = "patient"
+    seed: Annotated[_I, Field(ge=0, le=2**63 - 1)] = 0
+    patient: Person
+    history: PatientHistory = Field(default_factory=PatientHistory)
+    sites: tuple[PatientSite, ...]
+    limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("sites")
+    @classmethod
+    def _some_site(cls, v: tuple[PatientSite, ...]) -> tuple[PatientSite, ...]:
+        if not v:
+            raise InputError("", [], "at least one [[sites]] table")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_sites(self) -> PatientFile:
+        seen: set[str] = set()
+        for j, s in enumerate(self.sites):
+            if s.name in seen:
+                raise InputError(f"sites[{j}].name", s.name, "each site at most once")
+            seen.add(s.name)
+        return self
+
+    def with_limits(self, **changes: Any) -> PatientFile:
+        """A copy with some limits replaced (validated like the file; ``None`` values ignored)."""
+        data = self.limits.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        try:
+            limits = Limits.model_validate(data)
+        except ValidationError as exc:
+            raise PatientFileError(_translate(exc, "limits"), source="limits") from None
+        return self.model_copy(update={"limits": limits})
+
+    # -------------------------------------------------------------------------- reading
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "patient") -> PatientFile:
+        if not isinstance(d, Mapping):
+            raise PatientFileError([InputError("<patient file>", d, "a table")], source=source)
+        try:
+            return cls.model_validate(dict(d))
+        except ValidationError as exc:
+            raise PatientFileError(_translate(exc), source=source) from None
+
+    @classmethod
+    def from_toml_text(cls, text: str, source: str = "patient") -> PatientFile:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PatientFileError(
+                [InputError("<file>", source, f"valid TOML; the parser said: {exc}")],
+                source=source,
+            ) from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> PatientFile:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PatientFileError(
+                [InputError("<file>", source, "an existing patient file (no such file)")],
+                source=source,
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PatientFileError(
+                [InputError("<file>", source, f"a readable UTF-8 TOML file ({exc})")],
+                source=source,
+            ) from None
+        return cls.from_toml_text(text, source=source)
+
+
+def _translate(exc: ValidationError, prefix: str = "") -> list[InputError]:
+    """Pydantic errors as :class:`InputError` with dotted paths (condition tags dropped)."""
+    out: list[InputError] = []
+    for err in exc.errors(include_url=False):
+        parts = [prefix] if prefix else []
+        for item in err["loc"]:
+            if isinstance(item, int):
+                parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+            elif item in CONCERN_TYPES or item == "condition":
+                continue
+            elif item.startswith("function-"):
+                continue
+            else:
+                parts.append(str(item))
+        ctx = err.get("ctx") or {}
+        inner = ctx.get("error")
+        if isinstance(inner, InputError):
+            parts = [*parts, inner.field] if inner.field else parts
+            out.append(InputError(".".join(parts) or "<patient file>", inner.value, inner.allowed))
+            continue
+        path = ".".join(parts) or "<patient file>"
+        value = err.get("input", "<missing>") if err["type"] != "missing" else "<missing>"
+        allowed = str(err.get("msg", ""))
+        if err["type"] == "extra_forbidden":
+            allowed = "no such field (check the spelling; see docs/planner.md)"
+        elif err["type"] == "missing":
+            allowed = "a required field"
+        out.append(InputError(path, value, allowed))
+    return out
