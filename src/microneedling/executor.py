@@ -106,6 +106,7 @@ def map_chunks(
     on_result: Callable[[int, R], None] | None = None,
     rate: Callable[[R], float] | None = None,
     rate_unit: str = "items",
+    keep: bool = True,
 ) -> list[R | None]:
     """Apply the picklable ``fn`` to each item; results in the order of ``items``.
 
@@ -147,7 +148,8 @@ def map_chunks(
 
     def finished(i: int, r: R) -> None:
         nonlocal units
-        out[i] = r
+        if keep:
+            out[i] = r
         if on_result is not None:
             on_result(i, r)
         text = None
