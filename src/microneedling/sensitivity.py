@@ -300,6 +300,13 @@ def sobol_indices(
     sites = [s.name for s in course.sites]
     labels, spec_c, site_c, unit_c, columns = [], [], [], [], []
     for e, spec in enumerate(specs):
+        if not np.any(np.isfinite(y[:, :, e])):
+            raise InputError(
+                f"endpoints[{e}]",
+                spec.text,
+                "an end point that applies to a site of the course (e.g. scar_depth needs an "
+                "acne_scar condition, melanin_index a hyperpigmentation)",
+            )
         for s, site in enumerate(sites):
             col = y[:, s, e]
             if not np.any(np.isfinite(col)):
@@ -309,13 +316,6 @@ def sobol_indices(
             site_c.append(site)
             unit_c.append(spec.units)
             columns.append(col)
-    if not columns:
-        raise InputError(
-            "endpoints",
-            list(texts),
-            "an end point that applies to the course's sites (e.g. scar_depth needs an acne_scar "
-            "condition, melanin_index a hyperpigmentation)",
-        )
     results = [sobol_analyze(c, D, seed, second_order) for c in columns]
     stack = {k: np.stack([r[k] for r in results]) for k in results[0]}
     n_failed = int(np.sum(~np.all(np.isfinite(np.stack(columns, axis=1)), axis=1)))
@@ -449,14 +449,72 @@ def ishigami_indices(a: float = 7.0, b: float = 0.1) -> tuple[np.ndarray, np.nda
     return s1, st
 
 
+def default_endpoints(course: Course) -> list[str]:
+    """End points worth screening for ``course``: new collagen and downtime always, and the
+    improvement of each condition present on its sites, all read 90 days after the last session."""
+    from .course import AcneScar, Hyperpigmentation, Pores, Striae, Wrinkles
+
+    by_condition = (
+        (AcneScar, "scar_depth:reduction@last+90"),
+        (Wrinkles, "wrinkle_depth:reduction@last+90"),
+        (Pores, "pore_diameter:reduction@last+90"),
+        (Striae, "striae_width:reduction@last+90"),
+        (Hyperpigmentation, "melanin_index:reduction@last+90"),
+    )
+    out = ["collagen_change@last+90", "erythema_days"]
+    for cls, text in by_condition:
+        if any(isinstance(c, cls) for s in course.sites for c in s.conditions):
+            out.append(text)
+    return out
+
+
+def plot_indices(ds: xr.Dataset, top: int = 12) -> Any:
+    """Bar chart of S1 and ST with their 95% confidence bars, one panel per end point, the ``top``
+    parameters by ST in each. Returns the matplotlib Figure (the caller saves it)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n = ds.sizes["endpoint"]
+    fig, axes = plt.subplots(
+        n, 1, figsize=(8.0, 0.9 + 0.32 * min(top, ds.sizes["parameter"]) * n + 0.6 * n),
+        layout="constrained", squeeze=False,
+    )  # fmt: skip
+    for ax, e in zip(axes[:, 0], ds.endpoint.values, strict=True):
+        sub = ds.sel(endpoint=e)
+        st = np.nan_to_num(sub.ST.values, nan=-np.inf)
+        order = np.argsort(-st, kind="stable")[:top][::-1]
+        names = [str(ds.parameter.values[i]) for i in order]
+        y = np.arange(len(order))
+        h = 0.38
+        ax.barh(y + h / 2, sub.ST.values[order], h, xerr=sub.ST_conf.values[order],
+                color="#c0504d", label="total (ST)", capsize=2)  # fmt: skip
+        ax.barh(y - h / 2, sub.S1.values[order], h, xerr=sub.S1_conf.values[order],
+                color="#4f81bd", label="first order (S1)", capsize=2)  # fmt: skip
+        ax.set_yticks(y, names, fontsize=7)
+        ax.axvline(0.0, color="0.3", lw=0.6)
+        ax.set_xlabel("Sobol index (1)")
+        ax.set_title(f"{e} ({sub.units.values})", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        f"Sobol indices, N = {ds.attrs['n_base']} ({ds.attrs['n_runs']} runs); bars: 95% CI\n"
+        + DISCLAIMER,
+        fontsize=7,
+    )
+    return fig
+
+
 __all__ = [
     "SobolChunk",
+    "default_endpoints",
     "evaluate_chunk",
     "indices_table",
     "ishigami",
     "ishigami_indices",
     "parameter_sets",
     "parameter_values",
+    "plot_indices",
     "runs_needed",
     "sensitive_names",
     "sobol_analyze",

@@ -1,0 +1,278 @@
+"""``microneedling sensitivity`` (Sobol indices of end points) and ``microneedling sbml`` (export).
+
+    microneedling sensitivity COURSE --out DIR [--endpoint E ...] [--n-base N] [--seed S]
+        [--parameter P ...] [--second-order] [--workers N | --scheduler tcp://host:port]
+        [--chunk-size N] [--overwrite] [--quiet] [--parameter-set DIR]
+    microneedling sbml COURSE --out MODEL.xml [--site SITE] [--overwrite] [--parameter-set DIR]
+
+Heavy modules (numpy, SALib, xarray, matplotlib, libsbml) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .cli import (
+    EXIT_BAD_INPUT,
+    ParameterSetOption,
+    _console,
+    _fail,
+    _load_course,
+    _load_parameter_set,
+    _print_disclaimer,
+    _user_errors,
+    app,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+#: files a sensitivity run directory holds (``--overwrite`` replaces only such a directory)
+SENSITIVITY_FILES = ("sobol.nc", "sobol.csv", "sobol.png", "course.toml")
+
+
+def _check_sensitivity_out(out: Path, overwrite: bool) -> None:
+    from .io import OutputExistsError
+
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a directory; choose another --out")
+    if not overwrite:
+        raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
+    if any(out.iterdir()) and not (out / "sobol.nc").is_file():
+        raise OutputExistsError(
+            f"refusing to replace {out}: it is not empty and holds no sobol.nc, so it does not "
+            "look like a sensitivity run directory"
+        )
+
+
+def _print_indices(ds: Any, console: Console, top: int) -> None:
+    from rich.table import Table
+
+    from .sensitivity import indices_table
+
+    df = indices_table(ds)
+    for e, rows in df.groupby("endpoint", sort=False):
+        units = rows["units"].iloc[0]
+        std = float(ds.output_std.sel(endpoint=e))
+        mean = float(ds.output_mean.sel(endpoint=e))
+        table = Table(
+            title=f"{e}  (mean {mean:.4g} {units}, sd {std:.4g} over the design)",
+            title_justify="left",
+        )
+        for head in ("parameter", "S1", "± 95%", "ST", "± 95%"):
+            table.add_column(head, justify="left" if head == "parameter" else "right")
+        for _, r in rows.head(top).iterrows():
+            table.add_row(
+                str(r["parameter"]),
+                f"{r['S1']:.3f}",
+                f"{r['S1_conf']:.3f}",
+                f"{r['ST']:.3f}",
+                f"{r['ST_conf']:.3f}",
+            )
+        if len(rows) > top:
+            table.caption = f"{len(rows) - top} more parameters in sobol.csv"
+        console.print(table)
+
+
+def _run_sobol(
+    course: Any,
+    ends: list[str],
+    ps: Any,
+    parameter: list[str] | None,
+    n_base: int,
+    seed: int,
+    second_order: bool,
+    workers: int,
+    scheduler: str | None,
+    chunk_size: int,
+    quiet: bool,
+) -> Any:
+    import functools
+
+    from .executor import map_chunks
+    from .sensitivity import sobol_indices
+
+    mapper = functools.partial(
+        map_chunks,
+        workers=workers,
+        scheduler=scheduler,
+        progress=not quiet,
+        label="Sobol runs",
+        rate=len,
+        rate_unit="runs",
+    )
+    return sobol_indices(
+        course,
+        ends,
+        parameters=ps,
+        names=list(parameter) if parameter else None,
+        n_base=n_base,
+        seed=seed,
+        map_chunks=mapper,
+        chunk_size=chunk_size,
+        second_order=second_order,
+    )
+
+
+@app.command("sensitivity")
+def sensitivity_command(
+    course: Annotated[
+        Path,
+        typer.Argument(metavar="COURSE", help="Course file (TOML or JSON).", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Directory to create (written atomically)."
+        ),
+    ],
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--endpoint",
+            "-e",
+            metavar="E",
+            help=(
+                "End point, e.g. scar_depth:reduction@last+90 (repeatable). Default: collagen and "
+                "downtime, plus the improvement of each condition in the course."
+            ),
+        ),
+    ] = None,
+    n_base: Annotated[
+        int,
+        typer.Option(
+            "--n-base", metavar="N", help="Base sample size (power of two); runs = N*(D+2)."
+        ),
+    ] = 64,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", help="Seed of the design.")] = 0,
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parameter",
+            "-p",
+            metavar="NAME",
+            help="Parameter to vary (repeatable). Default: every parameter with an interval "
+            "that the course uses.",
+        ),
+    ] = None,
+    second_order: Annotated[
+        bool, typer.Option("--second-order", help="Also estimate pairwise indices (S2).")
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", metavar="N", help="Local Dask worker processes (0: in process)."),
+    ] = 0,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", metavar="ADDRESS", help="Existing Dask scheduler, tcp://host:port."
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", metavar="N", help="Runs per batched solve.")
+    ] = 512,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", help="Parameters shown per end point.")
+    ] = 10,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace DIR if it holds an earlier run.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stdout.")] = False,
+    parameter_set: ParameterSetOption = None,
+) -> None:
+    """Sobol indices (S1, ST with 95% CIs) of COURSE's end points over the parameter intervals;
+    writes sobol.nc, sobol.csv, sobol.png and course.toml into DIR."""
+    t0 = time.perf_counter()
+    with _user_errors():
+        from .errors import InputError
+        from .executor import validate_executor
+        from .io import atomic_directory, write_csv_atomic, write_text_atomic
+        from .sensitivity import default_endpoints, indices_table, plot_indices
+
+        try:
+            validate_executor(workers, scheduler)
+            _check_sensitivity_out(out, overwrite)
+            course_obj = _load_course(course)
+            ps = _load_parameter_set(parameter_set)
+            ends = list(endpoint) if endpoint else default_endpoints(course_obj)
+            ds = _run_sobol(
+                course_obj, ends, ps, parameter, n_base, seed, second_order, workers, scheduler,
+                chunk_size, quiet,
+            )  # fmt: skip
+        except InputError as exc:  # bad option values: exit 2 like a bad course file
+            _fail(str(exc), EXIT_BAD_INPUT)
+        t_run = time.perf_counter() - t0
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            ds.to_netcdf(tmp / "sobol.nc")
+            write_csv_atomic(indices_table(ds), tmp / "sobol.csv")
+            fig = plot_indices(ds)
+            fig.savefig(tmp / "sobol.png", dpi=120)
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+            write_text_atomic(course_obj.to_toml(), tmp / "course.toml")
+    if quiet:
+        return
+    console = _console()
+    _print_indices(ds, console, top)
+    _print_disclaimer(console)
+    console.print(
+        f"{ds.attrs['n_runs']} runs of {ds.attrs['n_factors']} parameters in {t_run:.1f} s; "
+        f"wrote {', '.join(SENSITIVITY_FILES)} to {out}.",
+        soft_wrap=True,
+    )
+    if ds.attrs["n_failed"]:
+        typer.echo(
+            f"warning: {ds.attrs['n_failed']} runs gave a non-finite end point; the indices of "
+            "the affected end points are NaN",
+            err=True,
+        )
+
+
+@app.command("sbml")
+def sbml_command(
+    course: Annotated[
+        Path,
+        typer.Argument(metavar="COURSE", help="Course file (TOML or JSON).", show_default=False),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="FILE", help="SBML file to write (atomically).")
+    ],
+    site: Annotated[
+        str | None,
+        typer.Option("--site", metavar="SITE", help="Treated site to export (default: the first)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace FILE if it exists.")
+    ] = False,
+    parameter_set: ParameterSetOption = None,
+) -> None:
+    """Export the healing model of one site of COURSE as SBML Level 3 Version 2 (sessions as events),
+    for COPASI, tellurium or libRoadRunner."""
+    with _user_errors():
+        from .errors import InputError
+        from .io import OutputExistsError, write_text_atomic
+        from .sbml import export_sbml
+
+        if out.is_dir():
+            _fail(
+                f"--out: {out} is a directory; give a file name such as model.xml", EXIT_BAD_INPUT
+            )
+        if out.exists() and not overwrite:
+            raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
+        course_obj = _load_course(course)
+        ps = _load_parameter_set(parameter_set)
+        try:
+            text = export_sbml(course_obj, ps, site)
+        except InputError as exc:
+            _fail(f"--{exc}", EXIT_BAD_INPUT)
+        write_text_atomic(text, out)
+    console = _console()
+    _print_disclaimer(console)
+    console.print(f"Wrote {out} (SBML L3V2, {len(text) // 1024} KiB).", soft_wrap=True)
