@@ -642,7 +642,9 @@ def _explain(
         caps = site_caps(result.patient, rec.device)[s]
         deeper = [L for L in caps if L > length]
         if not deeper:
-            text += f"; {length:g} mm is the longest setting allowed at {s} (site limit)"
+            text += (
+                f"; {length:g} mm is the longest setting allowed at {s} ({_cap_name(result, s)})"
+            )
         else:
             nxt = deeper[0]
             k = [
@@ -693,6 +695,17 @@ def _explain(
             + f"; {rec.device} chosen."
         )
     return out
+
+
+def _cap_name(result: PlanResult, site: str) -> str:
+    lim = safety_limits()
+    if result.patient.limits.allow_above_usual_depth:
+        return f"site limit safety.max_needle_length = {lim.max_needle_length_mm[site]:g} mm"
+    return (
+        f"usual depth safety.typical_needle_length = {lim.typical_needle_length_mm[site]:g} mm; "
+        "limits.allow_above_usual_depth = true allows up to safety.max_needle_length = "
+        f"{lim.max_needle_length_mm[site]:g} mm"
+    )
 
 
 # -------------------------------------------------------------------- exhaustive reference
