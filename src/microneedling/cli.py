@@ -601,8 +601,10 @@ def parameters_command(
 # helpers above and registers itself with ``@app.command``. One import line per module, here:
 # (they come after ``app`` exists; the modules import only typer and light helpers at import time)
 from . import cli_sensitivity  # noqa: E402, F401
+from . import cli_absorb  # noqa: E402, F401
 from . import cli_trial  # noqa: E402, F401
 from . import cli_plan  # noqa: E402, F401
+from . import cli_calibrate  # noqa: E402, F401
 
 
 def main() -> None:

@@ -529,6 +529,13 @@ def _step_plan(
     """Step end times, closure level index per step, and output index (−1 if none) per step."""
     t_end = float(times[-1])
     bps = np.unique(np.concatenate([[0.0], times, closures[closures < t_end]]))
+    # merge breakpoints closer than 1e-9 t_end (a closure time that coincides with an output time
+    # up to round-off would otherwise make a step of ~0 length)
+    keep = np.concatenate([[True], np.diff(bps) > 1e-9 * max(t_end, 1.0)])
+    keep[-1] = True
+    bps = bps[keep]
+    if len(bps) > 2 and bps[-1] - bps[-2] <= 1e-9 * max(t_end, 1.0):
+        bps = np.delete(bps, -2)
     ends: list[float] = []
     for t0, t1 in itertools.pairwise(bps):
         m = max(1, math.ceil((t1 - t0) / dt * (1.0 - 1e-12)))
@@ -548,6 +555,7 @@ def solve(
     times: ArrayLike,
     closure_times: ArrayLike | None = None,
     *,
+    closure_levels: ArrayLike | None = None,
     dt: float | None = None,
     method: Literal["bdf2", "euler"] = "bdf2",
     store_fields: bool = True,
@@ -555,7 +563,8 @@ def solve(
     """Solve the unit cell from C = 0 at t = 0 to the output ``times`` [s] (increasing, > 0).
 
     ``closure_times`` [s]: switching times of the piecewise-constant channel closure (module
-    docstring). ``dt`` [s]: largest time step (default ``times[-1]/200``); every output and closure
+    docstring). ``closure_levels``: open fraction S_j in [0, 1] from each closure time on (same length
+    as ``closure_times``; default exp(−k_close t_j), see the module docstring). ``dt`` [s]: largest time step (default ``times[-1]/200``); every output and closure
     time is hit exactly (intervals split into equal steps). ``method``: "bdf2" (second order,
     L-stable) or "euler" (backward Euler, first order). Returns a ``UnitCellSolution``.
     """
@@ -565,6 +574,16 @@ def solve(
     cl = np.sort(np.asarray([] if closure_times is None else closure_times, dtype=float).ravel())
     if np.any(cl < 0):
         raise ValueError("closure_times: must be >= 0")
+    levels_s: FloatArray | None = None
+    if closure_levels is not None:
+        raw_cl = np.asarray([] if closure_times is None else closure_times, dtype=float).ravel()
+        levels_s = np.asarray(closure_levels, dtype=float).ravel()
+        if levels_s.shape != raw_cl.shape or np.any(np.diff(raw_cl) <= 0):
+            raise ValueError(
+                "closure_levels: one open fraction per closure time (closure_times increasing)"
+            )
+        if np.any(~((levels_s >= 0) & (levels_s <= 1))):
+            raise ValueError("closure_levels: open fractions must lie in [0, 1]")
     if method not in ("bdf2", "euler"):
         raise ValueError(f"method: {method!r} not in ('bdf2', 'euler')")
     step = float(tt[-1] / 200.0 if dt is None else dt)
@@ -591,6 +610,8 @@ def solve(
     def s_of(lev: int) -> float:
         if lev == 0:
             return 1.0
+        if levels_s is not None:
+            return float(levels_s[lev - 1])
         if math.isinf(cell.closure_rate):
             return 0.0
         return math.exp(-cell.closure_rate * float(cl[lev - 1]))
