@@ -379,14 +379,14 @@ def _sample_block(pop: Population, seed: int, stream: int, block: int) -> Patien
     rng = np.random.default_rng([seed, stream, block])
     n = BLOCK
     rej: dict[str, np.ndarray] = {}
-    age, rej["age"] = pop.age.sample(rng, n, "age")
+    age, rej["age"] = pop.age.sample(rng, n, "population.age")
     sex_i, _ = pop.sex.sample(rng, n, "sex")
     fz_i, _ = pop.fitzpatrick.sample(rng, n, "fitzpatrick")
     conds = []
     for j, c in enumerate(pop.conditions):
         vals: dict[str, np.ndarray] = {}
         for k, dist in c.fields:
-            x, r = dist.sample(rng, n, f"conditions[{j}].{k}")
+            x, r = dist.sample(rng, n, f"population.conditions[{j}].{k}")
             if dist.categorical:
                 vals[k] = np.asarray(dist.categories, dtype=object)[x.astype(int)]
             else:
@@ -395,7 +395,7 @@ def _sample_block(pop: Population, seed: int, stream: int, block: int) -> Patien
         conds.append((c.type, vals))
     factors = {}
     for name, dist in pop.variability:
-        factors[name], rej[f"variability.{name}"] = dist.sample(rng, n, f"variability.{name}")
+        factors[name], rej[f"variability.{name}"] = dist.sample(rng, n, f"population.variability.{name}")
     idx = block * n + np.arange(n)
     return PatientBatch(
         index=idx,
