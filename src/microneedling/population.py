@@ -395,7 +395,9 @@ def _sample_block(pop: Population, seed: int, stream: int, block: int) -> Patien
         conds.append((c.type, vals))
     factors = {}
     for name, dist in pop.variability:
-        factors[name], rej[f"variability.{name}"] = dist.sample(rng, n, f"population.variability.{name}")
+        factors[name], rej[f"variability.{name}"] = dist.sample(
+            rng, n, f"population.variability.{name}"
+        )
     idx = block * n + np.arange(n)
     return PatientBatch(
         index=idx,
