@@ -1,0 +1,181 @@
+"""In-silico trial benchmark (run on its own: ``python benchmarks/bench_trial.py [parts]``).
+
+Parts (default: all), each printing ratios measured in this one run:
+
+``throughput``
+    patients per second for a 4-session, 1-year course (the acne roller example, virtual patients
+    from the ``acne-scar-adults`` population): ours end to end (sampling, courses, needles,
+    injury, batched healing solve, observables, end points) on one thread, and the healing ODE
+    alone, against a per-patient SciPy ``solve_ivp`` loop (Radau and BDF) on the same patients'
+    healing equations at the same tolerances (rtol 1e-6, atol 1e-8), on a sample of patients;
+``scale``
+    peak memory (ru_maxrss of the trial process and of its largest Dask worker) and wall time of
+    a trial at two sizes, in fresh subprocesses, with 2 local workers: memory must not grow with n
+    beyond the end-point table (8 bytes x arms x n x end points, plus covariates);
+``workers``
+    speed-up of the same trial from 1 to 2 local Dask workers (wall time of the whole call,
+    cluster start included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "examples" / "trials" / "acne-roller-vs-pen.toml"
+
+
+def _spec(n: int, roller_only: bool = True):  # type: ignore[no-untyped-def]
+    from microneedling.trial import TrialSpec
+
+    spec = TrialSpec.from_toml(SPEC)
+    arms = spec.arms
+    if roller_only:  # both arms the 4-session roller course: one course type throughout
+        arms = (arms[0], dataclasses.replace(arms[0], name="roller (copy)"))
+    return dataclasses.replace(spec, n_per_arm=n, arms=arms)
+
+
+def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
+    from microneedling.parameters import load_parameters
+    from microneedling.physics import healing
+    from microneedling.physics.healing_rhs import PIDX, healing_rhs_py
+    from microneedling.physics.integrate import integrate_reference
+    from microneedling.population import sample_patients
+    from microneedling.simulation import simulate_batch
+    from microneedling.trial import _course, plan_chunks, run_chunk
+
+    spec = _spec(n_ours)
+    tasks = [t for t in plan_chunks(spec, 250, parallel=False) if t.arms == (0,)]
+    run_chunk(dataclasses.replace(tasks[0], stop=tasks[0].start + 2))  # warm-up (numba load)
+    t0 = time.perf_counter()
+    for t in tasks:
+        run_chunk(t)
+    ours = n_ours / (time.perf_counter() - t0)
+
+    # the same patients' healing equations: ours (batched) vs solve_ivp per patient
+    pop = spec.population
+    b = sample_patients(pop, 0, n_loop, seed=spec.seed, stream=0)
+    courses = [_course(spec.arms[0], b, i, pop) for i in range(n_loop)]
+    run = simulate_batch(courses, load_parameters(), healing_factors=b.factors, parallel=False)
+    prep = run.prepared
+    params = prep.params.copy()
+    for k, f in b.factors.items():
+        params[:, PIDX[k]] *= f[run.course_index]
+    jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)
+    y0 = healing.baseline_state(params[:, PIDX["lesion_drive"]])
+    t = run.t
+    t0 = time.perf_counter()
+    ode = healing.solve(params, t, prep.session_days, jumps, rtol=1e-6, atol=1e-8, parallel=False)
+    ours_ode = n_loop / (time.perf_counter() - t0)
+    print(f"1. throughput, 4-session 1-year roller course, one thread ({len(t)} output times)")
+    print(f"   ours, whole trial pipeline ({n_ours} patients)   {ours:9.1f} patients/s")
+    print(f"   ours, healing ODE only ({n_loop} patients)       {ours_ode:9.1f} patients/s")
+    ref = integrate_reference(
+        healing_rhs_py,
+        y0[:20],
+        params[:20],
+        t,
+        prep.session_days[:20],
+        jumps[:20],
+        method="Radau",
+        rtol=1e-10,
+        atol=1e-13,
+    ).y
+    scale = np.maximum(np.abs(ref), 1e-6)
+    print(
+        f"      max rel err vs Radau rtol 1e-10 (20 patients): {np.max(np.abs(ode.y[:20] - ref) / scale):.1e}"
+    )
+    for method in ("Radau", "BDF"):
+        t0 = time.perf_counter()
+        y = integrate_reference(
+            healing_rhs_py,
+            y0,
+            params,
+            t,
+            prep.session_days,
+            jumps,
+            method=method,
+            rtol=1e-6,
+            atol=1e-8,
+        ).y
+        rate = n_loop / (time.perf_counter() - t0)
+        err = np.max(np.abs(y[:20] - ref) / scale)
+        print(
+            f"   solve_ivp {method:5s} loop ({n_loop} patients)      {rate:9.1f} patients/s"
+            f"   -> ours whole pipeline {ours / rate:5.1f}x, ODE {ours_ode / rate:5.1f}x"
+            f"   (max rel err {err:.1e})"
+        )
+
+
+_CHILD = """
+import json, resource, sys, time, dataclasses, tempfile
+sys.path.insert(0, {bench!r})
+from bench_trial import _spec
+from microneedling.trial import run_trial
+if __name__ == "__main__":
+    spec = _spec({n})
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        res = run_trial(spec, d + "/out", workers={workers}, chunk_size={chunk})
+        wall = time.perf_counter() - t0
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({{"wall": wall, "self_mib": me, "child_mib": kids,
+                      "patients": 2 * spec.n_per_arm, "finite": float((res.values == res.values).mean())}}))
+"""
+
+
+def _child(n: int, workers: int, chunk: int = 500) -> dict[str, float]:
+    code = _CHILD.format(bench=str(Path(__file__).parent), n=n, workers=workers, chunk=chunk)
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / "child.py"
+        script.write_text(code)
+        out = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, check=True
+        ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def bench_scale(sizes: tuple[int, ...] = (5_000, 50_000)) -> None:
+    print("2. trial scale, 2 local Dask workers, chunks of 500, fresh process per size")
+    print("   (peak RSS of the trial process; of the largest worker: a worker holds one chunk)")
+    rows = []
+    for n in sizes:
+        r = _child(n, workers=2)
+        rows.append(r)
+        print(
+            f"   {int(r['patients']):>9,} patients  wall {r['wall']:8.1f} s  "
+            f"{r['patients'] / r['wall']:7.1f} patients/s  peak trial process {r['self_mib']:7.1f} MiB  "
+            f"largest worker {r['child_mib']:7.1f} MiB"
+        )
+    a, b = rows[0], rows[-1]
+    slope = (b["self_mib"] - a["self_mib"]) / (b["patients"] - a["patients"]) * 1e6
+    t_1m = 1e6 / (b["patients"] / b["wall"])
+    print(
+        f"   growth of the trial process: {slope:.0f} MiB per million patients; "
+        f"extrapolated 1,000,000 patients: {b['self_mib'] + slope * (1e6 - b['patients']) / 1e6:.0f} MiB "
+        f"+ workers, wall {t_1m / 60:.0f} min at the measured rate"
+    )
+
+
+def bench_workers(n: int = 1500) -> None:
+    r1 = _child(n, workers=1, chunk=250)
+    r2 = _child(n, workers=2, chunk=250)
+    print(f"3. 1 -> 2 local Dask workers, {2 * n} patients, chunks of 250 (cluster start included)")
+    print(
+        f"   1 worker {r1['wall']:7.1f} s   2 workers {r2['wall']:7.1f} s   speed-up {r1['wall'] / r2['wall']:.2f}x (goal >= 1.8x)"
+    )
+
+
+if __name__ == "__main__":
+    parts = sys.argv[1:] or ["throughput", "scale", "workers"]
+    for p in parts:
+        {"throughput": bench_throughput, "scale": bench_scale, "workers": bench_workers}[p]()
