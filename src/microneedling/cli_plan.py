@@ -62,7 +62,7 @@ def plan_command(
             min=0.0,
             max=1.0,
             metavar="P",
-            help="Override the PIH constraint (default safety.max_pih_risk).",
+            help="Override the PIH constraint (default planning.max_pih_risk).",
         ),
     ] = None,
     draws: Annotated[

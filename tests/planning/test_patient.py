@@ -29,7 +29,7 @@ def test_defaults_come_from_planner_toml() -> None:
     # the PIH constraint defaults to the parameter file's value
     from microneedling.parameters import load_parameters
 
-    assert pf.limits.pih_limit() == load_parameters().value("safety.max_pih_risk", "1")
+    assert pf.limits.pih_limit() == load_parameters().value("planning.max_pih_risk", "1")
 
 
 def _problems(d: dict) -> list[tuple[str, object, str]]:

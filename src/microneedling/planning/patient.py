@@ -33,7 +33,7 @@ A patient file is TOML::
 Every refusal is a :class:`PatientFileError` (a :class:`~microneedling.errors.CourseValidationError`)
 whose problems name the field (``sites[0].concerns[1].depth_mm``), the value and what is allowed.
 Defaults of ``[limits]`` come from ``data/planner.toml`` (with their sources); the PIH constraint's
-default is ``safety.max_pih_risk``.
+default is ``planning.max_pih_risk``.
 """
 
 from __future__ import annotations
@@ -232,12 +232,12 @@ class Limits(_Model):
         return self
 
     def pih_limit(self) -> float:
-        """The PIH constraint: ``max_pih_risk`` or the default ``safety.max_pih_risk``."""
+        """The PIH constraint: ``max_pih_risk`` or the default ``planning.max_pih_risk``."""
         if self.max_pih_risk is not None:
             return float(self.max_pih_risk)
         from ..parameters import load_parameters
 
-        return load_parameters().value("safety.max_pih_risk", "1")
+        return load_parameters().value("planning.max_pih_risk", "1")
 
 
 class PatientFile(_Model):

@@ -3,7 +3,8 @@
 Each rule reads one questionnaire answer (about the person, or about one treated site) and is
 ``absolute`` (the planner refuses to plan, giving the reason and the source) or ``relative`` (the
 planner plans and the plan carries the warning). Windows in months ("isotretinoin within 6 months")
-come from ``data/parameters/safety.toml`` so every number has its units and source.
+come from ``data/parameters/safety.toml`` (isotretinoin) and ``data/parameters/planning.toml``
+(radiotherapy, filler) so every number has its units and source.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ severity weight × ``limits.concern_weights``, and summed (weights normalised to
 Constraints: per-session downtime (``max(erythema_days, oedema_days)`` of each session, the worst site
 treated that day) ≤ ``limits.max_downtime_days_per_session``; total downtime ≤
 ``limits.max_total_downtime_days``; predicted PIH risk of every session and site ≤ the PIH limit
-(default ``safety.max_pih_risk``); needle length ≤ the site's ``safety.max_needle_length`` (and ≤
+(default ``planning.max_pih_risk``); needle length ≤ the site's ``safety.max_needle_length`` (and ≤
 ``safety.typical_needle_length`` unless ``limits.allow_above_usual_depth``); sessions, interval,
 devices and topicals as the limits allow.
 
@@ -600,7 +600,7 @@ def _why_none(options: list[SiteOption], ev: _Cases, pih_limit: float, dmax: flo
         return (
             f"no plan meets the limits: even the mildest session ({o.device}, {o.site}, "
             f"{o.length_mm:g} mm × {o.passes}) has a predicted PIH risk of {ev.pih[k]:.3f} > "
-            f"the limit {pih_limit:g} (limits.max_pih_risk / safety.max_pih_risk)"
+            f"the limit {pih_limit:g} (limits.max_pih_risk / planning.max_pih_risk)"
         )
     k = int(np.nanargmin(ev.downtime[:, 0]))
     o = options[k]
