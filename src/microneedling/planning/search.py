@@ -694,6 +694,16 @@ def _explain(
             + ", ".join(f"{d} best score {v:.3f}" for d, v in sorted(by_dev.items()))
             + f"; {rec.device} chosen."
         )
+    by_top: dict[str, float] = {}
+    for r in rows:
+        name = r[4][1] or "no topical"
+        by_top[name] = max(by_top.get(name, -math.inf), r[0])
+    if len(by_top) > 1:
+        out.append(
+            "topical: "
+            + ", ".join(f"{t} best score {v:.3f}" for t, v in sorted(by_top.items()))
+            + f"; {rec.topical or 'no topical'} chosen."
+        )
     return out
 
 
