@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from microneedling.calibrate import TARGETS
+from microneedling.calibrate import fit_parameters, observed_value
 from microneedling.literature import (
     EVIDENCE,
     ROLES,
     LiteratureError,
     calibration_keys,
     load_literature,
+    load_protocols,
     load_references_all,
     rows,
 )
@@ -47,14 +48,33 @@ def test_every_source_resolves(all_rows):
     assert own == {"fabbrocini2009", "schwarz2011_geometry"}
 
 
-def test_calibration_rows_are_exactly_the_calibrate_targets(all_rows):
-    assert set(calibration_keys()) == {t.key for t in TARGETS}
-    assert len(calibration_keys()) == len(TARGETS) == 4
-    by_key = {r.key: r for r in all_rows}
-    for t in TARGETS:
-        row = by_key[t.key]
-        # the fitted number is the published one, in the same units
-        assert row.value_in(t.units) == pytest.approx(t.observed, rel=1e-12), t.key
+def test_every_row_has_a_protocol_and_calibration_rows_are_absolute(all_rows):
+    protocols = load_protocols()
+    assert set(protocols) == {r.key for r in all_rows}
+    assert len(calibration_keys()) == 4
+    members = {m for fp in fit_parameters() for m in fp.members}
+    assert members == {
+        "healing.k_1",
+        "healing.k_3",
+        "healing.k_H",
+        "observe.density_per_collagen_I",
+        "observe.erythema_threshold",
+    }
+    for r in rows("calibration"):
+        p = protocols[r.key]
+        assert p.evaluable and p.course is not None and p.endpoint is not None, r.key
+        # fitted numbers are the published ones, in the row's units
+        assert observed_value(r, p) == pytest.approx(r.value, rel=1e-12), r.key
+    # no more unknowns than data
+    assert len(fit_parameters()) <= len(calibration_keys())
+
+
+def test_no_validation_row_repeats_a_calibration_protocol_and_end_point():
+    protocols = load_protocols()
+    cal = {(repr(protocols[r.key].course), protocols[r.key].endpoint) for r in rows("calibration")}
+    for v in rows("validation"):
+        p = protocols[v.key]
+        assert (repr(p.course), p.endpoint) not in cal, v.key
 
 
 def test_validation_rows_do_not_reuse_calibration_data():

@@ -116,7 +116,11 @@ def _stage_value(
     stage = protocol.stage
     if stage == "resealing_time":
         f = float(
-            settings["closed_fraction_pores" if protocol.closure == "pores" else "closed_fraction_barrier"]
+            settings[
+                "closed_fraction_pores"
+                if protocol.closure == "pores"
+                else "closed_fraction_barrier"
+            ]
         )
         k = ps.value("transport.k_close_open", "1/s")
         return convert(-math.log(1.0 - f) / k, "s", row.units)
@@ -167,9 +171,7 @@ def predict_rows(
     out = np.full((S, R), np.nan)
     run = None
     if U:
-        run = simulate_batch(
-            [c for _ in sets for c in courses], [s for s in sets for _ in courses]
-        )
+        run = simulate_batch([c for _ in sets for c in courses], [s for s in sets for _ in courses])
         assert run.n_cases == S * U, "one site per protocol course"
     for j, (row, p) in enumerate(zip(lit_rows, prots, strict=True)):
         if not p.evaluable:
@@ -302,7 +304,9 @@ class Calibration:
         }
 
 
-def _at(ps: ParameterSet, fps: Sequence[FitParameter], theta: np.ndarray, label: str) -> ParameterSet:
+def _at(
+    ps: ParameterSet, fps: Sequence[FitParameter], theta: np.ndarray, label: str
+) -> ParameterSet:
     values: dict[str, Any] = {}
     for fp, t in zip(fps, theta, strict=True):
         for name in fp.members:
@@ -338,7 +342,7 @@ def fit(ps: ParameterSet | None = None, *, verbose: bool = False) -> Calibration
     P = len(fps)
     theta = np.log([fp.start for fp in fps])
 
-    def evaluate(th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(th: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         sets = [_at(base, fps, th, "calibration")]
         for j in range(P):
             for sign in (1.0, -1.0):
@@ -348,12 +352,12 @@ def fit(ps: ParameterSet | None = None, *, verbose: bool = False) -> Calibration
         pred = predict_rows(cal, sets, protocols, settings)
         r = (pred[0] - obs) / se
         J = np.stack([(pred[1 + 2 * j] - pred[2 + 2 * j]) / (2 * h) for j in range(P)], axis=1)
-        return pred[0], r, J / se[:, None]  # type: ignore[return-value]
+        return pred[0], r, J / se[:, None]
 
     history: list[float] = []
     it = 0
     for it in range(1, int(settings["max_iterations"]) + 1):
-        _, r, J = evaluate(theta)  # type: ignore[misc]
+        _, r, J = evaluate(theta)
         chi2 = float(r @ r)
         history.append(chi2)
         step = np.linalg.lstsq(J, -r, rcond=None)[0]
@@ -366,7 +370,7 @@ def fit(ps: ParameterSet | None = None, *, verbose: bool = False) -> Calibration
     else:
         raise RuntimeError(f"calibration did not converge in {it} iterations (chi2 {history[-1]})")
     theta = _round_theta(theta)
-    pred, r, J = evaluate(theta)  # type: ignore[misc]
+    pred, r, J = evaluate(theta)
     cov = np.linalg.inv(J.T @ J)
     return Calibration(
         parameters=fps,
@@ -433,7 +437,9 @@ def _shipped() -> dict[str, Any] | None:
     return load_calibration(p) if p.exists() else None
 
 
-def shipped_posterior(ps: ParameterSet) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray] | None:
+def shipped_posterior(
+    ps: ParameterSet,
+) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray] | None:
     """(members per coordinate, mean log, covariance log) of the shipped calibration, if ``ps``
     still holds its values (an edited set gets ``None``: its intervals are sampled independently)."""
     cal = _shipped()

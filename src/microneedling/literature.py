@@ -377,7 +377,12 @@ COMPARES: tuple[str, ...] = (
     "grade",
     "course_incidence",
 )
-STAGES: tuple[str, ...] = ("puncture_density", "channel_depth", "channel_diameter", "resealing_time")
+STAGES: tuple[str, ...] = (
+    "puncture_density",
+    "channel_depth",
+    "channel_diameter",
+    "resealing_time",
+)
 
 
 @dataclass(frozen=True)
@@ -444,7 +449,7 @@ def _course_dict(key: str, entry: Mapping[str, Any], devices: Mapping[str, Any])
             "fitzpatrick": entry["fitzpatrick"],
         },
         "sites": [{"name": site, "conditions": conditions}],
-        "device": dict(devices[dev]),
+        "device": dict(devices[str(dev)]),
         "sessions": sessions,
     }
 
@@ -514,6 +519,4 @@ def standard_error(row: LiteratureRow, settings: Mapping[str, Any]) -> tuple[flo
         sd = (row.range_high - row.range_low) / float(settings["range_sds"])
         return sd / root, f"range / {settings['range_sds']}" + (f" / sqrt({n})" if n else "")
     cv = float(settings["default_cv"])
-    return cv * abs(row.value) / root, f"default CV {cv} x |value|" + (
-        f" / sqrt({n})" if n else ""
-    )
+    return cv * abs(row.value) / root, f"default CV {cv} x |value|" + (f" / sqrt({n})" if n else "")
