@@ -604,6 +604,7 @@ from . import cli_sensitivity  # noqa: E402, F401
 from . import cli_absorb  # noqa: E402, F401
 from . import cli_trial  # noqa: E402, F401
 from . import cli_plan  # noqa: E402, F401
+from . import cli_calibrate  # noqa: E402, F401
 
 
 def main() -> None:
