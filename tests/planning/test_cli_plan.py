@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from planner_helpers import patient_dict
 from typer.testing import CliRunner
 
-from conftest import patient_dict
 from microneedling import DISCLAIMER
 from microneedling.cli import app
 from microneedling.course import Course

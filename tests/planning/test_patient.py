@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from planner_helpers import patient_dict
 
-from conftest import patient_dict
 from microneedling.planning import PatientFile, PatientFileError, planner_config
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "patients").glob("*.toml"))

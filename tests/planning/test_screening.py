@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from planner_helpers import patient_dict
 
 import microneedling.simulation
-from conftest import patient_dict
 from microneedling.parameters import load_references
 from microneedling.planning import PatientFile, PlanRefused, load_rules, screen, search
 

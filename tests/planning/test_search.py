@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from planner_helpers import make_patient, patient_dict
 
-from conftest import patient_dict
 from microneedling.course import SITES, safety_limits
 from microneedling.endpoints import endpoint_values
 from microneedling.planning import (
@@ -45,7 +45,7 @@ def _check_limits(pf: PatientFile, plan: Any, pih_limit: float) -> None:
         assert s.needle_length_mm in planner_config()["devices"][plan.device]["needle_lengths_mm"]
 
 
-def test_every_pareto_plan_respects_every_limit(make_patient) -> None:
+def test_every_pareto_plan_respects_every_limit() -> None:
     pf = make_patient(
         sites=("cheek", "forehead"),
         limits={
@@ -66,14 +66,14 @@ def test_every_pareto_plan_respects_every_limit(make_patient) -> None:
     assert max(free.recommended.downtime_per_session) > 1.5
 
 
-def test_recommended_is_the_best_feasible_plan_of_the_pareto_set(make_patient) -> None:
+def test_recommended_is_the_best_feasible_plan_of_the_pareto_set() -> None:
     result = search(make_patient(limits={"max_sessions": 3}))
     best = max(p.score for p in result.pareto)
     assert result.recommended.score == best
 
 
 @pytest.mark.parametrize("fitz", [4, 5, 6])
-def test_darker_skin_never_exceeds_the_pih_limit(make_patient, fitz: int) -> None:
+def test_darker_skin_never_exceeds_the_pih_limit(fitz: int) -> None:
     """Checked by re-simulating the recommended course independently of the search."""
     limit = 0.03
     pf = make_patient(
@@ -91,7 +91,7 @@ def test_darker_skin_never_exceeds_the_pih_limit(make_patient, fitz: int) -> Non
         assert p.max_pih_risk <= limit
 
 
-def test_pih_limit_binds_for_darker_skin(make_patient) -> None:
+def test_pih_limit_binds_for_darker_skin() -> None:
     """The constraint changes the plan: type VI gets a milder plan than type II at the same limit."""
     lim = {"max_pih_risk": 0.03, "max_sessions": 1, "max_downtime_days_per_session": 10.0}
     light = search(make_patient(fitzpatrick=2, limits=lim)).recommended
@@ -108,12 +108,12 @@ def test_pih_limit_binds_for_darker_skin(make_patient) -> None:
     )
 
 
-def test_no_feasible_plan_is_refused_with_the_binding_limit(make_patient) -> None:
+def test_no_feasible_plan_is_refused_with_the_binding_limit() -> None:
     with pytest.raises(PlanRefused, match="PIH"):
         search(make_patient(fitzpatrick=6, limits={"max_pih_risk": 1e-6}))
 
 
-def test_decomposed_search_matches_the_exhaustive_grid(make_patient) -> None:
+def test_decomposed_search_matches_the_exhaustive_grid() -> None:
     pf = make_patient(
         sites=("cheek", "nose"),
         limits={

@@ -1,10 +1,10 @@
-"""Fixtures of the planner tests: small patient files (kept tiny so every search is quick)."""
+"""Helpers of the planner tests: small patient files (kept tiny so every search is quick).
+
+Not a conftest.py: tests/test_cli.py imports the top-level conftest by name."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import pytest
 
 
 def patient_dict(
@@ -42,12 +42,8 @@ def patient_dict(
     }
 
 
-@pytest.fixture
-def make_patient() -> Any:
-    """``make_patient(**options)``: a validated :class:`PatientFile` from :func:`patient_dict`."""
+def make_patient(**kw: Any) -> Any:
+    """A validated :class:`PatientFile` from :func:`patient_dict`."""
     from microneedling.planning import PatientFile
 
-    def make(**kw: Any) -> PatientFile:
-        return PatientFile.from_dict(patient_dict(**kw))
-
-    return make
+    return PatientFile.from_dict(patient_dict(**kw))
