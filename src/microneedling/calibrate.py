@@ -55,6 +55,8 @@ from .parameters import ParameterSet, _data_dir, load_parameters
 
 Z95 = 1.6448536269514722  # 95th percentile of N(0, 1): low/high are 5th/95th percentiles
 CURRENT = "current.toml"
+#: the Dermaroller MF8 device table of ``protocols.toml`` (course-schema fields)
+MF8: dict[str, Any] = dict(load_protocol_file()["devices"]["mf8"])
 
 
 def calibration_dir() -> Path:

@@ -6,6 +6,10 @@ never rows), and its role: ``calibration`` for exactly the targets fitted by
 :mod:`microneedling.calibrate` (same keys) and ``validation`` for the held-out rest, each with a
 tolerance and a note on how the model observable maps onto the reported quantity.
 
+``data/calibration/protocols.toml`` says how the model reproduces each row (:func:`load_protocols`,
+:func:`protocol_course`: the stand-in course, the end point, the comparison), and
+:func:`standard_error` gives a row's standard error for the weighted fit.
+
 References: a row's ``source`` names keys of ``data/references/*.toml`` or of the
 ``[_references.KEY]`` tables inside ``literature.toml`` (sources used only by this file live there
 because the reference files are owned by the model stages).
@@ -365,7 +369,7 @@ def rows(role: str | None = None, path: Path | None = None) -> list[LiteratureRo
 
 
 def calibration_keys(path: Path | None = None) -> tuple[str, ...]:
-    """Keys of the calibration rows (the same keys as ``microneedling.calibrate.TARGETS``)."""
+    """Keys of the calibration rows (fitted by :mod:`microneedling.calibrate`)."""
     return tuple(r.key for r in rows("calibration", path))
 
 
