@@ -256,3 +256,13 @@ def test_cli_refuses_bad_spec_with_exit_2(tmp_path: Path) -> None:
     assert r.exit_code == 2
     assert "trial.design" in r.output and "crossover" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_written_spec_is_self_contained() -> None:
+    import tomllib
+
+    spec = _small(PARALLEL, 9)
+    again = TrialSpec.from_dict(tomllib.loads(spec.to_toml()))
+    assert again.n_per_arm == 9 and again.population == spec.population
+    assert again.arms == spec.arms and again.endpoints == spec.endpoints
+    assert again.fingerprint(7) == spec.fingerprint(7) != spec.fingerprint(8)

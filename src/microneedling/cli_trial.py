@@ -75,7 +75,6 @@ def trial_command(
             ts = TrialSpec.from_toml(spec)
             if n_per_arm is not None:
                 ts = dataclasses.replace(ts, n_per_arm=n_per_arm)
-                ts.raw["trial"]["n_per_arm"] = n_per_arm
             res = run_trial(
                 ts,
                 out,

@@ -7,7 +7,8 @@ A trial is a TOML file (examples in ``examples/trials/``)::
     design = "parallel"            # or "split-face": the same patients get both arms, one per side
     n_per_arm = 500
     seed = 7
-    population = "acne-scar-adults"          # a preset, or a population TOML (path from this file)
+    population = "acne-scar-adults"          # a preset, a population TOML (path from this file),
+                                             # or an inline table in the population format
     control = "roller"                       # arm the others are compared with (default: the first)
     time_points = [90, 180, 365]             # end points without @ are read at each of these days
     endpoints = [
@@ -189,7 +190,10 @@ class TrialSpec:
         if "population" not in t:
             raise InputError("trial.population", None, "a population preset name or TOML file")
         try:
-            pop = load_population(str(t["population"]), base=base)
+            if isinstance(t["population"], Mapping):  # inline population table
+                pop = Population.from_dict(t["population"])
+            else:
+                pop = load_population(str(t["population"]), base=base)
         except InputError as exc:
             raise InputError(f"trial.{exc.field}", exc.value, exc.allowed) from None
         endpoints = _endpoints(t.get("endpoints"), t.get("time_points"))
@@ -231,7 +235,15 @@ class TrialSpec:
 
         blob = json.dumps(
             {
-                "spec": self.raw,
+                "trial": {
+                    **{k: v for k, v in self.raw.get("trial", {}).items() if k != "population"},
+                    "n_per_arm": self.n_per_arm,
+                },
+                "seed": self.seed,
+                "design": self.design,
+                "arms": [[a.name, dict(a.template)] for a in self.arms],
+                "endpoints": [[e.name, e.above, e.below] for e in self.endpoints],
+                "control": self.control,
                 "population": self.population.raw,
                 "chunk_size": chunk_size,
                 "version": __version__,
@@ -245,7 +257,8 @@ class TrialSpec:
         """The validated trial with arms inlined (patient-free course templates)."""
         import tomli_w
 
-        t = {k: v for k, v in self.raw["trial"].items()}
+        t = {**self.raw.get("trial", {}), "n_per_arm": self.n_per_arm, "seed": self.seed}
+        t["population"] = dict(self.population.raw)  # inlined: the copy is self-contained
         arms = [{"name": a.name, "protocol": dict(a.template)} for a in self.arms]
         return str(tomli_w.dumps({"trial": t, "arms": arms}))
 
