@@ -193,6 +193,9 @@ def predict_rows(
             v = 100.0 * (1.0 - np.nanprod(1.0 - risk, axis=1))
         else:
             v = endpoint_values(run, spec)[cases]
+            if spec.per_session:  # an unbounded per-session value (inf) is a result, not "n/a"
+                raw = run.per_session[spec.variable][cases]
+                v = np.where(np.isnan(v) & np.any(np.isposinf(raw), axis=1), np.inf, v)
             if p.compare == "per_session_mean":
                 v = v / run.prepared.session_mask[cases].sum(axis=1)
             if p.compare == "grade":
