@@ -96,9 +96,10 @@ def test_intact_kp_rule(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
     kp = dict(zip(SHIPPED, tr.intact_kp(sol, tp), strict=True))
     for k in ("niacinamide", "caffeine", "retinol"):
         assert kp[k] > 0.0
+    for k in ("hyaluronic_acid_50kda", "hyaluronic_acid_1mda"):
+        assert kp[k] == 0.0, k  # larger than the SC's aqueous pores: no intact-skin path
+    polar = {}
     for k in (
-        "hyaluronic_acid_50kda",
-        "hyaluronic_acid_1mda",
         "insulin",
         "egf",
         "palmitoyl_pentapeptide_4",
@@ -107,7 +108,22 @@ def test_intact_kp_rule(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
         "tranexamic_acid",
         "saline",
     ):
-        assert kp[k] == 0.0, k  # MW > 500 Da or charged: treated as impermeable
+        # outside Potts-Guy (MW > 500 Da or charged): the hindered polar pathway, finite
+        m = mols[k]
+        r = (
+            m.radius_m
+            if math.isfinite(m.radius_m)
+            else tr.stokes_einstein_radius(m.d_aq, tp.water_viscosity)
+        )
+        expect = tp.polar_pathway_coefficient / math.sqrt(m.mw_g_per_mol)
+        expect *= float(tr.renkin_hindrance(r / tp.polar_pore_radius))
+        assert kp[k] == pytest.approx(expect, rel=1e-12), k
+        assert 0.0 < kp[k] < 2.0e-5 * CM_H, k  # c / sqrt(58.4) for NaCl at most
+        polar[k] = kp[k]
+    # the coefficient itself (ten Berge): 1.519e-4 cm/h at MW 1, i.e. 1.2e-5 cm/h unhindered at 157
+    assert tp.polar_pathway_coefficient / CM_H == pytest.approx(1.519e-4, rel=1e-12)
+    # bigger solutes are more hindered; the ionised small actives stay below Potts-Guy's neutral kp
+    assert polar["tranexamic_acid"] > polar["palmitoyl_pentapeptide_4"] > polar["insulin"]
     assert kp["caffeine"] / CM_H == pytest.approx(1.1e-4, rel=0.05)  # models.md B.1 table
 
 
@@ -335,7 +351,7 @@ def test_enhancement_for_niacinamide_and_resealing_limit(
 
 
 def test_zero_over_zero_guard(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]) -> None:
-    ins = mols["insulin"]
+    ins = mols["hyaluronic_acid_50kda"]  # no intact-skin path at all (kp = 0)
     none = run(ins, tp, n_cm2=0.0)
     assert none.total[0] == 0.0 and none.intact[0] == 0.0
     assert none.enhancement[0] == 1.0

@@ -91,7 +91,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import k0e, k1e
+from scipy.special import erf, k0e, k1e
 
 from ..errors import ParameterError
 from ..units import conversion_factor, parse_unit
@@ -137,6 +137,8 @@ class TransportParameters:
     dve_mw_exponent: float
     water_viscosity: float
     enhancement_floor_fraction: float
+    polar_pathway_coefficient: float = 0.0
+    polar_pore_radius: float = math.inf
 
     @classmethod
     def from_parameters(cls, ps: ParameterSet) -> TransportParameters:
@@ -158,6 +160,8 @@ class TransportParameters:
             dve_mw_exponent=v("transport.dve_mw_exponent", "1"),
             water_viscosity=v("transport.water_viscosity", "kg/m/s"),
             enhancement_floor_fraction=v("transport.enhancement_floor_fraction", "1"),
+            polar_pathway_coefficient=v("transport.polar_pathway_coefficient", "m/s"),
+            polar_pore_radius=v("transport.polar_pore_radius", "m"),
         )
 
 
@@ -370,14 +374,44 @@ def dermwin_kp(
     return np.asarray(10.0**log_kp * _CM_H_TO_M_S)
 
 
+def polar_kp(
+    mw_g_per_mol: ArrayLike, radius_m: ArrayLike, params: TransportParameters
+) -> FloatArray:
+    """Intact-skin permeability [m/s] of the polar (aqueous pore) pathway of the SC.
+
+    kp_pol = c·(MW / (g/mol))^(−1/2)·H(r_s/r_pore): the polar pathway of ten Berge's skin
+    permeation model (IH SkinPerm; c = ``transport.polar_pathway_coefficient``, 1.519e-4 cm/h),
+    times the Renkin hindrance ``renkin_hindrance`` of a solute of radius r_s in the hydrated
+    pores of the SC (radius r_pore = ``transport.polar_pore_radius``, ~2 nm, Peck et al. 1994), so
+    that solutes as large as the pores (hyaluronan) get 0. Used only outside the Potts–Guy domain
+    (``intact_kp``).
+    """
+    mw = np.maximum(_f(mw_g_per_mol), 1e-30)
+    lam = _f(radius_m) / params.polar_pore_radius
+    return np.asarray(params.polar_pathway_coefficient / np.sqrt(mw) * renkin_hindrance(lam))
+
+
 def intact_kp(solute: Solute, params: TransportParameters) -> FloatArray:
-    """Intact-skin permeability [m/s] used by the model: Potts–Guy, but 0 for MW above
-    ``intact_mw_limit`` or ionic molecules (outside the Potts–Guy domain; treated as impermeable)."""
-    impermeable = (solute.mw_g_per_mol > params.intact_mw_limit) | solute.ionic
-    impermeable = impermeable | ~np.isfinite(solute.log_kow)
-    lk = np.where(impermeable, 0.0, solute.log_kow)
+    """Intact-skin permeability [m/s] used by the model.
+
+    Potts–Guy (lipid pathway) for neutral molecules up to ``intact_mw_limit`` with a defined
+    log Kow. Outside that domain (MW above the limit, ions and zwitterions at pH 5.5, no log Kow)
+    the polar pathway ``polar_kp`` instead: small and finite for peptides, proteins, ionised
+    actives and calcein; 0 for molecules at least as large as the SC's aqueous pores (hyaluronan),
+    which are then treated as not crossing intact skin. The radius is the molecule's, or its
+    Stokes–Einstein radius.
+    """
+    outside = (solute.mw_g_per_mol > params.intact_mw_limit) | solute.ionic
+    outside = outside | ~np.isfinite(solute.log_kow)
+    lk = np.where(outside, 0.0, solute.log_kow)
     kp = potts_guy_kp(lk, solute.mw_g_per_mol, params)
-    return np.asarray(np.where(impermeable, 0.0, kp))
+    radius = np.where(
+        np.isnan(solute.radius_m),
+        stokes_einstein_radius(solute.d_aq, params.water_viscosity),
+        solute.radius_m,
+    )
+    kp_pol = polar_kp(solute.mw_g_per_mol, radius, params)
+    return np.asarray(np.where(outside, kp_pol, kp))
 
 
 def renkin_hindrance(lam: ArrayLike) -> FloatArray:
@@ -461,6 +495,7 @@ def pore_conductance(
     clearance: ArrayLike,
     *,
     wall_exchange: bool = True,
+    open_fraction: ArrayLike = 1.0,
 ) -> FloatArray:
     """Conductance of one open channel g [m³/s] (flux per channel per vehicle concentration).
 
@@ -469,6 +504,12 @@ def pore_conductance(
     intact-skin kp [m/s] (for channels ending inside the SC), clearance k_cl [1/s] (sets the wall
     exchange). See the module docstring for the formula; with ``wall_exchange=False`` and d ≥ L_sc,
     1/g = d/(π a² D_pore) + 1/(4 a D_t K_t) exactly (models.md C.4). Floored at π a² kp.
+
+    ``open_fraction`` S (0–1) is a partly resealed channel: its contents conduct like the vehicle
+    over a fraction S of the cross-section and like the host tissue over the rest, D_pore·S +
+    (1 − S)·kp·L_sc inside the SC and D_pore·S + (1 − S)·D_t·K_t below it (the closure of the
+    resolved unit cell, ``unitcell.py``). g(S) falls less than in proportion to S where the
+    tissue, not the channel, limits the uptake.
     """
     arrs = np.broadcast_arrays(
         _f(a),
@@ -479,12 +520,15 @@ def pore_conductance(
         _f(k_tissue),
         _f(kp),
         _f(clearance),
+        _f(open_fraction),
     )
-    a_, d, sc, dp, dt, kt, kp_, kc = (np.asarray(x, dtype=float) for x in arrs)
-    fin = _fin(a_, d, sc, dp, dt, kt, kc, wall_exchange)
+    a_, d, sc, dp, dt, kt, kp_, kc, s_open = (np.asarray(x, dtype=float) for x in arrs)
+    s_open = np.clip(s_open, 0.0, 1.0)
+    dp_sc = s_open * dp + (1.0 - s_open) * np.maximum(kp_, 0.0) * sc
+    fin = _fin(a_, d, sc, s_open * dp + (1.0 - s_open) * dt * kt, dt, kt, kc, wall_exchange)
     with np.errstate(divide="ignore", invalid="ignore"):
         top = np.minimum(d, sc)
-        r_top = np.where(top > 0.0, top / fin.k_ax, 0.0)
+        r_top = np.where(top > 0.0, top / (np.pi * a_**2 * dp_sc), 0.0)
         resid = np.maximum(sc - d, 0.0)
         r_res = np.where(resid > 0.0, resid / (np.pi * a_**2 * kp_ * sc), 0.0)
         t_len = fin.length * _tanhc(fin.m * fin.length)
@@ -544,6 +588,75 @@ def channel_outflow_split(
     w1 = w_of(d - z1)
     w2 = np.minimum(w_of(d - z2), w1)
     return np.stack([1.0 - w1, w1 - w2, w2], axis=-1)
+
+
+# ------------------------------------------------------------------ tissue-charging transient
+def clearance_sensitivity(
+    a: ArrayLike,
+    depth: ArrayLike,
+    sc_thickness: ArrayLike,
+    d_pore: ArrayLike,
+    d_tissue: ArrayLike,
+    k_tissue: ArrayLike,
+    kp: ArrayLike,
+    clearance: ArrayLike,
+    *,
+    rel_step: float = 1e-4,
+) -> FloatArray:
+    """∂g/∂k_cl [m³] of ``pore_conductance`` (same arguments), by a central difference.
+
+    It sets the charging transient of the tissue around an open channel (``transient_rate``):
+    when every storing tissue clears at the same rate k, the step response of the channel flux has
+    the Laplace transform g(k + s)/s, so the cumulative uptake tends to g·t + ∂g/∂k (the amount by
+    which an initially empty tissue takes up more than the steady flux predicts).
+    """
+    kc = _f(clearance)
+    h = rel_step * kc
+    args = (a, depth, sc_thickness, d_pore, d_tissue, k_tissue, kp)
+    up = pore_conductance(*args, kc + h)
+    down = pore_conductance(*args, np.maximum(kc - h, 0.0))
+    return np.asarray(np.divide(up - down, 2.0 * h, out=np.zeros_like(up), where=h > 0.0))
+
+
+def transient_rate(g: ArrayLike, dg_dk: ArrayLike) -> FloatArray:
+    """Effective charging rate k_e = g / (2 ∂g/∂k) [1/s] of the open-channel uptake.
+
+    Chosen so that ``uptake_shape`` has the exact late-time offset ∂g/∂k (see
+    ``clearance_sensitivity``); it equals the clearance rate itself for 1-D uptake into a
+    semi-infinite clearing tissue (Danckwerts, g ∝ √k). Infinite where g does not depend on k
+    (then the uptake is quasi-steady, Q = g·t).
+    """
+    g_, s_ = np.broadcast_arrays(_f(g), _f(dg_dk))
+    return np.asarray(
+        np.divide(g_, 2.0 * s_, out=np.full(g_.shape, np.inf), where=(s_ > 0.0) & (g_ > 0.0))
+    )
+
+
+def uptake_shape(t: ArrayLike, rate: ArrayLike) -> FloatArray:
+    """Cumulative uptake per unit steady flux F(t) [s] after a step in the vehicle concentration.
+
+    F(t) = (t + 1/(2k)) erf(√(k t)) + √(t/(π k)) e^(−k t) (Danckwerts 1951: absorption with
+    first-order reaction; Crank 1975 eq. 14.12), k = ``transient_rate``: F ≈ 2√(t/(πk)) early,
+    F → t + 1/(2k) late, F = t for k = ∞. Its derivative, the flux over the steady flux, is
+    erf(√(k t)) + e^(−k t)/√(π k t).
+    """
+    t_, k_ = np.broadcast_arrays(np.maximum(_f(t), 0.0), _f(rate))
+    fin = np.isfinite(k_) & (k_ > 0.0)
+    ks = np.where(fin, k_, 1.0)
+    x = ks * t_
+    out = (t_ + 0.5 / ks) * erf(np.sqrt(x)) + np.sqrt(t_ / (np.pi * ks)) * np.exp(-x)
+    return np.asarray(np.where(fin, out, t_))
+
+
+def uptake_flux_factor(t: ArrayLike, rate: ArrayLike) -> FloatArray:
+    """dF/dt of ``uptake_shape``: flux over steady flux, erf(√(k t)) + e^(−k t)/√(π k t) (≥ 1;
+    ∞ at t = 0; 1 for k = ∞)."""
+    t_, k_ = np.broadcast_arrays(np.maximum(_f(t), 0.0), _f(rate))
+    fin = np.isfinite(k_) & (k_ > 0.0)
+    x = np.where(fin, k_, 1.0) * t_
+    with np.errstate(divide="ignore"):
+        out = erf(np.sqrt(x)) + np.exp(-x) / np.sqrt(np.pi * x)
+    return np.asarray(np.where(fin, out, 1.0))
 
 
 # --------------------------------------------------------------------- resealing, permeability

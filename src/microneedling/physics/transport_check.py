@@ -44,6 +44,7 @@ from .transport import (
     Molecule,
     Solute,
     TransportParameters,
+    clearance_sensitivity,
     intact_kp,
     load_molecules,
     permeability,
@@ -51,6 +52,9 @@ from .transport import (
     renkin_hindrance,
     stokes_einstein_radius,
     tissue_diffusivity,
+    transient_rate,
+    uptake_flux_factor,
+    uptake_shape,
 )
 from .unitcell import UnitCell, solve
 
@@ -193,15 +197,33 @@ def _staircase(k_close: float, t_end: float, step: float) -> FloatArray:
     return np.asarray(j * step / k_close, dtype=float)
 
 
-def _staircase_integral(times: FloatArray, closures: FloatArray, k_close: float) -> FloatArray:
-    """∫₀ᵗ S dt for the staircase S = exp(−k t_j) on [t_j, t_{j+1}) (t_0 = 0, S = 1)."""
+def _staircase_integral(
+    times: FloatArray, closures: FloatArray, k_close: float, rate: float = math.inf
+) -> FloatArray:
+    """∫₀ᵗ S(τ) φ(τ) dτ for the staircase S = exp(−k t_j) on [t_j, t_{j+1}) (t_0 = 0, S = 1) and
+    the charging transient φ = dF/dt of ``transport.uptake_shape`` with ``rate`` (∞: φ = 1, the
+    plain ∫S dt)."""
     starts = np.concatenate([[0.0], closures])
     levels = np.exp(-k_close * starts)
+    f_start = uptake_shape(starts, rate)
     out = np.empty_like(times)
     for i, t in enumerate(times):
         ends = np.minimum(np.concatenate([closures, [np.inf]]), t)
-        out[i] = float(np.sum(levels * np.maximum(ends - starts, 0.0)))
+        gain = np.where(ends > starts, uptake_shape(ends, rate) - f_start, 0.0)
+        out[i] = float(np.sum(levels * gain))
     return out
+
+
+def _closing_uptake(t: float, k_close: float, rate: float) -> float:
+    """∫₀ᵗ e^(−k_close τ) φ(τ) dτ in closed form, φ = erf(√(b τ)) + e^(−b τ)/√(π b τ), b = rate."""
+    a = k_close
+    if not math.isfinite(rate):
+        return -math.expm1(-a * t) / a
+    b = rate
+    e_ab = math.erf(math.sqrt((a + b) * t))
+    return (-math.exp(-a * t) * math.erf(math.sqrt(b * t)) + math.sqrt(b / (a + b)) * e_ab) / a + (
+        e_ab / math.sqrt(b * (a + b))
+    )
 
 
 def compare(
@@ -217,6 +239,8 @@ def compare(
     nz: int = 80,
     dt_s: float = 120.0,
     closure_step: float = 0.05,
+    transient: bool = True,
+    closure_model: str = "conductance",
 ) -> Comparison:
     """Cumulative absorbed amount per area from both models for the same problem.
 
@@ -225,7 +249,12 @@ def compare(
     ``Molecule``; hours: output times [h]; k_close_per_h: closure rate [1/h] (None: channels stay
     open); layers_um: SC, viable epidermis, dermis thicknesses [µm]; nr × nz: unit-cell grid;
     dt_s: largest unit-cell time step [s]; closure_step: staircase step of the closure in units
-    of 1/k_close. Returns a ``Comparison`` (infinite dose, c_v = 1 kg/m³).
+    of 1/k_close; transient: include the tissue-charging transient of the channel uptake
+    (``transport.uptake_shape``; False: the quasi-steady Q = ∫P dt of the engine before issue 6);
+    closure_model: "conductance" (a closing channel conducts like S·vehicle + (1 − S)·host,
+    ``pore_conductance(open_fraction=S)``, as in the unit cell) or "number" (the open channels
+    drop out, P = (1 − ε S) kp + n g S, the engine's form).
+    Returns a ``Comparison`` (infinite dose, c_v = 1 kg/m³).
     """
     tt = np.atleast_1d(np.asarray(hours, dtype=float)) * _S_PER_H
     p = properties(molecule, radius_um)
@@ -245,29 +274,71 @@ def compare(
             p.clearance,
         )
     )
-    # P = (1 − ε S) kp + n g S is affine in S: Q = c_v [P(S=0)·t + (P(S=1) − P(S=0)) ∫S dt]
+    # P = (1 − ε S) kp + n g S is affine in S: Q = c_v [P(S=0)·t + (P(S=1) − P(S=0)) ∫S φ dt],
+    # φ the charging transient of the channel uptake (1 when quasi-steady)
+    if closure_model not in ("conductance", "number"):
+        raise ValueError(f"closure_model: got {closure_model!r}; allowed: 'conductance', 'number'")
+    eps = n * math.pi * a * a
     p_shut = float(permeability(1.0, p.kp, n, a, g, math.inf))
     p_open = float(permeability(0.0, p.kp, n, a, g, 0.0))
+    rate = math.inf
+    if transient:
+        dg = clearance_sensitivity(
+            a,
+            depth_um * 1e-6,
+            layers_um[0] * 1e-6,
+            p.d_pore,
+            p.d_tissue,
+            p.k_tissue,
+            p.kp,
+            p.clearance,
+        )
+        rate = float(transient_rate(g, dg))
     if k_close > 0.0:
         closures = _staircase(k_close, float(tt[-1]), closure_step)
         # snap switching times that fall within 1 s of an output time onto it (no tiny steps)
         near = np.abs(closures[:, None] - tt[None, :]) < 1.0
         closures = np.where(near.any(axis=1), tt[np.argmax(near, axis=1)], closures)
-        int_s = _staircase_integral(tt, closures, k_close)
+        int_s = _staircase_integral(tt, closures, k_close, rate)
         s_now = np.exp(-k_close * closures[np.searchsorted(closures, tt, side="right") - 1])
         s_now = np.where(tt < closures[0], 1.0, s_now)
-        exact = -np.expm1(-k_close * tt[-1]) / k_close
+        exact = _closing_uptake(float(tt[-1]), k_close, rate)
         stair_err = float(
             (p_shut * tt[-1] + (p_open - p_shut) * int_s[-1])
             / (p_shut * tt[-1] + (p_open - p_shut) * exact)
             - 1.0
         )
+        if closure_model == "conductance":
+            geo = (a, depth_um * 1e-6, layers_um[0] * 1e-6, p.d_pore, p.d_tissue, p.k_tissue)
+
+            def q_closing(times: FloatArray, cl: FloatArray) -> FloatArray:
+                starts = np.concatenate([[0.0], cl])
+                g_j = pore_conductance(
+                    *geo, p.kp, p.clearance, open_fraction=np.exp(-k_close * starts)
+                )
+                f0 = uptake_shape(starts, rate)
+                ends_all = np.concatenate([cl, [np.inf]])
+                out = np.empty_like(times)
+                for i, t in enumerate(times):
+                    ends = np.minimum(ends_all, t)
+                    gain = np.where(ends > starts, uptake_shape(ends, rate) - f0, 0.0)
+                    out[i] = float(np.sum(g_j * gain))
+                return (1.0 - eps) * p.kp * times + n * out
+
+            q_stair = q_closing(tt, closures)
+            fine = _staircase(k_close, float(tt[-1]), closure_step / 10.0)
+            stair_err = float(q_stair[-1] / q_closing(tt[-1:], fine)[0] - 1.0)
+            g_now = pore_conductance(*geo, p.kp, p.clearance, open_fraction=s_now)
+            flux_now = (1.0 - eps) * p.kp + n * g_now * uptake_flux_factor(tt, rate)
     else:
         closures = np.zeros(0)
-        int_s = tt.copy()
+        int_s = uptake_shape(tt, rate)
         s_now = np.ones_like(tt)
         stair_err = 0.0
     q_h = p_shut * tt + (p_open - p_shut) * int_s
+    flux_h = p_shut + (p_open - p_shut) * s_now * uptake_flux_factor(tt, rate)
+    if k_close > 0.0 and closure_model == "conductance":
+        q_h, flux_h = q_stair, flux_now
     cell = _cell(n_per_cm2, depth_um, radius_um, p, layers_um, k_close or math.inf, nr, nz)
     sol = solve(cell, tt, closures if k_close > 0.0 else None, dt=dt_s, store_fields=False)
     intact = _intact(p, layers_um, tuple(float(t) for t in tt), nz, dt_s)
@@ -281,7 +352,7 @@ def compare(
         homogenised=np.asarray(q_h),
         resolved=np.asarray(sol.absorbed),
         intact_resolved=intact,
-        flux_homogenised=np.asarray(p_shut + (p_open - p_shut) * s_now),
+        flux_homogenised=np.asarray(flux_h),
         flux_resolved=np.asarray(sol.flux_top),
         closure_staircase_error=stair_err,
         mass_balance_residual=sol.mass_balance_residual,
