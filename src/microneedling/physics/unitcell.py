@@ -402,7 +402,6 @@ _PCG_ITERS_EXPECTED = 12
 κ ≤ 1.5 → ~10; a closure level: ~10-25)."""
 _PCG_TOL = 1.0e-13
 """Stop when max|P⁻¹ r| ≤ tol · max|u| (P⁻¹ r approximates the error of the iterate)."""
-_PCG_MAXITER = 60
 
 
 @dataclass(frozen=True)
@@ -414,7 +413,11 @@ class _Op:
 
 
 def _pcg(
-    B: sp.csc_matrix, b: FloatArray, x0: FloatArray, prec: Callable[[FloatArray], FloatArray]
+    B: sp.csc_matrix,
+    b: FloatArray,
+    x0: FloatArray,
+    prec: Callable[[FloatArray], FloatArray],
+    maxiter: int = 60,
 ) -> tuple[FloatArray, bool]:
     """Preconditioned conjugate gradients for SPD ``B`` (``prec`` ≈ B⁻¹, SPD). (x, converged)."""
     x = x0.copy()
@@ -422,7 +425,7 @@ def _pcg(
     z = prec(r)
     p = z.copy()
     rz = float(r @ z)
-    for _ in range(_PCG_MAXITER):
+    for _ in range(maxiter):
         if np.max(np.abs(z)) <= _PCG_TOL * max(np.max(np.abs(x)), np.finfo(float).tiny):
             return x, True
         q = B @ p
@@ -447,7 +450,10 @@ class _Linear:
     for only a few steps (the backward-Euler start step, step-ratio jumps, short closure levels) is
     solved by preconditioned CG with the LU of a neighbouring key (the matrix is symmetric positive
     definite: A is symmetric and M diagonal positive): ~10-25 triangular solves instead of a ~40-solve
-    factorization. If CG does not converge in ``_PCG_MAXITER`` iterations the key is factored.
+    factorization. The iterations a key may spend are capped at ``_FACTOR_COST_SOLVES`` / (its
+    number of steps), so a key costs at most about one factorization more than factoring it
+    outright; a key whose CG did not converge within that is factored (and serves as preconditioner
+    for the keys after it: successive closure levels are close to each other).
     """
 
     def __init__(
@@ -465,6 +471,7 @@ class _Linear:
         self.n_factorizations = 0
         self.n_iterative = 0
         self.big = [k for k, c in uses.items() if c * _PCG_ITERS_EXPECTED > _FACTOR_COST_SOLVES]
+        self.failed: set[tuple[int, float, float]] = set()
 
     def operator(self, lev: int) -> _Op:
         op = self.ops.get(lev)
@@ -498,28 +505,36 @@ class _Linear:
         return lu
 
     def _preconditioner(self, key: tuple[int, float, float]) -> tuple[int, float, float] | None:
-        """The factored (or to-be-factored) key nearest to ``key``: same level first."""
-        cands = self.big or list(self.lus)
+        """The factored (or to-be-factored) key nearest to ``key``: nearest closure level, then
+        nearest a₀/Δt, factored before not yet factored."""
+        cands = list(self.lus) + [k for k in self.big if k not in self.lus]
         if not cands:
             return None
         lev, h, a0 = key
         return min(
             cands,
-            key=lambda k: (abs(k[0] - lev), abs(math.log(k[2] / k[1] * h / a0)), -self.uses[k]),
+            key=lambda k: (
+                abs(k[0] - lev),
+                abs(math.log(k[2] / k[1] * h / a0)),
+                k not in self.lus,
+                -self.uses[k],
+            ),
         )
 
     def solve(
         self, key: tuple[int, float, float], rhs: FloatArray, guess: FloatArray
     ) -> FloatArray:
         lu = self.lus.get(key)
-        if lu is None and key not in self.big:
+        if lu is None and key not in self.big and key not in self.failed:
             pk = self._preconditioner(key)
             if pk is not None:
                 plu = self.factor(pk)
-                x, ok = _pcg(self.matrix(key), rhs, guess, plu.solve)
+                budget = max(4, _FACTOR_COST_SOLVES // self.uses[key])
+                x, ok = _pcg(self.matrix(key), rhs, guess, plu.solve, maxiter=budget)
                 if ok:
                     self.n_iterative += 1
                     return x
+                self.failed.add(key)
         return np.asarray(self.factor(key).solve(rhs), dtype=float)
 
 
