@@ -211,3 +211,38 @@ def test_invalid_inputs_raise() -> None:
         skin(channel_radius=1e-3)
     with pytest.raises(ValueError, match="times"):
         solve(membrane(5), [2.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- linear solves
+def test_iterative_steps_match_factoring_every_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rarely used matrices (start step, short closure levels) are solved by PCG on a neighbouring
+    LU; the answer equals factoring every matrix to 1e-9 and mass stays balanced to 1e-10."""
+    from microneedling.physics import unitcell
+
+    cell = skin(closure_rate=0.7 / 3600)
+    times = np.linspace(0.5, 6.0, 12) * 3600
+    closures = np.linspace(0.25, 4.0, 16) * 3600
+    pcg = solve(cell, times, closures, dt=120.0)
+    monkeypatch.setattr(unitcell, "_FACTOR_COST_SOLVES", 0)
+    lu = solve(cell, times, closures, dt=120.0)
+    assert pcg.n_iterative > 0 and lu.n_iterative == 0
+    assert pcg.n_factorizations < lu.n_factorizations
+    np.testing.assert_allclose(pcg.absorbed, lu.absorbed, rtol=1e-9)
+    assert pcg.concentration is not None and lu.concentration is not None
+    assert np.max(np.abs(pcg.concentration - lu.concentration)) <= 1e-9 * np.max(lu.concentration)
+    assert pcg.mass_balance_residual <= 1e-10
+
+
+def test_closure_levels_override_the_exponential() -> None:
+    """closure_levels = exp(−k t_j) reproduces the default levels; other levels change the answer."""
+    k = 0.7 / 3600
+    cell = skin(closure_rate=k)
+    times = np.array([1.0, 3.0]) * 3600
+    cl = np.array([0.5, 1.0, 2.0]) * 3600
+    default = solve(cell, times, cl, dt=120.0)
+    same = solve(cell, times, cl, closure_levels=np.exp(-k * cl), dt=120.0)
+    np.testing.assert_allclose(same.absorbed, default.absorbed, rtol=1e-12)
+    shut = solve(cell, times, cl, closure_levels=[0.0, 0.0, 0.0], dt=120.0)
+    assert shut.absorbed[-1] < default.absorbed[-1]
+    with pytest.raises(ValueError, match="closure_levels"):
+        solve(cell, times, cl, closure_levels=[0.5, 2.0, 0.1])

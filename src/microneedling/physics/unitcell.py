@@ -32,13 +32,17 @@ Discretisation
     the steady flux through any laminate exact (models.md D.3). Dirichlet faces use the half-cell
     distance. The semi-discrete system M u' = −A u + b (M = diag(V K), A symmetric) is stepped
     implicitly: backward Euler or variable-step BDF2 (first step and any step-ratio jump > 2 by
-    backward Euler). The matrix a₀M/Δt + A is assembled and LU-factored (``scipy.sparse.linalg.splu``)
-    once per distinct (coefficients, Δt, a₀); coefficients change only at closure times.
+    backward Euler). The matrix a₀M/Δt + A (symmetric positive definite) is assembled once per
+    distinct (coefficients, Δt, a₀) — coefficients change only at closure times. A matrix used for
+    many steps is LU-factored (``scipy.sparse.linalg.splu``, MMD ordering on AᵀA + A); one used for
+    a few steps only (the backward-Euler start, step-ratio jumps, short closure levels) is solved by
+    conjugate gradients preconditioned with the LU of the nearest factored matrix, within an
+    iteration budget of about one factorization, else factored (``_Linear``).
 
 Closure (resealing)
     ``solve(..., closure_times=[t_1, t_2, ...])``: on [t_j, t_{j+1}) the open fraction is held at
-    S_j = exp(−k_close t_j) (``UnitCell.closure_rate`` = k_close [1/s]; the default ∞ makes the
-    channel close completely at t_1). Channel cells keep their storage K_ch (so mass is conserved
+    S_j = exp(−k_close t_j), or ``closure_levels[j]`` when given (``UnitCell.closure_rate`` =
+    k_close [1/s]; the default ∞ makes the channel close completely at t_1). Channel cells keep their storage K_ch (so mass is conserved
     exactly) while their conductivity and clearance move to those of the host layer:
     D K = S D_ch K_ch + (1 − S) D_l K_l, k = (1 − S) k_l.
 
@@ -47,8 +51,9 @@ Mass balance
     the quadrature that the time scheme itself implies (for BDF2: e_{n+1} = (Δt φ_{n+1} + a₂ e_n)/a₀),
     so in − out − cleared − stored vanishes to round-off (reported as ``mass_balance_residual``).
 
-Sources for the verification (tests/physics/test_unitcell.py): Crank J., The Mathematics of
-Diffusion, 2nd ed., Oxford 1975 — membrane uptake eq. 4.24a and lag time L²/6D (§4.3.2),
+Sources for the verification (tests/physics/test_unitcell.py, test_unitcell_exact.py): Crank J.,
+The Mathematics of Diffusion, 2nd ed., Oxford 1975 — membrane uptake eq. 4.24a and lag time L²/6D
+(§4.3.2), uptake from a well-stirred solution of limited volume eq. 4.37 (finite dose),
 semi-infinite erfc profile eq. 2.45 (§2.5); laminate 1/P = Σ L_i/(K_i D_i) (Crank §12.2; models.md
 D.3).
 
@@ -56,12 +61,14 @@ API::
 
     UnitCell(layer_thickness, layer_diffusivity, layer_partition, layer_clearance=None,
              puncture_density=1e6, channel_radius=0.0, channel_depth=0.0, channel_diffusivity=0.0,
-             channel_partition=1.0, vehicle_concentration=1.0, bottom="sink", closure_rate=inf,
+             channel_partition=1.0, vehicle_concentration=1.0, vehicle_thickness=inf,
+             bottom="sink", closure_rate=inf,
              nr=40, nz=80, r_faces=None, z_faces=None)
-    solve(cell, times, closure_times=None, *, dt=None, method="bdf2", store_fields=True)
+    solve(cell, times, closure_times=None, *, closure_levels=None, dt=None, method="bdf2",
+          store_fields=True)
         -> UnitCellSolution (per unit skin area = per π R²: absorbed, absorbed_by_layer, stored_*,
-           cleared_*, passed_bottom, flux_top, flux_bottom [kg/m², kg/(m² s)], concentration fields
-           [kg/m³], mass_balance_residual)
+           cleared_*, passed_bottom, flux_top, flux_bottom [kg/m², kg/(m² s)], vehicle [kg/m²],
+           concentration fields [kg/m³], mass_balance_residual, n_factorizations, n_iterative)
 """
 
 from __future__ import annotations
