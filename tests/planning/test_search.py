@@ -191,3 +191,27 @@ def test_searched_plans_within_site_limits(site: str, above: bool, fitz: int) ->
     result = search(pf)
     for plan in result.pareto:
         _check_limits(pf, plan, result.pih_limit)
+
+
+def test_dominance_pruning_keeps_the_optimum() -> None:
+    pf = make_patient(sites=("cheek", "forehead"), limits={"max_sessions": 2})
+    pruned, full = search(pf), search(pf, prune_dominated=False)
+    assert pruned.n_simulated <= full.n_simulated
+    assert pruned.recommended.summary() == full.recommended.summary()
+    assert pruned.recommended.score == pytest.approx(full.recommended.score, rel=1e-9)
+
+
+def test_topicals_searched_only_where_they_can_change_the_objective() -> None:
+    lim = {"max_sessions": 1, "allowed_topicals": ["tranexamic_acid", "niacinamide"]}
+    scars = search(make_patient(limits=lim))
+    assert scars.recommended.topical is None
+    assert len(scars.notes) == 2 and all("not searched" in n for n in scars.notes)
+    d = patient_dict(limits=lim)
+    d["sites"][0]["concerns"] = [
+        {"type": "hyperpigmentation", "kind": "melasma", "melanin_index": 300.0}
+    ]
+    pig = search(PatientFile.from_dict(d))
+    assert pig.notes == []
+    assert pig.recommended.course.sessions[0].topical is not None or any(
+        "topical" in e for e in pig.explanation
+    )
