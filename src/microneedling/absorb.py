@@ -691,8 +691,8 @@ homogenised channel model that <code>microneedling simulate</code> uses{
 at the engine's resealing rate, clearance in viable tissue). "Absorbed" is what left the vehicle; in
 the resolved model part of it is still in the stratum corneum (column "of which SC") or in the
 channel fluid; the engine has no stratum-corneum storage. ER: enhancement ratio, absorbed with
-channels / through intact skin (∞: intact skin treated as impermeable, molecules above 500 Da or
-charged). Δ %: engine − resolved, relative to resolved; <code>docs/transport.md</code> gives the
+channels / through intact skin (∞ where the engine treats intact skin as impermeable to the
+molecule, see <code>physics/transport.py</code>). Δ %: engine − resolved, relative to resolved; <code>docs/transport.md</code> gives the
 range where the two agree within 5%.</p>
 <table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{"".join(rows)}</table>
 <h2>Per layer</h2>
