@@ -542,7 +542,9 @@ class _Linear:
         lu = self.lus.get(key)
         if lu is None and key not in self.big and key not in self.failed:
             pk = self._preconditioner(key)
-            if pk is not None:
+            # an unfactored candidate at another closure level would be factored only to serve as
+            # a poor preconditioner: factor this key instead
+            if pk is not None and (pk in self.lus or pk[0] == key[0]):
                 plu = self.factor(pk)
                 budget = max(4, _FACTOR_COST_SOLVES // self.uses[key])
                 x, ok = _pcg(self.matrix(key), rhs, guess, plu.solve, maxiter=budget)
