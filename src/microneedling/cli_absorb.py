@@ -99,8 +99,11 @@ def absorb_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stdout.")] = False,
     parameter_set: ParameterSetOption = None,
 ) -> None:
-    """Amount absorbed per session and layer, intact-skin amount and enhancement ratio (engine,
-    with intervals) and, with --resolved, the resolved unit cell with maps and curves."""
+    """Topical absorption per session: amount per layer, intact skin, enhancement ratio.
+
+    The engine's homogenised model (with intervals over parameter draws) and, with --resolved,
+    the resolved unit cell for the same case (concentration map, cumulative curves, difference).
+    Writes absorption.csv/json, figures/, report.html and course.toml into DIR."""
     from .errors import InputError
 
     t0 = time.perf_counter()
