@@ -254,14 +254,21 @@ def sample_parameter_sets(ps: ParameterSet, draws: int, seed: int) -> list[Param
     (``data/calibration/current.toml``, :func:`microneedling.calibrate.shipped_posterior`) are drawn
     jointly from its log-normal posterior (mean and covariance in log space), tied members (e.g.
     ``healing.k_1`` and ``healing.k_3``) with one common value. Their marginals equal the
-    ``low``/``high`` written by the calibration, so the joint draw only adds the correlations. The
-    random stream is the same as for independent sampling (one z per parameter name).
+    ``low``/``high`` written by the calibration, so the joint draw only adds the correlations.
+
+    Each parameter has its own random stream, seeded by ``(seed, crc32(name))``: a parameter's draws
+    do not change when other parameters are added to or removed from the set, and the first k draws
+    are the same for any ``draws >= k``.
     """
+    import zlib
+
     from .calibrate import shipped_posterior
 
-    rng = np.random.default_rng(seed)
     names = [n for n in ps.names() if ps.parameters[n].low is not None]
-    z = rng.standard_normal((draws, len(names)))
+    z = np.empty((draws, len(names)))
+    for j, n in enumerate(names):
+        ss = np.random.SeedSequence([int(seed) % 2**63, zlib.crc32(n.encode())])
+        z[:, j] = np.random.default_rng(ss).standard_normal(draws)
     joint: dict[str, np.ndarray] = {}
     post = shipped_posterior(ps) if draws > 0 else None
     if post is not None:
