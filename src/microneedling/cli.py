@@ -600,7 +600,7 @@ def parameters_command(
 # Each further command lives in its own module ``cli_<name>.py``, which imports ``app`` and the
 # helpers above and registers itself with ``@app.command``. One import line per module, here:
 # (they come after ``app`` exists; the modules import only typer and light helpers at import time)
-from . import cli_sensitivity  # noqa: E402, F401
+from . import cli_sensitivity  # noqa: E402, F401, I001  (one line per command module)
 from . import cli_absorb  # noqa: E402, F401
 from . import cli_trial  # noqa: E402, F401
 from . import cli_plan  # noqa: E402, F401
