@@ -76,3 +76,13 @@ def test_not_applicable_is_nan_and_tables_use_canonical_names() -> None:
     assert np.isnan(tab["wrinkle_depth"][0])  # no wrinkle condition at the site
     assert np.isnan(tab["absorbed_amount"][0])  # no topical
     assert tab["collagen_change"][0] > 0
+
+
+def test_infinite_per_session_values_are_kept_not_turned_into_nan() -> None:
+    import dataclasses
+
+    run = simulate_batch([course()])
+    ps = dict(run.per_session)
+    ps["enhancement_ratio"] = np.array([[np.inf, np.inf]])
+    run = dataclasses.replace(run, per_session=ps)
+    assert endpoint_values(run, "enhancement_ratio")[0] == np.inf

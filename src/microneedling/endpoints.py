@@ -208,7 +208,7 @@ def endpoint_values(run: BatchRun, spec: EndpointSpec | str) -> np.ndarray:
             "mean": np.nanmean,
         }
         red = reducers[SESSION_REDUCE[spec.variable]]
-        has = np.any(np.isfinite(x), axis=1)
+        has = np.any(~np.isnan(x), axis=1)  # inf (e.g. an unbounded ratio) is a value
         out = np.full(x.shape[0], np.nan)
         if np.any(has):
             out[has] = red(x[has], axis=1)
