@@ -343,11 +343,16 @@ def test_enhancement_for_niacinamide_and_resealing_limit(
     assert ab.enhancement[0] > 5.0
     assert ab.intact[0] > 0.0 and ab.total[0] > ab.intact[0]
     ratios = []
-    for k_per_h in (0.7, 7.0, 70.0, 7e3, 7e6):
+    for k_per_h in (0.7, 7.0, 70.0, 7e3, 7e6, 7e8):
         fast = dataclasses.replace(tp, k_close_open=k_per_h / 3600.0)
         ratios.append(run(nia, fast, h=200e-6, hours=1.0).enhancement[0])
     assert all(r1 >= r2 for r1, r2 in itertools.pairwise(ratios))
-    assert ratios[-1] == pytest.approx(1.0, abs=1e-4)  # channels shut at once -> intact skin
+    # channels shut at once -> intact skin. The charging flux into empty tissue falls as 1/sqrt(t),
+    # so what passes before closure vanishes as 1/sqrt(k_close): x100 in k -> /10 in the excess
+    assert ratios[-1] == pytest.approx(1.0, abs=0.01)
+    assert (ratios[-2] - 1.0) / (ratios[-1] - 1.0) == pytest.approx(10.0, rel=0.05)
+    qs = dataclasses.replace(tp, k_close_open=7e8 / 3600.0)
+    assert run(nia, qs, h=200e-6, quasi_steady=True).enhancement[0] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_zero_over_zero_guard(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]) -> None:
@@ -400,7 +405,14 @@ def test_longer_needles_deliver_more(
             False,
             tp,
         )
-        assert np.all(np.diff(ab.total) > 0.0), key
+        # more until the fin's gain saturates (~1/m: tens of um for hyaluronan, a few 100 um for
+        # small molecules), then flat: the one-rate charging transient lets the total dip by up
+        # to 0.4% (hyaluronan 1 MDa, 0.25 -> 0.5 mm deep; insulin 6e-4 at full depth), a known
+        # artefact of the shape (docs/transport.md)
+        assert ab.total[1] > ab.total[0], key
+        assert np.all(np.diff(ab.total) > -5e-3 * ab.total[1:]), key
+        if key in ("niacinamide", "ascorbic_acid", "palmitoyl_pentapeptide_4"):
+            assert np.all(np.diff(ab.total[:4]) > 0.0), key
         # and deeper channels put more of it into the dermis
         dermal = ab.by_layer[:, 1:].sum(axis=1) / ab.total
         assert np.all(np.diff(dermal) > 0.0), key
@@ -561,3 +573,73 @@ def test_absorb_bounded(
     assert ab.by_layer.sum() == pytest.approx(ab.total[0], rel=1e-9, abs=1e-300)
     assert ab.enhancement[0] <= (1.0 / tp.enhancement_floor_fraction + 1.0) * (1 + 1e-12)
     assert ab.enhancement[0] >= 1.0 - 1e-9  # channels never make skin less permeable
+
+
+# ------------------------------------------------ charging transient, partly open channels
+def test_uptake_shape_danckwerts_limits() -> None:
+    k = 3.5e-4
+    t = np.array([1.0, 100.0, 1e5])
+    f = tr.uptake_shape(t, k)
+    assert f[0] == pytest.approx(2.0 * math.sqrt(t[0] / (math.pi * k)), rel=1e-3)  # early √t
+    assert f[2] == pytest.approx(t[2] + 0.5 / k, rel=1e-12)  # late: t + 1/(2k)
+    # the flux factor is the derivative of the shape
+    h = 1e-3 * t
+    num = (tr.uptake_shape(t + h, k) - tr.uptake_shape(t - h, k)) / (2 * h)
+    assert tr.uptake_flux_factor(t, k) == pytest.approx(num, rel=1e-6)
+    assert np.all(tr.uptake_shape(t, np.inf) == t)  # quasi-steady
+    # 1-D uptake into clearing tissue (g ∝ √k): the effective rate is the clearance rate itself
+    assert tr.transient_rate(2.0 * math.sqrt(k), 1.0 / math.sqrt(k)) == pytest.approx(k)
+
+
+def test_clearance_sensitivity_step_independent() -> None:
+    """dg/dk by central difference: independent of the step (1e-4 vs 1e-6 relative) and positive
+    (faster clearance, more steady uptake)."""
+    args = (50e-6, 600e-6, 16.8e-6, 5e-10, 1.4e-10, 0.7, 0.0)
+    s1 = tr.clearance_sensitivity(*args, 3.5e-4)
+    s2 = tr.clearance_sensitivity(*args, 3.5e-4, rel_step=1e-6)
+    assert float(s1) > 0.0 and float(s1) == pytest.approx(float(s2), rel=1e-5)
+
+
+def test_partly_open_channel_conductance() -> None:
+    args = (50e-6, 600e-6, 16.8e-6, 5e-10, 1.4e-10, 0.7, 4.9e-10, 3.5e-4)
+    g1 = tr.pore_conductance(*args)
+    assert tr.pore_conductance(*args, open_fraction=1.0) == g1
+    s = np.linspace(0.0, 1.0, 11)
+    gs = tr.pore_conductance(*args, open_fraction=s)
+    assert np.all(np.diff(gs) > 0.0)
+    # shut: the intact patch the channel replaces (the floor π a² kp)
+    assert gs[0] == pytest.approx(math.pi * 50e-6**2 * 4.9e-10, rel=1e-9)
+    # tissue-limited: half a channel conducts more than half as much
+    assert gs[5] > 0.5 * g1
+
+
+def test_finite_dose_steps_exact_for_constant_permeability() -> None:
+    h, T, kp, ng, cap, kcl = 20e-6, 7200.0, 4.9e-10, 8e-8, 6.5e-4, 3.5e-4
+    nodes = np.linspace(0.0, T, 9)[None, :]
+    fd = tr.finite_dose_steps(1.0, h, nodes, kp, np.full((1, 8), ng), cap, kcl)
+    p = kp + ng
+    gen = np.array([[-p / h, p / cap, 0], [p / h, -p / cap - kcl, 0], [0, kcl, 0]])
+    exact = expm(gen * T) @ np.array([1.0, 0.0, 0.0])
+    assert [fd.vehicle[0], fd.tissue[0], fd.cleared[0]] == pytest.approx(exact, rel=1e-12)
+    assert fd.via_channels[0] == pytest.approx(fd.delivered[0] * ng / p, rel=1e-12)
+
+
+def test_absorb_converges_in_steps(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]) -> None:
+    """The graded steps of the transient integrator: 64 steps within 1e-5 of the dose of 1024."""
+    for key, occ in (("niacinamide", False), ("insulin", True), ("tranexamic_acid", False)):
+        a = run(mols[key], tp, hours=4.0, occluded=occ)
+        b = run(mols[key], tp, hours=4.0, occluded=occ, steps=1024)
+        assert abs(a.total[0] - b.total[0]) < 1e-5 * a.dose[0], key
+        assert a.retained[0] + a.cleared[0] + a.vehicle[0] == pytest.approx(a.dose[0], rel=1e-12)
+
+
+def test_transient_and_conductance_closure_raise_uptake(
+    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+) -> None:
+    """Against the quasi-steady model (before issue 6): an empty tissue takes up more at first,
+    and a channel that closes by conductance keeps conducting while the tissue limits uptake."""
+    ins = mols["insulin"]
+    new = run(ins, tp, h=200e-6, hours=2.0)
+    old = run(ins, tp, h=200e-6, hours=2.0, quasi_steady=True)
+    assert new.total[0] > 1.2 * old.total[0]
+    assert new.intact[0] == old.intact[0]

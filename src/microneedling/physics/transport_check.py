@@ -278,7 +278,6 @@ def compare(
     # φ the charging transient of the channel uptake (1 when quasi-steady)
     if closure_model not in ("conductance", "number"):
         raise ValueError(f"closure_model: got {closure_model!r}; allowed: 'conductance', 'number'")
-    eps = n * math.pi * a * a
     p_shut = float(permeability(1.0, p.kp, n, a, g, math.inf))
     p_open = float(permeability(0.0, p.kp, n, a, g, 0.0))
     rate = math.inf
@@ -315,7 +314,7 @@ def compare(
                 starts = np.concatenate([[0.0], cl])
                 g_j = pore_conductance(
                     *geo, p.kp, p.clearance, open_fraction=np.exp(-k_close * starts)
-                )
+                ) - pore_conductance(*geo, p.kp, p.clearance, open_fraction=0.0)
                 f0 = uptake_shape(starts, rate)
                 ends_all = np.concatenate([cl, [np.inf]])
                 out = np.empty_like(times)
@@ -323,13 +322,14 @@ def compare(
                     ends = np.minimum(ends_all, t)
                     gain = np.where(ends > starts, uptake_shape(ends, rate) - f0, 0.0)
                     out[i] = float(np.sum(g_j * gain))
-                return (1.0 - eps) * p.kp * times + n * out
+                return p.kp * times + n * out
 
             q_stair = q_closing(tt, closures)
             fine = _staircase(k_close, float(tt[-1]), closure_step / 10.0)
             stair_err = float(q_stair[-1] / q_closing(tt[-1:], fine)[0] - 1.0)
             g_now = pore_conductance(*geo, p.kp, p.clearance, open_fraction=s_now)
-            flux_now = (1.0 - eps) * p.kp + n * g_now * uptake_flux_factor(tt, rate)
+            g_now = g_now - pore_conductance(*geo, p.kp, p.clearance, open_fraction=0.0)
+            flux_now = p.kp + n * g_now * uptake_flux_factor(tt, rate)
     else:
         closures = np.zeros(0)
         int_s = uptake_shape(tt, rate)
