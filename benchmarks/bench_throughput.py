@@ -61,6 +61,10 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=10_000)
     ap.add_argument("--scipy", type=int, default=30, help="patients timed in the SciPy loop")
     ap.add_argument("--roadrunner", type=int, default=300, help="patients timed in libRoadRunner")
+    ap.add_argument(
+        "--ode-share", type=float, default=1.0,
+        help="fraction of each chunk also timed in the ODE-only rows (all rounds)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     import roadrunner
@@ -153,6 +157,8 @@ def main() -> None:
         )  # fmt: skip
         steps += int(run.n_steps.sum())
         del run
+        m = max(1, round(m * args.ode_share))
+        sl = slice(sl.start, sl.start + m)
         sol = timed(labels[1], m, healing.solve, params[sl], t, days[sl], jumps[sl], rtol=RTOL,
                     atol=ATOL)  # fmt: skip
         first.setdefault(labels[1], sol.y[:20].copy())
