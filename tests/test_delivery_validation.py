@@ -15,12 +15,12 @@ from microneedling.errors import InputError
 
 MISSES = {
     "mohammed2014_pal_kttks": (
-        "model ratio ~4000 vs observed 2-22: the polar pathway gives intact skin ~1e-6 cm/h for "
+        "model ratio ~4600 vs observed 2-22: the polar pathway gives intact skin ~1e-6 cm/h for "
         "pal-KTTKS, while the measured intact signal (a palmitoylated, lipophilic peptide held in "
         "the SC) is far larger; the model has no SC-retention or lipid path for it"
     ),
     "pmc4695825_amantadine": (
-        "model ratio ~1300 vs observed 2.2: intact porcine ear passed 22 ug/cm2/h of amantadine HCl, "
+        "model ratio ~1500 vs observed 2.2: intact porcine ear passed 22 ug/cm2/h of amantadine HCl, "
         "orders of magnitude above the polar-pathway kp (~6e-6 cm/h) the model gives a protonated "
         "amine; ion-pair / neutral-fraction permeation of the base is not modelled"
     ),

@@ -60,6 +60,8 @@ SI_UNITS = {
     "transport.dve_mw_exponent": "1",
     "transport.water_viscosity": "kg/m/s",
     "transport.enhancement_floor_fraction": "1",
+    "transport.polar_pathway_coefficient": "m/s",
+    "transport.polar_pore_radius": "m",
 }
 
 
