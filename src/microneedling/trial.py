@@ -643,7 +643,8 @@ class TrialResult:
     summary: Any  # pandas DataFrame
     comparisons: Any  # pandas DataFrame
     n_steps: float
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # run_trial before writing outputs (s)
+    map_s: float = 0.0  # of which on the executor, cluster start included (s)
     workers: int = 0
 
     def dataset(self) -> Any:
@@ -778,6 +779,7 @@ def run_trial(
         else:
             mem[i] = r
 
+    t_map = time.perf_counter()
     map_chunks(
         run_chunk,
         tasks,
@@ -791,6 +793,7 @@ def run_trial(
         rate_unit="patients",
         keep=False,
     )
+    t_map = time.perf_counter() - t_map
     # stream the chunks back in (bounded memory: only end points and moments accumulate)
     values = np.full((A, n, E), np.nan)
     cov: dict[str, np.ndarray] = {}
@@ -833,6 +836,7 @@ def run_trial(
         comparisons=comps,
         n_steps=steps / (n * (1 if spec.paired else A)),
         wall_s=time.perf_counter() - t0,
+        map_s=t_map,
         workers=workers,
     )
     if out is not None:
