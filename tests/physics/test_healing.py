@@ -20,7 +20,10 @@ from microneedling.physics.healing_rhs import (
     PARAM_NAMES,
     PIDX,
     baseline_state,
+    healing_factor,
+    healing_jacobian,
     healing_rhs_py,
+    healing_solve,
 )
 
 T = np.unique(
@@ -164,3 +167,69 @@ def test_every_parameter_changes_some_output(name: str) -> None:
 def test_state_size_constants() -> None:
     assert N_STATE == 26
     assert len(PARAM_NAMES) == N_PARAM
+
+
+# ------------------------------------------------------------ analytic Jacobian and G-solve
+
+
+def random_states(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random states (D, I, ... >= 0 and some negative) and parameters spread over 6 decades."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in range(n):
+        y = rng.uniform(0.0, 2.0, N_STATE) if r % 2 else rng.uniform(-0.5, 3.0, N_STATE)
+        p = np.exp(rng.uniform(-3.0, 3.0, N_PARAM)) * params()[0]
+        out.append((y, p))
+    return out
+
+
+def test_analytic_jacobian_equals_complex_step_at_random_states() -> None:
+    from microneedling.physics import odes
+
+    worst = 0.0
+    work = (np.empty(N_STATE, dtype=np.complex128), np.empty(N_STATE, dtype=np.complex128))
+    for y, p in random_states(60, 21):
+        j_an, j_cs = np.zeros((N_STATE, N_STATE)), np.empty((N_STATE, N_STATE))
+        healing_jacobian(0.0, y, p, j_an)
+        odes.jacobian_complex_step(odes.HEALING, 0.0, y, p, j_cs, *work)
+        # same structure, same values (relative to each entry, or to the row's largest entry)
+        scale = np.maximum(np.abs(j_cs), 1e-300)
+        worst = max(worst, float(np.max(np.abs(j_an - j_cs) / scale)))
+        np.testing.assert_array_equal(j_an == 0.0, j_cs == 0.0)
+        # through the registry: the full Jacobian (re-zeroed), and the per-step update
+        j_reg = np.full((N_STATE, N_STATE), 7.0)
+        assert odes.jacobian(odes.HEALING, 0.0, y, p, j_reg, *work) == 0
+        np.testing.assert_array_equal(j_reg, j_an)
+        j_upd = np.zeros((N_STATE, N_STATE))
+        assert odes.jacobian_update(odes.HEALING, 0.0, y, p, j_upd, *work) == 0
+        np.testing.assert_array_equal(j_upd, j_an)
+    assert worst < 1e-10, worst
+
+
+def test_structured_solve_equals_dense_solve_of_the_iteration_matrix() -> None:
+    rng = np.random.default_rng(5)
+    for y, p in random_states(40, 9):
+        jac = np.zeros((N_STATE, N_STATE))
+        healing_jacobian(0.0, y, p, jac)
+        fac = float(10.0 ** rng.uniform(-2.0, 4.0))  # 1/(h gamma) for h from 4e-4 to 400 d
+        g = fac * np.eye(N_STATE) - jac
+        rhs = rng.standard_normal(N_STATE)
+        dinv = np.empty(N_STATE)
+        assert healing_factor(fac, jac, dinv)
+        x = rhs.copy()
+        healing_solve(fac, jac, dinv, x)
+        np.testing.assert_allclose(g @ x, rhs, rtol=0, atol=1e-10 * np.abs(g).max() * (
+            1 + np.abs(x).max()))  # fmt: skip
+        np.testing.assert_allclose(x, np.linalg.solve(g, rhs), rtol=1e-8, atol=1e-12)
+
+
+def test_structured_factor_reports_a_singular_iteration_matrix() -> None:
+    y, p = random_states(1, 3)[0]
+    jac = np.zeros((N_STATE, N_STATE))
+    healing_jacobian(0.0, y, p, jac)
+    dinv = np.empty(N_STATE)
+    fac = float(jac[IX_M, IX_M])  # fac - J_MM = 0: a zero 1x1 pivot
+    assert not healing_factor(fac, jac, dinv)
+    jac[IX_D, IX_I] = 0.0
+    jac[IX_D, IX_D] = 2.0  # the (D, I) block [[fac - 2, 0], [., .]] singular at fac = 2
+    assert not healing_factor(2.0, jac, dinv)

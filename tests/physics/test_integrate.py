@@ -251,15 +251,18 @@ def healing_case(nb: int = 1) -> tuple[np.ndarray, ...]:
     return baseline_state(p[:, PIDX["lesion_drive"]]), p, days, jumps
 
 
-def test_convergence_order_healing_model() -> None:
-    """The real model (complex-step, compressed Jacobian, block-triangular LU): order 4 too."""
+@pytest.mark.parametrize("exploit_sparsity", [True, False])
+def test_convergence_order_healing_model(exploit_sparsity: bool) -> None:
+    """The real model, order 4 too: analytic Jacobian with the model's written-out block solve
+    (exploit_sparsity) or with the generic dense LU."""
     y0, p, days, jumps = healing_case()
     t_out = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
-    fine = integrate(odes.HEALING, y0, p, t_out, days, jumps, fixed_step=2.0**-13).y[0]
+    kw = {"exploit_sparsity": exploit_sparsity}
+    fine = integrate(odes.HEALING, y0, p, t_out, days, jumps, fixed_step=2.0**-13, **kw).y[0]
     steps, errors = [], []
     for m in range(6, 10):  # (coarser steps are pre-asymptotic: local slopes 4.5 -> 4.1)
         h = 2.0**-m
-        sol = integrate(odes.HEALING, y0, p, t_out, days, jumps, fixed_step=h)
+        sol = integrate(odes.HEALING, y0, p, t_out, days, jumps, fixed_step=h, **kw)
         steps.append(h)
         errors.append(float(np.max(np.abs(sol.y[0] - fine))))
     assert abs(observed_order(errors, steps) - integ.ORDER) <= 0.1 * integ.ORDER, errors
@@ -661,6 +664,23 @@ def test_sparse_and_dense_paths_agree() -> None:
     s2 = integrate(odes.LINEAR, y0, params, t_out, *no_impulses(nb, n), exploit_sparsity=False,
                    **kw)  # fmt: skip
     np.testing.assert_allclose(s1.y, s2.y, rtol=1e-10, atol=1e-12)
+
+
+def test_healing_structured_solve_agrees_with_generic_dense_path() -> None:
+    """HEALING's written-out block solve and the generic dense LU: same solution to round-off
+    (both use the analytic Jacobian; adaptive steps, several cases, real session impulses)."""
+    y0, p, days, jumps = healing_case(3)
+    p[1, :] *= np.exp(np.random.default_rng(4).uniform(-0.3, 0.3, p.shape[1]))
+    p[1, -1] = p[0, -1]
+    t_out = np.linspace(0.0, 60.0, 31)
+    kw = {"rtol": 1e-8, "atol": 1e-11}
+    s1 = integrate(odes.HEALING, y0, p, t_out, days, jumps, **kw)
+    s2 = integrate(odes.HEALING, y0, p, t_out, days, jumps, exploit_sparsity=False, **kw)
+    assert s1.success and s2.success
+    scale = np.abs(s2.y).max(axis=1, keepdims=True) + 1e-12
+    assert np.max(np.abs(s1.y - s2.y) / scale) < 1e-9
+    # no Jacobian costs RHS evaluations any more: 1 per step (f at its start) + 5 per attempt
+    assert np.all(s1.n_rhs == 6 * s1.n_steps + 5 * s1.n_rejected)
 
 
 def test_cache_stamp_covers_dependencies(tmp_path: Path) -> None:

@@ -143,6 +143,178 @@ def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
     out[e + 5] = -p[40] * A
 
 
+@nb.njit(cache=True, error_model="numpy")
+def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore]
+    """Non-zero entries of d(dermal block)/dy at offset ``o`` (rows o..o+9), hand-derived."""
+    D = y[o + 0]
+    I = y[o + 1]  # noqa: E741
+    M = y[o + 2]
+    F = y[o + 3]
+    P = y[o + 4]
+    N3 = y[o + 5]
+    N1 = y[o + 6]
+    NE = y[o + 7]
+    LE = y[o + 8]
+    S = y[o + 9]
+    Px = P - 1.0
+    T = M + p[7] * (F - 1.0)
+    iD, iI, iM, iF, iP = o, o + 1, o + 2, o + 3, o + 4
+    i3, i1, iE, iL, iS = o + 5, o + 6, o + 7, o + 8, o + 9
+    # D' = -(k_D + k_DI I) D
+    jac[iD, iD] = -(p[0] + p[1] * I)
+    jac[iD, iI] = -p[1] * D
+    # I' = s_I D/(K_D + D) - mu_I I
+    kd = p[3] + D
+    jac[iI, iD] = p[2] * p[3] / (kd * kd)
+    jac[iI, iI] = -p[4]
+    # M' = s_M I - mu_M M
+    jac[iM, iI] = p[5]
+    jac[iM, iM] = -p[6]
+    # F' = r_F F g(T) (1 - F/F_max) - mu_F (F - 1), g = T/(K_T + T), T = M + sigma_TF (F - 1)
+    kt = p[9] + T
+    g = T / kt
+    dg = p[9] / (kt * kt)
+    logistic = 1.0 - F / p[10]
+    jac[iF, iM] = p[8] * F * logistic * dg
+    jac[iF, iF] = p[8] * (g * (1.0 - 2.0 * F / p[10]) + F * logistic * dg * p[7]) - p[11]
+    # P' = sigma_PI I + sigma_PF (F - 1) - mu_P (P - 1)
+    jac[iP, iI] = p[12]
+    jac[iP, iF] = p[13]
+    jac[iP, iP] = -p[14]
+    # N3' = k_3 (F - 1) - (k_mat + delta_3 P) N3
+    jac[i3, iF] = p[15]
+    jac[i3, iP] = -p[18] * N3
+    jac[i3, i3] = -(p[17] + p[18] * P)
+    # N1' = k_1 (F - 1) + k_mat N3 - delta_1 P N1 - delta_b (P - 1) C1_0
+    jac[i1, iF] = p[16]
+    jac[i1, iP] = -p[19] * N1 - p[20] * p[21]
+    jac[i1, i3] = p[17]
+    jac[i1, i1] = -p[19] * P
+    # NE' = k_E (F - 1) - delta_E P NE
+    jac[iE, iF] = p[22]
+    jac[iE, iP] = -p[23] * NE
+    jac[iE, iE] = -p[23] * P
+    # LE' = delta_bE (P - 1) (1 - LE)
+    jac[iL, iP] = p[24] * (1.0 - LE)
+    jac[iL, iL] = -p[24] * Px
+    # S' = -(k_SD D + k_SP (P - 1)) S
+    jac[iS, iD] = -p[25] * S
+    jac[iS, iP] = -p[26] * S
+    jac[iS, iS] = -(p[25] * D + p[26] * Px)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def healing_jacobian(t, y, p, jac):  # type: ignore[no-untyped-def,unused-ignore]
+    """Analytic J = d(healing_rhs)/dy of one case into ``jac`` (N_STATE x N_STATE, float64).
+
+    Hand-derived from the equations in this module's docstring (every entry a closed form).
+    Writes the structural non-zeros only: the other entries of ``jac`` are left as they are, so
+    pass a zeroed matrix (the integrator zeroes it once per case and then rewrites only these
+    entries every step). Exact up to round-off: the tests compare it with complex-step
+    differentiation of :func:`healing_rhs` at random states and parameters (agreement ~1e-13
+    relative). Autonomous: ``t`` is unused.
+    """
+    _dermal_jacobian(y, p, 0, jac)
+    _dermal_jacobian(y, p, N_DERMAL, jac)
+    e = EPI0
+    De = y[e + 0]
+    K = y[e + 1]
+    Mp = y[e + 3]
+    A = y[e + 5]
+    iDe, iK, iH, iMp, iQ, iA = e, e + 1, e + 2, e + 3, e + 4, e + 5
+    # De' = -k_De De
+    jac[iDe, iDe] = -p[27]
+    # K' = s_K De/(K_De + De) + s_KT T_pap - mu_K K,  T_pap = M_pap + sigma_TF (F_pap - 1)
+    kde = p[29] + De
+    jac[iK, iDe] = p[28] * p[29] / (kde * kde)
+    jac[iK, IX_M] = p[30]
+    jac[iK, IX_F] = p[30] * p[7]
+    jac[iK, iK] = -p[31]
+    # H' = k_H K - mu_H H
+    jac[iH, iK] = p[32]
+    jac[iH, iH] = -p[33]
+    # Mp' = mu_m (L (1 - e_A A/(EC_A + A)) - Mp) - k_mK K Mp
+    ka = p[36] + A
+    jac[iMp, iA] = -p[34] * p[41] * p[35] * p[36] / (ka * ka)
+    jac[iMp, iMp] = -p[34] - p[37] * K
+    jac[iMp, iK] = -p[37] * Mp
+    # Q' = g_Q I_pap - mu_Q Q
+    jac[iQ, IX_I] = p[38]
+    jac[iQ, iQ] = -p[39]
+    # A' = -k_A A
+    jac[iA, iA] = -p[40]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def healing_factor(fac, jac, dinv):  # type: ignore[no-untyped-def,unused-ignore]
+    """Factor G = fac·I − J for :func:`healing_solve` (J from :func:`healing_jacobian`).
+
+    J of this model is block lower triangular in a fixed order (see :func:`healing_solve`): every
+    state's row is a 1x1 diagonal block except (D, I) of each dermal layer, a 2x2 block. Stores
+    1/G_ii for the 1x1 blocks and 1/det for each 2x2 block in ``dinv`` (length N_STATE). Returns
+    False when a pivot is zero or not finite (for physical states, D ≥ 0, it never is: the 2x2
+    determinant is (fac − J_DD)(fac − J_II) + |J_DI|·|J_ID| > 0).
+    """
+    for i in range(N_STATE):
+        if i == IX_D or i == IX_I or i == N_DERMAL + IX_D or i == N_DERMAL + IX_I:
+            continue  # inside a 2x2 block
+        d = fac - jac[i, i]
+        if not (abs(d) > 0.0 and abs(d) < np.inf):
+            return False
+        dinv[i] = 1.0 / d
+    for o in (0, N_DERMAL):
+        iD = o + IX_D
+        iI = o + IX_I
+        det = (fac - jac[iD, iD]) * (fac - jac[iI, iI]) - jac[iD, iI] * jac[iI, iD]
+        if not (abs(det) > 0.0 and abs(det) < np.inf):
+            return False
+        dinv[iD] = 1.0 / det
+    return True
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _dermal_solve(fac, jac, dinv, o, x):  # type: ignore[no-untyped-def,unused-ignore]
+    """Forward substitution through one dermal block (offset ``o``), in dependency order."""
+    iD, iI, iM, iF, iP = o, o + 1, o + 2, o + 3, o + 4
+    i3, i1, iE, iL, iS = o + 5, o + 6, o + 7, o + 8, o + 9
+    # (D, I): 2x2 block [[fac - J_DD, -J_DI], [-J_ID, fac - J_II]], Cramer's rule
+    rD = x[iD]
+    rI = x[iI]
+    x[iD] = ((fac - jac[iI, iI]) * rD + jac[iD, iI] * rI) * dinv[iD]
+    x[iI] = ((fac - jac[iD, iD]) * rI + jac[iI, iD] * rD) * dinv[iD]
+    x[iM] = (x[iM] + jac[iM, iI] * x[iI]) * dinv[iM]
+    x[iF] = (x[iF] + jac[iF, iM] * x[iM]) * dinv[iF]
+    x[iP] = (x[iP] + jac[iP, iI] * x[iI] + jac[iP, iF] * x[iF]) * dinv[iP]
+    x[i3] = (x[i3] + jac[i3, iF] * x[iF] + jac[i3, iP] * x[iP]) * dinv[i3]
+    x[i1] = (x[i1] + jac[i1, iF] * x[iF] + jac[i1, iP] * x[iP] + jac[i1, i3] * x[i3]) * dinv[i1]
+    x[iE] = (x[iE] + jac[iE, iF] * x[iF] + jac[iE, iP] * x[iP]) * dinv[iE]
+    x[iL] = (x[iL] + jac[iL, iP] * x[iP]) * dinv[iL]
+    x[iS] = (x[iS] + jac[iS, iD] * x[iD] + jac[iS, iP] * x[iP]) * dinv[iS]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-ignore]
+    """x <- (fac·I − J)^{-1} x for the healing Jacobian, factored by :func:`healing_factor`.
+
+    Block forward substitution in the model's dependency order, written out: per dermal layer
+    (D, I) → M → F → P → N3 → N1 → NE → LE → S; then the epidermis De → K (needs the papillary
+    M, F) → H, A → Mp, and Q (needs the papillary I). Only the structural non-zeros of
+    :func:`healing_jacobian` are used; the tests check the result against a dense solve.
+    """
+    _dermal_solve(fac, jac, dinv, 0, x)
+    _dermal_solve(fac, jac, dinv, N_DERMAL, x)
+    e = EPI0
+    iDe, iK, iH, iMp, iQ, iA = e, e + 1, e + 2, e + 3, e + 4, e + 5
+    x[iDe] = x[iDe] * dinv[iDe]
+    x[iK] = (
+        x[iK] + jac[iK, iDe] * x[iDe] + jac[iK, IX_M] * x[IX_M] + jac[iK, IX_F] * x[IX_F]
+    ) * dinv[iK]
+    x[iH] = (x[iH] + jac[iH, iK] * x[iK]) * dinv[iH]
+    x[iA] = x[iA] * dinv[iA]
+    x[iMp] = (x[iMp] + jac[iMp, iA] * x[iA] + jac[iMp, iK] * x[iK]) * dinv[iMp]
+    x[iQ] = (x[iQ] + jac[iQ, IX_I] * x[IX_I]) * dinv[iQ]
+
+
 def baseline_state(lesion_drive: np.ndarray) -> np.ndarray:
     """Homeostatic state for a batch, shape (B, N_STATE); ``lesion_drive`` (B,) sets Mp."""
     lesion_drive = np.asarray(lesion_drive, dtype=float)

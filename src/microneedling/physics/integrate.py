@@ -13,7 +13,8 @@ KPP/FATODE, A. Sandu et al.). In the transformed variables of that code, one ste
     G K_i = f(t + alpha_i h, y + sum_{j<i} a_ij K_j) + sum_{j<i} (c_ij / h) K_j + h d_i f_t(t, y)
     y_new = y + sum_i m_i K_i,              error estimate = K_6  (m_i = a_6i, m_6 = 1)
 
-J must be exact, as Rosenbrock methods require: analytic where the model has one, else by
+J must be exact, as Rosenbrock methods require: analytic where the model has one (the healing
+model has a hand-derived one, :func:`~microneedling.physics.healing_rhs.healing_jacobian`), else by
 complex-step differentiation (:mod:`microneedling.physics.odes`). f_t is zero for autonomous
 models, analytic or a central difference otherwise
 (:func:`~microneedling.physics.odes.time_derivative`).
@@ -23,9 +24,12 @@ and on the non-autonomous Prothero-Robinson problem.
 Linear algebra: per case, the sparsity pattern of J is found once and put in block-triangular
 form (:func:`jacobian_structure`); G is factored once per step (dense LU with partial pivoting of
 each diagonal block, :func:`lu_factor`) and reused for all six stages, which are block forward
-substitutions. For an irreducible J this is plain dense LU with partial pivoting; for the healing
-model (26 states, 24 diagonal blocks of size 1-2, 4 colours) it makes the Jacobian 6x and the
-linear algebra ~10x cheaper. ``exploit_sparsity=False`` forces the dense path.
+substitutions. For an irreducible J this is plain dense LU with partial pivoting.
+``exploit_sparsity=False`` forces the dense path. A model may instead provide its own written-out
+factor/solve of G (:func:`~microneedling.physics.odes.has_structured_solve`): the healing model
+(26 states, 24 diagonal blocks of size 1-2 in a fixed dependency order) does, which with its
+analytic Jacobian makes a step ~4x cheaper than the generic block LU with complex-step Jacobians
+(measured: ``benchmarks/bench_integrator.py``).
 
 Step-size control: per case, on the max-norm of ``K_6 / (atol + rtol * max(|y|, |y_new|))``;
 h_new = h * clamp(0.9 err^(-1/4), 0.2, 6), no increase right after a rejection. Steps are clipped
@@ -59,10 +63,14 @@ from microneedling.physics import odes
 from microneedling.physics.odes import (
     COMPLEX_STEP,
     has_analytic_jacobian,
+    has_structured_solve,
     is_autonomous,
     jacobian,
     jacobian_complex_step,
+    jacobian_update,
     rhs,
+    structured_factor,
+    structured_solve,
     time_derivative,
 )
 
@@ -404,7 +412,7 @@ def _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, x, w):
 @njit(cache=True, error_model="numpy")
 def rodas4_step(
     model, t, h, y, p, f0, ft, jac, g, piv, k, ytmp, fw, ynew, perm, bstart, n_blk, off_ptr,
-    off_col, off_val, w,
+    off_col, off_val, w, structured, dinv,
 ):  # fmt: skip
     """Attempt one RODAS4 step of size h from (t, y); f0 = f(t, y), ft = f_t(t, y), jac = J.
 
@@ -413,26 +421,30 @@ def rodas4_step(
     """
     n = y.shape[0]
     fac = 1.0 / (h * GAMMA)
-    for b in range(n_blk):
-        lo = bstart[b]
-        hi = bstart[b + 1]
-        if hi - lo == 1:
-            d = fac - jac[perm[lo], perm[lo]]
-            if not (abs(d) > 0.0 and abs(d) < np.inf):
-                return False
-            g[lo, lo] = 1.0 / d
-        else:
-            for q1 in range(lo, hi):
-                i = perm[q1]
-                for q2 in range(lo, hi):
-                    g[q1, q2] = -jac[i, perm[q2]]
-                g[q1, q1] += fac
-            if not lu_factor(g, piv, lo, hi):
-                return False
-    for q in range(n):
-        i = perm[q]
-        for e in range(off_ptr[q], off_ptr[q + 1]):
-            off_val[e] = jac[i, off_col[e]]
+    if structured:
+        if not structured_factor(model, fac, jac, dinv):
+            return False
+    else:
+        for b in range(n_blk):
+            lo = bstart[b]
+            hi = bstart[b + 1]
+            if hi - lo == 1:
+                d = fac - jac[perm[lo], perm[lo]]
+                if not (abs(d) > 0.0 and abs(d) < np.inf):
+                    return False
+                g[lo, lo] = 1.0 / d
+            else:
+                for q1 in range(lo, hi):
+                    i = perm[q1]
+                    for q2 in range(lo, hi):
+                        g[q1, q2] = -jac[i, perm[q2]]
+                    g[q1, q1] += fac
+                if not lu_factor(g, piv, lo, hi):
+                    return False
+        for q in range(n):
+            i = perm[q]
+            for e in range(off_ptr[q], off_ptr[q + 1]):
+                off_val[e] = jac[i, off_col[e]]
     k1 = k[0]
     k2 = k[1]
     k3 = k[2]
@@ -447,42 +459,60 @@ def rodas4_step(
     # stage 1
     for i in range(n):
         k1[i] = f0[i] + hd1 * ft[i]
-    _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k1, w)
+    if structured:
+        structured_solve(model, fac, jac, dinv, k1)
+    else:
+        _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k1, w)
     # stage 2
     for i in range(n):
         ytmp[i] = y[i] + A21 * k1[i]
     rhs(model, t + ALPHA2 * h, ytmp, p, fw)
     for i in range(n):
         k2[i] = fw[i] + (C21 * ih) * k1[i] + hd2 * ft[i]
-    _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k2, w)
+    if structured:
+        structured_solve(model, fac, jac, dinv, k2)
+    else:
+        _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k2, w)
     # stage 3
     for i in range(n):
         ytmp[i] = y[i] + A31 * k1[i] + A32 * k2[i]
     rhs(model, t + ALPHA3 * h, ytmp, p, fw)
     for i in range(n):
         k3[i] = fw[i] + ih * (C31 * k1[i] + C32 * k2[i]) + hd3 * ft[i]
-    _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k3, w)
+    if structured:
+        structured_solve(model, fac, jac, dinv, k3)
+    else:
+        _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k3, w)
     # stage 4
     for i in range(n):
         ytmp[i] = y[i] + A41 * k1[i] + A42 * k2[i] + A43 * k3[i]
     rhs(model, t + ALPHA4 * h, ytmp, p, fw)
     for i in range(n):
         k4[i] = fw[i] + ih * (C41 * k1[i] + C42 * k2[i] + C43 * k3[i]) + hd4 * ft[i]
-    _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k4, w)
+    if structured:
+        structured_solve(model, fac, jac, dinv, k4)
+    else:
+        _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k4, w)
     # stage 5 (alpha = 1, d = 0)
     for i in range(n):
         ytmp[i] = y[i] + A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]
     rhs(model, t + h, ytmp, p, fw)
     for i in range(n):
         k5[i] = fw[i] + ih * (C51 * k1[i] + C52 * k2[i] + C53 * k3[i] + C54 * k4[i])
-    _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k5, w)
+    if structured:
+        structured_solve(model, fac, jac, dinv, k5)
+    else:
+        _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k5, w)
     # stage 6 (a_6j = m_j for j < 6: stiffly accurate)
     for i in range(n):
         ytmp[i] += k5[i]
     rhs(model, t + h, ytmp, p, fw)
     for i in range(n):
         k6[i] = fw[i] + ih * (C61 * k1[i] + C62 * k2[i] + C63 * k3[i] + C64 * k4[i] + C65 * k5[i])
-    _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k6, w)
+    if structured:
+        structured_solve(model, fac, jac, dinv, k6)
+    else:
+        _stage_solve(g, piv, off_val, perm, bstart, n_blk, off_ptr, off_col, k6, w)
     for i in range(n):
         ynew[i] = ytmp[i] + k6[i]
     return True
@@ -531,6 +561,8 @@ def solve_range(
     off_val = np.empty(n * n)
     autonomous = is_autonomous(model)
     analytic = has_analytic_jacobian(model)
+    structured = has_structured_solve(model) and not dense
+    dinv = np.empty(n)
     adaptive = not (fixed > 0.0)
 
     for b in range(b_start, b_stop):
@@ -568,8 +600,8 @@ def solve_range(
                 n_f += 1
                 if not autonomous:
                     n_f += time_derivative(model, t, y, p, ft, fw)
-                if analytic:
-                    jacobian(model, t, y, p, jac, yc, fc)
+                if analytic:  # (jac is zero outside the pattern: jacobian_structure zeroed it)
+                    jacobian_update(model, t, y, p, jac, yc, fc)
                 else:
                     n_f += jacobian_compressed(
                         model, t, y, p, jac, yc, fc, col_ptr, col_rows, color_ptr, color_cols,
@@ -596,7 +628,7 @@ def solve_range(
                         break
                     ok = rodas4_step(
                         model, t, hs, y, p, f0, ft, jac, g, piv, k, ytmp, fw, ynew, perm, bstart,
-                        n_blk, off_ptr, off_col, off_val, w,
+                        n_blk, off_ptr, off_col, off_val, w, structured, dinv,
                     )  # fmt: skip
                     if ok:
                         n_f += 5
