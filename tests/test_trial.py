@@ -181,8 +181,9 @@ def test_same_numbers_for_any_chunk_size_and_a_dask_local_cluster(reference: Any
     other = run_trial(spec, chunk_size=5)
     dask = run_trial(spec, chunk_size=4, workers=2)
     assert np.isfinite(reference.values).all()
-    np.testing.assert_array_equal(other.values, reference.values)
-    np.testing.assert_array_equal(dask.values, reference.values)
+    # same patients, same numbers; batch composition may only move the last bits (SIMD order)
+    np.testing.assert_allclose(other.values, reference.values, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(dask.values, reference.values, rtol=1e-12, atol=0)
     for label, m in reference.moments[0].items():
         np.testing.assert_allclose(dask.moments[0][label], m, rtol=1e-12)
 
@@ -237,7 +238,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
     assert not (tmp_path / "run.partial").exists()
     resumed = xr.open_dataset(out / "trial.nc")
     straight = run_trial(_small(PAIRED, n), chunk_size=n)
-    np.testing.assert_array_equal(resumed["value"].values, straight.values)
+    np.testing.assert_allclose(resumed["value"].values, straight.values, rtol=1e-12, atol=0)
     assert (
         "not medical advice" in (out / "report.html").read_text().lower()
         or "diagnosis" in (out / "report.html").read_text()
