@@ -11,7 +11,9 @@ model, 26 states), one "case" is a 1-year-like course with 4 impulses and 300 ou
 * compile cost: cold (fresh process, empty numba cache), warm (fresh process, cache on disk) and
   in-process (second call), for ``integrate`` on HEALING;
 * in-process ms per single case (B = 1), and µs per case for B = 1, 100, 10 000 (all threads)
-  and for B = 100 on one thread;
+  and for B = 100 on one thread; for HEALING also B = 100 on one thread with
+  ``analytic_jacobian=False`` (complex-step Jacobians and the generic block LU: the integrator
+  before the analytic healing Jacobian), i.e. the before/after ratio in one process;
 * on a subset of cases, the per-case time of :func:`integrate_reference` (solve_ivp BDF and Radau,
   Python right-hand side) and the speed ratio;
 * the achieved error of every run against a tight reference (exact for LINEAR, Radau at
@@ -193,10 +195,14 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def ours(pb: Problem, rtol: float, atol: float | np.ndarray | None = None, parallel: bool = True):
+def ours(
+    pb: Problem, rtol: float, atol: float | np.ndarray | None = None, parallel: bool = True,
+    analytic_jacobian: bool = True,
+):  # fmt: skip
     return integrate(
         pb.model, pb.y0, pb.params, pb.t_out, pb.imp_t, pb.imp_v, rtol=rtol,
         atol=pb.atol if atol is None else atol, parallel=parallel,
+        analytic_jacobian=analytic_jacobian,
     )  # fmt: skip
 
 
@@ -278,6 +284,16 @@ def bench_model(pb_all: Problem, batch_sizes: list[int], n_sub: int, quick: bool
     pb_mid = pb_all.subset(np.arange(batch_sizes[1]))
     t_ser = best_time(lambda: ours(pb_mid, 1e-6, parallel=False), 3) / batch_sizes[1]
     print(f"  B={batch_sizes[1]} serial (parallel=False): {t_ser * 1e6:.0f} µs per case")
+    if pb_all.model == odes.HEALING:  # before/after the analytic Jacobian, same process
+        t_cs = best_time(lambda: ours(pb_mid, 1e-6, parallel=False, analytic_jacobian=False), 3)
+        a = ours(pb_mid, 1e-6, parallel=False)
+        b = ours(pb_mid, 1e-6, parallel=False, analytic_jacobian=False)
+        diff = achieved_error(a.y, b.y)
+        print(f"  B={batch_sizes[1]} serial, complex-step J + generic block LU (before): "
+              f"{t_cs / batch_sizes[1] * 1e6:.0f} µs per case -> analytic is "
+              f"{t_cs / batch_sizes[1] / t_ser:.2f}x faster; steps {a.n_steps.mean():.0f} vs "
+              f"{b.n_steps.mean():.0f}, RHS evals {a.n_rhs.mean():.0f} vs {b.n_rhs.mean():.0f}, "
+              f"max difference {diff:.1e}")  # fmt: skip
 
     print(f"  work-precision on {n_sub} cases (time per case; error vs tight reference):")
     rows: list[tuple[str, float, float, float]] = []

@@ -666,9 +666,10 @@ def test_sparse_and_dense_paths_agree() -> None:
     np.testing.assert_allclose(s1.y, s2.y, rtol=1e-10, atol=1e-12)
 
 
-def test_healing_structured_solve_agrees_with_generic_dense_path() -> None:
-    """HEALING's written-out block solve and the generic dense LU: same solution to round-off
-    (both use the analytic Jacobian; adaptive steps, several cases, real session impulses)."""
+def test_healing_structured_solve_agrees_with_generic_paths() -> None:
+    """HEALING's analytic Jacobian with its written-out block solve, with the generic dense LU,
+    and complex-step Jacobians with the generic block LU (the pre-analytic path): same solution
+    to round-off (adaptive steps, several cases, real session impulses)."""
     y0, p, days, jumps = healing_case(3)
     p[1, :] *= np.exp(np.random.default_rng(4).uniform(-0.3, 0.3, p.shape[1]))
     p[1, -1] = p[0, -1]
@@ -679,6 +680,11 @@ def test_healing_structured_solve_agrees_with_generic_dense_path() -> None:
     assert s1.success and s2.success
     scale = np.abs(s2.y).max(axis=1, keepdims=True) + 1e-12
     assert np.max(np.abs(s1.y - s2.y) / scale) < 1e-9
+    s3 = integrate(odes.HEALING, y0, p, t_out, days, jumps, analytic_jacobian=False, **kw)
+    assert s3.success
+    assert np.max(np.abs(s1.y - s3.y) / scale) < 1e-9
+    np.testing.assert_array_equal(s3.n_steps, s1.n_steps)  # round-off does not move the steps
+    assert np.all(s3.n_rhs > s1.n_rhs + 3 * s1.n_steps)  # >= 4 complex evaluations per step
     # no Jacobian costs RHS evaluations any more: 1 per step (f at its start) + 5 per attempt
     assert np.all(s1.n_rhs == 6 * s1.n_steps + 5 * s1.n_rejected)
 

@@ -526,7 +526,7 @@ def rodas4_step(
 @njit(cache=True, nogil=True, error_model="numpy")
 def solve_range(
     model, y0, params, t_out, imp_t, imp_v, rtol, atol, h0, h_max, fixed, max_steps, dense,
-    y_out, stats, b_start, b_stop,
+    use_analytic, y_out, stats, b_start, b_stop,
 ):  # fmt: skip
     """Integrate cases ``b_start <= b < b_stop`` of the batch (the whole per-case algorithm).
 
@@ -560,8 +560,8 @@ def solve_range(
     off_col = np.empty(n * n, dtype=np.int64)
     off_val = np.empty(n * n)
     autonomous = is_autonomous(model)
-    analytic = has_analytic_jacobian(model)
-    structured = has_structured_solve(model) and not dense
+    analytic = has_analytic_jacobian(model) and use_analytic
+    structured = has_structured_solve(model) and use_analytic and not dense
     dinv = np.empty(n)
     adaptive = not (fixed > 0.0)
 
@@ -851,6 +851,7 @@ def integrate(
     parallel: bool = True,
     max_steps: int = 1_000_000,
     exploit_sparsity: bool = True,
+    analytic_jacobian: bool = True,
 ) -> Solution:
     """Integrate a batch of independent stiff ODE cases with impulses, with RODAS4.
 
@@ -887,6 +888,11 @@ def integrate(
         Detect the Jacobian's sparsity per case and use a block-triangular LU and compressed
         complex-step Jacobians (see :func:`jacobian_structure`); False = dense LU and one RHS
         evaluation per column. Both give the same solution up to round-off.
+    analytic_jacobian:
+        Use the model's analytic Jacobian (and its written-out solve of G, HEALING) where it has
+        them. False forces complex-step Jacobians and the generic block LU for every model, the
+        pre-analytic path, kept for cross-checks and before/after benchmarks; same solution up to
+        round-off.
 
     Returns
     -------
@@ -920,7 +926,7 @@ def integrate(
     stats = np.zeros((nb, 4), dtype=np.int64)
     args = (
         int(model), y0a, pa, ta, ita, iva, rtol_f, atol_a, h0_f, h_max_f, fixed_f,
-        int(max_steps), not exploit_sparsity, y_out, stats,
+        int(max_steps), not exploit_sparsity, bool(analytic_jacobian), y_out, stats,
     )  # fmt: skip
     n_threads = _n_threads() if parallel else 1
     if n_threads > 1 and nb > 1:
