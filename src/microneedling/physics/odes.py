@@ -28,7 +28,10 @@ argument, because passing jitted functions as arguments defeats numba's on-disk 
         y2' =  k1 y1 - k3 y2 y3 - k2 y2^2
         y3' =  k2 y2^2
 ``HEALING``
-    The wound-healing model, :func:`microneedling.physics.healing_rhs.healing_rhs` (days).
+    The wound-healing model, :func:`microneedling.physics.healing_rhs.healing_rhs` (days), with
+    its hand-derived Jacobian (:func:`~microneedling.physics.healing_rhs.healing_jacobian`) and a
+    written-out solve of the Rosenbrock iteration matrix
+    (:func:`~microneedling.physics.healing_rhs.healing_solve`, see :func:`has_structured_solve`).
 ``KAPS``
     Kaps' nonlinear test problem (a standard test for Rosenbrock methods), n = 2,
     ``p = [eps]``: y1' = -(2 + 1/eps) y1 + y2^2/eps, y2' = y1 - y2 - y2^2; from y(0) = (1, 1) the
@@ -42,6 +45,8 @@ Per model the registry also says whether f depends on t (:func:`is_autonomous`),
 (:func:`time_derivative`) and, optionally, an analytic Jacobian (:func:`jacobian`,
 :func:`has_analytic_jacobian`); otherwise the integrator uses complex steps, compressed by the
 sparsity pattern it detects from J at a few points (exact for complex-analytic right-hand sides).
+A model may also provide its own factor/solve of G = I/(h gamma) - J
+(:func:`has_structured_solve`, :func:`structured_factor`, :func:`structured_solve`).
 Adding a model = a new id, a branch in :func:`rhs`, in :func:`is_autonomous` (and
 :func:`time_derivative` if it depends on t), and a check in :func:`check_params`.
 
