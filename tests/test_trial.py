@@ -156,7 +156,7 @@ def test_bad_trial_specs_refused(edit: Any, field: str) -> None:
 def test_time_points_expand_endpoints() -> None:
     spec = TrialSpec.from_toml(PARALLEL)
     names = [e.name for e in spec.endpoints]
-    assert names[:2] == ["scar_depth:reduction@180.0", "scar_depth:reduction@365.0"]
+    assert names[:2] == ["scar_depth:reduction@180", "scar_depth:reduction@365"]
     assert "erythema_days" in names and spec.endpoints[0].above == 25.0
 
 

@@ -160,9 +160,9 @@ def parse_endpoint(text: str, field: str = "endpoint") -> EndpointSpec:
     if w == "end":
         when_s = "end"
     elif w.startswith("last+"):
-        when_s = f"last:{_days(w[5:], field, text)}"
+        when_s = f"last:{_days(w[5:], field, text):g}"
     else:
-        when_s = f"day:{_days(w, field, text)}"
+        when_s = f"day:{_days(w, field, text):g}"
     return EndpointSpec(var, layer or "papillary", tr, when_s)
 
 
