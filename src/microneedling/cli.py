@@ -5,6 +5,10 @@
     microneedling parameters [--group G]
     microneedling --version
 
+and, each in its own module ``cli_<name>.py``: ``absorb`` (cli_absorb), ``plan`` (cli_plan),
+``trial`` (cli_trial), ``sensitivity`` and ``sbml`` (cli_sensitivity), ``calibrate`` and ``validate``
+(cli_calibrate).
+
 Exit codes: 0 success; 1 a refusal by the package (``MicroneedlingError``: output exists, unknown
 parameter, ...); 2 bad input (a course file that fails validation, a missing file, a bad option);
 130 interrupted. User errors print one line, ``error: <reason>``, on stderr and never a traceback.
@@ -44,8 +48,9 @@ EXIT_INTERRUPTED = 130
 app = typer.Typer(
     name="microneedling",
     help=(
-        "In-silico microneedling (collagen induction therapy): simulate a course, list the "
-        "sources behind a run, browse the parameters. " + DISCLAIMER
+        "In-silico microneedling (collagen induction therapy): simulate a course, plan one for a "
+        "patient, study topical absorption, run virtual trials and sensitivity analyses, calibrate "
+        "and validate the model, and list the sources behind every number. " + DISCLAIMER
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -600,11 +605,13 @@ def parameters_command(
 # Each further command lives in its own module ``cli_<name>.py``, which imports ``app`` and the
 # helpers above and registers itself with ``@app.command``. One import line per module, here:
 # (they come after ``app`` exists; the modules import only typer and light helpers at import time)
-from . import cli_sensitivity  # noqa: E402, F401, I001  (one line per command module)
-from . import cli_absorb  # noqa: E402, F401
-from . import cli_trial  # noqa: E402, F401
-from . import cli_plan  # noqa: E402, F401
-from . import cli_calibrate  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    cli_absorb,
+    cli_calibrate,
+    cli_plan,
+    cli_sensitivity,
+    cli_trial,
+)
 
 
 def main() -> None:
