@@ -408,11 +408,14 @@ def test_longer_needles_deliver_more(
         # more until the fin's gain saturates (~1/m: tens of um for hyaluronan, a few 100 um for
         # small molecules), then flat: the one-rate charging transient lets the total dip by up
         # to 0.4% (hyaluronan 1 MDa, 0.25 -> 0.5 mm deep; insulin 6e-4 at full depth), a known
-        # artefact of the shape (docs/transport.md)
+        # artefact of the shape (docs/transport.md). In the finite cell (229 /cm², R = 373 um,
+        # shorter than a small molecule's clearance length) a channel deeper than ~1 mm of needle
+        # replaces clearing tissue with non-clearing vehicle and gains nothing: up to -0.4% from
+        # 1 to 2 mm needles for niacinamide (the tissue ends at the bottom of the dermis)
         assert ab.total[1] > ab.total[0], key
         assert np.all(np.diff(ab.total) > -5e-3 * ab.total[1:]), key
         if key in ("niacinamide", "ascorbic_acid", "palmitoyl_pentapeptide_4"):
-            assert np.all(np.diff(ab.total[:4]) > 0.0), key
+            assert np.all(np.diff(ab.total[:3]) > 0.0), key
         # and deeper channels put more of it into the dermis
         dermal = ab.by_layer[:, 1:].sum(axis=1) / ab.total
         assert np.all(np.diff(dermal) > 0.0), key

@@ -91,7 +91,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import erf, k0e, k1e
+from scipy.special import erf, i0e, i1e, j0, j1, jn_zeros, k0e, k1e
 
 from ..errors import ParameterError
 from ..units import conversion_factor, parse_unit
@@ -501,8 +501,15 @@ def pore_conductance(
     *,
     wall_exchange: bool = True,
     open_fraction: ArrayLike = 1.0,
+    density: ArrayLike | None = None,
+    tissue_thickness: ArrayLike | None = None,
 ) -> FloatArray:
     """Conductance of one open channel g [m³/s] (flux per channel per vehicle concentration).
+
+    With ``density`` n [1/m²] and ``tissue_thickness`` H [m] (viable tissue below the SC) given
+    (and ``wall_exchange``), the channel in its finite cell: ``cell_conductance`` (neighbours
+    share the tissue; 3-D spreading from a channel shorter than the clearance length). Without
+    them, the isolated channel below.
 
     Parameters: channel radius a [m], depth d [m], SC thickness [m], diffusivity in the channel
     D_pore = D_aq·H(λ) [m²/s], tissue diffusivity D_t [m²/s] and tissue/vehicle partition K_t [1],
@@ -516,6 +523,20 @@ def pore_conductance(
     resolved unit cell, ``unitcell.py``). g(S) falls less than in proportion to S where the
     tissue, not the channel, limits the uptake.
     """
+    if wall_exchange and density is not None and tissue_thickness is not None:
+        return cell_conductance(
+            a,
+            depth,
+            sc_thickness,
+            d_pore,
+            d_tissue,
+            k_tissue,
+            kp,
+            clearance,
+            density,
+            tissue_thickness,
+            open_fraction=open_fraction,
+        )
     arrs = np.broadcast_arrays(
         _f(a),
         _f(depth),
@@ -545,6 +566,357 @@ def pore_conductance(
     g = np.nan_to_num(g, nan=0.0)
     # never below the intact patch it replaces: the SC around and under the channel stays a path
     return np.asarray(np.maximum(g, np.pi * a_**2 * np.maximum(kp_, 0.0)))
+
+
+# ------------------------------------------------------------ one channel in its finite cell
+CELL_SEGMENTS = 24
+"""Wall segments of the channel below the SC in ``cell_conductance`` (numerical resolution)."""
+CELL_FIN_LENGTHS = 6.0
+"""Depth, in fin lengths √(K_ax/h_w) of the 2-D cell wall exchange, beyond which a channel is
+left out of ``cell_conductance`` (its concentration there is ~e⁻⁶ of the vehicle's)."""
+CELL_MODES = 96
+"""Radial Fourier–Bessel modes of ``cell_conductance`` beyond the uniform one (numerical
+resolution; the truncated tail of the wall self-potential is added in closed form)."""
+CELL_OPEN_NODES = 9
+"""Open fractions (uniform on [0, 1]) at which ``absorb`` evaluates the cell/isolated ratio of a
+closing channel's conductance (numerical resolution; interpolated linearly in between)."""
+_J1_ZEROS = np.concatenate([[0.0], jn_zeros(1, 1024)])
+
+
+def _abs_exp_integral(x1: FloatArray, x2: FloatArray, kap: FloatArray) -> FloatArray:
+    """∫ from x1 to x2 of e^(−κ|x|) dx (x1 ≤ x2, κ > 0)."""
+
+    def prim(x: FloatArray) -> FloatArray:
+        return np.asarray(np.sign(x) * (-np.expm1(-kap * np.abs(x))) / kap)
+
+    return np.asarray(prim(x2) - prim(x1))
+
+
+def _slab_green_segment(
+    zeta: FloatArray, s1: FloatArray, s2: FloatArray, length: FloatArray, kap: FloatArray
+) -> FloatArray:
+    """∫ over ζ' in [s1, s2] of the Green's function of (d²/dζ² − κ²) on (0, L), zero flux at both
+    ends: g(ζ, ζ') = [e^(−κ|ζ−ζ'|) + e^(−κ(ζ+ζ')) + e^(−κ(2L−ζ−ζ')) + e^(−κ(2L−|ζ−ζ'|))] /
+    (2κ (1 − e^(−2κL))) (method of images; every term bounded, no overflow)."""
+    w = -np.expm1(-kap * (s2 - s1)) / kap
+    t1 = _abs_exp_integral(zeta - s2, zeta - s1, kap)
+    t2 = np.exp(-kap * (zeta + s1)) * w
+    t3 = np.exp(-kap * (2.0 * length - zeta - s2)) * w
+
+    def prim4(x: FloatArray) -> FloatArray:  # e^(−2κL)·∫₀ˣ e^(κ|u|) du
+        return np.asarray(
+            np.sign(x)
+            * (np.exp(kap * (np.abs(x) - 2.0 * length)) - np.exp(-2.0 * kap * length))
+            / kap
+        )
+
+    t4 = prim4(zeta - s1) - prim4(zeta - s2)
+    return np.asarray((t1 + t2 + t3 + t4) / (2.0 * kap * -np.expm1(-2.0 * kap * length)))
+
+
+def _slab_green_point(
+    zeta: FloatArray, zp: FloatArray, length: FloatArray, kap: FloatArray
+) -> FloatArray:
+    """g(ζ, ζ') of ``_slab_green_segment`` at a point source."""
+    d = np.abs(zeta - zp)
+    num = (
+        np.exp(-kap * d)
+        + np.exp(-kap * (zeta + zp))
+        + np.exp(-kap * (2.0 * length - zeta - zp))
+        + np.exp(-kap * (2.0 * length - d))
+    )
+    return np.asarray(num / (2.0 * kap * -np.expm1(-2.0 * kap * length)))
+
+
+def cell_wall_conductance(
+    a: ArrayLike, radius: ArrayLike, d_tissue: ArrayLike, k_tissue: ArrayLike, clearance: ArrayLike
+) -> FloatArray:
+    """Wall exchange per channel length [m²/s] of a long channel of radius a in a cell of radius R.
+
+    Steady radial diffusion with clearance in a < r < R, zero flux at R (2-D, exact):
+    h = 2π D_t K_t x [I1(X) K1(x) − K1(X) I1(x)] / [I1(X) K0(x) + K1(X) I0(x)], x = a/λ, X = R/λ,
+    λ = √(D_t/k_cl). R → ∞ gives ``wall_conductance``; R → a the clearance of the annulus,
+    π (R² − a²) K_t k_cl.
+    """
+    arr = np.broadcast_arrays(_f(a), _f(radius), _f(d_tissue), _f(k_tissue), _f(clearance))
+    a_, r_, dt, kt, kc = (np.asarray(v, dtype=float) for v in arr)
+    ok = (a_ > 0.0) & (r_ > a_) & (dt > 0.0) & (kc > 0.0)
+    inv_lam = np.sqrt(np.where(ok, kc, 1.0) / np.where(ok, dt, 1.0))
+    x = np.where(ok, a_, 1.0) * inv_lam
+    xr = np.where(ok, r_, 2.0) * inv_lam
+    e = np.exp(2.0 * (x - xr))
+    num = i1e(xr) * k1e(x) - k1e(xr) * i1e(x) * e
+    den = i1e(xr) * k0e(x) + k1e(xr) * i0e(x) * e
+    return np.asarray(np.where(ok, 2.0 * np.pi * dt * kt * x * num / den, 0.0))
+
+
+@dataclass(frozen=True)
+class _CellTissue:
+    """Tissue response of a cell to the channel's wall and tip sources (per case, (B, ...))."""
+
+    wall: (
+        FloatArray  # (B, N, N) wall potential at segment centres per wall flux per length [s/m³·m]
+    )
+    wall_tip: FloatArray  # (B, N) wall potential per tip flux
+    tip_wall: FloatArray  # (B, N) tip (disc-mean) potential per wall flux per length
+    tip: FloatArray  # (B,) tip potential per tip flux
+    inner_sink: FloatArray  # (B,) clearance per length inside r < a counted by the Green's function
+
+
+def _cell_tissue(
+    a: FloatArray,
+    ell: FloatArray,
+    radius: FloatArray,
+    thickness: FloatArray,
+    d_tissue: FloatArray,
+    k_tissue: FloatArray,
+    clearance: FloatArray,
+    segments: int,
+    modes: int,
+) -> _CellTissue:
+    sig = d_tissue * k_tissue
+    z = _J1_ZEROS[: modes + 1]
+    alpha = z[None, :] / radius[:, None]
+    kap0sq = clearance / d_tissue
+    kap = np.sqrt(alpha**2 + kap0sq[:, None])
+    norm = 0.5 * radius[:, None] ** 2 * j0(z)[None, :] ** 2
+    x = alpha * a[:, None]
+    w_ring = j0(x)
+    w_disc = np.where(x > 0.0, 2.0 * j1(x) / np.where(x > 0.0, x, 1.0), 1.0)
+    coef = 1.0 / (2.0 * np.pi * norm * sig[:, None])
+    h = ell / segments
+    i = np.arange(segments, dtype=float)
+    zc = (i[None, :] + 0.5) * h[:, None]
+    s1 = i[None, :] * h[:, None]
+    s2 = s1 + h[:, None]
+    # uniform segments: the direct and the |ζ − ζ'| image terms depend on i − j, the other two
+    # images on i + j, so each mode needs 2(2N − 1) segment integrals, not N²
+    kk = kap[:, None, :]
+    hk = h[:, None, None]
+    ll = thickness[:, None, None]
+    den = 2.0 * kk * -np.expm1(-2.0 * kk * ll)
+
+    def prim(x: FloatArray) -> FloatArray:  # ∫₀ˣ e^(−κ|u|) du + e^(−2κL)·∫₀ˣ e^(κ|u|) du
+        ax = np.abs(x)
+        return np.asarray(
+            np.sign(x)
+            * (-np.expm1(-kk * ax) + np.exp(kk * (ax - 2.0 * ll)) - np.exp(-2.0 * kk * ll))
+            / kk
+        )
+
+    lag = np.arange(-(segments - 1), segments, dtype=float)[None, :, None]
+    t_diff = (prim((lag + 0.5) * hk) - prim((lag - 0.5) * hk)) / den
+    tot = np.arange(2 * segments - 1, dtype=float)[None, :, None]
+    w = -np.expm1(-kk * hk) / kk
+    t_sum = (np.exp(-kk * (tot + 0.5) * hk) + np.exp(-kk * (2.0 * ll - (tot + 1.5) * hk))) * w / den
+    cw = coef * w_ring * w_ring
+    w_diff = np.einsum("bm,bdm->bd", cw, t_diff)
+    w_sum = np.einsum("bm,bdm->bd", cw, t_sum)
+    ii, jj = np.meshgrid(np.arange(segments), np.arange(segments), indexing="ij")
+    wall = w_diff[:, ii - jj + segments - 1] + w_sum[:, ii + jj]
+    # truncated radial tail of the self-potential: the 2-D ring self-potential in the cell is
+    # known in closed form, [I0 K0 + I0² K1(κR)/I1(κR)](κa)/(2πσ); high modes act only locally
+    x0 = a * np.sqrt(kap0sq)
+    xr = radius * np.sqrt(kap0sq)
+    i0 = i0e(x0)
+    exact2d = (i0 * k0e(x0) + i0 * i0 * np.exp(2.0 * x0 - 2.0 * xr) * k1e(xr) / i1e(xr)) / (
+        2.0 * np.pi * sig
+    )
+    trunc2d = np.sum(coef * w_ring * w_ring / kap**2, axis=-1)
+    wall = wall + np.maximum(exact2d - trunc2d, 0.0)[:, None, None] * np.eye(segments)[None]
+    zt = ell[:, None, None]
+    wall_tip = np.sum(
+        (coef * w_ring * w_disc)[:, None, :]
+        * _slab_green_point(zc[:, :, None], zt, thickness[:, None, None], kap[:, None, :]),
+        axis=-1,
+    )
+    tip_wall = np.sum(
+        (coef * w_ring * w_disc)[:, None, :]
+        * _slab_green_segment(
+            zt, s1[:, :, None], s2[:, :, None], thickness[:, None, None], kap[:, None, :]
+        ),
+        axis=-1,
+    )
+    tip = np.sum(
+        coef
+        * w_disc
+        * w_disc
+        * _slab_green_point(ell[:, None], ell[:, None], thickness[:, None], kap),
+        axis=-1,
+    )
+    # inside the ring the Green's function puts clearing tissue where the channel is; its uptake
+    # per length, 2πσ x I1(x)/I0(x) (x = a/λ, the inner side of a 2-D ring), is taken off again
+    inner = 2.0 * np.pi * sig * x0 * i1e(x0) / i0
+    return _CellTissue(wall, wall_tip, tip_wall, tip, inner)
+
+
+def cell_conductance(
+    a: ArrayLike,
+    depth: ArrayLike,
+    sc_thickness: ArrayLike,
+    d_pore: ArrayLike,
+    d_tissue: ArrayLike,
+    k_tissue: ArrayLike,
+    kp: ArrayLike,
+    clearance: ArrayLike,
+    density: ArrayLike,
+    tissue_thickness: ArrayLike,
+    *,
+    open_fraction: ArrayLike = 1.0,
+    segments: int = CELL_SEGMENTS,
+    modes: int = CELL_MODES,
+) -> FloatArray:
+    """Steady conductance g [m³/s] of one channel in its cell (modal solution, issue 6 follow-up).
+
+    The channel (radius a, depth d; arguments as ``pore_conductance``) is one of n per unit area
+    (``density`` [1/m²]); it owns the cylinder of radius R = 1/√(π n) of viable tissue (thickness
+    ``tissue_thickness`` H [m] below the SC, zero flux at r = R, under the SC and at the bottom,
+    as in the resolved unit cell). In the tissue, σ(∇²u − u/λ²) = −s (σ = D_t K_t, λ² = D_t/k_cl,
+    u = C/K_t). Its Green's function is a Fourier–Bessel series, u = Σ_m J0(α_m r) U_m(z),
+    J1(α_m R) = 0 (α_0 = 0: the uniform mode, the 1-D slab), each mode solving
+    σ(U'' − κ_m² U) = −s_m with κ_m² = α_m² + 1/λ² in closed form (images in the slab).
+    The channel wall below the SC carries ring sources q_i on ``segments`` equal segments and the
+    tip a uniform disc source; the wall potential at each segment centre and the mean tip potential
+    equal the channel's concentration there (collocation). Inside the channel, finite-volume axial
+    diffusion (conductance π a² D_pore, the SC part in series) links the segments to the vehicle
+    (c_v = 1). The radial tail beyond ``modes`` is added to the self-potential from the closed-form
+    2-D ring potential in the cell; the Green's function's clearance inside r < a (where the
+    channel is) is removed. Exact limits: far from neighbours and for long channels the fin of
+    ``pore_conductance`` (2-D wall exchange K1/K0); dense channels, the 1-D slab
+    σ[ℓ (1 − ε)/λ² + tanh((H − ℓ)/λ)/λ] per area (channel at c_v). ``open_fraction`` closes the
+    channel's conductivity as in ``pore_conductance``. All arguments broadcast; cases are solved
+    in chunks, cost ~ segments²·modes per case. The segment discretisation (second order) is
+    extrapolated (Richardson) from ``segments`` and ``segments // 2``. Requires k_cl > 0, ℓ = d − L_sc > 0 and R > a;
+    elsewhere ``pore_conductance`` (isolated channel) is returned. ℓ is capped at H (a channel
+    through all the viable tissue ends on its zero-flux bottom).
+    """
+    arrs = np.broadcast_arrays(
+        *(
+            _f(x)
+            for x in (
+                a,
+                depth,
+                sc_thickness,
+                d_pore,
+                d_tissue,
+                k_tissue,
+                kp,
+                clearance,
+                density,
+                tissue_thickness,
+                open_fraction,
+            )
+        )
+    )
+    shape = arrs[0].shape
+    flat = [np.ascontiguousarray(x, dtype=float).ravel() for x in arrs]
+    a_, d, sc, dp, dt, kt, kp_, kc, n, hh, s_open = flat
+    s_open = np.clip(s_open, 0.0, 1.0)
+    iso = pore_conductance(a_, d, sc, dp, dt, kt, kp_, kc, open_fraction=s_open)
+    radius = 1.0 / np.sqrt(np.pi * np.maximum(n, 1e-300))
+    # a channel cannot reach past the tissue: one through all of it ends on the zero-flux bottom
+    ell = np.minimum(d - sc, hh)
+    # below CELL_FIN_LENGTHS fin lengths (2-D cell wall exchange) the channel carries ~nothing
+    # (e^-6); the segments cover only the part that conducts
+    h_cell = cell_wall_conductance(a_, radius, dt, kt, kc)
+    k_ax = np.pi * a_**2 * np.maximum(dp, dt * kt)  # the longer of open and closed: S-independent
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fin_len = CELL_FIN_LENGTHS * np.sqrt(k_ax / h_cell)
+    ell = np.where(np.isfinite(fin_len), np.minimum(ell, fin_len), ell)
+    ok = (kc > 0.0) & (ell > 0.0) & (n > 0.0) & (radius > a_) & (dt > 0.0) & (kt > 0.0)
+    ok &= (a_ > 0.0) & (dp > 0.0)
+    if segments < 4 or segments % 2:
+        raise ValueError(f"segments: got {segments}; allowed: an even number >= 4")
+    out = iso.copy()
+    acc = np.zeros_like(out)
+    idx = np.flatnonzero(ok)
+    # the tissue response does not depend on the open fraction: build it once per distinct cell
+    keys = np.stack([a_, ell, radius, hh, dt, kt, kc], axis=1)[idx]
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    chunk = 256
+    for nseg, weight in ((segments, 4.0 / 3.0), (segments // 2, -1.0 / 3.0)):
+        parts = []
+        for u in range(0, len(uniq), chunk):
+            c = uniq[u : u + chunk]
+            parts.append(
+                _cell_tissue(
+                    c[:, 0], c[:, 1], c[:, 2], c[:, 3], c[:, 4], c[:, 5], c[:, 6], nseg, modes
+                )
+            )
+        tissue = _CellTissue(
+            *(
+                np.concatenate([getattr(t, f) for t in parts])
+                for f in _CellTissue.__dataclass_fields__
+            )
+        )
+        for start in range(0, idx.size, chunk):
+            sel = idx[start : start + chunk]
+            tis = _CellTissue(
+                *(
+                    getattr(tissue, f)[inverse[start : start + chunk]]
+                    for f in _CellTissue.__dataclass_fields__
+                )
+            )
+            chan = (a_[sel], ell[sel], sc[sel], dp[sel], dt[sel], kt[sel], kp_[sel], s_open[sel])
+            # the segment discretisation is second order: Richardson extrapolation, N and N/2
+            acc[sel] += weight * _cell_solve(tis, *chan, nseg)
+    out[idx] = np.maximum(acc[idx], np.pi * a_[idx] ** 2 * np.maximum(kp_[idx], 0.0))
+    return np.asarray(out.reshape(shape))
+
+
+def _cell_solve(
+    tis: _CellTissue,
+    a: FloatArray,
+    ell: FloatArray,
+    sc: FloatArray,
+    d_pore: FloatArray,
+    d_tissue: FloatArray,
+    k_tissue: FloatArray,
+    kp: FloatArray,
+    s_open: FloatArray,
+    segments: int,
+) -> FloatArray:
+    """Channel balance + collocation: unknowns c_0..c_{N−1}, c_tip, q_0..q_{N−1}, Q_tip."""
+    bsz, nseg = a.shape[0], segments
+    d_sc = s_open * d_pore + (1.0 - s_open) * np.maximum(kp, 0.0) * sc
+    d_ch = s_open * d_pore + (1.0 - s_open) * d_tissue * k_tissue
+    area = np.pi * a**2
+    k_ax = area * d_ch
+    h = ell / nseg
+    with np.errstate(divide="ignore"):
+        r_top = np.where(sc > 0.0, sc / (area * d_sc), 0.0)
+    g_top = 1.0 / (r_top + h / (2.0 * k_ax))
+    g_ax = k_ax / h
+    size = 2 * nseg + 2
+    mat = np.zeros((bsz, size, size))
+    rhs = np.zeros((bsz, size))
+    c_tip, q0, q_tip = nseg, nseg + 1, 2 * nseg + 1
+    rows = np.arange(nseg)
+    # axial balance of segment i: F_i − F_{i+1} − h (q_i − sink·c_i) = 0
+    mat[:, rows, q0 + rows] = -h[:, None]
+    mat[:, rows, rows] = (h * tis.inner_sink)[:, None]
+    mat[:, 0, 0] -= g_top
+    rhs[:, 0] = -g_top
+    for i in range(1, nseg):
+        mat[:, i, i - 1] += g_ax
+        mat[:, i, i] -= g_ax
+        mat[:, i - 1, i - 1] -= g_ax
+        mat[:, i - 1, i] += g_ax
+    mat[:, nseg - 1, q_tip] -= 1.0
+    # tip flux through the last half segment
+    mat[:, c_tip, q_tip] = 1.0
+    mat[:, c_tip, nseg - 1] = -2.0 * g_ax
+    mat[:, c_tip, c_tip] = 2.0 * g_ax
+    # collocation: wall potential = channel concentration; tip disc mean = tip concentration
+    mat[:, q0 + rows, rows] = 1.0
+    mat[:, q0 : q0 + nseg, q0 : q0 + nseg] = -tis.wall
+    mat[:, q0 : q0 + nseg, q_tip] = -tis.wall_tip
+    mat[:, q_tip, c_tip] = 1.0
+    mat[:, q_tip, q0 : q0 + nseg] = -tis.tip_wall
+    mat[:, q_tip, q_tip] = -tis.tip
+    sol = np.linalg.solve(mat, rhs[..., None])[..., 0]
+    return np.asarray(g_top * (1.0 - sol[:, 0]))
 
 
 def channel_outflow_split(
@@ -607,6 +979,8 @@ def clearance_sensitivity(
     clearance: ArrayLike,
     *,
     rel_step: float = 1e-4,
+    density: ArrayLike | None = None,
+    tissue_thickness: ArrayLike | None = None,
 ) -> FloatArray:
     """∂g/∂k_cl [m³] of ``pore_conductance`` (same arguments), by a central difference.
 
@@ -618,8 +992,10 @@ def clearance_sensitivity(
     kc = _f(clearance)
     h = rel_step * kc
     args = (a, depth, sc_thickness, d_pore, d_tissue, k_tissue, kp)
-    up = pore_conductance(*args, kc + h)
-    down = pore_conductance(*args, np.maximum(kc - h, 0.0))
+    up = pore_conductance(*args, kc + h, density=density, tissue_thickness=tissue_thickness)
+    down = pore_conductance(
+        *args, np.maximum(kc - h, 0.0), density=density, tissue_thickness=tissue_thickness
+    )
     return np.asarray(np.divide(up - down, 2.0 * h, out=np.zeros_like(up), where=h > 0.0))
 
 
@@ -1008,6 +1384,7 @@ def absorb(
     wall_exchange: bool = True,
     steps: int = 64,
     quasi_steady: bool = False,
+    cell: bool = True,
 ) -> Absorption:
     """Absorption of a topical product applied on needled skin, batched over cases.
 
@@ -1025,6 +1402,11 @@ def absorb(
     comparison. The default adds the tissue-charging transient φ(t) of the open-channel uptake and
     closes each channel by its conductance, g(S) (``pore_conductance(open_fraction=S)``):
     P(t) = kp + n·(g(S(t)) − g(0))·φ(t), as in the resolved unit cell (docs/transport.md).
+    cell: g of one channel in its finite cell of radius 1/√(π n) over the viable tissue
+    (``cell_conductance``, the default); False: the isolated channel (``pore_conductance`` without
+    density, the model before the issue-6 follow-up). ``quasi_steady=True`` implies the isolated
+    channel. For a closing channel, g(S) of the cell is the isolated g(S) times the ratio
+    cell/isolated interpolated linearly between ``CELL_OPEN_NODES`` open fractions.
 
     Returns an ``Absorption`` (see there). Intact skin is ``kp`` = Potts–Guy, or 0 for molecules
     above 500 Da or charged (``intact_kp``).
@@ -1056,7 +1438,22 @@ def absorb(
     d_t = tissue_diffusivity(mw, params)
     k_t = params.tissue_partition
     kcl = params.clearance_rate
-    g = pore_conductance(a_, d, lay[:, 0], d_pore, d_t, k_t, kp, kcl, wall_exchange=wall_exchange)
+    use_cell = cell and wall_exchange and not quasi_steady
+    dens = np.maximum(n_, 0.0) if use_cell else None
+    thick = lay[:, 1:].sum(axis=1) if use_cell else None
+    g = pore_conductance(
+        a_,
+        d,
+        lay[:, 0],
+        d_pore,
+        d_t,
+        k_t,
+        kp,
+        kcl,
+        wall_exchange=wall_exchange,
+        density=dens,
+        tissue_thickness=thick,
+    )
     n_pos = np.maximum(n_, 0.0)
     eps = np.minimum(n_pos * np.pi * a_**2, 1.0)
     k_close = np.where(occ, params.k_close_occluded, params.k_close_open)
@@ -1070,14 +1467,36 @@ def absorb(
     else:
         sc = lay[:, 0]
         geo = (a_, d, sc, d_pore, d_t, b(k_t), kp, b(kcl))
-        rate = transient_rate(g, clearance_sensitivity(*geo))
-        g_shut = pore_conductance(*geo, wall_exchange=wall_exchange, open_fraction=0.0)
+        rate = transient_rate(g, clearance_sensitivity(*geo, density=dens, tissue_thickness=thick))
+        ratio = np.ones((bsz, CELL_OPEN_NODES))
+        if use_cell:
+            s_nodes = np.linspace(0.0, 1.0, CELL_OPEN_NODES)[None, :]
+            col = (slice(None), None)
+            g_iso = pore_conductance(*(x[col] for x in geo), open_fraction=s_nodes)
+            g_cell = pore_conductance(
+                *(x[col] for x in geo),
+                open_fraction=s_nodes,
+                density=np.maximum(n_, 0.0)[col],
+                tissue_thickness=lay[:, 1:].sum(axis=1)[col],
+            )
+            ratio = np.divide(g_cell, g_iso, out=np.ones_like(g_cell), where=g_iso > 0.0)
+        g_shut = (
+            pore_conductance(*geo, wall_exchange=wall_exchange, open_fraction=0.0) * ratio[:, 0]
+        )
 
         def g_of_s(s_open: FloatArray) -> FloatArray:
             ex = (slice(None), None, None)
             gs = pore_conductance(
                 *(x[ex] for x in geo), wall_exchange=wall_exchange, open_fraction=s_open
             )
+            if use_cell:
+                pos = np.clip(s_open, 0.0, 1.0) * (CELL_OPEN_NODES - 1)
+                j = np.minimum(np.floor(pos).astype(int), CELL_OPEN_NODES - 2)
+                frac = pos - j
+                flat = j.reshape(bsz, -1)
+                lo = np.take_along_axis(ratio, flat, axis=1).reshape(j.shape)
+                hi = np.take_along_axis(ratio, flat + 1, axis=1).reshape(j.shape)
+                gs = gs * (lo * (1.0 - frac) + hi * frac)
             return np.asarray(n_pos[ex] * np.maximum(gs - g_shut[ex], 0.0))
 
         active = np.minimum(tc, TAU_MAX / k_close)

@@ -241,6 +241,7 @@ def compare(
     closure_step: float = 0.05,
     transient: bool = True,
     closure_model: str = "conductance",
+    cell: bool = True,
 ) -> Comparison:
     """Cumulative absorbed amount per area from both models for the same problem.
 
@@ -253,7 +254,9 @@ def compare(
     (``transport.uptake_shape``; False: the quasi-steady Q = ∫P dt of the engine before issue 6);
     closure_model: "conductance" (a closing channel conducts like S·vehicle + (1 − S)·host,
     ``pore_conductance(open_fraction=S)``, as in the unit cell) or "number" (the open channels
-    drop out, P = (1 − ε S) kp + n g S, the engine's form).
+    drop out, P = (1 − ε S) kp + n g S, the engine's form); cell: the channel in its finite cell
+    (``transport.cell_conductance``, the engine's default) or, False, the isolated channel (the
+    homogenised model before the issue-6 follow-up).
     Returns a ``Comparison`` (infinite dose, c_v = 1 kg/m³).
     """
     tt = np.atleast_1d(np.asarray(hours, dtype=float)) * _S_PER_H
@@ -262,6 +265,9 @@ def compare(
     k_close = 0.0 if k_close_per_h is None else k_close_per_h / _S_PER_H
     n = n_per_cm2 * _M_PER_CM2
     a = radius_um * 1e-6
+    cell_kw: dict[str, float | None] = {"density": None, "tissue_thickness": None}
+    if cell:
+        cell_kw = {"density": n, "tissue_thickness": (layers_um[1] + layers_um[2]) * 1e-6}
     g = float(
         pore_conductance(
             a,
@@ -272,6 +278,8 @@ def compare(
             p.k_tissue,
             p.kp,
             p.clearance,
+            density=cell_kw["density"],
+            tissue_thickness=cell_kw["tissue_thickness"],
         )
     )
     # P = (1 − ε S) kp + n g S is affine in S: Q = c_v [P(S=0)·t + (P(S=1) − P(S=0)) ∫S φ dt],
@@ -291,6 +299,8 @@ def compare(
             p.k_tissue,
             p.kp,
             p.clearance,
+            density=cell_kw["density"],
+            tissue_thickness=cell_kw["tissue_thickness"],
         )
         rate = float(transient_rate(g, dg))
     if k_close > 0.0:
@@ -310,11 +320,19 @@ def compare(
         if closure_model == "conductance":
             geo = (a, depth_um * 1e-6, layers_um[0] * 1e-6, p.d_pore, p.d_tissue, p.k_tissue)
 
+            def g_at(s_open: FloatArray | float) -> FloatArray:
+                return pore_conductance(
+                    *geo,
+                    p.kp,
+                    p.clearance,
+                    open_fraction=s_open,
+                    density=cell_kw["density"],
+                    tissue_thickness=cell_kw["tissue_thickness"],
+                )
+
             def q_closing(times: FloatArray, cl: FloatArray) -> FloatArray:
                 starts = np.concatenate([[0.0], cl])
-                g_j = pore_conductance(
-                    *geo, p.kp, p.clearance, open_fraction=np.exp(-k_close * starts)
-                ) - pore_conductance(*geo, p.kp, p.clearance, open_fraction=0.0)
+                g_j = g_at(np.exp(-k_close * starts)) - g_at(0.0)
                 f0 = uptake_shape(starts, rate)
                 ends_all = np.concatenate([cl, [np.inf]])
                 out = np.empty_like(times)
@@ -327,8 +345,7 @@ def compare(
             q_stair = q_closing(tt, closures)
             fine = _staircase(k_close, float(tt[-1]), closure_step / 10.0)
             stair_err = float(q_stair[-1] / q_closing(tt[-1:], fine)[0] - 1.0)
-            g_now = pore_conductance(*geo, p.kp, p.clearance, open_fraction=s_now)
-            g_now = g_now - pore_conductance(*geo, p.kp, p.clearance, open_fraction=0.0)
+            g_now = g_at(s_now) - g_at(0.0)
             flux_now = p.kp + n * g_now * uptake_flux_factor(tt, rate)
     else:
         closures = np.zeros(0)
@@ -339,8 +356,8 @@ def compare(
     flux_h = p_shut + (p_open - p_shut) * s_now * uptake_flux_factor(tt, rate)
     if k_close > 0.0 and closure_model == "conductance":
         q_h, flux_h = q_stair, flux_now
-    cell = _cell(n_per_cm2, depth_um, radius_um, p, layers_um, k_close or math.inf, nr, nz)
-    sol = solve(cell, tt, closures if k_close > 0.0 else None, dt=dt_s, store_fields=False)
+    ucell = _cell(n_per_cm2, depth_um, radius_um, p, layers_um, k_close or math.inf, nr, nz)
+    sol = solve(ucell, tt, closures if k_close > 0.0 else None, dt=dt_s, store_fields=False)
     intact = _intact(p, layers_um, tuple(float(t) for t in tt), nz, dt_s)
     return Comparison(
         n_per_cm2=n_per_cm2,
