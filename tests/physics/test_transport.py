@@ -375,7 +375,8 @@ def test_occlusion_increases_absorption(
         occl = run(mols[key], tp, h=200e-6, hours=6.0, occluded=True)
         assert occl.total[0] > open_.total[0], key
         if open_.total[0] < 0.5 * open_.dose[0]:  # not limited by the dose
-            assert occl.total[0] > 2.0 * open_.total[0], key
+            # (hyaluronan 50 kDa: 2.06x with the isolated channel, 1.99x in the finite cell)
+            assert occl.total[0] > 1.9 * open_.total[0], key
 
 
 def test_longer_needles_deliver_more(
@@ -411,9 +412,10 @@ def test_longer_needles_deliver_more(
         # artefact of the shape (docs/transport.md). In the finite cell (229 /cm², R = 373 um,
         # shorter than a small molecule's clearance length) a channel deeper than ~1 mm of needle
         # replaces clearing tissue with non-clearing vehicle and gains nothing: up to -0.4% from
-        # 1 to 2 mm needles for niacinamide (the tissue ends at the bottom of the dermis)
+        # 1 to 2 mm needles for niacinamide (the tissue ends at the bottom of the dermis); the
+        # transient's dip for hyaluronan 1 MDa (0.5 -> 1 mm) is 0.6% with the cell model
         assert ab.total[1] > ab.total[0], key
-        assert np.all(np.diff(ab.total) > -5e-3 * ab.total[1:]), key
+        assert np.all(np.diff(ab.total) > -1e-2 * ab.total[1:]), key
         if key in ("niacinamide", "ascorbic_acid", "palmitoyl_pentapeptide_4"):
             assert np.all(np.diff(ab.total[:3]) > 0.0), key
         # and deeper channels put more of it into the dermis
@@ -627,7 +629,9 @@ def test_finite_dose_steps_exact_for_constant_permeability() -> None:
     assert fd.via_channels[0] == pytest.approx(fd.delivered[0] * ng / p, rel=1e-12)
 
 
-def test_absorb_converges_in_steps(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]) -> None:
+def test_absorb_converges_in_steps(
+    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+) -> None:
     """The graded steps of the transient integrator: 64 steps within 1e-5 of the dose of 1024."""
     for key, occ in (("niacinamide", False), ("insulin", True), ("tranexamic_acid", False)):
         a = run(mols[key], tp, hours=4.0, occluded=occ)
@@ -646,3 +650,109 @@ def test_transient_and_conductance_closure_raise_uptake(
     old = run(ins, tp, h=200e-6, hours=2.0, quasi_steady=True)
     assert new.total[0] > 1.2 * old.total[0]
     assert new.intact[0] == old.intact[0]
+
+
+# ----------------------------------------------------- one channel in its finite cell (modal)
+D_INS, K_T, K_CL, SC = 1.08e-11, 0.7, 3.5e-4, 16.8e-6  # insulin-size tissue D, partition, k_cl
+
+
+def test_cell_wall_conductance_limits() -> None:
+    """2-D annulus with clearance: R → ∞ is the isolated wall exchange (K1/K0); a thin annulus
+    clears its whole volume, π (R² − a²) K k."""
+    a = 50e-6
+    far = tr.cell_wall_conductance(a, 1.0, D_INS, K_T, K_CL)
+    assert float(far) == pytest.approx(float(tr.wall_conductance(a, D_INS, K_T, K_CL)), rel=1e-12)
+    thin = tr.cell_wall_conductance(a, 51e-6, D_INS, K_T, K_CL)
+    assert float(thin) == pytest.approx(math.pi * (51e-6**2 - a**2) * K_T * K_CL, rel=1e-4)
+    mid = tr.cell_wall_conductance(a, np.array([100e-6, 200e-6, 400e-6]), D_INS, K_T, K_CL)
+    assert np.all(np.diff(mid) > 0.0) and mid[-1] < float(far)
+
+
+def test_cell_conductance_single_channel_limit() -> None:
+    """n → 0 and a channel much longer than its fin: the isolated fin of pore_conductance
+    (1.006 at ℓ = 17 λ; 1.05 at ℓ = 5.7 λ, where 3-D spreading near the ends still adds)."""
+    a, dp = 50e-6, 1e-9
+    ratios = []
+    for ell in (1e-3, 3e-3):
+        g = tr.cell_conductance(a, SC + ell, SC, dp, D_INS, K_T, 0.0, K_CL, 1e2, 2 * ell)
+        ratios.append(float(g / tr.pore_conductance(a, SC + ell, SC, dp, D_INS, K_T, 0.0, K_CL)))
+    assert 1.0 < ratios[1] < 1.01 and ratios[1] < ratios[0] < 1.07, ratios
+
+
+def test_cell_conductance_dense_limit_is_the_slab() -> None:
+    """Cells barely wider than the channel, channel concentration = vehicle (large D_pore): the
+    1-D slab, n g = σ [ℓ (1 − ε)/λ² + tanh((H − ℓ)/λ)/λ]; within 0.5% at R = 1.2 a, and the
+    radial resistance of the tissue lowers it as R grows."""
+    a, d, h = 50e-6, 400e-6, 924e-6
+    ell, lam = d - SC, math.sqrt(D_INS / K_CL)
+    out = []
+    for rr in (1.2, 2.0):
+        r = rr * a
+        n = 1.0 / (math.pi * r * r)
+        slab = K_T * D_INS * (ell * (1 - (a / r) ** 2) / lam**2 + math.tanh((h - ell) / lam) / lam)
+        out.append(
+            float(n * tr.cell_conductance(a, d, SC, 1e-3, D_INS, K_T, 0.0, K_CL, n, h)) / slab
+        )
+    assert out[0] == pytest.approx(1.0, abs=0.005) and 0.85 < out[1] < out[0], out
+
+
+def test_cell_conductance_resolution() -> None:
+    """Default segments (24, Richardson with 12) and modes (96) within 0.7% of 128 segments and
+    300 modes, for a small, a large and a very large molecule, sparse and dense, short and long."""
+    mols = tr.load_molecules()
+    params = tr.TransportParameters.from_parameters(load_parameters())
+    for key in ("niacinamide", "insulin", "hyaluronic_acid_1mda"):
+        m = mols[key]
+        d_t = float(tr.tissue_diffusivity(m.mw_g_per_mol, params))
+        for a, n, d in itertools.product((25e-6, 50e-6), (5e5, 1e7), (50e-6, 600e-6)):
+            args = (a, d, SC, 0.5 * m.d_aq, d_t, K_T, 0.0, K_CL, n, 924e-6)
+            g = tr.cell_conductance(*args)
+            ref = tr.cell_conductance(*args, segments=128, modes=300)
+            assert float(g) == pytest.approx(float(ref), rel=7e-3), (key, a, n, d)
+    with pytest.raises(ValueError, match="segments"):
+        tr.cell_conductance(*args, segments=7)
+
+
+def test_cell_conductance_batch_open_fraction_and_fallbacks() -> None:
+    """Batched = one by one; monotone in the open fraction; pore_conductance(density=...)
+    dispatches to it; no clearance, no channel below the SC or no density: the isolated form."""
+    dp, d_t, kp = 5e-10, 1.4e-10, 4.9e-10
+    n = np.array([5e5, 2e6, 1e7])
+    d = np.array([100e-6, 300e-6, 600e-6])
+    g = tr.cell_conductance(50e-6, d, SC, dp, d_t, K_T, kp, K_CL, n, 924e-6)
+    for i in range(3):
+        one = tr.cell_conductance(50e-6, d[i], SC, dp, d_t, K_T, kp, K_CL, n[i], 924e-6)
+        assert float(one) == pytest.approx(g[i], rel=1e-12)
+    via = tr.pore_conductance(
+        50e-6, d, SC, dp, d_t, K_T, kp, K_CL, density=n, tissue_thickness=924e-6
+    )
+    assert np.array_equal(via, g)
+    s = np.linspace(0.0, 1.0, 6)
+    gs = tr.cell_conductance(
+        50e-6, 300e-6, SC, dp, d_t, K_T, kp, K_CL, 2e6, 924e-6, open_fraction=s
+    )
+    assert np.all(np.diff(gs) > 0.0)
+    iso_args = (50e-6, 300e-6, SC, dp, d_t, K_T, kp)
+    for kcl, depth, dens in ((0.0, 300e-6, 2e6), (K_CL, 10e-6, 2e6), (K_CL, 300e-6, 0.0)):
+        got = tr.cell_conductance(*iso_args[:1], depth, *iso_args[2:], kcl, dens, 924e-6)
+        want = tr.pore_conductance(*iso_args[:1], depth, *iso_args[2:], kcl)
+        assert float(got) == float(want)
+
+
+def test_absorb_cell_model(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]) -> None:
+    """absorb(cell=False) is the isolated channel; the cell model's closing-channel ratio
+    interpolation (9 open fractions) is within 1e-3 of 65; mass is conserved."""
+    for key, occ in (("niacinamide", False), ("insulin", True)):
+        cell = run(mols[key], tp, hours=2.0, occluded=occ)
+        iso = run(mols[key], tp, hours=2.0, occluded=occ, cell=False)
+        assert cell.total[0] != iso.total[0]
+        assert cell.retained[0] + cell.cleared[0] + cell.vehicle[0] == pytest.approx(
+            cell.dose[0], rel=1e-12
+        )
+        old = tr.CELL_OPEN_NODES
+        try:
+            tr.CELL_OPEN_NODES = 65
+            fine = run(mols[key], tp, hours=2.0, occluded=occ)
+        finally:
+            tr.CELL_OPEN_NODES = old
+        assert cell.total[0] == pytest.approx(fine.total[0], rel=1e-3), key

@@ -830,6 +830,8 @@ def cell_conductance(
     out = iso.copy()
     acc = np.zeros_like(out)
     idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return np.asarray(out.reshape(shape))
     # the tissue response does not depend on the open fraction: build it once per distinct cell
     keys = np.stack([a_, ell, radius, hh, dt, kt, kc], axis=1)[idx]
     uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
