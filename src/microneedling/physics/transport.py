@@ -33,6 +33,15 @@ One channel (a "leaky pore")
     and d = 0 gives back intact skin exactly; this floor matters only for very lipophilic solutes
     whose Potts–Guy kp exceeds what the aqueous channel and tissue carry (retinol, shallow channels).
 
+One channel in its cell (issue-6 follow-up; the default of ``absorb``)
+    ``cell_conductance``: the same channel, one of n per area, in its cylinder of radius
+    R = 1/√(π n) of viable tissue of thickness H (zero flux at r = R, under the SC and at the
+    bottom). Fourier–Bessel modes J0(α_m r), J1(α_m R) = 0, times closed-form slab Green's
+    functions (decay √(α_m² + k_cl/D_t)); ring sources on the channel wall and a disc at the tip,
+    collocated with a finite-volume channel. Neighbours that share the tissue (dense pores) and
+    3-D spreading from channels shorter than the clearance length come out of it; it tends to
+    the fin above for a lone long channel and to the 1-D slab for dense ones (docs/transport.md).
+
 Homogenised skin and resealing
     P(t) = (1 − ε S(t))·kp + n g S(t),  ε = n π a² (≤ 1),  S(t) = exp(−k_close (t + delay)),
     k_close = ``transport.k_close_open`` (≈0.7 /h; humans recover barrier within 2 h, Gupta 2011)
@@ -63,7 +72,8 @@ Top-level call (used by the simulation)::
 
     absorb(solute: Solute, c0 [kg/m³], film_thickness [m], contact_time [s],
            n [1/m²], a [m], depth [m], layers (B, 4) [m] | SkinLayers, occluded [bool],
-           params: TransportParameters, *, delay=0.0 [s], wall_exchange=True, steps=64)
+           params: TransportParameters, *, delay=0.0 [s], wall_exchange=True, steps=64,
+           quasi_steady=False, cell=True)
         -> Absorption(total, intact, enhancement, by_layer (B, 3), retained, cleared, vehicle,
                       dose, kp, pore_conductance, area_fraction)        amounts in kg/m²
 

@@ -8,7 +8,9 @@ k_cl in all viable tissue, as ``transport.py`` assumes) and, optionally, first-o
 closure S(t) = exp(−k_close t). See ``docs/transport.md`` for the equations, the measured range and
 why the models part outside it.
 
-Homogenised side. ``transport.absorb`` only knows a finite-dose vehicle film over a well-mixed
+Homogenised side. The channel conductance g is that of one channel in its finite cell
+(``transport.cell_conductance``, the engine's default) or, with ``cell=False``, of the isolated
+channel (the model before the issue-6 follow-up). ``transport.absorb`` only knows a finite-dose vehicle film over a well-mixed
 tissue compartment, so it cannot pose the infinite-dose problem; its lower-level pieces are used
 directly: ``pore_conductance`` (one leaky channel, g) and the homogenised permeability
 P(t) = (1 − ε S)·kp + n g S (``permeability``), whose time integral is the cumulative amount
@@ -25,7 +27,7 @@ bottom of the dermis (the homogenised tissue compartment loses solute only by cl
 API::
 
     compare(n_per_cm2, depth_um, radius_um, molecule="small", hours=(1, 2, 4, 8, 24), *,
-            k_close_per_h=None, ...) -> Comparison
+            k_close_per_h=None, cell=True, ...) -> Comparison
     sweep(densities, depths, radii, molecules, hours, ...) -> list[Comparison]
     table(comparisons, hour) -> str   (markdown density × depth table of relative differences)
 """
@@ -406,10 +408,10 @@ def sweep(
     hours: Sequence[float] = DEFAULT_HOURS,
     *,
     k_close_per_h: float | None = None,
-    **grid: int | float,
+    **grid: int | float | bool,
 ) -> list[Comparison]:
     """``compare`` over the tensor product densities [1/cm²] × depths [µm] × radii [µm] ×
-    molecules, at ``hours`` [h]; ``grid`` is passed on (nr, nz, dt_s)."""
+    molecules, at ``hours`` [h]; ``grid`` is passed on (nr, nz, dt_s, cell, transient)."""
     out: list[Comparison] = []
     for mol in molecules:
         for a in np.atleast_1d(np.asarray(radii, dtype=float)):
