@@ -182,6 +182,11 @@ def bench_workers(n: int = 1500) -> None:
 
 
 if __name__ == "__main__":
+    # parts: throughput | scale | scale=N1,N2 (patients per arm, e.g. scale=5000,500000 for a
+    # 1,000,000-patient trial) | workers
     parts = sys.argv[1:] or ["throughput", "scale", "workers"]
     for p in parts:
+        if p.startswith("scale="):
+            bench_scale(tuple(int(x) for x in p.split("=", 1)[1].split(",")))
+            continue
         {"throughput": bench_throughput, "scale": bench_scale, "workers": bench_workers}[p]()
