@@ -805,3 +805,24 @@ def test_schema_sites_equal_physics_sites() -> None:
     from microneedling.physics import SITES as PHYSICS_SITES
 
     assert SITES == PHYSICS_SITES
+
+
+def test_dumps_toml_round_trips_nested_tables_and_arrays_of_tables() -> None:
+    import tomllib
+
+    from microneedling.course import dumps_toml
+
+    data = {
+        "trial": {
+            "n_per_arm": 3,
+            "seed": 0,
+            "population": {"age": {"dist": "normal", "mean": 40.0}},
+        },
+        "arms": [
+            {"name": 'roller "1.5" mm', "protocol": {"sessions": [{"day": 0.0, "passes": 15}]}},
+            {"name": "pen", "protocol": {"sessions": [{"day": 0.0, "passes": 5}], "flags": [True]}},
+        ],
+    }
+    text = dumps_toml(data, header="a test")
+    assert text.startswith("# a test\n")
+    assert tomllib.loads(text) == data

@@ -91,6 +91,7 @@ __all__ = [
     "Striae",
     "Topical",
     "Wrinkles",
+    "dumps_toml",
     "known_products",
     "safety_limits",
 ]
@@ -856,6 +857,15 @@ def _toml_str(s: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def dumps_toml(table: Mapping[str, Any], header: str | None = None) -> str:
+    """A mapping (str keys; values bool/int/float/str, lists, mappings, arrays of mappings) as TOML
+    text: key/values first, then sub-tables, then arrays of tables. ``header``: an optional comment
+    line at the top. Round-trips through ``tomllib.loads``."""
+    lines = [f"# {header}"] if header else []
+    lines += _emit_table(table, ())
+    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def _toml_key(k: str) -> str:

@@ -255,12 +255,12 @@ class TrialSpec:
 
     def to_toml(self) -> str:
         """The validated trial with arms inlined (patient-free course templates)."""
-        import tomli_w
+        from .course import dumps_toml
 
         t = {**self.raw.get("trial", {}), "n_per_arm": self.n_per_arm, "seed": self.seed}
         t["population"] = dict(self.population.raw)  # inlined: the copy is self-contained
         arms = [{"name": a.name, "protocol": dict(a.template)} for a in self.arms]
-        return str(tomli_w.dumps({"trial": t, "arms": arms}))
+        return dumps_toml({"trial": t, "arms": arms})
 
 
 def _int(v: Any, fieldname: str, lo: int, hi: int) -> int:
