@@ -163,8 +163,14 @@ def _run_simulation(course: Any, draws: int | None, parameters: ParameterSet | N
     return simulate(course, **kwargs)
 
 
-def _check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse early (before simulating) when ``out`` cannot be written."""
+def _check_out_dir(
+    out: Path, overwrite: bool, marker: str = "result.nc", kind: str = "microneedling run"
+) -> None:
+    """Refuse early (before any work) when ``out`` cannot be written.
+
+    ``--overwrite`` replaces only an empty directory or one that holds ``marker`` (the file every
+    run directory of that ``kind`` has), never an unrelated directory.
+    """
     from .io import OutputExistsError
 
     if not (out.exists() or out.is_symlink()):
@@ -173,10 +179,10 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{out} exists and is not a directory; choose another --out")
     if not overwrite:
         raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
-    if any(out.iterdir()) and not (out / "result.nc").is_file():
+    if any(out.iterdir()) and not (out / marker).is_file():
         raise OutputExistsError(
-            f"refusing to replace {out}: it is not empty and holds no result.nc, so it does not "
-            "look like a microneedling run directory"
+            f"refusing to replace {out}: it is not empty and holds no {marker}, so it does not "
+            f"look like a {kind} directory"
         )
 
 

@@ -22,6 +22,7 @@ import typer
 from .cli import (
     EXIT_BAD_INPUT,
     ParameterSetOption,
+    _check_out_dir,
     _console,
     _fail,
     _load_course,
@@ -31,25 +32,6 @@ from .cli import (
     _write_course,
     app,
 )
-
-#: the files an absorb run directory holds (``--overwrite`` replaces only such a directory)
-ABSORB_FILES = ("absorption.csv", "absorption.json", "report.html", "course.toml")
-
-
-def _check_absorb_out(out: Path, overwrite: bool) -> None:
-    from .io import OutputExistsError
-
-    if not (out.exists() or out.is_symlink()):
-        return
-    if out.is_symlink() or not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a directory; choose another --out")
-    if not overwrite:
-        raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
-    if any(out.iterdir()) and not (out / "absorption.csv").is_file():
-        raise OutputExistsError(
-            f"refusing to replace {out}: it is not empty and holds no absorption.csv, so it does "
-            "not look like an absorb run directory"
-        )
 
 
 def _json_value(v: Any) -> Any:
@@ -108,7 +90,7 @@ def absorb_command(
 
     t0 = time.perf_counter()
     with _user_errors():
-        _check_absorb_out(out, overwrite)
+        _check_out_dir(out, overwrite, "absorption.csv", "absorb run")
         course_obj = _load_course(course)
         ps = _load_parameter_set(parameter_set)
         from . import absorb

@@ -19,6 +19,7 @@ import typer
 from .cli import (
     EXIT_BAD_INPUT,
     ParameterSetOption,
+    _check_out_dir,
     _console,
     _fail,
     _load_course,
@@ -33,22 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: files a sensitivity run directory holds (``--overwrite`` replaces only such a directory)
 SENSITIVITY_FILES = ("sobol.nc", "sobol.csv", "sobol.png", "course.toml")
-
-
-def _check_sensitivity_out(out: Path, overwrite: bool) -> None:
-    from .io import OutputExistsError
-
-    if not (out.exists() or out.is_symlink()):
-        return
-    if out.is_symlink() or not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a directory; choose another --out")
-    if not overwrite:
-        raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
-    if any(out.iterdir()) and not (out / "sobol.nc").is_file():
-        raise OutputExistsError(
-            f"refusing to replace {out}: it is not empty and holds no sobol.nc, so it does not "
-            "look like a sensitivity run directory"
-        )
 
 
 def _print_indices(ds: Any, console: Console, top: int) -> None:
@@ -197,7 +182,7 @@ def sensitivity_command(
 
         try:
             validate_executor(workers, scheduler)
-            _check_sensitivity_out(out, overwrite)
+            _check_out_dir(out, overwrite, "sobol.nc", "sensitivity run")
             course_obj = _load_course(course)
             ps = _load_parameter_set(parameter_set)
             ends = list(endpoint) if endpoint else default_endpoints(course_obj)
