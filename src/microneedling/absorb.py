@@ -379,8 +379,9 @@ def resolve(
 
 # ----------------------------------------------------------------------------- table
 def _enhancement(total: float, intact: float, dose: float, floor: float) -> float:
-    """(total + f·dose)/(intact + f·dose) as ``transport.absorb``; inf where intact skin is
-    impermeable (intact ≤ 1e-9 dose), as ``simulation.prepare`` reports it."""
+    """(total + f·dose)/(intact + f·dose) as ``transport.absorb``; inf where intact-skin uptake is
+    below 1e-9 of the dose (no intact-skin path, e.g. hyaluronan), as ``simulation.prepare``
+    reports it."""
     if intact <= 1e-9 * dose:
         return math.inf
     return (max(total, 0.0) + floor * dose) / (max(intact, 0.0) + floor * dose)
@@ -691,8 +692,8 @@ homogenised channel model that <code>microneedling simulate</code> uses{
 at the engine's resealing rate, clearance in viable tissue). "Absorbed" is what left the vehicle; in
 the resolved model part of it is still in the stratum corneum (column "of which SC") or in the
 channel fluid; the engine has no stratum-corneum storage. ER: enhancement ratio, absorbed with
-channels / through intact skin (∞ where the engine treats intact skin as impermeable to the
-molecule, see <code>physics/transport.py</code>). Δ %: engine − resolved, relative to resolved; <code>docs/transport.md</code> gives the
+channels / through intact skin (∞ where the engine has no intact-skin path for the molecule,
+e.g. hyaluronan, larger than the polar pores; see <code>physics/transport.py</code>). Δ %: engine − resolved, relative to resolved; <code>docs/transport.md</code> gives the
 range where the two agree within 5%.</p>
 <table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{"".join(rows)}</table>
 <h2>Per layer</h2>

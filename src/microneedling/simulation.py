@@ -146,7 +146,8 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
         to_ug_cm2 = 1e9 / 1e4  # kg/m^2 -> ug/cm^2
         absorbed[bi, ki] = ab.total * to_ug_cm2
         intact[bi, ki] = ab.intact * to_ug_cm2
-        # intact skin treated as impermeable (MW > 500 Da or charged): the ratio is unbounded
+        # intact-skin uptake below 1e-9 of the dose (molecules as large as the polar pores, e.g.
+        # hyaluronan): the ratio is unbounded
         enh[bi, ki] = np.where(ab.intact > 1e-9 * c0 * film, ab.enhancement, np.inf)
         by_layer[bi, ki] = ab.by_layer * to_ug_cm2
         ec50 = ps.table("observe.depigmenting_ec50", "ug/cm^2")
@@ -634,7 +635,7 @@ _ATTRS: dict[str, tuple[str, str]] = {
     "absorbed_amount": ("ug/cm^2", "Topical absorbed into the skin"),
     "enhancement_ratio": (
         "1",
-        "Absorption with channels / intact skin (inf: intact skin treated as impermeable)",
+        "Absorption with channels / intact skin (inf: no intact-skin path, e.g. hyaluronan)",
     ),
     "oedema_days": ("d", "Days of visible swelling after the session"),
     "pih_risk": ("1", "Probability of post-inflammatory hyperpigmentation after the session"),
