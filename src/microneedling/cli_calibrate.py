@@ -18,7 +18,9 @@ import typer
 from .cli import _console, _print_disclaimer, _user_errors, app
 
 
-@app.command("calibrate")
+@app.command(
+    "calibrate", short_help="Fit the calibration rows (weighted least squares, Laplace posterior)."
+)
 def calibrate_command(
     out: Annotated[
         Path | None,
@@ -54,7 +56,9 @@ def calibrate_command(
         _print_disclaimer(console)
 
 
-@app.command("validate")
+@app.command(
+    "validate", short_help="Simulate the validation rows; pass/miss, coverage, credibility report."
+)
 def validate_command(
     out: Annotated[
         Path | None,

@@ -26,7 +26,9 @@ from .cli import (
 __all__ = ["plan_command"]
 
 
-@app.command("plan")
+@app.command(
+    "plan", short_help="Plan a course for a patient: screening, search, Pareto set, report."
+)
 def plan_command(
     patient: Annotated[
         Path,

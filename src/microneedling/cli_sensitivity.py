@@ -105,7 +105,9 @@ def _run_sobol(
     )
 
 
-@app.command("sensitivity")
+@app.command(
+    "sensitivity", short_help="Sobol indices of a course's end points over the parameter intervals."
+)
 def sensitivity_command(
     course: Annotated[
         Path,
@@ -220,7 +222,7 @@ def sensitivity_command(
         )
 
 
-@app.command("sbml")
+@app.command("sbml", short_help="Export one site's healing model as SBML Level 3 Version 2.")
 def sbml_command(
     course: Annotated[
         Path,

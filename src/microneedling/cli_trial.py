@@ -24,7 +24,9 @@ from .cli import (
 from .errors import InputError
 
 
-@app.command("trial")
+@app.command(
+    "trial", short_help="Run an in-silico trial on a virtual population (resumable, Dask)."
+)
 def trial_command(
     spec: Annotated[
         Path,
