@@ -13,6 +13,7 @@ and each observable gets ``_low``/``_high`` (10th/90th percentiles) beside its n
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import json
@@ -495,24 +496,19 @@ def simulate_batch(
     C = len(sites)
     obs: dict[str, np.ndarray] = {}
     per_session: dict[str, np.ndarray] = {}
+    observe_of = {id(s): p.observe for p, s in zip(preps, sets, strict=True)}
     set_of_case = np.repeat(np.array([id(s) for s in sets]), n_sites)
     for sid in dict.fromkeys(set_of_case.tolist()):
         rows = np.flatnonzero(set_of_case == sid)
-        sub = _take_prepared(prep, rows)
-        op = next(p.observe for p, s in zip(preps, sets, strict=True) if id(s) == sid)
-        sub = Prepared(
-            **{**{f.name: getattr(sub, f.name) for f in fields(Prepared)}, "observe": op}
-        )
+        op = observe_of[sid]
+        sub = dataclasses.replace(_take_prepared(prep, rows), observe=op)
         o = observe.observables(t, sol.y[rows], sub.baseline, op)
         st = _session_stats(t, o, sub, horizon[rows])
-        for name, arr in o.items():
-            if name not in obs:
-                obs[name] = np.empty((C, *arr.shape[1:]))
-            obs[name][rows] = arr
-        for name, arr in st.items():
-            if name not in per_session:
-                per_session[name] = np.empty((C, *arr.shape[1:]))
-            per_session[name][rows] = arr
+        for target, source in ((obs, o), (per_session, st)):
+            for name, arr in source.items():
+                if name not in target:
+                    target[name] = np.empty((C, *arr.shape[1:]))
+                target[name][rows] = arr
     return BatchRun(
         t=t,
         course_index=course_index,
