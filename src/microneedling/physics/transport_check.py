@@ -267,23 +267,19 @@ def compare(
     k_close = 0.0 if k_close_per_h is None else k_close_per_h / _S_PER_H
     n = n_per_cm2 * _M_PER_CM2
     a = radius_um * 1e-6
-    cell_kw: dict[str, float | None] = {"density": None, "tissue_thickness": None}
-    if cell:
-        cell_kw = {"density": n, "tissue_thickness": (layers_um[1] + layers_um[2]) * 1e-6}
-    g = float(
-        pore_conductance(
-            a,
-            depth_um * 1e-6,
-            layers_um[0] * 1e-6,
-            p.d_pore,
-            p.d_tissue,
-            p.k_tissue,
-            p.kp,
-            p.clearance,
-            density=cell_kw["density"],
-            tissue_thickness=cell_kw["tissue_thickness"],
-        )
+    density = n if cell else None  # the channel in its finite cell, or isolated
+    thickness = (layers_um[1] + layers_um[2]) * 1e-6 if cell else None
+    channel = (
+        a,
+        depth_um * 1e-6,
+        layers_um[0] * 1e-6,
+        p.d_pore,
+        p.d_tissue,
+        p.k_tissue,
+        p.kp,
+        p.clearance,
     )
+    g = float(pore_conductance(*channel, density=density, tissue_thickness=thickness))
     # P = (1 − ε S) kp + n g S is affine in S: Q = c_v [P(S=0)·t + (P(S=1) − P(S=0)) ∫S φ dt],
     # φ the charging transient of the channel uptake (1 when quasi-steady)
     if closure_model not in ("conductance", "number"):
@@ -292,18 +288,7 @@ def compare(
     p_open = float(permeability(0.0, p.kp, n, a, g, 0.0))
     rate = math.inf
     if transient:
-        dg = clearance_sensitivity(
-            a,
-            depth_um * 1e-6,
-            layers_um[0] * 1e-6,
-            p.d_pore,
-            p.d_tissue,
-            p.k_tissue,
-            p.kp,
-            p.clearance,
-            density=cell_kw["density"],
-            tissue_thickness=cell_kw["tissue_thickness"],
-        )
+        dg = clearance_sensitivity(*channel, density=density, tissue_thickness=thickness)
         rate = float(transient_rate(g, dg))
     if k_close > 0.0:
         closures = _staircase(k_close, float(tt[-1]), closure_step)
@@ -320,16 +305,10 @@ def compare(
             - 1.0
         )
         if closure_model == "conductance":
-            geo = (a, depth_um * 1e-6, layers_um[0] * 1e-6, p.d_pore, p.d_tissue, p.k_tissue)
 
             def g_at(s_open: FloatArray | float) -> FloatArray:
                 return pore_conductance(
-                    *geo,
-                    p.kp,
-                    p.clearance,
-                    open_fraction=s_open,
-                    density=cell_kw["density"],
-                    tissue_thickness=cell_kw["tissue_thickness"],
+                    *channel, open_fraction=s_open, density=density, tissue_thickness=thickness
                 )
 
             def q_closing(times: FloatArray, cl: FloatArray) -> FloatArray:
