@@ -312,6 +312,10 @@ def _print_disclaimer(console: Console) -> None:
 
 
 # --------------------------------------------------------------------------- commands
+CourseArgument = Annotated[
+    Path,
+    typer.Argument(metavar="COURSE", help="Course file (TOML or JSON).", show_default=False),
+]
 ParameterSetOption = Annotated[
     Path | None,
     typer.Option(
@@ -324,10 +328,7 @@ ParameterSetOption = Annotated[
 
 @app.command("simulate")
 def simulate_command(
-    course: Annotated[
-        Path,
-        typer.Argument(metavar="COURSE", help="Course file (TOML or JSON).", show_default=False),
-    ],
+    course: CourseArgument,
     out: Annotated[
         Path,
         typer.Option(

@@ -21,6 +21,7 @@ import typer
 
 from .cli import (
     EXIT_BAD_INPUT,
+    CourseArgument,
     ParameterSetOption,
     _check_out_dir,
     _console,
@@ -48,10 +49,7 @@ def _json_value(v: Any) -> Any:
 
 @app.command("absorb")
 def absorb_command(
-    course: Annotated[
-        Path,
-        typer.Argument(metavar="COURSE", help="Course file (TOML or JSON).", show_default=False),
-    ],
+    course: CourseArgument,
     out: Annotated[
         Path,
         typer.Option(

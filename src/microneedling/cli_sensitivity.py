@@ -18,6 +18,7 @@ import typer
 
 from .cli import (
     EXIT_BAD_INPUT,
+    CourseArgument,
     ParameterSetOption,
     _check_out_dir,
     _console,
@@ -109,10 +110,7 @@ def _run_sobol(
     "sensitivity", short_help="Sobol indices of a course's end points over the parameter intervals."
 )
 def sensitivity_command(
-    course: Annotated[
-        Path,
-        typer.Argument(metavar="COURSE", help="Course file (TOML or JSON).", show_default=False),
-    ],
+    course: CourseArgument,
     out: Annotated[
         Path,
         typer.Option(
@@ -224,10 +222,7 @@ def sensitivity_command(
 
 @app.command("sbml", short_help="Export one site's healing model as SBML Level 3 Version 2.")
 def sbml_command(
-    course: Annotated[
-        Path,
-        typer.Argument(metavar="COURSE", help="Course file (TOML or JSON).", show_default=False),
-    ],
+    course: CourseArgument,
     out: Annotated[
         Path, typer.Option("--out", "-o", metavar="FILE", help="SBML file to write (atomically).")
     ],
