@@ -37,8 +37,8 @@ def median_time(fn, repeat: int = 20) -> float:  # type: ignore[no-untyped-def]
 
 def bench_single_course() -> None:
     import microneedling as mn
+    from microneedling.engine.prepare import output_times, prepare
     from microneedling.physics import healing, observe
-    from microneedling.simulation import output_times, prepare
 
     course = mn.Course.from_toml(EXAMPLE)
     ps = mn.load_parameters()
@@ -81,10 +81,10 @@ def bench_process() -> None:
 
 def bench_batch(n_batch: int = 10_000, n_loop: int = 20) -> None:
     import microneedling as mn
+    from microneedling.engine.prepare import output_times, prepare
     from microneedling.physics import healing
     from microneedling.physics.healing_rhs import PIDX, healing_rhs_py
-    from microneedling.physics.integrate import integrate_reference
-    from microneedling.simulation import output_times, prepare
+    from microneedling.physics.ode.integrate import integrate_reference
 
     course = mn.Course.from_toml(EXAMPLE)
     prep = prepare(course, mn.load_parameters())

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from microneedling.physics import healing, odes
+from microneedling.physics import healing
 from microneedling.physics.healing_rhs import PIDX, baseline_state, healing_rhs_py
-from microneedling.physics.integrate import integrate, integrate_reference
+from microneedling.physics.ode import registry as odes
+from microneedling.physics.ode.integrate import integrate, integrate_reference
 
 Fun = Callable[[float, np.ndarray, np.ndarray], np.ndarray]
 
@@ -159,7 +160,7 @@ def robertson_problem(nb: int, rng: np.random.Generator) -> Problem:
 
 def healing_problem(nb: int, rng: np.random.Generator) -> Problem:
     """The wound-healing model, default parameters with ±20% variation of 6 rates, 4 sessions."""
-    from microneedling.parameters import load_parameters
+    from microneedling.parameters.parameter_set import load_parameters
 
     nominal = healing.parameter_vector(load_parameters())
     per_case = {"g_Q": rng.uniform(0.05, 0.2, nb), "lesion_drive": rng.uniform(0.5, 1.5, nb)}
@@ -221,8 +222,8 @@ COMPILE_SNIPPET = textwrap.dedent(
     import time
     t0 = time.perf_counter()
     import numpy as np
-    from microneedling.physics import odes
-    from microneedling.physics.integrate import integrate
+    from microneedling.physics.ode import registry as odes
+    from microneedling.physics.ode.integrate import integrate
     from microneedling.physics.healing_rhs import N_PARAM, N_STATE, baseline_state
     t1 = time.perf_counter()
     jump = np.zeros((2, 1, N_STATE))

@@ -25,7 +25,8 @@ PATIENT = ROOT / "examples" / "patients" / "acne-scars-two-sites.toml"
 
 
 def main() -> None:
-    from microneedling.planning import PatientFile, exhaustive_search, rescore, search
+    from microneedling.course.patient import PatientFile
+    from microneedling.studies.planning.search import exhaustive_search, rescore, search
 
     base = PatientFile.from_toml(PATIENT)
     pf = base.model_copy(

@@ -74,12 +74,12 @@ def main() -> None:
     import roadrunner
 
     import microneedling as mn
+    from microneedling.engine.batch import simulate_batch
     from microneedling.physics import healing
     from microneedling.physics.healing_rhs import PIDX, healing_rhs_py
-    from microneedling.physics.integrate import integrate, integrate_reference
-    from microneedling.physics.odes import HEALING
-    from microneedling.sbml import STATE_IDS, case_inputs, export_sbml
-    from microneedling.simulation import simulate_batch
+    from microneedling.physics.ode.integrate import integrate, integrate_reference
+    from microneedling.physics.ode.registry import HEALING
+    from microneedling.studies.sbml import STATE_IDS, case_inputs, export_sbml
 
     course = mn.Course.from_toml(EXAMPLE)
     case = case_inputs(course)

@@ -34,7 +34,7 @@ SPEC = ROOT / "examples" / "trials" / "acne-roller-vs-pen.toml"
 
 
 def _spec(n: int, roller_only: bool = True):  # type: ignore[no-untyped-def]
-    from microneedling.trial import TrialSpec
+    from microneedling.studies.trial.run import TrialSpec
 
     spec = TrialSpec.from_toml(SPEC)
     arms = spec.arms
@@ -44,13 +44,13 @@ def _spec(n: int, roller_only: bool = True):  # type: ignore[no-untyped-def]
 
 
 def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
-    from microneedling.parameters import load_parameters
+    from microneedling.engine.batch import simulate_batch
+    from microneedling.parameters.parameter_set import load_parameters
     from microneedling.physics import healing
     from microneedling.physics.healing_rhs import PIDX, healing_rhs_py
-    from microneedling.physics.integrate import integrate_reference
-    from microneedling.population import sample_patients
-    from microneedling.simulation import simulate_batch
-    from microneedling.trial import _course, plan_chunks, run_chunk
+    from microneedling.physics.ode.integrate import integrate_reference
+    from microneedling.studies.trial.population import sample_patients
+    from microneedling.studies.trial.run import _course, plan_chunks, run_chunk
 
     spec = _spec(n_ours)
     tasks = [t for t in plan_chunks(spec, 250, parallel=False) if t.arms == (0,)]
@@ -119,7 +119,7 @@ _CHILD = """
 import json, resource, sys, time, dataclasses, tempfile
 sys.path.insert(0, {bench!r})
 from bench_trial import _spec
-from microneedling.trial import run_trial
+from microneedling.studies.trial.run import run_trial
 if __name__ == "__main__":
     spec = _spec({n})
     with tempfile.TemporaryDirectory() as d:

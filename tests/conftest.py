@@ -15,8 +15,8 @@ import pytest
 import xarray as xr
 
 import microneedling
-from microneedling.parameters import ParameterSet, load_parameters
-from microneedling.result import Result
+from microneedling.engine.result import Result
+from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 
 SITES = ("cheek", "forehead")
 LAYERS = ("epidermis", "papillary_dermis", "reticular_dermis")

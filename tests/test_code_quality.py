@@ -5,11 +5,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import REPO as ROOT
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")

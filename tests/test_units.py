@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from microneedling.errors import UnitError
-from microneedling.parameters import load_parameters
+from microneedling.parameters.parameter_set import load_parameters
 from microneedling.units import conversion_factor, parse_unit
 
 pint = pytest.importorskip("pint")

@@ -6,49 +6,68 @@ A research and planning aid, never a diagnosis: every output is a model estimate
 >>> course = mn.Course.from_toml("examples/acne-scars-rolling-cheek.toml")  # doctest: +SKIP
 >>> result = mn.simulate(course)                                           # doctest: +SKIP
 >>> result.endpoints()                                                     # doctest: +SKIP
+
+The names below are the public face of the package; they are imported on first use so that
+``import microneedling`` stays cheap (the engine pulls in numba and the physics).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-DISCLAIMER = (
-    "Model estimate for research and treatment planning only; not a diagnosis and not medical "
-    "advice. Discuss any treatment with a qualified practitioner."
-)
+from microneedling.about import DISCLAIMER, __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .course import Course
-    from .parameters import ParameterSet, load_parameters
-    from .result import Result
-    from .simulation import simulate
+    from microneedling.course.model import Course
+    from microneedling.engine.batch import BatchRun, simulate_batch
+    from microneedling.engine.endpoints import EndpointSpec, endpoint_values, parse_endpoint
+    from microneedling.engine.result import Result
+    from microneedling.engine.simulate import simulate
+    from microneedling.errors import InputError, MicroneedlingError
+    from microneedling.parameters.parameter_set import ParameterSet, load_parameters
+
+#: public name -> module that defines it
+_PUBLIC = {
+    "Course": "microneedling.course.model",
+    "ParameterSet": "microneedling.parameters.parameter_set",
+    "load_parameters": "microneedling.parameters.parameter_set",
+    "simulate": "microneedling.engine.simulate",
+    "simulate_batch": "microneedling.engine.batch",
+    "BatchRun": "microneedling.engine.batch",
+    "Result": "microneedling.engine.result",
+    "EndpointSpec": "microneedling.engine.endpoints",
+    "endpoint_values": "microneedling.engine.endpoints",
+    "parse_endpoint": "microneedling.engine.endpoints",
+    "InputError": "microneedling.errors",
+    "MicroneedlingError": "microneedling.errors",
+}
 
 __all__ = [
     "DISCLAIMER",
+    "BatchRun",
     "Course",
+    "EndpointSpec",
+    "InputError",
+    "MicroneedlingError",
     "ParameterSet",
     "Result",
     "__version__",
+    "endpoint_values",
     "load_parameters",
+    "parse_endpoint",
     "simulate",
+    "simulate_batch",
 ]
-
-_LAZY = {
-    "Course": ("course", "Course"),
-    "ParameterSet": ("parameters", "ParameterSet"),
-    "load_parameters": ("parameters", "load_parameters"),
-    "Result": ("result", "Result"),
-    "simulate": ("simulation", "simulate"),
-}
 
 
 def __getattr__(name: str) -> Any:
-    """Import heavy submodules only when first used (keeps ``import microneedling`` cheap)."""
-    if name in _LAZY:
-        import importlib
+    """Import a public name's module on first use."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'microneedling' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{mod}", __name__), attr)
-    raise AttributeError(f"module 'microneedling' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

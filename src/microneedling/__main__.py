@@ -1,5 +1,5 @@
 """``python -m microneedling`` runs the command-line interface."""
 
-from .cli import main
+from microneedling.cli.app import main
 
 main()

@@ -29,10 +29,11 @@ class InputError(MicroneedlingError, ValueError):
         super().__init__(f"{field}: got {value!r}; allowed: {allowed}")
 
 
-class CourseValidationError(MicroneedlingError, ValueError):
-    """A course file failed validation; holds every problem found, one line each."""
+class InputFileError(MicroneedlingError, ValueError):
+    """An input file (course, patient, trial spec, population, ...) failed validation; holds every
+    problem found, one :class:`InputError` each."""
 
-    def __init__(self, problems: list[InputError], source: str = "course") -> None:
+    def __init__(self, problems: list[InputError], source: str = "input") -> None:
         self.problems = problems
         self.source = source
         lines = "\n".join(f"  - {p}" for p in problems)
@@ -43,6 +44,10 @@ class CourseValidationError(MicroneedlingError, ValueError):
         first = self.problems[0]
         more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         return f"{self.source}: {first}{more}"
+
+
+class CourseValidationError(InputFileError):
+    """A course file failed validation."""
 
 
 class ParameterError(MicroneedlingError, KeyError):

@@ -1,7 +1,12 @@
-"""Atomic output: a reader sees either the old file/directory, or the complete new one.
+"""Files: where the package data lives, the one TOML reader and writer, and atomic output.
 
-Every writer of this package goes through these helpers, so an interrupted run (an exception, a
-full disk, Ctrl-C) never leaves a half-written ``result.nc`` or run directory behind.
+Atomic output: a reader sees either the old file/directory, or the complete new one. Every writer
+of this package goes through these helpers, so an interrupted run (an exception, a full disk,
+Ctrl-C) never leaves a half-written ``result.nc`` or run directory behind.
+
+Package data (parameter files, references, literature, molecules, populations, calibrations) is
+found through :func:`data_path` only; TOML is read with :func:`read_toml` / :func:`loads_toml` and
+written with :func:`dumps_toml` (``tomli-w``).
 
 >>> from microneedling.io import atomic_directory, write_text_atomic
 >>> with atomic_directory("runs/acne") as tmp:          # doctest: +SKIP
@@ -14,11 +19,15 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .errors import MicroneedlingError
+import tomli_w
+
+from microneedling.errors import InputError, MicroneedlingError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -27,6 +36,10 @@ __all__ = [
     "OutputExistsError",
     "atomic_directory",
     "atomic_path",
+    "data_path",
+    "dumps_toml",
+    "loads_toml",
+    "read_toml",
     "write_bytes_atomic",
     "write_csv_atomic",
     "write_text_atomic",
@@ -35,6 +48,60 @@ __all__ = [
 
 class OutputExistsError(MicroneedlingError, FileExistsError):
     """The output path exists and replacing it was not allowed."""
+
+
+# ----------------------------------------------------------------------------- package data
+def data_path(*parts: str) -> Path:
+    """Path of the package data ``src/microneedling/data/<parts>`` (the one place that knows)."""
+    return Path(str(resources.files("microneedling"))).joinpath("data", *parts)
+
+
+# ------------------------------------------------------------------------------------ TOML
+def loads_toml(text: str, source: str = "<text>") -> dict[str, Any]:
+    """Parse TOML text; a syntax error is an :class:`InputError` naming ``source`` and the line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(source, "TOML text", f"valid TOML ({exc})") from None
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML file; a missing, unreadable or malformed file is an :class:`InputError` that names
+    the path (never a traceback from the parser)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(str(p), "missing", "an existing TOML file") from None
+    except IsADirectoryError:
+        raise InputError(str(p), "a directory", "a TOML file") from None
+    except OSError as exc:
+        raise InputError(str(p), "unreadable", f"a readable file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(str(p), "binary content", "a UTF-8 text file") from None
+    return loads_toml(text, str(p))
+
+
+def dumps_toml(table: Mapping[str, Any], header: str | None = None) -> str:
+    """A mapping as TOML text (``tomli-w``), with an optional comment line at the top.
+
+    Key/values come before sub-tables (TOML requires it); within a table a ``type`` key is written
+    first (the course schema's discriminator reads best on top). Round-trips through
+    :func:`loads_toml`.
+    """
+    text = tomli_w.dumps(_type_first(table))
+    return (f"# {header}\n" if header else "") + text
+
+
+def _type_first(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        keys = sorted(value, key=lambda k: k != "type")  # stable: only moves "type" forward
+        return {k: _type_first(value[k]) for k in keys}
+    if isinstance(value, list | tuple):
+        return [_type_first(v) for v in value]
+    return value
 
 
 def _sibling(path: Path, tag: str) -> Path:

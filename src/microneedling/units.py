@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .errors import UnitError
+from microneedling.errors import UnitError
 
 # base dimensions: length, mass, time, amount
 _Dim = tuple[int, int, int, int]

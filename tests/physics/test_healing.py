@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microneedling.parameters import load_parameters
+from microneedling.parameters.parameter_set import load_parameters
 from microneedling.physics import healing
 from microneedling.physics.healing_rhs import (
     IX_D,
@@ -129,7 +129,7 @@ def test_states_stay_in_their_physical_ranges() -> None:
 
 
 def test_compiled_integrator_matches_scipy_reference() -> None:
-    from microneedling.physics.integrate import integrate_reference
+    from microneedling.physics.ode.integrate import integrate_reference
 
     p = params()
     phi = np.array([[[0.02, 0.01, 0.005], [0.02, 0.01, 0.005]]])
@@ -184,7 +184,7 @@ def random_states(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def test_analytic_jacobian_equals_complex_step_at_random_states() -> None:
-    from microneedling.physics import odes
+    from microneedling.physics.ode import registry as odes
 
     worst = 0.0
     work = (np.empty(N_STATE, dtype=np.complex128), np.empty(N_STATE, dtype=np.complex128))

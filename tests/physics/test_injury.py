@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 
-from microneedling.parameters import load_parameters
+from microneedling.parameters.parameter_set import load_parameters
 from microneedling.physics import injury as inj
 from microneedling.physics import needles as nd
 

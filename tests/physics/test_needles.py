@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microneedling.parameters import ParameterSet, load_parameters
+from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.physics import needles as nd
 
 CM2 = 1e-4  # m² per cm²

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .healing_rhs import (
+from microneedling.parameters.parameter_set import ParameterSet
+from microneedling.physics.healing_rhs import (
     EPI0,
     IX_A,
     IX_D,
@@ -32,6 +33,8 @@ from .healing_rhs import (
     PIDX,
     baseline_state,
 )
+from microneedling.physics.ode.integrate import integrate
+from microneedling.physics.ode.registry import HEALING
 
 #: unit in which each healing parameter is used (file units are converted to these)
 PARAM_UNITS: dict[str, str] = {
@@ -56,7 +59,6 @@ def parameter_vector(ps: object) -> np.ndarray:
     ``g_Q`` (PIH gain) and ``lesion_drive`` are per-case inputs (Fitzpatrick type, lesion present);
     they are set to 0 here and filled by :func:`parameter_matrix`.
     """
-    from ..parameters import ParameterSet
 
     assert isinstance(ps, ParameterSet)
     v = np.zeros(N_PARAM)
@@ -157,8 +159,6 @@ def solve(
     impulses:
         (B, K, N_STATE) from :func:`session_impulses`.
     """
-    from .integrate import integrate
-    from .odes import HEALING
 
     params = np.ascontiguousarray(params, dtype=float)
     y0 = baseline_state(params[:, PIDX["lesion_drive"]])

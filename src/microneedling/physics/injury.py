@@ -38,10 +38,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import erf
 
-from .needles import Channels, NeedleParameters, SkinLayers
+from microneedling.physics.needles import Channels, NeedleParameters, SkinLayers
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..parameters import ParameterSet
+    from microneedling.parameters.parameter_set import ParameterSet
 
 FloatArray = NDArray[np.float64]
 

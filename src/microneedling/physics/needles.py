@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import SITES
+from microneedling.physics import SITES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..parameters import ParameterSet
+    from microneedling.parameters.parameter_set import ParameterSet
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .healing_rhs import (
+from microneedling.parameters.parameter_set import ParameterSet
+from microneedling.physics.healing_rhs import (
     IX_F,
     IX_H,
     IX_I,
@@ -62,7 +63,6 @@ class ObserveParameters:
     @classmethod
     def from_parameters(cls, ps: object) -> ObserveParameters:
         """Read every coefficient from ``observe.*`` of a ParameterSet."""
-        from ..parameters import ParameterSet
 
         assert isinstance(ps, ParameterSet)
         g = "observe."

@@ -82,33 +82,29 @@ Top-level call (used by the simulation)::
     (total + f·dose)/(intact + f·dose) with f = ``transport.enhancement_floor_fraction`` (1e-6), so
     an impermeable control gives a large but finite ratio and 0/0 gives 1.
 
-``absorb_session(product, concentration_kg_m3, film_thickness_m, contact_time_s, occluded,
-channels, skin, ps)`` is the one-case convenience wrapper. Molecules: ``load_molecules(path=None,
-extra=None) -> dict[str, Molecule]`` (``data/molecules.toml``; the one file reader of this module)
-and ``Solute.from_molecules``.
+``absorb_session(molecule, concentration_kg_m3, film_thickness_m, contact_time_s, occluded,
+channels, skin, ps)`` is the one-case convenience wrapper. Molecules come from
+:mod:`microneedling.parameters.molecules` (this module reads no file); ``Solute.from_molecules``
+stacks them into arrays.
 """
 
 from __future__ import annotations
 
 import math
-import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import erf, i0e, i1e, j0, j1, jn_zeros, k0e, k1e
 
-from ..errors import ParameterError
-from ..units import conversion_factor, parse_unit
-from .needles import Channels, SkinLayers
+from microneedling.parameters.molecules import Molecule
+from microneedling.physics.needles import Channels, SkinLayers
+from microneedling.units import conversion_factor
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..parameters import ParameterSet
+    from microneedling.parameters.parameter_set import ParameterSet
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -173,162 +169,6 @@ class TransportParameters:
             polar_pathway_coefficient=v("transport.polar_pathway_coefficient", "m/s"),
             polar_pore_radius=v("transport.polar_pore_radius", "m"),
         )
-
-
-# ------------------------------------------------------------------------------ molecules
-_PROPERTIES: dict[str, str] = {
-    "mw": "g/mol",
-    "log_kow": "1",
-    "d_aq": "m^2/s",
-    "charge": "1",
-    "radius": "m",
-}
-_REQUIRED = ("mw", "log_kow", "d_aq", "charge")
-
-
-@dataclass(frozen=True)
-class Molecule:
-    """One topical active, SI units (molecular weight in g/mol, as the correlations use it).
-
-    ``radius_m`` is NaN when the file gives none (the Stokes–Einstein radius is used then);
-    ``log_kow`` is NaN where it is not defined.
-    """
-
-    key: str
-    label: str
-    mw_g_per_mol: float
-    log_kow: float
-    d_aq: float
-    charge: float
-    radius_m: float = math.nan
-    zwitterion: bool = False
-    sources: tuple[str, ...] = ()
-    kinds: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def ionic(self) -> bool:
-        """An ion (|net charge| ≥ 0.5) or a zwitterion at pH 5.5."""
-        return abs(self.charge) >= 0.5 or self.zwitterion
-
-
-def _data_path() -> Path:
-    return Path(str(resources.files("microneedling") / "data" / "molecules.toml"))
-
-
-def _read_molecules(
-    path: Path, known_refs: Iterable[str] | None, user: bool
-) -> dict[str, Molecule]:
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ParameterError(f"{path}: not valid TOML ({exc})") from None
-    refs = set(known_refs) if known_refs is not None else None
-    out: dict[str, Molecule] = {}
-    for key, table in raw.items():
-        if key.startswith("_"):
-            continue
-        where = f"{path.name}: molecule {key!r}"
-        if not isinstance(table, dict):
-            raise ParameterError(f"{where}: must be a table")
-        unknown = set(table) - {*_PROPERTIES, "label", "zwitterion"}
-        if unknown:
-            raise ParameterError(
-                f"{where}: unknown field(s) {sorted(unknown)}; allowed: "
-                f"{sorted({*_PROPERTIES, 'label', 'zwitterion'})}"
-            )
-        missing = [p for p in _REQUIRED if p not in table]
-        if missing:
-            raise ParameterError(f"{where}: missing propert(y/ies) {missing}")
-        values: dict[str, float] = {}
-        kinds: dict[str, str] = {}
-        sources: list[str] = []
-        for prop, si in _PROPERTIES.items():
-            if prop not in table:
-                continue
-            entry = table[prop]
-            if not isinstance(entry, dict) or not {"value", "units", "source", "kind"} <= set(
-                entry
-            ):
-                raise ParameterError(
-                    f"{where}.{prop}: needs a table with value, units, source, kind (and note)"
-                )
-            units = str(entry["units"])
-            parse_unit(units)
-            try:
-                factor = conversion_factor(units, si)
-            except ParameterError as exc:
-                raise ParameterError(f"{where}.{prop}: {exc}") from None
-            val = entry["value"]
-            if isinstance(val, bool) or not isinstance(val, int | float):
-                raise ParameterError(f"{where}.{prop}: value must be a number, got {val!r}")
-            x = float(val) * factor
-            if prop != "log_kow" and not math.isfinite(x):
-                raise ParameterError(f"{where}.{prop}: value {val!r} is not finite")
-            if prop in ("mw", "d_aq", "radius") and not x > 0.0:
-                raise ParameterError(f"{where}.{prop}: value {val!r} must be positive")
-            kind = str(entry["kind"])
-            allowed_kinds = ("literature", "derived", "estimate", "calibrated", "user")
-            if kind not in allowed_kinds:
-                raise ParameterError(f"{where}.{prop}: kind {kind!r}; allowed: {allowed_kinds}")
-            src = entry["source"]
-            srcs = [src] if isinstance(src, str) else [str(s) for s in src]
-            if refs is not None and not user:
-                bad = [s for s in srcs if s not in refs]
-                if bad:
-                    raise ParameterError(f"{where}.{prop}: unknown source(s) {bad}")
-            values[prop] = x
-            kinds[prop] = kind
-            sources += [s for s in srcs if s not in sources]
-        out[key] = Molecule(
-            key=key,
-            label=str(table.get("label", key)),
-            mw_g_per_mol=values["mw"],
-            log_kow=values["log_kow"],
-            d_aq=values["d_aq"],
-            charge=values["charge"],
-            radius_m=values.get("radius", math.nan),
-            zwitterion=bool(table.get("zwitterion", False)),
-            sources=tuple(sources),
-            kinds=kinds,
-        )
-    return out
-
-
-def load_molecules(
-    path: str | Path | None = None,
-    *,
-    extra: str | Path | Sequence[str | Path] | None = None,
-    references: Iterable[str] | None = None,
-) -> dict[str, Molecule]:
-    """Read molecules: ``path`` (default: the shipped ``data/molecules.toml``) plus user file(s).
-
-    The format is documented at the top of ``data/molecules.toml``. Sources of the main file must be
-    keys of the bibliography (``references``; default: every ``data/references/*.toml``); a user
-    file (``extra``) may cite free text. A user file may only add new identifiers.
-    """
-    if references is None:
-        from ..parameters import load_references
-
-        references = load_references().keys()
-    refs = list(references)
-    main = Path(path) if path is not None else _data_path()
-    out = _read_molecules(main, refs, user=False)
-    extras: list[str | Path] = (
-        [] if extra is None else [extra] if isinstance(extra, str | Path) else list(extra)
-    )
-    for e in extras:
-        more = _read_molecules(Path(e), refs, user=True)
-        clash = sorted(set(more) & set(out))
-        if clash:
-            raise ParameterError(f"{e}: molecule(s) {clash} already defined; use new identifiers")
-        out.update(more)
-    return out
-
-
-@lru_cache(maxsize=1)
-def _default_molecules() -> dict[str, Molecule]:
-    return load_molecules()
 
 
 @dataclass(frozen=True)
@@ -1548,7 +1388,7 @@ def absorb(
 
 
 def absorb_session(
-    product: str,
+    molecule: Molecule,
     concentration_kg_m3: float,
     film_thickness_m: float,
     contact_time_s: float,
@@ -1557,15 +1397,10 @@ def absorb_session(
     skin: SkinLayers,
     ps: ParameterSet,
     *,
-    molecules: Mapping[str, Molecule] | None = None,
     delay_s: float = 0.0,
 ) -> Absorption:
-    """One case: ``product`` (a key of ``molecules``, default the shipped file) applied after the
-    needling ``channels`` (batch of one) on ``skin`` (batch of one). Returns a squeezed Absorption
-    (0-d amounts in kg/m², ``by_layer`` shape (3,))."""
-    mols = _default_molecules() if molecules is None else molecules
-    if product not in mols:
-        raise ParameterError(f"unknown product {product!r}; allowed: {', '.join(sorted(mols))}")
+    """One case: ``molecule`` applied after the needling ``channels`` (batch of one) on ``skin``
+    (batch of one). Returns a squeezed Absorption (0-d amounts in kg/m², ``by_layer`` shape (3,))."""
     if len(channels) != 1 or len(skin) != 1:
         raise ValueError(
             f"absorb_session takes one case (batches of one); got {len(channels)} channel cases "
@@ -1573,7 +1408,7 @@ def absorb_session(
         )
     ch, sk = channels, skin
     res = absorb(
-        Solute.from_molecules([mols[product]]),
+        Solute.from_molecules([molecule]),
         concentration_kg_m3,
         film_thickness_m,
         contact_time_s,

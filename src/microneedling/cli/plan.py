@@ -1,0 +1,140 @@
+"""``microneedling plan PATIENT.toml --out DIR``: screen, search, re-simulate, report.
+
+Exit codes follow :mod:`microneedling.cli`: 2 for a patient file that fails validation or a bad
+option; 1 for a refusal (an absolute contraindication, no plan within the limits, DIR exists).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from microneedling.cli.common import (
+    EXIT_BAD_INPUT,
+    check_out_dir,
+    fail,
+    make_console,
+    one_line,
+    print_disclaimer,
+    user_errors,
+)
+from microneedling.io import OutputExistsError
+from microneedling.reports.plan import write_plan_directory
+from microneedling.reports.run import format_interval, format_number
+from microneedling.studies.planning import PatientFile, predict, search
+
+__all__ = ["plan_command"]
+
+
+def plan_command(
+    patient: Annotated[
+        Path,
+        typer.Argument(metavar="PATIENT", help="Patient file (TOML).", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Plan directory to create (written atomically)."
+        ),
+    ],
+    max_downtime_days: Annotated[
+        float | None,
+        typer.Option(
+            "--max-downtime-days",
+            min=0.0,
+            metavar="N",
+            help="Override limits.max_downtime_days_per_session (days).",
+        ),
+    ] = None,
+    max_total_downtime_days: Annotated[
+        float | None,
+        typer.Option("--max-total-downtime-days", min=0.0, metavar="N", help="Total downtime cap."),
+    ] = None,
+    max_sessions: Annotated[
+        int | None,
+        typer.Option("--max-sessions", min=1, metavar="N", help="Override limits.max_sessions."),
+    ] = None,
+    max_pih_risk: Annotated[
+        float | None,
+        typer.Option(
+            "--max-pih-risk",
+            min=0.0,
+            max=1.0,
+            metavar="P",
+            help="Override the PIH constraint (default planning.max_pih_risk).",
+        ),
+    ] = None,
+    draws: Annotated[
+        int,
+        typer.Option("--draws", min=0, metavar="N", help="Parameter draws for the intervals."),
+    ] = 32,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace DIR if it holds an earlier plan.")
+    ] = False,
+    figures: Annotated[
+        bool, typer.Option("--figures/--no-figures", help="Write the Pareto plot.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stdout.")] = False,
+) -> None:
+    """Plan a course for PATIENT: screening, search, Pareto set; writes course.toml, pareto.png,
+    report.html, pareto.csv, predictions.csv and screening.txt into DIR."""
+    t0 = time.perf_counter()
+    if not patient.is_file():
+        fail(f"{patient}: patient file not found", EXIT_BAD_INPUT)
+    with user_errors():
+        if out.exists() and overwrite and out.is_dir() and any(out.iterdir()):
+            if not (out / "course.toml").is_file() or not (out / "report.html").is_file():
+                raise OutputExistsError(
+                    f"refusing to replace {out}: it does not look like a plan directory"
+                )
+        elif out.exists() or out.is_symlink():
+            check_out_dir(out, overwrite)
+        pf = PatientFile.from_toml(patient).with_limits(
+            max_downtime_days_per_session=max_downtime_days,
+            max_total_downtime_days=max_total_downtime_days,
+            max_sessions=max_sessions,
+            max_pih_risk=max_pih_risk,
+        )
+        result = search(pf)
+        preds = predict(result.recommended.course, pf, draws=draws)
+        written = write_plan_directory(result, preds, out, overwrite=overwrite, figures=figures)
+    for w in result.warnings():
+        typer.echo(f"warning: {one_line(w)}", err=True)
+    if quiet:
+        return
+    console = make_console()
+    rec = result.recommended
+    console.print(f"Recommended plan — {pf.name}", style="bold")
+    console.print(rec.summary(), soft_wrap=True)
+    console.print(
+        f"downtime {rec.total_downtime_days:.1f} d in total (worst session "
+        f"{max(rec.downtime_per_session):.1f} d); worst-session PIH risk {rec.max_pih_risk:.3f} "
+        f"(limit {result.pih_limit:g})",
+        soft_wrap=True,
+    )
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=f"Predicted end points (value [10–90%], {draws} draws)", box=box.SIMPLE_HEAD
+    )
+    for col in ("Site", "End point", "Value [10–90%]", "Units"):
+        table.add_column(col, no_wrap=col != "End point")
+    for r in preds:
+        iv = format_interval(r["low"], r["high"])
+        cell = f"{format_number(r['value'])} [{iv}]" if iv else format_number(r["value"])
+        table.add_row(r["site"], r["endpoint"], cell, r["units"])
+    console.print(table)
+    console.print("Why:", style="bold")
+    for line in result.explanation:
+        console.print(f"  - {line}", soft_wrap=True)
+    print_disclaimer(console)
+    console.print(
+        f"Pareto set: {len(result.pareto)} plans ({result.n_simulated} candidates simulated, "
+        f"{result.n_plans} feasible plans). Wrote {len(written)} files to {out} in "
+        f"{time.perf_counter() - t0:.1f} s.",
+        soft_wrap=True,
+    )

@@ -1,0 +1,199 @@
+"""``microneedling simulate COURSE --out DIR``: one course, its end points and a run directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from microneedling.cli.common import (
+    CourseArgument,
+    ParameterSetOption,
+    check_out_dir,
+    load_course,
+    load_parameter_set,
+    make_console,
+    one_line,
+    print_disclaimer,
+    run_simulation,
+    user_errors,
+    write_course,
+)
+from microneedling.engine.result import ENDPOINTS
+from microneedling.io import atomic_directory, write_csv_atomic
+from microneedling.reports.run import (
+    _warnings,
+    format_day,
+    format_interval,
+    format_number,
+    pretty_units,
+    write_figures,
+    write_html_report,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from microneedling.engine.result import Result
+
+
+def _write_run(
+    result: Result, course: Any, source: Path, out: Path, overwrite: bool, figures: bool
+) -> list[Path]:
+    """Write every output into a temporary sibling of ``out``, then move it into place."""
+
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        written = [result.to_netcdf(tmp / "result.nc")]
+        written.append(write_csv_atomic(result.endpoints(), tmp / "endpoints.csv"))
+        written.append(write_course(course, source, tmp))
+        figs = write_figures(result, tmp / "figures") if figures else []
+        written.extend(figs)
+        written.append(write_html_report(result, tmp, figs))
+    return [out / p.relative_to(tmp) for p in written]
+
+
+def _warnings_of(result: Result) -> list[str]:
+
+    return _warnings(result.dataset)
+
+
+def _cell(value: float, low: float, high: float) -> str:
+
+    iv = format_interval(low, high)
+    return f"{format_number(value)} [{iv}]" if iv else format_number(value)
+
+
+def _print_endpoints(result: Result, console: Console) -> None:
+    """One table per site: time-resolved end points by read-out day, then course end points.
+
+    On a terminal too narrow for one column per read-out day, the table is printed long (one row
+    per end point and day) so that no value is ever cut.
+    """
+    from rich import box
+    from rich.table import Table
+
+    df = result.endpoints()
+    name = str(result.dataset.attrs.get("course_name", "")) or "course"
+    if df.empty:
+        console.print(f"{name}: no end points apply to this course.")
+        return
+    how = {ep.variable: ep.reduce for ep in ENDPOINTS}
+    reduce_words = {"sum": "total", "max": "worst session", "mean": "per session"}
+    multi = df["patient"].nunique() > 1
+    last = float(result.dataset["session_day"].max(skipna=True))
+    console.print(
+        f"End points — {name}  (last session on day {format_day(last)}; value [10–90% interval])",
+        style="bold",
+    )
+    for (patient, site), g in df.groupby(["patient", "site"], sort=False):
+        title = f"{patient} · {site}" if multi else str(site)
+        timed = g[g["time_days"].notna()]
+        times = sorted(float(t) for t in timed["time_days"].unique())
+        body: list[list[str]] = []
+        for label, rows in timed.groupby("endpoint", sort=False):
+            cells = {float(r.time_days): _cell(r.value, r.low, r.high) for r in rows.itertuples()}
+            units = pretty_units(str(rows["units"].iloc[0]))
+            body.append([str(label), units, *[cells.get(t, "") for t in times]])
+        n_timed = len(body)
+        for r in g[g["time_days"].isna()].itertuples():
+            label = f"{r.endpoint} ({reduce_words.get(how.get(str(r.variable), ''), 'course')})"
+            vals = [_cell(r.value, r.low, r.high)] + [""] * (max(len(times), 1) - 1)
+            body.append([label, pretty_units(str(r.units)), *vals])
+        heads = [f"day {format_day(t)}" for t in times] or ["value"]
+        widths = [max([len(h)] + [len(b[j]) for b in body]) for j, h in enumerate(heads, start=2)]
+        units_w = max(len(b[1]) for b in body)
+        if 24 + units_w + sum(widths) + 3 * (len(heads) + 2) > console.width:
+            console.print(_long_endpoint_table(title, body, heads, n_timed))
+            continue
+        table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD)
+        # values and units are never wrapped or cut; the end-point label wraps when space is short
+        table.add_column("End point", max_width=48, overflow="fold")
+        table.add_column("Units", no_wrap=True, min_width=units_w)
+        for head, width in zip(heads, widths, strict=True):
+            table.add_column(head, justify="right", no_wrap=True, min_width=width)
+        for i, row in enumerate(body):
+            if i == n_timed and 0 < n_timed:
+                table.add_section()
+            table.add_row(*row)
+        console.print(table)
+
+
+def _long_endpoint_table(title: str, body: list[list[str]], heads: list[str], n_timed: int) -> Any:
+    """The end-point table as one row per (end point, read-out): fits narrow terminals."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD)
+    table.add_column("End point", overflow="fold")
+    table.add_column("When", no_wrap=True)
+    table.add_column("Value [10–90%]", justify="right", no_wrap=True)
+    table.add_column("Units", no_wrap=True)
+    for i, row in enumerate(body):
+        if i == n_timed and 0 < n_timed:
+            table.add_section()
+        if i >= n_timed:
+            table.add_row(row[0], "course", row[2], row[1])
+            continue
+        for k, head in enumerate(heads):
+            if row[2 + k]:
+                table.add_row(row[0] if k == 0 else "", head, row[2 + k], row[1])
+    return table
+
+
+def simulate_command(
+    course: CourseArgument,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Run directory to create (written atomically)."
+        ),
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace DIR if it holds an earlier run.")
+    ] = False,
+    draws: Annotated[
+        int | None,
+        typer.Option(
+            "--draws", min=0, metavar="N", help="Parameter draws for the uncertainty bands."
+        ),
+    ] = None,
+    figures: Annotated[
+        bool,
+        typer.Option(
+            "--figures/--no-figures", help="Write PNG figures (and embed them in the report)."
+        ),
+    ] = True,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing on stdout (warnings and errors still go to stderr).",
+        ),
+    ] = False,
+    parameter_set: ParameterSetOption = None,
+) -> None:
+    """Simulate COURSE and write result.nc, endpoints.csv, report.html, figures/ and course.toml into DIR."""
+    t0 = time.perf_counter()
+    with user_errors():
+        check_out_dir(out, overwrite)
+        course_obj = load_course(course)
+        ps = load_parameter_set(parameter_set)
+        result = run_simulation(course_obj, draws, ps)
+        t_sim = time.perf_counter() - t0
+        written = _write_run(result, course_obj, course, out, overwrite, figures)
+    for w in _warnings_of(result):
+        typer.echo(f"warning: {one_line(w)}", err=True)
+    if quiet:
+        return
+    console = make_console()
+    _print_endpoints(result, console)
+    print_disclaimer(console)
+    total = time.perf_counter() - t0
+    console.print(
+        f"Wrote {len(written)} files to {out} in {total:.1f} s "
+        f"(simulation {t_sim:.1f} s, output {total - t_sim:.1f} s).",
+        soft_wrap=True,
+    )

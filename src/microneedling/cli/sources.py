@@ -1,0 +1,179 @@
+"""``microneedling sources RUN``: the references a run depended on (and its parameters)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from microneedling.about import DISCLAIMER
+from microneedling.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_REFUSED,
+    ParameterSetOption,
+    fail,
+    load_course,
+    load_parameter_set,
+    make_console,
+    parameter_table,
+    run_simulation,
+    user_errors,
+)
+from microneedling.engine.result import Result
+from microneedling.errors import MicroneedlingError
+from microneedling.parameters.parameter_set import load_parameters
+from microneedling.reports.run import reference_usage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from microneedling.engine.result import Result
+    from microneedling.parameters.parameter_set import ParameterSet
+
+
+def _load_run(run: Path, parameters: ParameterSet | None) -> Result:
+    """A Result from a run directory, a result.nc file, or a course file (simulated now)."""
+    if run.is_dir():
+        nc = run / "result.nc"
+        if not nc.is_file():
+            fail(f"{run}: no result.nc here (not a run directory)", EXIT_BAD_INPUT)
+        return _read_result(nc)
+    if run.is_file() and run.suffix.lower() in (".nc", ".nc4", ".netcdf"):
+        return _read_result(run)
+    if not run.exists():
+        fail(f"{run}: no such run directory or course file", EXIT_BAD_INPUT)
+    return run_simulation(load_course(run), None, parameters)
+
+
+def _read_result(path: Path) -> Result:
+
+    try:
+        return Result.from_netcdf(path)
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"{path}: cannot read the result ({type(exc).__name__}: {exc})", EXIT_REFUSED)
+
+
+def _lookup_set(result: Result, explicit: ParameterSet | None) -> tuple[ParameterSet | None, str]:
+    """The parameter set used to describe a run's parameters, and a note if it may differ."""
+    ps = explicit
+    if ps is None:
+        try:
+            ps = load_parameters()
+        except MicroneedlingError:
+            return None, "note: the shipped parameter set could not be loaded"
+    run_hash = str(result.dataset.attrs.get("parameter_set_hash", ""))
+    if run_hash and run_hash != ps.hash:
+        return ps, (
+            f"note: the run used parameter set hash {run_hash}; details below come from "
+            f"'{ps.label}' (hash {ps.hash}), which differs"
+        )
+    return ps, ""
+
+
+def _parameter_rows(result: Result, ps: ParameterSet | None) -> list[dict[str, Any]]:
+    """name/value/units/low/high/kind/sources of each parameter the run used."""
+    records = _json_list(result.dataset.attrs.get("parameters"))
+    if records and isinstance(records[0], dict):
+        return [r for r in records if isinstance(r, dict)]
+    rows = []
+    for name in _json_list(result.dataset.attrs.get("parameters_used")):
+        p = ps.parameters.get(name) if ps is not None else None
+        if p is None:
+            rows.append(
+                {
+                    "name": name,
+                    "value": None,
+                    "units": "?",
+                    "low": None,
+                    "high": None,
+                    "kind": "?",
+                    "sources": [],
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "name": name,
+                    "value": p.value,
+                    "units": p.units,
+                    "low": p.low,
+                    "high": p.high,
+                    "kind": p.kind,
+                    "sources": list(p.sources),
+                }
+            )
+    return rows
+
+
+def _json_list(raw: Any) -> list[Any]:
+    try:
+        value = json.loads(str(raw)) if raw is not None else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def sources_command(
+    run: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN",
+            show_default=False,
+            help="A run directory (with result.nc) or a course file.",
+        ),
+    ],
+    parameters: Annotated[
+        bool, typer.Option("--parameters", help="Also list the parameters the run used.")
+    ] = False,
+    parameter_set: ParameterSetOption = None,
+) -> None:
+    """List the references a run depended on, and how many of its parameters cite each."""
+
+    with user_errors():
+        explicit = load_parameter_set(parameter_set)
+        result = _load_run(run, explicit)
+        ps, note = _lookup_set(result, explicit)
+        refs = result.sources()
+        usage = reference_usage(result, ps)
+        rows = _parameter_rows(result, ps) if parameters else []
+    attrs = result.dataset.attrs
+    used = _json_list(attrs.get("parameters_used"))
+    name = str(attrs.get("course_name", "")) or str(run)
+    typer.echo(
+        f"References used by {name!r}: {len(refs)} reference(s) behind {len(used)} parameter(s) "
+        f"(parameter set {attrs.get('parameter_set_label', '?')!s}, "
+        f"hash {attrs.get('parameter_set_hash', '?')!s})"
+    )
+    own_record = "parameters" in attrs
+    missing = [n for n in used if ps is not None and n not in ps.parameters]
+    # counts are exact from the run's own record or from the very set it used; else best effort
+    trusted = own_record or (ps is not None and not note and not missing)
+    if note and not own_record:
+        typer.echo(note)
+    if missing and not own_record:
+        typer.echo(
+            f"note: {len(missing)} of the run's parameters are not in that set "
+            f"(e.g. {missing[0]}); their sources are not counted"
+        )
+    width = len(str(len(refs)))
+    for i, ref in enumerate(refs, start=1):
+        typer.echo(f"{i:>{width}}. [{ref.key}] {ref.citation}")
+        pad = " " * (width + 2)
+        if ref.url:
+            typer.echo(f"{pad}{ref.url}")
+        names = usage.get(ref.key)
+        if names is None and not trusted:
+            typer.echo(
+                f"{pad}cited by: unknown (the parameter set that describes this run is not "
+                "available; try --parameter-set DIR)"
+            )
+        elif names is None:
+            typer.echo(f"{pad}cited by 0 parameter(s)")
+        else:
+            shown = ", ".join(names[:8]) + (f", … (+{len(names) - 8})" if len(names) > 8 else "")
+            typer.echo(f"{pad}cited by {len(names)} parameter(s): {shown}")
+    if not refs:
+        typer.echo("  (this run recorded no references)")
+    if parameters:
+        make_console().print(parameter_table(rows, f"Parameters used ({len(rows)})"))
+    typer.echo(f"NOTE: {DISCLAIMER}")

@@ -1,0 +1,67 @@
+"""``microneedling validate [--out DIR]``: the held-out literature rows, interval coverage and the
+credibility report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from microneedling.cli.common import make_console, print_disclaimer, user_errors
+from microneedling.io import OutputExistsError
+from microneedling.studies.credibility.report import build_report, write_report
+from microneedling.studies.credibility.validate import table, validate
+
+
+def validate_command(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Directory for report.html and credibility.json."),
+    ] = None,
+    draws: Annotated[
+        int | None,
+        typer.Option("--draws", help="Parameter draws for the 80% prediction intervals."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the draws and of Sobol.")] = 0,
+    sobol_n_base: Annotated[
+        int, typer.Option("--sobol-n-base", help="Sobol base sample size (power of 2).")
+    ] = 64,
+    no_sobol: Annotated[
+        bool, typer.Option("--no-sobol", help="Skip the global sensitivity summary.")
+    ] = False,
+    no_verification: Annotated[
+        bool, typer.Option("--no-verification", help="Skip the live code-verification checks.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out.")] = False,
+) -> None:
+    """Simulate every validation row's protocol; print pass/miss and interval coverage; with
+    --out, write the credibility report (report.html + credibility.json)."""
+    console = make_console()
+    with user_errors():
+        if out is not None and out.exists() and not overwrite:
+            raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
+        if sobol_n_base < 2 or sobol_n_base & (sobol_n_base - 1):
+            raise typer.BadParameter(
+                f"got {sobol_n_base}; allowed: a power of two >= 2", param_hint="--sobol-n-base"
+            )
+        if out is None:
+            console.print(table(validate(draws=draws, seed=seed)), soft_wrap=True)
+        else:
+            report = build_report(
+                draws=draws,
+                seed=seed,
+                sobol_n_base=sobol_n_base,
+                sobol=not no_sobol,
+                verification=not no_verification,
+            )
+            write_report(out, report, overwrite=overwrite)
+            v = report["validation"]
+            c = report["calibration"]
+            console.print(
+                f"calibration {c['version']} (reproduces shipped: {c['reproduces_shipped']}); "
+                f"validation: {v['n_pass']}/{v['n_evaluated']} rows within tolerance, "
+                f"coverage {v['n_covered']}/{v['n_evaluated']}; wrote {out}/report.html and "
+                "credibility.json"
+            )
+        print_disclaimer(console)

@@ -1,0 +1,532 @@
+"""The input model: a treatment course, the ONLY place raw input is trusted or refused.
+
+A course file (TOML, or JSON with the same shape) describes one patient, the sites treated and their
+conditions, one device, and the sessions (with optional topicals) over a time horizon::
+
+    name = "Rolling acne scars, cheek"
+    horizon_days = 365
+
+    [patient]
+    age_years = 32
+    sex = "female"
+    fitzpatrick = "IV"          # or 4
+
+    [[sites]]
+    name = "cheek"
+    [[sites.conditions]]
+    type = "acne_scar"
+    scar_type = "rolling"
+    depth_mm = 0.5
+    count = 20
+
+    [device]
+    type = "roller"
+    ...
+
+    [[sessions]]
+    day = 0
+    site = "cheek"
+    needle_length_mm = 1.5
+    passes = 15
+
+:meth:`Course.from_file` parses and validates; every refusal is a
+:class:`~microneedling.errors.CourseValidationError` whose problems name the field as a dotted path
+with list indices (``sessions[2].needle_length_mm``), the value given and what is allowed.
+Needle lengths are checked against the per-site limits of ``data/parameters/safety.toml``
+(refused above ``safety.max_needle_length``, a warning above ``safety.typical_needle_length``);
+contraindications in the patient's history are warnings (:attr:`Course.warnings`), not refusals:
+the model is a research and planning aid, and a warning says why the course is outside published
+practice.
+
+Reading, writing and the wording of errors come from the shared schema base
+(:class:`~microneedling.schema.InputModel`); names of sites, devices and scar types from
+:mod:`microneedling.vocabulary`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from microneedling.course.safety import HISTORY_WARNINGS, safety_limits
+from microneedling.errors import CourseValidationError, InputError, InputFileError
+from microneedling.io import dumps_toml
+from microneedling.parameters.molecules import molecule_names
+from microneedling.schema import (
+    INT64_MAX,
+    MISSING,
+    Allowed,
+    Flag,
+    InputModel,
+    Integer,
+    Number,
+    Text,
+    Unit,
+    check_text,
+    did_you_mean,
+)
+from microneedling.vocabulary import SITE_ALIASES, SITES, SiteName, fitzpatrick_number
+
+__all__ = [
+    "NEEDLE_LENGTH_RANGE_MM",
+    "AcneScar",
+    "Condition",
+    "Course",
+    "Device",
+    "History",
+    "Hyperpigmentation",
+    "Patient",
+    "Pen",
+    "Photoaging",
+    "Pores",
+    "Roller",
+    "Session",
+    "Site",
+    "Stamp",
+    "Striae",
+    "Topical",
+    "Wrinkles",
+    "fitzpatrick_type",
+]
+
+NEEDLE_LENGTH_RANGE_MM = (0.1, 3.0)
+"""Schema range of needle lengths (mm); 3.0 mm is the deepest pen setting seen (Dermapen 4)."""
+
+
+class _Model(InputModel):
+    """Base of the course's tables: errors are :class:`CourseValidationError` naming the course."""
+
+    file_kind: ClassVar[str] = "course"
+    error_class: ClassVar[type[InputFileError]] = CourseValidationError
+    literal_aliases: ClassVar[Mapping[tuple[str, ...], Mapping[str, str]]] = {SITES: SITE_ALIASES}
+
+
+class History(_Model):
+    """Medical history relevant to needling; every flag is optional. Flags that are
+    contraindications produce :attr:`Course.warnings`, not refusals."""
+
+    isotretinoin_months_ago: Annotated[Number, Field(ge=0), Unit("months")] | None = None
+    active_infection: Flag = False  # herpes, impetigo, active acne at the treated site
+    keloid_history: Flag = False
+    pregnant: Flag = False
+    anticoagulants: Flag = False
+    bleeding_disorder: Flag = False
+    diabetes_uncontrolled: Flag = False
+    immunosuppressed: Flag = False
+    radiotherapy_recent: Flag = False
+    eczema_psoriasis_active: Flag = False
+    vitiligo: Flag = False
+    filler_recent: Flag = False
+
+
+def fitzpatrick_type(v: Any) -> Any:
+    """Before-validator of a Fitzpatrick field: roman numerals I..VI (any case, blanks ignored)
+    become 1..6; other text is refused; numbers pass on to the integer check."""
+    if isinstance(v, str):
+        number = fitzpatrick_number(v)
+        if number is None:
+            raise InputError("", v, _FITZ_ALLOWED)
+        return number
+    return v
+
+
+_FITZ_ALLOWED = "an integer from 1 to 6 or a roman numeral I to VI (Fitzpatrick skin type)"
+
+
+class Patient(_Model):
+    """The person treated. Adults only: the published protocols and data are for adults."""
+
+    age_years: Annotated[
+        Integer, Field(ge=18, le=90), Allowed("an integer from 18 to 90 years (adults only)")
+    ]
+    sex: Literal["female", "male"]
+    fitzpatrick: Annotated[
+        Integer, BeforeValidator(fitzpatrick_type), Field(ge=1, le=6), Allowed(_FITZ_ALLOWED)
+    ]
+    history: History = Field(default_factory=History)
+
+
+# --- conditions (tagged union on `type`)
+class AcneScar(_Model):
+    """Atrophic acne scars of one type (Jacob classification)."""
+
+    type: Literal["acne_scar"] = "acne_scar"
+    scar_type: Literal["rolling", "boxcar", "icepick"]
+    depth_mm: Annotated[Number, Field(gt=0, le=3), Unit("mm")]
+    count: Annotated[Integer, Field(ge=1, le=10_000)]
+
+
+class Wrinkles(_Model):
+    type: Literal["wrinkles"] = "wrinkles"
+    depth_um: Annotated[Number, Field(gt=0, le=2000), Unit("µm")]
+
+
+class Pores(_Model):
+    type: Literal["pores"] = "pores"
+    diameter_um: Annotated[Number, Field(gt=0, le=2000), Unit("µm")]
+
+
+class Striae(_Model):
+    type: Literal["striae"] = "striae"
+    width_mm: Annotated[Number, Field(gt=0, le=50), Unit("mm")]
+    stage: Literal["rubra", "alba"]
+
+
+class Hyperpigmentation(_Model):
+    type: Literal["hyperpigmentation"] = "hyperpigmentation"
+    kind: Literal["melasma", "pih", "lentigo"]
+    melanin_index: Annotated[Number, Field(gt=0, le=1000), Unit("(arbitrary Mexameter units)")]
+
+
+class Photoaging(_Model):
+    """Fine lines, laxity, rejuvenation; optionally a measured Cutometer R2-like elasticity."""
+
+    type: Literal["photoaging"] = "photoaging"
+    elasticity_r2: Annotated[Number, Field(gt=0, lt=1)] | None = None
+
+
+Condition = Annotated[
+    AcneScar | Wrinkles | Pores | Striae | Hyperpigmentation | Photoaging,
+    Field(discriminator="type"),
+]
+
+
+class Site(_Model):
+    """A treated site, its area and its conditions (zero or more)."""
+
+    name: SiteName
+    area_cm2: Annotated[
+        Number,
+        Field(gt=0),
+        Allowed("a number > 0 cm² (optional: default from safety.default_treatment_area)"),
+    ]
+    conditions: tuple[Condition, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_area(cls, data: Any) -> Any:
+        """Fill a missing area from ``safety.default_treatment_area`` (an estimate per site)."""
+        if isinstance(data, Mapping) and "area_cm2" not in data:
+            name = data.get("name")
+            table = safety_limits().default_area_cm2
+            # an unknown name is refused by its own field; the placeholder area never escapes
+            area = table.get(name, 1.0) if isinstance(name, str) else 1.0
+            return {**data, "area_cm2": area}
+        return data
+
+
+# --- devices (tagged union on `type`)
+class _DeviceBase(_Model):
+    needle_count: Annotated[Integer, Field(ge=1, le=1000)]
+    needle_diameter_mm: Annotated[
+        Number, Field(ge=0.05, le=0.5), Unit("mm (shank diameter at the base)")
+    ]
+    tip_radius_um: Annotated[Number, Field(ge=0.5, le=50), Unit("µm")]
+    tip: Literal["cone", "pyramid"]
+    max_needle_length_mm: Annotated[
+        Number, Field(ge=NEEDLE_LENGTH_RANGE_MM[0], le=NEEDLE_LENGTH_RANGE_MM[1]), Unit("mm")
+    ]
+
+    @model_validator(mode="after")
+    def _tip_fits_shank(self) -> _DeviceBase:
+        half_um = self.needle_diameter_mm * 1000.0 / 2.0
+        if self.tip_radius_um > half_um:
+            raise InputError(
+                "tip_radius_um",
+                self.tip_radius_um,
+                f"from 0.5 to 50 µm and at most half the shank diameter "
+                f"({half_um:g} µm for needle_diameter_mm = {self.needle_diameter_mm:g})",
+            )
+        return self
+
+
+class Roller(_DeviceBase):
+    """A drum roller (e.g. Dermaroller MF8: 192 needles, drum 20 mm x 20 mm)."""
+
+    type: Literal["roller"] = "roller"
+    drum_diameter_mm: Annotated[Number, Field(ge=5, le=60), Unit("mm")]
+    drum_width_mm: Annotated[Number, Field(ge=5, le=60), Unit("mm")]
+
+
+class Pen(_DeviceBase):
+    """An automated pen: a cartridge of needles stamping at ``frequency_hz``."""
+
+    type: Literal["pen"] = "pen"
+    frequency_hz: Annotated[Number, Field(ge=10, le=200), Unit("Hz")]
+    cartridge_width_mm: Annotated[Number, Field(ge=1, le=20), Unit("mm")]
+
+
+class Stamp(_DeviceBase):
+    """A stamp: a flat needle plate pressed onto each spot."""
+
+    type: Literal["stamp"] = "stamp"
+    stamp_area_cm2: Annotated[Number, Field(ge=0.01, le=10), Unit("cm²")]
+
+
+Device = Annotated[Roller | Pen | Stamp, Field(discriminator="type")]
+
+
+class Topical(_Model):
+    """A product applied to the needled skin after the session."""
+
+    product: Text
+    concentration_mg_ml: Annotated[Number, Field(gt=0, le=1000), Unit("mg/mL")]
+    volume_ul_cm2: Annotated[Number, Field(gt=0, le=200), Unit("µL/cm² (applied film per area)")]
+    contact_hours: Annotated[Number, Field(gt=0, le=72), Unit("h (time on the skin)")]
+
+    @field_validator("product")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        keys = molecule_names()
+        if v not in keys:
+            raise InputError("", v, "one of " + ", ".join(keys) + did_you_mean(v, keys))
+        return v
+
+
+_NEEDLE_ALLOWED = (
+    "a number from 0.1 to 3 mm, at most device.max_needle_length_mm and at most the site's "
+    "limit (safety.max_needle_length)"
+)
+
+
+class Session(_Model):
+    """One treatment of one site on one day."""
+
+    day: Annotated[Number, Field(ge=0, le=3650), Unit("d (days from the course start)")]
+    site: SiteName
+    needle_length_mm: Annotated[
+        Number, Field(ge=NEEDLE_LENGTH_RANGE_MM[0]), Allowed(_NEEDLE_ALLOWED)
+    ]
+    passes: Annotated[
+        Integer,
+        Field(ge=1, le=50),
+        Allowed("an integer from 1 to 50 (roller passes, stamps per spot or pen passes)"),
+    ]
+    pen_speed_cm_s: (
+        Annotated[
+            Number, Field(ge=0.1, le=20), Allowed("a number from 0.1 to 20 cm/s (pen devices only)")
+        ]
+        | None
+    ) = None
+    occlusion: Flag = False
+    topical: Topical | None = None
+
+    @model_validator(mode="after")
+    def _site_limit(self) -> Session:
+        """Refuse a needle longer than the schema range or the site's published limit."""
+        lim = safety_limits()
+        site_max = lim.max_needle_length_mm[self.site]
+        top = min(site_max, NEEDLE_LENGTH_RANGE_MM[1])
+        if self.needle_length_mm > top:
+            raise InputError(
+                "needle_length_mm",
+                self.needle_length_mm,
+                f"at most {top:g} mm for site {self.site!r} "
+                f"(safety.max_needle_length[{self.site}] = {site_max:g} mm; sources: "
+                f"{', '.join(lim.max_sources)}); the schema range is 0.1 to 3 mm",
+            )
+        return self
+
+
+class Course(_Model):
+    """A treatment course: patient, sites (with conditions), device, sessions, horizon.
+
+    Build one with :meth:`from_file` / :meth:`from_toml` / :meth:`from_json` / :meth:`from_dict`;
+    those turn every validation failure into a :class:`~microneedling.errors.CourseValidationError`.
+    The object is immutable and hashable; ``Course.from_toml_text(c.to_toml()) == c``.
+    """
+
+    name: Annotated[Text, Field(min_length=1), Allowed("non-empty text")]
+    horizon_days: Annotated[
+        Number, Field(gt=0, le=3650), Allowed("a number > 0 and ≤ 3650 d, ≥ the last session day")
+    ]
+    seed: Annotated[Integer, Field(ge=0, le=INT64_MAX)] = 0
+    description: Text | None = None
+    patient: Patient
+    sites: tuple[Site, ...]
+    device: Device
+    sessions: tuple[Session, ...]
+
+    @field_validator("name", "description")
+    @classmethod
+    def _text(cls, v: str | None, info: Any) -> str | None:
+        if v is None:
+            return v
+        check_text(v)
+        if info.field_name == "name" and not v.strip():
+            raise InputError("", v, "non-empty text")
+        return v
+
+    @field_validator("sites")
+    @classmethod
+    def _some_site(cls, v: tuple[Site, ...]) -> tuple[Site, ...]:
+        # a length check here, not Field(min_length=1): pydantic would also report an empty
+        # tuple whenever one item failed, a misleading second problem
+        if not v:
+            allowed = "at least one [[sites]] table, named one of " + ", ".join(SITES)
+            raise InputError("", [], allowed)
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Course:
+        problems: list[InputError] = []
+        first_site: dict[str, int] = {}
+        for j, s in enumerate(self.sites):
+            if s.name in first_site:
+                problems.append(
+                    InputError(
+                        f"sites[{j}].name",
+                        s.name,
+                        f"a site not declared before (sites[{first_site[s.name]}] is already "
+                        f"{s.name!r}); each site at most once",
+                    )
+                )
+            else:
+                first_site[s.name] = j
+        declared = tuple(first_site)
+        dev = self.device
+        seen: dict[tuple[float, str], int] = {}
+        for i, ses in enumerate(self.sessions):
+            f = f"sessions[{i}]"
+            if ses.site not in first_site:
+                problems.append(
+                    InputError(
+                        f"{f}.site",
+                        ses.site,
+                        "one of the declared sites (" + ", ".join(declared) + "); declare "
+                        f"{ses.site!r} under [[sites]] to treat it",
+                    )
+                )
+            if i > 0 and ses.day < self.sessions[i - 1].day:
+                prev = self.sessions[i - 1].day
+                problems.append(
+                    InputError(
+                        f"{f}.day",
+                        ses.day,
+                        f"≥ {prev:g} d (the day of sessions[{i - 1}]): sessions must be listed "
+                        "in non-decreasing day order",
+                    )
+                )
+            key = (ses.day, ses.site)
+            if key in seen:
+                problems.append(
+                    InputError(
+                        f"{f}.site",
+                        ses.site,
+                        f"a site not already treated on day {ses.day:g} (sessions[{seen[key]}] "
+                        f"treats {ses.site!r} that day; raise its passes instead)",
+                    )
+                )
+            else:
+                seen[key] = i
+            if ses.needle_length_mm > dev.max_needle_length_mm:
+                problems.append(
+                    InputError(
+                        f"{f}.needle_length_mm",
+                        ses.needle_length_mm,
+                        f"at most {dev.max_needle_length_mm:g} mm "
+                        "(device.max_needle_length_mm, the device's range)",
+                    )
+                )
+            if isinstance(dev, Pen) and ses.pen_speed_cm_s is None:
+                problems.append(
+                    InputError(
+                        f"{f}.pen_speed_cm_s",
+                        MISSING,
+                        "required for a pen device: a number from 0.1 to 20 cm/s (hand speed)",
+                    )
+                )
+            elif not isinstance(dev, Pen) and ses.pen_speed_cm_s is not None:
+                problems.append(
+                    InputError(
+                        f"{f}.pen_speed_cm_s",
+                        ses.pen_speed_cm_s,
+                        f"absent: pen_speed_cm_s applies to pen devices only "
+                        f"(device.type is {dev.type!r})",
+                    )
+                )
+        if self.sessions:
+            k = max(range(len(self.sessions)), key=lambda n: self.sessions[n].day)
+            last = self.sessions[k].day
+            if self.horizon_days < last:
+                problems.append(
+                    InputError(
+                        "horizon_days",
+                        self.horizon_days,
+                        f"≥ {last:g} d (the last session, sessions[{k}].day) and ≤ 3650 d",
+                    )
+                )
+        if problems:
+            raise CourseValidationError(problems)
+        return self
+
+    # ------------------------------------------------------------------------- queries
+    def site(self, name: str) -> Site:
+        """The declared site called ``name``."""
+        for s in self.sites:
+            if s.name == name:
+                return s
+        names = tuple(s.name for s in self.sites)
+        allowed = "one of the declared sites: " + ", ".join(names)
+        raise InputError("site", name, allowed + did_you_mean(name, names))
+
+    def sessions_for(self, site: str) -> list[Session]:
+        """Sessions of ``site`` in day order (empty for a known site that is not treated)."""
+        if site not in SITES:
+            hint = did_you_mean(site, SITES, SITE_ALIASES)
+            raise InputError("site", site, "one of " + ", ".join(SITES) + hint)
+        return [s for s in self.sessions if s.site == site]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Why this course is outside published practice, one line each (not refusals).
+
+        Contraindications in the patient's history, and sessions deeper than the usual range of
+        their site (``safety.typical_needle_length``).
+        """
+        lim = safety_limits()
+        h = self.patient.history
+        out: list[str] = []
+        wash = lim.isotretinoin_washout_months
+        if h.isotretinoin_months_ago is not None and h.isotretinoin_months_ago < wash:
+            out.append(
+                f"patient.history.isotretinoin_months_ago = {h.isotretinoin_months_ago:g}: oral "
+                f"isotretinoin within the last {wash:g} months (safety.isotretinoin_washout) is a "
+                "contraindication: risk of delayed healing and atypical scarring"
+            )
+        for flag, reason in HISTORY_WARNINGS.items():
+            if getattr(h, flag):
+                out.append(f"patient.history.{flag}: {reason}")
+        deep: dict[tuple[str, float], list[int]] = {}
+        for i, ses in enumerate(self.sessions):
+            if ses.needle_length_mm > lim.typical_needle_length_mm[ses.site]:
+                deep.setdefault((ses.site, ses.needle_length_mm), []).append(i)
+        for (site, length), idx in deep.items():
+            typ = lim.typical_needle_length_mm[site]
+            where = ", ".join(f"sessions[{i}]" for i in idx)
+            srcs = ", ".join(lim.typical_sources)
+            out.append(
+                f"{where}: needle_length_mm = {length:g} mm is above the usual {typ:g} mm for "
+                f"{site} (safety.typical_needle_length; sources: {srcs}): "
+                "deeper needling means more bleeding and longer downtime, and a higher risk of "
+                "post-inflammatory hyperpigmentation in darker skin types"
+            )
+        return tuple(out)
+
+    # ------------------------------------------------------------------------- writing
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (no absent fields) that :meth:`from_dict` turns back into this course."""
+        data = self.model_dump(mode="python", exclude_none=True)
+        hist = {k: v for k, v in data["patient"]["history"].items() if v is not False}
+        if hist:
+            data["patient"]["history"] = hist
+        else:
+            del data["patient"]["history"]
+        return data
+
+    def to_toml(self) -> str:
+        """This course as a TOML course file (``from_toml_text(c.to_toml()) == c``)."""
+        name = self.name.encode("unicode_escape").decode("ascii")  # one comment line, printable
+        return dumps_toml(self.to_dict(), header=f"microneedling course file: {name}")

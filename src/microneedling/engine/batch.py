@@ -1,0 +1,216 @@
+"""The engine's batch entry point: many courses (or one course under many parameter sets) in one
+batched healing solve, observed on a common time grid.
+
+Everything that runs more than one course goes through :func:`simulate_batch`: the uncertainty
+ensemble of :func:`~microneedling.engine.simulate.simulate`, calibration, sensitivity analysis,
+virtual cohorts and the planner. It returns a :class:`BatchRun` of unlabelled arrays; end points
+are read from it with :mod:`microneedling.engine.endpoints`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from microneedling.engine.prepare import (
+    Prepared,
+    concat_prepared,
+    output_times,
+    prepare,
+    take_prepared,
+)
+from microneedling.errors import InputError
+from microneedling.parameters.parameter_set import ParameterSet, load_parameters
+from microneedling.physics import healing, observe
+from microneedling.physics.healing_rhs import PIDX
+
+if TYPE_CHECKING:  # pragma: no cover
+    from microneedling.course.model import Course
+
+__all__ = ["BatchRun", "session_stats", "simulate_batch"]
+
+
+# ------------------------------------------------------------------------------ batch
+@dataclass(frozen=True)
+class BatchRun:
+    """Unlabelled outputs of :func:`simulate_batch`: one row per *case* (a treated site of one course
+    under one parameter set), all on a common output time grid.
+
+    Attributes
+    ----------
+    t:
+        (T,) output times in days: the union of every course's grid (fine after each session).
+    course_index:
+        (C,) index into the ``courses`` argument of the course each case belongs to.
+    site:
+        (C,) site name of each case.
+    horizon_days:
+        (C,) horizon of each case's course (d); values after it are simulated but not part of the
+        course.
+    observables:
+        Time-resolved observables, (C, T) or (C, 2, T) for the layered ones (papillary, reticular);
+        see :func:`microneedling.physics.observe.observables` for names and units.
+    per_session:
+        Per-session outputs (C, K), NaN where a case has fewer than K sessions: ``erythema_days``,
+        ``oedema_days`` (d), ``pih_risk`` (1), ``absorbed_amount`` (ug/cm^2), ``enhancement_ratio``.
+    prepared:
+        The concatenated inputs of the healing solve (needles, injury, transport, parameters).
+    n_steps:
+        (C,) integrator steps taken per case.
+    """
+
+    t: np.ndarray
+    course_index: np.ndarray
+    site: tuple[str, ...]
+    horizon_days: np.ndarray
+    observables: dict[str, np.ndarray]
+    per_session: dict[str, np.ndarray]
+    prepared: Prepared
+    n_steps: np.ndarray
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.site)
+
+
+def simulate_batch(
+    courses: Sequence[Course],
+    parameters: ParameterSet | Sequence[ParameterSet] | None = None,
+    *,
+    healing_factors: Mapping[str, np.ndarray] | None = None,
+    t_out: np.ndarray | None = None,
+    rtol: float = 1e-6,
+    parallel: bool = True,
+) -> BatchRun:
+    """Simulate many courses in one batched healing solve (no per-course solver call).
+
+    This is the engine entry point for everything that runs more than one course: the uncertainty
+    ensemble of :func:`simulate`, calibration, sensitivity analysis, virtual cohorts and the planner.
+
+    Parameters
+    ----------
+    courses:
+        N validated courses; their sites become the cases (a course with S sites gives S cases).
+        Courses may differ in everything (sites, sessions, devices, patients, horizons).
+    parameters:
+        One ParameterSet for all courses, or one per course (length N), e.g. ensemble draws.
+        Default: the shipped set.
+    healing_factors:
+        Optional per-course multiplicative factors on healing parameters, ``{name: (N,) array}``
+        (names of :data:`microneedling.physics.healing_rhs.PARAM_NAMES`): inter-individual
+        variability of virtual patients without building a ParameterSet per patient.
+    t_out:
+        Output times (d) to use instead of the union of the courses' grids; must start at 0 and
+        reach the largest horizon.
+    rtol:
+        Relative tolerance of the healing integrator.
+    """
+
+    courses = list(courses)
+    n = len(courses)
+    if n == 0:
+        raise InputError("courses", "[]", "at least one course")
+    if parameters is None:
+        sets: list[ParameterSet] = [load_parameters()] * n
+    elif isinstance(parameters, ParameterSet):
+        sets = [parameters] * n
+    else:
+        sets = list(parameters)
+        if len(sets) != n:
+            raise InputError(
+                "parameters", f"{len(sets)} parameter sets", f"one set or {n} (one per course)"
+            )
+    # prepare each distinct (course, parameter set) pair once
+    cache: dict[tuple[int, int], Prepared] = {}
+    preps = []
+    for c, s in zip(courses, sets, strict=True):
+        key = (id(c), id(s))
+        if key not in cache:
+            cache[key] = prepare(c, s)
+        preps.append(cache[key])
+    n_sites = np.array([p.session_days.shape[0] for p in preps])
+    course_index = np.repeat(np.arange(n), n_sites)
+    sites = tuple(s.name for c in courses for s in c.sites)
+    horizon = np.repeat(np.array([float(c.horizon_days) for c in courses]), n_sites)
+    prep = concat_prepared(preps)
+    params = prep.params
+    if healing_factors:
+        params = params.copy()
+        for name, factor in healing_factors.items():
+            if name not in PIDX:
+                raise InputError("healing_factors", name, f"one of {sorted(PIDX)}")
+            f = np.asarray(factor, dtype=float)
+            if f.shape != (n,):
+                raise InputError(f"healing_factors.{name}", f"shape {f.shape}", f"shape ({n},)")
+            if not np.all(np.isfinite(f) & (f > 0)):
+                raise InputError(f"healing_factors.{name}", "non-positive", "finite factors > 0")
+            params[:, PIDX[name]] *= f[course_index]
+    if t_out is None:
+        grids: dict[tuple[float, bytes], np.ndarray] = {}
+        for c, p in zip(courses, preps, strict=True):
+            grid_key = (float(c.horizon_days), p.session_days.tobytes())
+            if grid_key not in grids:
+                grids[grid_key] = output_times(p.session_days, float(c.horizon_days))
+        t = np.unique(np.concatenate(list(grids.values())))
+    else:
+        t = np.asarray(t_out, dtype=float)
+        if t.ndim != 1 or t[0] != 0.0 or t[-1] < horizon.max() or np.any(np.diff(t) <= 0):
+            raise InputError(
+                "t_out", "given grid", "increasing times from 0 to the largest horizon"
+            )
+    jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)
+    sol = healing.solve(params, t, prep.session_days, jumps, rtol=rtol, parallel=parallel)
+
+    # observation maps: one call per distinct parameter set (their coefficients are scalars)
+    C = len(sites)
+    obs: dict[str, np.ndarray] = {}
+    per_session: dict[str, np.ndarray] = {}
+    observe_of = {id(s): p.observe for p, s in zip(preps, sets, strict=True)}
+    set_of_case = np.repeat(np.array([id(s) for s in sets]), n_sites)
+    for sid in dict.fromkeys(set_of_case.tolist()):
+        rows = np.flatnonzero(set_of_case == sid)
+        op = observe_of[sid]
+        sub = dataclasses.replace(take_prepared(prep, rows), observe=op)
+        o = observe.observables(t, sol.y[rows], sub.baseline, op)
+        st = session_stats(t, o, sub, horizon[rows])
+        for target, source in ((obs, o), (per_session, st)):
+            for name, arr in source.items():
+                if name not in target:
+                    target[name] = np.empty((C, *arr.shape[1:]))
+                target[name][rows] = arr
+    return BatchRun(
+        t=t,
+        course_index=course_index,
+        site=sites,
+        horizon_days=horizon,
+        observables=obs,
+        per_session=per_session,
+        prepared=prep,
+        n_steps=sol.n_steps,
+    )
+
+
+def session_stats(
+    t: np.ndarray, obs: dict[str, np.ndarray], prep: Prepared, horizon: float | np.ndarray
+) -> dict[str, np.ndarray]:
+
+    starts = np.where(prep.session_mask, prep.session_days, np.nan)
+    nxt = np.concatenate([prep.session_days[:, 1:], np.full((starts.shape[0], 1), np.inf)], axis=1)
+    hz = np.broadcast_to(np.asarray(horizon, dtype=float), (starts.shape[0],))[:, None]
+    ends = np.where(prep.session_mask, np.minimum(nxt, hz), np.nan)
+    op = prep.observe
+    ery = observe.time_above(t, obs["erythema"], op.erythema_threshold, starts, ends)
+    oed = observe.time_above(t, obs["oedema"], op.oedema_threshold, starts, ends)
+    peak = observe.window_max(t, obs["inflammation"][:, 0, :], starts, ends)
+    risk = observe.pih_risk(peak, prep.fitzpatrick, op)
+    return {
+        "absorbed_amount": prep.absorbed_ug_cm2,
+        "enhancement_ratio": prep.enhancement,
+        "erythema_days": ery,
+        "oedema_days": oed,
+        "pih_risk": np.where(prep.session_mask, risk, np.nan),
+    }

@@ -1,0 +1,298 @@
+"""A course laid out as arrays, and the physics that runs before the healing ODE.
+
+:func:`prepare` turns one validated course under one parameter set into a :class:`Prepared`: one
+*case* per treated site, sessions padded to a common count, with the outputs of needles, injury
+and topical transport and the per-case healing parameters. Several :class:`Prepared` stack into one
+batch with :func:`concat_prepared`; :func:`take_prepared` selects cases back out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from microneedling.course.model import (
+    AcneScar,
+    Hyperpigmentation,
+    Photoaging,
+    Pores,
+    Striae,
+    Wrinkles,
+)
+from microneedling.parameters.molecules import shipped_molecules
+from microneedling.parameters.parameter_set import ParameterSet
+from microneedling.physics import healing, injury, needles, observe, transport
+from microneedling.physics.healing_rhs import PIDX
+from microneedling.vocabulary import roman
+
+if TYPE_CHECKING:  # pragma: no cover
+    from microneedling.course.model import Course
+
+__all__ = ["Prepared", "concat_prepared", "output_times", "prepare", "take_prepared"]
+
+#: times after each session (d) at which outputs are stored: 2-hourly for 2 days, 6-hourly to
+#: day 8, daily to day 28 (downtime is read off these)
+#: hours after each session at which outputs are stored (fine early: downtime is read off these)
+_POST_SESSION_DAYS = np.unique(
+    np.concatenate(
+        [np.arange(0.0, 2.0, 1.0 / 12.0), np.arange(2.0, 8.0, 0.25), np.arange(8.0, 29.0, 1.0)]
+    )
+)
+
+
+# ----------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the ODE and the observation maps need, as arrays over cases (B) and sessions (K)."""
+
+    session_days: np.ndarray  # (B, K) d, inf padded
+    session_mask: np.ndarray  # (B, K) bool
+    needle_length_mm: np.ndarray  # (B, K)
+    puncture_density_cm2: np.ndarray  # (B, K)
+    penetration_depth_um: np.ndarray  # (B, K)
+    reaches_capillaries: np.ndarray  # (B, K) float 0/1
+    injured_fraction: np.ndarray  # (B, K, 3)
+    absorbed_ug_cm2: np.ndarray  # (B, K)
+    absorbed_intact_ug_cm2: np.ndarray  # (B, K)
+    enhancement: np.ndarray  # (B, K)
+    absorbed_by_layer_ug_cm2: np.ndarray  # (B, K, 3)
+    agent_effect: np.ndarray  # (B, K)
+    params: np.ndarray  # (B, N_PARAM) healing
+    baseline: Any  # observe.Baseline
+    observe: Any  # observe.ObserveParameters
+    fitzpatrick: np.ndarray  # (B,)
+
+
+def _nan(n: int) -> np.ndarray:
+    return np.full(n, np.nan)
+
+
+def prepare(course: Course, ps: ParameterSet) -> Prepared:
+    """Lay a course out as arrays and run the non-ODE physics (needles, injury, transport)."""
+
+    sites = [s.name for s in course.sites]
+    B = len(sites)
+    per_site = [course.sessions_for(s) for s in sites]
+    K = max(1, max(len(x) for x in per_site))
+    pat = course.patient
+    fitz = np.full(B, float(pat.fitzpatrick))
+
+    days = np.full((B, K), np.inf)
+    mask = np.zeros((B, K), dtype=bool)
+    length_m = np.zeros((B, K))
+    passes = np.zeros((B, K))
+    speed = np.full((B, K), np.nan)
+    occl = np.zeros((B, K), dtype=bool)
+    for b, sess in enumerate(per_site):
+        for k, s in enumerate(sess):
+            days[b, k] = s.day
+            mask[b, k] = True
+            length_m[b, k] = s.needle_length_mm * 1e-3
+            passes[b, k] = s.passes
+            if s.pen_speed_cm_s is not None:
+                speed[b, k] = s.pen_speed_cm_s * 1e-2
+            occl[b, k] = s.occlusion
+
+    skin = needles.skin_layers_batch(sites, pat.age_years, pat.sex, ps)  # arrays (B,)
+    dev = course.device
+    geo = needles.DeviceGeometry.from_fields(dev.model_dump())
+    npar = needles.NeedleParameters.from_parameters(ps)
+    flat = (B * K,)
+    ch = needles.channels(
+        geo,
+        needle_length_m=length_m.reshape(flat),
+        passes=passes.reshape(flat),
+        pen_speed_m_s=speed.reshape(flat),
+        skin=skin.repeat(K),
+        params=npar,
+    )
+    phi = injury.injured_fraction_from_channels(ch, skin.repeat(K), ps).reshape(B, K, 3)
+    phi = np.where(mask[:, :, None], phi, 0.0)
+
+    # topical transport: every session with a topical, all in one batched call
+    absorbed = np.full((B, K), np.nan)  # NaN: no topical at that session
+    intact = np.full((B, K), np.nan)
+    enh = np.full((B, K), np.nan)
+    by_layer = np.full((B, K, 3), np.nan)
+    agent = np.zeros((B, K))
+    topical = [
+        (b, k, s.topical, s.occlusion)
+        for b, sess in enumerate(per_site)
+        for k, s in enumerate(sess)
+        if s.topical is not None
+    ]
+    if topical:
+        bi = np.array([b for b, _, _, _ in topical])
+        ki = np.array([k for _, k, _, _ in topical])
+        flat_i = bi * K + ki
+        tops = [t for _, _, t, _ in topical]
+        mols = shipped_molecules()
+        c0 = np.array([t.concentration_mg_ml for t in tops])  # mg/mL == kg/m^3
+        film = np.array([t.volume_ul_cm2 for t in tops]) * 1e-9 / 1e-4  # uL/cm^2 -> m
+        ab = transport.absorb(
+            transport.Solute.from_molecules([mols[t.product] for t in tops]),
+            c0,
+            film,
+            np.array([t.contact_hours for t in tops]) * 3600.0,
+            ch.density_m2[flat_i],
+            ch.surface_radius_m[flat_i],
+            ch.depth_m[flat_i],
+            skin.stack()[bi],
+            np.array([occ for _, _, _, occ in topical]),
+            transport.TransportParameters.from_parameters(ps),
+        )
+        to_ug_cm2 = 1e9 / 1e4  # kg/m^2 -> ug/cm^2
+        absorbed[bi, ki] = ab.total * to_ug_cm2
+        intact[bi, ki] = ab.intact * to_ug_cm2
+        # intact-skin uptake below 1e-9 of the dose (molecules as large as the polar pores, e.g.
+        # hyaluronan): the ratio is unbounded
+        enh[bi, ki] = np.where(ab.intact > 1e-9 * c0 * film, ab.enhancement, np.inf)
+        by_layer[bi, ki] = ab.by_layer * to_ug_cm2
+        ec50 = ps.table("observe.depigmenting_ec50", "ug/cm^2")
+        half = np.array([ec50.get(t.product, np.inf) for t in tops])  # inf: no depigmenting effect
+        agent[bi, ki] = by_layer[bi, ki].sum(axis=1) / half
+
+    # healing parameters per case
+    nominal = healing.parameter_vector(ps)
+    gq = ps.table("healing.g_Q", "1/d")
+    lesion = np.zeros(B)
+    base = _baseline(course, sites, skin)
+    lesion[np.isfinite(base.melanin_index)] = 1.0
+    slope = ps.value("healing.collagen_age_slope", "1")
+    floor = ps.value("healing.collagen_age_floor", "1")
+    ref_age = ps.value("healing.collagen_reference_age", "yr")
+    age_factor = max(floor, 1.0 + slope * (pat.age_years - ref_age) / 10.0)
+
+    per_case = {
+        "lesion_drive": lesion,
+        "g_Q": np.array([gq[roman(f)] for f in fitz]),
+        "k_1": np.full(B, nominal[PIDX["k_1"]] * age_factor),
+        "k_3": np.full(B, nominal[PIDX["k_3"]] * age_factor),
+        "k_E": np.full(B, nominal[PIDX["k_E"]] * age_factor),
+    }
+    params = healing.parameter_matrix(nominal, B, per_case)
+    return Prepared(
+        session_days=days,
+        session_mask=mask,
+        needle_length_mm=np.where(mask, length_m * 1e3, np.nan),
+        puncture_density_cm2=np.where(mask, ch.density_m2.reshape(B, K) * 1e-4, np.nan),
+        penetration_depth_um=np.where(mask, ch.depth_m.reshape(B, K) * 1e6, np.nan),
+        reaches_capillaries=np.where(mask, ch.reaches_capillaries.reshape(B, K), np.nan),
+        injured_fraction=phi,
+        absorbed_ug_cm2=np.where(mask, absorbed, np.nan),
+        absorbed_intact_ug_cm2=np.where(mask, intact, np.nan),
+        enhancement=enh,
+        absorbed_by_layer_ug_cm2=np.where(mask[:, :, None], by_layer, np.nan),
+        agent_effect=agent,
+        params=params,
+        baseline=base,
+        observe=observe.ObserveParameters.from_parameters(ps),
+        fitzpatrick=fitz,
+    )
+
+
+def _baseline(course: Course, sites: Sequence[str], skin: Any) -> Any:
+    """Per-case baseline conditions (NaN where the site does not have the condition)."""
+
+    B = len(sites)
+    wr, sc, st, po, sw, ss, mi, r2 = (_nan(B) for _ in range(8))
+    st = np.full(B, -1)
+    ss = np.full(B, -1)
+    for b, name in enumerate(sites):
+        for c in course.site(name).conditions:
+            if isinstance(c, Wrinkles):
+                wr[b] = c.depth_um
+            elif isinstance(c, AcneScar):
+                sc[b] = c.depth_mm
+                st[b] = observe.SCAR_TYPES.index(c.scar_type)
+            elif isinstance(c, Pores):
+                po[b] = c.diameter_um
+            elif isinstance(c, Striae):
+                sw[b] = c.width_mm
+                ss[b] = observe.STRIAE_STAGES.index(c.stage)
+            elif isinstance(c, Hyperpigmentation):
+                mi[b] = c.melanin_index
+            elif isinstance(c, Photoaging) and c.elasticity_r2 is not None:
+                r2[b] = c.elasticity_r2
+    return observe.Baseline(
+        dermis_thickness_um=skin.dermis_thickness_m * 1e6,
+        papillary_fraction=skin.papillary_thickness_m / skin.dermis_thickness_m,
+        age_years=np.full(B, float(course.patient.age_years)),
+        fitzpatrick=np.full(B, float(course.patient.fitzpatrick)),
+        elasticity_r2=r2,
+        wrinkle_depth_um=wr,
+        scar_depth_mm=sc,
+        scar_type=st,
+        pore_diameter_um=po,
+        striae_width_mm=sw,
+        striae_stage=ss,
+        melanin_index=mi,
+    )
+
+
+def output_times(session_days: np.ndarray, horizon_days: float) -> np.ndarray:
+    """Output grid (days): fine after every session (2-hourly for 2 days, 6-hourly to day 8,
+    daily to day 28), weekly elsewhere, always including 0 and the horizon."""
+    d = session_days[np.isfinite(session_days)]
+    parts: list[np.ndarray] = [np.arange(0.0, horizon_days, 7.0), np.array([horizon_days])]
+    parts += [s + _POST_SESSION_DAYS for s in np.unique(d)]
+    t: np.ndarray = np.unique(np.concatenate(parts))
+    return t[(t >= 0.0) & (t <= horizon_days)]
+
+
+def _pad_sessions(arr: np.ndarray, K: int, fill: Any) -> np.ndarray:
+    if arr.shape[1] == K:
+        return arr
+    pad = np.full((arr.shape[0], K - arr.shape[1], *arr.shape[2:]), fill, dtype=arr.dtype)
+    return np.concatenate([arr, pad], axis=1)
+
+
+def concat_prepared(preps: Sequence[Prepared]) -> Prepared:
+    """Stack the cases of several :class:`Prepared` (padding sessions to the largest K)."""
+
+    K = max(p.session_days.shape[1] for p in preps)
+    fills: dict[str, Any] = {
+        "session_days": np.inf,
+        "session_mask": False,
+        "injured_fraction": 0.0,
+        "agent_effect": 0.0,
+    }
+    kw: dict[str, Any] = {}
+    for f in fields(Prepared):
+        name = f.name
+        if name in ("baseline", "observe"):
+            continue
+        arrays = [getattr(p, name) for p in preps]
+        if name in ("params", "fitzpatrick"):
+            kw[name] = np.concatenate(arrays)
+        else:
+            kw[name] = np.concatenate(
+                [_pad_sessions(a, K, fills.get(name, np.nan)) for a in arrays]
+            )
+    kw["baseline"] = observe.Baseline(
+        **{
+            f.name: np.concatenate([getattr(p.baseline, f.name) for p in preps])
+            for f in fields(observe.Baseline)
+        }
+    )
+    kw["observe"] = preps[0].observe
+    return Prepared(**kw)
+
+
+def take_prepared(prep: Prepared, rows: np.ndarray) -> Prepared:
+
+    kw: dict[str, Any] = {}
+    for f in fields(Prepared):
+        v = getattr(prep, f.name)
+        if f.name == "baseline":
+            kw[f.name] = observe.Baseline(
+                **{g.name: getattr(v, g.name)[rows] for g in fields(observe.Baseline)}
+            )
+        elif f.name == "observe":
+            kw[f.name] = v
+        else:
+            kw[f.name] = v[rows]
+    return Prepared(**kw)

@@ -1,0 +1,178 @@
+"""Topical actives: the one reader of the molecule library (``data/molecules.toml``) and its cache.
+
+Every property has value, units, source and kind, as parameters do; values are converted to SI
+(molecular weight stays in g/mol, as the permeability correlations use it). Users add molecules
+with a TOML file of the same format (``extra=``); it may only add new identifiers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from microneedling.errors import InputError, ParameterError
+from microneedling.io import data_path, read_toml
+from microneedling.parameters.parameter_set import load_references
+from microneedling.units import conversion_factor, parse_unit
+
+__all__ = ["Molecule", "load_molecules", "molecule_names", "shipped_molecules"]
+
+
+# ------------------------------------------------------------------------------ molecules
+_PROPERTIES: dict[str, str] = {
+    "mw": "g/mol",
+    "log_kow": "1",
+    "d_aq": "m^2/s",
+    "charge": "1",
+    "radius": "m",
+}
+
+_REQUIRED = ("mw", "log_kow", "d_aq", "charge")
+
+
+@dataclass(frozen=True)
+class Molecule:
+    """One topical active, SI units (molecular weight in g/mol, as the correlations use it).
+
+    ``radius_m`` is NaN when the file gives none (the Stokes–Einstein radius is used then);
+    ``log_kow`` is NaN where it is not defined.
+    """
+
+    key: str
+    label: str
+    mw_g_per_mol: float
+    log_kow: float
+    d_aq: float
+    charge: float
+    radius_m: float = math.nan
+    zwitterion: bool = False
+    sources: tuple[str, ...] = ()
+    kinds: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def ionic(self) -> bool:
+        """An ion (|net charge| ≥ 0.5) or a zwitterion at pH 5.5."""
+        return abs(self.charge) >= 0.5 or self.zwitterion
+
+
+def _read_molecules(
+    path: Path, known_refs: Iterable[str] | None, user: bool
+) -> dict[str, Molecule]:
+    try:
+        raw = read_toml(path)
+    except InputError as exc:
+        raise ParameterError(str(exc)) from None
+    refs = set(known_refs) if known_refs is not None else None
+    out: dict[str, Molecule] = {}
+    for key, table in raw.items():
+        if key.startswith("_"):
+            continue
+        where = f"{path.name}: molecule {key!r}"
+        if not isinstance(table, dict):
+            raise ParameterError(f"{where}: must be a table")
+        unknown = set(table) - {*_PROPERTIES, "label", "zwitterion"}
+        if unknown:
+            raise ParameterError(
+                f"{where}: unknown field(s) {sorted(unknown)}; allowed: "
+                f"{sorted({*_PROPERTIES, 'label', 'zwitterion'})}"
+            )
+        missing = [p for p in _REQUIRED if p not in table]
+        if missing:
+            raise ParameterError(f"{where}: missing propert(y/ies) {missing}")
+        values: dict[str, float] = {}
+        kinds: dict[str, str] = {}
+        sources: list[str] = []
+        for prop, si in _PROPERTIES.items():
+            if prop not in table:
+                continue
+            entry = table[prop]
+            if not isinstance(entry, dict) or not {"value", "units", "source", "kind"} <= set(
+                entry
+            ):
+                raise ParameterError(
+                    f"{where}.{prop}: needs a table with value, units, source, kind (and note)"
+                )
+            units = str(entry["units"])
+            parse_unit(units)
+            try:
+                factor = conversion_factor(units, si)
+            except ParameterError as exc:
+                raise ParameterError(f"{where}.{prop}: {exc}") from None
+            val = entry["value"]
+            if isinstance(val, bool) or not isinstance(val, int | float):
+                raise ParameterError(f"{where}.{prop}: value must be a number, got {val!r}")
+            x = float(val) * factor
+            if prop != "log_kow" and not math.isfinite(x):
+                raise ParameterError(f"{where}.{prop}: value {val!r} is not finite")
+            if prop in ("mw", "d_aq", "radius") and not x > 0.0:
+                raise ParameterError(f"{where}.{prop}: value {val!r} must be positive")
+            kind = str(entry["kind"])
+            allowed_kinds = ("literature", "derived", "estimate", "calibrated", "user")
+            if kind not in allowed_kinds:
+                raise ParameterError(f"{where}.{prop}: kind {kind!r}; allowed: {allowed_kinds}")
+            src = entry["source"]
+            srcs = [src] if isinstance(src, str) else [str(s) for s in src]
+            if refs is not None and not user:
+                bad = [s for s in srcs if s not in refs]
+                if bad:
+                    raise ParameterError(f"{where}.{prop}: unknown source(s) {bad}")
+            values[prop] = x
+            kinds[prop] = kind
+            sources += [s for s in srcs if s not in sources]
+        out[key] = Molecule(
+            key=key,
+            label=str(table.get("label", key)),
+            mw_g_per_mol=values["mw"],
+            log_kow=values["log_kow"],
+            d_aq=values["d_aq"],
+            charge=values["charge"],
+            radius_m=values.get("radius", math.nan),
+            zwitterion=bool(table.get("zwitterion", False)),
+            sources=tuple(sources),
+            kinds=kinds,
+        )
+    return out
+
+
+def load_molecules(
+    path: str | Path | None = None,
+    *,
+    extra: str | Path | Sequence[str | Path] | None = None,
+    references: Iterable[str] | None = None,
+) -> dict[str, Molecule]:
+    """Read molecules: ``path`` (default: the shipped ``data/molecules.toml``) plus user file(s).
+
+    The format is documented at the top of ``data/molecules.toml``. Sources of the main file must be
+    keys of the bibliography (``references``; default: every ``data/references/*.toml``); a user
+    file (``extra``) may cite free text. A user file may only add new identifiers.
+    """
+    if references is None:
+        references = load_references().keys()
+    refs = list(references)
+    main = Path(path) if path is not None else data_path("molecules.toml")
+    out = _read_molecules(main, refs, user=False)
+    extras: list[str | Path] = (
+        [] if extra is None else [extra] if isinstance(extra, str | Path) else list(extra)
+    )
+    for e in extras:
+        more = _read_molecules(Path(e), refs, user=True)
+        clash = sorted(set(more) & set(out))
+        if clash:
+            raise ParameterError(f"{e}: molecule(s) {clash} already defined; use new identifiers")
+        out.update(more)
+    return out
+
+
+@lru_cache(maxsize=1)
+def shipped_molecules() -> dict[str, Molecule]:
+    """The shipped library, read once per process (package data does not change while a process
+    runs, and re-reading it cost ~45% of a planner search with topicals). Treat it as read-only."""
+    return load_molecules()
+
+
+def molecule_names() -> tuple[str, ...]:
+    """Keys of the shipped library: the topical products a course may name."""
+    return tuple(shipped_molecules())

@@ -1,0 +1,175 @@
+"""Tests of the published-outcome table ``data/literature.toml`` and its loader."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from microneedling.io import data_path as _data_dir
+from microneedling.parameters.parameter_set import load_references
+from microneedling.studies.credibility.calibrate import fit_parameters, observed_value
+from microneedling.studies.credibility.literature import (
+    EVIDENCE,
+    ROLES,
+    LiteratureError,
+    calibration_keys,
+    load_literature,
+    load_protocols,
+    load_references_all,
+    rows,
+)
+from microneedling.units import parse_unit
+
+LIT = _data_dir() / "literature.toml"
+
+
+@pytest.fixture(scope="module")
+def all_rows():
+    return load_literature()
+
+
+def test_file_loads_with_unique_keys(all_rows):
+    keys = [r.key for r in all_rows]
+    assert len(keys) == len(set(keys))
+    assert len(all_rows) >= 20
+    assert {r.role for r in all_rows} == set(ROLES)
+
+
+def test_every_source_resolves(all_rows):
+    refs = load_references_all()
+    package_refs = load_references()
+    for r in all_rows:
+        for s in r.sources:
+            assert s in refs, (r.key, s)
+            assert refs[s].citation.strip(), (r.key, s)
+    # the file's own references are additions, never redefinitions
+    own = set(refs) - set(package_refs)
+    assert own == {"fabbrocini2009", "schwarz2011_geometry"}
+
+
+def test_every_row_has_a_protocol_and_calibration_rows_are_absolute(all_rows):
+    protocols = load_protocols()
+    assert set(protocols) == {r.key for r in all_rows}
+    assert len(calibration_keys()) == 4
+    members = {m for fp in fit_parameters() for m in fp.members}
+    assert members == {
+        "healing.k_1",
+        "healing.k_3",
+        "healing.k_H",
+        "observe.density_per_collagen_I",
+        "observe.erythema_threshold",
+    }
+    for r in rows("calibration"):
+        p = protocols[r.key]
+        assert p.evaluable and p.course is not None and p.endpoint is not None, r.key
+        # fitted numbers are the published ones, in the row's units
+        assert observed_value(r, p) == pytest.approx(r.value, rel=1e-12), r.key
+    # no more unknowns than data
+    assert len(fit_parameters()) <= len(calibration_keys())
+
+
+def test_no_validation_row_repeats_a_calibration_protocol_and_end_point():
+    protocols = load_protocols()
+    cal = {(repr(protocols[r.key].course), protocols[r.key].endpoint) for r in rows("calibration")}
+    for v in rows("validation"):
+        p = protocols[v.key]
+        assert (repr(p.course), p.endpoint) not in cal, v.key
+
+
+def test_validation_rows_do_not_reuse_calibration_data():
+    cal = rows("calibration")
+    for v in rows("validation"):
+        for c in cal:
+            shared = set(v.sources) & set(c.sources)
+            same = shared and v.quantity == c.quantity and v.time_point_days == c.time_point_days
+            assert not same, (v.key, c.key)
+
+
+def test_validation_rows_have_positive_tolerance_and_mapping():
+    val = rows("validation")
+    assert val
+    for r in val:
+        assert r.tolerance is not None and r.tolerance > 0, r.key
+        assert r.tolerance_reason.strip(), r.key
+        assert r.comparable.strip(), r.key
+
+
+def test_units_evidence_and_intervals(all_rows):
+    for r in all_rows:
+        parse_unit(r.units)
+        assert r.evidence in EVIDENCE
+        for lo, hi in ((r.ci_low, r.ci_high), (r.range_low, r.range_high)):
+            if lo is not None:
+                assert hi is not None and lo <= r.value <= hi, r.key
+        if r.conditions.fitzpatrick is not None:
+            lo, hi = r.conditions.fitzpatrick
+            assert 1 <= lo <= hi <= 6
+
+
+def test_published_numbers(all_rows):
+    by_key = {r.key: r for r in all_rows}
+    dogra = by_key["dogra2014_score"]
+    assert dogra.relative_change_percent == pytest.approx(-44.6, abs=0.05)
+    assert by_key["kalluri2011_channel_depth"].value_in("m") == pytest.approx(152.5e-6)
+    assert by_key["hkjdv2018_erythema"].value_in("d") == pytest.approx(4.5 / 24)
+    assert by_key["lotfi2013_collagen"].layer == "papillary_dermis"
+    assert by_key["lima2017_masi"].tolerance_reason.lower().count("cream") >= 1
+    assert by_key["aust2008_spinosum"].time_point_days == 365
+
+
+def test_rows_filter_and_bad_role():
+    assert len(rows()) == len(rows("calibration")) + len(rows("validation"))
+    with pytest.raises(LiteratureError, match="role"):
+        rows("fit")
+
+
+def _variant(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
+    text = LIT.read_text(encoding="utf-8")
+    assert old in text
+    p = tmp_path / "literature.toml"
+    p.write_text(text.replace(old, new, count), encoding="utf-8")
+    return p
+
+
+def test_unknown_reference_names_the_row(tmp_path):
+    p = _variant(tmp_path, 'source = "dogra2014"', 'source = "nosuchref1999"')
+    with pytest.raises(LiteratureError, match=r"dogra2014_score.*nosuchref1999"):
+        load_literature(p)
+
+
+def test_bad_role_unit_evidence_tolerance_refused(tmp_path):
+    cases = [
+        (
+            'role = "validation"\ntolerance = 2.7',
+            'role = "holdout"\ntolerance = 2.7',
+            r"dogra2014_score.*role",
+        ),
+        (
+            'value = 152.5\nsd = 9.6\nunits = "µm"',
+            'value = 152.5\nsd = 9.6\nunits = "furlong"',
+            r"kalluri2011_channel_depth.*units",
+        ),
+        ("tolerance = 2.7\n", "tolerance = 0.0\n", r"dogra2014_score.*tolerance"),
+    ]
+    for old, new, pattern in cases:
+        p = _variant(tmp_path, old, new)
+        with pytest.raises(LiteratureError, match=pattern):
+            load_literature(p)
+    text = LIT.read_text(encoding="utf-8")
+    first_seen = re.search(r'evidence = "SEEN"', text)
+    assert first_seen is not None
+    p = tmp_path / "recalled.toml"
+    p.write_text(
+        text[: first_seen.start()] + 'evidence = "RECALLED"' + text[first_seen.end() :],
+        encoding="utf-8",
+    )
+    with pytest.raises(LiteratureError, match=r"lotfi2013_collagen.*evidence"):
+        load_literature(p)
+
+
+def test_own_reference_may_not_shadow_package_reference(tmp_path):
+    p = _variant(tmp_path, "[_references.fabbrocini2009]", "[_references.lotfi2013]")
+    with pytest.raises(LiteratureError, match="lotfi2013"):
+        load_literature(p)
