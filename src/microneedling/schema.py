@@ -178,7 +178,7 @@ class InputModel(BaseModel):
             data = json.loads(cls._read_text(path))
         except json.JSONDecodeError as exc:
             raise cls.refuse(
-                [InputError("<file>", source, f"valid JSON; the parser said: {exc}")], source
+                [InputError("<file>", source, f"valid UTF-8 JSON; the parser said: {exc}")], source
             ) from None
         return cls.from_dict(data, source=source)
 

@@ -32,7 +32,7 @@ needs_course = pytest.mark.skipif(
     not (HAVE_COURSE and EXAMPLE.is_file()), reason="course.py or the shipped example missing"
 )
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "160"})  # tables at a fixed width, in any terminal
 
 
 def invoke(*args: str | Path) -> Any:
@@ -137,7 +137,7 @@ def stub_simulate(monkeypatch: pytest.MonkeyPatch, param_set: ParameterSet) -> l
         calls.append({"course": course, "parameters": parameters, "draws": draws})
         return Result(build_synthetic_dataset(param_set))
 
-    monkeypatch.setattr("microneedling.cli.common.simulate", simulate)
+    monkeypatch.setattr("microneedling.engine.simulate.simulate", simulate)
     return calls
 
 

@@ -596,23 +596,17 @@ def test_models_are_frozen_and_refuse_unknown_fields() -> None:
 
 
 def test_import_is_light() -> None:
+    """The input model loads without numpy or xarray (the CLI validates input before the engine
+    loads); its import time is measured in ``benchmarks/bench_engine.py``, not asserted here."""
     code = (
-        "import sys, time\n"
-        "from pydantic import BaseModel, Field\n"
-        "class A(BaseModel):\n    x: int = Field(1, ge=0)\n"
-        "t = time.perf_counter()\n"
+        "import sys\n"
         "import microneedling.course.model\n"
-        "dt = time.perf_counter() - t\n"
-        "assert 'numpy' not in sys.modules and 'xarray' not in sys.modules, 'heavy import'\n"
-        "print(dt)\n"
+        "heavy = sorted(m for m in ('numpy', 'xarray', 'scipy', 'numba') if m in sys.modules)\n"
+        "print(heavy)\n"
     )
-    times = []
-    for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        times.append(float(out.stdout))
-    # target < 50 ms beyond pydantic (measured ~37 ms); a looser bound keeps a busy CI green
-    assert min(times) < 0.1, times
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 # ----------------------------------------------------------------------- property-based tests

@@ -49,7 +49,7 @@ def _problems(d: dict) -> list[tuple[str, object, str]]:
             lambda d: d["sites"][0]["concerns"][0].update(depth_mm=-1.0),
             "sites[0].concerns[0].depth_mm",
             -1.0,
-            "greater than 0",
+            "> 0",
         ),
         (lambda d: d["sites"][0].update(name="cheeks"), "sites[0].name", "cheeks", "'cheek'"),
         (
@@ -64,15 +64,15 @@ def _problems(d: dict) -> list[tuple[str, object, str]]:
             28,
             "earliest_interval_days",
         ),
-        (lambda d: d["limits"].update(max_pih_risk=1.5), "limits.max_pih_risk", 1.5, "less than 1"),
+        (lambda d: d["limits"].update(max_pih_risk=1.5), "limits.max_pih_risk", 1.5, "< 1"),
         (
             lambda d: d["history"].update(isotretinoin_months_ago=-2),
             "history.isotretinoin_months_ago",
             -2,
-            "greater than or equal to 0",
+            "from 0 to 1200",
         ),
         (lambda d: d["sites"][0].update(concerns=[]), "sites[0].concerns", [], "at least one"),
-        (lambda d: d["history"].update(pregnnt=True), "history.pregnnt", True, "no such field"),
+        (lambda d: d["history"].update(pregnnt=True), "history.pregnnt", True, "no field 'pregnnt' in history"),
     ],
 )
 def test_refusals_name_field_value_and_allowed(edit, field, value, allowed_part) -> None:

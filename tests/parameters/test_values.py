@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from microneedling.parameters.molecules import load_molecules
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters, load_references
 from microneedling.physics import needles as nd
 from microneedling.physics import transport as tr
@@ -172,7 +173,7 @@ def test_molecules_file_units_and_intervals(own_refs: dict[str, object]) -> None
     with open(DATA / "molecules.toml", "rb") as fh:
         raw = tomllib.load(fh)
     si = {"mw": "g/mol", "log_kow": "1", "d_aq": "m^2/s", "charge": "1", "radius": "m"}
-    mols = tr.load_molecules(references=own_refs.keys())
+    mols = load_molecules(references=own_refs.keys())
     assert set(mols) == {k for k in raw if not k.startswith("_")}
     for key, table in raw.items():
         if key.startswith("_"):

@@ -17,7 +17,7 @@ from scipy.integrate import solve_bvp, solve_ivp
 from scipy.linalg import expm
 
 from microneedling.errors import ParameterError
-from microneedling.parameters.molecules import shipped_molecules
+from microneedling.parameters.molecules import Molecule, load_molecules, shipped_molecules
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.physics import needles as nd
 from microneedling.physics import transport as tr
@@ -37,17 +37,17 @@ def tp(ps: ParameterSet) -> tr.TransportParameters:
 
 
 @pytest.fixture(scope="module")
-def mols() -> dict[str, tr.Molecule]:
-    return tr.load_molecules()
+def mols() -> dict[str, Molecule]:
+    return load_molecules()
 
 
 CHEEK = np.array([[16.8e-6, 54.5e-6, 174e-6, 696e-6]])
-_MOLS = tr.load_molecules()
+_MOLS = load_molecules()
 _TP = tr.TransportParameters.from_parameters(load_parameters())
 
 
 def run(
-    mol: tr.Molecule,
+    mol: Molecule,
     tp: tr.TransportParameters,
     *,
     n_cm2: float = 229.0,
@@ -91,7 +91,7 @@ def test_dermwin_fixture_chlorpyrifos(tp: tr.TransportParameters) -> None:
     assert kp / CM_H == pytest.approx(0.0334, rel=0.05)  # DERMWIN output, 5 % (rounded coeffs)
 
 
-def test_intact_kp_rule(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]) -> None:
+def test_intact_kp_rule(tp: tr.TransportParameters, mols: dict[str, Molecule]) -> None:
     sol = tr.Solute.from_molecules([mols[k] for k in SHIPPED])
     kp = dict(zip(SHIPPED, tr.intact_kp(sol, tp), strict=True))
     for k in ("niacinamide", "caffeine", "retinol"):
@@ -219,7 +219,7 @@ def test_outflow_split_matches_fin_profile(tp: tr.TransportParameters) -> None:
 
 
 def test_depth_raises_conductance_only_with_wall_exchange(
-    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+    tp: tr.TransportParameters, mols: dict[str, Molecule]
 ) -> None:
     depths = np.linspace(50e-6, 1500e-6, 30)
     for key in SHIPPED:
@@ -322,7 +322,7 @@ def test_finite_dose_exact_cases() -> None:
 
 # ------------------------------------------------------------------------------ absorb
 def test_mass_conservation_every_molecule(
-    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+    tp: tr.TransportParameters, mols: dict[str, Molecule]
 ) -> None:
     for key in SHIPPED:
         for occluded in (False, True):
@@ -335,7 +335,7 @@ def test_mass_conservation_every_molecule(
 
 
 def test_enhancement_for_niacinamide_and_resealing_limit(
-    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+    tp: tr.TransportParameters, mols: dict[str, Molecule]
 ) -> None:
     nia = mols["niacinamide"]
     # a thick film (200 um) so that the dose is not exhausted
@@ -355,7 +355,7 @@ def test_enhancement_for_niacinamide_and_resealing_limit(
     assert run(nia, qs, h=200e-6, quasi_steady=True).enhancement[0] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_zero_over_zero_guard(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]) -> None:
+def test_zero_over_zero_guard(tp: tr.TransportParameters, mols: dict[str, Molecule]) -> None:
     ins = mols["hyaluronic_acid_50kda"]  # no intact-skin path at all (kp = 0)
     none = run(ins, tp, n_cm2=0.0)
     assert none.total[0] == 0.0 and none.intact[0] == 0.0
@@ -368,7 +368,7 @@ def test_zero_over_zero_guard(tp: tr.TransportParameters, mols: dict[str, tr.Mol
 
 
 def test_occlusion_increases_absorption(
-    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+    tp: tr.TransportParameters, mols: dict[str, Molecule]
 ) -> None:
     for key in ("niacinamide", "tranexamic_acid", "hyaluronic_acid_50kda", "insulin"):
         open_ = run(mols[key], tp, h=200e-6, hours=6.0)
@@ -380,7 +380,7 @@ def test_occlusion_increases_absorption(
 
 
 def test_longer_needles_deliver_more(
-    ps: ParameterSet, tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+    ps: ParameterSet, tp: tr.TransportParameters, mols: dict[str, Molecule]
 ) -> None:
     par = nd.NeedleParameters.from_parameters(ps)
     geo = nd.DeviceGeometry.mf8(ps)
@@ -423,7 +423,7 @@ def test_longer_needles_deliver_more(
         assert np.all(np.diff(dermal) > 0.0), key
 
 
-def test_absorb_session_equals_batch(ps: ParameterSet, mols: dict[str, tr.Molecule]) -> None:
+def test_absorb_session_equals_batch(ps: ParameterSet, mols: dict[str, Molecule]) -> None:
     par = nd.NeedleParameters.from_parameters(ps)
     geo = nd.DeviceGeometry.mf8(ps)
     skin = nd.skin_layers_batch(["cheek", "forehead"], 50, "male", ps)
@@ -451,7 +451,7 @@ def test_absorb_session_equals_batch(ps: ParameterSet, mols: dict[str, tr.Molecu
 
 
 def test_application_delay_reduces_uptake(
-    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+    tp: tr.TransportParameters, mols: dict[str, Molecule]
 ) -> None:
     now = run(mols["caffeine"], tp, h=200e-6)
     later = run(mols["caffeine"], tp, h=200e-6, delay=2 * 3600.0)
@@ -460,7 +460,7 @@ def test_application_delay_reduces_uptake(
 
 
 # ---------------------------------------------------------------------------- molecules
-def test_molecules_file(mols: dict[str, tr.Molecule]) -> None:
+def test_molecules_file(mols: dict[str, Molecule]) -> None:
     assert set(SHIPPED) <= set(mols)
     nia = mols["niacinamide"]
     assert nia.mw_g_per_mol == pytest.approx(122.13) and nia.log_kow == -0.37
@@ -502,7 +502,7 @@ kind = "user"
 def test_user_molecule_file(tmp_path: Path) -> None:
     p = tmp_path / "mine.toml"
     p.write_text(USER_TOML, encoding="utf-8")
-    mols = tr.load_molecules(extra=p)
+    mols = load_molecules(extra=p)
     mine = mols["my_peptide"]
     assert mine.mw_g_per_mol == pytest.approx(1200.0)  # kg/mol -> g/mol
     assert mine.d_aq == pytest.approx(3.0e-10)  # cm2/s -> m2/s
@@ -510,14 +510,14 @@ def test_user_molecule_file(tmp_path: Path) -> None:
     dup = tmp_path / "dup.toml"
     dup.write_text(USER_TOML.replace("my_peptide", "caffeine"), encoding="utf-8")
     with pytest.raises(ParameterError, match="already defined"):
-        tr.load_molecules(extra=dup)
+        load_molecules(extra=dup)
     bad = tmp_path / "bad.toml"
     bad.write_text(USER_TOML.replace('units = "cm^2/s"', 'units = "cm/s"'), encoding="utf-8")
     with pytest.raises(ParameterError, match="cannot convert"):
-        tr.load_molecules(extra=bad)
+        load_molecules(extra=bad)
     # the shipped file must cite known references; free text is refused there
     with pytest.raises(ParameterError, match="unknown source"):
-        tr.load_molecules(p)
+        load_molecules(p)
 
 
 # ---------------------------------------------------------------------------- properties
@@ -628,7 +628,7 @@ def test_finite_dose_steps_exact_for_constant_permeability() -> None:
 
 
 def test_absorb_converges_in_steps(
-    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+    tp: tr.TransportParameters, mols: dict[str, Molecule]
 ) -> None:
     """The graded steps of the transient integrator: 64 steps within 1e-5 of the dose of 1024."""
     for key, occ in (("niacinamide", False), ("insulin", True), ("tranexamic_acid", False)):
@@ -639,7 +639,7 @@ def test_absorb_converges_in_steps(
 
 
 def test_transient_and_conductance_closure_raise_uptake(
-    tp: tr.TransportParameters, mols: dict[str, tr.Molecule]
+    tp: tr.TransportParameters, mols: dict[str, Molecule]
 ) -> None:
     """Against the quasi-steady model (before issue 6): an empty tissue takes up more at first,
     and a channel that closes by conductance keeps conducting while the tissue limits uptake."""
@@ -697,7 +697,7 @@ def test_cell_conductance_dense_limit_is_the_slab() -> None:
 def test_cell_conductance_resolution() -> None:
     """Default segments (24, Richardson with 12) and modes (96) within 0.7% of 128 segments and
     300 modes, for a small, a large and a very large molecule, sparse and dense, short and long."""
-    mols = tr.load_molecules()
+    mols = load_molecules()
     params = tr.TransportParameters.from_parameters(load_parameters())
     for key in ("niacinamide", "insulin", "hyaluronic_acid_1mda"):
         m = mols[key]
@@ -737,7 +737,7 @@ def test_cell_conductance_batch_open_fraction_and_fallbacks() -> None:
         assert float(got) == float(want)
 
 
-def test_absorb_cell_model(tp: tr.TransportParameters, mols: dict[str, tr.Molecule]) -> None:
+def test_absorb_cell_model(tp: tr.TransportParameters, mols: dict[str, Molecule]) -> None:
     """absorb(cell=False) is the isolated channel; the cell model's closing-channel ratio
     interpolation (9 open fractions) is within 1e-3 of 65; mass is conserved."""
     for key, occ in (("niacinamide", False), ("insulin", True)):

@@ -18,7 +18,7 @@ from microneedling.engine.prepare import prepare
 from microneedling.engine.simulate import simulate
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.physics.transport import absorb
+from microneedling.studies import absorb
 from tests.paths import EXAMPLES
 
 SERUM = EXAMPLES / "serum-absorption-study.toml"

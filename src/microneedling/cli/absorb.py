@@ -34,7 +34,6 @@ from microneedling.cli.common import (
 )
 from microneedling.errors import InputError
 from microneedling.io import atomic_directory, write_csv_atomic, write_text_atomic
-from microneedling.studies import absorb
 
 
 def _json_value(v: Any) -> Any:
@@ -85,6 +84,7 @@ def absorb_command(
     The engine's homogenised model (with intervals over parameter draws) and, with --resolved,
     the resolved unit cell for the same case (concentration map, cumulative curves, difference).
     Writes absorption.csv/json, figures/, report.html and course.toml into DIR."""
+    from microneedling.studies import absorb
 
     t0 = time.perf_counter()
     with user_errors():

@@ -14,12 +14,6 @@ import typer
 
 from microneedling.cli.common import make_console, print_disclaimer, user_errors
 from microneedling.io import OutputExistsError
-from microneedling.studies.credibility.calibrate import (
-    fit,
-    summary,
-    write_calibration,
-    write_values,
-)
 
 
 def calibrate_command(
@@ -39,6 +33,13 @@ def calibrate_command(
 ) -> None:
     """Fit the calibration rows of the literature table (weighted least squares, Laplace
     posterior); print residuals, posterior and identifiability."""
+    from microneedling.studies.credibility.calibrate import (
+        fit,
+        summary,
+        write_calibration,
+        write_values,
+    )
+
     console = make_console()
     with user_errors():
         if out is not None and out.exists() and not overwrite:

@@ -19,11 +19,9 @@ import typer
 
 from microneedling.about import DISCLAIMER
 from microneedling.course.model import Course
-from microneedling.engine.simulate import simulate
 from microneedling.errors import CourseValidationError, MicroneedlingError
 from microneedling.io import OutputExistsError, write_bytes_atomic, write_text_atomic
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.reports.run import format_interval, format_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -118,6 +116,8 @@ def load_parameter_set(directory: Path | None) -> ParameterSet | None:
 
 def run_simulation(course: Any, draws: int | None, parameters: ParameterSet | None) -> Result:
     """``simulate`` with the command's options (``None``: the library's defaults)."""
+    from microneedling.engine.simulate import simulate
+
     kwargs: dict[str, Any] = {"parameters": parameters}
     if draws is not None:
         kwargs["draws"] = draws
@@ -179,6 +179,8 @@ ParameterSetOption = Annotated[
 
 def format_value(value: Any) -> str:
 
+    from microneedling.reports.run import format_number
+
     if value is None:
         return "—"
     if isinstance(value, dict):
@@ -187,6 +189,8 @@ def format_value(value: Any) -> str:
 
 
 def format_parameter_interval(low: Any, high: Any) -> str:
+
+    from microneedling.reports.run import format_interval
 
     if low is None or high is None:
         return "—"
@@ -204,7 +208,7 @@ def parameter_table(rows: list[dict[str, Any]], title: str) -> Any:
     table.add_column("Name", no_wrap=True, min_width=longest)  # names are never cut
     table.add_column("Value", justify="right", overflow="fold")
     table.add_column("Units", no_wrap=True)
-    table.add_column("Interval", overflow="fold")
+    table.add_column("Interval", no_wrap=True)
     table.add_column("Kind", no_wrap=True)
     table.add_column("Source", overflow="fold")
     for r in rows:

@@ -21,10 +21,8 @@ from microneedling.cli.common import (
     print_disclaimer,
     user_errors,
 )
+from microneedling.course.patient import PatientFile
 from microneedling.io import OutputExistsError
-from microneedling.reports.plan import write_plan_directory
-from microneedling.reports.run import format_interval, format_number
-from microneedling.studies.planning import PatientFile, predict, search
 
 __all__ = ["plan_command"]
 
@@ -81,6 +79,10 @@ def plan_command(
 ) -> None:
     """Plan a course for PATIENT: screening, search, Pareto set; writes course.toml, pareto.png,
     report.html, pareto.csv, predictions.csv and screening.txt into DIR."""
+    from microneedling.reports.plan import write_plan_directory
+    from microneedling.reports.run import format_interval, format_number
+    from microneedling.studies.planning.search import predict, search
+
     t0 = time.perf_counter()
     if not patient.is_file():
         fail(f"{patient}: patient file not found", EXIT_BAD_INPUT)

@@ -21,7 +21,6 @@ from microneedling.cli.common import (
 )
 from microneedling.errors import InputError
 from microneedling.io import OutputExistsError, write_text_atomic
-from microneedling.studies.sbml import export_sbml
 
 
 def sbml_command(
@@ -40,6 +39,8 @@ def sbml_command(
 ) -> None:
     """Export the healing model of one site of COURSE as SBML Level 3 Version 2 (sessions as events),
     for COPASI, tellurium or libRoadRunner."""
+    from microneedling.studies.sbml import export_sbml
+
     with user_errors():
         if out.is_dir():
             fail(f"--out: {out} is a directory; give a file name such as model.xml", EXIT_BAD_INPUT)

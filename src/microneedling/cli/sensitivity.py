@@ -27,15 +27,8 @@ from microneedling.cli.common import (
     print_disclaimer,
     user_errors,
 )
-from microneedling.engine.executor import map_chunks, validate_executor
 from microneedling.errors import InputError
 from microneedling.io import atomic_directory, write_csv_atomic, write_text_atomic
-from microneedling.studies.sensitivity import (
-    default_endpoints,
-    indices_table,
-    plot_indices,
-    sobol_indices,
-)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -46,6 +39,8 @@ SENSITIVITY_FILES = ("sobol.nc", "sobol.csv", "sobol.png", "course.toml")
 
 def _print_indices(ds: Any, console: Console, top: int) -> None:
     from rich.table import Table
+
+    from microneedling.studies.sensitivity import indices_table
 
     df = indices_table(ds)
     for e, rows in df.groupby("endpoint", sort=False):
@@ -85,6 +80,9 @@ def _run_sobol(
     quiet: bool,
 ) -> Any:
     import functools
+
+    from microneedling.engine.executor import map_chunks
+    from microneedling.studies.sensitivity import sobol_indices
 
     mapper = functools.partial(
         map_chunks,
@@ -172,6 +170,9 @@ def sensitivity_command(
 ) -> None:
     """Sobol indices (S1, ST with 95% CIs) of COURSE's end points over the parameter intervals;
     writes sobol.nc, sobol.csv, sobol.png and course.toml into DIR."""
+    from microneedling.engine.executor import validate_executor
+    from microneedling.studies.sensitivity import default_endpoints, indices_table, plot_indices
+
     t0 = time.perf_counter()
     with user_errors():
         try:

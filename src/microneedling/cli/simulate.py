@@ -21,17 +21,7 @@ from microneedling.cli.common import (
     user_errors,
     write_course,
 )
-from microneedling.engine.result import ENDPOINTS
 from microneedling.io import atomic_directory, write_csv_atomic
-from microneedling.reports.run import (
-    _warnings,
-    format_day,
-    format_interval,
-    format_number,
-    pretty_units,
-    write_figures,
-    write_html_report,
-)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -43,6 +33,7 @@ def _write_run(
     result: Result, course: Any, source: Path, out: Path, overwrite: bool, figures: bool
 ) -> list[Path]:
     """Write every output into a temporary sibling of ``out``, then move it into place."""
+    from microneedling.reports.run import write_figures, write_html_report
 
     with atomic_directory(out, overwrite=overwrite) as tmp:
         written = [result.to_netcdf(tmp / "result.nc")]
@@ -56,10 +47,14 @@ def _write_run(
 
 def _warnings_of(result: Result) -> list[str]:
 
+    from microneedling.reports.run import _warnings
+
     return _warnings(result.dataset)
 
 
 def _cell(value: float, low: float, high: float) -> str:
+
+    from microneedling.reports.run import format_interval, format_number
 
     iv = format_interval(low, high)
     return f"{format_number(value)} [{iv}]" if iv else format_number(value)
@@ -73,6 +68,9 @@ def _print_endpoints(result: Result, console: Console) -> None:
     """
     from rich import box
     from rich.table import Table
+
+    from microneedling.engine.result import ENDPOINTS
+    from microneedling.reports.run import format_day, pretty_units
 
     df = result.endpoints()
     name = str(result.dataset.attrs.get("course_name", "")) or "course"

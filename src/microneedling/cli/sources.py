@@ -21,10 +21,8 @@ from microneedling.cli.common import (
     run_simulation,
     user_errors,
 )
-from microneedling.engine.result import Result
 from microneedling.errors import MicroneedlingError
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.reports.run import reference_usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.engine.result import Result
@@ -33,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _load_run(run: Path, parameters: ParameterSet | None) -> Result:
     """A Result from a run directory, a result.nc file, or a course file (simulated now)."""
+
     if run.is_dir():
         nc = run / "result.nc"
         if not nc.is_file():
@@ -47,6 +46,8 @@ def _load_run(run: Path, parameters: ParameterSet | None) -> Result:
 
 def _read_result(path: Path) -> Result:
 
+    from microneedling.engine.result import Result
+
     try:
         return Result.from_netcdf(path)
     except (OSError, ValueError, KeyError) as exc:
@@ -55,6 +56,7 @@ def _read_result(path: Path) -> Result:
 
 def _lookup_set(result: Result, explicit: ParameterSet | None) -> tuple[ParameterSet | None, str]:
     """The parameter set used to describe a run's parameters, and a note if it may differ."""
+
     ps = explicit
     if ps is None:
         try:
@@ -72,6 +74,7 @@ def _lookup_set(result: Result, explicit: ParameterSet | None) -> tuple[Paramete
 
 def _parameter_rows(result: Result, ps: ParameterSet | None) -> list[dict[str, Any]]:
     """name/value/units/low/high/kind/sources of each parameter the run used."""
+
     records = _json_list(result.dataset.attrs.get("parameters"))
     if records and isinstance(records[0], dict):
         return [r for r in records if isinstance(r, dict)]
@@ -128,6 +131,7 @@ def sources_command(
     parameter_set: ParameterSetOption = None,
 ) -> None:
     """List the references a run depended on, and how many of its parameters cite each."""
+    from microneedling.reports.run import reference_usage
 
     with user_errors():
         explicit = load_parameter_set(parameter_set)

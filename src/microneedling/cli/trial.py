@@ -23,8 +23,6 @@ from microneedling.cli.common import (
     user_errors,
 )
 from microneedling.errors import InputError
-from microneedling.reports.trial import write_trial
-from microneedling.studies.trial.run import TrialSpec, run_trial
 
 
 def partial_dir(out: Path) -> Path:
@@ -73,6 +71,9 @@ def trial_command(
     """Run the in-silico trial SPEC and write trial.nc, summary.csv, comparisons.csv, report.html,
     figures/ and trial.toml into DIR. Interrupted runs resume from DIR.partial/."""
     import dataclasses
+
+    from microneedling.reports.trial import write_trial
+    from microneedling.studies.trial.run import TrialSpec, run_trial
 
     t0 = time.perf_counter()
     with user_errors():

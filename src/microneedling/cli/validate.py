@@ -10,8 +10,6 @@ import typer
 
 from microneedling.cli.common import make_console, print_disclaimer, user_errors
 from microneedling.io import OutputExistsError
-from microneedling.studies.credibility.report import build_report, write_report
-from microneedling.studies.credibility.validate import table, validate
 
 
 def validate_command(
@@ -37,6 +35,9 @@ def validate_command(
 ) -> None:
     """Simulate every validation row's protocol; print pass/miss and interval coverage; with
     --out, write the credibility report (report.html + credibility.json)."""
+    from microneedling.studies.credibility.report import build_report, write_report
+    from microneedling.studies.credibility.validate import table, validate
+
     console = make_console()
     with user_errors():
         if out is not None and out.exists() and not overwrite:

@@ -691,7 +691,7 @@ def test_healing_structured_solve_agrees_with_generic_paths() -> None:
 
 def test_cache_stamp_covers_dependencies(tmp_path: Path) -> None:
     files = odes.source_files()
-    assert any(f.endswith("odes.py") for f in files)
+    assert any(f.endswith("registry.py") for f in files)
     assert any(f.endswith("healing_rhs.py") for f in files)
     f1, f2 = tmp_path / "a.py", tmp_path / "b.py"
     f1.write_text("x = 1\n")
