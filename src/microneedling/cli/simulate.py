@@ -45,13 +45,6 @@ def _write_run(
     return [out / p.relative_to(tmp) for p in written]
 
 
-def _warnings_of(result: Result) -> list[str]:
-
-    from microneedling.reports.run import _warnings
-
-    return _warnings(result.dataset)
-
-
 def _cell(value: float, low: float, high: float) -> str:
 
     from microneedling.reports.run import format_interval, format_number
@@ -69,16 +62,15 @@ def _print_endpoints(result: Result, console: Console) -> None:
     from rich import box
     from rich.table import Table
 
-    from microneedling.engine.result import ENDPOINTS
+    from microneedling.engine.variables import by_name
     from microneedling.reports.run import format_day, pretty_units
 
     df = result.endpoints()
-    name = str(result.dataset.attrs.get("course_name", "")) or "course"
+    name = result.course_name or "course"
     if df.empty:
         console.print(f"{name}: no end points apply to this course.")
         return
-    how = {ep.variable: ep.reduce for ep in ENDPOINTS}
-    reduce_words = {"sum": "total", "max": "worst session", "mean": "per session"}
+    known = by_name()
     multi = df["patient"].nunique() > 1
     last = float(result.dataset["session_day"].max(skipna=True))
     console.print(
@@ -96,7 +88,8 @@ def _print_endpoints(result: Result, console: Console) -> None:
             body.append([str(label), units, *[cells.get(t, "") for t in times]])
         n_timed = len(body)
         for r in g[g["time_days"].isna()].itertuples():
-            label = f"{r.endpoint} ({reduce_words.get(how.get(str(r.variable), ''), 'course')})"
+            word = known[str(r.variable)].summary_word if str(r.variable) in known else ""
+            label = f"{r.endpoint} ({word or 'course'})"
             vals = [_cell(r.value, r.low, r.high)] + [""] * (max(len(times), 1) - 1)
             body.append([label, pretty_units(str(r.units)), *vals])
         heads = [f"day {format_day(t)}" for t in times] or ["value"]
@@ -182,7 +175,7 @@ def simulate_command(
         result = run_simulation(course_obj, draws, ps)
         t_sim = time.perf_counter() - t0
         written = _write_run(result, course_obj, course, out, overwrite, figures)
-    for w in _warnings_of(result):
+    for w in result.warnings:
         typer.echo(f"warning: {one_line(w)}", err=True)
     if quiet:
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -63,7 +63,7 @@ def _lookup_set(result: Result, explicit: ParameterSet | None) -> tuple[Paramete
             ps = load_parameters()
         except MicroneedlingError:
             return None, "note: the shipped parameter set could not be loaded"
-    run_hash = str(result.dataset.attrs.get("parameter_set_hash", ""))
+    run_hash = result.parameter_set_hash
     if run_hash and run_hash != ps.hash:
         return ps, (
             f"note: the run used parameter set hash {run_hash}; details below come from "
@@ -73,47 +73,35 @@ def _lookup_set(result: Result, explicit: ParameterSet | None) -> tuple[Paramete
 
 
 def _parameter_rows(result: Result, ps: ParameterSet | None) -> list[dict[str, Any]]:
-    """name/value/units/low/high/kind/sources of each parameter the run used."""
-
-    records = _json_list(result.dataset.attrs.get("parameters"))
-    if records and isinstance(records[0], dict):
-        return [r for r in records if isinstance(r, dict)]
+    """name/value/units/low/high/kind/sources of each parameter the run used: the run's own
+    record, else looked up by name in ``ps``."""
+    if result.records_parameters:
+        return [dataclasses.asdict(r) for r in result.parameters_used]
     rows = []
-    for name in _json_list(result.dataset.attrs.get("parameters_used")):
+    for name in result.parameter_names:
         p = ps.parameters.get(name) if ps is not None else None
-        if p is None:
-            rows.append(
-                {
-                    "name": name,
-                    "value": None,
-                    "units": "?",
-                    "low": None,
-                    "high": None,
-                    "kind": "?",
-                    "sources": [],
-                }
-            )
-        else:
-            rows.append(
-                {
-                    "name": name,
-                    "value": p.value,
-                    "units": p.units,
-                    "low": p.low,
-                    "high": p.high,
-                    "kind": p.kind,
-                    "sources": list(p.sources),
-                }
-            )
+        rows.append(
+            {
+                "name": name,
+                "value": None,
+                "units": "?",
+                "low": None,
+                "high": None,
+                "kind": "?",
+                "sources": [],
+            }
+            if p is None
+            else {
+                "name": name,
+                "value": p.value,
+                "units": p.units,
+                "low": p.low,
+                "high": p.high,
+                "kind": p.kind,
+                "sources": list(p.sources),
+            }
+        )
     return rows
-
-
-def _json_list(raw: Any) -> list[Any]:
-    try:
-        value = json.loads(str(raw)) if raw is not None else []
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
 
 
 def sources_command(
@@ -140,15 +128,14 @@ def sources_command(
         refs = result.sources()
         usage = reference_usage(result, ps)
         rows = _parameter_rows(result, ps) if parameters else []
-    attrs = result.dataset.attrs
-    used = _json_list(attrs.get("parameters_used"))
-    name = str(attrs.get("course_name", "")) or str(run)
+    used = result.parameter_names
+    name = result.course_name or str(run)
     typer.echo(
         f"References used by {name!r}: {len(refs)} reference(s) behind {len(used)} parameter(s) "
-        f"(parameter set {attrs.get('parameter_set_label', '?')!s}, "
-        f"hash {attrs.get('parameter_set_hash', '?')!s})"
+        f"(parameter set {result.parameter_set_label or '?'}, "
+        f"hash {result.parameter_set_hash or '?'})"
     )
-    own_record = "parameters" in attrs
+    own_record = result.records_parameters
     missing = [n for n in used if ps is not None and n not in ps.parameters]
     # counts are exact from the run's own record or from the very set it used; else best effort
     trusted = own_record or (ps is not None and not note and not missing)

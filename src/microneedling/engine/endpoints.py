@@ -8,8 +8,8 @@ it once, with a small text grammar so end points can be named in TOML files and 
 
 ``variable``
     A time-resolved observable (``scar_depth``, ``collagen_change``, ...) or a per-session output
-    (``erythema_days``, ``oedema_days``, ``pih_risk``, ``absorbed_amount``, ``enhancement_ratio``);
-    see :data:`microneedling.result.ENDPOINTS`.
+    (``erythema_days``, ``oedema_days``, ``pih_risk``, ``absorbed_amount``, ``enhancement_ratio``):
+    the ``time`` and ``session`` rows of :data:`microneedling.engine.variables.VARIABLES`.
 ``layer``
     ``papillary`` (default) or ``reticular``, for the layered observables (collagen, elastin, ...).
 ``transform``
@@ -19,8 +19,8 @@ it once, with a small text grammar so end points can be named in TOML files and 
 ``when``
     ``end`` (default: each case's horizon), a day number (``@365``: days from the first session of
     the course) or ``last+N`` (N days after each case's last session). Per-session variables are
-    summarised over the sessions instead (sum of downtime days, max of PIH risk, mean of absorption),
-    and take no ``@``.
+    summarised over the sessions instead, as their row's ``reduce`` says (sum of downtime days, max
+    of PIH risk, mean of absorption), and take no ``@``.
 
 Examples: ``scar_depth:reduction@last+90``, ``collagen_change.reticular@180``, ``erythema_days``.
 """
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from microneedling.engine.variables import session_variables, time_variables, variable
 from microneedling.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,42 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TRANSFORMS = ("value", "change", "percent_change", "reduction")
 LAYERS = ("papillary", "reticular")
-#: per-session variables and how they are summarised over a course
-SESSION_REDUCE = {
-    "erythema_days": "sum",
-    "oedema_days": "sum",
-    "pih_risk": "max",
-    "absorbed_amount": "mean",
-    "enhancement_ratio": "mean",
-}
-#: time-resolved variables and their units (layered ones: collagen, elastin, cells)
-TIME_UNITS = {
-    "collagen_change": "%",
-    "collagen_I_change": "%",
-    "collagen_III_change": "%",
-    "elastin_change": "%",
-    "new_elastin_change": "%",
-    "inflammation": "1",
-    "fibroblasts": "1",
-    "erythema": "1",
-    "oedema": "1",
-    "epidermal_thickness_change": "%",
-    "dermal_density_change": "%",
-    "dermal_thickness": "um",
-    "elasticity_index": "1",
-    "wrinkle_depth": "um",
-    "scar_depth": "mm",
-    "pore_diameter": "um",
-    "striae_width": "mm",
-    "melanin_index": "1",
-}
-SESSION_UNITS = {
-    "erythema_days": "d",
-    "oedema_days": "d",
-    "pih_risk": "1",
-    "absorbed_amount": "ug/cm^2",
-    "enhancement_ratio": "1",
-}
+"""Layer names of the grammar (the dermal layers of layered variables)."""
+
 
 _GRAMMAR = re.compile(
     r"^(?P<var>[a-zA-Z_]+?)(?:\.(?P<layer>[a-z]+))?(?::(?P<tr>[a-z_]+))?(?:@(?P<when>[^@]+))?$"
@@ -94,15 +61,15 @@ class EndpointSpec:
 
     @property
     def per_session(self) -> bool:
-        return self.variable in SESSION_REDUCE
+        """A per-session variable, summarised over the course."""
+        return variable(self.variable).kind == "session"
 
     @property
     def units(self) -> str:
-        if self.per_session:
-            return SESSION_UNITS[self.variable]
-        if self.transform in ("percent_change", "reduction"):
+        """Units of the end point's values (``%`` for the relative transforms)."""
+        if not self.per_session and self.transform in ("percent_change", "reduction"):
             return "%"
-        return TIME_UNITS[self.variable]
+        return variable(self.variable).units
 
     @property
     def text(self) -> str:
@@ -132,24 +99,17 @@ def parse_endpoint(text: str, field: str = "endpoint") -> EndpointSpec:
     if m is None:
         raise InputError(field, text, allowed)
     var, layer, tr, when = m["var"], m["layer"], m["tr"], m["when"]
-    if var not in TIME_UNITS and var not in SESSION_REDUCE:
-        known = sorted([*TIME_UNITS, *SESSION_REDUCE])
-        raise InputError(field, text, f"a variable among {known}")
-    if var in SESSION_REDUCE:
+    readable = {v.name: v for v in (*time_variables(), *session_variables())}
+    if var not in readable:
+        raise InputError(field, text, f"a variable among {sorted(readable)}")
+    if readable[var].kind == "session":
         if layer or tr or when:
             raise InputError(
                 field, text, f"{var!r} is summarised over sessions: no .layer, :transform or @time"
             )
         return EndpointSpec(var)
-    layered = var in ("collagen_change", "collagen_I_change", "collagen_III_change")
-    layered = layered or var in (
-        "elastin_change",
-        "new_elastin_change",
-        "inflammation",
-        "fibroblasts",
-    )
     if layer is not None:
-        if not layered:
+        if not readable[var].layered:
             raise InputError(field, text, f"{var!r} has no layers")
         if layer not in LAYERS:
             raise InputError(field, text, f"a layer among {LAYERS}")
@@ -207,7 +167,7 @@ def endpoint_values(run: BatchRun, spec: EndpointSpec | str) -> np.ndarray:
             "max": np.nanmax,
             "mean": np.nanmean,
         }
-        red = reducers[SESSION_REDUCE[spec.variable]]
+        red = reducers[variable(spec.variable).reduce]
         has = np.any(~np.isnan(x), axis=1)  # inf (e.g. an unbounded ratio) is a value
         out = np.full(x.shape[0], np.nan)
         if np.any(has):
@@ -243,8 +203,7 @@ def endpoint_table(run: BatchRun, specs: Sequence[EndpointSpec | str]) -> dict[s
 
 
 __all__ = [
-    "SESSION_REDUCE",
-    "TIME_UNITS",
+    "LAYERS",
     "TRANSFORMS",
     "EndpointSpec",
     "endpoint_table",

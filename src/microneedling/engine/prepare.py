@@ -31,7 +31,14 @@ from microneedling.vocabulary import roman
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.course.model import Course
 
-__all__ = ["Prepared", "concat_prepared", "output_times", "prepare", "take_prepared"]
+__all__ = [
+    "Prepared",
+    "concat_prepared",
+    "output_times",
+    "prepare",
+    "setting_values",
+    "take_prepared",
+]
 
 #: times after each session (d) at which outputs are stored: 2-hourly for 2 days, 6-hourly to
 #: day 8, daily to day 28 (downtime is read off these)
@@ -296,3 +303,19 @@ def take_prepared(prep: Prepared, rows: np.ndarray) -> Prepared:
         else:
             kw[f.name] = v[rows]
     return Prepared(**kw)
+
+
+def setting_values(prep: Prepared) -> dict[str, np.ndarray]:
+    """The per-session records of :data:`~microneedling.engine.variables.VARIABLES` (kind
+    ``setting``) from a prepared course, in their variable's units: (B, K), or (B, K, 3) per layer;
+    NaN where a case has fewer sessions."""
+    return {
+        "session_day": np.where(prep.session_mask, prep.session_days, np.nan),
+        "needle_length": prep.needle_length_mm,
+        "puncture_density": prep.puncture_density_cm2,
+        "penetration_depth": prep.penetration_depth_um,
+        "reaches_capillaries": prep.reaches_capillaries,
+        "absorbed_intact": prep.absorbed_intact_ug_cm2,
+        "injured_fraction": prep.injured_fraction,
+        "absorbed_by_layer": prep.absorbed_by_layer_ug_cm2,
+    }

@@ -1,42 +1,25 @@
 """Result of a simulation: a labelled xarray.Dataset inside, clinical end points outside.
 
-Layout of :attr:`Result.dataset` (every variable has ``units`` and ``long_name`` attributes):
+The variables of :attr:`Result.dataset` are the rows of
+:data:`microneedling.engine.variables.VARIABLES` (each with ``units`` and ``long_name``
+attributes), with dims by kind:
 
-=====================================  ===========================================  =========
-dims                                   variables                                    units
-=====================================  ===========================================  =========
-(patient, site, time)                  erythema, oedema                             1
-                                       epidermal_thickness_change,                  %
-                                       dermal_density_change
-                                       dermal_thickness                             um
-                                       elasticity_index                             1
-                                       wrinkle_depth, pore_diameter                 um
-                                       scar_depth, striae_width                     mm
-                                       melanin_index                                1
-(patient, site, layer, time)           collagen_change, collagen_I_change,          %
-                                       collagen_III_change, elastin_change,
-                                       new_elastin_change
-                                       inflammation, fibroblasts                    1
-(patient, site, session)               session_day                                  d
-                                       needle_length                                mm
-                                       puncture_density                             cm^-2
-                                       penetration_depth                            um
-                                       erythema_days, oedema_days                   d
-                                       pih_risk                                     1
-                                       reaches_capillaries                          1
-                                       absorbed_amount, absorbed_intact             ug/cm^2
-                                       enhancement_ratio                            1
-(patient, site, session, layer)        injured_fraction                             1
-                                       absorbed_by_layer                            ug/cm^2
-=====================================  ===========================================  =========
+=====================  =============================================================
+kind                   dims
+=====================  =============================================================
+time                   (patient, site, time); layered: (patient, site, layer, time)
+session                (patient, site, session)
+setting                (patient, site, session); layered: (patient, site, session, layer)
+=====================  =============================================================
 
 Observables that do not apply to a site (``scar_depth`` without an acne-scar condition, ...) are NaN.
 Layer-resolved collagen and elastin are NaN for the epidermis. Where the run had an uncertainty
 ensemble, each observable ``X`` has ``X_low`` and ``X_high`` (10th and 90th percentiles over the
 parameter draws; attrs ``interval``) beside the nominal value. Global attributes: ``disclaimer``,
 ``microneedling_version``, ``parameter_set_hash``, ``parameter_set_label``, ``seed``, ``course_name``,
-``course_toml``, ``sources`` (JSON list of references), ``parameters_used`` (JSON list of names),
-``n_draws``, ``created``.
+``course_toml``, ``warnings`` (JSON list), ``sources`` (JSON list of references),
+``parameters_used`` (JSON list of names), ``parameters`` (JSON records), ``n_draws``, ``created``;
+read them through the typed properties of :class:`Result` rather than parsing them.
 """
 
 from __future__ import annotations
@@ -47,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from microneedling.course.model import Course
+from microneedling.engine.variables import Variable, endpoint_variables
 from microneedling.io import atomic_path
 from microneedling.parameters.parameter_set import Reference
 
@@ -54,42 +39,49 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import xarray as xr
 
-    from microneedling.parameters.parameter_set import Reference
+__all__ = ["ParameterRecord", "Result"]
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """A clinical end point reported in tables: a dataset variable and how to summarise it."""
+class ParameterRecord:
+    """A parameter as a run used it: value (a number, or a table keyed e.g. by site), units,
+    plausible interval, kind and source keys, recorded in the run's attributes."""
 
-    variable: str
-    label: str
-    claim: str
-    per: str  # "time" (read at chosen times) or "course" (summarised over sessions)
-    reduce: str = ""  # for per == "course": "sum", "max" or "mean" over sessions
+    name: str
+    value: Any
+    units: str
+    low: Any = None
+    high: Any = None
+    kind: str = ""
+    sources: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ParameterRecord:
+        """From one entry of the run's ``parameters`` attribute."""
+        srcs = d.get("sources", d.get("source", ()))
+        return cls(
+            name=str(d.get("name", "?")),
+            value=d.get("value"),
+            units=str(d.get("units", "")),
+            low=d.get("low"),
+            high=d.get("high"),
+            kind=str(d.get("kind", "")),
+            sources=(srcs,) if isinstance(srcs, str) else tuple(str(s) for s in srcs),
+        )
 
 
-ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("collagen_change", "Dermal collagen (I+III), papillary", "collagen", "time"),
-    Endpoint("elastin_change", "Dermal elastin, papillary", "elastin", "time"),
-    Endpoint("dermal_density_change", "Dermal density (ultrasound)", "collagen", "time"),
-    Endpoint("dermal_thickness", "Dermal thickness", "texture", "time"),
-    Endpoint("epidermal_thickness_change", "Epidermal thickness", "texture", "time"),
-    Endpoint("elasticity_index", "Elasticity index (R2-like)", "firmness", "time"),
-    Endpoint("wrinkle_depth", "Wrinkle depth", "wrinkles", "time"),
-    Endpoint("scar_depth", "Atrophic scar depth", "acne scars", "time"),
-    Endpoint("pore_diameter", "Pore diameter", "pores", "time"),
-    Endpoint("striae_width", "Stretch-mark width", "stretch marks", "time"),
-    Endpoint("melanin_index", "Melanin index", "pigmentation", "time"),
-    Endpoint("erythema_days", "Visible redness, all sessions", "downtime", "course", "sum"),
-    Endpoint("oedema_days", "Visible swelling, all sessions", "downtime", "course", "sum"),
-    Endpoint("pih_risk", "Post-inflammatory hyperpigmentation risk", "risk", "course", "max"),
-    Endpoint("absorbed_amount", "Topical absorbed per session", "absorption", "course", "mean"),
-    Endpoint("enhancement_ratio", "Absorption vs intact skin", "absorption", "course", "mean"),
-)
+def _json(raw: Any, default: Any) -> Any:
+    if raw is None:
+        return default
+    try:
+        return json.loads(str(raw))
+    except ValueError:
+        return default
 
 
 class Result:
-    """Outcome of :func:`microneedling.simulate`.
+    """Outcome of :func:`microneedling.simulate`: the labelled arrays, and typed access to what the
+    run recorded about itself (course, warnings, parameters and sources, seed, version).
 
     Parameters
     ----------
@@ -107,18 +99,111 @@ class Result:
     def __repr__(self) -> str:
         ds = self.dataset
         return (
-            f"<Result {ds.attrs.get('course_name', '')!r}: patients={ds.sizes.get('patient', 0)}, "
-            f"sites={list(ds['site'].values)}, time 0–{float(ds['time'].max()):g} d>"
+            f"<Result {self.course_name!r}: patients={ds.sizes.get('patient', 0)}, "
+            f"sites={self.sites}, time 0–{float(ds['time'].max()):g} d>"
         )
 
     @property
     def disclaimer(self) -> str:
+        """The disclaimer the run carries (a model estimate, never a diagnosis)."""
         return str(self.dataset.attrs.get("disclaimer", ""))
+
+    @property
+    def course_name(self) -> str:
+        """The course's name."""
+        return str(self.dataset.attrs.get("course_name", ""))
+
+    @property
+    def course_toml(self) -> str:
+        """The validated course as TOML text (empty if the run did not record it)."""
+        return str(self.dataset.attrs.get("course_toml", "") or "")
+
+    @property
+    def course(self) -> Course | None:
+        """The validated course this run simulated (``None`` if not recorded)."""
+        text = self.course_toml
+        return Course.from_toml_text(text, source="result.course_toml") if text else None
+
+    @property
+    def sites(self) -> list[str]:
+        """The treated sites, in course order."""
+        return [str(s) for s in self.dataset["site"].values]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Why the course is outside published practice (one line each; empty if none)."""
+        raw = self.dataset.attrs.get("warnings")
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return []
+        parsed = _json(raw, None)
+        if parsed is None:
+            return [str(raw)]
+        items = parsed if isinstance(parsed, list) else [parsed]
+        return [
+            "; ".join(f"{k}: {v}" for k, v in w.items()) if isinstance(w, dict) else str(w)
+            for w in items
+        ]
+
+    @property
+    def parameters_used(self) -> list[ParameterRecord]:
+        """Every parameter the run looked up, with value, units, interval, kind and sources (names
+        only, with empty records, for runs that recorded just the names)."""
+        records = _json(self.dataset.attrs.get("parameters"), None)
+        if isinstance(records, list) and records and isinstance(records[0], dict):
+            return [ParameterRecord.from_dict(r) for r in records if isinstance(r, dict)]
+        names = _json(self.dataset.attrs.get("parameters_used"), [])
+        return [ParameterRecord(name=str(n), value=None, units="") for n in names]
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Names of the parameters the run looked up."""
+        return [r.name for r in self.parameters_used]
+
+    @property
+    def records_parameters(self) -> bool:
+        """The run recorded each parameter's value and sources (not only the names)."""
+        return "parameters" in self.dataset.attrs
+
+    @property
+    def parameter_set_label(self) -> str:
+        """Label of the parameter set (``default`` for the shipped one)."""
+        return str(self.dataset.attrs.get("parameter_set_label", ""))
+
+    @property
+    def parameter_set_hash(self) -> str:
+        """Content hash of the parameter set the run used."""
+        return str(self.dataset.attrs.get("parameter_set_hash", ""))
+
+    @property
+    def seed(self) -> int | None:
+        """Seed of the uncertainty ensemble."""
+        s = self.dataset.attrs.get("seed")
+        return None if s is None else int(s)
+
+    @property
+    def n_draws(self) -> int:
+        """Size of the uncertainty ensemble (0: nominal only)."""
+        return int(self.dataset.attrs.get("n_draws", 0))
+
+    @property
+    def version(self) -> str:
+        """The package version that made the run."""
+        return str(self.dataset.attrs.get("microneedling_version", ""))
+
+    def threshold(self, variable: str) -> float | None:
+        """Visibility threshold of ``erythema`` or ``oedema`` recorded by the run."""
+        raw = self.dataset.attrs.get(f"{variable}_threshold")
+        if raw is None and variable in self.dataset:
+            da = self.dataset[variable]
+            raw = da.attrs.get("threshold", da.attrs.get(f"{variable}_threshold"))
+        try:
+            return None if raw is None else float(raw)
+        except (TypeError, ValueError):
+            return None
 
     def sources(self) -> list[Reference]:
         """The references this run depended on (those of every parameter it looked up)."""
-
-        return [Reference(**r) for r in json.loads(self.dataset.attrs.get("sources", "[]"))]
+        return [Reference(**r) for r in _json(self.dataset.attrs.get("sources"), [])]
 
     # --------------------------------------------------------------- end points
     def default_times(self) -> list[float]:
@@ -147,21 +232,21 @@ class Result:
         times = list(self.default_times() if times is None else times)
         t_axis = ds["time"].values
         rows: list[dict[str, Any]] = []
-        for ep in ENDPOINTS:
-            if ep.variable not in ds:
+        for ep in endpoint_variables():
+            if ep.name not in ds:
                 continue
-            da = ds[ep.variable]
+            da = ds[ep.name]
             if "layer" in da.dims:
                 da = da.sel(layer=layer)
             bounds = [
-                ds[f"{ep.variable}_{b}"].sel(layer=layer)
-                if f"{ep.variable}_{b}" in ds and "layer" in ds[f"{ep.variable}_{b}"].dims
-                else ds.get(f"{ep.variable}_{b}")
+                ds[f"{ep.name}_{b}"].sel(layer=layer)
+                if f"{ep.name}_{b}" in ds and "layer" in ds[f"{ep.name}_{b}"].dims
+                else ds.get(f"{ep.name}_{b}")
                 for b in ("low", "high")
             ]
             units = da.attrs.get("units", "")
             label = ep.label
-            if ep.per == "time":
+            if ep.kind == "time":
                 for t in times:
                     idx = int(np.searchsorted(t_axis, t - 1e-9))
                     idx = min(idx, len(t_axis) - 1)
@@ -183,7 +268,7 @@ class Result:
     @staticmethod
     def _rows(
         rows: list[dict[str, Any]],
-        ep: Endpoint,
+        ep: Variable,
         label: str,
         val: xr.DataArray,
         bounds: list[Any],
@@ -206,7 +291,7 @@ class Result:
                         "site": str(s),
                         "claim": ep.claim,
                         "endpoint": label,
-                        "variable": ep.variable,
+                        "variable": ep.name,
                         "time_days": t,
                         "value": v,
                         "low": lo,

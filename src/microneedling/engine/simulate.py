@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from microneedling.about import DISCLAIMER, __version__
+from microneedling.engine import variables
 from microneedling.engine.batch import simulate_batch
-from microneedling.engine.prepare import Prepared, take_prepared
+from microneedling.engine.prepare import Prepared, setting_values, take_prepared
 from microneedling.engine.result import Result
+from microneedling.engine.variables import Variable, by_name
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
 from microneedling.vocabulary import LAYERS
@@ -73,36 +76,6 @@ def simulate(
     return Result(ds)
 
 
-_ATTRS: dict[str, tuple[str, str]] = {
-    "erythema": ("1", "Visible-redness signal (inflammation of the papillary plexus)"),
-    "oedema": ("1", "Swelling signal"),
-    "epidermal_thickness_change": ("%", "Epidermal thickness change vs baseline"),
-    "dermal_density_change": ("%", "Ultrasound dermal density change vs baseline"),
-    "dermal_thickness": ("um", "Dermal thickness"),
-    "elasticity_index": ("1", "Gross elasticity index (cutometer R2-like, 0-1)"),
-    "wrinkle_depth": ("um", "Wrinkle depth"),
-    "scar_depth": ("mm", "Atrophic scar depth"),
-    "pore_diameter": ("um", "Pore diameter"),
-    "striae_width": ("mm", "Stretch-mark width"),
-    "melanin_index": ("1", "Melanin index (Mexameter-like units)"),
-    "collagen_change": ("%", "New dermal collagen (I+III), % of baseline collagen"),
-    "collagen_I_change": ("%", "Collagen I change, % of baseline collagen I"),
-    "collagen_III_change": ("%", "Collagen III change, % of baseline collagen III"),
-    "elastin_change": ("%", "Net elastin change, % of baseline elastin"),
-    "new_elastin_change": ("%", "New elastic fibre (tropoelastin), % of baseline elastin"),
-    "inflammation": ("1", "Inflammation (neutrophils + M1; 1 = saturating response)"),
-    "fibroblasts": ("1", "Fibroblast density relative to baseline"),
-    "erythema_days": ("d", "Days of visible redness after the session"),
-    "absorbed_amount": ("ug/cm^2", "Topical absorbed into the skin"),
-    "enhancement_ratio": (
-        "1",
-        "Absorption with channels / intact skin (inf: no intact-skin path, e.g. hyaluronan)",
-    ),
-    "oedema_days": ("d", "Days of visible swelling after the session"),
-    "pih_risk": ("1", "Probability of post-inflammatory hyperpigmentation after the session"),
-}
-
-
 def _dataset(
     course: Course,
     ps: ParameterSet,
@@ -126,89 +99,43 @@ def _dataset(
     }
     data: dict[str, Any] = {}
 
-    def put(name: str, dims: tuple[str, ...], arrays: list[np.ndarray]) -> None:
-        units, long_name = _ATTRS.get(name, ("1", name))
-        nominal = arrays[0][None, ...]
-        data[name] = (("patient", *dims), nominal, {"units": units, "long_name": long_name})
+    def put(v: Variable, dims: tuple[str, ...], arrays: list[np.ndarray]) -> None:
+        attrs = {"units": v.units, "long_name": v.long_name}
+        data[v.name] = (("patient", *dims), arrays[0][None, ...], attrs)
         if len(arrays) > 1:
             stack = np.stack(arrays[1:])
-            with np.errstate(all="ignore"):
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    lo, hi = np.nanpercentile(stack, [10.0, 90.0], axis=0)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN where not applicable
+                lo, hi = np.nanpercentile(stack, [10.0, 90.0], axis=0)
             for tag, arr in (("low", lo), ("high", hi)):
-                data[f"{name}_{tag}"] = (
+                data[f"{v.name}_{tag}"] = (
                     ("patient", *dims),
                     arr[None, ...],
                     {
-                        "units": units,
-                        "long_name": f"{long_name} ({'10th' if tag == 'low' else '90th'} percentile)",
+                        **attrs,
+                        "long_name": f"{v.long_name} ({'10th' if tag == 'low' else '90th'} "
+                        "percentile)",
                         "interval": f"10th-90th percentile over {len(arrays) - 1} parameter draws",
                     },
                 )
 
-    for name in obs[0]:
-        arrs = [o[name] for o in obs]
-        if arrs[0].ndim == 3:  # (B, 2, T) layered: pad the epidermis with NaN
-            arrs = [np.concatenate([np.full((B, 1, len(t)), np.nan), a], axis=1) for a in arrs]
-            put(name, ("site", "layer", "time"), arrs)
-        else:
-            put(name, ("site", "time"), arrs)
-    for name in per_session[0]:
-        put(name, ("site", "session"), [p[name] for p in per_session])
-
-    def fixed(
-        name: str, arr: np.ndarray, dims: tuple[str, ...], units: str, long_name: str
-    ) -> None:
-        data[name] = (("patient", *dims), arr[None, ...], {"units": units, "long_name": long_name})
-
-    sd = np.where(prep.session_mask, prep.session_days, np.nan)
-    fixed("session_day", sd, ("site", "session"), "d", "Day of the session")
-    fixed("needle_length", prep.needle_length_mm, ("site", "session"), "mm", "Needle length")
-    fixed(
-        "puncture_density",
-        prep.puncture_density_cm2,
-        ("site", "session"),
-        "cm^-2",
-        "Punctures per cm²",
-    )
-    fixed(
-        "penetration_depth",
-        prep.penetration_depth_um,
-        ("site", "session"),
-        "um",
-        "Channel depth reached",
-    )
-    fixed(
-        "reaches_capillaries",
-        prep.reaches_capillaries,
-        ("site", "session"),
-        "1",
-        "Channel reaches the papillary capillaries (pinpoint bleeding)",
-    )
-    fixed(
-        "absorbed_intact",
-        prep.absorbed_intact_ug_cm2,
-        ("site", "session"),
-        "ug/cm^2",
-        "Same topical through intact skin",
-    )
-    fixed(
-        "injured_fraction",
-        prep.injured_fraction,
-        ("site", "session", "layer"),
-        "1",
-        "Injured volume fraction",
-    )
-    fixed(
-        "absorbed_by_layer",
-        prep.absorbed_by_layer_ug_cm2,
-        ("site", "session", "layer"),
-        "ug/cm^2",
-        "Topical absorbed per layer",
-    )
+    unknown = sorted((set(obs[0]) | set(per_session[0])) - set(by_name()))
+    if unknown:
+        raise KeyError(f"outputs {unknown} have no row in microneedling.engine.variables")
+    fixed = setting_values(prep)
+    for v in variables.VARIABLES:
+        if v.kind == "time" and v.name in obs[0]:
+            arrs = [o[v.name] for o in obs]
+            if v.layered:  # (B, 2, T): pad the epidermis with NaN
+                arrs = [np.concatenate([np.full((B, 1, len(t)), np.nan), a], axis=1) for a in arrs]
+                put(v, ("site", "layer", "time"), arrs)
+            else:
+                put(v, ("site", "time"), arrs)
+        elif v.kind == "session" and v.name in per_session[0]:
+            put(v, ("site", "session"), [p[v.name] for p in per_session])
+        elif v.kind == "setting" and v.name in fixed:
+            dims = ("site", "session", "layer") if v.layered else ("site", "session")
+            put(v, dims, [fixed[v.name]])
 
     refs = ps.references(ps.used)
     attrs = {
@@ -232,6 +159,8 @@ def _dataset(
                     "name": n,
                     "value": ps.parameters[n].value,
                     "units": ps.parameters[n].units,
+                    "low": ps.parameters[n].low,
+                    "high": ps.parameters[n].high,
                     "kind": ps.parameters[n].kind,
                     "sources": list(ps.parameters[n].sources),
                 }

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from microneedling.about import DISCLAIMER, __version__
-from microneedling.engine.result import ENDPOINTS, Result
+from microneedling.engine import variables
+from microneedling.engine.result import Result
+from microneedling.engine.variables import time_variables
 from microneedling.errors import InputError
 from microneedling.io import atomic_path, write_text_atomic
 
@@ -52,46 +54,8 @@ FIGURE_FOOTER = "Model estimate — not medical advice"
 #: Layer shown for layer-resolved variables when a single trajectory per site is drawn.
 DEFAULT_LAYER = "papillary_dermis"
 
-#: The observables behind the marketing claims (figure "claims"), in display order.
-CLAIM_VARIABLES = (
-    "elasticity_index",
-    "dermal_thickness",
-    "wrinkle_depth",
-    "scar_depth",
-    "pore_diameter",
-    "striae_width",
-    "melanin_index",
-)
 
-#: Preferred order of trajectories in the HTML report; other time-resolved variables follow.
-TRAJECTORY_ORDER = (
-    "collagen_change",
-    "collagen_I_change",
-    "collagen_III_change",
-    "elastin_change",
-    "new_elastin_change",
-    "dermal_density_change",
-    "epidermal_thickness_change",
-    *CLAIM_VARIABLES,
-    "erythema",
-    "oedema",
-    "inflammation",
-    "fibroblasts",
-)
 
-#: Per-session variables shown in the sessions table, in order.
-SESSION_VARIABLES = (
-    "needle_length",
-    "puncture_density",
-    "penetration_depth",
-    "reaches_capillaries",
-    "erythema_days",
-    "oedema_days",
-    "pih_risk",
-    "absorbed_amount",
-    "absorbed_intact",
-    "enhancement_ratio",
-)
 
 #: Colour cycle (matplotlib "tab10"), used by both the PNGs and the HTML charts.
 PALETTE = (
@@ -203,11 +167,26 @@ def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-# --------------------------------------------------------------------------- dataset helpers
 def _dataset(result: Result | xr.Dataset) -> xr.Dataset:
-
     return result.dataset if isinstance(result, Result) else result
 
+
+def _result(result: Result | xr.Dataset) -> Result:
+    return result if isinstance(result, Result) else Result(result)
+
+
+def claim_variables() -> list[str]:
+    """The observables behind the claims (figure "claims"), in table order."""
+    return [v.name for v in variables.VARIABLES if v.figure == "claims"]
+
+
+def session_columns() -> list[str]:
+    """Per-session columns of the sessions table: what was done and reached, then outcomes."""
+    return [
+        v.name
+        for v in variables.VARIABLES
+        if v.kind in ("setting", "session") and not v.layered and v.name != "session_day"
+    ]
 
 def _has_data(da: xr.DataArray) -> bool:
     import numpy as np
@@ -288,48 +267,14 @@ def _time_variables(ds: xr.Dataset) -> list[str]:
         for n, da in ds.data_vars.items()
         if "time" in da.dims and not str(n).endswith(("_low", "_high"))
     ]
-    order = {n: i for i, n in enumerate(TRAJECTORY_ORDER)}
+    order = {v.name: i for i, v in enumerate(time_variables())}
     return sorted(names, key=lambda n: (order.get(n, len(order)), names.index(n)))
 
 
-def _json_loads(text: Any, default: Any) -> Any:
-    if text is None:
-        return default
-    try:
-        return json.loads(str(text))
-    except (TypeError, ValueError):
-        return default
 
 
-def _warnings(ds: xr.Dataset) -> list[str]:
-    raw = ds.attrs.get("warnings")
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return []
-    parsed = _json_loads(raw, None)
-    if parsed is None:
-        return [str(raw)]
-    if not isinstance(parsed, list):
-        parsed = [parsed]
-    out = []
-    for w in parsed:
-        if isinstance(w, dict):
-            out.append("; ".join(f"{k}: {v}" for k, v in w.items()))
-        else:
-            out.append(str(w))
-    return out
 
 
-def _threshold(ds: xr.Dataset, variable: str) -> float | None:
-    """Visibility threshold of ``erythema``/``oedema``, from global or variable attrs."""
-    key = f"{variable}_threshold"
-    raw = ds.attrs.get(key)
-    if raw is None and variable in ds:
-        raw = ds[variable].attrs.get("threshold", ds[variable].attrs.get(key))
-    try:
-        v = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def reference_usage(
@@ -341,17 +286,14 @@ def reference_usage(
     ``{"name", "sources", ...}``), else looks the run's ``parameters_used`` up in ``parameters``.
     Returns ``{}`` when neither is available.
     """
-    ds = _dataset(result)
+    res = _result(result)
     usage: dict[str, list[str]] = {}
-    records = _json_loads(ds.attrs.get("parameters"), None)
-    if isinstance(records, list) and records and isinstance(records[0], dict):
-        for rec in records:
-            srcs = rec.get("sources", rec.get("source", []))
-            for s in [srcs] if isinstance(srcs, str) else list(srcs):
-                usage.setdefault(str(s), []).append(str(rec.get("name", "?")))
+    if res.records_parameters:
+        for rec in res.parameters_used:
+            for s in rec.sources:
+                usage.setdefault(s, []).append(rec.name)
     elif parameters is not None:
-        used = _json_loads(ds.attrs.get("parameters_used"), [])
-        for name in used:
+        for name in res.parameter_names:
             if name in parameters.parameters:
                 for s in parameters.parameters[name].sources:
                     usage.setdefault(s, []).append(str(name))
@@ -540,7 +482,7 @@ def _fig_collagen_elastin(ds: xr.Dataset, path: Path) -> Path | None:
 
 
 def _fig_claims(ds: xr.Dataset, path: Path) -> Path | None:
-    variables = [v for v in CLAIM_VARIABLES if v in ds and _has_data(ds[v])]
+    variables = [v for v in claim_variables() if v in ds and _has_data(ds[v])]
     if not variables:
         return None
     ncols = min(3, len(variables))
@@ -585,7 +527,7 @@ def _fig_downtime(ds: xr.Dataset, path: Path, window_days: float = 7.0) -> Path 
                     linewidth=1.4,
                     label=f"{site}, session {k + 1}",
                 )
-        thr = _threshold(ds, var)
+        thr = Result(ds).threshold(var)
         if thr is not None:
             ax.axhline(thr, color="0.2", linestyle=":", linewidth=1.0, label="visibility threshold")
         ax.set_xlim(0, window_days)
@@ -1074,7 +1016,7 @@ def _sessions_html(ds: xr.Dataset) -> str:
 
     if "session_day" not in ds:
         return '<p class="muted">No per-session data in this result.</p>'
-    cols = [v for v in SESSION_VARIABLES if v in ds and _has_data(ds[v])]
+    cols = [v for v in session_columns() if v in ds and _has_data(ds[v])]
     npat = ds.sizes.get("patient", 1) if "patient" in ds.dims else 1
     head = "".join(f"<th>{_e(_axis_label(ds[c], c))}</th>" for c in cols)
     pat_head = "<th>patient</th>" if npat > 1 else ""
@@ -1113,11 +1055,11 @@ def _endpoint_when(row: Any, reduce: dict[str, str]) -> str:
 
 def _endpoints_html(result: Result | xr.Dataset) -> str:
 
-    res = result if isinstance(result, Result) else Result(_dataset(result))
+    res = _result(result)
     df = res.endpoints()
     if df.empty:
         return '<p class="muted">No end points apply to this course.</p>'
-    reduce = {ep.variable: ep.reduce for ep in ENDPOINTS}
+    reduce: dict[str, str] = {v.name: v.reduce for v in variables.VARIABLES}
     multi = df["patient"].nunique() > 1
     # one block per (patient, site) in dataset order; rows keep their end-point/time order
     ds = _dataset(result)
@@ -1153,17 +1095,15 @@ def _endpoints_html(result: Result | xr.Dataset) -> str:
 
 
 def _references_html(result: Result | xr.Dataset) -> str:
-    ds = _dataset(result)
-    refs = _json_loads(ds.attrs.get("sources"), [])
+    res = _result(result)
+    refs = res.sources()
     if not refs:
         return '<p class="muted">This run recorded no references.</p>'
-    usage = reference_usage(ds)
+    usage = reference_usage(res)
     items = []
     for r in refs:
-        if not isinstance(r, dict):
-            continue
-        key = str(r.get("key", ""))
-        url = str(r.get("url", ""))
+        key = r.key
+        url = r.url
         link = ""
         if url.startswith(("https://", "http://")):
             link = f' <a href="{_e(url)}" rel="noopener noreferrer">{_e(url)}</a>'
@@ -1171,25 +1111,22 @@ def _references_html(result: Result | xr.Dataset) -> str:
             link = f" {_e(url)}"
         used = usage.get(key)
         n = f' <span class="muted">— cited by {len(used)} parameter(s)</span>' if used else ""
-        note = f'<br><span class="muted">{_e(r["note"])}</span>' if r.get("note") else ""
-        items.append(
-            f"<li><code>[{_e(key)}]</code> {_e(r.get('citation', ''))}{link}{n}{note}</li>"
-        )
+        note = f'<br><span class="muted">{_e(r.note)}</span>' if r.note else ""
+        items.append(f"<li><code>[{_e(key)}]</code> {_e(r.citation)}{link}{n}{note}</li>")
     return f'<ol class="refs">{"".join(items)}</ol>'
 
 
 def _provenance_html(ds: xr.Dataset) -> str:
-    a = ds.attrs
-    used = _json_loads(a.get("parameters_used"), [])
+    res = Result(ds)
     items: list[tuple[str, Any]] = [
-        ("microneedling version (run)", a.get("microneedling_version", "unknown")),
+        ("microneedling version (run)", res.version or "unknown"),
         ("report written by", f"microneedling {__version__}"),
-        ("parameter set", a.get("parameter_set_label", "unknown")),
-        ("parameter-set hash", a.get("parameter_set_hash", "unknown")),
-        ("parameters used", len(used) if isinstance(used, list) else "unknown"),
-        ("random seed", a.get("seed", "unknown")),
-        ("uncertainty draws", a.get("n_draws", "unknown")),
-        ("created", a.get("created", "unknown")),
+        ("parameter set", res.parameter_set_label or "unknown"),
+        ("parameter-set hash", res.parameter_set_hash or "unknown"),
+        ("parameters used", len(res.parameter_names)),
+        ("random seed", "unknown" if res.seed is None else res.seed),
+        ("uncertainty draws", res.n_draws),
+        ("created", ds.attrs.get("created", "unknown")),
     ]
     return _kv(items)
 
@@ -1210,15 +1147,16 @@ def _figures_html(figures: Sequence[str | Path]) -> str:
 def render_html(result: Result | xr.Dataset, figures: Sequence[str | Path] = ()) -> str:
     """The report as one self-contained HTML string (see :func:`write_html_report`)."""
     ds = _dataset(result)
-    name = str(ds.attrs.get("course_name", "") or "Untitled course")
+    res = _result(result)
+    name = res.course_name or "Untitled course"
     charts, chart_data = _trajectory_charts(ds) if "time" in ds.dims else ("", {})
-    warnings = _warnings(ds)
+    warnings = res.warnings
     warn_html = (
         '<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"
         if warnings
         else '<p class="muted">No warnings were raised for this course.</p>'
     )
-    course_toml = str(ds.attrs.get("course_toml", "") or "")
+    course_toml = res.course_toml
     toml_html = (
         f"<details><summary>Validated input (TOML)</summary><pre>{_e(course_toml)}</pre></details>"
         if course_toml
@@ -1238,7 +1176,7 @@ def render_html(result: Result | xr.Dataset, figures: Sequence[str | Path] = ())
 <main>
 {disclaimer}
 <h1>{_e(name)}</h1>
-<p class="sub">In-silico microneedling simulation · microneedling {_e(ds.attrs.get("microneedling_version", __version__))}</p>
+<p class="sub">In-silico microneedling simulation · microneedling {_e(res.version or __version__)}</p>
 <section id="summary"><h2>Course</h2>{_summary_html(ds)}{toml_html}
 <h3>Sessions</h3>{_sessions_html(ds)}</section>
 <section id="warnings"><h2>Warnings</h2>{warn_html}</section>

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from microneedling.about import DISCLAIMER, __version__
-from microneedling.engine.endpoints import TIME_UNITS
+from microneedling.engine.variables import variable
 from microneedling.io import atomic_directory, atomic_path, write_csv_atomic, write_text_atomic
 from microneedling.reports.run import _new_figure
 from microneedling.studies.trial.run import trajectory_variables
@@ -94,7 +94,7 @@ def plot_trajectories(res: TrialResult, path: Path) -> Path | None:
                 t, mean - 1.96 * se, mean + 1.96 * se, alpha=0.4, color=line.get_color()
             )
         ax.set_xlabel("day", fontsize=8)
-        ax.set_ylabel(f"{label} ({TIME_UNITS[var]})", fontsize=8)
+        ax.set_ylabel(f"{label} ({variable(var).units})", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.25)
         ax.legend(fontsize=7, frameon=False)

@@ -1,0 +1,223 @@
+"""THE table of output variables: every quantity a run reports, defined once.
+
+Each :class:`Variable` names a quantity the engine produces, its units and long name (the Dataset's
+CF attributes), its kind and shape, the claim it evidences and how a course summarises it. Every
+other place derives from this table and nothing else: the Dataset's labels
+(:mod:`microneedling.engine.simulate`), the end-point grammar (:mod:`microneedling.engine.endpoints`),
+the end-point table (:meth:`microneedling.engine.result.Result.endpoints`) and the sections of the
+run report (:mod:`microneedling.reports.run`). A new observable is one row here plus the physics
+that computes it (:func:`microneedling.physics.observe.observables` or a per-session output of
+:func:`microneedling.engine.batch.session_stats`).
+
+Kinds:
+
+``time``
+    A time-resolved observable, dims (site, time), or (site, layer, time) when ``layered`` (the
+    two dermal layers; the epidermis row is NaN).
+``session``
+    A per-session outcome, dims (site, session), summarised over a course by ``reduce``.
+``setting``
+    A per-session record of what was done or reached (needle length, punctures, depth), dims
+    (site, session) or (site, session, layer) when ``layered`` (all three layers).
+
+The functions below read :data:`VARIABLES` at each call, so a row added to it (or patched in by a
+test) appears everywhere at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "CLAIMS",
+    "VARIABLES",
+    "Variable",
+    "by_name",
+    "endpoint_variables",
+    "session_variables",
+    "setting_variables",
+    "time_variables",
+    "variable",
+]
+
+Kind = Literal["time", "session", "setting"]
+Reduce = Literal["", "sum", "max", "mean"]
+Better = Literal["", "higher", "lower"]
+
+CLAIMS: tuple[str, ...] = (
+    "collagen",
+    "elastin",
+    "firmness",
+    "wrinkles",
+    "texture",
+    "acne scars",
+    "pores",
+    "stretch marks",
+    "pigmentation",
+    "downtime",
+    "risk",
+    "absorption",
+)
+"""The claims of microneedling that outputs evidence, in the order reports show them."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One output variable of a run.
+
+    Attributes
+    ----------
+    name:
+        The Dataset variable and end-point name.
+    units:
+        Units of the values (``microneedling.units`` spelling).
+    long_name:
+        CF ``long_name``: what the number is, in words.
+    kind:
+        ``time``, ``session`` or ``setting`` (module docstring).
+    layered:
+        Time variables: resolved in the two dermal layers; settings: in all three layers.
+    claim:
+        The claim this variable evidences (one of :data:`CLAIMS`), or ``""`` for a mechanistic
+        quantity (inflammation, fibroblasts) that is shown but is not an end point.
+    label:
+        Short human label for end-point tables; ``""``: not an end point.
+    reduce:
+        Session variables: how a course summarises them (``sum`` of downtime days, ``max`` of a
+        risk, ``mean`` of an amount).
+    better:
+        Which direction is an improvement (``lower`` for depths, widths, diameters and melanin;
+        ``higher`` for collagen and elasticity), ``""`` where it is not a treatment goal.
+    figure:
+        The run report's figure that draws the variable (``collagen_elastin``, ``claims``,
+        ``downtime``, ``absorption``) or ``""``.
+    """
+
+    name: str
+    units: str
+    long_name: str
+    kind: Kind
+    layered: bool = False
+    claim: str = ""
+    label: str = ""
+    reduce: Reduce = ""
+    better: Better = ""
+    figure: str = ""
+
+    @property
+    def is_endpoint(self) -> bool:
+        """Reported in end-point tables (it has a label)."""
+        return bool(self.label)
+
+    @property
+    def summary_word(self) -> str:
+        """How a course summary of a session variable reads: total, worst session, per session."""
+        return {"sum": "total", "max": "worst session", "mean": "per session"}.get(self.reduce, "")
+
+
+VARIABLES: tuple[Variable, ...] = (
+    # --- dermis: collagen and elastin, per layer
+    Variable("collagen_change", "%", "New dermal collagen (I+III), % of baseline collagen", "time",
+             layered=True, claim="collagen", label="Dermal collagen (I+III), papillary", better="higher",
+             figure="collagen_elastin"),
+    Variable("collagen_I_change", "%", "Collagen I change, % of baseline collagen I", "time",
+             layered=True, claim="collagen", better="higher"),
+    Variable("collagen_III_change", "%", "Collagen III change, % of baseline collagen III", "time",
+             layered=True, claim="collagen", better="higher"),
+    Variable("elastin_change", "%", "Net elastin change, % of baseline elastin", "time",
+             layered=True, claim="elastin", label="Dermal elastin, papillary", better="higher",
+             figure="collagen_elastin"),
+    Variable("new_elastin_change", "%", "New elastic fibre (tropoelastin), % of baseline elastin",
+             "time", layered=True, claim="elastin", better="higher"),
+    Variable("dermal_density_change", "%", "Ultrasound dermal density change vs baseline", "time",
+             claim="collagen", label="Dermal density (ultrasound)", better="higher"),
+    Variable("dermal_thickness", "um", "Dermal thickness", "time", claim="texture",
+             label="Dermal thickness", better="higher", figure="claims"),
+    Variable("epidermal_thickness_change", "%", "Epidermal thickness change vs baseline", "time",
+             claim="texture", label="Epidermal thickness", better="higher"),
+    # --- clinical observables
+    Variable("elasticity_index", "1", "Gross elasticity index (cutometer R2-like, 0-1)", "time",
+             claim="firmness", label="Elasticity index (R2-like)", better="higher",
+             figure="claims"),
+    Variable("wrinkle_depth", "um", "Wrinkle depth", "time", claim="wrinkles",
+             label="Wrinkle depth", better="lower", figure="claims"),
+    Variable("scar_depth", "mm", "Atrophic scar depth", "time", claim="acne scars",
+             label="Atrophic scar depth", better="lower", figure="claims"),
+    Variable("pore_diameter", "um", "Pore diameter", "time", claim="pores", label="Pore diameter",
+             better="lower", figure="claims"),
+    Variable("striae_width", "mm", "Stretch-mark width", "time", claim="stretch marks",
+             label="Stretch-mark width", better="lower", figure="claims"),
+    Variable("melanin_index", "1", "Melanin index (Mexameter-like units)", "time",
+             claim="pigmentation", label="Melanin index", better="lower", figure="claims"),
+    # --- mechanism (shown, not end points)
+    Variable("erythema", "1", "Visible-redness signal (inflammation of the papillary plexus)",
+             "time", claim="downtime", figure="downtime"),
+    Variable("oedema", "1", "Swelling signal", "time", claim="downtime", figure="downtime"),
+    Variable("inflammation", "1", "Inflammation (neutrophils + M1; 1 = saturating response)",
+             "time", layered=True),
+    Variable("fibroblasts", "1", "Fibroblast density relative to baseline", "time", layered=True),
+    # --- per session: what was done and reached, then the outcomes
+    Variable("session_day", "d", "Day of the session", "setting"),
+    Variable("needle_length", "mm", "Needle length", "setting"),
+    Variable("puncture_density", "cm^-2", "Punctures per cm²", "setting"),
+    Variable("penetration_depth", "um", "Channel depth reached", "setting"),
+    Variable("reaches_capillaries", "1",
+             "Channel reaches the papillary capillaries (pinpoint bleeding)", "setting"),
+    Variable("injured_fraction", "1", "Injured volume fraction", "setting", layered=True),
+    Variable("erythema_days", "d", "Days of visible redness after the session", "session",
+             claim="downtime", label="Visible redness, all sessions", reduce="sum",
+             better="lower"),
+    Variable("oedema_days", "d", "Days of visible swelling after the session", "session",
+             claim="downtime", label="Visible swelling, all sessions", reduce="sum",
+             better="lower"),
+    Variable("pih_risk", "1",
+             "Probability of post-inflammatory hyperpigmentation after the session", "session",
+             claim="risk", label="Post-inflammatory hyperpigmentation risk", reduce="max",
+             better="lower"),
+    Variable("absorbed_amount", "ug/cm^2", "Topical absorbed into the skin", "session",
+             claim="absorption", label="Topical absorbed per session", reduce="mean",
+             better="higher", figure="absorption"),
+    Variable("absorbed_intact", "ug/cm^2", "Same topical through intact skin", "setting",
+             claim="absorption"),
+    Variable("enhancement_ratio", "1",
+             "Absorption with channels / intact skin (inf: no intact-skin path, e.g. hyaluronan)",
+             "session", claim="absorption", label="Absorption vs intact skin", reduce="mean",
+             better="higher", figure="absorption"),
+    Variable("absorbed_by_layer", "ug/cm^2", "Topical absorbed per layer", "setting",
+             layered=True, claim="absorption"),
+)  # fmt: skip
+"""Every output variable, in the order tables and reports show them."""
+
+
+def by_name() -> dict[str, Variable]:
+    """``{name: Variable}`` of :data:`VARIABLES`."""
+    return {v.name: v for v in VARIABLES}
+
+
+def variable(name: str) -> Variable:
+    """The row of ``name``; a ``KeyError`` names the known variables."""
+    table = by_name()
+    if name not in table:
+        raise KeyError(f"no output variable {name!r}; known: {', '.join(table)}")
+    return table[name]
+
+
+def time_variables() -> tuple[Variable, ...]:
+    """The time-resolved observables, in table order."""
+    return tuple(v for v in VARIABLES if v.kind == "time")
+
+
+def session_variables() -> tuple[Variable, ...]:
+    """The per-session outcomes, in table order."""
+    return tuple(v for v in VARIABLES if v.kind == "session")
+
+
+def setting_variables() -> tuple[Variable, ...]:
+    """The per-session records of what was done and reached, in table order."""
+    return tuple(v for v in VARIABLES if v.kind == "setting")
+
+
+def endpoint_variables() -> tuple[Variable, ...]:
+    """The variables end-point tables report (those with a label), in table order."""
+    return tuple(v for v in VARIABLES if v.is_endpoint)
