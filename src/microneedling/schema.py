@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -154,7 +155,6 @@ class InputModel(BaseModel):
     @classmethod
     def from_toml_text(cls, text: str, source: str | None = None) -> Self:
         """Parse and validate TOML text."""
-        import tomllib
 
         try:
             data = tomllib.loads(text)

@@ -9,6 +9,7 @@ Heavy modules (numpy, SALib, xarray, matplotlib, libsbml) are imported inside th
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -79,7 +80,6 @@ def _run_sobol(
     chunk_size: int,
     quiet: bool,
 ) -> Any:
-    import functools
 
     from microneedling.engine.executor import map_chunks
     from microneedling.studies.sensitivity import sobol_indices

@@ -75,6 +75,7 @@ def _lookup_set(result: Result, explicit: ParameterSet | None) -> tuple[Paramete
 def _parameter_rows(result: Result, ps: ParameterSet | None) -> list[dict[str, Any]]:
     """name/value/units/low/high/kind/sources of each parameter the run used: the run's own
     record, else looked up by name in ``ps``."""
+
     if result.records_parameters:
         return [dataclasses.asdict(r) for r in result.parameters_used]
     rows = []

@@ -6,6 +6,7 @@ keeps its finished chunks in ``DIR.partial/`` and the same command resumes from 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -70,8 +71,6 @@ def trial_command(
 ) -> None:
     """Run the in-silico trial SPEC and write trial.nc, summary.csv, comparisons.csv, report.html,
     figures/ and trial.toml into DIR. Interrupted runs resume from DIR.partial/."""
-    import dataclasses
-
     from microneedling.reports.trial import write_trial
     from microneedling.studies.trial.run import TrialSpec, run_trial
 

@@ -20,6 +20,7 @@ chunks in flight (:class:`ChunkStore`).
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import time
@@ -181,7 +182,6 @@ def _run_dask(
     finished: Callable[[int, R], None],
 ) -> None:
     """Submit ``items[todo]`` to a Dask cluster and call ``finished`` as each completes."""
-    import logging
 
     from distributed import Client, LocalCluster, as_completed
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from microneedling.course.model import Course
 from microneedling.engine.variables import Variable, endpoint_variables
 from microneedling.io import atomic_path
@@ -225,7 +227,6 @@ class Result:
         end points (downtime, risk, absorption) are summarised over sessions with ``time_days``
         NaN. Rows whose value is NaN (not applicable to the site) are dropped.
         """
-        import numpy as np
         import pandas as pd
 
         ds = self.dataset
@@ -276,7 +277,6 @@ class Result:
         t: float,
         units: str,
     ) -> None:
-        import numpy as np
 
         lows = bounds[0].isel(sel) if (bounds[0] is not None and sel) else bounds[0]
         highs = bounds[1].isel(sel) if (bounds[1] is not None and sel) else bounds[1]

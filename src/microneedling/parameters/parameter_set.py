@@ -97,7 +97,7 @@ class Parameter:
         return pick(self.low), pick(self.high)
 
 
-def _suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+def suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     """Close matches of ``name`` among ``known``, ignoring case (``mu_l`` finds ``mu_I``)."""
     lower: dict[str, str] = {}
     for k in known:
@@ -188,7 +188,7 @@ class ParameterSet:
         try:
             p = self.parameters[name]
         except KeyError:
-            close = _suggest(name, self.parameters)
+            close = suggest(name, self.parameters)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ParameterError(f"unknown parameter {name!r}{hint}") from None
         self._used.add(name)

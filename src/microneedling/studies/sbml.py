@@ -22,6 +22,7 @@ are baked into the event assignments. Notes in the document say so, with the dis
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -317,7 +318,6 @@ def _sid(text: str) -> str:
 
 
 def _notes(model: Any) -> None:
-    import html
 
     body = (
         "Wound-healing ODE of the microneedling package (version "

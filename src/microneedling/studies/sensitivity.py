@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ from microneedling.course.model import AcneScar, Hyperpigmentation, Pores, Stria
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import EndpointSpec, endpoint_table, parse_endpoint
 from microneedling.errors import InputError
-from microneedling.parameters.parameter_set import ParameterSet, _suggest, load_parameters
+from microneedling.parameters.parameter_set import ParameterSet, load_parameters, suggest
 from microneedling.parameters.sampling import split_normal_value
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,7 +92,6 @@ def sobol_analyze(
             out["S2"] = np.full((n_factors, n_factors), np.nan)
             out["S2_conf"] = np.full((n_factors, n_factors), np.nan)
         return out
-    import warnings
 
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -177,7 +177,7 @@ def validate_names(ps: ParameterSet, names: Sequence[str]) -> list[str]:
     out: list[str] = []
     for i, n in enumerate(names):
         if n not in ps:
-            close = _suggest(str(n), ps.parameters)
+            close = suggest(str(n), ps.parameters)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise InputError(f"names[{i}]", n, f"a known parameter name{hint}")
         p = ps.parameters[n]

@@ -11,6 +11,7 @@ import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from microneedling.physics.ode import cache
 from microneedling.physics.ode import integrate as integ
 from microneedling.physics.ode import registry as odes
 from microneedling.physics.ode.integrate import integrate, integrate_reference
@@ -690,17 +691,17 @@ def test_healing_structured_solve_agrees_with_generic_paths() -> None:
 
 
 def test_cache_stamp_covers_dependencies(tmp_path: Path) -> None:
-    files = odes.source_files()
+    files = cache.source_files(odes)
     assert any(f.endswith("registry.py") for f in files)
     assert any(f.endswith("healing_rhs.py") for f in files)
     f1, f2 = tmp_path / "a.py", tmp_path / "b.py"
     f1.write_text("x = 1\n")
     f2.write_text("y = 2\n")
-    s0 = odes.source_stamp([str(f1), str(f2)])
+    s0 = cache.source_stamp([str(f1), str(f2)])
     f2.write_text("y = 3\n")
-    assert odes.source_stamp([str(f1), str(f2)]) != s0
+    assert cache.source_stamp([str(f1), str(f2)]) != s0
     # every cached kernel of the integrator is re-stamped with its dependencies
-    for d in odes.jitted_in(integ.__name__, vars(integ)):
+    for d in cache.jitted_in(integ.__name__, vars(integ)):
         assert d._cache._cache_file._source_stamp != d._cache._impl.locator.get_source_stamp()
 
 

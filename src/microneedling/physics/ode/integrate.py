@@ -60,6 +60,7 @@ import numpy as np
 from numba import njit
 
 from microneedling.physics.ode import registry as odes
+from microneedling.physics.ode.cache import bind_cache_to_sources, jitted_in, source_files
 from microneedling.physics.ode.registry import (
     COMPLEX_STEP,
     has_analytic_jacobian,
@@ -696,7 +697,7 @@ def solve_range(
         stats[b, 3] = status
 
 
-odes.bind_cache_to_sources(odes.jitted_in(__name__, globals()), [__file__, *odes.source_files()])
+bind_cache_to_sources(jitted_in(__name__, globals()), [__file__, *source_files(odes)])
 
 
 # ---------------------------------------------------------------------------------------------

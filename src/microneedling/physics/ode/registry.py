@@ -51,21 +51,16 @@ Adding a model = a new id, a branch in :func:`rhs`, in :func:`is_autonomous` (an
 :func:`time_derivative` if it depends on t), and a check in :func:`check_params`.
 
 All jitted functions are ``@njit(cache=True)``. numba's cache only checks the source file of each
-cached function, not the files of the functions it calls, so :func:`bind_cache_to_sources` stamps
-every cached dispatcher here (and in :mod:`microneedling.physics.integrate`) with a hash of all the
-source files its compiled code depends on, including ``healing_rhs.py``: editing the healing model
+cached function, not the files of the functions it calls, so
+:func:`microneedling.physics.ode.cache.bind_cache_to_sources` stamps every cached dispatcher here (and
+in :mod:`microneedling.physics.ode.integrate`) with a hash of all the source files its compiled code
+depends on, including ``healing_rhs.py``: editing the healing model
 re-compiles the integrator instead of silently running the stale cached machine code.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import sys
-import types
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numba import njit
@@ -76,6 +71,7 @@ from microneedling.physics.healing_rhs import healing_factor as _healing_factor
 from microneedling.physics.healing_rhs import healing_jacobian as _healing_jacobian
 from microneedling.physics.healing_rhs import healing_rhs as _healing_rhs
 from microneedling.physics.healing_rhs import healing_solve as _healing_solve
+from microneedling.physics.ode.cache import bind_cache_to_sources, jitted_in, source_files
 
 LINEAR = 0
 ROBERTSON = 1
@@ -421,75 +417,4 @@ def check_params(model: int, n: int, params: np.ndarray) -> None:
         raise ValueError(f"model: unknown model id {model!r} ({name}); known: {MODEL_NAMES}")
 
 
-# ---------------------------------------------------------------------------------------------
-# Cache freshness across files
-# ---------------------------------------------------------------------------------------------
-
-
-def _package_dependency_files(module: types.ModuleType, seen: set[str]) -> None:
-    """Add the source file of ``module`` and of the package modules it references (recursively)."""
-    path = getattr(module, "__file__", None)
-    if path is None or path in seen:
-        return
-    seen.add(path)
-    for value in vars(module).values():
-        if isinstance(value, types.ModuleType):
-            dep = value
-        else:
-            modname = getattr(value, "__module__", None) or getattr(
-                getattr(value, "py_func", None), "__module__", None
-            )
-            if not isinstance(modname, str):
-                continue
-            dep = sys.modules.get(modname)  # type: ignore[assignment]
-        if dep is not None and dep.__name__.startswith("microneedling."):
-            _package_dependency_files(dep, seen)
-
-
-def source_files() -> list[str]:
-    """Source files whose content the compiled RHS registry depends on (this file, healing, ...)."""
-    seen: set[str] = set()
-    _package_dependency_files(sys.modules[__name__], seen)
-    return sorted(seen)
-
-
-def source_stamp(files: Iterable[str]) -> bytes:
-    """SHA-256 over the contents of ``files`` (order-independent in the set of paths)."""
-    h = hashlib.sha256()
-    for f in sorted(set(files)):
-        h.update(f.encode())
-        h.update(Path(f).read_bytes())
-    return h.digest()
-
-
-def bind_cache_to_sources(dispatchers: Iterable[Any], files: Iterable[str]) -> int:
-    """Make each numba dispatcher's on-disk cache stale whenever any of ``files`` changes.
-
-    numba keys a cached function on the hash of its own source file only; this mixes the hash of
-    ``files`` (the files of every function it calls) into that key. It touches a private numba
-    attribute, so it degrades to numba's default behaviour if that attribute is not there.
-    Returns the number of dispatchers re-stamped.
-    """
-    stamp = source_stamp(files)
-    done = 0
-    for d in dispatchers:
-        cache_file = getattr(getattr(d, "_cache", None), "_cache_file", None)
-        old = getattr(cache_file, "_source_stamp", None)
-        if old is None:
-            continue
-        new = hashlib.sha256(repr(old).encode() + stamp).digest()
-        cache_file._source_stamp = new  # type: ignore[union-attr]
-        done += 1
-    return done
-
-
-def jitted_in(module_name: str, namespace: dict[str, Any]) -> list[Any]:
-    """The numba dispatchers defined (not merely imported) in a module namespace."""
-    return [
-        v
-        for v in namespace.values()
-        if inspect.isfunction(getattr(v, "py_func", None)) and v.py_func.__module__ == module_name
-    ]
-
-
-bind_cache_to_sources(jitted_in(__name__, globals()), source_files())
+bind_cache_to_sources(jitted_in(__name__, globals()), source_files(sys.modules[__name__]))
