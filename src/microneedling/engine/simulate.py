@@ -62,7 +62,7 @@ def simulate(
     sets = [ps] + (sample_parameter_sets(ps, draws, seed) if draws > 0 else [])
     run = simulate_batch([course] * len(sets), sets, rtol=rtol, parallel=parallel)
     for s in sets[1:]:
-        ps._used.update(s._used)  # draws look up the same names
+        ps.record_use(s)  # draws look up the same names
     B = len(course.sites)
     t = run.t
     obs = [

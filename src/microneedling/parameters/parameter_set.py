@@ -230,6 +230,11 @@ class ParameterSet:
         """A view sharing these values whose lookups are recorded afresh (see :attr:`used`)."""
         return replace(self, _used=set())
 
+    def record_use(self, other: ParameterSet) -> None:
+        """Count the lookups recorded by ``other`` (e.g. an ensemble draw of this set) as this
+        set's own: a run's sources are those of every parameter any draw looked up."""
+        self._used.update(other._used)
+
     @property
     def used(self) -> list[str]:
         """Names looked up through this view, sorted."""
