@@ -1,5 +1,5 @@
-"""``microneedling validate [--out DIR]``: the held-out literature rows, interval coverage and the
-credibility report."""
+"""``microneedling validate [--out DIR] [--delivery]``: the held-out literature rows, interval
+coverage and the credibility report; with ``--delivery``, the transport's delivery validation."""
 
 from __future__ import annotations
 
@@ -32,14 +32,32 @@ def validate_command(
         bool, typer.Option("--no-verification", help="Skip the live code-verification checks.")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out.")] = False,
+    delivery: Annotated[
+        bool,
+        typer.Option(
+            "--delivery",
+            help="Print the transport vs published microneedle delivery "
+            "(data/delivery_validation.toml) as a markdown table instead.",
+        ),
+    ] = False,
 ) -> None:
     """Simulate every validation row's protocol; print pass/miss and interval coverage; with
     --out, write the credibility report (report.html + credibility.json)."""
-    from microneedling.studies.credibility.report import build_report, write_report
-    from microneedling.studies.credibility.validate import table, validate
+    from microneedling.reports.credibility import delivery_table, validation_table, write_report
+    from microneedling.studies.credibility.delivery import predict
+    from microneedling.studies.credibility.report import build_report
+    from microneedling.studies.credibility.validate import validate
 
     console = make_console()
     with user_errors():
+        if delivery:
+            if out is not None:
+                raise typer.BadParameter(
+                    "--delivery prints a table; it writes no report", param_hint="--out"
+                )
+            console.print(delivery_table(predict()), soft_wrap=True)
+            print_disclaimer(console)
+            return
         if out is not None and out.exists() and not overwrite:
             raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
         if sobol_n_base < 2 or sobol_n_base & (sobol_n_base - 1):
@@ -47,7 +65,7 @@ def validate_command(
                 f"got {sobol_n_base}; allowed: a power of two >= 2", param_hint="--sobol-n-base"
             )
         if out is None:
-            console.print(table(validate(draws=draws, seed=seed)), soft_wrap=True)
+            console.print(validation_table(validate(draws=draws, seed=seed)), soft_wrap=True)
         else:
             report = build_report(
                 draws=draws,

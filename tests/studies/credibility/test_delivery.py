@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from microneedling.errors import InputError
+from microneedling.reports.credibility import delivery_table
 from microneedling.studies.credibility import delivery as dv
 from tests.paths import DATA
 
@@ -68,7 +69,7 @@ def test_every_row_is_documented(predictions: dict[str, dv.Prediction]) -> None:
 
 
 def test_table_lists_every_row(predictions: dict[str, dv.Prediction]) -> None:
-    text = dv.table(list(predictions.values()))
+    text = delivery_table(list(predictions.values()))
     for k in ROWS:
         assert k in text
     assert text.count("MISS") == len(MISSES)

@@ -15,12 +15,7 @@ from microneedling import DISCLAIMER
 from microneedling.cli.app import app
 from microneedling.errors import InputError
 from microneedling.studies.credibility.literature import rows
-from microneedling.studies.credibility.report import (
-    build_report,
-    render_html,
-    sobol_summary,
-    write_report,
-)
+from microneedling.studies.credibility.report import LIMITS, build_report, sobol_summary
 from microneedling.studies.credibility.validate import _covered, _judge, validate
 from tests.paths import DOCS
 
@@ -66,22 +61,13 @@ def test_every_validation_row_is_reported_with_its_result(report: dict) -> None:
             assert r["covered"] in (True, False), r["key"]
 
 
-def test_report_calibration_reproduces_shipped_and_html_is_self_contained(
-    report: dict, tmp_path: Path
-) -> None:
+def test_report_is_json_data_and_calibration_reproduces_shipped(report: dict) -> None:
     assert report["calibration"]["reproduces_shipped"] is True
     assert report["disclaimer"] == DISCLAIMER
-    page = render_html(report)
-    assert page.count(DISCLAIMER) == 2
-    assert re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)", page) is None  # no external assets
-    assert "<link" not in page
-    for section in ("Context of use", "Code verification", "Calibration", "Validation", "limits"):
-        assert section in page
-    out = write_report(tmp_path / "cred", report)
-    assert sorted(p.name for p in out.iterdir()) == ["credibility.json", "report.html"]
-    assert json.loads((out / "credibility.json").read_text())["validation"]["n_rows"] == len(
-        rows("validation")
-    )
+    assert json.loads(json.dumps(report)) == report  # plain data; reports.credibility renders it
+    assert report["code_verification"] == {"status": "skipped"}
+    assert report["sensitivity"] == {"status": "skipped"}
+    assert report["limits"] == list(LIMITS)
 
 
 def test_judging_rules() -> None:
@@ -104,6 +90,24 @@ def test_bad_arguments_are_refused() -> None:
         validate(draws=2, keys=["lotfi2013_collagen"])  # a calibration row is not a validation row
     res = CliRunner().invoke(app, ["validate", "--sobol-n-base", "3"])
     assert res.exit_code == 2 and "power of two" in res.output
+    res = CliRunner().invoke(app, ["validate", "--delivery", "--out", "somewhere"])
+    assert res.exit_code == 2 and "--delivery" in res.output
+
+
+def test_validate_command_prints_the_validation_and_the_delivery_tables() -> None:
+    from microneedling.studies.credibility.delivery import load_rows
+
+    res = CliRunner().invoke(app, ["validate", "--draws", "4"])
+    assert res.exit_code == 0, res.output
+    for r in rows("validation"):
+        assert r.key in res.output
+    assert "within tolerance:" in res.output and "(4 draws, seed 0)" in res.output
+    res = CliRunner().invoke(app, ["validate", "--delivery"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("| row | molecule |")
+    for r in load_rows():
+        assert f"| {r.key} |" in res.output
+    assert DISCLAIMER in res.output.replace("\n", " ")
 
 
 def test_sobol_summary_ranks_the_threshold_first_for_downtime() -> None:

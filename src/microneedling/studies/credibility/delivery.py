@@ -8,13 +8,13 @@ batched call, with the shipped parameters: channel depth = ``needles.insertion_e
 length capped at the sample thickness, channel surface radius = ``needles.channel_radius_ratio`` ×
 needle radius) and returns predicted, observed, predicted/observed and pass/fail.
 
-Run ``python -m microneedling.delivery_validation`` for the markdown table of ``docs/transport.md``.
+``microneedling validate --delivery`` prints the markdown table of ``docs/transport.md``
+(:func:`microneedling.reports.credibility.delivery_table`).
 
 API::
 
     load_rows(path=None) -> list[Row]
     predict(rows=None, parameters=None) -> list[Prediction]
-    table(predictions) -> str
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from microneedling.about import DISCLAIMER
 from microneedling.errors import InputError
 from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import load_parameters, load_references
@@ -37,7 +36,7 @@ from microneedling.physics import transport as tr
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.parameters.parameter_set import ParameterSet
 
-__all__ = ["QUANTITIES", "Prediction", "Row", "load_rows", "predict", "table"]
+__all__ = ["QUANTITIES", "Prediction", "Row", "load_rows", "predict"]
 
 QUANTITIES = ("enhancement_ratio", "amount")
 """Observable kinds: enhancement ratio [1]; amount delivered with microneedles [µg/cm²]."""
@@ -227,33 +226,3 @@ def predict(
             value = float(ab.total[i]) * _KG_M2_TO_UG_CM2
         out.append(Prediction(r, value, float(depth[i]) / um, float(radius[i]) / um))
     return out
-
-
-def table(predictions: list[Prediction]) -> str:
-    """Markdown table: row, molecule, conditions, observed, predicted, ratio, tolerance, pass."""
-    lines = [
-        "| row | molecule | pretreatment (length, density) | time | observed | predicted "
-        "| pred/obs | tolerance | evidence | result |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in predictions:
-        r = p.row
-        unit = "" if r.quantity == "enhancement_ratio" else " µg/cm²"
-        lines.append(
-            f"| {r.key} | {r.molecule} | {r.needle_length_um:g} µm, {r.density_per_cm2:g}/cm² "
-            f"| {r.time_h:g} h | {r.observed:.3g}{unit} | {p.predicted:.3g}{unit} "
-            f"| {p.ratio:.3g} | ×/÷{r.tolerance_factor:g} | {r.evidence} "
-            f"| {'pass' if p.passed else 'MISS'} |"
-        )
-    return "\n".join(lines)
-
-
-def main() -> None:  # pragma: no cover - thin shell
-
-    print(table(predict()))
-    print()
-    print(DISCLAIMER)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -214,25 +214,3 @@ def validate(
             )
         )
     return Validation(tuple(results), n_draws, seed, (q_lo, q_hi), ps.hash)
-
-
-def table(v: Validation) -> str:
-    """Plain-text table of a validation."""
-    lines = [
-        f"{'row':30s} {'observed':>9s} {'tol':>7s} {'model':>9s} {'10%':>9s} {'90%':>9s} "
-        "units     result  covered"
-    ]
-    for r in v.results:
-        b = "<=" if r.bound == "upper" else ">=" if r.bound == "lower" else "  "
-        cov = "-" if r.covered is None else "yes" if r.covered else "no"
-        lines.append(
-            f"{r.key:30s} {b}{r.observed:7.4g} {r.tolerance:7.3g} {r.predicted:9.4g} "
-            f"{r.low:9.4g} {r.high:9.4g} {r.units:9s} {r.status:7s} {cov}"
-        )
-    lines.append(
-        f"within tolerance: {v.n_pass}/{v.n_evaluated} evaluated rows "
-        f"({len(v.results) - v.n_evaluated} not evaluated); "
-        f"{v.interval[0]:g}-{v.interval[1]:g}% interval coverage: {v.n_covered}/{v.n_evaluated}"
-        f" = {v.coverage:.0%} ({v.draws} draws, seed {v.seed})"
-    )
-    return "\n".join(lines)

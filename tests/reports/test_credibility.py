@@ -1,0 +1,135 @@
+"""Rendering of the credibility report and the validation tables (reports.credibility): a
+self-contained page with every section, every verification check with its measured value, failures
+shown as failures, and text tables that list every row."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from microneedling import DISCLAIMER
+from microneedling.reports.credibility import (
+    delivery_table,
+    render_html,
+    validation_table,
+    write_report,
+)
+from microneedling.studies.credibility.delivery import Prediction, Row
+from microneedling.studies.credibility.literature import rows
+from microneedling.studies.credibility.report import build_report
+from microneedling.studies.credibility.validate import RowResult, Validation
+from microneedling.studies.credibility.verification import CHECKS
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return build_report(draws=4, seed=0, sobol=False, verification=True)
+
+
+def test_html_is_self_contained_with_every_section(report: dict, tmp_path: Path) -> None:
+    page = render_html(report)
+    assert page.count(DISCLAIMER) == 2
+    assert re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)", page) is None  # no external assets
+    assert "<link" not in page
+    for section in ("Context of use", "Code verification", "Calibration", "Validation", "limits"):
+        assert section in page
+    for limit in report["limits"]:
+        assert limit.replace("'", "&#x27;") in page
+    assert "<svg" in page  # the validation figure
+    out = write_report(tmp_path / "cred", report)
+    assert sorted(p.name for p in out.iterdir()) == ["credibility.json", "report.html"]
+    assert json.loads((out / "credibility.json").read_text()) == report
+    assert (out / "report.html").read_text() == page
+    assert json.loads((out / "credibility.json").read_text())["validation"]["n_rows"] == len(
+        rows("validation")
+    )
+
+
+def test_code_verification_section_shows_every_check_with_its_numbers(report: dict) -> None:
+    ver = report["code_verification"]
+    assert ver["status"] == "ran"
+    assert ver["n_passed"] == len(ver["checks"]) == len(CHECKS)
+    page = render_html(report)
+    assert f"{len(CHECKS)}/{len(CHECKS)} verification checks passed" in page
+    for c in ver["checks"]:
+        assert f"<td>{c['name']}</td>" in page
+        assert f"<td>{c['measured']:.4g}</td>" in page
+    assert "FAIL" not in page
+
+
+def test_a_failed_check_is_shown_as_failed(report: dict) -> None:
+    bad = copy.deepcopy(report)
+    bad["code_verification"]["checks"][0].update(passed=False, measured=None)
+    bad["code_verification"]["n_passed"] -= 1
+    page = render_html(bad)
+    n = len(CHECKS)
+    assert f"{n - 1}/{n} verification checks passed" in page
+    row = re.search(r'<tr class="miss"><td>' + bad["code_verification"]["checks"][0]["name"], page)
+    assert row is not None and "FAIL" in page
+
+
+def test_skipped_sections_say_so(report: dict) -> None:
+    skipped = dict(report, code_verification={"status": "skipped"})
+    page = render_html(skipped)
+    assert "Not run: skipped." in page
+    assert "<h2>5. Global sensitivity (Sobol indices)</h2>\n<p>Skipped.</p>" in page
+
+
+def _row_result(key: str, status: str, covered: bool | None, bound: str | None = None) -> RowResult:
+    nan = float("nan")
+    evaluated = status != "not evaluated"
+    return RowResult(
+        key=key, quantity="q", sources=("s",), evidence="SEEN", units="%", observed=10.0,
+        tolerance=5.0, bound=bound, predicted=12.0 if evaluated else nan,
+        low=8.0 if evaluated else nan, high=15.0 if evaluated else nan, status=status,
+        covered=covered, comparable="c", assumptions="a",
+    )  # fmt: skip
+
+
+def test_validation_table_lists_every_row_and_the_summary() -> None:
+    v = Validation(
+        (
+            _row_result("row_pass", "pass", True),
+            _row_result("row_miss", "miss", False, bound="upper"),
+            _row_result("row_ne", "not evaluated", None),
+        ),
+        draws=8,
+        seed=3,
+        interval=(10.0, 90.0),
+        parameter_set_hash="abc",
+    )
+    lines = validation_table(v).splitlines()
+    assert lines[0].split() == [
+        "row", "observed", "tol", "model", "10%", "90%", "units", "result", "covered",
+    ]  # fmt: skip
+    assert lines[1].split()[0] == "row_pass" and lines[1].split()[-2:] == ["pass", "yes"]
+    assert "<=" in lines[2] and lines[2].split()[-2:] == ["miss", "no"]
+    assert lines[3].split()[-1] == "-"
+    assert lines[-1] == (
+        "within tolerance: 1/2 evaluated rows (1 not evaluated); 10-90% interval coverage: 1/2 "
+        "= 50% (8 draws, seed 3)"
+    )
+
+
+def test_delivery_table_is_markdown_with_one_line_per_row() -> None:
+    row = Row(
+        key="r1", source="s", evidence="SEEN", quantity="amount", observed=2.0, units="ug/cm2",
+        tolerance_factor=2.0, tolerance_reason="t", molecule="caffeine", skin_model="human",
+        needle_length_um=500.0, needle_diameter_um=300.0, density_per_cm2=250.0, occluded=False,
+        concentration_mg_per_ml=10.0, film_thickness_um=20.0, time_h=24.0, sc_um=15.0,
+        viable_epidermis_um=60.0, dermis_um=1000.0,
+    )  # fmt: skip
+    ok = Prediction(row, 3.0, 100.0, 60.0)
+    miss = Prediction(Row(**{**row.__dict__, "key": "r2", "quantity": "enhancement_ratio"}), 5.0,
+                      100.0, 60.0)  # fmt: skip
+    lines = delivery_table([ok, miss]).splitlines()
+    assert lines[0].startswith("| row | molecule |") and set(lines[1]) == {"|", "-"}
+    assert lines[2] == (
+        "| r1 | caffeine | 500 µm, 250/cm² | 24 h | 2 µg/cm² | 3 µg/cm² | 1.5 | ×/÷2 | SEEN | pass |"
+    )
+    assert lines[3].endswith("| MISS |") and "µg" not in lines[3]
+    assert all(line.count("|") == 11 for line in lines)
