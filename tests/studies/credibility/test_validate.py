@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from microneedling import DISCLAIMER
 from microneedling.cli.app import app
 from microneedling.errors import InputError
+from microneedling.studies.credibility.delivery import load_rows
 from microneedling.studies.credibility.literature import rows
 from microneedling.studies.credibility.report import LIMITS, build_report, sobol_summary
 from microneedling.studies.credibility.validate import _covered, _judge, validate
@@ -95,8 +96,6 @@ def test_bad_arguments_are_refused() -> None:
 
 
 def test_validate_command_prints_the_validation_and_the_delivery_tables() -> None:
-    from microneedling.studies.credibility.delivery import load_rows
-
     res = CliRunner().invoke(app, ["validate", "--draws", "4"])
     assert res.exit_code == 0, res.output
     for r in rows("validation"):
@@ -105,8 +104,8 @@ def test_validate_command_prints_the_validation_and_the_delivery_tables() -> Non
     res = CliRunner().invoke(app, ["validate", "--delivery"])
     assert res.exit_code == 0, res.output
     assert res.output.startswith("| row | molecule |")
-    for r in load_rows():
-        assert f"| {r.key} |" in res.output
+    for row in load_rows():
+        assert f"| {row.key} |" in res.output
     assert DISCLAIMER in res.output.replace("\n", " ")
 
 
