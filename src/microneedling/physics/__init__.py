@@ -1,24 +1,23 @@
 """Pure, batch-first physics of microneedling: arrays in, arrays out, SI units (healing in days).
 
-Nothing here reads files, parses input or imports from the layers above (course, simulation, result,
-report, cli).
+Modules, in the order a session flows through them:
+
+* :mod:`.needles`: device → puncture density, penetration depth, channel geometry, layers reached;
+  skin-layer thicknesses per site, sex and age.
+* :mod:`.injury`: the puncture field × skin layers → injured volume fraction per layer.
+* :mod:`.transport`: a topical product × open, resealing microchannels → amount absorbed per layer
+  (homogenised: intact skin by ``intact_kp``, one leaky channel in its cell, finite dose).
+* :mod:`.unitcell`: the resolved axisymmetric unit-cell solver (one channel in its cell), the
+  reference the homogenised transport is checked against.
+* :mod:`.healing_rhs`: the wound-healing ODE's right-hand side, Jacobian and block solve (numba).
+* :mod:`.healing`: per-case parameter matrices, sessions as impulses, the batched healing solve.
+* :mod:`.observe`: healing states → clinical observables (collagen, thickness, scar depth,
+  pigmentation, redness, PIH risk).
+* :mod:`.ode`: the batched stiff integrator (RODAS4 with impulses, :mod:`.ode.integrate`), the
+  registry of right-hand sides it dispatches on (:mod:`.ode.registry`) and numba cache freshness
+  (:mod:`.ode.cache`).
+
+Names of sites and layers are in :mod:`microneedling.vocabulary`. Nothing here reads files, parses
+input or imports from the layers above (course, engine, studies, reports, cli); parameters arrive as
+:class:`~microneedling.parameters.parameter_set.ParameterSet` values or arrays.
 """
-
-LAYERS: tuple[str, ...] = ("epidermis", "papillary_dermis", "reticular_dermis")
-"""Skin layers that needles injure and the model resolves, top to bottom."""
-
-SITES: tuple[str, ...] = (
-    "forehead",
-    "periorbital",
-    "nose",
-    "cheek",
-    "perioral",
-    "chin",
-    "neck",
-    "decolletage",
-    "dorsal_hand",
-    "abdomen",
-    "thigh",
-)
-"""Treatment sites, in the order of the skin tables. ``course.SiteName`` spells the same names as a
-``Literal`` for the input schema (a test keeps the two equal)."""

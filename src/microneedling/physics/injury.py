@@ -26,7 +26,7 @@ Public API
 ----------
 ``cone_volume_between(surface_radius, depth, z_top, z_bottom) -> V [m³]``;
 ``injured_fraction(n, surface_radius, depth, layers, damage_zone_factor=1.0, *, saturate=True)
--> (B, 3)`` for layers ``physics.LAYERS`` (epidermis = SC + viable epidermis, papillary,
+-> (B, 3)`` for layers ``vocabulary.LAYERS`` (epidermis = SC + viable epidermis, papillary,
 reticular dermis); ``injured_fraction_from_channels(channels, skin, params) -> (B, 3)``.
 """
 

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from microneedling.physics import SITES
+from microneedling.vocabulary import SITES
 
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.parameters.parameter_set import ParameterSet
@@ -70,7 +70,7 @@ SKIN_LAYERS: tuple[str, ...] = (
     "papillary_dermis",
     "reticular_dermis",
 )
-"""The four thickness layers, top to bottom (``physics.LAYERS`` merges the first two)."""
+"""The four thickness layers, top to bottom (``vocabulary.LAYERS`` merges the first two)."""
 
 SEX_MALE_FRACTION: dict[str, float] = {"female": 0.0, "male": 1.0}
 """Sex as the weight of the male tables (0 = female tables, 1 = male tables)."""
