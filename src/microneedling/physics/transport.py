@@ -1,72 +1,92 @@
 """Transport: a topical product × open microchannels (resealing) → amount absorbed per layer.
 
-First-level, homogenised model (models.md B, C.4, Stage 3), SI units (m, s, kg), batch-first.
+First-level, homogenised model (models.md B, C.4, Stage 3; docs/transport.md), SI units (m, s,
+kg), batch-first.
 
-Intact skin
-    Potts–Guy, log10(kp / (cm/s)) = −6.3 + 0.71 log10 Kow − 0.0061 MW (``potts_guy_kp``, returned in
-    m/s; niacinamide 4.9e-8 cm/s = 1.8e-4 cm/h). Molecules above ``transport.intact_mw_limit``
-    (500 Da) or that are ions or zwitterions at pH 5.5 are outside its domain and are treated as not
-    crossing intact skin at all (kp = 0) — a deliberate simplification (``intact_kp``).
+Intact skin (``intact_kp``)
+    Potts–Guy (lipid pathway), log10(kp / (cm/s)) = −6.3 + 0.71 log10 Kow − 0.0061 MW
+    (``potts_guy_kp``, returned in m/s; niacinamide 4.9e-8 cm/s = 1.8e-4 cm/h), for neutral
+    molecules up to ``transport.intact_mw_limit`` (500 Da) with a log Kow. Outside that domain
+    (heavier, ions or zwitterions at pH 5.5, no log Kow) the polar (aqueous pore) pathway of the SC
+    instead (``polar_kp``): kp = c·MW^(−1/2)·H(r_s/r_pore), ten Berge's coefficient
+    c = ``transport.polar_pathway_coefficient`` (1.519e-4 cm/h) times the Renkin hindrance H of a
+    solute of radius r_s (the molecule's, or its Stokes–Einstein radius) in pores of radius
+    ``transport.polar_pore_radius`` (2 nm). Small and finite for peptides, proteins, ionised actives
+    and calcein; 0 for molecules as large as the pores (hyaluronan), which then do not cross intact
+    skin. ``dermwin_kp`` (DERMWIN/RAGS-E) is kept for comparison; the model does not use it.
 
-One channel (a "leaky pore")
+One channel (a "leaky pore", ``pore_conductance``)
     A channel of surface radius a and depth d, filled with the vehicle, crosses the stratum corneum
     (thickness L_sc) and then runs through viable tissue. Solute diffuses down the channel (axial
     conductance K_ax = π a² D_pore, D_pore = D_aq·H(λ), Renkin H, λ = r_solute/a), leaves through
-    its wall into the tissue (conductance per length h_w) and through its tip (disk access
-    G_tip = 4 a D_t K_t, models.md D.4). For the part below the SC this is the classical fin with a
+    its wall into the tissue (conductance per length h_w) and through its tip (G_tip = 4 a D_t K_t,
+    the disk access of models.md D.4, plus π a² K_t √(D_t k_cl), the planar flux into clearing
+    tissue, when the wall exchanges). For the part below the SC this is the classical fin with a
     conducting tip, solved exactly:
 
         G_fin = (h_w T + G_tip) / (1 + G_tip T / K_ax),   T = tanh(m ℓ)/m,  m = √(h_w/K_ax),
         1/g   = min(d, L_sc)/K_ax + (L_sc − d)₊/(π a² kp L_sc) + 1/G_fin,   ℓ = (d − L_sc)₊.
 
     h_w = 2π D_t K_t · x K1(x)/K0(x), x = a √(k_cl/D_t): steady radial diffusion from a long
-    cylinder into tissue with first-order clearance k_cl (exact; models.md D.7 in cylindrical form).
-    With ``wall_exchange=False`` (h_w = 0) and d ≥ L_sc this is exactly the series form of
-    models.md C.4, 1/g = d/(π a² D_pore) + 1/(4 a D_t K_t). That form makes g *decrease* with
-    depth (the whole channel is in series), contrary to Davidson 2008 ("the depth of penetration
-    … is the most important factor"); with the wall exchange a deeper channel delivers more
-    whenever the channel conducts better than the tissue it replaces (about D_pore > 3 D_t K_t at
-    the default clearance; true for every shipped molecule), and the gain saturates beyond ~1/m
-    (~0.1–0.2 mm). The residual-SC term makes g continuous for channels that stop inside the SC.
-    g is never taken below π a² kp, the conductance of the intact patch the channel replaces (the
-    SC around and beneath a channel is still a path), so channels never make skin less permeable
-    and d = 0 gives back intact skin exactly; this floor matters only for very lipophilic solutes
-    whose Potts–Guy kp exceeds what the aqueous channel and tissue carry (retinol, shallow channels).
+    cylinder into tissue with first-order clearance k_cl (exact; models.md D.7 in cylindrical form;
+    ``wall_conductance``). With ``wall_exchange=False`` (h_w = 0, G_tip = 4 a D_t K_t) and
+    d ≥ L_sc this is exactly the series form of models.md C.4, 1/g = d/(π a² D_pore) +
+    1/(4 a D_t K_t). That form makes g *decrease* with depth (the whole channel is in series),
+    contrary to Davidson 2008 ("the depth of penetration … is the most important factor"); with
+    the wall exchange a deeper channel delivers more whenever the channel conducts better than the
+    tissue it replaces (about D_pore > 3 D_t K_t at the default clearance; true for every shipped
+    molecule), and the gain saturates beyond ~1/m (~0.1–0.2 mm). The residual-SC term makes g
+    continuous for channels that stop inside the SC. g is never taken below π a² kp, the
+    conductance of the intact patch the channel replaces (the SC around and beneath a channel is
+    still a path), so channels never make skin less permeable and d = 0 gives back intact skin
+    exactly; this floor matters only for very lipophilic solutes whose Potts–Guy kp exceeds what
+    the aqueous channel and tissue carry (retinol, shallow channels). ``open_fraction`` S closes a
+    channel by its conductivity (D_pore → S D_pore + (1 − S)·host), as in the resolved unit cell.
 
-One channel in its cell (issue-6 follow-up; the default of ``absorb``)
-    ``cell_conductance``: the same channel, one of n per area, in its cylinder of radius
-    R = 1/√(π n) of viable tissue of thickness H (zero flux at r = R, under the SC and at the
-    bottom). Fourier–Bessel modes J0(α_m r), J1(α_m R) = 0, times closed-form slab Green's
-    functions (decay √(α_m² + k_cl/D_t)); ring sources on the channel wall and a disc at the tip,
-    collocated with a finite-volume channel. Neighbours that share the tissue (dense pores) and
-    3-D spreading from channels shorter than the clearance length come out of it; it tends to
-    the fin above for a lone long channel and to the 1-D slab for dense ones (docs/transport.md).
+One channel in its cell (``cell_conductance``; the default of ``absorb``)
+    The same channel, one of n per area, in its cylinder of radius R = 1/√(π n) of viable tissue
+    of thickness H (zero flux at r = R, under the SC and at the bottom). Fourier–Bessel modes
+    J0(α_m r), J1(α_m R) = 0, times closed-form slab Green's functions (decay √(α_m² + k_cl/D_t));
+    ring sources on the channel wall and a disc at the tip, collocated with a finite-volume
+    channel. Neighbours that share the tissue (dense pores) and 3-D spreading from channels
+    shorter than the clearance length come out of it; it tends to the fin above for a lone long
+    channel and to the 1-D slab for dense ones (docs/transport.md).
 
-Homogenised skin and resealing
-    P(t) = (1 − ε S(t))·kp + n g S(t),  ε = n π a² (≤ 1),  S(t) = exp(−k_close (t + delay)),
+Homogenised skin: closure and the charging transient (``absorb``)
+    P(t) = kp + n·(g(S(t)) − g(0))·φ(t),  S(t) = exp(−k_close (t + delay)) (``resealing``),
     k_close = ``transport.k_close_open`` (≈0.7 /h; humans recover barrier within 2 h, Gupta 2011)
-    or ``k_close_occluded`` (≈0.03 /h; naltrexone delivery held ≥ 48 h under occlusion).
+    or ``k_close_occluded`` (≈0.03 /h; naltrexone delivery held ≥ 48 h under occlusion). Channels
+    close by conductance, g(S) (in the cell: the isolated g(S) times the cell/isolated ratio,
+    interpolated between ``CELL_OPEN_NODES`` open fractions). φ = ``uptake_flux_factor``: the
+    tissue starts empty and first takes up more than the steady flux, with the Danckwerts shape
+    of one rate k_e = g/(2 ∂g/∂k_cl) (``transient_rate``, ``clearance_sensitivity``) that gives
+    the exact late-time excess ∂g/∂k_cl. ``quasi_steady=True`` gives the earlier model,
+    P(t) = (1 − ε S)·kp + n g S with ε = n π a² (``permeability``), for comparison.
 
-Finite dose (``finite_dose``)
+Finite dose
     A well-mixed vehicle film (thickness h = volume per area, concentration c0; dose c0·h) over a
     well-mixed viable-tissue compartment (capacity K_t·H_t, H_t = viable epidermis + dermis) with
     first-order clearance k_cl to the blood:
 
         dv/dt = −P(t) (v/h − m_t/(K_t H_t)),   dm_t/dt = −dv/dt − k_cl m_t,   dc/dt = k_cl m_t.
 
-    No evaporation of the vehicle is modelled. Solved with a fourth-order Magnus exponential
-    integrator (``steps`` quadratically graded steps over the resealing window, then one step for
-    the rest, where P is constant): per step the exact integral of P(t) and the exact second Magnus
-    term (a commutator of the exchange and clearance generators, closed form) are exponentiated in
-    closed form. The scheme is exact when k_cl = 0, when P is constant, or for the vehicle without
-    back-flux (K_t H_t → ∞); otherwise the error is < 1e-6 of the dose at the default 64 steps,
-    converging at fourth order (tests compare with a Radau solution). Every step matrix is
-    non-negative with unit column sums, so vehicle + tissue + cleared = dose to round-off.
+    No evaporation of the vehicle is modelled. ``absorb`` takes the step averages of the channel
+    term over ``steps`` quadratically graded steps of the resealing window (then one step for the
+    rest; ``channel_profile_means``, Gauss–Legendre in √t, which removes φ's 1/√t) and advances the
+    compartments by the exact exponential of each step's averaged generator
+    (``finite_dose_steps``: exact for constant P; 64 steps are within 1e-5 of the dose of 1024).
+    ``finite_dose`` is the fourth-order Magnus integrator for P(t) = kp (1 − ε S) + n g S (the
+    exact integral of P and the exact second Magnus term, a commutator of the exchange and
+    clearance generators, in closed form; < 1e-6 of the dose at 64 steps, tested against Radau);
+    ``absorb`` uses it for intact skin (constant P: exact) and with ``quasi_steady=True``. Every
+    step matrix is non-negative with unit column sums, so vehicle + tissue + cleared = dose to
+    round-off.
 
 Per layer
     Solute entering through intact SC goes to the epidermis; solute leaving a channel is split among
     epidermis / papillary / reticular dermis by the exact outflow profile of the leaky channel
-    (wall outflow inside each layer plus the tip outflow in the layer holding the tip).
+    (``channel_outflow_split``: wall outflow inside each layer plus the tip outflow in the layer
+    holding the tip).
 
 Top-level call (used by the simulation)::
 
@@ -1260,8 +1280,8 @@ def absorb(
     channel. For a closing channel, g(S) of the cell is the isolated g(S) times the ratio
     cell/isolated interpolated linearly between ``CELL_OPEN_NODES`` open fractions.
 
-    Returns an ``Absorption`` (see there). Intact skin is ``kp`` = Potts–Guy, or 0 for molecules
-    above 500 Da or charged (``intact_kp``).
+    Returns an ``Absorption`` (see there). Intact skin is ``kp`` = ``intact_kp``: Potts–Guy inside
+    its domain, the polar pathway outside it (0 for molecules as large as the SC's pores).
     """
     lay = layers.stack() if isinstance(layers, SkinLayers) else _f(layers)
     lay = np.atleast_2d(lay)

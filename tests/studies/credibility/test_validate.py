@@ -71,6 +71,14 @@ def test_report_is_json_data_and_calibration_reproduces_shipped(report: dict) ->
     assert report["limits"] == list(LIMITS)
 
 
+def test_limits_describe_the_current_intact_skin_model() -> None:
+    """The transport limit names the function and the polar pathway it uses (not the old 'no
+    intact-skin path above 500 Da', which the code no longer does)."""
+    text = " ".join(LIMITS)
+    assert "intact_kp" in text and "polar" in text and "Potts-Guy" in text
+    assert "no intact-skin path" not in text
+
+
 def test_judging_rules() -> None:
     row = next(r for r in rows("validation") if r.key == "chu2021_transient_ae")  # upper bound
     assert _judge(row, 7.0, 1.0, 7.9) == "pass"

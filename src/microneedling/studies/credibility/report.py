@@ -73,8 +73,12 @@ LIMITS: tuple[str, ...] = (
     "Redness duration: the calibration row (2 d at 1.5 mm) and HK 2018 (3-6 h, needle not "
     "reported) cannot both hold for one protocol; the model follows the calibration row.",
     "Channel geometry is human: rat histology (Kalluri 2011) is shallower and narrower.",
-    "Peptides above 500 Da have no intact-skin path in the transport model, so their enhancement "
-    "ratio is infinite (Mohammed 2014 cannot be reproduced).",
+    "Intact skin (physics/transport.py: intact_kp) is Potts-Guy for neutral molecules up to 500 Da "
+    "with a log Kow; heavier, ionised (pH 5.5) or log-Kow-less molecules cross only by the polar "
+    "pore pathway (ten Berge's coefficient, Renkin hindrance in ~2 nm pores), which is small, and "
+    "zero for hyaluronan-size molecules (their enhancement ratio is infinite). Lipidated or "
+    "SC-retained peptides therefore get too little intact uptake and too large an enhancement "
+    "ratio: Mohammed 2014 (2-22x) comes out at several hundred.",
     "Adjunct products (triple combination cream, vitamin A/C) are not modelled; pigmentation rows "
     "with them compare the microneedling effect alone.",
     "PIH probabilities rest on estimates with wide intervals; course-level incidence from per-session "
