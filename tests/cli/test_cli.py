@@ -180,7 +180,7 @@ def test_simulate_writes_complete_run_dir(
     for site in SITES:
         assert site in res.stdout
     cheek = expected[(expected.site == "cheek") & (expected.variable == "collagen_change")].iloc[0]
-    from microneedling.reports.run import format_interval, format_number
+    from microneedling.reports.format import format_interval, format_number
 
     assert f"{format_number(cheek.value)} [{format_interval(cheek.low, cheek.high)}]" in res.stdout
     assert microneedling.DISCLAIMER in res.stdout.replace("\n", " ")

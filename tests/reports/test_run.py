@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +17,14 @@ import pytest
 
 matplotlib.use("Agg")
 
-import microneedling
 from microneedling.engine.result import Result
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet
 from microneedling.reports import run as report
+from microneedling.reports.figures import FIGURE_FOOTER
+from microneedling.reports.format import format_interval, format_number
 from microneedling.reports.run import (
-    FIGURE_FOOTER,
-    format_interval,
-    format_number,
     plot_variable,
-    pretty_units,
     render_html,
     write_figures,
     write_html_report,
@@ -40,6 +37,7 @@ from tests.conftest import (
     WARNINGS,
     build_synthetic_dataset,
 )
+from tests.reports.shell import RAW_FIELD, Page, check_shell, check_tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -50,35 +48,6 @@ def _close_figures() -> Any:
     import matplotlib.pyplot as plt
 
     plt.close("all")
-
-
-# ----------------------------------------------------------------------------- formatting
-@pytest.mark.parametrize(
-    ("x", "expected"),
-    [
-        (1234.6, "1235"),
-        (18.4644, "18.5"),
-        (0.012345, "0.0123"),
-        (0.0, "0"),
-        (-2.5, "-2.50"),
-        (float("nan"), "—"),
-        (1.5e7, "1.50e+07"),
-        (3e-6, "3.00e-06"),
-    ],
-)
-def test_format_number(x: float, expected: str) -> None:
-    assert format_number(x) == expected
-
-
-def test_format_interval_and_units() -> None:
-    assert format_interval(1.0, 2.5) == "1.00–2.50"
-    assert format_interval(float("nan"), 2.0) == ""
-    assert format_interval(-13.8, 14.0) == "-13.8 to 14.0"
-    assert pretty_units("ug/cm^2") == "µg/cm²"
-    assert pretty_units("um") == "µm"
-    assert pretty_units("cm^-2") == "cm⁻²"
-    assert pretty_units("1") == ""
-    assert pretty_units("mm") == "mm"
 
 
 # ----------------------------------------------------------------------------- plot_variable
@@ -129,13 +98,13 @@ def test_write_figures_set_footer_and_claims_panel(
     synthetic_result: Result, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: dict[str, Any] = {}
-    real_save = report._save
+    real_save = report.save_png
 
     def spy(fig: Any, path: Path) -> Path:
         seen[path.stem] = fig
         return real_save(fig, path)
 
-    monkeypatch.setattr(report, "_save", spy)
+    monkeypatch.setattr(report, "save_png", spy)
     paths = write_figures(synthetic_result, tmp_path / "figures")
     assert [p.name for p in paths] == [
         "collagen_elastin.png",
@@ -156,10 +125,37 @@ def test_write_figures_set_footer_and_claims_panel(
     ery_ax = seen["downtime"].axes[0]
     thr = [ln for ln in ery_ax.get_lines() if ln.get_label() == "visibility threshold"]
     assert len(thr) == 1 and thr[0].get_ydata()[0] == pytest.approx(ERYTHEMA_THRESHOLD)
-    # one curve per site and session, starting at the session (x from 0)
+    # curves start at the session (x from 0); every session of every site is named by exactly
+    # one curve, and no curve of a site lies on top of another
     curves = [ln for ln in ery_ax.get_lines() if "session" in str(ln.get_label())]
-    assert len(curves) == len(SITES) * len(SESSION_DAYS)
     assert all(float(ln.get_xdata()[0]) == pytest.approx(0.0, abs=1.0) for ln in curves)
+    for site in SITES:
+        mine = [ln for ln in curves if str(ln.get_label()).startswith(f"{site},")]
+        named = [int(n) for ln in mine for n in re.findall(r"\d+", str(ln.get_label()))]
+        assert sorted(named) == list(range(1, len(SESSION_DAYS) + 1)), named
+        for a, b in itertools.combinations(mine, 2):
+            ya, yb = a.get_ydata(), b.get_ydata()
+            assert len(ya) != len(yb) or not np.allclose(ya, yb, rtol=0.01), (a, b)
+
+
+def test_downtime_curves_of_identical_sessions_are_drawn_once() -> None:
+    """Sessions with the same response are one curve named after all of them; a different session
+    gets its own curve (the user saw four identical curves drawn on top of each other)."""
+    from microneedling.reports.run import _after_sessions
+
+    t = np.linspace(0.0, 120.0, 121)
+    days = [0.0, 28.0, 56.0, 84.0]
+
+    def spikes(amps: list[float]) -> np.ndarray:
+        s = [np.where(t >= d, t - d, np.nan) for d in days]
+        return sum(np.nan_to_num(a * x * np.exp(-x)) for a, x in zip(amps, s, strict=True))
+
+    same = _after_sessions(t, spikes([1.0] * 4), days, 7.0, tol=0.01)
+    assert [ks for ks, _, _ in same] == [[1, 2, 3, 4]]
+    x, y = same[0][1], same[0][2]
+    assert x[0] == 0.0 and x[-1] == 7.0 and y.max() == pytest.approx(np.exp(-1.0), rel=1e-2)
+    other = _after_sessions(t, spikes([1.0, 2.0, 1.0, 1.0]), days, 7.0, tol=0.01)
+    assert [ks for ks, _, _ in other] == [[1, 3, 4], [2]]
 
 
 def test_write_figures_skips_absorption_without_topical(
@@ -184,41 +180,6 @@ def test_figures_and_report_are_deterministic(synthetic_result: Result, tmp_path
 
 
 # ----------------------------------------------------------------------------- HTML
-class _Checker(HTMLParser):
-    """Balanced tags, plus every external reference (src/href/url(...))."""
-
-    VOID = frozenset({"meta", "link", "img", "br", "hr", "input", "col", "area", "base", "wbr"})
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stack: list[str] = []
-        self.errors: list[str] = []
-        self.srcs: list[str] = []
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if a.get("src"):
-            self.srcs.append(str(a["src"]))
-        if a.get("href"):
-            self.hrefs.append(str(a["href"]))
-        if tag not in self.VOID:
-            self.stack.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if a.get("src"):
-            self.srcs.append(str(a["src"]))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.VOID:
-            return
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"unexpected </{tag}> (open: {self.stack[-3:]})")
-            return
-        self.stack.pop()
-
-
 @pytest.fixture(scope="module")
 def report_html(
     param_set: ParameterSet, tmp_path_factory: pytest.TempPathFactory
@@ -232,36 +193,54 @@ def report_html(
     return path.read_text(encoding="utf-8"), figs
 
 
-def test_report_disclaimer_top_and_bottom(report_html: tuple[str, list[Path]]) -> None:
-    text, _ = report_html
-    d = html.escape(microneedling.DISCLAIMER)
-    assert text.count(d) == 2
-    body = text[text.index("<body>") :]
-    assert body.index(d) < body.index("<h1>")  # before anything else
-    assert body.rindex(d) > body.index('id="provenance"')  # and after everything
+def test_report_has_the_shell(report_html: tuple[str, list[Path]]) -> None:
+    text, figs = report_html
+    page = check_shell(text, "Simulation report")
+    assert len(page.srcs) == len(figs)
+    # the only external links are the references' own pages (opened on click, never fetched)
+    external = sorted(h for h in page.hrefs if not h.startswith("#"))
+    assert external == ["https://example.org/alpha", "https://example.org/gamma"]
+    # every section is in the table of contents
+    for sid in ("summary", "warnings", "endpoints", "trajectories", "figures", "references"):
+        assert f'id="{sid}"' in text and f"#{sid}" in page.hrefs
 
 
 def test_report_escapes_user_text(report_html: tuple[str, list[Path]]) -> None:
     text, _ = report_html
     assert COURSE_NAME not in text
-    assert html.escape(COURSE_NAME) in text
     assert "<cheek>" not in text
+    page = Page(text)
+    assert page.h1 == COURSE_NAME  # shown as written, escaped in the source
+    assert page.title.startswith(COURSE_NAME)
     assert "tests &lt;1&gt;" in text  # citation text is escaped too
 
 
-def test_report_is_self_contained_and_well_formed(report_html: tuple[str, list[Path]]) -> None:
-    text, figs = report_html
-    parser = _Checker()
-    parser.feed(text)
-    parser.close()
-    assert parser.errors == []
-    assert parser.stack == []
-    assert len(parser.srcs) == len(figs)
-    assert all(s.startswith("data:image/png;base64,") for s in parser.srcs)
-    # the only links are the references' own pages (opened on click, never fetched)
-    assert sorted(parser.hrefs) == ["https://example.org/alpha", "https://example.org/gamma"]
-    assert "<link" not in text and "@import" not in text and "url(" not in text
-    assert "<script src" not in text
+def test_report_drops_control_characters_of_user_text(
+    param_set: ParameterSet, tmp_path: Path
+) -> None:
+    ds = build_synthetic_dataset(param_set)
+    ds.attrs["course_name"] = "Bad\x00name \x1b[31mred\x1b[0m\x07"
+    ds.attrs["warnings"] = json.dumps(["warn\x00ing \x1b[1mbold\x1b[0m"])
+    text = render_html(Result(ds), [])
+    check_shell(text, "Simulation report")
+    assert Page(text).h1 == "Badname red"
+    assert "warning bold" in text
+
+
+def test_report_tables_read_as_text_for_people(report_html: tuple[str, list[Path]]) -> None:
+    text, _ = report_html
+    page = Page(text)
+    check_tables(page)
+    sessions, _ = page.tables
+    # the sessions table: units after each label, the capillary flag as yes/no
+    assert "Needle length (mm)" in sessions.headers
+    assert "Puncture density (/cm²)" in sessions.headers
+    col = sessions.headers.index("Reaches capillaries")
+    assert {r[col] for r in sessions.rows} == {"yes", "no"}
+    # the course cards: field names in words with units, the skin type as a roman numeral
+    assert "<dt>Fitzpatrick skin type</dt><dd>III</dd>" in text
+    assert "<dt>Age</dt><dd>34 years</dd>" in text
+    assert not RAW_FIELD.search(text[text.index('id="summary"') : text.index("<details")])
 
 
 def test_report_sections_content(
@@ -269,22 +248,27 @@ def test_report_sections_content(
 ) -> None:
     text, _ = report_html
     ds = synthetic_result.dataset
-    # patient summary from the course TOML, sessions table one row per site and session
-    assert "skin type" in text and "III" in text
-    sessions = text[text.index('id="summary"') : text.index('id="warnings"')]
-    assert sessions.count("<tr>") == len(SITES) * len(SESSION_DAYS) + 1  # + header
-    assert text.count('<tr class="group">') == len(SITES)  # one end-point block per site
-    # end points: every row of result.endpoints() with its value, interval and units
-    endpoints = text[text.index('id="endpoints"') : text.index('id="trajectories"')]
+    page = Page(text)
+    sessions, endpoints = page.tables
+    # sessions table: one row per site and session
+    assert len(sessions.rows) == len(SITES) * len(SESSION_DAYS)
+    # end points: one block per site, every row of result.endpoints() with its value, interval
+    # and units
     df = synthetic_result.endpoints()
-    assert endpoints.count("<tr><td>") == len(df)
+    groups = [r for r in endpoints.rows if len(r) == 1]
+    assert groups == [[s] for s in SITES]
+    rows = [r for r in endpoints.rows if len(r) > 1]
+    assert len(rows) == len(df)
+    assert endpoints.headers == ["Claim", "End point", "When", "Value", "10–90% interval", "Units"]
     row = df[(df.variable == "collagen_change") & (df.site == "cheek")].iloc[0]
-    assert format_number(row.value) in endpoints
-    assert format_interval(row.low, row.high) in endpoints
-    assert "µg/cm²" in endpoints
+    first = rows[0]
+    assert first[3] == format_number(row.value)
+    assert first[4] == format_interval(row.low, row.high)
+    assert first[5] == "%"
+    assert any(r[5] == "µg/cm²" for r in rows)
     # warnings, references, provenance
-    assert html.escape(WARNINGS[0]) in text
-    refs = text[text.index('id="references"') : text.index('id="provenance"')]
+    assert html.escape(WARNINGS[0], quote=False) in text
+    refs = text[text.index('id="references"') : text.index("</main>")]
     assert re.findall(r"\[(zztest_\w+)\]", refs) == [
         "zztest_alpha2001",
         "zztest_beta2010",

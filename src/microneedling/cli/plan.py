@@ -79,8 +79,8 @@ def plan_command(
 ) -> None:
     """Plan a course for PATIENT: screening, search, Pareto set; writes course.toml, pareto.png,
     report.html, pareto.csv, predictions.csv and screening.txt into DIR."""
+    from microneedling.reports.format import format_interval, format_number
     from microneedling.reports.plan import write_plan_directory
-    from microneedling.reports.run import format_interval, format_number
     from microneedling.studies.planning.search import predict, search
 
     t0 = time.perf_counter()

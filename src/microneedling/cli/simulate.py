@@ -47,7 +47,7 @@ def _write_run(
 
 def _cell(value: float, low: float, high: float) -> str:
 
-    from microneedling.reports.run import format_interval, format_number
+    from microneedling.reports.format import format_interval, format_number
 
     iv = format_interval(low, high)
     return f"{format_number(value)} [{iv}]" if iv else format_number(value)
@@ -63,7 +63,7 @@ def _print_endpoints(result: Result, console: Console) -> None:
     from rich.table import Table
 
     from microneedling.engine.variables import by_name
-    from microneedling.reports.run import format_day, pretty_units
+    from microneedling.reports.format import format_day, pretty_units
 
     df = result.endpoints()
     name = result.course_name or "course"

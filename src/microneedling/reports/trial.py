@@ -26,7 +26,7 @@ import numpy as np
 from microneedling.about import DISCLAIMER, __version__
 from microneedling.engine.variables import variable
 from microneedling.io import atomic_directory, atomic_path, write_csv_atomic, write_text_atomic
-from microneedling.reports.run import _new_figure
+from microneedling.reports.figures import new_figure
 from microneedling.studies.trial.run import trajectory_variables
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +42,7 @@ def plot_distributions(res: TrialResult, path: Path) -> Path:
     E = len(spec.endpoints)
     cols = min(3, E)
     rows = math.ceil(E / cols)
-    fig = _new_figure(4.2 * cols, 3.0 * rows + 0.4)
+    fig = new_figure(4.2 * cols, 3.0 * rows + 0.4)
     axes = fig.subplots(rows, cols, squeeze=False)
     for j, e in enumerate(spec.endpoints):
         ax = axes[j // cols][j % cols]
@@ -78,7 +78,7 @@ def plot_trajectories(res: TrialResult, path: Path) -> Path | None:
         return None
     cols = min(2, len(tv))
     rows = math.ceil(len(tv) / cols)
-    fig = _new_figure(5.0 * cols, 3.2 * rows + 0.4)
+    fig = new_figure(5.0 * cols, 3.2 * rows + 0.4)
     axes = fig.subplots(rows, cols, squeeze=False)
     for j, (label, var, _layer) in enumerate(tv):
         ax = axes[j // cols][j % cols]
