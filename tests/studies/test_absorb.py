@@ -18,6 +18,7 @@ from microneedling.engine.prepare import prepare
 from microneedling.engine.simulate import simulate
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import load_parameters
+from microneedling.reports import absorb as absorb_report
 from microneedling.studies import absorb
 from tests.paths import EXAMPLES
 
@@ -147,7 +148,7 @@ def test_figures_are_png(tmp_path: Path) -> None:
     course = Course.from_file(MELASMA)
     ps = load_parameters()
     rv = absorb.resolve(absorb.topical_sessions(course, ps)[0], ps, n_out=6, grid=(12, 24))
-    for fn in (absorb.plot_map, absorb.plot_curves):
+    for fn in (absorb_report.plot_map, absorb_report.plot_curves):
         p = fn(rv, tmp_path / f"{fn.__name__}.png")
         assert p.read_bytes()[:8] == PNG
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind

@@ -6,7 +6,8 @@
 Writes into DIR, atomically: ``absorption.csv`` and ``absorption.json`` (one row per topical
 session), ``figures/map_*.png`` and ``figures/curves_*.png`` (with ``--resolved``, one pair per
 distinct case), ``report.html`` (self-contained, with the disclaimer) and ``course.toml`` (the
-validated input). Heavy modules are imported inside the command (``microneedling.absorb``).
+validated input). Heavy modules are imported inside the command (``microneedling.studies.absorb``
+computes, ``microneedling.reports.absorb`` draws and writes the report).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from microneedling.about import DISCLAIMER
 from microneedling.cli.common import (
     EXIT_BAD_INPUT,
     CourseArgument,
@@ -84,6 +86,7 @@ def absorb_command(
     The engine's homogenised model (with intervals over parameter draws) and, with --resolved,
     the resolved unit cell for the same case (concentration map, cumulative curves, difference).
     Writes absorption.csv/json, figures/, report.html and course.toml into DIR."""
+    from microneedling.reports import absorb as report
     from microneedling.studies import absorb
 
     t0 = time.perf_counter()
@@ -104,8 +107,8 @@ def absorb_command(
                 c = rv.case
                 stem = c.stem
                 figures[f"{c.product}: {c.label}"] = [
-                    absorb.plot_map(rv, tmp / "figures" / f"map_{stem}.png"),
-                    absorb.plot_curves(rv, tmp / "figures" / f"curves_{stem}.png"),
+                    report.plot_map(rv, tmp / "figures" / f"map_{stem}.png"),
+                    report.plot_curves(rv, tmp / "figures" / f"curves_{stem}.png"),
                 ]
             write_csv_atomic(table, tmp / "absorption.csv")
             records = [{k: _json_value(v) for k, v in r.items()} for r in table.to_dict("records")]
@@ -113,12 +116,15 @@ def absorb_command(
                 "course": course_obj.name,
                 "draws": draws,
                 "units": "amounts in ug/cm^2 of skin; see docs/absorb.md for the columns",
-                "disclaimer": absorb.DISCLAIMER,
+                "disclaimer": DISCLAIMER,
                 "sessions": records,
             }
             write_text_atomic(json.dumps(meta, indent=2), tmp / "absorption.json")
             write_course(course_obj, course, tmp)
-            absorb.write_report(tmp, table, figures, course_obj.name)
+            report.write_report(
+                tmp, table, figures, course_obj.name, draws=draws,
+                seed=course_obj.seed if seed is None else seed,
+            )  # fmt: skip
     if quiet:
         return
     _print_table(table)

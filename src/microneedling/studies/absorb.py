@@ -1,5 +1,6 @@
 """Topical absorption of a course, session by session: the engine's homogenised model beside the
-resolved unit cell for the same case, with the concentration map and cumulative-absorption curves.
+resolved unit cell for the same case (the data behind the concentration maps and cumulative-absorption
+curves that :mod:`microneedling.reports.absorb` draws).
 
 For every session that applies a topical product:
 
@@ -35,28 +36,24 @@ API::
     homogenised(course, ps, cases, draws, seed) -> dict[str, ndarray]
     resolve(case, ps, *, molecules=None, n_out=48) -> Resolved
     absorption_table(course, ps, *, draws=32, seed=None, resolved=True) -> (DataFrame, {key: Resolved})
-    plot_map(resolved, path, *, title) / plot_curves(resolved, path, *, title) -> Path   (PNG, atomic)
-    write_report(out_dir, table, figures, course_name) -> Path                           (HTML, atomic)
+
+The figures (concentration map, cumulative curves) and the HTML report are
+:mod:`microneedling.reports.absorb`'s job.
 
 Units: amounts in µg/cm² in tables (1 kg/m² = 1e5 µg/cm²); SI inside.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from microneedling.about import DISCLAIMER
 from microneedling.engine.prepare import prepare
 from microneedling.errors import InputError
-from microneedling.io import atomic_path, write_text_atomic
 from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
@@ -78,11 +75,8 @@ __all__ = [
     "SessionCase",
     "absorption_table",
     "homogenised",
-    "plot_curves",
-    "plot_map",
     "resolve",
     "topical_sessions",
-    "write_report",
 ]
 
 KG_M2_TO_UG_CM2 = 1.0e5
@@ -465,242 +459,3 @@ def absorption_table(
             )
         rows.append(row)
     return pd.DataFrame(rows), solved
-
-
-# ----------------------------------------------------------------------------- figures
-def _save(fig: Any, path: Path) -> Path:
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
-
-
-def _frames(rv: Resolved) -> list[int]:
-    """Output indices shown on the map: about 30 min (or a quarter of the contact) and the end."""
-    h = rv.hours
-    early = int(np.searchsorted(h, min(0.5, 0.25 * h[-1])))
-    return sorted({min(early, len(h) - 1), len(h) - 1})
-
-
-def plot_map(rv: Resolved, path: str | Path, *, title: str | None = None) -> Path:
-    """Concentration map (r–z, mirrored about the channel axis; log colour scale) at ~30 min and at
-    the end of the contact time, with the layer boundaries and the channel outline. PNG, atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    sol = rv.with_channel
-    conc = sol.concentration
-    if conc is None:
-        raise ValueError("plot_map: the solution holds no concentration fields")
-    rf = sol.r_faces * 1e6
-    zf = sol.z_faces * 1e6
-    xf = np.concatenate([-rf[::-1], rf[1:]])
-    frames = _frames(rv)
-    top = float(np.nanmax(conc[frames]))
-    vmin = max(top * 1e-5, 1e-30)
-    norm = LogNorm(vmin=vmin, vmax=max(top, 1e-29))
-    fig, axes = plt.subplots(1, len(frames), figsize=(5.2 * len(frames), 4.6), squeeze=False)
-    c = rv.case
-    a, d = c.channel_radius_um, c.channel_depth_um
-    bounds = np.cumsum((0.0, *c.layers_um))
-    for ax, k in zip(axes[0], frames, strict=True):
-        field = conc[k]
-        full = np.concatenate([field[:, ::-1], field], axis=1)
-        mesh = ax.pcolormesh(
-            xf, zf, np.maximum(full, vmin), norm=norm, cmap="magma", shading="flat"
-        )
-        for zb, name in zip(bounds[1:-1], SKIN_LAYER_NAMES[1:], strict=True):
-            ax.axhline(zb, color="white", lw=0.7, ls="--")
-            ax.text(xf[0] * 0.97, zb + 8, name.replace("_", " "), color="white", fontsize=7)
-        ax.plot([-a, -a, a, a], [0, d, d, 0], color="cyan", lw=1.2, label="channel")
-        ax.set_ylim(zf[-1], 0.0)
-        ax.set_xlabel("r [µm] (mirrored about the channel axis)")
-        ax.set_ylabel("depth [µm]")
-        ax.set_title(f"t = {rv.hours[k]:.2g} h", fontsize=10)
-        fig.colorbar(mesh, ax=ax, label="tissue concentration [mg/mL]", shrink=0.85)
-    fig.suptitle(
-        (title or f"{c.product}: {c.label}")
-        + f"\n{c.puncture_density_cm2:.0f} channels/cm², {d:.0f} µm deep, radius {a:.0f} µm",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    return _save(fig, Path(path))
-
-
-def plot_curves(rv: Resolved, path: str | Path, *, title: str | None = None) -> Path:
-    """Cumulative absorption over the contact time: total with channels (resolved and the engine's
-    homogenised model) and through intact skin (left); per layer, with (solid) and without
-    (dashed) channels (right, log scale). PNG, atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    u = KG_M2_TO_UG_CM2
-    w, it, h = rv.with_channel, rv.intact, rv.hours
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.3))
-    ax1.plot(h, w.absorbed * u, color="C0", lw=2, label="with channels (resolved)")
-    ax1.plot(
-        rv.homogenised_hours,
-        rv.homogenised_curve,
-        color="C1",
-        ls="-.",
-        marker="o",
-        ms=3,
-        label="with channels (engine, homogenised)",
-    )
-    ax1.plot(h, it.absorbed * u, color="C7", ls="--", label="intact skin (resolved)")
-    ax1.set_xlabel("time after application [h]")
-    ax1.set_ylabel("absorbed [µg/cm²]")
-    ax1.legend(fontsize=8)
-    ax1.grid(alpha=0.3)
-    q_r, q_h = w.absorbed[-1] * u, rv.homogenised_curve[-1]
-    ax1.set_title(
-        f"total at {h[-1]:.3g} h: resolved {q_r:.3g}, homogenised {q_h:.3g} µg/cm² "
-        f"({100 * (q_h - q_r) / q_r:+.1f}%)",
-        fontsize=9,
-    )
-    floor = 1e-6 * max(float(w.absorbed[-1]) * u, 1e-30)
-    series: list[tuple[str, np.ndarray, np.ndarray | None]] = [
-        ("channel fluid", w.stored_channel, None)
-    ]
-    for j, name in enumerate(SKIN_LAYER_NAMES):
-        series.append(
-            (name.replace("_", " "), w.absorbed_by_layer[:, j], it.absorbed_by_layer[:, j])
-        )
-    for i, (name, y_ch, y_in) in enumerate(series):
-        col = f"C{i}"
-        ax2.plot(h, np.maximum(y_ch * u, floor), color=col, lw=1.8, label=name)
-        if y_in is not None:
-            ax2.plot(h, np.maximum(y_in * u, floor), color=col, lw=1.0, ls="--")
-    ax2.set_yscale("log")
-    ax2.set_ylim(bottom=floor)
-    ax2.set_xlabel("time after application [h]")
-    ax2.set_ylabel("stored + cleared [µg/cm²]")
-    ax2.set_title("per layer: solid with channels, dashed intact skin", fontsize=9)
-    ax2.legend(fontsize=7)
-    ax2.grid(alpha=0.3, which="both")
-    c = rv.case
-    fig.suptitle(title or f"{c.product}: {c.label}", fontsize=10)
-    fig.tight_layout()
-    return _save(fig, Path(path))
-
-
-# ----------------------------------------------------------------------------- report
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool | np.bool_):
-        return "yes" if v else "no"
-    if isinstance(v, float | np.floating):
-        if not math.isfinite(float(v)):
-            return "∞" if float(v) > 0 else "—"
-        return f"{float(v):.3g}"
-    return html.escape(str(v))
-
-
-def _interval(row: Mapping[str, Any], col: str) -> str:
-    v = _fmt(row[col])
-    if f"{col}_low" in row and f"{col}_high" in row:
-        return f"{v} <small>({_fmt(row[f'{col}_low'])}–{_fmt(row[f'{col}_high'])})</small>"
-    return v
-
-
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;"
-    "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:0.85em}"
-    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
-    "td:first-child{text-align:left}.disclaimer{background:#fff4d6;border:1px solid #e0b84c;"
-    "padding:0.7em 1em;font-weight:600}img{max-width:100%}small{color:#666}"
-)
-
-
-def write_report(
-    out_dir: str | Path,
-    table: pd.DataFrame,
-    figures: Mapping[str, Sequence[Path]],
-    course_name: str,
-) -> Path:
-    """A self-contained ``report.html`` (figures embedded as base64 PNG) with the disclaimer,
-    written atomically into ``out_dir``. ``figures``: row label → PNG paths."""
-
-    head = ["session", "product", "dose", "engine absorbed", "engine intact", "engine ER"]
-    resolved = "resolved_absorbed_ug_cm2" in table.columns
-    if resolved:
-        head += ["resolved absorbed", "of which SC", "resolved intact", "resolved ER", "Δ %"]
-    rows = []
-    for _, r in table.iterrows():
-        label = f"{html.escape(str(r['site']))} #{r['session']} (day {r['day']:g})"
-        cells = [
-            label,
-            html.escape(str(r["product"])),
-            _fmt(r["dose_ug_cm2"]),
-            _interval(r, "absorbed_ug_cm2"),
-            _interval(r, "intact_ug_cm2"),
-            _interval(r, "enhancement_ratio"),
-        ]
-        if resolved:
-            cells += [
-                _fmt(r["resolved_absorbed_ug_cm2"]),
-                _fmt(r["resolved_sc_ug_cm2"]),
-                _fmt(r["resolved_intact_ug_cm2"]),
-                _fmt(r["resolved_enhancement_ratio"]),
-                f"{float(r['difference_pct']):+.1f}",
-            ]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    layer_rows = []
-    for _, r in table.iterrows():
-        label = f"{html.escape(str(r['site']))} #{r['session']}"
-        cells = [label] + [_interval(r, f"absorbed_{n}_ug_cm2") for n in ENGINE_LAYERS]
-        if resolved:
-            cells += [_fmt(r[f"resolved_{n}_ug_cm2"]) for n in SKIN_LAYER_NAMES[1:]]
-            cells += [_fmt(r["resolved_channel_ug_cm2"])]
-        layer_rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    layer_head = [
-        "session",
-        "engine: epidermis (incl. intact-SC route)",
-        "engine: papillary",
-        "engine: reticular",
-    ]
-    if resolved:
-        layer_head += ["resolved: viable epidermis", "papillary", "reticular", "channel fluid"]
-    figs = []
-    for label, paths in figures.items():
-        imgs = "".join(
-            f'<img alt="{html.escape(p.stem)}" '
-            f'src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode("ascii")}">'
-            for p in paths
-        )
-        figs.append(f"<h3>{html.escape(label)}</h3>{imgs}")
-    intervals = "absorbed_ug_cm2_low" in table.columns
-    doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Absorption: {html.escape(course_name)}</title>
-<style>{_CSS}</style></head><body>
-<h1>Topical absorption: {html.escape(course_name)}</h1>
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
-<p>Amounts in µg/cm² of skin absorbed during the contact time of each session. <b>Engine</b>: the
-homogenised channel model that <code>microneedling simulate</code> uses{
-        " (in brackets: 10th–90th percentile over parameter draws)" if intervals else ""
-    }. <b>Resolved</b>: one channel in its cylindrical unit cell (finite vehicle film, channel closing
-at the engine's resealing rate, clearance in viable tissue). "Absorbed" is what left the vehicle; in
-the resolved model part of it is still in the stratum corneum (column "of which SC") or in the
-channel fluid; the engine has no stratum-corneum storage. ER: enhancement ratio, absorbed with
-channels / through intact skin (∞ where the engine has no intact-skin path for the molecule,
-e.g. hyaluronan, larger than the polar pores; see <code>physics/transport.py</code>). Δ %: engine − resolved, relative to resolved; <code>docs/transport.md</code> gives the
-range where the two agree within 5%.</p>
-<table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{"".join(rows)}</table>
-<h2>Per layer</h2>
-<p>Engine: amount by <i>entry</i> layer. Resolved: amount stored or cleared in each viable layer at
-the end of the contact time.</p>
-<table><tr>{"".join(f"<th>{h}</th>" for h in layer_head)}</tr>{"".join(layer_rows)}</table>
-<h2>Concentration maps and absorption curves</h2>{"".join(figs) or "<p>(no resolved model run)</p>"}
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
-</body></html>
-"""
-    path = Path(out_dir) / "report.html"
-    return write_text_atomic(doc, path)
