@@ -28,6 +28,9 @@ class InputError(MicroneedlingError, ValueError):
         self.allowed = allowed
         super().__init__(f"{field}: got {value!r}; allowed: {allowed}")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (e.g. from a Dask worker) with its fields
+        return (type(self), (self.field, self.value, self.allowed))
+
 
 class InputFileError(MicroneedlingError, ValueError):
     """An input file (course, patient, trial spec, population, ...) failed validation; holds every
@@ -39,6 +42,9 @@ class InputFileError(MicroneedlingError, ValueError):
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems, self.source))
+
     def one_line(self) -> str:
         """First problem, for a CLI one-line reason."""
         first = self.problems[0]
@@ -48,6 +54,26 @@ class InputFileError(MicroneedlingError, ValueError):
 
 class CourseValidationError(InputFileError):
     """A course file failed validation."""
+
+
+class InputFileFieldError(InputFileError, InputError):
+    """An input file failed validation, for callers that catch :class:`InputError`.
+
+    It holds every problem, like any :class:`InputFileError`, and is also an :class:`InputError`
+    whose ``field``, ``value`` and ``allowed`` are those of the first problem (the trial spec, the
+    population and the delivery-validation rows: their callers read one field from the error).
+    """
+
+    def __init__(self, problems: list[InputError], source: str = "input") -> None:
+        if not problems:
+            problems = [InputError(source, "<no details>", "a valid input file")]
+        self.problems = problems
+        self.source = source
+        first = problems[0]
+        self.field, self.value, self.allowed = first.field, first.value, first.allowed
+        lines = "\n".join(f"  - {p}" for p in problems)
+        # not InputFileError.__init__: its super() call would reach InputError's signature
+        MicroneedlingError.__init__(self, f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
 class ParameterError(MicroneedlingError, KeyError):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 from pydantic.fields import FieldInfo
 
 from microneedling.errors import InputError, InputFileError
+from microneedling.io import loads_toml
 
 __all__ = [
     "INT64_MAX",
@@ -143,32 +143,42 @@ class InputModel(BaseModel):
         return cls.error_class(problems, source=source or cls.file_kind)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str | None = None) -> Self:
-        """Validate a mapping shaped like the file."""
+    def from_dict(cls, data: Any, source: str | None = None, *, prefix: str = "") -> Self:
+        """Validate a mapping shaped like the file; with ``prefix``, the mapping is one part of a
+        larger file and every problem's field starts with ``prefix.``."""
         if not isinstance(data, Mapping):
-            raise cls.refuse([InputError(f"<{cls.file_kind}>", data, "a table (mapping)")], source)
+            whole = prefix or f"<{cls.file_kind}>"
+            raise cls.refuse([InputError(whole, data, "a table (mapping)")], source)
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise cls.refuse(translate(exc, cls), source) from None
+            raise cls.refuse(translate(exc, cls, prefix), source) from None
+
+    @classmethod
+    def toml_data(cls, text: str, source: str | None = None) -> dict[str, Any]:
+        """Parse TOML text (:func:`microneedling.io.loads_toml`) without validating it; a syntax
+        error is this model's error, a ``<file>`` problem naming the line."""
+        try:
+            return loads_toml(text, source or cls.file_kind)
+        except InputError as exc:
+            where = source or cls.file_kind
+            raise cls.refuse([InputError("<file>", where, exc.allowed)], source) from None
+
+    @classmethod
+    def read_toml_data(cls, path: str | Path) -> dict[str, Any]:
+        """Read and parse a TOML file without validating it; a missing, unreadable, binary or
+        malformed file is this model's error (a ``<file>`` problem)."""
+        return cls.toml_data(cls._read_text(path), source=str(path))
 
     @classmethod
     def from_toml_text(cls, text: str, source: str | None = None) -> Self:
         """Parse and validate TOML text."""
-
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            where = source or cls.file_kind
-            raise cls.refuse(
-                [InputError("<file>", where, f"valid TOML; the parser said: {exc}")], source
-            ) from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(cls.toml_data(text, source), source=source)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Self:
         """Read and validate a TOML file."""
-        return cls.from_toml_text(cls._read_text(path), source=str(path))
+        return cls.from_dict(cls.read_toml_data(path), source=str(path))
 
     @classmethod
     def from_json(cls, path: str | Path) -> Self:
@@ -254,6 +264,9 @@ def _tag(model: type[BaseModel]) -> str | None:
 
 
 def _num(v: float) -> str:
+    """A bound as written: integers in full (``10000000``, not ``1e+07``), other numbers short."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
     return f"{v:g}"
 
 
@@ -285,13 +298,13 @@ def describe(ann: Any, meta: list[Any] | tuple[Any, ...] = ()) -> str:
         for m in meta:
             for op, attr in (("≥", "ge"), (">", "gt"), ("≤", "le"), ("<", "lt")):
                 if isinstance(m, getattr(at, attr.capitalize())):
-                    bounds[op] = float(getattr(m, attr))
+                    bounds[op] = getattr(m, attr)
         if "≥" in bounds and "≤" in bounds:
             return f"{what} from {_num(bounds['≥'])} to {_num(bounds['≤'])}{unit}"
         parts = [f"{op} {_num(x)}" for op, x in bounds.items()]
         return f"{what} {' and '.join(parts)}{unit}" if parts else f"{what}{unit}"
     if _is_model(ann):
-        return "a table with fields: " + ", ".join(ann.model_fields)
+        return "a table with fields: " + ", ".join(_file_names(ann))
     return str(ann)
 
 
@@ -311,6 +324,11 @@ def _resolve(
             args = get_args(base) if get_origin(base) is tuple else ()
             ann, meta = (args[0] if args else None), []
             continue
+        if get_origin(base) is dict:  # a key of a table: the path goes on with the value's type
+            text = f"{text}.{item}" if text else str(item)
+            args = get_args(base)
+            ann, meta = (args[1] if len(args) == 2 else None), []
+            continue
         tagged = {_tag(m): m for m in _union_models(base)}
         if item in tagged:
             ann, meta = tagged[item], []
@@ -322,11 +340,24 @@ def _resolve(
             text = f"{text}.{item}" if text else str(item)
         if _is_model(base):
             owner = base
-            finfo = base.model_fields.get(item)
+            finfo = _field(base, item)
             ann, meta = (finfo.annotation, list(finfo.metadata)) if finfo else (None, [])
         else:
             ann, meta = None, []
     return text, ann, meta, owner
+
+
+def _field(model: type[BaseModel], name: str) -> FieldInfo | None:
+    """The field the file calls ``name``: by its alias if it has one, else by its own name."""
+    for key, finfo in model.model_fields.items():
+        if (finfo.alias or key) == name:
+            return finfo
+    return None
+
+
+def _file_names(model: type[BaseModel]) -> list[str]:
+    """The model's field names as the file spells them (aliases where given)."""
+    return [finfo.alias or key for key, finfo in model.model_fields.items()]
 
 
 def _join(path: str, field: str, root: str) -> str:
@@ -370,7 +401,7 @@ def translate(exc: ValidationError, root: type[InputModel], prefix: str = "") ->
             out.append(InputError(_join(path, "type", whole), got, allowed))
             continue
         if typ == "extra_forbidden":
-            fields = list(owner.model_fields) if owner is not None else []
+            fields = _file_names(owner) if owner is not None else []
             parent = path.rsplit(".", 1)[0] if "." in path else f"the {root.file_kind}"
             name = str(loc[-1])
             out.append(
