@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,9 +11,11 @@ import pytest
 from scipy import stats
 
 from microneedling.errors import InputError
+from microneedling.schema import MISSING
 from microneedling.studies.trial.population import (
     BLOCK,
     Population,
+    PopulationError,
     list_populations,
     load_population,
     rejection_rates,
@@ -181,3 +184,79 @@ def test_impossible_truncation_refused() -> None:
     with pytest.raises(InputError) as e:
         Population.from_dict(d)
     assert e.value.field == "population.age"
+
+
+# ------------------------------------------------------------------- the file, on the schema
+def test_plain_values_are_fixed_or_one_category() -> None:
+    d = _pop(age=30, sex="female", fitzpatrick="IV")
+    d["conditions"][0].update(scar_type="boxcar", count=12)
+    b = sample_patients(Population.from_dict(d), 0, 50, seed=3)
+    assert np.all(b.age_years == 30.0) and set(b.sex) == {"female"} and set(b.fitzpatrick) == {4}
+    _, fields = b.conditions[0]
+    assert set(fields["scar_type"]) == {"boxcar"} and set(fields["count"]) == {12}
+
+
+def test_every_problem_is_reported_with_its_field() -> None:
+    d = _pop(
+        age={"distribution": "normal", "mean": 40.0, "weights": {"a": 1.0}, "min": 20, "max": 60},
+        sex={"distribution": "categorical", "weights": {"female": 1.0}, "min": 0},
+        colour="blue",
+    )
+    d["conditions"][0]["depth_mm"] = "deep"
+    d["variability"]["k_1"]["max"] = 0.4
+    with pytest.raises(PopulationError) as e:
+        Population.from_dict(d)
+    assert [(p.field, p.value) for p in e.value.problems] == [
+        ("population.age.sd", MISSING),
+        ("population.age.weights", {"a": 1.0}),
+        ("population.sex.min", 0),
+        ("population.conditions[0].depth_mm", "deep"),
+        ("population.variability.k_1.max", 0.4),
+        ("population.colour", "blue"),
+    ]
+    assert isinstance(e.value, InputError) and e.value.field == "population.age.sd"
+    assert "a number > min (0.5)" in str(e.value)
+
+
+def test_category_fields_refuse_numeric_distributions() -> None:
+    d = _pop()
+    d["conditions"][0]["scar_type"] = {"distribution": "normal", "mean": 1.0, "sd": 1.0}
+    with pytest.raises(InputError) as e:
+        Population.from_dict(d)
+    assert e.value.field == "population.conditions[0].scar_type.distribution"
+
+
+def test_condition_refusal_names_the_course_field() -> None:
+    d = _pop(conditions=[{"type": "acne_scar", "scar_type": "rolling", "depth_mm": 9.0}])
+    with pytest.raises(InputError) as e:
+        Population.from_dict(d)
+    assert e.value.field == "population.conditions[0]"
+    assert "depth_mm: got 9.0" in e.value.allowed and "count" in e.value.allowed
+
+
+def test_population_files_are_read_safely(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b'name = "\xff"\n')
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = = 1\n", encoding="utf-8")
+    for path, words in ((binary, "UTF-8"), (broken, "valid TOML")):
+        with pytest.raises(InputError) as e:
+            load_population(path)
+        assert e.value.field == "population" and words in e.value.allowed
+    with pytest.raises(InputError) as e:
+        load_population("martians")
+    assert e.value.field == "population" and "acne-scar-adults" in e.value.allowed
+    good = tmp_path / "pop.toml"
+    good.write_text(
+        "\n".join(
+            [
+                'name = "file"',
+                'age = { distribution = "uniform", low = 20, high = 30 }',
+                'sex = "male"',
+                'fitzpatrick = "II"',
+            ]
+        ),
+        encoding="utf-8",
+    )
+    pop = load_population("pop.toml", base=tmp_path)
+    assert pop.name == "file" and pop.sex.categories == ("male",)

@@ -32,8 +32,15 @@ A population is a TOML file (presets in ``data/populations/``)::
     max = 2.5
 
 Distributions: ``normal`` (mean, sd), ``lognormal`` (median, gsd = geometric SD > 1), ``uniform``
-(low, high), ``categorical`` (weights), ``fixed`` (value). Optional ``min``/``max`` truncate by
-rejection; the fraction of rejected draws is reported per variable.
+(low, high), ``categorical`` (weights), ``fixed`` (value). Optional ``min``/``max`` truncate numbers
+by rejection; the fraction of rejected draws is reported per variable. Each table may carry
+``source``, ``note`` and ``units``.
+
+The file is read into :class:`PopulationFile`, a model on the shared schema base
+(:class:`~microneedling.schema.InputModel`); every refusal is a :class:`PopulationError`, which holds
+all problems found and is also an :class:`~microneedling.errors.InputError` naming the first one
+(``population.age.sd``, ``population.variability.k_1``, ...). :class:`Population` is what the
+sampler works from.
 
 Site thickness by age and sex is not sampled here: the engine's skin model
 (:func:`microneedling.physics.needles.skin_layers_batch`) maps each patient's age, sex and site to
@@ -47,24 +54,37 @@ generator seeded by ``(seed, stream, block)``, so patient *i* is the same whiche
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from microneedling.course.model import Course
-from microneedling.errors import InputError
+from microneedling.errors import (
+    CourseValidationError,
+    InputError,
+    InputFileError,
+    InputFileFieldError,
+)
+from microneedling.io import data_path, read_toml
 from microneedling.physics.healing_rhs import PARAM_NAMES
+from microneedling.schema import MISSING, Allowed, InputModel, Number, Text, did_you_mean
+from microneedling.vocabulary import CONCERN_TYPES, FITZPATRICK_ROMAN
 
 __all__ = [
     "BLOCK",
+    "ConditionSpec",
+    "ConditionTable",
     "Distribution",
+    "DistributionTable",
     "PatientBatch",
     "Population",
+    "PopulationError",
+    "PopulationFile",
+    "VariabilityTable",
     "list_populations",
     "load_population",
     "rejection_rates",
@@ -74,9 +94,7 @@ __all__ = [
 #: patients per generator block (fixed: changing it changes which patients a seed gives)
 BLOCK = 256
 _MAX_ROUNDS = 1000
-ROMAN = ("I", "II", "III", "IV", "V", "VI")
-_KINDS = ("normal", "lognormal", "uniform", "categorical", "fixed")
-_META = ("source", "note", "units")
+ROMAN = FITZPATRICK_ROMAN
 
 
 @dataclass(frozen=True)
@@ -134,72 +152,171 @@ class Distribution:
         return x, rejected
 
 
-def _number(d: Mapping[str, Any], key: str, field: str) -> float:
-    v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
-        raise InputError(f"{field}.{key}", v, "a finite number")
-    return float(v)
+# ----------------------------------------------------------------------------- the file
+class PopulationError(InputFileFieldError):
+    """A population failed validation; an :class:`~microneedling.errors.InputError` naming its
+    first problem's field (``population.age.sd``, ``population.variability.k_1``, ...)."""
 
 
-def parse_distribution(raw: Any, field: str, *, numeric: bool = True) -> Distribution:
-    """A :class:`Distribution` from a TOML value (a table, or a plain value meaning ``fixed``)."""
-    if not isinstance(raw, Mapping):
-        if numeric and (
-            isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw)
-        ):
-            raise InputError(field, raw, "a number or a distribution table")
-        if not numeric:
-            return Distribution("categorical", categories=(str(raw),), weights=(1.0,))
-        return Distribution("fixed", params=(("value", float(raw)),))
-    kind = raw.get("distribution")
-    if kind not in _KINDS:
-        raise InputError(f"{field}.distribution", kind, f"one of {list(_KINDS)}")
-    needed = {
-        "normal": ("mean", "sd"),
-        "lognormal": ("median", "gsd"),
-        "uniform": ("low", "high"),
-        "fixed": ("value",),
-        "categorical": (),
-    }[kind]
-    allowed_keys = {"distribution", "min", "max", "weights", *needed, *_META}
-    for k in raw:
-        if k not in allowed_keys:
-            raise InputError(f"{field}.{k}", raw[k], f"keys among {sorted(allowed_keys)}")
-    src = raw.get("source", ())
-    src = (src,) if isinstance(src, str) else tuple(str(s) for s in src)
-    note = str(raw.get("note", ""))
-    if kind == "categorical":
-        w = raw.get("weights")
-        if not isinstance(w, Mapping) or not w:
-            raise InputError(f"{field}.weights", w, "a table {category = weight, ...}")
-        vals = [_number(w, k, f"{field}.weights") for k in w]
-        if any(v < 0 for v in vals) or sum(vals) <= 0:
-            raise InputError(f"{field}.weights", dict(w), "non-negative weights, not all zero")
-        total = sum(vals)
-        return Distribution(
-            kind,
-            categories=tuple(str(k) for k in w),
-            weights=tuple(v / total for v in vals),
-            source=src,
-            note=note,
-        )
-    if not numeric:
-        raise InputError(f"{field}.distribution", kind, "'categorical' (this field is a category)")
-    params = tuple((k, _number(raw, k, field)) for k in needed)
-    pd = dict(params)
-    if kind == "normal" and pd["sd"] <= 0:
-        raise InputError(f"{field}.sd", pd["sd"], "a number > 0")
-    if kind == "lognormal" and (pd["median"] <= 0 or pd["gsd"] <= 1):
-        raise InputError(
-            f"{field}", f"median={pd['median']}, gsd={pd['gsd']}", "median > 0, gsd > 1"
-        )
-    if kind == "uniform" and pd["high"] <= pd["low"]:
-        raise InputError(f"{field}.high", pd["high"], f"a number > low ({pd['low']})")
-    lo = _number(raw, "min", field) if "min" in raw else -math.inf
-    hi = _number(raw, "max", field) if "max" in raw else math.inf
-    if hi <= lo:
-        raise InputError(f"{field}.max", hi, f"a number > min ({lo})")
-    return Distribution(kind, params=params, lo=lo, hi=hi, source=src, note=note)
+class _Model(InputModel):
+    """Base of the population file's tables: errors are :class:`PopulationError`."""
+
+    file_kind: ClassVar[str] = "population"
+    error_class: ClassVar[type[InputFileError]] = PopulationError
+
+
+#: the numbers each kind of distribution takes, in the order the sampler reads them
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "normal": ("mean", "sd"),
+    "lognormal": ("median", "gsd"),
+    "uniform": ("low", "high"),
+    "fixed": ("value",),
+    "categorical": ("weights",),
+}
+_ALL_PARAMS = ("mean", "sd", "median", "gsd", "low", "high", "value", "weights")
+
+
+def _listed(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+Sources = Annotated[
+    tuple[Text, ...], BeforeValidator(_listed), Allowed("a reference key or a list of them")
+]
+
+
+class DistributionTable(_Model):
+    """A declared marginal: ``distribution`` with its numbers, optional truncation ``min``/``max``
+    (numbers only), and its provenance (``source``, ``note``, ``units``)."""
+
+    distribution: Literal["normal", "lognormal", "uniform", "categorical", "fixed"]
+    mean: Number | None = None
+    sd: Annotated[Number, Field(gt=0)] | None = None
+    median: Annotated[Number, Field(gt=0)] | None = None
+    gsd: Annotated[Number, Field(gt=1), Allowed("a number > 1 (geometric SD)")] | None = None
+    low: Number | None = None
+    high: Number | None = None
+    value: Number | None = None
+    weights: (
+        Annotated[
+            dict[str, Annotated[Number, Field(ge=0)]],
+            Allowed("a table {category = weight, ...} of non-negative weights, not all zero"),
+        ]
+        | None
+    ) = None
+    min: Number | None = None
+    max: Number | None = None
+    source: Sources = ()
+    note: Text = ""
+    units: Text = ""
+
+    @model_validator(mode="after")
+    def _numbers_of_the_kind(self) -> DistributionTable:
+        kind = self.distribution
+        needed = _PARAMS[kind]
+        keys = ", ".join(needed) + ("" if kind == "categorical" else ", min, max")
+        problems: list[InputError] = []
+        for k in _ALL_PARAMS:
+            v = getattr(self, k)
+            if k in needed and v is None:
+                what = "a table {category = weight, ...}" if k == "weights" else "a number"
+                problems.append(
+                    InputError(k, MISSING, f"required for a {kind} distribution: {what}")
+                )
+            elif k not in needed and v is not None:
+                problems.append(InputError(k, v, f"absent: a {kind} distribution takes {keys}"))
+        if kind == "categorical":
+            for k in ("min", "max"):
+                if getattr(self, k) is not None:
+                    problems.append(
+                        InputError(k, getattr(self, k), "absent: min/max truncate numbers only")
+                    )
+            if self.weights is not None and not sum(self.weights.values()) > 0:
+                problems.append(
+                    InputError("weights", self.weights, "non-negative weights, not all zero")
+                )
+        if problems:
+            raise InputFileError(problems)
+        if kind == "uniform" and self.high is not None and self.low is not None:
+            if self.high <= self.low:
+                raise InputError("high", self.high, f"a number > low ({self.low:g})")
+        if self.min is not None and self.max is not None and self.max <= self.min:
+            raise InputError("max", self.max, f"a number > min ({self.min:g})")
+        return self
+
+    def to_distribution(self) -> Distribution:
+        """The sampler's :class:`Distribution`."""
+        src, note = self.source, self.note
+        if self.distribution == "categorical":
+            assert self.weights is not None  # required above
+            vals = list(self.weights.values())
+            total = sum(vals)
+            return Distribution(
+                "categorical",
+                categories=tuple(self.weights),
+                weights=tuple(v / total for v in vals),
+                source=src,
+                note=note,
+            )
+        params = tuple((k, float(getattr(self, k))) for k in _PARAMS[self.distribution])
+        lo = -math.inf if self.min is None else float(self.min)
+        hi = math.inf if self.max is None else float(self.max)
+        return Distribution(self.distribution, params=params, lo=lo, hi=hi, source=src, note=note)
+
+
+def _number_or_table(v: Any) -> Any:
+    """A plain number is a ``fixed`` distribution."""
+    if isinstance(v, Mapping):
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise InputError("", v, "a number or a distribution table")
+    return {"distribution": "fixed", "value": v}
+
+
+def _category_or_table(v: Any) -> Any:
+    """A plain value is a ``categorical`` distribution with that one category."""
+    if isinstance(v, Mapping):
+        return v
+    return {"distribution": "categorical", "weights": {str(v): 1.0}}
+
+
+def _categorical(d: DistributionTable) -> DistributionTable:
+    if d.distribution != "categorical":
+        raise InputError("distribution", d.distribution, "'categorical' (this field is a category)")
+    return d
+
+
+NumberDistribution = Annotated[
+    DistributionTable,
+    BeforeValidator(_number_or_table),
+    Allowed(
+        "a number or a distribution table (distribution = 'normal', 'lognormal', 'uniform', "
+        "'categorical' or 'fixed', with its numbers)"
+    ),
+]
+"""A numeric variable: a number (fixed) or a distribution table."""
+CategoryDistribution = Annotated[
+    DistributionTable,
+    BeforeValidator(_category_or_table),
+    AfterValidator(_categorical),
+    Allowed("a category or a table {distribution = 'categorical', weights = {...}}"),
+]
+"""A categorical variable: a category (fixed) or a ``categorical`` table."""
+
+#: condition fields that are categories (the rest are numbers); counts are rounded to integers
+_CATEGORY_FIELDS = {"scar_type", "stage", "kind"}
+_INTEGER_FIELDS = {"count"}
+_CONDITION_FIELD = "a number, a category (scar_type, stage, kind) or a distribution table"
+
+
+def _condition_field(name: str, v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return v
+    if name in _CATEGORY_FIELDS:
+        return _category_or_table(v)
+    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return {"distribution": "fixed", "value": v}
+    return v  # refused by the field's type, under the field's name
 
 
 @dataclass(frozen=True)
@@ -210,9 +327,135 @@ class ConditionSpec:
     fields: tuple[tuple[str, Distribution], ...]
 
 
-#: condition fields that are categories (the rest are numbers); counts are rounded to integers
-_CATEGORY_FIELDS = {"scar_type", "stage", "kind"}
-_INTEGER_FIELDS = {"count"}
+class ConditionTable(_Model):
+    """A ``[[conditions]]`` table: a course condition ``type`` and its fields, each a value, a
+    category or a distribution (the table is flat in the file)."""
+
+    type: Annotated[Text, Allowed("a course condition type: one of " + ", ".join(CONCERN_TYPES))]
+    fields: dict[str, Annotated[DistributionTable, Allowed(_CONDITION_FIELD)]] = Field(
+        default_factory=dict
+    )
+    flattened_fields: ClassVar[frozenset[str]] = frozenset({"fields"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:
+        """The flat table (type + fields) becomes {type, fields}."""
+        if isinstance(data, Mapping):
+            out: dict[str, Any] = {
+                "fields": {k: _condition_field(k, v) for k, v in data.items() if k != "type"}
+            }
+            if "type" in data:
+                out["type"] = data["type"]
+            return out
+        return data
+
+    @model_validator(mode="after")
+    def _categories(self) -> ConditionTable:
+        problems = [
+            InputError(
+                f"{k}.distribution", d.distribution, "'categorical' (this field is a category)"
+            )
+            for k, d in self.fields.items()
+            if k in _CATEGORY_FIELDS and d.distribution != "categorical"
+        ]
+        if problems:
+            raise InputFileError(problems)
+        return self
+
+    def spec(self) -> ConditionSpec:
+        return ConditionSpec(
+            self.type, tuple((k, d.to_distribution()) for k, d in self.fields.items())
+        )
+
+
+class VariabilityTable(_Model):
+    """A ``[variability.<healing parameter>]`` table: a log-normal factor with median 1."""
+
+    sd_log: Annotated[Number, Field(gt=0)]
+    min: Annotated[Number, Field(gt=0), Allowed("a factor > 0")] | None = None
+    max: Annotated[Number, Field(gt=0), Allowed("a factor > 0")] | None = None
+    source: Sources = ()
+    note: Text = ""
+    units: Text = ""
+
+    @model_validator(mode="after")
+    def _range(self) -> VariabilityTable:
+        if self.min is not None and self.max is not None and self.max <= self.min:
+            raise InputError("max", self.max, f"a number > min ({self.min:g})")
+        return self
+
+    def to_distribution(self) -> Distribution:
+        return Distribution(
+            "lognormal",
+            params=(("median", 1.0), ("gsd", math.exp(self.sd_log))),
+            lo=-math.inf if self.min is None else float(self.min),
+            hi=math.inf if self.max is None else float(self.max),
+            source=self.source,
+            note=self.note,
+        )
+
+
+class PopulationFile(_Model):
+    """A population file (see the module docstring)."""
+
+    name: Text
+    description: Text = ""
+    age: NumberDistribution
+    sex: CategoryDistribution
+    fitzpatrick: CategoryDistribution
+    conditions: tuple[
+        Annotated[
+            ConditionTable,
+            Allowed("a table with a condition 'type' and its fields (values or distributions)"),
+        ],
+        ...,
+    ] = ()
+    variability: Annotated[
+        dict[str, VariabilityTable],
+        Allowed("a table of healing parameters, each {sd_log, min, max, source, note}"),
+    ] = Field(default_factory=dict)
+
+    @field_validator("age")
+    @classmethod
+    def _adults(cls, v: DistributionTable) -> DistributionTable:
+        lo, hi = _support(v.to_distribution())
+        if lo < 18 or hi > 90:
+            raise InputError(
+                "", f"support [{lo}, {hi}]", "ages within 18-90 years: set min >= 18 and max <= 90"
+            )
+        return v
+
+    @field_validator("sex")
+    @classmethod
+    def _sexes(cls, v: DistributionTable) -> DistributionTable:
+        if not set(v.weights or ()) <= {"female", "male"}:
+            raise InputError("weights", list(v.weights or ()), "female, male")
+        return v
+
+    @field_validator("fitzpatrick")
+    @classmethod
+    def _skin_types(cls, v: DistributionTable) -> DistributionTable:
+        if not set(v.weights or ()) <= set(ROMAN):
+            raise InputError("weights", list(v.weights or ()), ", ".join(ROMAN))
+        return v
+
+    @field_validator("variability", mode="before")
+    @classmethod
+    def _healing_parameters(cls, v: Any) -> Any:
+        if isinstance(v, Mapping):
+            bad = [
+                InputError(
+                    str(k),
+                    k,
+                    f"a healing parameter among {list(PARAM_NAMES)}" + did_you_mean(k, PARAM_NAMES),
+                )
+                for k in v
+                if k not in PARAM_NAMES
+            ]
+            if bad:
+                raise InputFileError(bad)
+        return v
 
 
 @dataclass(frozen=True)
@@ -229,88 +472,48 @@ class Population:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "population") -> Population:
-        """Validate a parsed TOML table; errors name ``<source>.<field>``."""
-        if not isinstance(d, Mapping):
-            raise InputError(source, d, "a table")
-        known = {"name", "description", "age", "sex", "fitzpatrick", "conditions", "variability"}
-        for k in d:
-            if k not in known:
-                raise InputError(f"{source}.{k}", d[k], f"keys among {sorted(known)}")
-        for k in ("name", "age", "sex", "fitzpatrick"):
-            if k not in d:
-                raise InputError(f"{source}.{k}", None, "required")
-        age = parse_distribution(d["age"], f"{source}.age")
-        lo, hi = _support(age)
-        if lo < 18 or hi > 90:
-            raise InputError(
-                f"{source}.age",
-                f"support [{lo}, {hi}]",
-                "ages within 18-90 years: set min >= 18 and max <= 90",
-            )
-        sex = parse_distribution(d["sex"], f"{source}.sex", numeric=False)
-        if not set(sex.categories) <= {"female", "male"}:
-            raise InputError(f"{source}.sex.weights", list(sex.categories), "female, male")
-        fitz = parse_distribution(d["fitzpatrick"], f"{source}.fitzpatrick", numeric=False)
-        if not set(fitz.categories) <= set(ROMAN):
-            raise InputError(
-                f"{source}.fitzpatrick.weights", list(fitz.categories), ", ".join(ROMAN)
-            )
-        conds = []
-        for j, c in enumerate(d.get("conditions", [])):
-            f = f"{source}.conditions[{j}]"
-            if not isinstance(c, Mapping) or "type" not in c:
-                raise InputError(f, c, "a table with a condition 'type' and its fields")
-            fs = tuple(
-                (k, parse_distribution(v, f"{f}.{k}", numeric=k not in _CATEGORY_FIELDS))
-                for k, v in c.items()
-                if k != "type"
-            )
-            conds.append(ConditionSpec(str(c["type"]), fs))
-
-        var = []
-        raw_var = d.get("variability", {})
-        if not isinstance(raw_var, Mapping):
-            raise InputError(f"{source}.variability", raw_var, "a table of healing parameters")
-        for name, spec in raw_var.items():
-            f = f"{source}.variability.{name}"
-            if name not in PARAM_NAMES:
-                raise InputError(f, name, f"a healing parameter among {list(PARAM_NAMES)}")
-            if not isinstance(spec, Mapping) or "sd_log" not in spec:
-                raise InputError(f, spec, "a table with sd_log (and optional min, max, source)")
-            sd = _number(spec, "sd_log", f)
-            if sd <= 0:
-                raise InputError(f"{f}.sd_log", sd, "a number > 0")
-            table = {k: v for k, v in spec.items() if k != "sd_log"}
-            table.update(distribution="lognormal", median=1.0, gsd=math.exp(sd))
-            dist = parse_distribution(table, f)
-            if dist.lo <= 0 and math.isfinite(dist.lo):
-                raise InputError(f"{f}.min", dist.lo, "a factor > 0")
-            var.append((str(name), dist))
+    def from_dict(
+        cls, d: Mapping[str, Any], source: str = "population", *, file: str | None = None
+    ) -> Population:
+        """Validate a parsed population table (:class:`PopulationFile`); problems name
+        ``<source>.<field>``, the error names ``file`` (default ``source``). Raises
+        :class:`PopulationError`."""
+        where = file or source
+        table = PopulationFile.from_dict(d, source=where, prefix=source)
         pop = cls(
-            name=str(d["name"]),
-            age=age,
-            sex=sex,
-            fitzpatrick=fitz,
-            conditions=tuple(conds),
-            variability=tuple(var),
-            description=str(d.get("description", "")),
+            name=table.name,
+            age=table.age.to_distribution(),
+            sex=table.sex.to_distribution(),
+            fitzpatrick=table.fitzpatrick.to_distribution(),
+            conditions=tuple(c.spec() for c in table.conditions),
+            variability=tuple((k, v.to_distribution()) for k, v in table.variability.items()),
+            description=table.description,
             raw=dict(d),
         )
-        pop._check_conditions(source)
+        pop._check_conditions(source, where)
         return pop
 
-    def _check_conditions(self, source: str) -> None:
-        """Validate one sampled patient's conditions against the course schema (field-named)."""
-
-        b = sample_patients(self, 0, 1, seed=0)
+    def _check_conditions(self, source: str, where: str) -> None:
+        """Sample one patient and validate their conditions against the course schema."""
+        try:
+            b = sample_patients(self, 0, 1, seed=0)
+        except InputError as exc:  # truncation bounds that (almost) never accept a draw
+            raise PopulationError([exc], source=where) from None
+        problems: list[InputError] = []
         for j, c in enumerate(b.conditions_of(0)):
             try:
-                Course.model_validate({**_PROBE, "sites": [{"name": "cheek", "conditions": [c]}]})
-            except Exception as exc:  # pydantic's ValidationError, reported with our field
-                raise InputError(
-                    f"{source}.conditions[{j}]", c, f"a valid course condition ({exc})"
-                ) from None
+                Course.from_dict({**_PROBE, "sites": [{"name": "cheek", "conditions": [c]}]})
+            except CourseValidationError as exc:
+                inner = "sites[0].conditions[0]."
+                why = "; ".join(
+                    f"{p.field.removeprefix(inner)}: got {p.value!r}, allowed {p.allowed}"
+                    for p in exc.problems
+                )
+                problems.append(
+                    InputError(f"{source}.conditions[{j}]", c, f"a valid course condition ({why})")
+                )
+        if problems:
+            raise PopulationError(problems, source=where)
 
 
 _PROBE: dict[str, Any] = {
@@ -463,35 +666,47 @@ def rejection_rates(rejected: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------- files
-def _presets() -> Any:
-    return resources.files("microneedling") / "data" / "populations"
+def _presets() -> Path:
+    return data_path("populations")
 
 
 def list_populations() -> list[str]:
     """Names of the shipped population presets."""
-    return sorted(p.name[:-5] for p in _presets().iterdir() if p.name.endswith(".toml"))
+    return sorted(p.stem for p in _presets().iterdir() if p.suffix == ".toml")
 
 
 def load_population(name_or_path: str | Path, base: Path | None = None) -> Population:
-    """A preset by name (``acne-scar-adults``) or a TOML file (relative paths from ``base``)."""
-    text = None
+    """A preset by name (``acne-scar-adults``) or a TOML file (relative paths from ``base``).
+
+    Raises :class:`PopulationError` (an :class:`~microneedling.errors.InputError`): an unknown name
+    or an unreadable file names the field ``population``, a bad table ``population.<field>``.
+    """
     src = str(name_or_path)
     p = Path(name_or_path)
     if base is not None and not p.is_absolute():
         p = base / p
-    if p.suffix == ".toml" and p.is_file():
-        text = p.read_text(encoding="utf-8")
-        src = p.name
-    elif str(name_or_path) in list_populations():
-        text = (_presets() / f"{name_or_path}.toml").read_text(encoding="utf-8")
-    else:
-        raise InputError(
-            "population",
-            str(name_or_path),
-            f"a population file (.toml) or a preset among {list_populations()}",
-        )
+    if not (p.suffix == ".toml" and p.is_file()):
+        if src not in list_populations():
+            raise PopulationError(
+                [
+                    InputError(
+                        "population",
+                        src,
+                        f"a population file (.toml) or a preset among {list_populations()}",
+                    )
+                ],
+                source=src,
+            )
+        p = _presets() / f"{src}.toml"
     try:
-        d = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError("population", src, f"valid TOML ({exc})") from None
-    return Population.from_dict(d, source="population")
+        d = read_toml(p)
+    except InputError as exc:
+        raise PopulationError(
+            [
+                InputError(
+                    "population", src, f"a population file ({exc.field} is not {exc.allowed})"
+                )
+            ],
+            source=str(p),
+        ) from None
+    return Population.from_dict(d, source="population", file=str(p))
