@@ -108,3 +108,16 @@ def test_write_values_round_trip(tmp_path: Path, cal: calibrate.Calibration) -> 
         assert ps.parameters[n].low == pytest.approx(cal.intervals[n][0], rel=1e-9)
     # the other parameters are untouched
     assert (dst / "needles.toml").read_text() == (src / "needles.toml").read_text()
+
+
+def test_calibration_file_is_the_package_toml_writer(cal: calibrate.Calibration) -> None:
+    import hashlib
+
+    from microneedling.io import dumps_toml, loads_toml
+
+    version, text = calibration_toml(cal)
+    content = cal.to_dict()
+    assert version == "cal-" + hashlib.sha256(dumps_toml(content).encode()).hexdigest()[:12]
+    assert text.endswith(dumps_toml({"version": version, **content}))
+    assert all(line.startswith("# ") for line in text[: text.index("version =")].splitlines())
+    assert loads_toml(text) == {"version": version, **content}

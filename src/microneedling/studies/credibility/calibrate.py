@@ -43,7 +43,7 @@ import numpy as np
 
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values, parse_endpoint
-from microneedling.io import atomic_directory, atomic_path, data_path
+from microneedling.io import atomic_directory, atomic_path, data_path, dumps_toml
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import CURRENT, calibration_dir, shipped_calibration
 from microneedling.physics import needles
@@ -387,39 +387,20 @@ def fit(ps: ParameterSet | None = None, *, verbose: bool = False) -> Calibration
 
 
 # -------------------------------------------------------------------------------- output
-def _toml_value(v: Any) -> str:
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
+_HEADER = (
+    "# Calibration posterior written by `microneedling calibrate`\n"
+    "# (microneedling.studies.credibility.calibrate). Log-parameter coordinates; low/high are the\n"
+    "# 5th/95th posterior percentiles.\n"
+)
 
 
 def calibration_toml(cal: Calibration) -> tuple[str, str]:
-    """(version, TOML text) of a calibration; version = ``cal-`` + hash of the content (no dates)."""
+    """(version, TOML text) of a calibration, written with :func:`microneedling.io.dumps_toml`;
+    version = ``cal-`` + hash of the content without the version (no dates, so a re-run reproduces
+    both)."""
     d = cal.to_dict()
-    body: list[str] = []
-    body.append(f"method = {_toml_value(d['method'])}")
-    for k in ("condition_number", "chi2", "iterations"):
-        body.append(f"{k} = {_toml_value(d[k])}")
-    body.append(f"covariance_log = {_toml_value(d['covariance_log'])}")
-    body.append(f"correlation = {_toml_value(d['correlation'])}")
-    for p in d["parameters"]:
-        body.append("\n[[parameters]]")
-        body += [f"{k} = {_toml_value(v)}" for k, v in p.items()]
-    for r in d["rows"]:
-        body.append("\n[[rows]]")
-        body += [f"{k} = {_toml_value(v)}" for k, v in r.items()]
-    text = "\n".join(body) + "\n"
-    version = "cal-" + hashlib.sha256(text.encode()).hexdigest()[:12]
-    header = (
-        "# Calibration posterior written by `microneedling calibrate` (microneedling.calibrate).\n"
-        "# Log-parameter coordinates; low/high are the 5th/95th posterior percentiles.\n"
-        f'version = "{version}"\n'
-    )
-    return version, header + text
+    version = "cal-" + hashlib.sha256(dumps_toml(d).encode()).hexdigest()[:12]
+    return version, _HEADER + dumps_toml({"version": version, **d})
 
 
 def write_values(cal: Calibration, directory: Path | None = None) -> list[str]:
