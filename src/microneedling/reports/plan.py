@@ -2,12 +2,12 @@
 
 ``write_plan_directory`` writes, atomically: ``course.toml`` (the recommended plan, a course file
 that ``microneedling simulate`` runs unchanged), ``pareto.png``, ``pareto.csv``, ``predictions.csv``
-(the recommended plan's end points with 10–90% intervals), ``screening.txt`` and ``report.html``.
+(the recommended plan's end points with 10–90% intervals), ``screening.txt`` and ``report.html``
+(a child of the one report shell, :mod:`microneedling.reports.page`, ``templates/plan.html.j2``).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 from collections.abc import Sequence
@@ -15,24 +15,33 @@ from pathlib import Path
 from typing import Any
 
 from microneedling.about import DISCLAIMER, __version__
+from microneedling.engine.endpoints import parse_endpoint
+from microneedling.errors import InputError
 from microneedling.io import atomic_directory, write_bytes_atomic, write_text_atomic
-from microneedling.reports.run import _e, format_number
-from microneedling.studies.planning.search import PlanResult
+from microneedling.reports import page
+from microneedling.reports.figures import LABEL_SIZE, TITLE_SIZE, new_figure, png_bytes
+from microneedling.reports.format import (
+    endpoint_label,
+    format_day,
+    format_interval,
+    format_number,
+    human,
+    pretty_units,
+)
+from microneedling.studies.planning.search import Plan, PlanResult
 
-__all__ = ["pareto_png", "report_html", "write_plan_directory"]
+__all__ = ["pareto_png", "pareto_rows", "report_html", "write_plan_directory"]
 
 
 def pareto_png(result: PlanResult) -> bytes:
     """Improvement score vs total downtime, one colour per number of sessions; the recommended plan
     is the star. PNG bytes."""
-    from matplotlib.figure import Figure
+    from matplotlib import colormaps
 
-    fig = Figure(figsize=(7.0, 4.6), dpi=100)
+    fig = new_figure(7.4, 5.0)
     ax = fig.add_subplot(1, 1, 1)
     plans = result.pareto
     sessions = sorted({p.n_sessions for p in plans})
-    from matplotlib import colormaps
-
     colours = colormaps["viridis"]
     for j, n in enumerate(sessions):
         sub = [p for p in plans if p.n_sessions == n]
@@ -56,24 +65,14 @@ def pareto_png(result: PlanResult) -> bytes:
         label="recommended",
         zorder=3,
     )
-    ax.set_xlabel("total downtime over the course (d)")
-    ax.set_ylabel("weighted normalised improvement (1 = best in the search)")
-    ax.set_title(f"Pareto set: {len(plans)} plans of {result.n_plans} feasible", fontsize=10)
+    ax.set_xlabel("Total downtime over the course (d)", fontsize=LABEL_SIZE)
+    ax.set_ylabel("Weighted normalised improvement (1 = best in the search)", fontsize=LABEL_SIZE)
+    ax.set_title(
+        f"Pareto set: {len(plans)} plans of {result.n_plans} feasible", fontsize=TITLE_SIZE
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.text(
-        0.5,
-        0.005,
-        f"Model estimate, not medical advice · microneedling {__version__}",
-        ha="center",
-        va="bottom",
-        fontsize=7,
-        color="0.35",
-    )
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -87,7 +86,7 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def pareto_rows(result: PlanResult) -> list[dict[str, Any]]:
-    """One row per Pareto plan (the table of ``pareto.csv`` and of the report)."""
+    """One row per Pareto plan (the table of ``pareto.csv``)."""
     out = []
     for p in result.pareto:
         out.append(
@@ -108,114 +107,164 @@ def pareto_rows(result: PlanResult) -> list[dict[str, Any]]:
     return out
 
 
-def _table(rows: Sequence[dict[str, Any]], highlight: str | None = None) -> str:
-    if not rows:
-        return "<p>(none)</p>"
-    head = "".join(f"<th>{_e(k)}</th>" for k in rows[0])
-    body = []
-    for r in rows:
-        cls = ' class="rec"' if highlight and r.get(highlight) else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{_e(v)}</td>" for v in r.values()) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+# ----------------------------------------------------------------------------- page data
+def _per_site(values: dict[str, Any], fmt: str = "{:g}") -> str:
+    return ", ".join(f"{human(s)} {fmt.format(v)}" for s, v in values.items())
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
-tr.rec{background:#fde8e8;font-weight:600}
-.disclaimer{background:#fff6d6;border:1px solid #e0c060;padding:.7em 1em;font-weight:600}
-.warn{background:#fde8e8;border-left:4px solid #c33;padding:.4em .8em;margin:.3em 0}
-img{max-width:100%}
-"""
+def _recommended(result: PlanResult) -> list[tuple[str, str]]:
+    rec = result.recommended
+    items: list[tuple[str, Any]] = [
+        ("Device", human(rec.device)),
+        ("Sessions", rec.n_sessions),
+    ]
+    if rec.n_sessions > 1:
+        items.append(("Interval between sessions", f"{rec.interval_days} d"))
+    items += [
+        ("Needle length", _per_site(rec.lengths_mm, "{:g} mm")),
+        ("Passes", _per_site(rec.passes, "{}")),
+        ("Topical", human(rec.topical) if rec.topical else "none"),
+        ("Total downtime", f"{format_number(rec.total_downtime_days)} d"),
+        ("Worst session downtime", f"{format_number(max(rec.downtime_per_session))} d"),
+        (
+            "Worst-session PIH risk",
+            f"{format_number(rec.max_pih_risk)} (limit {format_number(result.pih_limit)})",
+        ),
+        ("Score", f"{rec.score:.3f} (1 = the best the search offers for every concern)"),
+    ]
+    return page.kv(items)
+
+
+def _weights(result: PlanResult) -> dict[str, Any]:
+    rec = result.recommended
+    columns = [
+        page.column("Site"),
+        page.column("Concern (end point)"),
+        page.column("Weight", num=True, note="normalised concern weight"),
+        page.column("Full improvement at", num=True, note="the value each end point is divided by"),
+        page.column("Predicted (nominal)", num=True),
+        page.column("Units"),
+    ]
+    rows = [
+        [
+            human(s),
+            page.cell(endpoint_label(t), title=t),
+            format_number(result.weights[s][t]),
+            format_number(result.normalisers[s][t]),
+            format_number(rec.concern_values[s][t]),
+            _units(t),
+        ]
+        for s in result.weights
+        for t in result.weights[s]
+    ]
+    return page.table(columns, rows, label="Concern weights")
+
+
+def _units(endpoint: str) -> str:
+    try:
+        return pretty_units(parse_endpoint(endpoint).units)
+    except InputError:
+        return ""
+
+
+def _predictions(predictions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    columns = [
+        page.column("Site"),
+        page.column("End point"),
+        page.column("Value", num=True),
+        page.column("10–90% interval", num=True),
+        page.column("Units"),
+    ]
+    rows = [
+        [
+            human(r["site"]),
+            page.cell(endpoint_label(r["endpoint"]), title=str(r["endpoint"])),
+            format_number(r["value"]),
+            format_interval(r["low"], r["high"]) or "—",
+            pretty_units(r["units"]),
+        ]
+        for r in predictions
+    ]
+    return page.table(columns, rows, label="Predicted end points")
+
+
+def _alternative(p: Plan) -> dict[str, Any]:
+    cells = [
+        "★ yes" if p.recommended else "no",
+        human(p.device),
+        human(p.topical) if p.topical else "none",
+        str(p.n_sessions),
+        format_day(p.interval_days) if p.n_sessions > 1 else "—",
+        _per_site(p.lengths_mm),
+        _per_site(p.passes, "{}"),
+        f"{p.score:.3f}",
+        format_number(p.total_downtime_days),
+        format_number(max(p.downtime_per_session)),
+        format_number(p.max_pih_risk),
+    ]
+    return {"cells": cells, "highlight": p.recommended}
+
+
+def _alternatives(result: PlanResult) -> dict[str, Any]:
+    columns = [
+        page.column("Recommended"),
+        page.column("Device"),
+        page.column("Topical"),
+        page.column("Sessions", num=True),
+        page.column("Interval", "d", num=True),
+        page.column("Needle length", "mm"),
+        page.column("Passes"),
+        page.column("Score", num=True),
+        page.column("Total downtime", "d", num=True),
+        page.column("Worst session downtime", "d", num=True),
+        page.column("Worst-session PIH risk", num=True),
+    ]
+    return page.table(
+        columns, [_alternative(p) for p in result.pareto], label="Pareto set of plans"
+    )
 
 
 def report_html(
     result: PlanResult, predictions: Sequence[dict[str, Any]], pareto: bytes | None
 ) -> str:
     """The plan report: why this plan, what to expect, the alternatives, the screening."""
-    rec = result.recommended
     p = result.patient
-    warnings = result.warnings()
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>Treatment plan: {_e(p.name)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Treatment plan: {_e(p.name)}</h1>",
-        f"<p class='disclaimer'>{_e(DISCLAIMER)} This plan is a model estimate to discuss with "
-        "a qualified practitioner; it is not a diagnosis, a prescription or medical advice.</p>",
-        "<h2>Recommended plan</h2>",
-        f"<p><b>{_e(rec.summary())}</b></p>",
-        f"<p>Predicted total downtime {format_number(rec.total_downtime_days)} d "
-        f"(worst session {format_number(max(rec.downtime_per_session))} d); worst-session PIH "
-        f"risk {format_number(rec.max_pih_risk)} (limit {format_number(result.pih_limit)}); "
-        f"score {rec.score:.3f} (1 = the best the search space offers for every concern).</p>",
-    ]
-    if warnings:
-        parts.append("<h2>Warnings</h2>")
-        parts += [f"<div class='warn'>{_e(w)}</div>" for w in warnings]
-    parts.append("<h2>Why this plan</h2><ul>")
-    parts += [f"<li>{_e(x)}</li>" for x in result.explanation]
-    parts.append(
-        "</ul><p>Concern weights (normalised) and the value each end point is divided by:</p>"
+    provenance = page.kv(
+        [
+            ("Report written by", f"microneedling {__version__}"),
+            ("Search", f"{result.method}, {result.elapsed_s:.1f} s"),
+            ("Candidate site courses simulated", result.n_simulated),
+            ("Complete feasible plans compared", result.n_plans),
+            ("Plans in the Pareto set", len(result.pareto)),
+            ("Patient seed (prediction draws)", p.seed),
+        ]
     )
-    wrows = [
-        {
-            "site": s,
-            "end point": t,
-            "weight": round(result.weights[s][t], 3),
-            "normaliser": format_number(result.normalisers[s][t]),
-            "predicted (nominal)": format_number(rec.concern_values[s][t]),
-        }
-        for s in result.weights
-        for t in result.weights[s]
-    ]
-    parts.append(_table(wrows))
-    parts.append("<h2>Predicted end points of the recommended plan</h2>")
-    prow = [
-        {
-            "site": r["site"],
-            "end point": r["endpoint"],
-            "value": format_number(r["value"]),
-            "10–90% interval": f"{format_number(r['low'])} – {format_number(r['high'])}",
-            "units": r["units"],
-        }
-        for r in predictions
-    ]
-    parts.append(_table(prow))
-    parts.append(
-        "<p>Intervals: 10th–90th percentile over parameter draws (prior or calibrated intervals "
-        "of the parameter files); they do not include the spread between real patients.</p>"
+    return page.render(
+        "plan.html.j2",
+        kind="Treatment plan",
+        title=f"Treatment plan: {p.name}",
+        subtitle=result.recommended.summary(),
+        toc=[
+            ("recommended", "Recommended plan"),
+            ("why", "Why this plan"),
+            ("predictions", "Predicted end points"),
+            ("alternatives", "Alternatives"),
+            ("screening", "Screening"),
+            ("provenance", "Provenance"),
+        ],
+        provenance=provenance,
+        recommended=_recommended(result),
+        warnings=result.warnings(),
+        explanation=list(result.explanation),
+        weights=_weights(result),
+        predictions=_predictions(predictions),
+        pareto=page.figure(pareto, "Improvement vs total downtime of the Pareto plans")
+        if pareto is not None
+        else None,
+        alternatives=_alternatives(result),
+        findings=[f.text() for f in result.screening.findings],
+        notes=list(result.notes),
     )
-    parts.append("<h2>Alternatives: the Pareto set</h2>")
-    if pareto is not None:
-        b64 = base64.b64encode(pareto).decode("ascii")
-        parts.append(f"<img alt='Pareto plot' src='data:image/png;base64,{b64}'>")
-    parts.append(
-        "<p>Improvement vs total downtime vs number of sessions: no plan below is beaten on all "
-        "three by another feasible plan. The recommended one (highlighted) scores highest.</p>"
-    )
-    parts.append(_table(pareto_rows(result), highlight="recommended"))
-    parts.append("<h2>Screening</h2>")
-    if result.screening.findings:
-        parts += [f"<div class='warn'>{_e(f.text())}</div>" for f in result.screening.findings]
-    else:
-        parts.append("<p>No contraindication in the questionnaire answers.</p>")
-    parts.append(
-        "<p>Rules: <code>data/contraindications.toml</code> (classification, source, and whether "
-        "the classification is a judgement); site needle limits: "
-        "<code>data/parameters/safety.toml</code>.</p>"
-    )
-    if result.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in result.notes))
-        parts.append("</ul>")
-    parts.append(
-        f"<h2>Search</h2><p>{result.n_simulated} candidate site courses simulated in batches, "
-        f"{result.n_plans} complete feasible plans compared ({result.method} search, "
-        f"{result.elapsed_s:.1f} s). microneedling {__version__}.</p>"
-    )
-    parts.append(f"<p class='disclaimer'>{_e(DISCLAIMER)}</p></body></html>")
-    return "\n".join(parts)
 
 
 def write_plan_directory(
