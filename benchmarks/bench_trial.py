@@ -34,7 +34,7 @@ SPEC = ROOT / "examples" / "trials" / "acne-roller-vs-pen.toml"
 
 
 def _spec(n: int, roller_only: bool = True):  # type: ignore[no-untyped-def]
-    from microneedling.studies.trial.run import TrialSpec
+    from microneedling.studies.trial.spec import TrialSpec
 
     spec = TrialSpec.from_toml(SPEC)
     arms = spec.arms
@@ -50,7 +50,8 @@ def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
     from microneedling.physics.healing_rhs import PIDX, healing_rhs_py
     from microneedling.physics.ode.integrate import integrate_reference
     from microneedling.studies.trial.population import sample_patients
-    from microneedling.studies.trial.run import _course, plan_chunks, run_chunk
+    from microneedling.studies.trial.run import plan_chunks, run_chunk
+    from microneedling.studies.trial.spec import arm_course as _course
 
     spec = _spec(n_ours)
     tasks = [t for t in plan_chunks(spec, 250, parallel=False) if t.arms == (0,)]

@@ -72,7 +72,8 @@ def trial_command(
     """Run the in-silico trial SPEC and write trial.nc, summary.csv, comparisons.csv, report.html,
     figures/ and trial.toml into DIR. Interrupted runs resume from DIR.partial/."""
     from microneedling.reports.trial import write_trial
-    from microneedling.studies.trial.run import TrialSpec, run_trial
+    from microneedling.studies.trial.run import run_trial
+    from microneedling.studies.trial.spec import TrialSpec
 
     t0 = time.perf_counter()
     with user_errors():

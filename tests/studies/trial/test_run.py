@@ -20,8 +20,6 @@ from scipy import stats
 from microneedling.engine.endpoints import parse_endpoint
 from microneedling.errors import InputError
 from microneedling.studies.trial.run import (
-    EndpointDef,
-    TrialSpec,
     _moments,
     _wilson,
     arm_summary,
@@ -30,6 +28,7 @@ from microneedling.studies.trial.run import (
     plan_chunks,
     run_trial,
 )
+from microneedling.studies.trial.spec import EndpointDef, TrialSpec, TrialSpecError
 from tests.paths import REPO as ROOT
 
 EXAMPLES = ROOT / "examples" / "trials"
@@ -153,6 +152,66 @@ def test_bad_trial_specs_refused(edit: Any, field: str) -> None:
     assert e.value.field == field
 
 
+def test_every_problem_of_a_spec_is_reported() -> None:
+    d = _spec_dict()
+    d["trial"].update(design="crossover", n_per_arm=1, colour="red")
+    d["trial"]["endpoints"].append(
+        {"name": "erythema_days", "responder_above": 1, "responder_below": 2}
+    )
+    with pytest.raises(TrialSpecError) as e:
+        TrialSpec.from_dict(d, base=EXAMPLES)
+    assert [p.field for p in e.value.problems] == [
+        "trial.design",
+        "trial.n_per_arm",
+        "trial.endpoints[3]",
+        "trial.colour",
+    ]
+    assert e.value.field == "trial.design" and "did you mean" not in e.value.allowed
+    assert e.value.problems[1].allowed == "an integer from 2 to 10000000"
+
+
+def test_unreadable_arm_course_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "binary.toml").write_bytes(b'name = "\xff\xfe"\n')
+    (tmp_path / "broken.toml").write_text("name = = 1\n", encoding="utf-8")
+    (tmp_path / "folder.toml").mkdir()
+    for name, words in (
+        ("binary.toml", "UTF-8"),
+        ("broken.toml", "valid TOML"),
+        ("folder.toml", "a TOML file"),
+        ("missing.toml", "an existing TOML file"),
+    ):
+        d = _spec_dict()
+        d["arms"][0]["course"] = name
+        with pytest.raises(InputError) as e:
+            TrialSpec.from_dict(d, base=tmp_path)
+        assert e.value.field == "arms[0].course" and e.value.value == name
+        assert words in e.value.allowed
+
+
+def test_unreadable_spec_file_is_an_input_error(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b'[trial]\nname = "\xff"\n')
+    for path, words in ((binary, "UTF-8"), (tmp_path / "missing.toml", "no such file")):
+        with pytest.raises(InputError) as e:
+            TrialSpec.from_toml(path)
+        assert e.value.field == "<file>" and words in e.value.allowed
+
+
+def test_inline_population_refusals_are_named_under_the_trial() -> None:
+    d = _spec_dict()
+    d["trial"]["population"] = {
+        "name": "inline",
+        "age": {"distribution": "normal", "mean": 40.0, "sd": -1.0, "min": 20, "max": 60},
+        "sex": "female",
+        "fitzpatrick": "III",
+    }
+    with pytest.raises(InputError) as e:
+        TrialSpec.from_dict(d, base=EXAMPLES)
+    assert e.value.field == "trial.population.age.sd"
+    d["trial"]["population"]["age"]["sd"] = 5.0
+    assert TrialSpec.from_dict(d, base=EXAMPLES).population.name == "inline"
+
+
 def test_time_points_expand_endpoints() -> None:
     spec = TrialSpec.from_toml(PARALLEL)
     names = [e.name for e in spec.endpoints]
@@ -267,3 +326,12 @@ def test_written_spec_is_self_contained() -> None:
     assert again.n_per_arm == 9 and again.population == spec.population
     assert again.arms == spec.arms and again.endpoints == spec.endpoints
     assert again.fingerprint(7) == spec.fingerprint(7) != spec.fingerprint(8)
+
+
+def test_written_spec_is_the_package_toml_writer() -> None:
+    from microneedling.io import dumps_toml, loads_toml
+
+    spec = _small(PAIRED, 5)
+    text = spec.to_toml()
+    assert text == dumps_toml(loads_toml(text))
+    assert loads_toml(text)["trial"]["population"] == dict(spec.population.raw)

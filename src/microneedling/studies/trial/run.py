@@ -1,379 +1,51 @@
-"""In-silico trials: a virtual population, two or more protocols (arms), end points, statistics.
+"""In-silico trials: chunked execution, streaming summaries and statistics of a trial spec.
 
-A trial is a TOML file (examples in ``examples/trials/``)::
+The spec (a TOML file: population, arms, end points) is read and validated by
+:mod:`microneedling.studies.trial.spec`. Each virtual patient gets the arm's course with their own
+age, sex, Fitzpatrick type, conditions (from the population, replacing the course's) and healing
+factors; patients are simulated in chunks, each chunk one
+:func:`~microneedling.engine.batch.simulate_batch` call (no per-patient solver call), on the executor
+of :mod:`microneedling.engine.executor`. Only per-patient end points and per-arm streaming summaries
+of trajectories (count, mean, variance per time, merged with Chan's formula) leave a chunk, so memory
+does not grow with the number of patients beyond the end-point table itself.
 
-    [trial]
-    name = "Roller 1.5 mm vs pen 1.0 mm for acne scars"
-    design = "parallel"            # or "split-face": the same patients get both arms, one per side
-    n_per_arm = 500
-    seed = 7
-    population = "acne-scar-adults"          # a preset, a population TOML (path from this file),
-                                             # or an inline table in the population format
-    control = "roller"                       # arm the others are compared with (default: the first)
-    time_points = [90, 180, 365]             # end points without @ are read at each of these days
-    endpoints = [
-      { name = "scar_depth:reduction", responder_above = 25.0 },   # responders: >= 25 % reduction
-      "collagen_change",
-      "erythema_days",
-    ]
-
-    [[arms]]
-    name = "roller"
-    course = "../acne-scars-rolling-cheek.toml"   # a course file: its patient is replaced
-
-    [[arms]]
-    name = "pen"
-    [arms.protocol]                               # or inline: a course without a patient
-    ...
-
-Each virtual patient gets the arm's course with their own age, sex, Fitzpatrick type, conditions
-(from the population, replacing the course's) and healing factors; patients are simulated in chunks,
-each chunk one :func:`~microneedling.simulation.simulate_batch` call (no per-patient solver call),
-on the executor of :mod:`microneedling.executor`. Only per-patient end points and per-arm streaming
-summaries of trajectories (count, mean, variance per time, merged with Chan's formula) leave a chunk,
-so memory does not grow with the number of patients beyond the end-point table itself.
-
-End points use :mod:`microneedling.endpoints`. If a patient's course has several sites, the
+End points use :mod:`microneedling.engine.endpoints`. If a patient's course has several sites, the
 patient's end point is the mean over the sites.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from microneedling.about import DISCLAIMER, __version__
-from microneedling.course.model import Course, dumps_toml
 from microneedling.engine.batch import simulate_batch
-from microneedling.engine.endpoints import EndpointSpec, endpoint_values, parse_endpoint
+from microneedling.engine.endpoints import endpoint_values
 from microneedling.engine.executor import ChunkStore, map_chunks, validate_executor
-from microneedling.errors import CourseValidationError, InputError
+from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.studies.trial.population import Population, load_population, sample_patients
+from microneedling.studies.trial.population import sample_patients
+from microneedling.studies.trial.spec import MAX_CHUNK, Arm, EndpointDef, TrialSpec, arm_course
 
 __all__ = [
-    "DESIGNS",
-    "Arm",
     "ChunkResult",
     "ChunkTask",
-    "EndpointDef",
     "TrialResult",
-    "TrialSpec",
+    "arm_grid",
     "arm_summary",
     "compare_arms",
+    "merge_moments",
     "plan_chunks",
     "run_chunk",
     "run_trial",
+    "trajectory_variables",
 ]
-
-DESIGNS = ("parallel", "split-face")
-DEFAULT_CHUNK = 256
-_MAX_N = 10_000_000
-
-
-# ------------------------------------------------------------------------------------ spec
-@dataclass(frozen=True)
-class EndpointDef:
-    """An end point and, optionally, its responder rule (``value >= above`` or ``value <= below``)."""
-
-    spec: EndpointSpec
-    above: float | None = None
-    below: float | None = None
-
-    @property
-    def name(self) -> str:
-        return self.spec.text
-
-    def responders(self, x: np.ndarray) -> np.ndarray:
-        """Boolean responders (False where the value is NaN)."""
-        if self.above is not None:
-            return np.asarray(x >= self.above)
-        if self.below is not None:
-            return np.asarray(x <= self.below)
-        return np.zeros(x.shape, dtype=bool)
-
-    @property
-    def rule(self) -> str:
-        if self.above is not None:
-            return f">= {self.above:g} {self.spec.units}"
-        if self.below is not None:
-            return f"<= {self.below:g} {self.spec.units}"
-        return ""
-
-
-@dataclass(frozen=True)
-class Arm:
-    """A protocol: a course template (a course table without ``patient``)."""
-
-    name: str
-    template: Mapping[str, Any]
-
-    @property
-    def horizon_days(self) -> float:
-        return float(self.template["horizon_days"])
-
-    @property
-    def sites(self) -> tuple[str, ...]:
-        return tuple(str(s["name"]) for s in self.template.get("sites", []))
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """A validated trial (see the module docstring)."""
-
-    name: str
-    design: str
-    n_per_arm: int
-    seed: int
-    population: Population
-    arms: tuple[Arm, ...]
-    endpoints: tuple[EndpointDef, ...]
-    control: int = 0
-    chunk_size: int = DEFAULT_CHUNK
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def paired(self) -> bool:
-        return self.design == "split-face"
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> TrialSpec:
-        """Read and validate a trial file; errors name the field (``trial.n_per_arm``, ...)."""
-        p = Path(path)
-        if not p.is_file():
-            raise InputError("trial spec", str(path), "an existing TOML file")
-        try:
-            d = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError("trial spec", str(path), f"valid TOML ({exc})") from None
-        return cls.from_dict(d, base=p.parent)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], base: Path | None = None) -> TrialSpec:
-        """Validate a parsed trial table (paths relative to ``base``)."""
-        base = base or Path.cwd()
-        if not isinstance(d, Mapping):
-            raise InputError("<trial spec>", d, "a table with [trial] and [[arms]]")
-        for k in d:
-            if k not in ("trial", "arms"):
-                raise InputError(k, d[k], "top-level tables [trial] and [[arms]]")
-        t = d.get("trial")
-        if not isinstance(t, Mapping):
-            raise InputError("trial", t, "a [trial] table")
-        known = {
-            "name",
-            "description",
-            "design",
-            "n_per_arm",
-            "seed",
-            "population",
-            "control",
-            "time_points",
-            "endpoints",
-            "chunk_size",
-        }
-        for k in t:
-            if k not in known:
-                raise InputError(f"trial.{k}", t[k], f"keys among {sorted(known)}")
-        name = t.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise InputError("trial.name", name, "non-empty text")
-        design = t.get("design", "parallel")
-        if design not in DESIGNS:
-            raise InputError("trial.design", design, f"one of {list(DESIGNS)}")
-        n = _int(t.get("n_per_arm"), "trial.n_per_arm", 2, _MAX_N)
-        seed = _int(t.get("seed", 0), "trial.seed", 0, 2**63 - 1)
-        chunk = _int(t.get("chunk_size", DEFAULT_CHUNK), "trial.chunk_size", 1, 1_000_000)
-        if "population" not in t:
-            raise InputError("trial.population", None, "a population preset name or TOML file")
-        try:
-            if isinstance(t["population"], Mapping):  # inline population table
-                pop = Population.from_dict(t["population"])
-            else:
-                pop = load_population(str(t["population"]), base=base)
-        except InputError as exc:
-            raise InputError(f"trial.{exc.field}", exc.value, exc.allowed) from None
-        endpoints = _endpoints(t.get("endpoints"), t.get("time_points"))
-        arms_raw = d.get("arms")
-        if not isinstance(arms_raw, list) or len(arms_raw) < 2:
-            raise InputError("arms", arms_raw, "two or more [[arms]] tables")
-        arms = tuple(_arm(a, i, base, pop) for i, a in enumerate(arms_raw))
-        names = [a.name for a in arms]
-        if len(set(names)) != len(names):
-            raise InputError("arms[].name", names, "distinct arm names")
-        if design == "split-face":
-            if len(arms) != 2:
-                raise InputError("arms", f"{len(arms)} arms", "exactly 2 arms (one per side)")
-            if arms[0].sites != arms[1].sites:
-                raise InputError(
-                    "arms[1].sites",
-                    list(arms[1].sites),
-                    f"the same site(s) as arms[0] ({list(arms[0].sites)}): one per side",
-                )
-        control = t.get("control", names[0])
-        if control not in names:
-            raise InputError("trial.control", control, f"an arm name among {names}")
-        return cls(
-            name=name.strip(),
-            design=str(design),
-            n_per_arm=n,
-            seed=seed,
-            population=pop,
-            arms=arms,
-            endpoints=endpoints,
-            control=names.index(control),
-            chunk_size=chunk,
-            raw={"trial": dict(t), "arms": [dict(a.template) for a in arms], "names": names},
-        )
-
-    def fingerprint(self, chunk_size: int) -> str:
-        """Hash of everything that determines the chunks' numbers (for resume)."""
-
-        blob = json.dumps(
-            {
-                "trial": {
-                    **{k: v for k, v in self.raw.get("trial", {}).items() if k != "population"},
-                    "n_per_arm": self.n_per_arm,
-                },
-                "seed": self.seed,
-                "design": self.design,
-                "arms": [[a.name, dict(a.template)] for a in self.arms],
-                "endpoints": [[e.name, e.above, e.below] for e in self.endpoints],
-                "control": self.control,
-                "population": self.population.raw,
-                "chunk_size": chunk_size,
-                "version": __version__,
-            },
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def to_toml(self) -> str:
-        """The validated trial with arms inlined (patient-free course templates)."""
-
-        t = {**self.raw.get("trial", {}), "n_per_arm": self.n_per_arm, "seed": self.seed}
-        t["population"] = dict(self.population.raw)  # inlined: the copy is self-contained
-        arms = [{"name": a.name, "protocol": dict(a.template)} for a in self.arms]
-        return dumps_toml({"trial": t, "arms": arms})
-
-
-def _int(v: Any, fieldname: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise InputError(fieldname, v, f"an integer from {lo} to {hi}")
-    return int(v)
-
-
-def _endpoints(raw: Any, time_points: Any) -> tuple[EndpointDef, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise InputError("trial.endpoints", raw, "a non-empty list of end points")
-    tps: list[float] = []
-    if time_points is not None:
-        if not isinstance(time_points, list) or not time_points:
-            raise InputError("trial.time_points", time_points, "a non-empty list of days")
-        for j, x in enumerate(time_points):
-            if isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x <= 3650:
-                raise InputError(f"trial.time_points[{j}]", x, "a day from 0 to 3650")
-            tps.append(float(x))
-    out: list[EndpointDef] = []
-    for j, e in enumerate(raw):
-        f = f"trial.endpoints[{j}]"
-        above = below = None
-        if isinstance(e, Mapping):
-            for k in e:
-                if k not in ("name", "responder_above", "responder_below"):
-                    raise InputError(f"{f}.{k}", e[k], "name, responder_above or responder_below")
-            if "responder_above" in e and "responder_below" in e:
-                raise InputError(f, dict(e), "one of responder_above / responder_below")
-            for k in ("responder_above", "responder_below"):
-                if k in e:
-                    v = e[k]
-                    if (
-                        isinstance(v, bool)
-                        or not isinstance(v, int | float)
-                        or not math.isfinite(v)
-                    ):
-                        raise InputError(f"{f}.{k}", v, "a finite number (end point units)")
-            above = float(e["responder_above"]) if "responder_above" in e else None
-            below = float(e["responder_below"]) if "responder_below" in e else None
-            text = e.get("name")
-            f_name = f"{f}.name"
-        else:
-            text, f_name = e, f
-        if not isinstance(text, str):
-            raise InputError(f_name, text, "an end point such as 'scar_depth:reduction@365'")
-        spec = parse_endpoint(text, field=f_name)
-        if tps and not spec.per_session and "@" not in text:
-            specs = [parse_endpoint(f"{text}@{d:g}", field=f_name) for d in tps]
-        else:
-            specs = [spec]
-        out.extend(EndpointDef(s, above, below) for s in specs)
-    names = [e.name for e in out]
-    if len(set(names)) != len(names):
-        raise InputError("trial.endpoints", names, "distinct end points")
-    return tuple(out)
-
-
-def _arm(a: Any, i: int, base: Path, pop: Population) -> Arm:
-    f = f"arms[{i}]"
-    if not isinstance(a, Mapping):
-        raise InputError(f, a, "a table with name and course (a file) or protocol (inline)")
-    for k in a:
-        if k not in ("name", "course", "protocol"):
-            raise InputError(f"{f}.{k}", a[k], "name, course or protocol")
-    name = a.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"{f}.name", name, "non-empty text")
-    if ("course" in a) == ("protocol" in a):
-        raise InputError(f, sorted(a), "exactly one of course (a file) or protocol (inline)")
-    if "course" in a:
-        p = base / str(a["course"])
-        if not p.is_file():
-            raise InputError(f"{f}.course", str(a["course"]), "an existing course file")
-        try:
-            tmpl = dict(tomllib.loads(p.read_text(encoding="utf-8")))
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{f}.course", str(a["course"]), f"valid TOML ({exc})") from None
-    else:
-        tmpl = a["protocol"]
-        if not isinstance(tmpl, Mapping):
-            raise InputError(f"{f}.protocol", tmpl, "a course table without a patient")
-        tmpl = dict(tmpl)
-        if "patient" in tmpl:
-            raise InputError(
-                f"{f}.protocol.patient",
-                tmpl["patient"],
-                "no patient (the population supplies them)",
-            )
-    tmpl.pop("patient", None)
-    arm = Arm(name.strip(), tmpl)
-    # validate the protocol with the population's first patient: refusals name the arm's field
-    b = sample_patients(pop, 0, 1, seed=0)
-    try:
-        _course(arm, b, 0, pop)
-    except CourseValidationError as exc:
-        raise InputError(
-            f"{f}.{'course' if 'course' in a else 'protocol'}", name, exc.one_line()
-        ) from None
-    return arm
-
-
-def _course(arm: Arm, batch: Any, i: int, pop: Population) -> Any:
-
-    d = dict(arm.template)
-    d["patient"] = batch.patient_of(i)
-    if pop.conditions:
-        conds = batch.conditions_of(i)
-        d["sites"] = [{**dict(s), "conditions": conds} for s in d.get("sites", [])]
-    return Course.from_dict(d, source=f"arm {arm.name}")
 
 
 # ---------------------------------------------------------------------------------- chunks
@@ -474,7 +146,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     pop = spec.population
     batch = sample_patients(pop, task.start, task.stop, seed=spec.seed, stream=task.stream)
     n = len(batch)
-    courses = [_course(spec.arms[a], batch, i, pop) for a in task.arms for i in range(n)]
+    courses = [arm_course(spec.arms[a], batch, i, pop) for a in task.arms for i in range(n)]
     factors = {k: np.tile(v, len(task.arms)) for k, v in batch.factors.items()}
     run = simulate_batch(
         courses, load_parameters(), healing_factors=factors or None, parallel=task.parallel
@@ -749,12 +421,10 @@ def run_trial(
     With ``resume_dir``, finished chunks are kept there as they arrive (atomically, with the
     spec's fingerprint), so a rerun of an interrupted trial computes only the missing chunks.
     """
-    import time
-
     validate_executor(workers, scheduler)
     chunk = spec.chunk_size if chunk_size is None else chunk_size
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= 1_000_000:
-        raise InputError("chunk_size", chunk, "an integer from 1 to 1000000")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK:
+        raise InputError("chunk_size", chunk, f"an integer from 1 to {MAX_CHUNK}")
     in_process = workers == 0 and scheduler is None
     tasks = plan_chunks(spec, chunk, parallel=in_process)
     A, n, E = len(spec.arms), spec.n_per_arm, len(spec.endpoints)
