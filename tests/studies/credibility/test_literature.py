@@ -173,3 +173,114 @@ def test_own_reference_may_not_shadow_package_reference(tmp_path):
     p = _variant(tmp_path, "[_references.fabbrocini2009]", "[_references.lotfi2013]")
     with pytest.raises(LiteratureError, match="lotfi2013"):
         load_literature(p)
+
+
+def test_every_problem_of_the_table_is_reported(tmp_path):
+    text = LIT.read_text(encoding="utf-8")
+    text = text.replace('role = "validation"\ntolerance = 2.7', 'role = "holdout"\ntolerance = 2.7')
+    text = text.replace(
+        'value = 152.5\nsd = 9.6\nunits = "µm"', 'value = 152.5\nsd = -9.6\nunits = "µm"'
+    )
+    text = text.replace("fitzpatrick = [3, 4]", "fitzpatrick = [4, 3]", 1)
+    p = tmp_path / "literature.toml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(LiteratureError) as e:
+        load_literature(p)
+    assert [q.field for q in e.value.problems] == [
+        "lotfi2013_collagen.conditions.fitzpatrick",
+        "dogra2014_score.role",
+        "kalluri2011_channel_depth.sd",
+    ]
+    assert e.value.source == str(p)
+
+
+def test_an_interval_must_hold_the_value(tmp_path):
+    depth = "value = 152.5\nsd = 9.6\n"
+    p = _variant(tmp_path, depth, depth + "ci_low = 160.0\n")
+    with pytest.raises(LiteratureError) as e:
+        load_literature(p)
+    (q,) = e.value.problems
+    assert (q.field, q.allowed) == (
+        "kalluri2011_channel_depth.ci_high",
+        "a number given with ci_low (both or neither)",
+    )
+    p = _variant(tmp_path, depth, depth + "ci_low = 160.0\nci_high = 170.0\n")
+    with pytest.raises(LiteratureError) as e:
+        load_literature(p)
+    (q,) = e.value.problems
+    assert (q.field, q.value) == ("kalluri2011_channel_depth.ci_low", 160.0)
+    assert q.allowed.startswith("a number <= value (152.5)")
+
+
+def test_unreadable_table_is_a_literature_error(tmp_path):
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b'[row]\nsource = "\xff"\n')
+    for path, words in ((binary, "UTF-8"), (tmp_path / "missing.toml", "no such file")):
+        with pytest.raises(LiteratureError) as e:
+            load_literature(path)
+        assert e.value.problems[0].field == "<file>" and words in e.value.problems[0].allowed
+
+
+PROTOCOLS = _data_dir() / "calibration" / "protocols.toml"
+
+
+def _protocols_variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = PROTOCOLS.read_text(encoding="utf-8")
+    assert old in text
+    p = tmp_path / "protocols.toml"
+    p.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        (
+            'compare = "value"\nassumptions = "15',
+            'compare = "values"\nassumptions = "15',
+            "rows.lotfi2013_collagen.compare",
+            "did you mean 'value'?",
+        ),
+        (
+            'device = "mf8"\nneedle_length_mm = 1.5\npasses = 15\nsession_days = [0, 30, 60, 90, 120]',
+            'device = "mf9"\nneedle_length_mm = 1.5\npasses = 15\nsession_days = [0, 30, 60, 90, 120]',
+            "rows.lotfi2013_collagen.device",
+            "protocols.toml [devices]",
+        ),
+        (
+            'endpoint = "collagen_change@last+56"',
+            'endpoint = "collagen_chnage@last+56"',
+            "rows.lotfi2013_collagen.endpoint",
+            "a variable among",
+        ),
+        (
+            'session_days = [0, 30, 60, 90, 120]\nsite = "cheek"\nage_years = 25',
+            'site = "cheek"\nage_years = 25',
+            "rows.lotfi2013_collagen.session_days",
+            "required for a row with a course",
+        ),
+        (
+            'stage = "resealing_time"\nclosure = "pores"',
+            'stage = "resealing_time"',
+            "rows.kalluri2011_closure_370.closure",
+            "'pores' or 'barrier'",
+        ),
+        (
+            'endpoint = "collagen_change@last+56"',
+            'endpoint = "collagen_change@last+56"\nstage = "channel_depth"',
+            "rows.lotfi2013_collagen.endpoint/stage",
+            "exactly one of endpoint or stage",
+        ),
+        (
+            'evaluable = false\nreason = "Grade change',
+            'evaluable = false\nreason = " "  # "Grade change',
+            "rows.vondalwig2020_grade.reason",
+            "why the row is not evaluable",
+        ),
+    ],
+)
+def test_bad_protocols_refused(tmp_path, old, new, field, words):
+    with pytest.raises(LiteratureError) as e:
+        load_protocols(_protocols_variant(tmp_path, old, new))
+    assert e.value.problems[0].field == field, e.value
+    assert words in e.value.problems[0].allowed

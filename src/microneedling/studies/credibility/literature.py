@@ -3,12 +3,17 @@
 Each row is one number a study reported (value, units, spread, n), the protocol it was measured
 under, how firmly it was checked (``SEEN``, ``SEEN secondary`` or ``DERIVED``; recalled numbers are
 never rows), and its role: ``calibration`` for exactly the targets fitted by
-:mod:`microneedling.calibrate` (same keys) and ``validation`` for the held-out rest, each with a
-tolerance and a note on how the model observable maps onto the reported quantity.
+:mod:`microneedling.studies.credibility.calibrate` (same keys) and ``validation`` for the held-out
+rest, each with a tolerance and a note on how the model observable maps onto the reported quantity.
 
 ``data/calibration/protocols.toml`` says how the model reproduces each row (:func:`load_protocols`,
 :func:`protocol_course`: the stand-in course, the end point, the comparison), and
 :func:`standard_error` gives a row's standard error for the weighted fit.
+
+Both files are read into models on the shared schema base
+(:class:`~microneedling.schema.InputModel`: :class:`LiteratureFile`, :class:`ProtocolsFile`);
+every refusal is a :class:`LiteratureError` whose problems name the row and the field
+(``dogra2014_score.role``, ``rows.dogra2014_score.compare``), the value and what is allowed.
 
 References: a row's ``source`` names keys of ``data/references/*.toml`` or of the
 ``[_references.KEY]`` tables inside ``literature.toml`` (sources used only by this file live there
@@ -18,89 +23,291 @@ because the reference files are owned by the model stages).
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from microneedling.course.model import Course
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from microneedling.course.model import Course, fitzpatrick_type
 from microneedling.engine.endpoints import parse_endpoint
-from microneedling.errors import MicroneedlingError
+from microneedling.errors import InputError, InputFileError
 from microneedling.io import data_path
 from microneedling.parameters.parameter_set import Reference, load_references
+from microneedling.schema import MISSING, Allowed, Flag, InputModel, Integer, Number, Text, Unit
 from microneedling.units import UnitError, convert, parse_unit
+from microneedling.vocabulary import DEVICES
+
+__all__ = [
+    "BOUNDS",
+    "COMPARES",
+    "DEVICES",
+    "EVIDENCE",
+    "REFERENCES_TABLE",
+    "ROLES",
+    "STAGES",
+    "Conditions",
+    "LiteratureError",
+    "LiteratureFile",
+    "LiteratureRow",
+    "Protocol",
+    "ProtocolTable",
+    "ProtocolsFile",
+    "ReferenceTable",
+    "RowTable",
+    "calibration_keys",
+    "load_literature",
+    "load_protocol_file",
+    "load_protocols",
+    "load_references_all",
+    "protocol_course",
+    "rows",
+    "standard_error",
+]
 
 ROLES: tuple[str, ...] = ("calibration", "validation")
 EVIDENCE: tuple[str, ...] = ("SEEN", "SEEN secondary", "DERIVED")
 BOUNDS: tuple[str, ...] = ("upper", "lower")
-DEVICES: tuple[str, ...] = ("roller", "pen", "stamp")
 REFERENCES_TABLE = "_references"
 
-_ROW_FIELDS = frozenset(
-    {
-        "source",
-        "quantity",
-        "observable",
-        "layer",
-        "value",
-        "units",
-        "baseline",
-        "baseline_sd",
-        "sd",
-        "se",
-        "ci_low",
-        "ci_high",
-        "range_low",
-        "range_high",
-        "n",
-        "bound",
-        "evidence",
-        "role",
-        "tolerance",
-        "tolerance_reason",
-        "comparable",
-        "quote",
-        "note",
-        "conditions",
-    }
-)
-_CONDITION_FIELDS = frozenset(
-    {
-        "device",
-        "needle_length_mm",
-        "passes",
-        "sessions",
-        "interval_days",
-        "time_after_last_days",
-        "site",
-        "fitzpatrick",
-        "age_years",
-        "species",
-        "note",
-    }
-)
+
+class LiteratureError(InputFileError):
+    """``literature.toml`` or ``protocols.toml`` is malformed; every problem names the row and the
+    field."""
 
 
-class LiteratureError(MicroneedlingError, ValueError):
-    """``literature.toml`` is malformed; the message names the row and the field."""
+class _Model(InputModel):
+    """Base of the literature table's models: errors are :class:`LiteratureError`."""
+
+    file_kind: ClassVar[str] = "literature table"
+    error_class: ClassVar[type[InputFileError]] = LiteratureError
 
 
-@dataclass(frozen=True)
-class Conditions:
-    """The protocol a number was measured under; ``None`` where the study does not report it."""
+def _non_empty(v: str) -> str:
+    if not v.strip():
+        raise InputError("", v, "non-empty text")
+    return v
 
-    device: str | None = None
-    needle_length_mm: float | None = None
-    passes: int | None = None
-    sessions: int | None = None
-    interval_days: float | None = None
-    time_after_last_days: float | None = None
-    site: str | None = None
-    fitzpatrick: tuple[int, int] | None = None
-    age_years: tuple[float, float] | None = None
-    species: str = "human"
-    note: str = ""
+
+NonEmpty = Annotated[Text, AfterValidator(_non_empty), Allowed("non-empty text")]
+
+
+def _ordered(v: tuple[Any, Any]) -> tuple[Any, Any]:
+    if v[0] > v[1]:
+        raise InputError("", list(v), "[low, high] with low <= high")
+    return v
+
+
+def _unit(v: str) -> str:
+    try:
+        parse_unit(v)
+    except UnitError as exc:
+        raise InputError("", v, f"a unit of microneedling.units ({exc})") from None
+    return v
+
+
+def _listed(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+def _some(v: tuple[str, ...]) -> tuple[str, ...]:
+    if not v:
+        raise InputError("", [], "a reference key or a non-empty list of reference keys")
+    return v
+
+
+_FitzType = Annotated[Integer, Field(ge=1, le=6)]
+
+
+class Conditions(_Model):
+    """The protocol a number was measured under (``[KEY.conditions]``); ``None`` where the study
+    does not report it."""
+
+    device: Literal["roller", "pen", "stamp"] | None = None
+    needle_length_mm: Annotated[Number, Field(ge=0), Unit("mm")] | None = None
+    passes: Annotated[Integer, Field(ge=0)] | None = None
+    sessions: Annotated[Integer, Field(ge=0)] | None = None
+    interval_days: Annotated[Number, Field(ge=0), Unit("d")] | None = None
+    time_after_last_days: Annotated[Number, Field(ge=0), Unit("d")] | None = None
+    site: Text | None = None
+    fitzpatrick: (
+        Annotated[
+            tuple[_FitzType, _FitzType],
+            AfterValidator(_ordered),
+            Allowed("[low, high]: Fitzpatrick types from 1 to 6, low <= high"),
+        ]
+        | None
+    ) = None
+    age_years: (
+        Annotated[
+            tuple[Number, Number],
+            AfterValidator(_ordered),
+            Allowed("[low, high] in years, low <= high"),
+        ]
+        | None
+    ) = None
+    species: Text = "human"
+    note: Text = ""
+
+
+class RowTable(_Model):
+    """One row of ``literature.toml`` as the file spells it (see the file's header)."""
+
+    source: Annotated[
+        tuple[NonEmpty, ...],
+        BeforeValidator(_listed),
+        AfterValidator(_some),
+        Allowed("a reference key or a list of reference keys"),
+    ]
+    quantity: NonEmpty
+    observable: NonEmpty
+    layer: Text | None = None
+    value: Number
+    units: Annotated[
+        Text, AfterValidator(_non_empty), AfterValidator(_unit), Allowed("a unit string")
+    ]
+    baseline: Number | None = None
+    baseline_sd: Annotated[Number, Field(ge=0)] | None = None
+    sd: Annotated[Number, Field(ge=0)] | None = None
+    se: Annotated[Number, Field(ge=0)] | None = None
+    ci_low: Number | None = None
+    ci_high: Number | None = None
+    range_low: Number | None = None
+    range_high: Number | None = None
+    n: Annotated[Integer, Field(ge=0)] | None = None
+    bound: Literal["upper", "lower"] | None = None
+    evidence: Annotated[
+        Literal["SEEN", "SEEN secondary", "DERIVED"],
+        Allowed("one of 'SEEN', 'SEEN secondary', 'DERIVED' (never RECALLED)"),
+    ]
+    role: Literal["calibration", "validation"]
+    tolerance: Number | None = None
+    tolerance_reason: Text = ""
+    comparable: NonEmpty
+    quote: Text = ""
+    note: Text = ""
+    conditions: Conditions = Field(default_factory=Conditions)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RowTable:
+        problems: list[InputError] = []
+        if self.role == "validation":
+            if self.tolerance is None or self.tolerance <= 0:
+                tol = MISSING if self.tolerance is None else self.tolerance
+                problems.append(
+                    InputError("tolerance", tol, "a positive number for a validation row")
+                )
+            if not self.tolerance_reason.strip():
+                reason = (
+                    self.tolerance_reason
+                    if "tolerance_reason" in self.model_fields_set
+                    else MISSING
+                )
+                problems.append(
+                    InputError(
+                        "tolerance_reason",
+                        reason,
+                        "non-empty text for a validation row (why that tolerance)",
+                    )
+                )
+        for lo_f, hi_f in (("ci_low", "ci_high"), ("range_low", "range_high")):
+            lo, hi = getattr(self, lo_f), getattr(self, hi_f)
+            if (lo is None) != (hi is None):
+                absent, given = (hi_f, lo_f) if hi is None else (lo_f, hi_f)
+                problems.append(
+                    InputError(absent, MISSING, f"a number given with {given} (both or neither)")
+                )
+            elif lo is not None and self.value < lo:
+                problems.append(
+                    InputError(
+                        lo_f, lo, f"a number <= value ({self.value:g}): [{lo_f}, {hi_f}] holds it"
+                    )
+                )
+            elif hi is not None and self.value > hi:
+                problems.append(
+                    InputError(
+                        hi_f, hi, f"a number >= value ({self.value:g}): [{lo_f}, {hi_f}] holds it"
+                    )
+                )
+        if problems:
+            raise InputFileError(problems)
+        return self
+
+
+class ReferenceTable(_Model):
+    """A ``[_references.KEY]`` table (same fields as ``data/references/*.toml``)."""
+
+    citation: NonEmpty
+    url: Text = ""
+    note: Text = ""
+
+
+class LiteratureFile(_Model):
+    """``literature.toml``: one row table per key, and the file's own ``[_references]``.
+
+    Every row's sources must resolve (in ``data/references/*.toml`` or ``[_references]``), and the
+    file's own references may add keys, never redefine those of ``data/references/*.toml``.
+    """
+
+    references: Annotated[
+        dict[str, ReferenceTable],
+        Allowed("a table of reference tables [_references.KEY] (citation, url, note)"),
+    ] = Field(default_factory=dict, alias="_references")  # = REFERENCES_TABLE
+    rows: dict[
+        str, Annotated[RowTable, Allowed("a row table (fields: see the header of the file)")]
+    ] = Field(default_factory=dict)
+    flattened_fields: ClassVar[frozenset[str]] = frozenset({"rows"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:
+        """Rows sit at the top of the file beside ``[_references]``."""
+        if isinstance(data, Mapping):
+            out: dict[str, Any] = {"rows": {k: v for k, v in data.items() if k != REFERENCES_TABLE}}
+            if REFERENCES_TABLE in data:
+                out[REFERENCES_TABLE] = data[REFERENCES_TABLE]
+            return out
+        return data
+
+    @model_validator(mode="after")
+    def _sources_resolve(self) -> LiteratureFile:
+        package = load_references()
+        problems = [
+            InputError(
+                f"{REFERENCES_TABLE}.{k}",
+                k,
+                "a key not in data/references/*.toml ([_references] adds references, it never "
+                "redefines one)",
+            )
+            for k in sorted(set(self.references) & set(package))
+        ]
+        known = set(package) | set(self.references)
+        for key, row in self.rows.items():
+            problems += [
+                InputError(
+                    f"{key}.source",
+                    s,
+                    "a key of data/references/*.toml or of [_references] (unknown)",
+                )
+                for s in row.source
+                if s not in known
+            ]
+        if problems:
+            raise InputFileError(problems)
+        return self
+
+    def all_references(self) -> dict[str, Reference]:
+        """The package bibliography merged with the file's own references."""
+        own = {
+            k: Reference(key=k, citation=r.citation, url=r.url, note=r.note)
+            for k, r in self.references.items()
+        }
+        return {**load_references(), **own}
+
+    def literature_rows(self) -> list[LiteratureRow]:
+        """The rows, in file order."""
+        return [_literature_row(k, r) for k, r in self.rows.items()]
 
 
 @dataclass(frozen=True)
@@ -155,198 +362,22 @@ class LiteratureRow:
         return float(convert(self.value, self.units, unit))
 
 
+def _literature_row(key: str, t: RowTable) -> LiteratureRow:
+    fields = t.model_dump(exclude={"source", "conditions"})
+    return LiteratureRow(key=key, sources=t.source, conditions=t.conditions, **fields)
+
+
 def _path() -> Path:
     return data_path("literature.toml")
 
 
-def _err(key: str, field: str, value: Any, allowed: str) -> LiteratureError:
-    return LiteratureError(f"literature row {key!r}: {field} = {value!r}; allowed: {allowed}")
-
-
-def _num(key: str, field: str, v: Any, *, integer: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise _err(key, field, v, "an integer" if integer else "a number")
-    if integer and not isinstance(v, int):
-        raise _err(key, field, v, "an integer")
-    if not math.isfinite(float(v)):
-        raise _err(key, field, v, "a finite number")
-    return float(v)
-
-
-def _opt_num(key: str, entry: Mapping[str, Any], field: str) -> float | None:
-    return None if field not in entry else _num(key, field, entry[field])
-
-
-def _opt_int(key: str, entry: Mapping[str, Any], field: str) -> int | None:
-    if field not in entry:
-        return None
-    v = entry[field]
-    _num(key, field, v, integer=True)
-    if v < 0:
-        raise _err(key, field, v, "a non-negative integer")
-    return int(v)
-
-
-def _str(key: str, entry: Mapping[str, Any], field: str, default: str | None = None) -> str:
-    if field not in entry:
-        if default is None:
-            raise _err(key, field, "<missing>", "a non-empty string (required)")
-        return default
-    v = entry[field]
-    if not isinstance(v, str) or (default is None and not v.strip()):
-        raise _err(key, field, v, "a non-empty string")
-    return v
-
-
-def _pair(key: str, field: str, v: Any, *, integer: bool) -> tuple[Any, Any]:
-    if not isinstance(v, list) or len(v) != 2:
-        raise _err(key, field, v, "[low, high]")
-    lo, hi = (_num(key, field, x, integer=integer) for x in v)
-    if lo > hi:
-        raise _err(key, field, v, "[low, high] with low <= high")
-    return (int(lo), int(hi)) if integer else (lo, hi)
-
-
-def _conditions(key: str, raw: Any) -> Conditions:
-    if raw is None:
-        return Conditions()
-    if not isinstance(raw, dict):
-        raise _err(key, "conditions", raw, "a table")
-    unknown = set(raw) - _CONDITION_FIELDS
-    if unknown:
-        raise _err(key, "conditions", sorted(unknown), f"fields {sorted(_CONDITION_FIELDS)}")
-    device = raw.get("device")
-    if device is not None and device not in DEVICES:
-        raise _err(key, "conditions.device", device, f"one of {list(DEVICES)}")
-    fitz = raw.get("fitzpatrick")
-    fitzpatrick = None if fitz is None else _pair(key, "conditions.fitzpatrick", fitz, integer=True)
-    if fitzpatrick is not None and not (1 <= fitzpatrick[0] and fitzpatrick[1] <= 6):
-        raise _err(key, "conditions.fitzpatrick", fitz, "types within [1, 6]")
-    age = raw.get("age_years")
-    for field in ("needle_length_mm", "interval_days", "time_after_last_days"):
-        if field in raw and _num(key, f"conditions.{field}", raw[field]) < 0:
-            raise _err(key, f"conditions.{field}", raw[field], "a non-negative number")
-    return Conditions(
-        device=device,
-        needle_length_mm=_opt_num(key, raw, "needle_length_mm"),
-        passes=_opt_int(key, raw, "passes"),
-        sessions=_opt_int(key, raw, "sessions"),
-        interval_days=_opt_num(key, raw, "interval_days"),
-        time_after_last_days=_opt_num(key, raw, "time_after_last_days"),
-        site=raw.get("site"),
-        fitzpatrick=fitzpatrick,
-        age_years=None if age is None else _pair(key, "conditions.age_years", age, integer=False),
-        species=_str(key, raw, "species", "human"),
-        note=_str(key, raw, "note", ""),
-    )
-
-
-def _row(key: str, entry: Any, refs: Mapping[str, Reference]) -> LiteratureRow:
-    if not isinstance(entry, dict):
-        raise _err(key, "<row>", entry, "a table")
-    unknown = set(entry) - _ROW_FIELDS
-    if unknown:
-        raise _err(key, "<fields>", sorted(unknown), f"fields {sorted(_ROW_FIELDS)}")
-    src = entry.get("source")
-    sources = (src,) if isinstance(src, str) else tuple(src) if isinstance(src, list) else ()
-    if not sources or not all(isinstance(s, str) for s in sources):
-        raise _err(key, "source", src, "a reference key or a list of reference keys")
-    for s in sources:
-        if s not in refs:
-            raise _err(
-                key, "source", s, "a key of data/references/*.toml or of [_references] (unknown)"
-            )
-    units = _str(key, entry, "units")
-    try:
-        parse_unit(units)
-    except UnitError as exc:
-        raise _err(key, "units", units, f"a unit of microneedling.units ({exc})") from exc
-    role = _str(key, entry, "role")
-    if role not in ROLES:
-        raise _err(key, "role", role, f"one of {list(ROLES)}")
-    evidence = _str(key, entry, "evidence")
-    if evidence not in EVIDENCE:
-        raise _err(key, "evidence", evidence, f"one of {list(EVIDENCE)} (never RECALLED)")
-    bound = entry.get("bound")
-    if bound is not None and bound not in BOUNDS:
-        raise _err(key, "bound", bound, f"one of {list(BOUNDS)}")
-    tolerance = _opt_num(key, entry, "tolerance")
-    if role == "validation":
-        if tolerance is None or tolerance <= 0:
-            raise _err(key, "tolerance", tolerance, "a positive number for a validation row")
-        _str(key, entry, "tolerance_reason")
-    for field in ("sd", "se", "baseline_sd"):
-        v = _opt_num(key, entry, field)
-        if v is not None and v < 0:
-            raise _err(key, field, v, "a non-negative number")
-    row = LiteratureRow(
-        key=key,
-        sources=sources,
-        quantity=_str(key, entry, "quantity"),
-        observable=_str(key, entry, "observable"),
-        value=_num(key, "value", entry.get("value")),
-        units=units,
-        evidence=evidence,
-        role=role,
-        conditions=_conditions(key, entry.get("conditions")),
-        comparable=_str(key, entry, "comparable"),
-        layer=entry.get("layer"),
-        baseline=_opt_num(key, entry, "baseline"),
-        baseline_sd=_opt_num(key, entry, "baseline_sd"),
-        sd=_opt_num(key, entry, "sd"),
-        se=_opt_num(key, entry, "se"),
-        ci_low=_opt_num(key, entry, "ci_low"),
-        ci_high=_opt_num(key, entry, "ci_high"),
-        range_low=_opt_num(key, entry, "range_low"),
-        range_high=_opt_num(key, entry, "range_high"),
-        n=_opt_int(key, entry, "n"),
-        bound=bound,
-        tolerance=tolerance,
-        tolerance_reason=_str(key, entry, "tolerance_reason", ""),
-        quote=_str(key, entry, "quote", ""),
-        note=_str(key, entry, "note", ""),
-    )
-    for lo_f, hi_f in (("ci_low", "ci_high"), ("range_low", "range_high")):
-        lo, hi = getattr(row, lo_f), getattr(row, hi_f)
-        if (lo is None) != (hi is None):
-            raise _err(key, f"{lo_f}/{hi_f}", (lo, hi), "both or neither")
-        if lo is not None and not lo <= row.value <= hi:
-            raise _err(key, f"{lo_f}/{hi_f}", (lo, hi), f"an interval containing value {row.value}")
-    return row
-
-
-def _own_references(raw: Any) -> dict[str, Reference]:
-    if not isinstance(raw, dict):
-        raise LiteratureError(f"[{REFERENCES_TABLE}] must be a table of reference tables")
-    out: dict[str, Reference] = {}
-    for key, entry in raw.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("citation"), str):
-            raise LiteratureError(f"[{REFERENCES_TABLE}.{key}]: missing 'citation'")
-        out[key] = Reference(
-            key=key,
-            citation=entry["citation"],
-            url=str(entry.get("url", "")),
-            note=str(entry.get("note", "")),
-        )
-    return out
+def _read(path: Path | None) -> LiteratureFile:
+    return LiteratureFile.from_toml(path or _path())
 
 
 def load_references_all(path: Path | None = None) -> dict[str, Reference]:
     """The package bibliography merged with the ``[_references]`` tables of ``literature.toml``."""
-    with open(path or _path(), "rb") as fh:
-        raw = tomllib.load(fh)
-    return _merge_references(raw)
-
-
-def _merge_references(raw: Mapping[str, Any]) -> dict[str, Reference]:
-    refs = load_references()
-    own = _own_references(raw.get(REFERENCES_TABLE, {}))
-    clash = sorted(set(own) & set(refs))
-    if clash:
-        raise LiteratureError(
-            f"[{REFERENCES_TABLE}] redefines keys of data/references/*.toml: {clash}"
-        )
-    return {**refs, **own}
+    return _read(path).all_references()
 
 
 def load_literature(path: Path | None = None) -> list[LiteratureRow]:
@@ -356,23 +387,21 @@ def load_literature(path: Path | None = None) -> list[LiteratureRow]:
     ------
     LiteratureError
         On an unknown reference key, role, evidence tag or unit, a missing field, or a validation
-        row without a positive tolerance; the message names the row.
+        row without a positive tolerance; every problem names the row and the field.
     """
-    with open(path or _path(), "rb") as fh:
-        raw = tomllib.load(fh)
-    refs = _merge_references(raw)
-    return [_row(k, v, refs) for k, v in raw.items() if k != REFERENCES_TABLE]
+    return _read(path).literature_rows()
 
 
 def rows(role: str | None = None, path: Path | None = None) -> list[LiteratureRow]:
     """Rows of ``literature.toml``, optionally only those with ``role``."""
     if role is not None and role not in ROLES:
-        raise LiteratureError(f"role {role!r}; allowed: one of {list(ROLES)}")
+        allowed = "one of " + ", ".join(repr(r) for r in ROLES)
+        raise LiteratureError([InputError("role", role, allowed)], source="rows()")
     return [r for r in load_literature(path) if role is None or r.role == role]
 
 
 def calibration_keys(path: Path | None = None) -> tuple[str, ...]:
-    """Keys of the calibration rows (fitted by :mod:`microneedling.calibrate`)."""
+    """Keys of the calibration rows (fitted by :mod:`microneedling.studies.credibility.calibrate`)."""
     return tuple(r.key for r in rows("calibration", path))
 
 
@@ -398,8 +427,8 @@ class Protocol:
 
     ``course`` is the stand-in course as a dict for :meth:`microneedling.course.Course.from_dict`
     (``None`` for stage rows that need no course), ``endpoint`` an end point of
-    :mod:`microneedling.endpoints` or ``stage`` a needles/transport output; ``compare`` says how
-    model and row meet (see the header of ``protocols.toml``).
+    :mod:`microneedling.engine.endpoints` or ``stage`` a needles/transport output; ``compare`` says
+    how model and row meet (see the header of ``protocols.toml``).
     """
 
     key: str
@@ -413,97 +442,226 @@ class Protocol:
     reason: str = ""
 
 
+class _ProtocolModel(InputModel):
+    """Base of the protocols file's models: errors are :class:`LiteratureError`."""
+
+    file_kind: ClassVar[str] = "protocols file"
+    error_class: ClassVar[type[InputFileError]] = LiteratureError
+
+
+def _endpoint(v: str) -> str:
+    parse_endpoint(v, field="")
+    return v
+
+
+def _non_empty_days(v: Any) -> Any:
+    if isinstance(v, list | tuple) and not v:
+        raise InputError("", v, "a non-empty list of days")
+    return v
+
+
+_NO_COURSE = "every evaluable row but those with stage = 'resealing_time'"
+#: fields a row with a course needs (every row except ``stage = "resealing_time"``)
+_COURSE_FIELDS = (
+    "device",
+    "site",
+    "session_days",
+    "needle_length_mm",
+    "horizon_days",
+    "age_years",
+    "fitzpatrick",
+)
+
+
+class ProtocolTable(_ProtocolModel):
+    """A ``[rows.KEY]`` table: the stand-in protocol of a literature row (see the file's header).
+
+    The course fields are passed to :class:`~microneedling.course.Course`, which validates them when
+    the protocol runs (:func:`protocol_course`).
+    """
+
+    evaluable: Flag = True
+    reason: Text = ""
+    compare: Literal[
+        "value", "per_session_mean", "relative_change", "grade", "course_incidence"
+    ] | (None) = None
+    assumptions: Text | None = None
+    endpoint: Annotated[Text, AfterValidator(_endpoint)] | None = None
+    stage: (
+        Literal["puncture_density", "channel_depth", "channel_diameter", "resealing_time"] | None
+    ) = None
+    closure: Literal["pores", "barrier"] | None = None
+    device: Annotated[Text, Allowed("a device of [devices]")] | None = None
+    site: Text | None = None
+    session_days: (
+        Annotated[
+            tuple[Annotated[Number, Field(ge=0), Unit("d")], ...],
+            BeforeValidator(_non_empty_days),
+            Allowed("a non-empty list of days"),
+        ]
+        | None
+    ) = None
+    needle_length_mm: Annotated[Number, Unit("mm")] | None = None
+    passes: Integer = 1
+    horizon_days: Annotated[Number, Unit("d")] | None = None
+    age_years: Integer | None = None
+    sex: Literal["female", "male"] = "female"
+    fitzpatrick: (
+        Annotated[
+            Integer,
+            BeforeValidator(fitzpatrick_type),
+            Allowed("an integer from 1 to 6 or a roman numeral I to VI"),
+        ]
+        | None
+    ) = None
+    scar: Annotated[dict[str, Any], Allowed("acne_scar condition fields (a table)")] | None = None
+    pigment: (
+        Annotated[dict[str, Any], Allowed("hyperpigmentation condition fields (a table)")] | None
+    ) = None
+    topical: Annotated[dict[str, Any], Allowed("a course topical (a table)")] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ProtocolTable:
+        if not self.evaluable:
+            if not self.reason.strip():
+                reason = self.reason if "reason" in self.model_fields_set else MISSING
+                raise InputError("reason", reason, "non-empty text: why the row is not evaluable")
+            return self
+        problems: list[InputError] = []
+        for name, allowed in (
+            ("compare", "one of " + ", ".join(repr(c) for c in COMPARES)),
+            ("assumptions", "text: every stand-in setting of the protocol"),
+        ):
+            if getattr(self, name) is None:
+                problems.append(InputError(name, MISSING, f"required field: {allowed}"))
+        if (self.stage is None) == (self.endpoint is None):
+            problems.append(
+                InputError(
+                    "endpoint/stage",
+                    [self.endpoint, self.stage],
+                    "exactly one of endpoint or stage",
+                )
+            )
+        if self.stage == "resealing_time" and self.closure is None:
+            problems.append(
+                InputError("closure", MISSING, "'pores' or 'barrier' for a resealing_time row")
+            )
+        if self.needs_course:
+            problems += [
+                InputError(name, MISSING, f"required for a row with a course ({_NO_COURSE})")
+                for name in _COURSE_FIELDS
+                if getattr(self, name) is None
+            ]
+        if problems:
+            raise InputFileError(problems)
+        return self
+
+    @property
+    def needs_course(self) -> bool:
+        return self.evaluable and self.stage != "resealing_time"
+
+
+class ProtocolsFile(_ProtocolModel):
+    """``protocols.toml``: ``[settings]`` and ``[[fit]]`` (read by the calibration as they are),
+    ``[devices.NAME]`` (course device tables) and one ``[rows.KEY]`` per literature row."""
+
+    settings: dict[str, Any] = Field(default_factory=dict)
+    fit: tuple[dict[str, Any], ...] = ()
+    devices: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rows: dict[str, ProtocolTable] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _devices_known(self) -> ProtocolsFile:
+        names = sorted(self.devices)
+        problems = [
+            InputError(
+                f"rows.{key}.device", row.device, f"one of {names} (protocols.toml [devices])"
+            )
+            for key, row in self.rows.items()
+            if row.needs_course and row.device not in self.devices
+        ]
+        if problems:
+            raise InputFileError(problems)
+        return self
+
+    def protocols(self) -> dict[str, Protocol]:
+        """Every row's protocol, by row key."""
+        out: dict[str, Protocol] = {}
+        for key, t in self.rows.items():
+            if not t.evaluable:
+                out[key] = Protocol(key, "value", "", evaluable=False, reason=t.reason)
+                continue
+            assert t.compare is not None and t.assumptions is not None  # checked by the table
+            out[key] = Protocol(
+                key=key,
+                compare=t.compare,
+                assumptions=t.assumptions,
+                course=self._course(key, t) if t.needs_course else None,
+                endpoint=t.endpoint,
+                stage=t.stage,
+                closure=t.closure,
+            )
+        return out
+
+    def _course(self, key: str, t: ProtocolTable) -> dict[str, Any]:
+        """The stand-in course of row ``key`` as a course table."""
+        assert t.site is not None and t.session_days is not None  # checked by the table
+        assert t.needle_length_mm is not None and t.horizon_days is not None
+        conditions: list[dict[str, Any]] = []
+        if t.scar is not None:
+            conditions.append({"type": "acne_scar", "count": 10, **t.scar})
+        if t.pigment is not None:
+            conditions.append({"type": "hyperpigmentation", **t.pigment})
+        sessions = []
+        for d in t.session_days:
+            s: dict[str, Any] = {
+                "day": float(d),
+                "site": t.site,
+                "needle_length_mm": float(t.needle_length_mm),
+                "passes": t.passes,
+            }
+            if t.topical is not None:
+                s["topical"] = dict(t.topical)
+            sessions.append(s)
+        return {
+            "name": f"protocol {key}",
+            "horizon_days": float(t.horizon_days),
+            "patient": {"age_years": t.age_years, "sex": t.sex, "fitzpatrick": t.fitzpatrick},
+            "sites": [{"name": t.site, "conditions": conditions}],
+            "device": dict(self.devices[str(t.device)]),
+            "sessions": sessions,
+        }
+
+
 def _protocols_path() -> Path:
     return data_path("calibration", "protocols.toml")
 
 
 def load_protocol_file(path: Path | None = None) -> dict[str, Any]:
-    """The raw ``protocols.toml`` (settings, fit, devices, rows)."""
-    with open(path or _protocols_path(), "rb") as fh:
-        return tomllib.load(fh)
-
-
-def _course_dict(key: str, entry: Mapping[str, Any], devices: Mapping[str, Any]) -> dict[str, Any]:
-    dev = entry.get("device")
-    if dev not in devices:
-        raise _err(key, "device", dev, f"one of {sorted(devices)} (protocols.toml [devices])")
-    site = _str(key, entry, "site")
-    days = entry.get("session_days")
-    if not isinstance(days, list) or not days:
-        raise _err(key, "session_days", days, "a non-empty list of days")
-    conditions: list[dict[str, Any]] = []
-    if "scar" in entry:
-        conditions.append({"type": "acne_scar", "count": 10, **entry["scar"]})
-    if "pigment" in entry:
-        conditions.append({"type": "hyperpigmentation", **entry["pigment"]})
-    sessions = []
-    for d in days:
-        s: dict[str, Any] = {
-            "day": float(d),
-            "site": site,
-            "needle_length_mm": float(entry["needle_length_mm"]),
-            "passes": int(entry.get("passes", 1)),
-        }
-        if "topical" in entry:
-            s["topical"] = dict(entry["topical"])
-        sessions.append(s)
-    return {
-        "name": f"protocol {key}",
-        "horizon_days": float(entry["horizon_days"]),
-        "patient": {
-            "age_years": entry["age_years"],
-            "sex": entry.get("sex", "female"),
-            "fitzpatrick": entry["fitzpatrick"],
-        },
-        "sites": [{"name": site, "conditions": conditions}],
-        "device": dict(devices[str(dev)]),
-        "sessions": sessions,
-    }
+    """The raw ``protocols.toml`` (settings, fit, devices, rows), parsed but not validated; an
+    unreadable or malformed file is a :class:`LiteratureError`."""
+    return ProtocolsFile.read_toml_data(path or _protocols_path())
 
 
 def load_protocols(path: Path | None = None) -> dict[str, Protocol]:
     """Every row's protocol, by row key; raises :class:`LiteratureError` naming the row and field."""
-    raw = load_protocol_file(path)
-    devices = raw.get("devices", {})
-    out: dict[str, Protocol] = {}
-    for key, entry in raw.get("rows", {}).items():
-        if not entry.get("evaluable", True):
-            out[key] = Protocol(
-                key, "value", "", evaluable=False, reason=_str(key, entry, "reason")
-            )
-            continue
-        compare = _str(key, entry, "compare")
-        if compare not in COMPARES:
-            raise _err(key, "compare", compare, f"one of {list(COMPARES)}")
-        stage = entry.get("stage")
-        if stage is not None and stage not in STAGES:
-            raise _err(key, "stage", stage, f"one of {list(STAGES)}")
-        endpoint = entry.get("endpoint")
-        if (stage is None) == (endpoint is None):
-            raise _err(key, "endpoint/stage", (endpoint, stage), "exactly one of the two")
-        if endpoint is not None:
-            parse_endpoint(endpoint, field=f"protocols.{key}.endpoint")
-        closure = entry.get("closure")
-        if stage == "resealing_time" and closure not in ("pores", "barrier"):
-            raise _err(key, "closure", closure, "'pores' or 'barrier' for resealing_time")
-        course = None if stage == "resealing_time" else _course_dict(key, entry, devices)
-        out[key] = Protocol(
-            key=key,
-            compare=compare,
-            assumptions=_str(key, entry, "assumptions"),
-            course=course,
-            endpoint=endpoint,
-            stage=stage,
-            closure=closure,
-        )
-    return out
+    p = path or _protocols_path()
+    return ProtocolsFile.from_dict(load_protocol_file(p), source=str(p)).protocols()
 
 
-def protocol_course(protocol: Protocol) -> Any:
+def protocol_course(protocol: Protocol) -> Course:
     """The protocol's stand-in course, validated (:class:`microneedling.course.Course`)."""
-
     if protocol.course is None:
-        raise _err(protocol.key, "course", None, "a protocol with a course (not a stage-only row)")
+        raise LiteratureError(
+            [
+                InputError(
+                    f"rows.{protocol.key}",
+                    protocol.stage,
+                    "a row with a course (not a resealing_time row)",
+                )
+            ],
+            source="protocols.toml",
+        )
     return Course.from_dict(protocol.course, source=f"protocols.toml [{protocol.key}]")
 
 
