@@ -96,3 +96,38 @@ def test_bad_rows_are_refused(tmp_path: Path) -> None:
     bad.write_text(good.replace('molecule = "calcein"', 'molecule = "glitter"', 1))
     with pytest.raises(InputError, match=r"molecule.*glitter"):
         dv.predict(dv.load_rows(bad))
+
+
+def test_every_bad_field_is_named_at_once(tmp_path: Path) -> None:
+    good = (DATA / "delivery_validation.toml").read_text()
+    bad = tmp_path / "v.toml"
+    text = good.replace("tolerance_factor = 10.0", "tolerance_factor = 0.5", 1)
+    text = text.replace("occluded = true", 'occluded = "yes"', 1)
+    text = text.replace('assumed = ["density_per_cm2"', 'assumed = ["densty_per_cm2"', 1)
+    bad.write_text(text)
+    with pytest.raises(dv.DeliveryFileError) as e:
+        dv.load_rows(bad)
+    assert [(p.field, p.value) for p in e.value.problems] == [
+        ("henry1998_calcein.tolerance_factor", 0.5),
+        ("henry1998_calcein.occluded", "yes"),
+        ("henry1998_calcein.assumed[0]", "densty_per_cm2"),
+    ]
+    assert e.value.problems[2].allowed.endswith("did you mean 'density_per_cm2'?")
+    bad.write_text(good.replace('units = "1"', 'units = "ug/cm2"', 1))
+    with pytest.raises(InputError, match=r"henry1998_calcein\.units.*'1' for enhancement_ratio"):
+        dv.load_rows(bad)
+
+
+def test_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b'[row]\nsource = "\xff"\n')
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[row\n")
+    for path, words in (
+        (binary, "UTF-8"),
+        (broken, "valid TOML"),
+        (tmp_path / "missing.toml", "no such file"),
+    ):
+        with pytest.raises(InputError) as e:
+            dv.load_rows(path)
+        assert e.value.field == "<file>" and words in e.value.allowed

@@ -20,29 +20,62 @@ API::
 from __future__ import annotations
 
 import math
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import AfterValidator, Field, model_validator
 
-from microneedling.errors import InputError
+from microneedling.errors import InputError, InputFileError, InputFileFieldError
+from microneedling.io import data_path
 from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import load_parameters, load_references
 from microneedling.physics import transport as tr
+from microneedling.schema import Allowed, Flag, InputModel, Number, Text, Unit
 
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.parameters.parameter_set import ParameterSet
 
-__all__ = ["QUANTITIES", "Prediction", "Row", "load_rows", "predict"]
+__all__ = [
+    "QUANTITIES",
+    "DeliveryFile",
+    "DeliveryFileError",
+    "Prediction",
+    "Row",
+    "RowTable",
+    "load_rows",
+    "predict",
+]
 
 QUANTITIES = ("enhancement_ratio", "amount")
 """Observable kinds: enhancement ratio [1]; amount delivered with microneedles [µg/cm²]."""
 _UNITS = {"enhancement_ratio": "1", "amount": "ug/cm2"}
-_EVIDENCE = ("SEEN", "SEEN-secondary", "RECALLED")
-_NUMBERS = (
+_KG_M2_TO_UG_CM2 = 1.0e5  # 1 kg/m² = 1e9 µg / 1e4 cm²
+
+
+class DeliveryFileError(InputFileFieldError):
+    """``delivery_validation.toml`` failed validation; an :class:`~microneedling.errors.InputError`
+    naming its first problem (``henry1998_calcein.quantity``, ...)."""
+
+
+class _Model(InputModel):
+    """Base of the delivery-validation file's models: errors are :class:`DeliveryFileError`."""
+
+    file_kind: ClassVar[str] = "delivery-validation file"
+    error_class: ClassVar[type[InputFileError]] = DeliveryFileError
+
+
+def _non_empty(v: str) -> str:
+    if not v.strip():
+        raise InputError("", v, "non-empty text")
+    return v
+
+
+NonEmpty = Annotated[Text, AfterValidator(_non_empty), Allowed("non-empty text")]
+Positive = Annotated[Number, Field(gt=0)]
+Assumable = Literal[
     "observed",
     "tolerance_factor",
     "needle_length_um",
@@ -54,9 +87,57 @@ _NUMBERS = (
     "sc_um",
     "viable_epidermis_um",
     "dermis_um",
-)
-_TEXTS = ("source", "evidence", "quantity", "units", "tolerance_reason", "molecule", "skin_model")
-_KG_M2_TO_UG_CM2 = 1.0e5  # 1 kg/m² = 1e9 µg / 1e4 cm²
+    "occluded",
+]
+"""Fields a row may declare as assumed (conditions the source does not give)."""
+
+
+class RowTable(_Model):
+    """One data point of ``delivery_validation.toml`` as the file spells it (see its header)."""
+
+    source: NonEmpty
+    evidence: Literal["SEEN", "SEEN-secondary", "RECALLED"]
+    quantity: Literal["enhancement_ratio", "amount"]
+    observed: Positive
+    units: NonEmpty
+    tolerance_factor: Annotated[Number, Field(gt=1)]
+    tolerance_reason: NonEmpty
+    molecule: NonEmpty
+    skin_model: NonEmpty
+    needle_length_um: Annotated[Positive, Unit("µm")]
+    needle_diameter_um: Annotated[Positive, Unit("µm (at the base)")]
+    density_per_cm2: Annotated[Positive, Unit("punctures per cm²")]
+    occluded: Flag
+    concentration_mg_per_ml: Annotated[Positive, Unit("mg/mL")]
+    film_thickness_um: Annotated[Positive, Unit("µm")]
+    time_h: Annotated[Positive, Unit("h")]
+    sc_um: Annotated[Positive, Unit("µm")]
+    viable_epidermis_um: Annotated[Positive, Unit("µm")]
+    dermis_um: Annotated[Number, Field(ge=0), Unit("µm")]
+    assumed: tuple[Assumable, ...] = ()
+    note: Text = ""
+
+    @model_validator(mode="after")
+    def _units_of_the_quantity(self) -> RowTable:
+        expected = _UNITS[self.quantity]
+        if self.units != expected:
+            raise InputError("units", self.units, f"{expected!r} for {self.quantity}")
+        return self
+
+
+class DeliveryFile(_Model):
+    """``delivery_validation.toml``: one table per data point, keyed by its name."""
+
+    rows: dict[str, Annotated[RowTable, Allowed("a table (one per data point)")]] = Field(
+        default_factory=dict
+    )
+    flattened_fields: ClassVar[frozenset[str]] = frozenset({"rows"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:
+        """The data points sit at the top of the file."""
+        return {"rows": data} if isinstance(data, Mapping) else data
 
 
 @dataclass(frozen=True)
@@ -107,69 +188,18 @@ class Prediction:
 
 
 def _data_path() -> Path:
-    return Path(str(resources.files("microneedling") / "data" / "delivery_validation.toml"))
-
-
-def _row(key: str, table: dict[str, Any], where: str) -> Row:
-    def field(name: str) -> Any:
-        if name not in table:
-            raise InputError(f"{where}.{name}", None, "a value (the field is required)")
-        return table[name]
-
-    vals: dict[str, Any] = {}
-    for name in _TEXTS:
-        v = field(name)
-        if not isinstance(v, str) or not v.strip():
-            raise InputError(f"{where}.{name}", v, "a non-empty string")
-        vals[name] = v
-    for name in _NUMBERS:
-        v = field(name)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise InputError(f"{where}.{name}", v, "a finite number")
-        if v < 0.0 or (v == 0.0 and name not in ("dermis_um",)):
-            raise InputError(f"{where}.{name}", v, "a positive number")
-        vals[name] = float(v)
-    if vals["quantity"] not in QUANTITIES:
-        raise InputError(f"{where}.quantity", vals["quantity"], f"one of {QUANTITIES}")
-    if vals["units"] != _UNITS[vals["quantity"]]:
-        raise InputError(
-            f"{where}.units", vals["units"], f"{_UNITS[vals['quantity']]!r} for {vals['quantity']}"
-        )
-    if vals["evidence"] not in _EVIDENCE:
-        raise InputError(f"{where}.evidence", vals["evidence"], f"one of {_EVIDENCE}")
-    if not vals["tolerance_factor"] > 1.0:
-        raise InputError(f"{where}.tolerance_factor", vals["tolerance_factor"], "a number > 1")
-    occ = field("occluded")
-    if not isinstance(occ, bool):
-        raise InputError(f"{where}.occluded", occ, "true or false")
-    assumed = table.get("assumed", [])
-    if not isinstance(assumed, list) or any(a not in (*_NUMBERS, "occluded") for a in assumed):
-        raise InputError(f"{where}.assumed", assumed, f"a list of condition fields {_NUMBERS}")
-    unknown = set(table) - {*_TEXTS, *_NUMBERS, "occluded", "assumed", "note"}
-    if unknown:
-        raise InputError(f"{where}", sorted(unknown), "only the fields of the file's header")
-    return Row(
-        key=key, occluded=occ, assumed=tuple(assumed), note=str(table.get("note", "")), **vals
-    )
+    return data_path("delivery_validation.toml")
 
 
 def load_rows(path: str | Path | None = None) -> list[Row]:
     """Read the validation rows (default: the shipped ``data/delivery_validation.toml``).
 
-    Raises ``InputError`` naming the row and field, the value and what is allowed.
+    Raises :class:`DeliveryFileError` (an ``InputError``) naming the row and field, the value and
+    what is allowed.
     """
     p = _data_path() if path is None else Path(path)
-    try:
-        with open(p, "rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(str(p), "not valid TOML", f"a TOML file ({exc})") from None
-    rows = []
-    for key, tab in raw.items():
-        if not isinstance(tab, dict):
-            raise InputError(f"{p.name}: {key}", tab, "a table (one per data point)")
-        rows.append(_row(key, tab, f"{p.name}: {key}"))
-    return rows
+    rows = DeliveryFile.from_toml(p).rows
+    return [Row(key=key, **t.model_dump()) for key, t in rows.items()]
 
 
 def predict(
