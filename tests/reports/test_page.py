@@ -121,7 +121,12 @@ def test_every_report_template_extends_the_shell() -> None:
     children = [
         p for p in TEMPLATES.glob("*.html.j2") if p.name not in ("base.html.j2", "macros.html.j2")
     ]
-    assert {p.name for p in children} >= {"run.html.j2", "absorb.html.j2", "plan.html.j2"}
+    assert {p.name for p in children} >= {
+        "run.html.j2",
+        "absorb.html.j2",
+        "plan.html.j2",
+        "trial.html.j2",
+    }
     for p in children:
         text = p.read_text(encoding="utf-8")
         assert text.count('{% extends "base.html.j2" %}') == 1, p.name
@@ -146,7 +151,7 @@ def test_importing_the_reports_loads_no_matplotlib_or_jinja() -> None:
         "import sys\n"
         "import microneedling.engine.simulate, microneedling.reports.run, "
         "microneedling.reports.page, microneedling.reports.figures, microneedling.reports.format, "
-        "microneedling.reports.absorb, microneedling.reports.plan\n"
+        "microneedling.reports.absorb, microneedling.reports.plan, microneedling.reports.trial\n"
         "print(sorted(m for m in ('matplotlib', 'jinja2') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

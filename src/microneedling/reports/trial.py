@@ -10,29 +10,53 @@
   tests (Welch t and Mann-Whitney U, or paired t and Wilcoxon for split-face) with p values;
 * ``figures/distributions.png`` (end point distributions per arm) and
   ``figures/trajectories.png`` (mean with ±1 SD band and 95% CI of the mean, per arm);
-* ``report.html`` (figures embedded) and ``trial.toml`` (the validated spec, arms inlined).
+* ``report.html`` (figures embedded; a child of the one report shell, ``templates/trial.html.j2``)
+  and ``trial.toml`` (the validated spec, arms inlined).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from microneedling.about import DISCLAIMER, __version__
+from microneedling.about import __version__
 from microneedling.engine.variables import variable
 from microneedling.io import atomic_directory, atomic_path, write_csv_atomic, write_text_atomic
-from microneedling.reports.figures import new_figure
+from microneedling.reports import page
+from microneedling.reports.figures import (
+    LABEL_SIZE,
+    SMALL_SIZE,
+    TITLE_SIZE,
+    new_figure,
+    save_png,
+    wrap,
+)
+from microneedling.reports.format import (
+    endpoint_label,
+    format_number,
+    format_p,
+    format_percent,
+    human,
+    pretty_units,
+    with_units,
+)
 from microneedling.studies.trial.run import trajectory_variables
 
 if TYPE_CHECKING:  # pragma: no cover
-    from microneedling.studies.trial.run import TrialResult
+    import pandas as pd
 
-__all__ = ["plot_distributions", "plot_trajectories", "write_trial"]
+    from microneedling.studies.trial.run import TrialResult
+    from microneedling.studies.trial.spec import EndpointDef
+
+__all__ = ["plot_distributions", "plot_trajectories", "report_html", "write_trial"]
+
+
+def _axis(text: str, units: str) -> str:
+    u = pretty_units(units)
+    return f"{text} ({u})" if u else text
 
 
 def plot_distributions(res: TrialResult, path: Path) -> Path:
@@ -42,31 +66,37 @@ def plot_distributions(res: TrialResult, path: Path) -> Path:
     E = len(spec.endpoints)
     cols = min(3, E)
     rows = math.ceil(E / cols)
-    fig = new_figure(4.2 * cols, 3.0 * rows + 0.4)
+    fig = new_figure(4.4 * cols, 3.3 * rows + 0.6)
     axes = fig.subplots(rows, cols, squeeze=False)
     for j, e in enumerate(spec.endpoints):
         ax = axes[j // cols][j % cols]
         data = [res.values[a, :, j] for a in range(len(spec.arms))]
         data = [x[np.isfinite(x)] for x in data]
         allv = np.concatenate(data) if data else np.array([])
+        name = wrap(endpoint_label(e.name), 40)
         if allv.size == 0:
-            ax.set_title(f"{e.name}\n(no values)", fontsize=8)
+            ax.set_title(f"{name}\n(no values)", fontsize=SMALL_SIZE)
             continue
         lo, hi = float(allv.min()), float(allv.max())
         bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 31)
         for a, x in enumerate(data):
             ax.hist(x, bins=bins, alpha=0.5, density=True, label=spec.arms[a].name)
-        if e.above is not None or e.below is not None:
-            thr = e.above if e.above is not None else e.below
-            ax.axvline(float(thr), color="k", linestyle=":", linewidth=1, label="responder")  # type: ignore[arg-type]
-        ax.set_xlabel(f"{e.name} ({e.spec.units})", fontsize=8)
-        ax.set_ylabel("density", fontsize=8)
+        thr = e.above if e.above is not None else e.below
+        if thr is not None:
+            ax.axvline(
+                float(thr), color="k", linestyle=":", linewidth=1, label="responder threshold"
+            )
+        ax.set_title(name, fontsize=SMALL_SIZE)
+        ax.set_xlabel(_axis("Value", e.spec.units), fontsize=SMALL_SIZE)
+        ax.set_ylabel("Probability density", fontsize=SMALL_SIZE)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7, frameon=False)
     for j in range(E, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
-    fig.suptitle(f"{spec.name}: end points per arm (n = {spec.n_per_arm} per arm)", fontsize=10)
-    return _save(fig, path)
+    fig.suptitle(
+        f"{spec.name}: end points per arm (n = {spec.n_per_arm} per arm)", fontsize=TITLE_SIZE
+    )
+    return save_png(fig, path)
 
 
 def plot_trajectories(res: TrialResult, path: Path) -> Path | None:
@@ -78,112 +108,239 @@ def plot_trajectories(res: TrialResult, path: Path) -> Path | None:
         return None
     cols = min(2, len(tv))
     rows = math.ceil(len(tv) / cols)
-    fig = new_figure(5.0 * cols, 3.2 * rows + 0.4)
+    fig = new_figure(5.2 * cols, 3.5 * rows + 0.6)
     axes = fig.subplots(rows, cols, squeeze=False)
-    for j, (label, var, _layer) in enumerate(tv):
+    for j, (label, var, layer) in enumerate(tv):
         ax = axes[j // cols][j % cols]
-        for a, arm in enumerate(spec.arms):
-            n, mean, m2 = res.moments[a][label]
+        for arm_i, arm in enumerate(spec.arms):
+            n, mean, m2 = res.moments[arm_i][label]
             with np.errstate(invalid="ignore", divide="ignore"):
                 sd = np.sqrt(m2 / np.maximum(n - 1, 1))
                 se = sd / np.sqrt(np.maximum(n, 1))
-            t = res.grids[a]
+            t = res.grids[arm_i]
             (line,) = ax.plot(t, mean, label=f"{arm.name} mean")
             ax.fill_between(t, mean - sd, mean + sd, alpha=0.15, color=line.get_color())
             ax.fill_between(
                 t, mean - 1.96 * se, mean + 1.96 * se, alpha=0.4, color=line.get_color()
             )
-        ax.set_xlabel("day", fontsize=8)
-        ax.set_ylabel(f"{label} ({variable(var).units})", fontsize=8)
+        v = variable(var)
+        title = (v.label or v.long_name).removesuffix(", papillary")
+        if v.layered:
+            title += f", {layer} dermis"
+        ax.set_title(wrap(title, 48), fontsize=SMALL_SIZE + 1)
+        ax.set_xlabel("Time (d)", fontsize=LABEL_SIZE)
+        ax.set_ylabel(wrap(_axis(v.long_name, v.units), 40), fontsize=SMALL_SIZE)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.25)
         ax.legend(fontsize=7, frameon=False)
     for j in range(len(tv), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     fig.suptitle(
-        "Mean per arm; light band ±1 SD of patients, dark band 95% CI of the mean", fontsize=9
+        "Mean per arm; light band ±1 SD of patients, dark band 95% CI of the mean",
+        fontsize=TITLE_SIZE - 1,
     )
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
+# ----------------------------------------------------------------------------- page data
+def _rule(e: EndpointDef) -> str:
+    if e.above is not None:
+        return f"≥ {with_units(f'{e.above:g}', e.spec.units)}"
+    if e.below is not None:
+        return f"≤ {with_units(f'{e.below:g}', e.spec.units)}"
+    return ""
 
 
-def _fmt(x: Any) -> str:
-    if isinstance(x, float | np.floating):
-        if not math.isfinite(float(x)):
-            return "–" if math.isnan(float(x)) else str(x)
-        return f"{float(x):.4g}"
-    return html.escape(str(x))
+def _group(e: EndpointDef) -> str:
+    u = pretty_units(e.spec.units)
+    return endpoint_label(e.name) + (f" ({u})" if u else "")
 
 
-def _table(df: Any) -> str:
-    if df is None or len(df) == 0:
-        return "<p>(none)</p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>"
-        for row in df.itertuples(index=False)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _get(row: Any, col: str) -> float:
+    try:
+        return float(row[col])
+    except (KeyError, TypeError, ValueError):
+        return math.nan
 
 
-def _img(path: Path | None) -> str:
-    if path is None:
+def _count(x: float) -> str:
+    return str(int(x)) if math.isfinite(x) else "—"
+
+
+def _ci(row: Any, low: str, high: str, fmt: Any = format_number) -> str:
+    lo, hi = _get(row, low), _get(row, high)
+    if math.isnan(lo) or math.isnan(hi):
         return ""
-    b64 = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{b64}">'
+    sep = " to " if lo < 0 or hi < 0 else "–"
+    return f"95% CI {fmt(lo)}{sep}{fmt(hi)}"
+
+
+def _summary(res: TrialResult) -> dict[str, Any]:
+    """Per arm and end point: n, mean with its 95% CI, SD, median, 10th–90th percentile and the
+    responder rate with its 95% Wilson interval (one block per end point, in its units)."""
+    df = res.summary
+    rules = any(e.above is not None or e.below is not None for e in res.spec.endpoints)
+    columns = [
+        page.column("Arm"),
+        page.column("n", num=True),
+        page.column("Mean", num=True, note="with its 95% confidence interval (Student t)"),
+        page.column("SD", num=True),
+        page.column("Median", num=True),
+        page.column("10th–90th percentile", num=True),
+    ]
+    if rules:
+        columns.append(page.column("Responders", num=True, note="95% Wilson interval below"))
+    rows: list[Any] = []
+    for e in res.spec.endpoints:
+        sub = df[df["endpoint"] == e.name] if len(df) else df
+        rule = _rule(e)
+        rows.append({"group": _group(e) + (f" · responder: {rule}" if rule else "")})
+        for _, r in sub.iterrows():
+            cells: list[Any] = [
+                str(r["arm"]),
+                _count(_get(r, "n")),
+                page.cell(format_number(r["mean"]), interval=_ci(r, "ci95_low", "ci95_high")),
+                format_number(r["sd"]),
+                format_number(r["median"]),
+                _interval(_get(r, "p10"), _get(r, "p90")),
+            ]
+            if rules:
+                rate = _get(r, "responder_rate")
+                cells.append(
+                    page.cell(
+                        format_percent(rate) if not math.isnan(rate) else "—",
+                        interval=_ci(
+                            r, "responder_ci95_low", "responder_ci95_high", format_percent
+                        ),
+                    )
+                )
+            rows.append(cells)
+    return page.table(columns, rows, label="Per-arm end points")
+
+
+def _interval(lo: float, hi: float) -> str:
+    if math.isnan(lo) or math.isnan(hi):
+        return "—"
+    sep = " to " if lo < 0 or hi < 0 else "–"
+    return f"{format_number(lo)}{sep}{format_number(hi)}"
+
+
+def _comparisons(res: TrialResult) -> dict[str, Any]:
+    """Each arm vs the control: difference with its 95% CI, effect sizes, tests and p values."""
+    df: pd.DataFrame = res.comparisons
+    paired = res.spec.paired
+    rank = "Wilcoxon W" if paired else "Mann–Whitney U"
+    columns = [
+        page.column("Arm vs control"),
+        page.column("n", num=True, note="patients with a value in the arm / in the control"),
+        page.column("Difference of means", num=True, note="arm − control, 95% CI below"),
+        page.column("Cohen's d", num=True),
+        page.column("Hedges' g", num=True),
+    ]
+    if paired:
+        columns.append(
+            page.column(
+                "Cohen's d, paired (dz)", num=True, note="mean difference / SD of differences"
+            )
+        )
+    columns += [
+        page.column("t statistic", num=True),
+        page.column("p (t test)", num=True),
+        page.column(rank, num=True),
+        page.column("p (rank test)", num=True),
+    ]
+    rows: list[Any] = []
+    for e in res.spec.endpoints:
+        sub = df[df["endpoint"] == e.name] if len(df) else df
+        if not len(sub):
+            continue
+        rows.append({"group": _group(e)})
+        for _, r in sub.iterrows():
+            cells: list[Any] = [
+                f"{r['arm']} vs {r['control']}",
+                f"{_count(_get(r, 'n_arm'))} / {_count(_get(r, 'n_control'))}",
+                page.cell(
+                    format_number(_get(r, "difference")),
+                    interval=_ci(r, "ci95_low", "ci95_high"),
+                ),
+                format_number(_get(r, "cohens_d")),
+                format_number(_get(r, "hedges_g")),
+            ]
+            if paired:
+                cells.append(format_number(_get(r, "cohens_dz")))
+            cells += [
+                format_number(_get(r, "t_stat")),
+                format_p(_get(r, "p_t")),
+                format_number(_get(r, "w_stat" if paired else "u_stat")),
+                format_p(_get(r, "p_rank")),
+            ]
+            rows.append(cells)
+    return page.table(columns, rows, label="Comparisons with the control arm",
+                      empty="No arm to compare with the control.")  # fmt: skip
+
+
+def _figure(path: Path | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    captions = {
+        "distributions": "End point distributions per arm",
+        "trajectories": "Mean trajectory per arm, with the spread of patients and the 95% CI",
+    }
+    return page.figure(path, captions.get(path.stem, human(path.stem)))
 
 
 def report_html(res: TrialResult, figures: list[Path | None]) -> str:
-    """The self-contained HTML report (disclaimer first)."""
+    """The self-contained HTML report (a child of the report shell)."""
     spec = res.spec
-    rej = "".join(
-        f"<li>{html.escape(k)}: {100 * v:.2f}% of draws rejected</li>"
-        for k, v in res.rejection.items()
-    )
-    arms = "".join(
-        f"<li><b>{html.escape(a.name)}</b>{' (control)' if i == spec.control else ''}: "
-        f"{len(a.template.get('sessions', []))} session(s), horizon {a.horizon_days:g} d, "
-        f"sites {', '.join(a.sites)}</li>"
-        for i, a in enumerate(spec.arms)
-    )
     design = (
         "split-face: every virtual patient receives both arms, one per side (paired analysis)"
         if spec.paired
         else "parallel: independent virtual patients in each arm"
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(spec.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-.disclaimer{{background:#fff3cd;border:1px solid #e0c060;padding:.8em;border-radius:4px}}
-table{{border-collapse:collapse;font-size:12px;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
-th{{background:#f3f3f3}}img{{max-width:100%}}</style></head><body>
-<p class="disclaimer"><b>Research and planning aid, not a diagnosis or medical advice.</b> {html.escape(DISCLAIMER)}
-These are simulated virtual patients, not trial participants.</p>
-<h1>In-silico trial: {html.escape(spec.name)}</h1>
-<p>Design: {design}. n = {spec.n_per_arm} per arm; seed {spec.seed}; population
-<i>{html.escape(spec.population.name)}</i>; microneedling {html.escape(__version__)};
-wall time {res.wall_s:.1f} s; mean integrator steps per case {res.n_steps:.0f}.</p>
-<h2>Arms</h2><ul>{arms}</ul>
-<h2>Per-arm end points</h2>
-<p>Mean with 95% CI (Student t), SD, median, 10th–90th percentiles; responder rate with its 95% Wilson
-interval where the spec gives a responder threshold.</p>
-{_table(res.summary)}
-<h2>Comparisons with the control arm</h2>
-<p>{"Paired t test and Wilcoxon signed-rank test on the per-patient differences" if spec.paired else "Welch's t test and Mann–Whitney U test"};
-Cohen's d with the pooled SD and Hedges' g (small-sample corrected){"; d_z = mean difference / SD of the differences" if spec.paired else ""}.
-With many virtual patients even clinically irrelevant differences reach tiny p values: read the effect sizes.</p>
-{_table(res.comparisons)}
-<h2>Figures</h2>
-{"".join(_img(f) for f in figures)}
-<h2>Population plausibility filtering</h2><ul>{rej or "<li>no truncated variables</li>"}</ul>
-<p class="disclaimer">{html.escape(DISCLAIMER)}</p>
-</body></html>
-"""
+    arms = [
+        f"{a.name}{' (control)' if i == spec.control else ''}: "
+        f"{len(a.template.get('sessions', []))} session(s), follow-up {a.horizon_days:g} d, "
+        f"sites {', '.join(human(s) for s in a.sites)}"
+        for i, a in enumerate(spec.arms)
+    ]
+    rejection = [f"{k}: {format_percent(v)} of draws rejected" for k, v in res.rejection.items()]
+    provenance = page.kv(
+        [
+            ("Report written by", f"microneedling {__version__}"),
+            ("Random seed", spec.seed),
+            ("Wall time", f"{res.wall_s:.1f} s"),
+            ("Mean integrator steps per case", f"{res.n_steps:.0f}"),
+        ]
+    )
+    return page.render(
+        "trial.html.j2",
+        kind="In-silico trial",
+        title=spec.name,
+        subtitle="Simulated virtual patients, not trial participants",
+        toc=[
+            ("design", "Design"),
+            ("summary", "Per-arm end points"),
+            ("comparisons", "Comparisons"),
+            ("figures", "Figures"),
+            ("population", "Population"),
+            ("provenance", "Provenance"),
+        ],
+        provenance=provenance,
+        design=page.kv(
+            [
+                ("Design", design),
+                ("Virtual patients per arm", spec.n_per_arm),
+                ("Population", spec.population.name),
+                ("Random seed", spec.seed),
+            ]
+        ),
+        arms=arms,
+        paired=spec.paired,
+        summary=_summary(res),
+        comparisons=_comparisons(res),
+        figures=[f for f in (_figure(p) for p in figures) if f is not None],
+        rejection=rejection,
+    )
 
 
 def write_trial(res: TrialResult, out: str | Path, *, overwrite: bool = False) -> Path:
