@@ -151,7 +151,8 @@ def test_importing_the_reports_loads_no_matplotlib_or_jinja() -> None:
         "import sys\n"
         "import microneedling.engine.simulate, microneedling.reports.run, "
         "microneedling.reports.page, microneedling.reports.figures, microneedling.reports.format, "
-        "microneedling.reports.absorb, microneedling.reports.plan, microneedling.reports.trial\n"
+        "microneedling.reports.absorb, microneedling.reports.plan, microneedling.reports.trial, "
+        "microneedling.reports.sensitivity\n"
         "print(sorted(m for m in ('matplotlib', 'jinja2') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

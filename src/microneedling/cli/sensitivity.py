@@ -171,7 +171,8 @@ def sensitivity_command(
     """Sobol indices (S1, ST with 95% CIs) of COURSE's end points over the parameter intervals;
     writes sobol.nc, sobol.csv, sobol.png and course.toml into DIR."""
     from microneedling.engine.executor import validate_executor
-    from microneedling.studies.sensitivity import default_endpoints, indices_table, plot_indices
+    from microneedling.reports.sensitivity import save_indices_png
+    from microneedling.studies.sensitivity import default_endpoints, indices_table
 
     t0 = time.perf_counter()
     with user_errors():
@@ -191,11 +192,7 @@ def sensitivity_command(
         with atomic_directory(out, overwrite=overwrite) as tmp:
             ds.to_netcdf(tmp / "sobol.nc")
             write_csv_atomic(indices_table(ds), tmp / "sobol.csv")
-            fig = plot_indices(ds)
-            fig.savefig(tmp / "sobol.png", dpi=120)
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
+            save_indices_png(ds, tmp / "sobol.png")
             write_text_atomic(course_obj.to_toml(), tmp / "course.toml")
     if quiet:
         return

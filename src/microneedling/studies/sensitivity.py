@@ -465,43 +465,6 @@ def default_endpoints(course: Course) -> list[str]:
     return out
 
 
-def plot_indices(ds: xr.Dataset, top: int = 12) -> Any:
-    """Bar chart of S1 and ST with their 95% confidence bars, one panel per end point, the ``top``
-    parameters by ST in each. Returns the matplotlib Figure (the caller saves it)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    n = ds.sizes["endpoint"]
-    fig, axes = plt.subplots(
-        n, 1, figsize=(8.0, 0.9 + 0.32 * min(top, ds.sizes["parameter"]) * n + 0.6 * n),
-        layout="constrained", squeeze=False,
-    )  # fmt: skip
-    for ax, e in zip(axes[:, 0], ds.endpoint.values, strict=True):
-        sub = ds.sel(endpoint=e)
-        st = np.nan_to_num(sub.ST.values, nan=-np.inf)
-        order = np.argsort(-st, kind="stable")[:top][::-1]
-        names = [str(ds.parameter.values[i]) for i in order]
-        y = np.arange(len(order))
-        h = 0.38
-        ax.barh(y + h / 2, sub.ST.values[order], h, xerr=sub.ST_conf.values[order],
-                color="#c0504d", label="total (ST)", capsize=2)  # fmt: skip
-        ax.barh(y - h / 2, sub.S1.values[order], h, xerr=sub.S1_conf.values[order],
-                color="#4f81bd", label="first order (S1)", capsize=2)  # fmt: skip
-        ax.set_yticks(y, names, fontsize=7)
-        ax.axvline(0.0, color="0.3", lw=0.6)
-        ax.set_xlabel("Sobol index (1)")
-        ax.set_title(f"{e} ({sub.units.values})", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(
-        f"Sobol indices, N = {ds.attrs['n_base']} ({ds.attrs['n_runs']} runs); bars: 95% CI\n"
-        + DISCLAIMER,
-        fontsize=7,
-    )
-    return fig
-
-
 __all__ = [
     "SobolChunk",
     "default_endpoints",
@@ -511,7 +474,6 @@ __all__ = [
     "ishigami_indices",
     "parameter_sets",
     "parameter_values",
-    "plot_indices",
     "runs_needed",
     "sensitive_names",
     "sobol_analyze",
