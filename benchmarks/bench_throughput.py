@@ -21,7 +21,7 @@ are meaningful on a noisy machine:
    giving the before/after ratio in the same process;
 2. a per-patient loop of ``scipy.integrate.solve_ivp`` (Radau, segments between sessions, the same
    compiled right-hand side), timed on a few dozen patients;
-3. a per-patient loop of libRoadRunner (CVODE) on ``microneedling.sbml`` export of the same case:
+3. a per-patient loop of libRoadRunner (CVODE) on ``microneedling.studies.sbml`` export of the same case:
    the model is compiled once; per patient the rates are set, the model reset and simulated. Timed
    on a few hundred patients. Compilation time is reported separately and not charged per patient.
 

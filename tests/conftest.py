@@ -1,7 +1,7 @@
 """Shared fixtures: a small synthetic, layout-correct Result and a tiny parameter set.
 
-The synthetic Result follows the Dataset layout documented in ``microneedling.result`` (1 patient,
-2 sites, 3 layers, 201 time points, 3 sessions, ``_low``/``_high`` bands and the global attributes)
+The synthetic Result follows the Dataset layout documented in ``microneedling.engine.result`` (1
+patient, 2 sites, 3 layers, 201 time points, 3 sessions, ``_low``/``_high`` bands and the global attributes)
 with simple closed-form curves, so report and CLI output code can be tested without the physics.
 """
 
@@ -29,18 +29,47 @@ ERYTHEMA_THRESHOLD = 0.2
 OEDEMA_THRESHOLD = 0.15
 WARNINGS = ["cheek: needle length 1.5 mm is at the upper end of published practice"]
 
-COURSE_TOML = f"""\
+
+def _course_toml() -> str:
+    """A valid course matching the synthetic Result: a pen on cheek and forehead, one session per
+    site on each of SESSION_DAYS, 1.5 mm on the cheek (the warning above) and 0.5 mm on the
+    forehead."""
+    sessions = "".join(
+        f"""
+[[sessions]]
+day = {d:g}
+site = "{site}"
+needle_length_mm = {1.5 if site == "cheek" else 0.5}
+passes = 4
+pen_speed_cm_s = 2.0
+"""
+        for d in SESSION_DAYS
+        for site in SITES
+    )
+    sites = "".join(f'\n[[sites]]\nname = "{s}"\narea_cm2 = 40.0\n' for s in SITES)
+    return f"""\
 name = {json.dumps(COURSE_NAME)}
 horizon_days = {HORIZON_DAYS:g}
 
 [patient]
-age = 34
-skin_type = "III"
+age_years = 34
 sex = "female"
-
+fitzpatrick = "III"
+{sites}
 [device]
-kind = "pen"
-"""
+type = "pen"
+needle_count = 12
+needle_diameter_mm = 0.25
+tip_radius_um = 5.0
+tip = "cone"
+max_needle_length_mm = 2.5
+frequency_hz = 100.0
+cartridge_width_mm = 9.0
+{sessions}"""
+
+
+COURSE_TOML = _course_toml()
+"""The synthetic Result's ``course_toml`` attribute: a valid course file."""
 
 PARAMETER_FILES = {
     "needles.toml": """\

@@ -1,30 +1,30 @@
-"""ruff and mypy are part of the suite: a lint or type error fails CI like any other test."""
+"""ruff (lint and format) and mypy are part of the suite: a lint, format or type error fails CI like
+any other test. The tools come with the ``test`` extra; a missing tool fails, it is never skipped."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
-import pytest
-
 from tests.paths import REPO as ROOT
 
+PATHS = ["src", "tests", "benchmarks"]
 
-@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+
+
 def test_ruff_clean() -> None:
-    proc = subprocess.run(
-        ["ruff", "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
-    )
+    proc = _run("ruff", "check", *PATHS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_formatted() -> None:
+    proc = _run("ruff", "format", "--check", *PATHS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_mypy_clean() -> None:
-    pytest.importorskip("mypy")
-    proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "src/microneedling"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    proc = _run("mypy", "src/microneedling")
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -787,10 +787,34 @@ def test_generated_course_with_one_too_long_needle_is_refused_there(
     assert first.value == ses["needle_length_mm"]
 
 
-def test_schema_sites_equal_physics_sites() -> None:
-    from microneedling.vocabulary import SITES as PHYSICS_SITES
+def test_schema_literals_spell_the_vocabulary() -> None:
+    """The Literal types of the course schema accept exactly the names of microneedling.vocabulary,
+    and every site has a row in each per-site skin table."""
+    from typing import get_args
 
-    assert SITES == PHYSICS_SITES
+    from microneedling import vocabulary as voc
+    from microneedling.course.model import (
+        AcneScar,
+        Hyperpigmentation,
+        Site,
+        Stamp,
+        Striae,
+    )
+    from microneedling.parameters.parameter_set import load_parameters
+
+    def choices(model: Any, name: str) -> tuple[str, ...]:
+        return get_args(model.model_fields[name].annotation)
+
+    assert choices(Site, "name") == voc.SITES
+    assert choices(AcneScar, "scar_type") == voc.SCAR_TYPES
+    assert choices(Striae, "stage") == voc.STRIAE_STAGES
+    assert choices(Hyperpigmentation, "kind") == voc.PIGMENT_KINDS
+    assert tuple(d.model_fields["type"].default for d in (Roller, Pen, Stamp)) == voc.DEVICES
+    ps = load_parameters()
+    for name in ps.names("skin"):
+        value = ps.parameters[name].value
+        if isinstance(value, dict) and set(value) & set(voc.SITES):
+            assert set(value) >= set(voc.SITES), name
 
 
 def test_dumps_toml_round_trips_nested_tables_and_arrays_of_tables() -> None:

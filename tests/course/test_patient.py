@@ -72,7 +72,12 @@ def _problems(d: dict) -> list[tuple[str, object, str]]:
             "from 0 to 1200",
         ),
         (lambda d: d["sites"][0].update(concerns=[]), "sites[0].concerns", [], "at least one"),
-        (lambda d: d["history"].update(pregnnt=True), "history.pregnnt", True, "no field 'pregnnt' in history"),
+        (
+            lambda d: d["history"].update(pregnnt=True),
+            "history.pregnnt",
+            True,
+            "no field 'pregnnt' in history",
+        ),
     ],
 )
 def test_refusals_name_field_value_and_allowed(edit, field, value, allowed_part) -> None:

@@ -627,9 +627,7 @@ def test_finite_dose_steps_exact_for_constant_permeability() -> None:
     assert fd.via_channels[0] == pytest.approx(fd.delivered[0] * ng / p, rel=1e-12)
 
 
-def test_absorb_converges_in_steps(
-    tp: tr.TransportParameters, mols: dict[str, Molecule]
-) -> None:
+def test_absorb_converges_in_steps(tp: tr.TransportParameters, mols: dict[str, Molecule]) -> None:
     """The graded steps of the transient integrator: 64 steps within 1e-5 of the dose of 1024."""
     for key, occ in (("niacinamide", False), ("insulin", True), ("tranexamic_acid", False)):
         a = run(mols[key], tp, hours=4.0, occluded=occ)

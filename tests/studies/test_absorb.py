@@ -1,4 +1,4 @@
-"""``microneedling absorb`` and ``microneedling.absorb``: the command writes every output, its
+"""``microneedling absorb`` and ``microneedling.studies.absorb``: the command writes every output, its
 engine numbers are ``simulate``'s, the resolved cell conserves mass, and bad input is refused."""
 
 from __future__ import annotations

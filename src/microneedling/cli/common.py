@@ -179,7 +179,7 @@ ParameterSetOption = Annotated[
 
 def format_value(value: Any) -> str:
 
-    from microneedling.reports.run import format_number
+    from microneedling.reports.format import format_number
 
     if value is None:
         return "—"
@@ -190,7 +190,7 @@ def format_value(value: Any) -> str:
 
 def format_parameter_interval(low: Any, high: Any) -> str:
 
-    from microneedling.reports.run import format_interval
+    from microneedling.reports.format import format_interval
 
     if low is None or high is None:
         return "—"

@@ -23,7 +23,7 @@ from microneedling.cli.common import (
     print_disclaimer,
     user_errors,
 )
-from microneedling.errors import InputError
+from microneedling.errors import InputError, InputFileError
 
 
 def partial_dir(out: Path) -> Path:
@@ -94,7 +94,8 @@ def trial_command(
             write_trial(res, out, overwrite=overwrite)
             shutil.rmtree(partial, ignore_errors=True)
         except InputError as exc:
-            fail(f"{spec}: {exc}", EXIT_BAD_INPUT)
+            fail(exc.one_line() if isinstance(exc, InputFileError) else f"{spec}: {exc}",
+                 EXIT_BAD_INPUT)  # fmt: skip
         except KeyboardInterrupt:
             fail(
                 f"interrupted; finished chunks are kept in {out}.partial/ (rerun to resume)",

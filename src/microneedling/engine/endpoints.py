@@ -1,7 +1,7 @@
 """Scalar clinical end points from a batch run: one number per case, batch-first.
 
 Trials, sensitivity analysis, calibration and the planner all ask the same question of a
-:class:`~microneedling.simulation.BatchRun`: "what is end point E of each case?". This module answers
+:class:`~microneedling.engine.batch.BatchRun`: "what is end point E of each case?". This module answers
 it once, with a small text grammar so end points can be named in TOML files and on the command line::
 
     <variable>[.<layer>][:<transform>][@<when>]

@@ -1,7 +1,7 @@
 """Where batches of work run: in this process, on local worker processes, or on a Dask cluster.
 
 Trials, sensitivity analysis and calibration split their cases into chunks (each chunk one
-vectorised :func:`~microneedling.simulation.simulate_batch` call) and hand them to
+vectorised :func:`~microneedling.engine.batch.simulate_batch` call) and hand them to
 :func:`map_chunks`. Dask is the engine; this module only chooses the cluster, submits, collects in
 order and shows progress:
 

@@ -3,7 +3,7 @@
 The equations are in :mod:`microneedling.physics.healing_rhs` (compiled); this module builds the
 per-case parameter matrix from a :class:`~microneedling.parameters.ParameterSet`, turns sessions into
 impulses on the state, and integrates all cases together with the batched stiff integrator
-(:func:`microneedling.physics.integrate.integrate`). Time is in days.
+(:func:`microneedling.physics.ode.integrate.integrate`). Time is in days.
 
 Sources of the model structure: inflammation cascade after Cooper et al. 2015 (BioModels
 BIOMD0000000855) and Waugh & Sherratt 2006 (macrophage phenotypes, TGF-β); fibroblast logistic growth,

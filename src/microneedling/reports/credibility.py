@@ -23,30 +23,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from microneedling.io import atomic_directory
+from microneedling.reports.format import format_number, human, pretty_units, yes_no
+from microneedling.reports.page import column, kv, render, table
 from microneedling.studies.credibility.delivery import Prediction
 from microneedling.studies.credibility.validate import Validation
 
 __all__ = ["delivery_table", "render_html", "validation_table", "write_report"]
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, str):
-        return html.escape(x)
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return html.escape(str(x))
-
-
-def _table(head: Sequence[str], body: Sequence[Sequence[Any]], classes: Sequence[str] = ()) -> str:
-    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
-    rows = []
-    for i, r in enumerate(body):
-        cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
-        rows.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>")
-    return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _svg_validation(rows: list[dict[str, Any]]) -> str:
@@ -94,174 +79,145 @@ def _svg_validation(rows: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _n(x: Any, sig: int = 4) -> str:
+    """A number for a table (``–`` for none; ``inf`` kept as text)."""
+    if x is None:
+        return "–"
+    if isinstance(x, str):
+        return x
+    return format_number(x, sig)
+
+
 def render_html(report: dict[str, Any]) -> str:
-    """A self-contained HTML page (no external assets) of :func:`build_report`'s output."""
+    """The credibility report as one self-contained page on the shared shell (nothing external)."""
     cal, val, sens, ver = (
         report["calibration"],
         report["validation"],
         report["sensitivity"],
         report["code_verification"],
     )
-    disc = f'<p class="disclaimer">{html.escape(report["disclaimer"])}</p>'
-    s: list[str] = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(report['title'])}</title><style>",
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}",
-        "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}",
-        "tr.miss{background:#fde8e8}tr.pass{background:#eaf7ee}tr.ne{background:#f2f2f2}.disclaimer{background:#fff4d6;padding:.6em;border-left:4px solid #e0a800}",
-        "</style></head><body>",
-        f"<h1>{html.escape(report['title'])}</h1>",
-        disc,
-        f"<p>microneedling {html.escape(report['microneedling_version'])}; parameter set {html.escape(report['parameter_set_hash'])}; "
-        f"calibration {html.escape(cal['version'])}.</p>",
-        "<h2>1. Context of use</h2>",
-        f"<p>{html.escape(report['context_of_use'])}</p>",
-        "<h2>2. Code verification</h2>",
-    ]
     if ver.get("status") == "ran":
         checks = ver["checks"]
         n_ok = sum(bool(c["passed"]) for c in checks)
-        s.append(
-            f"<p>{n_ok}/{len(checks)} verification checks passed ({ver['seconds']} s, run in "
-            "process against exact or reference solutions).</p>"
-        )
-        s.append(
-            _table(
-                [
-                    "check",
-                    "verifies",
-                    "measured quantity",
-                    "measured",
-                    "expected",
-                    "tolerance",
-                    "exact solution",
-                    "result",
-                    "detail",
-                ],
-                [
-                    [
-                        c["name"],
-                        c["verifies"],
-                        c["quantity"],
-                        c["measured"],
-                        c["expected"],
-                        c["tolerance"],
-                        c["exact_solution"],
-                        "pass" if c["passed"] else "FAIL",
-                        c["detail"],
-                    ]
-                    for c in checks
-                ],
-                ["pass" if c["passed"] else "miss" for c in checks],
-            )
+        ver_summary = (
+            f"{n_ok}/{len(checks)} verification checks passed ({ver['seconds']} s, run in process "
+            "against exact or reference solutions)."
         )
     else:
-        s.append(f"<p>Not run: {html.escape(str(ver.get('reason', ver.get('status'))))}.</p>")
-    s += [
-        "<h2>3. Calibration</h2>",
-        f"<p>{html.escape(cal['method'])}. {cal['iterations']} iterations, χ² = {_fmt(cal['chi2'])}, condition number of the "
-        f"weighted Jacobian {_fmt(cal['condition_number'])}. Reproduces the shipped calibration: "
-        f"<b>{'yes' if cal['reproduces_shipped'] else 'NO'}</b> (shipped {html.escape(str(cal['shipped_version']))}).</p>",
-        _table(
-            ["row", "observed", "SE", "SE from", "model", "residual", "residual / SE"],
-            [
-                [
-                    r["key"],
-                    r["observed"],
-                    r["se"],
-                    r["se_rule"],
-                    r["predicted"],
-                    r["residual"],
-                    r["normalised_residual"],
-                ]
-                for r in cal["rows"]
-            ],
-        ),
-        _table(
-            ["coordinate", "members", "posterior mean", "5%", "95%", "sd(log)"],
-            [
-                [p["label"], ", ".join(p["members"]), p["value"], p["low"], p["high"], p["sd_log"]]
-                for p in cal["parameters"]
-            ],
-        ),
-        "<p>Posterior correlations (log space):</p>",
-        _table(
-            ["", *[p["label"] for p in cal["parameters"]]],
-            [
-                [p["label"], *row]
-                for p, row in zip(cal["parameters"], cal["correlation"], strict=True)
-            ],
-        ),
-        "<h2>4. Validation</h2>",
-        f"<p><b>{val['n_pass']}/{val['n_evaluated']}</b> evaluated rows within tolerance; "
+        checks = []
+        ver_summary = f"Not run: {ver.get('reason', ver.get('status'))}."
+    verification = table(
+        [column("Check"), column("Verifies"), column("Measured quantity"),
+         column("Measured", num=True), column("Expected", num=True),
+         column("Tolerance", num=True), column("Exact or reference solution"), column("Result"),
+         column("Detail")],
+        [{"cells": [c["name"], c["verifies"], c["quantity"], _n(c["measured"]),
+                    _n(c["expected"]), _n(c["tolerance"]), c["exact_solution"],
+                    "pass" if c["passed"] else "FAIL", c["detail"]],
+          "highlight": not c["passed"]} for c in checks],
+        label="Code verification checks",
+    )  # fmt: skip
+    cal_summary = (
+        f"{cal['method']}. {cal['iterations']} iterations, χ² = {_n(cal['chi2'])}, condition "
+        f"number of the weighted Jacobian {_n(cal['condition_number'])}. Reproduces the shipped "
+        f"calibration: {yes_no(cal['reproduces_shipped'])} (shipped {cal['shipped_version']})."
+    )
+    cal_rows = table(
+        [column("Row"), column("Observed", num=True), column("Standard error", num=True),
+         column("Standard error from"), column("Model", num=True), column("Residual", num=True),
+         column("Residual / SE", num=True)],
+        [[r["key"], _n(r["observed"]), _n(r["se"]), r["se_rule"], _n(r["predicted"]),
+          _n(r["residual"]), _n(r["normalised_residual"])] for r in cal["rows"]],
+        caption="Calibration rows: observed vs fitted",
+    )  # fmt: skip
+    cal_params = table(
+        [column("Coordinate"), column("Members"), column("Posterior mean", num=True),
+         column("5th percentile", num=True), column("95th percentile", num=True),
+         column("SD of the log", num=True)],
+        [[p["label"], ", ".join(p["members"]), _n(p["value"]), _n(p["low"]), _n(p["high"]),
+          _n(p["sd_log"])] for p in cal["parameters"]],
+        caption="Posterior of the calibrated coordinates",
+    )  # fmt: skip
+    cal_corr = table(
+        [column("Coordinate"), *[column(p["label"], num=True) for p in cal["parameters"]]],
+        [[p["label"], *[_n(x, 3) for x in row]]
+         for p, row in zip(cal["parameters"], cal["correlation"], strict=True)],
+        caption="Posterior correlations (log space)",
+    )  # fmt: skip
+    lo_p, hi_p = val["interval_percentiles"]
+    val_summary = (
+        f"{val['n_pass']}/{val['n_evaluated']} evaluated rows within tolerance; "
         f"{val['n_rows'] - val['n_evaluated']} not evaluated. Coverage of the "
-        f"{val['interval_percentiles'][0]:g}–{val['interval_percentiles'][1]:g}% prediction interval "
-        f"({val['draws']} parameter draws): <b>{val['n_covered']}/{val['n_evaluated']}</b> = {_fmt(val['coverage'], 2)} "
-        "(a well-calibrated 80% interval covers about 80%). Misses are listed, not hidden.</p>",
-        _svg_validation(val["rows"]),
-        _table(
-            [
-                "row",
-                "quantity",
-                "sources",
-                "evidence",
-                "observed",
-                "tolerance",
-                "bound",
-                "model",
-                "10%",
-                "90%",
-                "units",
-                "result",
-                "covered",
-                "stand-ins / reason",
-            ],
-            [
-                [
-                    r["key"],
-                    r["quantity"],
-                    ", ".join(r["sources"]),
-                    r["evidence"],
-                    r["observed"],
-                    r["tolerance"],
-                    r["bound"],
-                    r["predicted"],
-                    r["low"],
-                    r["high"],
-                    r["units"],
-                    r["status"],
-                    "–" if r["covered"] is None else "yes" if r["covered"] else "no",
-                    r["assumptions"],
-                ]
-                for r in val["rows"]
-            ],
-            [
-                "pass"
-                if r["status"] == "pass"
-                else "ne"
-                if r["status"] == "not evaluated"
-                else "miss"
-                for r in val["rows"]
-            ],
-        ),
-        "<h2>5. Global sensitivity (Sobol indices)</h2>",
-    ]
+        f"{lo_p:g}–{hi_p:g}% prediction interval ({val['draws']} parameter draws): "
+        f"{val['n_covered']}/{val['n_evaluated']} = {_n(val['coverage'], 2)} (a well-calibrated "
+        "80% interval covers about 80%). Misses are listed, not hidden."
+    )
+    validation = table(
+        [column("Row"), column("Quantity"), column("Sources"), column("Evidence"),
+         column("Observed", num=True), column("Tolerance", num=True), column("Bound"),
+         column("Model", num=True), column("10th percentile", num=True),
+         column("90th percentile", num=True), column("Units"), column("Result"),
+         column("Covered"), column("Stand-ins or reason")],
+        [{"cells": [r["key"], human(r["quantity"]), ", ".join(r["sources"]), r["evidence"],
+                    _n(r["observed"]), _n(r["tolerance"]), r["bound"] or "–",
+                    _n(r["predicted"]), _n(r["low"]), _n(r["high"]), pretty_units(r["units"]),
+                    r["status"], "–" if r["covered"] is None else yes_no(r["covered"]),
+                    r["assumptions"]],
+          "highlight": r["status"] == "miss"} for r in val["rows"]],
+        caption="Validation rows (highlighted: outside tolerance)",
+    )  # fmt: skip
+    sens_table = None
     if "endpoints" in sens:
-        s.append(
-            f"<p>{html.escape(sens['engine'])}; course <code>{html.escape(sens['course'])}</code>; N = {sens['n_base']} base samples, "
-            f"{sens['n_factors']} parameters (independent marginals from their intervals). Three largest total indices per end point:</p>"
+        sens_summary = (
+            f"{sens['engine']}; course {sens['course']}; N = {sens['n_base']} base samples, "
+            f"{sens['n_factors']} parameters (independent marginals from their intervals). The "
+            "three largest total indices per end point:"
         )
-        body = []
-        for label, e in sens["endpoints"].items():
-            for t in e["top"]:
-                body.append([label, e["endpoint"], t["parameter"], t["ST"], t["ST_conf"], t["S1"]])
-        s.append(_table(["end point", "spec", "parameter", "ST", "ST 95% conf.", "S1"], body))
+        sens_table = table(
+            [column("End point"), column("Specification"), column("Parameter"),
+             column("Total index", num=True), column("Total index 95% conf.", num=True),
+             column("First-order index", num=True)],
+            [[label, e["endpoint"], t["parameter"], _n(t["ST"], 3), _n(t["ST_conf"], 2),
+              _n(t["S1"], 3)] for label, e in sens["endpoints"].items() for t in e["top"]],
+            caption="Sobol indices",
+        )  # fmt: skip
     else:
-        s.append("<p>Skipped.</p>")
-    s.append("<h2>6. Known limits of applicability</h2><ul>")
-    s += [f"<li>{html.escape(x)}</li>" for x in report["limits"]]
-    s += ["</ul>", disc, "</body></html>"]
-    return "\n".join(s)
+        sens_summary = "Skipped."
+    return render(
+        "credibility.html.j2",
+        kind="Credibility report",
+        title=report["title"],
+        subtitle=(f"Parameter set {report['parameter_set_hash']}; calibration {cal['version']}."),
+        toc=[
+            ("context", "Context of use"),
+            ("verification", "Code verification"),
+            ("calibration", "Calibration"),
+            ("validation", "Validation"),
+            ("sensitivity", "Global sensitivity"),
+            ("limits", "Known limits"),
+        ],
+        provenance=kv(
+            [
+                ("microneedling version", report["microneedling_version"]),
+                ("parameter-set hash", report["parameter_set_hash"]),
+                ("calibration", cal["version"]),
+                ("validation draws", val["draws"]),
+            ]
+        ),
+        context_of_use=report["context_of_use"],
+        verification_summary=ver_summary,
+        verification=verification,
+        calibration_summary=cal_summary,
+        calibration_rows=cal_rows,
+        calibration_parameters=cal_params,
+        calibration_correlation=cal_corr,
+        validation_summary=val_summary,
+        validation_chart=Markup(_svg_validation(val["rows"])),
+        validation=validation,
+        sensitivity_summary=sens_summary,
+        sensitivity=sens_table,
+        limits=list(report["limits"]),
+    )
 
 
 def write_report(out: Path | str, report: dict[str, Any], *, overwrite: bool = False) -> Path:

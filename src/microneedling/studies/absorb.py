@@ -8,7 +8,7 @@ For every session that applies a topical product:
   delivered into the skin during the contact time [µg/cm²], by entry layer (epidermis, which also
   takes everything entering through intact stratum corneum, papillary and reticular dermis), the
   same through intact skin, and the enhancement ratio; with ``draws`` > 0 the 10th–90th percentile
-  over parameter draws (``simulation.sample_parameter_sets``, the same draws and percentiles as
+  over parameter draws (``microneedling.parameters.sampling.sample_parameter_sets``, the same draws and percentiles as
   ``simulate``, so the numbers equal ``simulate``'s ``absorbed_amount``).
 * **resolved** (``physics.unitcell``): one channel in its cylindrical cell for the same case —
   skin layers of the site (stratum corneum, viable epidermis, papillary, reticular dermis), the

@@ -1,6 +1,6 @@
 """Global sensitivity analysis: Sobol indices of scalar end points over the parameter intervals.
 
-For a course and some end points (the :mod:`microneedling.endpoints` grammar, e.g.
+For a course and some end points (the :mod:`microneedling.engine.endpoints` grammar, e.g.
 ``scar_depth:reduction@last+90``), which parameters drive the answer, alone (first-order index S1)
 and through interactions (total index ST)?
 
@@ -9,13 +9,13 @@ Method (Saltelli 2002; Saltelli et al. 2010, as implemented by SALib, Herman & U
 1. A scrambled Sobol design of ``n_base·(D + 2)`` points in the unit cube [0, 1]^D (``n_base·(2D + 2)``
    with second-order indices) for D factors, from :func:`SALib.sample.sobol.sample` with ``seed``.
 2. Each coordinate u is mapped to a parameter value through the inverse CDF of the same prior the
-   uncertainty ensemble uses (:func:`microneedling.simulation.sample_parameter_sets`): ``low``/``high``
+   uncertainty ensemble uses (:func:`microneedling.parameters.sampling.sample_parameter_sets`): ``low``/``high``
    of the parameter file are its 5th/95th percentiles, a split normal in log space when value, low
    and high are positive (linear otherwise); z = Φ⁻¹(u). A keyed parameter (a per-site or per-type
    table) is ONE factor: all its entries use the same z, as in the ensemble.
 3. The points run in chunks of ``chunk_size``; each chunk is ONE batched healing solve,
-   :func:`microneedling.simulation.simulate_batch` of the course under the chunk's parameter sets.
-   Chunks go through ``map_chunks`` (e.g. :func:`microneedling.executor.map_chunks` with local
+   :func:`microneedling.engine.batch.simulate_batch` of the course under the chunk's parameter sets.
+   Chunks go through ``map_chunks`` (e.g. :func:`microneedling.engine.executor.map_chunks` with local
    processes or a Dask cluster) or run in process.
 4. :func:`SALib.analyze.sobol.analyze` estimates S1 and ST (Jansen/Saltelli estimators) with
    bootstrap 95% confidence half-widths (``*_conf``).
@@ -134,7 +134,7 @@ def unit_to_z(u: np.ndarray) -> np.ndarray:
 def parameter_values(ps: ParameterSet, name: str, z: float) -> float | dict[str, float]:
     """Value of parameter ``name`` at standard-normal quantile ``z`` of its prior (file units).
 
-    Same split normal as :func:`microneedling.simulation.sample_parameter_sets` (z = −1.645 gives
+    Same split normal as :func:`microneedling.parameters.sampling.sample_parameter_sets` (z = −1.645 gives
     ``low``, +1.645 gives ``high``); keyed parameters move all entries with the same z.
     """
 
@@ -240,7 +240,7 @@ def sobol_indices(
     course:
         A validated course. With several sites, every (end point, site) pair is one output.
     endpoints:
-        End points in the :mod:`microneedling.endpoints` grammar (``"scar_depth:reduction@last+90"``).
+        End points in the :mod:`microneedling.engine.endpoints` grammar (``"scar_depth:reduction@last+90"``).
     parameters:
         Parameter set whose intervals are the factors' priors (default: the shipped set).
     names:
@@ -253,7 +253,7 @@ def sobol_indices(
         Seed of the scrambled Sobol design and of the bootstrap: same seed, same indices.
     map_chunks:
         ``map_chunks(fn, items) -> list`` (order-preserving), e.g.
-        ``functools.partial(microneedling.executor.map_chunks, workers=2)``; default in process.
+        ``functools.partial(microneedling.engine.executor.map_chunks, workers=2)``; default in process.
     chunk_size:
         Design points per batched solve.
     second_order:

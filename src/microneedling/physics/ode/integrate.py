@@ -15,9 +15,9 @@ KPP/FATODE, A. Sandu et al.). In the transformed variables of that code, one ste
 
 J must be exact, as Rosenbrock methods require: analytic where the model has one (the healing
 model has a hand-derived one, :func:`~microneedling.physics.healing_rhs.healing_jacobian`), else by
-complex-step differentiation (:mod:`microneedling.physics.odes`). f_t is zero for autonomous
+complex-step differentiation (:mod:`microneedling.physics.ode.registry`). f_t is zero for autonomous
 models, analytic or a central difference otherwise
-(:func:`~microneedling.physics.odes.time_derivative`).
+(:func:`~microneedling.physics.ode.registry.time_derivative`).
 The tests measure the convergence order: 4.0 on a stiff linear system, on Kaps' nonlinear problem
 and on the non-autonomous Prothero-Robinson problem.
 
@@ -26,7 +26,7 @@ form (:func:`jacobian_structure`); G is factored once per step (dense LU with pa
 each diagonal block, :func:`lu_factor`) and reused for all six stages, which are block forward
 substitutions. For an irreducible J this is plain dense LU with partial pivoting.
 ``exploit_sparsity=False`` forces the dense path. A model may instead provide its own written-out
-factor/solve of G (:func:`~microneedling.physics.odes.has_structured_solve`): the healing model
+factor/solve of G (:func:`~microneedling.physics.ode.registry.has_structured_solve`): the healing model
 (26 states, 24 diagonal blocks of size 1-2 in a fixed dependency order) does, which with its
 analytic Jacobian makes a step ~4x cheaper than the generic block LU with complex-step Jacobians
 (measured: ``benchmarks/bench_integrator.py``).
@@ -859,12 +859,12 @@ def integrate(
     Parameters
     ----------
     model:
-        Model id from :mod:`microneedling.physics.odes` (``LINEAR``, ``ROBERTSON``, ``HEALING``,
+        Model id from :mod:`microneedling.physics.ode.registry` (``LINEAR``, ``ROBERTSON``, ``HEALING``,
         ...).
     y0:
         (B, n) initial states at t0 = ``t_out[0]``.
     params:
-        (B, n_p) parameter vectors (layout per model, see :mod:`~microneedling.physics.odes`).
+        (B, n_p) parameter vectors (layout per model, see :mod:`~microneedling.physics.ode.registry`).
     t_out:
         (T,) output times shared by all cases, sorted; ``t_out[0]`` is the initial time.
     impulse_times:

@@ -11,7 +11,7 @@ study's own protocol (stand-in settings where the study is silent, each named in
 by Gauss-Newton, where ``se_i`` is the row's standard error (the reported SE, SD/sqrt(n), a range read
 as +-2 SD, or a documented default coefficient of variation: :func:`literature.standard_error`). All
 rows and all perturbed parameter vectors of one iteration run in ONE batched healing solve
-(:func:`microneedling.simulation.simulate_batch`); the Jacobian is a central finite difference in
+(:func:`microneedling.engine.batch.simulate_batch`); the Jacobian is a central finite difference in
 log-parameter space. The Laplace approximation at the optimum gives the posterior covariance of the
 log-parameters, ``(J^T J)^-1`` with ``J`` the weighted Jacobian; its condition number and the
 correlations say how well the rows identify the parameters.
@@ -20,11 +20,11 @@ Output: a versioned calibration (``data/calibration/<version>.toml``, version = 
 no dates, so a re-run reproduces it byte for byte) with the posterior mean, covariance, 5-95%
 intervals, the rows it saw and their residuals; ``current.toml`` is the shipped one, and ``--write``
 puts the posterior values and intervals into ``data/parameters/healing.toml`` / ``observe.toml`` so
-the shipped default IS this output. ``simulation.sample_parameter_sets`` samples these parameters
+the shipped default IS this output. ``microneedling.parameters.sampling.sample_parameter_sets`` samples these parameters
 jointly from the stored covariance.
 
 Command line: ``microneedling calibrate [--out DIR] [--write]`` (or ``python -m
-microneedling.calibrate``).
+microneedling.studies.credibility.calibrate``).
 """
 
 from __future__ import annotations

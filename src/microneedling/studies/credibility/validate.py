@@ -3,8 +3,8 @@
 Each ``role = "validation"`` row of ``data/literature.toml`` is reproduced by simulating its
 protocol (``data/calibration/protocols.toml``: the study's settings, stand-ins where it is silent).
 The nominal parameter set and ``draws`` sampled parameter sets (the calibrated posterior jointly, the
-other intervals independently: :func:`microneedling.simulation.sample_parameter_sets`) run as one
-batched solve (:func:`microneedling.calibrate.predict_rows`).
+other intervals independently: :func:`microneedling.parameters.sampling.sample_parameter_sets`) run as one
+batched solve (:func:`microneedling.studies.credibility.calibrate.predict_rows`).
 
 Per row:
 
@@ -15,7 +15,7 @@ Per row:
 * rows the model cannot compare (``evaluable = false`` in ``protocols.toml``) are listed as
   ``not evaluated`` with the reason, and count in neither numerator nor denominator.
 
-No validation row is ever used by :mod:`microneedling.calibrate` (it reads ``rows("calibration")``
+No validation row is ever used by :mod:`microneedling.studies.credibility.calibrate` (it reads ``rows("calibration")``
 only; ``tests/test_validate.py`` checks it).
 """
 

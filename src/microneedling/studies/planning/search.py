@@ -6,7 +6,7 @@ never above the site's limit) and passes. Every site gets the same schedule and 
 
 Objective: the weighted, normalised predicted improvement. Each concern has an end point
 (``[objective]`` of ``planner.toml``, read ``outcome_delay_days`` after the last session with
-:mod:`microneedling.endpoints`); it is divided by the best value any feasible candidate reaches for
+:mod:`microneedling.engine.endpoints`); it is divided by the best value any feasible candidate reaches for
 that site and concern (so 1 = the best the search space offers), weighted by concern weight ×
 severity weight × ``limits.concern_weights``, and summed (weights normalised to sum 1).
 
@@ -24,7 +24,7 @@ simulated (one batch); options whose first session already breaks the PIH or dow
 dropped (their plans would break it too) and options dominated in every concern, downtime and PIH by
 another option of the same device and topical are dropped (a heuristic: assumes the ranking holds over
 a course; ``prune_dominated=False`` turns it off). (2) Every surviving option × schedule is simulated,
-one :func:`~microneedling.simulation.simulate_batch` call per schedule. (3) Site options are combined
+one :func:`~microneedling.engine.batch.simulate_batch` call per schedule. (3) Site options are combined
 per device, topical and schedule. :func:`exhaustive_search` simulates every full multi-site course of
 the grid instead (the benchmark's reference).
 """
@@ -836,7 +836,7 @@ def predict(
     draws: int = 32,
 ) -> list[dict[str, Any]]:
     """The plan's concern end points (and downtime, PIH) with 10–90% intervals over ``draws``
-    parameter draws (``simulation.sample_parameter_sets`` with the patient's seed), one batch."""
+    parameter draws (``microneedling.parameters.sampling.sample_parameter_sets`` with the patient's seed), one batch."""
 
     ps = parameters or load_parameters()
     sets = [ps] + (sample_parameter_sets(ps, draws, patient.seed) if draws > 0 else [])
