@@ -80,12 +80,12 @@ def test_limits_describe_the_current_intact_skin_model() -> None:
 
 
 def test_judging_rules() -> None:
-    row = next(r for r in rows("validation") if r.key == "chu2021_transient_ae")  # upper bound
+    row = next(r for r in rows() if r.key == "chu2021_transient_ae")  # upper bound
     assert _judge(row, 7.0, 1.0, 7.9) == "pass"
     assert _judge(row, 7.0, 1.0, 8.1) == "miss"
     assert _judge(row, 7.0, 1.0, math.inf) == "miss"
     assert _covered(row, 7.0, 6.9, 20.0) and not _covered(row, 7.0, 7.1, 20.0)
-    two_sided = next(r for r in rows("validation") if r.key == "dogra2014_score")
+    two_sided = next(r for r in rows() if r.key == "dogra2014_score")
     assert _judge(two_sided, -44.6, 23.0, -21.7) == "pass"
     assert _judge(two_sided, -44.6, 23.0, -21.5) == "miss"
     assert _covered(two_sided, -44.6, -50.0, -40.0) and not _covered(two_sided, -44.6, -40, -30)

@@ -1,6 +1,7 @@
 """Calibration: weighted least squares on the calibration rows, with a Laplace posterior.
 
-Every row of ``data/literature.toml`` with ``role = "calibration"`` is reproduced by simulating the
+Every calibration row of ``data/literature.toml`` listed in ``protocols.toml [settings]
+point_fit_rows`` (:func:`literature.point_fit_rows`) is reproduced by simulating the
 study's own protocol (stand-in settings where the study is silent, each named in
 ``data/calibration/protocols.toml``). The fitted coordinates are the logarithms of the parameters in
 ``protocols.toml [[fit]]`` (a coordinate may move several tied parameters, e.g. ``healing.k_1`` and
@@ -52,8 +53,8 @@ from microneedling.studies.credibility.literature import (
     Protocol,
     load_protocol_file,
     load_protocols,
+    point_fit_rows,
     protocol_course,
-    rows,
     standard_error,
 )
 from microneedling.units import convert
@@ -330,7 +331,7 @@ def fit(ps: ParameterSet | None = None, *, verbose: bool = False) -> Calibration
     fps = fit_parameters(raw)
     base = ps or load_parameters()
     protocols = load_protocols()
-    cal = rows("calibration")
+    cal = point_fit_rows()  # the calibration rows listed in protocols.toml [settings]
     assert all(r.role == "calibration" for r in cal)  # never a validation row
     obs = np.array([observed_value(r, protocols[r.key]) for r in cal])
     se_rule = [standard_error(r, settings) for r in cal]

@@ -15,14 +15,20 @@ Both files are read into models on the shared schema base
 every refusal is a :class:`LiteratureError` whose problems name the row and the field
 (``dogra2014_score.role``, ``rows.dogra2014_score.compare``), the value and what is allowed.
 
-References: a row's ``source`` names keys of ``data/references/*.toml`` or of the
-``[_references.KEY]`` tables inside ``literature.toml`` (sources used only by this file live there
-because the reference files are owned by the model stages).
+References: a row's ``source`` names keys of ``data/references/*.toml`` (sources used only by
+this file are in ``data/references/literature.toml``) or of the ``[_references.KEY]`` tables inside
+``literature.toml``.
+
+Roles are assigned by study, not by row: ``[_roles]`` gives every study (every reference key a row
+names in ``source``) one role, the rule that decided it and the date it was decided, before any model
+run (:func:`load_roles`). A row's ``role`` must be the role of each of its sources, so a study is
+calibration or validation, never both.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +52,8 @@ __all__ = [
     "EVIDENCE",
     "REFERENCES_TABLE",
     "ROLES",
+    "ROLES_TABLE",
+    "ROLE_RULES",
     "STAGES",
     "Conditions",
     "LiteratureError",
@@ -55,12 +63,18 @@ __all__ = [
     "ProtocolTable",
     "ProtocolsFile",
     "ReferenceTable",
+    "Roles",
+    "RolesTable",
     "RowTable",
+    "StudyRole",
+    "StudyRoleTable",
     "calibration_keys",
     "load_literature",
     "load_protocol_file",
     "load_protocols",
     "load_references_all",
+    "load_roles",
+    "point_fit_rows",
     "protocol_course",
     "rows",
     "standard_error",
@@ -70,6 +84,9 @@ ROLES: tuple[str, ...] = ("calibration", "validation")
 EVIDENCE: tuple[str, ...] = ("SEEN", "SEEN secondary", "DERIVED")
 BOUNDS: tuple[str, ...] = ("upper", "lower")
 REFERENCES_TABLE = "_references"
+ROLES_TABLE = "_roles"
+#: the labels of the rules that assign a study's role (their text is in ``[_roles.rules]``)
+ROLE_RULES: tuple[str, ...] = ("a", "b", "c")
 
 
 class LiteratureError(InputFileError):
@@ -243,13 +260,60 @@ class ReferenceTable(_Model):
     note: Text = ""
 
 
+def _iso_date(v: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
+        raise InputError("", v, "a date YYYY-MM-DD")
+    return v
+
+
+class StudyRoleTable(_Model):
+    """One study's entry of ``[_roles.studies]``: its role, the rule (a label of ``[_roles.rules]``)
+    that decided it and why."""
+
+    role: Literal["calibration", "validation"]
+    rule: Literal["a", "b", "c"]
+    reason: NonEmpty
+
+
+class RolesTable(_Model):
+    """``[_roles]``: when roles were assigned, the rule, and one role per study."""
+
+    assigned: Annotated[Text, AfterValidator(_iso_date), Allowed("a date YYYY-MM-DD")]
+    rule: NonEmpty
+    rules: Annotated[
+        dict[Literal["a", "b", "c"], NonEmpty],
+        Allowed("a table of rule texts keyed 'a', 'b', 'c'"),
+    ]
+    studies: dict[
+        str,
+        Annotated[StudyRoleTable, Allowed("a table {role, rule, reason}")],
+    ]
+
+    @model_validator(mode="after")
+    def _rules_defined(self) -> RolesTable:
+        problems = [
+            InputError(f"{ROLES_TABLE}.studies.{k}.rule", t.rule, f"a key of [{ROLES_TABLE}.rules]")
+            for k, t in self.studies.items()
+            if t.rule not in self.rules
+        ]
+        if problems:
+            raise InputFileError(problems)
+        return self
+
+
 class LiteratureFile(_Model):
-    """``literature.toml``: one row table per key, and the file's own ``[_references]``.
+    """``literature.toml``: one row table per key, the roles by study ``[_roles]`` and the file's
+    own ``[_references]``.
 
     Every row's sources must resolve (in ``data/references/*.toml`` or ``[_references]``), and the
-    file's own references may add keys, never redefine those of ``data/references/*.toml``.
+    file's own references may add keys, never redefine those of ``data/references/*.toml``. Every
+    source of every row has a role in ``[_roles.studies]`` and the row's ``role`` is that role.
     """
 
+    roles: Annotated[
+        RolesTable,
+        Allowed("the table [_roles] (assigned, rule, rules, studies)"),
+    ] = Field(alias="_roles")  # = ROLES_TABLE
     references: Annotated[
         dict[str, ReferenceTable],
         Allowed("a table of reference tables [_references.KEY] (citation, url, note)"),
@@ -264,9 +328,11 @@ class LiteratureFile(_Model):
     def _nest(cls, data: Any) -> Any:
         """Rows sit at the top of the file beside ``[_references]``."""
         if isinstance(data, Mapping):
-            out: dict[str, Any] = {"rows": {k: v for k, v in data.items() if k != REFERENCES_TABLE}}
-            if REFERENCES_TABLE in data:
-                out[REFERENCES_TABLE] = data[REFERENCES_TABLE]
+            special = (REFERENCES_TABLE, ROLES_TABLE)
+            out: dict[str, Any] = {"rows": {k: v for k, v in data.items() if k not in special}}
+            for name in special:
+                if name in data:
+                    out[name] = data[name]
             return out
         return data
 
@@ -283,16 +349,40 @@ class LiteratureFile(_Model):
             for k in sorted(set(self.references) & set(package))
         ]
         known = set(package) | set(self.references)
+        studies = self.roles.studies
+        problems += [
+            InputError(f"{ROLES_TABLE}.studies.{k}", k, "a reference key (unknown)")
+            for k in studies
+            if k not in known
+        ]
         for key, row in self.rows.items():
-            problems += [
-                InputError(
-                    f"{key}.source",
-                    s,
-                    "a key of data/references/*.toml or of [_references] (unknown)",
-                )
-                for s in row.source
-                if s not in known
-            ]
+            for s in row.source:
+                if s not in known:
+                    problems.append(
+                        InputError(
+                            f"{key}.source",
+                            s,
+                            "a key of data/references/*.toml or of [_references] (unknown)",
+                        )
+                    )
+                elif s not in studies:
+                    problems.append(
+                        InputError(
+                            f"{key}.source",
+                            s,
+                            f"a study with a role in [{ROLES_TABLE}.studies] (every source has one)",
+                        )
+                    )
+                elif studies[s].role != row.role:
+                    problems.append(
+                        InputError(
+                            f"{key}.role",
+                            row.role,
+                            f"{studies[s].role!r}: the role of study {s!r} in "
+                            f"[{ROLES_TABLE}.studies] (a study is calibration or validation, "
+                            "never both)",
+                        )
+                    )
         if problems:
             raise InputFileError(problems)
         return self
@@ -305,9 +395,46 @@ class LiteratureFile(_Model):
         }
         return {**load_references(), **own}
 
+    def study_roles(self) -> Roles:
+        """The ``[_roles]`` table as plain data."""
+        t = self.roles
+        return Roles(
+            assigned=t.assigned,
+            rule=t.rule,
+            rules={str(k): v for k, v in t.rules.items()},
+            studies={
+                k: StudyRole(study=k, role=v.role, rule=v.rule, reason=v.reason)
+                for k, v in t.studies.items()
+            },
+        )
+
     def literature_rows(self) -> list[LiteratureRow]:
         """The rows, in file order."""
         return [_literature_row(k, r) for k, r in self.rows.items()]
+
+
+@dataclass(frozen=True)
+class StudyRole:
+    """The role of one study (a reference key), the rule that decided it and why."""
+
+    study: str
+    role: str
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Roles:
+    """``[_roles]``: the date the roles were assigned, the rule (and its parts) and every study."""
+
+    assigned: str
+    rule: str
+    rules: dict[str, str]
+    studies: dict[str, StudyRole]
+
+    def of(self, role: str) -> list[str]:
+        """The studies with ``role``, sorted."""
+        return sorted(k for k, v in self.studies.items() if v.role == role)
 
 
 @dataclass(frozen=True)
@@ -380,6 +507,11 @@ def load_references_all(path: Path | None = None) -> dict[str, Reference]:
     return _read(path).all_references()
 
 
+def load_roles(path: Path | None = None) -> Roles:
+    """The roles by study of ``literature.toml`` (``[_roles]``), with their date and rule."""
+    return _read(path).study_roles()
+
+
 def load_literature(path: Path | None = None) -> list[LiteratureRow]:
     """Read and validate ``data/literature.toml`` (or ``path``); rows in file order.
 
@@ -401,8 +533,48 @@ def rows(role: str | None = None, path: Path | None = None) -> list[LiteratureRo
 
 
 def calibration_keys(path: Path | None = None) -> tuple[str, ...]:
-    """Keys of the calibration rows (fitted by :mod:`microneedling.studies.credibility.calibrate`)."""
+    """Keys of every calibration row."""
     return tuple(r.key for r in rows("calibration", path))
+
+
+def point_fit_rows(
+    path: Path | None = None, protocols_path: Path | None = None
+) -> list[LiteratureRow]:
+    """The calibration rows of the least-squares point fit, in file order: those listed in
+    ``protocols.toml [settings] point_fit_rows`` (every one must be a calibration row).
+
+    The point fit (:func:`microneedling.studies.credibility.calibrate.fit`) keeps its four targets
+    while the calibration set grows; the other calibration rows are data for the statistical
+    calibration (issue 11) and are never validation rows.
+    """
+    listed = load_protocol_file(protocols_path).get("settings", {}).get("point_fit_rows")
+    cal = rows("calibration", path)
+    keys = {r.key for r in cal}
+    if not isinstance(listed, list) or not listed:
+        raise LiteratureError(
+            [
+                InputError(
+                    "settings.point_fit_rows",
+                    MISSING if listed is None else listed,
+                    "a non-empty list of calibration row keys",
+                )
+            ],
+            source="protocols.toml",
+        )
+    unknown = [k for k in listed if k not in keys]
+    if unknown:
+        raise LiteratureError(
+            [
+                InputError(
+                    "settings.point_fit_rows",
+                    k,
+                    "a key of a calibration row of literature.toml",
+                )
+                for k in unknown
+            ],
+            source="protocols.toml",
+        )
+    return [r for r in cal if r.key in set(listed)]
 
 
 # ----------------------------------------------------------------------------- protocols
