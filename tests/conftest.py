@@ -76,6 +76,7 @@ PARAMETER_FILES = {
 [insertion_efficiency]
 value = 0.5
 units = "1"
+domain = "unit_interval"
 low = 0.2
 high = 0.77
 source = ["zztest_alpha2001", "zztest_beta2010"]
@@ -85,6 +86,7 @@ note = "channel depth / needle length"
 [drum_needles]
 value = 192.0
 units = "1"
+domain = "integer>=1"
 source = "zztest_beta2010"
 kind = "literature"
 """,
@@ -92,6 +94,7 @@ kind = "literature"
 [mu_I]
 value = 1.2
 units = "1/d"
+domain = "positive"
 low = 0.8
 high = 2.0
 source = "zztest_alpha2001"
@@ -101,6 +104,7 @@ note = "inflammation decay"
 [unused_rate]
 value = 3.0
 units = "1/d"
+domain = "nonnegative"
 source = "zztest_gamma2020"
 kind = "estimate"
 """,
@@ -108,6 +112,7 @@ kind = "estimate"
 [dermis_thickness]
 value = {cheek = 1500.0, forehead = 1200.0}
 units = "um"
+domain = "positive"
 low = {cheek = 1300.0, forehead = 1000.0}
 high = {cheek = 1800.0, forehead = 1400.0}
 source = "zztest_gamma2020"

@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from microneedling.errors import ParameterError
-from microneedling.parameters.parameter_set import load_parameters
+import math
+import tomllib
+
+from microneedling.errors import InputError, ParameterError
+from microneedling.io import data_path
+from microneedling.parameters.parameter_set import Domain, load_parameters
+from microneedling.parameters.sampling import sample_parameter_sets
 
 
 def test_default_set_loads_and_every_source_resolves() -> None:
@@ -48,11 +53,13 @@ def test_with_values_changes_hash_and_refuses_unknown() -> None:
 def test_bad_file_is_refused_with_the_parameter_named(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text(
         '[x]\nvalue = 1.0\nunits = "1/d"\nlow = 2.0\nsource = "estimate"\nkind = "estimate"\n'
+        'domain = "positive"\n'
     )
     with pytest.raises(ParameterError, match=r"bad.x: low 2.0 > value 1.0"):
         load_parameters(tmp_path)
     (tmp_path / "bad.toml").write_text(
         '[x]\nvalue = 1.0\nunits = "1/d"\nsource = "nosuchref"\nkind = "estimate"\n'
+        'domain = "positive"\n'
     )
     with pytest.raises(ParameterError, match="unknown source 'nosuchref'"):
         load_parameters(tmp_path)
@@ -69,3 +76,109 @@ def test_editing_does_not_count_as_use() -> None:
     ps = load_parameters()
     ps.with_values({"healing.mu_I": 1.1})
     assert ps.used == []
+
+
+# ----------------------------------------------------------------------------- domains
+def test_every_shipped_table_declares_a_domain_that_holds_its_numbers() -> None:
+    n = 0
+    for path in sorted(data_path("parameters").glob("*.toml")):
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        for key, entry in raw.items():
+            if key.startswith("_"):
+                continue
+            assert "domain" in entry, f"{path.stem}.{key} declares no domain"
+            dom = Domain.parse(entry["domain"])
+            for what in ("value", "low", "high"):
+                v = entry.get(what)
+                for x in v.values() if isinstance(v, dict) else [] if v is None else [v]:
+                    assert dom.contains(float(x)), (f"{path.stem}.{key}", what, x)
+            n += 1
+    assert n == len(load_parameters())
+
+
+@pytest.mark.parametrize(
+    ("text", "inside", "outside"),
+    [
+        ("real", [-1e300, 0.0, 3.5], [math.nan, math.inf, -math.inf]),
+        ("positive", [1e-300, 2.0], [0.0, -1.0, math.nan, math.inf]),
+        ("nonnegative", [0.0, 7.0], [-1e-300, math.nan]),
+        ("unit_interval", [0.0, 0.5, 1.0], [-0.01, 1.0000001, math.nan]),
+        ("integer>=1", [1.0, 192.0], [0.0, 2.5, -3.0, math.inf]),
+        ("(1, inf)", [1.0000001, 1e9], [1.0, 0.0, math.inf]),
+        ("[0, 100)", [0.0, 99.9], [100.0, -0.1]),
+        ("(0, 1]", [1e-9, 1.0], [0.0, 1.1]),
+    ],
+)
+def test_domain_membership(text: str, inside: list[float], outside: list[float]) -> None:
+    d = Domain.parse(text)
+    assert all(d.contains(x) for x in inside), text
+    assert not any(d.contains(x) for x in outside), text
+    for x in outside:
+        if not math.isnan(x):
+            assert d.contains(d.clip(x)), (text, x)  # clipping lands inside
+
+
+@pytest.mark.parametrize("text", ["", "positiv", "(1, 0)", "[a, b]", "integer>=x", "(0 1)"])
+def test_unknown_domain_is_refused(text: str) -> None:
+    with pytest.raises(ParameterError, match="domain"):
+        Domain.parse(text)
+
+
+def test_loader_refuses_a_table_without_domain_or_a_value_outside_it(tmp_path: Path) -> None:
+    base = '[x]\nvalue = -1.0\nunits = "1/d"\nsource = "physics_estimate"\nkind = "estimate"\n'
+    (tmp_path / "bad.toml").write_text(base)
+    with pytest.raises(ParameterError, match=r"bad.x: missing field\(s\) \['domain'\]"):
+        load_parameters(tmp_path)
+    (tmp_path / "bad.toml").write_text(base + 'domain = "positive"\n')
+    with pytest.raises(ParameterError, match=r"bad.x: value -1.0 outside its domain 'positive'"):
+        load_parameters(tmp_path)
+    (tmp_path / "bad.toml").write_text(base + 'domain = "real"\nlow = -2.0\n')
+    assert load_parameters(tmp_path).value("bad.x", "1/d") == -1.0
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        ({"healing.mu_I": -1.0}, "healing.mu_I"),  # silent NaN trajectories before
+        ({"healing.F_max": 0.0}, "healing.F_max"),
+        ({"healing.F_max": 1.0}, "healing.F_max"),  # sigma_TF divides by 1 - 1/F_max
+        ({"healing.k_1": -0.01}, "healing.k_1"),  # collagen -165% before
+        ({"healing.mu_I": math.nan}, "healing.mu_I"),
+        ({"healing.mu_I": math.inf}, "healing.mu_I"),
+        ({"needles.insertion_efficiency": 1.5}, "needles.insertion_efficiency"),
+        ({"needles.pen_needles": 2.5}, "needles.pen_needles"),
+        ({"skin.sc_thickness": {"cheek": -1.0}}, "skin.sc_thickness"),
+        ({"healing.mu_I": "1.0"}, "healing.mu_I"),
+        ({"healing.mu_I": True}, "healing.mu_I"),
+    ],
+)
+def test_with_values_refuses_values_outside_the_domain(edit: dict, field: str) -> None:
+    ps = load_parameters()
+    if field == "skin.sc_thickness":  # a keyed value: every key, one of them outside
+        edit = {field: {**ps.table(field, "um"), **edit[field]}}
+    with pytest.raises(InputError) as info:
+        ps.with_values(edit)
+    assert info.value.field.startswith(field)
+    assert "domain" in info.value.allowed
+
+
+def test_with_values_refuses_missing_keys_and_non_mappings() -> None:
+    ps = load_parameters()
+    with pytest.raises(InputError, match="the keys"):
+        ps.with_values({"skin.sc_thickness": {"cheek": 15.0}})
+    with pytest.raises(InputError, match="mapping"):
+        ps.with_values([("healing.mu_I", 1.0)])  # type: ignore[arg-type]
+
+
+def test_draws_stay_inside_every_domain() -> None:
+    """A split normal around capillary_loop_fraction 0.5 with a 0-1 interval reaches below 0 at
+    z < -1.645; draws stop at the physical bound instead of being refused or leaving it."""
+    ps = load_parameters()
+    draws = sample_parameter_sets(ps, 400, seed=3)
+    lows = 0
+    for d in draws:
+        for n, p in d.parameters.items():
+            vals = p.value.values() if isinstance(p.value, dict) else [p.value]
+            assert all(p.domain.contains(v) for v in vals), n
+        lows += d.parameters["needles.capillary_loop_fraction"].value == 0.0
+    assert 0 < lows < 40  # about 5% of 400 draws fall at the bound

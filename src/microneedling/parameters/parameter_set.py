@@ -10,6 +10,7 @@ model stage (``skin.toml``, ``needles.toml``, ``healing.toml`` ...). A parameter
     high = 2.0
     source = "cooper2015"  # key (or list of keys) into data/references.toml
     kind = "literature"    # literature | derived | estimate | calibrated
+    domain = "positive"    # the values the quantity can physically take (see Domain)
     note = "why this number"
 
 Its qualified name is ``<file stem>.<key>``, e.g. ``healing.mu_I``. Physics code never reads a file: it
@@ -24,6 +25,8 @@ import difflib
 import hashlib
 import json
 import math
+import numbers
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +39,95 @@ from microneedling.units import conversion_factor, parse_unit
 KINDS = ("literature", "derived", "estimate", "calibrated", "user")
 
 Value = float | dict[str, float]
+
+#: named domains: (low, high, low open, high open)
+NAMED_DOMAINS: dict[str, tuple[float, float, bool, bool]] = {
+    "real": (-math.inf, math.inf, True, True),
+    "positive": (0.0, math.inf, True, True),
+    "nonnegative": (0.0, math.inf, False, True),
+    "negative": (-math.inf, 0.0, True, True),
+    "nonpositive": (-math.inf, 0.0, True, False),
+    "unit_interval": (0.0, 1.0, False, False),
+}
+_INTERVAL = re.compile(r"^([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])$")
+_INTEGER = re.compile(r"^integer\s*>=\s*(-?\d+)$")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a parameter can physically take, declared by its table's ``domain`` key.
+
+    Written as a name (``real``, ``positive``, ``nonnegative``, ``negative``, ``nonpositive``,
+    ``unit_interval`` = [0, 1]), an integer bound (``integer>=1``) or an interval in the usual
+    notation, its unit that of the value (``"(1, inf)"``, ``"[0, 100)"``). Every domain excludes
+    NaN and infinities: a value is a finite number.
+    """
+
+    text: str
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = True
+    high_open: bool = True
+    integer: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Domain:
+        """The domain written as ``text``; an unknown form is a :class:`ParameterError`."""
+        t = text.strip()
+        if t in NAMED_DOMAINS:
+            lo, hi, lo_open, hi_open = NAMED_DOMAINS[t]
+            return cls(t, lo, hi, lo_open, hi_open)
+        m = _INTEGER.match(t)
+        if m:
+            return cls(t, float(m.group(1)), math.inf, False, True, integer=True)
+        m = _INTERVAL.match(t)
+        if m:
+            try:
+                lo, hi = float(m.group(2)), float(m.group(3))
+            except ValueError:
+                lo = hi = math.nan
+            if not (math.isnan(lo) or math.isnan(hi)) and lo < hi:
+                return cls(t, lo, hi, m.group(1) == "(", m.group(4) == ")")
+        raise ParameterError(
+            f"domain {text!r}; allowed: one of {', '.join(NAMED_DOMAINS)}, 'integer>=N' or an "
+            "interval such as '(0, 1]' or '[1, inf)'"
+        )
+
+    def contains(self, x: float) -> bool:
+        """Whether ``x`` is a finite number inside the domain."""
+        if not math.isfinite(x):
+            return False
+        if self.integer and not float(x).is_integer():
+            return False
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        """The domain in words, for an error's "allowed" part."""
+        if self.integer:
+            return f"an integer >= {self.low:g}"
+        if self.text == "real":
+            return "a finite number"
+        if self.text in ("positive", "nonnegative", "negative", "nonpositive"):
+            return f"a finite {self.text} number"
+        lo = "(" if self.low_open else "["
+        hi = ")" if self.high_open else "]"
+        return f"a finite number in {lo}{self.low:g}, {self.high:g}{hi}"
+
+    def clip(self, x: float) -> float:
+        """``x`` moved to the nearest value inside the domain (a sampled draw that fell outside a
+        physical bound); a value inside is returned unchanged."""
+        if self.contains(x):
+            return x
+        if math.isnan(x):
+            raise ParameterError(f"cannot clip NaN into the domain {self.text!r}")
+        lo = math.nextafter(self.low, math.inf) if self.low_open else self.low
+        hi = math.nextafter(self.high, -math.inf) if self.high_open else self.high
+        y = min(max(x, lo), hi)
+        if self.integer:
+            y = float(max(math.ceil(self.low), round(y)))
+        return y
 
 
 @dataclass(frozen=True)
@@ -64,6 +156,17 @@ class Parameter:
     note: str = ""
     low: Value | None = None
     high: Value | None = None
+    domain: Domain = field(default_factory=lambda: Domain("real"))
+
+    def check_value(self, value: Value, field_name: str | None = None) -> None:
+        """Refuse (:class:`InputError`) a value, or an entry of a keyed value, outside the domain."""
+        name = field_name or self.name
+        entries = value.items() if isinstance(value, dict) else [(None, value)]
+        for k, v in entries:
+            if not self.domain.contains(v):
+                where = f"{name}.{k}" if k is not None else name
+                allowed = f"{self.domain.describe()} ({self.units}; domain {self.domain.text!r})"
+                raise InputError(where, v, allowed)
 
     def as_units(self, units: str, key: str | None = None) -> float:
         """The value (or the entry ``key`` of a keyed value) converted to ``units``."""
@@ -109,11 +212,11 @@ def check_entry(
     qualified: str, entry: Mapping[str, Any], refs: Mapping[str, Reference]
 ) -> Parameter:
     """Validate one TOML table and build its Parameter."""
-    required = ("value", "units", "source", "kind")
+    required = ("value", "units", "source", "kind", "domain")
     missing = [k for k in required if k not in entry]
     if missing:
         raise ParameterError(f"parameter {qualified}: missing field(s) {missing}")
-    unknown = set(entry) - {"value", "units", "source", "kind", "note", "low", "high"}
+    unknown = set(entry) - {"value", "units", "source", "kind", "note", "low", "high", "domain"}
     if unknown:
         raise ParameterError(f"parameter {qualified}: unknown field(s) {sorted(unknown)}")
     units = str(entry["units"])
@@ -143,7 +246,11 @@ def check_entry(
         if lo_hi is not None and isinstance(lo_hi, dict) != isinstance(value, dict):
             raise ParameterError(f"parameter {qualified}: low/high must have the shape of value")
     _check_order(qualified, value, low, high)
-    return Parameter(
+    try:
+        domain = Domain.parse(str(entry["domain"]))
+    except ParameterError as exc:
+        raise ParameterError(f"parameter {qualified}: {exc}") from None
+    param = Parameter(
         name=qualified,
         value=value,
         units=units,
@@ -152,7 +259,19 @@ def check_entry(
         note=str(entry.get("note", "")),
         low=low,
         high=high,
+        domain=domain,
     )
+    for what, v in (("value", value), ("low", low), ("high", high)):
+        if v is None:
+            continue
+        try:
+            param.check_value(v)
+        except InputError as exc:
+            raise ParameterError(
+                f"parameter {qualified}: {what} {exc.value!r} outside its domain "
+                f"{domain.text!r} ({domain.describe()})"
+            ) from None
+    return param
 
 
 def _check_order(name: str, value: Value, low: Value | None, high: Value | None) -> None:
@@ -248,13 +367,28 @@ class ParameterSet:
 
     # --------------------------------------------------------------- editing
     def with_values(self, values: Mapping[str, Value], label: str | None = None) -> ParameterSet:
-        """A new set with some values replaced (given in each parameter's file units)."""
+        """A new set with some values replaced (given in each parameter's file units).
+
+        An unknown name is a :class:`ParameterError`; a value that is not a finite number inside
+        the parameter's declared domain (``domain`` in its file), or a keyed value with other
+        keys, is an :class:`InputError` naming the parameter, the value and what is allowed.
+        """
+        if not isinstance(values, Mapping):
+            raise InputError("values", values, "a mapping of parameter names to new values")
         params = dict(self.parameters)
         for name, v in values.items():
             old = self.parameters.get(name) or self.parameter(name)  # (raises if unknown)
             if isinstance(old.value, dict) != isinstance(v, dict):
                 raise ParameterError(f"{name}: new value must have the shape of the old one")
-            newv: Value = {k: float(x) for k, x in v.items()} if isinstance(v, dict) else float(v)
+            newv: Value
+            if isinstance(v, dict):
+                assert isinstance(old.value, dict)
+                if set(v) != set(old.value):
+                    raise InputError(name, sorted(v), f"the keys {sorted(old.value)}")
+                newv = {str(k): _number(f"{name}.{k}", x, old.domain) for k, x in v.items()}
+            else:
+                newv = _number(name, v, old.domain)
+            old.check_value(newv)
             params[name] = replace(old, value=newv, kind="user", low=None, high=None)
         return replace(self, parameters=params, label=label or f"{self.label}+edits", _used=set())
 
@@ -275,6 +409,13 @@ class ParameterSet:
                 }
             )
         return rows
+
+
+def _number(name: str, v: object, domain: Domain) -> float:
+    """``v`` as a float, or an :class:`InputError` (a bool or a string is not a number)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy scalars are Real
+        raise InputError(name, v, f"{domain.describe()} (domain {domain.text!r})")
+    return float(v)
 
 
 def load_references(paths: Iterable[Path] | None = None) -> dict[str, Reference]:
