@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import tomllib
 from pathlib import Path
 
 import pytest
-
-import math
-import tomllib
 
 from microneedling.errors import InputError, ParameterError
 from microneedling.io import data_path
