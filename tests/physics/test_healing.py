@@ -233,3 +233,39 @@ def test_structured_factor_reports_a_singular_iteration_matrix() -> None:
     jac[IX_D, IX_I] = 0.0
     jac[IX_D, IX_D] = 2.0  # the (D, I) block [[fac - 2, 0], [., .]] singular at fac = 2
     assert not healing_factor(2.0, jac, dinv)
+
+
+# ------------------------------------------------------------ epidermal pigment and the agent
+
+
+def _pigment(agent: float, **over: float) -> np.ndarray:
+    """(T, N_STATE) after one session with an agent jump ``agent`` (units of its EC50)."""
+    p = params(**over)
+    phi = np.array([[[0.02, 0.01, 0.005]]])
+    jumps = healing.session_impulses(phi, np.full((1, 1), agent))
+    return healing.solve(p, T, np.zeros((1, 1)), jumps, rtol=1e-8, atol=1e-12).y[0]
+
+
+def test_agent_lowers_lesion_pigment_and_pih_pigment_at_every_time() -> None:
+    from microneedling.physics.healing_rhs import IX_MP, IX_Q
+
+    without, with_agent = _pigment(0.0), _pigment(3.0)
+    assert np.all(with_agent[:, IX_MP] <= without[:, IX_MP] + 1e-12)
+    assert np.all(with_agent[:, IX_Q] <= without[:, IX_Q] + 1e-12)
+    i = np.searchsorted(T, 10.0)
+    assert with_agent[i, IX_Q] < 0.9 * without[i, IX_Q]  # occupancy 3/4 x e_A 0.5 while A lasts
+    assert with_agent[i, IX_MP] < without[i, IX_MP]
+
+
+def test_needling_speeds_pigment_turnover_in_proportion_to_the_baseline_rate() -> None:
+    """Mp' = κ_T (L − (1 + β_K K) Mp): the lesion's deficit is K low-pass filtered at κ_T with unit
+    gain, so its time integral barely depends on κ_T (exact to first order: β_K ∫K dt) and a
+    faster epidermis shows a deeper, shorter dip. The former additive clearance k_mK·K·Mp gave a
+    slower epidermis a larger effect (integral ∝ 1/κ_T: ×3 from 1/20 to 1/60 per day)."""
+    from microneedling.physics.healing_rhs import IX_MP
+
+    deficit = [1.0 - _pigment(0.0, kappa_T=k)[:, IX_MP] for k in (1 / 60, 1 / 28, 1 / 20)]
+    peaks = [d.max() for d in deficit]
+    areas = [np.trapezoid(d, T) for d in deficit]
+    assert 0 < peaks[0] < peaks[1] < peaks[2]
+    assert max(areas) / min(areas) < 1.1  # measured 9.70, 9.24, 9.00 d

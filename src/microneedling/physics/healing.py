@@ -41,10 +41,10 @@ PARAM_UNITS: dict[str, str] = {
     **{n: "1/d" for n in (
         "k_D", "s_I", "mu_I", "mu_M", "r_F", "mu_F", "mu_P", "k_3", "k_1", "k_mat", "delta_3",
         "delta_1", "delta_b", "k_E", "delta_E", "delta_bE", "k_SP", "k_De", "s_K", "mu_K",
-        "k_H", "mu_H", "mu_m", "k_mK", "g_Q", "mu_Q", "k_A", "s_M", "sigma_PI", "sigma_PF",
+        "k_H", "mu_H", "kappa_T", "g_Q", "mu_Q", "k_A", "s_M", "sigma_PI", "sigma_PF",
         "s_KT", "k_DI", "k_SD",
     )},
-    **{n: "1" for n in ("K_D", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De")},
+    **{n: "1" for n in ("K_D", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De", "beta_K")},
 }  # fmt: skip
 
 #: parameters that are inputs per case rather than values of the parameter files
@@ -87,7 +87,8 @@ def parameter_matrix(
     """Broadcast ``nominal`` to (n_cases, N_PARAM) and overwrite columns given ``per_case``.
 
     ``per_case`` maps parameter names to arrays of shape (n_cases,) — e.g. ``lesion_drive``,
-    ``g_Q``, or any rate scaled per patient (age, inter-individual variability).
+    ``g_Q``, the depigmenting product's ``e_A`` and ``k_A`` (the files hold their defaults), or any
+    rate scaled per patient (age, inter-individual variability).
     """
     p = np.repeat(np.asarray(nominal, dtype=float)[None, :], n_cases, axis=0)
     for name, values in (per_case or {}).items():

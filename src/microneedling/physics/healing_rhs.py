@@ -39,9 +39,16 @@ Epidermis (driven by the papillary layer's T and I)::
     De' = −k_De·De
     K'  = s_K·De/(K_De + De) + s_KT·T_pap − μ_K·K
     H'  = k_H·K − μ_H·H
-    Mp' = μ_m·(L·(1 − e_A·A/(EC_A + A)) − Mp) − k_mK·K·Mp
-    Q'  = g_Q·I_pap − μ_Q·Q
+    Mp' = κ_T·(L·(1 − e_A·A/(EC_A + A)) − (1 + β_K·K)·Mp)          epidermal turnover (κ_T)
+    Q'  = g_Q·(1 − e_A·A/(EC_A + A))·I_pap − μ_Q·Q
     A'  = −k_A·A
+
+Mp is the lesional epidermal pigment excess (L = 1 when the site has a lesion): melanin handed to
+keratinocytes leaves with them at the epidermal turnover rate κ_T, needling speeds that turnover in
+proportion to it (β_K per unit keratinocyte activation), and a delivered depigmenting agent
+(occupancy A/(EC_A + A), maximal effect e_A) lowers both the lesion's melanogenesis and the
+inflammation-driven (PIH) pigment production. ``e_A``, ``k_A`` and ``g_Q`` may differ per case
+(product, photoprotection); the parameter files give their defaults.
 
 With no impulse the baseline (D = I = M = 0, F = P = 1, N· = LE = 0, S = 1, epidermis 0 but
 Mp = L) is an exact fixed point: every term above is identically zero there, so a course with no
@@ -81,7 +88,7 @@ PARAM_NAMES: tuple[str, ...] = (
     "mu_F", "sigma_PI", "sigma_PF", "mu_P", "k_3", "k_1", "k_mat", "delta_3", "delta_1",
     "delta_b", "C1_0", "k_E", "delta_E", "delta_bE", "k_SD", "k_SP",
     # epidermal block
-    "k_De", "s_K", "K_De", "s_KT", "mu_K", "k_H", "mu_H", "mu_m", "e_A", "EC_A", "k_mK",
+    "k_De", "s_K", "K_De", "s_KT", "mu_K", "k_H", "mu_H", "kappa_T", "e_A", "EC_A", "beta_K",
     "g_Q", "mu_Q", "k_A",
     # per-case inputs
     "lesion_drive",
@@ -138,8 +145,9 @@ def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
     out[e + 0] = -p[27] * De
     out[e + 1] = p[28] * De / (p[29] + De) + p[30] * T_pap - p[31] * K
     out[e + 2] = p[32] * K - p[33] * H
-    out[e + 3] = p[34] * (p[41] * (1.0 - p[35] * A / (p[36] + A)) - Mp) - p[37] * K * Mp
-    out[e + 4] = p[38] * I_pap - p[39] * Q
+    agent = 1.0 - p[35] * A / (p[36] + A)
+    out[e + 3] = p[34] * (p[41] * agent - (1.0 + p[37] * K) * Mp)
+    out[e + 4] = p[38] * agent * I_pap - p[39] * Q
     out[e + 5] = -p[40] * A
 
 
@@ -233,13 +241,16 @@ def healing_jacobian(t, y, p, jac):  # type: ignore[no-untyped-def,unused-ignore
     # H' = k_H K - mu_H H
     jac[iH, iK] = p[32]
     jac[iH, iH] = -p[33]
-    # Mp' = mu_m (L (1 - e_A A/(EC_A + A)) - Mp) - k_mK K Mp
+    I_pap = y[IX_I]
+    # Mp' = kappa_T (L (1 - e_A A/(EC_A + A)) - (1 + beta_K K) Mp)
     ka = p[36] + A
-    jac[iMp, iA] = -p[34] * p[41] * p[35] * p[36] / (ka * ka)
-    jac[iMp, iMp] = -p[34] - p[37] * K
-    jac[iMp, iK] = -p[37] * Mp
-    # Q' = g_Q I_pap - mu_Q Q
-    jac[iQ, IX_I] = p[38]
+    dagent = -p[35] * p[36] / (ka * ka)  # d/dA of 1 - e_A A/(EC_A + A)
+    jac[iMp, iA] = p[34] * p[41] * dagent
+    jac[iMp, iMp] = -p[34] * (1.0 + p[37] * K)
+    jac[iMp, iK] = -p[34] * p[37] * Mp
+    # Q' = g_Q (1 - e_A A/(EC_A + A)) I_pap - mu_Q Q
+    jac[iQ, IX_I] = p[38] * (1.0 - p[35] * A / ka)
+    jac[iQ, iA] = p[38] * I_pap * dagent
     jac[iQ, iQ] = -p[39]
     # A' = -k_A A
     jac[iA, iA] = -p[40]
@@ -298,7 +309,7 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
 
     Block forward substitution in the model's dependency order, written out: per dermal layer
     (D, I) → M → F → P → N3 → N1 → NE → LE → S; then the epidermis De → K (needs the papillary
-    M, F) → H, A → Mp, and Q (needs the papillary I). Only the structural non-zeros of
+    M, F) → H, A → Mp, and Q (needs the papillary I and A). Only the structural non-zeros of
     :func:`healing_jacobian` are used; the tests check the result against a dense solve.
     """
     _dermal_solve(fac, jac, dinv, 0, x)
@@ -312,7 +323,7 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
     x[iH] = (x[iH] + jac[iH, iK] * x[iK]) * dinv[iH]
     x[iA] = x[iA] * dinv[iA]
     x[iMp] = (x[iMp] + jac[iMp, iA] * x[iA] + jac[iMp, iK] * x[iK]) * dinv[iMp]
-    x[iQ] = (x[iQ] + jac[iQ, IX_I] * x[IX_I]) * dinv[iQ]
+    x[iQ] = (x[iQ] + jac[iQ, IX_I] * x[IX_I] + jac[iQ, iA] * x[iA]) * dinv[iQ]
 
 
 def baseline_state(lesion_drive: np.ndarray) -> np.ndarray:

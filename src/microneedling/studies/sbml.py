@@ -111,8 +111,8 @@ def epidermal_rate_formulas() -> dict[str, str]:
         "De": "-k_De * De",
         "K": "s_K * De / (K_De + De) + s_KT * pap_T - mu_K * K",
         "H": "k_H * K - mu_H * H",
-        "Mp": "mu_m * (lesion_drive * (1 - e_A * A / (EC_A + A)) - Mp) - k_mK * K * Mp",
-        "Q": "g_Q * pap_I - mu_Q * Q",
+        "Mp": "kappa_T * (lesion_drive * (1 - e_A * A / (EC_A + A)) - (1 + beta_K * K) * Mp)",
+        "Q": "g_Q * (1 - e_A * A / (EC_A + A)) * pap_I - mu_Q * Q",
         "A": "-k_A * A",
     }
 
