@@ -1,0 +1,130 @@
+"""The FastAPI application: settings → database (migrated) → file store → jobs → routes.
+
+``create_app(settings)`` is what ``microneedling serve`` runs on uvicorn; the web pages (issue 14)
+add their routers to the same app and reuse its context (:class:`~microneedling.service.auth.Context`
+on ``app.state.context``), authentication (:func:`~microneedling.service.auth.authenticate_request`,
+which takes a form's CSRF token) and the page shell of :mod:`microneedling.reports.page`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.orm import sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from microneedling.about import DISCLAIMER, __version__
+from microneedling.service.api import router
+from microneedling.service.auth import Context
+from microneedling.service.config import Settings
+from microneedling.service.db import make_engine, migrate
+from microneedling.service.errors import install_handlers
+from microneedling.service.jobs import JobManager
+from microneedling.service.schemas import COMPONENTS
+from microneedling.service.security import RateLimiter
+from microneedling.service.store import FileStore
+
+__all__ = ["create_app", "make_context"]
+
+log = logging.getLogger("microneedling.service")
+
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Adds nosniff, frame and referrer headers to every response (a plain ASGI middleware: no
+    per-request cost beyond the headers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in _HEADERS if k not in have]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def make_context(settings: Settings, *, run_migrations: bool = True) -> Context:
+    """The shared state of an app: database engine (migrated), sessions, file store, limits."""
+    settings = settings.with_secret()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.url)
+    if run_migrations:
+        migrate(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    return Context(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        store=FileStore(settings.store_dir),
+        limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
+        login_limiter=RateLimiter(settings.login_per_minute / 60.0, settings.login_per_minute),
+    )
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    """The service app. Migrations run here unless the caller ran them (``microneedling serve``
+    runs them once before starting several worker processes)."""
+    ctx = make_context(settings or Settings.from_env(), run_migrations=run_migrations)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        jobs = JobManager(ctx.settings, ctx.sessions, ctx.store)
+        ctx.jobs = jobs
+        jobs.start()
+        try:
+            yield
+        finally:
+            jobs.stop()
+            ctx.jobs = None
+            ctx.engine.dispose()
+
+    app = FastAPI(
+        title="microneedling",
+        version=__version__,
+        description=(
+            "In-silico microneedling as a service: patients, courses and runs (simulate, plan, "
+            "absorb, trial, sensitivity, validate) of your organisation, with background jobs. "
+            "Sign in with a browser session (cookie + CSRF token) or send an API token "
+            "(`Authorization: Bearer mnt_…`). " + DISCLAIMER
+        ),
+        lifespan=lifespan,
+        max_body_size=ctx.settings.max_body_bytes,
+    )
+    app.state.context = ctx
+    install_handlers(app)
+    app.include_router(router)
+    app.add_middleware(SecurityHeaders)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,231 @@
+"""Who is calling: an API token (``Authorization: Bearer mnt_…``, for scripts) or a browser session
+cookie (HttpOnly, SameSite=Lax; every unsafe request also carries the session's CSRF token); rate
+limits per caller; and the two helpers through which every query reaches records of the caller's
+organisation only (:func:`owned`, :func:`scoped`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import sqlalchemy as sa
+from fastapi import Depends, Request, Response
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from microneedling.service.config import Settings
+from microneedling.service.db import ApiToken, BrowserSession, User, now
+from microneedling.service.errors import ServiceError
+from microneedling.service.security import RateLimiter, csrf_token, csrf_valid, hash_token
+from microneedling.service.store import FileStore
+
+__all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "UNSAFE_METHODS",
+    "Context",
+    "Principal",
+    "authenticate_request",
+    "clear_session_cookie",
+    "client_ip",
+    "context",
+    "database",
+    "owned",
+    "principal",
+    "require_admin",
+    "scoped",
+    "set_session_cookie",
+]
+
+SESSION_COOKIE = "mn_session"
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: how often a token's last use is written (a write per request would cost every request)
+_LAST_USED_EVERY = dt.timedelta(minutes=1)
+
+M = TypeVar("M")
+
+
+@dataclass
+class Context:
+    """What the routes share: settings, the database, the file store, the limits and the jobs."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: FileStore
+    limiter: RateLimiter
+    login_limiter: RateLimiter
+    jobs: Any = None  # microneedling.service.jobs.JobManager
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.context
+    return ctx
+
+
+def database(request: Request) -> Iterator[Session]:
+    """A database session for one request; routes commit what they change."""
+    db = context(request).sessions()
+    try:
+        yield db
+    finally:
+        db.rollback()
+        db.close()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a user of an organisation, through a token or a browser session."""
+
+    user_id: int
+    organisation_id: int
+    role: str
+    email: str
+    via: str  # "token" | "session"
+    token_id: int | None = None
+    session_token: str | None = None
+    ip: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: Authorization: Bearer mnt_…")
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description=f"A browser session; unsafe methods also need the {CSRF_HEADER} header.",
+)
+
+
+def authenticate_request(
+    request: Request, db: Session, csrf: str | None = None, *, limit: bool = True
+) -> Principal:
+    """The caller of ``request`` (401 if none; 403 for a cookie request without its CSRF token on
+    an unsafe method; 429 over the rate limit). ``csrf`` is the token of a submitted form (the web
+    pages); the API reads the ``X-CSRF-Token`` header."""
+    ctx = context(request)
+    ip = client_ip(request)
+    found: Principal | None = None
+    auth = request.headers.get("authorization", "")
+    scheme, _, credentials = auth.partition(" ")
+    if auth:
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise _unauthorised("the Authorization header must be 'Bearer <token>'")
+        token_hash = hash_token(credentials.strip())
+        row = db.execute(
+            sa.select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == token_hash)
+        ).first()
+        if row is None or row[0].revoked_at is not None or not row[1].active:
+            raise _unauthorised("unknown or revoked API token")
+        tok, user = row
+        t = now()
+        if tok.last_used_at is None or t - tok.last_used_at > _LAST_USED_EVERY:
+            tok.last_used_at = t
+            db.commit()
+        found = Principal(
+            user.id, user.organisation_id, user.role, user.email, "token", token_id=tok.id, ip=ip
+        )
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            srow = db.execute(
+                sa.select(BrowserSession, User)
+                .join(User, User.id == BrowserSession.user_id)
+                .where(BrowserSession.token_hash == hash_token(cookie))
+            ).first()
+            if srow is not None and srow[0].expires_at > now() and srow[1].active:
+                user = srow[1]
+                found = Principal(
+                    user.id,
+                    user.organisation_id,
+                    user.role,
+                    user.email,
+                    "session",
+                    session_token=cookie,
+                    ip=ip,
+                )
+        if found is None:
+            raise _unauthorised("sign in (session cookie) or send an API token")
+        if request.method in UNSAFE_METHODS:
+            given = csrf if csrf is not None else request.headers.get(CSRF_HEADER)
+            if not csrf_valid(ctx.settings.secret_key, cookie or "", given):
+                raise ServiceError(
+                    403, f"missing or wrong CSRF token (the {CSRF_HEADER} header or csrf_token)"
+                )
+    if limit:
+        key = f"token:{found.token_id}" if found.via == "token" else f"user:{found.user_id}"
+        wait = ctx.limiter.hit(key)
+        if wait > 0:
+            raise ServiceError(
+                429,
+                f"too many requests; try again in {wait:.1f} s",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
+    return found
+
+
+def _unauthorised(message: str) -> ServiceError:
+    return ServiceError(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def principal(
+    request: Request,
+    db: Annotated[Session, Depends(database)],
+    _token: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+    _session: Annotated[str | None, Depends(_cookie)] = None,
+) -> Principal:
+    """FastAPI dependency: the authenticated caller (see :func:`authenticate_request`)."""
+    return authenticate_request(request, db)
+
+
+def require_admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if not who.is_admin:
+        raise ServiceError(403, "only an administrator of the organisation may do this")
+    return who
+
+
+def owned(db: Session, model: type[M], record_id: int, who: Principal, what: str) -> M:
+    """The record ``record_id`` of ``model`` if it belongs to the caller's organisation; otherwise
+    404 (the same answer as for a record that does not exist: nothing leaks across organisations)."""
+    obj = db.get(model, record_id)
+    if obj is None or getattr(obj, "organisation_id", None) != who.organisation_id:
+        raise ServiceError(404, f"{what} {record_id}: not found")
+    return obj
+
+
+def scoped(model: Any, who: Principal) -> sa.Select[Any]:
+    """``SELECT model`` restricted to the caller's organisation."""
+    return sa.select(model).where(model.organisation_id == who.organisation_id)
+
+
+def set_session_cookie(response: Response, token: str, settings: Settings) -> str:
+    """Set the session cookie (HttpOnly, SameSite=Lax, Secure when configured); returns the CSRF
+    token of the session."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(settings.session_hours * 3600),
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
+    return csrf_token(settings.secret_key, token)
+
+
+def clear_session_cookie(response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=settings.secure_cookies
+    )
