@@ -20,6 +20,7 @@ from microneedling.cli import (
     plan,
     sbml,
     sensitivity,
+    serve,
     simulate,
     sources,
     trial,
@@ -73,6 +74,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any], str | None], ...] = (
         trial.trial_command,
         "Run an in-silico trial on a virtual population (resumable, Dask).",
     ),
+    ("serve", serve.serve_command, "Start the HTTP API: accounts, a database, background jobs."),
 )
 
 for _name, _function, _short_help in COMMANDS:
