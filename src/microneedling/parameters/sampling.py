@@ -119,7 +119,9 @@ def sample_parameter_sets(ps: ParameterSet, draws: int, seed: int) -> list[Param
                 values[n] = split_normal_value(p.value, p.low, p.high, z[d, j])  # type: ignore[arg-type]
         for n, v in values.items():  # a split-normal tail past a physical bound stops at it
             dom = ps.parameters[n].domain
-            values[n] = {k: dom.clip(x) for k, x in v.items()} if isinstance(v, dict) else dom.clip(v)
+            values[n] = (
+                {k: dom.clip(x) for k, x in v.items()} if isinstance(v, dict) else dom.clip(v)
+            )
         out.append(ps.with_values(values, label=f"{ps.label}#draw{d}"))
     return out
 
