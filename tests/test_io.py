@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,9 +13,16 @@ import pytest
 from microneedling import io as mio
 from microneedling.errors import MicroneedlingError
 from microneedling.io import (
+    RUN_MARKER,
     OutputExistsError,
+    OutputNotWritableError,
     atomic_directory,
     atomic_path,
+    check_writable,
+    normalize_target,
+    output_kind,
+    read_marker,
+    remove_stale_temporaries,
     write_bytes_atomic,
     write_csv_atomic,
     write_text_atomic,
@@ -26,6 +35,19 @@ class Boom(Exception):
 
 def _listing(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir())
+
+
+def _earlier_run(target: Path, kind: str = "simulate") -> None:
+    """An earlier run of ``kind`` in ``target``: keep.txt = "precious" and the package marker."""
+    with atomic_directory(target, kind=kind) as tmp:
+        (tmp / "keep.txt").write_text("precious")
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 # ----------------------------------------------------------------------------- atomic_path
@@ -104,7 +126,8 @@ def test_atomic_directory_creates_only_on_success(tmp_path: Path) -> None:
         (tmp / "figs").mkdir()
         (tmp / "figs" / "f.png").write_bytes(b"png")
         assert not target.exists()  # nothing visible while writing
-    assert _listing(target) == ["a.txt", "figs"]
+    assert _listing(target) == [RUN_MARKER, "a.txt", "figs"]
+    assert read_marker(target) == "output"  # no kind named
     assert (target / "figs" / "f.png").read_bytes() == b"png"
     assert _listing(tmp_path) == ["run"]
 
@@ -146,25 +169,24 @@ def test_atomic_directory_refuses_existing_without_overwrite(tmp_path: Path) -> 
 @pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt])
 def test_atomic_directory_failure_leaves_existing_dir_untouched(tmp_path: Path, exc: type) -> None:
     target = tmp_path / "run"
-    target.mkdir()
-    (target / "keep.txt").write_text("precious")
-    with pytest.raises(exc), atomic_directory(target, overwrite=True) as tmp:
+    _earlier_run(target)
+    with pytest.raises(exc), atomic_directory(target, overwrite=True, kind="simulate") as tmp:
         (tmp / "new.txt").write_text("new")
         raise exc()
-    assert _listing(target) == ["keep.txt"]
+    assert _listing(target) == [RUN_MARKER, "keep.txt"]
     assert (target / "keep.txt").read_text() == "precious"
     assert _listing(tmp_path) == ["run"]
 
 
 def test_atomic_directory_overwrite_replaces_whole_directory(tmp_path: Path) -> None:
     target = tmp_path / "run"
-    target.mkdir()
-    (target / "old_only.txt").write_text("old")
-    (target / "shared.txt").write_text("old")
-    with atomic_directory(target, overwrite=True) as tmp:
+    with atomic_directory(target, kind="trial") as tmp:
+        (tmp / "old_only.txt").write_text("old")
+        (tmp / "shared.txt").write_text("old")
+    with atomic_directory(target, overwrite=True, kind="trial") as tmp:
         (tmp / "shared.txt").write_text("new")
         assert (target / "old_only.txt").exists()  # old run intact while writing
-    assert _listing(target) == ["shared.txt"]  # no mixture of old and new files
+    assert _listing(target) == [RUN_MARKER, "shared.txt"]  # no mixture of old and new files
     assert (target / "shared.txt").read_text() == "new"
     assert _listing(tmp_path) == ["run"]  # the renamed-aside old directory is gone
 
@@ -194,8 +216,7 @@ def test_atomic_directory_failed_swap_restores_old(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "run"
-    target.mkdir()
-    (target / "keep.txt").write_text("precious")
+    _earlier_run(target)
     real_rename = os.rename
     calls: list[tuple[str, str]] = []
 
@@ -207,9 +228,124 @@ def test_atomic_directory_failed_swap_restores_old(
 
     monkeypatch.setattr(mio.os, "rename", flaky_rename)
     with pytest.raises(OSError, match="disk on fire"):
-        with atomic_directory(target, overwrite=True) as tmp:
+        with atomic_directory(target, overwrite=True, kind="simulate") as tmp:
             (tmp / "new.txt").write_text("new")
     monkeypatch.undo()
     assert len(calls) == 3  # aside, (failed) into place, back
-    assert _listing(target) == ["keep.txt"]
+    assert _listing(target) == [RUN_MARKER, "keep.txt"]
     assert _listing(tmp_path) == ["run"]
+
+
+# --------------------------------------------------------- the one guard: the run marker
+def test_overwrite_never_replaces_a_directory_of_the_users_own_files(tmp_path: Path) -> None:
+    target = tmp_path / "thesis"
+    target.mkdir()
+    (target / "chapter1.tex").write_text("precious")
+    for kind in ("simulate", "trial", "validate", "calibrate", None):
+        entered = False
+        with pytest.raises(OutputExistsError, match="not written by microneedling"):
+            with atomic_directory(target, overwrite=True, kind=kind):
+                entered = True
+        assert not entered
+    assert _listing(target) == ["chapter1.tex"]
+
+
+def test_overwrite_replaces_only_a_run_of_the_same_kind(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    _earlier_run(target, kind="trial")
+    with pytest.raises(OutputExistsError, match="holds a microneedling trial run, not a simulate"):
+        with atomic_directory(target, overwrite=True, kind="simulate"):
+            pass
+    assert (target / "keep.txt").read_text() == "precious"
+    with output_kind("trial"), atomic_directory(target, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")  # the kind comes from the command's context
+    assert _listing(target) == [RUN_MARKER, "new.txt"]
+    assert read_marker(target) == "trial"
+
+
+def test_overwrite_replaces_an_empty_directory(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    target.mkdir()
+    with atomic_directory(target, overwrite=True, kind="plan") as tmp:
+        (tmp / "a").write_text("a")
+    assert read_marker(target) == "plan"
+
+
+def test_a_removed_or_foreign_marker_protects_the_directory(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    _earlier_run(target)
+    (target / RUN_MARKER).write_text("not toml [")
+    with pytest.raises(OutputExistsError, match=r"no \.microneedling-run marker"):
+        with atomic_directory(target, overwrite=True, kind="simulate"):
+            pass
+    assert read_marker(target) is None
+
+
+# ------------------------------------------------------------------ paths and parents
+def test_dot_dot_in_the_target_creates_no_stray_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert normalize_target("a/../b/../c") == tmp_path / "c"
+    with atomic_directory("a/../b/../c") as tmp:
+        (tmp / "x").write_text("x")
+    assert _listing(tmp_path) == ["c"]  # no a, no b
+
+
+def test_parents_created_for_a_failed_directory_are_removed(tmp_path: Path) -> None:
+    target = tmp_path / "x" / "y" / "run"
+    with pytest.raises(Boom), atomic_directory(target) as tmp:
+        (tmp / "half").write_text("half")
+        raise Boom
+    assert _listing(tmp_path) == []
+
+
+def test_check_writable_refuses_before_anything_is_written(tmp_path: Path) -> None:
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(OutputNotWritableError, match="is not a directory"):
+        check_writable(a_file / "run")
+    with pytest.raises(OutputNotWritableError, match="cannot write /proc/"):
+        check_writable(Path("/proc/microneedling-test/run"))
+    assert check_writable(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert _listing(tmp_path) == ["file.txt"]  # the probe left nothing
+
+
+# ------------------------------------------------------- temporaries of killed writers
+def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    dead, live = _dead_pid(), os.getppid()
+    stale_dir = tmp_path / f".run.tmp-{dead}-0123456789ab"
+    stale_dir.mkdir()
+    (stale_dir / "result.nc").write_bytes(b"half")
+    stale_file = tmp_path / f".run.tmp-{dead}-ba9876543210"
+    stale_file.write_bytes(b"half")
+    other = tmp_path / f".other.tmp-{dead}-0123456789ab"
+    other.write_bytes(b"half")
+    busy = tmp_path / f".run.tmp-{live}-0123456789ab"
+    busy.mkdir()
+    lookalike = tmp_path / ".run.tmp-notapid"
+    lookalike.write_text("user file")
+    assert remove_stale_temporaries(tmp_path, "run") == 2
+    assert _listing(tmp_path) == sorted([other.name, busy.name, lookalike.name])
+    assert remove_stale_temporaries(tmp_path) == 1  # any name: .other goes too
+    assert _listing(tmp_path) == sorted([busy.name, lookalike.name])
+
+
+def test_next_write_cleans_what_a_killed_writer_left(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    (tmp_path / f".run.tmp-{dead}-0123456789ab").mkdir()
+    (tmp_path / f".out.txt.tmp-{dead}-0123456789ab").write_text("half")
+    with atomic_directory(tmp_path / "run") as tmp:
+        (tmp / "a").write_text("a")
+    write_text_atomic("whole", tmp_path / "out.txt")
+    assert _listing(tmp_path) == ["out.txt", "run"]
+
+
+def test_a_run_renamed_aside_by_a_killed_writer_is_put_back(tmp_path: Path) -> None:
+    """Killed between moving the old run aside and the new one in: the old run comes back."""
+    dead = _dead_pid()
+    aside = tmp_path / f".run.old-{dead}-0123456789ab"
+    _earlier_run(aside)
+    assert remove_stale_temporaries(tmp_path, "run") == 1
+    assert _listing(tmp_path) == ["run"]
+    assert (tmp_path / "run" / "keep.txt").read_text() == "precious"

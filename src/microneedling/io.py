@@ -2,7 +2,15 @@
 
 Atomic output: a reader sees either the old file/directory, or the complete new one. Every writer
 of this package goes through these helpers, so an interrupted run (an exception, a full disk,
-Ctrl-C) never leaves a half-written ``result.nc`` or run directory behind.
+Ctrl-C, SIGTERM) never leaves a half-written ``result.nc`` or run directory behind. A process killed
+outright (SIGKILL, power loss) can leave its hidden temporary (``.NAME.tmp-PID-…``) next to the
+target; the next write of that target removes it once its process is gone
+(:func:`remove_stale_temporaries`).
+
+Output directories carry a hidden marker file, :data:`RUN_MARKER`, naming the kind of run that
+wrote them (``simulate``, ``trial``, ...). With ``overwrite``, :func:`atomic_directory` replaces
+only an empty directory or one whose marker names the same kind: never a directory of the user's
+own files (:func:`check_replaceable`, the one guard of every command that writes).
 
 Package data (parameter files, references, literature, molecules, populations, calibrations) is
 found through :func:`data_path` only; TOML is read with :func:`read_toml` / :func:`loads_toml` and
@@ -16,7 +24,9 @@ written with :func:`dumps_toml` (``tomli-w``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import re
 import secrets
 import shutil
 import tomllib
@@ -27,27 +37,50 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from microneedling.about import __version__
 from microneedling.errors import InputError, MicroneedlingError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "RUN_MARKER",
     "OutputExistsError",
+    "OutputNotWritableError",
     "atomic_directory",
     "atomic_path",
+    "check_replaceable",
+    "check_writable",
     "data_path",
     "dumps_toml",
     "loads_toml",
+    "normalize_target",
+    "output_kind",
+    "read_marker",
     "read_toml",
+    "remove_stale_temporaries",
     "write_bytes_atomic",
     "write_csv_atomic",
     "write_text_atomic",
 ]
 
+#: hidden file in every output directory this package writes: ``kind = "<kind of run>"``
+RUN_MARKER = ".microneedling-run"
+#: the kind written when a writer names none (matches any kind when replacing)
+ANY_KIND = "output"
+
+_KIND: contextvars.ContextVar[str | None] = contextvars.ContextVar("output_kind", default=None)
+
+#: hidden temporaries of this module: ``.NAME.tmp-PID-HEX`` / ``.NAME.old-PID-HEX``
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|old|probe)-(?P<pid>\d+)-[0-9a-f]{12}$")
+
 
 class OutputExistsError(MicroneedlingError, FileExistsError):
     """The output path exists and replacing it was not allowed."""
+
+
+class OutputNotWritableError(MicroneedlingError, PermissionError):
+    """The output path cannot be written (read-only file system, no permission, not a directory)."""
 
 
 # ----------------------------------------------------------------------------- package data
@@ -109,6 +142,162 @@ def _sibling(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{secrets.token_hex(6)}")
 
 
+def normalize_target(path: str | os.PathLike[str]) -> Path:
+    """``path`` with ``..``, ``.`` and symbolic links of its parent resolved, its last part kept.
+
+    ``a/../b/../c`` is ``<cwd>/c``: creating it must not create ``a`` or ``b`` on the way. The last
+    part is kept as written (a symbolic link there is refused by the writers, never followed).
+    """
+    p = Path(path)
+    if p.name in ("", ".", ".."):
+        return Path(os.path.realpath(p))
+    return Path(os.path.realpath(p.parent)) / p.name
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str], name: str | None = None) -> int:
+    """Remove the hidden temporaries of writers that were killed (their process is gone).
+
+    Only names this module makes are touched (``.NAME.tmp-PID-HEX``, ``.NAME.old-PID-HEX``), only
+    of ``name`` when given. An ``.old`` directory (a previous run renamed aside while its
+    replacement was moved in) is put back when the target is missing, else removed. Returns how many
+    entries were removed or restored. Never raises.
+    """
+    d = Path(directory)
+    count = 0
+    try:
+        entries = list(d.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m is None or (name is not None and m.group("name") != name):
+            continue
+        if _alive(int(m.group("pid"))):
+            continue
+        target = d / m.group("name")
+        if m.group("tag") == "old" and not (target.exists() or target.is_symlink()):
+            with contextlib.suppress(OSError):
+                os.rename(entry, target)
+                count += 1
+                continue
+        _remove(entry)
+        count += 1
+    return count
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Refuse early an output ``path`` whose directory cannot be written; returns the normalised
+    path. The nearest existing ancestor must be a directory in which this process can create an
+    entry: a real probe (a hidden directory made and removed at once), because permission bits do
+    not tell about read-only mounts, immutable directories or ``/proc``.
+    """
+    target = normalize_target(path)
+    parent = _nearest_existing(target.parent)
+    if not parent.is_dir():
+        raise OutputNotWritableError(f"cannot write {target}: {parent} is not a directory")
+    probe = parent / f".{target.name}.probe-{os.getpid()}-{secrets.token_hex(6)}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"cannot write {target}: {parent}: {exc.strerror or exc}"
+        ) from None
+    with contextlib.suppress(OSError):
+        probe.rmdir()
+    return target
+
+
+def read_marker(directory: str | os.PathLike[str]) -> str | None:
+    """The kind named by ``directory``'s :data:`RUN_MARKER`, or ``None`` when there is none (or it
+    is not this package's)."""
+    try:
+        raw = (Path(directory) / RUN_MARKER).read_text(encoding="utf-8")
+        kind = tomllib.loads(raw).get("kind")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return kind if isinstance(kind, str) and kind else None
+
+
+def _write_marker(directory: Path, kind: str) -> None:
+    text = (
+        "# Written by microneedling: this directory holds one of its runs, which it may replace\n"
+        "# with --overwrite. Remove this file to protect the directory from that.\n"
+        + tomli_w.dumps({"kind": kind, "version": __version__})
+    )
+    (directory / RUN_MARKER).write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def output_kind(kind: str) -> Iterator[None]:
+    """Within the block, :func:`atomic_directory` calls that name no kind use ``kind`` (a command
+    names the kind of run once for every writer it calls)."""
+    token = _KIND.set(kind)
+    try:
+        yield
+    finally:
+        _KIND.reset(token)
+
+
+def _kind(kind: str | None) -> str:
+    return kind or _KIND.get() or ANY_KIND
+
+
+def check_replaceable(
+    path: str | os.PathLike[str], overwrite: bool, kind: str | None = None
+) -> None:
+    """Refuse (:class:`OutputExistsError`) to write the directory ``path`` unless it is absent, or
+    ``overwrite`` is true and it is empty or marked by this package as a run of the same ``kind``.
+
+    Never a file, a symbolic link, or a directory holding anything else: a user's own files are
+    never replaced.
+    """
+    target = Path(path)
+    if not (target.exists() or target.is_symlink()):
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise OutputExistsError(f"{target} exists and is not a directory; choose another --out")
+    if not overwrite:
+        raise OutputExistsError(f"{target} already exists; use --overwrite to replace it")
+    try:
+        empty = not any(target.iterdir())
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot read {target}: {exc.strerror or exc}") from None
+    if empty:
+        return
+    want = _kind(kind)
+    found = read_marker(target)
+    if found is None:
+        raise OutputExistsError(
+            f"refusing to replace {target}: it is not empty and has no {RUN_MARKER} marker, so it "
+            "was not written by microneedling (or the marker was removed); choose another --out"
+        )
+    if ANY_KIND not in (want, found) and found != want:
+        raise OutputExistsError(
+            f"refusing to replace {target}: it holds a microneedling {found} run, not a {want} "
+            "run; choose another --out"
+        )
+
+
 def _fsync_file(path: Path) -> None:
     """Flush a file's data to disk (best effort: some platforms refuse fsync on a read-only fd)."""
     with contextlib.suppress(OSError):
@@ -138,8 +327,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On an exception (including ``KeyboardInterrupt``) the temporary file is removed and the
     exception propagates; ``path`` is left as it was.
     """
-    target = Path(path)
+    target = normalize_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target.parent, target.name)
     tmp = _sibling(target, "tmp")
     try:
         yield tmp
@@ -150,6 +340,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """``mkdir -p directory``; returns the directories it created, outermost first."""
+    missing: list[Path] = []
+    p = directory
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the directories :func:`_make_parents` created, innermost first, if still empty."""
+    for d in reversed(created):
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _make_dir(path: Path) -> Path:
@@ -166,40 +374,45 @@ def _make_dir(path: Path) -> Path:
     )  # pragma: no cover
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise OutputExistsError(f"{path} exists and is not a directory; refusing to replace it")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists (use overwrite to replace it)")
-
-
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    path: str | os.PathLike[str], overwrite: bool = False, kind: str | None = None
+) -> Iterator[Path]:
     """Yield a fresh temporary directory next to ``path``; on success move it into place.
 
-    If ``path`` exists, :class:`OutputExistsError` is raised (before anything is written) unless
-    ``overwrite`` is true; then the old directory is renamed aside, the new one renamed into place,
-    and only then is the old one deleted, so ``path`` never holds a mixture of old and new files.
-    Only an existing *directory* is ever replaced, never a file or a symbolic link.
+    The directory gets the marker :data:`RUN_MARKER` naming ``kind`` (default: the kind set by
+    :func:`output_kind`, else ``"output"``). If ``path`` exists, :class:`OutputExistsError` is
+    raised (before anything is written) unless ``overwrite`` is true and the directory is empty or
+    carries this package's marker for the same kind (:func:`check_replaceable`); then the old
+    directory is renamed aside, the new one renamed into place, and only then is the old one
+    deleted, so ``path`` never holds a mixture of old and new files. A file, a symbolic link or a
+    directory of other files is never replaced.
 
-    On an exception (including ``KeyboardInterrupt``) the temporary directory is removed, ``path``
-    is left untouched and the exception propagates.
+    On an exception (including ``KeyboardInterrupt``) the temporary directory and any parent
+    directory created for it are removed, ``path`` is left untouched and the exception propagates.
+    Temporaries left by killed writers of the same target are removed first.
     """
-    target = Path(path)
-    _check_target(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _make_dir(target)
+    target = normalize_target(path)
+    run_kind = _kind(kind)
+    check_replaceable(target, overwrite, run_kind)
+    created = _make_parents(target.parent)
+    remove_stale_temporaries(target.parent, target.name)
+    tmp: Path | None = None
     try:
+        tmp = _make_dir(target)
+        _write_marker(tmp, run_kind)
         yield tmp
-        _commit(tmp, target, overwrite)
+        _commit(tmp, target, overwrite, run_kind)
     except BaseException:
-        _remove(tmp)
+        if tmp is not None:
+            _remove(tmp)
+        _remove_empty(created)
         raise
 
 
-def _commit(tmp: Path, target: Path, overwrite: bool) -> None:
+def _commit(tmp: Path, target: Path, overwrite: bool, kind: str) -> None:
     """Move the finished directory ``tmp`` to ``target`` (see :func:`atomic_directory`)."""
-    _check_target(target, overwrite)  # it may have appeared while we were writing
+    check_replaceable(target, overwrite, kind)  # it may have appeared while we were writing
     if not target.exists():
         os.rename(tmp, target)
         return

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 import microneedling
 from microneedling.cli.app import app
 from microneedling.engine.result import Result
+from microneedling.io import RUN_MARKER, read_marker
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from tests.conftest import COURSE_NAME, SITES, USED_PARAMETERS, WARNINGS, build_synthetic_dataset
 from tests.paths import REPO as ROOT
@@ -122,7 +123,7 @@ def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None
     (out / "thesis.docx").write_text("precious")
     res = invoke("simulate", tmp_path / "whatever.toml", "--out", out, "--overwrite")
     assert res.exit_code == 1
-    assert "does not look like a microneedling run directory" in res.stderr
+    assert "it is not empty and has no .microneedling-run marker" in res.stderr
     assert len(res.stderr.splitlines()) == 1
     assert _siblings(out) == ["thesis.docx"]
 
@@ -163,8 +164,10 @@ def test_simulate_writes_complete_run_dir(
             "figures/claims.png",
             "figures/downtime.png",
             "figures/absorption.png",
+            RUN_MARKER,
         ]
     )
+    assert read_marker(out) == "simulate"
     assert _siblings(tmp_path) == ["run"]
     # the validated input, re-loadable
     course = Course.from_file(EXAMPLE)
@@ -197,6 +200,7 @@ def test_simulate_no_figures_and_quiet(tmp_path: Path, stub_simulate: list[dict[
     assert res.stdout == ""
     assert stub_simulate[0]["draws"] == 32  # not given: simulate's own default
     assert sorted(p.name for p in out.iterdir()) == [
+        RUN_MARKER,
         "course.toml",
         "endpoints.csv",
         "report.html",
@@ -213,6 +217,7 @@ def test_simulate_overwrite_replaces_earlier_run(
     out.mkdir()
     (out / "result.nc").write_text("earlier")
     (out / "stale.txt").write_text("from an older version")
+    (out / RUN_MARKER).write_text('kind = "simulate"\n')
     res = invoke("simulate", EXAMPLE, "--out", out, "--overwrite", "--no-figures", "-q")
     assert res.exit_code == 0, res.output
     assert not (out / "stale.txt").exists()

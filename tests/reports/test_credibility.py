@@ -42,7 +42,8 @@ def test_html_is_self_contained_with_every_section(report: dict, tmp_path: Path)
         assert limit in html.unescape(page)
     assert "<svg" in page  # the validation figure
     out = write_report(tmp_path / "cred", report)
-    assert sorted(p.name for p in out.iterdir()) == ["credibility.json", "report.html"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [".microneedling-run", "credibility.json", "report.html"]
     assert json.loads((out / "credibility.json").read_text()) == report
     assert (out / "report.html").read_text() == page
     assert json.loads((out / "credibility.json").read_text())["validation"]["n_rows"] == len(

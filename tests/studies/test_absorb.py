@@ -45,6 +45,7 @@ def serum_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_command_writes_table_json_figures_and_report(serum_run: Path) -> None:
     names = {p.relative_to(serum_run).as_posix() for p in serum_run.rglob("*") if p.is_file()}
     assert names == {
+        ".microneedling-run",
         "absorption.csv",
         "absorption.json",
         "report.html",

@@ -216,7 +216,7 @@ def test_cli_sensitivity_writes_table_plot_and_netcdf(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "not a diagnosis" in res.output and "observe.scar_fill" in res.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "course.toml", "sobol.csv", "sobol.nc", "sobol.png",
+        ".microneedling-run", "course.toml", "sobol.csv", "sobol.nc", "sobol.png",
     ]  # fmt: skip
     assert (out / "sobol.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(out / "sobol.csv")

@@ -23,6 +23,7 @@ import typer
 from microneedling.about import DISCLAIMER
 from microneedling.cli.common import (
     EXIT_BAD_INPUT,
+    MAX_DRAWS,
     CourseArgument,
     ParameterSetOption,
     check_out_dir,
@@ -71,7 +72,7 @@ def absorb_command(
     draws: Annotated[
         int,
         typer.Option(
-            "--draws", min=0, max=1000, metavar="N", help="Parameter draws for the intervals."
+            "--draws", min=0, max=MAX_DRAWS, metavar="N", help="Parameter draws for the intervals."
         ),
     ] = 32,
     seed: Annotated[
@@ -91,7 +92,7 @@ def absorb_command(
 
     t0 = time.perf_counter()
     with user_errors():
-        check_out_dir(out, overwrite, "absorption.csv", "absorb run")
+        out = check_out_dir(out, overwrite, "absorb")
         course_obj = load_course(course)
         ps = load_parameter_set(parameter_set)
 
@@ -101,7 +102,7 @@ def absorb_command(
             )
         except InputError as exc:
             fail(f"{course}: {exc}", EXIT_BAD_INPUT)
-        with atomic_directory(out, overwrite=overwrite) as tmp:
+        with atomic_directory(out, overwrite=overwrite, kind="absorb") as tmp:
             figures: dict[str, list[Path]] = {}
             for rv in solved.values():
                 c = rv.case

@@ -7,6 +7,8 @@ loading, output guards) live in :mod:`microneedling.cli.common`.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -26,6 +28,15 @@ from microneedling.cli import (
     trial,
     validate,
 )
+from microneedling.cli.common import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Command,
+    Terminated,
+    install_signal_handlers,
+    one_line,
+)
 
 __all__ = ["COMMANDS", "app", "main"]
 
@@ -36,10 +47,11 @@ app = typer.Typer(
         "patient, study topical absorption, run virtual trials and sensitivity analyses, calibrate "
         "and validate the model, and list the sources behind every number. " + DISCLAIMER
     ),
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # plain click help: wraps to the terminal, no <bool> metavars
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 #: (name, function, one-line help) of every command, in the order ``--help`` lists them
@@ -78,7 +90,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any], str | None], ...] = (
 )
 
 for _name, _function, _short_help in COMMANDS:
-    app.command(_name, short_help=_short_help)(_function)
+    app.command(_name, short_help=_short_help, cls=Command)(_function)
 
 
 def _version_callback(value: bool) -> None:
@@ -89,6 +101,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -101,8 +114,44 @@ def _root(
     ] = False,
 ) -> None:
     """In-silico microneedling: a research and planning aid, never a diagnosis."""
+    if ctx.invoked_subcommand is None:  # `microneedling` alone: the help, exit 0
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def main() -> None:
-    """Console-script entry point ``microneedling``."""
-    app(prog_name="microneedling")
+    """Console-script entry point ``microneedling``.
+
+    SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed, exit 143); any exception that is not
+    the package's own becomes one line and exit 3 (the traceback only with
+    ``MICRONEEDLING_TRACEBACK=1``): no traceback reaches a user.
+    """
+    install_signal_handlers()
+    try:
+        code = app(prog_name="microneedling", standalone_mode=False)
+    except typer.Abort:
+        code = EXIT_INTERRUPTED
+    except typer.TyperException as exc:  # usage errors: click's own message and exit code (2)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {one_line(str(exc))}", err=True)
+        code = int(getattr(exc, "exit_code", 2))
+    except Terminated:
+        typer.echo("error: terminated", err=True)
+        code = EXIT_TERMINATED
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("MICRONEEDLING_TRACEBACK"):
+            raise
+        typer.echo(
+            f"error: internal error ({type(exc).__name__}: {one_line(str(exc))[:300]}); this is a "
+            "bug, please report it with the command line (MICRONEEDLING_TRACEBACK=1 shows the "
+            "traceback)",
+            err=True,
+        )
+        code = EXIT_INTERNAL
+    sys.exit(code if isinstance(code, int) else 0)

@@ -12,8 +12,13 @@ from typing import Annotated
 
 import typer
 
-from microneedling.cli.common import make_console, print_disclaimer, user_errors
-from microneedling.io import OutputExistsError
+from microneedling.cli.common import (
+    check_out_dir,
+    make_console,
+    print_disclaimer,
+    user_errors,
+    writing,
+)
 
 
 def calibrate_command(
@@ -42,12 +47,13 @@ def calibrate_command(
 
     console = make_console()
     with user_errors():
-        if out is not None and out.exists() and not overwrite:
-            raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
+        if out is not None:
+            out = check_out_dir(out, overwrite, "calibrate")
         cal = fit()
         console.print(summary(cal), soft_wrap=True)
         if out is not None:
-            console.print(f"wrote {write_calibration(cal, out)}")
+            with writing("calibrate"):
+                console.print(f"wrote {write_calibration(cal, out)}")
         if write:
             path = write_calibration(cal, ship=True)
             names = write_values(cal)

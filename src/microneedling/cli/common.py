@@ -2,25 +2,42 @@
 inputs and guarding output directories.
 
 Exit codes: 0 success; 1 a refusal by the package (``MicroneedlingError``: output exists, unknown
-parameter, ...); 2 bad input (a course file that fails validation, a missing file, a bad option);
-130 interrupted. User errors print one line, ``error: <reason>``, on stderr and never a traceback.
+parameter, output not writable, a file system error while writing ...); 2 bad input (a course file
+that fails validation, a missing file, a bad option); 3 an internal error (a bug: one line, and the
+traceback only with ``MICRONEEDLING_TRACEBACK=1``); 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM). User errors print one line, ``error: <reason>``, on stderr and never a traceback.
+
+Output directories: :func:`check_out_dir` is the one guard of every command that writes a
+directory. It runs before any work, refuses an unwritable ``--out`` and replaces only a directory
+carrying this package's marker for the same kind of run (:func:`microneedling.io.check_replaceable`);
+the writers then run inside :func:`writing`, which names that kind for every directory they write.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand
 
 from microneedling.about import DISCLAIMER
 from microneedling.course.model import Course
 from microneedling.errors import CourseValidationError, MicroneedlingError
-from microneedling.io import OutputExistsError, write_bytes_atomic, write_text_atomic
+from microneedling.io import (
+    check_replaceable,
+    check_writable,
+    output_kind,
+    remove_stale_temporaries,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from microneedling.parameters.parameter_set import load_parameters
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,23 +48,31 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_REFUSED",
+    "EXIT_TERMINATED",
+    "MAX_DRAWS",
+    "Command",
     "CourseArgument",
     "ParameterSetOption",
+    "Terminated",
     "check_out_dir",
     "fail",
     "format_parameter_interval",
     "format_value",
+    "install_signal_handlers",
     "load_course",
     "load_parameter_set",
     "make_console",
     "one_line",
+    "os_error_line",
     "parameter_table",
     "print_disclaimer",
     "run_simulation",
     "user_errors",
     "write_course",
+    "writing",
 ]
 
 
@@ -55,7 +80,33 @@ EXIT_REFUSED = 1
 
 EXIT_BAD_INPUT = 2
 
+EXIT_INTERNAL = 3
+
+#: largest --draws of any command (each draw is one more case in the batched solve)
+MAX_DRAWS = 1000
+
 EXIT_INTERRUPTED = 130
+
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) received: unwinds like Ctrl-C, so every atomic writer removes its
+    temporary and a trial keeps its finished chunks."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # a second signal while cleaning up ends the process at once (the next run removes what
+    # it left: microneedling.io.remove_stale_temporaries)
+    signal.signal(signum, signal.SIG_DFL)
+    raise Terminated(signal.Signals(signum).name)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP unwind the command like Ctrl-C (see :class:`Terminated`)."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -68,15 +119,31 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the path(s) and the reason, no errno numbers."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    where = " -> ".join(paths)
+    return f"{where}: {reason}" if where else reason
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the package's refusals into one line on stderr and an exit code (no traceback)."""
+    """Turn the package's refusals into one line on stderr and an exit code (no traceback).
+
+    A file system error (disk full, read-only, permission) is one line naming the path and the
+    reason (exit 1); SIGTERM exits 143 and Ctrl-C 130, after the writers removed their temporaries.
+    """
     try:
         yield
     except CourseValidationError as exc:
         fail(exc.one_line(), EXIT_BAD_INPUT)
     except MicroneedlingError as exc:
         fail(str(exc) or type(exc).__name__, EXIT_REFUSED)
+    except OSError as exc:
+        fail(f"cannot write or read {os_error_line(exc)}; no output was written", EXIT_REFUSED)
+    except Terminated:
+        fail("terminated; no output was written", EXIT_TERMINATED)
     except KeyboardInterrupt:
         fail("interrupted; no output was written", EXIT_INTERRUPTED)
 
@@ -124,26 +191,27 @@ def run_simulation(course: Any, draws: int | None, parameters: ParameterSet | No
     return simulate(course, **kwargs)
 
 
-def check_out_dir(
-    out: Path, overwrite: bool, marker: str = "result.nc", kind: str = "microneedling run"
-) -> None:
-    """Refuse early (before any work) when ``out`` cannot be written.
+def check_out_dir(out: Path, overwrite: bool, kind: str) -> Path:
+    """The one guard of every command that writes a directory; call it before any work.
 
-    ``--overwrite`` replaces only an empty directory or one that holds ``marker`` (the file every
-    run directory of that ``kind`` has), never an unrelated directory.
+    Returns ``out`` normalised (``a/../b`` is ``b``: nothing stray is created on the way). Refuses
+    (:class:`~microneedling.io.OutputExistsError`, exit 1) an existing ``out`` without
+    ``--overwrite``, a file or symbolic link, and a directory that does not carry this package's
+    marker for a ``kind`` run (a user's own files are never replaced); refuses
+    (:class:`~microneedling.io.OutputNotWritableError`) an ``out`` whose directory cannot be
+    written. Temporaries left next to ``out`` by killed runs are removed.
     """
+    target = check_writable(out)
+    check_replaceable(target, overwrite, kind)
+    remove_stale_temporaries(target.parent, target.name)
+    return target
 
-    if not (out.exists() or out.is_symlink()):
-        return
-    if out.is_symlink() or not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a directory; choose another --out")
-    if not overwrite:
-        raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
-    if any(out.iterdir()) and not (out / marker).is_file():
-        raise OutputExistsError(
-            f"refusing to replace {out}: it is not empty and holds no {marker}, so it does not "
-            f"look like a {kind} directory"
-        )
+
+@contextlib.contextmanager
+def writing(kind: str) -> Iterator[None]:
+    """Every output directory written inside the block is marked as a ``kind`` run."""
+    with output_kind(kind):
+        yield
 
 
 def write_course(course: Any, source: Path, out: Path) -> Path:
@@ -161,6 +229,39 @@ def print_disclaimer(console: Console) -> None:
 
 
 # --------------------------------------------------------------------------- commands
+class Command(TyperCommand):
+    """A command whose help reads plainly: ``Usage: microneedling plan [OPTIONS] PATIENT`` (not
+    ``{PATIENT}``) and arguments listed by name without a ``<path>`` type."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or (param.name or "").upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args: list[tuple[str, str]] = []
+        opts: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                help_text = getattr(param, "help", None) or ""
+                name = param.metavar or (param.name or "").upper()
+                args.append((name, help_text + ("  [required]" if param.required else "")))
+            else:
+                record = param.get_help_record(ctx)
+                if record is not None:
+                    opts.append(record)
+        if args:
+            with formatter.section("Arguments"):
+                formatter.write_dl(args)
+        if opts:
+            with formatter.section("Options"):
+                formatter.write_dl(opts)
+
+
 CourseArgument = Annotated[
     Path,
     typer.Argument(metavar="COURSE", help="Course file (TOML or JSON).", show_default=False),

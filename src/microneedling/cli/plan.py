@@ -14,15 +14,16 @@ import typer
 
 from microneedling.cli.common import (
     EXIT_BAD_INPUT,
+    MAX_DRAWS,
     check_out_dir,
     fail,
     make_console,
     one_line,
     print_disclaimer,
     user_errors,
+    writing,
 )
 from microneedling.course.patient import PatientFile
-from microneedling.io import OutputExistsError
 
 __all__ = ["plan_command"]
 
@@ -67,7 +68,9 @@ def plan_command(
     ] = None,
     draws: Annotated[
         int,
-        typer.Option("--draws", min=0, metavar="N", help="Parameter draws for the intervals."),
+        typer.Option(
+            "--draws", min=0, max=MAX_DRAWS, metavar="N", help="Parameter draws for the intervals."
+        ),
     ] = 32,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace DIR if it holds an earlier plan.")
@@ -87,13 +90,7 @@ def plan_command(
     if not patient.is_file():
         fail(f"{patient}: patient file not found", EXIT_BAD_INPUT)
     with user_errors():
-        if out.exists() and overwrite and out.is_dir() and any(out.iterdir()):
-            if not (out / "course.toml").is_file() or not (out / "report.html").is_file():
-                raise OutputExistsError(
-                    f"refusing to replace {out}: it does not look like a plan directory"
-                )
-        elif out.exists() or out.is_symlink():
-            check_out_dir(out, overwrite)
+        out = check_out_dir(out, overwrite, "plan")
         pf = PatientFile.from_toml(patient).with_limits(
             max_downtime_days_per_session=max_downtime_days,
             max_total_downtime_days=max_total_downtime_days,
@@ -102,7 +99,8 @@ def plan_command(
         )
         result = search(pf)
         preds = predict(result.recommended.course, pf, draws=draws)
-        written = write_plan_directory(result, preds, out, overwrite=overwrite, figures=figures)
+        with writing("plan"):
+            written = write_plan_directory(result, preds, out, overwrite=overwrite, figures=figures)
     for w in result.warnings():
         typer.echo(f"warning: {one_line(w)}", err=True)
     if quiet:

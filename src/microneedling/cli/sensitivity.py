@@ -178,7 +178,7 @@ def sensitivity_command(
     with user_errors():
         try:
             validate_executor(workers, scheduler)
-            check_out_dir(out, overwrite, "sobol.nc", "sensitivity run")
+            out = check_out_dir(out, overwrite, "sensitivity")
             course_obj = load_course(course)
             ps = load_parameter_set(parameter_set)
             ends = list(endpoint) if endpoint else default_endpoints(course_obj)
@@ -189,7 +189,7 @@ def sensitivity_command(
         except InputError as exc:  # bad option values: exit 2 like a bad course file
             fail(str(exc), EXIT_BAD_INPUT)
         t_run = time.perf_counter() - t0
-        with atomic_directory(out, overwrite=overwrite) as tmp:
+        with atomic_directory(out, overwrite=overwrite, kind="sensitivity") as tmp:
             ds.to_netcdf(tmp / "sobol.nc")
             write_csv_atomic(indices_table(ds), tmp / "sobol.csv")
             save_indices_png(ds, tmp / "sobol.png")

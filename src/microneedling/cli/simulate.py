@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from microneedling.cli.common import (
+    MAX_DRAWS,
     CourseArgument,
     ParameterSetOption,
     check_out_dir,
@@ -35,7 +36,7 @@ def _write_run(
     """Write every output into a temporary sibling of ``out``, then move it into place."""
     from microneedling.reports.run import write_figures, write_html_report
 
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite, kind="simulate") as tmp:
         written = [result.to_netcdf(tmp / "result.nc")]
         written.append(write_csv_atomic(result.endpoints(), tmp / "endpoints.csv"))
         written.append(write_course(course, source, tmp))
@@ -147,7 +148,11 @@ def simulate_command(
     draws: Annotated[
         int | None,
         typer.Option(
-            "--draws", min=0, metavar="N", help="Parameter draws for the uncertainty bands."
+            "--draws",
+            min=0,
+            max=MAX_DRAWS,
+            metavar="N",
+            help="Parameter draws for the uncertainty bands (default 32; 0: nominal only).",
         ),
     ] = None,
     figures: Annotated[
@@ -169,7 +174,7 @@ def simulate_command(
     """Simulate COURSE and write result.nc, endpoints.csv, report.html, figures/ and course.toml into DIR."""
     t0 = time.perf_counter()
     with user_errors():
-        check_out_dir(out, overwrite)
+        out = check_out_dir(out, overwrite, "simulate")
         course_obj = load_course(course)
         ps = load_parameter_set(parameter_set)
         result = run_simulation(course_obj, draws, ps)

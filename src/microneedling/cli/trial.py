@@ -17,13 +17,17 @@ import typer
 from microneedling.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
     check_out_dir,
     fail,
     make_console,
     print_disclaimer,
     user_errors,
+    writing,
 )
 from microneedling.errors import InputError, InputFileError
+from microneedling.io import remove_stale_temporaries
 
 
 def partial_dir(out: Path) -> Path:
@@ -81,8 +85,9 @@ def trial_command(
             ts = TrialSpec.from_toml(spec)
             if n_per_arm is not None:
                 ts = dataclasses.replace(ts, n_per_arm=n_per_arm)
-            check_out_dir(out, overwrite, marker="trial.nc", kind="trial")
+            out = check_out_dir(out, overwrite, "trial")
             partial = partial_dir(out)
+            remove_stale_temporaries(partial / "chunks")
             res = run_trial(
                 ts,
                 resume_dir=partial / "chunks",
@@ -91,15 +96,17 @@ def trial_command(
                 chunk_size=chunk_size,
                 progress=not quiet,
             )
-            write_trial(res, out, overwrite=overwrite)
+            with writing("trial"):
+                write_trial(res, out, overwrite=overwrite)
             shutil.rmtree(partial, ignore_errors=True)
         except InputError as exc:
             fail(exc.one_line() if isinstance(exc, InputFileError) else f"{spec}: {exc}",
                  EXIT_BAD_INPUT)  # fmt: skip
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             fail(
-                f"interrupted; finished chunks are kept in {out}.partial/ (rerun to resume)",
-                EXIT_INTERRUPTED,
+                f"{what}; finished chunks are kept in {partial_dir(out)}/ (rerun to resume)",
+                EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED,
             )
     if quiet:
         return

@@ -8,8 +8,14 @@ from typing import Annotated
 
 import typer
 
-from microneedling.cli.common import make_console, print_disclaimer, user_errors
-from microneedling.io import OutputExistsError
+from microneedling.cli.common import (
+    MAX_DRAWS,
+    check_out_dir,
+    make_console,
+    print_disclaimer,
+    user_errors,
+    writing,
+)
 
 
 def validate_command(
@@ -19,7 +25,13 @@ def validate_command(
     ] = None,
     draws: Annotated[
         int | None,
-        typer.Option("--draws", help="Parameter draws for the 80% prediction intervals."),
+        typer.Option(
+            "--draws",
+            min=0,
+            max=MAX_DRAWS,
+            metavar="N",
+            help="Parameter draws for the 80% prediction intervals.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the draws and of Sobol.")] = 0,
     sobol_n_base: Annotated[
@@ -58,8 +70,8 @@ def validate_command(
             console.print(delivery_table(predict()), soft_wrap=True)
             print_disclaimer(console)
             return
-        if out is not None and out.exists() and not overwrite:
-            raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
+        if out is not None:
+            out = check_out_dir(out, overwrite, "validate")
         if sobol_n_base < 2 or sobol_n_base & (sobol_n_base - 1):
             raise typer.BadParameter(
                 f"got {sobol_n_base}; allowed: a power of two >= 2", param_hint="--sobol-n-base"
@@ -74,7 +86,8 @@ def validate_command(
                 sobol=not no_sobol,
                 verification=not no_verification,
             )
-            write_report(out, report, overwrite=overwrite)
+            with writing("validate"):
+                write_report(out, report, overwrite=overwrite)
             v = report["validation"]
             c = report["calibration"]
             console.print(
