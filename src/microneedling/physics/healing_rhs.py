@@ -12,12 +12,16 @@ F   fibroblasts, relative to baseline (F0 = 1) Mp  lesional pigment excess, frac
 P   MMP activity, relative to baseline          Q   inflammation-induced pigment (PIH) excess
 N3  new collagen III, fraction of baseline      A   depigmenting-agent effect (delivered topical)
     total collagen
-N1  new collagen I (incl. matured III; minus
-    matrix lost to excess MMP), same unit
+N1  new, immature collagen I (incl. matured
+    III; reducible cross-links, MMP-labile),
+    same unit
 NE  new elastic fibre, fraction of baseline
     elastin
 LE  pre-existing elastin lost to MMP
 S   scar tethering left (1 = untreated)
+NX  mature (cross-linked) new collagen I, minus
+    pre-existing matrix lost to excess MMP,
+    fraction of baseline total collagen
 
 Equations (per dermal layer; T is a quasi-steady TGF-β signal because its decay, 9.1–15 d⁻¹
 [Waugh & Sherratt 2006; Jin et al. 2011], is much faster than every other rate)::
@@ -29,10 +33,18 @@ Equations (per dermal layer; T is a quasi-steady TGF-β signal because its decay
     F'  = r_F·F·T/(K_T + T)·(1 − F/F_max) − μ_F·(F − 1)          Jin et al. 2011; Adler et al. 2020
     P'  = σ_PI·I + σ_PF·(F − 1) − μ_P·(P − 1)                     Jin et al. 2011 (MMP-9 decay)
     N3' = k_3·(F − 1) − (k_mat + δ_3·P)·N3
-    N1' = k_1·(F − 1) + k_mat·N3 − δ_1·P·N1 − δ_b·(P − 1)·C1_0
+    N1' = k_1·(F − 1) + k_mat·N3 − (k_x + δ_1·P)·N1
     NE' = k_E·(F − 1) − δ_E·P·NE
     LE' = δ_bE·(P − 1)·(1 − LE)
     S'  = −(k_SD·D + k_SP·(P − 1))·S
+    NX' = k_x·N1 − δ_X·P·NX − δ_b·(P − 1)·C1_0
+
+Durable collagen: new type I collagen is first immature (N1: reducible cross-links, pepsin-soluble,
+turned over by MMPs at δ_1·P); it cross-links into the stable network at k_x (half-life ~60 d, from
+the rise of wound tensile strength) and then turns over like mature dermal collagen, δ_X (half-life
+~15 years). What excess MMP activity destroys is mature matrix, so that loss is booked on NX, and a
+deficit refills at the mature turnover. Gains therefore persist for years and return to baseline on
+a multi-year horizon.
 
 Epidermis (driven by the papillary layer's T and I)::
 
@@ -70,13 +82,13 @@ import numba as nb
 import numpy as np
 
 # ----------------------------------------------------------------- state layout
-N_DERMAL = 10
+N_DERMAL = 11
 N_EPIDERMAL = 6
 DERMAL_LAYERS = ("papillary_dermis", "reticular_dermis")
 N_STATE = 2 * N_DERMAL + N_EPIDERMAL
 
-IX_D, IX_I, IX_M, IX_F, IX_P, IX_N3, IX_N1, IX_NE, IX_LE, IX_S = range(N_DERMAL)
-DERMAL_STATE_NAMES = ("D", "I", "M", "F", "P", "N3", "N1", "NE", "LE", "S")
+IX_D, IX_I, IX_M, IX_F, IX_P, IX_N3, IX_N1, IX_NE, IX_LE, IX_S, IX_NX = range(N_DERMAL)
+DERMAL_STATE_NAMES = ("D", "I", "M", "F", "P", "N3", "N1", "NE", "LE", "S", "NX")
 EPI0 = 2 * N_DERMAL
 IX_DE, IX_K, IX_H, IX_MP, IX_Q, IX_A = (EPI0 + i for i in range(N_EPIDERMAL))
 EPIDERMAL_STATE_NAMES = ("De", "K", "H", "Mp", "Q", "A")
@@ -92,6 +104,8 @@ PARAM_NAMES: tuple[str, ...] = (
     "g_Q", "mu_Q", "k_A",
     # per-case inputs
     "lesion_drive",
+    # durable collagen (dermal block; appended so the indices above stay fixed)
+    "k_x", "delta_X",
 )  # fmt: skip
 N_PARAM = len(PARAM_NAMES)
 PIDX = {name: i for i, name in enumerate(PARAM_NAMES)}
@@ -110,6 +124,7 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     NE = y[o + 7]
     LE = y[o + 8]
     S = y[o + 9]
+    NX = y[o + 10]
     Fx = F - 1.0
     Px = P - 1.0
     T = M + p[7] * Fx
@@ -119,10 +134,11 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     out[o + 3] = p[8] * F * T / (p[9] + T) * (1.0 - F / p[10]) - p[11] * Fx
     out[o + 4] = p[12] * I + p[13] * Fx - p[14] * Px
     out[o + 5] = p[15] * Fx - (p[17] + p[18] * P) * N3
-    out[o + 6] = p[16] * Fx + p[17] * N3 - p[19] * P * N1 - p[20] * Px * p[21]
+    out[o + 6] = p[16] * Fx + p[17] * N3 - (p[42] + p[19] * P) * N1
     out[o + 7] = p[22] * Fx - p[23] * P * NE
     out[o + 8] = p[24] * Px * (1.0 - LE)
     out[o + 9] = -(p[25] * D + p[26] * Px) * S
+    out[o + 10] = p[42] * N1 - p[43] * P * NX - p[20] * Px * p[21]
     return T
 
 
@@ -153,7 +169,7 @@ def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
 
 @nb.njit(cache=True, error_model="numpy")
 def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore]
-    """Non-zero entries of d(dermal block)/dy at offset ``o`` (rows o..o+9), hand-derived."""
+    """Non-zero entries of d(dermal block)/dy at offset ``o`` (rows o..o+10), hand-derived."""
     D = y[o + 0]
     I = y[o + 1]  # noqa: E741
     M = y[o + 2]
@@ -164,10 +180,11 @@ def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore
     NE = y[o + 7]
     LE = y[o + 8]
     S = y[o + 9]
+    NX = y[o + 10]
     Px = P - 1.0
     T = M + p[7] * (F - 1.0)
     iD, iI, iM, iF, iP = o, o + 1, o + 2, o + 3, o + 4
-    i3, i1, iE, iL, iS = o + 5, o + 6, o + 7, o + 8, o + 9
+    i3, i1, iE, iL, iS, iX = o + 5, o + 6, o + 7, o + 8, o + 9, o + 10
     # D' = -(k_D + k_DI I) D
     jac[iD, iD] = -(p[0] + p[1] * I)
     jac[iD, iI] = -p[1] * D
@@ -193,11 +210,11 @@ def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore
     jac[i3, iF] = p[15]
     jac[i3, iP] = -p[18] * N3
     jac[i3, i3] = -(p[17] + p[18] * P)
-    # N1' = k_1 (F - 1) + k_mat N3 - delta_1 P N1 - delta_b (P - 1) C1_0
+    # N1' = k_1 (F - 1) + k_mat N3 - (k_x + delta_1 P) N1
     jac[i1, iF] = p[16]
-    jac[i1, iP] = -p[19] * N1 - p[20] * p[21]
+    jac[i1, iP] = -p[19] * N1
     jac[i1, i3] = p[17]
-    jac[i1, i1] = -p[19] * P
+    jac[i1, i1] = -(p[42] + p[19] * P)
     # NE' = k_E (F - 1) - delta_E P NE
     jac[iE, iF] = p[22]
     jac[iE, iP] = -p[23] * NE
@@ -209,6 +226,10 @@ def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore
     jac[iS, iD] = -p[25] * S
     jac[iS, iP] = -p[26] * S
     jac[iS, iS] = -(p[25] * D + p[26] * Px)
+    # NX' = k_x N1 - delta_X P NX - delta_b (P - 1) C1_0
+    jac[iX, i1] = p[42]
+    jac[iX, iP] = -p[43] * NX - p[20] * p[21]
+    jac[iX, iX] = -p[43] * P
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -287,7 +308,7 @@ def healing_factor(fac, jac, dinv):  # type: ignore[no-untyped-def,unused-ignore
 def _dermal_solve(fac, jac, dinv, o, x):  # type: ignore[no-untyped-def,unused-ignore]
     """Forward substitution through one dermal block (offset ``o``), in dependency order."""
     iD, iI, iM, iF, iP = o, o + 1, o + 2, o + 3, o + 4
-    i3, i1, iE, iL, iS = o + 5, o + 6, o + 7, o + 8, o + 9
+    i3, i1, iE, iL, iS, iX = o + 5, o + 6, o + 7, o + 8, o + 9, o + 10
     # (D, I): 2x2 block [[fac - J_DD, -J_DI], [-J_ID, fac - J_II]], Cramer's rule
     rD = x[iD]
     rI = x[iI]
@@ -298,6 +319,7 @@ def _dermal_solve(fac, jac, dinv, o, x):  # type: ignore[no-untyped-def,unused-i
     x[iP] = (x[iP] + jac[iP, iI] * x[iI] + jac[iP, iF] * x[iF]) * dinv[iP]
     x[i3] = (x[i3] + jac[i3, iF] * x[iF] + jac[i3, iP] * x[iP]) * dinv[i3]
     x[i1] = (x[i1] + jac[i1, iF] * x[iF] + jac[i1, iP] * x[iP] + jac[i1, i3] * x[i3]) * dinv[i1]
+    x[iX] = (x[iX] + jac[iX, i1] * x[i1] + jac[iX, iP] * x[iP]) * dinv[iX]
     x[iE] = (x[iE] + jac[iE, iF] * x[iF] + jac[iE, iP] * x[iP]) * dinv[iE]
     x[iL] = (x[iL] + jac[iL, iP] * x[iP]) * dinv[iL]
     x[iS] = (x[iS] + jac[iS, iD] * x[iD] + jac[iS, iP] * x[iP]) * dinv[iS]
@@ -308,7 +330,7 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
     """x <- (fac·I − J)^{-1} x for the healing Jacobian, factored by :func:`healing_factor`.
 
     Block forward substitution in the model's dependency order, written out: per dermal layer
-    (D, I) → M → F → P → N3 → N1 → NE → LE → S; then the epidermis De → K (needs the papillary
+    (D, I) → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
     M, F) → H, A → Mp, and Q (needs the papillary I and A). Only the structural non-zeros of
     :func:`healing_jacobian` are used; the tests check the result against a dense solve.
     """
@@ -327,7 +349,8 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
 
 
 def baseline_state(lesion_drive: np.ndarray) -> np.ndarray:
-    """Homeostatic state for a batch, shape (B, N_STATE); ``lesion_drive`` (B,) sets Mp."""
+    """Homeostatic state for a batch, shape (B, N_STATE); ``lesion_drive`` (B,) sets Mp (every
+    new-matrix state, NX included, is 0)."""
     lesion_drive = np.asarray(lesion_drive, dtype=float)
     y = np.zeros((lesion_drive.shape[0], N_STATE))
     for o in (0, N_DERMAL):

@@ -21,6 +21,7 @@ from microneedling.physics.healing_rhs import (
     IX_N1,
     IX_N3,
     IX_NE,
+    IX_NX,
     IX_Q,
     IX_S,
     N_DERMAL,
@@ -40,6 +41,7 @@ class ObserveParameters:
     density_per_collagen_I: float
     thickness_per_collagen: float
     papillary_weight: float
+    immature_strength: float  # theta: load carried by immature relative to mature collagen
     elasticity_gain: float
     elasticity_elastin_weight: float
     elasticity_baseline_young: float
@@ -80,9 +82,18 @@ class ObserveParameters:
 
 
 def collagen_gain(y: np.ndarray, layer: int) -> np.ndarray:
-    """New collagen (I + III) in dermal ``layer`` (0 papillary, 1 reticular), fraction of baseline."""
+    """New collagen (III + immature I + mature I) in dermal ``layer`` (0 papillary, 1 reticular),
+    fraction of baseline collagen: what a histological stain counts."""
     o = layer * N_DERMAL
-    return y[..., o + IX_N1] + y[..., o + IX_N3]
+    return y[..., o + IX_N1] + y[..., o + IX_N3] + y[..., o + IX_NX]
+
+
+def structural_gain(y: np.ndarray, layer: int, theta: float) -> np.ndarray:
+    """Mechanically effective new collagen G_s = NX + θ·(N1 + N3) in dermal ``layer``, fraction of
+    baseline collagen: cross-linked collagen carries load fully, immature collagen a share θ
+    (``observe.immature_strength``). The maps of density, fill, elasticity and texture read it."""
+    o = layer * N_DERMAL
+    return y[..., o + IX_NX] + theta * (y[..., o + IX_N1] + y[..., o + IX_N3])
 
 
 def saturating(gain: np.ndarray, max_reduction: np.ndarray | float, half: float) -> np.ndarray:
@@ -180,6 +191,7 @@ def observables(
             "collagen_change",
             "collagen_I_change",
             "collagen_III_change",
+            "mature_collagen_change",
             "elastin_change",
             "new_elastin_change",
             "inflammation",
@@ -188,10 +200,11 @@ def observables(
     }  # type: dict[str, list[np.ndarray]]
     for layer in (0, 1):
         o = layer * N_DERMAL
-        n1, n3 = y[..., o + IX_N1], y[..., o + IX_N3]
-        layered["collagen_change"].append(100.0 * (n1 + n3))
-        layered["collagen_I_change"].append(100.0 * n1 / c1_0)
+        n1, n3, nx = y[..., o + IX_N1], y[..., o + IX_N3], y[..., o + IX_NX]
+        layered["collagen_change"].append(100.0 * (n1 + n3 + nx))
+        layered["collagen_I_change"].append(100.0 * (n1 + nx) / c1_0)
         layered["collagen_III_change"].append(100.0 * n3 / (1.0 - c1_0))
+        layered["mature_collagen_change"].append(100.0 * nx)
         layered["elastin_change"].append(100.0 * (y[..., o + IX_NE] - y[..., o + IX_LE]))
         layered["new_elastin_change"].append(100.0 * y[..., o + IX_NE])
         layered["inflammation"].append(y[..., o + IX_I])
@@ -203,7 +216,8 @@ def observables(
     gain_pap = collagen_gain(y, 0)
     gain_ret = collagen_gain(y, 1)
     gain_mix = w * gain_pap + (1.0 - w) * gain_ret
-    mature = w * y[..., IX_N1] + (1.0 - w) * y[..., N_DERMAL + IX_N1]
+    th = op.immature_strength
+    mature = w * structural_gain(y, 0, th) + (1.0 - w) * structural_gain(y, 1, th)
     new_el = w * y[..., IX_NE] + (1.0 - w) * y[..., N_DERMAL + IX_NE]
 
     out["erythema"] = y[..., IX_I] + op.erythema_reticular_weight * y[..., N_DERMAL + IX_I]

@@ -3,11 +3,11 @@
 Systems-biology users can run the exported file in COPASI, tellurium/libRoadRunner or any SBML
 simulator. The document mirrors :mod:`microneedling.physics.healing_rhs` term by term:
 
-* the 26 states are species (dimensionless amounts in a unit compartment ``skin_site``, driven by
+* the 28 states are species (dimensionless amounts in a unit compartment ``skin_site``, driven by
   rate rules, no reactions): the dermal block with prefixes ``pap_`` (papillary dermis) and ``ret_``
-  (reticular dermis): ``D I M F P N3 N1 NE LE S``; the epidermal block ``De K H Mp Q A``;
+  (reticular dermis): ``D I M F P N3 N1 NE LE S NX``; the epidermal block ``De K H Mp Q A``;
 * the quasi-steady TGF-β signals ``pap_T`` and ``ret_T`` are assignment rules;
-* the 42 parameters carry the names of :data:`~microneedling.physics.healing_rhs.PARAM_NAMES` and
+* the 44 parameters carry the names of :data:`~microneedling.physics.healing_rhs.PARAM_NAMES` and
   the values the engine uses for that case (age-scaled collagen rates, PIH gain of the patient's
   Fitzpatrick type, ``sigma_TF`` from the loop gain, ``lesion_drive``), with units (per day or
   dimensionless; model time is in days);
@@ -60,10 +60,11 @@ _STATE_DESCR = {
     "F": "fibroblast density relative to baseline",
     "P": "MMP activity relative to baseline",
     "N3": "new collagen III, fraction of baseline total collagen",
-    "N1": "new collagen I (incl. matured III, minus matrix lost to excess MMP)",
+    "N1": "new immature collagen I (incl. matured III; MMP-labile)",
     "NE": "new elastic fibre, fraction of baseline elastin",
     "LE": "pre-existing elastin lost to MMP",
     "S": "scar tethering left (1 = untreated)",
+    "NX": "mature (cross-linked) new collagen I, minus matrix lost to excess MMP",
     "De": "epidermal injury (open channels in the epidermis)",
     "K": "keratinocyte activation",
     "H": "epidermal thickening, fraction of baseline",
@@ -89,7 +90,7 @@ def dermal_rate_formulas(pre: str) -> dict[str, str]:
     term-by-term the equations of :func:`microneedling.physics.healing_rhs._dermal_rhs`."""
     s = {n: f"{pre}_{n}" for n in DERMAL_STATE_NAMES}
     D, I, M, F, P = s["D"], s["I"], s["M"], s["F"], s["P"]  # noqa: E741
-    N3, N1, NE, LE, S = s["N3"], s["N1"], s["NE"], s["LE"], s["S"]
+    N3, N1, NE, LE, S, NX = s["N3"], s["N1"], s["NE"], s["LE"], s["S"], s["NX"]
     T = f"{pre}_T"
     return {
         D: f"-(k_D + k_DI * {I}) * {D}",
@@ -98,10 +99,11 @@ def dermal_rate_formulas(pre: str) -> dict[str, str]:
         F: f"r_F * {F} * {T} / (K_T + {T}) * (1 - {F} / F_max) - mu_F * ({F} - 1)",
         P: f"sigma_PI * {I} + sigma_PF * ({F} - 1) - mu_P * ({P} - 1)",
         N3: f"k_3 * ({F} - 1) - (k_mat + delta_3 * {P}) * {N3}",
-        N1: f"k_1 * ({F} - 1) + k_mat * {N3} - delta_1 * {P} * {N1} - delta_b * ({P} - 1) * C1_0",
+        N1: f"k_1 * ({F} - 1) + k_mat * {N3} - (k_x + delta_1 * {P}) * {N1}",
         NE: f"k_E * ({F} - 1) - delta_E * {P} * {NE}",
         LE: f"delta_bE * ({P} - 1) * (1 - {LE})",
         S: f"-(k_SD * {D} + k_SP * ({P} - 1)) * {S}",
+        NX: f"k_x * {N1} - delta_X * {P} * {NX} - delta_b * ({P} - 1) * C1_0",
     }
 
 
@@ -321,7 +323,7 @@ def _notes(model: Any) -> None:
 
     body = (
         "Wound-healing ODE of the microneedling package (version "
-        f"{__version__}), exported for one treated site. Time in days. The 26 states and 42 "
+        f"{__version__}), exported for one treated site. Time in days. The 28 states and 44 "
         "parameters mirror microneedling.physics.healing_rhs; sessions are events adding the "
         "session's injury and topical impulses (computed by the package's needle, injury and "
         "transport models). Observables (collagen %, scar depth, ...) are not part of this file. "
