@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("reports",),
     ("service",),
     ("web",),
-    ("cli",),
+    ("cli", "client"),
 )
 #: third-party libraries that may be imported inside functions, because loading them costs start-up
 #: time on paths that do not use them

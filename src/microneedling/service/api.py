@@ -977,8 +977,11 @@ def delete_molecule(molecule_id: RecordId, who: Who, db: Db) -> Response:
     return Response(status_code=204)
 
 
-def _population_out(pop: Population, rec: PopulationRecord | None = None) -> PopulationOut:
+def _population_out(
+    pop: Population, key: str, rec: PopulationRecord | None = None
+) -> PopulationOut:
     return PopulationOut(
+        key=key,
         name=pop.name,
         description=pop.description,
         shipped=rec is None,
@@ -990,9 +993,9 @@ def _population_out(pop: Population, rec: PopulationRecord | None = None) -> Pop
 @router.get("/populations", response_model=list[PopulationOut], tags=["reference"])
 def populations(who: Who, db: Db) -> list[PopulationOut]:
     """The population presets and the organisation's own populations (usable by name in a trial)."""
-    out = [_population_out(load_population(n)) for n in list_populations()]
+    out = [_population_out(load_population(n), n) for n in list_populations()]
     for rec in db.scalars(scoped(PopulationRecord, who).order_by(PopulationRecord.id)).all():
-        out.append(_population_out(Population.from_dict(rec.data), rec))
+        out.append(_population_out(Population.from_dict(rec.data), rec.name, rec))
     return out
 
 
@@ -1022,14 +1025,14 @@ def add_population(payload: Payload, who: Who, db: Db) -> PopulationOut:
     db.flush()
     audit.record(db, who, "create", "population", rec.id, pop.name)
     db.commit()
-    return _population_out(pop, rec)
+    return _population_out(pop, pop.name, rec)
 
 
 @router.get("/populations/{population_id}", response_model=PopulationOut, tags=["reference"])
 def get_population(population_id: RecordId, who: Who, db: Db) -> PopulationOut:
     """One of the organisation's populations."""
     rec = owned(db, PopulationRecord, population_id, who, "population")
-    return _population_out(Population.from_dict(rec.data), rec)
+    return _population_out(Population.from_dict(rec.data), rec.name, rec)
 
 
 @router.delete("/populations/{population_id}", status_code=204, tags=["reference"])

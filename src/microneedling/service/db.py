@@ -67,6 +67,11 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+#: ids are never reused after a deletion (SQLite reuses the largest id without this), so the audit
+#: log's record ids stay unambiguous
+_NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     """Base of every table."""
 
@@ -89,6 +94,7 @@ class Organisation(Base):
     """A clinic or a lab: the unit that owns records."""
 
     __tablename__ = "organisations"
+    __table_args__ = _NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200), unique=True, nullable=False)
     created_at: Mapped[dt.datetime] = _created()
@@ -98,6 +104,7 @@ class User(Base):
     """A person who signs in; ``role`` is ``admin`` (manages the organisation's users) or ``member``."""
 
     __tablename__ = "users"
+    __table_args__ = _NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     email: Mapped[str] = mapped_column(sa.String(320), unique=True, nullable=False)
@@ -111,6 +118,7 @@ class ApiToken(Base):
     """A token for scripts: only its SHA-256 is stored; revoked tokens stay listed."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = _NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     user_id: Mapped[int] = mapped_column(
@@ -128,6 +136,7 @@ class BrowserSession(Base):
     """A signed-in browser: the cookie holds a random token, the table its SHA-256."""
 
     __tablename__ = "browser_sessions"
+    __table_args__ = _NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     user_id: Mapped[int] = mapped_column(
@@ -142,6 +151,7 @@ class PatientRecord(Base):
     """A patient: the planner's patient file (validated by ``course.patient.PatientFile``)."""
 
     __tablename__ = "patients"
+    __table_args__ = _NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     name: Mapped[str] = mapped_column(sa.String(500), nullable=False)
@@ -154,6 +164,7 @@ class CourseRecord(Base):
     """A course (validated by ``course.model.Course``), optionally of a stored patient."""
 
     __tablename__ = "courses"
+    __table_args__ = _NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     patient_id: Mapped[int | None] = mapped_column(
@@ -174,6 +185,7 @@ class Run(Base):
     """
 
     __tablename__ = "runs"
+    __table_args__ = _NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     kind: Mapped[str] = mapped_column(sa.String(20), nullable=False)
@@ -205,7 +217,10 @@ class FileRecord(Base):
     of its content in the file store."""
 
     __tablename__ = "files"
-    __table_args__ = (sa.UniqueConstraint("run_id", "name", name="uq_files_run_name"),)
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "name", name="uq_files_run_name"),
+        _NEVER_REUSE_IDS,
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     run_id: Mapped[int] = mapped_column(
@@ -222,7 +237,10 @@ class MoleculeRecord(Base):
     """A topical active added by an organisation (the molecule library's TOML format)."""
 
     __tablename__ = "molecules"
-    __table_args__ = (sa.UniqueConstraint("organisation_id", "key", name="uq_molecules_org_key"),)
+    __table_args__ = (
+        sa.UniqueConstraint("organisation_id", "key", name="uq_molecules_org_key"),
+        _NEVER_REUSE_IDS,
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     key: Mapped[str] = mapped_column(sa.String(100), nullable=False)
@@ -237,6 +255,7 @@ class PopulationRecord(Base):
     __tablename__ = "populations"
     __table_args__ = (
         sa.UniqueConstraint("organisation_id", "name", name="uq_populations_org_name"),
+        _NEVER_REUSE_IDS,
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
@@ -250,6 +269,7 @@ class AuditEvent(Base):
     """Who created, ran, viewed or deleted what, when and from where (kept when the record goes)."""
 
     __tablename__ = "audit_events"
+    __table_args__ = _NEVER_REUSE_IDS
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = _org()
     user_id: Mapped[int | None] = mapped_column(

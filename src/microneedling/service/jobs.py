@@ -207,8 +207,11 @@ class JobManager:
     ) -> None:
         with self.sessions() as db:
             run = db.get(Run, rid)
-            if run is None or run.worker not in (self.worker_id, None):
-                return  # deleted meanwhile, or taken over by another process
+            if run is None:
+                remove_work(work)  # deleted meanwhile
+                return
+            if run.worker not in (self.worker_id, None):
+                return  # taken over by another process
             if outputs is not None:
                 store_outputs(db, self.store, run, outputs)
                 run.progress, run.progress_text = 1.0, "done"
@@ -218,8 +221,8 @@ class JobManager:
             run.heartbeat_at = now()
             if status == "cancelled":
                 run.progress_text = "cancelled"
+            remove_work(work)  # before the commit: a finished run never leaves chunks behind
             db.commit()
-        remove_work(work)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_s):

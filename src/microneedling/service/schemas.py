@@ -416,6 +416,7 @@ class MoleculeOut(BaseModel):
 
 
 class PopulationOut(BaseModel):
+    key: str = Field(description="What a trial's population names: a preset's key or your name.")
     name: str
     description: str = ""
     shipped: bool

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(200), nullable=False, unique=True),
         sa.Column("created_at", TS, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "users",
@@ -51,6 +52,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(20), nullable=False),
         sa.Column("active", sa.Boolean, nullable=False),
         sa.Column("created_at", TS, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "api_tokens",
@@ -69,6 +71,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("last_used_at", TS, nullable=True),
         sa.Column("revoked_at", TS, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "browser_sessions",
@@ -84,6 +87,7 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("expires_at", TS, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "patients",
@@ -93,6 +97,7 @@ def upgrade() -> None:
         sa.Column("data", sa.JSON, nullable=False),
         _creator(),
         sa.Column("created_at", TS, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "courses",
@@ -109,6 +114,7 @@ def upgrade() -> None:
         sa.Column("data", sa.JSON, nullable=False),
         _creator(),
         sa.Column("created_at", TS, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "runs",
@@ -144,6 +150,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("started_at", TS, nullable=True),
         sa.Column("finished_at", TS, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "files",
@@ -162,6 +169,7 @@ def upgrade() -> None:
         sa.Column("media_type", sa.String(100), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.UniqueConstraint("run_id", "name", name="uq_files_run_name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "molecules",
@@ -172,6 +180,7 @@ def upgrade() -> None:
         _creator(),
         sa.Column("created_at", TS, nullable=False),
         sa.UniqueConstraint("organisation_id", "key", name="uq_molecules_org_key"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "populations",
@@ -182,6 +191,7 @@ def upgrade() -> None:
         _creator(),
         sa.Column("created_at", TS, nullable=False),
         sa.UniqueConstraint("organisation_id", "name", name="uq_populations_org_name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "audit_events",
@@ -202,6 +212,7 @@ def upgrade() -> None:
         sa.Column("detail", sa.String(1000), nullable=False),
         sa.Column("ip", sa.String(64), nullable=True),
         sa.Column("at", TS, nullable=False, index=True),
+        sqlite_autoincrement=True,
     )
 
 
