@@ -8,6 +8,7 @@ which takes a form's CSRF token) and the page shell of :mod:`microneedling.repor
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.orm import sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from microneedling.about import DISCLAIMER, __version__
@@ -23,7 +25,7 @@ from microneedling.service.api import router
 from microneedling.service.auth import Context
 from microneedling.service.config import Settings
 from microneedling.service.db import make_engine, migrate
-from microneedling.service.errors import install_handlers
+from microneedling.service.errors import error_body, install_handlers
 from microneedling.service.jobs import JobManager
 from microneedling.service.schemas import COMPONENTS
 from microneedling.service.security import RateLimiter
@@ -60,6 +62,76 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes with a 413 and the JSON error body: at once when
+    ``Content-Length`` says so, else as soon as the streamed body passes the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            error_body(413, f"request body larger than {self.limit} bytes (the server's limit)")
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await self._refuse(send)
+                    return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge(self.limit)
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+
+class _TooLarge(StarletteHTTPException):
+    """A streamed body passed the limit (an HTTP exception: the routes' body parsing lets it
+    through to the JSON error handler)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes (the server's limit)")
 
 
 def make_context(settings: Settings, *, run_migrations: bool = True) -> Context:
@@ -107,11 +179,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             "(`Authorization: Bearer mnt_…`). " + DISCLAIMER
         ),
         lifespan=lifespan,
-        max_body_size=ctx.settings.max_body_bytes,
     )
     app.state.context = ctx
     install_handlers(app)
     app.include_router(router)
+    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
 
     def openapi() -> dict[str, Any]:
