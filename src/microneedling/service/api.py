@@ -204,6 +204,7 @@ def _run_out(run: Run, files: Sequence[FileRecord]) -> RunOut:
         summary=run.summary,
         error=run.error,
         cancel_requested=run.cancel_requested,
+        attempts=run.attempts,
         files=[
             FileOut(
                 name=f.name,

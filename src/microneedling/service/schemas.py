@@ -375,6 +375,7 @@ class RunOut(BaseModel):
     summary: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     cancel_requested: bool
+    attempts: int = Field(description="How many times a job started it (2+: resumed).")
     files: list[FileOut] = []
     downloads: list[str] = Field(
         default=[], description="Files made on first download (from the stored result)."
