@@ -267,7 +267,10 @@ class Client:
         import xarray as xr
 
         if name is None:
-            files = [f["name"] for f in self.run(run_id)["files"] if f["name"].endswith(".nc")]
+            run = self.run(run_id)
+            names = [f["name"] for f in run["files"]]
+            names += [u.rsplit("/files/", 1)[1] for u in run.get("downloads", [])]
+            files = [n for n in names if n.endswith(".nc")]
             if not files:
                 raise ServiceError(404, f"run {run_id} has no NetCDF file")
             name = files[0]

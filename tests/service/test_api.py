@@ -4,17 +4,17 @@ audit log and the reference data."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
-import xarray as xr
 
 from microneedling.course.model import Course
 from microneedling.course.patient import PatientFile
+from microneedling.engine.result import Result
 from microneedling.engine.simulate import simulate
 from microneedling.errors import InputFileError
 from microneedling.parameters.parameter_set import load_parameters
@@ -129,26 +129,33 @@ def test_bad_course_and_patient_are_refused_in_the_cli_words(service: Service) -
     assert r.status_code == 422 and r.json()["problems"][0]["field"] == "limit"
 
 
-def test_simulate_inline_gives_the_engine_numbers(service: Service) -> None:
+def test_simulate_inline_gives_the_engine_numbers(service: Service, tmp_path: Path) -> None:
     c, h = service.client, service.a.h
     data = example("acne-scars-rolling-cheek.toml")
     r = c.post(f"{API}/runs/simulate", json={"course": data, "draws": 0}, headers=h)
     assert r.status_code == 201, r.text
     run = r.json()
     assert run["status"] == "done" and run["progress"] == 1.0
-    assert {f["name"] for f in run["files"]} == {"result.nc", "course.toml"}
+    assert run["files"] == []  # made on first download, from the stored result
+    names = ["result.nc", "endpoints.csv", "report.html", "course.toml"]
+    assert run["downloads"] == [f"{API}/runs/{run['id']}/files/{n}" for n in names]
     expected = simulate(Course.from_dict(data), draws=0)
     nc = c.get(f"{API}/runs/{run['id']}/files/result.nc", headers=h)
     assert nc.status_code == 200 and nc.headers["content-type"] == "application/x-netcdf"
-    ds = xr.open_dataset(io.BytesIO(nc.content), engine="scipy").load()
-    assert set(ds.data_vars) == set(expected.dataset.data_vars)
+    (tmp_path / "r.nc").write_bytes(nc.content)
+    got = Result.from_netcdf(tmp_path / "r.nc")  # NetCDF-4, as the CLI writes it
+    assert set(got.dataset.data_vars) == set(expected.dataset.data_vars)
     for name, var in expected.dataset.data_vars.items():
-        np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)
+        np.testing.assert_array_equal(got.dataset[name].values, var.values, err_msg=name)
     rows = c.get(f"{API}/runs/{run['id']}/endpoints", headers=h).json()
     table = expected.endpoints()
     assert len(rows) == len(table)
     np.testing.assert_allclose([r["value"] for r in rows], table["value"].to_numpy(), rtol=0)
     assert run["summary"]["warnings"] == list(expected.warnings)
+    toml = c.get(f"{API}/runs/{run['id']}/files/course.toml", headers=h).text
+    assert Course.from_toml_text(toml) == Course.from_dict(data)
+    # the stored result itself is never served
+    assert c.get(f"{API}/runs/{run['id']}/files/.result.pickle", headers=h).status_code == 404
 
 
 def test_background_run_progress_events_and_derived_files(service: Service) -> None:
@@ -166,10 +173,7 @@ def test_background_run_progress_events_and_derived_files(service: Service) -> N
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     run = wait(c, rid, h)
     assert run["status"] == "done" and run["summary"]["draws"] == 2
-    assert run["downloads"] == [
-        f"{API}/runs/{rid}/files/endpoints.csv",
-        f"{API}/runs/{rid}/files/report.html",
-    ]
+    assert len(run["downloads"]) == 4 and run["files"] == []
     html = c.get(f"{API}/runs/{rid}/files/report.html", headers=h)
     assert html.status_code == 200 and data["name"] in html.text
     assert "sandbox" in html.headers["content-security-policy"]
@@ -216,7 +220,7 @@ def test_deleting_a_patient_deletes_courses_runs_and_files(service: Service) -> 
     c.get(f"{API}/runs/{run['id']}/files/endpoints.csv", headers=h)
     with service.ctx.sessions() as db:
         shas = db.scalars(sa.select(FileRecord.sha256).where(FileRecord.run_id == run["id"])).all()
-    assert len(shas) == 3 and all(store.exists(s) for s in shas)
+    assert len(shas) == 2 and all(store.exists(s) for s in shas)  # the result and the CSV
     assert c.delete(f"{API}/patients/{pid}", headers=h).status_code == 204
     for path in (f"patients/{pid}", f"courses/{cid}", f"runs/{run['id']}"):
         assert c.get(f"{API}/{path}", headers=h).status_code == 404, path

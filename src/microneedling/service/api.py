@@ -70,6 +70,7 @@ from microneedling.service.errors import ServiceError
 from microneedling.service.jobs import TERMINAL, store_outputs, work_dir
 from microneedling.service.runs import (
     DERIVED,
+    RESULT_BLOB,
     Prepared,
     derive,
     endpoint_records,
@@ -190,6 +191,7 @@ def _file_url(run_id: int, name: str) -> str:
 
 
 def _run_out(run: Run, files: Sequence[FileRecord]) -> RunOut:
+    files = [f for f in files if not f.name.startswith(".")]  # internal blobs are never listed
     have = {f.name for f in files}
     later = [n for n in DERIVED.get(run.kind, ()) if n not in have and run.status == "done"]
     return RunOut(
@@ -601,10 +603,11 @@ def _submit(
         run.started_at = run.finished_at = run.created_at = now()
         db.add(run)
         db.flush()
-        store_outputs(db, ctx.store, run, outputs)
+        files = store_outputs(db, ctx.store, run, outputs)
         audit.record(db, who, "run", prep.kind, run.id)
         db.commit()
         response.status_code = 201
+        return _run_out(run, files)
     else:
         db.add(run)
         db.flush()
@@ -715,6 +718,15 @@ def delete_run(run_id: RecordId, who: Who, db: Db, ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
+def _result_blob(db: Session, ctx: Context, run: Run) -> bytes:
+    rec = db.scalar(
+        sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == RESULT_BLOB)
+    )
+    if rec is None:  # pragma: no cover - every finished simulation stores its result
+        raise ServiceError(409, f"run {run.id} has no stored result")
+    return ctx.store.read_bytes(rec.sha256)
+
+
 def _finished(run: Run) -> None:
     if run.status != "done":
         raise ServiceError(409, f"run {run.id} is {run.status}; its results exist once it is done")
@@ -730,11 +742,7 @@ def run_endpoints(run_id: RecordId, who: Who, db: Db, ctx: Ctx) -> list[dict[str
     _finished(run)
     audit.record(db, who, "view", "run", run.id, "endpoints")
     if run.endpoints is None:
-        nc = db.scalar(
-            sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == "result.nc")
-        )
-        assert nc is not None
-        run.endpoints = endpoint_records(result_of(ctx.store.read_bytes(nc.sha256)))
+        run.endpoints = endpoint_records(result_of(_result_blob(db, ctx, run)))
     db.commit()
     return list(run.endpoints or [])
 
@@ -766,13 +774,11 @@ def download(
     rec = db.scalar(
         sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == name)
     )
-    if rec is None and name in DERIVED.get(run.kind, ()):
+    if name.startswith("."):
+        rec = None  # internal blobs are never served
+    elif rec is None and name in DERIVED.get(run.kind, ()):
         _finished(run)
-        nc = db.scalar(
-            sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == "result.nc")
-        )
-        assert nc is not None
-        data = derive(run.kind, name, ctx.store.read_bytes(nc.sha256))
+        data = derive(run.kind, name, _result_blob(db, ctx, run))
         sha, size = ctx.store.put_bytes(data)
         rec = FileRecord(
             organisation_id=run.organisation_id,

@@ -51,25 +51,28 @@ def work_dir(settings: Settings, run_id: int) -> Path:
     return settings.work_dir / f"run-{run_id}"
 
 
-def store_outputs(db: Session, store: FileStore, run: Run, outputs: Outputs) -> None:
+def store_outputs(db: Session, store: FileStore, run: Run, outputs: Outputs) -> list[FileRecord]:
     """Move a run's files into the file store and reference them from the database."""
+    records = []
     for name, content in outputs.files.items():
         sha, size = (
             store.put_bytes(content) if isinstance(content, bytes) else store.put_file(content)
         )
-        db.add(
-            FileRecord(
-                organisation_id=run.organisation_id,
-                run_id=run.id,
-                name=name,
-                sha256=sha,
-                size=size,
-                media_type=media_type(name),
-            )
+        rec = FileRecord(
+            organisation_id=run.organisation_id,
+            run_id=run.id,
+            name=name,
+            sha256=sha,
+            size=size,
+            media_type=media_type(name),
         )
+        db.add(rec)
+        records.append(rec)
     run.summary = outputs.summary
     if outputs.endpoints is not None:
         run.endpoints = outputs.endpoints
+    db.flush()
+    return records
 
 
 @dataclass

@@ -13,10 +13,10 @@ computes only the missing ones.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import logging
 import math
+import pickle
 import shutil
 import tempfile
 import time
@@ -75,10 +75,12 @@ from microneedling.studies.trial.spec import TrialSpec
 __all__ = [
     "DERIVED",
     "MEDIA_TYPES",
+    "RESULT_BLOB",
     "Cancelled",
     "Outputs",
     "Prepared",
     "Progress",
+    "StoredResultError",
     "derive",
     "error_json",
     "execute",
@@ -102,7 +104,9 @@ MEDIA_TYPES = {
 }
 
 #: files of a finished run made on first download from its stored result (kind -> names)
-DERIVED: dict[str, tuple[str, ...]] = {"simulate": ("endpoints.csv", "report.html")}
+DERIVED: dict[str, tuple[str, ...]] = {
+    "simulate": ("result.nc", "endpoints.csv", "report.html", "course.toml")
+}
 
 
 def media_type(name: str) -> str:
@@ -342,16 +346,20 @@ class Outputs:
     endpoints: list[dict[str, Any]] | None = None
 
 
-def _result_bytes(result: Result) -> bytes:
-    """The result as NetCDF (classic format through xarray's scipy engine: 9× faster to write than
-    NetCDF-4 for a single course, and read by every NetCDF reader, xarray included)."""
-    data = result.dataset.to_netcdf(engine="scipy")
-    return bytes(data) if not isinstance(data, bytes) else data
+#: the stored result of a simulation: the Dataset pickled (0.3 ms for one course, against 5 ms
+#: for NetCDF classic and 36 ms for NetCDF-4), read only by this server and never served;
+#: ``result.nc`` and the other files are made from it on first download (:data:`DERIVED`)
+RESULT_BLOB = ".result.pickle"
+
+
+def result_blob(result: Result) -> bytes:
+    """The stored form of a simulation's result (see :data:`RESULT_BLOB`)."""
+    return pickle.dumps(result.dataset, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def simulate_inline(request: Mapping[str, Any]) -> Outputs:
     """Simulate one course (the engine's :func:`~microneedling.engine.simulate.simulate`, as
-    ``microneedling simulate`` calls it) and keep ``result.nc`` and ``course.toml``."""
+    ``microneedling simulate`` calls it) and keep its result."""
     course = Course.from_dict(request["course"], source="course")
     kwargs: dict[str, Any] = {"draws": int(request.get("draws", 32))}
     if request.get("seed") is not None:
@@ -366,17 +374,23 @@ def simulate_inline(request: Mapping[str, Any]) -> Outputs:
         "parameter_set_hash": result.parameter_set_hash,
         "disclaimer": DISCLAIMER,
     }
-    return Outputs(
-        summary, {"result.nc": _result_bytes(result), "course.toml": course.to_toml().encode()}
-    )
+    return Outputs(summary, {RESULT_BLOB: result_blob(result)})
 
 
-def result_of(data: bytes) -> Result:
-    """A :class:`Result` from the bytes of a stored ``result.nc``."""
-    import xarray as xr
+def result_of(blob: bytes) -> Result:
+    """A :class:`Result` from its stored form (written by this server: see :data:`RESULT_BLOB`)."""
+    try:
+        dataset = pickle.loads(blob)
+    except Exception as exc:  # written by another version of the libraries
+        raise StoredResultError(
+            f"the stored result cannot be read by this version ({type(exc).__name__}); run the "
+            "simulation again"
+        ) from None
+    return Result(dataset)
 
-    with xr.open_dataset(io.BytesIO(data), engine="scipy") as ds:
-        return Result(ds.load())
+
+class StoredResultError(MicroneedlingError):
+    """A stored result that this version of the server cannot read."""
 
 
 def endpoint_records(result: Result) -> list[dict[str, Any]]:
@@ -384,15 +398,25 @@ def endpoint_records(result: Result) -> list[dict[str, Any]]:
     return [jsonable(r) for r in result.endpoints().to_dict("records")]
 
 
-def derive(kind: str, name: str, result_nc: bytes) -> bytes:
-    """A file of a finished run made from its stored result (see :data:`DERIVED`)."""
-    result = result_of(result_nc)
+def derive(kind: str, name: str, blob: bytes) -> bytes:
+    """A file of a finished simulation made from its stored result (see :data:`DERIVED`):
+    ``result.nc`` (NetCDF-4, :meth:`Result.to_netcdf` as the CLI writes it), ``endpoints.csv``,
+    ``report.html`` (with figures) and ``course.toml``."""
+    result = result_of(blob)
+    if name == "result.nc":
+        with tempfile.TemporaryDirectory(prefix="microneedling-nc-") as tmp:
+            return result.to_netcdf(Path(tmp) / "result.nc").read_bytes()
     if name == "endpoints.csv":
         return result.endpoints().to_csv(index=False, lineterminator="\n").encode()
     if name == "report.html":
         with tempfile.TemporaryDirectory(prefix="microneedling-report-") as tmp:
             figs = write_figures(result, Path(tmp) / "figures")
             return render_html(result, figs).encode()
+    if name == "course.toml":
+        course = result.course
+        if course is None:  # pragma: no cover - every simulation records its course
+            raise KeyError(name)
+        return course.to_toml().encode()
     raise KeyError(name)
 
 

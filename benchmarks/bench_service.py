@@ -1,0 +1,222 @@
+"""Service load test (run on its own: ``python benchmarks/bench_service.py``; not part of the tests).
+
+A bounded load on loopback: ``microneedling serve`` in a subprocess (``--workers 2`` by default, the
+machine's two cores), then 1, 8 and 32 concurrent clients (httpx, asyncio), each with its own API
+token, posting the same course to ``POST /api/v1/runs/simulate`` (``draws = 0``: answered inline,
+the result stored in the file store and the database) for a fixed duration or a fixed count of
+requests, whichever comes first. Reported per database (SQLite, PostgreSQL) and level: requests per
+second, p50 and p99 latency, errors. In the same run, ``simulate`` of the same course is timed in
+process (median), and the HTTP overhead is p50 at 1 client minus that time, as a fraction of it.
+
+Goals (issue 13): at 32 clients >= 150 simulate requests/s on 2 cores, p99 < 300 ms, zero errors,
+HTTP overhead < 30% of the in-process time.
+
+    python benchmarks/bench_service.py [--seconds 10] [--max-requests 3000] [--workers 2]
+        [--levels 1,8,32] [--databases sqlite,postgresql] [--database-url URL]
+
+PostgreSQL: a throwaway cluster is started (as the tests do) unless ``--database-url`` names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+EXAMPLE = ROOT / "examples" / "acne-scars-rolling-cheek.toml"
+PASSWORD = "benchmark password 1234"
+
+
+def in_process_ms(repeat: int = 50) -> float:
+    """Median time of ``simulate(course, draws=0)`` in this process (after a warm-up)."""
+    from microneedling.course.model import Course
+    from microneedling.engine.simulate import simulate
+
+    course = Course.from_toml(EXAMPLE)
+    simulate(course, draws=0)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        simulate(course, draws=0)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+async def _client(
+    url: str,
+    token: str,
+    body: dict[str, Any],
+    stop_at: float,
+    budget: list[int],
+    lat: list[float],
+    errors: list[str],
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+        while time.perf_counter() < stop_at and budget[0] > 0:
+            budget[0] -= 1
+            t0 = time.perf_counter()
+            try:
+                r = await http.post("/api/v1/runs/simulate", json=body)
+                ok = r.status_code == 201
+                if not ok:
+                    errors.append(f"{r.status_code} {r.text[:100]}")
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+                ok = False
+            if ok:
+                lat.append(time.perf_counter() - t0)
+
+
+async def _level(
+    url: str, tokens: list[str], clients: int, seconds: float, max_requests: int
+) -> dict[str, Any]:
+    body = {"course": tomllib.loads(EXAMPLE.read_text()), "draws": 0}
+    # warm-up: every client once (connections, server caches)
+    warm: list[float] = []
+    await asyncio.gather(
+        *[
+            _client(url, tokens[i], body, time.perf_counter() + 30, [1], warm, [])
+            for i in range(clients)
+        ]
+    )
+    lat: list[float] = []
+    errors: list[str] = []
+    budget = [max_requests]
+    t0 = time.perf_counter()
+    await asyncio.gather(
+        *[_client(url, tokens[i], body, t0 + seconds, budget, lat, errors) for i in range(clients)]
+    )
+    wall = time.perf_counter() - t0
+    ms = np.array(lat) * 1e3
+    return {
+        "clients": clients,
+        "requests": len(lat) + len(errors),
+        "rps": len(lat) / wall,
+        "p50": float(np.percentile(ms, 50)) if len(ms) else float("nan"),
+        "p99": float(np.percentile(ms, 99)) if len(ms) else float("nan"),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+        "seconds": wall,
+    }
+
+
+def _tokens(url: str, n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        r = httpx.post(
+            f"{url}/api/v1/auth/token",
+            json={"email": "bench@bench.example", "password": PASSWORD, "name": f"client {i}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        out.append(r.json()["token"])
+    return out
+
+
+def run_database(
+    kind: str, database_url: str | None, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    from tests.service.live import create_admin, serve, stop
+
+    levels = [int(x) for x in args.levels.split(",")]
+    with tempfile.TemporaryDirectory(prefix="microneedling-bench-") as tmp:
+        data = Path(tmp)
+        extra = ["--workers", str(args.workers)]
+        if database_url:
+            extra += ["--database", database_url]
+        env = {"MICRONEEDLING_LOGIN_PER_MINUTE": "1000"}
+        if database_url:
+            os.environ["MICRONEEDLING_DATABASE_URL"] = database_url
+        create_admin(data, "bench@bench.example", PASSWORD, "Bench")
+        proc, url = serve(data, env, None, *extra)
+        try:
+            tokens = _tokens(url, max(levels))
+            rows = []
+            for n in levels:
+                row = asyncio.run(_level(url, tokens, n, args.seconds, args.max_requests))
+                row["database"] = kind
+                rows.append(row)
+                print(
+                    f"  {kind:10s} {n:3d} clients: {row['requests']:5d} requests, "
+                    f"{row['rps']:6.1f}/s, p50 {row['p50']:6.1f} ms, p99 {row['p99']:6.1f} ms, "
+                    f"errors {row['errors']} {row['first_error']}",
+                    flush=True,
+                )
+            return rows
+        finally:
+            stop(proc)
+            os.environ.pop("MICRONEEDLING_DATABASE_URL", None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--max-requests", type=int, default=3000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--databases", default="sqlite,postgresql")
+    ap.add_argument("--database-url", default=None, help="An existing PostgreSQL database.")
+    args = ap.parse_args()
+
+    print(f"in-process simulate(draws=0), {EXAMPLE.name}: ", end="", flush=True)
+    base_ms = in_process_ms()
+    print(f"{base_ms:.2f} ms (median of 50)", flush=True)
+    rows: list[dict[str, Any]] = []
+    cluster = None
+    try:
+        for kind in args.databases.split(","):
+            url = None
+            if kind == "postgresql":
+                url = args.database_url
+                if url is None:
+                    from tests.service.pg import start_cluster
+
+                    cluster = start_cluster()
+                    url = cluster.create_database()
+            rows += run_database(kind, url, args)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    after_ms = in_process_ms()
+    print()
+    print(f"in-process simulate: {base_ms:.2f} ms before, {after_ms:.2f} ms after the load")
+    print("| database | clients | requests | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['database']} | {r['clients']} | {r['requests']} | {r['rps']:.1f} | "
+            f"{r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} |"
+        )
+    ref = min(base_ms, after_ms)
+    for r in rows:
+        if r["clients"] == 1:
+            over = (r["p50"] - ref) / ref
+            print(
+                f"HTTP overhead ({r['database']}, 1 client): p50 {r['p50']:.1f} ms - "
+                f"in-process {ref:.2f} ms = {r['p50'] - ref:.1f} ms = {100 * over:.0f}% "
+                "(goal < 30%)"
+            )
+    for r in rows:
+        if r["clients"] == 32:
+            met = r["rps"] >= 150 and r["p99"] < 300 and r["errors"] == 0
+            print(
+                f"goal at 32 clients ({r['database']}): >= 150/s, p99 < 300 ms, 0 errors: "
+                f"{'met' if met else 'missed'}"
+            )
+
+
+if __name__ == "__main__":
+    main()
