@@ -27,10 +27,12 @@ calibration or validation, never both.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -38,6 +40,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from microneedling.course.model import Course, fitzpatrick_type
 from microneedling.engine.endpoints import parse_endpoint
+from microneedling.engine.variables import by_name
 from microneedling.errors import InputError, InputFileError
 from microneedling.io import data_path
 from microneedling.parameters.parameter_set import Reference, load_references
@@ -49,7 +52,9 @@ __all__ = [
     "BOUNDS",
     "COMPARES",
     "DEVICES",
+    "EQUIVALENCE",
     "EVIDENCE",
+    "FAMILIES",
     "REFERENCES_TABLE",
     "ROLES",
     "ROLES_TABLE",
@@ -81,6 +86,22 @@ __all__ = [
 ]
 
 ROLES: tuple[str, ...] = ("calibration", "validation")
+#: the claim families a row evidences (``family``), in the order reports show them
+FAMILIES: tuple[str, ...] = (
+    "collagen_elastin",
+    "firmness_elasticity",
+    "wrinkles",
+    "texture",
+    "acne_scars",
+    "pores",
+    "striae",
+    "pigment",
+    "pih",
+    "downtime",
+    "penetration_closure",
+    "absorption",
+)
+EQUIVALENCE: tuple[str, ...] = ("equivalent", "minor", "major")
 EVIDENCE: tuple[str, ...] = ("SEEN", "SEEN secondary", "DERIVED")
 BOUNDS: tuple[str, ...] = ("upper", "lower")
 REFERENCES_TABLE = "_references"
@@ -180,6 +201,20 @@ class RowTable(_Model):
     quantity: NonEmpty
     observable: NonEmpty
     layer: Text | None = None
+    family: Literal[
+        "collagen_elastin",
+        "firmness_elasticity",
+        "wrinkles",
+        "texture",
+        "acne_scars",
+        "pores",
+        "striae",
+        "pigment",
+        "pih",
+        "downtime",
+        "penetration_closure",
+        "absorption",
+    ]
     value: Number
     units: Annotated[
         Text, AfterValidator(_non_empty), AfterValidator(_unit), Allowed("a unit string")
@@ -193,12 +228,20 @@ class RowTable(_Model):
     range_low: Number | None = None
     range_high: Number | None = None
     n: Annotated[Integer, Field(ge=0)] | None = None
+    k: Annotated[Integer, Field(ge=0)] | None = None
     bound: Literal["upper", "lower"] | None = None
+    direction_only: Flag = False
+    arm: Text = ""
+    compare_with: Text = ""
+    contrast: Literal["difference", "ratio"] = "difference"
+    co_treatment: Text = ""
     evidence: Annotated[
         Literal["SEEN", "SEEN secondary", "DERIVED"],
         Allowed("one of 'SEEN', 'SEEN secondary', 'DERIVED' (never RECALLED)"),
     ]
+    read_at: NonEmpty
     role: Literal["calibration", "validation"]
+    equivalence: Literal["equivalent", "minor", "major"]
     tolerance: Number | None = None
     tolerance_reason: Text = ""
     comparable: NonEmpty
@@ -209,8 +252,19 @@ class RowTable(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> RowTable:
         problems: list[InputError] = []
+        scored_by_rule = self.direction_only or self.k is not None
         if self.role == "validation":
-            if self.tolerance is None or self.tolerance <= 0:
+            if scored_by_rule:
+                if self.tolerance is not None:
+                    problems.append(
+                        InputError(
+                            "tolerance",
+                            self.tolerance,
+                            "no tolerance for a direction-only or count row (scored on the sign, "
+                            "or with the binomial distribution)",
+                        )
+                    )
+            elif self.tolerance is None or self.tolerance <= 0:
                 tol = MISSING if self.tolerance is None else self.tolerance
                 problems.append(
                     InputError("tolerance", tol, "a positive number for a validation row")
@@ -225,9 +279,51 @@ class RowTable(_Model):
                     InputError(
                         "tolerance_reason",
                         reason,
-                        "non-empty text for a validation row (why that tolerance)",
+                        "non-empty text for a validation row (why that tolerance or rule)",
                     )
                 )
+        if self.direction_only:
+            if self.value != 0:
+                problems.append(InputError("value", self.value, "0 for a direction-only row"))
+            if self.bound is None:
+                problems.append(
+                    InputError(
+                        "bound",
+                        MISSING,
+                        "'upper' (the change is below 0) or 'lower' (above 0) for a "
+                        "direction-only row",
+                    )
+                )
+        if self.k is not None:
+            if self.n is None or self.k > self.n:
+                problems.append(
+                    InputError("k", self.k, "a count with n given and k <= n (k of n patients)")
+                )
+            elif self.units != "%" or abs(self.value - 100.0 * self.k / self.n) > 0.01:
+                problems.append(
+                    InputError(
+                        "value",
+                        self.value,
+                        f"100 k / n = {100.0 * self.k / self.n:.2f} in units '%' for a count row",
+                    )
+                )
+        if self.contrast == "ratio" and not self.compare_with.strip():
+            problems.append(
+                InputError("contrast", "ratio", "'difference' unless compare_with names an arm")
+            )
+        if self.evidence == "SEEN" and not self.quote.strip():
+            problems.append(
+                InputError("quote", MISSING, "the words the number was read in (evidence SEEN)")
+            )
+        if self.evidence != "SEEN" and not (self.quote.strip() or self.note.strip()):
+            problems.append(
+                InputError(
+                    "note",
+                    MISSING,
+                    "a quote or a note saying how the number was formed (evidence "
+                    f"{self.evidence})",
+                )
+            )
         for lo_f, hi_f in (("ci_low", "ci_high"), ("range_low", "range_high")):
             lo, hi = getattr(self, lo_f), getattr(self, hi_f)
             if (lo is None) != (hi is None):
@@ -383,6 +479,17 @@ class LiteratureFile(_Model):
                             "never both)",
                         )
                     )
+        for key, row in self.rows.items():
+            other = row.compare_with.split(" ", 1)[0]
+            if other in self.rows and not set(self.rows[other].source) & set(row.source):
+                problems.append(
+                    InputError(
+                        f"{key}.compare_with",
+                        other,
+                        "an arm of the same study (a row with one of the sources "
+                        f"{list(row.source)})",
+                    )
+                )
         if problems:
             raise InputFileError(problems)
         return self
@@ -461,7 +568,16 @@ class LiteratureRow:
     range_low: float | None = None
     range_high: float | None = None
     n: int | None = None
+    k: int | None = None
     bound: str | None = None
+    direction_only: bool = False
+    arm: str = ""
+    compare_with: str = ""
+    contrast: str = "difference"
+    co_treatment: str = ""
+    family: str = ""
+    read_at: str = ""
+    equivalence: str = ""
     tolerance: float | None = None
     tolerance_reason: str = ""
     quote: str = ""
@@ -471,6 +587,30 @@ class LiteratureRow:
     def source(self) -> str:
         """The first (main) reference key."""
         return self.sources[0]
+
+    @property
+    def study(self) -> str:
+        """The study the row belongs to (its first source; every source has the same role)."""
+        return self.sources[0]
+
+    @property
+    def two_arm(self) -> bool:
+        """The row gives the contrast (difference or ratio) between two arms of one study."""
+        return bool(self.compare_with.strip())
+
+    @property
+    def kind(self) -> str:
+        """How the row is scored: ``count`` (k of n, binomial), ``direction`` (sign only),
+        ``two_arm`` (sign and size of a contrast), ``bound`` or ``value``."""
+        if self.k is not None:
+            return "count"
+        if self.direction_only:
+            return "direction"
+        if self.two_arm:
+            return "two_arm"
+        if self.bound is not None:
+            return "bound"
+        return "value"
 
     @property
     def time_point_days(self) -> float | None:
@@ -540,7 +680,7 @@ def calibration_keys(path: Path | None = None) -> tuple[str, ...]:
 def point_fit_rows(
     path: Path | None = None, protocols_path: Path | None = None
 ) -> list[LiteratureRow]:
-    """The calibration rows of the least-squares point fit, in file order: those listed in
+    """The calibration rows of the least-squares point fit, in the order listed in
     ``protocols.toml [settings] point_fit_rows`` (every one must be a calibration row).
 
     The point fit (:func:`microneedling.studies.credibility.calibrate.fit`) keeps its four targets
@@ -574,7 +714,8 @@ def point_fit_rows(
             ],
             source="protocols.toml",
         )
-    return [r for r in cal if r.key in set(listed)]
+    by_key = {r.key: r for r in cal}
+    return [by_key[k] for k in listed]
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -612,6 +753,54 @@ class Protocol:
     closure: str | None = None
     evaluable: bool = True
     reason: str = ""
+    #: numeric stand-ins the calibration may sample as nuisance parameters: setting -> (low, high)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: the other stand-ins (choices, or ranges of settings the calibration does not sample yet)
+    stand_ins: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: two-arm rows: the comparator arm as course overrides; ``{"untreated": True}`` for an
+    #: untreated arm (the model's change there is 0 by construction)
+    reference: dict[str, Any] | None = None
+    #: an observable the row compares with that is not yet an output (the row waits for it)
+    awaiting: str = ""
+
+    @property
+    def untreated_reference(self) -> bool:
+        """The comparator arm is untreated skin."""
+        return bool(self.reference and self.reference.get("untreated"))
+
+    def reference_protocol(self) -> Protocol | None:
+        """The comparator arm of a two-arm row as a protocol of its own (same end point and
+        comparison, the course with ``reference`` applied); ``None`` for an untreated arm or a
+        row without a reference."""
+        if self.reference is None or self.untreated_reference:
+            return None
+        course = None
+        if self.course is not None:
+            course = copy.deepcopy(self.course)
+            ref = dict(self.reference)
+            devices = ref.pop("device_table", None)
+            if devices is not None:
+                course["device"] = dict(devices)
+                if devices.get("type") != "pen":
+                    for s in course["sessions"]:
+                        s.pop("pen_speed_cm_s", None)
+            if "sessions" in ref:
+                days = sorted({float(s["day"]) for s in course["sessions"]})
+                keep = set(days[: int(ref["sessions"])])
+                after = float(course["horizon_days"]) - days[-1]
+                course["sessions"] = [s for s in course["sessions"] if float(s["day"]) in keep]
+                course["horizon_days"] = max(keep) + after
+            for s in course["sessions"]:
+                for name in ("needle_length_mm", "passes"):
+                    if name in ref:
+                        s[name] = ref[name]
+                if "topical" in ref:
+                    if ref["topical"]:
+                        s["topical"] = dict(ref["topical"])
+                    else:
+                        s.pop("topical", None)
+            course["name"] = f"protocol {self.key} (comparator arm)"
+        return dataclasses.replace(self, course=course, reference=None)
 
 
 class _ProtocolModel(InputModel):
@@ -621,8 +810,54 @@ class _ProtocolModel(InputModel):
     error_class: ClassVar[type[InputFileError]] = LiteratureError
 
 
+#: observables that literature rows compare with but that are not (yet) rows of
+#: engine/variables.py: a protocol may name them, and the row is "awaiting" until they exist.
+#: ``agreed``: in the list of outputs being built for issue 10; ``proposed``: suggested by the
+#: research engineers with the rows, not yet agreed.
+AWAITED_OBSERVABLES: dict[str, str] = {
+    "mature_collagen_change": "agreed",
+    "firmness_change": "agreed",
+    "texture_roughness": "agreed",
+    "scar_grade": "agreed",
+    "masi_score": "agreed",
+    "mmasi_score": "agreed",
+    "closure_hours": "agreed",
+    "scar_score": "proposed",
+    "pain_score": "proposed",
+    "melanin_contrast": "proposed",
+    "elasticity_net": "proposed",
+    "elasticity_biological": "proposed",
+    "striae_improvement_score": "proposed",
+    "striae_scar_score": "proposed",
+    "melasma_recurrence": "proposed",
+}
+#: the numeric stand-ins a protocol may give as ``ranges`` (the calibration's nuisance settings)
+RANGE_SETTINGS: tuple[str, ...] = (
+    "needle_length_mm",
+    "passes",
+    "age_years",
+    "fitzpatrick",
+    "interval_days",
+)
+
+
+def endpoint_variable(endpoint: str) -> str:
+    """The variable an end point names (the text before ``.``, ``:`` or ``@``)."""
+    m = re.match(r"[A-Za-z_]+", endpoint)
+    return m.group(0) if m else ""
+
+
+def awaited(endpoint: str) -> str:
+    """The awaited observable an end point names, or ``""`` when its variable is an output."""
+    name = endpoint_variable(endpoint)
+    if name in AWAITED_OBSERVABLES and name not in by_name():
+        return name
+    return ""
+
+
 def _endpoint(v: str) -> str:
-    parse_endpoint(v, field="")
+    if not awaited(v):
+        parse_endpoint(v, field="")
     return v
 
 
@@ -633,6 +868,8 @@ def _non_empty_days(v: Any) -> Any:
 
 
 _NO_COURSE = "every evaluable row but those with stage = 'resealing_time'"
+#: what the comparator arm of a two-arm row may change
+_REFERENCE_FIELDS = ("untreated", "device", "needle_length_mm", "passes", "topical", "sessions")
 #: fields a row with a course needs (every row except ``stage = "resealing_time"``)
 _COURSE_FIELDS = (
     "device",
@@ -675,6 +912,7 @@ class ProtocolTable(_ProtocolModel):
     ) = None
     needle_length_mm: Annotated[Number, Unit("mm")] | None = None
     passes: Integer = 1
+    pen_speed_cm_s: Annotated[Number, Field(gt=0), Unit("cm/s")] | None = None
     horizon_days: Annotated[Number, Unit("d")] | None = None
     age_years: Integer | None = None
     sex: Literal["female", "male"] = "female"
@@ -691,6 +929,36 @@ class ProtocolTable(_ProtocolModel):
         Annotated[dict[str, Any], Allowed("hyperpigmentation condition fields (a table)")] | None
     ) = None
     topical: Annotated[dict[str, Any], Allowed("a course topical (a table)")] | None = None
+    striae: Annotated[dict[str, Any], Allowed("striae condition fields (a table)")] | None = None
+    wrinkles: Annotated[dict[str, Any], Allowed("wrinkles condition fields (a table)")] | None = (
+        None
+    )
+    pores: Annotated[dict[str, Any], Allowed("pores condition fields (a table)")] | None = None
+    photoaging: (
+        Annotated[dict[str, Any], Allowed("photoaging condition fields (a table)")] | None
+    ) = None
+    ranges: Annotated[
+        dict[str, tuple[Number, Number]],
+        Allowed(
+            "a table {setting = [low, high]} of the numeric stand-ins "
+            "(needle_length_mm, passes, age_years, fitzpatrick, interval_days)"
+        ),
+    ] = Field(default_factory=dict)
+    stand_ins: Annotated[
+        dict[str, tuple[Number, Number] | tuple[Text, ...]],
+        Allowed("a table {setting = [low, high] or [choice, ...]} of the other stand-ins"),
+    ] = Field(default_factory=dict)
+    reference: (
+        Annotated[
+            dict[str, Any],
+            Allowed(
+                "the comparator arm of a two-arm row: {untreated = true} or overrides of "
+                "device (a [devices] name), needle_length_mm, passes, topical, sessions (the "
+                "first N sessions)"
+            ),
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _complete(self) -> ProtocolTable:
@@ -724,9 +992,63 @@ class ProtocolTable(_ProtocolModel):
                 for name in _COURSE_FIELDS
                 if getattr(self, name) is None
             ]
+        problems += self._stand_in_problems()
+        if self.reference is not None:
+            bad = sorted(set(self.reference) - set(_REFERENCE_FIELDS))
+            problems += [
+                InputError(
+                    f"reference.{b}", self.reference[b], "one of " + ", ".join(_REFERENCE_FIELDS)
+                )
+                for b in bad
+            ]
         if problems:
             raise InputFileError(problems)
         return self
+
+    def setting_value(self, name: str) -> float | None:
+        """The protocol's value of a numeric setting (``interval_days``: the spacing of the
+        sessions), or ``None`` when the protocol has no such value."""
+        if name == "interval_days":
+            days = sorted(set(self.session_days or ()))
+            return days[1] - days[0] if len(days) > 1 else None
+        v = getattr(self, name, None)
+        return None if v is None else float(v)
+
+    def _stand_in_problems(self) -> list[InputError]:
+        problems: list[InputError] = []
+        for name, (lo, hi) in self.ranges.items():
+            if name not in RANGE_SETTINGS:
+                problems.append(
+                    InputError(
+                        f"ranges.{name}", [lo, hi], "a setting among " + ", ".join(RANGE_SETTINGS)
+                    )
+                )
+                continue
+            v = self.setting_value(name)
+            if not lo <= hi:
+                problems.append(InputError(f"ranges.{name}", [lo, hi], "[low, high], low <= high"))
+            elif v is not None and not lo <= v <= hi:
+                problems.append(
+                    InputError(
+                        f"ranges.{name}", [lo, hi], f"a range that holds the stand-in value {v:g}"
+                    )
+                )
+        for name, spec in self.stand_ins.items():
+            if name in RANGE_SETTINGS:
+                problems.append(
+                    InputError(
+                        f"stand_ins.{name}", list(spec), f"in ranges, not stand_ins ({name})"
+                    )
+                )
+            elif not spec:
+                problems.append(InputError(f"stand_ins.{name}", [], "a range or choices"))
+            elif all(isinstance(x, int | float) for x in spec) and (
+                len(spec) != 2 or not spec[0] <= spec[1]  # type: ignore[operator]
+            ):
+                problems.append(
+                    InputError(f"stand_ins.{name}", list(spec), "[low, high], low <= high")
+                )
+        return problems
 
     @property
     def needs_course(self) -> bool:
@@ -752,6 +1074,17 @@ class ProtocolsFile(_ProtocolModel):
             for key, row in self.rows.items()
             if row.needs_course and row.device not in self.devices
         ]
+        problems += [
+            InputError(
+                f"rows.{key}.reference.device",
+                row.reference["device"],
+                f"one of {names} (protocols.toml [devices])",
+            )
+            for key, row in self.rows.items()
+            if row.reference
+            and "device" in row.reference
+            and row.reference["device"] not in self.devices
+        ]
         if problems:
             raise InputFileError(problems)
         return self
@@ -764,6 +1097,7 @@ class ProtocolsFile(_ProtocolModel):
                 out[key] = Protocol(key, "value", "", evaluable=False, reason=t.reason)
                 continue
             assert t.compare is not None and t.assumptions is not None  # checked by the table
+            waiting = awaited(t.endpoint) if t.endpoint else ""
             out[key] = Protocol(
                 key=key,
                 compare=t.compare,
@@ -772,8 +1106,28 @@ class ProtocolsFile(_ProtocolModel):
                 endpoint=t.endpoint,
                 stage=t.stage,
                 closure=t.closure,
+                evaluable=not waiting,
+                reason=(
+                    f"Awaiting the observable {waiting!r}: not yet an output of "
+                    "engine/variables.py (the protocol is ready for it)."
+                    if waiting
+                    else ""
+                ),
+                ranges={k: (float(lo), float(hi)) for k, (lo, hi) in t.ranges.items()},
+                stand_ins={k: tuple(v) for k, v in t.stand_ins.items()},
+                reference=self._reference(t),
+                awaiting=waiting,
             )
         return out
+
+    def _reference(self, t: ProtocolTable) -> dict[str, Any] | None:
+        """The comparator arm's overrides, with a device name replaced by its device table."""
+        if t.reference is None:
+            return None
+        ref = dict(t.reference)
+        if "device" in ref:
+            ref["device_table"] = dict(self.devices[str(ref.pop("device"))])
+        return ref
 
     def _course(self, key: str, t: ProtocolTable) -> dict[str, Any]:
         """The stand-in course of row ``key`` as a course table."""
@@ -784,6 +1138,10 @@ class ProtocolsFile(_ProtocolModel):
             conditions.append({"type": "acne_scar", "count": 10, **t.scar})
         if t.pigment is not None:
             conditions.append({"type": "hyperpigmentation", **t.pigment})
+        for name in ("striae", "wrinkles", "pores", "photoaging"):
+            table = getattr(t, name)
+            if table is not None:
+                conditions.append({"type": name, **table})
         sessions = []
         for d in t.session_days:
             s: dict[str, Any] = {
@@ -792,6 +1150,8 @@ class ProtocolsFile(_ProtocolModel):
                 "needle_length_mm": float(t.needle_length_mm),
                 "passes": t.passes,
             }
+            if t.pen_speed_cm_s is not None:
+                s["pen_speed_cm_s"] = float(t.pen_speed_cm_s)
             if t.topical is not None:
                 s["topical"] = dict(t.topical)
             sessions.append(s)

@@ -1,0 +1,132 @@
+"""The engine's applicability flags (engine/applicability.py): which outputs of a course lie outside
+the settings the validation covers, one flag per output, with exact messages."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microneedling.course.model import Course
+from microneedling.engine import applicability as A
+from microneedling.io import read_toml
+from tests.paths import EXAMPLES
+
+ROLLING = EXAMPLES / "acne-scars-rolling-cheek.toml"
+
+
+def _course(path: Path = ROLLING, **change: Any) -> Course:
+    data = read_toml(path)
+    data = copy.deepcopy(data)
+    for s in data["sessions"]:
+        for k in ("needle_length_mm", "passes"):
+            if k in change:
+                s[k] = change[k]
+    if "fitzpatrick" in change:
+        data["patient"]["fitzpatrick"] = change["fitzpatrick"]
+    if "days" in change:
+        data["sessions"] = [dict(data["sessions"][0], day=float(d)) for d in change["days"]]
+        data["horizon_days"] = max(float(data["horizon_days"]), change["days"][-1] + 30.0)
+    return Course.from_dict(data)
+
+
+DOMAINS = {
+    "scar_depth": A.Domain(
+        "scar_depth",
+        rows=("a", "b"),
+        studies=2,
+        needle_length_mm=(1.0, 2.0),
+        devices=("roller",),
+        sites=("cheek",),
+        fitzpatrick=(2.0, 5.0),
+        sessions=(2.0, 6.0),
+        interval_days=(14.0, 42.0),
+    ),
+    "erythema_days": A.Domain(
+        "erythema_days",
+        rows=("c",),
+        studies=1,
+        needle_length_mm=(0.5, 2.0),
+        devices=("roller", "pen"),
+        sites=("cheek",),
+        fitzpatrick=(1.0, 6.0),
+        sessions=(1.0, 1.0),
+    ),
+}
+
+
+def test_a_course_inside_every_axis_has_no_flag() -> None:
+    c = _course()
+    s = A.course_settings(c)
+    assert s["devices"] == ["roller"] and s["sites"] == ["cheek"]
+    assert s["sessions"] == [float(len(c.sessions))]
+    assert A.flags(c, outputs=["scar_depth"], domains=DOMAINS) == []
+
+
+def test_each_axis_outside_is_one_reason_of_one_flag() -> None:
+    c = _course(needle_length_mm=0.5, fitzpatrick=6, days=[0, 7, 14, 21, 28, 35, 42, 49])
+    (f,) = A.flags(c, outputs=["scar_depth"], domains=DOMAINS)
+    assert f.output == "scar_depth"
+    assert f.reasons == (
+        "needle length 0.5 mm (validated 1–2 mm)",
+        "Fitzpatrick type 6 (validated 2–5)",
+        "sessions 8 (validated 2–6)",
+        "interval 7 d (validated 14–42 d)",
+    )
+    assert f.message.startswith("outside validation: scar_depth: needle length 0.5 mm")
+
+
+def test_an_untested_output_is_flagged_and_irrelevant_outputs_are_not() -> None:
+    c = _course()
+    got = {f.output: f.reasons for f in A.flags(c, domains=DOMAINS)}
+    assert got["elasticity_index"] == ("no validation row tests this output",)
+    assert "scar_depth" not in got  # inside its domain
+    # outputs of conditions the course does not have are not checked
+    assert not {"melanin_index", "pore_diameter", "striae_width", "wrinkle_depth"} & set(got)
+    assert "enhancement_ratio" not in got  # no topical in this course
+
+
+def test_per_session_outputs_ignore_the_number_of_sessions() -> None:
+    """Redness days are validated per session: a 4-session course is not outside for them."""
+    c = _course()
+    assert len(c.sessions) > 1
+    assert A.flags(c, outputs=["erythema_days"], domains=DOMAINS) == []
+    (f,) = A.flags(_course(needle_length_mm=0.25), outputs=["erythema_days"], domains=DOMAINS)
+    assert f.reasons == ("needle length 0.25 mm (validated 0.5–2 mm)",)
+
+
+def test_an_axis_no_row_reports_is_said() -> None:
+    d = {"scar_depth": A.Domain("scar_depth", rows=("x",), studies=1, needle_length_mm=(1.0, 2.0))}
+    (f,) = A.flags(_course(), outputs=["scar_depth"], domains=d)
+    assert f.reasons[0] == "device: no validation row reports it"
+    assert len(f.reasons) == 5  # device, site, Fitzpatrick, sessions, interval
+
+
+def test_the_shipped_map_is_read_and_gives_one_line_warnings(tmp_path: Path) -> None:
+    table = A.load_domains()
+    assert "scar_depth" in table and table["scar_depth"].studies >= 3
+    lo, hi = table["scar_depth"].needle_length_mm or (0, 0)
+    assert lo <= 1.5 <= hi
+    w = A.warnings(_course(needle_length_mm=0.25))
+    assert any(x.startswith("outside validation: scar_depth: needle length 0.25 mm") for x in w)
+    assert all(x.startswith("outside validation: ") and "\n" not in x for x in w)
+    # a file of the same format
+    p = tmp_path / "map.toml"
+    p.write_text(
+        '[outputs.scar_depth]\nrows = ["r"]\nstudies = 1\nneedle_length_mm = [3.0, 3.0]\n',
+        encoding="utf-8",
+    )
+    (f,) = A.flags(_course(), outputs=["scar_depth"], domains=A.load_domains(p))
+    assert f.reasons[0] == "needle length 1.5 mm (validated 3 mm)"
+
+
+@pytest.mark.parametrize(
+    "name", ["acne-scars-rolling-cheek", "striae-abdomen", "forehead-fine-lines"]
+)
+def test_flags_name_only_outputs_of_the_variable_table(name: str) -> None:
+    from microneedling.engine.variables import by_name
+
+    for f in A.flags(Course.from_toml(EXAMPLES / f"{name}.toml")):
+        assert f.output in by_name() and f.reasons
