@@ -43,6 +43,7 @@ import numpy as np
 from microneedling.course.model import Course, safety_limits
 from microneedling.course.patient import PatientFile, planner_config
 from microneedling.course.screening import PlanRefused, Screening, screen
+from microneedling.engine import applicability
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values, parse_endpoint
 from microneedling.parameters.parameter_set import load_parameters
@@ -97,6 +98,12 @@ class Plan:
     course: Course
     recommended: bool = False
 
+    @property
+    def outside_validation(self) -> list[str]:
+        """One line per output of this plan's course outside the settings the published validation
+        covers, or that no validation row tests (:mod:`microneedling.engine.applicability`)."""
+        return applicability.warnings(self.course)
+
     def summary(self) -> str:
         """One line: device, schedule, per-site length × passes, topical."""
         sites = ", ".join(
@@ -126,9 +133,11 @@ class PlanResult:
     method: str = "decomposed"
 
     def warnings(self) -> list[str]:
-        """Relative contraindications and above-usual depths of the recommended course."""
+        """Relative contraindications and above-usual depths of the recommended course, and its
+        outputs outside the validated settings (:attr:`Plan.outside_validation`)."""
         out = [f.text() for f in self.screening.relative]
         out += [w for w in self.recommended.course.warnings if not w.startswith("patient.history")]
+        out += self.recommended.outside_validation
         return out
 
 
