@@ -215,6 +215,8 @@ class JobManager:
                 return
             if run.worker not in (self.worker_id, None):
                 return  # taken over by another process
+            if status == "done" and run.cancel_requested:
+                status, outputs = "cancelled", None  # cancelled during its one step: dropped
             if outputs is not None:
                 store_outputs(db, self.store, run, outputs)
                 run.progress, run.progress_text = 1.0, "done"
