@@ -259,7 +259,16 @@ def test_report_sections_content(
     assert groups == [[s] for s in SITES]
     rows = [r for r in endpoints.rows if len(r) > 1]
     assert len(rows) == len(df)
-    assert endpoints.headers == ["Claim", "End point", "When", "Value", "10–90% interval", "Units"]
+    assert endpoints.headers == [
+        "Claim",
+        "End point",
+        "When",
+        "Value",
+        "10–90% interval",
+        "Units",
+        "Published validation",
+    ]
+    assert {r[6] for r in rows} == {"not recorded"}  # the synthetic run has no applicability flags
     row = df[(df.variable == "collagen_change") & (df.site == "cheek")].iloc[0]
     first = rows[0]
     assert first[3] == format_number(row.value)
@@ -333,3 +342,23 @@ def test_report_script_is_valid_javascript(
     js.write_text(scripts[0])
     proc = subprocess.run(["node", "--check", str(js)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_endpoint_table_says_where_published_validation_covers_the_course(
+    synthetic_result: Result,
+) -> None:
+    """The run's applicability flags (engine/applicability.py) appear per end point, in words."""
+    synthetic_result.dataset.attrs["applicability"] = json.dumps(
+        {
+            "collagen_change": ["needle length 0.25 mm (validated 1–2 mm)"],
+            "elasticity_index": ["no validation row tests this output"],
+        }
+    )
+    _, endpoints = Page(render_html(synthetic_result)).tables
+    cells = {(r[1], r[6]) for r in endpoints.rows if len(r) > 1}
+    by_variable = {}
+    for ep, cell in cells:
+        by_variable.setdefault(cell, set()).add(ep)
+    assert "outside: needle length 0.25 mm (validated 1–2 mm)" in by_variable
+    assert "untested: no validation data" in by_variable
+    assert "within the validated settings" in by_variable

@@ -895,11 +895,13 @@ def _endpoints(result: Result | xr.Dataset) -> dict[str, Any]:
         page.column("Value", num=True),
         page.column("10–90% interval", num=True),
         page.column("Units"),
+        page.column("Published validation"),
     ]
     if df.empty:
         return page.table(
             columns, [], label="End points", empty="No end points apply to this course."
         )
+    outside = _outside_validation(_dataset(result))
     reduce: dict[str, str] = {v.name: v.reduce for v in variables.VARIABLES}
     multi = df["patient"].nunique() > 1
     ds = _dataset(result)
@@ -928,9 +930,39 @@ def _endpoints(result: Result | xr.Dataset) -> dict[str, Any]:
                 format_number(r["value"]),
                 iv or "—",
                 pretty_units(str(r["units"])),
+                _validation_cell(outside, str(r["variable"])),
             ]
         )
     return page.table(columns, rows, label="End points")
+
+
+def _outside_validation(ds: xr.Dataset) -> dict[str, list[str]] | None:
+    """The run's applicability flags (output -> reasons), or ``None`` for a run made before they
+    were recorded."""
+    raw = ds.attrs.get("applicability")
+    if raw is None:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return (
+        {str(k): [str(x) for x in v] for k, v in parsed.items()}
+        if isinstance(parsed, dict)
+        else None
+    )
+
+
+def _validation_cell(outside: dict[str, list[str]] | None, variable: str) -> str:
+    """Whether published validation covers this output at the course's settings, in words."""
+    if outside is None:
+        return "not recorded"
+    reasons = outside.get(variable)
+    if not reasons:
+        return "within the validated settings"
+    if reasons == ["no validation row tests this output"]:
+        return "untested: no validation data"
+    return "outside: " + "; ".join(reasons)
 
 
 def _references(result: Result | xr.Dataset) -> list[dict[str, Any]]:
