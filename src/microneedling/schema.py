@@ -11,12 +11,18 @@ Field annotations use the strict aliases below (an integer field refuses ``8.0``
 number refuses ``true``) and two markers read by the error translation: :class:`Unit` (the unit
 named in messages) and :class:`Allowed` (a hand-written description that replaces the automatic
 one).
+
+Limits where size is a cost: a file is at most :data:`MAX_FILE_BYTES`; free text (:data:`Text`) at
+most :data:`MAX_TEXT` characters, a name (:data:`Line`) at most :data:`MAX_LINE` on one line.
+Control characters (ANSI escapes, NUL, bidirectional overrides ...) are refused in every text
+field: they would reach a terminal, a report title or a file name as they are.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +30,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
 import annotated_types as at
-from pydantic import BaseModel, ConfigDict, Strict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Strict, ValidationError
 from pydantic.fields import FieldInfo
 
 from microneedling.errors import InputError, InputFileError
@@ -32,11 +38,15 @@ from microneedling.io import loads_toml
 
 __all__ = [
     "INT64_MAX",
+    "MAX_FILE_BYTES",
+    "MAX_LINE",
+    "MAX_TEXT",
     "MISSING",
     "Allowed",
     "Flag",
     "InputModel",
     "Integer",
+    "Line",
     "Number",
     "Text",
     "Unit",
@@ -48,6 +58,21 @@ __all__ = [
 
 INT64_MAX = 2**63 - 1
 """Largest integer a TOML file can hold (64-bit signed)."""
+
+MAX_FILE_BYTES = 10 * 2**20
+"""Largest input file read (10 MiB; the shipped files are below 100 kB)."""
+MAX_TEXT = 10_000
+"""Longest free text (a description, a note), in characters."""
+MAX_LINE = 200
+"""Longest name or label (one line), in characters."""
+
+#: C0 controls but tab/newline/carriage return, DEL, C1 controls, zero-width and bidirectional
+#: formatting characters, the byte-order mark
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+_LINE_BREAKS = re.compile("[\t\n\r]")
 
 
 class _Missing:
@@ -92,17 +117,41 @@ Integer = Annotated[int, Strict()]
 """An integer: never ``8.0``, ``"8"`` or ``true``."""
 Flag = Annotated[bool, Strict()]
 """``true`` or ``false`` only."""
-Text = Annotated[str, Strict()]
-"""Text only."""
 
 
-def check_text(value: str) -> str:
-    """Refuse text that cannot be written back to a UTF-8 file (unpaired surrogates)."""
+def check_text(value: str, *, max_length: int = MAX_TEXT, one_line: bool = False) -> str:
+    """Refuse text that is too long, holds control characters (tab and line breaks are allowed
+    unless ``one_line``) or cannot be written back to a UTF-8 file (unpaired surrogates)."""
+    what = (
+        f"one line of at most {max_length} characters"
+        if one_line
+        else (f"text of at most {max_length} characters")
+    )
+    if len(value) > max_length:
+        raise InputError("", f"<text of {len(value)} characters>", what)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InputError("", value, "text without unpaired surrogate characters") from None
+    bad = _CONTROL.search(value) or (_LINE_BREAKS.search(value) if one_line else None)
+    if bad is not None:
+        code = f"U+{ord(bad.group()):04X}"
+        raise InputError("", value, f"{what} without control characters (found {code})")
     return value
+
+
+def _text(value: str) -> str:
+    return check_text(value)
+
+
+def _line(value: str) -> str:
+    return check_text(value, max_length=MAX_LINE, one_line=True)
+
+
+Text = Annotated[str, Strict(), AfterValidator(_text)]
+"""Free text: at most :data:`MAX_TEXT` characters, no control characters but tab and line breaks."""
+Line = Annotated[str, Strict(), AfterValidator(_line)]
+"""A name or label: one line of at most :data:`MAX_LINE` characters, no control characters."""
 
 
 def did_you_mean(
@@ -209,6 +258,17 @@ class InputModel(BaseModel):
     def _read_text(cls, path: str | Path) -> str:
         source = str(path)
         try:
+            size = Path(path).stat().st_size
+            if size > MAX_FILE_BYTES:
+                limit = f"{MAX_FILE_BYTES // 2**20} MiB"
+                raise cls.refuse(
+                    [
+                        InputError(
+                            "<file>", f"{size} bytes", f"a {cls.file_kind} of at most {limit}"
+                        )
+                    ],
+                    source,
+                )
             raw = Path(path).read_bytes()
         except FileNotFoundError:
             reason = f"an existing {cls.file_kind} (no such file)"

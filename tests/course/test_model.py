@@ -362,7 +362,7 @@ def test_unknown_product_lists_the_products() -> None:
     d["sessions"][1]["topical"]["contact_hours"] = 100
     first = refused(d).problems[0]
     assert first.field == "sessions[1].topical.contact_hours"
-    assert "> 0 and ≤ 72 h" in first.allowed
+    assert "1/60 h (1 minute) to 72 h" in first.allowed
 
 
 def test_pen_needs_speed_on_every_session() -> None:
@@ -490,8 +490,8 @@ def test_warning_above_typical_needle_length_not_a_refusal() -> None:
 # ----------------------------------------------------------------------------- files and TOML
 def test_toml_round_trip_of_a_full_course(tmp_path: Path) -> None:
     d = base()
-    d["name"] = 'Quotes " and \\ backslash, tab\t, newline\n, unicode é µm ☃, DEL \x7f'
-    d["description"] = "multi\nline"
+    d["name"] = 'Quotes " and \\ backslash, unicode é µm ☃'  # control characters are refused
+    d["description"] = "multi\nline, tab\t"
     d["seed"] = 2**63 - 1
     d["patient"]["fitzpatrick"] = "V"
     d["patient"]["history"] = {"isotretinoin_months_ago": 24.5, "vitiligo": True}
@@ -679,7 +679,7 @@ def valid_courses(draw: st.DrawFn) -> dict[str, Any]:
     for n in names:
         s: dict[str, Any] = {"name": n}
         if draw(st.booleans()):
-            s["area_cm2"] = draw(_floats(0, 1e5, exclude_min=True))
+            s["area_cm2"] = draw(_floats(0, 2e4, exclude_min=True))  # MAX_AREA_CM2
         s["conditions"] = draw(st.lists(_CONDITIONS, max_size=3))
         sites.append(s)
     kind = draw(st.sampled_from(["roller", "pen", "stamp"]))
@@ -723,7 +723,7 @@ def valid_courses(draw: st.DrawFn) -> dict[str, Any]:
                 "product": draw(st.sampled_from(known_products())),
                 "concentration_mg_ml": draw(_floats(0, 1000, exclude_min=True)),
                 "volume_ul_cm2": draw(_floats(0, 200, exclude_min=True)),
-                "contact_hours": draw(_floats(0, 72, exclude_min=True)),
+                "contact_hours": draw(_floats(1 / 60, 72)),  # MIN_CONTACT_HOURS
             }
         sessions.append(ses)
     last = max((s["day"] for s in sessions), default=0.0)
@@ -734,10 +734,14 @@ def valid_courses(draw: st.DrawFn) -> dict[str, Any]:
         )
     )
     history: dict[str, Any] = {f: draw(st.booleans()) for f in _FLAGS}
+    # text without control characters (the schema refuses them: issue 16)
+    _PRINTABLE = st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp"))
     if draw(st.booleans()):
         history["isotretinoin_months_ago"] = draw(_floats(0, 600))
     d: dict[str, Any] = {
-        "name": draw(st.text(min_size=1, max_size=40).filter(lambda t: t.strip() != "")),
+        "name": draw(
+            st.text(_PRINTABLE, min_size=1, max_size=40).filter(lambda t: t.strip() != "")
+        ),
         "horizon_days": draw(_floats(max(last, 0.0), 3650, exclude_min=last == 0.0)),
         "seed": draw(st.integers(0, 2**63 - 1)),
         "patient": {
@@ -751,7 +755,7 @@ def valid_courses(draw: st.DrawFn) -> dict[str, Any]:
         "sessions": sessions,
     }
     if draw(st.booleans()):
-        d["description"] = draw(st.text(max_size=80))
+        d["description"] = draw(st.text(_PRINTABLE | st.sampled_from("\t\n"), max_size=80))
     return d
 
 

@@ -70,6 +70,7 @@ __all__ = [
     "parameter_table",
     "print_disclaimer",
     "run_simulation",
+    "units_text",
     "user_errors",
     "write_course",
     "writing",
@@ -222,6 +223,25 @@ def write_course(course: Any, source: Path, out: Path) -> Path:
         return write_text_atomic(str(to_toml()), out / "course.toml")
     suffix = source.suffix.lower() if source.suffix.lower() in (".toml", ".json") else ".toml"
     return write_bytes_atomic(source.read_bytes(), out / f"course{suffix}")
+
+
+#: what a dimensionless output is, where its units column would otherwise be empty
+DIMENSIONLESS = {
+    "pih_risk": "probability",
+    "enhancement_ratio": "× intact skin",
+    "elasticity_index": "R2, 0–1",
+    "melanin_index": "Mexameter units",
+    "reaches_capillaries": "yes = 1",
+    "injured_fraction": "fraction",
+}
+
+
+def units_text(variable: str, units: str) -> str:
+    """Units of an output for a table: ``µm``, ``%``; a dimensionless output says what it is
+    (``probability``, ``× intact skin``) instead of leaving the column empty."""
+    from microneedling.reports.format import pretty_units
+
+    return pretty_units(units) or DIMENSIONLESS.get(variable, "no unit")
 
 
 def print_disclaimer(console: Console) -> None:

@@ -87,10 +87,10 @@ def plan_command(
     from microneedling.studies.planning.search import predict, search
 
     t0 = time.perf_counter()
-    if not patient.is_file():
-        fail(f"{patient}: patient file not found", EXIT_BAD_INPUT)
     with user_errors():
         out = check_out_dir(out, overwrite, "plan")
+        if not patient.is_file():
+            fail(f"{patient}: patient file not found", EXIT_BAD_INPUT)
         pf = PatientFile.from_toml(patient).with_limits(
             max_downtime_days_per_session=max_downtime_days,
             max_total_downtime_days=max_total_downtime_days,

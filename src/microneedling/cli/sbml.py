@@ -20,7 +20,17 @@ from microneedling.cli.common import (
     user_errors,
 )
 from microneedling.errors import InputError
-from microneedling.io import OutputExistsError, write_text_atomic
+from microneedling.io import OutputExistsError, check_writable, write_text_atomic
+
+
+def _is_sbml(path: Path) -> bool:
+    """Whether ``path`` is an SBML document (what ``--overwrite`` may replace)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return b"<sbml" in head
 
 
 def sbml_command(
@@ -44,8 +54,13 @@ def sbml_command(
     with user_errors():
         if out.is_dir():
             fail(f"--out: {out} is a directory; give a file name such as model.xml", EXIT_BAD_INPUT)
+        out = check_writable(out)
         if out.exists() and not overwrite:
             raise OutputExistsError(f"{out} already exists; use --overwrite to replace it")
+        if out.exists() and not _is_sbml(out):
+            raise OutputExistsError(
+                f"refusing to replace {out}: it is not an SBML file written by microneedling"
+            )
         course_obj = load_course(course)
         ps = load_parameter_set(parameter_set)
         try:

@@ -34,8 +34,27 @@ from microneedling.io import atomic_directory, write_csv_atomic, write_text_atom
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-#: files a sensitivity run directory holds (``--overwrite`` replaces only such a directory)
+#: files a sensitivity run directory holds
 SENSITIVITY_FILES = ("sobol.nc", "sobol.csv", "sobol.png", "course.toml")
+#: below this base sample size the indices are rough (a warning says so before the runs)
+MIN_N_BASE = 64
+
+
+def _noise_warnings(ds: Any, n_base: int) -> list[str]:
+    """What the user must know about the estimates' noise: a small N, negative first-order indices
+    (a true index is never negative: a negative estimate is sampling noise)."""
+    out = []
+    s1 = [float(x) for x in ds["S1"].values.ravel().tolist()]
+    conf = [float(x) for x in ds["S1_conf"].values.ravel().tolist() if x == x]  # not NaN
+    neg = [x for x in s1 if x < 0.0]
+    if neg:
+        out.append(
+            f"{len(neg)} first-order indices (S1) are negative, down to {min(neg):.3f}: a true "
+            "index is never below 0, so these are sampling noise (95% half-widths up to "
+            f"{max(conf, default=float('nan')):.3f}); raise --n-base (now {n_base}) for firmer "
+            "indices"
+        )
+    return out
 
 
 def _print_indices(ds: Any, console: Console, top: int) -> None:
@@ -175,6 +194,12 @@ def sensitivity_command(
     from microneedling.studies.sensitivity import default_endpoints, indices_table
 
     t0 = time.perf_counter()
+    if n_base < MIN_N_BASE:
+        typer.echo(
+            f"warning: --n-base {n_base}: Sobol indices from fewer than {MIN_N_BASE} base samples "
+            "are rough (wide intervals, first-order indices may come out negative)",
+            err=True,
+        )
     with user_errors():
         try:
             validate_executor(workers, scheduler)
@@ -194,6 +219,8 @@ def sensitivity_command(
             write_csv_atomic(indices_table(ds), tmp / "sobol.csv")
             save_indices_png(ds, tmp / "sobol.png")
             write_text_atomic(course_obj.to_toml(), tmp / "course.toml")
+    for w in _noise_warnings(ds, n_base):
+        typer.echo(f"warning: {w}", err=True)
     if quiet:
         return
     console = make_console()

@@ -19,6 +19,7 @@ from microneedling.cli.common import (
     one_line,
     print_disclaimer,
     run_simulation,
+    units_text,
     user_errors,
     write_course,
 )
@@ -54,8 +55,37 @@ def _cell(value: float, low: float, high: float) -> str:
     return f"{format_number(value)} [{iv}]" if iv else format_number(value)
 
 
+def _baselines(result: Result, layer: str = "papillary_dermis") -> dict[tuple[str, str], float]:
+    """{(site, variable): value before the first session} of the time-resolved end points."""
+    ds = result.dataset
+    out: dict[tuple[str, str], float] = {}
+    for v in ds.data_vars:
+        da = ds[v]
+        if "time" not in da.dims or "site" not in da.dims or str(v).endswith(("_low", "_high")):
+            continue
+        if "layer" in da.dims:
+            da = da.sel(layer=layer)
+        first = da.isel(time=0)
+        if "patient" in first.dims:
+            first = first.isel(patient=0)
+        for site in ds["site"].values:
+            out[(str(site), str(v))] = float(first.sel(site=site))
+    return out
+
+
+def _read_out_head(day: float, last: float) -> str:
+    """``day 119`` and, below it, ``last + 35 d`` (how long after the last session)."""
+    from microneedling.reports.format import format_day
+
+    head = f"day {format_day(day)}"
+    if last == last and day >= last:  # not NaN
+        head += f"\n(last +{format_day(day - last)} d)"
+    return head
+
+
 def _print_endpoints(result: Result, console: Console) -> None:
-    """One table per site: time-resolved end points by read-out day, then course end points.
+    """One table per site: time-resolved end points with their baseline (before the first session)
+    and their value at each read-out day, then course end points.
 
     On a terminal too narrow for one column per read-out day, the table is printed long (one row
     per end point and day) so that no value is ever cut.
@@ -64,16 +94,17 @@ def _print_endpoints(result: Result, console: Console) -> None:
     from rich.table import Table
 
     from microneedling.engine.variables import by_name
-    from microneedling.reports.format import format_day, pretty_units
+    from microneedling.reports.format import clean_text, format_day, format_number
 
     df = result.endpoints()
-    name = result.course_name or "course"
+    name = clean_text(result.course_name or "course")
     if df.empty:
         console.print(f"{name}: no end points apply to this course.")
         return
     known = by_name()
     multi = df["patient"].nunique() > 1
     last = float(result.dataset["session_day"].max(skipna=True))
+    base = _baselines(result)
     console.print(
         f"End points — {name}  (last session on day {format_day(last)}; value [10–90% interval])",
         style="bold",
@@ -85,16 +116,22 @@ def _print_endpoints(result: Result, console: Console) -> None:
         body: list[list[str]] = []
         for label, rows in timed.groupby("endpoint", sort=False):
             cells = {float(r.time_days): _cell(r.value, r.low, r.high) for r in rows.itertuples()}
-            units = pretty_units(str(rows["units"].iloc[0]))
-            body.append([str(label), units, *[cells.get(t, "") for t in times]])
+            var = str(rows["variable"].iloc[0])
+            units = units_text(var, str(rows["units"].iloc[0]))
+            # a change (%) is 0 at baseline by definition: only absolute quantities show one
+            b0 = "" if units == "%" else format_number(base.get((str(site), var), float("nan")))
+            body.append([str(label), units, b0, *[cells.get(t, "") for t in times]])
         n_timed = len(body)
         for r in g[g["time_days"].isna()].itertuples():
             word = known[str(r.variable)].summary_word if str(r.variable) in known else ""
             label = f"{r.endpoint} ({word or 'course'})"
             vals = [_cell(r.value, r.low, r.high)] + [""] * (max(len(times), 1) - 1)
-            body.append([label, pretty_units(str(r.units)), *vals])
-        heads = [f"day {format_day(t)}" for t in times] or ["value"]
-        widths = [max([len(h)] + [len(b[j]) for b in body]) for j, h in enumerate(heads, start=2)]
+            body.append([label, units_text(str(r.variable), str(r.units)), "", *vals])
+        heads = ["baseline", *[_read_out_head(t, last) for t in times]] if times else ["", "value"]
+        widths = [
+            max([max(len(x) for x in h.split("\n"))] + [len(b[j]) for b in body])
+            for j, h in enumerate(heads, start=2)
+        ]
         units_w = max(len(b[1]) for b in body)
         if 24 + units_w + sum(widths) + 3 * (len(heads) + 2) > console.width:
             console.print(_long_endpoint_table(title, body, heads, n_timed))
@@ -118,7 +155,7 @@ def _long_endpoint_table(title: str, body: list[list[str]], heads: list[str], n_
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD)
-    table.add_column("End point", overflow="fold")
+    table.add_column("End point", overflow="fold", min_width=16)
     table.add_column("When", no_wrap=True)
     table.add_column("Value [10–90%]", justify="right", no_wrap=True)
     table.add_column("Units", no_wrap=True)
@@ -126,11 +163,12 @@ def _long_endpoint_table(title: str, body: list[list[str]], heads: list[str], n_
         if i == n_timed and 0 < n_timed:
             table.add_section()
         if i >= n_timed:
-            table.add_row(row[0], "course", row[2], row[1])
+            table.add_row(row[0], "course", row[3], row[1])
             continue
         for k, head in enumerate(heads):
             if row[2 + k]:
-                table.add_row(row[0] if k == 0 else "", head, row[2 + k], row[1])
+                when = head.replace("\n", " ")
+                table.add_row(row[0] if k == 0 else "", when, row[2 + k], row[1])
     return table
 
 

@@ -7,10 +7,11 @@ keeps its finished chunks in ``DIR.partial/`` and the same command resumes from 
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,6 +29,81 @@ from microneedling.cli.common import (
 )
 from microneedling.errors import InputError, InputFileError
 from microneedling.io import remove_stale_temporaries
+
+
+def _print_tables(res: Any, console: Any) -> None:
+    """Per end point: each arm's n, mean with its 95% CI and responder rate, then each arm against
+    the control (difference with its 95% CI, Hedges' g, p values); end points in words with units,
+    "—" where a value does not exist (never NaN)."""
+    from rich import box
+    from rich.table import Table
+
+    from microneedling.reports.format import (
+        clean_text,
+        endpoint_label,
+        format_interval,
+        format_number,
+        format_p,
+        format_percent,
+        pretty_units,
+    )
+
+    def num(r: Any, key: str) -> float:
+        v = r.get(key, math.nan)
+        return float(v) if v is not None else math.nan
+
+    def with_ci(r: Any, key: str, lo: str, hi: str, fmt: Any = format_number) -> str:
+        iv = format_interval(num(r, lo), num(r, hi))
+        return f"{fmt(num(r, key))} [{iv}]" if iv else fmt(num(r, key))
+
+    paired = res.spec.paired
+    for e in res.spec.endpoints:
+        units = pretty_units(e.spec.units)
+        title = f"{endpoint_label(e.spec.text)}" + (f" ({units})" if units and units != "1" else "")
+        rule = f"; responder: {e.rule.replace('>=', '≥').replace('<=', '≤')}" if e.rule else ""
+        table = Table(
+            title=f"{title}{rule}", title_justify="left", title_style="bold", box=box.SIMPLE_HEAD
+        )
+        table.add_column("Arm", overflow="fold")
+        table.add_column("n", justify="right", no_wrap=True)
+        table.add_column("Mean [95% CI]", justify="right", no_wrap=True)
+        table.add_column("SD", justify="right", no_wrap=True)
+        if e.rule:
+            table.add_column("Responders [95% CI]", justify="right", no_wrap=True)
+        for r in res.summary[res.summary["endpoint"] == e.name].to_dict("records"):
+            n = num(r, "n")
+            cells = [
+                clean_text(r["arm"]),
+                str(int(n)) if math.isfinite(n) else "—",
+                with_ci(r, "mean", "ci95_low", "ci95_high"),
+                format_number(num(r, "sd")),
+            ]
+            if e.rule:
+                rate = ("responder_rate", "responder_ci95_low", "responder_ci95_high")
+                cells.append(with_ci(r, *rate, fmt=format_percent))
+            table.add_row(*cells)
+        console.print(table)
+        comps = res.comparisons
+        rows = comps[comps["endpoint"] == e.name].to_dict("records") if len(comps) else []
+        if not rows:
+            continue
+        rank = "p (Wilcoxon)" if paired else "p (Mann-Whitney)"
+        t_test = "p (paired t)" if paired else "p (Welch t)"
+        comp = Table(box=box.SIMPLE_HEAD)
+        comp.add_column("Arm vs control", overflow="fold")
+        comp.add_column("Difference [95% CI]", justify="right", no_wrap=True)
+        comp.add_column("Hedges' g", justify="right", no_wrap=True)
+        comp.add_column(t_test, justify="right", no_wrap=True)
+        comp.add_column(rank, justify="right", no_wrap=True)
+        for r in rows:
+            comp.add_row(
+                f"{clean_text(r['arm'])} vs {clean_text(r['control'])}",
+                with_ci(r, "difference", "ci95_low", "ci95_high"),
+                format_number(num(r, "hedges_g")),
+                format_p(num(r, "p_t")),
+                format_p(num(r, "p_rank")),
+            )
+        console.print(comp)
 
 
 def partial_dir(out: Path) -> Path:
@@ -82,12 +158,12 @@ def trial_command(
     t0 = time.perf_counter()
     with user_errors():
         try:
-            ts = TrialSpec.from_toml(spec)
-            if n_per_arm is not None:
-                ts = dataclasses.replace(ts, n_per_arm=n_per_arm)
             out = check_out_dir(out, overwrite, "trial")
             partial = partial_dir(out)
             remove_stale_temporaries(partial / "chunks")
+            ts = TrialSpec.from_toml(spec)
+            if n_per_arm is not None:
+                ts = dataclasses.replace(ts, n_per_arm=n_per_arm)
             res = run_trial(
                 ts,
                 resume_dir=partial / "chunks",
@@ -111,19 +187,7 @@ def trial_command(
     if quiet:
         return
     console = make_console()
-    cols = ["endpoint", "arm", "n", "mean", "ci95_low", "ci95_high"]
-    if "responder_rate" in res.summary:
-        cols.append("responder_rate")
-    console.print(res.summary[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    if len(res.comparisons):
-        keep = [
-            c
-            for c in ("endpoint", "arm", "difference", "hedges_g", "p_t", "p_rank")
-            if c in res.comparisons
-        ]
-        console.print(
-            res.comparisons[keep].to_string(index=False, float_format=lambda x: f"{x:.3g}")
-        )
+    _print_tables(res, console)
     print_disclaimer(console)
     console.print(
         f"Wrote {out} in {time.perf_counter() - t0:.1f} s "

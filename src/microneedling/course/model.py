@@ -61,6 +61,7 @@ from microneedling.schema import (
     Flag,
     InputModel,
     Integer,
+    Line,
     Number,
     Text,
     Unit,
@@ -93,6 +94,16 @@ __all__ = [
 
 NEEDLE_LENGTH_RANGE_MM = (0.1, 3.0)
 """Schema range of needle lengths (mm); 3.0 mm is the deepest pen setting seen (Dermapen 4)."""
+
+# Limits where size is a cost (refused above them; the README's "Limits and guarantees")
+MAX_SESSIONS = 500
+"""Most sessions in one course (weekly for ten years at one site is 520)."""
+MAX_SESSIONS_PER_SITE_YEAR = 52
+"""Most sessions of one site in any 365 days (weekly; the shortest published interval is 7 d)."""
+MAX_AREA_CM2 = 20_000.0
+"""Largest treated area of a site (2 m², about the whole skin of an adult)."""
+MIN_CONTACT_HOURS = 1.0 / 60.0
+"""Shortest contact time of a topical (1 minute): a product wiped off sooner is not applied."""
 
 
 class _Model(InputModel):
@@ -199,8 +210,11 @@ class Site(_Model):
     name: SiteName
     area_cm2: Annotated[
         Number,
-        Field(gt=0),
-        Allowed("a number > 0 cm² (optional: default from safety.default_treatment_area)"),
+        Field(gt=0, le=MAX_AREA_CM2),
+        Allowed(
+            f"a number > 0 and ≤ {MAX_AREA_CM2:g} cm² (2 m², the skin of a whole adult; "
+            "optional: default from safety.default_treatment_area)"
+        ),
     ]
     conditions: tuple[Condition, ...] = ()
 
@@ -274,7 +288,11 @@ class Topical(_Model):
     product: Text
     concentration_mg_ml: Annotated[Number, Field(gt=0, le=1000), Unit("mg/mL")]
     volume_ul_cm2: Annotated[Number, Field(gt=0, le=200), Unit("µL/cm² (applied film per area)")]
-    contact_hours: Annotated[Number, Field(gt=0, le=72), Unit("h (time on the skin)")]
+    contact_hours: Annotated[
+        Number,
+        Field(ge=MIN_CONTACT_HOURS, le=72),
+        Allowed("a number from 1/60 h (1 minute) to 72 h (time on the skin)"),
+    ]
 
     @field_validator("product")
     @classmethod
@@ -338,7 +356,7 @@ class Course(_Model):
     The object is immutable and hashable; ``Course.from_toml_text(c.to_toml()) == c``.
     """
 
-    name: Annotated[Text, Field(min_length=1), Allowed("non-empty text")]
+    name: Annotated[Line, Field(min_length=1)]
     horizon_days: Annotated[
         Number, Field(gt=0, le=3650), Allowed("a number > 0 and ≤ 3650 d, ≥ the last session day")
     ]
@@ -356,7 +374,7 @@ class Course(_Model):
             return v
         check_text(v)
         if info.field_name == "name" and not v.strip():
-            raise InputError("", v, "non-empty text")
+            raise InputError("", v, "non-empty text (one line of at most 200 characters)")
         return v
 
     @field_validator("sites")
@@ -447,6 +465,7 @@ class Course(_Model):
                         f"(device.type is {dev.type!r})",
                     )
                 )
+        problems += _session_limits(self.sessions)
         if self.sessions:
             k = max(range(len(self.sessions)), key=lambda n: self.sessions[n].day)
             last = self.sessions[k].day
@@ -530,3 +549,36 @@ class Course(_Model):
         """This course as a TOML course file (``from_toml_text(c.to_toml()) == c``)."""
         name = self.name.encode("unicode_escape").decode("ascii")  # one comment line, printable
         return dumps_toml(self.to_dict(), header=f"microneedling course file: {name}")
+
+
+def _session_limits(sessions: tuple[Session, ...]) -> list[InputError]:
+    """Refusals where size is a cost: more than :data:`MAX_SESSIONS` sessions, or more than
+    :data:`MAX_SESSIONS_PER_SITE_YEAR` sessions of one site in any 365 days."""
+    if len(sessions) > MAX_SESSIONS:
+        return [
+            InputError(
+                "sessions",
+                f"<{len(sessions)} sessions>",
+                f"at most {MAX_SESSIONS} sessions in one course",
+            )
+        ]
+    problems: list[InputError] = []
+    by_site: dict[str, list[tuple[float, int]]] = {}
+    for i, ses in enumerate(sessions):
+        by_site.setdefault(ses.site, []).append((ses.day, i))
+    n = MAX_SESSIONS_PER_SITE_YEAR
+    for site, days in by_site.items():
+        days.sort()
+        for j in range(n, len(days)):
+            if days[j][0] - days[j - n][0] < 365.0:
+                first, i = days[j - n], days[j][1]
+                problems.append(
+                    InputError(
+                        f"sessions[{i}].day",
+                        days[j][0],
+                        f"at most {n} sessions of {site!r} in any 365 days (weekly); this is "
+                        f"session {n + 1} of {site!r} since day {first[0]:g}",
+                    )
+                )
+                break
+    return problems

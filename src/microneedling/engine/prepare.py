@@ -154,9 +154,12 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
         to_ug_cm2 = 1e9 / 1e4  # kg/m^2 -> ug/cm^2
         absorbed[bi, ki] = ab.total * to_ug_cm2
         intact[bi, ki] = ab.intact * to_ug_cm2
-        # intact-skin uptake below 1e-9 of the dose (molecules as large as the polar pores, e.g.
-        # hyaluronan): the ratio is unbounded
-        enh[bi, ki] = np.where(ab.intact > 1e-9 * c0 * film, ab.enhancement, np.inf)
+        # no intact-skin path at all (kp = 0: molecules as large as the polar pores, e.g.
+        # hyaluronan): the ratio is unbounded. A short contact time gives a small intact amount,
+        # not an unbounded ratio (the floor of transport.enhancement_floor_fraction keeps it finite)
+        enh[bi, ki] = np.where(
+            np.broadcast_to(ab.kp, ab.intact.shape) > 0.0, ab.enhancement, np.inf
+        )
         by_layer[bi, ki] = ab.by_layer * to_ug_cm2
         ec50 = ps.table("observe.depigmenting_ec50", "ug/cm^2")
         half = np.array([ec50.get(t.product, np.inf) for t in tops])  # inf: no depigmenting effect

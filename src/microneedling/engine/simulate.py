@@ -10,24 +10,62 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from microneedling.about import DISCLAIMER, __version__
+from microneedling.course.model import Course
 from microneedling.engine import variables
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.prepare import Prepared, setting_values, take_prepared
 from microneedling.engine.result import Result
 from microneedling.engine.variables import Variable, by_name
+from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
+from microneedling.schema import INT64_MAX
 from microneedling.vocabulary import LAYERS
 
-if TYPE_CHECKING:  # pragma: no cover
-    from microneedling.course.model import Course
+__all__ = ["MAX_DRAWS", "MIN_DRAWS_FOR_INTERVALS", "check_arguments", "simulate"]
 
-__all__ = ["simulate"]
+MAX_DRAWS = 1000
+"""Largest ensemble (each draw is one more case of the batched solve; 1000 takes minutes)."""
+MIN_DRAWS_FOR_INTERVALS = 20
+"""Below this many draws a 10th-90th percentile band is rough (a run carries a warning). Measured
+on the first six shipped examples: with 8 draws the nominal value fell outside its own band in 408
+of 43,007 read-outs (0.9%), with 20 and with 32 draws in none."""
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def check_arguments(
+    course: object, parameters: object, draws: object, seed: object, rtol: object
+) -> None:
+    """Refuse (:class:`~microneedling.errors.InputError`) arguments :func:`simulate` cannot use,
+    naming the argument, the value and what is allowed."""
+    if not isinstance(course, Course):
+        raise InputError(
+            "course",
+            type(course).__name__,
+            "a Course (Course.from_toml(path), Course.from_dict(data), ...)",
+        )
+    if parameters is not None and not isinstance(parameters, ParameterSet):
+        raise InputError(
+            "parameters", type(parameters).__name__, "a ParameterSet (load_parameters()) or None"
+        )
+    if not _is_int(draws) or not 0 <= int(draws) <= MAX_DRAWS:  # type: ignore[call-overload]
+        raise InputError("draws", draws, f"an integer from 0 to {MAX_DRAWS}")
+    if seed is not None and (not _is_int(seed) or not 0 <= int(seed) <= INT64_MAX):  # type: ignore[call-overload]
+        raise InputError("seed", seed, f"None or an integer from 0 to {INT64_MAX}")
+    if (
+        isinstance(rtol, bool)
+        or not isinstance(rtol, int | float)
+        or not 1e-12 <= float(rtol) <= 1e-2
+    ):
+        raise InputError("rtol", rtol, "a number from 1e-12 to 1e-2")
 
 
 # ---------------------------------------------------------------------------- simulate
@@ -55,7 +93,10 @@ def simulate(
         Seed of the ensemble (default: ``course.seed``).
     rtol:
         Relative tolerance of the healing integrator.
+
+    Bad arguments raise :class:`~microneedling.errors.InputError` (:func:`check_arguments`).
     """
+    check_arguments(course, parameters, draws, seed, rtol)
 
     ps = (parameters or load_parameters()).recording()
     seed = course.seed if seed is None else seed
@@ -148,7 +189,7 @@ def _dataset(
         "n_draws": int(n_draws),
         "course_name": course.name,
         "course_toml": course.to_toml(),
-        "warnings": json.dumps(list(course.warnings)),
+        "warnings": json.dumps(list(course.warnings) + _draw_warnings(n_draws)),
         "sources": json.dumps(
             [{"key": r.key, "citation": r.citation, "url": r.url, "note": r.note} for r in refs]
         ),
@@ -173,3 +214,12 @@ def _dataset(
         "Conventions": "CF-1.8",
     }
     return xr.Dataset(data_vars=data, coords=coords, attrs=attrs)
+
+
+def _draw_warnings(n_draws: int) -> list[str]:
+    if 0 < n_draws < MIN_DRAWS_FOR_INTERVALS:
+        return [
+            f"draws = {n_draws}: a 10-90% interval from fewer than {MIN_DRAWS_FOR_INTERVALS} "
+            "parameter draws is rough, and the nominal value can fall outside it; use 32 or more"
+        ]
+    return []

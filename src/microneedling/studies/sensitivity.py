@@ -141,12 +141,13 @@ def parameter_values(ps: ParameterSet, name: str, z: float) -> float | dict[str,
     p = ps.parameters[name]
     if p.low is None or p.high is None:
         raise InputError("names", name, "a parameter with a plausible interval (low/high)")
+    clip = p.domain.clip  # a split-normal tail past a physical bound stops at it (as the draws)
     if isinstance(p.value, dict):
         lo, hi = p.low, p.high
         assert isinstance(lo, dict) and isinstance(hi, dict)
-        return {k: split_normal_value(v, lo[k], hi[k], z) for k, v in p.value.items()}
+        return {k: clip(split_normal_value(v, lo[k], hi[k], z)) for k, v in p.value.items()}
     assert isinstance(p.low, float | int) and isinstance(p.high, float | int)
-    return split_normal_value(float(p.value), float(p.low), float(p.high), z)
+    return clip(split_normal_value(float(p.value), float(p.low), float(p.high), z))
 
 
 def parameter_sets(ps: ParameterSet, names: Sequence[str], u: np.ndarray) -> list[ParameterSet]:
@@ -281,6 +282,7 @@ def sobol_indices(
     chosen = validate_names(ps, names) if names is not None else sensitive_names(course, ps)
     if not chosen:
         raise InputError("names", "[]", "at least one parameter with an interval")
+    check_endpoints_apply(course, ps, specs, rtol)  # before the N·(D + 2) runs, not after
     D = len(chosen)
     u = sobol_design(D, n_base, seed, second_order)
     n_runs = u.shape[0]
@@ -299,12 +301,7 @@ def sobol_indices(
     labels, spec_c, site_c, unit_c, columns = [], [], [], [], []
     for e, spec in enumerate(specs):
         if not np.any(np.isfinite(y[:, :, e])):
-            raise InputError(
-                f"endpoints[{e}]",
-                spec.text,
-                "an end point that applies to a site of the course (e.g. scar_depth needs an "
-                "acne_scar condition, melanin_index a hyperpigmentation)",
-            )
+            raise InputError(f"endpoints[{e}]", spec.text, _NOT_APPLICABLE)
         for s, site in enumerate(sites):
             col = y[:, s, e]
             if not np.any(np.isfinite(col)):
@@ -378,6 +375,24 @@ def sobol_indices(
         "disclaimer": DISCLAIMER,
     }
     return xr.Dataset(data_vars=data, coords=coords, attrs=attrs)
+
+
+_NOT_APPLICABLE = (
+    "an end point that applies to a site of the course (e.g. scar_depth needs an acne_scar "
+    "condition, melanin_index a hyperpigmentation, absorbed_amount a topical)"
+)
+
+
+def check_endpoints_apply(
+    course: Course, ps: ParameterSet, specs: Sequence[EndpointSpec], rtol: float = 1e-6
+) -> None:
+    """Refuse an end point that has no value at any site of ``course``: one nominal solve, before
+    the design's runs."""
+    run = simulate_batch([course], ps, rtol=rtol)
+    table = endpoint_table(run, [s.text for s in specs])
+    for e, spec in enumerate(specs):
+        if not np.any(np.isfinite(table[spec.text])):
+            raise InputError(f"endpoints[{e}]", spec.text, _NOT_APPLICABLE)
 
 
 def _parse_endpoints(endpoints: Sequence[str | EndpointSpec]) -> list[EndpointSpec]:
@@ -467,6 +482,7 @@ def default_endpoints(course: Course) -> list[str]:
 
 __all__ = [
     "SobolChunk",
+    "check_endpoints_apply",
     "default_endpoints",
     "evaluate_chunk",
     "indices_table",

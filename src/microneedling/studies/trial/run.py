@@ -28,7 +28,7 @@ from microneedling.about import DISCLAIMER, __version__
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values
 from microneedling.engine.executor import ChunkStore, map_chunks, validate_executor
-from microneedling.errors import InputError
+from microneedling.errors import InputError, InputFileFieldError
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.studies.trial.population import sample_patients
 from microneedling.studies.trial.spec import MAX_CHUNK, Arm, EndpointDef, TrialSpec, arm_course
@@ -39,6 +39,7 @@ __all__ = [
     "TrialResult",
     "arm_grid",
     "arm_summary",
+    "check_endpoints_apply",
     "compare_arms",
     "merge_moments",
     "plan_chunks",
@@ -406,6 +407,42 @@ def _tables(spec: TrialSpec, values: np.ndarray) -> tuple[Any, Any]:
     return pd.DataFrame(rows), pd.DataFrame(comps)
 
 
+def check_endpoints_apply(spec: TrialSpec) -> None:
+    """Refuse, before any patient is simulated, an end point that gives no value in an arm (a
+    striae width in an acne-scar cohort, an absorbed amount in an arm without a topical, a read-out
+    after the horizon): one nominal solve of the population's first patient in every arm.
+
+    Every patient of an arm has the same condition types (the population's, or the course's when
+    the population declares none) and the same sessions, so the first patient decides.
+    """
+    pop = spec.population
+    batch = sample_patients(pop, 0, 1, seed=spec.seed)
+    courses = [arm_course(arm, batch, 0, pop) for arm in spec.arms]
+    run = simulate_batch(courses, load_parameters())
+    problems: list[InputError] = []
+    for j, e in enumerate(spec.endpoints):
+        v = endpoint_values(run, e.spec)
+        empty = [
+            spec.arms[a].name
+            for a in range(len(courses))
+            if not np.any(np.isfinite(v[run.course_index == a]))
+        ]
+        if empty:
+            problems.append(
+                InputError(
+                    f"trial.endpoints[{j}]",
+                    e.name,
+                    "an end point with a value in every arm; it has none in "
+                    + ", ".join(repr(a) for a in empty)
+                    + " (its condition is not in the population or the course, e.g. "
+                    "striae_width needs striae and scar_depth acne scars; absorbed amounts need "
+                    "a topical; a read-out day must lie within the horizon)",
+                )
+            )
+    if problems:
+        raise problems[0] if len(problems) == 1 else InputFileFieldError(problems, "trial")
+
+
 def run_trial(
     spec: TrialSpec,
     *,
@@ -425,6 +462,7 @@ def run_trial(
     chunk = spec.chunk_size if chunk_size is None else chunk_size
     if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK:
         raise InputError("chunk_size", chunk, f"an integer from 1 to {MAX_CHUNK}")
+    check_endpoints_apply(spec)  # before any chunk: refuse an end point without values
     in_process = workers == 0 and scheduler is None
     tasks = plan_chunks(spec, chunk, parallel=in_process)
     A, n, E = len(spec.arms), spec.n_per_arm, len(spec.endpoints)
