@@ -130,3 +130,19 @@ def test_flags_name_only_outputs_of_the_variable_table(name: str) -> None:
 
     for f in A.flags(Course.from_toml(EXAMPLES / f"{name}.toml")):
         assert f.output in by_name() and f.reasons
+
+
+def test_simulate_attaches_one_warning_per_flag_and_the_flags() -> None:
+    import json
+
+    from microneedling.engine.simulate import simulate
+
+    course = _course(needle_length_mm=0.5)
+    res = simulate(course, draws=0)
+    expected = A.flags(course)
+    assert any(f.output == "scar_depth" for f in expected)  # 0.5 mm: below the validated lengths
+    for f in expected:
+        assert f.message in res.warnings
+    assert json.loads(res.dataset.attrs["applicability"]) == {
+        f.output: list(f.reasons) for f in expected
+    }

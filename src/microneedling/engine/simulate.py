@@ -16,7 +16,7 @@ import numpy as np
 
 from microneedling.about import DISCLAIMER, __version__
 from microneedling.course.model import Course
-from microneedling.engine import variables
+from microneedling.engine import applicability, variables
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.prepare import Prepared, setting_values, take_prepared
 from microneedling.engine.result import Result
@@ -179,6 +179,7 @@ def _dataset(
             put(v, dims, [fixed[v.name]])
 
     refs = ps.references(ps.used)
+    flags = applicability.flags(course)  # outputs outside the validated settings
     attrs = {
         "title": f"microneedling simulation: {course.name}",
         "disclaimer": DISCLAIMER,
@@ -189,7 +190,10 @@ def _dataset(
         "n_draws": int(n_draws),
         "course_name": course.name,
         "course_toml": course.to_toml(),
-        "warnings": json.dumps(list(course.warnings) + _draw_warnings(n_draws)),
+        "warnings": json.dumps(
+            list(course.warnings) + _draw_warnings(n_draws) + [f.message for f in flags]
+        ),
+        "applicability": json.dumps({f.output: list(f.reasons) for f in flags}),
         "sources": json.dumps(
             [{"key": r.key, "citation": r.citation, "url": r.url, "note": r.note} for r in refs]
         ),
