@@ -39,19 +39,44 @@ EXAMPLE = ROOT / "examples" / "acne-scars-rolling-cheek.toml"
 PASSWORD = "benchmark password 1234"
 
 
-def in_process_ms(repeat: int = 50) -> float:
-    """Median time of ``simulate(course, draws=0)`` in this process (after a warm-up)."""
+def tree_cpu_s(pid: int) -> float:
+    """CPU time (user + system, s) of a process and all its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(d.name)] = int(fields[1])
+        cpu[int(d.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return total
+
+
+def in_process_ms(repeat: int = 50) -> tuple[float, float]:
+    """``simulate(course, draws=0)`` in this process after a warm-up: median wall time and mean CPU
+    time per call (ms). CPU time is what a busy machine distorts least."""
     from microneedling.course.model import Course
     from microneedling.engine.simulate import simulate
 
     course = Course.from_toml(EXAMPLE)
     simulate(course, draws=0)
     times = []
+    cpu0 = time.process_time()
     for _ in range(repeat):
         t0 = time.perf_counter()
         simulate(course, draws=0)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    cpu = (time.process_time() - cpu0) / repeat
+    return statistics.median(times) * 1e3, cpu * 1e3
 
 
 async def _client(
@@ -81,7 +106,7 @@ async def _client(
 
 
 async def _level(
-    url: str, tokens: list[str], clients: int, seconds: float, max_requests: int
+    url: str, tokens: list[str], clients: int, seconds: float, max_requests: int, server_pid: int
 ) -> dict[str, Any]:
     body = {"course": tomllib.loads(EXAMPLE.read_text()), "draws": 0}
     # warm-up: every client once (connections, server caches)
@@ -95,11 +120,14 @@ async def _level(
     lat: list[float] = []
     errors: list[str] = []
     budget = [max_requests]
+    cpu0, own0 = tree_cpu_s(server_pid), time.process_time()
     t0 = time.perf_counter()
     await asyncio.gather(
         *[_client(url, tokens[i], body, t0 + seconds, budget, lat, errors) for i in range(clients)]
     )
     wall = time.perf_counter() - t0
+    server_cpu, client_cpu = tree_cpu_s(server_pid) - cpu0, time.process_time() - own0
+    n = max(len(lat) + len(errors), 1)
     ms = np.array(lat) * 1e3
     return {
         "clients": clients,
@@ -109,6 +137,8 @@ async def _level(
         "p99": float(np.percentile(ms, 99)) if len(ms) else float("nan"),
         "errors": len(errors),
         "first_error": errors[0] if errors else "",
+        "server_cpu_ms": 1e3 * server_cpu / n,
+        "client_cpu_ms": 1e3 * client_cpu / n,
         "seconds": wall,
     }
 
@@ -146,13 +176,15 @@ def run_database(
             tokens = _tokens(url, max(levels))
             rows = []
             for n in levels:
-                row = asyncio.run(_level(url, tokens, n, args.seconds, args.max_requests))
+                row = asyncio.run(_level(url, tokens, n, args.seconds, args.max_requests, proc.pid))
                 row["database"] = kind
                 rows.append(row)
                 print(
                     f"  {kind:10s} {n:3d} clients: {row['requests']:5d} requests, "
                     f"{row['rps']:6.1f}/s, p50 {row['p50']:6.1f} ms, p99 {row['p99']:6.1f} ms, "
-                    f"errors {row['errors']} {row['first_error']}",
+                    f"server CPU {row['server_cpu_ms']:.1f} ms/request, load generator "
+                    f"{row['client_cpu_ms']:.1f} ms/request, errors {row['errors']} "
+                    f"{row['first_error']}",
                     flush=True,
                 )
             return rows
@@ -171,9 +203,13 @@ def main() -> None:
     ap.add_argument("--database-url", default=None, help="An existing PostgreSQL database.")
     args = ap.parse_args()
 
-    print(f"in-process simulate(draws=0), {EXAMPLE.name}: ", end="", flush=True)
-    base_ms = in_process_ms()
-    print(f"{base_ms:.2f} ms (median of 50)", flush=True)
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
+    wall0, cpu0 = in_process_ms()
+    print(
+        f"in-process simulate(draws=0), {EXAMPLE.name}: median {wall0:.2f} ms, "
+        f"CPU {cpu0:.2f} ms per call",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     cluster = None
     try:
@@ -190,24 +226,33 @@ def main() -> None:
     finally:
         if cluster is not None:
             cluster.stop()
-    after_ms = in_process_ms()
+    wall1, cpu1 = in_process_ms()
+    wall, cpu = min(wall0, wall1), min(cpu0, cpu1)
     print()
-    print(f"in-process simulate: {base_ms:.2f} ms before, {after_ms:.2f} ms after the load")
-    print("| database | clients | requests | requests/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the cores)")
+    print(
+        f"in-process simulate: median {wall0:.2f} / {wall1:.2f} ms, CPU {cpu0:.2f} / "
+        f"{cpu1:.2f} ms per call (before / after the load)"
+    )
+    print(
+        "| database | clients | requests | requests/s | p50 ms | p99 ms | errors "
+        "| server CPU ms/request | 2 cores / (server + load generator CPU) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        cap = 2000.0 / (r["server_cpu_ms"] + r["client_cpu_ms"])
         print(
-            f"| {r['database']} | {r['clients']} | {r['requests']} | {r['rps']:.1f} | "
-            f"{r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} |"
+            f"| {r['database']} | {r['clients']} | {r['requests']} | {r['rps']:.1f} "
+            f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['server_cpu_ms']:.1f} "
+            f"| {cap:.0f}/s |"
         )
-    ref = min(base_ms, after_ms)
     for r in rows:
         if r["clients"] == 1:
-            over = (r["p50"] - ref) / ref
             print(
-                f"HTTP overhead ({r['database']}, 1 client): p50 {r['p50']:.1f} ms - "
-                f"in-process {ref:.2f} ms = {r['p50'] - ref:.1f} ms = {100 * over:.0f}% "
-                "(goal < 30%)"
+                f"HTTP overhead ({r['database']}, 1 client): latency p50 {r['p50']:.1f} ms vs "
+                f"in-process {wall:.2f} ms: {100 * (r['p50'] - wall) / wall:.0f}%; server CPU "
+                f"{r['server_cpu_ms']:.1f} ms vs in-process CPU {cpu:.2f} ms: "
+                f"{100 * (r['server_cpu_ms'] - cpu) / cpu:.0f}% (goal < 30%)"
             )
     for r in rows:
         if r["clients"] == 32:

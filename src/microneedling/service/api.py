@@ -67,10 +67,11 @@ from microneedling.service.db import (
     now,
 )
 from microneedling.service.errors import ServiceError
-from microneedling.service.jobs import TERMINAL, store_outputs, work_dir
+from microneedling.service.jobs import TERMINAL, work_dir
 from microneedling.service.runs import (
     DERIVED,
     RESULT_BLOB,
+    Outputs,
     Prepared,
     derive,
     endpoint_records,
@@ -599,15 +600,8 @@ def _submit(
     )
     if prep.inline:
         outputs = simulate_inline(prep.request)
-        run.status, run.progress, run.progress_text = "done", 1.0, "done"
-        run.started_at = run.finished_at = run.created_at = now()
-        db.add(run)
-        db.flush()
-        files = store_outputs(db, ctx.store, run, outputs)
-        audit.record(db, who, "run", prep.kind, run.id)
-        db.commit()
         response.status_code = 201
-        return _run_out(run, files)
+        return _insert_done(db, ctx, who, run, outputs)
     else:
         db.add(run)
         db.flush()
@@ -618,6 +612,58 @@ def _submit(
         response.status_code = 202
     db.refresh(run)
     return _run_out(run, _files(db, run))
+
+
+def _insert_done(db: Session, ctx: Context, who: Principal, run: Run, outputs: Outputs) -> RunOut:
+    """Store a run finished inline: three INSERTs and one commit (Core statements: the hot path of
+    the inline simulate, about 1 ms less than the ORM's unit of work)."""
+    t = now()
+    run.status, run.progress, run.progress_text = "done", 1.0, "done"
+    run.created_at = run.started_at = run.finished_at = t
+    run.summary = outputs.summary
+    values = {c.key: getattr(run, c.key) for c in Run.__table__.columns if c.key != "id"}
+    run.id = db.execute(sa.insert(Run).values(**values).returning(Run.id)).scalar_one()
+    files = []
+    for name, content in outputs.files.items():
+        sha, size = (
+            ctx.store.put_bytes(content)
+            if isinstance(content, bytes)
+            else ctx.store.put_file(content)
+        )
+        files.append(
+            FileRecord(
+                organisation_id=run.organisation_id,
+                run_id=run.id,
+                name=name,
+                sha256=sha,
+                size=size,
+                media_type=media_type(name),
+                created_at=t,
+            )
+        )
+    if files:
+        db.execute(
+            sa.insert(FileRecord),
+            [
+                {c.key: getattr(f, c.key) for c in FileRecord.__table__.columns if c.key != "id"}
+                for f in files
+            ],
+        )
+    db.execute(
+        sa.insert(AuditEvent).values(
+            organisation_id=who.organisation_id,
+            user_id=who.user_id,
+            token_id=who.token_id,
+            action="run",
+            resource=run.kind,
+            resource_id=str(run.id),
+            detail="",
+            ip=who.ip,
+            at=t,
+        )
+    )
+    db.commit()
+    return _run_out(run, files)
 
 
 def _run_route(kind: str) -> None:
