@@ -5,22 +5,26 @@ other tests run on both databases)."""
 from __future__ import annotations
 
 import io
+import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 
 from microneedling.course.model import Course
 from microneedling.course.patient import PatientFile
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.reports.credibility import delivery_table
+from microneedling.service.runs import Cancelled, Progress, chunk_mapper
 from microneedling.studies.absorb import absorption_table
 from microneedling.studies.credibility.delivery import predict as delivery_predict
 from microneedling.studies.planning.search import search
 from microneedling.studies.sensitivity import sensitive_names, sobol_indices
 from microneedling.studies.trial.run import run_trial
 from microneedling.studies.trial.spec import TrialSpec
-from tests.service.helpers import Service, example, trial_spec, wait
+from tests.service.helpers import Service, example, settings_for, trial_spec, wait
 
 API = "/api/v1"
 
@@ -135,3 +139,28 @@ def test_delivery_validation_is_the_cli_table(sqlite_service: Service) -> None:
     run = _submit(sqlite_service, "validate", {"delivery": True})
     assert run["summary"]["delivery"] == delivery_table(delivery_predict())
     assert _names(run) == {"delivery.md"}
+
+
+def test_chunks_go_to_dask_workers_when_configured(tmp_path: Path) -> None:
+    """``--dask-workers N``: chunks run on a local Dask cluster, with progress, in order."""
+    settings = settings_for(tmp_path, None, dask_workers=1)
+    progress = Progress()
+    out = chunk_mapper(settings, progress, "items")(math.factorial, list(range(6)))
+    assert out == [1, 1, 2, 6, 24, 120]
+    assert progress.fraction == 1.0 and progress.text == "items: 6 of 6 chunks"
+
+
+def test_a_cancelled_run_stops_at_the_next_chunk(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, None)
+    progress = Progress()
+    seen: list[int] = []
+
+    def work(i: int) -> int:
+        seen.append(i)
+        if i == 2:
+            progress.cancelled = True  # as the heartbeat does when cancellation is requested
+        return i
+
+    with pytest.raises(Cancelled):
+        chunk_mapper(settings, progress, "items")(work, list(range(10)))
+    assert seen == [0, 1, 2]
