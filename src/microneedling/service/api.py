@@ -614,22 +614,24 @@ def _submit(
     return _run_out(run, _files(db, run))
 
 
+_INSERT_RUN = sa.insert(Run).returning(Run.id)
+_INSERT_FILE = sa.insert(FileRecord)
+_INSERT_EVENT = sa.insert(AuditEvent)
+
+
 def _insert_done(db: Session, ctx: Context, who: Principal, run: Run, outputs: Outputs) -> RunOut:
-    """Store a run finished inline: three INSERTs and one commit (Core statements: the hot path of
-    the inline simulate, about 1 ms less than the ORM's unit of work)."""
+    """Store a run finished inline: three INSERTs and one commit (prepared Core statements: the
+    hot path of the inline simulate, about 1 ms less than the ORM's unit of work)."""
     t = now()
     run.status, run.progress, run.progress_text = "done", 1.0, "done"
     run.created_at = run.started_at = run.finished_at = t
     run.summary = outputs.summary
     values = {c.key: getattr(run, c.key) for c in Run.__table__.columns if c.key != "id"}
-    run.id = db.execute(sa.insert(Run).values(**values).returning(Run.id)).scalar_one()
+    run.id = db.execute(_INSERT_RUN, values).scalar_one()
     files = []
     for name, content in outputs.files.items():
-        sha, size = (
-            ctx.store.put_bytes(content)
-            if isinstance(content, bytes)
-            else ctx.store.put_file(content)
-        )
+        put = ctx.store.put_bytes if isinstance(content, bytes) else ctx.store.put_file
+        sha, size = put(content)  # type: ignore[arg-type]
         files.append(
             FileRecord(
                 organisation_id=run.organisation_id,
@@ -642,25 +644,24 @@ def _insert_done(db: Session, ctx: Context, who: Principal, run: Run, outputs: O
             )
         )
     if files:
-        db.execute(
-            sa.insert(FileRecord),
-            [
-                {c.key: getattr(f, c.key) for c in FileRecord.__table__.columns if c.key != "id"}
-                for f in files
-            ],
-        )
+        rows = [
+            {c.key: getattr(f, c.key) for c in FileRecord.__table__.columns if c.key != "id"}
+            for f in files
+        ]
+        db.execute(_INSERT_FILE, rows)
     db.execute(
-        sa.insert(AuditEvent).values(
-            organisation_id=who.organisation_id,
-            user_id=who.user_id,
-            token_id=who.token_id,
-            action="run",
-            resource=run.kind,
-            resource_id=str(run.id),
-            detail="",
-            ip=who.ip,
-            at=t,
-        )
+        _INSERT_EVENT,
+        {
+            "organisation_id": who.organisation_id,
+            "user_id": who.user_id,
+            "token_id": who.token_id,
+            "action": "run",
+            "resource": run.kind,
+            "resource_id": str(run.id),
+            "detail": "",
+            "ip": who.ip,
+            "at": t,
+        },
     )
     db.commit()
     return _run_out(run, files)
