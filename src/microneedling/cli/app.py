@@ -32,6 +32,7 @@ from microneedling.cli.common import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    STATE,
     Command,
     Terminated,
     install_signal_handlers,
@@ -154,4 +155,8 @@ def main() -> None:
             err=True,
         )
         code = EXIT_INTERNAL
+    if code == EXIT_INTERRUPTED and not STATE["reported"]:
+        # interrupted outside a command's own error handling (typer returns 130 silently)
+        code = EXIT_TERMINATED if STATE["terminated"] else EXIT_INTERRUPTED
+        typer.echo(f"error: {'terminated' if STATE['terminated'] else 'interrupted'}", err=True)
     sys.exit(code if isinstance(code, int) else 0)

@@ -53,6 +53,7 @@ __all__ = [
     "EXIT_REFUSED",
     "EXIT_TERMINATED",
     "MAX_DRAWS",
+    "STATE",
     "Command",
     "CourseArgument",
     "ParameterSetOption",
@@ -96,10 +97,15 @@ class Terminated(KeyboardInterrupt):
     temporary and a trial keeps its finished chunks."""
 
 
+#: what the process went through: a termination signal, an ``error:`` line already printed
+STATE: dict[str, bool] = {"terminated": False, "reported": False}
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # a second signal while cleaning up ends the process at once (the next run removes what
     # it left: microneedling.io.remove_stale_temporaries)
     signal.signal(signum, signal.SIG_DFL)
+    STATE["terminated"] = True
     raise Terminated(signal.Signals(signum).name)
 
 
@@ -117,6 +123,7 @@ def one_line(text: str) -> str:
 
 def fail(message: str, code: int) -> NoReturn:
     typer.echo(f"error: {one_line(message)}", err=True)
+    STATE["reported"] = True
     raise typer.Exit(code)
 
 
@@ -203,8 +210,8 @@ def check_out_dir(out: Path, overwrite: bool, kind: str) -> Path:
     written. Temporaries left next to ``out`` by killed runs are removed.
     """
     target = check_writable(out)
+    remove_stale_temporaries(target.parent, target.name)  # dead writers' only: always safe
     check_replaceable(target, overwrite, kind)
-    remove_stale_temporaries(target.parent, target.name)
     return target
 
 
