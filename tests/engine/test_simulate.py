@@ -96,10 +96,16 @@ def test_deeper_needles_injure_more_and_redden_longer() -> None:
     inj = [float(r["injured_fraction"].sum("layer").isel(session=0).squeeze()) for r in rs]
     ery = [float(r["erythema_days"].isel(session=0).squeeze()) for r in rs]
     coll = [at_end(r, "collagen_change", "reticular_dermis") for r in rs]
-    assert np.all(np.diff(inj) > 0)
+    # deeper up to the bottom of the cheek's dermis (the roller's channels reach it from 1.5 mm,
+    # physics.needles insertion model), then equal
+    assert np.all(np.diff(inj[:4]) > 0) and inj[4] >= inj[3]
     assert np.all(np.diff(ery) >= 0)
     assert np.all(np.diff(coll) >= 0)
-    assert ery[0] < 0.25 and ery[1] < 0.5  # short needles: hours at most (Bal 2008: < 2 h)
+    # shallow needles: hours (0.25 mm); a 0.5 mm roller at 10 passes reaches the papillary
+    # dermis (about 380 um with the insertion model) and reddens for about a day on average
+    # (physics.redness; Bal 2008's < 2 h is for one press of a 200-400 um array, tested in
+    # tests/physics/test_redness.py)
+    assert ery[0] < 0.25 and ery[1] < 1.5
     assert 1.0 <= ery[3] <= 3.0  # 1.5 mm: one to three days (Vietnam 1-2 d; acne.org 2-3 d)
 
 

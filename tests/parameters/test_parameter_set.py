@@ -144,7 +144,7 @@ def test_loader_refuses_a_table_without_domain_or_a_value_outside_it(tmp_path: P
         ({"healing.k_1": -0.01}, "healing.k_1"),  # collagen -165% before
         ({"healing.mu_I": math.nan}, "healing.mu_I"),
         ({"healing.mu_I": math.inf}, "healing.mu_I"),
-        ({"needles.insertion_efficiency": 1.5}, "needles.insertion_efficiency"),
+        ({"needles.roller_contact_fraction": 1.5}, "needles.roller_contact_fraction"),
         ({"needles.pen_needles": 2.5}, "needles.pen_needles"),
         ({"skin.sc_thickness": {"cheek": -1.0}}, "skin.sc_thickness"),
         ({"healing.mu_I": "1.0"}, "healing.mu_I"),

@@ -1,8 +1,9 @@
 """Needles: puncture density, depth, channel geometry, layers reached, skin tables.
 
 Published anchors: Dermaroller MF8 geometry (Schwarz & Laaff 2011) → 15.3 punctures/cm² per pass and
-≈229 after 15 passes against the ≈250 cm⁻² clinicians quote; Kalluri 2011 channel depth and surface
-diameter; skin tables (Meng 2022, Egawa 2007, Tsugita 2013, Branchet 1990).
+≈229 after 15 passes against the ≈250 cm⁻² clinicians quote; insertion depth by study (Kalluri 2011
+hairless rat, Donnelly 2010 human OCT, Sasaki 2019 set-depth device); Kalluri 2011 surface diameter;
+skin tables (Meng 2022, Egawa 2007, Tsugita 2013, Branchet 1990).
 """
 
 from __future__ import annotations
@@ -98,18 +99,103 @@ def test_device_geometry_from_input_fields() -> None:
     assert math.isnan(geo.drum_diameter_m)
 
 
-# ------------------------------------------------------------------------------ geometry
-def test_depth_is_efficiency_times_length_and_capped_by_skin() -> None:
-    d = nd.penetration_depth([0.5e-3, 1.5e-3, 3.0e-3], 1.0e-3, 0.5)
-    assert d == pytest.approx([0.25e-3, 0.75e-3, 1.0e-3], rel=1e-12)
-    # Kalluri 2011: 770 um needles, channels 152.5 ± 9.6 um deep -> efficiency 0.20 reproduces it
-    assert nd.penetration_depth(770e-6, 2e-3, 0.2) * 1e6 == pytest.approx(152.5, abs=9.6)
+# ----------------------------------------------------------------------------- insertion
+@pytest.fixture(scope="module")
+def npar(ps: ParameterSet) -> nd.NeedleParameters:
+    return nd.NeedleParameters.from_parameters(ps)
 
 
-def test_kalluri_surface_diameter_from_ratio(ps: ParameterSet) -> None:
-    ratio = ps.value("needles.channel_radius_ratio", "1")
-    a = nd.channel_surface_radius(140e-6, ratio)  # 140 um base width
-    assert 2 * a * 1e6 == pytest.approx(70.7, abs=0.1)
+def _depth(
+    kind: str,
+    length_m: float | np.ndarray,
+    npar: nd.NeedleParameters,
+    *,
+    species: str = "human",
+    tip_m: float = 4e-6,
+    needles: float = 192.0,
+    freq: float = math.nan,
+    skin_m: float = 5e-3,
+) -> np.ndarray:
+    L = np.atleast_1d(np.asarray(length_m, dtype=float))
+    return nd.insertion_depth(
+        np.full(L.shape, nd.device_code(kind)),
+        L,
+        skin_m,
+        tip_radius=tip_m,
+        stroke_frequency=freq,
+        needles=needles,
+        params=npar,
+        species=species,
+    )
+
+
+def test_depth_formula_exact() -> None:
+    # d = min(smooth_min(η (L − δ), d_F), skin): hand-checked numbers
+    d = nd.penetration_depth([0.5e-3, 1.5e-3, 3.0e-3], 1.0e-3, 100e-6)
+    assert d == pytest.approx([0.4e-3, 1.0e-3, 1.0e-3], rel=1e-12)
+    assert nd.penetration_depth(0.2e-3, 1e-3, 250e-6) == 0.0  # shorter than the dimple
+    d2 = nd.penetration_depth(1.5e-3, 5e-3, 0.0, 1.0, 1.0e-3, 4.0)
+    assert d2 == pytest.approx((1.5e-3**-4 + 1.0e-3**-4) ** -0.25, rel=1e-12)
+    assert nd.smooth_min(2.0, np.inf, 4.0) == 2.0 and nd.smooth_min(0.0, 3.0, 4.0) == 0.0
+    p = nd.NeedleParameters(0.505, 0.5, 1.5)
+    dp = nd.puncture_deflection([4e-6, 16e-6], [0.0, 0.0], p)
+    assert dp == pytest.approx([160e-6, 320e-6])  # √(16/4) = 2 with β = 0.5
+    assert nd.puncture_deflection(4e-6, 0.15, p) == pytest.approx(80e-6)  # v = v_c halves it
+    v = nd.needle_speed(["roller", "pen", "stamp"], 1.5e-3, [math.nan, 110.0, math.nan], p)
+    assert v == pytest.approx([0.05, 2 * 2.0e-3 * 110.0, 0.01])
+    d_f = nd.force_limited_depth(["roller", "pen", "stamp"], [192, 12, 35], p)
+    assert d_f[0] == pytest.approx((5.0 / 36.0 - 0.03) / 100.0)
+    assert np.isinf(d_f[1]) and d_f[2] == pytest.approx((5.0 / 35.0 - 0.03) / 100.0)
+
+
+def test_kalluri_rat_depth_and_diameter(npar: nd.NeedleParameters) -> None:
+    """Kalluri 2011 (hairless rat, Dermaroller 770 µm): channels 152.5 ± 9.6 µm deep and
+    70.7 ± 9.9 µm wide at the surface. Kalluri calibrates the rat insertion factor (derived from
+    this depth), so the depth reproduces it within its SD; the diameter follows from the cone."""
+    d = _depth("roller", 770e-6, npar, species="rat")[0]
+    assert d * 1e6 == pytest.approx(152.5, abs=9.6)
+    a = nd.channel_surface_radius(140e-6, npar.channel_radius_ratio, d, npar.cone_length)
+    assert 2 * a * 1e6 == pytest.approx(70.7, abs=9.9)
+    # rat skin takes 0.1-0.3 of the needle length at every clinical length
+    L = np.array([0.25, 0.5, 1.0, 1.5, 2.0]) * 1e-3
+    frac = _depth("roller", L, npar, species="rat") / L
+    assert np.all((frac > 0.1) & (frac < 0.3))
+    # and the human channel of the same needle is several times deeper
+    assert _depth("roller", 770e-6, npar)[0] > 3.0 * d
+
+
+def test_human_depths_against_published_checks(npar: nd.NeedleParameters) -> None:
+    """Human skin (independent of every human insertion number: η_human = 1 is an estimate):
+    Donnelly 2010 OCT in vivo, 600 µm polymer needles pressed by hand, 'extended approximately
+    460 µm' (a slowly pressed array here, geometric depth: the application force and needle count
+    are not in our notes, so the force limit is left out; within 15%); Sasaki 2019, set-depth
+    device ex vivo, channels 'closely approximated' the 0.5 and 1.5 mm lengths (a pen here:
+    ≥ 85% of L)."""
+    dimple = nd.puncture_deflection(4e-6, npar.stamp_speed, npar)
+    stamp = nd.penetration_depth(600e-6, np.inf, dimple, npar.insertion_factor_of("human"))
+    assert abs(stamp * 1e6 - 460.0) / 460.0 < 0.15
+    pen = _depth("pen", np.array([0.5e-3, 1.5e-3]), npar, needles=12.0, freq=110.0)
+    assert np.all(pen / np.array([0.5e-3, 1.5e-3]) >= 0.85)
+    # hand rollers lose more: 0.5-0.85 of the length at 0.25-1.0 mm (the "50-70%" often quoted
+    # for clinical rollers is recalled, not measured), and the force caps the depth near 1.1 mm
+    L = np.array([0.25, 0.5, 0.75, 1.0]) * 1e-3
+    roller = _depth("roller", L, npar) / L
+    assert np.all((roller >= 0.5) & (roller <= 0.85))
+    assert _depth("roller", 2.0e-3, npar)[0] < 1.2e-3
+
+
+def test_depth_depends_on_device_tip_speed_and_species(npar: nd.NeedleParameters) -> None:
+    L = 1.0e-3
+    roller = _depth("roller", L, npar)[0]
+    pen = _depth("pen", L, npar, needles=12.0, freq=110.0)[0]
+    assert pen > roller  # a fast, motor-driven stroke dimples less and is not force-limited
+    blunt = _depth("roller", L, npar, tip_m=25e-6)[0]
+    assert blunt < roller  # a blunter tip dimples more
+    slow_pen = _depth("pen", L, npar, needles=12.0, freq=20.0)[0]
+    assert slow_pen < pen  # slower strokes dimple more
+    assert _depth("roller", L, npar, species="rat")[0] < 0.3 * roller
+    with pytest.raises(ValueError, match="allowed: human, rat"):
+        _depth("roller", L, npar, species="pig")
 
 
 def test_channel_radius_is_a_cone() -> None:
@@ -140,11 +226,17 @@ def test_channels_glue(ps: ParameterSet) -> None:
     length = np.array([0.25e-3, 1.5e-3, 3.0e-3])
     ch = nd.channels(geo, length, np.full(3, 15), np.full(3, np.nan), skin, par)
     assert ch.density_m2 * CM2 == pytest.approx(229.18, abs=0.01)
-    assert ch.depth_m[:2] == pytest.approx(par.insertion_efficiency * length[:2])
-    assert ch.depth_m[2] == pytest.approx(skin.total_m[2])  # capped
-    assert list(ch.reaches_subcutis) == [False, False, True]
+    free = nd.insertion_depth(
+        np.zeros(3, dtype=int), length, np.inf, tip_radius=geo.tip_radius_m,
+        stroke_frequency=np.nan, needles=192, params=par,
+    )  # fmt: skip
+    assert ch.depth_m == pytest.approx(np.minimum(free, skin.total_m))
+    assert ch.depth_m[0] == pytest.approx(free[0])  # 0.25 mm: not capped
+    assert list(ch.reaches_subcutis) == list(free >= skin.total_m)
     assert list(ch.reaches_capillaries) == [False, True, True]
-    assert ch.surface_radius_m == pytest.approx(0.505 * 0.125e-3)
+    # the 0.25 mm channel stops inside the cone: narrower than the full-shank channels
+    assert ch.surface_radius_m[1] == pytest.approx(0.505 * 0.125e-3)
+    assert ch.surface_radius_m[0] < ch.surface_radius_m[1]
     assert len(ch.select(1)) == 1 and ch.select(1).depth_m[0] == ch.depth_m[1]
 
 
@@ -198,13 +290,25 @@ passes_st = st.integers(0, 50)
 
 
 @settings(max_examples=200, deadline=None)
-@given(lengths, lengths, passes_st, passes_st, st.floats(0.1, 0.9), st.floats(0.3e-3, 3e-3))
+@given(
+    lengths,
+    lengths,
+    passes_st,
+    passes_st,
+    st.sampled_from(["roller", "pen", "stamp"]),
+    st.floats(0.3e-3, 3e-3),
+    st.floats(0.5e-6, 50e-6),
+)
 def test_monotone_in_length_and_passes(
-    l1: float, l2: float, p1: int, p2: int, eta: float, skin: float
+    l1: float, l2: float, p1: int, p2: int, kind: str, skin: float, tip: float
 ) -> None:
+    p = nd.NeedleParameters(0.505, 0.5, 1.5, insertion_factor={"human": 1.0, "rat": 0.24})
     lo, hi = sorted((l1, l2))
-    d_lo, d_hi = nd.penetration_depth([lo, hi], skin, eta)
-    assert 0.0 <= d_lo <= d_hi <= skin
+    d_lo, d_hi = nd.insertion_depth(
+        np.full(2, nd.device_code(kind)), [lo, hi], skin, tip_radius=tip,
+        stroke_frequency=110.0, needles=24, params=p,
+    )  # fmt: skip
+    assert 0.0 <= d_lo <= d_hi <= min(skin, hi)
     plo, phi = sorted((p1, p2))
     n = nd.puncture_density(nd.ROLLER, [plo, phi], 192, drum_diameter=0.02, drum_width=0.02)
     assert 0.0 <= n[0] <= n[1] and np.all(np.isfinite(n))

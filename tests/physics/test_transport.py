@@ -91,24 +91,18 @@ def test_dermwin_fixture_chlorpyrifos(tp: tr.TransportParameters) -> None:
     assert kp / CM_H == pytest.approx(0.0334, rel=0.05)  # DERMWIN output, 5 % (rounded coeffs)
 
 
-def test_intact_kp_rule(tp: tr.TransportParameters, mols: dict[str, Molecule]) -> None:
+def test_intact_pathways(tp: tr.TransportParameters, mols: dict[str, Molecule]) -> None:
+    """Parallel routes: lipid (neutral fraction at the vehicle pH + ion pairs, Potts-Guy domain
+    only) + hindered polar pores, each against its closed form."""
     sol = tr.Solute.from_molecules([mols[k] for k in SHIPPED])
-    kp = dict(zip(SHIPPED, tr.intact_kp(sol, tp), strict=True))
-    for k in ("niacinamide", "caffeine", "retinol"):
-        assert kp[k] > 0.0
+    path = tr.intact_pathways(sol, tp)
+    kp = dict(zip(SHIPPED, path.total, strict=True))
+    lipid = dict(zip(SHIPPED, path.lipid, strict=True))
+    polar = dict(zip(SHIPPED, path.polar, strict=True))
+    assert tr.intact_kp(sol, tp) == pytest.approx(path.lipid + path.polar, rel=1e-15)
     for k in ("hyaluronic_acid_50kda", "hyaluronic_acid_1mda"):
-        assert kp[k] == 0.0, k  # larger than the SC's aqueous pores: no intact-skin path
-    polar = {}
-    for k in (
-        "insulin",
-        "egf",
-        "palmitoyl_pentapeptide_4",
-        "calcein",
-        "ascorbic_acid",
-        "tranexamic_acid",
-        "saline",
-    ):
-        # outside Potts-Guy (MW > 500 Da or charged): the hindered polar pathway, finite
+        assert kp[k] == 0.0, k  # larger than the SC's aqueous pores and outside Potts-Guy
+    for k in SHIPPED:
         m = mols[k]
         r = (
             m.radius_m
@@ -117,14 +111,47 @@ def test_intact_kp_rule(tp: tr.TransportParameters, mols: dict[str, Molecule]) -
         )
         expect = tp.polar_pathway_coefficient / math.sqrt(m.mw_g_per_mol)
         expect *= float(tr.renkin_hindrance(r / tp.polar_pore_radius))
-        assert kp[k] == pytest.approx(expect, rel=1e-12), k
-        assert 0.0 < kp[k] < 2.0e-5 * CM_H, k  # c / sqrt(58.4) for NaCl at most
-        polar[k] = kp[k]
-    # the coefficient itself (ten Berge): 1.519e-4 cm/h at MW 1, i.e. 1.2e-5 cm/h unhindered at 157
-    assert tp.polar_pathway_coefficient / CM_H == pytest.approx(1.519e-4, rel=1e-12)
-    # bigger solutes are more hindered; the ionised small actives stay below Potts-Guy's neutral kp
+        assert polar[k] == pytest.approx(expect, rel=1e-12), k
+        assert polar[k] < 2.0e-5 * CM_H, k  # c / sqrt(58.4) for NaCl at most
+        if m.mw_g_per_mol > tp.intact_mw_limit or not math.isfinite(m.log_kow):
+            assert lipid[k] == 0.0, k  # outside the Potts-Guy domain: no lipid route
+    # neutral molecules: Potts-Guy itself
+    for k in ("niacinamide", "caffeine", "retinol"):
+        m = mols[k]
+        assert lipid[k] == pytest.approx(float(tr.potts_guy_kp(m.log_kow, m.mw_g_per_mol, tp)))
+    assert kp["caffeine"] / CM_H == pytest.approx(1.1e-4, rel=0.1)  # models.md B.1 table (+polar)
+    # ascorbic acid at its formulation pH 3.2 (molecules.toml vehicle_ph): 90% neutral
+    m = mols["ascorbic_acid"]
+    fn = 1.0 / (1.0 + 10.0 ** (3.2 - m.pka))
+    pg = float(tr.potts_guy_kp(m.log_kow, m.mw_g_per_mol, tp))
+    pair = float(tr.potts_guy_kp(m.log_kow - tp.ion_pair_drop, m.mw_g_per_mol, tp))
+    assert lipid["ascorbic_acid"] == pytest.approx(fn * pg + (1 - fn) * pair, rel=1e-12)
+    # tranexamic acid: a zwitterion takes Potts-Guy of its log Kow (its distribution coefficient)
+    m = mols["tranexamic_acid"]
+    assert lipid["tranexamic_acid"] == pytest.approx(
+        float(tr.potts_guy_kp(m.log_kow, m.mw_g_per_mol, tp))
+    )
+    # a permanent ion with no log Kow (saline, calcein) has the polar route only
+    assert lipid["saline"] == 0.0 and lipid["calcein"] == 0.0
+    # bigger solutes are more hindered on the polar route
     assert polar["tranexamic_acid"] > polar["palmitoyl_pentapeptide_4"] > polar["insulin"]
-    assert kp["caffeine"] / CM_H == pytest.approx(1.1e-4, rel=0.05)  # models.md B.1 table
+
+
+def test_ascorbic_acid_lipid_route_falls_with_vehicle_ph(
+    tp: tr.TransportParameters, mols: dict[str, Molecule]
+) -> None:
+    """The neutral fraction of an acid falls tenfold per pH unit above its pKa: ascorbic acid's
+    lipid route falls about 20-fold from its formulation pH 3.2 to skin pH 5.5 (design: 6.7e-6 to
+    3.6e-7 cm/h), while the polar route does not depend on pH."""
+    sol = tr.Solute.from_molecules([mols["ascorbic_acid"]] * 3)
+    path = tr.intact_pathways(sol, tp, [3.2, 5.5, 7.0])
+    assert path.lipid[0] / CM_H == pytest.approx(6.7e-6, rel=0.05)
+    assert path.lipid[1] / CM_H == pytest.approx(3.6e-7, rel=0.1)
+    assert path.lipid[0] > path.lipid[1] > path.lipid[2] > 0.0
+    assert path.polar[0] == path.polar[1] == path.polar[2]
+    assert path.neutral_fraction == pytest.approx(
+        1.0 / (1.0 + 10.0 ** (np.array([3.2, 5.5, 7.0]) - 4.17)), rel=1e-12
+    )
 
 
 def test_renkin_values() -> None:
@@ -418,9 +445,12 @@ def test_longer_needles_deliver_more(
         assert np.all(np.diff(ab.total) > -1e-2 * ab.total[1:]), key
         if key in ("niacinamide", "ascorbic_acid", "palmitoyl_pentapeptide_4"):
             assert np.all(np.diff(ab.total[:3]) > 0.0), key
-        # and deeper channels put more of it into the dermis
+        # and deeper channels put more of it into the dermis (1.5 and 2 mm roller channels both
+        # reach the bottom of this cheek's dermis: equal there)
         dermal = ab.by_layer[:, 1:].sum(axis=1) / ab.total
-        assert np.all(np.diff(dermal) > 0.0), key
+        deeper = np.diff(ch.depth_m) > 0.0
+        assert np.all(np.diff(dermal)[deeper] > 0.0), key
+        assert np.all(np.abs(np.diff(dermal)[~deeper]) < 1e-12), key
 
 
 def test_absorb_session_equals_batch(ps: ParameterSet, mols: dict[str, Molecule]) -> None:
@@ -752,3 +782,199 @@ def test_absorb_cell_model(tp: tr.TransportParameters, mols: dict[str, Molecule]
         finally:
             tr.CELL_OPEN_NODES = old
         assert cell.total[0] == pytest.approx(fine.total[0], rel=1e-3), key
+
+
+# ------------------------------------------- the reservoir model (issue 10): drying film, SC
+# ------------------------------------------- reservoir, follicles, channel filling, closure by size
+CLINIC = np.array(
+    [[16.8e-6, 54.5e-6, 300e-6, 1300e-6]]
+)  # design scenario (cheek-like, thick dermis)
+SMALL_ACTIVES = ("ascorbic_acid", "tranexamic_acid", "niacinamide", "caffeine")
+
+
+def clinic(
+    keys: tuple[str, ...],
+    mols: dict[str, Molecule],
+    tp: tr.TransportParameters,
+    ps: ParameterSet,
+    *,
+    length_mm: float = 1.5,
+    passes: int = 15,
+    film_ul: float = 5.0,
+    hours: float = 4.0,
+    occluded: bool = False,
+    in_vitro: bool = False,
+    layers: np.ndarray = CLINIC,
+    follicle: float = 3.0,
+    **veh: object,
+) -> tr.Absorption:
+    """Needled (MF8 roller, the insertion model) vs intact for ``keys``, one batch."""
+    B = len(keys)
+    par = nd.NeedleParameters.from_parameters(ps)
+    skin = nd.SkinLayers.from_stack(np.repeat(layers, B, axis=0))
+    ch = nd.channels(
+        nd.DeviceGeometry.mf8(ps), np.full(B, length_mm * 1e-3), np.full(B, passes),
+        np.full(B, np.nan), skin, par,
+    )  # fmt: skip
+    vehicle = tr.Vehicle.default(B, tp, follicle_factor=follicle, in_vitro=in_vitro, **veh)  # type: ignore[arg-type]
+    return tr.absorb(
+        tr.Solute.from_molecules([mols[k] for k in keys]), 10.0, film_ul * 1e-5, hours * 3600.0,
+        ch.density_m2, ch.surface_radius_m, ch.depth_m, skin.stack(), occluded, tp,
+        vehicle=vehicle,
+    )  # fmt: skip
+
+
+def test_reservoir_mass_balance_exact(
+    mols: dict[str, Molecule], tp: tr.TransportParameters, ps: ParameterSet
+) -> None:
+    """vehicle + stratum corneum + viable tissue + cleared = dose to round-off, for every shipped
+    molecule, open (drying) and occluded, in vivo and in vitro; every amount non-negative."""
+    for occluded, in_vitro in ((False, False), (True, False), (True, True)):
+        ab = clinic(SHIPPED, mols, tp, ps, occluded=occluded, in_vitro=in_vitro, hours=6.0)
+        assert ab.stratum_corneum is not None
+        parts = ab.vehicle + ab.stratum_corneum + ab.retained + ab.cleared
+        assert np.max(np.abs(parts - ab.dose) / ab.dose) < 1e-12
+        for arr in (ab.vehicle, ab.stratum_corneum, ab.retained, ab.cleared, ab.total):
+            assert np.all(arr >= -1e-14 * ab.dose)
+        assert ab.by_layer.sum(axis=1) == pytest.approx(ab.total, rel=1e-12, abs=1e-30)
+        assert ab.total == pytest.approx(ab.retained + ab.cleared, rel=1e-12, abs=1e-30)
+
+
+def test_reservoir_exact_for_a_well_mixed_pair(tp: tr.TransportParameters) -> None:
+    """With only the vehicle → tissue path (no SC, no channels) the step exponential is the exact
+    two-compartment solution: v(t) = v0 (K + e^(−(P/h)(1 + h/K) t))/(1 + K') ..., checked against
+    scipy's expm of the generator over one long step and over 50 steps."""
+    h, cap, p_d, kcl = 50e-6, 500e-6, 1e-8, 0.0
+    gen = np.array([[-p_d / h, p_d / cap, 0.0], [p_d / h, -p_d / cap - kcl, 0.0], [0, kcl, 0]])
+    T = 4 * 3600.0
+    exact = expm(gen * T) @ np.array([1.0, 0.0, 0.0])
+    for m in (1, 50):
+        nodes = np.linspace(0.0, T, m + 1)[None, :]
+        res = tr.reservoir_dose(
+            1.0, h, nodes, np.inf, 0.0, np.full((1, m), p_d), 0.0, np.inf, 0.0, 1.0, 15e-6,
+            0.0, 360.0, 0.1, cap, kcl,
+        )  # fmt: skip
+        assert res.vehicle[0] == pytest.approx(exact[0], rel=1e-10)
+        assert res.tissue[0] == pytest.approx(exact[1], rel=1e-10)
+        assert res.via_channels[0] == pytest.approx(res.delivered[0], rel=1e-12)
+
+
+def test_sc_slab_uptake_matches_crank(tp: tr.TransportParameters) -> None:
+    """The SC slab alone under a constant vehicle (huge film, no channels, sink tissue): the
+    amount that crossed at time t follows Crank's membrane solution (lag time L²/(6D)) within 3%
+    once t exceeds the lag time, with the graded 10-node grid."""
+    L, K, kp = 15e-6, 2.0, 1e-9  # m, 1, m/s  -> D = kp L / K
+    D = kp * L / K
+    lag = L**2 / (6 * D)
+    T = 5 * lag
+    nodes = (np.linspace(0.0, 1.0, 65) ** 2 * T)[None, :]
+    res = tr.reservoir_dose(
+        1.0, 1.0, nodes, np.inf, 0.0, np.zeros((1, 64)), 0.0, np.inf, kp, K, L,
+        0.0, 360.0, 0.1, 1e6, 0.0,
+    )  # fmt: skip
+    # Crank (1975) eq. 4.24a: Q/(L C1) = D t/L² − 1/6 − (2/π²) Σ (−1)^n/n² exp(−D n² π² t/L²)
+    n = np.arange(1, 200)
+    tau = D * T / L**2
+    q = tau - 1 / 6 - 2 / np.pi**2 * np.sum((-1.0) ** n / n**2 * np.exp(-(n**2) * np.pi**2 * tau))
+    exact = q * L * K * 1.0  # vehicle concentration 1 (dose 1 in a 1 m film)
+    assert res.delivered[0] == pytest.approx(exact, rel=0.03)
+
+
+def test_enhancement_ratios_of_small_actives_in_the_published_range(
+    mols: dict[str, Molecule], tp: tr.TransportParameters, ps: ParameterSet
+) -> None:
+    """Small ionised actives (ascorbic acid, tranexamic acid) and neutral references (niacinamide,
+    caffeine) after a clinical 1.5 mm session with a 5 µL/cm² serum left on 4 h: enhancement
+    ratios of the amount delivered into the viable skin in 2-30 (published ratios through needled
+    skin: Mohammed 2014 2-22 fold; Park 2010 10.5 fold for ascorbic acid). The shipped engine
+    before issue 10 gave 89-2500 for the ionised ones (design_epidermis §5a)."""
+    ab = clinic(SMALL_ACTIVES, mols, tp, ps)
+    assert np.all((ab.enhancement >= 2.0) & (ab.enhancement <= 30.0)), ab.enhancement
+    thin = clinic(SMALL_ACTIVES, mols, tp, ps, length_mm=0.5, passes=8, film_ul=2.0)
+    assert np.all((thin.enhancement >= 2.0) & (thin.enhancement <= 30.0)), thin.enhancement
+
+
+def test_lipidated_peptide_skin_ratio_in_the_published_range(
+    mols: dict[str, Molecule], tp: tr.TransportParameters, ps: ParameterSet
+) -> None:
+    """pal-KTTKS in a Franz cell (infinite donor, 24 h, in vitro, 500 µm roller at 250 /cm²):
+    the ratio of the amount in the skin, the quantity Mohammed 2014 imaged (2-22 fold), lies in
+    2-30: the SC reservoir holds the lipopeptide on intact skin (Choi 2014)."""
+    franz = np.array([[15e-6, 60e-6, 200e-6, 800e-6]])
+    ab = clinic(
+        ("palmitoyl_pentapeptide_4",), mols, tp, ps, length_mm=0.5, passes=16, film_ul=500.0,
+        hours=24.0, occluded=True, in_vitro=True, layers=franz, follicle=1.0,
+    )  # fmt: skip
+    assert ab.enhancement_skin is not None
+    assert 2.0 <= float(ab.enhancement_skin[0]) <= 30.0
+    assert ab.stratum_corneum is not None and float(ab.stratum_corneum[0]) > 0.0
+
+
+def test_enhancement_limits_and_monotonicity(
+    mols: dict[str, Molecule], tp: tr.TransportParameters
+) -> None:
+    """ER = 1 without channels (n = 0), → 1 for channels that stay in the SC; increasing in the
+    fraction of channels filled, the density and the depth; the intact amount does not depend on
+    any of them."""
+    sol = tr.Solute.from_molecules([mols["tranexamic_acid"]])
+
+    def er(n: float, d: float, fill: float) -> tr.Absorption:
+        veh = tr.Vehicle.default(1, tp, follicle_factor=3.0, fill_fraction=fill)
+        return tr.absorb(
+            sol, 10.0, 50e-6, 4 * 3600.0, n * 1e4, 60e-6, d, CLINIC, False, tp, vehicle=veh
+        )
+
+    assert float(er(0.0, 800e-6, 0.5).enhancement[0]) == pytest.approx(1.0, rel=1e-9)
+    # a channel that stops inside the SC only thins the barrier locally: ER barely above 1
+    assert 1.0 <= float(er(229.0, 10e-6, 0.5).enhancement[0]) < 1.01
+    base = er(229.0, 800e-6, 0.5)
+    fills = [float(er(229.0, 800e-6, f).enhancement[0]) for f in (0.15, 0.5, 0.98)]
+    dens = [float(er(n, 800e-6, 0.5).enhancement[0]) for n in (50.0, 229.0, 500.0)]
+    deps = [float(er(229.0, d, 0.5).enhancement[0]) for d in (100e-6, 400e-6, 800e-6)]
+    for seq in (fills, dens, deps):
+        assert np.all(np.diff(seq) > 0.0), seq
+    assert float(er(500.0, 100e-6, 0.98).intact[0]) == pytest.approx(float(base.intact[0]))
+
+
+def test_film_drying_limits_channel_uptake(
+    mols: dict[str, Molecule], tp: tr.TransportParameters
+) -> None:
+    """A film that dries stops the channel and follicular uptake: the wet time is the volatile
+    share of the film over the thinning rate, and faster evaporation delivers less; an occluded
+    film never dries."""
+    sol = tr.Solute.from_molecules([mols["niacinamide"]])
+    veh = tr.Vehicle.default(1, tp)
+    ab = tr.absorb(sol, 10.0, 50e-6, 4 * 3600.0, 229e4, 60e-6, 800e-6, CLINIC, False, tp,
+                   vehicle=veh)  # fmt: skip
+    rate = tp.water_evaporation / tr.WATER_DENSITY
+    assert ab.wet_time is not None
+    assert float(ab.wet_time[0]) == pytest.approx(tp.volatile_fraction * 50e-6 / rate)
+    fast = dataclasses.replace(tp, water_evaporation=3 * tp.water_evaporation)
+    ab_fast = tr.absorb(sol, 10.0, 50e-6, 4 * 3600.0, 229e4, 60e-6, 800e-6, CLINIC, False,
+                        fast, vehicle=veh)  # fmt: skip
+    assert float(ab_fast.total[0]) < float(ab.total[0])
+    occl = tr.absorb(sol, 10.0, 50e-6, 4 * 3600.0, 229e4, 60e-6, 800e-6, CLINIC, True, tp,
+                     vehicle=veh)  # fmt: skip
+    assert occl.wet_time is not None and np.isinf(occl.wet_time[0])
+
+
+def test_closure_rate_by_channel_size(ps: ParameterSet, tp: tr.TransportParameters) -> None:
+    """Wider channels close more slowly: Kalluri 2011 (hairless rat) pores closed by 12 h for
+    370 µm needles and by 18 h for 770 µm. With the rat channels of the insertion model the ratio
+    of closure times is 18/12 (the exponent is derived from it: a calibration, not a check)."""
+    par = nd.NeedleParameters.from_parameters(ps)
+    L = np.array([370e-6, 770e-6])
+    d = nd.insertion_depth(np.zeros(2, dtype=int), L, 2e-3, tip_radius=4e-6,
+                           stroke_frequency=np.nan, needles=192, params=par, species="rat")  # fmt: skip
+    a = nd.channel_surface_radius(140e-6, par.channel_radius_ratio, d, par.cone_length)
+    t = tr.closure_time(a, False, tp)
+    assert t[1] / t[0] == pytest.approx(18.0 / 12.0, rel=0.03)
+    # monotone in size, occlusion slows it, the reference radius gives the reference rate
+    radii = np.array([10e-6, 30e-6, 63e-6, 120e-6])
+    k = tr.closure_rate(radii, False, tp)
+    assert np.all(np.diff(k) < 0.0)
+    assert np.all(tr.closure_rate(radii, True, tp) < k)
+    ref = tr.closure_rate(tp.closure_reference_radius, False, tp)
+    assert float(ref) == pytest.approx(tp.k_close_open)
+    with pytest.raises(ValueError, match="closed_fraction"):
+        tr.closure_time(radii, False, tp, 1.0)

@@ -52,7 +52,7 @@ def test_report_has_the_shell_and_readable_tables(written: tuple[str, list[Path]
     assert amounts.headers[:3] == ["Session", "Product", "Dose applied (µg/cm²)"]
     assert all(h.endswith("(µg/cm²)") for h in amounts.headers[2:5] + amounts.headers[6:9])
     assert all(h.endswith("(µg/cm²)") for h in layers.headers[1:])
-    assert "Engine vs resolved (%)" in amounts.headers
+    assert "Channel model vs resolved (%)" in amounts.headers
     (row,) = amounts.rows
     assert row[0] == "cheek, session 1 (day 0)"
     assert row[2] == "500"  # 50 mg/mL x 10 uL/cm^2

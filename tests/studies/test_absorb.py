@@ -79,8 +79,13 @@ def test_command_writes_table_json_figures_and_report(serum_run: Path) -> None:
     assert row["resolved_mass_balance_residual"] < 1e-10
     assert row["resolved_absorbed_ug_cm2"] > row["resolved_intact_ug_cm2"] > 0
     assert row["difference_pct"] == pytest.approx(
-        100 * (row["absorbed_ug_cm2"] / row["resolved_absorbed_ug_cm2"] - 1), rel=1e-9
+        100 * (row["channel_model_ug_cm2"] / row["resolved_absorbed_ug_cm2"] - 1), rel=1e-9
     )
+    # like with like: the homogenised channel model within 5% of the resolved cell here
+    # (docs/transport.md), while the engine's number adds the vehicle film, the follicles and the
+    # share of channels filled (it is lower: a drying film, half the channels)
+    assert abs(row["difference_pct"]) < 5.0
+    assert row["absorbed_ug_cm2"] < row["channel_model_ug_cm2"]
     assert row["absorbed_ug_cm2_low"] <= row["absorbed_ug_cm2_high"] <= row["dose_ug_cm2"] + 1e-9
 
 

@@ -158,7 +158,7 @@ def test_default_names_are_the_parameters_the_course_uses(course: mn.Course) -> 
     ds = sobol_indices(course, ["erythema_days"], n_base=2, seed=0)
     names = list(ds.parameter.values)
     assert "observe.scar_fill" in names and "healing.mu_I" in names
-    assert "transport.k_close_open" not in names  # no topical in this course
+    assert "transport.clearance_rate" not in names  # no topical in this course
     assert ds.attrs["n_runs"] == runs_needed(len(names), 2)
     table = indices_table(ds)
     assert len(table) == len(names)

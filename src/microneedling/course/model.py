@@ -78,6 +78,7 @@ __all__ = [
     "Device",
     "History",
     "Hyperpigmentation",
+    "MasiArea",
     "Patient",
     "Pen",
     "Photoaging",
@@ -157,6 +158,10 @@ class Patient(_Model):
         Integer, BeforeValidator(fitzpatrick_type), Field(ge=1, le=6), Allowed(_FITZ_ALLOWED)
     ]
     history: History = Field(default_factory=History)
+    # sun protection after the sessions (observe.pih_sun_factor) and hydroquinone priming before
+    # the course (observe.pih_priming_effect): modifiers of the risk of PIH
+    photoprotection: Literal["strict", "usual", "none"] = "usual"
+    priming: Flag = False
 
 
 # --- conditions (tagged union on `type`)
@@ -185,10 +190,48 @@ class Striae(_Model):
     stage: Literal["rubra", "alba"]
 
 
+class MasiArea(_Model):
+    """Area involved by the melasma in each MASI region [% of the region]."""
+
+    forehead: Annotated[Number, Field(ge=0, le=100), Unit("%")]
+    malar_right: Annotated[Number, Field(ge=0, le=100), Unit("%")]
+    malar_left: Annotated[Number, Field(ge=0, le=100), Unit("%")]
+    chin: Annotated[Number, Field(ge=0, le=100), Unit("%")]
+
+
 class Hyperpigmentation(_Model):
+    """A hyperpigmented lesion: its melanin index, and for melasma the MASI components.
+
+    ``perilesional_melanin_index`` (the surrounding skin) is the floor the lesion can fade to
+    (default: ``observe.lesion_excess_fraction`` below the lesion); ``melasma_type`` (Wood's lamp)
+    sets how much of the pigment is dermal and fixed; ``masi_area_pct``, ``masi_darkness`` and
+    ``masi_homogeneity`` are the baseline MASI components (defaults ``observe.masi_default_*``).
+    """
+
     type: Literal["hyperpigmentation"] = "hyperpigmentation"
     kind: Literal["melasma", "pih", "lentigo"]
     melanin_index: Annotated[Number, Field(gt=0, le=1000), Unit("(arbitrary Mexameter units)")]
+    perilesional_melanin_index: (
+        Annotated[Number, Field(gt=0, le=1000), Unit("(arbitrary Mexameter units)")] | None
+    ) = None
+    melasma_type: Literal["epidermal", "mixed", "dermal"] = "epidermal"
+    masi_area_pct: MasiArea | None = None
+    masi_darkness: Annotated[Number, Field(ge=0, le=4), Unit("(MASI darkness, 0-4)")] | None = None
+    masi_homogeneity: (
+        Annotated[Number, Field(ge=0, le=4), Unit("(MASI homogeneity, 0-4)")] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _lesion_darker_than_surroundings(self) -> Hyperpigmentation:
+        peri = self.perilesional_melanin_index
+        if peri is not None and peri > self.melanin_index:
+            raise InputError(
+                "perilesional_melanin_index",
+                peri,
+                f"at most the lesion's melanin_index ({self.melanin_index:g}): the surrounding "
+                "skin is the floor the lesion fades to",
+            )
+        return self
 
 
 class Photoaging(_Model):
@@ -283,7 +326,7 @@ Device = Annotated[Roller | Pen | Stamp, Field(discriminator="type")]
 
 
 class Topical(_Model):
-    """A product applied to the needled skin after the session."""
+    """A product applied to the needled skin (after the session, or before it: ``applied``)."""
 
     product: Text
     concentration_mg_ml: Annotated[Number, Field(gt=0, le=1000), Unit("mg/mL")]
@@ -293,6 +336,14 @@ class Topical(_Model):
         Field(ge=MIN_CONTACT_HOURS, le=72),
         Allowed("a number from 1/60 h (1 minute) to 72 h (time on the skin)"),
     ]
+    # the vehicle (physics.transport.Vehicle): its pH (default: the product's usual formulation pH,
+    # molecules.toml vehicle_ph, else the skin's), its water share (default
+    # transport.volatile_fraction) and when it is applied relative to the needling
+    ph: Annotated[Number, Field(gt=0, lt=14), Unit("(vehicle pH)")] | None = None
+    water_fraction: (
+        Annotated[Number, Field(ge=0, le=1), Unit("(share of the film that evaporates)")] | None
+    ) = None
+    applied: Literal["after", "before"] = "after"
 
     @field_validator("product")
     @classmethod

@@ -25,7 +25,7 @@ from microneedling.engine.prepare import (
 )
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.physics import healing, observe
+from microneedling.physics import healing, observe, pigment, redness
 from microneedling.physics.healing_rhs import PIDX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +56,8 @@ class BatchRun:
         see :func:`microneedling.physics.observe.observables` for names and units.
     per_session:
         Per-session outputs (C, K), NaN where a case has fewer than K sessions: ``erythema_days``,
-        ``oedema_days`` (d), ``pih_risk`` (1), ``absorbed_amount`` (ug/cm^2), ``enhancement_ratio``.
+        ``oedema_days`` (d, expected over patients), ``pih_risk`` (1, PIH after the session under
+        a patient-level threshold), ``absorbed_amount`` (ug/cm^2), ``enhancement_ratio``.
     prepared:
         The concatenated inputs of the healing solve (needles, injury, transport, parameters).
     n_steps:
@@ -175,7 +176,9 @@ def simulate_batch(
         rows = np.flatnonzero(set_of_case == sid)
         op = observe_of[sid]
         sub = dataclasses.replace(take_prepared(prep, rows), observe=op)
-        o = observe.observables(t, sol.y[rows], sub.baseline, op)
+        o = observe.observables(
+            t, sol.y[rows], sub.baseline, op, sessions=(sub.session_days, sub.injured_fraction)
+        )
         st = session_stats(t, o, sub, horizon[rows])
         for target, source in ((obs, o), (per_session, st)):
             for name, arr in source.items():
@@ -203,10 +206,17 @@ def session_stats(
     hz = np.broadcast_to(np.asarray(horizon, dtype=float), (starts.shape[0],))[:, None]
     ends = np.where(prep.session_mask, np.minimum(nxt, hz), np.nan)
     op = prep.observe
-    ery = observe.time_above(t, obs["erythema"], op.erythema_threshold, starts, ends)
-    oed = observe.time_above(t, obs["oedema"], op.oedema_threshold, starts, ends)
-    peak = observe.window_max(t, obs["inflammation"][:, 0, :], starts, ends)
-    risk = observe.pih_risk(peak, prep.fitzpatrick, op)
+    # visible redness and swelling: expected duration over patients (physics.redness)
+    inflam = obs["inflammation"]
+    args = (t, inflam[:, 0, :], inflam[:, 1, :], prep.session_days, prep.injured_fraction)
+    red_thr = redness.visibility_threshold(prep.fitzpatrick, op.redness)
+    ery = redness.expected_duration(*args, starts, ends, red_thr, op.redness)
+    swell_thr = np.full(starts.shape[0], op.redness.oedema_threshold)
+    oed = redness.expected_duration(*args, starts, ends, swell_thr, op.redness)
+    # PIH: the peak of the pigment stimulus in each session's window against a patient-level
+    # threshold; the course risk (max over sessions, the variable's reduce) is then exact
+    peak = observe.window_max(t, obs["pih_stimulus"], starts, ends)
+    risk = pigment.pih_session_risk(peak, op.pigment)
     return {
         "absorbed_amount": prep.absorbed_ug_cm2,
         "enhancement_ratio": prep.enhancement,

@@ -24,7 +24,7 @@ from microneedling.course.model import (
 )
 from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import ParameterSet
-from microneedling.physics import healing, injury, needles, observe, transport
+from microneedling.physics import healing, injury, needles, observe, pigment, transport
 from microneedling.physics.healing_rhs import PIDX
 from microneedling.vocabulary import roman
 
@@ -60,6 +60,7 @@ class Prepared:
     needle_length_mm: np.ndarray  # (B, K)
     puncture_density_cm2: np.ndarray  # (B, K)
     penetration_depth_um: np.ndarray  # (B, K)
+    closure_hours: np.ndarray  # (B, K) time to 95% channel closure
     reaches_capillaries: np.ndarray  # (B, K) float 0/1
     injured_fraction: np.ndarray  # (B, K, 3)
     absorbed_ug_cm2: np.ndarray  # (B, K)
@@ -118,6 +119,15 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     )
     phi = injury.injured_fraction_from_channels(ch, skin.repeat(K), ps).reshape(B, K, 3)
     phi = np.where(mask[:, :, None], phi, 0.0)
+    # channel resealing: 95% of the barrier clock (by channel size and occlusion)
+    closure = (
+        transport.closure_time(
+            ch.surface_radius_m,
+            occl.reshape(flat),
+            transport.ClosureParameters.from_parameters(ps),
+        ).reshape(B, K)
+        / 3600.0
+    )
 
     # topical transport: every session with a topical, all in one batched call
     absorbed = np.full((B, K), np.nan)  # NaN: no topical at that session
@@ -125,6 +135,8 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     enh = np.full((B, K), np.nan)
     by_layer = np.full((B, K, 3), np.nan)
     agent = np.zeros((B, K))
+    agent_e = np.full(B, np.nan)  # per case: NaN = the healing file's default
+    agent_k = np.full(B, np.nan)
     topical = [
         (b, k, s.topical, s.occlusion)
         for b, sess in enumerate(per_site)
@@ -139,6 +151,23 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
         mols = shipped_molecules()
         c0 = np.array([t.concentration_mg_ml for t in tops])  # mg/mL == kg/m^3
         film = np.array([t.volume_ul_cm2 for t in tops]) * 1e-9 / 1e-4  # uL/cm^2 -> m
+        tpar = transport.TransportParameters.from_parameters(ps)
+        foll = ps.table("transport.follicular_site_factor", "1")
+        fill_before = ps.value("transport.channel_fill_fraction_before", "1")
+        vehicle = transport.Vehicle(
+            ph=np.array([np.nan if t.ph is None else t.ph for t in tops]),
+            volatile_fraction=np.array(
+                [
+                    tpar.volatile_fraction if t.water_fraction is None else t.water_fraction
+                    for t in tops
+                ]
+            ),
+            fill_fraction=np.array(
+                [fill_before if t.applied == "before" else tpar.channel_fill_fraction for t in tops]
+            ),
+            follicle_factor=np.array([foll[sites[b]] for b in bi]),
+            in_vitro=np.zeros(len(tops), dtype=bool),
+        )
         ab = transport.absorb(
             transport.Solute.from_molecules([mols[t.product] for t in tops]),
             c0,
@@ -149,7 +178,8 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
             ch.depth_m[flat_i],
             skin.stack()[bi],
             np.array([occ for _, _, _, occ in topical]),
-            transport.TransportParameters.from_parameters(ps),
+            tpar,
+            vehicle=vehicle,
         )
         to_ug_cm2 = 1e9 / 1e4  # kg/m^2 -> ug/cm^2
         absorbed[bi, ki] = ab.total * to_ug_cm2
@@ -164,21 +194,34 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
         ec50 = ps.table("observe.depigmenting_ec50", "ug/cm^2")
         half = np.array([ec50.get(t.product, np.inf) for t in tops])  # inf: no depigmenting effect
         agent[bi, ki] = by_layer[bi, ki].sum(axis=1) / half
+        # the case's depigmenting product sets its maximal effect and persistence (healing e_A,
+        # k_A per case; the first such product of the case's sessions)
+        e_max = ps.table("observe.depigmenting_max_effect", "1")
+        k_loss = ps.table("observe.depigmenting_clearance", "1/d")
+        for b, _, t, _ in topical:
+            if t.product in ec50 and np.isnan(agent_e[b]):
+                agent_e[b] = e_max[t.product]
+                agent_k[b] = k_loss[t.product]
 
     # healing parameters per case
     nominal = healing.parameter_vector(ps)
     gq = ps.table("healing.g_Q", "1/d")
     lesion = np.zeros(B)
-    base = _baseline(course, sites, skin)
+    base = _baseline(course, sites, skin, _pigment_baseline(course, sites, ps))
     lesion[np.isfinite(base.melanin_index)] = 1.0
     slope = ps.value("healing.collagen_age_slope", "1")
     floor = ps.value("healing.collagen_age_floor", "1")
     ref_age = ps.value("healing.collagen_reference_age", "yr")
     age_factor = max(floor, 1.0 + slope * (pat.age_years - ref_age) / 10.0)
 
+    # PIH stimulus gain: the Fitzpatrick type's reactivity x photoprotection x priming
+    sun = ps.table("observe.pih_sun_factor", "1")[pat.photoprotection]
+    priming = ps.value("observe.pih_priming_effect", "1") if pat.priming else 0.0
     per_case = {
         "lesion_drive": lesion,
-        "g_Q": np.array([gq[roman(f)] for f in fitz]),
+        "g_Q": np.array([gq[roman(f)] for f in fitz]) * sun * (1.0 - priming),
+        "e_A": np.where(np.isnan(agent_e), nominal[PIDX["e_A"]], agent_e),
+        "k_A": np.where(np.isnan(agent_k), nominal[PIDX["k_A"]], agent_k),
         "k_1": np.full(B, nominal[PIDX["k_1"]] * age_factor),
         "k_3": np.full(B, nominal[PIDX["k_3"]] * age_factor),
         "k_E": np.full(B, nominal[PIDX["k_E"]] * age_factor),
@@ -190,6 +233,7 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
         needle_length_mm=np.where(mask, length_m * 1e3, np.nan),
         puncture_density_cm2=np.where(mask, ch.density_m2.reshape(B, K) * 1e-4, np.nan),
         penetration_depth_um=np.where(mask, ch.depth_m.reshape(B, K) * 1e6, np.nan),
+        closure_hours=np.where(mask, closure, np.nan),
         reaches_capillaries=np.where(mask, ch.reaches_capillaries.reshape(B, K), np.nan),
         injured_fraction=phi,
         absorbed_ug_cm2=np.where(mask, absorbed, np.nan),
@@ -204,8 +248,9 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     )
 
 
-def _baseline(course: Course, sites: Sequence[str], skin: Any) -> Any:
-    """Per-case baseline conditions (NaN where the site does not have the condition)."""
+def _baseline(course: Course, sites: Sequence[str], skin: Any, lesion: dict[str, Any]) -> Any:
+    """Per-case baseline conditions (NaN where the site does not have the condition).
+    ``lesion``: the lesion fields of :func:`_pigment_baseline`."""
 
     B = len(sites)
     wr, sc, st, po, sw, ss, mi, r2 = (_nan(B) for _ in range(8))
@@ -240,7 +285,51 @@ def _baseline(course: Course, sites: Sequence[str], skin: Any) -> Any:
         striae_width_mm=sw,
         striae_stage=ss,
         melanin_index=mi,
+        **lesion,
     )
+
+
+def _pigment_baseline(course: Course, sites: Sequence[str], ps: ParameterSet) -> dict[str, Any]:
+    """The lesion fields of :class:`observe.Baseline` (NaN where a site has no lesion): the
+    perilesional melanin index (its floor), the dermal share of its pigment, and for melasma the
+    baseline MASI components (the course's, else ``observe.masi_default_*``)."""
+    B = len(sites)
+    peri, derm, dark, homog = (_nan(B) for _ in range(4))
+    area = np.full((B, len(pigment.MASI_REGIONS)), np.nan)
+    excess = ps.value("observe.lesion_excess_fraction", "1")
+    f_derm = ps.table("observe.dermal_pigment_fraction", "1")
+    for b, name in enumerate(sites):
+        for c in course.site(name).conditions:
+            if not isinstance(c, Hyperpigmentation):
+                continue
+            peri[b] = (
+                c.melanin_index * (1.0 - excess)
+                if c.perilesional_melanin_index is None
+                else c.perilesional_melanin_index
+            )
+            derm[b] = f_derm[c.melasma_type if c.kind == "melasma" else c.kind]
+            if c.kind != "melasma":
+                continue
+            a0 = ps.table("observe.masi_default_area", "%")
+            given = c.masi_area_pct
+            area[b] = [a0[r] if given is None else getattr(given, r) for r in pigment.MASI_REGIONS]
+            dark[b] = (
+                ps.value("observe.masi_default_darkness", "1")
+                if c.masi_darkness is None
+                else c.masi_darkness
+            )
+            homog[b] = (
+                ps.value("observe.masi_default_homogeneity", "1")
+                if c.masi_homogeneity is None
+                else c.masi_homogeneity
+            )
+    return {
+        "perilesional_melanin_index": peri,
+        "dermal_pigment_fraction": derm,
+        "masi_area_pct": area,
+        "masi_darkness": dark,
+        "masi_homogeneity": homog,
+    }
 
 
 def output_times(session_days: np.ndarray, horizon_days: float) -> np.ndarray:
@@ -317,6 +406,7 @@ def setting_values(prep: Prepared) -> dict[str, np.ndarray]:
         "needle_length": prep.needle_length_mm,
         "puncture_density": prep.puncture_density_cm2,
         "penetration_depth": prep.penetration_depth_um,
+        "closure_hours": prep.closure_hours,
         "reaches_capillaries": prep.reaches_capillaries,
         "absorbed_intact": prep.absorbed_intact_ug_cm2,
         "injured_fraction": prep.injured_fraction,

@@ -18,7 +18,7 @@ from microneedling.io import data_path, read_toml
 from microneedling.parameters.parameter_set import load_references
 from microneedling.units import conversion_factor, parse_unit
 
-__all__ = ["Molecule", "load_molecules", "molecule_names", "shipped_molecules"]
+__all__ = ["IONISATIONS", "Molecule", "load_molecules", "molecule_names", "shipped_molecules"]
 
 
 # ------------------------------------------------------------------------------ molecules
@@ -28,9 +28,16 @@ _PROPERTIES: dict[str, str] = {
     "d_aq": "m^2/s",
     "charge": "1",
     "radius": "m",
+    "pka": "1",
+    "sc_partition": "1",
+    "vehicle_ph": "1",
 }
 
 _REQUIRED = ("mw", "log_kow", "d_aq", "charge")
+
+IONISATIONS = ("neutral", "acid", "base", "zwitterion")
+"""How a molecule ionises (``ionisation`` of a molecule table): ``acid`` and ``base`` need a
+``pka``; a ``zwitterion`` keeps net charge 0 over the skin's pH range."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,10 @@ class Molecule:
     """One topical active, SI units (molecular weight in g/mol, as the correlations use it).
 
     ``radius_m`` is NaN when the file gives none (the Stokes–Einstein radius is used then);
-    ``log_kow`` is NaN where it is not defined.
+    ``log_kow`` is NaN where it is not defined. ``ionisation`` is one of :data:`IONISATIONS`, or
+    ``""`` when the file does not say (then ``charge`` decides: a permanent ion or neutral);
+    ``pka`` (acids, bases), ``sc_partition`` (stratum corneum/water partition, NaN: from log Kow)
+    and ``vehicle_ph`` (the pH the product is usually formulated at, NaN: skin pH) are optional.
     """
 
     key: str
@@ -49,6 +59,10 @@ class Molecule:
     charge: float
     radius_m: float = math.nan
     zwitterion: bool = False
+    ionisation: str = ""
+    pka: float = math.nan
+    sc_partition: float = math.nan
+    vehicle_ph: float = math.nan
     sources: tuple[str, ...] = ()
     kinds: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -73,12 +87,19 @@ def _read_molecules(
         where = f"{path.name}: molecule {key!r}"
         if not isinstance(table, dict):
             raise ParameterError(f"{where}: must be a table")
-        unknown = set(table) - {*_PROPERTIES, "label", "zwitterion"}
+        fields_allowed = {*_PROPERTIES, "label", "zwitterion", "ionisation"}
+        unknown = set(table) - fields_allowed
         if unknown:
             raise ParameterError(
-                f"{where}: unknown field(s) {sorted(unknown)}; allowed: "
-                f"{sorted({*_PROPERTIES, 'label', 'zwitterion'})}"
+                f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(fields_allowed)}"
             )
+        ionisation = str(table.get("ionisation", ""))
+        if ionisation and ionisation not in IONISATIONS:
+            raise ParameterError(
+                f"{where}.ionisation: {ionisation!r}; allowed: {', '.join(IONISATIONS)}"
+            )
+        if ionisation in ("acid", "base") and "pka" not in table:
+            raise ParameterError(f"{where}: ionisation {ionisation!r} needs a pka")
         missing = [p for p in _REQUIRED if p not in table]
         if missing:
             raise ParameterError(f"{where}: missing propert(y/ies) {missing}")
@@ -107,7 +128,7 @@ def _read_molecules(
             x = float(val) * factor
             if prop != "log_kow" and not math.isfinite(x):
                 raise ParameterError(f"{where}.{prop}: value {val!r} is not finite")
-            if prop in ("mw", "d_aq", "radius") and not x > 0.0:
+            if prop in ("mw", "d_aq", "radius", "sc_partition") and not x > 0.0:
                 raise ParameterError(f"{where}.{prop}: value {val!r} must be positive")
             kind = str(entry["kind"])
             allowed_kinds = ("literature", "derived", "estimate", "calibrated", "user")
@@ -130,7 +151,11 @@ def _read_molecules(
             d_aq=values["d_aq"],
             charge=values["charge"],
             radius_m=values.get("radius", math.nan),
-            zwitterion=bool(table.get("zwitterion", False)),
+            zwitterion=bool(table.get("zwitterion", False)) or ionisation == "zwitterion",
+            ionisation=ionisation,
+            pka=values.get("pka", math.nan),
+            sc_partition=values.get("sc_partition", math.nan),
+            vehicle_ph=values.get("vehicle_ph", math.nan),
             sources=tuple(sources),
             kinds=kinds,
         )

@@ -13,6 +13,13 @@ Modules, in the order a session flows through them:
 * :mod:`.healing`: per-case parameter matrices, sessions as impulses, the batched healing solve.
 * :mod:`.observe`: healing states → clinical observables (collagen, thickness, scar depth,
   pigmentation, redness, PIH risk).
+* :mod:`.scars`: depressed features (acne scars, wrinkle grooves, striae) from their geometry:
+  needle access to the floor, punctures in the footprint, the fill and release law, the Goodman &
+  Baron grade and the roughness they add.
+* :mod:`.pigment`: the melasma lesion's MASI / mMASI, the melanin index with its floor, PIH risk
+  under a patient-level threshold.
+* :mod:`.redness`: visible redness and swelling (immediate vascular response + inflammation, a
+  visibility threshold spread over patients and skin types).
 * :mod:`.ode`: the batched stiff integrator (RODAS4 with impulses, :mod:`.ode.integrate`), the
   registry of right-hand sides it dispatches on (:mod:`.ode.registry`) and numba cache freshness
   (:mod:`.ode.cache`).

@@ -15,15 +15,24 @@ Device → punctures
     ``device_code(kind) -> int array``;
     ``puncture_density(kind, passes, needles, *, drum_diameter, drum_width, stroke_frequency,
     hand_speed, cartridge_width, stamp_area) -> n [1/m²]`` (NaN where a needed geometry is NaN).
+Insertion (how deep a channel goes)
+    ``needle_speed(kind, needle_length, stroke_frequency, params) -> v [m/s]``;
+    ``puncture_deflection(tip_radius, speed, params) -> δ_p [m]``;
+    ``force_limited_depth(kind, needles, params) -> d_F [m]`` (inf for pens);
+    ``smooth_min(x, y, p)``;
+    ``penetration_depth(needle_length, skin_thickness, deflection, insertion_factor=1,
+    force_depth=inf, smoothness=4) -> d [m]``;
+    ``insertion_depth(kind, needle_length, skin_thickness, *, tip_radius, stroke_frequency,
+    needles, species, params) -> d [m]`` (the whole chain).
 Geometry
-    ``penetration_depth(needle_length, skin_thickness, efficiency) -> d [m]``;
-    ``channel_surface_radius(needle_diameter, ratio) -> a [m]``;
+    ``channel_surface_radius(needle_diameter, ratio, depth=None, cone_length=None) -> a [m]``;
     ``channel_radius(z, depth, surface_radius) -> r(z) [m]`` (cone);
     ``layer_boundaries(layers) -> (..., 5)``; ``layer_reach(depth, layers) -> (..., 4)``;
     ``reaches_capillaries(depth, layers, loop_fraction) -> bool``.
 Convenience for the simulation glue
     ``NeedleParameters.from_parameters(ps)``; ``DeviceGeometry`` (``from_fields``, ``mf8``);
-    ``channels(geometry, needle_length_m, passes, pen_speed_m_s, skin, params) -> Channels``.
+    ``channels(geometry, needle_length_m, passes, pen_speed_m_s, skin, params, species=...)
+    -> Channels``.
 Skin
     ``SkinLayers`` (thicknesses in m; ``stack()`` gives (B, 4)); ``SkinParameters.from_parameters``;
     ``skin_layers_from_parameters(site_idx, age_years, male, params) -> SkinLayers`` (pure);
@@ -34,13 +43,28 @@ Puncture density per area (models.md Stage 1)::
     roller  n = passes · N / (π · D_drum · W_drum)     (MF8: 192/(π·2 cm·2 cm) = 15.3 cm⁻² per pass)
     pen     n = passes · f · N_c / (v · w)              (stroke frequency f, hand speed v, width w)
     stamp   n = passes · N / A_stamp
+
+Insertion (docs/model.md, "Penetration"). Skin dimples before a needle punctures it; after the
+puncture the needle advances the rest of its length, a hand-held device only as far as the force
+each needle receives allows::
+
+    δ_p = δ_ref · (r_tip / r_ref)^β_tip / (1 + v / v_c)          deflection before puncture
+    d_geo = η_species · max(L − δ_p, 0)                           geometric depth
+    d_F = (F_hand / N_contact − F_punct) / f_shaft                 force-limited depth (roller, stamp)
+    d = min(smooth_min_p(d_geo, d_F), skin thickness),  smooth_min_p(x, y) = (x^−p + y^−p)^(−1/p)
+
+v is the needle's speed into the skin: the hand speed of a roller, the pressing speed of a stamp,
+2·(L + stroke offset)·f for a pen stroking at f. Sharp, fast needles dimple less (Römgens 2014;
+Verbaan 2008); pens drive the needle to a depth stop and insert nearly fully (Sasaki 2019). The
+channel's surface radius follows the needle's conical tip until the full shank width:
+a = ρ_a · R_shank · min(1, d / L_cone).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -145,27 +169,146 @@ def puncture_density(
     return np.asarray(out, dtype=float)
 
 
-# ------------------------------------------------------------------------------- geometry
-def penetration_depth(
-    needle_length: ArrayLike, skin_thickness: ArrayLike, efficiency: ArrayLike
+# ------------------------------------------------------------------------------ insertion
+SPECIES: tuple[str, ...] = ("human", "rat")
+"""Species whose skin the insertion model knows (``needles.insertion_factor`` keys)."""
+
+
+def needle_speed(
+    kind: ArrayLike,
+    needle_length: ArrayLike,
+    stroke_frequency: ArrayLike,
+    params: NeedleParameters,
 ) -> FloatArray:
-    """Channel depth d = min(η·L, skin thickness) [m].
+    """Speed [m/s] at which a needle meets the skin, per device kind.
 
-    ``efficiency`` η is the insertion efficiency (channel depth / needle length; 0.20 rat roller
-    histology, Kalluri 2011, to 0.77 human OCT, Donnelly; ``needles.insertion_efficiency``). The depth
-    is capped by the full skin thickness (SC + epidermis + dermis) ``skin_thickness`` [m].
+    Roller: the hand rolling speed ``needles.roller_speed``; stamp: the pressing speed
+    ``needles.stamp_speed``; pen: the mean stroke speed 2·(L + offset)·f of a needle travelling its
+    stroke (needle length L plus ``needles.pen_stroke_offset``) out and back f times a second.
     """
-    eta = np.maximum(_f(efficiency), 0.0)
-    return np.asarray(np.minimum(eta * np.maximum(_f(needle_length), 0.0), _f(skin_thickness)))
+    code = device_code(kind)
+    length = np.maximum(_f(needle_length), 0.0)
+    pen = 2.0 * (length + params.pen_stroke_offset) * _f(stroke_frequency)
+    out = np.select(
+        [code == ROLLER, code == PEN, code == STAMP],
+        [
+            np.broadcast_to(params.roller_speed, length.shape),
+            pen,
+            np.broadcast_to(params.stamp_speed, length.shape),
+        ],
+        np.nan,
+    )
+    return np.asarray(out, dtype=float)
 
 
-def channel_surface_radius(needle_diameter: ArrayLike, ratio: ArrayLike) -> FloatArray:
-    """Channel radius at the skin surface a = ratio · needle diameter / 2 [m].
+def puncture_deflection(
+    tip_radius: ArrayLike, speed: ArrayLike, params: NeedleParameters
+) -> FloatArray:
+    """Skin deflection before puncture δ_p = δ_ref·(r_tip/r_ref)^β/(1 + v/v_c) [m].
+
+    δ_ref is the quasi-static dimple of a sharp needle (tip radius r_ref) in human skin; blunter
+    tips dimple more (β = ``needles.tip_exponent``), fast needles less (v_c =
+    ``needles.critical_speed``). Non-increasing in speed, non-decreasing in tip radius.
+    """
+    r = np.maximum(_f(tip_radius), 0.0) / params.tip_radius_ref
+    v = np.maximum(_f(speed), 0.0)
+    return np.asarray(
+        params.puncture_deflection * r**params.tip_exponent / (1.0 + v / params.critical_speed)
+    )
+
+
+def force_limited_depth(
+    kind: ArrayLike, needles: ArrayLike, params: NeedleParameters
+) -> FloatArray:
+    """Depth [m] at which the hand force a needle receives is used up: (F/N − F_p)/f_shaft.
+
+    Roller: the hand force spread over the needles in contact at once (``roller_contact_fraction``
+    of the drum's needles); stamp: over every needle of the plate. Pens are motor-driven to a depth
+    stop: inf. 0 where a needle does not even get the puncture force.
+    """
+    code = device_code(kind)
+    n = np.maximum(_f(needles), 1.0)
+    in_contact = np.where(code == ROLLER, np.maximum(n * params.roller_contact_fraction, 1.0), n)
+    per_needle = params.hand_force / in_contact
+    d = np.maximum(per_needle - params.puncture_force, 0.0) / params.shaft_resistance
+    return np.asarray(np.where(code == PEN, np.inf, d), dtype=float)
+
+
+def smooth_min(x: ArrayLike, y: ArrayLike, p: float) -> FloatArray:
+    """(x^−p + y^−p)^(−1/p) for x, y ≥ 0: ≤ min(x, y), → min for p → ∞, 0 if either is 0, and
+    the other when one is inf. Smooth in both arguments where both are positive."""
+    x_, y_ = np.broadcast_arrays(np.maximum(_f(x), 0.0), np.maximum(_f(y), 0.0))
+    lo = np.minimum(x_, y_)
+    hi = np.maximum(x_, y_)
+    ok = (lo > 0.0) & np.isfinite(lo)
+    ratio = np.divide(lo, hi, out=np.zeros_like(lo), where=ok & (hi > 0.0))
+    ratio = np.where(np.isfinite(hi), ratio, 0.0)
+    out = lo * (1.0 + ratio**p) ** (-1.0 / p)
+    return np.asarray(np.where(ok, out, np.where(np.isinf(lo), np.inf, 0.0)))
+
+
+def penetration_depth(
+    needle_length: ArrayLike,
+    skin_thickness: ArrayLike,
+    deflection: ArrayLike,
+    insertion_factor: ArrayLike = 1.0,
+    force_depth: ArrayLike = np.inf,
+    smoothness: float = 4.0,
+) -> FloatArray:
+    """Channel depth d = min(smooth_min(η·max(L − δ_p, 0), d_F), skin thickness) [m].
+
+    ``deflection`` δ_p (``puncture_deflection``) is lost before the skin is punctured;
+    ``insertion_factor`` η is the share of the remaining length that enters (species);
+    ``force_depth`` d_F caps hand-held devices (``force_limited_depth``), joined by a smooth minimum
+    of exponent ``smoothness``. The depth is capped by the full skin thickness [m]: never below 0,
+    never beyond L or the skin. Non-decreasing in L.
+    """
+    length = np.maximum(_f(needle_length), 0.0)
+    geo = np.maximum(_f(insertion_factor), 0.0) * np.maximum(length - _f(deflection), 0.0)
+    d = smooth_min(geo, force_depth, smoothness)
+    return np.asarray(np.minimum(np.minimum(d, length), _f(skin_thickness)))
+
+
+def insertion_depth(
+    kind: ArrayLike,
+    needle_length: ArrayLike,
+    skin_thickness: ArrayLike,
+    *,
+    tip_radius: ArrayLike,
+    stroke_frequency: ArrayLike,
+    needles: ArrayLike,
+    params: NeedleParameters,
+    species: str = "human",
+) -> FloatArray:
+    """The whole insertion chain (speed → deflection → depth) for devices of ``kind`` [m]."""
+    eta = params.insertion_factor_of(species)
+    v = needle_speed(kind, needle_length, stroke_frequency, params)
+    dp = puncture_deflection(tip_radius, v, params)
+    d_f = force_limited_depth(kind, needles, params)
+    return penetration_depth(needle_length, skin_thickness, dp, eta, d_f, params.smoothness)
+
+
+# ------------------------------------------------------------------------------- geometry
+def channel_surface_radius(
+    needle_diameter: ArrayLike,
+    ratio: ArrayLike,
+    depth: ArrayLike | None = None,
+    cone_length: ArrayLike | None = None,
+) -> FloatArray:
+    """Channel radius at the skin surface a = ratio · needle radius · min(1, d / L_cone) [m].
 
     ``ratio`` = channel surface radius / needle shank radius, 70.7/140 = 0.505 for Kalluri 2011's
-    Dermaroller channels (``needles.channel_radius_ratio``).
+    Dermaroller channels (``needles.channel_radius_ratio``). Without ``depth`` the channel is
+    taken as full-width; with it, a channel that stops inside the needle's conical tip (depth
+    below ``cone_length``, ``needles.cone_length``) is as wide as the part of the cone that went in.
     """
-    return np.asarray(np.maximum(_f(ratio), 0.0) * _f(needle_diameter) / 2.0)
+    a = np.maximum(_f(ratio), 0.0) * _f(needle_diameter) / 2.0
+    if depth is None:
+        return np.asarray(a)
+    if cone_length is None:
+        raise ValueError("channel_surface_radius: cone_length is required with depth")
+    cone = np.maximum(_f(cone_length), 1e-30)
+    return np.asarray(a * np.clip(np.maximum(_f(depth), 0.0) / cone, 0.0, 1.0))
 
 
 def channel_radius(z: ArrayLike, depth: ArrayLike, surface_radius: ArrayLike) -> FloatArray:
@@ -401,22 +544,60 @@ def skin_layers(site: str, age_years: float, sex: str | float, ps: ParameterSet)
 # ----------------------------------------------------------------------- glue-level helpers
 @dataclass(frozen=True)
 class NeedleParameters:
-    """Insertion and channel parameters from ``needles.toml`` (dimensionless)."""
+    """Insertion, channel and injury-zone parameters from ``needles.toml``, in SI (m, m/s, N, N/m).
 
-    insertion_efficiency: float
+    ``insertion_factor`` maps species to η (``SPECIES``).
+    """
+
     channel_radius_ratio: float
     capillary_loop_fraction: float
     damage_zone_factor: float
+    puncture_deflection: float = 160e-6
+    tip_radius_ref: float = 4e-6
+    tip_exponent: float = 0.5
+    critical_speed: float = 0.15
+    insertion_factor: Mapping[str, float] = field(default_factory=lambda: {"human": 1.0})
+    roller_speed: float = 0.05
+    stamp_speed: float = 0.01
+    pen_stroke_offset: float = 0.5e-3
+    hand_force: float = 5.0
+    roller_contact_fraction: float = 0.1875
+    puncture_force: float = 0.03
+    shaft_resistance: float = 100.0
+    cone_length: float = 150e-6
+    smoothness: float = 4.0
 
     @classmethod
     def from_parameters(cls, ps: ParameterSet) -> NeedleParameters:
-        """Read ``needles.*`` from a ParameterSet."""
+        """Read ``needles.*`` from a ParameterSet (converted to SI)."""
+        v = ps.value
         return cls(
-            insertion_efficiency=ps.value("needles.insertion_efficiency", "1"),
-            channel_radius_ratio=ps.value("needles.channel_radius_ratio", "1"),
-            capillary_loop_fraction=ps.value("needles.capillary_loop_fraction", "1"),
-            damage_zone_factor=ps.value("needles.damage_zone_factor", "1"),
+            channel_radius_ratio=v("needles.channel_radius_ratio", "1"),
+            capillary_loop_fraction=v("needles.capillary_loop_fraction", "1"),
+            damage_zone_factor=v("needles.damage_zone_factor", "1"),
+            puncture_deflection=v("needles.puncture_deflection", "m"),
+            tip_radius_ref=v("needles.tip_radius_ref", "m"),
+            tip_exponent=v("needles.tip_exponent", "1"),
+            critical_speed=v("needles.critical_speed", "m/s"),
+            insertion_factor=dict(ps.table("needles.insertion_factor", "1")),
+            roller_speed=v("needles.roller_speed", "m/s"),
+            stamp_speed=v("needles.stamp_speed", "m/s"),
+            pen_stroke_offset=v("needles.pen_stroke_offset", "m"),
+            hand_force=v("needles.hand_force", "kg*m/s^2"),
+            roller_contact_fraction=v("needles.roller_contact_fraction", "1"),
+            puncture_force=v("needles.puncture_force", "kg*m/s^2"),
+            shaft_resistance=v("needles.shaft_resistance", "kg/s^2"),
+            cone_length=v("needles.cone_length", "m"),
+            smoothness=v("needles.depth_smoothness", "1"),
         )
+
+    def insertion_factor_of(self, species: str) -> float:
+        """η of ``species``; ``ValueError`` naming the species the parameters know otherwise."""
+        if species not in self.insertion_factor:
+            raise ValueError(
+                f"species {species!r}; allowed: {', '.join(sorted(self.insertion_factor))}"
+            )
+        return float(self.insertion_factor[species])
 
 
 @dataclass(frozen=True)
@@ -435,6 +616,7 @@ class DeviceGeometry:
     stroke_frequency_hz: float = math.nan
     cartridge_width_m: float = math.nan
     stamp_area_m2: float = math.nan
+    tip_radius_m: float = 4e-6
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> DeviceGeometry:
@@ -442,7 +624,7 @@ class DeviceGeometry:
 
         Reads ``type`` ("roller" | "pen" | "stamp"), ``needle_count``, ``needle_diameter_mm`` and,
         by kind, ``drum_diameter_mm``/``drum_width_mm``, ``frequency_hz``/``cartridge_width_mm`` or
-        ``stamp_area_cm2``; other keys are ignored.
+        ``stamp_area_cm2``, and ``tip_radius_um`` (default 4 µm); other keys are ignored.
         """
         kind = int(device_code(str(fields.get("type", fields.get("kind", "")))))
 
@@ -459,17 +641,22 @@ class DeviceGeometry:
             stroke_frequency_hz=get("frequency_hz", 1.0),
             cartridge_width_m=get("cartridge_width_mm", 1e-3),
             stamp_area_m2=get("stamp_area_cm2", 1e-4),
+            tip_radius_m=4e-6
+            if fields.get("tip_radius_um") is None
+            else get("tip_radius_um", 1e-6),
         )
 
     @classmethod
     def mf8(cls, ps: ParameterSet) -> DeviceGeometry:
-        """The Dermaroller MF8 (192 needles, 0.25 mm, drum 2 cm × 2 cm; Schwarz & Laaff 2011)."""
+        """The Dermaroller MF8 (192 needles, 0.25 mm, drum 2 cm × 2 cm; Schwarz & Laaff 2011; tip
+        radius 4 µm, Kalluri 2011's SEM of a Dermaroller needle)."""
         return cls(
             kind=ROLLER,
             needles=ps.value("needles.mf8_needles", "1"),
             needle_diameter_m=ps.value("needles.mf8_needle_diameter", "m"),
             drum_diameter_m=ps.value("needles.mf8_drum_diameter", "m"),
             drum_width_m=ps.value("needles.mf8_drum_width", "m"),
+            tip_radius_m=ps.value("needles.tip_radius_ref", "m"),
         )
 
 
@@ -520,12 +707,16 @@ def channels(
     pen_speed_m_s: ArrayLike,
     skin: SkinLayers,
     params: NeedleParameters,
+    *,
+    species: str = "human",
 ) -> Channels:
     """Puncture density, depth, surface radius and layers reached for a batch of sessions.
 
     ``needle_length_m``, ``passes`` and ``pen_speed_m_s`` (hand speed; NaN unless a pen) are (B,);
-    ``skin`` is a batch of B. A channel that would go deeper than the skin is capped at its full
-    thickness and flagged ``reaches_subcutis``.
+    ``skin`` is a batch of B. The depth is ``insertion_depth`` of the device (its kind, tip radius,
+    stroke frequency and needle count) in the skin of ``species``; a channel that would go deeper
+    than the skin is capped at its full thickness and flagged ``reaches_subcutis``. The surface
+    radius follows the needle's cone (``channel_surface_radius`` with the depth).
     """
     g = geometry
     length = _f(needle_length_m)
@@ -542,16 +733,27 @@ def channels(
     )
     layers = skin.stack()
     total = skin.total_m
-    eta = max(params.insertion_efficiency, 0.0)
-    depth = penetration_depth(length, total, eta)
-    a = np.broadcast_to(
-        channel_surface_radius(g.needle_diameter_m, params.channel_radius_ratio), depth.shape
-    ).astype(float)
+    kind = np.full(length.shape, g.kind)
+    free = insertion_depth(
+        kind,
+        length,
+        np.inf,
+        tip_radius=g.tip_radius_m,
+        stroke_frequency=g.stroke_frequency_hz,
+        needles=g.needles,
+        params=params,
+        species=species,
+    )
+    depth = np.asarray(np.minimum(free, total))
+    a = channel_surface_radius(
+        g.needle_diameter_m, params.channel_radius_ratio, depth, params.cone_length
+    )
+    a = np.broadcast_to(a, depth.shape).astype(float)
     return Channels(
         density_m2=n,
         depth_m=depth,
         surface_radius_m=a,
         reach_m=layer_reach(depth, layers),
         reaches_capillaries=reaches_capillaries(depth, layers, params.capillary_loop_fraction),
-        reaches_subcutis=np.asarray(eta * length >= total),
+        reaches_subcutis=np.asarray(free >= total),
     )

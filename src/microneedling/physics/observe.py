@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from microneedling.parameters.parameter_set import ParameterSet
+from microneedling.physics import pigment, redness
 from microneedling.physics.healing_rhs import (
     IX_F,
     IX_H,
@@ -26,6 +27,8 @@ from microneedling.physics.healing_rhs import (
     IX_S,
     N_DERMAL,
 )
+from microneedling.physics.pigment import PigmentParameters
+from microneedling.physics.redness import RednessParameters
 
 SCAR_TYPES = ("rolling", "boxcar", "icepick")
 STRIAE_STAGES = ("rubra", "alba")
@@ -36,7 +39,6 @@ class ObserveParameters:
     """Coefficients of the observation maps (dimensionless unless stated)."""
 
     erythema_threshold: float
-    oedema_threshold: float
     erythema_reticular_weight: float
     density_per_collagen_I: float
     thickness_per_collagen: float
@@ -57,10 +59,10 @@ class ObserveParameters:
     striae_half_gain: float
     lesion_excess_fraction: float
     pih_melanin_per_q: float
-    pih_b0: float
-    pih_b_fitzpatrick: float
-    pih_b_inflammation: float
     collagen_I_fraction: float  # healing.C1_0
+    # the pigment (MASI, melanin index, PIH) and redness maps (physics.pigment, physics.redness)
+    pigment: PigmentParameters
+    redness: RednessParameters
 
     @classmethod
     def from_parameters(cls, ps: object) -> ObserveParameters:
@@ -72,6 +74,10 @@ class ObserveParameters:
         for f in fields(cls):
             if f.name == "collagen_I_fraction":
                 kw[f.name] = ps.value("healing.C1_0", "1")
+            elif f.name == "pigment":
+                kw[f.name] = PigmentParameters.from_parameters(ps)
+            elif f.name == "redness":
+                kw[f.name] = RednessParameters.from_parameters(ps)
             elif f.name == "scar_fill" or f.name == "scar_tether":
                 kw[f.name] = tuple(ps.value(g + f.name, "1", key=k) for k in SCAR_TYPES)
             elif f.name == "striae_max_reduction":
@@ -79,6 +85,11 @@ class ObserveParameters:
             else:
                 kw[f.name] = ps.value(g + f.name, "1")
         return cls(**kw)  # type: ignore[arg-type]
+
+    @property
+    def oedema_threshold(self) -> float:
+        """Median swelling threshold on the redness signal (``physics.redness``)."""
+        return self.redness.oedema_threshold
 
 
 def collagen_gain(y: np.ndarray, layer: int) -> np.ndarray:
@@ -170,10 +181,20 @@ class Baseline:
     striae_width_mm: np.ndarray
     striae_stage: np.ndarray  # int index into STRIAE_STAGES, -1 none
     melanin_index: np.ndarray  # NaN → no pigment end point
+    # the lesion (physics.pigment): its floor, dermal share and baseline MASI components
+    perilesional_melanin_index: np.ndarray
+    dermal_pigment_fraction: np.ndarray
+    masi_area_pct: np.ndarray  # (B, 4) in the order of pigment.MASI_REGIONS; NaN: not melasma
+    masi_darkness: np.ndarray
+    masi_homogeneity: np.ndarray
 
 
 def observables(
-    t: np.ndarray, y: np.ndarray, base: Baseline, op: ObserveParameters
+    t: np.ndarray,
+    y: np.ndarray,
+    base: Baseline,
+    op: ObserveParameters,
+    sessions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Time-resolved observables, each (B, T) (layered ones (B, 2, T) for papillary, reticular).
 
@@ -182,6 +203,10 @@ def observables(
     erythema, oedema (1); epidermal_thickness_change, dermal_density_change (%);
     dermal_thickness (um); elasticity_index (1); wrinkle_depth (um); scar_depth (mm);
     pore_diameter (um); striae_width (mm); melanin_index (Mexameter-like units).
+
+    Pigment and redness: masi_score, mmasi_score (1), pih_stimulus (1); ``sessions`` =
+    (session days (B, K), injured fractions (B, K, 3)) gives the immediate vascular part
+    of the redness signal (default: none).
     """
     c1_0 = op.collagen_I_fraction
     out: dict[str, np.ndarray] = {}
@@ -220,8 +245,13 @@ def observables(
     mature = w * structural_gain(y, 0, th) + (1.0 - w) * structural_gain(y, 1, th)
     new_el = w * y[..., IX_NE] + (1.0 - w) * y[..., N_DERMAL + IX_NE]
 
-    out["erythema"] = y[..., IX_I] + op.erythema_reticular_weight * y[..., N_DERMAL + IX_I]
-    out["oedema"] = out["erythema"]  # same driver, higher visibility threshold
+    no_session = (np.full((y.shape[0], 1), np.inf), np.zeros((y.shape[0], 1, 3)))
+    days, injured = sessions if sessions is not None else no_session
+    red = redness.redness_signal(
+        t, y[..., IX_I], y[..., N_DERMAL + IX_I], days, injured, op.redness
+    )
+    out["erythema"] = red
+    out["oedema"] = red  # same signal, higher visibility threshold
     out["epidermal_thickness_change"] = 100.0 * y[..., IX_H]
     out["dermal_density_change"] = 100.0 * op.density_per_collagen_I * mature
     pf = base.papillary_fraction[:, None]
@@ -261,25 +291,14 @@ def observables(
     out["striae_width"] = base.striae_width_mm[:, None] * (
         1.0 - saturating(gain_mix, smax[:, None], op.striae_half_gain)
     )
-    # melanin index: lesion excess scales with Mp (1 at baseline when a lesion exists); PIH adds
-    mi0 = base.melanin_index[:, None]
-    lesion = op.lesion_excess_fraction
-    out["melanin_index"] = mi0 * (
-        (1.0 - lesion) + lesion * y[..., IX_MP] + op.pih_melanin_per_q * y[..., IX_Q]
+    # the lesion: contrast from the epidermal excess Mp (1 at baseline) over fixed dermal pigment;
+    # melanin index down to its floor (the surrounding skin), PIH pigment adds; MASI / mMASI
+    contrast = pigment.lesion_contrast(y[..., IX_MP], base.dermal_pigment_fraction)
+    out["melanin_index"] = pigment.melanin_index(
+        base.melanin_index, base.perilesional_melanin_index, contrast, y[..., IX_Q], op.pigment
     )
+    out["masi_score"], out["mmasi_score"] = pigment.masi(
+        contrast, base.masi_area_pct, base.masi_darkness, base.masi_homogeneity, op.pigment
+    )
+    out["pih_stimulus"] = y[..., IX_Q]
     return out
-
-
-def pih_risk(
-    peak_inflammation: np.ndarray, fitzpatrick: np.ndarray, op: ObserveParameters
-) -> np.ndarray:
-    """Probability of visible post-inflammatory hyperpigmentation after a session (B, K).
-
-    Logistic in Fitzpatrick type and log peak papillary inflammation; evidence is thin (see notes).
-    """
-    z = (
-        op.pih_b0
-        + op.pih_b_fitzpatrick * (fitzpatrick[:, None] - 1.0)
-        + op.pih_b_inflammation * np.log(np.maximum(peak_inflammation, 1e-12))
-    )
-    return 1.0 / (1.0 + np.exp(-z))

@@ -113,7 +113,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -165,6 +165,24 @@ class TransportParameters:
     enhancement_floor_fraction: float
     polar_pathway_coefficient: float = 0.0
     polar_pore_radius: float = math.inf
+    # issue 10: intact pathways, closure by size, vehicle film, SC reservoir, follicles
+    ion_pair_drop: float = math.inf
+    skin_surface_ph: float = 5.5
+    closure_size_exponent: float = 0.0
+    closure_reference_radius: float = 50e-6
+    follicular_kp_ref: float = 0.0
+    follicular_reference_diffusivity: float = 7.0e-10
+    channel_fill_fraction: float = 1.0
+    water_evaporation: float = 0.0
+    volatile_fraction: float = 0.0
+    dry_deposit_availability: float = 1.0
+    superficial_sc: float = 0.0
+    superficial_sc_time: float = 360.0
+    sc_partition_lipid_coefficient: float = 0.0506
+    sc_partition_lipid_exponent: float = 0.69
+    sc_partition_protein_coefficient: float = 2.28
+    sc_partition_protein_exponent: float = 0.31
+    sc_partition_water: float = 0.55
 
     @classmethod
     def from_parameters(cls, ps: ParameterSet) -> TransportParameters:
@@ -188,18 +206,60 @@ class TransportParameters:
             enhancement_floor_fraction=v("transport.enhancement_floor_fraction", "1"),
             polar_pathway_coefficient=v("transport.polar_pathway_coefficient", "m/s"),
             polar_pore_radius=v("transport.polar_pore_radius", "m"),
+            ion_pair_drop=v("transport.ion_pair_drop", "1"),
+            skin_surface_ph=v("transport.skin_surface_ph", "1"),
+            closure_size_exponent=v("transport.closure_size_exponent", "1"),
+            closure_reference_radius=v("transport.closure_reference_radius", "m"),
+            follicular_kp_ref=v("transport.follicular_kp_ref", "m/s"),
+            follicular_reference_diffusivity=v(
+                "transport.follicular_reference_diffusivity", "m^2/s"
+            ),
+            channel_fill_fraction=v("transport.channel_fill_fraction", "1"),
+            water_evaporation=v("transport.water_evaporation", "kg/m^2/s"),
+            volatile_fraction=v("transport.volatile_fraction", "1"),
+            dry_deposit_availability=v("transport.dry_deposit_availability", "1"),
+            superficial_sc=v("transport.superficial_sc", "m"),
+            superficial_sc_time=v("transport.superficial_sc_time", "s"),
+            sc_partition_lipid_coefficient=v("transport.sc_partition_lipid_coefficient", "1"),
+            sc_partition_lipid_exponent=v("transport.sc_partition_lipid_exponent", "1"),
+            sc_partition_protein_coefficient=v("transport.sc_partition_protein_coefficient", "1"),
+            sc_partition_protein_exponent=v("transport.sc_partition_protein_exponent", "1"),
+            sc_partition_water=v("transport.sc_partition_water", "1"),
         )
+
+
+NEUTRAL, ACID, BASE, ZWITTERION, ION = 0, 1, 2, 3, 4
+"""Ionisation codes of ``Solute.ionisation``: neutral, weak acid, weak base (both with a pKa),
+zwitterion (net charge 0 at skin pH), permanent ion (charged, no pKa given)."""
+_IONISATION_CODES = {"neutral": NEUTRAL, "acid": ACID, "base": BASE, "zwitterion": ZWITTERION}
+
+
+def ionisation_code(molecule: Molecule) -> int:
+    """Ionisation code of a molecule: its ``ionisation`` field, or from its charge when absent."""
+    if molecule.ionisation:
+        return _IONISATION_CODES[molecule.ionisation]
+    if molecule.zwitterion:
+        return ZWITTERION
+    return ION if abs(molecule.charge) >= 0.5 else NEUTRAL
 
 
 @dataclass(frozen=True)
 class Solute:
-    """Molecular properties of each case as arrays (B,): SI (MW in g/mol), radius NaN → Stokes–Einstein."""
+    """Molecular properties of each case as arrays (B,): SI (MW in g/mol), radius NaN → Stokes–Einstein.
+
+    ``ionisation`` (codes ``NEUTRAL`` … ``ION``), ``pka``, ``sc_partition`` (NaN: from log Kow) and
+    ``vehicle_ph`` (NaN: skin surface pH) are optional (None: as an ``ionic`` flag implies).
+    """
 
     mw_g_per_mol: FloatArray
     log_kow: FloatArray
     d_aq: FloatArray
     radius_m: FloatArray
     ionic: BoolArray
+    ionisation: NDArray[np.int64] | None = None
+    pka: FloatArray | None = None
+    sc_partition: FloatArray | None = None
+    vehicle_ph: FloatArray | None = None
 
     @classmethod
     def from_molecules(cls, molecules: Sequence[Molecule]) -> Solute:
@@ -210,6 +270,35 @@ class Solute:
             d_aq=np.array([m.d_aq for m in molecules], dtype=float),
             radius_m=np.array([m.radius_m for m in molecules], dtype=float),
             ionic=np.array([m.ionic for m in molecules], dtype=bool),
+            ionisation=np.array([ionisation_code(m) for m in molecules], dtype=np.int64),
+            pka=np.array([m.pka for m in molecules], dtype=float),
+            sc_partition=np.array([m.sc_partition for m in molecules], dtype=float),
+            vehicle_ph=np.array([m.vehicle_ph for m in molecules], dtype=float),
+        )
+
+    def broadcast(self, bsz: int) -> Solute:
+        """Every field as a (bsz,) array (optional fields filled from ``ionic``)."""
+
+        def b(x: ArrayLike, dtype: type = float) -> NDArray[Any]:
+            return np.broadcast_to(np.asarray(x, dtype=dtype), (bsz,)).copy()
+
+        ionic = b(self.ionic, bool)
+        code = (
+            np.where(ionic, ION, NEUTRAL).astype(np.int64)
+            if self.ionisation is None
+            else b(self.ionisation, np.int64)
+        )
+        nan = np.full(bsz, np.nan)
+        return Solute(
+            b(self.mw_g_per_mol),
+            b(self.log_kow),
+            b(self.d_aq),
+            b(self.radius_m),
+            ionic,
+            code,
+            nan if self.pka is None else b(self.pka),
+            nan if self.sc_partition is None else b(self.sc_partition),
+            nan if self.vehicle_ph is None else b(self.vehicle_ph),
         )
 
 
@@ -261,27 +350,182 @@ def polar_kp(
     return np.asarray(params.polar_pathway_coefficient / np.sqrt(mw) * renkin_hindrance(lam))
 
 
-def intact_kp(solute: Solute, params: TransportParameters) -> FloatArray:
-    """Intact-skin permeability [m/s] used by the model.
+@dataclass(frozen=True)
+class IntactPathways:
+    """Intact-skin permeability by pathway [m/s], arrays (B,), and what sets them.
 
-    Potts–Guy (lipid pathway) for neutral molecules up to ``intact_mw_limit`` with a defined
-    log Kow. Outside that domain (MW above the limit, ions and zwitterions at pH 5.5, no log Kow)
-    the polar pathway ``polar_kp`` instead: small and finite for peptides, proteins, ionised
-    actives and calcein; 0 for molecules at least as large as the SC's aqueous pores (hyaluronan),
-    which are then treated as not crossing intact skin. The radius is the molecule's, or its
-    Stokes–Einstein radius.
+    ``lipid``: the lipid (Potts–Guy) route of the neutral fraction plus the ion pairs;
+    ``polar``: the hindered aqueous-pore route; ``total`` = lipid + polar (parallel paths);
+    ``neutral_fraction`` at the vehicle pH; ``log_d``: log10 of the distribution coefficient that
+    sets the stratum-corneum partition; ``ph``: the vehicle pH used.
     """
-    outside = (solute.mw_g_per_mol > params.intact_mw_limit) | solute.ionic
-    outside = outside | ~np.isfinite(solute.log_kow)
-    lk = np.where(outside, 0.0, solute.log_kow)
-    kp = potts_guy_kp(lk, solute.mw_g_per_mol, params)
+
+    lipid: FloatArray
+    polar: FloatArray
+    neutral_fraction: FloatArray
+    log_d: FloatArray
+    ph: FloatArray
+
+    @property
+    def total(self) -> FloatArray:
+        return np.asarray(self.lipid + self.polar)
+
+
+def neutral_fraction(code: ArrayLike, pka: ArrayLike, ph: ArrayLike) -> FloatArray:
+    """Un-ionised fraction at ``ph`` (Henderson–Hasselbalch): acid 1/(1 + 10^(pH − pKa)), base
+    1/(1 + 10^(pKa − pH)); 1 for neutral molecules and zwitterions (no net charge), 0 for
+    permanent ions."""
+    c = np.asarray(code)
+    pk, p = np.broadcast_arrays(_f(pka), _f(ph))
+    with np.errstate(over="ignore", invalid="ignore"):
+        acid = 1.0 / (1.0 + 10.0 ** np.clip(p - pk, -300, 300))
+        base = 1.0 / (1.0 + 10.0 ** np.clip(pk - p, -300, 300))
+    out = np.select([c == ACID, c == BASE, c == ION], [acid, base, 0.0], 1.0)
+    return np.asarray(out, dtype=float)
+
+
+def intact_pathways(
+    solute: Solute, params: TransportParameters, ph: ArrayLike | None = None
+) -> IntactPathways:
+    """Intact-skin permeability by pathway [m/s] at the vehicle pH (parallel routes).
+
+    Lipid route (pH partition and ion pairs): kp_lipid = f_n·PG(log P) + (1 − f_n)·PG(log P − Δ),
+    PG = ``potts_guy_kp``, f_n the neutral fraction at the vehicle pH (``neutral_fraction``),
+    Δ = ``transport.ion_pair_drop`` (an ion crosses the lipids as an ion pair, its octanol
+    partition Δ decades below the neutral form's); zwitterions take PG of their log Kow (their
+    distribution coefficient). Only inside the Potts–Guy domain (MW ≤ ``intact_mw_limit`` with a
+    finite log Kow); 0 outside. Polar route: ``polar_kp`` (hindered aqueous pores; 0 for solutes
+    as large as the pores). ``ph``: per case (NaN or None → the molecule's ``vehicle_ph`` → the
+    skin surface pH ``transport.skin_surface_ph``).
+    """
+    sol = solute.broadcast(np.atleast_1d(solute.mw_g_per_mol).shape[0])
+    bsz = sol.mw_g_per_mol.shape[0]
+    p = np.full(bsz, np.nan) if ph is None else np.broadcast_to(_f(ph), (bsz,)).astype(float)
+    assert sol.vehicle_ph is not None and sol.ionisation is not None and sol.pka is not None
+    p = np.where(np.isfinite(p), p, sol.vehicle_ph)
+    p = np.where(np.isfinite(p), p, params.skin_surface_ph)
+    fn = neutral_fraction(sol.ionisation, sol.pka, p)
+    inside = (sol.mw_g_per_mol <= params.intact_mw_limit) & np.isfinite(sol.log_kow)
+    lk = np.where(inside, sol.log_kow, 0.0)
+    neutral = potts_guy_kp(lk, sol.mw_g_per_mol, params)
+    drop = params.ion_pair_drop
+    paired = potts_guy_kp(lk - drop, sol.mw_g_per_mol, params) if np.isfinite(drop) else 0.0
+    lipid = np.where(inside, fn * neutral + (1.0 - fn) * paired, 0.0)
+    with np.errstate(divide="ignore"):
+        log_d = np.where(
+            np.isfinite(sol.log_kow),
+            np.log10(
+                fn * 10.0**sol.log_kow
+                + (1.0 - fn) * (10.0 ** (sol.log_kow - drop) if np.isfinite(drop) else 0.0)
+            ),
+            np.nan,
+        )
     radius = np.where(
-        np.isnan(solute.radius_m),
-        stokes_einstein_radius(solute.d_aq, params.water_viscosity),
-        solute.radius_m,
+        np.isnan(sol.radius_m),
+        stokes_einstein_radius(sol.d_aq, params.water_viscosity),
+        sol.radius_m,
     )
-    kp_pol = polar_kp(solute.mw_g_per_mol, radius, params)
-    return np.asarray(np.where(outside, kp_pol, kp))
+    polar = polar_kp(sol.mw_g_per_mol, radius, params)
+    return IntactPathways(np.asarray(lipid), polar, fn, np.asarray(log_d), p)
+
+
+def intact_kp(
+    solute: Solute, params: TransportParameters, ph: ArrayLike | None = None
+) -> FloatArray:
+    """Intact-skin permeability [m/s] used by the model: the lipid and polar routes of
+    ``intact_pathways`` in parallel (the follicular shunt of ``follicular_kp`` acts only while the
+    film is liquid and is added by ``absorb``)."""
+    return intact_pathways(solute, params, ph).total
+
+
+def sc_partition(log_d: ArrayLike, params: TransportParameters) -> FloatArray:
+    """Stratum corneum / water partition K_sc = a_lip·K^b_lip + a_pro·K^b_pro + φ_w, K = 10^log D
+    (lipid, protein and water domains of the SC: Wang, Chen, Lian & Han 2010, Eq. 10, as
+    implemented in httk); NaN log D → K = 1."""
+    k = 10.0 ** np.where(np.isfinite(_f(log_d)), _f(log_d), 0.0)
+    p = params
+    return np.asarray(
+        p.sc_partition_lipid_coefficient * k**p.sc_partition_lipid_exponent
+        + p.sc_partition_protein_coefficient * k**p.sc_partition_protein_exponent
+        + p.sc_partition_water
+    )
+
+
+def follicular_kp(
+    d_aq: ArrayLike, radius: ArrayLike, site_factor: ArrayLike, params: TransportParameters
+) -> FloatArray:
+    """Follicular shunt permeability [m/s] while the film is liquid.
+
+    kp_f = kp_f,ref·m_site·(D_aq/D_ref)·H(r/r_pore)/H(r_ref/r_pore): the reference shunt of
+    caffeine (``transport.follicular_kp_ref``, D_ref; r_ref its Stokes–Einstein radius) scaled by the site's follicle factor,
+    the solute's aqueous diffusivity and its hindrance in the polar pores (so that solutes as
+    large as the pores, e.g. hyaluronan, get 0, as on the polar route).
+    """
+    p = params
+    r_ref = stokes_einstein_radius(p.follicular_reference_diffusivity, p.water_viscosity)
+    h_ref = float(renkin_hindrance(r_ref / p.polar_pore_radius))
+    h = renkin_hindrance(_f(radius) / p.polar_pore_radius)
+    return np.asarray(
+        p.follicular_kp_ref
+        * np.maximum(_f(site_factor), 0.0)
+        * _f(d_aq)
+        / p.follicular_reference_diffusivity
+        * h
+        / h_ref
+    )
+
+
+@dataclass(frozen=True)
+class ClosureParameters:
+    """The four numbers of ``closure_rate`` (SI), for callers that need no other transport
+    parameter (a course without a topical still reports its channels' closure time)."""
+
+    k_close_open: float
+    k_close_occluded: float
+    closure_reference_radius: float
+    closure_size_exponent: float
+
+    @classmethod
+    def from_parameters(cls, ps: ParameterSet) -> ClosureParameters:
+        v = ps.value
+        return cls(
+            k_close_open=v("transport.k_close_open", "1/s"),
+            k_close_occluded=v("transport.k_close_occluded", "1/s"),
+            closure_reference_radius=v("transport.closure_reference_radius", "m"),
+            closure_size_exponent=v("transport.closure_size_exponent", "1"),
+        )
+
+
+def closure_rate(
+    a: ArrayLike, occluded: ArrayLike, params: TransportParameters | ClosureParameters
+) -> FloatArray:
+    """Channel resealing rate [1/s] by channel size: k = k_ref·(a_ref/a)^β.
+
+    k_ref is ``k_close_open`` or ``k_close_occluded`` (occluded), a_ref =
+    ``transport.closure_reference_radius``, β = ``transport.closure_size_exponent`` (wider
+    channels close more slowly; Kalluri 2011: 12 h for 370 µm vs 18 h for 770 µm needles). a ≤ 0
+    (no channel) takes the reference rate.
+    """
+    occ = np.asarray(occluded, dtype=bool)
+    k_ref = np.where(occ, params.k_close_occluded, params.k_close_open)
+    a_ = _f(a)
+    ratio = np.divide(
+        params.closure_reference_radius, a_, out=np.ones_like(a_, dtype=float), where=a_ > 0.0
+    )
+    return np.asarray(k_ref * ratio**params.closure_size_exponent)
+
+
+def closure_time(
+    a: ArrayLike,
+    occluded: ArrayLike,
+    params: TransportParameters | ClosureParameters,
+    closed_fraction: float = 0.95,
+) -> FloatArray:
+    """Time [s] for the channels to close to ``closed_fraction`` of their conductance:
+    −ln(1 − f)/k (``closure_rate``)."""
+    if not 0.0 < closed_fraction < 1.0:
+        raise ValueError(f"closed_fraction {closed_fraction!r}; allowed: 0 < f < 1")
+    return np.asarray(-math.log(1.0 - closed_fraction) / closure_rate(a, occluded, params))
 
 
 def renkin_hindrance(lam: ArrayLike) -> FloatArray:
@@ -1210,6 +1454,251 @@ def finite_dose_steps(
     )
 
 
+# --------------------------------------------------- vehicle film, SC reservoir, follicles
+SC_NODES = 10
+"""Stratum-corneum nodes of the reservoir model (geometrically graded, finest at both faces)."""
+SC_GRADING = 1.5
+"""Ratio of neighbouring SC node thicknesses from each face towards the middle."""
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    """Conditions of the applied product per case, arrays (B,) (``absorb``'s ``vehicle``).
+
+    ph: vehicle pH (NaN: the molecule's usual formulation pH, else the skin surface pH);
+    volatile_fraction: share of the film that evaporates (water) when the skin is open;
+    fill_fraction: share of the channels the product reaches (``transport.channel_fill_fraction``
+    for a product applied after needling); follicle_factor: follicular orifice factor of the site
+    (``transport.follicular_site_factor``); in_vitro: a diffusion cell (no blood clearance: the
+    viable tissue drains to the receptor below the dermis at its slowest diffusion mode).
+    """
+
+    ph: FloatArray
+    volatile_fraction: FloatArray
+    fill_fraction: FloatArray
+    follicle_factor: FloatArray
+    in_vitro: BoolArray
+
+    @classmethod
+    def default(
+        cls,
+        bsz: int,
+        params: TransportParameters,
+        *,
+        ph: ArrayLike = np.nan,
+        follicle_factor: ArrayLike = 1.0,
+        in_vitro: ArrayLike = False,
+        fill_fraction: ArrayLike | None = None,
+        volatile_fraction: ArrayLike | None = None,
+    ) -> Vehicle:
+        """A batch of ``bsz`` with the shipped defaults (fill and volatile fractions from
+        ``params``) unless given."""
+
+        def b(x: ArrayLike, dtype: type = float) -> NDArray[Any]:
+            return np.broadcast_to(np.asarray(x, dtype=dtype), (bsz,)).copy()
+
+        return cls(
+            ph=b(ph),
+            volatile_fraction=b(
+                params.volatile_fraction if volatile_fraction is None else volatile_fraction
+            ),
+            fill_fraction=b(
+                params.channel_fill_fraction if fill_fraction is None else fill_fraction
+            ),
+            follicle_factor=b(follicle_factor),
+            in_vitro=b(in_vitro, bool),
+        )
+
+    def broadcast(self, bsz: int) -> Vehicle:
+        def b(x: ArrayLike, dtype: type = float) -> NDArray[Any]:
+            return np.broadcast_to(np.asarray(x, dtype=dtype), (bsz,)).copy()
+
+        return Vehicle(
+            b(self.ph),
+            b(self.volatile_fraction),
+            b(self.fill_fraction),
+            b(self.follicle_factor),
+            b(self.in_vitro, bool),
+        )
+
+
+@dataclass(frozen=True)
+class Reservoir:
+    """Amounts per skin area [kg/m²] at the end of the contact time, arrays (B,), of
+    ``reservoir_dose``: vehicle left, stratum corneum (superficial layer + slab), viable tissue,
+    cleared (blood, or receptor in vitro); delivered = tissue + cleared (into the viable skin);
+    the part of it by route (channels, follicles, through the SC); wet_time [s]: how long the
+    film stayed liquid."""
+
+    vehicle: FloatArray
+    stratum_corneum: FloatArray
+    tissue: FloatArray
+    cleared: FloatArray
+    via_channels: FloatArray
+    via_follicles: FloatArray
+    via_sc: FloatArray
+    wet_time: FloatArray
+
+    @property
+    def delivered(self) -> FloatArray:
+        return np.asarray(self.tissue + self.cleared)
+
+    @property
+    def in_skin(self) -> FloatArray:
+        """Stratum corneum + viable tissue (what imaging of the skin sees; not the cleared part)."""
+        return np.asarray(self.stratum_corneum + self.tissue)
+
+
+def sc_grid(thickness: ArrayLike, nodes: int = SC_NODES, grading: float = SC_GRADING) -> FloatArray:
+    """Node thicknesses (B, nodes) [m] of the SC slab, geometrically graded from both faces."""
+    half = np.arange(nodes)
+    w = grading ** np.minimum(half, nodes - 1 - half).astype(float)
+    w = w / w.sum()
+    return np.asarray(_f(thickness)[..., None] * w)
+
+
+def _film_inverse_mean(
+    h0: FloatArray, rate: FloatArray, t0: FloatArray, t1: FloatArray
+) -> FloatArray:
+    """Mean of 1/h over [t0, t1] for a film thinning linearly, h = h0 − rate·t."""
+    h_a = h0 - rate * t0
+    h_b = h0 - rate * t1
+    dt = t1 - t0
+    ok = (rate > 0.0) & (dt > 0.0) & (h_b > 0.0)
+    num = np.log(np.where(ok, h_a / np.where(ok, h_b, 1.0), 1.0))
+    den = np.where(ok, rate * dt, 1.0)
+    return np.asarray(np.where(ok, num / den, 1.0 / np.maximum(h_a, 1e-300)))
+
+
+def reservoir_dose(
+    dose: ArrayLike,
+    film_thickness: ArrayLike,
+    nodes: ArrayLike,
+    wet_time: ArrayLike,
+    thinning_rate: ArrayLike,
+    p_channel: ArrayLike,
+    kp_follicle: ArrayLike,
+    supply: ArrayLike,
+    kp_sc: ArrayLike,
+    k_sc: ArrayLike,
+    sc_thickness: ArrayLike,
+    superficial: ArrayLike,
+    superficial_time: float,
+    dry_availability: float,
+    capacity: ArrayLike,
+    clearance: ArrayLike,
+    *,
+    sc_nodes: int = SC_NODES,
+) -> Reservoir:
+    """Finite dose from a drying film into a stratum-corneum reservoir and the viable skin.
+
+    Compartments per area: the vehicle film (thickness h(t) = h0 − r·t while liquid, until
+    ``wet_time``; then a dried deposit), a superficial SC layer (thickness ``superficial``,
+    partition K_sc) that equilibrates with the vehicle in ``superficial_time``, the SC slab
+    (``sc_nodes`` graded nodes, D_sc = kp_sc·L_sc/K_sc so its steady permeability is kp_sc), the
+    well-mixed viable tissue (capacity K_t·H_t) with first-order clearance, and what was cleared.
+    While the film is liquid the vehicle also exchanges directly with the viable tissue through
+    the channels (``p_channel`` per step [m/s], in series with the lateral supply through the
+    film to the channel mouths, ``supply``·h [m/s]; inf: no supply limit) and the follicles
+    (``kp_follicle``); a dried
+    deposit feeds only the SC, at ``dry_availability`` × its original concentration v/h0.
+
+    Every exchange is a conductance times a difference of vehicle-equivalent concentrations
+    (amount / capacity), so each step's generator is similar to a symmetric matrix: it is
+    exponentiated exactly through a symmetric eigendecomposition, and vehicle + SC + tissue +
+    cleared = dose to round-off. nodes (B, M + 1) [s] must contain ``wet_time`` where it is
+    inside the contact time (the film is wet on a step when the step ends by ``wet_time``).
+    The route split of each step's viable gain uses the trapezoidal fluxes of the step.
+    """
+    nd = np.atleast_2d(_f(nodes))
+    bsz, m1 = nd.shape
+
+    def b(x: ArrayLike) -> FloatArray:
+        return np.broadcast_to(_f(x), (bsz,)).astype(float)
+
+    m0, h0, tw, rate = b(dose), b(film_thickness), b(wet_time), b(thinning_rate)
+    kpf, kpsc, ksc, lsc, lsup = b(kp_follicle), b(kp_sc), b(k_sc), b(sc_thickness), b(superficial)
+    cap, kcl, sup = b(capacity), b(clearance), b(supply)
+    pch = np.broadcast_to(_f(p_channel), (bsz, m1 - 1))
+    h_safe = np.maximum(h0, 1e-300)
+    dx = sc_grid(lsc, sc_nodes)  # (B, N)
+    d_sc = np.divide(kpsc * lsc, ksc, out=np.zeros_like(ksc), where=ksc > 0.0)
+    n = sc_nodes + 3  # vehicle, superficial, SC nodes, tissue
+    iv, isup, it = 0, 1, sc_nodes + 2
+    # static conductances [m/s] and capacities [m] (vehicle-equivalent concentration = x/V)
+    cond_sup = np.divide(lsup * ksc, superficial_time, out=np.zeros_like(lsup), where=lsup > 0.0)
+    face = d_sc * ksc / (0.5 * dx[:, 0])
+    inner = d_sc[:, None] * ksc[:, None] / (0.5 * (dx[:, :-1] + dx[:, 1:]))
+    bottom = d_sc * ksc / (0.5 * dx[:, -1])
+    vol = np.empty((bsz, n))
+    vol[:, isup] = np.maximum(lsup * ksc, 1e-30)
+    vol[:, 2:it] = np.maximum(ksc[:, None] * dx, 1e-30)
+    vol[:, it] = cap
+    lap0 = np.zeros((bsz, n, n))
+
+    def link(lap: FloatArray, i: int, j: int, c: FloatArray) -> None:
+        lap[:, i, i] += c
+        lap[:, j, j] += c
+        lap[:, i, j] -= c
+        lap[:, j, i] -= c
+
+    link(lap0, iv, isup, cond_sup)
+    link(lap0, iv, 2, face)
+    for k in range(sc_nodes - 1):
+        link(lap0, 2 + k, 3 + k, inner[:, k])
+    link(lap0, it - 1, it, bottom)
+    x = np.zeros((bsz, n))
+    x[:, iv] = np.where(h0 > 0.0, m0, 0.0)
+    total0 = x.sum(axis=1)
+    via = {"ch": np.zeros(bsz), "fo": np.zeros(bsz), "sc": np.zeros(bsz)}
+    for j in range(m1 - 1):
+        t0, t1 = nd[:, j], nd[:, j + 1]
+        dt = np.maximum(t1 - t0, 0.0)
+        wet = t1 <= tw * (1.0 + 1e-12) + 1e-9
+        inv_h = np.where(wet, _film_inverse_mean(h0, rate, t0, t1), dry_availability / h_safe)
+        vol[:, iv] = 1.0 / np.maximum(inv_h, 1e-300)
+        h_mean = np.where(wet, h0 - rate * 0.5 * (t0 + t1), h0)
+        g_film = sup * np.maximum(h_mean, 0.0)
+        p_raw = pch[:, j]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            series = np.where(np.isfinite(g_film), p_raw * g_film / (p_raw + g_film), p_raw)
+        p_ch = np.where(wet & (p_raw > 0.0), np.nan_to_num(series), 0.0)
+        p_fo = np.where(wet, kpf, 0.0)
+        lap = lap0.copy()
+        link(lap, iv, it, p_ch + p_fo)
+        sq = np.sqrt(vol)
+        sym = lap / (sq[:, :, None] * sq[:, None, :])
+        sym[:, it, it] += kcl
+        w, q = np.linalg.eigh(sym)  # symmetric positive semi-definite: exp(−sym·dt)
+        ex = np.exp(-np.maximum(w, 0.0) * dt[:, None])
+        y = np.einsum("bij,bj->bi", q.transpose(0, 2, 1), x / sq)
+        x_new = sq * np.einsum("bij,bj->bi", q, ex * y)
+        # route split of the viable gain: trapezoidal fluxes over the step
+        c0, c1 = x / vol, x_new / vol
+        cm = 0.5 * (c0 + c1)
+        f_direct = (p_ch + p_fo) * np.maximum(cm[:, iv] - cm[:, it], 0.0)
+        f_sc = bottom * np.maximum(cm[:, it - 1] - cm[:, it], 0.0)
+        gain = (x_new[:, it] - x[:, it]) + (x.sum(axis=1) - x_new.sum(axis=1))
+        tot = f_direct + f_sc
+        share_d = np.divide(f_direct, tot, out=np.zeros_like(tot), where=tot > 0.0)
+        share_ch = np.divide(p_ch, p_ch + p_fo, out=np.zeros_like(p_ch), where=p_ch + p_fo > 0.0)
+        via["ch"] += gain * share_d * share_ch
+        via["fo"] += gain * share_d * (1.0 - share_ch)
+        via["sc"] += gain * (1.0 - share_d)
+        x = x_new
+    cleared = total0 - x.sum(axis=1)
+    return Reservoir(
+        vehicle=x[:, iv],
+        stratum_corneum=x[:, isup:it].sum(axis=1),
+        tissue=x[:, it],
+        cleared=cleared,
+        via_channels=via["ch"],
+        via_follicles=via["fo"],
+        via_sc=via["sc"],
+        wet_time=tw,
+    )
+
+
 # ---------------------------------------------------------------------------------- absorb
 @dataclass(frozen=True)
 class Absorption:
@@ -1220,6 +1709,12 @@ class Absorption:
     by_layer (B, 3): ``total`` by entry layer (epidermis, papillary, reticular dermis);
     retained: in the viable tissue at the end; cleared: removed to the blood; vehicle: left on the
     skin; dose: applied; kp [m/s]; pore_conductance g [m³/s]; area_fraction ε.
+
+    With a ``Vehicle`` (the reservoir model) also: stratum_corneum (held in the SC at the end, not
+    delivered); in_skin = stratum corneum + viable tissue, intact_in_skin the same on intact
+    skin and enhancement_skin their ratio (what imaging of the skin compares); via_channels and
+    via_follicles (parts of ``total``); kp_follicle [m/s]; k_close [1/s] (by channel size);
+    wet_time [s] (how long the film stayed liquid; inf: it did not dry). None otherwise.
     """
 
     total: FloatArray
@@ -1233,11 +1728,205 @@ class Absorption:
     kp: FloatArray
     pore_conductance: FloatArray
     area_fraction: FloatArray
+    stratum_corneum: FloatArray | None = None
+    in_skin: FloatArray | None = None
+    intact_in_skin: FloatArray | None = None
+    enhancement_skin: FloatArray | None = None
+    via_channels: FloatArray | None = None
+    via_follicles: FloatArray | None = None
+    kp_follicle: FloatArray | None = None
+    k_close: FloatArray | None = None
+    wet_time: FloatArray | None = None
 
     def squeeze(self) -> Absorption:
         """The single case of a batch of one, as 0-d arrays (``by_layer`` shape (3,))."""
-        vals = {k: np.asarray(v)[0] for k, v in self.__dict__.items()}
+        vals: dict[str, Any] = {
+            k: None if v is None else np.asarray(v)[0] for k, v in self.__dict__.items()
+        }
         return Absorption(**vals)
+
+
+def _channel_profile(
+    geo: tuple[FloatArray, ...],
+    g: FloatArray,
+    n_pos: FloatArray,
+    lay: FloatArray,
+    use_cell: bool,
+    wall_exchange: bool,
+) -> tuple[FloatArray, Callable[[FloatArray], FloatArray]]:
+    """The charging rate and the closing-channel term n·(g(S) − g(0)) of ``absorb``.
+
+    ``geo`` = (a, d, L_sc, D_pore, D_t, K_t, kp, k_cl), arrays (B,). For the cell model, g(S) is
+    the isolated g(S) times the cell/isolated ratio interpolated between ``CELL_OPEN_NODES``.
+    """
+    bsz = g.shape[0]
+    dens = n_pos if use_cell else None
+    thick = lay[:, 1:].sum(axis=1) if use_cell else None
+    rate = transient_rate(g, clearance_sensitivity(*geo, density=dens, tissue_thickness=thick))
+    ratio = np.ones((bsz, CELL_OPEN_NODES))
+    if use_cell:
+        s_nodes = np.linspace(0.0, 1.0, CELL_OPEN_NODES)[None, :]
+        col = (slice(None), None)
+        g_iso = pore_conductance(*(x[col] for x in geo), open_fraction=s_nodes)
+        g_cell = pore_conductance(
+            *(x[col] for x in geo),
+            open_fraction=s_nodes,
+            density=n_pos[col],
+            tissue_thickness=lay[:, 1:].sum(axis=1)[col],
+        )
+        ratio = np.divide(g_cell, g_iso, out=np.ones_like(g_cell), where=g_iso > 0.0)
+    g_shut = pore_conductance(*geo, wall_exchange=wall_exchange, open_fraction=0.0) * ratio[:, 0]
+
+    def g_of_s(s_open: FloatArray) -> FloatArray:
+        ex = (slice(None), None, None)
+        gs = pore_conductance(
+            *(x[ex] for x in geo), wall_exchange=wall_exchange, open_fraction=s_open
+        )
+        if use_cell:
+            pos = np.clip(s_open, 0.0, 1.0) * (CELL_OPEN_NODES - 1)
+            j = np.minimum(np.floor(pos).astype(int), CELL_OPEN_NODES - 2)
+            frac = pos - j
+            flat = j.reshape(bsz, -1)
+            lo = np.take_along_axis(ratio, flat, axis=1).reshape(j.shape)
+            hi = np.take_along_axis(ratio, flat + 1, axis=1).reshape(j.shape)
+            gs = gs * (lo * (1.0 - frac) + hi * frac)
+        return np.asarray(n_pos[ex] * np.maximum(gs - g_shut[ex], 0.0))
+
+    return rate, g_of_s
+
+
+WATER_DENSITY = 997.05
+"""Density of liquid water at 25 °C [kg/m³] (converts the evaporation flux to film thinning)."""
+
+
+def _absorb_reservoir(
+    sol: Solute,
+    paths: IntactPathways,
+    veh: Vehicle,
+    c0: FloatArray,
+    h: FloatArray,
+    tc: FloatArray,
+    n_pos: FloatArray,
+    a: FloatArray,
+    d: FloatArray,
+    lay: FloatArray,
+    occ: BoolArray,
+    params: TransportParameters,
+    g: FloatArray,
+    d_pore: FloatArray,
+    d_t: FloatArray,
+    k_t: float,
+    kcl: ArrayLike,
+    k_close: FloatArray,
+    capacity: FloatArray,
+    dose: FloatArray,
+    eps: FloatArray,
+    delay: ArrayLike,
+    wall_exchange: bool,
+    use_cell: bool,
+    steps: int,
+) -> Absorption:
+    """The reservoir model of ``absorb`` (a ``Vehicle`` given): see ``reservoir_dose``."""
+    bsz = g.shape[0]
+    kcl_b = np.broadcast_to(_f(kcl), (bsz,)).astype(float)
+    kp = paths.total
+    geo = (a, d, lay[:, 0], d_pore, d_t, np.full(bsz, k_t), kp, kcl_b)
+    rate, g_of_s = _channel_profile(geo, g, n_pos, lay, use_cell, wall_exchange)
+    p = params
+    evaporates = (~occ) & (~veh.in_vitro) & (veh.volatile_fraction > 0.0)
+    thinning = np.where(evaporates, p.water_evaporation / WATER_DENSITY, 0.0)
+    with np.errstate(divide="ignore"):
+        wet_time = np.where(
+            thinning > 0.0,
+            np.clip(veh.volatile_fraction, 0.0, 1.0) * h / np.where(thinning > 0, thinning, 1.0),
+            np.inf,
+        )
+    t_wet = np.minimum(wet_time, tc)
+    active = np.minimum(t_wet, TAU_MAX / k_close)
+    j = (np.arange(steps + 1) / steps) ** 2
+    nodes = np.concatenate([active[:, None] * j[None, :], t_wet[:, None], tc[:, None]], axis=1)
+    p_ch = channel_profile_means(nodes, g_of_s, k_close, rate, delay=delay)
+    p_ch = p_ch * np.clip(veh.fill_fraction, 0.0, 1.0)[:, None]
+    radius = np.where(
+        np.isnan(sol.radius_m), stokes_einstein_radius(sol.d_aq, p.water_viscosity), sol.radius_m
+    )
+    kp_f = follicular_kp(sol.d_aq, radius, veh.follicle_factor, p)
+    # lateral supply through the film to the channel mouths: steady radial diffusion in a film of
+    # thickness h from the cell edge R = 1/√(π n) to a sink of radius a, per area n·2π h D/ln(R/a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cell_r = 1.0 / np.sqrt(np.pi * np.where(n_pos > 0.0, n_pos, 1.0))
+        log_ratio = np.log(np.maximum(cell_r / np.where(a > 0.0, a, 1.0), 1.0 + 1e-3))
+        supply = np.where(
+            (n_pos > 0.0) & (a > 0.0), n_pos * 2.0 * np.pi * sol.d_aq / log_ratio, np.inf
+        )
+    assert sol.sc_partition is not None
+    k_sc = np.where(np.isfinite(sol.sc_partition), sol.sc_partition, sc_partition(paths.log_d, p))
+
+    def two(x: ArrayLike) -> FloatArray:
+        arr = np.broadcast_to(_f(x), (bsz,))
+        return np.concatenate([arr, arr])
+
+    res = reservoir_dose(
+        two(dose),
+        two(h),
+        np.concatenate([nodes, nodes]),
+        two(wet_time),
+        two(thinning),
+        np.concatenate([p_ch, np.zeros_like(p_ch)]),
+        two(kp_f),
+        two(supply),
+        two(kp),
+        two(k_sc),
+        two(lay[:, 0]),
+        np.full(2 * bsz, p.superficial_sc),
+        p.superficial_sc_time,
+        p.dry_deposit_availability,
+        two(capacity),
+        two(kcl_b),
+    )
+    w = slice(0, bsz)
+    i = slice(bsz, 2 * bsz)
+    total = res.delivered[w]
+    intact = res.delivered[i]
+    split = channel_outflow_split(a, d, lay, d_pore, d_t, k_t, kcl_b, wall_exchange=wall_exchange)
+    by_layer = res.via_channels[w][:, None] * split
+    by_layer[:, 0] += res.via_sc[w] + res.via_follicles[w]
+    floor = p.enhancement_floor_fraction * dose
+    enhancement = np.divide(
+        np.maximum(total, 0.0) + floor,
+        np.maximum(intact, 0.0) + floor,
+        out=np.ones_like(total),
+        where=(np.maximum(intact, 0.0) + floor) > 0.0,
+    )
+    skin_w, skin_i = res.in_skin[w], res.in_skin[i]
+    enh_skin = np.divide(
+        np.maximum(skin_w, 0.0) + floor,
+        np.maximum(skin_i, 0.0) + floor,
+        out=np.ones_like(skin_w),
+        where=(np.maximum(skin_i, 0.0) + floor) > 0.0,
+    )
+    return Absorption(
+        total=total,
+        intact=intact,
+        enhancement=enhancement,
+        by_layer=by_layer,
+        retained=res.tissue[w],
+        cleared=res.cleared[w],
+        vehicle=res.vehicle[w],
+        dose=dose,
+        kp=kp,
+        pore_conductance=g,
+        area_fraction=eps,
+        stratum_corneum=res.stratum_corneum[w],
+        in_skin=skin_w,
+        intact_in_skin=skin_i,
+        enhancement_skin=enh_skin,
+        via_channels=res.via_channels[w],
+        via_follicles=res.via_follicles[w],
+        kp_follicle=kp_f,
+        k_close=k_close,
+        wet_time=wet_time,
+    )
 
 
 def absorb(
@@ -1257,6 +1946,7 @@ def absorb(
     steps: int = 64,
     quasi_steady: bool = False,
     cell: bool = True,
+    vehicle: Vehicle | None = None,
 ) -> Absorption:
     """Absorption of a topical product applied on needled skin, batched over cases.
 
@@ -1280,8 +1970,15 @@ def absorb(
     channel. For a closing channel, g(S) of the cell is the isolated g(S) times the ratio
     cell/isolated interpolated linearly between ``CELL_OPEN_NODES`` open fractions.
 
-    Returns an ``Absorption`` (see there). Intact skin is ``kp`` = ``intact_kp``: Potts–Guy inside
-    its domain, the polar pathway outside it (0 for molecules as large as the SC's pores).
+    vehicle: the conditions of the product (``Vehicle``: pH, drying, channel filling, follicles,
+    in vitro): the reservoir model of issue 10 (``reservoir_dose``: a drying film, a
+    stratum-corneum reservoir, the follicular shunt, the fraction of channels filled, the lateral
+    supply through the film, closure by channel size ``closure_rate``); the engine always gives
+    one. None: the film model before issue 10 (a film that stays liquid, a membrane SC of zero
+    capacity, every channel filled, one closure rate per occlusion state), for comparison.
+
+    Returns an ``Absorption`` (see there). Intact skin is ``kp`` = ``intact_kp``: the lipid route
+    (pH partition and ion pairs, inside the Potts–Guy domain) and the polar route in parallel.
     """
     lay = layers.stack() if isinstance(layers, SkinLayers) else _f(layers)
     lay = np.atleast_2d(lay)
@@ -1292,16 +1989,12 @@ def absorb(
 
     c0_, h, tc, n_, a_, d = b(c0), b(film_thickness), b(contact_time), b(n), b(a), b(depth)
     occ = np.broadcast_to(np.asarray(occluded, dtype=bool), (bsz,))
-    mw = b(solute.mw_g_per_mol)
-    d_aq = b(solute.d_aq)
-    sol = Solute(
-        mw,
-        b(solute.log_kow),
-        d_aq,
-        b(solute.radius_m),
-        np.broadcast_to(np.asarray(solute.ionic, dtype=bool), (bsz,)),
-    )
-    kp = intact_kp(sol, params)
+    sol = solute.broadcast(bsz)
+    mw = sol.mw_g_per_mol
+    d_aq = sol.d_aq
+    veh = None if vehicle is None else vehicle.broadcast(bsz)
+    paths = intact_pathways(sol, params, None if veh is None else veh.ph)
+    kp = paths.total
     radius = np.where(
         np.isnan(sol.radius_m), stokes_einstein_radius(d_aq, params.water_viscosity), sol.radius_m
     )
@@ -1309,7 +2002,12 @@ def absorb(
     d_pore = d_aq * renkin_hindrance(lam)
     d_t = tissue_diffusivity(mw, params)
     k_t = params.tissue_partition
-    kcl = params.clearance_rate
+    kcl: ArrayLike = params.clearance_rate
+    if veh is not None:
+        # a diffusion cell has no blood flow: the viable tissue drains to the receptor below the
+        # dermis at the slowest diffusion mode of a slab with a sink, π² D_t/(4 H²)
+        h_t = np.maximum(lay[:, 1:].sum(axis=1), 1e-12)
+        kcl = np.where(veh.in_vitro, np.pi**2 * d_t / (4.0 * h_t**2), params.clearance_rate)
     use_cell = cell and wall_exchange and not quasi_steady
     dens = np.maximum(n_, 0.0) if use_cell else None
     thick = lay[:, 1:].sum(axis=1) if use_cell else None
@@ -1328,49 +2026,50 @@ def absorb(
     )
     n_pos = np.maximum(n_, 0.0)
     eps = np.minimum(n_pos * np.pi * a_**2, 1.0)
-    k_close = np.where(occ, params.k_close_occluded, params.k_close_open)
+    if veh is None:
+        k_close = np.where(occ, params.k_close_occluded, params.k_close_open)
+    else:
+        k_close = closure_rate(a_, occ, params)
     capacity = k_t * (lay[:, 1] + lay[:, 2] + lay[:, 3])
     h_pos = np.maximum(h, 0.0)
     dose = np.maximum(c0_, 0.0) * h_pos
+    if veh is not None:
+        if quasi_steady:
+            raise ValueError("absorb: the reservoir model (vehicle) has no quasi_steady form")
+        return _absorb_reservoir(
+            sol,
+            paths,
+            veh,
+            c0_,
+            h_pos,
+            tc,
+            n_pos,
+            a_,
+            d,
+            lay,
+            occ,
+            params,
+            g,
+            d_pore,
+            d_t,
+            k_t,
+            kcl,
+            k_close,
+            capacity,
+            dose,
+            eps,
+            delay,
+            wall_exchange,
+            use_cell,
+            steps,
+        )
     if quasi_steady:
         with_ch = finite_dose(
             dose, h_pos, tc, kp, n_pos * g, eps, k_close, capacity, kcl, delay=delay, steps=steps
         )
     else:
-        sc = lay[:, 0]
-        geo = (a_, d, sc, d_pore, d_t, b(k_t), kp, b(kcl))
-        rate = transient_rate(g, clearance_sensitivity(*geo, density=dens, tissue_thickness=thick))
-        ratio = np.ones((bsz, CELL_OPEN_NODES))
-        if use_cell:
-            s_nodes = np.linspace(0.0, 1.0, CELL_OPEN_NODES)[None, :]
-            col = (slice(None), None)
-            g_iso = pore_conductance(*(x[col] for x in geo), open_fraction=s_nodes)
-            g_cell = pore_conductance(
-                *(x[col] for x in geo),
-                open_fraction=s_nodes,
-                density=np.maximum(n_, 0.0)[col],
-                tissue_thickness=lay[:, 1:].sum(axis=1)[col],
-            )
-            ratio = np.divide(g_cell, g_iso, out=np.ones_like(g_cell), where=g_iso > 0.0)
-        g_shut = (
-            pore_conductance(*geo, wall_exchange=wall_exchange, open_fraction=0.0) * ratio[:, 0]
-        )
-
-        def g_of_s(s_open: FloatArray) -> FloatArray:
-            ex = (slice(None), None, None)
-            gs = pore_conductance(
-                *(x[ex] for x in geo), wall_exchange=wall_exchange, open_fraction=s_open
-            )
-            if use_cell:
-                pos = np.clip(s_open, 0.0, 1.0) * (CELL_OPEN_NODES - 1)
-                j = np.minimum(np.floor(pos).astype(int), CELL_OPEN_NODES - 2)
-                frac = pos - j
-                flat = j.reshape(bsz, -1)
-                lo = np.take_along_axis(ratio, flat, axis=1).reshape(j.shape)
-                hi = np.take_along_axis(ratio, flat + 1, axis=1).reshape(j.shape)
-                gs = gs * (lo * (1.0 - frac) + hi * frac)
-            return np.asarray(n_pos[ex] * np.maximum(gs - g_shut[ex], 0.0))
-
+        geo = (a_, d, lay[:, 0], d_pore, d_t, b(k_t), kp, b(kcl))
+        rate, g_of_s = _channel_profile(geo, g, n_pos, lay, use_cell, wall_exchange)
         active = np.minimum(tc, TAU_MAX / k_close)
         nodes = _time_grid(active, tc, steps)
         p_ch = channel_profile_means(nodes, g_of_s, k_close, rate, delay=delay)

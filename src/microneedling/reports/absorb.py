@@ -120,7 +120,7 @@ def plot_map(rv: Resolved, path: str | Path, *, title: str | None = None) -> Pat
 
 def plot_curves(rv: Resolved, path: str | Path, *, title: str | None = None) -> Path:
     """Cumulative absorption over the contact time: total with channels (resolved and the engine's
-    homogenised model) and through intact skin (left); per layer, with (solid) and without
+    homogenised channel model, without the vehicle film) and through intact skin (left); per layer, with (solid) and without
     (dashed) channels (right, log scale). PNG, atomic."""
     u = KG_M2_TO_UG_CM2
     w, it, h = rv.with_channel, rv.intact, rv.hours
@@ -134,7 +134,7 @@ def plot_curves(rv: Resolved, path: str | Path, *, title: str | None = None) -> 
         ls="-.",
         marker="o",
         ms=3,
-        label="with channels (engine, homogenised)",
+        label="with channels (homogenised channel model)",
     )
     ax1.plot(h, it.absorbed * u, color=PALETTE[7], ls="--", label="intact skin (resolved)")
     ax1.set_xlabel("Time after application (h)", fontsize=LABEL_SIZE)
@@ -212,7 +212,7 @@ def _amounts(table: pd.DataFrame, resolved: bool) -> dict[str, Any]:
             page.column("Of which in the stratum corneum", UG, num=True),
             page.column("Intact skin, resolved", UG, num=True),
             page.column("Enhancement ratio, resolved", num=True),
-            page.column("Engine vs resolved", "%", num=True),
+            page.column("Channel model vs resolved", "%", num=True),
         ]
     rows = []
     for _, r in table.iterrows():

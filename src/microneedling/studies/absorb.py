@@ -4,18 +4,26 @@ curves that :mod:`microneedling.reports.absorb` draws).
 
 For every session that applies a topical product:
 
-* **homogenised** (the engine's numbers): ``simulation.prepare`` → ``transport.absorb`` — amount
-  delivered into the skin during the contact time [µg/cm²], by entry layer (epidermis, which also
-  takes everything entering through intact stratum corneum, papillary and reticular dermis), the
-  same through intact skin, and the enhancement ratio; with ``draws`` > 0 the 10th–90th percentile
-  over parameter draws (``microneedling.parameters.sampling.sample_parameter_sets``, the same draws and percentiles as
-  ``simulate``, so the numbers equal ``simulate``'s ``absorbed_amount``).
+* **homogenised** (the engine's numbers): ``engine.prepare`` → ``transport.absorb`` with the
+  product's ``Vehicle`` (the reservoir model: a drying film, the stratum-corneum reservoir, the
+  follicular shunt, the share of channels filled, closure by channel size) — amount delivered into
+  the viable skin during the contact time [µg/cm²], by entry layer (epidermis, which also takes
+  everything entering through intact stratum corneum and the follicles, papillary and reticular
+  dermis), the same through intact skin, and the enhancement ratio; with ``draws`` > 0 the
+  10th–90th percentile over parameter draws (``microneedling.parameters.sampling
+  .sample_parameter_sets``, the same draws and percentiles as ``simulate``, so the numbers equal
+  ``simulate``'s ``absorbed_amount``).
+* **channel model** (``channel_model_ug_cm2``): the same homogenised channel transport without the
+  vehicle-film pieces (``transport.absorb`` without a ``Vehicle``: a film that stays liquid, every
+  channel filled, no follicles, a membrane stratum corneum), closing at the case's rate: the
+  problem the resolved cell poses, so ``difference_pct`` compares like with like.
 * **resolved** (``physics.unitcell``): one channel in its cylindrical cell for the same case —
   skin layers of the site (stratum corneum, viable epidermis, papillary, reticular dermis), the
   session's puncture density, channel depth and surface radius (``physics.needles``), the product
   as a finite vehicle film (thickness = applied volume per area) that the skin depletes, the
-  channel closing as in the engine (S = exp(−k_close t), held piecewise constant at its interval
-  mean on intervals of ``CLOSURE_STEP``/k_close), first-order clearance in all viable tissue, no
+  channel closing as in the engine (S = exp(−k_close t), k_close by channel size
+  ``transport.closure_rate``, held piecewise constant at its interval mean on intervals of
+  ``CLOSURE_STEP``/k_close), first-order clearance in all viable tissue, no
   flux through the bottom of the dermis (as the homogenised tissue compartment). Properties as
   ``transport.absorb`` uses them: stratum corneum K = 1, D = kp·L_sc (steady permeability kp,
   Potts–Guy; 1e-20 m/s where kp = 0), channel D_aq·H(λ) (Renkin), tissue D_t (Chen 2015) and
@@ -24,9 +32,9 @@ For every session that applies a topical product:
 Definitions. "absorbed" is the amount that has left the vehicle by the end of the contact time. In
 the resolved model part of it still sits in the stratum corneum and in the channel fluid; both are
 reported separately (``resolved_sc_ug_cm2``, ``resolved_channel_ug_cm2``), and the per-layer
-amounts (stored + cleared) are for the viable layers. The homogenised model has no stratum-corneum
+amounts (stored + cleared) are for the viable layers. The channel model has no stratum-corneum
 storage (a membrane of zero capacity) and splits by entry layer, so its per-layer split is not the
-same quantity as the resolved one; the totals are. ``difference_pct`` = 100 (homogenised −
+same quantity as the resolved one; the totals are. ``difference_pct`` = 100 (channel model −
 resolved)/resolved of the total. ``docs/transport.md`` says where the homogenised model is within
 5% of the resolved one (and where not); ``docs/absorb.md`` describes this module and the command.
 
@@ -45,6 +53,7 @@ Units: amounts in µg/cm² in tables (1 kg/m² = 1e5 µg/cm²); SI inside.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -250,8 +259,9 @@ class Resolved:
 
     ``hours`` (T,) output times; ``with_channel``/``intact`` the ``UnitCellSolution``s (amounts per
     skin area, kg/m²); ``cell``: the ``UnitCell`` with the channel; ``k_close`` [1/s]; ``dose``
-    [kg/m²]; ``homogenised_hours``/``homogenised_curve`` [h, µg/cm²]: the engine's delivered
-    amount had the product been removed at each of those times (one batched ``transport.absorb``).
+    [kg/m²]; ``homogenised_hours``/``homogenised_curve`` [h, µg/cm²]: the channel model's
+    delivered amount had the product been removed at each of those times (one batched
+    ``transport.absorb`` without a vehicle, closing at ``k_close``: like for like with the cell).
     """
 
     case: SessionCase
@@ -308,7 +318,7 @@ def resolve(
     d_pore = mol.d_aq * float(transport.renkin_hindrance(r_solute / a)) if a > 0 else mol.d_aq
     d_t = float(transport.tissue_diffusivity(mol.mw_g_per_mol, params))
     k_t, k_cl = params.tissue_partition, params.clearance_rate
-    k_close = params.k_close_occluded if case.occluded else params.k_close_open
+    k_close = float(transport.closure_rate(a, case.occluded, params))
     lay = tuple(x * 1e-6 for x in case.layers_um)
     d_sc = (kp if kp > 0 else KP_NONE) * lay[0]
     t_end = case.contact_hours * 3600.0
@@ -347,8 +357,10 @@ def resolve(
     with_ch = solve(cell, times, closures, closure_levels=levels, dt=dt)
     intact_cell = UnitCell(**{**base, "nr": 1, "nz": grid[1]})
     intact = solve(intact_cell, times, dt=dt)
-    # the engine's curve: absorb() with the product removed at each output time (one batch)
+    # the channel model's curve: absorb() without a vehicle, closing at this case's rate, with the
+    # product removed at each output time (one batch)
     hh = np.linspace(0.0, case.contact_hours, 25)[1:]
+    same_closure = dataclasses.replace(params, k_close_open=k_close, k_close_occluded=k_close)
     ab = transport.absorb(
         transport.Solute.from_molecules([mol] * len(hh)),
         case.concentration_mg_ml,
@@ -359,7 +371,7 @@ def resolve(
         d,
         np.tile(np.asarray(lay), (len(hh), 1)),
         case.occluded,
-        params,
+        same_closure,
     )
     return Resolved(
         case=case,
@@ -452,7 +464,9 @@ def absorption_table(
                 row[f"resolved_{layer}_ug_cm2"] = float(w.absorbed_by_layer[-1, j]) * u
             row["resolved_cleared_ug_cm2"] = float(w.cleared_by_layer[-1].sum()) * u
             row["resolved_vehicle_left_ug_cm2"] = float(w.vehicle[-1]) * u
-            row["difference_pct"] = 100.0 * (row["absorbed_ug_cm2"] - tot * u) / (tot * u)
+            channel_model = float(rv.homogenised_curve[-1])
+            row["channel_model_ug_cm2"] = channel_model
+            row["difference_pct"] = 100.0 * (channel_model - tot * u) / (tot * u)
             row["figures"] = rv.case.stem  # the first session of this distinct case
             row["resolved_mass_balance_residual"] = max(
                 w.mass_balance_residual, it.mass_balance_residual

@@ -3,10 +3,12 @@
 Each row of ``data/delivery_validation.toml`` (format documented at its top) is one published data
 point: a molecule, a skin model, a microneedle pretreatment, a dose and a time, the observed
 enhancement ratio or amount, its source and a tolerance factor with its reason. ``predict`` poses
-every row to the engine's homogenised transport (``physics.transport.absorb``, all rows in one
-batched call, with the shipped parameters: channel depth = ``needles.insertion_efficiency`` × needle
-length capped at the sample thickness, channel surface radius = ``needles.channel_radius_ratio`` ×
-needle radius) and returns predicted, observed, predicted/observed and pass/fail.
+every row to the engine's homogenised transport (``physics.transport.absorb`` with its reservoir
+model, all rows in one batched call, with the shipped parameters: channel depth from the insertion
+model ``needles.insertion_depth`` for the row's device and species, capped at the sample thickness
+(or the full needle length for a membrane on a rigid support, ``insertion = "full"``), channel
+surface radius from ``needles.channel_surface_radius``; a diffusion cell runs ``in_vitro``, without
+blood clearance) and returns predicted, observed, predicted/observed and pass/fail.
 
 ``microneedling validate --delivery`` prints the markdown table of ``docs/transport.md``
 (:func:`microneedling.reports.credibility.delivery_table`).
@@ -32,8 +34,10 @@ from microneedling.errors import InputError, InputFileError, InputFileFieldError
 from microneedling.io import data_path
 from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import load_parameters, load_references
+from microneedling.physics import needles as nd
 from microneedling.physics import transport as tr
 from microneedling.schema import Allowed, Flag, InputModel, Number, Text, Unit
+from microneedling.vocabulary import SiteName
 
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.parameters.parameter_set import ParameterSet
@@ -49,9 +53,11 @@ __all__ = [
     "predict",
 ]
 
-QUANTITIES = ("enhancement_ratio", "amount")
-"""Observable kinds: enhancement ratio [1]; amount delivered with microneedles [µg/cm²]."""
-_UNITS = {"enhancement_ratio": "1", "amount": "ug/cm2"}
+QUANTITIES = ("enhancement_ratio", "enhancement_ratio_skin", "amount")
+"""Observable kinds: enhancement ratio of the amount delivered into the viable skin (and the
+receptor) [1]; of the amount in the skin (stratum corneum + viable tissue: what imaging of the skin
+sees) [1]; amount delivered with microneedles [µg/cm²]."""
+_UNITS = {"enhancement_ratio": "1", "enhancement_ratio_skin": "1", "amount": "ug/cm2"}
 _KG_M2_TO_UG_CM2 = 1.0e5  # 1 kg/m² = 1e9 µg / 1e4 cm²
 
 
@@ -88,6 +94,13 @@ Assumable = Literal[
     "viable_epidermis_um",
     "dermis_um",
     "occluded",
+    "device",
+    "needle_count",
+    "species",
+    "insertion",
+    "in_vitro",
+    "ph",
+    "site",
 ]
 """Fields a row may declare as assumed (conditions the source does not give)."""
 
@@ -97,7 +110,7 @@ class RowTable(_Model):
 
     source: NonEmpty
     evidence: Literal["SEEN", "SEEN-secondary", "RECALLED"]
-    quantity: Literal["enhancement_ratio", "amount"]
+    quantity: Literal["enhancement_ratio", "enhancement_ratio_skin", "amount"]
     observed: Positive
     units: NonEmpty
     tolerance_factor: Annotated[Number, Field(gt=1)]
@@ -114,6 +127,15 @@ class RowTable(_Model):
     sc_um: Annotated[Positive, Unit("µm")]
     viable_epidermis_um: Annotated[Positive, Unit("µm")]
     dermis_um: Annotated[Number, Field(ge=0), Unit("µm")]
+    device: Literal["roller", "stamp", "pen"] = "roller"
+    needle_count: (
+        Annotated[Number, Field(ge=1), Unit("needles on the drum, plate or cartridge")] | None
+    ) = None
+    species: Literal["human", "rat"] = "human"
+    insertion: Literal["model", "full"] = "model"
+    in_vitro: Flag = False
+    ph: Annotated[Number, Field(gt=0, lt=14)] | None = None
+    site: SiteName | None = None
     assumed: tuple[Assumable, ...] = ()
     note: Text = ""
 
@@ -164,6 +186,13 @@ class Row:
     sc_um: float
     viable_epidermis_um: float
     dermis_um: float
+    device: str = "roller"
+    needle_count: float | None = None
+    species: str = "human"
+    insertion: str = "model"
+    in_vitro: bool = False
+    ph: float | None = None
+    site: str | None = None
     assumed: tuple[str, ...] = ()
     note: str = ""
 
@@ -231,10 +260,51 @@ def predict(
         axis=1,
     )
     layers *= um
-    eta = ps.value("needles.insertion_efficiency", "1")
-    ratio = ps.value("needles.channel_radius_ratio", "1")
-    depth = np.minimum(eta * col("needle_length_um") * um, layers.sum(axis=1))
-    radius = ratio * col("needle_diameter_um") * um / 2.0
+    npar = nd.NeedleParameters.from_parameters(ps)
+    tp = tr.TransportParameters.from_parameters(ps)
+    length = col("needle_length_um") * um
+    total = layers.sum(axis=1)
+    depth = np.empty(len(rows))
+    for i, r in enumerate(rows):
+        if r.insertion == "full":  # a membrane on a rigid support: no dimple, full length
+            depth[i] = min(length[i], total[i])
+            continue
+        # the pen's stroke frequency: the reference pen (needles.pen_stroke_frequency)
+        freq = ps.value("needles.pen_stroke_frequency", "Hz") if r.device == "pen" else np.nan
+        default_count = {
+            "roller": ps.value("needles.mf8_needles", "1"),
+            "pen": ps.value("needles.pen_needles", "1"),
+        }
+        if r.needle_count is None and r.device not in default_count:
+            raise InputError(
+                f"{r.key}.needle_count", None, "the needle count of a stamp (no reference stamp)"
+            )
+        count = default_count[r.device] if r.needle_count is None else r.needle_count
+        depth[i] = float(
+            nd.insertion_depth(
+                np.array([nd.device_code(r.device)]),
+                np.array([length[i]]),
+                total[i],
+                tip_radius=npar.tip_radius_ref,
+                stroke_frequency=freq,
+                needles=count,
+                params=npar,
+                species=r.species,
+            )[0]
+        )
+    radius = np.asarray(
+        nd.channel_surface_radius(
+            col("needle_diameter_um") * um, npar.channel_radius_ratio, depth, npar.cone_length
+        )
+    )
+    site_factor = ps.table("transport.follicular_site_factor", "1")
+    vehicle = tr.Vehicle.default(
+        len(rows),
+        tp,
+        ph=np.array([np.nan if r.ph is None else r.ph for r in rows]),
+        follicle_factor=np.array([1.0 if r.site is None else site_factor[r.site] for r in rows]),
+        in_vitro=np.array([r.in_vitro for r in rows]),
+    )
     ab = tr.absorb(
         tr.Solute.from_molecules([mols[r.molecule] for r in rows]),
         col("concentration_mg_per_ml"),  # mg/mL = kg/m³
@@ -245,13 +315,18 @@ def predict(
         depth,
         layers,
         np.array([r.occluded for r in rows]),
-        tr.TransportParameters.from_parameters(ps),
+        tp,
+        vehicle=vehicle,
     )
+    assert ab.in_skin is not None and ab.intact_in_skin is not None
     out = []
     for i, r in enumerate(rows):
         if r.quantity == "enhancement_ratio":
             total, intact = float(ab.total[i]), float(ab.intact[i])
             value = total / intact if intact > 0.0 else math.inf
+        elif r.quantity == "enhancement_ratio_skin":
+            skin, skin0 = float(ab.in_skin[i]), float(ab.intact_in_skin[i])
+            value = skin / skin0 if skin0 > 0.0 else math.inf
         else:
             value = float(ab.total[i]) * _KG_M2_TO_UG_CM2
         out.append(Prediction(r, value, float(depth[i]) / um, float(radius[i]) / um))
