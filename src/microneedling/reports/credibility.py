@@ -264,7 +264,7 @@ def delivery_table(predictions: Sequence[Prediction]) -> str:
     ]
     for p in predictions:
         r = p.row
-        unit = "" if r.quantity == "enhancement_ratio" else " µg/cm²"
+        unit = " µg/cm²" if r.quantity == "amount" else ""
         lines.append(
             f"| {r.key} | {r.molecule} | {r.needle_length_um:g} µm, {r.density_per_cm2:g}/cm² "
             f"| {r.time_h:g} h | {r.observed:.3g}{unit} | {p.predicted:.3g}{unit} "
