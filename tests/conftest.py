@@ -121,14 +121,14 @@ kind = "literature"
     "references/zztest.toml": """\
 [zztest_alpha2001]
 citation = "Alpha A (2001). A synthetic reference for tests <1>. J Test 1:1-2."
-url = "https://example.org/alpha"
+url = "https://doi.org/10.5555/alpha"
 
 [zztest_beta2010]
 citation = "Beta B (2010). Another synthetic reference. J Test 2:3-4."
 
 [zztest_gamma2020]
 citation = "Gamma G (2020). Third synthetic reference. J Test 3:5-6."
-url = "https://example.org/gamma"
+url = "https://doi.org/10.5555/gamma"
 """,
 }
 

@@ -268,7 +268,7 @@ def test_sources_of_run_dir(run_dir: Path, param_dir: Path) -> None:
         "zztest_beta2010": 2,
         "zztest_gamma2020": 1,
     }
-    assert "https://example.org/alpha" in res.stdout
+    assert "https://doi.org/10.5555/alpha" in res.stdout
     assert f"behind {len(USED_PARAMETERS)} parameter(s)" in res.stdout
     assert "note:" not in res.stdout  # same parameter set as the run
     assert microneedling.DISCLAIMER in res.stdout
@@ -283,7 +283,7 @@ def test_sources_with_parameters_table(run_dir: Path, param_dir: Path) -> None:
         assert name in table
     assert "healing.unused_rate" not in table
     mu = next(line for line in table.splitlines() if "healing.mu_I" in line)
-    assert mu.split()[1:5] == ["1.20", "1/d", "0.800–2.00", "estimate"]
+    assert mu.split()[1:5] == ["1.20", "/d", "0.800–2.00", "estimate"]
     assert "zztest_alpha2001" in mu
 
 
@@ -353,8 +353,11 @@ def test_parameters_lists_every_parameter(param_dir: Path, param_set: ParameterS
     assert f"hash {param_set.hash}" in res.stdout
     row = next(line for line in res.stdout.splitlines() if "needles.insertion_efficiency" in line)
     assert row.split()[1:5] == ["0.500", "1", "0.200–0.770", "derived"]
-    keyed = next(line for line in res.stdout.splitlines() if "skin.dermis_thickness" in line)
-    assert "cheek=1500" in keyed and "µm" not in keyed  # file units, as written
+    # a keyed parameter: one row per key, each with its value, units and interval
+    cheek = next(ln for ln in res.stdout.splitlines() if "skin.dermis_thickness[cheek]" in ln)
+    assert cheek.split()[1:5] == ["1500", "µm", "1300–1800", "literature"]
+    fixed = next(line for line in res.stdout.splitlines() if "needles.drum_needles" in line)
+    assert "none (fixed)" in fixed
 
 
 def test_parameters_group_filter(param_dir: Path) -> None:

@@ -462,3 +462,63 @@ def test_simulate_table_shows_baselines_units_and_time_after_the_last_session(
     assert "0.500" in scar  # the depth before treatment, from the course file
     pih = next(line for line in out.splitlines() if "hyperpigmentation" in line)
     assert "probability" in pih
+
+
+def test_references_shown_to_users_carry_no_internal_notes_or_unvetted_links() -> None:
+    from microneedling.parameters.parameter_set import INTERNAL, load_references
+
+    refs = load_references()
+    for key, ref in refs.items():
+        assert not INTERNAL.search(ref.user_citation), (key, ref.user_citation)
+        assert ref.user_citation.strip(), key
+        assert not ref.user_url or ref.user_url == ref.url
+    # the recorded text keeps its provenance; what a user sees drops the remark only
+    assert "design notes" in refs["bailey1975"].citation
+    assert refs["bailey1975"].user_citation.startswith("Bailey et al. (1975). Characterization")
+    assert "(issue 3)" not in refs["estimate"].user_citation
+    hidden = [r for r in refs.values() if r.url and not r.user_url]
+    assert hidden and all("scribd" not in r.user_url for r in refs.values())
+
+
+def test_sources_shows_clean_citations_counts_and_why_for_estimates(tmp_path: Path) -> None:
+    res = invoke("sources", ROLLING, "--parameters")
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "research notes" not in out and "shared/research" not in out and "(issue 3)" not in out
+    assert "scribd.com" not in out and "discovery.researcher.life" not in out
+    # the count says which parameters and how they relate to sensitivity's default
+    head = " ".join(out.splitlines()[1].split())
+    n_used = int(re.search(r"(\d+) = every parameter this run looked up", head).group(1))  # type: ignore[union-attr]
+    n_sens = int(re.search(r"`sensitivity` varies (\d+) by default", head).group(1))  # type: ignore[union-attr]
+    assert 0 < n_sens <= n_used
+    # a keyed parameter is one row per key, with its interval (not squeezed out)
+    row = next(line for line in out.splitlines() if "skin.sc_thickness[cheek]" in line)
+    assert "16.8" in row and "10.0–25.0" in row and "estimate" in row
+    assert "Why: the" in out and "skin.papillary_fraction: Papillary share of the dermis" in out
+
+
+def test_absorb_shows_both_models_ratios_and_explains_the_difference(tmp_path: Path) -> None:
+    res = invoke("absorb", SERUM, "--out", tmp_path / "a", "--draws", 0)
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.stdout.splitlines() if "niacinamide" in line)
+    assert row.count("×") == 2 and row.rstrip().endswith("%")  # both ratios and the amount diff
+    text = " ".join(res.stdout.split())
+    assert "Ratio = absorbed with channels / absorbed through intact skin" in text
+    assert "divides by the intact-skin amount" in text
+
+
+def test_plan_prints_end_points_in_words_and_the_upper_pih_percentile(tmp_path: Path) -> None:
+    patient = EXAMPLES / "patients" / "melasma-dark-skin.toml"
+    res = invoke("plan", patient, "--out", tmp_path / "p", "--no-figures")
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.stdout.split())
+    assert "Melanin index, reduction, 90 d after the last session" in out
+    assert "melanin_index:reduction" not in out
+    m = re.search(r"PIH risk ([\d.]+) nominal, ([\d.]+) at the 90th percentile", out)
+    assert m is not None and float(m.group(2)) >= float(m.group(1))
+    strict = invoke("plan", patient, "--out", tmp_path / "q", "--pih-ceiling-on", "p90")
+    if float(m.group(2)) > 0.05:  # the nominal ceiling let through a plan over it at the p90
+        assert strict.exit_code == 1
+        assert "90th-percentile worst-session PIH risk" in one_error_line(strict)
+    else:
+        assert strict.exit_code == 0

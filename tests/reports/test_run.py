@@ -199,7 +199,7 @@ def test_report_has_the_shell(report_html: tuple[str, list[Path]]) -> None:
     assert len(page.srcs) == len(figs)
     # the only external links are the references' own pages (opened on click, never fetched)
     external = sorted(h for h in page.hrefs if not h.startswith("#"))
-    assert external == ["https://example.org/alpha", "https://example.org/gamma"]
+    assert external == ["https://doi.org/10.5555/alpha", "https://doi.org/10.5555/gamma"]
     # every section is in the table of contents
     for sid in ("summary", "warnings", "endpoints", "trajectories", "figures", "references"):
         assert f'id="{sid}"' in text and f"#{sid}" in page.hrefs

@@ -24,6 +24,7 @@ from microneedling.about import DISCLAIMER
 from microneedling.cli.common import (
     EXIT_BAD_INPUT,
     MAX_DRAWS,
+    MIN_DRAWS_FOR_INTERVALS,
     CourseArgument,
     ParameterSetOption,
     check_out_dir,
@@ -126,6 +127,13 @@ def absorb_command(
                 tmp, table, figures, course_obj.name, draws=draws,
                 seed=course_obj.seed if seed is None else seed,
             )  # fmt: skip
+    if 0 < draws < MIN_DRAWS_FOR_INTERVALS:
+        typer.echo(
+            f"warning: --draws {draws}: a 10-90% interval from fewer than "
+            f"{MIN_DRAWS_FOR_INTERVALS} parameter draws is rough, and the nominal value can fall "
+            "outside it; use 32 or more",
+            err=True,
+        )
     if quiet:
         return
     _print_table(table)
@@ -134,36 +142,64 @@ def absorb_command(
 
 
 def _print_table(table: Any) -> None:
+    """Per topical session: the amount absorbed and through intact skin, and their ratio (the
+    enhancement ratio), from the engine and, with --resolved, from the resolved unit cell side by
+    side; then what the comparison means."""
+    from rich import box
     from rich.table import Table
 
+    from microneedling.reports.format import clean_text, format_number
+
     has_res = "resolved_absorbed_ug_cm2" in table.columns
-    t = Table(title="Absorbed during the contact time [ug/cm^2] (engine: 10-90% interval)")
-    for h in ("site", "#", "product", "engine absorbed", "intact", "ER"):
-        t.add_column(h)
+    t = Table(
+        title="Absorbed during the contact time, µg/cm² of skin (engine: value (10–90% interval))",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for h in ("Site", "#", "Product", "Absorbed\nengine", "Intact skin\nengine", "Ratio\nengine"):
+        t.add_column(h, justify="left" if h in ("Site", "Product") else "right", no_wrap=True)
     if has_res:
-        for h in ("resolved", "resolved ER", "diff %"):
-            t.add_column(h)
+        for h in ("Absorbed\nresolved", "Intact skin\nresolved", "Ratio\nresolved", "Amount\ndiff"):
+            t.add_column(h, justify="right", no_wrap=True)
 
     def iv(r: Any, col: str) -> str:
-        v = f"{r[col]:.3g}"
+        v = format_number(r[col])
         if f"{col}_low" in r:
-            v += f" ({r[f'{col}_low']:.3g}-{r[f'{col}_high']:.3g})"
+            v += f" ({format_number(r[f'{col}_low'])}–{format_number(r[f'{col}_high'])})"
         return v
+
+    def ratio(x: Any) -> str:
+        return "∞ (no intact-skin path)" if x == float("inf") else f"{format_number(x)}×"
 
     for _, r in table.iterrows():
         cells = [
-            str(r["site"]),
+            clean_text(r["site"]),
             str(r["session"]),
-            str(r["product"]),
+            clean_text(r["product"]),
             iv(r, "absorbed_ug_cm2"),
             iv(r, "intact_ug_cm2"),
-            f"{r['enhancement_ratio']:.3g}",
+            ratio(r["enhancement_ratio"]),
         ]
         if has_res:
             cells += [
-                f"{r['resolved_absorbed_ug_cm2']:.3g}",
-                f"{r['resolved_enhancement_ratio']:.3g}",
-                f"{r['difference_pct']:+.1f}",
+                format_number(r["resolved_absorbed_ug_cm2"]),
+                format_number(r["resolved_intact_ug_cm2"]),
+                ratio(r["resolved_enhancement_ratio"]),
+                f"{r['difference_pct']:+.1f}%",
             ]
         t.add_row(*cells)
-    make_console().print(t)
+    console = make_console()
+    console.print(t)
+    console.print(
+        "Ratio = absorbed with channels / absorbed through intact skin (enhancement ratio)."
+        + (
+            " Amount diff = engine vs resolved amount absorbed with channels, the quantity the "
+            "engine passes on to healing and pigment. The ratios of the two models can differ far "
+            "more than the amounts: the ratio divides by the intact-skin amount, which is small "
+            "and which the two models compute differently, so a small absolute difference there "
+            "is a large difference in the ratio."
+            if has_res
+            else ""
+        ),
+        soft_wrap=False,
+    )

@@ -53,6 +53,7 @@ __all__ = [
     "EXIT_REFUSED",
     "EXIT_TERMINATED",
     "MAX_DRAWS",
+    "MIN_DRAWS_FOR_INTERVALS",
     "STATE",
     "Command",
     "CourseArgument",
@@ -86,6 +87,8 @@ EXIT_INTERNAL = 3
 
 #: largest --draws of any command (each draw is one more case in the batched solve)
 MAX_DRAWS = 1000
+#: fewer draws than this give a rough 10-90% band (as microneedling.engine.simulate warns)
+MIN_DRAWS_FOR_INTERVALS = 20
 
 EXIT_INTERRUPTED = 130
 
@@ -327,26 +330,50 @@ def format_parameter_interval(low: Any, high: Any) -> str:
     return format_interval(low, high) or "—"
 
 
+def _expand_keyed(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """A keyed parameter (a value per site, per scar type ...) as one row per key."""
+    value = r.get("value")
+    if not isinstance(value, dict):
+        return [r]
+    low, high = r.get("low"), r.get("high")
+    return [
+        {
+            **r,
+            "name": f"{r.get('name', '?')}[{k}]",
+            "value": v,
+            "low": low.get(k) if isinstance(low, dict) else None,
+            "high": high.get(k) if isinstance(high, dict) else None,
+        }
+        for k, v in value.items()
+    ]
+
+
 def parameter_table(rows: list[dict[str, Any]], title: str) -> Any:
+    """Name, value, units, 90% interval, kind and sources, one row per value (a keyed parameter
+    gives one row per key, ``skin.sc_thickness[cheek]``), so no column is ever squeezed out."""
     from rich import box
     from rich.table import Table
 
+    from microneedling.reports.format import pretty_units
+
+    expanded = [e for r in rows for e in _expand_keyed(r)]
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    longest = max((len(str(r.get("name", ""))) for r in rows), default=4)
-    table.add_column("Name", no_wrap=True, min_width=longest)  # names are never cut
-    table.add_column("Value", justify="right", overflow="fold")
+    longest = max((len(str(r.get("name", ""))) for r in expanded), default=4)
+    table.add_column("Name", no_wrap=True, min_width=min(longest, 48), overflow="fold")
+    table.add_column("Value", justify="right", no_wrap=True)
     table.add_column("Units", no_wrap=True)
-    table.add_column("Interval", no_wrap=True)
+    table.add_column("90% interval", no_wrap=True)
     table.add_column("Kind", no_wrap=True)
-    table.add_column("Source", overflow="fold")
-    for r in rows:
+    table.add_column("Sources", overflow="fold", min_width=12)
+    for r in expanded:
         srcs = r.get("sources", r.get("source", []))
         srcs = [srcs] if isinstance(srcs, str) else list(srcs)
+        interval = format_parameter_interval(r.get("low"), r.get("high"))
         table.add_row(
             str(r.get("name", "?")),
             format_value(r.get("value")),
-            str(r.get("units", "")),
-            format_parameter_interval(r.get("low"), r.get("high")),
+            pretty_units(str(r.get("units", ""))) or str(r.get("units", "")),
+            "none (fixed)" if interval == "—" and r.get("value") is not None else interval,
             str(r.get("kind", "")),
             ", ".join(str(s) for s in srcs),
         )

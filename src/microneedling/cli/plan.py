@@ -6,6 +6,7 @@ option; 1 for a refusal (an absolute contraindication, no plan within the limits
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,12 +21,25 @@ from microneedling.cli.common import (
     make_console,
     one_line,
     print_disclaimer,
+    units_text,
     user_errors,
     writing,
 )
 from microneedling.course.patient import PatientFile
 
 __all__ = ["plan_command"]
+
+
+_ENDPOINT = re.compile(
+    r"\b[a-z_]+(?:\.[a-z_]+)?(?::[a-z_]+)?@(?:last\+)?[0-9.]+|\b[a-z_]+:[a-z_]+\b"
+)
+
+
+def _words(line: str) -> str:
+    """End-point codes in a line (``melanin_index:reduction@last+90``) read as words."""
+    from microneedling.reports.format import endpoint_label
+
+    return _ENDPOINT.sub(lambda m: endpoint_label(m.group()), line)
 
 
 def plan_command(
@@ -66,6 +80,16 @@ def plan_command(
             help="Override the PIH constraint (default planning.max_pih_risk).",
         ),
     ] = None,
+    pih_ceiling_on: Annotated[
+        str,
+        typer.Option(
+            "--pih-ceiling-on",
+            metavar="nominal|p90",
+            help="Apply the PIH limit to the nominal worst-session risk (default) or to its 90th "
+            "percentile over the draws (stricter: the recommended plan is the best Pareto plan "
+            "whose 90th percentile is within the limit).",
+        ),
+    ] = "nominal",
     draws: Annotated[
         int,
         typer.Option(
@@ -82,9 +106,18 @@ def plan_command(
 ) -> None:
     """Plan a course for PATIENT: screening, search, Pareto set; writes course.toml, pareto.png,
     report.html, pareto.csv, predictions.csv and screening.txt into DIR."""
-    from microneedling.reports.format import format_interval, format_number
+    from microneedling.reports.format import (
+        clean_text,
+        endpoint_label,
+        format_interval,
+        format_number,
+    )
     from microneedling.reports.plan import write_plan_directory
-    from microneedling.studies.planning.search import predict, search
+    from microneedling.studies.planning.search import (
+        predict,
+        search,
+        with_pih_ceiling_on_percentile,
+    )
 
     t0 = time.perf_counter()
     with user_errors():
@@ -97,7 +130,17 @@ def plan_command(
             max_sessions=max_sessions,
             max_pih_risk=max_pih_risk,
         )
+        if pih_ceiling_on not in ("nominal", "p90"):
+            fail(f"--pih-ceiling-on: got {pih_ceiling_on!r}; allowed: nominal, p90", EXIT_BAD_INPUT)
+        if pih_ceiling_on == "p90" and draws < 8:
+            fail(
+                f"--draws: got {draws}; allowed: at least 8 with --pih-ceiling-on p90 (the "
+                "percentile is taken over the draws)",
+                EXIT_BAD_INPUT,
+            )
         result = search(pf)
+        if pih_ceiling_on == "p90":
+            result = with_pih_ceiling_on_percentile(result, draws=draws)
         preds = predict(result.recommended.course, pf, draws=draws)
         with writing("plan"):
             written = write_plan_directory(result, preds, out, overwrite=overwrite, figures=figures)
@@ -107,12 +150,19 @@ def plan_command(
         return
     console = make_console()
     rec = result.recommended
-    console.print(f"Recommended plan — {pf.name}", style="bold")
+    console.print(f"Recommended plan — {clean_text(pf.name)}", style="bold")
     console.print(rec.summary(), soft_wrap=True)
+    pih_hi = max(
+        (r["high"] for r in preds if r["endpoint"] == "pih_risk" and r["high"] == r["high"]),
+        default=float("nan"),
+    )
+    upper = f", {pih_hi:.3f} at the 90th percentile of {draws} draws" if draws else ""
+    on = "its 90th percentile" if pih_ceiling_on == "p90" else "the nominal value"
     console.print(
         f"downtime {rec.total_downtime_days:.1f} d in total (worst session "
         f"{max(rec.downtime_per_session):.1f} d); worst-session PIH risk {rec.max_pih_risk:.3f} "
-        f"(limit {result.pih_limit:g})",
+        f"nominal{upper} (limit {result.pih_limit:g} on {on}; --pih-ceiling-on p90 applies it "
+        "to the 90th percentile)",
         soft_wrap=True,
     )
     from rich import box
@@ -126,11 +176,14 @@ def plan_command(
     for r in preds:
         iv = format_interval(r["low"], r["high"])
         cell = f"{format_number(r['value'])} [{iv}]" if iv else format_number(r["value"])
-        table.add_row(r["site"], r["endpoint"], cell, r["units"])
+        variable = str(r["endpoint"]).split(":")[0].split("@")[0].split(".")[0]
+        table.add_row(
+            r["site"], endpoint_label(r["endpoint"]), cell, units_text(variable, str(r["units"]))
+        )
     console.print(table)
     console.print("Why:", style="bold")
     for line in result.explanation:
-        console.print(f"  - {line}", soft_wrap=True)
+        console.print(f"  - {_words(line)}", soft_wrap=True)
     print_disclaimer(console)
     console.print(
         f"Pareto set: {len(result.pareto)} plans ({result.n_simulated} candidates simulated, "

@@ -227,7 +227,14 @@ def sensitivity_command(
     _print_indices(ds, console, top)
     print_disclaimer(console)
     console.print(
-        f"{ds.attrs['n_runs']} runs of {ds.attrs['n_factors']} parameters in {t_run:.1f} s; "
+        f"{ds.attrs['n_runs']} runs of {ds.attrs['n_factors']} parameters"
+        + (
+            ""
+            if parameter
+            else " (by default every parameter with a 90% interval that the solve "
+            "looks up; `sources COURSE` lists them)"
+        )
+        + f" in {t_run:.1f} s; "
         f"wrote {', '.join(SENSITIVITY_FILES)} to {out}.",
         soft_wrap=True,
     )

@@ -22,7 +22,7 @@ from microneedling.cli.common import (
     user_errors,
 )
 from microneedling.errors import MicroneedlingError
-from microneedling.parameters.parameter_set import load_parameters
+from microneedling.parameters.parameter_set import load_parameters, user_note
 
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.engine.result import Result
@@ -105,6 +105,61 @@ def _parameter_rows(result: Result, ps: ParameterSet | None) -> list[dict[str, A
     return rows
 
 
+def _count_note(result: Result, ps: ParameterSet | None) -> str:
+    """Why other places report other numbers of parameters for the same course: this run's
+    lookups, those with an interval, and those ``sensitivity`` varies by default."""
+    rows = (
+        [dataclasses.asdict(r) for r in result.parameters_used] if result.records_parameters else []
+    )
+    if not rows and ps is not None:
+        rows = [{"low": ps.parameters[n].low} for n in result.parameter_names if n in ps.parameters]
+    if not rows:
+        return "(the parameters the run looked up)"
+    fixed = sum(1 for r in rows if r.get("low") is None)
+    text = (
+        f"({len(rows)} = every parameter this run looked up, the ensemble draws included; "
+        f"{len(rows) - fixed} have a 90% interval and are sampled by the draws, {fixed} are fixed "
+        "constants"
+    )
+    try:
+        course = result.course
+    except MicroneedlingError:  # a run of another version: its course no longer validates
+        course = None
+    n = None
+    if course is not None and ps is not None:
+        from microneedling.studies.sensitivity import sensitive_names
+
+        try:
+            n = len(sensitive_names(course, ps))
+        except MicroneedlingError:  # a set that cannot simulate this course (a partial set)
+            n = None
+    if n is not None:
+        text += (
+            f"; `sensitivity` varies {n} by default: those with an interval that the healing "
+            "solve itself looks up, not those read only to label the results"
+        )
+    return text + ")"
+
+
+def _print_estimates(rows: list[dict[str, Any]], ps: ParameterSet | None) -> None:
+    """Where a number is the developers' own (kind estimate), why: its note (from the run's record
+    or the parameter set), without remarks meant for the developers."""
+    from microneedling.reports.format import clean_text
+
+    why = []
+    for r in rows:
+        if r.get("kind") != "estimate":
+            continue
+        p = ps.parameters.get(str(r["name"])) if ps is not None else None
+        note = str(r.get("note") or (p.note if p is not None else ""))
+        if note:
+            why.append((str(r["name"]), clean_text(user_note(note))))
+    if why:
+        typer.echo(f"Why: the {len(why)} parameter(s) of kind 'estimate' are our own numbers:")
+        for name, text in why:
+            typer.echo(f"  {name}: {text}")
+
+
 def sources_command(
     run: Annotated[
         Path,
@@ -120,6 +175,7 @@ def sources_command(
     parameter_set: ParameterSetOption = None,
 ) -> None:
     """List the references a run depended on, and how many of its parameters cite each."""
+    from microneedling.reports.format import clean_text
     from microneedling.reports.run import reference_usage
 
     with user_errors():
@@ -130,12 +186,13 @@ def sources_command(
         usage = reference_usage(result, ps)
         rows = _parameter_rows(result, ps) if parameters else []
     used = result.parameter_names
-    name = result.course_name or str(run)
+    name = clean_text(result.course_name or str(run))
     typer.echo(
         f"References used by {name!r}: {len(refs)} reference(s) behind {len(used)} parameter(s) "
         f"(parameter set {result.parameter_set_label or '?'}, "
         f"hash {result.parameter_set_hash or '?'})"
     )
+    typer.echo(_count_note(result, ps))
     own_record = result.records_parameters
     missing = [n for n in used if ps is not None and n not in ps.parameters]
     # counts are exact from the run's own record or from the very set it used; else best effort
@@ -149,10 +206,10 @@ def sources_command(
         )
     width = len(str(len(refs)))
     for i, ref in enumerate(refs, start=1):
-        typer.echo(f"{i:>{width}}. [{ref.key}] {ref.citation}")
+        typer.echo(f"{i:>{width}}. [{ref.key}] {clean_text(ref.user_citation)}")
         pad = " " * (width + 2)
-        if ref.url:
-            typer.echo(f"{pad}{ref.url}")
+        if ref.user_url:
+            typer.echo(f"{pad}{clean_text(ref.user_url)}")
         names = usage.get(ref.key)
         if names is None and not trusted:
             typer.echo(
@@ -168,4 +225,5 @@ def sources_command(
         typer.echo("  (this run recorded no references)")
     if parameters:
         make_console().print(parameter_table(rows, f"Parameters used ({len(rows)})"))
+        _print_estimates(rows, ps)
     typer.echo(f"NOTE: {DISCLAIMER}")

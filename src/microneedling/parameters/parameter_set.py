@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from microneedling.errors import InputError, ParameterError
 from microneedling.io import data_path, read_toml
@@ -130,18 +131,93 @@ class Domain:
         return y
 
 
+#: words that mark a remark for the developers (where a number was read, the project's own notes
+#: and issues), never for a user
+INTERNAL = re.compile(
+    r"research notes|shared notes|design notes?\b|project notes|the notes\b|our notes|"
+    r"shared/research|clinical_data|models\.md|\w+\.md\b|\(issue \d+\)|scratch\b|"
+    r"as recorded in|recorded in the|per the design|not in the research",
+    re.IGNORECASE,
+)
+
+#: sites whose links a user is shown: DOI, PubMed/PMC, trial and regulatory registries, journal
+#: publishers. Other links (document-sharing sites, preprint aggregators, shops) stay in the data
+#: for provenance only.
+VETTED_LINK_DOMAINS = (
+    "doi.org", "pubmed.ncbi.nlm.nih.gov", "www.pubmed.gov", "pmc.ncbi.nlm.nih.gov",
+    "www.ncbi.nlm.nih.gov", "europepmc.org", "clinicaltrials.gov", "www.accessdata.fda.gov",
+    "accessdata.fda.gov", "www.fda.gov", "journals.lww.com", "link.springer.com",
+    "onlinelibrary.wiley.com", "jamanetwork.com", "www.mdpi.com", "www.biomedcentral.com",
+    "bmcdermatol.biomedcentral.com", "frontiersin.org", "www.frontiersin.org", "www.hindawi.com",
+    "www.nature.com", "academic.oup.com", "www.sciencedirect.com", "jcadonline.com",
+    "www.jcasonline.com", "www.ingentaconnect.com", "insights.ovid.com", "www.ebi.ac.uk",
+    "www.ciaaw.org",
+)  # fmt: skip
+
+
+def _drop_internal_parts(text: str) -> str:
+    """Parenthetical parts (split at ``;``) and sentences that hold a developers' remark, removed."""
+
+    def paren(m: re.Match[str]) -> str:
+        parts = [p for p in m.group(1).split(";") if not INTERNAL.search(p)]
+        kept = ";".join(parts).strip()
+        return f"({kept})" if kept else ""
+
+    def clauses(sentence: str) -> str:  # ";" clauses outside parentheses
+        parts, depth, start = [], 0, 0
+        for k, ch in enumerate(sentence):
+            depth += (ch == "(") - (ch == ")")
+            if ch == ";" and depth == 0:
+                parts.append(sentence[start:k])
+                start = k + 1
+        parts.append(sentence[start:])
+        kept = [x for x in parts if not INTERNAL.search(x)]
+        joined = ";".join(kept).strip()
+        if joined and sentence.rstrip().endswith(".") and not joined.endswith("."):
+            joined += "."
+        return joined
+
+    text = re.sub(r"\(([^()]*)\)", paren, text)
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z(\[])", text)
+    kept = [clauses(x) for x in sentences if x.strip()]
+    out = " ".join(k for k in kept if k)
+    out = re.sub(r"\s+([.,;:])", r"\1", re.sub(r"\s{2,}", " ", out)).strip()
+    return out
+
+
 @dataclass(frozen=True)
 class Reference:
-    """One bibliography entry."""
+    """One bibliography entry.
+
+    ``citation`` and ``url`` are as recorded (with the developers' provenance remarks);
+    :attr:`user_citation` and :attr:`user_url` are what a user is shown: the citation without
+    remarks about the project's notes or issues, and the link only when it points to a DOI,
+    PubMed/PMC, a registry or a journal's site (:data:`VETTED_LINK_DOMAINS`).
+    """
 
     key: str
     citation: str
     url: str = ""
     note: str = ""
 
+    @property
+    def user_citation(self) -> str:
+        return _drop_internal_parts(self.citation) or self.citation
+
+    @property
+    def user_url(self) -> str:
+        host = urlparse(self.url).netloc.lower()
+        return self.url if self.url and host in VETTED_LINK_DOMAINS else ""
+
     def format(self) -> str:
-        tail = f" {self.url}" if self.url else ""
-        return f"[{self.key}] {self.citation}{tail}"
+        tail = f" {self.user_url}" if self.user_url else ""
+        return f"[{self.key}] {self.user_citation}{tail}"
+
+
+def user_note(text: str) -> str:
+    """A parameter's note as a user is shown it: without the developers' remarks (where a
+    number was read in the project's notes, file paths, issue numbers)."""
+    return _drop_internal_parts(text)
 
 
 @dataclass(frozen=True)

@@ -970,15 +970,17 @@ def _references(result: Result | xr.Dataset) -> list[dict[str, Any]]:
     usage = reference_usage(res)
     out = []
     for r in res.sources():
-        url = str(r.url)
+        # what a user is shown: the citation without the developers' remarks, a link only to a
+        # DOI, PubMed/PMC, a registry or a journal (the recorded note stays in result.nc)
+        url = r.user_url
         out.append(
             {
                 "key": r.key,
-                "citation": r.citation,
+                "citation": r.user_citation,
                 "link": url if url.startswith(("https://", "http://")) else "",
-                "url": url,
+                "url": "",
                 "used": len(usage.get(r.key, [])),
-                "note": r.note,
+                "note": "",
             }
         )
     return out

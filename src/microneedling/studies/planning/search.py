@@ -35,7 +35,7 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,7 +46,8 @@ from microneedling.course.screening import PlanRefused, Screening, screen
 from microneedling.engine import applicability
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values, parse_endpoint
-from microneedling.parameters.parameter_set import load_parameters
+from microneedling.errors import InputError
+from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +65,8 @@ __all__ = [
     "rescore",
     "search",
     "site_caps",
+    "with_pih_ceiling_on_percentile",
+    "worst_pih_percentile",
 ]
 
 
@@ -874,3 +877,65 @@ def predict(
                 }
             )
     return rows
+
+
+def worst_pih_percentile(
+    course: Course,
+    seed: int,
+    parameters: ParameterSet | None = None,
+    draws: int = 32,
+    percentile: float = 90.0,
+) -> float:
+    """The ``percentile`` of the worst-session, worst-site PIH risk of ``course`` over ``draws``
+    parameter draws (one batch)."""
+    ps = parameters or load_parameters()
+    sets = sample_parameter_sets(ps, draws, seed)
+    run = simulate_batch([course] * len(sets), sets)
+    worst = np.nanmax(endpoint_values(run, "pih_risk").reshape(len(sets), -1), axis=1)
+    return float(np.nanpercentile(worst, percentile))
+
+
+def with_pih_ceiling_on_percentile(
+    result: PlanResult,
+    parameters: ParameterSet | None = None,
+    *,
+    draws: int = 32,
+    percentile: float = 90.0,
+) -> PlanResult:
+    """The plan result with the PIH limit applied to the ``percentile`` of the worst-session risk
+    over ``draws`` parameter draws instead of its nominal value: the recommended plan becomes the
+    best-scoring plan of the Pareto set whose upper percentile is within the limit (the nominal
+    ceiling of :func:`search` lets plans through whose 90th percentile is several times over it).
+
+    Raises :class:`~microneedling.course.screening.PlanRefused` when no Pareto plan qualifies.
+    """
+    if isinstance(draws, bool) or not isinstance(draws, int) or not 8 <= draws <= 1000:
+        raise InputError("draws", draws, "an integer from 8 to 1000 (the percentile needs draws)")
+    order = sorted(result.pareto, key=lambda p: (-p.score, p.total_downtime_days, p.n_sessions))
+    seen: list[tuple[Plan, float]] = []
+    for plan in order:
+        upper = worst_pih_percentile(
+            plan.course, result.patient.seed, parameters, draws, percentile
+        )
+        seen.append((plan, upper))
+        if upper <= result.pih_limit:
+            pareto = [replace(p, recommended=p is plan) for p in result.pareto]
+            rec = next(p for p in pareto if p.recommended)
+            line = (
+                f"PIH ceiling on the {percentile:g}th percentile ({draws} draws): the recommended "
+                f"plan's worst-session PIH risk is {upper:.3f} at that percentile, within the "
+                f"limit {result.pih_limit:g}"
+            )
+            if plan is not order[0]:
+                line += (
+                    f"; the best-scoring plan ({order[0].summary()}) was {seen[0][1]:.3f} there, "
+                    "over the limit"
+                )
+            return replace(result, recommended=rec, pareto=pareto,
+                           explanation=[line, *result.explanation])  # fmt: skip
+    best_plan, best = min(seen, key=lambda x: x[1])
+    raise PlanRefused(
+        f"no plan of the Pareto set keeps the {percentile:g}th-percentile worst-session PIH risk "
+        f"within {result.pih_limit:g}: the lowest is {best:.3f} ({best_plan.summary()}); raise "
+        "--max-pih-risk or use the nominal ceiling"
+    )
