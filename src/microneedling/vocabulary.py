@@ -11,6 +11,7 @@ from typing import Literal, get_args
 
 __all__ = [
     "CONCERN_TYPES",
+    "DEPRESSION_PROFILES",
     "DERMAL_LAYERS",
     "DEVICES",
     "FITZPATRICK_ROMAN",
@@ -83,6 +84,10 @@ SCAR_TYPES: tuple[str, ...] = ("rolling", "boxcar", "icepick")
 
 STRIAE_STAGES: tuple[str, ...] = ("rubra", "alba")
 """Stretch-mark stages: early red (rubra) and mature white (alba)."""
+
+DEPRESSION_PROFILES: tuple[str, ...] = ("v_shaped", "box", "rounded")
+"""Floor profiles of a depressed feature (scar, wrinkle groove, stretch mark): a V-shaped tract
+(icepick), a box with vertical walls (boxcar), a rounded undulation (rolling scar)."""
 
 PIGMENT_KINDS: tuple[str, ...] = ("melasma", "pih", "lentigo")
 """Kinds of hyperpigmentation a site may have."""

@@ -11,7 +11,7 @@ import xarray as xr
 from microneedling.reports.figures import FIGURE_FOOTER
 from microneedling.reports.sensitivity import endpoint_title, plot_indices, save_indices_png
 
-PARAMS = ["observe.scar_fill", "healing.k_1", "healing.mu_I"]
+PARAMS = ["observe.scar_tethered_share", "healing.k_1", "healing.mu_I"]
 
 
 def _indices(specs: list[str], sites: list[str], units: list[str]) -> xr.Dataset:

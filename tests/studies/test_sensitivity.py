@@ -27,8 +27,8 @@ from tests.paths import EXAMPLES
 Q95 = 1.6448536269514722
 
 # a driver of the scar end point, two healing rates, and one parameter that the scar end point
-# cannot depend on (pore reduction only enters the pore observable)
-NAMES = ["observe.scar_fill", "healing.k_1", "healing.mu_I", "observe.pore_max_reduction"]
+# cannot depend on (the pores' support share only enters the pore observable)
+NAMES = ["observe.scar_tethered_share", "healing.k_1", "healing.mu_I", "observe.pore_support_share"]
 SCAR = "scar_depth:reduction@last+90"
 
 
@@ -77,7 +77,7 @@ def test_non_finite_outputs_give_nan_indices() -> None:
 # -------------------------------------------------------------- prior mapping
 def test_unit_to_parameter_matches_declared_percentiles() -> None:
     ps = mn.load_parameters()
-    for name in ("healing.k_1", "observe.scar_fill", "skin.sc_thickness"):
+    for name in ("healing.k_1", "observe.scar_width", "skin.sc_thickness"):
         p = ps.parameters[name]
         lo = parameter_values(ps, name, -Q95)
         hi = parameter_values(ps, name, Q95)
@@ -126,15 +126,15 @@ def test_indices_finite_and_reproducible(course: mn.Course, small) -> None:  # t
 def test_irrelevant_parameter_has_zero_total_index(small) -> None:  # type: ignore[no-untyped-def]
     scar = small.sel(endpoint=small.endpoint.values[0])
     assert str(scar.spec.values).startswith("scar_depth:reduction")
-    st = scar.ST.sel(parameter="observe.pore_max_reduction")
-    conf = scar.ST_conf.sel(parameter="observe.pore_max_reduction")
+    st = scar.ST.sel(parameter="observe.pore_support_share")
+    conf = scar.ST_conf.sel(parameter="observe.pore_support_share")
     assert abs(float(st)) <= float(conf) + 1e-12
-    # the scar's own fill fraction is a real driver: its ST is clearly above its confidence
-    fill = scar.sel(parameter="observe.scar_fill")
+    # the scar's own tethered share is a real driver: its ST is clearly above its confidence
+    fill = scar.sel(parameter="observe.scar_tethered_share")
     assert float(fill.ST) > float(fill.ST_conf) > 0.0
-    # erythema days do not depend on the scar-fill or pore observation maps at all
+    # erythema days do not depend on the scar geometry or pore observation maps at all
     ery = small.sel(endpoint="erythema_days")
-    for p in ("observe.scar_fill", "observe.pore_max_reduction"):
+    for p in ("observe.scar_tethered_share", "observe.pore_support_share"):
         assert abs(float(ery.ST.sel(parameter=p))) <= float(ery.ST_conf.sel(parameter=p)) + 1e-12
 
 
@@ -157,7 +157,7 @@ def test_chunked_executor_gives_identical_numbers(course: mn.Course, small) -> N
 def test_default_names_are_the_parameters_the_course_uses(course: mn.Course) -> None:
     ds = sobol_indices(course, ["erythema_days"], n_base=2, seed=0)
     names = list(ds.parameter.values)
-    assert "observe.scar_fill" in names and "healing.mu_I" in names
+    assert "observe.scar_tethered_share" in names and "healing.mu_I" in names
     assert "transport.clearance_rate" not in names  # no topical in this course
     assert ds.attrs["n_runs"] == runs_needed(len(names), 2)
     table = indices_table(ds)
@@ -214,7 +214,7 @@ def test_cli_sensitivity_writes_table_plot_and_netcdf(tmp_path: Path) -> None:
     args += [x for n in NAMES for x in ("--parameter", n)]
     res = _cli(*args)
     assert res.exit_code == 0, res.output
-    assert "not a diagnosis" in res.output and "observe.scar_fill" in res.output
+    assert "not a diagnosis" in res.output and "observe.scar_tethered_share" in res.output
     assert sorted(p.name for p in out.iterdir()) == [
         ".microneedling-run", "course.toml", "sobol.csv", "sobol.nc", "sobol.png",
     ]  # fmt: skip

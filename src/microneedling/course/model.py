@@ -165,18 +165,49 @@ class Patient(_Model):
 
 
 # --- conditions (tagged union on `type`)
+_DepthShare = Annotated[Number, Field(ge=0, le=1), Unit("(share of the scar's depth)")]
+
+
 class AcneScar(_Model):
-    """Atrophic acne scars of one type (Jacob classification)."""
+    """Atrophic acne scars of one type (Jacob classification) and their geometry.
+
+    The response is computed from the geometry against the needles' reach
+    (:mod:`microneedling.physics.scars`); ``scar_type`` selects the default geometry
+    (``observe.scar_*`` tables; profile: rolling rounded, boxcar box, icepick V-shaped) and each
+    optional field overrides it: surface width, floor profile, and the shares of the depth that
+    are tethered to the subcutis, lined by epithelium, and flattened by stretching.
+    """
 
     type: Literal["acne_scar"] = "acne_scar"
     scar_type: Literal["rolling", "boxcar", "icepick"]
     depth_mm: Annotated[Number, Field(gt=0, le=3), Unit("mm")]
     count: Annotated[Integer, Field(ge=1, le=10_000)]
+    width_mm: Annotated[Number, Field(gt=0, le=20), Unit("mm")] | None = None
+    profile: Literal["v_shaped", "box", "rounded"] | None = None
+    tethered_share: _DepthShare | None = None
+    epithelial_share: _DepthShare | None = None
+    distensible_share: _DepthShare | None = None
+
+    @model_validator(mode="after")
+    def _shares_within_the_depth(self) -> AcneScar:
+        tau, eps = self.tethered_share, self.epithelial_share
+        if tau is not None and eps is not None and tau + eps > 1.0:
+            raise InputError(
+                "epithelial_share",
+                eps,
+                f"at most 1 - tethered_share = {1.0 - tau:g}: the tethered and the "
+                "epithelium-lined parts are shares of the same depth",
+            )
+        return self
 
 
 class Wrinkles(_Model):
+    """Wrinkles of a given depth; ``width_mm`` (default ``observe.wrinkle_width``) is the surface
+    width of the static groove."""
+
     type: Literal["wrinkles"] = "wrinkles"
     depth_um: Annotated[Number, Field(gt=0, le=2000), Unit("µm")]
+    width_mm: Annotated[Number, Field(gt=0, le=10), Unit("mm")] | None = None
 
 
 class Pores(_Model):
@@ -185,9 +216,13 @@ class Pores(_Model):
 
 
 class Striae(_Model):
+    """Stretch marks: visible width and stage; ``depth_mm`` of the depression (default
+    ``observe.striae_depth``) is what needling can fill."""
+
     type: Literal["striae"] = "striae"
     width_mm: Annotated[Number, Field(gt=0, le=50), Unit("mm")]
     stage: Literal["rubra", "alba"]
+    depth_mm: Annotated[Number, Field(gt=0, le=3), Unit("mm")] | None = None
 
 
 class MasiArea(_Model):
@@ -235,7 +270,8 @@ class Hyperpigmentation(_Model):
 
 
 class Photoaging(_Model):
-    """Fine lines, laxity, rejuvenation; optionally a measured Cutometer R2-like elasticity."""
+    """Fine lines, laxity, rejuvenation. ``elasticity_r2`` is deprecated (a warning): the baseline
+    R2 comes from age, sex and site (``observe.r2_*``); a value given is used as a measured R2."""
 
     type: Literal["photoaging"] = "photoaging"
     elasticity_r2: Annotated[Number, Field(gt=0, lt=1)] | None = None
@@ -569,6 +605,16 @@ class Course(_Model):
         for flag, reason in HISTORY_WARNINGS.items():
             if getattr(h, flag):
                 out.append(f"patient.history.{flag}: {reason}")
+        for i, treated in enumerate(self.sites):
+            for j, c in enumerate(treated.conditions):
+                if isinstance(c, Photoaging) and c.elasticity_r2 is not None:
+                    out.append(
+                        f"sites[{i}].conditions[{j}].elasticity_r2 = "
+                        f"{c.elasticity_r2:g} is deprecated: the baseline Cutometer R2 now comes "
+                        "from age, sex and site (observe.r2_young, observe.r2_age_slope); a value "
+                        "given here is used as a measured R2 of this patient's site. Remove it "
+                        "unless it was measured."
+                    )
         deep: dict[tuple[str, float], list[int]] = {}
         for i, ses in enumerate(self.sessions):
             if ses.needle_length_mm > lim.typical_needle_length_mm[ses.site]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from microneedling.engine.prepare import (
+    FEATURE_INJURY,
     Prepared,
     concat_prepared,
     output_times,
@@ -164,7 +165,36 @@ def simulate_batch(
                 "t_out", "given grid", "increasing times from 0 to the largest horizon"
             )
     jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)
-    sol = healing.solve(params, t, prep.session_days, jumps, rtol=rtol, parallel=parallel)
+    # the floor of each depressed feature (acne scars, wrinkle grooves, striae) is one more case
+    # of the same patient, driven by the injury under the feature (physics.scars)
+    n_main = params.shape[0]
+    floor_of: dict[str, np.ndarray] = {}
+    extra = [(params, prep.session_days, jumps)]
+    n_rows = n_main
+    for feature, name in FEATURE_INJURY.items():
+        phi_floor = getattr(prep, name)
+        has = np.flatnonzero(np.isfinite(phi_floor[:, 0, 0]))
+        floor_of[feature] = np.full(n_main, -1)
+        floor_of[feature][has] = n_rows + np.arange(has.size)
+        n_rows += has.size
+        if has.size:
+            zero_agent = np.zeros(prep.agent_effect[has].shape)
+            extra.append(
+                (
+                    params[has],
+                    prep.session_days[has],
+                    healing.session_impulses(phi_floor[has], zero_agent),
+                )
+            )
+    full = healing.solve(
+        np.concatenate([e[0] for e in extra]),
+        t,
+        np.concatenate([e[1] for e in extra]),
+        np.concatenate([e[2] for e in extra]),
+        rtol=rtol,
+        parallel=parallel,
+    )
+    sol = healing.HealingSolution(t=full.t, y=full.y[:n_main], n_steps=full.n_steps[:n_main])
 
     # observation maps: one call per distinct parameter set (their coefficients are scalars)
     C = len(sites)
@@ -177,7 +207,12 @@ def simulate_batch(
         op = observe_of[sid]
         sub = dataclasses.replace(take_prepared(prep, rows), observe=op)
         o = observe.observables(
-            t, sol.y[rows], sub.baseline, op, sessions=(sub.session_days, sub.injured_fraction)
+            t,
+            sol.y[rows],
+            sub.baseline,
+            op,
+            sessions=(sub.session_days, sub.injured_fraction),
+            floors=_floors(full.y, floor_of, rows, op),
         )
         st = session_stats(t, o, sub, horizon[rows])
         for target, source in ((obs, o), (per_session, st)):
@@ -195,6 +230,25 @@ def simulate_batch(
         prepared=prep,
         n_steps=sol.n_steps,
     )
+
+
+def _floors(
+    y: np.ndarray, floor_of: dict[str, np.ndarray], rows: np.ndarray, op: observe.ObserveParameters
+) -> observe.Floors:
+    """The :class:`~microneedling.physics.observe.Floors` of cases ``rows`` from the states of
+    the whole solve ``y`` (main cases first, then the floor cases indexed by ``floor_of``)."""
+    shape = (rows.size, y.shape[1])
+    out = {f.name: np.full(shape, np.nan) for f in dataclasses.fields(observe.Floors)}
+    for feature, index in floor_of.items():
+        at = index[rows]
+        has = np.flatnonzero(at >= 0)
+        if has.size == 0:
+            continue
+        gain, tether = observe.floor_state(y[at[has]], op)
+        out[f"{feature}_gain"][has] = gain
+        if f"{feature}_tether" in out:
+            out[f"{feature}_tether"][has] = tether
+    return observe.Floors(**out)
 
 
 def session_stats(

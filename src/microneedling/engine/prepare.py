@@ -9,7 +9,7 @@ batch with :func:`concat_prepared`; :func:`take_prepared` selects cases back out
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,9 +24,9 @@ from microneedling.course.model import (
 )
 from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import ParameterSet
-from microneedling.physics import healing, injury, needles, observe, pigment, transport
+from microneedling.physics import healing, injury, needles, observe, pigment, scars, transport
 from microneedling.physics.healing_rhs import PIDX
-from microneedling.vocabulary import roman
+from microneedling.vocabulary import DEPRESSION_PROFILES, roman
 
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.course.model import Course
@@ -72,6 +72,10 @@ class Prepared:
     baseline: Any  # observe.Baseline
     observe: Any  # observe.ObserveParameters
     fitzpatrick: np.ndarray  # (B,)
+    # injury of the floor of each depressed feature (B, K, 3), NaN where a site has none
+    scar_injured_fraction: np.ndarray
+    wrinkle_injured_fraction: np.ndarray
+    striae_injured_fraction: np.ndarray
 
 
 def _nan(n: int) -> np.ndarray:
@@ -208,6 +212,9 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     gq = ps.table("healing.g_Q", "1/d")
     lesion = np.zeros(B)
     base = _baseline(course, sites, skin, _pigment_baseline(course, sites, ps))
+    base, feature_injury = _dermal_features(
+        course, sites, skin, ps, base, ch, length_m, mask, npar.damage_zone_factor
+    )
     lesion[np.isfinite(base.melanin_index)] = 1.0
     slope = ps.value("healing.collagen_age_slope", "1")
     floor = ps.value("healing.collagen_age_floor", "1")
@@ -245,6 +252,7 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
         baseline=base,
         observe=observe.ObserveParameters.from_parameters(ps),
         fitzpatrick=fitz,
+        **feature_injury,
     )
 
 
@@ -332,6 +340,138 @@ def _pigment_baseline(course: Course, sites: Sequence[str], ps: ParameterSet) ->
     }
 
 
+# ----------------------------------------------------------------------- dermal features
+#: floor profile of each scar type (Jacob 2001 via Fabbrocini 2010: icepick V-shaped tract,
+#: boxcar vertical walls with a flat floor, rolling undulation)
+SCAR_PROFILE = {"rolling": "rounded", "boxcar": "box", "icepick": "v_shaped"}
+#: depressed features with a floor case, and the Prepared field of their floor's injury
+FEATURE_INJURY = {f: f"{f}_injured_fraction" for f in observe.FEATURES}
+
+
+def _dermal_features(
+    course: Course,
+    sites: Sequence[str],
+    skin: Any,
+    ps: ParameterSet,
+    base: Any,
+    ch: Any,
+    length_m: np.ndarray,
+    mask: np.ndarray,
+    damage_zone_factor: float,
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """The dermal part of the baseline and the injury of each depressed feature's floor.
+
+    Returns ``base`` with the baseline elasticity (``observe.r2_*`` table unless measured), the
+    site area and the geometry of acne scars, wrinkle grooves and striae (course values, else
+    the ``observe.*`` defaults), and ``{<feature>_injured_fraction: (B, K, 3)}``: the footprint
+    injury of the feature's floor (:func:`microneedling.physics.scars.footprint_injury`) per
+    session, for the scars a needle touched (mean / (1 − P₀)); NaN rows where a site does not
+    have the feature. P₀, the chance that no puncture lands in a feature in the course, goes to
+    ``<feature>_untouched``.
+    """
+    B, K = length_m.shape
+    nan = lambda: np.full(B, np.nan)  # noqa: E731
+    geo = {
+        f: {k: nan() for k in ("width", "depth", "profile", "distensible")} for f in FEATURE_INJURY
+    }
+    area = np.array([course.site(s).area_cm2 for s in sites], dtype=float)
+    sc_w, sc_tau, sc_eps, sc_fs, sc_n, sc_prof = nan(), nan(), nan(), nan(), nan(), np.full(B, -1)
+    wr_w = nan()
+    st_d = nan()
+    w_def = ps.table("observe.scar_width", "mm")
+    tau_def = ps.table("observe.scar_tethered_share", "1")
+    eps_def = ps.table("observe.scar_epithelial_share", "1")
+    fs_def = ps.table("observe.scar_distensible_share", "1")
+    for b, name in enumerate(sites):
+        for c in course.site(name).conditions:
+            if isinstance(c, AcneScar):
+                t = c.scar_type
+                sc_w[b] = w_def[t] if c.width_mm is None else c.width_mm
+                sc_prof[b] = DEPRESSION_PROFILES.index(c.profile or SCAR_PROFILE[t])
+                sc_tau[b] = tau_def[t] if c.tethered_share is None else c.tethered_share
+                sc_eps[b] = eps_def[t] if c.epithelial_share is None else c.epithelial_share
+                sc_fs[b] = fs_def[t] if c.distensible_share is None else c.distensible_share
+                sc_n[b] = c.count
+                g = geo["scar"]
+                g["width"][b], g["depth"][b] = sc_w[b], c.depth_mm
+                g["profile"][b], g["distensible"][b] = sc_prof[b], sc_fs[b]
+            elif isinstance(c, Wrinkles):
+                wr_w[b] = (
+                    ps.value("observe.wrinkle_width", "mm") if c.width_mm is None else c.width_mm
+                )
+                g = geo["wrinkle"]
+                g["width"][b], g["depth"][b] = wr_w[b], c.depth_um * 1e-3
+                g["profile"][b] = DEPRESSION_PROFILES.index("v_shaped")
+                g["distensible"][b] = ps.value("observe.wrinkle_distensible_share", "1")
+            elif isinstance(c, Striae):
+                st_d[b] = (
+                    ps.value("observe.striae_depth", "mm") if c.depth_mm is None else c.depth_mm
+                )
+                g = geo["striae"]
+                g["width"][b], g["depth"][b] = c.width_mm, st_d[b]
+                g["profile"][b] = DEPRESSION_PROFILES.index("rounded")
+                g["distensible"][b] = ps.value("observe.striae_distensible_share", "1")
+    # footprint injury of each feature's floor, per session
+    layers = skin.stack()
+    n = ch.density_m2.reshape(B, K)
+    injured: dict[str, np.ndarray] = {}
+    untouched: dict[str, np.ndarray] = {}
+    for f, field_name in FEATURE_INJURY.items():
+        g = geo[f]
+        out = np.full((B, K, 3), np.nan)
+        p0 = nan()
+        rows = np.flatnonzero(np.isfinite(g["depth"]))
+        if rows.size:
+            R = rows.size
+            phi = scars.footprint_injury(
+                n[rows].reshape(-1),
+                ch.surface_radius_m.reshape(B, K)[rows].reshape(-1),
+                ch.depth_m.reshape(B, K)[rows].reshape(-1),
+                length_m[rows].reshape(-1),
+                np.repeat(layers[rows], K, axis=0),
+                damage_zone_factor,
+                np.repeat(g["depth"][rows], K) * 1e-3,
+                np.repeat(g["profile"][rows], K).astype(int),
+                np.repeat(g["distensible"][rows], K),
+            ).reshape(R, K, 3)
+            on = mask[rows]
+            lam = np.where(
+                on, scars.punctures_per_session(n[rows], g["width"][rows, None] * 1e-3), 0.0
+            )
+            p0[rows] = scars.untouched_probability(lam)
+            touched = np.maximum(1.0 - p0[rows], 1e-300)[:, None, None]
+            out[rows] = np.where(on[:, :, None], np.minimum(phi / touched, 1.0), 0.0)
+        injured[field_name] = out
+        untouched[f] = p0
+    # baseline elasticity: measured (course, deprecated) or from the age x sex x site table
+    male = 1.0 if course.patient.sex == "male" else 0.0
+    r2_table = observe.elasticity_baseline(
+        base.age_years,
+        np.full(B, male),
+        np.array([ps.value("observe.r2_young", "1", key=s) for s in sites]),
+        np.array([ps.value("observe.r2_age_slope", "1", key=s) for s in sites]),
+        ps.value("observe.r2_reference_age", "yr"),
+        ps.value("observe.r2_male_offset", "1"),
+        ps.value("observe.r2_male_slope_factor", "1"),
+    )
+    base = replace(
+        base,
+        elasticity_r2=np.where(np.isfinite(base.elasticity_r2), base.elasticity_r2, r2_table),
+        site_area_cm2=area,
+        scar_count=sc_n,
+        scar_width_mm=sc_w,
+        scar_profile=sc_prof,
+        scar_tethered=sc_tau,
+        scar_epithelial=sc_eps,
+        scar_distensible=sc_fs,
+        scar_untouched=untouched["scar"],
+        wrinkle_untouched=untouched["wrinkle"],
+        striae_depth_mm=st_d,
+        striae_untouched=untouched["striae"],
+    )
+    return base, injured
+
+
 def output_times(session_days: np.ndarray, horizon_days: float) -> np.ndarray:
     """Output grid (days): fine after every session (2-hourly for 2 days, 6-hourly to day 8,
     daily to day 28), weekly elsewhere, always including 0 and the horizon."""
@@ -358,6 +498,7 @@ def concat_prepared(preps: Sequence[Prepared]) -> Prepared:
         "session_mask": False,
         "injured_fraction": 0.0,
         "agent_effect": 0.0,
+        **{name: 0.0 for name in FEATURE_INJURY.values()},
     }
     kw: dict[str, Any] = {}
     for f in fields(Prepared):

@@ -1,18 +1,24 @@
 """From healing states to clinical observables, batch-first (B cases, T times).
 
 Every map is monotone in the state that drives it and bounded; its coefficients live in
-``data/parameters/observe.toml`` with sources. Conditions a case does not have are NaN in and NaN
-out. Time is in days.
+``data/parameters/observe.toml`` with sources (the elasticity baseline too: ``observe.r2_*``).
+Conditions a case does not have are NaN in and NaN out. Time is in days. The mechanisms, equations
+and sources of the dermal maps are in ``docs/model.md``.
+
+Dermal maps read the *structural* collagen G_s = NX + θ·(N1 + N3) (:func:`structural_gain`):
+cross-linked collagen carries load, immature collagen a share θ. Depressed features (acne scars,
+static wrinkle grooves, striae) respond through their own floor, simulated as an extra case of the
+healing ODE (:mod:`microneedling.physics.scars`) and passed in as :class:`Floors`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from microneedling.parameters.parameter_set import ParameterSet
-from microneedling.physics import pigment, redness
+from microneedling.physics import pigment, redness, scars
 from microneedling.physics.healing_rhs import (
     IX_F,
     IX_H,
@@ -29,9 +35,20 @@ from microneedling.physics.healing_rhs import (
 )
 from microneedling.physics.pigment import PigmentParameters
 from microneedling.physics.redness import RednessParameters
+from microneedling.vocabulary import SCAR_TYPES as SCAR_TYPES
+from microneedling.vocabulary import STRIAE_STAGES as STRIAE_STAGES
 
-SCAR_TYPES = ("rolling", "boxcar", "icepick")
-STRIAE_STAGES = ("rubra", "alba")
+#: depressed features that get their own floor case (see :class:`Floors`)
+FEATURES = ("scar", "wrinkle", "striae")
+
+#: units in which the coefficients are used (default "1")
+_UNITS = {
+    "scar_grade_mild_depth": "mm",
+    "scar_grade_obvious_depth": "mm",
+    "sa_micro": "um",
+    "pore_density": "1/cm^2",
+    "sa_reference_age": "yr",
+}
 
 
 @dataclass(frozen=True)
@@ -43,20 +60,29 @@ class ObserveParameters:
     density_per_collagen_I: float
     thickness_per_collagen: float
     papillary_weight: float
-    immature_strength: float  # theta: load carried by immature relative to mature collagen
-    elasticity_gain: float
-    elasticity_elastin_weight: float
-    elasticity_baseline_young: float
-    elasticity_age_slope: float  # per decade
-    wrinkle_max_reduction: float
-    wrinkle_half_gain: float
-    scar_fill: tuple[float, float, float]  # rolling, boxcar, icepick
-    scar_tether: tuple[float, float, float]
-    scar_half_gain: float
-    pore_max_reduction: float
-    pore_half_gain: float
-    striae_max_reduction: tuple[float, float]  # rubra, alba
-    striae_half_gain: float
+    immature_strength: float  # θ: load carried by immature relative to mature collagen
+    # elasticity (logit R2) and firmness
+    elastin_functional_fraction: float  # q_E
+    r2_elastin_sensitivity: float  # s_E
+    r2_collagen_sensitivity: float  # s_C
+    modulus_collagen_exponent: float  # m: dermal modulus ∝ (1 + G_s)^m
+    # depressions: one fill law; the Goodman & Baron grade map
+    depression_fill_max: float
+    depression_fill_half: float
+    scar_grade_mild_depth: float  # mm
+    scar_grade_obvious_depth: float  # mm
+    scar_grade_sigma: float
+    # texture (areal roughness Sa)
+    sa_micro: float  # um, micro-relief at sa_reference_age
+    sa_reference_age: float  # yr
+    sa_micro_age_slope: float  # relative change per decade
+    texture_collagen_exponent: float  # β
+    pore_density: float  # 1/cm^2
+    pore_depth_ratio: float
+    # wrinkles and pores
+    wrinkle_static_share: float
+    pore_support_share: float
+    # pigment
     lesion_excess_fraction: float
     pih_melanin_per_q: float
     collagen_I_fraction: float  # healing.C1_0
@@ -78,12 +104,8 @@ class ObserveParameters:
                 kw[f.name] = PigmentParameters.from_parameters(ps)
             elif f.name == "redness":
                 kw[f.name] = RednessParameters.from_parameters(ps)
-            elif f.name == "scar_fill" or f.name == "scar_tether":
-                kw[f.name] = tuple(ps.value(g + f.name, "1", key=k) for k in SCAR_TYPES)
-            elif f.name == "striae_max_reduction":
-                kw[f.name] = tuple(ps.value(g + f.name, "1", key=k) for k in STRIAE_STAGES)
             else:
-                kw[f.name] = ps.value(g + f.name, "1")
+                kw[f.name] = ps.value(g + f.name, _UNITS.get(f.name, "1"))
         return cls(**kw)  # type: ignore[arg-type]
 
     @property
@@ -105,12 +127,6 @@ def structural_gain(y: np.ndarray, layer: int, theta: float) -> np.ndarray:
     (``observe.immature_strength``). The maps of density, fill, elasticity and texture read it."""
     o = layer * N_DERMAL
     return y[..., o + IX_NX] + theta * (y[..., o + IX_N1] + y[..., o + IX_N3])
-
-
-def saturating(gain: np.ndarray, max_reduction: np.ndarray | float, half: float) -> np.ndarray:
-    """Fractional improvement max·g/(half + g) for g ≥ 0 (0 for g ≤ 0): monotone, bounded."""
-    g = np.maximum(gain, 0.0)
-    return np.asarray(max_reduction) * g / (half + g)
 
 
 def time_above(
@@ -165,15 +181,23 @@ def window_max(t: np.ndarray, x: np.ndarray, starts: np.ndarray, ends: np.ndarra
     return out
 
 
+def _unset() -> np.ndarray:
+    """Default of a baseline field the engine fills after construction (empty: not yet set)."""
+    return np.full(0, np.nan)
+
+
 @dataclass(frozen=True)
 class Baseline:
-    """Per-case baseline description (B,) arrays; NaN where a condition is absent."""
+    """Per-case baseline description, (B,) arrays; NaN (or −1 for codes) where a condition is
+    absent. Lengths in the unit their name says; shares dimensionless. The keyword-only fields
+    (dermal geometry, site area) are filled by the engine after the conditions are read
+    (``engine.prepare``)."""
 
     dermis_thickness_um: np.ndarray
     papillary_fraction: np.ndarray
     age_years: np.ndarray
     fitzpatrick: np.ndarray  # 1..6
-    elasticity_r2: np.ndarray  # NaN → from age
+    elasticity_r2: np.ndarray  # baseline Cutometer R2 (measured, or the age x sex x site table)
     wrinkle_depth_um: np.ndarray
     scar_depth_mm: np.ndarray
     scar_type: np.ndarray  # int index into SCAR_TYPES, -1 none
@@ -187,6 +211,68 @@ class Baseline:
     masi_area_pct: np.ndarray  # (B, 4) in the order of pigment.MASI_REGIONS; NaN: not melasma
     masi_darkness: np.ndarray
     masi_homogeneity: np.ndarray
+    site_area_cm2: np.ndarray = field(default_factory=_unset, kw_only=True)
+    # acne scars: geometry (type defaults or the course's values)
+    scar_count: np.ndarray = field(default_factory=_unset, kw_only=True)
+    scar_width_mm: np.ndarray = field(default_factory=_unset, kw_only=True)
+    # int index into DEPRESSION_PROFILES, -1 none
+    scar_profile: np.ndarray = field(default_factory=_unset, kw_only=True)
+    scar_tethered: np.ndarray = field(default_factory=_unset, kw_only=True)
+    scar_epithelial: np.ndarray = field(default_factory=_unset, kw_only=True)
+    scar_distensible: np.ndarray = field(default_factory=_unset, kw_only=True)
+    # chance that no needle reached a scar (a wrinkle groove, a stretch mark) in the course
+    scar_untouched: np.ndarray = field(default_factory=_unset, kw_only=True)
+    wrinkle_untouched: np.ndarray = field(default_factory=_unset, kw_only=True)
+    striae_depth_mm: np.ndarray = field(default_factory=_unset, kw_only=True)
+    striae_untouched: np.ndarray = field(default_factory=_unset, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Floors:
+    """What the floor of each depressed feature did, (B, T) arrays, NaN where a case does not have
+    the feature: ``<feature>_gain`` the floor's structural collagen gain (papillary/reticular
+    weighted, fraction of baseline collagen) and ``scar_tether`` the floor's reticular tether state
+    S (1 = untreated). :func:`floor_state` computes them from the floor cases' healing states."""
+
+    scar_gain: np.ndarray
+    scar_tether: np.ndarray
+    wrinkle_gain: np.ndarray
+    striae_gain: np.ndarray
+
+    @classmethod
+    def absent(cls, shape: tuple[int, int]) -> Floors:
+        """No feature anywhere: every array NaN."""
+        return cls(**{f.name: np.full(shape, np.nan) for f in fields(cls)})
+
+
+def floor_state(y_floor: np.ndarray, op: ObserveParameters) -> tuple[np.ndarray, np.ndarray]:
+    """(structural gain, reticular tether S) of floor cases from their states (R, T, N_STATE)."""
+    w, th = op.papillary_weight, op.immature_strength
+    gain = w * structural_gain(y_floor, 0, th) + (1.0 - w) * structural_gain(y_floor, 1, th)
+    return gain, y_floor[..., N_DERMAL + IX_S]
+
+
+def elasticity_baseline(
+    age_years: np.ndarray,
+    male: np.ndarray,
+    r2_young: np.ndarray,
+    age_slope: np.ndarray,
+    reference_age: float,
+    male_offset: float,
+    male_slope_factor: float,
+) -> np.ndarray:
+    """Baseline Cutometer R2 from age, sex and site (``observe.r2_*``), (B,):
+
+    R2₀ = R2_young[site] + Δ_male − slope[site]·k_male·(age − age_ref)/10, kept inside [0.05, 0.98]
+    (R2 is a ratio of deformations in (0, 1)). Non-increasing in age for a non-negative slope."""
+    m = np.asarray(male, dtype=float)
+    k = 1.0 + m * (male_slope_factor - 1.0)
+    r2 = r2_young + m * male_offset - age_slope * k * (np.asarray(age_years) - reference_age) / 10.0
+    return np.asarray(np.clip(r2, 0.05, 0.98))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.asarray(np.log(p) - np.log1p(-p))
 
 
 def observables(
@@ -194,20 +280,25 @@ def observables(
     y: np.ndarray,
     base: Baseline,
     op: ObserveParameters,
+    floors: Floors | None = None,
     sessions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Time-resolved observables, each (B, T) (layered ones (B, 2, T) for papillary, reticular).
 
     Returns a dict with keys: collagen_change, collagen_I_change, collagen_III_change,
-    elastin_change, new_elastin_change, inflammation, fibroblasts (layered, %, % ... 1);
-    erythema, oedema (1); epidermal_thickness_change, dermal_density_change (%);
-    dermal_thickness (um); elasticity_index (1); wrinkle_depth (um); scar_depth (mm);
-    pore_diameter (um); striae_width (mm); melanin_index (Mexameter-like units).
+    mature_collagen_change, elastin_change, new_elastin_change, inflammation, fibroblasts
+    (layered, %, ..., 1); erythema, oedema (1); epidermal_thickness_change, dermal_density_change,
+    firmness_change (%); dermal_thickness (um); elasticity_index (1); texture_roughness (um);
+    wrinkle_depth (um); scar_depth (mm); scar_grade (1); pore_diameter (um); striae_width,
+    striae_depth (mm); melanin_index (Mexameter-like units). ``floors`` (default: no feature has a
+    floor, so depressed features keep their depth) comes from the floor cases of the engine.
 
     Pigment and redness: masi_score, mmasi_score (1), pih_stimulus (1); ``sessions`` =
     (session days (B, K), injured fractions (B, K, 3)) gives the immediate vascular part
     of the redness signal (default: none).
     """
+    B, T = y.shape[0], y.shape[1]
+    fl = floors if floors is not None else Floors.absent((B, T))
     c1_0 = op.collagen_I_fraction
     out: dict[str, np.ndarray] = {}
     layered = {
@@ -238,14 +329,22 @@ def observables(
         out[k] = np.stack(v, axis=1)
 
     w = op.papillary_weight
+    th = op.immature_strength
     gain_pap = collagen_gain(y, 0)
     gain_ret = collagen_gain(y, 1)
-    gain_mix = w * gain_pap + (1.0 - w) * gain_ret
-    th = op.immature_strength
-    mature = w * structural_gain(y, 0, th) + (1.0 - w) * structural_gain(y, 1, th)
+    gs_pap = structural_gain(y, 0, th)
+    gs_mix = w * gs_pap + (1.0 - w) * structural_gain(y, 1, th)
+    # relative structural collagen (1 at baseline); kept > 0 for the power laws below
+    c_mix = np.maximum(1.0 + gs_mix, 0.05)
+    c_pap = np.maximum(1.0 + gs_pap, 0.05)
+    # functional elastic fibre, fraction of baseline: a share q_E of new tropoelastin becomes
+    # functional fibre, pre-existing elastin lost to MMPs (LE) is gone
     new_el = w * y[..., IX_NE] + (1.0 - w) * y[..., N_DERMAL + IX_NE]
+    lost_el = w * y[..., IX_LE] + (1.0 - w) * y[..., N_DERMAL + IX_LE]
+    e_f = np.maximum(1.0 + op.elastin_functional_fraction * new_el - lost_el, 1e-3)
+    modulus = c_mix**op.modulus_collagen_exponent  # dermal modulus relative to baseline
 
-    no_session = (np.full((y.shape[0], 1), np.inf), np.zeros((y.shape[0], 1, 3)))
+    no_session = (np.full((B, 1), np.inf), np.zeros((B, 1, 3)))
     days, injured = sessions if sessions is not None else no_session
     red = redness.redness_signal(
         t, y[..., IX_I], y[..., N_DERMAL + IX_I], days, injured, op.redness
@@ -253,44 +352,81 @@ def observables(
     out["erythema"] = red
     out["oedema"] = red  # same signal, higher visibility threshold
     out["epidermal_thickness_change"] = 100.0 * y[..., IX_H]
-    out["dermal_density_change"] = 100.0 * op.density_per_collagen_I * mature
+    out["dermal_density_change"] = 100.0 * op.density_per_collagen_I * gs_mix
     pf = base.papillary_fraction[:, None]
     thick = base.dermis_thickness_um[:, None]
     out["dermal_thickness"] = thick * (
         1.0 + op.thickness_per_collagen * (pf * gain_pap + (1.0 - pf) * gain_ret)
     )
-    # elasticity (R2-like, 0..1): baseline from the input or from age; gains saturate towards 1
-    r2_age = op.elasticity_baseline_young + op.elasticity_age_slope * (base.age_years - 20.0) / 10.0
-    r2_0 = np.where(
-        np.isfinite(base.elasticity_r2), base.elasticity_r2, np.clip(r2_age, 0.0, 1.0 - 1e-9)
-    )  # R2 lies in [0, 1) by definition
-    drive = np.maximum(mature + op.elasticity_elastin_weight * new_el, 0.0)
-    out["elasticity_index"] = r2_0[:, None] + (1.0 - r2_0[:, None]) * op.elasticity_gain * drive / (
-        1.0 + op.elasticity_gain * drive
+    # elasticity: Cutometer R2 in logit space from functional elastin and structural collagen
+    r2_0 = np.clip(base.elasticity_r2, 1e-6, 1.0 - 1e-6)[:, None]
+    z = (
+        _logit(r2_0)
+        + op.r2_elastin_sensitivity * np.log(e_f)
+        + op.r2_collagen_sensitivity * np.log(c_mix)
     )
-    out["wrinkle_depth"] = base.wrinkle_depth_um[:, None] * (
-        1.0 - saturating(gain_pap, op.wrinkle_max_reduction, op.wrinkle_half_gain)
+    out["elasticity_index"] = 1.0 / (1.0 + np.exp(-z))
+    # firmness: suction deformation (R0 = Uf) ∝ 1/modulus, firmness ∝ modulus
+    out["firmness_change"] = 100.0 * (modulus - 1.0)
+
+    # depressed features: expected over touched / untouched features (scars.py)
+    fmax, fhalf = op.depression_fill_max, op.depression_fill_half
+    p0 = base.scar_untouched[:, None]
+    h0 = base.scar_depth_mm[:, None]
+    tau, eps = base.scar_tethered[:, None], base.scar_epithelial[:, None]
+    fs = base.scar_distensible[:, None]
+    s_floor = np.where(np.isfinite(fl.scar_tether), fl.scar_tether, 1.0)
+    g_floor = np.where(np.isfinite(fl.scar_gain), fl.scar_gain, 0.0)
+    treated = scars.depth(h0, tau, eps, s_floor, g_floor, fmax, fhalf)
+    out["scar_depth"] = p0 * h0 + (1.0 - p0) * treated
+    grade = [
+        scars.goodman_baron_grade(
+            hh,
+            fs,
+            op.scar_grade_mild_depth,
+            op.scar_grade_obvious_depth,
+            op.scar_grade_sigma,
+        )
+        for hh in (np.broadcast_to(h0, treated.shape), treated)
+    ]
+    out["scar_grade"] = p0 * grade[0] + (1.0 - p0) * grade[1]
+    # static wrinkles: groove fill (floor case) + buckling amplitude of the upper layer, which
+    # scales as substrate modulus^(-1/4) (Cerda & Mahadevan 2003)
+    p0w = base.wrinkle_untouched[:, None]
+    gw = np.where(np.isfinite(fl.wrinkle_gain), fl.wrinkle_gain, 0.0)
+    groove = p0w + (1.0 - p0w) * (1.0 - scars.fill_fraction(gw, fmax, fhalf))
+    buckling = c_pap ** (-op.modulus_collagen_exponent / 4.0)
+    fst = op.wrinkle_static_share
+    out["wrinkle_depth"] = base.wrinkle_depth_um[:, None] * (fst * groove + (1.0 - fst) * buckling)
+    # pores: the opening of a hole in a tensioned sheet ∝ tension / stiffness of its support
+    support = c_pap**op.modulus_collagen_exponent * e_f
+    fsup = op.pore_support_share
+    out["pore_diameter"] = base.pore_diameter_um[:, None] * (fsup / support + (1.0 - fsup))
+    # stretch marks: rounded linear atrophic scars; visible width = band deeper than the
+    # threshold of visible atrophy
+    p0s = base.striae_untouched[:, None]
+    gsd = np.where(np.isfinite(fl.striae_gain), fl.striae_gain, 0.0)
+    sd0 = base.striae_depth_mm[:, None]
+    sdepth = p0s * sd0 + (1.0 - p0s) * sd0 * (1.0 - scars.fill_fraction(gsd, fmax, fhalf))
+    out["striae_depth"] = sdepth
+    out["striae_width"] = scars.visible_width(
+        base.striae_width_mm[:, None], sd0, sdepth, op.scar_grade_mild_depth
     )
-    # atrophic scars: tether release (reticular S) and fill by new collagen, type-specific
-    st = base.scar_type
-    has = st >= 0
-    idx = np.where(has, st, 0)
-    fill = np.where(has, np.asarray(op.scar_fill)[idx], np.nan)[:, None]
-    teth = np.where(has, np.asarray(op.scar_tether)[idx], np.nan)[:, None]
-    release = 1.0 - y[..., N_DERMAL + IX_S]
-    out["scar_depth"] = (
-        base.scar_depth_mm[:, None]
-        * (1.0 - teth * release)
-        * (1.0 - saturating(gain_mix, fill, op.scar_half_gain))
+    # texture: areal roughness Sa (um) = micro-relief x collagen term + sparse depressions
+    age_rel = 1.0 + op.sa_micro_age_slope * (base.age_years - op.sa_reference_age) / 10.0
+    micro = (
+        op.sa_micro * np.maximum(age_rel, 0.1)[:, None] * c_pap ** (-op.texture_collagen_exponent)
     )
-    out["pore_diameter"] = base.pore_diameter_um[:, None] * (
-        1.0 - saturating(gain_pap, op.pore_max_reduction, op.pore_half_gain)
-    )
-    ss = base.striae_stage
-    smax = np.where(ss >= 0, np.asarray(op.striae_max_reduction)[np.where(ss >= 0, ss, 0)], np.nan)
-    out["striae_width"] = base.striae_width_mm[:, None] * (
-        1.0 - saturating(gain_mix, smax[:, None], op.striae_half_gain)
-    )
+    w_mm = base.scar_width_mm[:, None]
+    area_mm2 = 100.0 * base.site_area_cm2[:, None]
+    a_scar = base.scar_count[:, None] * np.pi * (0.5 * w_mm) ** 2 / area_mm2
+    zbar = 1000.0 * out["scar_depth"] * scars.mean_depth_share(base.scar_profile)[:, None]
+    sa_scar = np.nan_to_num(scars.sparse_depression_sa(a_scar, zbar))
+    d_pore = out["pore_diameter"]  # um
+    a_pore = op.pore_density * 1e-8 * np.pi * d_pore**2 / 4.0  # density per cm^2 x um^2 area
+    z_pore = op.pore_depth_ratio * d_pore * scars.MEAN_DEPTH_SHARE["v_shaped"]
+    sa_pore = np.nan_to_num(scars.sparse_depression_sa(a_pore, z_pore))
+    out["texture_roughness"] = micro + sa_scar + sa_pore
     # the lesion: contrast from the epidermal excess Mp (1 at baseline) over fixed dermal pigment;
     # melanin index down to its floor (the surrounding skin), PIH pigment adds; MASI / mMASI
     contrast = pigment.lesion_contrast(y[..., IX_MP], base.dermal_pigment_fraction)

@@ -1,0 +1,215 @@
+"""Dermal observation maps (physics/observe.py): exact baseline, elasticity in logit space, firmness,
+texture, wrinkles, pores, striae; monotone in the state that drives them."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import numpy as np
+import pytest
+
+from microneedling.parameters.parameter_set import load_parameters
+from microneedling.physics import observe, scars
+from microneedling.physics.healing_rhs import (
+    IX_LE,
+    IX_N1,
+    IX_N3,
+    IX_NE,
+    IX_NX,
+    IX_S,
+    N_DERMAL,
+    baseline_state,
+)
+from microneedling.vocabulary import DEPRESSION_PROFILES, SITES
+
+PS = load_parameters()
+OP = observe.ObserveParameters.from_parameters(PS)
+T = 5
+
+
+def base(n: int = 1, **over: float) -> observe.Baseline:
+    """A site with every dermal condition (a rolling scar, a wrinkle, pores, a stretch mark)."""
+    vals = {
+        "dermis_thickness_um": 870.0,
+        "papillary_fraction": 0.2,
+        "age_years": 45.0,
+        "fitzpatrick": 2.0,
+        "elasticity_r2": 0.75,
+        "wrinkle_depth_um": 150.0,
+        "scar_depth_mm": 0.5,
+        "scar_type": 0,
+        "pore_diameter_um": 200.0,
+        "striae_width_mm": 4.0,
+        "striae_stage": 1,
+        "melanin_index": np.nan,
+        "site_area_cm2": 50.0,
+        "scar_count": 20,
+        "scar_width_mm": 5.0,
+        "scar_profile": DEPRESSION_PROFILES.index("rounded"),
+        "scar_tethered": 0.8,
+        "scar_epithelial": 0.0,
+        "scar_distensible": 0.8,
+        "scar_untouched": 0.0,
+        "wrinkle_untouched": 0.0,
+        "striae_depth_mm": 0.2,
+        "striae_untouched": 0.0,
+    } | over
+    arrays = {k: np.full(n, float(v)) for k, v in vals.items()}
+    # no pigment lesion at this site: the lesion fields are NaN
+    for f in fields(observe.Baseline):
+        arrays.setdefault(f.name, np.full((n, 4) if f.name == "masi_area_pct" else n, np.nan))
+    return observe.Baseline(**arrays)
+
+
+def states(n: int = 1) -> np.ndarray:
+    y0 = baseline_state(np.zeros(n))
+    return np.repeat(y0[:, None, :], T, axis=1)
+
+
+def floors(n: int, gain: float = 0.0, tether: float = 1.0) -> observe.Floors:
+    g, s = np.full((n, T), gain), np.full((n, T), tether)
+    return observe.Floors(scar_gain=g, scar_tether=s, wrinkle_gain=g, striae_gain=g)
+
+
+def run(y: np.ndarray, b: observe.Baseline, fl: observe.Floors | None = None) -> dict:
+    return observe.observables(np.arange(float(T)), y, b, OP, fl)
+
+
+def test_baseline_state_gives_the_baseline_of_every_dermal_observable_exactly() -> None:
+    b = base()
+    for fl in (None, floors(1)):
+        o = run(states(), b, fl)
+        assert np.all(o["elasticity_index"] == pytest.approx(0.75, rel=1e-15))
+        np.testing.assert_array_equal(o["firmness_change"], 0.0)
+        np.testing.assert_array_equal(o["dermal_density_change"], 0.0)
+        np.testing.assert_array_equal(o["mature_collagen_change"], 0.0)
+        np.testing.assert_array_equal(o["scar_depth"], 0.5)
+        np.testing.assert_array_equal(o["wrinkle_depth"], 150.0)
+        np.testing.assert_array_equal(o["pore_diameter"], 200.0)
+        np.testing.assert_array_equal(o["striae_depth"], 0.2)
+        np.testing.assert_array_equal(o["striae_width"], 4.0)
+        # texture: micro-relief at age 45 plus the exact Sa of the scars and pores
+        micro = OP.sa_micro * (1.0 + OP.sa_micro_age_slope * (45.0 - OP.sa_reference_age) / 10)
+        a_scar = 20 * np.pi * 2.5**2 / 5000.0
+        z_scar = 500.0 * scars.MEAN_DEPTH_SHARE["rounded"]
+        a_pore = OP.pore_density * 1e-8 * np.pi * 200.0**2 / 4
+        z_pore = OP.pore_depth_ratio * 200.0 / 3.0
+        sa = micro + 2 * a_scar * (1 - a_scar) * z_scar + 2 * a_pore * (1 - a_pore) * z_pore
+        np.testing.assert_allclose(o["texture_roughness"], sa, rtol=1e-12)
+
+
+def test_absent_conditions_are_nan_and_texture_is_always_defined() -> None:
+    nan = np.nan
+    b = base(
+        wrinkle_depth_um=nan, scar_depth_mm=nan, pore_diameter_um=nan, striae_width_mm=nan,
+        striae_depth_mm=nan, scar_count=nan, scar_width_mm=nan, scar_profile=-1,
+        scar_untouched=nan, wrinkle_untouched=nan, striae_untouched=nan,
+    )  # fmt: skip
+    o = run(states(), b)
+    for k in ("scar_depth", "scar_grade", "wrinkle_depth", "pore_diameter", "striae_width"):
+        assert np.all(np.isnan(o[k])), k
+    micro = OP.sa_micro * (1.0 + OP.sa_micro_age_slope * 2.0)
+    np.testing.assert_allclose(o["texture_roughness"], micro, rtol=1e-12)
+
+
+def test_elasticity_change_lives_in_logit_space() -> None:
+    """The same dermal change moves logit R2 by the same amount whatever the baseline, and R2
+    stays in (0, 1); functional elastin raises it, elastin lost to MMPs lowers it."""
+    y = states(3)
+    y[:, :, IX_NE] = 0.4  # new elastic fibre in the papillary dermis
+    y[:, :, IX_NX] = 0.2
+    b = base(3)
+    b = replace(b, elasticity_r2=np.array([0.3, 0.6, 0.9]))
+    r2 = run(y, b)["elasticity_index"][:, -1]
+    dlogit = np.log(r2 / (1 - r2)) - np.log(b.elasticity_r2 / (1 - b.elasticity_r2))
+    np.testing.assert_allclose(dlogit, dlogit[0], rtol=1e-12)
+    assert dlogit[0] > 0 and np.all((r2 > 0) & (r2 < 1))
+    y_loss = states(1)
+    y_loss[:, :, IX_LE] = 0.2
+    assert run(y_loss, base())["elasticity_index"][0, -1] < 0.75
+
+
+def test_baseline_elasticity_table_by_age_sex_and_site() -> None:
+    young = np.array([PS.value("observe.r2_young", "1", key=s) for s in SITES])
+    slope = np.array([PS.value("observe.r2_age_slope", "1", key=s) for s in SITES])
+    ref = PS.value("observe.r2_reference_age", "yr")
+    off = PS.value("observe.r2_male_offset", "1")
+    k = PS.value("observe.r2_male_slope_factor", "1")
+
+    def r2(age: float, male: float) -> np.ndarray:
+        n = len(SITES)
+        return observe.elasticity_baseline(
+            np.full(n, age), np.full(n, male), young, slope, ref, off, k
+        )
+
+    ages = [20.0, 25.0, 40.0, 55.0, 70.0, 90.0]
+    for male in (0.0, 1.0):
+        table = np.array([r2(a, male) for a in ages])
+        assert np.all(np.diff(table, axis=0) <= 0)  # never rises with age
+        assert np.all(np.diff(table, axis=0)[2:] < 0)
+    assert np.all(r2(25.0, 0.0) > r2(25.0, 1.0))  # women higher when young (Luebberding)
+    face = SITES.index("cheek")
+    body = SITES.index("abdomen")
+    assert r2(40.0, 0.0)[body] > r2(40.0, 0.0)[face]  # forearm-like body skin above the cheek
+    # the seen facial range 0.66-0.82 holds for women of 25-65 on the cheek
+    assert 0.66 <= r2(65.0, 0.0)[face] < r2(25.0, 0.0)[face] <= 0.82
+
+
+def test_firmness_follows_the_dermal_modulus_and_texture_falls_with_collagen() -> None:
+    y = states(4)
+    for i, g in enumerate((0.0, 0.1, 0.3, 0.6)):
+        y[i, :, IX_NX] = g
+        y[i, :, N_DERMAL + IX_NX] = g
+    o = run(y, base(4))
+    firm = o["firmness_change"][:, -1]
+    assert firm[0] == 0 and np.all(np.diff(firm) > 0)
+    assert firm[2] == pytest.approx(100 * (1.3**OP.modulus_collagen_exponent - 1), rel=1e-12)
+    for k in ("texture_roughness", "wrinkle_depth", "pore_diameter"):
+        assert np.all(np.diff(o[k][:, -1]) < 0), k
+
+
+def test_depressions_fill_through_their_floor_and_release_their_tethers() -> None:
+    b = base(1)
+    y = states()
+    gains = [run(y, b, floors(1, gain=g))["scar_depth"][0, -1] for g in (0.0, 0.2, 0.5, 1.0)]
+    assert np.all(np.diff(gains) < 0)
+    tethers = [run(y, b, floors(1, tether=s))["scar_depth"][0, -1] for s in (1.0, 0.6, 0.2)]
+    assert np.all(np.diff(tethers) < 0)
+    # a uniform gain of the site without any floor response leaves the scar as deep as it was
+    y_up = states()
+    y_up[:, :, IX_NX] = 0.5
+    y_up[:, :, N_DERMAL + IX_NX] = 0.5
+    assert run(y_up, b)["scar_depth"][0, -1] == 0.5
+    # scars no needle touched keep their depth (expected over scars)
+    half = replace(b, scar_untouched=np.array([0.5]))
+    d = run(y, half, floors(1, gain=0.5, tether=0.5))["scar_depth"][0, -1]
+    d1 = run(y, b, floors(1, gain=0.5, tether=0.5))["scar_depth"][0, -1]
+    assert d == pytest.approx(0.5 * 0.5 + 0.5 * d1)
+
+
+def test_scar_grade_follows_the_depth() -> None:
+    o = [run(states(), base(), floors(1, gain=g, tether=s)) for g, s in ((0, 1), (0.3, 0.5))]
+    g0, g1 = (x["scar_grade"][0, -1] for x in o)
+    assert 1.0 <= g1 < g0 <= 4.0
+    expected = scars.goodman_baron_grade(
+        0.5, 0.8, OP.scar_grade_mild_depth, OP.scar_grade_obvious_depth, OP.scar_grade_sigma
+    )
+    assert g0 == pytest.approx(float(expected), rel=1e-14)
+
+
+def test_striae_width_narrows_as_the_trough_fills() -> None:
+    w = [run(states(), base(), floors(1, gain=g))["striae_width"][0, -1] for g in (0, 0.3, 1.0)]
+    assert w[0] == pytest.approx(4.0) and w[0] > w[1] > w[2] > 0
+
+
+def test_structural_collagen_weights_immature_collagen_by_theta() -> None:
+    y = states()
+    y[:, :, IX_N1] = 0.1
+    y[:, :, IX_N3] = 0.05
+    y[:, :, IX_NX] = 0.2
+    assert observe.structural_gain(y, 0, 0.2)[0, 0] == pytest.approx(0.2 + 0.2 * 0.15)
+    assert observe.collagen_gain(y, 0)[0, 0] == pytest.approx(0.35)
+    o = run(y, base())
+    assert o["mature_collagen_change"][0, 0, 0] == pytest.approx(20.0)
+    assert o["collagen_change"][0, 0, 0] == pytest.approx(35.0)
+    assert y[0, 0, N_DERMAL + IX_S] == 1.0

@@ -1,0 +1,132 @@
+"""Depressed features from geometry (physics/scars.py): exact limits, quadrature, monotonicity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from microneedling.physics import injury, scars
+from microneedling.vocabulary import DEPRESSION_PROFILES
+
+V, BOX, ROUNDED = (DEPRESSION_PROFILES.index(p) for p in ("v_shaped", "box", "rounded"))
+#: cheek of a young woman: SC, viable epidermis, papillary, reticular dermis (m)
+LAYERS = np.array([[16.8e-6, 54.5e-6, 174e-6, 696e-6]])
+N = 229e4  # punctures per m² (15 passes of a 192-needle roller)
+A = 0.063e-3  # channel surface radius (m)
+D = 0.75e-3  # channel depth in flat skin (m)
+L = 1.5e-3  # needle length (m)
+
+
+def floor(depth_mm: float, profile: int, fs: float, n_radial: int = scars.N_RADIAL, **kw: float):
+    args = {"n": N, "a": A, "d": D, "L": L} | kw
+    return scars.footprint_injury(
+        args["n"], args["a"], args["d"], args["L"], LAYERS, 1.5, depth_mm * 1e-3, profile, fs,
+        n_radial=n_radial,
+    )[0]  # fmt: skip
+
+
+def test_mean_depth_shares_are_the_area_integrals_of_the_profiles() -> None:
+    x = np.sqrt((np.arange(200_000) + 0.5) / 200_000)  # uniform in area
+    for name, code in (("v_shaped", V), ("box", BOX), ("rounded", ROUNDED)):
+        numeric = scars.profile_share(x, code).mean()
+        assert numeric == pytest.approx(scars.MEAN_DEPTH_SHARE[name], rel=1e-6)
+        assert scars.mean_depth_share(np.array([code]))[0] == scars.MEAN_DEPTH_SHARE[name]
+    assert np.isnan(scars.mean_depth_share(np.array([-1]))[0])
+
+
+def test_flat_floor_gets_the_flat_skin_injury_exactly() -> None:
+    flat = injury.injured_fraction(N, A, D, LAYERS, 1.5)[0]
+    # (equal up to the rounding of the footprint mean of identical values)
+    np.testing.assert_allclose(floor(0.0, ROUNDED, 0.0), flat, rtol=1e-14)
+    # a fully distensible depression is stretched flat under the needles
+    np.testing.assert_allclose(floor(0.5, BOX, 1.0), flat, rtol=1e-14)
+
+
+def test_box_floor_is_the_flat_injury_of_the_shortened_channel() -> None:
+    h, fs = 0.4e-3, 0.3
+    keep = 1.0 - (1.0 - fs) * h / L
+    expected = injury.injured_fraction(N, A * keep, D * keep, LAYERS, 1.5)[0]
+    np.testing.assert_allclose(floor(0.4, BOX, fs), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("profile", [V, ROUNDED])
+def test_radial_quadrature_has_converged(profile: int) -> None:
+    coarse = floor(0.8, profile, 0.0)
+    fine = floor(0.8, profile, 0.0, n_radial=4000)
+    np.testing.assert_allclose(coarse, fine, rtol=1e-3)
+
+
+def test_deeper_depressions_get_less_and_longer_needles_more() -> None:
+    depths = (0.0, 0.2, 0.4, 0.7, 1.0)
+    dermal = [floor(h, BOX, 0.3)[1:].sum() for h in depths]
+    assert np.all(np.diff(dermal) < 0)
+    # a longer needle (channel in proportion) reaches a deep floor: the gain is largest there
+    gain = [floor(h, BOX, 0.3, L=2.5e-3, d=1.25e-3)[1:].sum() / floor(h, BOX, 0.3)[1:].sum()
+            for h in (0.2, 0.7)]  # fmt: skip
+    assert 1.0 < gain[0] < gain[1]
+
+
+def test_no_reach_no_dermal_injury() -> None:
+    # the needle loses all of its length to the air gap of a deep, rigid box: nothing is injured
+    phi = floor(1.6, BOX, 0.0)
+    np.testing.assert_array_equal(phi, 0.0)
+    # a shallow channel that only reaches the epidermis leaves the floor's dermis untouched
+    shallow = floor(0.2, BOX, 0.0, L=0.3e-3, d=0.06e-3)
+    assert shallow[0] >= 0 and shallow[1] == shallow[2] == 0.0
+
+
+def test_untouched_probability_is_poisson() -> None:
+    lam = scars.punctures_per_session(np.array([[N, N, N, 0.0]]), 0.5e-3)
+    assert lam[0, 0] == pytest.approx(N * np.pi * 0.25e-3**2)
+    p0 = scars.untouched_probability(lam)
+    assert p0[0] == pytest.approx(np.exp(-3 * lam[0, 0]), rel=1e-14)
+    assert scars.untouched_probability(np.zeros((1, 4)))[0] == 1.0
+
+
+def test_depth_law_limits_and_monotonicity() -> None:
+    h, tau, eps = 0.5, 0.4, 0.2
+    assert scars.depth(h, tau, eps, 1.0, 0.0, 0.6, 0.5) == pytest.approx(h)
+    s = np.linspace(0.0, 1.0, 11)
+    g = np.linspace(0.0, 2.0, 11)
+    d_s = scars.depth(h, tau, eps, s, 0.3, 0.6, 0.5)
+    d_g = scars.depth(h, tau, eps, 0.5, g, 0.6, 0.5)
+    assert np.all(np.diff(d_s) > 0) and np.all(np.diff(d_g) < 0)
+    # the epithelial share never fills; a fully released, fully filled floor keeps it
+    assert scars.depth(h, tau, eps, 0.0, 1e12, 1.0, 0.5) == pytest.approx(h * eps)
+    assert scars.depth(h, 0.0, 1.0, 0.0, 10.0, 0.6, 0.5) == pytest.approx(h)
+
+
+def test_goodman_baron_grade_map() -> None:
+    grade = lambda h, fs: scars.goodman_baron_grade(h, fs, 0.05, 0.3, 0.5)  # noqa: E731
+    assert grade(0.0, 0.0) == 1.0  # flat: macular
+    assert grade(20.0, 0.0) == pytest.approx(4.0, abs=1e-9)  # deep and rigid: severe
+    assert grade(20.0, 1.0) == pytest.approx(3.0, abs=1e-9)  # flattens when stretched: moderate
+    h = np.linspace(0.0, 2.0, 50)
+    assert np.all(np.diff(grade(h, 0.3)) >= 0)
+    assert np.all(grade(h, 0.0) >= grade(h, 0.8))
+    # at the mild threshold P(>= 2) is one half; fully distensible: never grade 4
+    expected = 1.0 + 0.5 + float(ndtr(np.log(0.05 / 0.3) / 0.5))
+    assert grade(0.05, 1.0) == pytest.approx(expected, abs=1e-12)
+
+
+def test_sparse_depression_sa_is_the_exact_sa_of_a_pitted_surface() -> None:
+    rng = np.random.default_rng(3)
+    z = np.zeros(1_000_000)
+    pits = rng.random(z.size) < 0.07
+    z[pits] = -12.0  # flat-floored pits 12 um deep on 7% of the area
+    a = pits.mean()
+    sa_exact = np.mean(np.abs(z - z.mean()))
+    assert scars.sparse_depression_sa(a, 12.0) == pytest.approx(sa_exact, rel=1e-12)
+
+
+def test_visible_width_of_a_rounded_trough() -> None:
+    w = scars.visible_width(4.0, 0.2, np.array([0.2, 0.1, 0.06, 0.05, 0.01]), 0.05)
+    assert w[0] == pytest.approx(4.0)
+    assert np.all(np.diff(w) <= 0) and w[1] < w[0]
+    assert w[-1] == 0.0 and w[-2] == 0.0
+    # exact span of cos² above the threshold, relative to baseline
+    span = lambda h: np.arccos(np.sqrt(0.05 / h))  # noqa: E731
+    assert w[1] == pytest.approx(4.0 * span(0.1) / span(0.2), rel=1e-12)
+    # a trough not deeper than the threshold at baseline keeps its width
+    assert scars.visible_width(3.0, 0.04, 0.01, 0.05) == pytest.approx(3.0)
