@@ -29,15 +29,26 @@ from tests.reports.shell import Page, check_shell
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    return build_report(draws=4, seed=0, sobol=False, verification=True)
+    return build_report(draws=8, seed=0, sobol=False, verification=True, checks=True)
 
 
 def test_html_is_self_contained_with_every_section(report: dict, tmp_path: Path) -> None:
     page = render_html(report)
     check_shell(page, "Credibility report")  # the one shell: one style, disclaimer twice, ...
     assert re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)", page) is None  # no external assets
-    for section in ("Context of use", "Code verification", "Calibration", "Validation", "limits"):
-        assert section in page
+    for section in (
+        "Context of use and credibility",
+        "Code verification",
+        "Calculation verification",
+        "Calibration",
+        "leave-one-study-out",
+        "Validation",
+        "ASME V&amp;V 20",
+        "Population: virtual cohorts",
+        "Qualitative behaviours",
+        "limits",
+    ):
+        assert section in page, section
     for limit in report["limits"]:
         assert limit in html.unescape(page)
     assert "<svg" in page  # the validation figure
@@ -78,6 +89,18 @@ def test_a_failed_check_is_shown_as_failed(report: dict) -> None:
     assert row is not None and "FAIL" in page
 
 
+def test_every_context_of_use_has_its_verdict_and_goals(report: dict) -> None:
+    page = html.unescape(render_html(report))
+    uses = report["credibility"]["uses"]
+    assert [u["command"] for u in uses] == ["simulate", "plan", "trial", "absorb"]
+    for u in uses:
+        assert u["verdict"] in page
+        assert f"{u['command']}: credibility goals and what this run achieved" in page
+        for f in u["factors"]:
+            assert f["evidence"] in page
+    assert "model risk" in page
+
+
 def test_skipped_sections_say_so(report: dict) -> None:
     skipped = dict(report, code_verification={"status": "skipped"})
     page = render_html(skipped)
@@ -87,12 +110,17 @@ def test_skipped_sections_say_so(report: dict) -> None:
 
 def _row_result(key: str, status: str, covered: bool | None, bound: str | None = None) -> RowResult:
     nan = float("nan")
-    evaluated = status != "not evaluated"
+    ev = status != "not evaluated"
     return RowResult(
-        key=key, quantity="q", sources=("s",), evidence="SEEN", units="%", observed=10.0,
-        tolerance=5.0, bound=bound, predicted=12.0 if evaluated else nan,
-        low=8.0 if evaluated else nan, high=15.0 if evaluated else nan, status=status,
-        covered=covered, comparable="c", assumptions="a",
+        key=key, quantity="q", sources=("s",), study="s", family="acne_scars",
+        kind="gaussian" if ev else "", evidence="SEEN", units="%", observed=10.0, tolerance=5.0,
+        bound=bound, predicted=12.0 if ev else nan, median=12.0 if ev else nan,
+        low=8.0 if ev else nan, high=15.0 if ev else nan, low50=10.0 if ev else nan,
+        high50=13.0 if ev else nan, band_low=9.0 if ev else nan, band_high=14.0 if ev else nan,
+        status=status, covered=covered, covered50=covered, pit=0.25 if ev else nan,
+        crps=0.3 if ev else nan, crps_baseline=0.6 if ev else nan,
+        interval_score=1.4 if ev else nan, sharpness=1.4 if ev else nan, vv20={},
+        comparable="c", assumptions="a",
     )  # fmt: skip
 
 
@@ -110,9 +138,10 @@ def test_validation_table_lists_every_row_and_the_summary() -> None:
     )
     lines = validation_table(v).splitlines()
     assert lines[0].split() == [
-        "row", "observed", "tol", "model", "10%", "90%", "units", "result", "covered",
+        "row", "observed", "tol", "model", "10%", "90%", "PIT", "units", "result", "covered",
     ]  # fmt: skip
     assert lines[1].split()[0] == "row_pass" and lines[1].split()[-2:] == ["pass", "yes"]
+    assert lines[1].split()[6] == "0.25"  # the PIT
     assert "<=" in lines[2] and lines[2].split()[-2:] == ["miss", "no"]
     assert lines[3].split()[-1] == "-"
     assert lines[-1] == (

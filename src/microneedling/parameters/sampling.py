@@ -1,122 +1,336 @@
-"""Parameter uncertainty: draws from the prior intervals and from the shipped calibration posterior.
+"""Parameter uncertainty: draws from the calibration's posterior samples and from the prior intervals.
 
 Every parameter with a plausible interval (``low``/``high`` in its file, read as 5th/95th
-percentiles) is sampled from a split normal, in log space when positive. Parameters the shipped
-calibration (``data/calibration/current.toml``) fitted are drawn jointly from its posterior. The
-calibration study (:mod:`microneedling.studies.credibility.calibrate`) writes that file; this module
-only reads it.
+percentiles) is uncertain. The shipped calibration (``data/calibration/current.toml``, a copy of
+``posterior-<hash>.toml``, with its samples in ``posterior-<hash>.npz``) holds posterior samples of
+the parameters the calibration data inform; an ensemble draws those **jointly, as whole rows of the
+samples**, and every other uncertain parameter independently from its prior (a split normal, in log
+space when positive). The calibration study (:mod:`microneedling.studies.credibility.calibrate`)
+writes the files; this module only reads them.
+
+A posterior sample stores each calibrated parameter as the standard-normal score ``z`` of its
+pre-calibration prior (recorded in the summary), so a sample is turned into values by the same
+split normal the prior uses (:func:`split_normal_value`); members of a tie share one ``z``; keyed
+parameters move all entries with one ``z``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from microneedling.errors import ParameterError
 from microneedling.io import data_path, read_toml
 from microneedling.parameters.parameter_set import ParameterSet
 
 __all__ = [
     "CURRENT",
+    "Posterior",
     "calibration_dir",
+    "draw_indices",
     "load_calibration",
+    "load_posterior",
+    "posterior_statistics",
     "sample_parameter_sets",
+    "samples_hash",
     "shipped_calibration",
     "shipped_posterior",
     "split_normal_value",
 ]
 
 CURRENT = "current.toml"
+Z95 = 1.6448536269514722  # 95th percentile of N(0, 1)
 
 
 def calibration_dir() -> Path:
-    """``src/microneedling/data/calibration`` (protocols, versioned calibrations)."""
+    """``src/microneedling/data/calibration`` (protocols, settings, shipped posterior)."""
     return data_path("calibration")
 
 
 def load_calibration(path: Path | None = None) -> dict[str, Any]:
-    """A stored calibration (default: the shipped ``current.toml``)."""
+    """A stored posterior summary (default: the shipped ``current.toml``)."""
     return read_toml(path or calibration_dir() / CURRENT)
 
 
+# ----------------------------------------------------------------------------- the posterior
+def samples_hash(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of sample arrays (names, dtypes, shapes and bytes, in name order): the content
+    hash the posterior files are named by."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _value_at(prior: dict[str, Any], z: float) -> Any:
+    v, lo, hi = prior["value"], prior["low"], prior["high"]
+    if isinstance(v, dict):
+        return {k: split_normal_value(v[k], lo[k], hi[k], z) for k in v}
+    return split_normal_value(float(v), float(lo), float(hi), z)
+
+
+def _sig(x: float, digits: int = 6) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def posterior_statistics(
+    x: np.ndarray,
+    factors: list[dict[str, Any]],
+    groups: list[str],
+    nuisances: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Summary statistics of posterior samples ``x`` (N, P + Q + M), rounded as they are shipped:
+    per calibrated factor the mean/SD of ``z`` (the SD is the posterior/prior SD ratio, prior SD 1)
+    and the 5/50/95% values of each scalar member; per group the 5/50/95% of tau; per nuisance
+    setting the 5/50/95% of its value; the correlation matrix of the coordinates."""
+    from scipy.special import ndtr
+
+    P, Q = len(factors), len(groups)
+    out: dict[str, Any] = {
+        "n_samples": int(x.shape[0]),
+        "factors": [],
+        "groups": [],
+        "nuisances": [],
+    }
+    for j, f in enumerate(factors):
+        z = x[:, j]
+        q05, q50, q95 = np.percentile(z, [5, 50, 95])
+        entry: dict[str, Any] = {
+            "label": f["label"],
+            "z_mean": _sig(float(np.mean(z))),
+            "z_sd": _sig(float(np.std(z, ddof=1))) if len(z) > 1 else 0.0,
+            "z_median": _sig(float(q50)),
+            "members": [],
+        }
+        for prior in f["prior"]:
+            if isinstance(prior["value"], dict):
+                entry["members"].append({"member": prior["member"], "keyed": True})
+                continue
+            lo, med, hi = (_sig(float(_value_at(prior, float(q)))) for q in (q05, q50, q95))
+            entry["members"].append(
+                {"member": prior["member"], "median": med, "low": lo, "high": hi}
+            )
+        out["factors"].append(entry)
+    for j, g in enumerate(groups):
+        tau = np.exp(x[:, P + j])
+        lo, med, hi = np.percentile(tau, [5, 50, 95])
+        out["groups"].append(
+            {"group": g, "tau_median": _sig(med), "tau_low": _sig(lo), "tau_high": _sig(hi)}
+        )
+    for j, nu in enumerate(nuisances):
+        u = x[:, P + Q + j]
+        q = ndtr(u)
+        if nu["integer"]:
+            lo_i, hi_i = math.ceil(nu["low"]), math.floor(nu["high"])
+            v = np.minimum(lo_i + np.floor(q * (hi_i - lo_i + 1)), hi_i)
+        else:
+            v = nu["low"] + (nu["high"] - nu["low"]) * q
+        lo, med, hi = np.percentile(v, [5, 50, 95])
+        out["nuisances"].append(
+            {"label": nu["label"], "median": _sig(med), "low": _sig(lo), "high": _sig(hi)}
+        )
+    if x.shape[0] > 1 and x.shape[1] > 1:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.corrcoef(x.T)
+        out["correlation"] = [[_sig(float(v), 4) if np.isfinite(v) else 0.0 for v in r] for r in c]
+    return out
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Shipped posterior samples with the description needed to use them.
+
+    ``x`` (N, P + Q + M): the ``z`` of each calibrated factor, ``log tau`` of each discrepancy group
+    and the normal score ``u`` of each nuisance setting. ``summary`` is the TOML summary.
+    """
+
+    version: str
+    summary: dict[str, Any]
+    x: np.ndarray
+
+    @property
+    def factors(self) -> list[dict[str, Any]]:
+        return list(self.summary["factors"])
+
+    @property
+    def groups(self) -> list[str]:
+        return [g["name"] for g in self.summary.get("groups", [])]
+
+    @property
+    def nuisances(self) -> list[dict[str, Any]]:
+        return list(self.summary.get("nuisances", []))
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def members(self) -> list[str]:
+        return [p["member"] for f in self.factors for p in f["prior"]]
+
+    def values(self, i: int) -> dict[str, Any]:
+        """Every calibrated member's value in sample ``i``."""
+        out: dict[str, Any] = {}
+        for j, f in enumerate(self.factors):
+            for prior in f["prior"]:
+                out[prior["member"]] = _value_at(prior, float(self.x[i, j]))
+        return out
+
+    def nominal(self) -> dict[str, Any]:
+        """Every calibrated member's value at its factor's posterior median ``z``."""
+        out: dict[str, Any] = {}
+        for j, f in enumerate(self.factors):
+            zm = float(np.median(self.x[:, j]))
+            for prior in f["prior"]:
+                out[prior["member"]] = _value_at(prior, zm)
+        return out
+
+    def tau(self) -> np.ndarray:
+        """(N, Q) discrepancy scales per group."""
+        P = len(self.factors)
+        out: np.ndarray = np.exp(self.x[:, P : P + len(self.groups)])
+        return out
+
+    def tau_of(self, group: str) -> np.ndarray | None:
+        """The samples of one group's tau, or ``None`` if the calibration had no such group."""
+        g = self.groups
+        return self.tau()[:, g.index(group)] if group in g else None
+
+    def statistics(self) -> dict[str, Any]:
+        """:func:`posterior_statistics` of the samples (what the summary ships)."""
+        return posterior_statistics(
+            self.x,
+            self.factors,
+            self.groups,
+            self.nuisances,
+        )
+
+
+def load_posterior(path: Path | None = None) -> Posterior:
+    """The posterior of a summary file (default: the shipped ``current.toml``) with its samples;
+    the samples' content hash must match the one recorded (a :class:`ParameterError` otherwise)."""
+    p = path or calibration_dir() / CURRENT
+    summary = read_toml(p)
+    if "samples" not in summary:
+        raise ParameterError(f"{p}: not a posterior summary (no 'samples' file named)")
+    npz = p.parent / summary["samples"]
+    with np.load(npz, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    digest = samples_hash(arrays)
+    if digest != summary.get("samples_sha256"):
+        raise ParameterError(
+            f"{npz}: content hash {digest[:12]} differs from the summary's "
+            f"{str(summary.get('samples_sha256'))[:12]}"
+        )
+    return Posterior(version=str(summary["version"]), summary=summary, x=arrays["x"])
+
+
 @lru_cache(maxsize=1)
-def shipped_calibration() -> dict[str, Any] | None:
-    """The shipped calibration (``current.toml``), read once; ``None`` if there is none. A writer
-    of that file calls ``shipped_calibration.cache_clear()``."""
+def shipped_calibration() -> Posterior | None:
+    """The shipped posterior, read once; ``None`` if there is none. A writer of the calibration
+    files calls ``shipped_calibration.cache_clear()``."""
     p = calibration_dir() / CURRENT
-    return load_calibration(p) if p.exists() else None
+    if not p.exists() or "samples" not in read_toml(p):
+        return None  # no calibration shipped (or a file of the old least-squares format)
+    return load_posterior(p)
 
 
-def shipped_posterior(
-    ps: ParameterSet,
-) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray] | None:
-    """(members per coordinate, mean log, covariance log) of the shipped calibration, if ``ps``
-    still holds its values (an edited set gets ``None``: its intervals are sampled independently)."""
-    cal = shipped_calibration()
-    if cal is None:
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and set(a) == set(b)
+            and all(_same(a[k], b[k]) for k in a)
+        )
+    return isinstance(a, float | int) and math.isclose(float(a), float(b), rel_tol=1e-5)
+
+
+def shipped_posterior(ps: ParameterSet) -> Posterior | None:
+    """The shipped posterior if ``ps`` is a set it applies to, else ``None``.
+
+    It applies when every calibrated member exists in ``ps`` with the value the parameter file held
+    when the calibration ran, its prior mode, or the posterior's nominal value (the value
+    ``calibrate --write`` puts in the file). An edited value means the user asked for that value:
+    the set's intervals are then sampled independently.
+    """
+    post = shipped_calibration()
+    if post is None:
         return None
-    members = [tuple(p["members"]) for p in cal["parameters"]]
-    mean = np.array([float(p["mean_log"]) for p in cal["parameters"]])
-    for m, mu in zip(members, mean, strict=True):
-        for name in m:
+    nominal = post.nominal()
+    for f in post.factors:
+        for prior in f["prior"]:
+            name = prior["member"]
             if name not in ps.parameters:
                 return None
             v = ps.parameters[name].value
-            if not isinstance(v, float) or not math.isclose(v, math.exp(mu), rel_tol=1e-5):
+            accepted = [prior["value"], nominal[name]]
+            if "file_value" in prior:
+                accepted.append(prior["file_value"])
+            if not any(_same(v, a) for a in accepted):
                 return None
-    return members, mean, np.asarray(cal["covariance_log"], dtype=float)
+    return post
 
 
 # ----------------------------------------------------------------------- uncertainty
-def sample_parameter_sets(ps: ParameterSet, draws: int, seed: int) -> list[ParameterSet]:
-    """``draws`` parameter sets sampled from each parameter's plausible interval.
+def draw_indices(n_samples: int, draws: int, seed: int) -> np.ndarray:
+    """Which posterior samples an ensemble of ``draws`` uses (with replacement, seeded; the first
+    k indices are the same for any ``draws >= k``)."""
+    ss = np.random.SeedSequence([int(seed) % 2**63, zlib.crc32(b"posterior-samples")])
+    out: np.ndarray = np.random.default_rng(ss).integers(0, n_samples, size=draws)
+    return out
 
-    ``low``/``high`` are read as 5th/95th percentiles of a split normal — in log space when both are
-    positive. Keyed parameters are sampled with one common z per parameter (entries move together).
 
-    Calibrated parameters that still hold the shipped calibration's posterior mean
-    (``data/calibration/current.toml``, :func:`shipped_posterior`) are drawn
-    jointly from its log-normal posterior (mean and covariance in log space), tied members (e.g.
-    ``healing.k_1`` and ``healing.k_3``) with one common value. Their marginals equal the
-    ``low``/``high`` written by the calibration, so the joint draw only adds the correlations.
+def sample_parameter_sets(
+    ps: ParameterSet, draws: int, seed: int, *, posterior: bool = True
+) -> list[ParameterSet]:
+    """``draws`` parameter sets: the calibrated parameters as whole posterior samples, every other
+    uncertain parameter from its plausible interval.
 
-    Each parameter has its own random stream, seeded by ``(seed, crc32(name))``: a parameter's draws
-    do not change when other parameters are added to or removed from the set, and the first k draws
-    are the same for any ``draws >= k``.
+    Calibrated parameters (those of the shipped posterior, when :func:`shipped_posterior` accepts
+    ``ps``) take the values of posterior sample ``draw_indices(...)[d]``, jointly (correlations,
+    ties and keyed entries as sampled). The others: ``low``/``high`` read as 5th/95th percentiles
+    of a split normal — in log space when both are positive; keyed parameters with one common z per
+    parameter.
+
+    Each prior parameter has its own random stream, seeded by ``(seed, crc32(name))``: a
+    parameter's draws do not change when other parameters are added to or removed from the set, and
+    the first k draws are the same for any ``draws >= k``. ``posterior=False`` samples every
+    parameter from its prior interval (the ensemble without the calibration, for comparison).
     """
     names = [n for n in ps.names() if ps.parameters[n].low is not None]
     z = np.empty((draws, len(names)))
     for j, n in enumerate(names):
         ss = np.random.SeedSequence([int(seed) % 2**63, zlib.crc32(n.encode())])
         z[:, j] = np.random.default_rng(ss).standard_normal(draws)
-    joint: dict[str, np.ndarray] = {}
-    post = shipped_posterior(ps) if draws > 0 else None
-    if post is not None:
-        members, mean, cov = post
-        if all(m[0] in names for m in members):
-            cols = [names.index(m[0]) for m in members]
-            x = mean[None, :] + z[:, cols] @ np.linalg.cholesky(cov).T  # (draws, P) log values
-            for i, m in enumerate(members):
-                for name in m:
-                    joint[name] = np.exp(x[:, i])
+    post = shipped_posterior(ps) if draws > 0 and posterior else None
+    idx = draw_indices(post.n_samples, draws, seed) if post is not None else None
+    calibrated = set(post.members) if post is not None else set()
     out = []
     for d in range(draws):
         values: dict[str, Any] = {}
         for j, n in enumerate(names):
+            if n in calibrated:
+                continue
             p = ps.parameters[n]
-            if n in joint:
-                values[n] = float(joint[n][d])
-            elif isinstance(p.value, dict):
+            if isinstance(p.value, dict):
                 values[n] = {
                     k: split_normal_value(v, p.low[k], p.high[k], z[d, j])  # type: ignore[index]
                     for k, v in p.value.items()
                 }
             else:
                 values[n] = split_normal_value(p.value, p.low, p.high, z[d, j])  # type: ignore[arg-type]
+        if post is not None and idx is not None:
+            values.update({k: v for k, v in post.values(int(idx[d])).items() if k in ps.parameters})
         for n, v in values.items():  # a split-normal tail past a physical bound stops at it
             dom = ps.parameters[n].domain
             values[n] = (
@@ -129,7 +343,7 @@ def sample_parameter_sets(ps: ParameterSet, draws: int, seed: int) -> list[Param
 def split_normal_value(v: float, lo: float, hi: float, z: float) -> float:
     """The value at standard-normal score ``z`` of a split normal with mode ``v`` whose 5th and
     95th percentiles are ``lo`` and ``hi`` (in log space when all three are positive)."""
-    q = 1.6448536269514722  # 95th percentile of N(0, 1)
+    q = Z95
     if lo > 0 and v > 0 and hi > 0:
         s = math.log(v / lo) / q if z < 0 else math.log(hi / v) / q
         return v * math.exp(z * s)

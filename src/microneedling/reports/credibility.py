@@ -1,9 +1,11 @@
 """The credibility report and the validation tables, rendered from the data the studies return.
 
 * :func:`render_html` / :func:`write_report`: the self-contained HTML page of
-  :func:`microneedling.studies.credibility.report.build_report` (context of use, code verification,
-  calibration, validation with its figure, Sobol indices, limits), written with
-  ``credibility.json`` through an atomic directory.
+  :func:`microneedling.studies.credibility.report.build_report` (contexts of use with model risk,
+  goals, achieved grades and adequacy; code and calculation verification; calibration: screening,
+  statistical model, posterior, diagnostics, posterior-predictive and leave-one-study-out checks;
+  validation with its figure, metrics and V&V 20 table; virtual cohorts; qualitative behaviours;
+  Sobol indices; limits), written with ``credibility.json`` through an atomic directory.
 * :func:`validation_table`: the plain-text table of the held-out literature rows
   (:func:`microneedling.studies.credibility.validate.validate`), printed by ``microneedling
   validate``.
@@ -26,7 +28,7 @@ from typing import Any
 from markupsafe import Markup
 
 from microneedling.io import atomic_directory
-from microneedling.reports.format import format_number, human, pretty_units, yes_no
+from microneedling.reports.format import format_number, pretty_units, yes_no
 from microneedling.reports.page import column, kv, render, table
 from microneedling.studies.credibility.delivery import Prediction
 from microneedling.studies.credibility.validate import Validation
@@ -88,6 +90,249 @@ def _n(x: Any, sig: int = 4) -> str:
     return format_number(x, sig)
 
 
+def _pct(x: Any) -> str:
+    if x is None or isinstance(x, str):
+        return "–"
+    return f"{100 * float(x):.0f}%"
+
+
+def _ci(d: dict[str, Any] | None) -> str:
+    """``hits/n = rate (clustered 95% CI low–high)`` of a clustered rate."""
+    if not d or not d.get("n"):
+        return "no rows"
+    return (
+        f"{d['hits']}/{d['n']} = {_pct(d['rate'])} (study-clustered 95% CI "
+        f"{_pct(d['low'])}–{_pct(d['high'])}; {d['clusters']} studies)"
+    )
+
+
+def _credibility_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for u in report.get("credibility", {}).get("uses", []):
+        t = table(
+            [column("Factor"), column("Graded on"), column("Goal"), column("Achieved"),
+             column("Evidence (this run)"), column("Adequate")],
+            [{"cells": [f["name"], f["graded_on"], f["goal"], f["achieved"], f["evidence"],
+                        yes_no(f["adequate"])],
+              "highlight": not f["adequate"]} for f in u["factors"]],
+            caption=f"{u['command']}: credibility goals and what this run achieved",
+        )  # fmt: skip
+        out.append(
+            {
+                "command": u["command"],
+                "question": u["question"],
+                "context": u["context"],
+                "risk": (
+                    f"Model influence {u['influence']} ({u['influence_reason']}) × decision "
+                    f"consequence {u['consequence']} ({u['consequence_reason']}) → model risk "
+                    f"{u['risk']}."
+                ),
+                "verdict": u["verdict"],
+                "adequate": u["adequate"],
+                "table": t,
+            }
+        )
+    return out
+
+
+def _calibration(cal: dict[str, Any]) -> dict[str, Any]:
+    """Summary text and tables of the calibration section."""
+    if cal.get("status") != "shipped":
+        return {"summary": f"No calibration posterior: {cal.get('status')}.", "tables": []}
+    d = cal.get("diagnostics", {})
+    scr = cal.get("screening", {})
+    hm = cal.get("history_matching", {})
+    stats = {f["label"]: f for f in cal.get("statistics", {}).get("factors", [])}
+    summary = (
+        f"{cal['method']}. Posterior {cal['version']}: {cal['n_samples']} samples from "
+        f"{d.get('walkers', '?')} walkers × {d.get('steps', '?')} steps (burn-in {d.get('burn', '?')}); "
+        f"acceptance {_n(d.get('acceptance_mean'), 2)}, max R-hat {_n(d.get('r_hat_max'), 3)}, "
+        f"min bulk ESS {_n(d.get('ess_bulk_min'), 3)}, max autocorrelation time "
+        f"{_n(d.get('autocorr_max_steps'), 3)} steps, {_n(d.get('seconds_per_step'), 3)} s per "
+        f"step. The shipped samples reproduce their summary: {yes_no(cal['reproduces_summary'])}; "
+        f"they apply to the current parameter set: {yes_no(cal['applies_to_parameter_set'])} "
+        f"(fitted on {cal['fitted_on_parameter_set']}, current {cal['current_parameter_set']})."
+    )
+    screening = (
+        f"Screening {scr.get('version', '–')}: {scr.get('rule', '')}; {len(scr.get('selected', []))} "
+        f"parameters calibrated, {scr.get('at_prior', 0)} left at their priors (sampled there by "
+        f"the ensemble); {scr.get('n_runs', 0)} model runs (Sobol N = {scr.get('sobol_n_base')}). "
+        f"Collinearity index of the selection (Brun 2001): "
+        f"{_n(scr.get('identifiability', {}).get('collinearity_index'), 3)}."
+        if scr.get("version")
+        else "No shipped screening."
+    )
+    waves = "; ".join(
+        f"wave {w['wave']}: {w['non_implausible']} of {w['points']} non-implausible"
+        for w in hm.get("waves", [])
+    )
+    conflicts = [r["key"] for r in hm.get("rows", []) if r.get("conflict")]
+    history = (
+        f"History matching (implausibility cut-off {hm.get('cutoff')}): {waves}."
+        + (f" Rows no point reached: {', '.join(conflicts)}." if conflicts else "")
+        if hm
+        else ""
+    )
+    prows: list[list[str]] = []
+    for f in cal.get("factors", []):
+        fstats = stats.get(f["label"], {})
+        members = {m.get("member"): m for m in fstats.get("members", [])}
+        for p in f["prior"]:
+            post: dict[str, Any] = members.get(p["member"], {})
+            prows.append(
+                [
+                    p["member"],
+                    f"{_n(p['value'])} [{_n(p['low'])}–{_n(p['high'])}]",
+                    f["prior_source"],
+                    _n(post.get("median")),
+                    f"{_n(post.get('low'))}–{_n(post.get('high'))}",
+                    _n(fstats.get("z_sd"), 3),
+                ]
+            )
+    params = table(
+        [column("Parameter"), column("Prior (mode, 5–95%)"), column("Prior from"),
+         column("Posterior median", num=True), column("Posterior 5–95%"),
+         column("Posterior/prior SD", num=True)],
+        prows,
+        caption="Calibrated parameters: prior and posterior",
+    )  # fmt: skip
+    groups = table(
+        [column("Output family"), column("Prior scale", num=True), column("tau median", num=True),
+         column("tau 5–95%")],
+        [[g["name"], _n(g["prior_scale"], 3), _n(s.get("tau_median"), 3),
+          f"{_n(s.get('tau_low'), 3)}–{_n(s.get('tau_high'), 3)}"]
+         for g, s in zip(cal.get("groups", []), cal.get("statistics", {}).get("groups", []),
+                         strict=False)],
+        caption="Between-study discrepancy per output family (relative; counts on the logit)",
+    )  # fmt: skip
+    rows_t = table(
+        [column("Row"), column("Type"), column("Study"), column("Observed", num=True),
+         column("SE", num=True), column("Posterior median prediction", num=True),
+         column("PIT", num=True)],
+        [{"cells": [r["key"], r["kind"], r["study"], _n(r["observed"]), _n(r.get("se")),
+                    _n(r.get("predicted_median")), _n(r.get("pit"), 2)],
+          "highlight": isinstance(r.get("pit"), float) and not 0.1 <= r["pit"] <= 0.9}
+         for r in cal.get("rows", [])],
+        caption="Calibration rows (highlighted: PIT outside 0.1–0.9)",
+    )  # fmt: skip
+    corr = table(
+        [column("Coordinate"), column("Coordinate"), column("Correlation", num=True)],
+        [[c["a"], c["b"], _n(c["r"], 3)] for c in cal.get("largest_correlations", [])],
+        caption="Largest posterior correlations",
+    )  # fmt: skip
+    return {
+        "summary": summary,
+        "screening": screening,
+        "history": history,
+        "tables": [params, groups, rows_t, corr],
+    }
+
+
+def _validation(val: dict[str, Any]) -> dict[str, Any]:
+    s = val.get("summary", {})
+    summary = (
+        f"{val['n_pass']}/{val['n_evaluated']} evaluated rows within tolerance; "
+        f"{val['n_rows'] - val['n_evaluated']} not evaluated (reason listed). "
+        f"{val['draws']} ensemble draws (posterior {val.get('posterior') or 'not applied'}). "
+        f"Coverage of the 80% predictive interval on two-sided and count rows: "
+        f"{_ci(s.get('coverage_80'))}; of the 50% interval: {_ci(s.get('coverage_50'))}. "
+        f"Bound rows consistent with the 80% interval: {s.get('bounds_consistent_80', 0)}/"
+        f"{s.get('n_bounds', 0)}. PIT against uniform: Kolmogorov–Smirnov p = "
+        f"{_n((s.get('pit_ks') or {}).get('p_value'), 2)}. Mean CRPS {_n(s.get('crps_mean'), 3)} "
+        f"tolerances (previous ensemble: {_n(s.get('crps_baseline_mean'), 3)}); mean 80% interval "
+        f"score {_n(s.get('interval_score_mean'), 3)}; median 80% width "
+        f"{_n(s.get('sharpness_median'), 3)} tolerances. Misses are listed, not hidden."
+    )
+    rows_t = table(
+        [column("Row"), column("Study"), column("Type"), column("Observed", num=True),
+         column("Tolerance", num=True), column("Model", num=True), column("80% interval"),
+         column("50% interval"), column("Parameter band"), column("Units"), column("Result"),
+         column("Covered (80%)"), column("PIT", num=True), column("CRPS / tol.", num=True),
+         column("Stand-ins or reason")],
+        [{"cells": [r["key"], r["study"], r["kind"] or "–", _n(r["observed"]),
+                    _n(r["tolerance"]), _n(r["predicted"]),
+                    f"{_n(r['low'])}–{_n(r['high'])}", f"{_n(r['low50'])}–{_n(r['high50'])}",
+                    f"{_n(r['band_low'])}–{_n(r['band_high'])}", pretty_units(r["units"]),
+                    r["status"], "–" if r["covered"] is None else yes_no(r["covered"]),
+                    _n(r["pit"], 2), _n(r["crps"], 3), r["assumptions"]],
+          "highlight": r["status"] == "miss"} for r in val["rows"]],
+        caption="Validation rows (highlighted: outside tolerance)",
+    )  # fmt: skip
+    vv = table(
+        [column("Row"), column("E = S − D", num=True), column("u_num", num=True),
+         column("u_input", num=True), column("u_D", num=True), column("u_val", num=True),
+         column("|E| / u_val", num=True)],
+        [[r["key"], _n(r["vv20"].get("E")), _n(r["vv20"].get("u_num"), 2),
+          _n(r["vv20"].get("u_input")), _n(r["vv20"].get("u_D")), _n(r["vv20"].get("u_val")),
+          _n(r["vv20"].get("E_over_u_val"), 3)]
+         for r in val["rows"] if r.get("vv20")],
+        caption="ASME V&V 20 comparison (prediction units; counts as proportions)",
+    )  # fmt: skip
+    calc = val.get("calculation_verification", {})
+    calc_t = table(
+        [column("Row"), column("Value", num=True), column("Grid change", num=True),
+         column("Tolerance change", num=True), column("u_num", num=True),
+         column("u_num / tolerance", num=True)],
+        [[c["key"], _n(c["value"]), _n(c["grid_change"], 2), _n(c["tolerance_change"], 2),
+          _n(c["u_num"], 2), _n(c["u_num_over_tolerance"], 2)] for c in calc.get("rows", [])],
+        caption="Calculation verification",
+    )  # fmt: skip
+    cc = val.get("calibration_check", {})
+    loso = cc.get("loso", {})
+    check = (
+        f"Calibration rows with a posterior-predictive PIT in 0.1–0.9: {cc.get('n_inside')}/"
+        f"{cc.get('n_rows')}. Leave-one-study-out ({len(loso.get('studies', []))} studies): 80% "
+        f"coverage {_ci(loso.get('coverage_80'))}; elpd {_n(loso.get('elpd'), 4)}; max Pareto k "
+        f"{_n(loso.get('max_pareto_k'), 2)}. {loso.get('method', '')}."
+        if cc.get("n_rows")
+        else f"Calibration check: {cc.get('status', 'not run')}."
+    )
+    loso_t = table(
+        [column("Left-out study"), column("elpd", num=True), column("Pareto k", num=True),
+         column("Rows (PIT; covered)")],
+        [{"cells": [s["study"], _n(s["elpd"], 3), _n(s["pareto_k"], 2),
+                    "; ".join(f"{r['key']} ({_n(r['pit'], 2)}; {yes_no(r['covered_80'])})"
+                              for r in s["rows"])],
+          "highlight": isinstance(s["pareto_k"], float) and s["pareto_k"] > 0.7}
+         for s in loso.get("studies", [])],
+        caption="Leave-one-study-out cross-validation on the calibration set",
+    )  # fmt: skip
+    co = val.get("cohorts", {})
+    cohort_t = table(
+        [column("Row"), column("Role"), column("Observed SD", num=True),
+         column("Predicted SD (aleatory)", num=True), column("5–95% over draws"),
+         column("Epistemic SD of the mean", num=True), column("Ratio", num=True),
+         column("Within 0.5–2")],
+        [{"cells": [r["key"], r["role"], _n(r["observed_sd"]), _n(r["predicted_sd"]),
+                    f"{_n(r['predicted_sd_low'])}–{_n(r['predicted_sd_high'])}",
+                    _n(r["epistemic_sd"]), _n(r["ratio"], 3), yes_no(r["within_goal"])],
+          "highlight": not r["within_goal"]} for r in co.get("rows", [])],
+        caption="Virtual cohorts: between-patient spread against the observed",
+    )  # fmt: skip
+    return {
+        "summary": summary,
+        "rows": rows_t,
+        "vv20": vv,
+        "calculation": calc_t,
+        "calculation_summary": (
+            f"{calc.get('method', 'Not run')}. Largest relative u_num "
+            f"{_n(calc.get('max_relative'), 2)}."
+            if calc
+            else "Not run."
+        ),
+        "check": check,
+        "loso": loso_t,
+        "cohorts": cohort_t,
+        "cohort_summary": (
+            f"{co.get('n_within', 0)}/{len(co.get('rows', []))} rows within "
+            f"{co.get('goal', [0.5, 2])[0]:g}–{co.get('goal', [0.5, 2])[1]:g} × the observed SD "
+            f"({co.get('patients')} virtual patients × {co.get('draws')} parameter draws)."
+            if co
+            else "Not run."
+        ),
+    }
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The credibility report as one self-contained page on the shared shell (nothing external)."""
     cal, val, sens, ver = (
@@ -117,54 +362,15 @@ def render_html(report: dict[str, Any]) -> str:
           "highlight": not c["passed"]} for c in checks],
         label="Code verification checks",
     )  # fmt: skip
-    cal_summary = (
-        f"{cal['method']}. {cal['iterations']} iterations, χ² = {_n(cal['chi2'])}, condition "
-        f"number of the weighted Jacobian {_n(cal['condition_number'])}. Reproduces the shipped "
-        f"calibration: {yes_no(cal['reproduces_shipped'])} (shipped {cal['shipped_version']})."
-    )
-    cal_rows = table(
-        [column("Row"), column("Observed", num=True), column("Standard error", num=True),
-         column("Standard error from"), column("Model", num=True), column("Residual", num=True),
-         column("Residual / SE", num=True)],
-        [[r["key"], _n(r["observed"]), _n(r["se"]), r["se_rule"], _n(r["predicted"]),
-          _n(r["residual"]), _n(r["normalised_residual"])] for r in cal["rows"]],
-        caption="Calibration rows: observed vs fitted",
-    )  # fmt: skip
-    cal_params = table(
-        [column("Coordinate"), column("Members"), column("Posterior mean", num=True),
-         column("5th percentile", num=True), column("95th percentile", num=True),
-         column("SD of the log", num=True)],
-        [[p["label"], ", ".join(p["members"]), _n(p["value"]), _n(p["low"]), _n(p["high"]),
-          _n(p["sd_log"])] for p in cal["parameters"]],
-        caption="Posterior of the calibrated coordinates",
-    )  # fmt: skip
-    cal_corr = table(
-        [column("Coordinate"), *[column(p["label"], num=True) for p in cal["parameters"]]],
-        [[p["label"], *[_n(x, 3) for x in row]]
-         for p, row in zip(cal["parameters"], cal["correlation"], strict=True)],
-        caption="Posterior correlations (log space)",
-    )  # fmt: skip
-    lo_p, hi_p = val["interval_percentiles"]
-    val_summary = (
-        f"{val['n_pass']}/{val['n_evaluated']} evaluated rows within tolerance; "
-        f"{val['n_rows'] - val['n_evaluated']} not evaluated. Coverage of the "
-        f"{lo_p:g}–{hi_p:g}% prediction interval ({val['draws']} parameter draws): "
-        f"{val['n_covered']}/{val['n_evaluated']} = {_n(val['coverage'], 2)} (a well-calibrated "
-        "80% interval covers about 80%). Misses are listed, not hidden."
-    )
-    validation = table(
-        [column("Row"), column("Quantity"), column("Sources"), column("Evidence"),
-         column("Observed", num=True), column("Tolerance", num=True), column("Bound"),
-         column("Model", num=True), column("10th percentile", num=True),
-         column("90th percentile", num=True), column("Units"), column("Result"),
-         column("Covered"), column("Stand-ins or reason")],
-        [{"cells": [r["key"], human(r["quantity"]), ", ".join(r["sources"]), r["evidence"],
-                    _n(r["observed"]), _n(r["tolerance"]), r["bound"] or "–",
-                    _n(r["predicted"]), _n(r["low"]), _n(r["high"]), pretty_units(r["units"]),
-                    r["status"], "–" if r["covered"] is None else yes_no(r["covered"]),
-                    r["assumptions"]],
-          "highlight": r["status"] == "miss"} for r in val["rows"]],
-        caption="Validation rows (highlighted: outside tolerance)",
+    behaviours = table(
+        [column("Behaviour"), column("Source"), column("Measured"), column("Result"),
+         column("Test")],
+        [{"cells": [b["behaviour"], b["source"],
+                    "; ".join(f"{k} = {_fmt(v)}" for k, v in b["measured"].items()),
+                    "holds" if b["passed"] else "FAILS", b["test"]],
+          "highlight": not b["passed"]} for b in report.get("behaviours", [])],
+        caption="Qualitative behaviours the model was not fitted to",
+        empty="Not run.",
     )  # fmt: skip
     sens_table = None
     if "endpoints" in sens:
@@ -183,16 +389,24 @@ def render_html(report: dict[str, Any]) -> str:
         )  # fmt: skip
     else:
         sens_summary = "Skipped."
+    c = _calibration(cal)
+    v = _validation(val)
+    env = report.get("environment", {})
     return render(
         "credibility.html.j2",
         kind="Credibility report",
         title=report["title"],
-        subtitle=(f"Parameter set {report['parameter_set_hash']}; calibration {cal['version']}."),
+        subtitle=(
+            f"Parameter set {report['parameter_set_hash']}; posterior {cal.get('version', 'none')}."
+        ),
         toc=[
-            ("context", "Context of use"),
+            ("context", "Context of use and credibility"),
             ("verification", "Code verification"),
+            ("calculation", "Calculation verification"),
             ("calibration", "Calibration"),
             ("validation", "Validation"),
+            ("population", "Population"),
+            ("behaviours", "Qualitative behaviours"),
             ("sensitivity", "Global sensitivity"),
             ("limits", "Known limits"),
         ],
@@ -200,24 +414,41 @@ def render_html(report: dict[str, Any]) -> str:
             [
                 ("microneedling version", report["microneedling_version"]),
                 ("parameter-set hash", report["parameter_set_hash"]),
-                ("calibration", cal["version"]),
+                ("posterior", cal.get("version", "none")),
                 ("validation draws", val["draws"]),
+                *((k, v_) for k, v_ in env.items()),
             ]
         ),
         context_of_use=report["context_of_use"],
+        uses=_credibility_tables(report),
+        assessed=report.get("credibility", {}).get("assessed", ""),
         verification_summary=ver_summary,
         verification=verification,
-        calibration_summary=cal_summary,
-        calibration_rows=cal_rows,
-        calibration_parameters=cal_params,
-        calibration_correlation=cal_corr,
-        validation_summary=val_summary,
+        calculation_summary=v["calculation_summary"],
+        calculation=v["calculation"],
+        calibration_summary=c["summary"],
+        calibration_screening=c.get("screening", ""),
+        calibration_history=c.get("history", ""),
+        calibration_tables=c["tables"],
+        calibration_check=v["check"],
+        loso=v["loso"],
+        validation_summary=v["summary"],
         validation_chart=Markup(_svg_validation(val["rows"])),
-        validation=validation,
+        validation=v["rows"],
+        vv20=v["vv20"],
+        cohort_summary=v["cohort_summary"],
+        cohorts=v["cohorts"],
+        behaviours=behaviours,
         sensitivity_summary=sens_summary,
         sensitivity=sens_table,
         limits=list(report["limits"]),
     )
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list):
+        return ", ".join(_n(x, 3) for x in v)
+    return _n(v, 4)
 
 
 def write_report(out: Path | str, report: dict[str, Any], *, overwrite: bool = False) -> Path:
@@ -232,17 +463,20 @@ def write_report(out: Path | str, report: dict[str, Any], *, overwrite: bool = F
 
 def validation_table(v: Validation) -> str:
     """Plain-text table of a validation (:func:`~microneedling.studies.credibility.validate.validate`):
-    one line per row, then the pass count and the interval coverage."""
+    one line per row (observed, tolerance, nominal model, 80% predictive interval, PIT, result,
+    covered), then the pass count, the coverage of the two-sided rows with its study-clustered CI,
+    and the mean CRPS against the previous ensemble's."""
     lines = [
         f"{'row':30s} {'observed':>9s} {'tol':>7s} {'model':>9s} {'10%':>9s} {'90%':>9s} "
-        "units     result  covered"
+        f"{'PIT':>5s} units     result  covered"
     ]
     for r in v.results:
         b = "<=" if r.bound == "upper" else ">=" if r.bound == "lower" else "  "
         cov = "-" if r.covered is None else "yes" if r.covered else "no"
+        pit = f"{r.pit:5.2f}" if math.isfinite(r.pit) else "    -"
         lines.append(
             f"{r.key:30s} {b}{r.observed:7.4g} {r.tolerance:7.3g} {r.predicted:9.4g} "
-            f"{r.low:9.4g} {r.high:9.4g} {r.units:9s} {r.status:7s} {cov}"
+            f"{r.low:9.4g} {r.high:9.4g} {pit} {r.units:9s} {r.status:7s} {cov}"
         )
     lines.append(
         f"within tolerance: {v.n_pass}/{v.n_evaluated} evaluated rows "
@@ -250,6 +484,13 @@ def validation_table(v: Validation) -> str:
         f"{v.interval[0]:g}-{v.interval[1]:g}% interval coverage: {v.n_covered}/{v.n_evaluated}"
         f" = {v.coverage:.0%} ({v.draws} draws, seed {v.seed})"
     )
+    s = v.summary
+    if s:
+        lines.append(
+            f"two-sided and count rows: 80% coverage {_ci(s.get('coverage_80'))}; 50% coverage "
+            f"{_ci(s.get('coverage_50'))}; mean CRPS {_n(s.get('crps_mean'), 3)} tolerances "
+            f"(previous ensemble {_n(s.get('crps_baseline_mean'), 3)})"
+        )
     return "\n".join(lines)
 
 

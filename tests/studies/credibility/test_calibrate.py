@@ -1,124 +1,262 @@
-"""Calibration: the shipped parameter set is what `microneedling calibrate` reproduces, the fit
-sees only calibration rows, and the ensemble samples the posterior."""
+"""The calibration problem: settings file, protocol settings as nuisance parameters, the rows'
+likelihood view, predictions (stand-ins, two-arm contrasts), priors, history matching, and that
+no validation row ever reaches the fit."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from microneedling.io import data_path as _data_dir
-from microneedling.parameters.parameter_set import load_parameters
-from microneedling.parameters.sampling import (
-    load_calibration,
-    sample_parameter_sets,
-    shipped_posterior,
-)
+from microneedling.errors import InputError
+from microneedling.io import loads_toml
 from microneedling.studies.credibility import calibrate
-from microneedling.studies.credibility.calibrate import calibration_toml, fit, write_values
-from microneedling.studies.credibility.literature import point_fit_rows, rows
+from microneedling.studies.credibility.calibrate import (
+    CalibrationConfig,
+    CalibrationConfigError,
+    Nuisance,
+    Problem,
+    apply_settings,
+    build_problem,
+    history_match,
+    load_config,
+    predict_rows,
+    refined_grid,
+    row_specs,
+    tomlable,
+)
+from microneedling.studies.credibility.literature import (
+    load_protocol_file,
+    load_protocols,
+    protocol_course,
+    rows,
+)
 
 
 @pytest.fixture(scope="module")
-def cal() -> calibrate.Calibration:
-    return fit()
+def problem() -> Problem:
+    return build_problem(None)
 
 
-def test_refit_reproduces_the_shipped_calibration_exactly(cal: calibrate.Calibration) -> None:
-    version, text = calibration_toml(cal)
-    shipped = load_calibration()
-    assert version == shipped["version"]
-    current = (calibrate.calibration_dir() / calibrate.CURRENT).read_text(encoding="utf-8")
-    assert text == current  # byte for byte: no dates, deterministic fit
-    assert (calibrate.calibration_dir() / f"{version}.toml").read_text(encoding="utf-8") == text
+def test_settings_file_is_validated_naming_the_field() -> None:
+    cfg = load_config()
+    assert cfg.screening.sobol_n_base >= 512  # the issue's minimum for the shipped screening
+    assert cfg.validation.draws >= 256
+    text = (
+        calibrate.config_path()
+        .read_text(encoding="utf-8")
+        .replace("sobol_n_base = 512", "sobol_n_base = -1")
+    )
+    with pytest.raises(CalibrationConfigError) as exc:
+        CalibrationConfig.from_toml_text(text, source="calibrate.toml")
+    assert "screening.sobol_n_base" in str(exc.value)
 
 
-def test_shipped_parameter_files_hold_the_posterior(cal: calibrate.Calibration) -> None:
-    ps = load_parameters()
-    intervals = cal.intervals
-    for name, value in cal.values.items():
-        p = ps.parameters[name]
-        assert p.kind == "calibrated", name
-        assert p.value == pytest.approx(value, rel=1e-9), name
-        assert (p.low, p.high) == pytest.approx(intervals[name], rel=1e-9), name
-        assert p.low < p.value < p.high
+def test_apply_settings_changes_the_course_as_the_study_would() -> None:
+    course = {
+        "horizon_days": 176.0,
+        "patient": {"age_years": 25, "sex": "female", "fitzpatrick": 4},
+        "sessions": [
+            {"day": 0.0, "needle_length_mm": 1.5, "passes": 15},
+            {"day": 30.0, "needle_length_mm": 1.5, "passes": 15},
+            {"day": 60.0, "needle_length_mm": 1.5, "passes": 15},
+        ],
+    }
+    c = apply_settings(
+        course,
+        {"needle_length_mm": 1.0, "passes": 8.4, "age_years": 44.6, "fitzpatrick": 2,
+         "interval_days": 14},
+    )  # fmt: skip
+    assert [s["needle_length_mm"] for s in c["sessions"]] == [1.0] * 3
+    assert [s["passes"] for s in c["sessions"]] == [8] * 3
+    assert c["patient"] == {"age_years": 45, "sex": "female", "fitzpatrick": 2}
+    assert [s["day"] for s in c["sessions"]] == [0.0, 14.0, 28.0]
+    assert c["horizon_days"] == 28.0 + (176.0 - 60.0)  # the end point keeps its offset
+    assert course["sessions"][1]["day"] == 30.0  # the protocol itself is untouched
+    with pytest.raises(InputError):
+        apply_settings(course, {"site": 1.0})
 
 
-def test_fit_reproduces_every_calibration_row(cal: calibrate.Calibration) -> None:
-    assert set(cal.rows) == {r.key for r in point_fit_rows()}
-    assert set(cal.rows) <= {r.key for r in rows("calibration")}
-    assert np.all(np.abs(cal.normalised_residuals) < 1e-3)
-    assert np.all(cal.se > 0)
-    # the posterior is proper and the parameters identified by the rows
-    assert np.all(np.linalg.eigvalsh(cal.covariance_log) > 0)
-    assert cal.condition_number < 100.0
-    assert np.all(np.abs(cal.correlation[np.triu_indices(len(cal.parameters), 1)]) < 0.99)
+def test_nuisance_scores_map_uniformly_onto_the_range() -> None:
+    u = np.random.default_rng(0).standard_normal(200_000)
+    passes = Nuisance("s", "passes", 8, 20, ("r",)).at(u)
+    counts = np.bincount(passes.astype(int) - 8)
+    assert set(np.unique(passes)) == set(range(8, 21))
+    assert counts.min() / counts.max() > 0.95  # 13 equally likely integers
+    length = Nuisance("s", "needle_length_mm", 1.0, 2.0, ("r",)).at(u)
+    assert length.min() >= 1.0 and length.max() <= 2.0
+    assert np.mean(length) == pytest.approx(1.5, abs=0.005)
 
 
-def test_a_validation_row_is_never_used_in_fitting(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_evaluable_calibration_row_has_a_likelihood(problem: Problem) -> None:
+    protocols = load_protocols()
+    cal = rows("calibration")
+    evaluable = [r for r in cal if protocols[r.key].evaluable]
+    assert [s.key for s in problem.likelihood.specs] == [r.key for r in evaluable]
+    assert {k for k, _ in problem.skipped} == {r.key for r in cal} - {r.key for r in evaluable}
+    assert all(reason.strip() for _, reason in problem.skipped)
+    for r, s in zip(evaluable, problem.likelihood.specs, strict=True):
+        if r.kind == "count":
+            assert s.kind == "binomial" and s.k == r.k and s.observed == r.k / r.n
+        elif r.kind == "direction":
+            assert s.kind == ("upper" if r.bound == "upper" else "lower") and s.observed == 0.0
+        elif r.kind == "bound":
+            assert s.kind == r.bound
+        else:
+            assert s.kind == "gaussian" and s.se > 0
+        assert s.study == r.study and s.scale >= 0
+
+
+def test_priors_of_calibrated_entries_come_from_the_settings_file(problem: Problem) -> None:
+    cfg = load_config()
+    for f in problem.factors:
+        for name, prior in zip(f.members, f.priors, strict=True):
+            if problem.base.parameters[name].kind == "calibrated" or name in cfg.priors:
+                p = cfg.priors[name]
+                assert prior == (p.value, p.low, p.high), name
+                assert f.prior_source == "calibrate.toml [priors]"
+    # a tie moves its members together
+    k1 = next(f for f in problem.factors if "healing.k_1" in f.members)
+    assert k1.members == ("healing.k_1", "healing.k_3")
+    v = k1.values_at(1.0)
+    assert v["healing.k_1"] == pytest.approx(v["healing.k_3"])
+
+
+def test_the_fit_refuses_validation_rows_and_never_simulates_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(InputError, match="calibration rows only"):
+        build_problem(None, lit_rows=rows("validation")[:2])
     seen: list[str] = []
     real = calibrate.predict_rows
 
-    def spy(lit_rows, sets, protocols=None, settings=None):  # type: ignore[no-untyped-def]
+    def spy(lit_rows, sets, *a, **kw):  # type: ignore[no-untyped-def]
         seen.extend(r.key for r in lit_rows)
-        assert all(r.role == "calibration" for r in lit_rows), [r.key for r in lit_rows]
-        return real(lit_rows, sets, protocols, settings)
+        return real(lit_rows, sets, *a, **kw)
 
     monkeypatch.setattr(calibrate, "predict_rows", spy)
-    fit()
-    validation = {r.key for r in rows("validation")}
-    assert seen and not (set(seen) & validation)
+    pr = build_problem(None)
+    pr.evaluate(np.zeros((1, pr.ndim)))
+    assert seen and not set(seen) & {r.key for r in rows("validation")}
 
 
-def test_ensemble_samples_the_posterior_jointly(cal: calibrate.Calibration) -> None:
+def test_stand_ins_drawn_from_their_ranges_move_the_prediction() -> None:
+    protocols = load_protocols()
+    row = next(
+        r
+        for r in rows("calibration")
+        if protocols[r.key].evaluable
+        and "needle_length_mm" in protocols[r.key].ranges
+        and (protocols[r.key].endpoint or "").startswith("dermal_density")
+    )
+    settings = load_protocol_file()["settings"]
+    lo, hi = protocols[row.key].ranges["needle_length_mm"]
+    from microneedling.parameters.parameter_set import load_parameters
+
     ps = load_parameters()
-    post = shipped_posterior(ps)
-    assert post is not None
-    draws = sample_parameter_sets(ps, 400, seed=3)
-    k1 = np.array([d.parameters["healing.k_1"].value for d in draws])
-    k3 = np.array([d.parameters["healing.k_3"].value for d in draws])
-    dens = np.array([d.parameters["observe.density_per_collagen_I"].value for d in draws])
-    assert np.array_equal(k1, k3)  # tied members move together
-    r = np.corrcoef(np.log(k1), np.log(dens))[0, 1]
-    assert r == pytest.approx(cal.correlation[0, 2], abs=0.12)
-    lo, hi = np.percentile(np.log(k1), [5, 95])
-    assert math.exp(lo) == pytest.approx(cal.intervals["healing.k_1"][0], rel=0.05)
-    assert math.exp(hi) == pytest.approx(cal.intervals["healing.k_1"][1], rel=0.05)
+    pred = predict_rows(
+        [row], [ps, ps], protocols, settings,
+        overrides=[{row.key: {"needle_length_mm": lo}}, {row.key: {"needle_length_mm": hi}}],
+    )  # fmt: skip
+    assert pred[1, 0] > pred[0, 0]  # deeper needling, more density gain
 
 
-def test_edited_set_is_sampled_independently() -> None:
-    ps = load_parameters().with_values({"healing.k_1": 0.003})
-    assert shipped_posterior(ps) is None
-    draws = sample_parameter_sets(ps, 50, seed=1)
-    k1 = np.array([d.parameters["healing.k_1"].value for d in draws])
-    k3 = np.array([d.parameters["healing.k_3"].value for d in draws])
-    assert not np.array_equal(k1, k3)
+def test_two_arm_rows_are_the_contrast_of_two_simulated_arms() -> None:
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    from microneedling.parameters.parameter_set import load_parameters
+
+    ps = load_parameters()
+    two = [
+        r
+        for r in rows()
+        if r.two_arm
+        and protocols[r.key].evaluable
+        and protocols[r.key].reference is not None
+        and not protocols[r.key].untreated_reference
+    ]
+    if not two:
+        pytest.skip("no evaluable two-arm row with a treated comparator")
+    r = two[0]
+    p = protocols[r.key]
+    ref = p.reference_protocol()
+    assert ref is not None
+    arm = dataclasses.replace(p, reference=None)
+    got = predict_rows([r], [ps], protocols, settings)[0, 0]
+    a = predict_rows([r], [ps], {r.key: arm}, settings)[0, 0]
+    b = predict_rows([r], [ps], {r.key: ref}, settings)[0, 0]
+    want = a / b if r.contrast == "ratio" else a - b
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
 
 
-def test_write_values_round_trip(tmp_path: Path, cal: calibrate.Calibration) -> None:
-    src = _data_dir() / "parameters"
-    dst = tmp_path / "parameters"
-    shutil.copytree(src, dst)
-    names = write_values(cal, dst)
-    ps = load_parameters(dst)
-    for n in names:
-        assert ps.parameters[n].value == pytest.approx(cal.values[n], rel=1e-9)
-        assert ps.parameters[n].low == pytest.approx(cal.intervals[n][0], rel=1e-9)
-    # the other parameters are untouched
-    assert (dst / "needles.toml").read_text() == (src / "needles.toml").read_text()
+def test_refined_grid_holds_the_default_grid_and_fine_steps() -> None:
+    protocols = load_protocols()
+    p = next(protocols[r.key] for r in rows("calibration") if protocols[r.key].course)
+    course = protocol_course(p)
+    from microneedling.engine.prepare import output_times
+
+    days = np.array(sorted({float(s.day) for s in course.sessions}))
+    default = output_times(days, float(course.horizon_days))
+    fine = refined_grid([course], 4, 15.0, 3.0)
+    assert np.all(np.isin(default, fine))
+    step = 15.0 / 1440.0
+    near = fine[(fine > days[0]) & (fine < days[0] + 3.0)]
+    assert np.max(np.diff(near)) <= step + 1e-12
+    assert len(fine) > 4 * len(default)
 
 
-def test_calibration_file_is_the_package_toml_writer(cal: calibrate.Calibration) -> None:
-    import hashlib
+def test_history_matching_rules_out_the_implausible(
+    problem: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose first Gaussian row is y + 10 noise units x z[0] and whose second can never
+    reach its observation: the first row rules out |z0| >~ 0.3, the second is a conflict."""
+    specs = problem.likelihood.specs
+    obs = np.array([s.observed for s in specs])
+    scale = np.array([math.hypot(s.se, 0.9 * s.scale) for s in specs])
+    i0, i1 = [i for i, s in enumerate(specs) if s.kind == "gaussian"][:2]
 
-    from microneedling.io import dumps_toml, loads_toml
+    def predict(self: Problem, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
+        out = np.tile(obs, (len(x), 1))
+        out[:, i0] += 10.0 * scale[i0] * x[:, 0]
+        out[:, i1] += 100.0 * scale[i1]
+        return out
 
-    version, text = calibration_toml(cal)
-    content = cal.to_dict()
-    assert version == "cal-" + hashlib.sha256(dumps_toml(content).encode()).hexdigest()[:12]
-    assert text.endswith(dumps_toml({"version": version, **content}))
-    assert all(line.startswith("# ") for line in text[: text.index("version =")].splitlines())
-    assert loads_toml(text) == {"version": version, **content}
+    monkeypatch.setattr(Problem, "predict", predict)
+    cfg = load_config()
+    cfg = cfg.model_copy(
+        update={"history_matching": cfg.history_matching.model_copy(update={"points": 512})}
+    )
+    hm = history_match(problem, cfg)
+    s = hm.summary()
+    assert s["rows"][i1]["conflict"] and not s["rows"][i0]["conflict"]
+    assert s["empty"]  # no point reaches the second row
+    ok = hm.implausibility[:, i0] <= 3.0
+    assert np.all(np.abs(hm.x[ok, 0]) < 0.45) and np.any(ok)
+    assert s["waves"][1]["points"] == 512
+
+
+def test_tomlable_writes_what_toml_can_hold() -> None:
+    data = {"a": None, "b": (1, np.float64(2.5)), "c": float("inf"), "d": np.arange(2)}
+    out = tomlable(data)
+    assert out == {"b": [1, 2.5], "c": "inf", "d": [0, 1]}
+    from microneedling.io import dumps_toml
+
+    assert loads_toml(dumps_toml(out)) == out
+
+
+def test_row_specs_of_a_zero_value_row_get_a_default_spread() -> None:
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    zero = [
+        r
+        for r in rows("calibration")
+        if protocols[r.key].evaluable and r.value == 0 and r.kind in ("value", "direction")
+    ]
+    if not zero:
+        pytest.skip("no calibration row at 0")
+    specs, _, _, _ = row_specs(zero, protocols, settings, load_config())
+    cv = float(settings["default_cv"])
+    for r, s in zip(zero, specs, strict=True):
+        assert s.se == pytest.approx(cv * s.scale / math.sqrt(r.n or 1))

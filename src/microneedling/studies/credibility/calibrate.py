@@ -1,87 +1,234 @@
-"""Calibration: weighted least squares on the calibration rows, with a Laplace posterior.
+"""Bayesian calibration of the model on the calibration rows of the literature table.
 
-Every calibration row of ``data/literature.toml`` listed in ``protocols.toml [settings]
-point_fit_rows`` (:func:`literature.point_fit_rows`) is reproduced by simulating the
-study's own protocol (stand-in settings where the study is silent, each named in
-``data/calibration/protocols.toml``). The fitted coordinates are the logarithms of the parameters in
-``protocols.toml [[fit]]`` (a coordinate may move several tied parameters, e.g. ``healing.k_1`` and
-``healing.k_3``). The fit minimises
+Every row of ``data/literature.toml`` with ``role = "calibration"`` is reproduced by simulating the
+study's own protocol (``data/calibration/protocols.toml``: the settings the study reported, stand-ins
+where it is silent). The calibration is a statistical model, not a fit of four numbers:
 
-    sum_i ((model_i(theta) - observed_i) / se_i)^2
+1. **What to calibrate** comes from sensitivity (:mod:`.screening`): Morris screening of every
+   interval parameter and protocol setting over the calibration protocols, then Sobol indices of
+   the survivors; the parameters whose total effect on some row is at least that row's noise are
+   calibrated, the rest stay at their priors (and the ensemble samples them from the priors).
+2. **Likelihood** per row type with a between-study discrepancy per output family and measurement
+   error (:mod:`.likelihood`); the settings a study did not report are nuisance parameters of the
+   study with uniform priors over their ``ranges`` in ``protocols.toml``.
+3. **History matching** (:func:`history_match`) rules out the implausible part of the prior before
+   sampling and says whether any parameter vector is consistent with every row.
+4. **Sampling** with ``emcee`` (:mod:`.posterior`): vectorised, one batched healing solve per
+   half-ensemble update; chunks of steps kept on disk (resume); ArviZ diagnostics; thinned samples
+   shipped content-hashed in ``data/calibration``.
 
-by Gauss-Newton, where ``se_i`` is the row's standard error (the reported SE, SD/sqrt(n), a range read
-as +-2 SD, or a documented default coefficient of variation: :func:`literature.standard_error`). All
-rows and all perturbed parameter vectors of one iteration run in ONE batched healing solve
-(:func:`microneedling.engine.batch.simulate_batch`); the Jacobian is a central finite difference in
-log-parameter space. The Laplace approximation at the optimum gives the posterior covariance of the
-log-parameters, ``(J^T J)^-1`` with ``J`` the weighted Jacobian; its condition number and the
-correlations say how well the rows identify the parameters.
+Coordinates (what the sampler moves): each calibrated parameter's standard-normal score ``z`` in
+its prior (the split normal of its ``value``/``low``/``high``, :func:`microneedling.parameters.
+sampling.split_normal_value`; members of a tie share one ``z``), ``log tau`` of each discrepancy
+group, and each nuisance setting's standard-normal score ``u`` (uniform over its range through the
+normal CDF). The prior is therefore ``N(0, 1)`` on every ``z`` and ``u`` and half-normal on each tau.
 
-Output: a versioned calibration (``data/calibration/<version>.toml``, version = a hash of the content,
-no dates, so a re-run reproduces it byte for byte) with the posterior mean, covariance, 5-95%
-intervals, the rows it saw and their residuals; ``current.toml`` is the shipped one, and ``--write``
-puts the posterior values and intervals into ``data/parameters/healing.toml`` / ``observe.toml`` so
-the shipped default IS this output. ``microneedling.parameters.sampling.sample_parameter_sets`` samples these parameters
-jointly from the stored covariance.
+Priors of parameters whose file entry already holds a calibrated value come from
+``data/calibration/calibrate.toml [priors]`` (the calibration never uses a posterior as a prior).
 
-Command line: ``microneedling calibrate [--out DIR] [--write]`` (or ``python -m
-microneedling.studies.credibility.calibrate``).
+Command line: ``microneedling calibrate`` (the whole pipeline, resumable; see
+:func:`run_pipeline`).
 """
 
 from __future__ import annotations
 
-import argparse
+import copy
+import dataclasses
 import hashlib
 import json
 import math
-import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
+from microneedling.course.model import Course
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values, parse_endpoint
-from microneedling.io import atomic_directory, atomic_path, data_path, dumps_toml
+from microneedling.engine.executor import ChunkStore, map_chunks
+from microneedling.engine.prepare import output_times
+from microneedling.errors import InputError, InputFileError, MicroneedlingError
+from microneedling.io import data_path
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.parameters.sampling import CURRENT, calibration_dir, shipped_calibration
+from microneedling.parameters.sampling import split_normal_value
 from microneedling.physics import needles
+from microneedling.schema import InputModel, Integer, Number, Text
+from microneedling.studies.credibility.likelihood import (
+    Likelihood,
+    RowSpec,
+    log_prior_log_tau,
+)
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
     Protocol,
     load_protocol_file,
     load_protocols,
-    point_fit_rows,
-    protocol_course,
+    rows,
     standard_error,
 )
 from microneedling.units import convert
+
+__all__ = [
+    "MF8",
+    "SETTINGS",
+    "CalibrationConfig",
+    "Factor",
+    "FitParameter",
+    "HistoryMatch",
+    "Nuisance",
+    "Problem",
+    "apply_settings",
+    "build_problem",
+    "candidate_factors",
+    "clip_to_domains",
+    "fit_parameters",
+    "history_match",
+    "load_config",
+    "nuisances",
+    "observed_value",
+    "predict_rows",
+    "protocol_ranges",
+    "refined_grid",
+    "row_specs",
+    "row_values",
+    "tolerance_value",
+    "tomlable",
+]
 
 Z95 = 1.6448536269514722  # 95th percentile of N(0, 1): low/high are 5th/95th percentiles
 #: the Dermaroller MF8 device table of ``protocols.toml`` (course-schema fields)
 MF8: dict[str, Any] = dict(load_protocol_file()["devices"]["mf8"])
 
 
-@dataclass(frozen=True)
-class FitParameter:
-    """One fitted coordinate: log of ``members[0]``; the other members keep their ratio to it."""
+def tomlable(x: Any) -> Any:
+    """TOML-able data: ``None`` dropped (TOML has no null), tuples as lists, numpy scalars as
+    Python numbers, non-finite floats as text ("inf", "nan")."""
+    if isinstance(x, dict):
+        return {str(k): tomlable(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list | tuple):
+        return [tomlable(v) for v in x if v is not None]
+    if isinstance(x, np.ndarray):
+        return tomlable(x.tolist())
+    if isinstance(x, np.generic):
+        return tomlable(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
 
-    label: str
-    members: tuple[str, ...]
-    start: float
+
+# ================================================================================ configuration
+class CalibrationConfigError(InputFileError):
+    """``data/calibration/calibrate.toml`` is malformed; every problem names the field."""
 
 
-def fit_parameters(settings_file: Mapping[str, Any] | None = None) -> tuple[FitParameter, ...]:
-    """The ``[[fit]]`` entries of ``protocols.toml``."""
-    raw = settings_file or load_protocol_file()
-    return tuple(
-        FitParameter(f["label"], tuple(f["members"]), float(f["start"])) for f in raw["fit"]
-    )
+class _Config(InputModel):
+    file_kind: ClassVar[str] = "calibration settings"
+    error_class: ClassVar[type[InputFileError]] = CalibrationConfigError
 
 
-# --------------------------------------------------------------------------- predictions
+_Pos = Annotated[Integer, Field(ge=1)]
+_Frac = Annotated[Number, Field(gt=0, lt=1)]
+
+
+class ScreeningConfig(_Config):
+    groups: tuple[Text, ...]
+    morris_trajectories: _Pos
+    morris_candidates: _Pos
+    morris_levels: Annotated[Integer, Field(ge=2)]
+    morris_keep: _Pos
+    morris_keep_nuisances: Annotated[Integer, Field(ge=0)]
+    sobol_n_base: _Pos
+    prior_coverage: _Frac
+    seed: Integer
+    chunk: _Pos
+    select_ratio: Annotated[Number, Field(gt=0)]
+    select_max: _Pos
+
+
+class DiscrepancyConfig(_Config):
+    prior_scale_relative: Annotated[Number, Field(gt=0)]
+    prior_scale_logit: Annotated[Number, Field(gt=0)]
+    prior_source: Text
+
+
+class HistoryConfig(_Config):
+    points: _Pos
+    waves: _Pos
+    cutoff: Annotated[Number, Field(gt=0)]
+    rank: _Pos
+    inflate: Annotated[Number, Field(ge=1)]
+    tau_quantile: _Frac
+    seed: Integer
+
+
+class SamplerConfig(_Config):
+    walkers: Annotated[Integer, Field(ge=0)]
+    min_walkers: _Pos
+    steps: _Pos
+    de_fraction: Annotated[Number, Field(ge=0, le=1)]
+    burn_fraction: Annotated[Number, Field(ge=0, lt=1)]
+    chunk_steps: _Pos
+    keep: _Pos
+    seed: Integer
+
+
+class ValidationConfig(_Config):
+    draws: Annotated[Integer, Field(ge=2)]
+    intervals: tuple[Annotated[Number, Field(gt=0, lt=100)], ...]
+    bootstrap: _Pos
+    refine_factor: _Pos
+    refine_minutes: Annotated[Number, Field(gt=0)]
+    refine_days: Annotated[Number, Field(ge=0)]
+    rtol_tight: Annotated[Number, Field(gt=0, lt=1e-6)]
+    cohort_patients: Annotated[Integer, Field(ge=2)]
+    cohort_draws: _Pos
+    cohort_ratio: tuple[Number, Number]
+
+
+class TieConfig(_Config):
+    members: tuple[Text, ...]
+
+
+class PriorConfig(_Config):
+    value: Number
+    low: Number
+    high: Number
+    source: tuple[Text, ...]
+    note: Text = ""
+
+
+class CalibrationConfig(_Config):
+    """``data/calibration/calibrate.toml`` (see the comments in the file)."""
+
+    screening: ScreeningConfig
+    discrepancy: DiscrepancyConfig
+    history_matching: HistoryConfig
+    sampler: SamplerConfig
+    validation: ValidationConfig
+    ties: tuple[TieConfig, ...] = ()
+    priors: dict[str, PriorConfig] = Field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Hash of the settings (part of every stage's fingerprint)."""
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[
+            :16
+        ]
+
+
+def config_path() -> Path:
+    return data_path("calibration", "calibrate.toml")
+
+
+def load_config(path: Path | None = None) -> CalibrationConfig:
+    """Read and validate ``calibrate.toml``; a problem is a :class:`CalibrationConfigError`."""
+    return CalibrationConfig.from_toml(path or config_path())
+
+
+# ==================================================================== rows in prediction units
 def _comparison(row: LiteratureRow, protocol: Protocol) -> tuple[float, float | None]:
     """(observed, tolerance) in the units the model prediction is expressed in."""
     tol = row.tolerance
@@ -104,15 +251,110 @@ def tolerance_value(row: LiteratureRow, protocol: Protocol) -> float | None:
     return _comparison(row, protocol)[1]
 
 
+def row_se(
+    row: LiteratureRow, protocol: Protocol, settings: Mapping[str, Any]
+) -> tuple[float, str]:
+    """The row's standard error in prediction units (a relative-change row's SE is the value's SE
+    divided by the baseline, the baseline's own uncertainty neglected) and its rule."""
+    se, rule = standard_error(row, settings)
+    if protocol.compare == "relative_change" and row.relative_change_percent is not None:
+        return 100.0 * se / abs(row.baseline or 1.0), rule + " / |baseline| x 100"
+    return se, rule
+
+
+# ========================================================================= protocol settings
+#: protocol settings the calibration may vary as nuisance parameters (integer settings rounded)
+SETTINGS: dict[str, bool] = {
+    "needle_length_mm": False,
+    "passes": True,
+    "age_years": True,
+    "fitzpatrick": True,
+    "interval_days": False,
+}
+
+
+def apply_settings(course: Mapping[str, Any], values: Mapping[str, float]) -> dict[str, Any]:
+    """A copy of the course table with protocol settings replaced.
+
+    ``needle_length_mm`` and ``passes`` apply to every session, ``age_years`` and ``fitzpatrick``
+    to the patient; ``interval_days`` re-spaces the distinct session days from the first one and
+    moves the horizon so that it keeps its distance from the last session (end points written
+    ``@last+N`` stay at the study's time point).
+    """
+    c = copy.deepcopy(dict(course))
+    for name, v in values.items():
+        if name not in SETTINGS:
+            raise InputError("ranges", name, "one of " + ", ".join(SETTINGS))
+        if name == "needle_length_mm":
+            for s in c["sessions"]:
+                s["needle_length_mm"] = float(v)
+        elif name == "passes":
+            for s in c["sessions"]:
+                s["passes"] = round(v)
+        elif name in ("age_years", "fitzpatrick"):
+            c["patient"][name] = round(v)
+        else:
+            days = sorted({float(s["day"]) for s in c["sessions"]})
+            after = float(c["horizon_days"]) - days[-1]
+            new = {d: days[0] + k * float(v) for k, d in enumerate(days)}
+            for s in c["sessions"]:
+                s["day"] = new[float(s["day"])]
+            c["horizon_days"] = new[days[-1]] + after
+    return c
+
+
+def protocol_ranges(key: str, protocol: Protocol | None = None) -> dict[str, tuple[float, float]]:
+    """The stand-in ranges of a row's protocol (``ranges`` in ``protocols.toml``): the settings the
+    study did not report, each with the interval its uniform prior covers."""
+    raw = getattr(protocol, "ranges", None)
+    if raw is None:
+        raw = load_protocol_file().get("rows", {}).get(key, {}).get("ranges", {})
+    out: dict[str, tuple[float, float]] = {}
+    for name, lohi in dict(raw or {}).items():
+        if name not in SETTINGS:
+            raise InputError(
+                f"rows.{key}.ranges.{name}", lohi, "a setting among " + ", ".join(SETTINGS)
+            )
+        try:
+            lo, hi = (float(x) for x in lohi)
+        except (TypeError, ValueError):
+            raise InputError(f"rows.{key}.ranges.{name}", lohi, "[low, high]") from None
+        if not lo <= hi:
+            raise InputError(f"rows.{key}.ranges.{name}", lohi, "[low, high] with low <= high")
+        out[name] = (lo, hi)
+    return out
+
+
+# =============================================================================== predictions
+def refined_grid(courses: Sequence[Any], factor: int, minutes: float, days: float) -> np.ndarray:
+    """A refined common output grid for calculation verification: every course's default grid
+    (:func:`~microneedling.engine.prepare.output_times`) subdivided ``factor`` times, plus a grid of
+    ``minutes`` for ``days`` days after every session."""
+    parts = []
+    for c in courses:
+        sd = np.array(sorted({float(s.day) for s in c.sessions}))
+        t = output_times(sd, float(c.horizon_days))
+        sub = [t]
+        for k in range(1, factor):
+            sub.append(t[:-1] + np.diff(t) * k / factor)
+        step = minutes / (24.0 * 60.0)
+        for d in sd:
+            sub.append(d + np.arange(0.0, days + step / 2, step))
+        g = np.concatenate(sub)
+        parts.append(g[(g >= 0) & (g <= float(c.horizon_days))])
+    out: np.ndarray = np.unique(np.concatenate(parts))
+    return out
+
+
 def _stage_value(
     row: LiteratureRow,
     protocol: Protocol,
+    course: Mapping[str, Any] | None,
     ps: ParameterSet,
     prep_row: int | None,
     run: Any,
     settings: Mapping[str, Any],
 ) -> float:
-
     stage = protocol.stage
     if stage == "resealing_time":
         f = float(
@@ -124,16 +366,102 @@ def _stage_value(
         )
         k = ps.value("transport.k_close_open", "1/s")
         return convert(-math.log(1.0 - f) / k, "s", row.units)
-    assert prep_row is not None and protocol.course is not None
+    assert prep_row is not None and course is not None
     if stage == "puncture_density":
         return convert(float(run.prepared.puncture_density_cm2[prep_row, 0]), "1/cm^2", row.units)
     if stage == "channel_depth":
         return convert(float(run.prepared.penetration_depth_um[prep_row, 0]), "um", row.units)
     # channel_diameter: twice the surface radius of the channel
     npar = needles.NeedleParameters.from_parameters(ps)
-    d_m = float(protocol.course["device"]["needle_diameter_mm"]) * 1e-3
+    d_m = float(course["device"]["needle_diameter_mm"]) * 1e-3
     a = float(np.asarray(needles.channel_surface_radius(d_m, npar.channel_radius_ratio)))
     return convert(2.0 * a, "m", row.units)
+
+
+def _arms(p: Protocol) -> list[tuple[Protocol, str]]:
+    """The protocols a row evaluates: its own (``"main"``) and, for a two-arm row whose comparator
+    is treated, the comparator arm (``"reference"``)."""
+    out = [(p, "main")]
+    if getattr(p, "reference", None) is not None and not getattr(p, "untreated_reference", False):
+        ref = p.reference_protocol()
+        if ref is not None:
+            out.append((ref, "reference"))
+    return out
+
+
+def _contrast(
+    row: LiteratureRow, p: Protocol, main: np.ndarray, ref: np.ndarray | None
+) -> np.ndarray:
+    """A two-arm row's model contrast (difference or ratio of the arms); an untreated comparator
+    arm's change is 0 by construction."""
+    if getattr(p, "reference", None) is None:
+        return main
+    ratio = getattr(row, "contrast", "difference") == "ratio"
+    if ref is None:  # untreated comparator
+        if ratio:
+            return np.full_like(main, np.nan)
+        return main
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: np.ndarray = main / ref if ratio else main - ref
+    return out
+
+
+def row_values(run: Any, row: LiteratureRow, protocol: Protocol, cases: np.ndarray) -> np.ndarray:
+    """A row's model number for the given cases of a batch run, in the units of
+    :func:`observed_value`, by the protocol's ``compare`` rule (end point, course incidence,
+    per-session mean, grade proxy, unit conversion)."""
+    assert protocol.endpoint is not None
+    spec = parse_endpoint(protocol.endpoint)
+    if protocol.compare == "course_incidence":
+        risk = run.per_session["pih_risk"][cases]
+        out: np.ndarray = 100.0 * (1.0 - np.nanprod(1.0 - risk, axis=1))
+        return out
+    v = endpoint_values(run, spec)[cases]
+    if spec.per_session:  # an unbounded per-session value (inf) is a result, not "n/a"
+        raw = run.per_session[spec.variable][cases]
+        v = np.where(np.isnan(v) & np.any(np.isposinf(raw), axis=1), np.inf, v)
+    if protocol.compare == "per_session_mean":
+        v = v / run.prepared.session_mask[cases].sum(axis=1)
+    if protocol.compare == "grade":
+        v = (row.baseline or 0.0) * (1.0 + v / 100.0)
+    elif protocol.compare == "value":
+        v = v * convert(1.0, spec.units, row.units)
+    return np.asarray(v, dtype=float)
+
+
+#: largest cases x output times of one batched solve of :func:`predict_rows` (memory: each
+#: time-resolved observable holds this many numbers)
+GRID_BUDGET = 1_000_000
+
+
+def _grid_batches(courses: Sequence[Any], common_grid: bool) -> list[np.ndarray]:
+    """Cases (indices of ``courses``) grouped for batched solves: cases with the same output grid
+    (session days and horizon) together, similar grids packed into one batch while the batch's
+    cases x union-grid points stay under :data:`GRID_BUDGET` (a union grid of many different
+    protocols would make every case output at every protocol's times). With a common grid given,
+    one batch."""
+    if not courses:
+        return []
+    if common_grid:
+        return [np.arange(len(courses))]
+    groups: dict[tuple[float, tuple[float, ...]], list[int]] = {}
+    for i, c in enumerate(courses):
+        key = (float(c.horizon_days), tuple(sorted({float(s.day) for s in c.sessions})))
+        groups.setdefault(key, []).append(i)
+    batches: list[np.ndarray] = []
+    cur: list[int] = []
+    grid: np.ndarray | None = None
+    for key in sorted(groups):
+        g = output_times(np.array(key[1]), key[0])
+        union = g if grid is None else np.union1d(grid, g)
+        if cur and len(union) * (len(cur) + len(groups[key])) > GRID_BUDGET:
+            batches.append(np.array(cur))
+            cur, union = [], g
+        cur += groups[key]
+        grid = union
+    if cur:
+        batches.append(np.array(cur))
+    return batches
 
 
 def predict_rows(
@@ -141,355 +469,844 @@ def predict_rows(
     sets: Sequence[ParameterSet],
     protocols: Mapping[str, Protocol] | None = None,
     settings: Mapping[str, Any] | None = None,
+    *,
+    overrides: Sequence[Mapping[str, Mapping[str, float]] | None] | None = None,
+    t_out: np.ndarray | None = None,
+    refine: tuple[int, float, float] | None = None,
+    rtol: float = 1e-6,
 ) -> np.ndarray:
-    """Model predictions (S, R) of every row under every parameter set, in one batched solve.
+    """Model predictions (S, R) of every row under every parameter set, in batched solves (one per
+    group of cases with alike output grids, :func:`_grid_batches`).
 
     Units are those of :func:`observed_value` (the row's units, or % for relative changes). NaN for
-    rows whose protocol is not evaluable.
-    """
+    rows whose protocol is not evaluable. A two-arm row (``reference`` in its protocol) is the
+    contrast of its arm and the comparator arm, both simulated.
 
+    ``overrides[s][row_key]`` replaces protocol settings of that row (both arms) under set ``s``
+    (:func:`apply_settings`: stand-ins drawn from their ranges). ``refine = (factor, minutes, days)``
+    runs on :func:`refined_grid` (calculation verification), ``t_out`` on a given grid, ``rtol`` is
+    the integrator tolerance.
+    """
     protocols = protocols if protocols is not None else load_protocols()
     settings = settings if settings is not None else load_protocol_file()["settings"]
     prots = [protocols[r.key] for r in lit_rows]
-    # distinct courses (rows sharing a protocol share the simulation)
-    course_keys: dict[str, int] = {}
-    courses: list[Any] = []
-    row_course: list[int | None] = []
-    for p in prots:
-        if not p.evaluable or p.course is None:
-            row_course.append(None)
+    S, R = len(sets), len(lit_rows)
+    if overrides is not None and len(overrides) != S:
+        raise InputError("overrides", f"{len(overrides)} entries", f"one per parameter set ({S})")
+    units = [(j, q, arm) for j, p in enumerate(prots) if p.evaluable for q, arm in _arms(p)]
+    course_objs: dict[str, Any] = {}
+    cases_c: list[Any] = []
+    cases_s: list[ParameterSet] = []
+    case_of: dict[tuple[int, str], int] = {}
+    unit_case = np.full((S, len(units)), -1)
+    unit_course: dict[tuple[int, int], dict[str, Any]] = {}
+    for s in range(S):
+        ov = overrides[s] if overrides is not None else None
+        for u, (j, q, _) in enumerate(units):
+            if q.course is None:
+                continue
+            c = q.course
+            key = lit_rows[j].key
+            if ov and key in ov and ov[key]:
+                c = apply_settings(c, ov[key])
+            ck = json.dumps(c, sort_keys=True)
+            unit_course[(s, u)] = c
+            if (s, ck) not in case_of:
+                if ck not in course_objs:
+                    course_objs[ck] = Course.from_dict(c, source=f"protocols.toml [{q.key}]")
+                case_of[(s, ck)] = len(cases_c)
+                cases_c.append(course_objs[ck])
+                cases_s.append(sets[s])
+            unit_case[s, u] = case_of[(s, ck)]
+    # one batched solve per group of cases whose output grids are alike (a common grid is the
+    # union of the cases' grids: cases x union points is kept under GRID_BUDGET)
+    runs: list[Any] = []
+    where = np.full((len(cases_c), 2), -1)  # case -> (run, row in that run)
+    for batch in _grid_batches(cases_c, t_out is not None):
+        grid = t_out
+        if refine is not None:
+            grid = refined_grid([cases_c[c] for c in batch], *refine)
+        run = simulate_batch(
+            [cases_c[c] for c in batch], [cases_s[c] for c in batch], t_out=grid, rtol=rtol
+        )
+        assert run.n_cases == len(batch), "one site per protocol course"
+        where[batch, 0] = len(runs)
+        where[batch, 1] = np.arange(len(batch))
+        runs.append(run)
+    vals = np.full((S, len(units)), np.nan)
+    for u, (j, q, _) in enumerate(units):
+        row = lit_rows[j]
+        cases = unit_case[:, u]
+        if q.stage is not None:
+            for s, ps in enumerate(sets):
+                ci = int(cases[s])
+                run_s = runs[int(where[ci, 0])] if ci >= 0 else None
+                vals[s, u] = _stage_value(
+                    row, q, unit_course.get((s, u)), ps, None if ci < 0 else int(where[ci, 1]),
+                    run_s, settings,
+                )  # fmt: skip
             continue
-        ck = json.dumps(p.course, sort_keys=True)
-        if ck not in course_keys:
-            course_keys[ck] = len(courses)
-            courses.append(protocol_course(p))
-        row_course.append(course_keys[ck])
-    S, R, U = len(sets), len(lit_rows), len(courses)
+        for r_i in np.unique(where[cases, 0]):
+            sel = np.flatnonzero(where[cases, 0] == r_i)
+            vals[sel, u] = row_values(runs[r_i], row, q, where[cases[sel], 1])
     out = np.full((S, R), np.nan)
-    run = None
-    if U:
-        run = simulate_batch([c for _ in sets for c in courses], [s for s in sets for _ in courses])
-        assert run.n_cases == S * U, "one site per protocol course"
-    for j, (row, p) in enumerate(zip(lit_rows, prots, strict=True)):
+    for j, p in enumerate(prots):
         if not p.evaluable:
             continue
-        u = row_course[j]
-        if p.stage is not None:
-            for s, ps in enumerate(sets):
-                out[s, j] = _stage_value(
-                    row, p, ps, None if u is None else s * U + u, run, settings
-                )
-            continue
-        assert u is not None and run is not None and p.endpoint is not None
-        cases = np.arange(S) * U + u
-        spec = parse_endpoint(p.endpoint)
-        if p.compare == "course_incidence":
-            risk = run.per_session["pih_risk"][cases]
-            v = 100.0 * (1.0 - np.nanprod(1.0 - risk, axis=1))
-        else:
-            v = endpoint_values(run, spec)[cases]
-            if spec.per_session:  # an unbounded per-session value (inf) is a result, not "n/a"
-                raw = run.per_session[spec.variable][cases]
-                v = np.where(np.isnan(v) & np.any(np.isposinf(raw), axis=1), np.inf, v)
-            if p.compare == "per_session_mean":
-                v = v / run.prepared.session_mask[cases].sum(axis=1)
-            if p.compare == "grade":
-                v = (row.baseline or 0.0) * (1.0 + v / 100.0)
-            elif p.compare == "value":
-                v = v * convert(1.0, spec.units, row.units)
-        out[:, j] = v
+        main = next(u for u, (jj, _, arm) in enumerate(units) if jj == j and arm == "main")
+        ref = [u for u, (jj, _, arm) in enumerate(units) if jj == j and arm == "reference"]
+        out[:, j] = _contrast(lit_rows[j], p, vals[:, main], vals[:, ref[0]] if ref else None)
     return out
 
 
-# ---------------------------------------------------------------------------------- fit
-@dataclass
-class Calibration:
-    """The posterior of a calibration run (log-parameter coordinates)."""
+# ================================================================================== factors
+@dataclass(frozen=True)
+class Factor:
+    """One uncertain parameter coordinate: the standard-normal score ``z`` of its prior.
 
-    parameters: tuple[FitParameter, ...]
-    mean_log: np.ndarray  # (P,)
-    covariance_log: np.ndarray  # (P, P)
-    rows: tuple[str, ...]
-    observed: np.ndarray  # (R,)
-    se: np.ndarray  # (R,)
-    se_rule: tuple[str, ...]
-    predicted: np.ndarray  # (R,)
-    jacobian: np.ndarray  # (R, P) weighted: d((model - obs)/se)/d log theta
-    iterations: int
-    history: list[float] = field(default_factory=list)  # chi^2 per iteration
+    ``members`` move together (a tie); each member has its own prior ``(value, low, high)``
+    (floats, or dicts for keyed parameters: entries move with one common z), read as the mode and
+    5th/95th percentiles of a split normal (in log space when positive).
+    """
 
-    @property
-    def values(self) -> dict[str, float]:
-        """Posterior mean of every member parameter (6 significant digits, as written)."""
-        out: dict[str, float] = {}
-        for fp, m in zip(self.parameters, self.mean_log, strict=True):
-            for name in fp.members:
-                out[name] = float(f"{math.exp(m):.6g}")
+    label: str
+    members: tuple[str, ...]
+    priors: tuple[tuple[Any, Any, Any], ...]
+    prior_source: str  # "parameter file" | "calibrate.toml [priors]"
+
+    def values_at(self, z: float) -> dict[str, Any]:
+        """Every member's value at score ``z``."""
+        out: dict[str, Any] = {}
+        for name, (v, lo, hi) in zip(self.members, self.priors, strict=True):
+            if isinstance(v, dict):
+                out[name] = {k: split_normal_value(v[k], lo[k], hi[k], z) for k in v}
+            else:
+                out[name] = split_normal_value(v, lo, hi, z)
         return out
-
-    @property
-    def sd_log(self) -> np.ndarray:
-        return np.sqrt(np.diag(self.covariance_log))
-
-    @property
-    def intervals(self) -> dict[str, tuple[float, float]]:
-        """5th/95th posterior percentiles of every member (log-normal marginals)."""
-        out: dict[str, tuple[float, float]] = {}
-        for fp, m, s in zip(self.parameters, self.mean_log, self.sd_log, strict=True):
-            lo, hi = math.exp(m - Z95 * s), math.exp(m + Z95 * s)
-            for name in fp.members:
-                out[name] = (float(f"{lo:.6g}"), float(f"{hi:.6g}"))
-        return out
-
-    @property
-    def residuals(self) -> np.ndarray:
-        """Model minus observed, row units."""
-        return self.predicted - self.observed
-
-    @property
-    def normalised_residuals(self) -> np.ndarray:
-        return self.residuals / self.se
-
-    @property
-    def chi2(self) -> float:
-        return float(np.sum(self.normalised_residuals**2))
-
-    @property
-    def correlation(self) -> np.ndarray:
-        s = self.sd_log
-        return np.asarray(self.covariance_log / np.outer(s, s))
-
-    @property
-    def condition_number(self) -> float:
-        """Condition number of the weighted Jacobian (identifiability: large = poorly identified)."""
-        return float(np.linalg.cond(self.jacobian))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (no dates): what the TOML and JSON outputs hold."""
         return {
-            "method": "weighted least squares (Gauss-Newton) in log-parameter space; Laplace "
-            "approximation at the optimum, covariance (J^T J)^-1 of the weighted Jacobian",
-            "parameters": [
-                {
-                    "label": fp.label,
-                    "members": list(fp.members),
-                    "start": fp.start,
-                    "mean_log": float(f"{m:.10g}"),
-                    "value": float(f"{math.exp(m):.6g}"),
-                    "sd_log": float(f"{s:.6g}"),
-                    "low": float(f"{math.exp(m - Z95 * s):.6g}"),
-                    "high": float(f"{math.exp(m + Z95 * s):.6g}"),
-                }
-                for fp, m, s in zip(self.parameters, self.mean_log, self.sd_log, strict=True)
+            "label": self.label,
+            "members": list(self.members),
+            "prior": [
+                {"member": m, "value": v, "low": lo, "high": hi}
+                for m, (v, lo, hi) in zip(self.members, self.priors, strict=True)
             ],
-            "covariance_log": [[float(f"{x:.6g}") for x in r] for r in self.covariance_log],
-            "correlation": [[float(f"{x:.4g}") for x in r] for r in self.correlation],
-            "condition_number": float(f"{self.condition_number:.4g}"),
-            "chi2": float(f"{self.chi2:.4g}"),
-            "iterations": self.iterations,
-            "rows": [
-                {
-                    "key": k,
-                    "observed": float(f"{o:.6g}"),
-                    "se": float(f"{s:.6g}"),
-                    "se_rule": rule,
-                    "predicted": float(f"{p:.6g}"),
-                    "residual": float(f"{p - o:.4g}"),
-                    "normalised_residual": float(f"{(p - o) / s:.4g}"),
-                }
-                for k, o, s, rule, p in zip(
-                    self.rows, self.observed, self.se, self.se_rule, self.predicted, strict=True
-                )
-            ],
+            "prior_source": self.prior_source,
         }
 
 
-def _at(
-    ps: ParameterSet, fps: Sequence[FitParameter], theta: np.ndarray, label: str
-) -> ParameterSet:
-    values: dict[str, Any] = {}
-    for fp, t in zip(fps, theta, strict=True):
-        for name in fp.members:
-            values[name] = math.exp(float(t))
-    return ps.with_values(values, label=label)
+def _prior_of(name: str, ps: ParameterSet, config: CalibrationConfig) -> tuple[Any, Any, Any, str]:
+    if name in config.priors:
+        p = config.priors[name]
+        return p.value, p.low, p.high, "calibrate.toml [priors]"
+    par = ps.parameters[name]
+    if par.low is None or par.high is None:
+        raise InputError(name, "no interval", "a parameter with low/high (an uncertain one)")
+    if par.kind == "calibrated":
+        raise InputError(
+            f"calibrate.toml priors.{name}",
+            "missing",
+            "a pre-calibration prior for a parameter whose file holds a calibrated value",
+        )
+    return par.value, par.low, par.high, "parameter file"
 
 
-def _round_theta(theta: np.ndarray) -> np.ndarray:
-    return np.log([float(f"{math.exp(float(t)):.6g}") for t in theta])
+def candidate_factors(ps: ParameterSet, config: CalibrationConfig) -> list[Factor]:
+    """Every uncertain parameter of the screened groups as a factor (ties merged), in file order."""
+    ties = {t.members[0]: t.members for t in config.ties}
+    tied = {m for t in config.ties for m in t.members[1:]}
+    out = []
+    for n in ps.names():
+        par = ps.parameters[n]
+        if n.split(".")[0] not in config.screening.groups or n in tied:
+            continue
+        if n not in config.priors and (par.low is None or par.high is None):
+            continue
+        if not isinstance(par.value, dict) and par.low == par.high and n not in config.priors:
+            continue
+        members = ties.get(n, (n,))
+        priors = []
+        src = "parameter file"
+        for m in members:
+            v, lo, hi, s = _prior_of(m, ps, config)
+            priors.append((v, lo, hi))
+            if s != "parameter file":
+                src = s
+        out.append(Factor(n, members, tuple(priors), src))
+    return out
 
 
-def fit(ps: ParameterSet | None = None, *, verbose: bool = False) -> Calibration:
-    """Fit the calibration rows (deterministic; starts from ``protocols.toml`` ``start`` values).
+@dataclass(frozen=True)
+class FitParameter:
+    """A fitted coordinate of the previous least-squares calibration (``protocols.toml [[fit]]``);
+    kept because the literature checks read it."""
 
-    Raises
-    ------
-    RuntimeError
-        If Gauss-Newton does not converge within ``max_iterations``.
+    label: str
+    members: tuple[str, ...]
+    start: float
+
+
+def fit_parameters(settings_file: Mapping[str, Any] | None = None) -> tuple[FitParameter, ...]:
+    """The ``[[fit]]`` entries of ``protocols.toml`` (empty when the file has none)."""
+    raw = settings_file or load_protocol_file()
+    return tuple(
+        FitParameter(f["label"], tuple(f["members"]), float(f["start"])) for f in raw.get("fit", ())
+    )
+
+
+# ================================================================================= nuisances
+@dataclass(frozen=True)
+class Nuisance:
+    """An unreported setting of one study: uniform on ``[low, high]`` (integers: on the integers),
+    reached from a standard-normal score ``u`` through the normal CDF."""
+
+    study: str
+    setting: str
+    low: float
+    high: float
+    rows: tuple[str, ...]
+
+    @property
+    def integer(self) -> bool:
+        return SETTINGS[self.setting]
+
+    @property
+    def label(self) -> str:
+        return f"{self.study}:{self.setting}"
+
+    def at(self, u: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtr
+
+        q = ndtr(np.asarray(u, dtype=float))
+        if self.integer:
+            lo, hi = math.ceil(self.low), math.floor(self.high)
+            out: np.ndarray = np.minimum(lo + np.floor(q * (hi - lo + 1)), hi)
+            return out
+        out = self.low + (self.high - self.low) * q
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "study": self.study,
+            "setting": self.setting,
+            "low": self.low,
+            "high": self.high,
+            "integer": self.integer,
+            "rows": list(self.rows),
+        }
+
+
+def study_of(row: LiteratureRow) -> str:
+    """The study a row belongs to: its ``study`` field when present, else its first source."""
+    return str(getattr(row, "study", None) or row.source)
+
+
+def nuisances(
+    lit_rows: Sequence[LiteratureRow], protocols: Mapping[str, Protocol]
+) -> list[Nuisance]:
+    """One nuisance per (study, setting with a range); rows of a study share it. Rows of one study
+    that give one setting different ranges are refused (they describe one protocol)."""
+    found: dict[tuple[str, str], tuple[float, float, list[str]]] = {}
+    for r in lit_rows:
+        p = protocols[r.key]
+        if not p.evaluable or p.course is None:
+            continue
+        for name, (lo, hi) in protocol_ranges(r.key, p).items():
+            key = (study_of(r), name)
+            if key in found and found[key][:2] != (lo, hi):
+                raise InputError(
+                    f"rows.{r.key}.ranges.{name}",
+                    [lo, hi],
+                    f"the range of the other rows of study {key[0]} {list(found[key][:2])}",
+                )
+            found.setdefault(key, (lo, hi, []))[2].append(r.key)
+    return [Nuisance(s, n, lo, hi, tuple(rs)) for (s, n), (lo, hi, rs) in found.items()]
+
+
+# ================================================================================= row specs
+def _family(row: LiteratureRow) -> str:
+    return str(getattr(row, "family", None) or row.observable)
+
+
+def _count(row: LiteratureRow, protocol: Protocol) -> int | None:
+    """The row's count ``k`` of ``n`` patients: its ``k`` field, or for an incidence reported as a
+    percentage of ``n`` patients (``compare = "course_incidence"``, no bound) ``round(value n /
+    100)``; ``None`` for other rows."""
+    k = getattr(row, "k", None)
+    if k is not None:
+        return int(k)
+    if protocol.compare == "course_incidence" and row.n and row.bound is None and row.units == "%":
+        return round(row.value * row.n / 100.0)
+    return None
+
+
+def row_specs(
+    lit_rows: Sequence[LiteratureRow],
+    protocols: Mapping[str, Protocol],
+    settings: Mapping[str, Any],
+    config: CalibrationConfig,
+) -> tuple[list[RowSpec], list[str], np.ndarray, np.ndarray]:
+    """The likelihood's view of the rows: (specs, group names, group prior scales, prediction
+    factors). A prediction factor converts the model's number to the likelihood's (0.01 for a count
+    row predicted in %).
+
+    Row types (the literature's ``kind``: count, direction, two_arm, bound, value): a count (``k``
+    of ``n``) -> ``binomial`` (``ordinal`` when the protocol names a ``threshold``: a graded count);
+    a direction-only row -> a bound at 0 (``lower`` for an increase), the probit likelihood of the
+    sign; ``bound`` -> ``upper``/``lower`` (censored); a value or a two-arm contrast (predicted as
+    the contrast of the two simulated arms) -> ``gaussian``. Groups: the row's ``family`` (or observable); count rows form
+    their own groups (their tau is on the logit scale). Discrepancy scale: ``|observed|``, or for a
+    row at 0 the median ``|observed|`` of its group's other rows (else its SE, else 1). A row
+    without a spread whose value is 0 gets SE = ``default_cv`` x that scale / sqrt(n).
     """
+    groups: dict[str, float] = {}
+    kinds, observed, raw_se, factors, gnames, extra = [], [], [], [], [], []
+    for r in lit_rows:
+        p = protocols[r.key]
+        if not p.evaluable:
+            raise InputError(f"{r.key}", "not evaluable", "an evaluable calibration row")
+        k = _count(r, p)
+        fam = _family(r)
+        if k is not None:
+            if not r.n:
+                raise InputError(f"{r.key}.n", r.n, "the number of patients of a count row")
+            threshold = getattr(p, "threshold", None)
+            kind = "ordinal" if threshold is not None else "binomial"
+            g = f"{fam} (counts, logit)"
+            groups.setdefault(g, config.discrepancy.prior_scale_logit)
+            y = k / r.n
+            if kind == "ordinal":
+                sd = r.sd if r.sd is not None else r.baseline_sd
+                if sd is None:
+                    raise InputError(f"{r.key}.sd", None, "a between-patient SD for a graded count")
+                se = float(sd)
+                extra.append((float(str(threshold)), str(getattr(p, "direction", "below")), k, r.n))
+                factors.append(1.0)
+            else:
+                se = 0.0
+                extra.append((math.nan, "below", k, r.n))
+                factors.append(0.01 if r.units == "%" else 1.0)
+            kinds.append(kind)
+            observed.append(y)
+            raw_se.append(se)
+        else:
+            g = fam
+            groups.setdefault(g, config.discrepancy.prior_scale_relative)
+            y = observed_value(r, p)
+            se, _ = row_se(r, p, settings)
+            if getattr(r, "direction_only", False):
+                # a sign without its size: a bound at 0 (an increase: the model above 0)
+                kinds.append(r.bound or ("lower" if r.value >= 0 else "upper"))
+                y, se = 0.0, 0.0
+            else:
+                kinds.append("gaussian" if r.bound is None else str(r.bound))
+            observed.append(y)
+            raw_se.append(se)
+            extra.append((math.nan, "below", 0, 0))
+            factors.append(1.0)
+        gnames.append(g)
+    names = list(groups)
+    typical = {
+        g: float(
+            np.median([abs(y) for y, gg in zip(observed, gnames, strict=True) if gg == g and y])
+        )
+        if any(y for y, gg in zip(observed, gnames, strict=True) if gg == g)
+        else math.nan
+        for g in names
+    }
+    specs = []
+    for r, kind, y, se, g, (thr, direction, k, n) in zip(
+        lit_rows, kinds, observed, raw_se, gnames, extra, strict=True
+    ):
+        if kind == "binomial":
+            scale = 1.0
+        else:
+            scale = abs(y) if y else typical[g]
+            if not math.isfinite(scale) or scale <= 0:
+                scale = se if se > 0 else 1.0
+            if kind != "ordinal" and se <= 0:
+                # a row at 0 without a reported spread (a direction, "no change"): the default CV
+                # of the group's typical magnitude
+                cv = float(settings["default_cv"])
+                se = cv * scale / math.sqrt(r.n or 1)
+        specs.append(
+            RowSpec(
+                key=r.key,
+                kind=kind,
+                study=study_of(r),
+                group=names.index(g),
+                observed=float(y),
+                se=float(se),
+                scale=float(scale),
+                n=int(n),
+                k=int(k),
+                threshold=thr,
+                direction=direction,
+            )
+        )
+    return specs, names, np.array([groups[g] for g in names]), np.array(factors)
+
+
+def clip_to_domains(ps: ParameterSet, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` moved inside each parameter's physical domain (integers rounded)."""
+    out: dict[str, Any] = {}
+    for n, v in values.items():
+        dom = ps.parameters[n].domain
+        out[n] = {k: dom.clip(x) for k, x in v.items()} if isinstance(v, dict) else dom.clip(v)
+    return out
+
+
+# ================================================================================== problem
+class ModelEvaluationError(MicroneedlingError):
+    """The model could not be evaluated for a parameter vector."""
+
+
+@dataclass
+class Problem:
+    """The calibration's posterior over ``x = [z (P), log tau (Q), u (M)]`` (see the module doc).
+
+    Vectorised: every method takes ``x`` of shape (W, D) and evaluates all W vectors in one
+    batched healing solve.
+    """
+
+    rows: tuple[LiteratureRow, ...]
+    protocols: Mapping[str, Protocol]
+    settings: Mapping[str, Any]
+    base: ParameterSet
+    factors: tuple[Factor, ...]
+    nuisances: tuple[Nuisance, ...]
+    group_names: tuple[str, ...]
+    group_prior_scale: np.ndarray
+    likelihood: Likelihood
+    pred_factor: np.ndarray
+    skipped: tuple[tuple[str, str], ...] = ()
+    n_evaluations: int = field(default=0, compare=False)
+
+    @property
+    def P(self) -> int:
+        return len(self.factors)
+
+    @property
+    def Q(self) -> int:
+        return len(self.group_names)
+
+    @property
+    def M(self) -> int:
+        return len(self.nuisances)
+
+    @property
+    def ndim(self) -> int:
+        return self.P + self.Q + self.M
+
+    @property
+    def labels(self) -> list[str]:
+        """Coordinate names: parameter labels, ``tau[group]``, ``study:setting``."""
+        return (
+            [f.label for f in self.factors]
+            + [f"tau[{g}]" for g in self.group_names]
+            + [n.label for n in self.nuisances]
+        )
+
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if x.shape[1] != self.ndim:
+            raise InputError("x", f"shape {x.shape}", f"(W, {self.ndim})")
+        P, Q = self.P, self.Q
+        return x[:, :P], x[:, P : P + Q], x[:, P + Q :]
+
+    def parameter_sets(self, z: np.ndarray) -> list[ParameterSet]:
+        """One parameter set per row of ``z``; a value past a physical bound (a split-normal tail)
+        stops at it, as in the ensemble."""
+        out = []
+        for w, zw in enumerate(np.atleast_2d(z)):
+            values: dict[str, Any] = {}
+            for f, zi in zip(self.factors, zw, strict=True):
+                values.update(f.values_at(float(zi)))
+            out.append(
+                self.base.with_values(clip_to_domains(self.base, values), label=f"calibration#{w}")
+                if values
+                else self.base
+            )
+        return out
+
+    def settings_at(self, u: np.ndarray) -> list[dict[str, dict[str, float]]]:
+        """Per walker: ``{row key: {setting: value}}`` of the nuisance values."""
+        u = np.atleast_2d(u)
+        out: list[dict[str, dict[str, float]]] = [{} for _ in range(u.shape[0])]
+        for m, nu in enumerate(self.nuisances):
+            vals = nu.at(u[:, m])
+            for w in range(u.shape[0]):
+                for key in nu.rows:
+                    out[w].setdefault(key, {})[nu.setting] = float(vals[w])
+        return out
+
+    def predict(self, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
+        """Predictions (W, R) in likelihood units; NaN rows for a vector the model cannot run
+        (found by bisecting the batch), unless ``strict``."""
+        z, _, u = self.split(x)
+        sets = self.parameter_sets(z)
+        ov = self.settings_at(u) if self.M else None
+        self.n_evaluations += len(sets)
+        try:
+            pred = predict_rows(self.rows, sets, self.protocols, self.settings, overrides=ov)
+        except (MicroneedlingError, FloatingPointError, ValueError, ZeroDivisionError) as exc:
+            if strict:
+                raise ModelEvaluationError(f"model evaluation failed: {exc}") from exc
+            if len(sets) == 1:
+                return np.full((1, len(self.rows)), np.nan)
+            h = len(sets) // 2
+            x2 = np.atleast_2d(x)
+            return np.vstack([self.predict(x2[:h]), self.predict(x2[h:])])
+        return pred * self.pred_factor[None, :]
+
+    def log_prior(self, x: np.ndarray) -> np.ndarray:
+        z, lt, u = self.split(x)
+        out: np.ndarray = (
+            -0.5 * np.sum(z**2, axis=1)
+            - 0.5 * np.sum(u**2, axis=1)
+            - 0.5 * (self.P + self.M) * math.log(2 * math.pi)
+            + (log_prior_log_tau(lt, self.group_prior_scale) if self.Q else 0.0)
+        )
+        return out
+
+    def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log posterior (W,), predictions (W, R), log-likelihood per study (W, S))."""
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        lp = self.log_prior(x)
+        pred = np.full((x.shape[0], len(self.likelihood.specs)), np.nan)
+        by = np.full((x.shape[0], len(self.likelihood.studies)), -np.inf)
+        ok = np.isfinite(lp)
+        if np.any(ok):
+            pred[ok] = self.predict(x[ok])
+            _, lt, _ = self.split(x[ok])
+            by[ok] = self.likelihood.by_study(pred[ok], np.exp(lt))
+        total = lp + np.sum(by, axis=1)
+        total = np.where(np.isnan(total), -np.inf, total)
+        return total, pred, by
+
+    def log_prob_blobs(self, x: np.ndarray) -> np.ndarray:
+        """emcee's vectorised function: rows ``[log posterior, predictions..., log-lik per
+        study...]`` (the blobs keep the predictions of every sample)."""
+        lp, pred, by = self.evaluate(x)
+        return np.column_stack([lp, pred, by])
+
+    def fingerprint(self) -> str:
+        """Hash of what defines the posterior: rows, protocols, prior, factors, nuisances."""
+        content = {
+            "rows": self.likelihood.describe(),
+            "protocols": {
+                r.key: [
+                    self.protocols[r.key].course,
+                    self.protocols[r.key].endpoint,
+                    self.protocols[r.key].compare,
+                ]
+                for r in self.rows
+            },
+            "parameter_set": self.base.hash,
+            "factors": [f.to_dict() for f in self.factors],
+            "nuisances": [n.to_dict() for n in self.nuisances],
+            "groups": list(self.group_names),
+            "group_prior_scale": self.group_prior_scale.tolist(),
+        }
+        return hashlib.sha256(
+            json.dumps(content, sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
+
+
+def build_problem(
+    labels: Sequence[str] | None = None,
+    *,
+    config: CalibrationConfig | None = None,
+    parameters: ParameterSet | None = None,
+    lit_rows: Sequence[LiteratureRow] | None = None,
+    exclude_studies: Sequence[str] = (),
+    nuisance_labels: Sequence[str] | None = None,
+    stand_in_sd: Mapping[str, float] | None = None,
+) -> Problem:
+    """The calibration problem with the factors named by ``labels`` (default: every candidate
+    factor; screening passes the selected ones). Rows default to ``rows("calibration")`` (never a
+    validation row); ``exclude_studies`` leaves studies out (leave-one-study-out).
+
+    ``nuisance_labels`` (``study:setting``; default all) are the nuisance settings sampled; the
+    others stay at their stand-ins and ``stand_in_sd[row key]`` (their spread, from screening) is
+    added in quadrature to the row's SE (continuous rows)."""
+    config = config or load_config()
+    base = parameters or load_parameters()
     raw = load_protocol_file()
     settings = raw["settings"]
-    fps = fit_parameters(raw)
-    base = ps or load_parameters()
     protocols = load_protocols()
-    cal = point_fit_rows()  # the calibration rows listed in protocols.toml [settings]
-    assert all(r.role == "calibration" for r in cal)  # never a validation row
-    obs = np.array([observed_value(r, protocols[r.key]) for r in cal])
-    se_rule = [standard_error(r, settings) for r in cal]
-    se = np.array([s for s, _ in se_rule])
-    if protocols and any(protocols[r.key].compare == "relative_change" for r in cal):
-        raise ValueError("calibration rows must compare absolute values (relative SE undefined)")
-    h = float(settings["fd_step"])
-    P = len(fps)
-    theta = np.log([fp.start for fp in fps])
-
-    def evaluate(th: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        sets = [_at(base, fps, th, "calibration")]
-        for j in range(P):
-            for sign in (1.0, -1.0):
-                e = np.zeros(P)
-                e[j] = sign * h
-                sets.append(_at(base, fps, th + e, "calibration-fd"))
-        pred = predict_rows(cal, sets, protocols, settings)
-        r = (pred[0] - obs) / se
-        J = np.stack([(pred[1 + 2 * j] - pred[2 + 2 * j]) / (2 * h) for j in range(P)], axis=1)
-        return pred[0], r, J / se[:, None]
-
-    history: list[float] = []
-    it = 0
-    for it in range(1, int(settings["max_iterations"]) + 1):
-        _, r, J = evaluate(theta)
-        chi2 = float(r @ r)
-        history.append(chi2)
-        step = np.linalg.lstsq(J, -r, rcond=None)[0]
-        step = np.clip(step, -1.0, 1.0)  # at most a factor e per iteration
-        if verbose:
-            print(f"iteration {it}: chi2 {chi2:.3g}, max step {np.max(np.abs(step)):.2g}")
-        theta = theta + step
-        if np.max(np.abs(step)) < float(settings["tolerance"]):
-            break
-    else:
-        raise RuntimeError(f"calibration did not converge in {it} iterations (chi2 {history[-1]})")
-    theta = _round_theta(theta)
-    pred, r, J = evaluate(theta)
-    cov = np.linalg.inv(J.T @ J)
-    return Calibration(
-        parameters=fps,
-        mean_log=theta,
-        covariance_log=cov,
-        rows=tuple(r_.key for r_ in cal),
-        observed=obs,
-        se=se,
-        se_rule=tuple(s for _, s in se_rule),
-        predicted=pred,
-        jacobian=J,
-        iterations=it,
-        history=history,
-    )
-
-
-# -------------------------------------------------------------------------------- output
-_HEADER = (
-    "# Calibration posterior written by `microneedling calibrate`\n"
-    "# (microneedling.studies.credibility.calibrate). Log-parameter coordinates; low/high are the\n"
-    "# 5th/95th posterior percentiles.\n"
-)
-
-
-def calibration_toml(cal: Calibration) -> tuple[str, str]:
-    """(version, TOML text) of a calibration, written with :func:`microneedling.io.dumps_toml`;
-    version = ``cal-`` + hash of the content without the version (no dates, so a re-run reproduces
-    both)."""
-    d = cal.to_dict()
-    version = "cal-" + hashlib.sha256(dumps_toml(d).encode()).hexdigest()[:12]
-    return version, _HEADER + dumps_toml({"version": version, **d})
-
-
-def write_values(cal: Calibration, directory: Path | None = None) -> list[str]:
-    """Put the posterior mean and 5-95% interval into the parameter files (``value``, ``low``,
-    ``high`` lines of each member's table); returns the names written."""
-    d = directory or data_path("parameters")
-    values, intervals = cal.values, cal.intervals
-    for name, v in values.items():
-        group, key = name.split(".", 1)
-        path = d / f"{group}.toml"
-        text = path.read_text(encoding="utf-8")
-        m = re.search(rf"^\[{re.escape(key)}\]\n(.*?)(?=^\[|\Z)", text, flags=re.S | re.M)
-        if m is None:
-            raise KeyError(f"{name} not found in {path}")
-        block = m.group(1)
-        lo, hi = intervals[name]
-        for fld, val in (("value", v), ("low", lo), ("high", hi)):
-            block, n = re.subn(rf"^{fld} = .*$", f"{fld} = {val:.6g}", block, flags=re.M)
-            if n != 1:
-                raise KeyError(f"{name}: no single '{fld} =' line in {path}")
-
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text[: m.start(1)] + block + text[m.end(1) :], encoding="utf-8")
-    shipped_calibration.cache_clear()
-    return list(values)
-
-
-def write_calibration(cal: Calibration, out: Path | None = None, *, ship: bool = False) -> Path:
-    """Write ``<version>.toml`` (and ``calibration.json``) into ``out``; with ``ship``, also into
-    the package's calibration folder as the version file and ``current.toml``."""
-
-    version, text = calibration_toml(cal)
-    result = Path(out) if out is not None else calibration_dir()
-    if out is not None:
-        with atomic_directory(result, overwrite=True) as tmp:
-            tmp_p = Path(tmp)
-            (tmp_p / f"{version}.toml").write_text(text, encoding="utf-8")
-            (tmp_p / "calibration.json").write_text(
-                json.dumps({"version": version, **cal.to_dict()}, indent=2), encoding="utf-8"
-            )
-    if ship:
-        for name in (f"{version}.toml", CURRENT):
-            with atomic_path(calibration_dir() / name) as tmp:
-                Path(tmp).write_text(text, encoding="utf-8")
-        shipped_calibration.cache_clear()
-    return result / f"{version}.toml"
-
-
-def summary(cal: Calibration) -> str:
-    """Human-readable table of the fit."""
-    lines = ["row                       observed       se    model  residual/se"]
-    for k, o, s, p in zip(cal.rows, cal.observed, cal.se, cal.predicted, strict=True):
-        lines.append(f"{k:24s} {o:9.4g} {s:8.3g} {p:8.4g} {(p - o) / s:10.2e}")
-    lines.append("parameter                     value      5%       95%    sd(log)")
-    iv = cal.intervals
-    for fp, m, s in zip(cal.parameters, cal.mean_log, cal.sd_log, strict=True):
-        lo, hi = iv[fp.members[0]]
-        lines.append(f"{'='.join(fp.members):28s} {math.exp(m):9.4g} {lo:8.4g} {hi:8.4g} {s:8.3f}")
-    lines.append(
-        f"condition number {cal.condition_number:.3g}; chi2 {cal.chi2:.2e}; "
-        f"{cal.iterations} Gauss-Newton iterations"
-    )
-    corr = cal.correlation
-    off = [
-        (cal.parameters[i].label, cal.parameters[j].label, corr[i, j])
-        for i in range(len(corr))
-        for j in range(i + 1, len(corr))
+    cal = list(lit_rows) if lit_rows is not None else rows("calibration")
+    cal = [r for r in cal if study_of(r) not in set(exclude_studies)]
+    # rows the model cannot compare yet (awaiting an observable, unmodelled co-treatment) are left
+    # out of the likelihood and listed (Problem.skipped)
+    skipped = [
+        (r.key, protocols[r.key].reason)
+        for r in cal
+        if r.key in protocols and not protocols[r.key].evaluable
     ]
-    worst = max(off, key=lambda x: abs(x[2]))
-    lines.append(f"largest posterior correlation: {worst[0]} / {worst[1]} = {worst[2]:+.3f}")
-    return "\n".join(lines)
+    cal = [r for r in cal if r.key not in protocols or protocols[r.key].evaluable]
+    if any(r.role != "calibration" for r in cal):
+        bad = [r.key for r in cal if r.role != "calibration"]
+        raise InputError("rows", bad, "calibration rows only (never a validation row)")
+    if not cal:
+        raise InputError("rows", [], "at least one calibration row")
+    missing = [r.key for r in cal if r.key not in protocols]
+    if missing:
+        raise InputError("protocols.toml", missing, "a [rows.KEY] table for every calibration row")
+    cands = {f.label: f for f in candidate_factors(base, config)}
+    if labels is None:
+        factors = list(cands.values())
+    else:
+        unknown = [lab for lab in labels if lab not in cands]
+        if unknown:
+            raise InputError("factors", unknown, f"labels of candidate factors ({len(cands)})")
+        factors = [cands[lab] for lab in labels]
+    # the base set holds each calibrated member at its prior mode (not a previous posterior)
+    values: dict[str, Any] = {}
+    for f in factors:
+        values.update(f.values_at(0.0))
+    base_at_prior = (
+        base.with_values(clip_to_domains(base, values), label=f"{base.label}+prior")
+        if values
+        else base
+    )
+    specs, gnames, gscale, pf = row_specs(cal, protocols, settings, config)
+    extra = dict(stand_in_sd or {})
+    specs = [
+        dataclasses.replace(sp, se=math.hypot(sp.se, extra[sp.key] * f))
+        if sp.key in extra and sp.kind not in ("binomial", "ordinal")
+        else sp
+        for sp, f in zip(specs, pf, strict=True)
+    ]
+    nus = nuisances(cal, protocols)
+    if nuisance_labels is not None:
+        known = {n.label for n in nus}
+        unknown = [lab for lab in nuisance_labels if lab not in known]
+        if unknown:
+            raise InputError("nuisances", unknown, f"labels of nuisance settings ({sorted(known)})")
+        nus = [n for n in nus if n.label in set(nuisance_labels)]
+    for nu in nus:  # every range end must be a valid course
+        for r in cal:
+            if r.key in nu.rows and protocols[r.key].course is not None:
+                for v in (nu.low, nu.high):
+                    c = apply_settings(protocols[r.key].course or {}, {nu.setting: v})
+                    Course.from_dict(
+                        c, source=f"protocols.toml [{r.key}] ranges.{nu.setting}={v:g}"
+                    )
+    return Problem(
+        rows=tuple(cal),
+        protocols=protocols,
+        settings=settings,
+        base=base_at_prior,
+        factors=tuple(factors),
+        nuisances=tuple(nus),
+        group_names=tuple(gnames),
+        group_prior_scale=gscale,
+        likelihood=Likelihood(specs, len(gnames)),
+        pred_factor=pf,
+        skipped=tuple(skipped),
+    )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="ship the fit as the default")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the outputs")
-    args = parser.parse_args(argv)
-    cal = fit(verbose=True)
-    print(summary(cal))
-    if args.out is not None:
-        print(f"wrote {write_calibration(cal, args.out)}")
-    if args.write:
-        write_calibration(cal, ship=True)
-        write_values(cal)
-        print("shipped: data/calibration/current.toml and the parameter files")
-    return 0
+# ========================================================================= history matching
+@dataclass
+class HistoryMatch:
+    """Waves of history matching: every point evaluated (latent coordinates with tau at the
+    conservative quantile), its implausibility per row and the non-implausible set of the last
+    wave."""
+
+    x: np.ndarray  # (N, D)
+    wave: np.ndarray  # (N,)
+    implausibility: np.ndarray  # (N, R)
+    log_posterior: np.ndarray  # (N,) at tau = prior median
+    cutoff: float
+    rank: int
+    keys: tuple[str, ...]
+    seconds: float = 0.0
+
+    def score(self) -> np.ndarray:
+        """The rank-th largest implausibility of each point."""
+        imp = np.sort(np.nan_to_num(self.implausibility, nan=np.inf), axis=1)[:, ::-1]
+        out: np.ndarray = imp[:, min(self.rank, imp.shape[1]) - 1]
+        return out
+
+    @property
+    def nroy(self) -> np.ndarray:
+        """Mask of the non-implausible points (all waves)."""
+        out: np.ndarray = self.score() <= self.cutoff
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        waves = []
+        for w in np.unique(self.wave):
+            m = self.wave == w
+            waves.append(
+                {
+                    "wave": int(w),
+                    "points": int(m.sum()),
+                    "non_implausible": int(np.sum(self.nroy & m)),
+                    "fraction": float(np.mean(self.nroy[m])),
+                }
+            )
+        imp = np.nan_to_num(self.implausibility, nan=np.inf)
+        best = np.min(imp, axis=0)
+        return {
+            "cutoff": self.cutoff,
+            "rank": self.rank,
+            "waves": waves,
+            "rows": [
+                {
+                    "key": k,
+                    "min_implausibility": float(f"{b:.4g}") if np.isfinite(b) else None,
+                    "fraction_implausible": float(np.mean(imp[:, j] > self.cutoff)),
+                    "conflict": bool(b > self.cutoff),
+                }
+                for j, (k, b) in enumerate(zip(self.keys, best, strict=True))
+            ],
+            "empty": bool(not np.any(self.nroy)),
+            "seconds": round(self.seconds, 1),
+        }
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+def _hm_chunk(item: tuple[Problem, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One chunk of history-matching points: (implausibility (n, R), log posterior (n,))."""
+    problem, x, tau_cons = item
+    lp, pred, _ = problem.evaluate(x)
+    imp = problem.likelihood.implausibility(pred, np.broadcast_to(tau_cons, (len(x), problem.Q)))
+    return imp, lp
+
+
+def _saver(store: ChunkStore | None, offset: int) -> Any:
+    """``on_result`` of a wave: chunk ``i`` saved as ``offset + i`` (None without a store)."""
+    if store is None:
+        return None
+
+    def save(i: int, r: Any) -> None:
+        store.save(offset + i, r)
+
+    return save
+
+
+def _count_points(r: tuple[np.ndarray, np.ndarray]) -> float:
+    return float(len(r[1]))
+
+
+def _sobol_normal(n: int, d: int, seed: int) -> np.ndarray:
+    from scipy.special import ndtri
+    from scipy.stats import qmc
+
+    q = qmc.Sobol(d, scramble=True, seed=seed).random(n)
+    out: np.ndarray = ndtri(np.clip(q, 1e-6, 1 - 1e-6))
+    return out
+
+
+def history_match(
+    problem: Problem,
+    config: CalibrationConfig,
+    store_dir: Path | None = None,
+    *,
+    progress: bool = False,
+) -> HistoryMatch:
+    """Waves of history matching on the batched solver (no emulator: a course costs milliseconds).
+
+    Wave 1: a scrambled Sobol sequence over the prior (``z``, ``u``; tau at its median in the log
+    posterior, at ``tau_quantile`` in the implausibility, the most tolerant plausible value).
+    Wave k: a normal fitted to the non-implausible points so far, covariance x ``inflate``.
+    Chunks are kept in ``store_dir`` (resume).
+    """
+    from scipy.special import erfinv
+
+    hc = config.history_matching
+    t0 = time.perf_counter()
+    D, P, Q = problem.ndim, problem.P, problem.Q
+    q_tau = problem.group_prior_scale * math.sqrt(2.0) * float(erfinv(hc.tau_quantile))
+    med_tau = problem.group_prior_scale * math.sqrt(2.0) * float(erfinv(0.5))
+    xs: list[np.ndarray] = []
+    waves: list[np.ndarray] = []
+    imps: list[np.ndarray] = []
+    lps: list[np.ndarray] = []
+    chunk = config.screening.chunk
+    store = None
+    if store_dir is not None:
+        store = ChunkStore(store_dir, f"hm-{problem.fingerprint()}-{config.fingerprint()}")
+    offset = 0
+    for w in range(1, hc.waves + 1):
+        if w == 1:
+            lat = _sobol_normal(hc.points, D - Q, hc.seed)
+        else:
+            prev = np.concatenate(xs)
+            score = np.sort(np.concatenate(imps), axis=1)[:, ::-1][
+                :, min(hc.rank, imps[0].shape[1]) - 1
+            ]
+            good = prev[score <= hc.cutoff]
+            if len(good) < 2:
+                good = prev[np.argsort(score)[: max(2, D + 1)]]
+            keep = np.concatenate([np.arange(P), np.arange(P + Q, D)])
+            g = good[:, keep]
+            mu = g.mean(axis=0)
+            cov = np.atleast_2d(np.cov(g.T)) * hc.inflate + 1e-9 * np.eye(len(keep))
+            rng = np.random.default_rng([hc.seed, w])
+            lat = rng.multivariate_normal(mu, cov, size=hc.points)
+        x = np.empty((len(lat), D))
+        x[:, :P] = lat[:, :P]
+        x[:, P : P + Q] = np.log(med_tau)[None, :]
+        x[:, P + Q :] = lat[:, P:]
+        items = [(problem, x[i : i + chunk], q_tau) for i in range(0, len(x), chunk)]
+        done: set[int] = set()
+        if store is not None:
+            done = {i - offset for i in store.done() if offset <= i < offset + len(items)}
+        results = map_chunks(
+            _hm_chunk,
+            items,
+            progress=progress,
+            label=f"history matching, wave {w}",
+            skip=done,
+            on_result=_saver(store, offset),
+            rate=_count_points,
+            rate_unit="points",
+        )
+        for i in done:
+            assert store is not None
+            results[i] = store.load(offset + i)
+        offset += len(items)
+        imp = np.concatenate([r[0] for r in results if r is not None])
+        lp = np.concatenate([r[1] for r in results if r is not None])
+        xs.append(x)
+        waves.append(np.full(len(x), w))
+        imps.append(imp)
+        lps.append(lp)
+    return HistoryMatch(
+        x=np.concatenate(xs),
+        wave=np.concatenate(waves),
+        implausibility=np.concatenate(imps),
+        log_posterior=np.concatenate(lps),
+        cutoff=hc.cutoff,
+        rank=hc.rank,
+        keys=problem.likelihood.keys,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def initial_walkers(hm: HistoryMatch, problem: Problem, walkers: int, seed: int) -> np.ndarray:
+    """Starting positions of the ensemble: distinct non-implausible points (random, so the
+    ensemble starts dispersed over the plausible region), topped up with the least implausible
+    ones; each walker's ``log tau`` drawn from its prior."""
+    rng = np.random.default_rng(seed)
+    finite = np.isfinite(hm.log_posterior)
+    nroy = np.flatnonzero(hm.nroy & finite)
+    if len(nroy) >= walkers:
+        pick = rng.choice(nroy, size=walkers, replace=False)
+    else:
+        order = [i for i in np.argsort(hm.score()) if finite[i] and i not in set(nroy)]
+        pick = np.concatenate([nroy, np.array(order[: walkers - len(nroy)], dtype=int)])
+    if len(pick) < walkers:
+        raise ModelEvaluationError(
+            f"history matching found {len(pick)} evaluable points; {walkers} walkers need more"
+        )
+    x = hm.x[pick].copy()
+    P, Q = problem.P, problem.Q
+    tau = np.abs(rng.standard_normal((walkers, Q))) * problem.group_prior_scale[None, :]
+    x[:, P : P + Q] = np.log(np.maximum(tau, 1e-3 * problem.group_prior_scale[None, :]))
+    return x

@@ -1,69 +1,146 @@
-"""Validation: every held-out literature row against the model, with prediction intervals.
+"""Validation: every held-out literature row against the model's posterior predictive, with the
+metrics a reviewer expects; plus the checks of the calibration itself.
 
 Each ``role = "validation"`` row of ``data/literature.toml`` is reproduced by simulating its
-protocol (``data/calibration/protocols.toml``: the study's settings, stand-ins where it is silent).
-The nominal parameter set and ``draws`` sampled parameter sets (the calibrated posterior jointly, the
-other intervals independently: :func:`microneedling.parameters.sampling.sample_parameter_sets`) run as one
-batched solve (:func:`microneedling.studies.credibility.calibrate.predict_rows`).
+protocol (``data/calibration/protocols.toml``). The ensemble (``draws`` >= 256 by default) draws the
+calibrated parameters as whole rows of the shipped posterior samples and every other uncertain
+parameter from its prior (:func:`microneedling.parameters.sampling.sample_parameter_sets`); each
+study's unreported settings are drawn from their ranges (stand-in uncertainty). The **nominal**
+prediction uses the posterior's nominal values and the stand-ins themselves.
 
-Per row:
+A row's **predictive** for the observed number adds to each draw ``f_d`` the between-study
+discrepancy of its output family (``tau`` from the posterior sample when the calibration had the
+family, else from its half-normal prior) and the study's measurement error (its SE): the same
+observation model as the calibration's likelihood (:mod:`.likelihood`). Count rows replicate a
+count of ``n`` patients.
 
-* **pass** when ``|model - observed| <= tolerance``; for ``bound = "upper"`` rows when
-  ``model <= observed + tolerance``. A non-finite model value is a miss.
-* **covered** when the observed value lies inside the model's 80% prediction interval (10th-90th
-  percentile of the draws); for upper-bound rows when the 10th percentile is at or below the bound.
-* rows the model cannot compare (``evaluable = false`` in ``protocols.toml``) are listed as
-  ``not evaluated`` with the reason, and count in neither numerator nor denominator.
+Per row: the nominal prediction, the 50% and 80% central predictive intervals and the parameter
+band (draws of ``f`` alone: parameters and stand-ins), pass/miss of the nominal against the row's
+tolerance (fixed before any result), covered or not, the PIT, the CRPS and the 80% interval score
+(``scoringrules``) in units of the tolerance, the sharpness (80% width / tolerance) and the ASME
+V&V 20 comparison (``E = S - D``, ``u_num``, ``u_input``, ``u_D``, ``u_val``).
 
-No validation row is ever used by :mod:`microneedling.studies.credibility.calibrate` (it reads ``rows("calibration")``
-only; ``tests/test_validate.py`` checks it).
+Overall: coverage of the 50% and 80% intervals on two-sided and count rows with a confidence
+interval clustered by study (bound rows are reported apart: "consistent" when the predictive's
+interval reaches the bound), the PIT's Kolmogorov–Smirnov test, mean CRPS against that of the
+previous construction of the ensemble (every parameter from its file interval, no stand-in,
+discrepancy or measurement term), and:
+
+* **calculation verification**: every row re-run on a refined output grid and at a tight solver
+  tolerance; ``u_num`` = the larger change;
+* **calibration check**: every calibration row against its posterior predictive (PIT within
+  0.1-0.9) and **leave-one-study-out** cross-validation on the calibration set (Pareto-smoothed
+  importance weights of the posterior samples, the left-out study's settings drawn afresh);
+* **virtual cohorts**: between-patient spread of simulated cohorts at the protocols of rows with a
+  reported patient SD (ratio predicted/observed; epistemic vs aleatory variance).
+
+No validation row is ever used by the calibration (it reads ``rows("calibration")`` only).
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from microneedling.engine.batch import simulate_batch
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.parameters.sampling import sample_parameter_sets
+from microneedling.parameters.sampling import (
+    Posterior,
+    draw_indices,
+    sample_parameter_sets,
+    shipped_posterior,
+)
 from microneedling.studies.credibility.calibrate import (
+    CalibrationConfig,
+    Problem,
+    build_problem,
+    clip_to_domains,
+    load_config,
+    nuisances,
     observed_value,
     predict_rows,
+    row_specs,
+    row_values,
+    study_of,
     tolerance_value,
 )
+from microneedling.studies.credibility.likelihood import Likelihood
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
+    Protocol,
     load_protocol_file,
     load_protocols,
+    protocol_course,
     rows,
 )
+from microneedling.studies.credibility.metrics import (
+    clustered_rate,
+    crps,
+    interval_score,
+    ks_uniform,
+    psis_weights,
+    variance_components,
+    vv20,
+    weighted_quantile,
+)
+from microneedling.studies.credibility.scoring import score
+from microneedling.studies.credibility.screening import row_noise
+from microneedling.studies.trial.population import load_population, sample_patients
+
+__all__ = [
+    "RowResult",
+    "Validation",
+    "calculation_verification",
+    "calibration_check",
+    "cohort_spread",
+    "ensemble",
+    "validate",
+]
 
 
 @dataclass(frozen=True)
 class RowResult:
-    """The comparison of one validation row (values in ``units``; % for relative changes)."""
+    """The comparison of one row (values in ``units``; % for relative changes, a proportion for
+    count rows' intervals)."""
 
     key: str
     quantity: str
     sources: tuple[str, ...]
+    study: str
+    family: str
+    kind: str  # likelihood kind: gaussian | upper | lower | binomial | ordinal
     evidence: str
     units: str
     observed: float
     tolerance: float
     bound: str | None
     predicted: float
-    low: float
+    median: float
+    low: float  # 80% predictive interval
     high: float
+    low50: float
+    high50: float
+    band_low: float  # 80% parameter band (f only)
+    band_high: float
     status: str  # "pass" | "miss" | "not evaluated"
-    covered: bool | None
+    covered: bool | None  # 80%
+    covered50: bool | None
+    pit: float
+    crps: float
+    crps_baseline: float
+    interval_score: float
+    sharpness: float
+    vv20: dict[str, float]
     comparable: str
     assumptions: str
+    equivalence: str = ""
 
     @property
     def error(self) -> float:
@@ -73,13 +150,18 @@ class RowResult:
 
 @dataclass(frozen=True)
 class Validation:
-    """All validation rows, the pass count and the interval coverage."""
+    """All validation rows, the pass count, coverage and the other metrics."""
 
     results: tuple[RowResult, ...]
     draws: int
     seed: int
     interval: tuple[float, float]
     parameter_set_hash: str
+    posterior: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    calculation: dict[str, Any] = field(default_factory=dict)
+    cohorts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def evaluated(self) -> list[RowResult]:
@@ -99,66 +181,525 @@ class Validation:
 
     @property
     def coverage(self) -> float:
-        """Fraction of evaluated rows whose observation is inside the prediction interval."""
+        """Fraction of evaluated rows whose observation is inside the 80% predictive interval."""
         return self.n_covered / self.n_evaluated if self.n_evaluated else math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-            return x
+        return _clean(
+            {
+                "draws": self.draws,
+                "seed": self.seed,
+                "interval_percentiles": list(self.interval),
+                "parameter_set_hash": self.parameter_set_hash,
+                "posterior": self.posterior,
+                "n_rows": len(self.results),
+                "n_evaluated": self.n_evaluated,
+                "n_pass": self.n_pass,
+                "n_covered": self.n_covered,
+                "coverage": self.coverage,
+                "summary": self.summary,
+                "rows": [{**asdict(r), "sources": list(r.sources)} for r in self.results],
+                "calibration_check": self.calibration,
+                "calculation_verification": self.calculation,
+                "cohorts": self.cohorts,
+            }
+        )
 
-        return {
-            "draws": self.draws,
-            "seed": self.seed,
-            "interval_percentiles": list(self.interval),
-            "parameter_set_hash": self.parameter_set_hash,
-            "n_rows": len(self.results),
-            "n_evaluated": self.n_evaluated,
-            "n_pass": self.n_pass,
-            "n_covered": self.n_covered,
-            "coverage": clean(self.coverage),
-            "rows": [
-                {k: clean(v) for k, v in {**asdict(r), "sources": list(r.sources)}.items()}
-                for r in self.results
-            ],
+
+def _clean(x: Any) -> Any:
+    """JSON-able: non-finite floats as None/"inf"/"-inf", tuples as lists, numpy as Python."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, np.generic):
+        return _clean(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+# ------------------------------------------------------------------------------- ensemble
+def ensemble(
+    ps: ParameterSet, draws: int, seed: int
+) -> tuple[ParameterSet, list[ParameterSet], Posterior | None, np.ndarray | None]:
+    """(nominal set, ``draws`` sets, the posterior used, its sample indices): the nominal set holds
+    the posterior's nominal values when the shipped posterior applies to ``ps``."""
+    post = shipped_posterior(ps)
+    nominal = ps
+    idx = None
+    if post is not None:
+        values = {k: v for k, v in post.nominal().items() if k in ps.parameters}
+        nominal = ps.with_values(clip_to_domains(ps, values), label=f"{ps.label}+posterior")
+        idx = draw_indices(post.n_samples, draws, seed)
+    return nominal, sample_parameter_sets(ps, draws, seed), post, idx
+
+
+def stand_in_draws(
+    lit_rows: Sequence[LiteratureRow],
+    protocols: Mapping[str, Protocol],
+    draws: int,
+    seed: int,
+) -> list[dict[str, dict[str, float]]]:
+    """Per draw, ``{row key: {setting: value}}``: each study's unreported settings drawn uniformly
+    from their ranges (integers on the integers), shared by the study's rows."""
+    nus = nuisances(lit_rows, protocols)
+    rng = np.random.default_rng([seed, 1729])
+    u = rng.standard_normal((draws, len(nus)))
+    out: list[dict[str, dict[str, float]]] = [{} for _ in range(draws)]
+    for m, nu in enumerate(nus):
+        vals = nu.at(u[:, m])
+        for d in range(draws):
+            for key in nu.rows:
+                out[d].setdefault(key, {})[nu.setting] = float(vals[d])
+    return out
+
+
+def _tau_draws(
+    post: Posterior | None,
+    idx: np.ndarray | None,
+    groups: Sequence[str],
+    scales: np.ndarray,
+    draws: int,
+    seed: int,
+) -> tuple[np.ndarray, list[str]]:
+    """(draws, Q) discrepancy scales: the posterior's samples for groups it calibrated, the
+    half-normal prior for the others; and where each came from."""
+    rng = np.random.default_rng([seed, 4242])
+    out = np.abs(rng.standard_normal((draws, len(groups)))) * scales[None, :]
+    src = ["prior"] * len(groups)
+    if post is not None and idx is not None:
+        for q, g in enumerate(groups):
+            t = post.tau_of(g)
+            if t is not None:
+                out[:, q] = t[idx]
+                src[q] = "posterior"
+    return out, src
+
+
+def _quant(x: np.ndarray, q: Sequence[float]) -> list[float]:
+    x = x[np.isfinite(x)]
+    return [float(v) for v in np.quantile(x, q)] if x.size else [math.nan] * len(q)
+
+
+# ------------------------------------------------------------------- calculation verification
+def calculation_verification(
+    lit_rows: Sequence[LiteratureRow],
+    nominal: ParameterSet,
+    protocols: Mapping[str, Protocol],
+    settings: Mapping[str, Any],
+    config: CalibrationConfig,
+) -> dict[str, Any]:
+    """Every row's nominal prediction on the default grid, on a refined grid and at a tight
+    tolerance; ``u_num`` = the larger absolute change (row units)."""
+    vc = config.validation
+    t0 = time.perf_counter()
+    base = predict_rows(lit_rows, [nominal], protocols, settings)[0]
+    fine = predict_rows(
+        lit_rows,
+        [nominal],
+        protocols,
+        settings,
+        refine=(vc.refine_factor, vc.refine_minutes, vc.refine_days),
+    )[0]
+    tight = predict_rows(lit_rows, [nominal], protocols, settings, rtol=vc.rtol_tight)[0]
+    out: list[dict[str, Any]] = []
+    for r, b, f, t in zip(lit_rows, base, fine, tight, strict=True):
+        if not math.isfinite(b):
+            continue
+        dg = abs(f - b) if math.isfinite(f) else math.inf
+        dt = abs(t - b) if math.isfinite(t) else math.inf
+        u = max(dg, dt)
+        tol = tolerance_value(r, protocols[r.key])
+        out.append(
+            {
+                "key": r.key,
+                "value": float(b),
+                "grid_change": float(dg),
+                "tolerance_change": float(dt),
+                "u_num": float(u),
+                "relative": float(u / abs(b)) if b else float(u),
+                "u_num_over_tolerance": float(u / tol) if tol else None,
+            }
+        )
+    rel = [float(o["relative"]) for o in out if math.isfinite(float(o["relative"]))]
+    return {
+        "method": f"default output grid vs the grid refined {vc.refine_factor}x plus every "
+        f"{vc.refine_minutes:g} min for {vc.refine_days:g} d after each session; solver rtol "
+        f"1e-6 vs {vc.rtol_tight:g}; u_num = the larger change",
+        "rows": out,
+        "max_relative": max(rel) if rel else math.nan,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+# --------------------------------------------------------------------------- the rows' scores
+def _inside(kind: str, level: float, pit: float, obs: float, lo: float, hi: float) -> bool:
+    """Whether the observation lies in the central ``level``% predictive interval: by the mid-p PIT
+    for counts; for a bound, whether the interval reaches it (the bound is consistent)."""
+    if kind in ("binomial", "ordinal"):
+        return bool((1 - level / 100) / 2 <= pit <= (1 + level / 100) / 2)
+    if kind == "upper":
+        return bool(lo <= obs)
+    if kind == "lower":
+        return bool(hi >= obs)
+    return bool(lo <= obs <= hi)
+
+
+def _score_rows(
+    lit_rows: Sequence[LiteratureRow],
+    protocols: Mapping[str, Protocol],
+    settings: Mapping[str, Any],
+    config: CalibrationConfig,
+    nominal_pred: np.ndarray,
+    f: np.ndarray,
+    f_base: np.ndarray | None,
+    post: Posterior | None,
+    idx: np.ndarray | None,
+    seed: int,
+    u_num: Mapping[str, float],
+) -> list[RowResult]:
+    specs, groups, scales, factor = row_specs(lit_rows, protocols, settings, config)
+    lik = Likelihood(specs, len(groups))
+    D = f.shape[0]
+    tau, _ = _tau_draws(post, idx, groups, scales, D, seed)
+    rng = np.random.default_rng([seed, 99])
+    levels = sorted(config.validation.intervals)
+    out = []
+    for i, (r, spec) in enumerate(zip(lit_rows, specs, strict=True)):
+        p = protocols[r.key]
+        fi = f[:, i] * factor[i]
+        ti = tau[:, spec.group]
+        y = lik.predictive(i, fi, ti, rng)
+        obs = spec.observed
+        count = spec.kind in ("binomial", "ordinal")
+        if count:
+            y = y / spec.n
+        q = {c: _quant(y, [(1 - c / 100) / 2, (1 + c / 100) / 2]) for c in levels}
+        band = _quant(fi, [0.1, 0.9])
+        pit = lik.pit(i, fi, ti)
+        tol_raw = tolerance_value(r, p)
+        tol = float(tol_raw) if tol_raw else math.nan
+        # scores are in units of the tolerance, or of the row's noise where it has none
+        tol_pred = tol * factor[i] if tol_raw else row_noise(spec, float(scales[spec.group]))
+        nom = float(nominal_pred[i])
+
+        lo80, hi80 = q.get(80.0, [math.nan, math.nan])
+        lo50, hi50 = q.get(50.0, [math.nan, math.nan])
+        two_sided = spec.kind in ("gaussian", "binomial", "ordinal")
+        c_val = crps(obs, y) if two_sided else math.nan
+        c_base = math.nan
+        if f_base is not None and two_sided:
+            c_base = crps(obs, f_base[:, i] * factor[i])
+        u_d = spec.se if not count else math.sqrt(max(obs * (1 - obs), 0.25 / spec.n) / spec.n)
+        out.append(
+            RowResult(
+                key=r.key,
+                quantity=r.quantity,
+                sources=r.sources,
+                study=study_of(r),
+                family=groups[spec.group],
+                kind=spec.kind,
+                evidence=r.evidence,
+                units="%" if p.compare == "relative_change" else r.units,
+                observed=observed_value(r, p),
+                tolerance=tol,
+                bound=r.bound,
+                predicted=nom,
+                median=float(np.nanmedian(y)) if np.any(np.isfinite(y)) else math.nan,
+                low=lo80,
+                high=hi80,
+                low50=lo50,
+                high50=hi50,
+                band_low=band[0],
+                band_high=band[1],
+                status=score(
+                    r,
+                    nom,
+                    observed=observed_value(r, p),
+                    tolerance=tol_raw if r.kind in ("value", "bound", "two_arm") else None,
+                    draws=f[:, i],
+                ).status,
+                covered=_inside(spec.kind, 80.0, pit, obs, lo80, hi80),
+                covered50=_inside(spec.kind, 50.0, pit, obs, lo50, hi50),
+                pit=pit,
+                crps=c_val / tol_pred if tol_pred else math.nan,
+                crps_baseline=c_base / tol_pred if tol_pred else math.nan,
+                interval_score=(interval_score(obs, lo80, hi80, 0.2) / tol_pred)
+                if two_sided and tol_pred
+                else math.nan,
+                sharpness=(hi80 - lo80) / tol_pred if tol_pred else math.nan,
+                vv20=vv20(
+                    (nom * factor[i]) - obs,
+                    float(u_num.get(r.key, 0.0)) * factor[i],
+                    float(np.nanstd(fi, ddof=1)) if D > 1 else 0.0,
+                    u_d,
+                ),
+                comparable=r.comparable,
+                assumptions=p.assumptions,
+                equivalence=str(getattr(r, "equivalence", "")),
+            )
+        )
+    return out
+
+
+def _summary(results: Sequence[RowResult], config: CalibrationConfig, seed: int) -> dict[str, Any]:
+    ev = [r for r in results if r.status != "not evaluated"]
+    two = [r for r in ev if r.kind in ("gaussian", "binomial", "ordinal")]
+    bounds = [r for r in ev if r.kind in ("upper", "lower")]
+    B = config.validation.bootstrap
+    out: dict[str, Any] = {
+        "n_two_sided": len(two),
+        "n_bounds": len(bounds),
+        "coverage_80": clustered_rate(
+            [bool(r.covered) for r in two], [r.study for r in two], replicates=B, seed=seed
+        ),
+        "coverage_50": clustered_rate(
+            [bool(r.covered50) for r in two], [r.study for r in two], replicates=B, seed=seed
+        ),
+        "bounds_consistent_80": sum(bool(r.covered) for r in bounds),
+        "pass": clustered_rate(
+            [r.status == "pass" for r in ev], [r.study for r in ev], replicates=B, seed=seed
+        ),
+        "pit_ks": ks_uniform([r.pit for r in two]),
+        "pit": [r.pit for r in two],
+    }
+    c = [r.crps for r in two if math.isfinite(r.crps)]
+    cb = [r.crps_baseline for r in two if math.isfinite(r.crps_baseline)]
+    s = [r.sharpness for r in two if math.isfinite(r.sharpness)]
+    i = [r.interval_score for r in two if math.isfinite(r.interval_score)]
+    out.update(
+        {
+            "crps_mean": float(np.mean(c)) if c else math.nan,
+            "crps_baseline_mean": float(np.mean(cb)) if cb else math.nan,
+            "interval_score_mean": float(np.mean(i)) if i else math.nan,
+            "sharpness_median": float(np.median(s)) if s else math.nan,
+            "goals": {
+                "coverage_80_in_70_90": bool(two and 0.7 <= out["coverage_80"]["rate"] <= 0.9),
+                "pass_rate_at_least_80": bool(ev and out["pass"]["rate"] >= 0.8),
+                "crps_below_baseline": bool(c and cb and np.mean(c) < np.mean(cb)),
+            },
         }
+    )
+    return out
 
 
-def _judge(row: LiteratureRow, obs: float, tol: float, nominal: float) -> str:
-    if not math.isfinite(nominal):
-        return "miss"
-    if row.bound == "upper":
-        return "pass" if nominal <= obs + tol else "miss"
-    if row.bound == "lower":
-        return "pass" if nominal >= obs - tol else "miss"
-    return "pass" if abs(nominal - obs) <= tol else "miss"
+# ----------------------------------------------------------------------- calibration check
+def _posterior_x(problem: Problem, post: Posterior, idx: np.ndarray, seed: int) -> np.ndarray:
+    """Posterior samples ``idx`` in the coordinates of ``problem`` (matched by label); a coordinate
+    the posterior lacks is drawn from its prior."""
+    labels = (
+        [f["label"] for f in post.factors]
+        + [f"tau[{g}]" for g in post.groups]
+        + [n["label"] for n in post.nuisances]
+    )
+    rng = np.random.default_rng([seed, 31])
+    x = rng.standard_normal((len(idx), problem.ndim))
+    P, Q = problem.P, problem.Q
+    x[:, P : P + Q] = np.log(
+        np.maximum(np.abs(x[:, P : P + Q]), 1e-3) * problem.group_prior_scale[None, :]
+    )
+    for j, lab in enumerate(problem.labels):
+        if lab in labels:
+            x[:, j] = post.x[idx, labels.index(lab)]
+    return x
 
 
-def _covered(row: LiteratureRow, obs: float, lo: float, hi: float) -> bool:
-    if not (math.isfinite(lo) or math.isfinite(hi)) or math.isnan(lo) or math.isnan(hi):
-        return False
-    if row.bound == "upper":
-        return lo <= obs
-    if row.bound == "lower":
-        return hi >= obs
-    return lo <= obs <= hi
+def calibration_check(
+    post: Posterior, config: CalibrationConfig, draws: int, seed: int
+) -> dict[str, Any]:
+    """Calibration rows against their posterior predictive, and leave-one-study-out CV."""
+    t0 = time.perf_counter()
+    labels = [f["label"] for f in post.factors]
+    sampled = {n["label"] for n in post.nuisances}
+    current = nuisances(rows("calibration"), load_protocols())
+    problem = build_problem(
+        labels,
+        config=config,
+        nuisance_labels=[n.label for n in current if n.label in sampled],
+    )
+    idx = draw_indices(post.n_samples, draws, seed)
+    x = _posterior_x(problem, post, idx, seed)
+    _, f, by = problem.evaluate(x)
+    P, Q = problem.P, problem.Q
+    tau = np.exp(x[:, P : P + Q])
+    lik = problem.likelihood
+    rows_out = []
+    for i, spec in enumerate(lik.specs):
+        pit = lik.pit(i, f[:, i], tau[:, spec.group])
+        rows_out.append(
+            {
+                "key": spec.key,
+                "study": spec.study,
+                "kind": spec.kind,
+                "observed": spec.observed,
+                "median": float(np.nanmedian(f[:, i])),
+                "pit": pit,
+                "inside_0.1_0.9": bool(0.1 <= pit <= 0.9) if math.isfinite(pit) else False,
+            }
+        )
+    # leave one study out: PSIS weights from the study's likelihood, its settings drawn afresh
+    x2 = x.copy()
+    rng = np.random.default_rng([seed, 57])
+    x2[:, P + Q :] = rng.standard_normal((len(x), problem.M))
+    _, f2, by2 = problem.evaluate(x2)
+    loso: list[dict[str, Any]] = []
+    for s_i, study in enumerate(lik.studies):
+        ok = np.isfinite(by[:, s_i])
+        if not np.any(ok):
+            continue
+        w, k = psis_weights(-by[ok, s_i])
+        fin = np.isfinite(by2[ok, s_i])
+        elpd = -math.inf
+        if np.any(fin):
+            top = float(np.max(by2[ok, s_i][fin]))
+            mass = float(np.sum(w[fin] * np.exp(by2[ok, s_i][fin] - top)))
+            elpd = math.log(mass) + top if mass > 0 else -math.inf
+        rows_s: list[dict[str, Any]] = []
+        for i, spec in enumerate(lik.specs):
+            if spec.study != study:
+                continue
+            fi, ti = f2[ok, i], tau[ok, spec.group]
+            pit_terms = np.array([lik.pit(i, fi[d : d + 1], ti[d : d + 1]) for d in range(len(fi))])
+            good = np.isfinite(pit_terms)
+            pit = (
+                float(np.sum(w[good] * pit_terms[good]) / np.sum(w[good]))
+                if good.any()
+                else math.nan
+            )
+            yrep = lik.predictive(i, fi, ti, rng)
+            if spec.kind in ("binomial", "ordinal"):
+                yrep = yrep / spec.n
+                covered = bool(0.1 <= pit <= 0.9)
+            else:
+                lo, hi = weighted_quantile(yrep, w, [0.1, 0.9])
+                covered = (
+                    bool(lo <= spec.observed <= hi)
+                    if spec.kind == "gaussian"
+                    else bool(lo <= spec.observed)
+                    if spec.kind == "upper"
+                    else bool(hi >= spec.observed)
+                )
+            rows_s.append({"key": spec.key, "pit": pit, "covered_80": covered})
+        loso.append({"study": study, "elpd": elpd, "pareto_k": k, "rows": rows_s})
+    all_rows = [r for s in loso for r in s["rows"]]
+    return {
+        "posterior": post.version,
+        "draws": draws,
+        "rows": rows_out,
+        "n_inside": sum(r["inside_0.1_0.9"] for r in rows_out),
+        "n_rows": len(rows_out),
+        "loso": {
+            "studies": loso,
+            "elpd": float(sum(s["elpd"] for s in loso)),
+            "coverage_80": clustered_rate(
+                [r["covered_80"] for r in all_rows],
+                [s["study"] for s in loso for _ in s["rows"]],
+                replicates=config.validation.bootstrap,
+                seed=seed,
+            ),
+            "max_pareto_k": max((s["pareto_k"] for s in loso), default=math.nan),
+            "method": "Pareto-smoothed importance sampling of the posterior samples with weights "
+            "1/p(y_study | draw) (Vehtari, Gelman & Gabry 2017), the left-out study's settings "
+            "drawn afresh from their ranges; Pareto k > 0.7 flags a study whose weights are "
+            "unreliable (a refit without it would be needed)",
+        },
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
+# ---------------------------------------------------------------------------- virtual cohorts
+def cohort_spread(
+    lit_rows: Sequence[LiteratureRow],
+    protocols: Mapping[str, Protocol],
+    sets: Sequence[ParameterSet],
+    config: CalibrationConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """Simulated between-patient SD at the protocol of every row with a reported patient SD
+    (``sd`` and ``n >= 5``; value, grade and per-session rows) against that SD.
+
+    Patients differ by the inter-individual factors of a population preset (``acne-scar-adults``
+    for scar protocols, else ``photoaging-adults``; the protocol's age, sex and skin type kept) and,
+    for grade rows with ``baseline_sd``, by their baseline grade. ``cohort_draws`` parameter draws x
+    ``cohort_patients`` patients: the aleatory SD (between patients within a draw) and the epistemic
+    SD (of the cohort mean between draws)."""
+    vc = config.validation
+    t0 = time.perf_counter()
+    K = min(vc.cohort_draws, len(sets))
+    N = vc.cohort_patients
+    out = []
+    for r in lit_rows:
+        p = protocols[r.key]
+        if r.sd is None or not r.n or r.n < 5 or not p.evaluable or p.course is None:
+            continue
+        if p.compare not in ("value", "grade", "per_session_mean") or p.stage is not None:
+            continue
+        if getattr(p, "reference", None) is not None or r.bound is not None:
+            continue
+        scar = any(c.get("type") == "acne_scar" for s in p.course["sites"] for c in s["conditions"])
+        pop = load_population("acne-scar-adults" if scar else "photoaging-adults")
+        batch = sample_patients(pop, 0, N, seed=seed)
+        course = protocol_course(p)
+        factors = {k: np.tile(v, K) for k, v in batch.factors.items()}
+        run = simulate_batch(
+            [course] * (K * N),
+            [s for s in sets[:K] for _ in range(N)],
+            healing_factors=factors or None,
+        )
+        v = row_values(run, r, p, np.arange(K * N)).reshape(K, N)
+        if p.compare == "grade" and r.baseline_sd:
+            rng = np.random.default_rng([seed, 3])
+            b = np.maximum(r.baseline + r.baseline_sd * rng.standard_normal(N), 0.0)  # type: ignore[operator]
+            v = v / (r.baseline or 1.0) * b[None, :]
+        comp = variance_components(v)
+        within = np.nanstd(v, axis=1, ddof=1)
+        obs_sd = float(r.sd)
+        ratio = comp["aleatory_sd"] / obs_sd if obs_sd else math.nan
+        out.append(
+            {
+                "key": r.key,
+                "role": r.role,
+                "population": pop.name if hasattr(pop, "name") else "",
+                "observed_sd": obs_sd,
+                "predicted_sd": comp["aleatory_sd"],
+                "predicted_sd_low": float(np.nanpercentile(within, 5)),
+                "predicted_sd_high": float(np.nanpercentile(within, 95)),
+                "epistemic_sd": comp["epistemic_sd"],
+                "ratio": ratio,
+                "within_goal": bool(vc.cohort_ratio[0] <= ratio <= vc.cohort_ratio[1]),
+            }
+        )
+    return {
+        "rows": out,
+        "goal": list(vc.cohort_ratio),
+        "n_within": sum(o["within_goal"] for o in out),
+        "patients": N,
+        "draws": K,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+# ------------------------------------------------------------------------------- validate
 def validate(
     parameters: ParameterSet | None = None,
     *,
     draws: int | None = None,
     seed: int = 0,
     keys: Sequence[str] | None = None,
+    checks: bool = True,
+    config: CalibrationConfig | None = None,
 ) -> Validation:
     """Simulate every validation row (or those in ``keys``) under the nominal set and ``draws``
-    parameter draws; compare with the published values."""
-
+    ensemble draws; score them; with ``checks``, also calculation verification, the calibration
+    check (posterior predictive, leave-one-study-out) and the virtual-cohort spread."""
+    config = config or load_config()
     settings = load_protocol_file()["settings"]
-    n_draws = int(settings["draws"]) if draws is None else int(draws)
+    n_draws = config.validation.draws if draws is None else int(draws)
     if n_draws < 2:
-        raise InputError("draws", n_draws, "at least 2 parameter draws (for the 10-90% interval)")
+        raise InputError("draws", n_draws, "at least 2 parameter draws (for the intervals)")
     ps = parameters or load_parameters()
     protocols = load_protocols()
     val = rows("validation")
@@ -171,46 +712,86 @@ def validate(
     missing = [r.key for r in val if r.key not in protocols]
     if missing:
         raise InputError("protocols.toml", missing, "a [rows.KEY] table for every validation row")
-    sets = [ps, *sample_parameter_sets(ps, n_draws, seed)]
-    pred = predict_rows(val, sets, protocols, settings)
-    q_lo, q_hi = (float(x) for x in settings["interval"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        finite = np.where(np.isfinite(pred[1:]), pred[1:], np.nan)
-        lo, hi = np.nanpercentile(finite, [q_lo, q_hi], axis=0)
-    results = []
-    for j, row in enumerate(val):
-        p = protocols[row.key]
-        obs = observed_value(row, p)
-        tol = tolerance_value(row, p)
-        assert tol is not None, row.key  # the loader requires it for validation rows
-        units = "%" if p.compare == "relative_change" else row.units
-        if not p.evaluable:
-            status, covered = "not evaluated", None
-            nominal, lo_j, hi_j = math.nan, math.nan, math.nan
-            assumptions = p.reason
-        else:
-            nominal, lo_j, hi_j = float(pred[0, j]), float(lo[j]), float(hi[j])
-            status = _judge(row, obs, tol, nominal)
-            covered = _covered(row, obs, lo_j, hi_j)
-            assumptions = p.assumptions
-        results.append(
+    nominal, sets, post, idx = ensemble(ps, n_draws, seed)
+    ev = [r for r in val if protocols[r.key].evaluable]
+    results: dict[str, RowResult] = {}
+    calc: dict[str, Any] = {}
+    if ev:
+        ov = stand_in_draws(ev, protocols, n_draws, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pred = predict_rows(ev, [nominal, *sets], protocols, settings, overrides=[None, *ov])
+            base = predict_rows(
+                ev, sample_parameter_sets(ps, n_draws, seed, posterior=False), protocols, settings
+            )
+        if checks:
+            calc = calculation_verification(ev, nominal, protocols, settings, config)
+        u_num = {o["key"]: o["u_num"] for o in calc.get("rows", [])}
+        for rr in _score_rows(
+            ev, protocols, settings, config, pred[0], pred[1:], base, post, idx, seed, u_num
+        ):
+            results[rr.key] = rr
+    ordered = []
+    for r in val:
+        if r.key in results:
+            ordered.append(results[r.key])
+            continue
+        p = protocols[r.key]
+        tol = tolerance_value(r, p)
+        nan = math.nan
+        ordered.append(
             RowResult(
-                key=row.key,
-                quantity=row.quantity,
-                sources=row.sources,
-                evidence=row.evidence,
-                units=units,
-                observed=obs,
-                tolerance=tol,
-                bound=row.bound,
-                predicted=nominal,
-                low=lo_j,
-                high=hi_j,
-                status=status,
-                covered=covered,
-                comparable=row.comparable,
-                assumptions=assumptions,
+                key=r.key,
+                quantity=r.quantity,
+                sources=r.sources,
+                study=study_of(r),
+                family=str(getattr(r, "family", "") or r.observable),
+                kind="",
+                evidence=r.evidence,
+                units="%" if p.compare == "relative_change" else r.units,
+                observed=observed_value(r, p),
+                tolerance=float(tol) if tol is not None else nan,
+                bound=r.bound,
+                predicted=nan,
+                median=nan,
+                low=nan,
+                high=nan,
+                low50=nan,
+                high50=nan,
+                band_low=nan,
+                band_high=nan,
+                status="not evaluated",
+                covered=None,
+                covered50=None,
+                pit=nan,
+                crps=nan,
+                crps_baseline=nan,
+                interval_score=nan,
+                sharpness=nan,
+                vv20={},
+                comparable=r.comparable,
+                assumptions=p.reason,
+                equivalence=str(getattr(r, "equivalence", "")),
             )
         )
-    return Validation(tuple(results), n_draws, seed, (q_lo, q_hi), ps.hash)
+    cal_check: dict[str, Any] = {}
+    cohorts: dict[str, Any] = {}
+    if checks:
+        if post is not None:
+            cal_check = calibration_check(post, config, min(n_draws, post.n_samples), seed)
+        else:
+            cal_check = {"status": "no shipped posterior applies to this parameter set"}
+        cohorts = cohort_spread(rows(), protocols, sets, config, seed)
+    q_lo, q_hi = 10.0, 90.0
+    return Validation(
+        results=tuple(ordered),
+        draws=n_draws,
+        seed=seed,
+        interval=(q_lo, q_hi),
+        parameter_set_hash=ps.hash,
+        posterior=post.version if post is not None else None,
+        summary=_summary(ordered, config, seed),
+        calibration=cal_check,
+        calculation=calc,
+        cohorts=cohorts,
+    )

@@ -1,0 +1,75 @@
+"""Calibration cost benchmark (run on its own: ``python benchmarks/bench_calibrate.py [WALKERS]``;
+not part of the tests).
+
+Measures, on the calibration problem as the shipped screening selects it (or every candidate
+factor when none is shipped), the cost that sizes a full ``microneedling calibrate`` run:
+
+1. one log-posterior evaluation of a half-ensemble (WALKERS/2 vectors, one batched solve: what emcee
+   calls twice per step), median of 3 after a warm-up; the courses per vector;
+2. the seconds per emcee step and the projected wall time of each stage at the settings of
+   ``data/calibration/calibrate.toml`` (screening: Morris + Sobol runs; history matching: waves x
+   points; sampler: steps x walkers), so the settings can be chosen to fit the < 1 h budget.
+
+The machine is shared: run it when it is quiet, and read the numbers as an order of magnitude.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def main(walkers: int | None = None) -> None:
+    from microneedling.studies.credibility.calibrate import build_problem, load_config
+    from microneedling.studies.credibility.screening import load_screening
+
+    cfg = load_config()
+    try:
+        screen = load_screening()
+        labels = list(screen["selected"])
+        sampled = list(screen.get("nuisances", {}).get("sampled", []))
+    except OSError:
+        labels, sampled = None, None
+    full = build_problem(None, config=cfg)
+    problem = build_problem(labels, config=cfg, nuisance_labels=sampled)
+    W = walkers or cfg.sampler.walkers or max(2 * problem.ndim + 2, cfg.sampler.min_walkers)
+    W += W % 2
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((W // 2, problem.ndim))
+    x[:, problem.P : problem.P + problem.Q] = np.log(problem.group_prior_scale)[None, :]
+    problem.evaluate(x[:2])  # warm-up
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        problem.evaluate(x)
+        times.append(time.perf_counter() - t0)
+    half = statistics.median(times)
+    per_vector = half / len(x)
+    step = 2 * half
+    sc, hm, sm = cfg.screening, cfg.history_matching, cfg.sampler
+    D = full.P + full.M
+    morris = sc.morris_trajectories * (D + 1)
+    sobol = sc.sobol_n_base * (sc.morris_keep + min(sc.morris_keep_nuisances, full.M) + 2)
+    print(
+        f"problem: {len(problem.rows)} rows, {problem.P} parameters, {problem.Q} groups, "
+        f"{problem.M} nuisances = {problem.ndim} dimensions; {W} walkers"
+    )
+    print(f"1. half-ensemble ({len(x)} vectors, one batched solve): {half:.2f} s")
+    print(f"   per parameter vector: {per_vector * 1e3:.0f} ms")
+    print(f"2. emcee step ({W} walkers): {step:.2f} s")
+    print(
+        f"   screening: {morris} Morris + {sobol} Sobol runs: {(morris + sobol) * per_vector / 60:.0f} min"
+    )
+    print(
+        f"   history matching: {hm.waves * hm.points} points: {hm.waves * hm.points * per_vector / 60:.0f} min"
+    )
+    print(f"   sampler: {sm.steps} steps: {sm.steps * step / 60:.0f} min")
+    total = (morris + sobol + hm.waves * hm.points) * per_vector + sm.steps * step
+    print(f"   total: {total / 60:.0f} min (budget 60 min on 2 cores)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else None)

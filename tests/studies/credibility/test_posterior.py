@@ -1,0 +1,169 @@
+"""Posterior sampling on a cheap synthetic model: emcee recovers the exact linear-Gaussian
+posterior, a resumed run is the same chain, and the posterior files round-trip with their content
+hash (and refuse tampered samples)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from microneedling.errors import ParameterError
+from microneedling.parameters.parameter_set import load_parameters
+from microneedling.parameters.sampling import load_posterior, posterior_statistics, samples_hash
+from microneedling.studies.credibility.calibrate import (
+    CalibrationConfig,
+    Factor,
+    Problem,
+    load_config,
+)
+from microneedling.studies.credibility.likelihood import Likelihood, RowSpec
+from microneedling.studies.credibility.posterior import run_sampler, summarise, write_posterior
+
+A = np.array([[2.0, 0.5], [0.3, -1.5], [1.0, 1.0]])
+C = np.array([1.0, -2.0, 0.5])
+SE = np.array([0.8, 0.6, 1.2])
+Z_TRUE = np.array([0.7, -0.4])
+Y = A @ Z_TRUE + C + np.array([0.3, -0.2, 0.5])  # a fixed "noisy" observation
+
+
+class LinearProblem(Problem):
+    """f(z) = A z + C; rows without discrepancy scale, so tau does not enter the likelihood."""
+
+    def predict(self, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
+        z, _, _ = self.split(x)
+        self.n_evaluations += len(z)
+        out: np.ndarray = z @ A.T + C[None, :]
+        return out
+
+    def fingerprint(self) -> str:
+        return "linear-test"
+
+
+def linear_problem() -> LinearProblem:
+    specs = [
+        RowSpec(key=f"r{i}", kind="gaussian", study=f"s{i}", group=0, observed=float(y),
+                se=float(s), scale=0.0)
+        for i, (y, s) in enumerate(zip(Y, SE, strict=True))
+    ]  # fmt: skip
+    factors = tuple(Factor(f"p{j}", (f"test.p{j}",), ((1.0, 0.5, 2.0),), "test") for j in range(2))
+    return LinearProblem(
+        rows=(),
+        protocols={},
+        settings={},
+        base=load_parameters(),
+        factors=factors,
+        nuisances=(),
+        group_names=("g",),
+        group_prior_scale=np.array([0.3]),
+        likelihood=Likelihood(specs, 1),
+        pred_factor=np.ones(3),
+    )
+
+
+def small_config(**sampler: Any) -> CalibrationConfig:
+    c = load_config()
+    upd = {"walkers": 16, "steps": 800, "chunk_steps": 100, "keep": 2000, "burn_fraction": 0.25}
+    upd.update(sampler)
+    return c.model_copy(update={"sampler": c.sampler.model_copy(update=upd)})
+
+
+def exact_posterior() -> tuple[np.ndarray, np.ndarray]:
+    prec = np.eye(2) + A.T @ np.diag(1 / SE**2) @ A
+    cov = np.linalg.inv(prec)
+    mean = cov @ A.T @ np.diag(1 / SE**2) @ (Y - C)
+    return mean, cov
+
+
+def init_walkers(problem: Problem, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, problem.ndim))
+    x[:, 2] = np.log(0.3 * np.abs(rng.standard_normal(n)) + 1e-3)
+    return x
+
+
+@pytest.fixture(scope="module")
+def chain() -> Any:
+    problem = linear_problem()
+    return run_sampler(problem, init_walkers(problem, 16), small_config())
+
+
+def test_emcee_recovers_the_exact_linear_gaussian_posterior(chain: Any) -> None:
+    mean, cov = exact_posterior()
+    x = chain.samples
+    sd = np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(x[:, :2].mean(axis=0), mean, atol=0.15 * sd.max())
+    np.testing.assert_allclose(x[:, :2].std(axis=0), sd, rtol=0.15)
+    r = np.corrcoef(x[:, 0], x[:, 1])[0, 1]
+    assert r == pytest.approx(cov[0, 1] / (sd[0] * sd[1]), abs=0.1)
+    # tau does not enter this likelihood: its posterior is its half-normal prior (mean s sqrt(2/pi))
+    assert np.exp(x[:, 2]).mean() == pytest.approx(0.3 * np.sqrt(2 / np.pi), rel=0.2)
+
+
+def test_summary_diagnostics_and_identifiability(chain: Any) -> None:
+    problem = linear_problem()
+    s = summarise(problem, chain, small_config())
+    d = s["diagnostics"]
+    assert d["steps"] == 800 and d["walkers"] == 16 and d["burn"] == 200
+    assert 0.1 < d["acceptance_mean"] < 0.9
+    assert d["r_hat_max"] < 1.1
+    assert d["ess_bulk_min"] > 100
+    _, cov = exact_posterior()
+    for j, ident in enumerate(s["identifiability"]):
+        assert ident["posterior_prior_sd"] == pytest.approx(np.sqrt(cov[j, j]), rel=0.2)
+    assert [r["key"] for r in s["rows"]] == ["r0", "r1", "r2"]
+    assert all(0.0 <= r["pit"] <= 1.0 for r in s["rows"])
+
+
+def test_a_resumed_run_is_the_same_chain(tmp_path: Path) -> None:
+    problem = linear_problem()
+    cfg = small_config(steps=300, chunk_steps=50)
+    init = init_walkers(problem, 16, seed=4)
+    full = run_sampler(problem, init, cfg, tmp_path / "a")
+    # an interrupted run: only the first three chunks were written
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    for p in sorted((tmp_path / "b").glob("chunk-*.pkl"))[3:]:
+        p.unlink()
+    resumed = run_sampler(linear_problem(), init, cfg, tmp_path / "b")
+    np.testing.assert_array_equal(resumed.chain, full.chain)
+    np.testing.assert_array_equal(resumed.log_prob, full.log_prob)
+    assert resumed.evaluations < full.evaluations  # the stored chunks were not recomputed
+
+
+def test_posterior_files_round_trip_and_refuse_tampering(chain: Any, tmp_path: Path) -> None:
+    problem = linear_problem()
+    s = summarise(problem, chain, small_config())
+    paths = write_posterior(s, chain.samples, tmp_path)
+    digest = samples_hash({"x": chain.samples})
+    assert paths["samples"].name == f"posterior-{digest[:12]}.npz"
+    post = load_posterior(paths["summary"])
+    np.testing.assert_array_equal(post.x, chain.samples)
+    stats = posterior_statistics(post.x, post.factors, post.groups, post.nuisances)
+    assert stats == post.summary["statistics"]  # the shipped summary is what the samples give
+    # change one sample: refused
+    x = chain.samples.copy()
+    x[0, 0] += 1e-9
+    np.savez(paths["samples"], x=x)
+    with pytest.raises(ParameterError, match="content hash"):
+        load_posterior(paths["summary"])
+
+
+def test_the_shipped_samples_reproduce_their_shipped_summary() -> None:
+    """Not the chain: the shipped samples, their content hash, and the summary statistics the
+    report shows, recomputed from them."""
+    from microneedling.parameters.sampling import CURRENT, calibration_dir
+
+    d = calibration_dir()
+    current = (d / CURRENT).read_text(encoding="utf-8")
+    post = load_posterior(d / CURRENT)  # refuses samples whose hash differs from the summary's
+    assert post.version == f"posterior-{post.summary['samples_sha256'][:12]}"
+    assert (d / f"{post.version}.toml").read_text(encoding="utf-8") == current
+    assert samples_hash({"x": post.x}) == post.summary["samples_sha256"]
+    stats = posterior_statistics(post.x, post.factors, post.groups, post.nuisances)
+    assert stats == post.summary["statistics"]
+    labels = [f["label"] for f in post.factors]
+    assert labels == post.summary["screening"]["selected"]  # what the screening chose
+    assert post.x.shape[1] == len(labels) + len(post.groups) + len(post.nuisances)
