@@ -518,7 +518,12 @@ def test_plan_prints_end_points_in_words_and_the_upper_pih_percentile(tmp_path: 
     assert m is not None and float(m.group(2)) >= float(m.group(1))
     strict = invoke("plan", patient, "--out", tmp_path / "q", "--pih-ceiling-on", "p90")
     if float(m.group(2)) > 0.05:  # the nominal ceiling let through a plan over it at the p90
-        assert strict.exit_code == 1
-        assert "90th-percentile worst-session PIH risk" in one_error_line(strict)
+        if strict.exit_code == 1:  # no plan meets the ceiling at the 90th percentile
+            assert "90th-percentile worst-session PIH risk" in one_error_line(strict)
+        else:  # another plan meets it there (e.g. fewer or shallower sessions)
+            assert strict.exit_code == 0, strict.output
+            got = " ".join(strict.stdout.split())
+            m2 = re.search(r"PIH risk ([\d.]+) nominal, ([\d.]+) at the 90th percentile", got)
+            assert m2 is not None and float(m2.group(2)) <= 0.05
     else:
         assert strict.exit_code == 0
