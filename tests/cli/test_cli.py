@@ -206,7 +206,7 @@ def test_simulate_no_figures_and_quiet(tmp_path: Path, stub_simulate: list[dict[
         "report.html",
         "result.nc",
     ]
-    assert "data:image/png" not in (out / "report.html").read_text(encoding="utf-8")
+    assert "<img" not in (out / "report.html").read_text(encoding="utf-8")  # no PNG embedded
 
 
 @needs_course

@@ -37,7 +37,7 @@ from tests.conftest import (
     WARNINGS,
     build_synthetic_dataset,
 )
-from tests.reports.shell import RAW_FIELD, Page, check_shell, check_tables
+from tests.reports.shell import RAW_FIELD, Page, check_shell, check_tables, without_scripts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -194,14 +194,15 @@ def report_html(
 
 
 def test_report_has_the_shell(report_html: tuple[str, list[Path]]) -> None:
-    text, figs = report_html
+    text, _ = report_html
     page = check_shell(text, "Simulation report")
-    assert len(page.srcs) == len(figs)
+    assert page.srcs == []  # no image: the charts are drawn from the data on the page
     # the only external links are the references' own pages (opened on click, never fetched)
     external = sorted(h for h in page.hrefs if not h.startswith("#"))
     assert external == ["https://doi.org/10.5555/alpha", "https://doi.org/10.5555/gamma"]
     # every section is in the table of contents
-    for sid in ("summary", "warnings", "endpoints", "trajectories", "figures", "references"):
+    for sid in ("summary", "warnings", "endpoints", "downtime", "trajectories", "tissue",
+                "references"):  # fmt: skip
         assert f'id="{sid}"' in text and f"#{sid}" in page.hrefs
 
 
@@ -288,36 +289,69 @@ def test_report_sections_content(
         assert html.escape(str(ds.attrs[key])) in prov, key
 
 
+def _figures(text: str) -> dict[str, Any]:
+    m = re.search(r'<script type="application/json" id="mn-charts">(.*?)</script>', text, re.S)
+    assert m is not None
+    return dict(json.loads(m.group(1)))
+
+
 def test_report_chart_data_matches_dataset(
     report_html: tuple[str, list[Path]], synthetic_result: Result
 ) -> None:
     text, _ = report_html
-    m = re.search(r'<script type="application/json" id="mn-chart-data">(.*?)</script>', text, re.S)
-    assert m is not None
-    data = json.loads(m.group(1))
+    data = _figures(text)
     ds = synthetic_result.dataset
-    assert "chart-striae_width" not in data  # all NaN: no chart
-    assert text.count('class="mn-chart"') == len(data)
-    c = data["chart-collagen_change"]
-    assert [s["name"] for s in c["series"]] == list(SITES)
-    t = np.asarray(c["t"])
-    np.testing.assert_allclose(t, ds["time"].values, rtol=1e-4)  # 201 points: not decimated
+    assert "chart-striae-width" not in data  # all NaN: no chart
+    assert without_scripts(text).count('data-chart="') == len(data)
+    fig = data["chart-collagen-change"]
+    lines = [d for d in fig["data"] if d.get("hovertemplate") and d["x"] != [None]]
+    assert [d["name"] for d in lines] == list(SITES)
+    np.testing.assert_allclose(lines[0]["x"], ds["time"].values, rtol=1e-4)  # 201: not decimated
     expected = ds["collagen_change"].isel(patient=0).sel(site="cheek", layer="papillary_dermis")
-    np.testing.assert_allclose(c["series"][0]["v"], expected.values, rtol=1e-4, atol=1e-9)
-    hi = ds["collagen_change_high"].isel(patient=0).sel(site="cheek", layer="papillary_dermis")
-    np.testing.assert_allclose(c["series"][0]["hi"], hi.values, rtol=1e-4, atol=1e-9)
-    assert c["units"] == "%"
-    scar = data["chart-scar_depth"]
-    assert [s["name"] for s in scar["series"]] == ["cheek"]
+    np.testing.assert_allclose(lines[0]["y"], expected.values, rtol=1e-5, atol=1e-9)
+    # the band: the 10th and 90th percentiles, drawn before the line, filled between them
+    lo, hi = fig["data"][0], fig["data"][1]
+    assert hi["fill"] == "tonexty" and lo["showlegend"] is False
+    high = ds["collagen_change_high"].isel(patient=0).sel(site="cheek", layer="papillary_dermis")
+    np.testing.assert_allclose(hi["y"], high.values, rtol=1e-5, atol=1e-9)
+    # sessions: one dashed line each, and one legend entry for them
+    shapes = fig["layout"]["shapes"]
+    assert sorted(s["x0"] for s in shapes if s["line"]["dash"] == "dash") == list(SESSION_DAYS)
+    assert [d["name"] for d in fig["data"] if d["x"] == [None]] == ["10–90% interval", "session"]
+    # the axis title names the quantity and its unit, above the plot (never clipped)
+    assert fig["layout"]["annotations"][0]["text"] == "Dermal collagen (I+III) (%)"
+    scar = data["chart-scar-depth"]
+    assert [d["name"] for d in scar["data"] if d.get("hovertemplate")] == ["cheek"]
+
+
+def test_every_chart_is_a_valid_plotly_figure(report_html: tuple[str, list[Path]]) -> None:
+    import plotly.graph_objects as go
+
+    for cid, fig in _figures(report_html[0]).items():
+        go.Figure(fig)  # raises on any property plotly does not know
+        assert fig["layout"]["xaxis"]["title"]["text"], cid
+
+
+def test_downtime_calendar_shows_each_session(
+    report_html: tuple[str, list[Path]], synthetic_result: Result
+) -> None:
+    fig = _figures(report_html[0])["chart-downtime-calendar"]
+    red, swollen = fig["data"]
+    ds = synthetic_result.dataset
+    assert len(red["y"]) == len(SITES) * len(SESSION_DAYS)
+    assert red["y"][0] == "cheek, session 1 (day 0)"
+    expected = ds["erythema_days"].isel(patient=0).sel(site="cheek").values
+    np.testing.assert_allclose(red["x"][: len(SESSION_DAYS)], expected, rtol=1e-5)
+    assert swollen["name"] == "visible swelling"
 
 
 def test_report_decimation_keeps_peaks() -> None:
-    from microneedling.reports.run import _decimate
+    from microneedling.reports.charts import decimate
 
     t = np.linspace(0, 100, 5001)
     y = np.zeros_like(t)
     y[1234] = 5.0  # a one-sample spike must survive
-    keep = _decimate(t, [y], max_points=200)
+    keep = decimate(t, [y], max_points=200)
     assert len(keep) <= 200 * 2 + 2
     assert 1234 in keep and keep[0] == 0 and keep[-1] == len(t) - 1
     assert np.all(np.diff(keep) > 0)
@@ -327,8 +361,8 @@ def test_report_without_warnings_and_figures(synthetic_result: Result) -> None:
     del synthetic_result.dataset.attrs["warnings"]
     text = render_html(synthetic_result, [])
     assert "No warnings were raised" in text
-    assert "data:image/png" not in text
-    assert "Figures were not written" in text
+    assert "<img" not in without_scripts(text)
+    assert "Static figures written beside" not in text
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
@@ -337,9 +371,9 @@ def test_report_script_is_valid_javascript(
 ) -> None:
     text, _ = report_html
     scripts = re.findall(r"<script>(.*?)</script>", text, re.S)
-    assert len(scripts) == 1
+    assert len(scripts) == 2  # the library, then the drawing script
     js = tmp_path / "report.js"
-    js.write_text(scripts[0])
+    js.write_text(scripts[1])
     proc = subprocess.run(["node", "--check", str(js)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

@@ -16,7 +16,6 @@ is deterministic (same Result → same bytes) apart from what the Result itself 
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import tomllib
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from markupsafe import Markup
 
 from microneedling.about import __version__
 from microneedling.engine import variables
@@ -33,17 +31,18 @@ from microneedling.engine.result import Result
 from microneedling.engine.variables import time_variables
 from microneedling.errors import InputError
 from microneedling.io import write_text_atomic
-from microneedling.reports import page
+from microneedling.reports import charts, page
 from microneedling.reports.figures import PALETTE, mark_sessions, new_figure, save_png, wrap
 from microneedling.reports.format import (
-    clean_text,
     field_label,
     format_day,
     format_field,
     format_interval,
     format_number,
+    format_percent,
     human,
     pretty_units,
+    with_units,
     yes_no,
 )
 
@@ -77,11 +76,6 @@ _FIGURE_CAPTIONS = {
     "downtime": "Redness and swelling over the first days after each session, with visibility thresholds.",
     "absorption": "Topical absorbed per session through the channels, and the gain over intact skin.",
 }
-
-
-def _e(x: Any) -> str:
-    """HTML-escape any value (user text included), control characters dropped."""
-    return html.escape(clean_text(x), quote=True)
 
 
 def _dataset(result: Result | xr.Dataset) -> xr.Dataset:
@@ -121,6 +115,19 @@ def _long_name(da: xr.DataArray, name: str) -> str:
 def _axis_label(da: xr.DataArray, name: str) -> str:
     u = pretty_units(_units(da))
     return f"{_long_name(da, name)} ({u})" if u else _long_name(da, name)
+
+
+def _short_axis_label(da: xr.DataArray, name: str) -> str:
+    """A chart's axis title: the variable's short label (its long name is the chart's caption)
+    and units; ``(dimensionless)`` where it has none, so that every axis says what its unit is."""
+    row = variables.by_name().get(name)
+    text = (row.label if row is not None and row.label else _long_name(da, name)).removesuffix(
+        ", papillary"
+    )
+    if len(text) > 48:
+        text = text.split(" (")[0].split(":")[0]
+    u = pretty_units(_units(da))
+    return f"{text} ({u})" if u else f"{text} (dimensionless)"
 
 
 def _time_units(ds: xr.Dataset) -> str:
@@ -206,10 +213,7 @@ def reference_usage(
     return {k: sorted(v) for k, v in sorted(usage.items())}
 
 
-# --------------------------------------------------------------------------- matplotlib
-
-
-# --------------------------------------------------------------------------- matplotlib
+# --------------------------------------------------------------------------- matplotlib (PNG files)
 def plot_variable(
     result: Result | xr.Dataset,
     variable: str,
@@ -513,236 +517,351 @@ def write_figures(result: Result | xr.Dataset, out_dir: str | Path) -> list[Path
     return written
 
 
-# --------------------------------------------------------------------------- interactive SVG
+# --------------------------------------------------------------------------- interactive charts
+def _chart_id(*parts: str) -> str:
+    return "chart-" + "-".join(p.replace("_", "-") for p in parts if p)
 
 
-def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        return [lo]
-    raw = (hi - lo) / max(n, 1)
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.ceil(lo / step - 1e-9) * step
-    ticks = []
-    v = first
-    while v <= hi + 1e-9 * step:
-        ticks.append(0.0 if abs(v) < step * 1e-9 else v)
-        v += step
-    return ticks
+def _runs(results: Sequence[tuple[str, Result | xr.Dataset]]) -> list[tuple[str, xr.Dataset]]:
+    return [(label, _dataset(r)) for label, r in results]
 
 
-def _decimate(t: np.ndarray, ys: Sequence[np.ndarray], max_points: int = 600) -> np.ndarray:
-    """Indices to keep so that no series loses its extremes: min and max of each bucket."""
-    n = len(t)
-    if n <= max_points:
-        return np.arange(n)
-    buckets = np.array_split(np.arange(n), max_points // 2)
-    keep = {0, n - 1}
-    for b in buckets:
-        keep.add(int(b[0]))
-        for y in ys:
-            seg = y[b]
-            if np.isfinite(seg).any():
-                keep.add(int(b[np.nanargmin(seg)]))
-                keep.add(int(b[np.nanargmax(seg)]))
-    return np.array(sorted(keep))
+_DASHES = ("solid", "dash", "dot", "dashdot")
 
 
-def _round(v: float) -> float | None:
-    return float(f"{v:.5g}") if math.isfinite(v) else None
-
-
-class _Chart:
-    """Geometry of one SVG chart (viewBox units)."""
-
-    # T leaves room for the y-axis title, written horizontally above the plot (a rotated title
-    # longer than the plot's height was clipped)
-    W, H, L, R, T, B = 760.0, 280.0, 62.0, 14.0, 30.0, 40.0
-
-    def __init__(self, x0: float, x1: float, y0: float, y1: float) -> None:
-        self.x0, self.x1 = x0, (x1 if x1 > x0 else x0 + 1.0)
-        self.y0, self.y1 = y0, (y1 if y1 > y0 else y0 + 1.0)
-
-    def sx(self, x: float) -> float:
-        return self.L + (x - self.x0) / (self.x1 - self.x0) * (self.W - self.L - self.R)
-
-    def sy(self, y: float) -> float:
-        return self.H - self.B - (y - self.y0) / (self.y1 - self.y0) * (self.H - self.T - self.B)
-
-
-def _segments(t: np.ndarray, *ys: np.ndarray) -> list[np.ndarray]:
-    """Index runs where every ``y`` is finite."""
-    ok = np.ones(len(t), dtype=bool)
-    for y in ys:
-        ok &= np.isfinite(y)
-    runs: list[np.ndarray] = []
-    idx = np.flatnonzero(ok)
-    if idx.size:
-        breaks = np.flatnonzero(np.diff(idx) > 1) + 1
-        runs = [r for r in np.split(idx, breaks) if r.size]
-    return runs
-
-
-def _svg_chart(
-    cid: str,
-    title: str,
-    ylabel: str,
-    xlabel: str,
-    t: np.ndarray,
-    series: list[dict[str, Any]],
-    sessions: list[float],
-) -> tuple[str, _Chart]:
-    vals = [s["v"] for s in series] + [s["lo"] for s in series if s["lo"] is not None]
-    vals += [s["hi"] for s in series if s["hi"] is not None]
-    allv = np.concatenate([v[np.isfinite(v)] for v in vals]) if vals else np.array([0.0])
-    lo, hi = (float(allv.min()), float(allv.max())) if allv.size else (0.0, 1.0)
-    pad = 0.06 * (hi - lo) if hi > lo else (abs(hi) * 0.1 or 1.0)
-    yt = _nice_ticks(lo - pad, hi + pad)
-    ch = _Chart(float(t[0]), float(t[-1]), min(lo - pad, yt[0]), max(hi + pad, yt[-1]))
-    xt = _nice_ticks(ch.x0, ch.x1, 8)
-    f = "{:.1f}".format
-    parts = [
-        f'<svg class="mn-chart" id="{cid}" viewBox="0 0 {ch.W:g} {ch.H:g}" role="img" '
-        f'aria-label="{_e(title)}" data-chart="{cid}">',
-        f"<title>{_e(title)}</title>",
-        f'<rect class="plot" x="{ch.L:g}" y="{ch.T:g}" width="{ch.W - ch.L - ch.R:g}" '
-        f'height="{ch.H - ch.T - ch.B:g}"/>',
-    ]
-    for y in yt:
-        if ch.y0 <= y <= ch.y1:
-            parts.append(
-                f'<line class="grid" x1="{ch.L:g}" x2="{ch.W - ch.R:g}" y1="{f(ch.sy(y))}" '
-                f'y2="{f(ch.sy(y))}"/><text class="tick" x="{ch.L - 6:g}" y="{f(ch.sy(y) + 4)}" '
-                f'text-anchor="end">{_e(f"{y:.6g}")}</text>'
-            )
-    for x in xt:
-        if ch.x0 <= x <= ch.x1:
-            parts.append(
-                f'<text class="tick" x="{f(ch.sx(x))}" y="{ch.H - ch.B + 16:g}" '
-                f'text-anchor="middle">{_e(f"{x:.6g}")}</text>'
-            )
-    for k, d in enumerate(sessions):
-        if ch.x0 <= d <= ch.x1:
-            parts.append(
-                f'<line class="session" x1="{f(ch.sx(d))}" x2="{f(ch.sx(d))}" y1="{ch.T:g}" '
-                f'y2="{ch.H - ch.B:g}"><title>session {k + 1}, day {_e(format_day(d))}'
-                f"</title></line>"
-            )
-    if ch.y0 < 0 < ch.y1:
-        parts.append(
-            f'<line class="zero" x1="{ch.L:g}" x2="{ch.W - ch.R:g}" y1="{f(ch.sy(0))}" '
-            f'y2="{f(ch.sy(0))}"/>'
-        )
-    for s in series:
-        if s["lo"] is not None and s["hi"] is not None:
-            for run in _segments(t, s["lo"], s["hi"]):
-                up = " ".join(f"{f(ch.sx(t[i]))},{f(ch.sy(s['hi'][i]))}" for i in run)
-                dn = " ".join(f"{f(ch.sx(t[i]))},{f(ch.sy(s['lo'][i]))}" for i in run[::-1])
-                parts.append(f'<polygon class="band" fill="{s["color"]}" points="{up} {dn}"/>')
-    for s in series:
-        for run in _segments(t, s["v"]):
-            pts = " ".join(f"{f(ch.sx(t[i]))},{f(ch.sy(s['v'][i]))}" for i in run)
-            parts.append(f'<polyline class="line" stroke="{s["color"]}" points="{pts}"/>')
-    parts.append(
-        f'<text class="label" x="{(ch.L + ch.W - ch.R) / 2:g}" y="{ch.H - 6:g}" '
-        f'text-anchor="middle">{_e(xlabel)}</text>'
-        f'<text class="label ytitle" x="4" y="{ch.T - 11:g}" text-anchor="start">{_e(ylabel)}</text>'
-        f'<line class="guide" x1="0" x2="0" y1="{ch.T:g}" y2="{ch.H - ch.B:g}" visibility="hidden"/>'
-    )
-    parts.append("</svg>")
-    return "".join(parts), ch
-
-
-def _trajectory_charts(ds: xr.Dataset, layer: str = DEFAULT_LAYER) -> tuple[str, dict[str, Any]]:
-    """HTML of every non-empty trajectory chart, and the JSON the hover script reads."""
-    t_full = np.asarray(ds["time"].values, dtype=float)
-    tu = _time_units(ds)
-    npat = ds.sizes.get("patient", 1) if "patient" in ds.dims else 1
-    sessions = _session_days(ds)
-    blocks: list[str] = []
-    data: dict[str, Any] = {}
-    for var in _time_variables(ds):
-        da = ds[var]
+def trajectory_chart(
+    results: Sequence[tuple[str, Result | xr.Dataset]],
+    variable: str,
+    *,
+    layer: str = DEFAULT_LAYER,
+    prefix: str = "",
+) -> charts.Chart | None:
+    """One variable over time for every site of every run (``(label, result)``; a single run may
+    have the label ``""``), each line with its 10–90% band, sessions marked. Several runs share
+    the chart: colour per site, line style per run (the what-if page). ``None`` when no run has
+    data for it."""
+    runs = _runs(results)
+    lines = []
+    sessions: set[float] = set()
+    title = ylabel = units = ""
+    multi = len(runs) > 1
+    tu = "d"
+    for r, (label, ds) in enumerate(runs):
+        if variable not in ds or "time" not in ds[variable].dims:
+            continue
+        da = ds[variable]
         lay = layer if "layer" in da.dims else None
-        raw: list[dict[str, Any]] = []
+        t = np.asarray(ds["time"].values, dtype=float)
+        npat = ds.sizes.get("patient", 1) if "patient" in ds.dims else 1
+        sites = _sites(ds)
         for p in range(npat):
-            for j, site in enumerate(_sites(ds)):
+            for j, site in enumerate(sites):
                 v = np.asarray(_select(da, p, site, lay).values, dtype=float)
                 if not np.isfinite(v).any():
                     continue
-                band = _bands(ds, var, p, site, lay)
-                name = site if npat == 1 else f"{_patient_label(ds, p)} · {site}"
-                raw.append(
-                    {
-                        "name": name,
-                        "color": PALETTE[(p * len(_sites(ds)) + j) % len(PALETTE)],
-                        "v": v,
-                        "lo": band[0] if band else None,
-                        "hi": band[1] if band else None,
-                    }
+                band = _bands(ds, variable, p, site, lay)
+                name = (
+                    human(site) if npat == 1 else f"{human(_patient_label(ds, p))} · {human(site)}"
                 )
-        if not raw:
-            continue
-        keep = _decimate(t_full, [s["v"] for s in raw])
-        t = t_full[keep]
-        series = [
-            {
-                **s,
-                "v": s["v"][keep],
-                "lo": None if s["lo"] is None else s["lo"][keep],
-                "hi": None if s["hi"] is None else s["hi"][keep],
-            }
-            for s in raw
-        ]
-        cid = f"chart-{var}"
-        title = _long_name(da, var) + (f", {lay.replace('_', ' ')}" if lay else "")
-        svg, ch = _svg_chart(cid, title, _axis_label(da, var), f"Time ({tu})", t, series, sessions)
-        legend = "".join(
-            f'<span class="key"><i style="background:{s["color"]}"></i>{_e(s["name"])}</span>'
-            for s in series
+                if multi:
+                    name = f"{label} · {name}"
+                lines.append(
+                    charts.series(
+                        name,
+                        t,
+                        v,
+                        low=band[0] if band else None,
+                        high=band[1] if band else None,
+                        colour=PALETTE[(p * len(sites) + j) % len(PALETTE)],
+                        dash=_DASHES[r % len(_DASHES)],
+                    )
+                )
+        sessions.update(_session_days(ds))
+        title = _long_name(da, variable) + (f", {lay.replace('_', ' ')}" if lay else "")
+        ylabel = _short_axis_label(da, variable)
+        units = pretty_units(_units(da))
+        tu = _time_units(ds)
+    if not lines:
+        return None
+    last = [
+        float(np.asarray(ds["time"].values, dtype=float)[-1])
+        for _, ds in runs
+        if "time" in ds.coords
+    ]
+    summary = _line_summary(lines, units)
+    return charts.line_chart(
+        _chart_id(prefix, variable),
+        title,
+        lines,
+        x_title=f"Time ({tu})",
+        y_title=ylabel,
+        units=units,
+        sessions=sorted(sessions),
+        summary=summary,
+        x_range=(0.0, max(last)) if last else None,
+    )
+
+
+def _line_summary(lines: Sequence[dict[str, Any]], units: str) -> str:
+    """The text alternative of a trajectory chart: each line's value at its end."""
+    parts = []
+    for s in lines:
+        y = s["y"]
+        ok = np.flatnonzero(np.isfinite(y))
+        if ok.size:
+            i = int(ok[-1])
+            parts.append(
+                f"{s['name']}: {with_units(format_number(y[i]), units)} at day {format_day(s['x'][i])}"
+            )
+    return "At the end: " + "; ".join(parts) + "." if parts else ""
+
+
+def trajectory_charts(
+    results: Sequence[tuple[str, Result | xr.Dataset]],
+    variables: Sequence[str] | None = None,
+    *,
+    layer: str = DEFAULT_LAYER,
+    prefix: str = "",
+) -> list[charts.Chart]:
+    """:func:`trajectory_chart` of each time-resolved variable (default: every one of the first
+    run, in the table's order) that has data."""
+    names = list(variables) if variables is not None else _time_variables(_dataset(results[0][1]))
+    out = [trajectory_chart(results, v, layer=layer, prefix=prefix) for v in names]
+    return [c for c in out if c is not None]
+
+
+def _calendar_rows(label: str, ds: xr.Dataset) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if "session_day" not in ds or "erythema_days" not in ds:
+        return rows
+    for site in _sites(ds):
+        days = np.asarray(_select(ds["session_day"], 0, site, None).values, dtype=float)
+        red = np.asarray(_select(ds["erythema_days"], 0, site, None).values, dtype=float)
+        swollen = (
+            np.asarray(_select(ds["oedema_days"], 0, site, None).values, dtype=float)
+            if "oedema_days" in ds
+            else np.full_like(red, np.nan)
         )
-        if any(s["lo"] is not None for s in series):
-            legend += '<span class="key"><i class="bandkey"></i>10–90% interval</span>'
-        legend += '<span class="key"><i class="sesskey"></i>session</span>'
-        blocks.append(
-            f'<figure class="chart"><figcaption>{_e(title)}</figcaption>'
-            f'<div class="chartbox">{svg}<div class="tip" hidden></div></div>'
-            f'<div class="legend">{legend}</div></figure>'
-        )
-        data[cid] = {
-            "units": pretty_units(_units(da)),
-            "tunits": tu,
-            "x0": ch.x0,
-            "x1": ch.x1,
-            "y0": ch.y0,
-            "y1": ch.y1,
-            "geom": [ch.W, ch.H, ch.L, ch.R, ch.T, ch.B],
-            "t": [_round(x) for x in t],
-            "series": [
+        for k, d in enumerate(days):
+            if not np.isfinite(d):
+                continue
+            name = f"{human(site)}, session {k + 1} (day {format_day(d)})"
+            rows.append(
                 {
-                    "name": s["name"],
-                    "color": s["color"],
-                    "v": [_round(x) for x in s["v"]],
-                    "lo": None if s["lo"] is None else [_round(x) for x in s["lo"]],
-                    "hi": None if s["hi"] is None else [_round(x) for x in s["hi"]],
+                    "label": f"{label} · {name}" if label else name,
+                    "day": float(d),
+                    "red_days": float(red[k]),
+                    "swollen_days": float(swollen[k]),
                 }
-                for s in series
-            ],
-        }
-    return "".join(blocks), data
+            )
+    return rows
 
 
-# --------------------------------------------------------------------------- HTML
+def downtime_calendar(
+    results: Sequence[tuple[str, Result | xr.Dataset]], *, prefix: str = ""
+) -> charts.Chart | None:
+    """The downtime calendar: for each session of each site, the days of visible redness and of
+    visible swelling from the session day (``erythema_days``, ``oedema_days``)."""
+    multi = len(results) > 1
+    rows = [
+        row for label, ds in _runs(results) for row in _calendar_rows(label if multi else "", ds)
+    ]
+    if not rows:
+        return None
+    total_red = sum(r["red_days"] for r in rows if math.isfinite(r["red_days"]))
+    summary = (
+        f"{len(rows)} session(s); visible redness {format_number(total_red)} d in total "
+        f"(longest {format_number(max(r['red_days'] for r in rows))} d after one session)."
+    )
+    return charts.calendar_chart(
+        _chart_id(prefix, "downtime-calendar"),
+        "Downtime calendar: days of visible redness and swelling after each session",
+        rows,
+        summary=summary,
+    )
+
+
+def downtime_curves(
+    ds: xr.Dataset, *, window_days: float = 7.0, prefix: str = ""
+) -> list[charts.Chart]:
+    """Redness and swelling over the first days after each session, with the visibility
+    threshold; sessions whose curves coincide (same settings on the same skin) are one line named
+    for all of them, never several lines drawn on top of each other."""
+    out: list[charts.Chart] = []
+    if "time" not in ds.coords or "session_day" not in ds:
+        return out
+    t = np.asarray(ds["time"].values, dtype=float)
+    for var in ("erythema", "oedema"):
+        if var not in ds or not _has_data(ds[var]):
+            continue
+        da = ds[var]
+        values = np.asarray(_select(da, 0, None, None).values, dtype=float)
+        tol = 0.01 * float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
+        lines: list[dict[str, Any]] = []
+        for j, site in enumerate(_sites(ds)):
+            y = np.asarray(_select(da, 0, site, None).values, dtype=float)
+            if not np.isfinite(y).any():
+                continue
+            for ks, x, v in _after_sessions(t, y, _session_days(ds, 0, site), window_days, tol):
+                word = "session" if len(ks) == 1 else "sessions"
+                lines.append(
+                    charts.series(
+                        f"{human(site)}, {word} {_numbers(ks)}",
+                        x,
+                        v,
+                        colour=PALETTE[len(lines) % len(PALETTE)],
+                        dash=_DASHES[j % len(_DASHES)],
+                    )
+                )
+        if not lines:
+            continue
+        thr = Result(ds).threshold(var)
+        out.append(
+            charts.line_chart(
+                _chart_id(prefix, var, "after-sessions"),
+                f"{_long_name(da, var)} after each session",
+                lines,
+                x_title="Days after the session (d)",
+                y_title=_short_axis_label(da, var),
+                units=pretty_units(_units(da)),
+                thresholds=[(thr, "visibility threshold")] if thr is not None else [],
+                x_range=(0.0, window_days),
+                summary=f"{len(lines)} distinct curve(s); above the dotted line the "
+                f"{'redness' if var == 'erythema' else 'swelling'} is visible.",
+            )
+        )
+    return out
+
+
+def absorption_chart(ds: xr.Dataset, *, prefix: str = "") -> charts.Chart | None:
+    """Topical absorbed per session through the channels (10–90% bars), per site, with the amount
+    through intact skin; ``None`` without a topical."""
+    if "absorbed_amount" not in ds:
+        return None
+    amount = np.asarray(ds["absorbed_amount"].values, dtype=float)
+    if not (np.isfinite(amount) & (amount != 0)).any():
+        return None
+    n = ds.sizes.get("session", 1)
+    cats = [f"session {k + 1}" for k in range(n)]
+    groups = []
+    da = ds["absorbed_amount"]
+    for j, site in enumerate(_sites(ds)):
+        y = np.asarray(_select(da, 0, site, None).values, dtype=float)
+        if not np.isfinite(y).any():
+            continue
+        band = _bands(ds, "absorbed_amount", 0, site, None)
+        groups.append(
+            {"name": f"{human(site)}, with channels", "values": y,
+             "low": band[0] if band else None, "high": band[1] if band else None,
+             "colour": PALETTE[j % len(PALETTE)]}
+        )  # fmt: skip
+        if "absorbed_intact" in ds:
+            yi = np.asarray(_select(ds["absorbed_intact"], 0, site, None).values, dtype=float)
+            if np.isfinite(yi).any():
+                groups.append(
+                    {"name": f"{human(site)}, intact skin", "values": yi, "colour": "#7f7f7f"}
+                )
+    if not groups:
+        return None
+    units = pretty_units(_units(da))
+    return charts.bar_chart(
+        _chart_id(prefix, "absorption"),
+        "Topical absorbed per session",
+        cats,
+        groups,
+        x_title="Session",
+        y_title=f"{_long_name(da, 'absorbed_amount')} ({units})",
+        units=units,
+        log=True,
+        summary="Bars: amount absorbed through the channels (error bars: 10th–90th percentile) "
+        "and through intact skin, log scale.",
+    )
+
+
+def layer_chart(
+    ds: xr.Dataset, variable: str = "collagen_change", *, prefix: str = ""
+) -> charts.Chart | None:
+    """A layer-resolved variable in each dermal layer (first site), with bands and sessions."""
+    if variable not in ds or "layer" not in ds[variable].dims:
+        return None
+    da = ds[variable]
+    t = np.asarray(ds["time"].values, dtype=float)
+    sites = _sites(ds)
+    if not sites:
+        return None
+    site = sites[0]
+    lines = []
+    for k, lay in enumerate(str(v) for v in ds["layer"].values):
+        y = np.asarray(_select(da, 0, site, lay).values, dtype=float)
+        if not np.isfinite(y).any():
+            continue
+        band = _bands(ds, variable, 0, site, lay)
+        lines.append(
+            charts.series(human(lay), t, y, low=band[0] if band else None,
+                          high=band[1] if band else None, colour=PALETTE[k % len(PALETTE)])
+        )  # fmt: skip
+    if not lines:
+        return None
+    units = pretty_units(_units(da))
+    return charts.line_chart(
+        _chart_id(prefix, variable, "layers"),
+        f"{_long_name(da, variable)} by dermal layer ({human(site)})",
+        lines,
+        x_title=f"Time ({_time_units(ds)})",
+        y_title=_short_axis_label(da, variable),
+        units=units,
+        sessions=_session_days(ds, 0, site),
+        summary=_line_summary(lines, units),
+    )
+
+
+def chart_sections(
+    result: Result | xr.Dataset, *, prefix: str = ""
+) -> dict[str, list[charts.Chart]]:
+    """The charts of a run, by section: ``claims`` (the clinical observables that apply),
+    ``downtime`` (calendar and after-session curves), ``tissue`` (collagen and elastin by layer,
+    absorption) and ``more`` (every other time-resolved output)."""
+    ds = _dataset(result)
+    one = [("", ds)]
+    if "time" not in ds.dims:
+        return {"claims": [], "downtime": [], "tissue": [], "more": []}
+    time_vars = _time_variables(ds)
+    claims_vars = [v for v in claim_variables() if v in time_vars]
+    tissue = [layer_chart(ds, "collagen_change", prefix=prefix),
+              layer_chart(ds, "elastin_change", prefix=prefix),
+              absorption_chart(ds, prefix=prefix)]  # fmt: skip
+    shown = set(claims_vars) | {"erythema", "oedema"}
+    more = [v for v in time_vars if v not in shown]
+    return {
+        "claims": trajectory_charts(one, claims_vars, prefix=prefix),
+        "downtime": [c for c in [downtime_calendar(one, prefix=prefix)] if c is not None]
+        + downtime_curves(ds, prefix=prefix),
+        "tissue": [c for c in tissue if c is not None],
+        "more": trajectory_charts(one, more, prefix=prefix),
+    }
+
+
+def pih_summary(result: Result | xr.Dataset) -> list[tuple[str, str]]:
+    """The risk of post-inflammatory hyperpigmentation in words: the worst session of each site
+    (nominal with its 10–90% interval)."""
+    ds = _dataset(result)
+    if "pih_risk" not in ds:
+        return []
+    out = []
+    for site in _sites(ds):
+        v = np.asarray(_select(ds["pih_risk"], 0, site, None).values, dtype=float)
+        if not np.isfinite(v).any():
+            continue
+        k = int(np.nanargmax(v))
+        band = _bands(ds, "pih_risk", 0, site, None)
+        text = f"{format_percent(v[k])} after session {k + 1}"
+        if band is not None and np.isfinite(band[0][k]) and np.isfinite(band[1][k]):
+            text += f" (10–90%: {format_percent(band[0][k])} to {format_percent(band[1][k])})"
+        out.append((f"Worst-session PIH risk, {human(site)}", text))
+    return out
 
 
 # --------------------------------------------------------------------------- page data
-def _safe_json(obj: Any) -> str:
-    """JSON that can sit inside a <script> element (no '<', '>' or '&' characters)."""
-    text = json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    text = clean_text(text)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def _course_table(ds: xr.Dataset) -> dict[str, Any]:
     raw = ds.attrs.get("course_toml")
     if not raw:
@@ -1002,60 +1121,75 @@ def _provenance(ds: xr.Dataset) -> list[tuple[str, str]]:
     )
 
 
-def _figures(figures: Sequence[str | Path]) -> list[dict[str, str]]:
-    out = []
-    for f in figures:
-        p = Path(f)
-        out.append(page.figure(p, _FIGURE_CAPTIONS.get(p.stem, human(p.stem))))
-    return out
+def _figure_files(figures: Sequence[str | Path]) -> list[str]:
+    """The PNG files written beside the report, named with what they show."""
+    return [
+        f"{Path(f).name}: {_FIGURE_CAPTIONS.get(Path(f).stem, human(Path(f).stem))}"
+        for f in figures
+    ]
 
 
 _TOC = (
     ("summary", "Course"),
     ("warnings", "Warnings"),
     ("endpoints", "End points"),
+    ("downtime", "Downtime and risk"),
     ("trajectories", "Trajectories"),
-    ("figures", "Figures"),
+    ("tissue", "Tissue and absorption"),
     ("references", "References"),
     ("provenance", "Provenance"),
 )
 
 
-def render_html(result: Result | xr.Dataset, figures: Sequence[str | Path] = ()) -> str:
-    """The report as one self-contained HTML string (see :func:`write_html_report`)."""
+def page_context(
+    result: Result | xr.Dataset,
+    figures: Sequence[str | Path] = (),
+    *,
+    library_url: str | None = None,
+) -> dict[str, Any]:
+    """Everything ``run.html.j2`` reads, for the CLI's report (library inlined after rendering)
+    and the web result page (``library_url``: the library's address)."""
     ds = _dataset(result)
     res = _result(result)
-    charts, chart_data = _trajectory_charts(ds) if "time" in ds.dims else ("", {})
-    return page.render(
-        "run.html.j2",
-        kind="Simulation report",
-        title=res.course_name or "Untitled course",
-        subtitle=f"In-silico microneedling simulation · run made with microneedling "
+    sections = chart_sections(ds)
+    every = [c for group in sections.values() for c in group]
+    return {
+        "kind": "Simulation report",
+        "title": res.course_name or "Untitled course",
+        "subtitle": f"In-silico microneedling simulation · run made with microneedling "
         f"{res.version or __version__}",
-        toc=_TOC,
-        provenance=_provenance(ds),
-        summary=_summary(ds, res),
-        course_toml=res.course_toml,
-        sessions=_sessions(ds),
-        warnings=res.warnings,
-        endpoints=_endpoints(result),
-        charts=Markup(charts),
-        figures=_figures(figures),
-        references=_references(result),
-        chart_json=Markup(_safe_json(chart_data)),
-        chart_js=Markup(page.resource_text("run_charts.js")),
-    )
+        "toc": list(_TOC),
+        "provenance": _provenance(ds),
+        "summary": _summary(ds, res),
+        "course_toml": res.course_toml,
+        "sessions": _sessions(ds),
+        "warnings": res.warnings,
+        "endpoints": _endpoints(result),
+        "chart_sections": sections,
+        "pih": pih_summary(ds),
+        "figure_files": _figure_files(figures),
+        "references": _references(result),
+        **charts.context(every, library_url=library_url),
+    }
+
+
+def render_html(result: Result | xr.Dataset, figures: Sequence[str | Path] = ()) -> str:
+    """The report as one self-contained HTML string, the chart library inlined (see
+    :func:`write_html_report`)."""
+    return charts.embed_library(page.render("run.html.j2", **page_context(result, figures)))
 
 
 def write_html_report(
     result: Result | xr.Dataset, out_dir: str | Path, figures: Sequence[str | Path] = ()
 ) -> Path:
-    """Write ``out_dir/report.html``: one self-contained file (inline CSS, SVG, JS and images).
+    """Write ``out_dir/report.html``: one self-contained file (inline CSS, charts and their
+    library) that opens offline.
 
     Contents: the disclaimer (top and bottom), course name, patient summary and sessions table,
-    the end-points table with intervals and units, interactive trajectories with session markers,
-    the ``figures`` (embedded as base64 PNG), warnings, the references the run used and its
-    provenance. Nothing is fetched when the file is opened. Returns the path written.
+    the end-points table with intervals and units, the downtime calendar and the PIH risk,
+    interactive trajectories with their 10–90% bands and session markers, tissue and absorption
+    charts, warnings, the references the run used and its provenance; ``figures`` (the PNG files
+    written beside it) are listed by name. Returns the path written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
