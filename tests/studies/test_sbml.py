@@ -71,6 +71,7 @@ def test_roadrunner_matches_engine_all_states(example: str, site: str | None) ->
     assert _scaled_error(theirs, sol).max() < 1e-4
     # the sessions do something: collagen and inflammation moved away from baseline
     assert np.abs(theirs[:, STATE_IDS.index("pap_N1")]).max() > 1e-3
+    assert theirs[-1, STATE_IDS.index("pap_NX")] > 1e-3  # collagen matured into the mature state
     assert theirs[:, STATE_IDS.index("pap_I")].max() > 1e-2
 
 

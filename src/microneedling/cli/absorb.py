@@ -67,7 +67,9 @@ def absorb_command(
         bool,
         typer.Option(
             "--resolved/--no-resolved",
-            help="Also solve the resolved unit cell per session (maps, curves, difference).",
+            help="Solve the resolved unit cell beside the engine for every session (maps, "
+            "curves, both models' amounts and ratios); on by default, --no-resolved skips it "
+            "(faster: the engine only).",
         ),
     ] = True,
     draws: Annotated[
@@ -85,9 +87,10 @@ def absorb_command(
 ) -> None:
     """Topical absorption per session: amount per layer, intact skin, enhancement ratio.
 
-    The engine's homogenised model (with intervals over parameter draws) and, with --resolved,
-    the resolved unit cell for the same case (concentration map, cumulative curves, difference).
-    Writes absorption.csv/json, figures/, report.html and course.toml into DIR."""
+    The engine's homogenised model (with intervals over parameter draws) and, unless
+    --no-resolved, the resolved unit cell for the same case (concentration map, cumulative curves,
+    both models side by side). Writes absorption.csv/json, figures/, report.html and course.toml
+    into DIR."""
     from microneedling.reports import absorb as report
     from microneedling.studies import absorb
 

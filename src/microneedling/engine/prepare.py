@@ -126,9 +126,7 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     # channel resealing: 95% of the barrier clock (by channel size and occlusion)
     closure = (
         transport.closure_time(
-            ch.surface_radius_m,
-            occl.reshape(flat),
-            transport.ClosureParameters.from_parameters(ps),
+            ch.surface_radius_m, occl.reshape(flat), transport.ClosureParameters.from_parameters(ps)
         ).reshape(B, K)
         / 3600.0
     )
@@ -257,8 +255,8 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
 
 
 def _baseline(course: Course, sites: Sequence[str], skin: Any, lesion: dict[str, Any]) -> Any:
-    """Per-case baseline conditions (NaN where the site does not have the condition).
-    ``lesion``: the lesion fields of :func:`_pigment_baseline`."""
+    """Per-case baseline conditions (NaN where the site does not have the condition); ``lesion``:
+    the lesion fields of :func:`_pigment_baseline`."""
 
     B = len(sites)
     wr, sc, st, po, sw, ss, mi, r2 = (_nan(B) for _ in range(8))

@@ -260,3 +260,22 @@ def test_row_specs_of_a_zero_value_row_get_a_default_spread() -> None:
     cv = float(settings["default_cv"])
     for r, s in zip(zero, specs, strict=True):
         assert s.se == pytest.approx(cv * s.scale / math.sqrt(r.n or 1))
+
+
+def test_a_range_end_the_course_refuses_moves_inward() -> None:
+    from microneedling.studies.credibility.calibrate import nuisances
+
+    protocols = load_protocols()
+    row = next(
+        r
+        for r in rows("calibration")
+        if protocols[r.key].evaluable and "age_years" in protocols[r.key].ranges
+    )
+    p = protocols[row.key]
+    bad = dataclasses.replace(p, ranges={**p.ranges, "age_years": (16.0, 40.0)})
+    (nu,) = [n for n in nuisances([row], {row.key: bad}) if n.setting == "age_years"]
+    assert (nu.low, nu.high) == (18.0, 40.0)  # adults only: 16 and 17 are refused
+    assert nu.given == (16.0, 40.0) and nu.to_dict()["given"] == [16.0, 40.0]
+    never = dataclasses.replace(p, ranges={**p.ranges, "age_years": (5.0, 12.0)})
+    with pytest.raises(InputError, match=r"ranges\.age_years"):
+        nuisances([row], {row.key: never})

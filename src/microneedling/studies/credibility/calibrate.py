@@ -666,6 +666,8 @@ class Nuisance:
     low: float
     high: float
     rows: tuple[str, ...]
+    #: the range as protocols.toml gives it, when part of it is refused by the course
+    given: tuple[float, float] | None = None
 
     @property
     def integer(self) -> bool:
@@ -695,6 +697,7 @@ class Nuisance:
             "high": self.high,
             "integer": self.integer,
             "rows": list(self.rows),
+            **({"given": list(self.given)} if self.given else {}),
         }
 
 
@@ -707,7 +710,9 @@ def nuisances(
     lit_rows: Sequence[LiteratureRow], protocols: Mapping[str, Protocol]
 ) -> list[Nuisance]:
     """One nuisance per (study, setting with a range); rows of a study share it. Rows of one study
-    that give one setting different ranges are refused (they describe one protocol)."""
+    that give one setting different ranges are refused (they describe one protocol). A range end
+    the study's courses refuse is moved inward (:func:`_feasible`; the given range is kept in
+    ``Nuisance.given`` and reported)."""
     found: dict[tuple[str, str], tuple[float, float, list[str]]] = {}
     for r in lit_rows:
         p = protocols[r.key]
@@ -722,7 +727,45 @@ def nuisances(
                     f"the range of the other rows of study {key[0]} {list(found[key][:2])}",
                 )
             found.setdefault(key, (lo, hi, []))[2].append(r.key)
-    return [Nuisance(s, n, lo, hi, tuple(rs)) for (s, n), (lo, hi, rs) in found.items()]
+    out = []
+    for (s, n), (lo, hi, rs) in found.items():
+        courses: list[Mapping[str, Any]] = [
+            c for c in (protocols[k].course for k in rs) if c is not None
+        ]
+        lo2, hi2 = _feasible(courses, n, lo, hi)
+        out.append(
+            Nuisance(s, n, lo2, hi2, tuple(rs), (lo, hi) if (lo2, hi2) != (lo, hi) else None)
+        )
+    return out
+
+
+def _accepted(courses: Sequence[Mapping[str, Any]], setting: str, value: float) -> bool:
+    try:
+        for c in courses:
+            Course.from_dict(apply_settings(c, {setting: value}), source="range check")
+    except (InputError, InputFileError):
+        return False
+    return True
+
+
+def _feasible(
+    courses: Sequence[Mapping[str, Any]], setting: str, lo: float, hi: float
+) -> tuple[float, float]:
+    """The part of ``[lo, hi]`` every course of the study accepts: an end the course refuses (an
+    age below 18, a needle past the site's limit) moves inward, in steps of 1 for integer
+    settings and of a tenth of the range otherwise; a range no value of which is accepted is
+    refused naming the setting."""
+    step = 1.0 if SETTINGS[setting] else max((hi - lo) / 10.0, 1e-9)
+    a, b = lo, hi
+    while a <= b and not _accepted(courses, setting, a):
+        a += step
+    while b >= a and not _accepted(courses, setting, b):
+        b -= step
+    if a > b:
+        raise InputError(
+            f"ranges.{setting}", [lo, hi], "a range with values the study's course accepts"
+        )
+    return (a, b)
 
 
 # ================================================================================= row specs
@@ -1087,14 +1130,6 @@ def build_problem(
         if unknown:
             raise InputError("nuisances", unknown, f"labels of nuisance settings ({sorted(known)})")
         nus = [n for n in nus if n.label in set(nuisance_labels)]
-    for nu in nus:  # every range end must be a valid course
-        for r in cal:
-            if r.key in nu.rows and protocols[r.key].course is not None:
-                for v in (nu.low, nu.high):
-                    c = apply_settings(protocols[r.key].course or {}, {nu.setting: v})
-                    Course.from_dict(
-                        c, source=f"protocols.toml [{r.key}] ranges.{nu.setting}={v:g}"
-                    )
     return Problem(
         rows=tuple(cal),
         protocols=protocols,

@@ -790,7 +790,14 @@ def validate(
         interval=(q_lo, q_hi),
         parameter_set_hash=ps.hash,
         posterior=post.version if post is not None else None,
-        summary=_summary(ordered, config, seed),
+        summary={
+            **_summary(ordered, config, seed),
+            "stand_in_ranges_moved": [
+                {"setting": n.label, "given": list(n.given), "used": [n.low, n.high]}
+                for n in nuisances(ev, protocols)
+                if n.given is not None
+            ],
+        },
         calibration=cal_check,
         calculation=calc,
         cohorts=cohorts,
