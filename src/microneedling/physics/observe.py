@@ -419,7 +419,9 @@ def observables(
     )
     w_mm = base.scar_width_mm[:, None]
     area_mm2 = 100.0 * base.site_area_cm2[:, None]
-    a_scar = base.scar_count[:, None] * np.pi * (0.5 * w_mm) ** 2 / area_mm2
+    # scars' share of the site's area; the scars cover at most the whole site (a tiny site with
+    # many wide scars would otherwise overflow)
+    a_scar = np.minimum(base.scar_count[:, None] * np.pi * (0.5 * w_mm) ** 2, area_mm2) / area_mm2
     zbar = 1000.0 * out["scar_depth"] * scars.mean_depth_share(base.scar_profile)[:, None]
     sa_scar = np.nan_to_num(scars.sparse_depression_sa(a_scar, zbar))
     d_pore = out["pore_diameter"]  # um
