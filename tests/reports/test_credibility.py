@@ -138,12 +138,17 @@ def test_validation_table_lists_every_row_and_the_summary() -> None:
     )
     lines = validation_table(v).splitlines()
     assert lines[0].split() == [
-        "row", "observed", "tol", "model", "10%", "90%", "PIT", "units", "result", "covered",
+        "row", "observed", "tolerance", "model", "10%", "90%", "PIT", "units", "result", "covered",
     ]  # fmt: skip
     assert lines[1].split()[0] == "row_pass" and lines[1].split()[-2:] == ["pass", "yes"]
     assert lines[1].split()[6] == "0.25"  # the PIT
-    assert "<=" in lines[2] and lines[2].split()[-2:] == ["miss", "no"]
-    assert lines[3].split()[-1] == "-"
+    # a bound reads as a bound, in words a reader knows, never Python's "<="
+    assert "≤ 10" in lines[2] and "<=" not in lines[2] and lines[2].split()[-2:] == ["miss", "no"]
+    # rows not evaluated are not table lines full of NaN: they are listed with their reason
+    assert not any(ln.startswith("row_ne") for ln in lines)
+    assert lines[3] == "not evaluated (1 rows), by reason:"
+    assert lines[4] == "  - a (1): row_ne"
+    assert "nan" not in "\n".join(lines).lower()
     assert lines[-1] == (
         "within tolerance: 1/2 evaluated rows (1 not evaluated); 10-90% interval coverage: 1/2 "
         "= 50% (8 draws, seed 3)"

@@ -463,21 +463,39 @@ def write_report(out: Path | str, report: dict[str, Any], *, overwrite: bool = F
 
 def validation_table(v: Validation) -> str:
     """Plain-text table of a validation (:func:`~microneedling.studies.credibility.validate.validate`):
-    one line per row (observed, tolerance, nominal model, 80% predictive interval, PIT, result,
-    covered), then the pass count, the coverage of the two-sided rows with its study-clustered CI,
-    and the mean CRPS against the previous ensemble's."""
+    one line per evaluated row (observed, or the bound '≤ x' / '≥ x' a row states, tolerance,
+    nominal model, 80% predictive interval, PIT, units, result, covered; '—' where a row has no
+    such number), then the rows not evaluated grouped by the reason, then the pass count, the
+    coverage of the two-sided rows with its study-clustered CI, and the mean CRPS against the
+    previous ensemble's."""
+
+    def num(x: float, width: int, fmt: str = ".4g") -> str:
+        return f"{x:{width}{fmt}}" if math.isfinite(x) else f"{'—':>{width}s}"
+
+    evaluated = [r for r in v.results if r.status != "not evaluated"]
+    w = max([len("row"), *(len(r.key) for r in evaluated)])
     lines = [
-        f"{'row':30s} {'observed':>9s} {'tol':>7s} {'model':>9s} {'10%':>9s} {'90%':>9s} "
-        f"{'PIT':>5s} units     result  covered"
+        f"{'row':{w}s} {'observed':>10s} {'tolerance':>9s} {'model':>9s} {'10%':>9s} "
+        f"{'90%':>9s} {'PIT':>5s}  {'units':9s} {'result':6s} covered"
     ]
-    for r in v.results:
-        b = "<=" if r.bound == "upper" else ">=" if r.bound == "lower" else "  "
-        cov = "-" if r.covered is None else "yes" if r.covered else "no"
-        pit = f"{r.pit:5.2f}" if math.isfinite(r.pit) else "    -"
+    for r in evaluated:
+        sign = "≤ " if r.bound == "upper" else "≥ " if r.bound == "lower" else ""
+        observed = f"{sign}{r.observed:.4g}" if math.isfinite(r.observed) else "—"
+        cov = "—" if r.covered is None else yes_no(r.covered)
         lines.append(
-            f"{r.key:30s} {b}{r.observed:7.4g} {r.tolerance:7.3g} {r.predicted:9.4g} "
-            f"{r.low:9.4g} {r.high:9.4g} {pit} {r.units:9s} {r.status:7s} {cov}"
+            f"{r.key:{w}s} {observed:>10s} {num(r.tolerance, 9, '.3g')} {num(r.predicted, 9)} "
+            f"{num(r.low, 9)} {num(r.high, 9)} {num(r.pit, 5, '.2f')}  "
+            f"{pretty_units(r.units) or '-':9s} {r.status:6s} {cov}"
         )
+    skipped: dict[str, list[str]] = {}
+    for r in v.results:
+        if r.status == "not evaluated":
+            skipped.setdefault(r.assumptions.strip() or "no reason recorded", []).append(r.key)
+    if skipped:
+        n_skip = sum(len(k) for k in skipped.values())
+        lines.append(f"not evaluated ({n_skip} rows), by reason:")
+        for reason, keys in sorted(skipped.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            lines.append(f"  - {reason} ({len(keys)}): {', '.join(keys)}")
     lines.append(
         f"within tolerance: {v.n_pass}/{v.n_evaluated} evaluated rows "
         f"({len(v.results) - v.n_evaluated} not evaluated); "
