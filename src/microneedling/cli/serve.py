@@ -134,7 +134,8 @@ def serve_command(
                     return
                 fail(f"--create-admin: {create_admin} already has an account", EXIT_BAD_INPUT)
             typer.echo(
-                f"microneedling service on http://{host}:{port} (docs: /docs); data in "
+                f"microneedling service on http://{host}:{port} (pages: /web/, API docs: "
+                f"/docs); data in "
                 f"{settings.data_dir}",
                 err=True,
             )
@@ -145,6 +146,7 @@ def serve_command(
                 workers=workers,
                 access_log=access_log,
                 log_level=log_level,
+                factory="microneedling.web.app:app_from_env",
             )
         except InputError as exc:
             fail(str(exc), EXIT_BAD_INPUT)

@@ -112,7 +112,7 @@ from microneedling.service.schemas import (
 from microneedling.service.security import csrf_token, hash_token
 from microneedling.studies.trial.population import Population, list_populations, load_population
 
-__all__ = ["PREFIX", "router"]
+__all__ = ["PREFIX", "router", "submit_run"]
 
 PREFIX = "/api/v1"
 
@@ -612,6 +612,12 @@ def _submit(
         response.status_code = 202
     db.refresh(run)
     return _run_out(run, _files(db, run))
+
+
+def submit_run(prep: Prepared, who: Principal, db: Session, ctx: Context) -> RunOut:
+    """Store and start a run validated by :func:`~microneedling.service.runs.prepare` (the web
+    pages' hook): an inline simulation is finished in this call, every other run is queued."""
+    return _submit(prep, who, db, ctx, Response())
 
 
 _INSERT_RUN = sa.insert(Run).returning(Run.id)

@@ -525,12 +525,33 @@ def _plan(request: Mapping[str, Any], progress: Progress, work: Path) -> Outputs
         "explanation": list(result.explanation),
         "warnings": result.warnings(),
         "pareto_size": len(result.pareto),
+        # every Pareto plan with its course, so that a page can offer any of them
+        "pareto": [_pareto_entry(i, p) for i, p in enumerate(result.pareto)],
         "n_simulated": result.n_simulated,
         "n_plans": result.n_plans,
         "draws": draws,
         "disclaimer": DISCLAIMER,
     }
     return Outputs(jsonable(summary), _collect(out))
+
+
+def _pareto_entry(index: int, plan: Any) -> dict[str, Any]:
+    return {
+        "index": index,
+        "summary": plan.summary(),
+        "recommended": bool(plan.recommended),
+        "device": plan.device,
+        "topical": plan.topical,
+        "sessions": plan.n_sessions,
+        "interval_days": plan.interval_days,
+        "lengths_mm": dict(plan.lengths_mm),
+        "passes": dict(plan.passes),
+        "score": plan.score,
+        "total_downtime_days": plan.total_downtime_days,
+        "max_session_downtime_days": max(plan.downtime_per_session),
+        "max_pih_risk": plan.max_pih_risk,
+        "course": plan.course.to_dict(),
+    }
 
 
 def _absorb(request: Mapping[str, Any], progress: Progress, work: Path) -> Outputs:

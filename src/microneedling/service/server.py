@@ -100,14 +100,16 @@ def serve(
     workers: int = 1,
     access_log: bool = True,
     log_level: str = "info",
+    factory: str = "microneedling.service.server:app_from_env",
     **uvicorn_options: Any,
 ) -> None:
-    """Migrate, then run the app on uvicorn until stopped (Ctrl-C, SIGTERM)."""
+    """Migrate, then run the app on uvicorn until stopped (Ctrl-C, SIGTERM). ``factory``: the
+    app factory of each worker (``microneedling.web.app:app_from_env`` adds the web pages)."""
     settings = prepare(settings)
     admin_from_env(settings)
     _export(settings)
     uvicorn.run(
-        "microneedling.service.server:app_from_env",
+        factory,
         factory=True,
         host=host,
         port=port,

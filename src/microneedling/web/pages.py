@@ -1,0 +1,1378 @@
+"""The web pages (``/web/...``): sign in, patients, intake and screening, plan, course editor,
+result, what-if, absorption study, trial builder, credibility and the patient handout.
+
+Every page is server-rendered (Jinja2, the report shell) from the same data the API answers with:
+records reach a page only through :func:`~microneedling.service.auth.owned` and
+:func:`~microneedling.service.auth.scoped` (another organisation's record is a 404, as in the
+API); forms are validated by the package's models through
+:func:`~microneedling.service.runs.prepare` (the API's validation) and runs are started by
+:func:`~microneedling.service.api.submit_run` (the API's). Forms post with the session's CSRF
+token (``csrf_token`` field); our script adds field errors as one types (``POST /web/check/...``)
+and follows a job's progress on its server-sent events.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from microneedling.about import DISCLAIMER
+from microneedling.course.model import Course
+from microneedling.course.patient import PatientFile
+from microneedling.course.screening import Screening, screen
+from microneedling.engine.applicability import AXES, load_domains
+from microneedling.engine.variables import by_name, endpoint_variables
+from microneedling.errors import InputError, InputFileError
+from microneedling.parameters.molecules import shipped_molecules
+from microneedling.parameters.parameter_set import load_references
+from microneedling.reports import charts, page
+from microneedling.reports import run as run_report
+from microneedling.reports.format import (
+    endpoint_label,
+    field_label,
+    format_day,
+    format_interval,
+    format_number,
+    format_p,
+    format_percent,
+    human,
+    pretty_units,
+    roman,
+    yes_no,
+)
+from microneedling.service import audit
+from microneedling.service.accounts import authenticate, start_session
+from microneedling.service.api import submit_run
+from microneedling.service.auth import (
+    Context,
+    Principal,
+    app_context,
+    authenticate_request,
+    clear_session_cookie,
+    client_ip,
+    owned,
+    scoped,
+    set_session_cookie,
+)
+from microneedling.service.db import (
+    BrowserSession,
+    CourseRecord,
+    FileRecord,
+    PatientRecord,
+    Run,
+)
+from microneedling.service.errors import ServiceError
+from microneedling.service.jobs import TERMINAL
+from microneedling.service.runs import RESULT_BLOB, prepare, result_of
+from microneedling.service.security import csrf_token, hash_token
+from microneedling.studies.trial.population import list_populations
+from microneedling.vocabulary import CONCERN_TYPES, SITES
+from microneedling.web import presets
+from microneedling.web.forms import field_errors, flatten, nest
+from microneedling.web.render import plotly_url, render_page
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+
+_API = "/api/v1"
+#: uncertainty draws of a simulation started from a page (answered inline: ≤ the inline limit)
+SIMULATE_DRAWS = 32
+
+
+# ------------------------------------------------------------------------------ basics
+class Redirect(Exception):
+    """Leave the page for another (sign-in when not signed in)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def _db(request: Request) -> Session:
+    return app_context(request).sessions()
+
+
+def _caller(request: Request, db: Session, csrf: str | None = None) -> Principal:
+    """The signed-in user, or a redirect to the sign-in page (for a page read)."""
+    try:
+        return authenticate_request(request, db, csrf)
+    except ServiceError as exc:
+        if exc.status == 401:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise Redirect("/web/login?next=" + quote(target, safe="")) from None
+        raise
+
+
+def _csrf(request: Request, who: Principal) -> str:
+    if who.session_token is None:
+        return ""
+    return csrf_token(app_context(request).settings.secret_key, who.session_token)
+
+
+async def _form(request: Request) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The submitted form as ordered pairs and as a dict (last value of each name)."""
+    form = await request.form()
+    pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    return pairs, dict(pairs)
+
+
+def _page(
+    request: Request,
+    who: Principal | None,
+    template: str,
+    *,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """A page. A form sent back with its field errors answers 200 (the page is what the browser
+    should show; a 4xx would be logged as a failed load in the browser's console)."""
+    html = render_page(
+        template,
+        user=who.email if who else None,
+        csrf=_csrf(request, who) if who else "",
+        **context,
+    )
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _see(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    """A sign-in's destination: a path of the pages only (never another site)."""
+    if target and target.startswith("/web/") and not target.startswith("//"):
+        return target
+    return "/web/patients"
+
+
+def error_page(
+    request: Request, status: int, message: str, problems: Sequence[str] = ()
+) -> Response:
+    """The page of an error (a 404 for another organisation's record, a refused request)."""
+    if status == 401:
+        return _see("/web/login")
+    html = render_page(
+        "error.html.j2", kind="Error", title=f"{status}: {message}", message=message,
+        problems=list(problems),
+    )  # fmt: skip
+    return HTMLResponse(html, status_code=status)
+
+
+# ------------------------------------------------------------------------- sign in
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    return _page(request, None, "login.html.j2", kind="Sign in", title="Sign in",
+                 next=_safe_next(next), error="", email="")  # fmt: skip
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    _, form = await _form(request)
+    email, password = form.get("email", ""), form.get("password", "")
+    target = _safe_next(form.get("next"))
+    ctx = app_context(request)
+    ip = client_ip(request) or "?"
+    wait = max(
+        ctx.login_limiter.hit(f"ip:{ip}"), ctx.login_limiter.hit(f"email:{email.strip().lower()}")
+    )
+    with ctx.sessions() as db:
+        user = authenticate(db, email, password) if wait <= 0 else None
+        if user is None:
+            error = (
+                f"Too many sign-in attempts; try again in {wait:.0f} s."
+                if wait > 0
+                else "Wrong e-mail address or password."
+            )
+            return _page(request, None, "login.html.j2", status=401 if wait <= 0 else 429,
+                         kind="Sign in", title="Sign in", next=target, error=error,
+                         email=email)  # fmt: skip
+        _, token = start_session(db, user, ctx.settings.session_hours)
+        who = Principal(user.id, user.organisation_id, user.role, user.email, "session", ip=ip)
+        audit.record(db, who, "login", "session", None, "web")
+        db.commit()
+    response = _see(target)
+    set_session_cookie(response, token, ctx.settings)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    _, form = await _form(request)
+    ctx = app_context(request)
+    with ctx.sessions() as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        if who.session_token:
+            db.execute(
+                sa.delete(BrowserSession).where(
+                    BrowserSession.token_hash == hash_token(who.session_token)
+                )
+            )
+        audit.record(db, who, "logout", "session", None, "web")
+        db.commit()
+    response = _see("/web/login")
+    clear_session_cookie(response, ctx.settings)
+    return response
+
+
+@router.get("")
+@router.get("/")
+def home() -> Response:
+    return _see("/web/patients")
+
+
+# ------------------------------------------------------------------------- patients
+def _like(q: str) -> str:
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _patient_line(rec: PatientRecord) -> dict[str, Any]:
+    data = rec.data if isinstance(rec.data, dict) else {}
+    person: Any = data.get("patient") if isinstance(data.get("patient"), dict) else {}
+    sites = [s.get("name", "?") for s in data.get("sites", []) if isinstance(s, dict)]
+    concerns = [
+        c.get("type", "?")
+        for s in data.get("sites", [])
+        if isinstance(s, dict)
+        for c in s.get("concerns", [])
+        if isinstance(c, dict)
+    ]
+    return {
+        "id": rec.id,
+        "name": rec.name,
+        "who": f"{person.get('age_years', '?')} y, {person.get('sex', '?')}, Fitzpatrick "
+        f"{roman(person.get('fitzpatrick')) if person.get('fitzpatrick') is not None else '?'}",
+        "sites": ", ".join(human(s) for s in sites),
+        "concerns": ", ".join(sorted({human(c) for c in concerns})),
+        "created": rec.created_at.strftime("%Y-%m-%d %H:%M") if rec.created_at else "",
+    }
+
+
+@router.get("/patients")
+def patients(request: Request, q: str = "") -> Response:
+    with _db(request) as db:
+        who = _caller(request, db)
+        query = scoped(PatientRecord, who)
+        q = q.strip()[:200]
+        if q:
+            query = query.where(PatientRecord.name.ilike(_like(q), escape="\\"))
+        rows = db.scalars(query.order_by(PatientRecord.id.desc()).limit(200)).all()
+        lines = [_patient_line(r) for r in rows]
+        return _page(request, who, "patients.html.j2", kind="Patients", title="Patients",
+                     active="patients", q=q, patients=lines)  # fmt: skip
+
+
+_SITE_FLAGS = ("active_infection", "active_acne", "eczema_psoriasis_active", "vitiligo_active",
+               "gold_threads")  # fmt: skip
+_HISTORY_FLAGS = ("herpes_labialis_history", "keloid_history", "hypertrophic_scar_history",
+                  "anticoagulants", "bleeding_disorder", "pregnant", "diabetes_uncontrolled",
+                  "immunosuppressed")  # fmt: skip
+_CONCERN_FIELDS: dict[str, list[tuple[str, str, str]]] = {
+    # type -> (field, label, input kind) of the intake form
+    "acne_scar": [("scar_type", "Scar type", "select:rolling,boxcar,icepick"),
+                  ("depth_mm", "Scar depth (mm)", "number"), ("count", "Number of scars", "int")],
+    "wrinkles": [("depth_um", "Wrinkle depth (µm)", "number")],
+    "pores": [("diameter_um", "Pore diameter (µm)", "number")],
+    "striae": [("width_mm", "Stretch-mark width (mm)", "number"),
+               ("stage", "Stage", "select:rubra,alba")],
+    "hyperpigmentation": [("kind", "Kind", "select:melasma,pih,lentigo"),
+                          ("melanin_index", "Melanin index (Mexameter units)", "number")],
+    "photoaging": [],
+}  # fmt: skip
+
+
+def _intake_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) -> dict[str, Any]:
+    return {
+        "kind": "New patient",
+        "title": "Patient intake",
+        "active": "new",
+        "values": dict(values),
+        "errors": dict(errors),
+        "sites": SITES,
+        "concern_types": [c for c in CONCERN_TYPES if c in _CONCERN_FIELDS],
+        "concern_fields": _CONCERN_FIELDS,
+        "site_flags": [(f, field_label(f)) for f in _SITE_FLAGS],
+        "history_flags": [(f, field_label(f)) for f in _HISTORY_FLAGS],
+        "devices": list(presets.DEVICES),
+    }
+
+
+_INTAKE_DEFAULTS = {
+    "patient.sex": "female",
+    "patient.fitzpatrick": 3,
+    "sites[0].name": "cheek",
+    "sites[0].concerns[0].type": "acne_scar",
+    "sites[0].concerns[0].severity": "moderate",
+    "sites[1].concerns[0].severity": "moderate",
+    "limits.allowed_devices": ["roller", "pen"],
+}
+
+
+@router.get("/patients/new")
+def intake_page(request: Request) -> Response:
+    with _db(request) as db:
+        who = _caller(request, db)
+        return _page(request, who, "intake.html.j2", **_intake_context(_INTAKE_DEFAULTS, {}))
+
+
+def _patient_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The intake form as a patient file: a second site left empty is dropped."""
+    data = nest(pairs)
+    if isinstance(data.get("sites"), list):
+        data["sites"] = [
+            s for s in data["sites"] if isinstance(s, dict) and s.get("name") not in (None, "")
+        ]
+    return data
+
+
+@router.post("/patients/new")
+async def intake(request: Request) -> Response:
+    pairs, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        try:
+            data = _patient_table(pairs)
+            pf = PatientFile.from_dict(data, source="patient")
+        except (InputError, InputFileError) as exc:
+            values = flatten(nest(pairs))
+            return _page(request, who, "intake.html.j2",
+                         **_intake_context(values, field_errors(exc)))  # fmt: skip
+        rec = PatientRecord(
+            organisation_id=who.organisation_id, name=pf.name, data=data, created_by=who.user_id
+        )
+        db.add(rec)
+        db.flush()
+        audit.record(db, who, "create", "patient", rec.id, "web")
+        db.commit()
+        return _see(f"/web/patients/{rec.id}")
+
+
+@router.post("/check/patient")
+async def check_patient(request: Request) -> Response:
+    """Field errors of the intake form as one types (JSON: field path → messages)."""
+    pairs, form = await _form(request)
+    with _db(request) as db:
+        _check_caller(request, db, form)
+    try:
+        PatientFile.from_dict(_patient_table(pairs), source="patient")
+    except (InputError, InputFileError) as exc:
+        return JSONResponse({"errors": field_errors(exc)})
+    return JSONResponse({"errors": {}})
+
+
+def _check_caller(request: Request, db: Session, form: Mapping[str, str]) -> Principal:
+    try:
+        return authenticate_request(request, db, form.get("csrf_token"))
+    except ServiceError as exc:
+        raise ServiceError(exc.status, exc.message) from None
+
+
+def _findings(scr: Screening) -> list[dict[str, Any]]:
+    refs = load_references()
+    out = []
+    for f in scr.findings:
+        rule = f.rule
+        sources = []
+        for k in rule.sources:
+            r = refs.get(k)
+            if r is not None:
+                url = r.user_url
+                sources.append({"citation": r.user_citation,
+                                "link": url if url.startswith(("https://", "http://")) else ""})  # fmt: skip
+        value = f.value
+        if isinstance(value, bool):
+            answer = f"{field_label(rule.field)}: {yes_no(value)}"
+        elif isinstance(value, int | float) and rule.field.endswith("_months_ago"):
+            answer = f"{field_label(rule.field.removesuffix('_months_ago'))}: {value:g} months ago"
+        else:
+            answer = f"{field_label(rule.field)}: {human(value)}"
+        window = (
+            f"within {rule.threshold_months:g} months" if rule.test == "within" and
+            rule.threshold_months is not None else ""
+        )  # fmt: skip
+        out.append(
+            {
+                "absolute": f.absolute,
+                "classification": "Absolute contraindication" if f.absolute
+                else "Relative contraindication",
+                "where": human(f.site) if f.site else "the person",
+                "answer": answer,
+                "window": window,
+                "reason": rule.reason[:1].upper() + rule.reason[1:],
+                "judgement": rule.judgement,
+                "sources": sources,
+                "key": rule.key,
+            }
+        )  # fmt: skip
+    return out
+
+
+def _runs_of(db: Session, who: Principal, **where: Any) -> list[dict[str, Any]]:
+    q = scoped(Run, who)
+    for k, v in where.items():
+        q = q.where(getattr(Run, k) == v)
+    rows = db.scalars(q.order_by(Run.id.desc()).limit(50)).all()
+    return [
+        {"id": r.id, "kind": r.kind, "status": r.status,
+         "created": r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "",
+         "text": (r.summary or {}).get("course", "") if isinstance(r.summary, dict) else ""}
+        for r in rows
+    ]  # fmt: skip
+
+
+def _patient_context(
+    db: Session, who: Principal, rec: PatientRecord, errors: Mapping[str, list[str]], values: Any
+) -> dict[str, Any]:
+    pf = PatientFile.from_dict(rec.data, source="patient")
+    scr = screen(pf)
+    limits = pf.limits
+    courses = db.scalars(
+        scoped(CourseRecord, who).where(CourseRecord.patient_id == rec.id).order_by(
+            CourseRecord.id.desc())
+    ).all()  # fmt: skip
+    defaults = {
+        "max_downtime_days": limits.max_downtime_days_per_session,
+        "max_total_downtime_days": limits.max_total_downtime_days,
+        "max_sessions": limits.max_sessions,
+        "max_pih_risk": limits.max_pih_risk,
+        "draws": SIMULATE_DRAWS,
+    }
+    concerns = [
+        {"site": human(s.name), "type": human(c.type), "severity": c.severity}
+        for s in pf.sites for c in s.concerns
+    ]  # fmt: skip
+    return {
+        "kind": "Patient",
+        "title": rec.name,
+        "subtitle": f"{pf.patient.age_years} years, {pf.patient.sex}, Fitzpatrick "
+        f"{roman(pf.patient.fitzpatrick)}",
+        "active": "patients",
+        "patient": {"id": rec.id, "name": rec.name},
+        "concerns": concerns,
+        "findings": _findings(scr),
+        "refused": scr.refused,
+        "pih_limit": format_percent(limits.pih_limit()),
+        "values": {**defaults, **(values or {})},
+        "errors": dict(errors),
+        "courses": [{"id": c.id, "name": c.name} for c in courses],
+        "runs": _runs_of(db, who, patient_id=rec.id),
+    }
+
+
+@router.get("/patients/{patient_id}")
+def patient_page(request: Request, patient_id: int) -> Response:
+    with _db(request) as db:
+        who = _caller(request, db)
+        rec = owned(db, PatientRecord, patient_id, who, "patient")
+        audit.record(db, who, "view", "patient", rec.id, "web")
+        db.commit()
+        return _page(request, who, "patient.html.j2", **_patient_context(db, who, rec, {}, None))
+
+
+def _number(form: Mapping[str, str], name: str) -> Any:
+    raw = form.get(name, "").strip()
+    if not raw:
+        return None
+    return nest([(name, raw)]).get(name)
+
+
+@router.post("/patients/{patient_id}/plan")
+async def plan(request: Request, patient_id: int) -> Response:
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        rec = owned(db, PatientRecord, patient_id, who, "patient")
+        names = ("max_downtime_days", "max_total_downtime_days", "max_sessions", "max_pih_risk",
+                 "draws")  # fmt: skip
+        payload: dict[str, Any] = {"patient_id": rec.id, "figures": False}
+        for n in names:
+            v = _number(form, n)
+            if v is not None:
+                payload[n] = v
+        try:
+            prep = prepare("plan", payload, db, who.organisation_id, app_context(request).settings)
+        except (InputError, InputFileError) as exc:
+            ctx = _patient_context(
+                db, who, rec, field_errors(exc), {n: form.get(n, "") for n in names}
+            )
+            return _page(request, who, "patient.html.j2", **ctx)
+        out = submit_run(prep, who, db, app_context(request))
+        return _see(f"/web/runs/{out.id}")
+
+
+# ------------------------------------------------------------------------------ runs
+def _run_files(db: Session, run: Run) -> list[str]:
+    return list(
+        db.scalars(
+            sa.select(FileRecord.name).where(FileRecord.run_id == run.id).order_by(FileRecord.name)
+        ).all()
+    )
+
+
+def _load_result(db: Session, ctx: Context, run: Run) -> Any:
+    rec = db.scalar(
+        sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == RESULT_BLOB)
+    )
+    if rec is None:
+        raise ServiceError(409, f"run {run.id} has no stored result")
+    return result_of(ctx.store.read_bytes(rec.sha256))
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, run_id: int) -> Response:
+    ctx = app_context(request)
+    with _db(request) as db:
+        who = _caller(request, db)
+        run = owned(db, Run, run_id, who, "run")
+        base: dict[str, Any] = {"run": {"id": run.id, "kind": run.kind, "status": run.status,
+                        "progress": run.progress, "text": run.progress_text,
+                        "patient_id": run.patient_id, "course_id": run.course_id}}  # fmt: skip
+        if run.status not in TERMINAL:
+            return _page(request, who, "wait.html.j2", kind=f"{run.kind.capitalize()} run",
+                         title=f"Run {run.id}: {run.status}", **base)  # fmt: skip
+        if run.status != "done":
+            err = run.error if isinstance(run.error, dict) else {}
+            problems = [
+                p.get("message", "") for p in err.get("problems", []) if isinstance(p, dict)
+            ]
+            return _page(request, who, "failed.html.j2", kind=f"{run.kind.capitalize()} run",
+                         title=f"Run {run.id}: {run.status}", message=err.get("error", ""),
+                         problems=problems, **base)  # fmt: skip
+        audit.record(db, who, "view", "run", run.id, "web")
+        db.commit()
+        if run.kind == "simulate":
+            return _result(request, who, db, ctx, run)
+        if run.kind == "plan":
+            return _plan_page(request, who, run)
+        if run.kind == "absorb":
+            return _absorb_page(request, who, db, run)
+        if run.kind == "trial":
+            return _trial_page(request, who, db, run)
+        return _page(request, who, "files.html.j2", kind=f"{run.kind.capitalize()} run",
+                     title=f"Run {run.id}", files=_run_files(db, run), **base)  # fmt: skip
+
+
+_DOWNLOADS = (
+    ("result.nc", "NetCDF (every output, with units)"),
+    ("endpoints.csv", "End points (CSV)"),
+    ("report.html", "Report (HTML, opens offline)"),
+    ("course.toml", "Course file (TOML)"),
+)
+
+
+def _result(request: Request, who: Principal, db: Session, ctx: Context, run: Run) -> Response:
+    result = _load_result(db, ctx, run)
+    context = run_report.page_context(result, library_url=_plotly())
+    context.update(kind="Result", active="patients")
+    downloads = [{"href": f"{_API}/runs/{run.id}/files/{n}", "label": label, "name": n}
+                 for n, label in _DOWNLOADS]  # fmt: skip
+    return _page(request, who, "result.html.j2", run={"id": run.id, "course_id": run.course_id,
+                 "patient_id": run.patient_id}, downloads=downloads, **context)  # fmt: skip
+
+
+def _units_words(units: Any) -> str:
+    """Units for a table cell: a dimensionless quantity says so."""
+    text = str(units or "")
+    return "probability" if text == "1" else pretty_units(text)
+
+
+def _plotly() -> str:
+    return plotly_url()
+
+
+def _plan_page(request: Request, who: Principal, run: Run) -> Response:
+    s = run.summary or {}
+    pareto = [p for p in s.get("pareto", []) if isinstance(p, dict)]
+    points = [
+        {"index": p["index"], "downtime": p["total_downtime_days"], "score": p["score"],
+         "sessions": p["sessions"], "label": p["summary"], "recommended": p["recommended"]}
+        for p in pareto
+    ]  # fmt: skip
+    chart = (
+        charts.pareto_chart(
+            "chart-pareto",
+            f"Pareto set: {len(pareto)} plans of {s.get('n_plans', '?')} that meet the limits",
+            points,
+            summary="Each point is a plan no other plan beats on both improvement and downtime; "
+            "the star is the recommended plan. Click a point to choose it below.",
+        )
+        if points
+        else None
+    )
+    columns = [
+        page.column("Plan", num=True), page.column("Device"), page.column("Sessions", num=True),
+        page.column("Interval", "d", num=True), page.column("Needle length per site", "mm"),
+        page.column("Improvement score", num=True),
+        page.column("Total downtime", "d", num=True),
+        page.column("Worst session downtime", "d", num=True),
+        page.column("Worst-session PIH risk", num=True),
+    ]  # fmt: skip
+    rows = []
+    for p in sorted(pareto, key=lambda p: (not p["recommended"], -p["score"])):
+        rows.append({
+            "cells": [
+                str(p["index"]) + (" (recommended)" if p["recommended"] else ""),
+                human(p["device"]) + (f" + {human(p['topical'])}" if p.get("topical") else ""),
+                str(p["sessions"]), str(p["interval_days"]),
+                ", ".join(f"{human(k)} {v:g}" for k, v in p["lengths_mm"].items()),
+                format_number(p["score"]), format_number(p["total_downtime_days"]),
+                format_number(p["max_session_downtime_days"]), format_percent(p["max_pih_risk"]),
+            ],
+            "highlight": bool(p["recommended"]),
+        })  # fmt: skip
+    preds = []
+    for r in s.get("predictions", []):
+        if not isinstance(r, dict):
+            continue
+        units = _units_words(r.get("units"))
+        iv = format_interval(r.get("low"), r.get("high"))
+        preds.append([human(r.get("site", "")), endpoint_label(r.get("endpoint", "")),
+                      format_number(r.get("value")), iv or "—", units])  # fmt: skip
+    pred_table = page.table(
+        [page.column("Site"), page.column("End point"), page.column("Value", num=True),
+         page.column("10–90% interval", num=True), page.column("Units")],
+        preds, label="Predictions of the recommended plan",
+    )  # fmt: skip
+    return _page(
+        request, who, "plan.html.j2", kind="Plan", title=f"Plan for {s.get('patient', '')}",
+        active="patients",
+        run={"id": run.id, "patient_id": run.patient_id},
+        recommended=s.get("recommended", ""), explanation=s.get("explanation", []),
+        warnings=s.get("warnings", []), chart=chart,
+        table=page.table(columns, rows, label="Pareto plans"), options=[
+            {"index": p["index"], "label": p["summary"], "recommended": p["recommended"]}
+            for p in pareto],
+        predictions=pred_table, draws=s.get("draws"),
+        **charts.context([chart], library_url=_plotly()),
+    )  # fmt: skip
+
+
+@router.post("/runs/{run_id}/pick")
+async def pick(request: Request, run_id: int) -> Response:
+    """Keep one plan of a plan run as a course of the patient and open it in the editor."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        run = owned(db, Run, run_id, who, "run")
+        pareto = (run.summary or {}).get("pareto", []) if run.kind == "plan" else []
+        try:
+            index = int(form.get("index", ""))
+            entry = next(p for p in pareto if p.get("index") == index)
+        except (ValueError, StopIteration):
+            return error_page(request, 422, "choose one of the plans of this run")
+        course = Course.from_dict(entry["course"], source="course")
+        rec = CourseRecord(organisation_id=who.organisation_id, patient_id=run.patient_id,
+                           name=course.name, data=entry["course"], created_by=who.user_id)  # fmt: skip
+        db.add(rec)
+        db.flush()
+        audit.record(db, who, "create", "course", rec.id, f"plan {index} of run {run.id}")
+        db.commit()
+        return _see(f"/web/courses/{rec.id}")
+
+
+# --------------------------------------------------------------------------- courses
+_DEVICE_FIELDS = {
+    "": [("needle_count", "Needles", "int"), ("needle_diameter_mm", "Needle diameter (mm)", "number"),
+         ("tip_radius_um", "Tip radius (µm)", "number"), ("tip", "Tip shape", "select:cone,pyramid"),
+         ("max_needle_length_mm", "Longest needle setting (mm)", "number")],
+    "roller": [("drum_diameter_mm", "Drum diameter (mm)", "number"),
+               ("drum_width_mm", "Drum width (mm)", "number")],
+    "pen": [("frequency_hz", "Needling frequency (Hz)", "number"),
+            ("cartridge_width_mm", "Cartridge width (mm)", "number")],
+    "stamp": [("stamp_area_cm2", "Stamp area (cm²)", "number")],
+}  # fmt: skip
+
+
+def _course_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The editor's inputs from a course table (conditions and history kept as JSON)."""
+    d = dict(data)
+    values: dict[str, Any] = {}
+    for k in ("name", "horizon_days", "seed", "description"):
+        if k in d:
+            values[k] = d[k]
+    person: Any = d.get("patient") if isinstance(d.get("patient"), dict) else {}
+    for k in ("age_years", "sex", "fitzpatrick", "photoprotection"):
+        if k in person:
+            values[f"patient.{k}"] = person[k]
+    if "history" in person:
+        values["patient.history:json"] = json.dumps(person["history"])
+    if "priming" in person:
+        values["patient.priming"] = person["priming"]
+    site_list: Any = d.get("sites") if isinstance(d.get("sites"), list | tuple) else []
+    for i, s in enumerate(site_list):
+        if not isinstance(s, dict):
+            continue
+        values[f"sites[{i}].name"] = s.get("name", "")
+        if "area_cm2" in s:
+            values[f"sites[{i}].area_cm2"] = s["area_cm2"]
+        values[f"sites[{i}].conditions:json"] = json.dumps(s.get("conditions", []))
+    dev: Any = d.get("device") if isinstance(d.get("device"), dict) else {}
+    for k, v in dev.items():
+        values[f"device.{k}"] = v
+    sessions: Any = d.get("sessions") if isinstance(d.get("sessions"), list | tuple) else []
+    for i, s in enumerate(sessions):
+        if isinstance(s, dict):
+            for k, v in flatten(s).items():
+                values[f"sessions[{i}].{k}"] = v
+    values["_sessions"] = len(sessions)
+    values["_sites"] = [s.get("name", "") for s in site_list if isinstance(s, dict)]
+    return values
+
+
+def _course_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The editor's form as a course table (a session without a product has no topical)."""
+    data = nest(pairs)
+    dev = data.get("device")
+    if isinstance(dev, dict):
+        kind = dev.get("type")
+        data["device"] = {k.partition(":")[2] if ":" in k else k: v for k, v in dev.items()
+                          if ":" not in k or k.startswith(f"{kind}:")}  # fmt: skip
+    for s in data.get("sessions", []) if isinstance(data.get("sessions"), list) else []:
+        if isinstance(s, dict) and isinstance(s.get("topical"), dict):
+            if not s["topical"].get("product"):
+                del s["topical"]
+    return data
+
+
+def _editor_context(rec: CourseRecord, values: Mapping[str, Any], errors: Mapping[str, list[str]],
+                    data: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+    v = dict(values)
+    if "_sessions" not in v:
+        base = _course_values(data)
+        v["_sessions"] = base["_sessions"]
+        v["_sites"] = base["_sites"]
+    products = sorted(shipped_molecules())
+    return {
+        "kind": "Course editor",
+        "title": rec.name,
+        "active": "patients",
+        "course": {"id": rec.id, "patient_id": rec.patient_id},
+        "values": v,
+        "errors": dict(errors),
+        "sites": SITES,
+        "device_fields": _DEVICE_FIELDS,
+        "products": products,
+        "n_sessions": max(int(v.get("_sessions") or 0), 1),
+        "site_names": v.get("_sites") or ["cheek"],
+        "draws": SIMULATE_DRAWS,
+    }
+
+
+@router.get("/courses/{course_id}")
+def course_page(request: Request, course_id: int) -> Response:
+    with _db(request) as db:
+        who = _caller(request, db)
+        rec = owned(db, CourseRecord, course_id, who, "course")
+        audit.record(db, who, "view", "course", rec.id, "web")
+        db.commit()
+        ctx = _editor_context(rec, _course_values(rec.data), {}, rec.data)
+        ctx["runs"] = _runs_of(db, who, course_id=rec.id)
+        return _page(request, who, "course.html.j2", **ctx)
+
+
+def _form_values(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    sessions: set[int] = set()
+    sites: dict[int, str] = {}
+    for k, v in pairs:
+        values[k] = v
+        m = re.match(r"sessions\[(\d+)\]", k)
+        if m:
+            sessions.add(int(m.group(1)))
+        m = re.fullmatch(r"sites\[(\d+)\]\.name", k)
+        if m:
+            sites[int(m.group(1))] = v
+    # rows renumbered as nest() numbers them (removed rows leave no hole)
+    order = {old: new for new, old in enumerate(sorted(sessions))}
+    renamed: dict[str, Any] = {}
+    for k, v in values.items():
+        m = re.match(r"sessions\[(\d+)\](.*)", k)
+        renamed[f"sessions[{order[int(m.group(1))]}]{m.group(2)}" if m else k] = v
+    renamed["_sessions"] = len(sessions)
+    renamed["_sites"] = [sites[i] for i in sorted(sites)]
+    return renamed
+
+
+@router.post("/courses/{course_id}")
+async def save_course(request: Request, course_id: int) -> Response:
+    pairs, form = await _form(request)
+    ctx = app_context(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        rec = owned(db, CourseRecord, course_id, who, "course")
+        try:
+            data = _course_table(pairs)
+            course = Course.from_dict(data, source="course")
+        except (InputError, InputFileError) as exc:
+            c = _editor_context(rec, _form_values(pairs), field_errors(exc), rec.data)
+            c["runs"] = _runs_of(db, who, course_id=rec.id)
+            return _page(request, who, "course.html.j2", **c)
+        rec.data, rec.name = data, course.name
+        audit.record(db, who, "create", "course", rec.id, "edited on the web")
+        db.commit()
+        if form.get("action") == "simulate":
+            prep = prepare("simulate", {"course_id": rec.id, "draws": SIMULATE_DRAWS}, db,
+                           who.organisation_id, ctx.settings)  # fmt: skip
+            out = submit_run(prep, who, db, ctx)
+            return _see(f"/web/runs/{out.id}")
+        return _see(f"/web/courses/{rec.id}?saved=1")
+
+
+@router.post("/check/course")
+async def check_course(request: Request) -> Response:
+    """Field errors of the course editor as one types (JSON: field path → the CLI's messages)."""
+    pairs, form = await _form(request)
+    with _db(request) as db:
+        _check_caller(request, db, form)
+    try:
+        Course.from_dict(_course_table(pairs), source="course")
+    except (InputError, InputFileError) as exc:
+        return JSONResponse({"errors": field_errors(exc)})
+    return JSONResponse({"errors": {}})
+
+
+@router.post("/patients/{patient_id}/courses")
+async def new_course(request: Request, patient_id: int) -> Response:
+    """A new course for a patient: their person and sites (conditions from their concerns), a
+    roller, one session per site at the site's usual depth; opened in the editor."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        rec = owned(db, PatientRecord, patient_id, who, "patient")
+        pf = PatientFile.from_dict(rec.data, source="patient")
+        sites = [{"name": str(s.name),
+                  "conditions": [c.condition.model_dump(mode="json", exclude_none=True)
+                                 for c in s.concerns]} for s in pf.sites]  # fmt: skip
+        data = {
+            "name": f"Course for {pf.name}",
+            "horizon_days": 180,
+            "patient": {"age_years": pf.patient.age_years, "sex": pf.patient.sex,
+                        "fitzpatrick": pf.patient.fitzpatrick,
+                        "history": screen(pf).course_history(pf)},
+            "sites": sites,
+            "device": dict(presets.DEVICES["roller"]),
+            "sessions": [{"day": 0, "site": s["name"], "needle_length_mm": 0.5, "passes": 10}
+                         for s in sites],
+        }  # fmt: skip
+        Course.from_dict(data, source="course")
+        crec = CourseRecord(organisation_id=who.organisation_id, patient_id=rec.id,
+                            name=data["name"], data=data, created_by=who.user_id)  # fmt: skip
+        db.add(crec)
+        db.flush()
+        audit.record(db, who, "create", "course", crec.id, "web")
+        db.commit()
+        return _see(f"/web/courses/{crec.id}")
+
+
+# ---------------------------------------------------------------------------- what-if
+def _variant(data: Mapping[str, Any], length: Any, n: Any, every: Any) -> dict[str, Any]:
+    """Course B of a what-if: the same course with every session's needle length, the number of
+    sessions per site and their interval changed (a blank field keeps course A's)."""
+    b = copy.deepcopy(dict(data))
+    sessions = [s for s in b.get("sessions", []) if isinstance(s, dict)]
+    by_site: dict[str, list[dict[str, Any]]] = {}
+    for s in sessions:
+        by_site.setdefault(str(s.get("site")), []).append(s)
+    out = []
+    for rows in by_site.values():
+        first = rows[0]
+        count = n if isinstance(n, int) else len(rows)
+        gap = float(rows[1]["day"]) - float(rows[0]["day"]) if len(rows) > 1 else 28.0
+        step = float(every) if every is not None else gap
+        for k in range(count):
+            s = copy.deepcopy(first)
+            s["day"] = float(first.get("day", 0)) + k * step
+            if length is not None:
+                s["needle_length_mm"] = length
+            out.append(s)
+    b["sessions"] = sorted(out, key=lambda s: float(s.get("day", 0)))
+    if out:
+        last = max(float(s.get("day", 0)) for s in out)
+        b["horizon_days"] = max(float(b.get("horizon_days", 0)), last + 90)
+    b["name"] = f"{b.get('name', 'course')} (what-if)"
+    return b
+
+
+@router.post("/courses/{course_id}/whatif")
+async def whatif_start(request: Request, course_id: int) -> Response:
+    _, form = await _form(request)
+    ctx = app_context(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        rec = owned(db, CourseRecord, course_id, who, "course")
+        length = _number(form, "needle_length_mm")
+        n = _number(form, "sessions")
+        every = _number(form, "interval_days")
+        errors: dict[str, list[str]] = {}
+        if n is not None and (not isinstance(n, int) or not 1 <= n <= 52):
+            errors["sessions"] = [str(InputError("sessions", n, "an integer from 1 to 52"))]
+        if every is not None and (not isinstance(every, int | float) or not 1 <= every <= 365):
+            errors["interval_days"] = [str(InputError("interval_days", every,
+                                                      "a number of days from 1 to 365"))]  # fmt: skip
+        data_b = _variant(rec.data, length, n, every) if not errors else {}
+        if not errors:
+            try:
+                course_b = Course.from_dict(data_b, source="course")
+            except (InputError, InputFileError) as exc:
+                for field, msgs in field_errors(exc).items():
+                    key = field.rpartition(".")[2] if field.startswith("sessions[") else field
+                    key = {"needle_length_mm": "needle_length_mm"}.get(key, "")
+                    errors.setdefault(key, []).extend(msgs)
+        if errors:
+            c = _editor_context(rec, _course_values(rec.data), {}, rec.data)
+            c["runs"] = _runs_of(db, who, course_id=rec.id)
+            c["whatif_errors"] = errors
+            c["whatif_values"] = {k: form.get(k, "") for k in ("needle_length_mm", "sessions",
+                                                               "interval_days")}  # fmt: skip
+            return _page(request, who, "course.html.j2", **c)
+        brec = CourseRecord(organisation_id=who.organisation_id, patient_id=rec.patient_id,
+                            name=course_b.name, data=data_b, created_by=who.user_id)  # fmt: skip
+        db.add(brec)
+        db.flush()
+        audit.record(db, who, "create", "course", brec.id, f"what-if of course {rec.id}")
+        db.commit()
+        ids = []
+        for cid in (rec.id, brec.id):
+            prep = prepare("simulate", {"course_id": cid, "draws": SIMULATE_DRAWS}, db,
+                           who.organisation_id, ctx.settings)  # fmt: skip
+            ids.append(submit_run(prep, who, db, ctx).id)
+        return _see(f"/web/whatif?a={ids[0]}&b={ids[1]}")
+
+
+@router.get("/whatif")
+def whatif(request: Request, a: int | None = None, b: int | None = None) -> Response:
+    ctx = app_context(request)
+    with _db(request) as db:
+        who = _caller(request, db)
+        done = db.scalars(
+            scoped(Run, who).where(Run.kind == "simulate", Run.status == "done")
+            .order_by(Run.id.desc()).limit(100)
+        ).all()  # fmt: skip
+        options = [{"id": r.id, "label": f"run {r.id}: {(r.summary or {}).get('course', '')}"}
+                   for r in done]  # fmt: skip
+        if a is None or b is None:
+            return _page(request, who, "whatif.html.j2", kind="What-if", title="What-if: two courses",
+                         active="whatif", options=options, pair=None, a=a, b=b)  # fmt: skip
+        ra, rb = owned(db, Run, a, who, "run"), owned(db, Run, b, who, "run")
+        for r in (ra, rb):
+            if r.kind != "simulate" or r.status != "done":
+                return error_page(request, 409, f"run {r.id} is not a finished simulation")
+        res_a, res_b = _load_result(db, ctx, ra), _load_result(db, ctx, rb)
+        label_a = f"A (run {ra.id})"
+        label_b = f"B (run {rb.id})"
+        pair = [(label_a, res_a), (label_b, res_b)]
+        names = [v for v in run_report.claim_variables()
+                 if v in res_a.dataset and v in res_b.dataset]  # fmt: skip
+        chart_list = run_report.trajectory_charts(pair, names, prefix="whatif")
+        cal = run_report.downtime_calendar(pair, prefix="whatif")
+        every = [*chart_list, cal]
+        table = _compare_endpoints(res_a, res_b)
+        audit.record(db, who, "view", "run", ra.id, f"what-if with run {rb.id}")
+        db.commit()
+        return _page(
+            request, who, "whatif.html.j2", kind="What-if", title="What-if: two courses",
+            active="whatif", options=options, a=a, b=b,
+            pair={"a": {"id": ra.id, "label": label_a, "name": res_a.course_name},
+                  "b": {"id": rb.id, "label": label_b, "name": res_b.course_name}},
+            charts_list=[c for c in every if c is not None], table=table,
+            sessions=[_session_words(res_a), _session_words(res_b)],
+            **charts.context(every, library_url=_plotly()),
+        )  # fmt: skip
+
+
+def _session_words(result: Any) -> str:
+    course = result.course
+    if course is None:
+        return ""
+    by_site: dict[str, list[Any]] = {}
+    for s in course.sessions:
+        by_site.setdefault(str(s.site), []).append(s)
+    parts = []
+    for site, rows in by_site.items():
+        lengths = sorted({float(s.needle_length_mm) for s in rows})
+        parts.append(f"{human(site)}: {len(rows)} session(s), "
+                     f"{', '.join(f'{x:g}' for x in lengths)} mm")  # fmt: skip
+    return "; ".join(parts)
+
+
+def _compare_endpoints(a: Any, b: Any) -> dict[str, Any]:
+    da, db_ = a.endpoints(), b.endpoints()
+    key = ["site", "endpoint"]
+    rows = []
+    right = {tuple(r[k] for k in key): r for _, r in db_.iterrows()}
+    for _, r in da.iterrows():
+        other = right.get(tuple(r[k] for k in key))
+        if other is None:
+            continue
+        units = pretty_units(str(r["units"]))
+        rows.append([human(r["site"]), endpoint_label(r["endpoint"]),
+                     _value_iv(r), _value_iv(other), units])  # fmt: skip
+    return page.table(
+        [page.column("Site"), page.column("End point"), page.column("A", num=True),
+         page.column("B", num=True), page.column("Units")],
+        rows, label="End points of A and B", caption="Value, with the 10–90% interval below it.",
+    )  # fmt: skip
+
+
+def _value_iv(r: Any) -> dict[str, Any]:
+    iv = format_interval(r["low"], r["high"])
+    return page.cell(format_number(r["value"]), interval=f"[{iv}]" if iv else "")
+
+
+# -------------------------------------------------------------------------- absorption
+def _absorb_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) -> dict[str, Any]:
+    return {
+        "kind": "Absorption study",
+        "title": "Absorption study",
+        "active": "absorb",
+        "values": {**flatten(presets.ABSORB_COURSE), "draws": 16, **values},
+        "errors": dict(errors),
+        "products": sorted(shipped_molecules()),
+    }
+
+
+@router.get("/absorb")
+def absorb_page(request: Request) -> Response:
+    with _db(request) as db:
+        who = _caller(request, db)
+        return _page(request, who, "absorb.html.j2", **_absorb_context({}, {}))
+
+
+@router.post("/absorb")
+async def absorb_start(request: Request) -> Response:
+    pairs, form = await _form(request)
+    ctx = app_context(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        draws = _number(form, "draws")
+        fields = [(k, v) for k, v in pairs if k != "draws"]
+        if not any(k == "sessions[0].occlusion" for k, _ in fields):
+            fields.append(("sessions[0].occlusion", "false"))
+        try:
+            course = presets.absorb_course(nest(fields))
+            payload: dict[str, Any] = {"course": course}
+            if draws is not None:
+                payload["draws"] = draws
+            prep = prepare("absorb", payload, db, who.organisation_id, ctx.settings)
+        except (InputError, InputFileError) as exc:
+            errors = {k.removeprefix("course."): v for k, v in field_errors(exc).items()}
+            return _page(request, who, "absorb.html.j2",
+                         **_absorb_context(dict(pairs), errors))  # fmt: skip
+        out = submit_run(prep, who, db, ctx)
+        return _see(f"/web/runs/{out.id}")
+
+
+def _iv(row: Mapping[str, Any], col: str) -> dict[str, Any]:
+    iv = format_interval(row.get(f"{col}_low"), row.get(f"{col}_high"))
+    return page.cell(format_number(row.get(col)), interval=f"[{iv}]" if iv else "")
+
+
+def _absorb_page(request: Request, who: Principal, db: Session, run: Run) -> Response:
+    s = run.summary or {}
+    rows = [r for r in s.get("sessions", []) if isinstance(r, dict)]
+    amounts = page.table(
+        [page.column("Site"), page.column("Session", num=True), page.column("Product"),
+         page.column("Dose applied", "ug/cm^2", num=True),
+         page.column("Absorbed with channels", "ug/cm^2", num=True),
+         page.column("Absorbed through intact skin", "ug/cm^2", num=True),
+         page.column("Enhancement ratio", "× intact skin", num=True),
+         page.column("Resolved channel model: absorbed", "ug/cm^2", num=True)],
+        [[human(r.get("site")), str(r.get("session")), human(r.get("product")),
+          format_number(r.get("dose_ug_cm2")), _iv(r, "absorbed_ug_cm2"), _iv(r, "intact_ug_cm2"),
+          _iv(r, "enhancement_ratio"), format_number(r.get("resolved_absorbed_ug_cm2"))]
+         for r in rows],
+        label="Amounts", caption="Below a value: its 10–90% interval over the draws.",
+    )  # fmt: skip
+    layers = page.table(
+        [page.column("Site"), page.column("Session", num=True),
+         page.column("Epidermis", "ug/cm^2", num=True),
+         page.column("Papillary dermis", "ug/cm^2", num=True),
+         page.column("Reticular dermis", "ug/cm^2", num=True)],
+        [[human(r.get("site")), str(r.get("session")), _iv(r, "absorbed_epidermis_ug_cm2"),
+          _iv(r, "absorbed_papillary_dermis_ug_cm2"), _iv(r, "absorbed_reticular_dermis_ug_cm2")]
+         for r in rows],
+        label="Amount per layer",
+    )  # fmt: skip
+    settings = [
+        ("Needle length", f"{format_number(rows[0].get('needle_length_mm'))} mm"),
+        ("Puncture density", f"{format_number(rows[0].get('puncture_density_cm2'))} per cm²"),
+        ("Channel depth", f"{format_number(rows[0].get('channel_depth_um'))} µm"),
+        ("Film", f"{format_number(rows[0].get('volume_ul_cm2'))} µL/cm² for "
+                 f"{format_number(rows[0].get('contact_hours'))} h"),
+        ("Occlusion", yes_no(rows[0].get("occluded"))),
+    ] if rows else []  # fmt: skip
+    files = _run_files(db, run)
+    maps = [{"src": f"{_API}/runs/{run.id}/files/{n}", "name": n} for n in files
+            if n.startswith("figures/map_") and n.endswith(".png")]  # fmt: skip
+    return _page(request, who, "absorb_result.html.j2", kind="Absorption study",
+                 title=f"Absorption: {s.get('course', '')}", active="absorb",
+                 run={"id": run.id}, amounts=amounts, layers=layers, settings=page.kv(settings),
+                 maps=maps, draws=s.get("draws"), report=f"{_API}/runs/{run.id}/files/report.html"
+                 if "report.html" in files else "")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ trials
+def _trial_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) -> dict[str, Any]:
+    defaults = {
+        "trial.name": "Roller 1.5 mm vs pen 1.0 mm",
+        "trial.population": "acne-scar-adults",
+        "trial.n_per_arm": 20,
+        "trial.seed": 2026,
+        "trial.time_points": 180,
+        "trial.endpoints": ["scar_depth:reduction", "erythema_days"],
+        "arms[0].name": "roller 1.5 mm", "arms[0].device": "roller",
+        "arms[0].needle_length_mm": 1.5, "arms[0].sessions": 4, "arms[0].interval_days": 28,
+        "arms[1].name": "pen 1.0 mm", "arms[1].device": "pen",
+        "arms[1].needle_length_mm": 1.0, "arms[1].sessions": 4, "arms[1].interval_days": 28,
+    }  # fmt: skip
+    return {
+        "kind": "Trial builder",
+        "title": "Virtual trial",
+        "active": "trial",
+        "values": {**defaults, **values},
+        "errors": dict(errors),
+        "populations": list_populations(),
+        "endpoint_choices": presets.ENDPOINT_CHOICES,
+        "devices": list(presets.DEVICES),
+    }
+
+
+@router.get("/trials/new")
+def trial_page(request: Request) -> Response:
+    with _db(request) as db:
+        who = _caller(request, db)
+        return _page(request, who, "trial.html.j2", **_trial_context({}, {}))
+
+
+_ARM_FIELD = re.compile(r"arms\[(\d+)\]\.protocol\.(?:sessions\[\d+\]\.)?(\w+)")
+
+
+def _trial_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    data = nest(pairs)
+    trial = data.get("trial") if isinstance(data.get("trial"), dict) else {}
+    tp = trial.get("time_points")
+    horizon = int(tp) + 30 if isinstance(tp, int | float) and not isinstance(tp, bool) else 365
+    arms = [a for a in data.get("arms", []) if isinstance(a, dict)]
+    endpoints = trial.get("endpoints") or []
+    trial = {
+        **trial,
+        "design": "parallel",
+        "time_points": [tp] if tp is not None else [],
+        "endpoints": [{"name": e, "responder_above": 25.0} if e == "scar_depth:reduction" else e
+                      for e in endpoints],
+        "control": arms[0].get("name") if arms else None,
+    }  # fmt: skip
+    return {
+        "trial": trial,
+        "arms": [
+            {"name": a.get("name"), "protocol": presets.arm_protocol(a, horizon)} for a in arms
+        ],
+    }
+
+
+def _trial_field(field: str) -> str:
+    field = field.removeprefix("trial.trial.").removeprefix("trial.")
+    m = _ARM_FIELD.fullmatch(field)
+    if m:
+        name = {"passes": "sessions", "day": "interval_days", "type": "device"}.get(
+            m.group(2), m.group(2))  # fmt: skip
+        return f"arms[{m.group(1)}].{name}"
+    if field.startswith("arms["):
+        return field
+    return "trial." + field if not field.startswith("trial.") else field
+
+
+@router.post("/trials/new")
+async def trial_start(request: Request) -> Response:
+    pairs, form = await _form(request)
+    ctx = app_context(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        try:
+            spec = _trial_table(pairs)
+            prep = prepare("trial", {"trial": spec}, db, who.organisation_id, ctx.settings)
+        except (InputError, InputFileError) as exc:
+            errors: dict[str, list[str]] = {}
+            for k, v in field_errors(exc).items():
+                errors.setdefault(_trial_field(k), []).extend(v)
+            values: dict[str, Any] = {k: v for k, v in pairs}
+            values["trial.endpoints"] = [v for k, v in pairs if k == "trial.endpoints:list"]
+            return _page(request, who, "trial.html.j2",
+                         **_trial_context(values, errors))  # fmt: skip
+        out = submit_run(prep, who, db, ctx)
+        return _see(f"/web/runs/{out.id}")
+
+
+def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Response:
+    s = run.summary or {}
+    summary_rows = []
+    for r in s.get("summary", []):
+        units = pretty_units(str(r.get("units", "")))
+        ci = format_interval(r.get("ci95_low"), r.get("ci95_high"))
+        resp = r.get("responder_rate")
+        resp_text = "—"
+        if resp is not None and not (isinstance(resp, float) and math.isnan(resp)):
+            rci = format_interval(
+                _pct(r.get("responder_ci95_low")), _pct(r.get("responder_ci95_high"))
+            )
+            resp_text = f"{format_percent(resp)}" + (f" [{rci} %]" if rci else "")
+        summary_rows.append([endpoint_label(r.get("endpoint")), human(r.get("arm")),
+                             format_number(r.get("n")),
+                             page.cell(format_number(r.get("mean")), interval=f"[{ci}]" if ci else ""),
+                             format_number(r.get("median")), units,
+                             f"{r.get('responder_rule') or ''}".strip() or "—", resp_text])  # fmt: skip
+    summary = page.table(
+        [page.column("End point"), page.column("Arm"), page.column("Patients", num=True),
+         page.column("Mean", num=True), page.column("Median", num=True), page.column("Units"),
+         page.column("Responder rule"), page.column("Responders (95% CI)")],
+        summary_rows, label="Arms", caption="Below the mean: its 95% confidence interval.",
+    )  # fmt: skip
+    comp_rows = []
+    for r in s.get("comparisons", []):
+        ci = format_interval(r.get("ci95_low"), r.get("ci95_high"))
+        comp_rows.append([endpoint_label(r.get("endpoint")),
+                          f"{human(r.get('arm'))} vs {human(r.get('control'))}",
+                          page.cell(format_number(r.get("difference")), interval=f"[{ci}]" if ci else ""),
+                          pretty_units(str(r.get("units", ""))), format_number(r.get("hedges_g")),
+                          format_p(r.get("p_t")), format_p(r.get("p_rank"))])  # fmt: skip
+    comparisons = page.table(
+        [page.column("End point"), page.column("Comparison"),
+         page.column("Difference", num=True), page.column("Units"),
+         page.column("Hedges' g", num=True), page.column("p (Welch t test)", num=True),
+         page.column("p (rank test)", num=True)],
+        comp_rows, label="Comparisons", caption="Below the difference: its 95% confidence interval.",
+    )  # fmt: skip
+    files = _run_files(db, run)
+    return _page(request, who, "trial_result.html.j2", kind="Virtual trial",
+                 title=str(s.get("trial", "Trial")), active="trial", run={"id": run.id},
+                 summary=summary, comparisons=comparisons,
+                 facts=page.kv([("Design", human(s.get("design", ""))),
+                                ("Patients per arm", s.get("n_per_arm")),
+                                ("Arms", ", ".join(s.get("arms", []))),
+                                ("Chunks", s.get("chunks"))]),
+                 report=f"{_API}/runs/{run.id}/files/report.html" if "report.html" in files else "",
+                 files=[{"href": f"{_API}/runs/{run.id}/files/{n}", "name": n}
+                        for n in files if not n.startswith(".")])  # fmt: skip
+
+
+def _pct(x: Any) -> Any:
+    return None if x is None else float(x) * 100
+
+
+# -------------------------------------------------------------------------- credibility
+@router.get("/credibility")
+def credibility(request: Request) -> Response:
+    with _db(request) as db:
+        who = _caller(request, db)
+        vars_ = by_name()
+        rows = []
+        for name, d in sorted(load_domains().items()):
+            v = vars_.get(name)
+            cells = [v.label or v.long_name if v is not None else human(name), str(d.studies),
+                     str(len(d.rows))]  # fmt: skip
+            for axis in AXES:
+                val = getattr(d, axis)
+                if val is None:
+                    cells.append("—")
+                elif axis == "fitzpatrick":
+                    cells.append(f"{roman(val[0])}–{roman(val[1])}")
+                elif isinstance(val[0], str):
+                    cells.append(", ".join(human(x) for x in val))
+                else:
+                    cells.append(format_interval(val[0], val[1]) or "—")
+            rows.append(cells)
+        table = page.table(
+            [page.column("Output"), page.column("Studies", num=True),
+             page.column("Validation rows", num=True), page.column("Needle length", "mm"),
+             page.column("Devices"), page.column("Sites"), page.column("Fitzpatrick types"),
+             page.column("Sessions"), page.column("Interval", "d")],
+            rows, label="Validated settings",
+            caption="The settings at which published data were compared with the model; "
+            "'—': no validation row informs that setting.",
+        )  # fmt: skip
+        domains = load_domains()
+        untested = sorted(
+            {v.label or v.long_name for v in endpoint_variables() if v.name not in domains}
+        )
+        runs = _runs_of(db, who, kind="validate")
+        return _page(request, who, "credibility.html.j2", kind="Credibility",
+                     title="What the model is validated for", active="credibility", table=table,
+                     untested=untested, runs=runs)  # fmt: skip
+
+
+@router.post("/credibility")
+async def credibility_start(request: Request) -> Response:
+    _, form = await _form(request)
+    ctx = app_context(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        payload = {"delivery": form.get("delivery") == "true"}
+        prep = prepare("validate", payload, db, who.organisation_id, ctx.settings)
+        out = submit_run(prep, who, db, ctx)
+        return _see(f"/web/runs/{out.id}")
+
+
+# ------------------------------------------------------------------------------ handout
+@router.get("/runs/{run_id}/handout")
+def handout(request: Request, run_id: int) -> Response:
+    ctx = app_context(request)
+    with _db(request) as db:
+        who = _caller(request, db)
+        run = owned(db, Run, run_id, who, "run")
+        if run.kind != "simulate" or run.status != "done":
+            return error_page(request, 409, f"run {run.id} is not a finished simulation")
+        result = _load_result(db, ctx, run)
+        audit.record(db, who, "view", "run", run.id, "handout")
+        db.commit()
+        return _page(request, who, "handout.html.j2", kind="Patient handout",
+                     title=result.course_name or "Your treatment plan", active="patients",
+                     run={"id": run.id}, **_handout(result))  # fmt: skip
+
+
+def _handout(result: Any) -> dict[str, Any]:
+    course = result.course
+    plan_lines = []
+    if course is not None:
+        for s in sorted(course.sessions, key=lambda s: (float(s.day), str(s.site))):
+            extra = f", then {human(s.topical.product)}" if s.topical is not None else ""
+            plan_lines.append(f"Day {format_day(s.day)}: {human(s.site)}, needles "
+                              f"{float(s.needle_length_mm):g} mm long{extra}.")  # fmt: skip
+    df = result.endpoints()
+    expected = []
+    claims = set(run_report.claim_variables())
+    for _, r in df.iterrows():
+        if r["variable"] not in claims or math.isnan(float(r["time_days"])):
+            continue
+        units = pretty_units(str(r["units"]))
+        lo, hi = r["low"], r["high"]
+        rng = (f" (likely between {format_number(lo)} and {format_number(hi)} {units})"
+               if lo == lo and hi == hi else "")  # fmt: skip
+        expected.append(f"{human(r['site']).capitalize()}: {endpoint_label(r['endpoint'])}: "
+                        f"about {format_number(r['value'])} {units}{rng}.")  # fmt: skip
+    downtime = []
+    ds = result.dataset
+    if "erythema_days" in ds and "session_day" in ds:
+        for site in [str(x) for x in ds["site"].values] if "site" in ds.coords else []:
+            red = ds["erythema_days"].sel(site=site)
+            days = ds["session_day"].sel(site=site)
+            if "patient" in red.dims:
+                red, days = red.isel(patient=0), days.isel(patient=0)
+            for k, (d, v) in enumerate(zip(days.values, red.values, strict=False)):
+                if d == d:
+                    downtime.append(f"{human(site).capitalize()}, session {k + 1} (day "
+                                    f"{format_day(d)}): visible redness for about "
+                                    f"{format_number(v)} days.")  # fmt: skip
+    pih = [f"{k}: {v}" for k, v in run_report.pih_summary(result)]
+    protection = course.patient.photoprotection if course is not None else "usual"
+    return {"plan_lines": plan_lines, "expected": expected, "downtime": downtime, "pih": pih,
+            "photoprotection": human(protection), "disclaimer_text": DISCLAIMER}  # fmt: skip

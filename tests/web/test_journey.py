@@ -1,0 +1,170 @@
+"""The practitioner's journey in a real browser: sign in, a patient refused for isotretinoin (with
+its reason and source), a new two-site patient, plan (the Pareto chart drawn), pick, simulate, the
+result's charts, the NetCDF download opened with xarray, the handout and a what-if."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microneedling.course.model import Course
+from microneedling.errors import InputFileError
+from tests.web.conftest import Browsing
+
+pytestmark = pytest.mark.slow
+
+
+def fill_patient(b: Browsing, name: str, isotretinoin: str, second_site: bool) -> None:
+    page = b.page
+    b.go("/web/patients/new")
+    page.get_by_label("Name or reference").fill(name)
+    page.get_by_label("Age (years)").fill("28")
+    page.get_by_label("Fitzpatrick skin type").select_option("4")
+    page.get_by_label("Isotretinoin: months since the last dose").fill(isotretinoin)
+    site1 = page.locator("fieldset", has_text="Site 1")
+    site1.get_by_label("Concern").select_option("acne_scar")
+    site1.get_by_label("Severity").select_option("severe")
+    site1.get_by_label("Scar depth (mm)").fill("0.5")
+    site1.get_by_label("Number of scars").fill("20")
+    if second_site:
+        site2 = page.locator("fieldset", has_text="Site 2")
+        site2.get_by_label("Site", exact=True).select_option("nose")
+        site2.get_by_label("Concern").select_option("pores")
+        site2.get_by_label("Severity").select_option("mild")
+        site2.get_by_label("Pore diameter (µm)").fill("250")
+    b.shot("intake")
+    page.get_by_role("button", name="Save and screen").click()
+    page.wait_for_url(re.compile(r".*/web/patients/\d+$"))
+
+
+def test_refusal_for_isotretinoin(signed_in: Any) -> None:
+    b = signed_in()
+    fill_patient(b, "Refused: isotretinoin 2 months ago", "2", second_site=False)
+    stop = b.page.locator("#refusal")
+    assert stop.is_visible()
+    assert "absolute contraindication" in stop.inner_text().lower()
+    finding = b.page.locator("li.finding.absolute")
+    assert finding.count() >= 1
+    text = finding.first.inner_text()
+    assert "Isotretinoin" in text and "2 months ago" in text
+    assert "within 6 months" in text  # the washout window of data/parameters/safety.toml
+    assert "Sources:" in text and len(text.split("Sources:")[1].strip()) > 10
+    # planning stops: no plan form, no course to write
+    assert b.page.locator("#plan-button").count() == 0
+    b.shot("screening-refused")
+
+
+def test_plan_pick_simulate_download(signed_in: Any, tmp_path: Path) -> None:
+    import xarray as xr
+
+    b = signed_in()
+    page = b.page
+    fill_patient(b, "Two sites: cheek scars and nose pores", "18", second_site=True)
+    assert page.locator("#refusal").count() == 0
+    b.shot("screening")
+    page.get_by_label("Most sessions").fill("4")
+    page.get_by_role("button", name="Plan").click()
+    page.wait_for_url(re.compile(r".*/web/runs/\d+$"))
+    page.wait_for_selector("#pareto", timeout=60_000)  # the wait page reloads when the job ends
+    assert b.charts_drawn() >= 1
+    star = page.evaluate(
+        "document.querySelector('[data-chart=chart-pareto]').data.some(t => t.name === 'recommended')"
+    )
+    assert star
+    assert "(recommended)" in page.locator("tr.highlight").first.inner_text()
+    b.shot("plan")
+    page.get_by_role("button", name="Use this plan").click()
+    page.wait_for_url(re.compile(r".*/web/courses/\d+$"))
+    b.shot("course-editor")
+    page.get_by_role("button", name="Save and simulate").click()
+    page.wait_for_url(re.compile(r".*/web/runs/\d+$"))
+    page.wait_for_selector("#endpoints")
+    assert "not a diagnosis" in page.locator(".disclaimer").first.inner_text()
+    assert b.charts_drawn() >= 3
+    # trajectories carry their 10-90% band and the session markers
+    traces = page.evaluate(
+        "[...document.querySelectorAll('.js-plotly-plot')].map(e => e.data.length)"
+    )
+    assert max(traces) >= 2
+    b.shot("result")
+    with page.expect_download() as info:
+        page.locator("[data-download='result.nc']").click()
+    path = tmp_path / "result.nc"
+    info.value.save_as(path)
+    with xr.open_dataset(path) as ds:
+        assert set(ds["site"].values) == {"cheek", "nose"}
+        assert "time" in ds.dims and ds.sizes["time"] > 10
+        assert "scar_depth" in ds.data_vars
+    run_url = page.url
+    page.get_by_role("link", name="Patient handout").click()
+    page.wait_for_url(re.compile(r".*/handout$"))
+    text = page.locator("main").inner_text()
+    assert "Your plan" in text and "visible redness" in text
+    assert "not a diagnosis" in page.locator(".disclaimer").first.inner_text()
+    b.shot("handout")
+    page.emulate_media(media="print")
+    assert page.locator("nav.app").is_hidden()
+    page.emulate_media(media="screen")
+    # what-if: course B with 3 sessions 28 d apart, both on the same charts
+    page.goto(run_url)
+    page.get_by_role("link", name="What-if with this course").click()
+    page.get_by_label("B: sessions per site").fill("3")
+    page.get_by_label("B: interval between sessions (d)").fill("28")
+    page.get_by_role("button", name="Compare A and B").click()
+    page.wait_for_url(re.compile(r".*/web/whatif\?a=\d+&b=\d+$"))
+    assert b.charts_drawn() >= 2
+    names = page.evaluate(
+        "[...document.querySelectorAll('.js-plotly-plot')].flatMap(e => e.data.map(t => t.name || ''))"
+    )
+    assert any(n.startswith("A (run") for n in names) and any(n.startswith("B (run") for n in names)
+    b.shot("whatif")
+
+
+def test_field_errors_at_the_field(signed_in: Any, server: str) -> None:
+    """A needle too long for the cheek: the CLI's message appears under that session's needle
+    length as one types, and again after submitting (the course is not saved)."""
+    b = signed_in()
+    page = b.page
+    fill_patient(b, "Field errors", "18", second_site=False)
+    page.get_by_role("button", name="Write a course by hand").click()
+    page.wait_for_url(re.compile(r".*/web/courses/\d+$"))
+    length = page.get_by_label("Session 1: needle length (mm)")
+    length.fill("2.9")
+    slot = page.locator("[data-error-for='sessions[0].needle_length_mm']")
+    page.wait_for_function(
+        "() => document.querySelector(\"[data-error-for='sessions[0].needle_length_mm']\")"
+        ".textContent.length > 0"
+    )
+    shown = slot.inner_text()
+    # the same message as the command line: validate the same course in process
+    data = {
+        "name": "x", "horizon_days": 180,
+        "patient": {"age_years": 28, "sex": "female", "fitzpatrick": 4},
+        "sites": [{"name": "cheek"}],
+        "device": {"type": "roller", "needle_count": 192, "needle_diameter_mm": 0.25,
+                   "tip_radius_um": 4.0, "tip": "cone", "max_needle_length_mm": 2.0,
+                   "drum_diameter_mm": 20.0, "drum_width_mm": 20.0},
+        "sessions": [{"day": 0, "site": "cheek", "needle_length_mm": 2.9, "passes": 10}],
+    }  # fmt: skip
+    with pytest.raises(InputFileError) as exc:
+        Course.from_dict(data, source="course")
+    expected = [str(p) for p in exc.value.problems if p.field == "sessions[0].needle_length_mm"]
+    assert expected and all(m in shown for m in expected)
+    assert length.get_attribute("aria-invalid") == "true"
+    # other fields carry no error
+    assert page.locator("[data-error-for='sessions[0].passes']").inner_text() == ""
+    b.shot("field-error")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.wait_for_load_state()
+    assert all(m in page.locator("[data-error-for='sessions[0].needle_length_mm']").inner_text()
+               for m in expected)  # fmt: skip
+    assert page.locator(".message.error").is_visible()
+    # a correct value clears it
+    page.get_by_label("Session 1: needle length (mm)").fill("1.0")
+    page.wait_for_function(
+        "() => document.querySelector(\"[data-error-for='sessions[0].needle_length_mm']\")"
+        ".textContent.length === 0"
+    )
