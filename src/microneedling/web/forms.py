@@ -60,6 +60,7 @@ TEXT_FIELDS = frozenset(
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_NAME = re.compile(r"[^.\[\]]+(?:\[\d+\]|\.[^.\[\]]+)*")
 
 
 def typed(key: str, text: str) -> Any:
@@ -80,16 +81,10 @@ def typed(key: str, text: str) -> Any:
 
 def parse_name(name: str) -> list[str | int]:
     """``sites[0].concerns[1].depth_mm`` → ``["sites", 0, "concerns", 1, "depth_mm"]``."""
-    out: list[str | int] = []
-    pos = 0
-    for m in _SEGMENT.finditer(name):
-        if m.start() != pos and name[pos : m.start()] != ".":
-            raise InputError("form field", name, "a field path such as sites[0].name")
-        out.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
-        pos = m.end()
-    if pos != len(name) or not out:
+    if not _NAME.fullmatch(name):
         raise InputError("form field", name, "a field path such as sites[0].name")
-    return out
+    return [m.group(1) if m.group(1) is not None else int(m.group(2))
+            for m in _SEGMENT.finditer(name)]  # fmt: skip
 
 
 def _as_lists(node: Any) -> Any:

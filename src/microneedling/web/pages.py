@@ -1060,6 +1060,7 @@ async def absorb_start(request: Request) -> Response:
             fields.append(("sessions[0].occlusion", "false"))
         try:
             course = presets.absorb_course(nest(fields))
+            course["name"] = _absorb_name(course)
             payload: dict[str, Any] = {"course": course}
             if draws is not None:
                 payload["draws"] = draws
@@ -1070,6 +1071,17 @@ async def absorb_start(request: Request) -> Response:
                          **_absorb_context(dict(pairs), errors))  # fmt: skip
         out = submit_run(prep, who, db, ctx)
         return _see(f"/web/runs/{out.id}")
+
+
+def _absorb_name(course: Mapping[str, Any]) -> str:
+    """The study's name from its settings (shown as the result page's title)."""
+    try:
+        s = course["sessions"][0]
+        t = s["topical"]
+        return (f"{human(t['product'])} {t['concentration_mg_ml']:g} mg/mL, "
+                f"{s['needle_length_mm']:g} mm needles × {s['passes']} passes")  # fmt: skip
+    except (KeyError, IndexError, TypeError, ValueError):
+        return "Absorption study"
 
 
 def _iv(row: Mapping[str, Any], col: str) -> dict[str, Any]:
@@ -1115,7 +1127,7 @@ def _absorb_page(request: Request, who: Principal, db: Session, run: Run) -> Res
     maps = [{"src": f"{_API}/runs/{run.id}/files/{n}", "name": n} for n in files
             if n.startswith("figures/map_") and n.endswith(".png")]  # fmt: skip
     return _page(request, who, "absorb_result.html.j2", kind="Absorption study",
-                 title=f"Absorption: {s.get('course', '')}", active="absorb",
+                 title=str(s.get("course", "Absorption study")), active="absorb",
                  run={"id": run.id}, amounts=amounts, layers=layers, settings=page.kv(settings),
                  maps=maps, draws=s.get("draws"), report=f"{_API}/runs/{run.id}/files/report.html"
                  if "report.html" in files else "")  # fmt: skip
@@ -1227,7 +1239,7 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
             )
             resp_text = f"{format_percent(resp)}" + (f" [{rci} %]" if rci else "")
         summary_rows.append([endpoint_label(r.get("endpoint")), human(r.get("arm")),
-                             format_number(r.get("n")),
+                             _count(r.get("n")),
                              page.cell(format_number(r.get("mean")), interval=f"[{ci}]" if ci else ""),
                              format_number(r.get("median")), units,
                              f"{r.get('responder_rule') or ''}".strip() or "—", resp_text])  # fmt: skip
@@ -1263,6 +1275,10 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
                  report=f"{_API}/runs/{run.id}/files/report.html" if "report.html" in files else "",
                  files=[{"href": f"{_API}/runs/{run.id}/files/{n}", "name": n}
                         for n in files if not n.startswith(".")])  # fmt: skip
+
+
+def _count(x: Any) -> str:
+    return str(int(x)) if isinstance(x, int | float) and math.isfinite(x) else "—"
 
 
 def _pct(x: Any) -> Any:

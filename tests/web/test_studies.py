@@ -1,0 +1,93 @@
+"""The absorption study and a small virtual trial through the pages, in a real browser: the
+absorption tables and the r-z map; the trial's live progress (server-sent events) to its report."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_absorption_study(signed_in: Any) -> None:
+    b = signed_in()
+    page = b.page
+    b.go("/web/absorb")
+    page.get_by_label("Molecule").select_option("niacinamide")
+    page.get_by_label("Needle length (mm)").fill("0.5")
+    page.get_by_label("Uncertainty draws").fill("8")
+    b.shot("absorb-form")
+    page.get_by_role("button", name="Run the absorption study").click()
+    page.wait_for_url(re.compile(r".*/web/runs/\d+$"))
+    page.wait_for_selector("#amounts", timeout=90_000)
+    table = page.locator("#amounts table")
+    head = table.locator("thead").inner_text()
+    assert "Absorbed with channels" in head and "µg/cm²" in head and "Enhancement ratio" in head
+    cells = table.locator("tbody tr").first.locator("td").all_inner_texts()
+    dose, absorbed = float(cells[3]), float(cells[4].split()[0])
+    assert 0 < absorbed <= dose  # never more than was applied
+    assert float(cells[6].split()[0]) > 1  # channels enhance uptake over intact skin
+    img = page.locator("#maps img").first
+    img.scroll_into_view_if_needed()
+    page.wait_for_function("() => { const i = document.querySelector('#maps img'); "
+                           "return i && i.complete && i.naturalWidth > 100; }")  # fmt: skip
+    assert "not a diagnosis" in page.locator(".disclaimer").first.inner_text()
+    b.shot("absorb-result")
+
+
+def test_absorption_field_error(signed_in: Any) -> None:
+    b = signed_in()
+    page = b.page
+    b.go("/web/absorb")
+    page.get_by_label("Needle length (mm)").fill("9")
+    page.get_by_role("button", name="Run the absorption study").click()
+    page.wait_for_load_state()
+    err = page.locator("[data-error-for='sessions[0].needle_length_mm']").inner_text()
+    assert "sessions[0].needle_length_mm: got 9" in err
+    assert page.get_by_label("Needle length (mm)").get_attribute("aria-invalid") == "true"
+
+
+def test_small_trial_with_live_progress(signed_in: Any) -> None:
+    b = signed_in()
+    page = b.page
+    b.go("/web/trials/new")
+    page.get_by_label("Patients per arm").fill("12")
+    b.shot("trial-builder")
+    page.get_by_role("button", name="Run the trial").click()
+    page.wait_for_url(re.compile(r".*/web/runs/\d+$"))
+    # the wait page: a progress bar fed by the run's server-sent events, then the report
+    seen = page.evaluate("""() => new Promise(resolve => {
+        const bar = document.getElementById('run-progress');
+        if (!bar) { resolve([]); return; }
+        const values = [bar.value];
+        new MutationObserver(() => values.push(bar.value))
+            .observe(bar, {attributes: true, childList: true});
+        setInterval(() => { values.push(bar.value); }, 100);
+        window.addEventListener('beforeunload', () => resolve(values));
+        setTimeout(() => resolve(values), 60000);
+    })""")  # fmt: skip
+    page.wait_for_selector("#comparisons", timeout=120_000)
+    if seen:  # the job may finish before the page has loaded
+        assert max(seen) > 0
+        assert seen == sorted(seen)  # progress never goes back
+    summary = page.locator("#arms table").inner_text()
+    assert "roller 1.5 mm" in summary and "pen 1.0 mm" in summary
+    assert "Atrophic scar depth, reduction" in summary  # end points in words
+    comp = page.locator("#comparisons table").inner_text()
+    assert "pen 1.0 mm vs roller 1.5 mm" in comp
+    assert "p (Welch t test)" in comp and "p_t" not in comp  # no raw column names
+    assert page.locator("#trial-report").count() == 1
+    b.shot("trial-result")
+
+
+def test_credibility_page(signed_in: Any) -> None:
+    b = signed_in()
+    page = b.page
+    b.go("/web/credibility")
+    table = page.locator("#validated table")
+    assert table.locator("tbody tr").count() > 5
+    assert "Needle length" in table.locator("thead").inner_text()
+    assert page.locator("#untested li").count() >= 1
+    b.shot("credibility")
