@@ -18,7 +18,7 @@ from microneedling.service.errors import ServiceError
 from microneedling.service.server import app_from_env as service_app_from_env
 from microneedling.web.forms import field_errors
 from microneedling.web.pages import Redirect, error_page, router
-from microneedling.web.render import STATIC_CACHE, static_file
+from microneedling.web.render import STATIC_CACHE, static_file, static_gzip
 
 __all__ = ["app_from_env", "create_app", "install"]
 
@@ -40,12 +40,17 @@ def install(app: FastAPI) -> FastAPI:
         return Response(status_code=204, headers={"Cache-Control": STATIC_CACHE})
 
     @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
+    def static(name: str, request: Request) -> Response:
         found = static_file(name)
         if found is None:
             return Response("not found", status_code=404, media_type="text/plain")
         content, media = found
-        return Response(content, media_type=media, headers={"Cache-Control": STATIC_CACHE})
+        headers = {"Cache-Control": STATIC_CACHE, "Vary": "Accept-Encoding"}
+        packed = static_gzip(name)
+        if packed is not None and "gzip" in request.headers.get("accept-encoding", "").lower():
+            return Response(packed, media_type=media,
+                            headers={**headers, "Content-Encoding": "gzip"})  # fmt: skip
+        return Response(content, media_type=media, headers=headers)
 
     handlers: dict[Any, Any] = dict(app.exception_handlers)
 

@@ -79,7 +79,7 @@ from microneedling.studies.trial.population import list_populations
 from microneedling.vocabulary import CONCERN_TYPES, SITES
 from microneedling.web import presets
 from microneedling.web.forms import field_errors, flatten, nest
-from microneedling.web.render import plotly_url, render_page
+from microneedling.web.render import compress, plotly_url, render_page
 
 __all__ = ["router"]
 
@@ -142,7 +142,8 @@ def _page(
         csrf=_csrf(request, who) if who else "",
         **context,
     )
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    body, headers = compress(html.encode("utf-8"), request.headers.get("accept-encoding", ""))
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store", **headers})
 
 
 def _see(url: str) -> RedirectResponse:

@@ -6,6 +6,7 @@ headers, and the table helpers the pages share."""
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "PLOTLY_URL",
     "STATIC_CACHE",
+    "compress",
     "environment",
     "plotly_url",
     "render_page",
     "static_file",
+    "static_gzip",
     "web_css",
     "web_js_url",
 ]
@@ -68,6 +71,25 @@ def static_file(name: str) -> tuple[bytes, str] | None:
     if name == f"web-{digest}.js":
         return text.encode(), "text/javascript; charset=utf-8"
     return None
+
+
+@functools.cache
+def static_gzip(name: str) -> bytes | None:
+    """A static file gzip-compressed (made once per process: the library shrinks from 4.8 MB to
+    about a third), else ``None``."""
+    found = static_file(name)
+    return None if found is None else gzip.compress(found[0], compresslevel=6, mtime=0)
+
+
+def compress(body: bytes, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
+    """``body`` gzip-compressed when the browser accepts it and it is worth it (over 16 kB),
+    with the headers to send; else unchanged."""
+    if len(body) < 16_384 or "gzip" not in accept_encoding.lower():
+        return body, {"Vary": "Accept-Encoding"}
+    return gzip.compress(body, compresslevel=5, mtime=0), {
+        "Content-Encoding": "gzip",
+        "Vary": "Accept-Encoding",
+    }
 
 
 @functools.cache
