@@ -1658,7 +1658,8 @@ def reservoir_dose(
         inv_h = np.where(wet, _film_inverse_mean(h0, rate, t0, t1), dry_availability / h_safe)
         vol[:, iv] = 1.0 / np.maximum(inv_h, 1e-300)
         h_mean = np.where(wet, h0 - rate * 0.5 * (t0 + t1), h0)
-        g_film = sup * np.maximum(h_mean, 0.0)
+        # the film's conductance; no film left conducts nothing (also when sup is infinite)
+        g_film = np.multiply(sup, h_mean, out=np.zeros_like(h_mean), where=h_mean > 0.0)
         p_raw = pch[:, j]
         with np.errstate(invalid="ignore", divide="ignore"):
             series = np.where(np.isfinite(g_film), p_raw * g_film / (p_raw + g_film), p_raw)
