@@ -90,6 +90,9 @@ class Browsing:
         return self.page.goto(self.base + path)
 
     def shot(self, name: str) -> Path:
+        """A full-page screenshot (every chart drawn first: they are drawn as they scroll in)."""
+        if self.page.locator("[data-chart]").count():
+            self.charts_drawn()
         width = self.page.viewport_size["width"]
         path = self.shots / f"{name}-{width}.png"
         self.page.screenshot(path=str(path), full_page=True)
@@ -97,15 +100,14 @@ class Browsing:
 
     def charts_drawn(self) -> int:
         """Draw every chart of the page and return how many Plotly graphs rendered."""
+        self.page.wait_for_load_state("load")  # the scripts at the end of the page have run
         self.page.evaluate("window.mnDrawAllCharts && window.mnDrawAllCharts()")
         self.page.wait_for_function(
             "() => [...document.querySelectorAll('[data-chart]')]"
             ".every(e => e.getAttribute('data-drawn') === '1')",
             timeout=20_000,
         )
-        return int(
-            self.page.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length")
-        )
+        return int(self.page.evaluate("document.querySelectorAll('.js-plotly-plot').length"))
 
 
 @pytest.fixture

@@ -79,6 +79,12 @@ def test_small_trial_with_live_progress(signed_in: Any) -> None:
     assert "pen 1.0 mm vs roller 1.5 mm" in comp
     assert "p (Welch t test)" in comp and "p_t" not in comp  # no raw column names
     assert page.locator("#trial-report").count() == 1
+    # one histogram per end point, both arms overlaid, the responder threshold on scar depth
+    assert b.charts_drawn() == 2
+    arms = page.evaluate(
+        "document.querySelector('[data-chart=chart-trial-0]').data.map(t => t.name)"
+    )
+    assert arms[:2] == ["roller 1.5 mm", "pen 1.0 mm"] and "responder threshold" in arms
     b.shot("trial-result")
 
 

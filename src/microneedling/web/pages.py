@@ -17,7 +17,9 @@ import copy
 import json
 import math
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -574,11 +576,34 @@ _DOWNLOADS = (
 def _result(request: Request, who: Principal, db: Session, ctx: Context, run: Run) -> Response:
     result = _load_result(db, ctx, run)
     context = run_report.page_context(result, library_url=_plotly())
-    context.update(kind="Result", active="patients")
+    context.update(kind="Result", active="patients",
+                   warnings=[readable(w) for w in context.get("warnings", [])])  # fmt: skip
     downloads = [{"href": f"{_API}/runs/{run.id}/files/{n}", "label": label, "name": n}
                  for n, label in _DOWNLOADS]  # fmt: skip
     return _page(request, who, "result.html.j2", run={"id": run.id, "course_id": run.course_id,
                  "patient_id": run.patient_id}, downloads=downloads, **context)  # fmt: skip
+
+
+_OUTSIDE = re.compile(r"outside validation: ([a-z][a-z0-9_]*):")
+_ENDPOINT_TEXT = re.compile(r"\b[a-z][a-z0-9_]*:[a-z_]+(?:@[A-Za-z0-9+.]+)?")
+
+
+def readable(text: Any) -> str:
+    """A warning or an explanation of the library in words for the pages: output names by their
+    label (``outside validation: scar_depth:`` → ``outside the validated settings: Atrophic scar
+    depth:``) and end points of the grammar in words; parameter names stay (they are looked up)."""
+    names = by_name()
+
+    def output(m: re.Match[str]) -> str:
+        v = names.get(m.group(1))
+        label = (v.label or v.long_name) if v is not None else human(m.group(1))
+        return f"outside the validated settings: {label}:"
+
+    def endpoint(m: re.Match[str]) -> str:
+        words = endpoint_label(m.group(0))
+        return words if words != human(m.group(0)) else m.group(0)
+
+    return _ENDPOINT_TEXT.sub(endpoint, _OUTSIDE.sub(output, str(text)))
 
 
 def _units_words(units: Any) -> str:
@@ -648,8 +673,9 @@ def _plan_page(request: Request, who: Principal, run: Run) -> Response:
         request, who, "plan.html.j2", kind="Plan", title=f"Plan for {s.get('patient', '')}",
         active="patients",
         run={"id": run.id, "patient_id": run.patient_id},
-        recommended=s.get("recommended", ""), explanation=s.get("explanation", []),
-        warnings=s.get("warnings", []), chart=chart,
+        recommended=s.get("recommended", ""),
+        explanation=[readable(x) for x in s.get("explanation", [])],
+        warnings=[readable(x) for x in s.get("warnings", [])], chart=chart,
         table=page.table(columns, rows, label="Pareto plans"), options=[
             {"index": p["index"], "label": p["summary"], "recommended": p["recommended"]}
             for p in pareto],
@@ -1266,6 +1292,7 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
         comp_rows, label="Comparisons", caption="Below the difference: its 95% confidence interval.",
     )  # fmt: skip
     files = _run_files(db, run)
+    figures = _trial_charts(db, app_context(request), run) if "trial.nc" in files else []
     return _page(request, who, "trial_result.html.j2", kind="Virtual trial",
                  title=str(s.get("trial", "Trial")), active="trial", run={"id": run.id},
                  summary=summary, comparisons=comparisons,
@@ -1275,7 +1302,42 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
                                 ("Chunks", s.get("chunks"))]),
                  report=f"{_API}/runs/{run.id}/files/report.html" if "report.html" in files else "",
                  files=[{"href": f"{_API}/runs/{run.id}/files/{n}", "name": n}
-                        for n in files if not n.startswith(".")])  # fmt: skip
+                        for n in files if not n.startswith(".")],
+                 charts_list=figures, **charts.context(figures, library_url=_plotly()))  # fmt: skip
+
+
+_RULE = re.compile(r"(>=|<=|>|<)\s*([-+]?\d+(?:\.\d*)?)")
+
+
+def _trial_charts(db: Session, ctx: Context, run: Run) -> list[charts.Chart]:
+    """One histogram per end point of the trial's patients (``trial.nc``), arms overlaid, with
+    the responder threshold."""
+    import xarray as xr
+
+    rec = db.scalar(
+        sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == "trial.nc")
+    )
+    if rec is None:
+        return []
+    out: list[charts.Chart] = []
+    with tempfile.TemporaryDirectory(prefix="microneedling-web-") as tmp:
+        path = Path(tmp) / "trial.nc"
+        path.write_bytes(ctx.store.read_bytes(rec.sha256))
+        with xr.open_dataset(path) as ds:
+            for j, ep in enumerate(str(e) for e in ds["endpoint"].values):
+                units = _units_words(str(ds["endpoint_units"].values[j]))
+                rule = str(ds["responder_rule"].values[j]) if "responder_rule" in ds else ""
+                m = _RULE.search(rule)
+                groups = [(str(a), ds["value"].isel(endpoint=j).sel(arm=a).values)
+                          for a in ds["arm"].values]  # fmt: skip
+                out.append(charts.histogram_chart(
+                    f"chart-trial-{j}", endpoint_label(ep), groups,
+                    x_title=f"{endpoint_label(ep)} ({units})" if units else endpoint_label(ep),
+                    threshold=float(m.group(2)) if m else None,
+                    summary="Distribution over the virtual patients of each arm"
+                    + (f"; dotted line: responder threshold ({rule})." if m else "."),
+                ))  # fmt: skip
+    return out
 
 
 def _count(x: Any) -> str:
