@@ -75,7 +75,8 @@ def test_one_organisation_never_sees_another(signed_in: Any, records_a: dict[str
     posts = [(f"/web/patients/{p}/plan", {"max_sessions": "3"}),
              (f"/web/patients/{p}/courses", {}), (f"/web/runs/{plan}/pick", {"index": "0"}),
              (f"/web/courses/{c}", {"name": "taken over", "action": "simulate"}),
-             (f"/web/courses/{c}/whatif", {"sessions": "2"})]  # fmt: skip
+             (f"/web/courses/{c}/whatif", {"sessions": "2"}),
+             (f"/web/runs/{plan}/cancel", {})]  # fmt: skip
     for path, form in posts:
         answer = page.request.post(b.base + path, form={**form, "csrf_token": token})
         assert answer.status == 404, path

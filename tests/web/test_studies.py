@@ -97,3 +97,15 @@ def test_credibility_page(signed_in: Any) -> None:
     assert "Needle length" in table.locator("thead").inner_text()
     assert page.locator("#untested li").count() >= 1
     b.shot("credibility")
+
+
+def test_cancel_a_running_trial(signed_in: Any) -> None:
+    b = signed_in()
+    page = b.page
+    b.go("/web/trials/new")
+    page.get_by_label("Patients per arm").fill("20000")
+    page.get_by_role("button", name="Run the trial").click()
+    page.wait_for_url(re.compile(r".*/web/runs/\d+$"))
+    page.get_by_role("button", name="Cancel this run").click()
+    page.wait_for_selector(".message.error", timeout=90_000)  # the wait page reloads at the end
+    assert "cancelled" in page.locator(".message.error").inner_text()

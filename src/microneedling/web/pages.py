@@ -54,7 +54,7 @@ from microneedling.reports.format import (
 )
 from microneedling.service import audit
 from microneedling.service.accounts import authenticate, start_session
-from microneedling.service.api import submit_run
+from microneedling.service.api import cancel_run, submit_run
 from microneedling.service.auth import (
     Context,
     Principal,
@@ -563,6 +563,18 @@ def run_page(request: Request, run_id: int) -> Response:
             return _trial_page(request, who, db, run)
         return _page(request, who, "files.html.j2", kind=f"{run.kind.capitalize()} run",
                      title=f"Run {run.id}", files=_run_files(db, run), **base)  # fmt: skip
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel(request: Request, run_id: int) -> Response:
+    """Cancel a queued or running run (the API's cancel: a running one stops at its next
+    chunk)."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        owned(db, Run, run_id, who, "run")
+        cancel_run(run_id, who, db)
+        return _see(f"/web/runs/{run_id}")
 
 
 _DOWNLOADS = (
