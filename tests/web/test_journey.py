@@ -107,6 +107,8 @@ def test_plan_pick_simulate_download(signed_in: Any, tmp_path: Path) -> None:
     b.shot("handout")
     page.emulate_media(media="print")
     assert page.locator("nav.app").is_hidden()
+    pdf = page.pdf(format="A4", print_background=True)  # what "Save as PDF" gives
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1  # one page
     page.emulate_media(media="screen")
     # what-if: course B with 3 sessions 28 d apart, both on the same charts
     page.goto(run_url)

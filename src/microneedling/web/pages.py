@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -1430,39 +1431,82 @@ def handout(request: Request, run_id: int) -> Response:
                      run={"id": run.id}, **_handout(result))  # fmt: skip
 
 
+def _site_values(ds: Any, name: str, site: str) -> np.ndarray:
+    """A variable of the first patient at one site (the papillary dermis for a layered one)."""
+    da = ds[name].sel(site=site)
+    if "patient" in da.dims:
+        da = da.isel(patient=0)
+    if "layer" in da.dims:
+        da = da.sel(layer=run_report.DEFAULT_LAYER)
+    return np.asarray(da.values, dtype=float)
+
+
+def _days(values: Sequence[float]) -> str:
+    return ", ".join(format_day(d) for d in values)
+
+
 def _handout(result: Any) -> dict[str, Any]:
+    """The handout's lines: the plan per site, the expected change of each clinical observable
+    from today to the last read-out (with its 10–90% range), redness days per session, PIH."""
     course = result.course
+    ds = result.dataset
     plan_lines = []
     if course is not None:
-        for s in sorted(course.sessions, key=lambda s: (float(s.day), str(s.site))):
-            extra = f", then {human(s.topical.product)}" if s.topical is not None else ""
-            plan_lines.append(f"Day {format_day(s.day)}: {human(s.site)}, needles "
-                              f"{float(s.needle_length_mm):g} mm long{extra}.")  # fmt: skip
-    df = result.endpoints()
+        by_site: dict[str, list[Any]] = {}
+        for sess in sorted(course.sessions, key=lambda x: float(x.day)):
+            by_site.setdefault(str(sess.site), []).append(sess)
+        for site, rows in by_site.items():
+            lengths = sorted({float(x.needle_length_mm) for x in rows})
+            products = sorted({human(x.topical.product) for x in rows if x.topical is not None})
+            extra = f", then {', '.join(products)} on the skin" if products else ""
+            word = "session" if len(rows) == 1 else "sessions"
+            plan_lines.append(
+                f"{human(site).capitalize()}: {len(rows)} {word} (day {_days([x.day for x in rows])}), "
+                f"needles {' or '.join(f'{v:g}' for v in lengths)} mm long{extra}."
+            )
     expected = []
     claims = set(run_report.claim_variables())
-    for _, r in df.iterrows():
-        if r["variable"] not in claims or math.isnan(float(r["time_days"])):
-            continue
-        units = pretty_units(str(r["units"]))
-        lo, hi = r["low"], r["high"]
-        rng = (f" (likely between {format_number(lo)} and {format_number(hi)} {units})"
-               if lo == lo and hi == hi else "")  # fmt: skip
-        expected.append(f"{human(r['site']).capitalize()}: {endpoint_label(r['endpoint'])}: "
-                        f"about {format_number(r['value'])} {units}{rng}.")  # fmt: skip
+    df = result.endpoints()
+    df = df[df["variable"].isin(claims) & df["time_days"].notna()]
+    last = df.sort_values("time_days").groupby(["site", "variable"], sort=False).tail(1)
+    sites = {str(x): i for i, x in enumerate(ds["site"].values)} if "site" in ds.coords else {}
+    last = last.assign(_s=last["site"].map(sites)).sort_values(["_s", "variable"], kind="stable")
+    for _, r in last.iterrows():
+        site, var = str(r["site"]), str(r["variable"])
+        units = _units_words(r["units"])
+        unit = f" {units}" if units and units != "probability" else ""
+        now = _site_values(ds, var, site)[0] if var in ds and "time" in ds[var].dims else math.nan
+        end, lo, hi = float(r["value"]), float(r["low"]), float(r["high"])
+        v = by_name().get(var)
+        label = (v.label or v.long_name) if v is not None else human(var)
+        text = f"{human(site).capitalize()}, {label}: "
+        if math.isfinite(now) and now != 0:
+            change = (end - now) / abs(now)
+            text += (f"from {format_number(now)}{unit} now to about {format_number(end)}{unit} by "
+                     f"day {format_day(r['time_days'])} ({format_percent(abs(change))} "
+                     f"{'less' if change < 0 else 'more'})")  # fmt: skip
+        else:
+            text += f"about {format_number(end)}{unit} by day {format_day(r['time_days'])}"
+        if math.isfinite(lo) and math.isfinite(hi):
+            text += f"; likely between {format_number(lo)} and {format_number(hi)}{unit}"
+        expected.append(text + ".")
     downtime = []
-    ds = result.dataset
-    if "erythema_days" in ds and "session_day" in ds:
-        for site in [str(x) for x in ds["site"].values] if "site" in ds.coords else []:
-            red = ds["erythema_days"].sel(site=site)
-            days = ds["session_day"].sel(site=site)
-            if "patient" in red.dims:
-                red, days = red.isel(patient=0), days.isel(patient=0)
-            for k, (d, v) in enumerate(zip(days.values, red.values, strict=False)):
-                if d == d:
-                    downtime.append(f"{human(site).capitalize()}, session {k + 1} (day "
-                                    f"{format_day(d)}): visible redness for about "
-                                    f"{format_number(v)} days.")  # fmt: skip
+    if "erythema_days" in ds and "session_day" in ds and "site" in ds.coords:
+        for site in [str(x) for x in ds["site"].values]:
+            red = _site_values(ds, "erythema_days", site)
+            days = _site_values(ds, "session_day", site)
+            ok = np.isfinite(days) & np.isfinite(red)
+            if not ok.any():
+                continue
+            values = red[ok]
+            name = human(site).capitalize()
+            if float(values.max() - values.min()) < 0.05:
+                downtime.append(f"{name}: visible redness for about {format_number(values.mean())} "
+                                f"days after each session.")  # fmt: skip
+            else:
+                each = ", ".join(format_number(v) for v in values)
+                downtime.append(f"{name}: visible redness for about {each} days after sessions "
+                                f"1 to {len(values)}.")  # fmt: skip
     pih = [f"{k}: {v}" for k, v in run_report.pih_summary(result)]
     protection = course.patient.photoprotection if course is not None else "usual"
     return {"plan_lines": plan_lines, "expected": expected, "downtime": downtime, "pih": pih,
