@@ -76,6 +76,29 @@ def test_plan_pick_simulate_download(signed_in: Any, tmp_path: Path) -> None:
     assert star
     assert "(recommended)" in page.locator("tr.highlight").first.inner_text()
     b.shot("plan")
+    # a click on a point of the Pareto chart chooses that plan below
+    page.evaluate(
+        "document.addEventListener('mn-chart-click', e => { window.mnPicked = e.detail.point; })"
+    )
+    point = (
+        page.locator("[data-chart=chart-pareto] .scatterlayer .trace")
+        .first.locator(".points path")
+        .first
+    )
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(200)  # Plotly's hover picks the point under the pointer
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_function("() => window.mnPicked !== undefined")
+    picked = page.evaluate("window.mnPicked")
+    assert page.locator(f"#plan-{picked}").is_checked()
+    recommended = page.locator("input[name=index][id^=plan-]").and_(
+        page.locator("xpath=//input[following-sibling::label[contains(., '(recommended)')]]")
+    )
+    recommended.check()
     page.get_by_role("button", name="Use this plan").click()
     page.wait_for_url(re.compile(r".*/web/courses/\d+$"))
     b.shot("course-editor")
