@@ -38,7 +38,35 @@ def test_plan_report_has_the_shell_once(written: Path) -> None:
     check_tables(page)
     # the disclaimer is the shell's (top and footer), not a third copy in the plan's own style
     assert text.count('class="disclaimer"') == 2
-    assert len(page.srcs) == 1 and (written / "pareto.png").read_bytes()[:8] == PNG
+    # the Pareto set is the interactive chart of reports/charts.py (the web plan page's), drawn
+    # from the data on the page with the library inlined; pareto.png stays beside the report
+    assert page.srcs == []
+    assert (written / "pareto.png").read_bytes()[:8] == PNG
+
+
+def test_pareto_chart_is_the_plans(
+    written: Path, planned: tuple[PlanResult, list[dict[str, Any]]]
+) -> None:
+    import json
+    import re
+
+    import plotly.graph_objects as go
+
+    result, _ = planned
+    text = (written / "report.html").read_text(encoding="utf-8")
+    assert "plotly.js v" in text  # inlined: the report opens offline
+    m = re.search(r'<script type="application/json" id="mn-charts">(.*?)</script>', text, re.S)
+    assert m is not None
+    fig = json.loads(m.group(1))["chart-pareto"]
+    go.Figure(fig)  # a valid Plotly figure
+    plans = [t for t in fig["data"] if t["name"] != "recommended"]
+    star = [t for t in fig["data"] if t["name"] == "recommended"]
+    indices = sorted(i for t in plans for i in t["customdata"])
+    assert indices == list(range(len(result.pareto)))
+    rec = next(i for i, p in enumerate(result.pareto) if p.recommended)
+    assert star[0]["customdata"] == [rec]
+    assert star[0]["x"] == [pytest.approx(result.pareto[rec].total_downtime_days)]
+    assert star[0]["y"] == [pytest.approx(result.pareto[rec].score)]
 
 
 def test_plan_tables_use_human_names_and_units(written: Path) -> None:

@@ -18,7 +18,7 @@ from microneedling.about import DISCLAIMER, __version__
 from microneedling.engine.endpoints import parse_endpoint
 from microneedling.errors import InputError
 from microneedling.io import atomic_directory, write_bytes_atomic, write_text_atomic
-from microneedling.reports import page
+from microneedling.reports import charts, page
 from microneedling.reports.figures import LABEL_SIZE, TITLE_SIZE, new_figure, png_bytes
 from microneedling.reports.format import (
     endpoint_label,
@@ -30,7 +30,14 @@ from microneedling.reports.format import (
 )
 from microneedling.studies.planning.search import Plan, PlanResult
 
-__all__ = ["pareto_png", "pareto_rows", "report_html", "write_plan_directory"]
+__all__ = [
+    "pareto_figure",
+    "pareto_png",
+    "pareto_points",
+    "pareto_rows",
+    "report_html",
+    "write_plan_directory",
+]
 
 
 def pareto_png(result: PlanResult) -> bytes:
@@ -224,10 +231,33 @@ def _alternatives(result: PlanResult) -> dict[str, Any]:
     )
 
 
+def pareto_points(result: PlanResult) -> list[dict[str, Any]]:
+    """The Pareto plans as points of :func:`microneedling.reports.charts.pareto_chart` (index in
+    ``result.pareto``, total downtime, score, sessions, a one-line label, recommended or not)."""
+    return [
+        {"index": i, "downtime": p.total_downtime_days, "score": p.score,
+         "sessions": p.n_sessions, "label": p.summary(), "recommended": p.recommended}
+        for i, p in enumerate(result.pareto)
+    ]  # fmt: skip
+
+
+def pareto_figure(result: PlanResult) -> charts.Chart:
+    """The interactive Pareto chart of the report (the same chart as the web plan page)."""
+    return charts.pareto_chart(
+        "chart-pareto",
+        f"Pareto set: {len(result.pareto)} plans of {result.n_plans} that meet the limits",
+        pareto_points(result),
+        summary="Each point is a plan no other plan beats on improvement, downtime and number "
+        "of sessions; the star is the recommended plan.",
+    )
+
+
 def report_html(
     result: PlanResult, predictions: Sequence[dict[str, Any]], pareto: bytes | None
 ) -> str:
-    """The plan report: why this plan, what to expect, the alternatives, the screening."""
+    """The plan report: why this plan, what to expect, the alternatives (the Pareto set as an
+    interactive chart, the library inlined: the file opens offline), the screening. ``pareto``:
+    the static figure's PNG, or ``None`` for a report without figures."""
     p = result.patient
     provenance = page.kv(
         [
@@ -239,7 +269,8 @@ def report_html(
             ("Patient seed (prediction draws)", p.seed),
         ]
     )
-    return page.render(
+    chart = pareto_figure(result) if pareto is not None else None
+    html = page.render(
         "plan.html.j2",
         kind="Treatment plan",
         title=f"Treatment plan: {p.name}",
@@ -258,13 +289,13 @@ def report_html(
         explanation=list(result.explanation),
         weights=_weights(result),
         predictions=_predictions(predictions),
-        pareto=page.figure(pareto, "Improvement vs total downtime of the Pareto plans")
-        if pareto is not None
-        else None,
+        pareto=chart,
         alternatives=_alternatives(result),
         findings=[f.text() for f in result.screening.findings],
         notes=list(result.notes),
+        **charts.context([chart]),
     )
+    return charts.embed_library(html)
 
 
 def write_plan_directory(

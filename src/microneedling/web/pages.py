@@ -642,8 +642,9 @@ def _plan_page(request: Request, who: Principal, run: Run) -> Response:
             "chart-pareto",
             f"Pareto set: {len(pareto)} plans of {s.get('n_plans', '?')} that meet the limits",
             points,
-            summary="Each point is a plan no other plan beats on both improvement and downtime; "
-            "the star is the recommended plan. Click a point to choose it below.",
+            summary="Each point is a plan no other plan beats on improvement, downtime and "
+            "number of sessions; the star is the recommended plan. Click a point to choose it "
+            "below.",
         )
         if points
         else None
