@@ -48,6 +48,7 @@ def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[samplin
     x = np.column_stack([z, np.log(0.2 + 0.05 * rng.random(400))])
     summary = {
         "method": "test",
+        "parameter_set_hash": ps.hash,  # fitted to the files as they are (as calibrate records)
         "factors": factors,
         "groups": [{"name": "collagen_elastin", "prior_scale": 0.3}],
         "nuisances": [],
@@ -110,6 +111,31 @@ def test_an_edited_set_and_posterior_false_use_the_priors(shipped: sampling.Post
     assert [p.parameters["healing.k_1"].value for p in prior] != [
         p.parameters["healing.k_1"].value for p in post
     ]
+
+
+def test_a_posterior_of_other_parameter_files_does_not_apply(
+    shipped: sampling.Posterior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A posterior fitted to other parameter files (another model version or other priors) is not
+    a posterior of this set, even where the calibrated members' values agree; the values
+    `calibrate --write-values` wrote (the posterior's nominal) are accepted."""
+    ps = load_parameters()
+    assert shipped_posterior(ps) is not None
+    monkeypatch.setitem(shipped.summary, "parameter_set_hash", "0123456789abcdef")
+    assert shipped_posterior(ps) is None
+    k1 = [d.parameters["healing.k_1"].value for d in sample_parameter_sets(ps, 20, 1)]
+    k3 = [d.parameters["healing.k_3"].value for d in sample_parameter_sets(ps, 20, 1)]
+    assert k1 != k3  # prior draws, not the tied posterior rows
+    assert sampling.posterior_nominal(ps) is ps  # and the nominal is the files' own
+    assert shipped_posterior(ps.with_values(shipped.nominal())) is not None
+
+
+def test_the_nominal_is_the_posterior_median_when_it_applies(shipped: sampling.Posterior) -> None:
+    ps = load_parameters()
+    centre = sampling.posterior_nominal(ps)
+    for name, v in shipped.nominal().items():
+        assert centre.parameters[name].value == pytest.approx(v, rel=1e-12)
+    assert centre.parameters["healing.mu_I"].value == ps.parameters["healing.mu_I"].value
 
 
 def test_the_posterior_applies_at_its_nominal_values(shipped: sampling.Posterior) -> None:

@@ -26,6 +26,7 @@ from microneedling.engine.prepare import (
 )
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
+from microneedling.parameters.sampling import posterior_nominal
 from microneedling.physics import healing, observe, pigment, redness
 from microneedling.physics.healing_rhs import PIDX
 
@@ -117,7 +118,8 @@ def simulate_batch(
     if n == 0:
         raise InputError("courses", "[]", "at least one course")
     if parameters is None:
-        sets: list[ParameterSet] = [load_parameters()] * n
+        # the nominal set: calibrated parameters at their posterior median, as simulate() uses
+        sets: list[ParameterSet] = [posterior_nominal(load_parameters())] * n
     elif isinstance(parameters, ParameterSet):
         sets = [parameters] * n
     else:

@@ -23,7 +23,12 @@ from microneedling.engine.result import Result
 from microneedling.engine.variables import Variable, by_name
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.parameters.sampling import sample_parameter_sets
+from microneedling.parameters.sampling import (
+    posterior_members,
+    posterior_nominal,
+    sample_parameter_sets,
+    shipped_posterior,
+)
 from microneedling.schema import INT64_MAX
 from microneedling.vocabulary import LAYERS
 
@@ -100,10 +105,14 @@ def simulate(
 
     ps = (parameters or load_parameters()).recording()
     seed = course.seed if seed is None else seed
-    sets = [ps] + (sample_parameter_sets(ps, draws, seed) if draws > 0 else [])
+    # the nominal case: the calibrated parameters at their posterior median (when the shipped
+    # posterior applies), the centre of the posterior the draws sample
+    centre = posterior_nominal(ps)
+    sets = [centre] + (sample_parameter_sets(ps, draws, seed) if draws > 0 else [])
     run = simulate_batch([course] * len(sets), sets, rtol=rtol, parallel=parallel)
-    for s in sets[1:]:
-        ps.record_use(s)  # draws look up the same names
+    for s in sets:
+        if s is not ps:
+            ps.record_use(s)  # the nominal and the draws look up the same names
     B = len(course.sites)
     t = run.t
     obs = [
@@ -113,7 +122,7 @@ def simulate(
         {k: v[d * B : (d + 1) * B] for k, v in run.per_session.items()} for d in range(len(sets))
     ]
     nominal = take_prepared(run.prepared, np.arange(B))  # observe: the nominal set's
-    ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1)
+    ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1, centre)
     return Result(ds)
 
 
@@ -126,6 +135,7 @@ def _dataset(
     per_session: list[dict[str, np.ndarray]],
     seed: int,
     n_draws: int,
+    centre: ParameterSet | None = None,
 ) -> Any:
     import xarray as xr
 
@@ -179,6 +189,10 @@ def _dataset(
             put(v, dims, [fixed[v.name]])
 
     refs = ps.references(ps.used)
+    # calibrated members: the value the nominal case used (posterior median) and the posterior's
+    # 5-95% interval, as `calibrate --write-values` would put them into the files
+    post = shipped_posterior(ps) if centre is not None and centre is not ps else None
+    calibrated = posterior_members(post) if post is not None else {}
     flags = applicability.flags(course)  # outputs outside the validated settings
     attrs = {
         "title": f"microneedling simulation: {course.name}",
@@ -198,20 +212,8 @@ def _dataset(
             [{"key": r.key, "citation": r.citation, "url": r.url, "note": r.note} for r in refs]
         ),
         "parameters_used": json.dumps(ps.used),
-        "parameters": json.dumps(
-            [
-                {
-                    "name": n,
-                    "value": ps.parameters[n].value,
-                    "units": ps.parameters[n].units,
-                    "low": ps.parameters[n].low,
-                    "high": ps.parameters[n].high,
-                    "kind": ps.parameters[n].kind,
-                    "sources": list(ps.parameters[n].sources),
-                }
-                for n in ps.used
-            ]
-        ),
+        "parameters": json.dumps([_record(ps, n, calibrated) for n in ps.used]),
+        "posterior": post.version if post is not None else "",
         "erythema_threshold": prep.observe.erythema_threshold,
         "oedema_threshold": prep.observe.oedema_threshold,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -227,3 +229,22 @@ def _draw_warnings(n_draws: int) -> list[str]:
             "parameter draws is rough, and the nominal value can fall outside it; use 32 or more"
         ]
     return []
+
+
+def _record(ps: ParameterSet, name: str, calibrated: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What a run records of one parameter it used; a calibrated member's value and interval are
+    the posterior's (``calibrated``: :func:`posterior_members`)."""
+    p = ps.parameters[name]
+    rec = {
+        "name": name,
+        "value": p.value,
+        "units": p.units,
+        "low": p.low,
+        "high": p.high,
+        "kind": p.kind,
+        "sources": list(p.sources),
+    }
+    if name in calibrated:
+        c = calibrated[name]
+        rec.update(value=c["median"], low=c["low"], high=c["high"], kind="calibrated")
+    return rec

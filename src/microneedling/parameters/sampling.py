@@ -37,6 +37,8 @@ __all__ = [
     "draw_indices",
     "load_calibration",
     "load_posterior",
+    "posterior_members",
+    "posterior_nominal",
     "posterior_statistics",
     "sample_parameter_sets",
     "samples_hash",
@@ -258,15 +260,27 @@ def _same(a: Any, b: Any) -> bool:
 def shipped_posterior(ps: ParameterSet) -> Posterior | None:
     """The shipped posterior if ``ps`` is a set it applies to, else ``None``.
 
-    It applies when every calibrated member exists in ``ps`` with the value the parameter file held
-    when the calibration ran, its prior mode, or the posterior's nominal value (the value
-    ``calibrate --write`` puts in the file). An edited value means the user asked for that value:
-    the set's intervals are then sampled independently.
+    It applies when every calibrated member exists in ``ps`` with the posterior's nominal value
+    (the value ``calibrate --write-values`` puts in the file), or with the value the parameter
+    file held when the calibration ran (its prior mode) and ``ps`` is the parameter set the
+    calibration was fitted to (its recorded ``parameter_set_hash``: a posterior of other files,
+    e.g. of an earlier model, is not a posterior of this one). An edited value means the user
+    asked for that value: the set's intervals are then sampled independently.
     """
     post = shipped_calibration()
     if post is None:
         return None
     nominal = post.nominal()
+    written = all(
+        p["member"] in ps.parameters
+        and _same(ps.parameters[p["member"]].value, nominal[p["member"]])
+        for f in post.factors
+        for p in f["prior"]
+    )
+    if not written and post.summary.get("parameter_set_hash") != ps.hash:
+        # fitted to other parameter files (another model or other priors): its samples are not a
+        # posterior of this set (the values `calibrate --write-values` wrote are accepted)
+        return None
     for f in post.factors:
         for prior in f["prior"]:
             name = prior["member"]
@@ -279,6 +293,36 @@ def shipped_posterior(ps: ParameterSet) -> Posterior | None:
             if not any(_same(v, a) for a in accepted):
                 return None
     return post
+
+
+def posterior_members(post: Posterior) -> dict[str, dict[str, Any]]:
+    """Each calibrated scalar member's posterior median and 5-95% interval (file units), from the
+    summary's statistics; keyed members are left out (their samples are whole tables)."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in post.summary.get("statistics", {}).get("factors", []):
+        for m in f.get("members", []):
+            if not m.get("keyed") and {"median", "low", "high"} <= set(m):
+                out[m["member"]] = {"median": m["median"], "low": m["low"], "high": m["high"]}
+    return out
+
+
+def posterior_nominal(ps: ParameterSet) -> ParameterSet:
+    """The nominal set of an ensemble drawn by :func:`sample_parameter_sets`: ``ps`` with every
+    calibrated member at the shipped posterior's median (:meth:`Posterior.nominal`, inside the
+    member's physical domain) when the posterior applies to ``ps`` (:func:`shipped_posterior`);
+    ``ps`` itself otherwise. The nominal value is then the centre of the same posterior its draws
+    sample, not the prior's mode (with a posterior away from the prior, the prior's nominal could
+    fall outside its own 10-90% band)."""
+    post = shipped_posterior(ps)
+    if post is None:
+        return ps
+    values: dict[str, Any] = {}
+    for n, v in post.nominal().items():
+        if n not in ps.parameters:
+            continue
+        dom = ps.parameters[n].domain
+        values[n] = {k: dom.clip(x) for k, x in v.items()} if isinstance(v, dict) else dom.clip(v)
+    return ps.with_values(values, label=f"{ps.label}+posterior")
 
 
 # ----------------------------------------------------------------------- uncertainty

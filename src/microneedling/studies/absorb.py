@@ -65,7 +65,7 @@ from microneedling.engine.prepare import prepare
 from microneedling.errors import InputError
 from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.parameters.sampling import sample_parameter_sets
+from microneedling.parameters.sampling import posterior_nominal, sample_parameter_sets
 from microneedling.physics import needles, transport
 from microneedling.physics.unitcell import UnitCell, solve
 
@@ -241,7 +241,7 @@ def homogenised(
             "by_layer": prep.absorbed_by_layer_ug_cm2[bi, ki],
         }
 
-    out = pick(prepare(course, ps))
+    out = pick(prepare(course, posterior_nominal(ps)))  # the centre of the draws' posterior
     if draws > 0:
         runs = [pick(prepare(course, s)) for s in sample_parameter_sets(ps, draws, seed)]
         for name in list(out):

@@ -54,6 +54,7 @@ from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import (
     Posterior,
     draw_indices,
+    posterior_nominal,
     sample_parameter_sets,
     shipped_posterior,
 )
@@ -61,7 +62,6 @@ from microneedling.studies.credibility.calibrate import (
     CalibrationConfig,
     Problem,
     build_problem,
-    clip_to_domains,
     load_config,
     nuisances,
     observed_value,
@@ -97,10 +97,12 @@ from microneedling.studies.trial.population import load_population, sample_patie
 __all__ = [
     "RowResult",
     "Validation",
+    "by_family",
     "calculation_verification",
     "calibration_check",
     "cohort_spread",
     "ensemble",
+    "family_of",
     "validate",
 ]
 
@@ -228,13 +230,8 @@ def ensemble(
     """(nominal set, ``draws`` sets, the posterior used, its sample indices): the nominal set holds
     the posterior's nominal values when the shipped posterior applies to ``ps``."""
     post = shipped_posterior(ps)
-    nominal = ps
-    idx = None
-    if post is not None:
-        values = {k: v for k, v in post.nominal().items() if k in ps.parameters}
-        nominal = ps.with_values(clip_to_domains(ps, values), label=f"{ps.label}+posterior")
-        idx = draw_indices(post.n_samples, draws, seed)
-    return nominal, sample_parameter_sets(ps, draws, seed), post, idx
+    idx = draw_indices(post.n_samples, draws, seed) if post is not None else None
+    return posterior_nominal(ps), sample_parameter_sets(ps, draws, seed), post, idx
 
 
 def stand_in_draws(
@@ -445,6 +442,40 @@ def _score_rows(
     return out
 
 
+def family_of(r: RowResult) -> str:
+    """A row's claim family without the likelihood's note ('pih (counts, logit)' -> 'pih')."""
+    return str(r.family).split(" (")[0]
+
+
+def by_family(results: Sequence[RowResult]) -> list[dict[str, Any]]:
+    """Per claim family, in order of first appearance: rows, evaluated, within tolerance, and the
+    two-sided and count rows covered by the 80% and 50% predictive intervals (bound rows have no
+    two-sided interval to cover; their consistency is counted apart)."""
+    fams: dict[str, list[RowResult]] = {}
+    for r in results:
+        fams.setdefault(family_of(r), []).append(r)
+    out = []
+    for fam, rs in fams.items():
+        ev = [r for r in rs if r.status != "not evaluated"]
+        two = [r for r in ev if r.kind in ("gaussian", "binomial", "ordinal")]
+        bounds = [r for r in ev if r.kind in ("upper", "lower")]
+        out.append(
+            {
+                "family": fam,
+                "rows": len(rs),
+                "evaluated": len(ev),
+                "pass": sum(r.status == "pass" for r in ev),
+                "studies": len({r.study for r in ev}),
+                "n_two_sided": len(two),
+                "covered_80": sum(bool(r.covered) for r in two),
+                "covered_50": sum(bool(r.covered50) for r in two),
+                "n_bounds": len(bounds),
+                "bounds_consistent_80": sum(bool(r.covered) for r in bounds),
+            }
+        )
+    return out
+
+
 def _summary(results: Sequence[RowResult], config: CalibrationConfig, seed: int) -> dict[str, Any]:
     ev = [r for r in results if r.status != "not evaluated"]
     two = [r for r in ev if r.kind in ("gaussian", "binomial", "ordinal")]
@@ -465,6 +496,7 @@ def _summary(results: Sequence[RowResult], config: CalibrationConfig, seed: int)
         ),
         "pit_ks": ks_uniform([r.pit for r in two]),
         "pit": [r.pit for r in two],
+        "by_family": by_family(results),
     }
     c = [r.crps for r in two if math.isfinite(r.crps)]
     cb = [r.crps_baseline for r in two if math.isfinite(r.crps_baseline)]

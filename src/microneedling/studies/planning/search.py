@@ -48,7 +48,7 @@ from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values, parse_endpoint
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.parameters.sampling import sample_parameter_sets
+from microneedling.parameters.sampling import posterior_nominal, sample_parameter_sets
 
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.engine.batch import BatchRun
@@ -357,7 +357,8 @@ def search(
 
     t0 = time.perf_counter()
     scr, pih_limit = _check_patient(patient)
-    ps = parameters or load_parameters()
+    # calibrated parameters at their posterior median (the centre of the ensemble's draws)
+    ps = posterior_nominal(parameters or load_parameters())
     lim = patient.limits
     topicals, notes = _topicals(patient, ps)
     specs = _concern_specs(patient)
@@ -743,7 +744,8 @@ def exhaustive_search(
 
     t0 = time.perf_counter()
     scr, pih_limit = _check_patient(patient)
-    ps = parameters or load_parameters()
+    # calibrated parameters at their posterior median (the centre of the ensemble's draws)
+    ps = posterior_nominal(parameters or load_parameters())
     lim = patient.limits
     topicals, notes = _topicals(patient, ps)
     specs = _concern_specs(patient)
@@ -851,7 +853,9 @@ def predict(
     parameter draws (``microneedling.parameters.sampling.sample_parameter_sets`` with the patient's seed), one batch."""
 
     ps = parameters or load_parameters()
-    sets = [ps] + (sample_parameter_sets(ps, draws, patient.seed) if draws > 0 else [])
+    sets = [posterior_nominal(ps)] + (
+        sample_parameter_sets(ps, draws, patient.seed) if draws > 0 else []
+    )
     run = simulate_batch([course] * len(sets), sets)
     specs = _concern_specs(patient)
     sites = [s.name for s in course.sites]

@@ -30,6 +30,7 @@ from microneedling.engine.endpoints import endpoint_values
 from microneedling.engine.executor import ChunkStore, map_chunks, validate_executor
 from microneedling.errors import InputError, InputFileFieldError
 from microneedling.parameters.parameter_set import load_parameters
+from microneedling.parameters.sampling import posterior_nominal
 from microneedling.studies.trial.population import sample_patients
 from microneedling.studies.trial.spec import MAX_CHUNK, Arm, EndpointDef, TrialSpec, arm_course
 
@@ -150,7 +151,10 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     courses = [arm_course(spec.arms[a], batch, i, pop) for a in task.arms for i in range(n)]
     factors = {k: np.tile(v, len(task.arms)) for k, v in batch.factors.items()}
     run = simulate_batch(
-        courses, load_parameters(), healing_factors=factors or None, parallel=task.parallel
+        courses,
+        posterior_nominal(load_parameters()),  # calibrated parameters at their posterior median
+        healing_factors=factors or None,
+        parallel=task.parallel,
     )
     E = len(spec.endpoints)
     A = len(task.arms)
@@ -418,7 +422,7 @@ def check_endpoints_apply(spec: TrialSpec) -> None:
     pop = spec.population
     batch = sample_patients(pop, 0, 1, seed=spec.seed)
     courses = [arm_course(arm, batch, 0, pop) for arm in spec.arms]
-    run = simulate_batch(courses, load_parameters())
+    run = simulate_batch(courses, posterior_nominal(load_parameters()))
     problems: list[InputError] = []
     for j, e in enumerate(spec.endpoints):
         v = endpoint_values(run, e.spec)
