@@ -101,6 +101,28 @@ def test_every_context_of_use_has_its_verdict_and_goals(report: dict) -> None:
     assert "model risk" in page
 
 
+def test_validation_per_claim_family_is_tabled(report: dict) -> None:
+    fams = report["validation"]["summary"]["by_family"]
+    assert fams and sum(f["evaluated"] for f in fams) == report["validation"]["n_evaluated"]
+    page = html.unescape(render_html(report))
+    assert "Validation per claim family" in page
+    cells = [c for tab in Page(render_html(report)).tables for r in tab.rows for c in r]
+    for f in fams:
+        assert f["family"] in cells and f"{f['pass']}/{f['evaluated']}" in cells
+
+
+def test_a_posterior_fitted_on_another_parameter_set_is_called_stale(report: dict) -> None:
+    stale = copy.deepcopy(report)
+    cal = stale["calibration"]
+    if cal.get("status") != "shipped":
+        pytest.skip("no shipped posterior")
+    word = "stale until `microneedling calibrate` is re-run"
+    cal["fitted_on_parameter_set"] = "0" * 16
+    assert word in html.unescape(render_html(stale))
+    cal["fitted_on_parameter_set"] = cal["current_parameter_set"]
+    assert word not in html.unescape(render_html(stale))
+
+
 def test_skipped_sections_say_so(report: dict) -> None:
     skipped = dict(report, code_verification={"status": "skipped"})
     page = render_html(skipped)

@@ -151,7 +151,14 @@ def _calibration(cal: dict[str, Any]) -> dict[str, Any]:
         f"{_n(d.get('autocorr_max_steps'), 3)} steps, {_n(d.get('seconds_per_step'), 3)} s per "
         f"step. The shipped samples reproduce their summary: {yes_no(cal['reproduces_summary'])}; "
         f"they apply to the current parameter set: {yes_no(cal['applies_to_parameter_set'])} "
-        f"(fitted on {cal['fitted_on_parameter_set']}, current {cal['current_parameter_set']})."
+        f"(fitted on {cal['fitted_on_parameter_set']}, current {cal['current_parameter_set']})"
+        + (
+            "; the parameter set changed since the fit, so the screening and the posterior are "
+            "stale until `microneedling calibrate` is re-run."
+            if cal.get("fitted_on_parameter_set")
+            and cal["fitted_on_parameter_set"] != cal.get("current_parameter_set")
+            else "."
+        )
     )
     screening = (
         f"Screening {scr.get('version', '–')}: {scr.get('rule', '')}; {len(scr.get('selected', []))} "
@@ -297,6 +304,20 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
          for s in loso.get("studies", [])],
         caption="Leave-one-study-out cross-validation on the calibration set",
     )  # fmt: skip
+    fam_t = table(
+        [column("Claim family"), column("Rows", num=True), column("Evaluated", num=True),
+         column("Studies", num=True), column("Within tolerance"), column("Covered (80%)"),
+         column("Covered (50%)"), column("Bounds consistent (80%)")],
+        [{"cells": [f["family"], f["rows"], f["evaluated"], f["studies"],
+                    f"{f['pass']}/{f['evaluated']}",
+                    f"{f['covered_80']}/{f['n_two_sided']}" if f["n_two_sided"] else "–",
+                    f"{f['covered_50']}/{f['n_two_sided']}" if f["n_two_sided"] else "–",
+                    f"{f['bounds_consistent_80']}/{f['n_bounds']}" if f["n_bounds"] else "–"],
+          "highlight": f["evaluated"] > 0 and f["pass"] < f["evaluated"]}
+         for f in s.get("by_family", [])],
+        caption="Validation per claim family (two-sided and count rows covered; bound rows apart)",
+        empty="No validation rows.",
+    )  # fmt: skip
     co = val.get("cohorts", {})
     cohort_t = table(
         [column("Row"), column("Role"), column("Observed SD", num=True),
@@ -312,6 +333,7 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
     return {
         "summary": summary,
         "rows": rows_t,
+        "families": fam_t,
         "vv20": vv,
         "calculation": calc_t,
         "calculation_summary": (
@@ -435,6 +457,7 @@ def render_html(report: dict[str, Any]) -> str:
         validation_summary=v["summary"],
         validation_chart=Markup(_svg_validation(val["rows"])),
         validation=v["rows"],
+        families=v["families"],
         vv20=v["vv20"],
         cohort_summary=v["cohort_summary"],
         cohorts=v["cohorts"],
@@ -509,6 +532,15 @@ def validation_table(v: Validation) -> str:
             f"{_ci(s.get('coverage_50'))}; mean CRPS {_n(s.get('crps_mean'), 3)} tolerances "
             f"(previous ensemble {_n(s.get('crps_baseline_mean'), 3)})"
         )
+        for f in s.get("by_family", []):
+            if not f["evaluated"]:
+                continue
+            cov = f"{f['covered_80']}/{f['n_two_sided']}" if f["n_two_sided"] else "—"
+            lines.append(
+                f"  {f['family']}: {f['pass']}/{f['evaluated']} within tolerance, 80% covered "
+                f"{cov}, bounds consistent {f['bounds_consistent_80']}/{f['n_bounds']} "
+                f"({f['studies']} studies)"
+            )
     return "\n".join(lines)
 
 

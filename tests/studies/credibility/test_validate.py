@@ -119,3 +119,52 @@ def test_bad_requests_name_the_field() -> None:
     with pytest.raises(InputError) as exc:
         validate(draws=4, keys=["no_such_row"], checks=False)
     assert exc.value.field == "rows"
+
+
+def _result(key: str, study: str, family: str, kind: str, status: str, covered: bool | None):  # type: ignore[no-untyped-def]
+    from microneedling.studies.credibility.validate import RowResult
+
+    nan = float("nan")
+    return RowResult(
+        key=key, quantity="q", sources=(study,), study=study, family=family, kind=kind,
+        evidence="SEEN", units="%", observed=1.0, tolerance=1.0, bound=None, predicted=nan,
+        median=nan, low=nan, high=nan, low50=nan, high50=nan, band_low=nan, band_high=nan,
+        status=status, covered=covered, covered50=False if covered is None else not covered,
+        pit=nan, crps=nan, crps_baseline=nan, interval_score=nan, sharpness=nan, vv20={},
+        comparable="", assumptions="",
+    )  # fmt: skip
+
+
+def test_per_family_counts_add_up_to_the_totals() -> None:
+    from microneedling.studies.credibility.validate import by_family
+
+    results = [
+        _result("a1", "s1", "acne_scars", "gaussian", "pass", True),
+        _result("a2", "s2", "acne_scars", "gaussian", "miss", False),
+        _result("a3", "s2", "acne_scars", "upper", "pass", True),  # a bound: not two-sided
+        _result("p1", "s3", "pih (counts, logit)", "binomial", "miss", True),
+        _result("p2", "s4", "pih", "binomial", "not evaluated", None),
+        _result("d1", "s5", "downtime", "", "not evaluated", None),
+    ]
+    fams = {f["family"]: f for f in by_family(results)}
+    assert list(fams) == ["acne_scars", "pih", "downtime"]  # the likelihood's note is dropped
+    a = fams["acne_scars"]
+    assert (a["rows"], a["evaluated"], a["pass"], a["studies"]) == (3, 3, 2, 2)
+    assert (a["n_two_sided"], a["covered_80"], a["covered_50"]) == (2, 1, 1)
+    assert (a["n_bounds"], a["bounds_consistent_80"]) == (1, 1)
+    p = fams["pih"]
+    assert (p["rows"], p["evaluated"], p["pass"]) == (2, 1, 0)
+    assert (p["covered_80"], p["n_two_sided"]) == (1, 1)
+    assert fams["downtime"]["evaluated"] == 0 and fams["downtime"]["n_two_sided"] == 0
+    assert sum(f["rows"] for f in fams.values()) == len(results)
+    assert sum(f["pass"] for f in fams.values()) == sum(r.status == "pass" for r in results)
+
+
+def test_the_summary_holds_the_per_family_table(val) -> None:  # type: ignore[no-untyped-def]
+    fams = val.summary["by_family"]
+    assert sum(f["rows"] for f in fams) == len(val.results)
+    assert sum(f["evaluated"] for f in fams) == val.n_evaluated
+    assert sum(f["pass"] for f in fams) == val.n_pass
+    two = val.summary["coverage_80"]
+    assert sum(f["covered_80"] for f in fams) == two["hits"]
+    assert sum(f["n_two_sided"] for f in fams) == two["n"]
