@@ -390,4 +390,5 @@ def test_mutated_courses_are_refused_cleanly_or_simulate_within_range() -> None:
     # the run exercises both outcomes in earnest
     assert report.refused > 500 and report.valid > 500, (report.refused, report.valid)
     assert report.simulated == report.valid
-    assert report.seconds < 60.0, report.seconds
+    # its time (about 16 s alone) is reported by benchmarks/bench_fuzz.py, never asserted: a timed
+    # assertion fails on a loaded machine, not on a slow program

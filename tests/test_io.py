@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -349,3 +350,21 @@ def test_a_run_renamed_aside_by_a_killed_writer_is_put_back(tmp_path: Path) -> N
     assert remove_stale_temporaries(tmp_path, "run") == 1
     assert _listing(tmp_path) == ["run"]
     assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
+
+
+def test_a_signal_right_after_the_temporary_is_made_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worst moment for SIGTERM: the temporary directory exists and the writer has not yet
+    seen its name (found by the kill test under load). Nothing may be left behind."""
+    real_mkdir = Path.mkdir
+
+    def mkdir_then_interrupted(self: Path, *args: Any, **kwargs: Any) -> None:
+        real_mkdir(self, *args, **kwargs)
+        if self.name.startswith(".out.tmp-"):
+            raise KeyboardInterrupt  # what the SIGTERM handler raises (Terminated)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic_directory(tmp_path / "out"):
+        pass  # pragma: no cover - never reached
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -360,20 +360,6 @@ def _remove_empty(created: list[Path]) -> None:
             d.rmdir()
 
 
-def _make_dir(path: Path) -> Path:
-    """Create a fresh hidden sibling directory of ``path`` (mode from the umask, unlike mkdtemp)."""
-    for _ in range(100):
-        tmp = _sibling(path, "tmp")
-        try:
-            tmp.mkdir()
-        except FileExistsError:  # pragma: no cover - 48 random bits
-            continue
-        return tmp
-    raise FileExistsError(
-        f"could not create a temporary directory next to {path}"
-    )  # pragma: no cover
-
-
 @contextlib.contextmanager
 def atomic_directory(
     path: str | os.PathLike[str], overwrite: bool = False, kind: str | None = None
@@ -399,7 +385,14 @@ def atomic_directory(
     remove_stale_temporaries(target.parent, target.name)
     tmp: Path | None = None
     try:
-        tmp = _make_dir(target)
+        # name the temporary before it exists, so a signal arriving between its creation and the
+        # next line cannot leave it behind (the cleanup below removes it if it exists)
+        while tmp is None:
+            tmp = _sibling(target, "tmp")
+            try:
+                tmp.mkdir()
+            except FileExistsError:  # pragma: no cover - 48 random bits: someone else's
+                tmp = None
         _write_marker(tmp, run_kind)
         yield tmp
         _commit(tmp, target, overwrite, run_kind)
