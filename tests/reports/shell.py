@@ -6,9 +6,11 @@ Used by the tests of each report (run, absorb, plan, trial) and by ``test_page.p
 from __future__ import annotations
 
 import html
+import json
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from typing import Any
 
 from microneedling.about import DISCLAIMER, __version__
 
@@ -156,3 +158,48 @@ def check_tables(page: Page, allow: tuple[str, ...] = ()) -> None:
             assert not PYTHON_WORDS.match(text), (text, t.headers)
         for h in t.headers:
             assert not h.endswith("(1)"), h
+
+
+CHARTS = re.compile(r'<script type="application/json" id="mn-charts">(.*?)</script>', re.S)
+
+
+def chart_figures(text: str) -> dict[str, dict[str, Any]]:
+    """The Plotly figures a page embeds (chart id → ``{"data", "layout"}``), each with its
+    ``<figure>`` on the page; ``{}`` when the page has no chart."""
+    m = CHARTS.search(text)
+    if m is None:
+        return {}
+    figures: dict[str, dict[str, Any]] = json.loads(m.group(1))
+    for cid in figures:
+        assert f'data-chart="{cid}"' in text, cid
+    return figures
+
+
+def check_charts(text: str) -> dict[str, dict[str, Any]]:
+    """Every embedded figure is a valid Plotly figure with its library inlined; no axis title is
+    clipped (``automargin``; the y-axis title, if any, written above the plot); axis titles and
+    trace names are words, not raw field names; no hand-made ``<svg>`` on the page."""
+    import plotly.graph_objects as go
+
+    figures = chart_figures(text)
+    assert figures, "no chart on the page"
+    assert "plotly.js v" in text
+    assert "<svg" not in without_scripts(text)
+    for cid, fig in figures.items():
+        go.Figure(fig)  # raises on anything Plotly would not draw
+        layout = fig["layout"]
+        for axis in ("xaxis", "yaxis"):
+            assert layout[axis]["automargin"], (cid, axis)
+        titles = [layout["xaxis"]["title"]["text"], layout["yaxis"]["title"]["text"]]
+        titles += [a["text"] for a in layout.get("annotations", []) if a.get("yref") == "paper"]
+        names = [str(t.get("name", "")) for t in fig["data"]]
+        for words in [*titles, *names]:
+            assert not RAW_FIELD.search(words.replace("-", " ")), (cid, words)
+            assert not PYTHON_WORDS.match(words), (cid, words)
+    return figures
+
+
+def y_title(fig: dict[str, Any]) -> str:
+    """The y-axis title of a chart of ``reports/charts.py`` (written above the plot)."""
+    above = [a["text"] for a in fig["layout"].get("annotations", []) if a.get("y") == 1]
+    return above[0] if above else fig["layout"]["yaxis"]["title"]["text"]

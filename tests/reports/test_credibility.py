@@ -24,7 +24,7 @@ from microneedling.studies.credibility.literature import rows
 from microneedling.studies.credibility.report import build_report
 from microneedling.studies.credibility.validate import RowResult, Validation
 from microneedling.studies.credibility.verification import CHECKS
-from tests.reports.shell import Page, check_shell
+from tests.reports.shell import Page, chart_figures, check_charts, check_shell, without_scripts
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,8 @@ def report() -> dict:
 def test_html_is_self_contained_with_every_section(report: dict, tmp_path: Path) -> None:
     page = render_html(report)
     check_shell(page, "Credibility report")  # the one shell: one style, disclaimer twice, ...
-    assert re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)", page) is None  # no external assets
+    # no external assets (the inlined chart library's own strings are code, not page content)
+    assert re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)", without_scripts(page)) is None
     for section in (
         "Context of use and credibility",
         "Code verification",
@@ -51,7 +52,7 @@ def test_html_is_self_contained_with_every_section(report: dict, tmp_path: Path)
         assert section in page, section
     for limit in report["limits"]:
         assert limit in html.unescape(page)
-    assert "<svg" in page  # the validation figure
+    assert set(check_charts(page)) == {"chart-validation"}  # Plotly, not hand-made SVG
     out = write_report(tmp_path / "cred", report)
     names = sorted(p.name for p in out.iterdir())
     assert names == [".microneedling-run", "credibility.json", "report.html"]
@@ -60,6 +61,31 @@ def test_html_is_self_contained_with_every_section(report: dict, tmp_path: Path)
     assert json.loads((out / "credibility.json").read_text())["validation"]["n_rows"] == len(
         rows("validation")
     )
+
+
+def test_validation_chart_is_the_validation(report: dict) -> None:
+    """One marker per evaluated row, placed at (model − observed) / tolerance, its 80% interval
+    as error bars; green rows within tolerance; the axis says what it measures."""
+    import plotly.graph_objects as go
+
+    fig = chart_figures(render_html(report))["chart-validation"]
+    go.Figure(fig)  # a valid Plotly figure
+    val = report["validation"]
+    by_name = {t["name"]: t for t in fig["data"]}
+    inside, outside = by_name["within tolerance"], by_name.get("outside tolerance")
+    assert len(inside["y"]) == val["n_pass"]
+    n_out = 0 if outside is None else len(outside["y"])
+    assert len(inside["y"]) + n_out == val["n_evaluated"]
+    rows_by_key = {r["key"]: r for r in val["rows"]}
+    for key, x in zip(inside["y"], inside["x"], strict=True):
+        r = rows_by_key[key]
+        assert r["status"] == "pass"
+        if x is not None and isinstance(r["predicted"], float):
+            expect = (r["predicted"] - r["observed"]) / (r["tolerance"] or 1.0)
+            # the page holds six significant digits of each number: 1e-3 tolerance
+            assert x == pytest.approx(max(-4.0, min(4.0, expect)), rel=1e-3, abs=1e-3)
+    assert "tolerance" in fig["layout"]["xaxis"]["title"]["text"]
+    assert fig["layout"]["xaxis"]["automargin"] and fig["layout"]["yaxis"]["automargin"]
 
 
 def test_code_verification_section_shows_every_check_with_its_numbers(report: dict) -> None:

@@ -18,16 +18,15 @@ Nothing here runs the model.
 
 from __future__ import annotations
 
-import html
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from markupsafe import Markup
-
 from microneedling.io import atomic_directory
+from microneedling.reports import charts
 from microneedling.reports.format import format_number, pretty_units, yes_no
 from microneedling.reports.page import column, kv, render, table
 from microneedling.studies.credibility.delivery import Prediction
@@ -36,49 +35,22 @@ from microneedling.studies.credibility.validate import Validation
 __all__ = ["delivery_table", "render_html", "validation_table", "write_report"]
 
 
-def _svg_validation(rows: list[dict[str, Any]]) -> str:
-    """Observed vs predicted (normalised by the tolerance) with the 80% interval, one line per row."""
-    ev = [r for r in rows if r["status"] != "not evaluated"]
-    if not ev:
-        return ""
-    W, rh, left = 720, 18, 230
-    H = rh * len(ev) + 40
-    x0, x1 = left, W - 20
-    lim = 4.0
-
-    def X(v: float) -> float:
-        return x0 + (max(-lim, min(lim, v)) + lim) / (2 * lim) * (x1 - x0)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-size="11">']
-    for k in (-1, 0, 1):
-        parts.append(
-            f'<line x1="{X(k)}" y1="10" x2="{X(k)}" y2="{H - 25}" stroke="#bbb" stroke-dasharray="3,3"/>'
-        )
-    for i, r in enumerate(ev):
-        y = 20 + i * rh
-        tol = r["tolerance"] or 1.0
-
-        def n(v: Any, tol: float = tol, obs: float = r["observed"]) -> float:
-            if v is None or isinstance(v, str):
-                return lim if v == "inf" else -lim if v == "-inf" else math.nan
-            return (float(v) - obs) / tol
-
-        colour = "#2a7" if r["status"] == "pass" else "#c33"
-        lo, hi, p = n(r["low"]), n(r["high"]), n(r["predicted"])
-        parts.append(f'<text x="5" y="{y + 4}">{html.escape(r["key"])}</text>')
-        if math.isfinite(lo) and math.isfinite(hi):
-            parts.append(
-                f'<line x1="{X(lo)}" y1="{y}" x2="{X(hi)}" y2="{y}" stroke="{colour}" stroke-width="3" opacity="0.4"/>'
-            )
-        if math.isfinite(p):
-            parts.append(
-                f'<circle cx="{X(p)}" cy="{y}" r="4" fill="{colour}"><title>{html.escape(r["key"])}: model {p:+.2f} tolerances from observed</title></circle>'
-            )
-    parts.append(
-        f'<text x="{X(0) - 60}" y="{H - 8}">(model − observed) / tolerance (clipped at ±{lim:g})</text>'
+def _validation_chart(rows: list[dict[str, Any]]) -> charts.Chart | None:
+    """The validation figure (:func:`microneedling.reports.charts.validation_chart`): each
+    evaluated row's prediction and its 80% interval in tolerances from the observed value."""
+    chart = charts.validation_chart(
+        "chart-validation", "Validation: the model against each published value", rows
     )
-    parts.append("</svg>")
-    return "".join(parts)
+    if chart is None:
+        return None
+    return dataclasses.replace(
+        chart,
+        notes=(
+            "Each evaluated row: the model's nominal prediction (dot) and its 80% predictive "
+            "interval (bar), in tolerances from the observed value (0: the observed value; "
+            "dashed lines: ±1 tolerance); green within tolerance, red outside.",
+        ),
+    )
 
 
 def _n(x: Any, sig: int = 4) -> str:
@@ -356,7 +328,8 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    """The credibility report as one self-contained page on the shared shell (nothing external)."""
+    """The credibility report as one self-contained page on the shared shell (nothing external:
+    the validation chart's library is inlined)."""
     cal, val, sens, ver = (
         report["calibration"],
         report["validation"],
@@ -414,7 +387,8 @@ def render_html(report: dict[str, Any]) -> str:
     c = _calibration(cal)
     v = _validation(val)
     env = report.get("environment", {})
-    return render(
+    validation_chart = _validation_chart(val["rows"])
+    html = render(
         "credibility.html.j2",
         kind="Credibility report",
         title=report["title"],
@@ -455,7 +429,7 @@ def render_html(report: dict[str, Any]) -> str:
         calibration_check=v["check"],
         loso=v["loso"],
         validation_summary=v["summary"],
-        validation_chart=Markup(_svg_validation(val["rows"])),
+        validation_chart=validation_chart,
         validation=v["rows"],
         families=v["families"],
         vv20=v["vv20"],
@@ -465,7 +439,9 @@ def render_html(report: dict[str, Any]) -> str:
         sensitivity_summary=sens_summary,
         sensitivity=sens_table,
         limits=list(report["limits"]),
+        **charts.context([validation_chart]),
     )
+    return charts.embed_library(html)
 
 
 def _fmt(v: Any) -> str:
