@@ -5,13 +5,23 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
+import xarray as xr
 
 from microneedling.reports import trial as report
+from microneedling.reports.format import endpoint_label, pretty_units
 from microneedling.studies.trial.run import TrialResult, run_trial
 from microneedling.studies.trial.spec import TrialSpec
 from tests.paths import EXAMPLES
-from tests.reports.shell import Page, check_shell, check_tables
+from tests.reports.shell import (
+    Page,
+    check_charts,
+    check_shell,
+    check_tables,
+    without_scripts,
+    y_title,
+)
 
 PAIRED = EXAMPLES / "trials" / "split-face-needle-length.toml"
 PARALLEL = EXAMPLES / "trials" / "acne-roller-vs-pen.toml"
@@ -33,7 +43,49 @@ def test_trial_report_has_the_shell(written: Path) -> None:
     text = (written / "report.html").read_text(encoding="utf-8")
     page = check_shell(text, "In-silico trial")
     check_tables(page)
-    assert len(page.srcs) == 2  # distributions and trajectories, embedded
+    assert page.srcs == []  # no embedded PNG: the charts are the interactive ones
+    # the PNGs stay beside the report, for print
+    for name in ("distributions", "trajectories"):
+        assert (written / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trial_charts_are_the_trials(written: Path) -> None:
+    """One histogram per end point holding every virtual patient of each arm, the responder
+    threshold where there is one; one trajectory chart per variable with each arm's mean and its
+    ±1 SD band; axis titles with units."""
+    text = (written / "report.html").read_text(encoding="utf-8")
+    figures = check_charts(text)
+    ds = xr.open_dataset(written / "trial.nc")
+    spec = TrialSpec.from_toml(written / "trial.toml")
+    arms = [a.name for a in spec.arms]
+    for j, e in enumerate(spec.endpoints):
+        fig = figures[f"chart-distribution-{j}"]
+        hists = [t for t in fig["data"] if t["type"] == "histogram"]
+        assert [t["name"] for t in hists] == arms
+        for a, t in enumerate(hists):
+            values = ds["value"].isel(endpoint=j, arm=a).values
+            assert sorted(t["x"]) == pytest.approx(sorted(values[np.isfinite(values)]), rel=1e-5)
+        x_title = fig["layout"]["xaxis"]["title"]["text"]
+        assert x_title.startswith(endpoint_label(e.name))
+        units = pretty_units(e.spec.units)
+        assert (f"({units})" in x_title) if units else "(" not in x_title
+        thr = e.above if e.above is not None else e.below
+        shapes = fig["layout"].get("shapes", [])
+        assert [s["x0"] for s in shapes] == ([] if thr is None else [pytest.approx(thr)])
+        assert y_title(fig) == "Probability density"
+    trajectories = {k: f for k, f in figures.items() if k.startswith("chart-trajectory-")}
+    assert trajectories
+    for fig in trajectories.values():
+        assert y_title(fig).endswith(")")  # the variable's units
+        means = [t for t in fig["data"] if t["name"] in arms and "fill" not in t]
+        bands = [t for t in fig["data"] if t.get("fill") == "tonexty"]
+        assert [t["name"] for t in means] == arms and len(bands) == len(arms)
+        lows = [t for t in fig["data"] if t["name"].endswith("(10th percentile)")]
+        for lo, band, mean in zip(lows, bands, means, strict=True):
+            assert all(a <= m <= b for a, m, b in zip(lo["y"], mean["y"], band["y"], strict=True)
+                       if None not in (a, m, b))  # fmt: skip
+        assert any(t["name"] == "±1 SD of patients" for t in fig["data"])
+        assert len(fig["layout"]["shapes"]) == len(spec.arms[0].template["sessions"])
 
 
 def test_trial_tables_in_words_with_units(written: Path) -> None:
@@ -50,7 +102,8 @@ def test_trial_tables_in_words_with_units(written: Path) -> None:
     assert rates and all("%" in r for r in rates)
     assert "p (t test)" in comparisons.headers and "p (rank test)" in comparisons.headers
     for raw in ("p_t", "u_stat", "w_stat", "responder_ci95_low", "ci95_high", "hedges_g"):
-        assert raw not in (written / "report.html").read_text(encoding="utf-8")
+        # the page's text (the inlined chart library's own names are code)
+        assert raw not in without_scripts((written / "report.html").read_text("utf-8"))
 
 
 def test_csv_tables_keep_their_columns(written: Path) -> None:
@@ -63,7 +116,7 @@ def test_user_text_is_escaped() -> None:
     spec = res.spec
     arms = tuple(dataclasses.replace(a, name=f"<b>{a.name}</b>\x1b[2J") for a in spec.arms)
     bad = dataclasses.replace(res, spec=dataclasses.replace(spec, name="Trial <x>\x00", arms=arms))
-    text = report.report_html(bad, [])
+    text = report.report_html(bad)
     check_shell(text, "In-silico trial")
     assert "<b>" not in text and "<x>" not in text
     assert Page(text).h1 == "Trial <x>"

@@ -9,9 +9,11 @@
 * ``comparisons.csv``: each arm vs the control: difference with 95% CI, Cohen's d, Hedges' g,
   tests (Welch t and Mann-Whitney U, or paired t and Wilcoxon for split-face) with p values;
 * ``figures/distributions.png`` (end point distributions per arm) and
-  ``figures/trajectories.png`` (mean with ±1 SD band and 95% CI of the mean, per arm);
-* ``report.html`` (figures embedded; a child of the one report shell, ``templates/trial.html.j2``)
-  and ``trial.toml`` (the validated spec, arms inlined).
+  ``figures/trajectories.png`` (mean with ±1 SD band and 95% CI of the mean, per arm), for print;
+* ``report.html`` (a child of the one report shell, ``templates/trial.html.j2``) whose charts are
+  the interactive ones of :mod:`microneedling.reports.charts` (one histogram per end point, one
+  trajectory chart per variable; the Plotly library inlined, so the file opens offline) and
+  ``trial.toml`` (the validated spec, arms inlined).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from microneedling.about import __version__
 from microneedling.engine.variables import variable
 from microneedling.io import atomic_directory, atomic_path, write_csv_atomic, write_text_atomic
-from microneedling.reports import page
+from microneedling.reports import charts, page
 from microneedling.reports.figures import (
     LABEL_SIZE,
     SMALL_SIZE,
@@ -51,7 +53,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from microneedling.studies.trial.run import TrialResult
     from microneedling.studies.trial.spec import EndpointDef
 
-__all__ = ["plot_distributions", "plot_trajectories", "report_html", "write_trial"]
+__all__ = [
+    "distribution_charts",
+    "plot_distributions",
+    "plot_trajectories",
+    "report_html",
+    "trajectory_charts",
+    "write_trial",
+]
 
 
 def _axis(text: str, units: str) -> str:
@@ -140,6 +149,79 @@ def plot_trajectories(res: TrialResult, path: Path) -> Path | None:
         fontsize=TITLE_SIZE - 1,
     )
     return save_png(fig, path)
+
+
+# ----------------------------------------------------------------------------- charts
+def distribution_charts(res: TrialResult) -> list[charts.Chart]:
+    """One interactive histogram per end point: the virtual patients of each arm overlaid (as
+    probability densities on common bins), the responder threshold dotted."""
+    spec = res.spec
+    out = []
+    for j, e in enumerate(spec.endpoints):
+        label = endpoint_label(e.name)
+        thr = e.above if e.above is not None else e.below
+        groups = [(arm.name, res.values[a, :, j]) for a, arm in enumerate(spec.arms)]
+        n = int(np.isfinite(res.values[:, :, j]).sum())
+        summary = f"Distribution over the virtual patients of each arm ({n} values)"
+        if thr is not None:
+            summary += f"; dotted line: the responder threshold, {_rule(e)}"
+        out.append(
+            charts.histogram_chart(
+                f"chart-distribution-{j}",
+                label,
+                groups,
+                x_title=_axis(label, e.spec.units),
+                threshold=None if thr is None else float(thr),
+                summary=summary + ".",
+            )
+        )
+    return out
+
+
+def _session_days(res: TrialResult) -> list[float]:
+    """Session days shared by every arm (none when the arms' schedules differ)."""
+    days = [
+        sorted({float(s["day"]) for s in arm.template.get("sessions", []) if "day" in s})
+        for arm in res.spec.arms
+    ]
+    return days[0] if days and all(d == days[0] for d in days) else []
+
+
+def trajectory_charts(res: TrialResult) -> list[charts.Chart]:
+    """One interactive chart per trajectory variable: each arm's mean over its virtual patients
+    with a band of ±1 SD (the spread of patients; the trial keeps moments, not every patient's
+    curve), sessions dashed when the arms share them."""
+    spec = res.spec
+    sessions = _session_days(res)
+    out = []
+    for j, (label, var, layer) in enumerate(trajectory_variables(spec)):
+        v = variable(var)
+        title = (v.label or v.long_name).removesuffix(", papillary")
+        if v.layered:
+            title += f", {layer} dermis"
+        lines = []
+        for arm_i, arm in enumerate(spec.arms):
+            n, mean, m2 = res.moments[arm_i][label]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sd = np.sqrt(m2 / np.maximum(n - 1, 1))
+            lines.append(
+                charts.series(arm.name, res.grids[arm_i], mean, low=mean - sd, high=mean + sd)
+            )
+        out.append(
+            charts.line_chart(
+                f"chart-trajectory-{j}",
+                title,
+                lines,
+                x_title="Day of the course (d)",
+                y_title=_axis(v.long_name, v.units),
+                units=pretty_units(v.units),
+                sessions=sessions,
+                band_label="±1 SD of patients",
+                summary=f"Mean over the {spec.n_per_arm} virtual patients of each arm; band: "
+                "±1 standard deviation of the patients.",
+            )
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- page data
@@ -279,18 +361,9 @@ def _comparisons(res: TrialResult) -> dict[str, Any]:
                       empty="No arm to compare with the control.")  # fmt: skip
 
 
-def _figure(path: Path | None) -> dict[str, str] | None:
-    if path is None:
-        return None
-    captions = {
-        "distributions": "End point distributions per arm",
-        "trajectories": "Mean trajectory per arm, with the spread of patients and the 95% CI",
-    }
-    return page.figure(path, captions.get(path.stem, human(path.stem)))
-
-
-def report_html(res: TrialResult, figures: list[Path | None]) -> str:
-    """The self-contained HTML report (a child of the report shell)."""
+def report_html(res: TrialResult) -> str:
+    """The self-contained HTML report (a child of the report shell; its charts' library
+    inlined)."""
     spec = res.spec
     design = (
         "split-face: every virtual patient receives both arms, one per side (paired analysis)"
@@ -312,7 +385,9 @@ def report_html(res: TrialResult, figures: list[Path | None]) -> str:
             ("Mean integrator steps per case", f"{res.n_steps:.0f}"),
         ]
     )
-    return page.render(
+    distributions = distribution_charts(res)
+    trajectories = trajectory_charts(res)
+    html = page.render(
         "trial.html.j2",
         kind="In-silico trial",
         title=spec.name,
@@ -321,7 +396,8 @@ def report_html(res: TrialResult, figures: list[Path | None]) -> str:
             ("design", "Design"),
             ("summary", "Per-arm end points"),
             ("comparisons", "Comparisons"),
-            ("figures", "Figures"),
+            ("distributions", "Distributions"),
+            ("trajectories", "Trajectories"),
             ("population", "Population"),
             ("provenance", "Provenance"),
         ],
@@ -338,9 +414,12 @@ def report_html(res: TrialResult, figures: list[Path | None]) -> str:
         paired=spec.paired,
         summary=_summary(res),
         comparisons=_comparisons(res),
-        figures=[f for f in (_figure(p) for p in figures) if f is not None],
+        distributions=distributions,
+        trajectories=trajectories,
         rejection=rejection,
+        **charts.context([*distributions, *trajectories]),
     )
+    return charts.embed_library(html)
 
 
 def write_trial(res: TrialResult, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -354,9 +433,7 @@ def write_trial(res: TrialResult, out: str | Path, *, overwrite: bool = False) -
         write_csv_atomic(res.comparisons, tmp / "comparisons.csv")
         write_text_atomic(res.spec.to_toml(), tmp / "trial.toml")
         (tmp / "figures").mkdir()
-        figs = [
-            plot_distributions(res, tmp / "figures" / "distributions.png"),
-            plot_trajectories(res, tmp / "figures" / "trajectories.png"),
-        ]
-        write_text_atomic(report_html(res, figs), tmp / "report.html")
+        plot_distributions(res, tmp / "figures" / "distributions.png")
+        plot_trajectories(res, tmp / "figures" / "trajectories.png")
+        write_text_atomic(report_html(res), tmp / "report.html")
     return out
