@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from microneedling.course.model import Course
@@ -13,7 +14,7 @@ from microneedling.reports import absorb as report
 from microneedling.reports.figures import FIGURE_FOOTER
 from microneedling.studies import absorb
 from tests.paths import EXAMPLES
-from tests.reports.shell import Page, check_shell, check_tables
+from tests.reports.shell import Page, check_charts, check_shell, check_tables, y_title
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NAME = 'Serum <b>"test"</b> & co\x00\x1b[31m red\x1b[0m'
@@ -36,7 +37,7 @@ def written(solved: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
             report.plot_map(rv, out / "figures" / f"map_{c.stem}.png"),
             report.plot_curves(rv, out / "figures" / f"curves_{c.stem}.png"),
         ]
-    path = report.write_report(out, table, figures, NAME, draws=2, seed=1)
+    path = report.write_report(out, table, rvs, NAME, draws=2, seed=1)
     assert path == out / "report.html"
     return path.read_text(encoding="utf-8"), [p for ps in figures.values() for p in ps]
 
@@ -45,8 +46,8 @@ def test_report_has_the_shell_and_readable_tables(written: tuple[str, list[Path]
     text, pngs = written
     page = check_shell(text, "Absorption report")
     check_tables(page)
-    assert len(page.srcs) == len(pngs) == 2
-    assert all(p.read_bytes()[:8] == PNG for p in pngs)
+    assert page.srcs == []  # no embedded PNG: the report's charts are the interactive ones
+    assert len(pngs) == 2 and all(p.read_bytes()[:8] == PNG for p in pngs)  # for print
     amounts, layers, settings = page.tables
     # every amount column says its unit (the dose column had none)
     assert amounts.headers[:3] == ["Session", "Product", "Dose applied (µg/cm²)"]
@@ -74,11 +75,15 @@ def test_report_escapes_the_course_name(written: tuple[str, list[Path]]) -> None
 def test_report_without_resolved_cell(solved: Any) -> None:
     table, _ = solved
     keep = [c for c in table.columns if not c.startswith("resolved_") and c != "difference_pct"]
-    text = report.render_report(table[keep], {}, "plain")
+    text = report.render_report(table[keep], [], "plain")
     page = check_shell(text, "Absorption report")
     check_tables(page)
     assert "Absorbed, resolved" not in text
     assert "The resolved unit cell was not run" in text
+    figures = check_charts(text)
+    assert set(figures) == {"chart-absorbed", "chart-absorbed-layers"}  # no map, no curves
+    names = [t["name"] for t in figures["chart-absorbed"]["data"]]
+    assert names == ["with channels (engine)", "intact skin (engine)"]
 
 
 def test_map_labels_are_readable_on_any_colour(
@@ -104,3 +109,106 @@ def test_map_labels_are_readable_on_any_colour(
     assert all("_" not in t.get_text() for t in labels)
     for ax in seen["map"].axes[:1] + seen["curves"].axes:
         assert "(" in ax.get_ylabel() and ")" in ax.get_ylabel()  # label (units)
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    """WCAG relative luminance of an sRGB colour (0-255 channels)."""
+    lin = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4
+           for c in rgb]  # fmt: skip
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_amount_charts_are_the_tables(solved: Any, written: tuple[str, list[Path]]) -> None:
+    """Per session: the engine's amounts with their 10-90% interval over the draws as error bars,
+    the resolved cell's beside them, in µg/cm² (log scale: intact skin is orders smaller); per
+    entry layer the engine's amounts with their intervals."""
+    table, _ = solved
+    figures = check_charts(written[0])
+    fig = figures["chart-absorbed"]
+    by_name = {t["name"]: t for t in fig["data"]}
+    (row,) = table.to_dict("records")
+    for name, col in (("with channels (engine)", "absorbed_ug_cm2"),
+                      ("intact skin (engine)", "intact_ug_cm2")):  # fmt: skip
+        bar = by_name[name]
+        assert bar["y"] == [pytest.approx(row[col], rel=1e-5)]
+        # error bars from the nominal value to the interval's ends (none where 2 draws leave
+        # the nominal value outside its interval)
+        up, down = max(row[f"{col}_high"] - row[col], 0.0), max(row[col] - row[f"{col}_low"], 0.0)
+        assert bar["error_y"]["array"] == [pytest.approx(up, rel=1e-4, abs=1e-6)]
+        assert bar["error_y"]["arrayminus"] == [pytest.approx(down, rel=1e-4, abs=1e-6)]
+        assert up + down > 0
+    assert by_name["with channels (resolved)"]["y"] == [
+        pytest.approx(row["resolved_absorbed_ug_cm2"], rel=1e-5)
+    ]
+    assert fig["layout"]["yaxis"]["type"] == "log"
+    assert y_title(fig) == "Absorbed (µg/cm², log scale)"
+    layers = figures["chart-absorbed-layers"]
+    (bars,) = layers["data"]
+    assert bars["x"] == ["epidermis", "papillary dermis", "reticular dermis"]
+    assert bars["y"] == [pytest.approx(row[f"absorbed_{n}_ug_cm2"], rel=1e-5)
+                         for n in ("epidermis", "papillary_dermis", "reticular_dermis")]  # fmt: skip
+    assert y_title(layers) == "Absorbed (µg/cm²)"
+
+
+def test_concentration_map_is_a_readable_heatmap(
+    solved: Any, written: tuple[str, list[Path]]
+) -> None:
+    """The r-z map: the field mirrored about the channel axis on a log colour scale whose bar
+    names the quantity and its units, depth downwards, the layer boundaries and the channel
+    outline where the case puts them; layer names in white on dark boxes, with a WCAG contrast
+    of at least 4.5 even over the brightest (yellow) colour of the scale."""
+    _, rvs = solved
+    (rv,) = rvs.values()
+    figures = check_charts(written[0])
+    maps = sorted(k for k in figures if k.startswith("chart-map-0-"))
+    assert len(maps) == 2  # about 30 min and the end of the contact time
+    fig = figures[maps[-1]]
+    heat, outline = fig["data"]
+    conc = rv.with_channel.concentration[-1]
+    z = np.array(heat["z"], dtype=float)
+    assert z.shape == (conc.shape[0], 2 * conc.shape[1])
+    assert np.allclose(z[:, ::-1], z, equal_nan=True)  # mirrored
+    top = float(conc.max())
+    expect = np.log10(np.maximum(conc, top * 1e-5))
+    assert np.allclose(z[:, conc.shape[1] :], expect, rtol=1e-5, atol=1e-5)
+    assert heat["colorbar"]["title"]["text"] == "Tissue concentration (mg/mL)"
+    assert fig["layout"]["xaxis"]["title"]["text"].startswith("Distance from the channel axis (µm)")
+    assert y_title(fig) == "Depth below the surface (µm)"
+    assert fig["layout"]["yaxis"]["autorange"] == "reversed"
+    c = rv.case
+    bounds = np.cumsum((0.0, *c.layers_um))[1:-1]
+    assert [s["y0"] for s in fig["layout"]["shapes"]] == pytest.approx(bounds.tolist(), rel=1e-5)
+    assert max(outline["y"]) == pytest.approx(c.channel_depth_um, rel=1e-5)
+    assert max(outline["x"]) == pytest.approx(c.channel_radius_um, rel=1e-5)
+    labels = [a for a in fig["layout"]["annotations"] if a.get("yref") != "paper"]
+    assert [a["text"] for a in labels] == ["viable epidermis", "papillary dermis",
+                                           "reticular dermis"]  # fmt: skip
+    brightest = (252, 253, 191)  # the top of Plotly's Magma scale
+    for a in labels:
+        assert a["font"]["color"] == "#ffffff"
+        r, g, b, alpha = (float(v) for v in a["bgcolor"][5:-1].split(","))
+        box = tuple(alpha * v + (1 - alpha) * w for v, w in zip((r, g, b), brightest, strict=True))
+        contrast = (1.0 + 0.05) / (_luminance(box) + 0.05)  # type: ignore[arg-type]
+        assert contrast >= 4.5, (a["text"], contrast)
+
+
+def test_cumulative_curves_end_at_the_totals(solved: Any, written: tuple[str, list[Path]]) -> None:
+    """The curves chart ends at the resolved totals with and without channels; every per-layer
+    curve is non-decreasing in time on a log axis in µg/cm²."""
+    _, rvs = solved
+    (rv,) = rvs.values()
+    figures = check_charts(written[0])
+    curves = {t["name"]: t for t in figures["chart-curves-0"]["data"]}
+    assert curves["with channels (resolved)"]["y"][-1] == pytest.approx(rv.total_ug_cm2(), 1e-5)
+    assert curves["intact skin (resolved)"]["y"][-1] == pytest.approx(
+        rv.total_ug_cm2(channel=False), rel=1e-5
+    )
+    assert curves["with channels (homogenised channel model)"]["y"][-1] == pytest.approx(
+        float(rv.homogenised_curve[-1]), rel=1e-5
+    )
+    assert y_title(figures["chart-curves-0"]) == "Absorbed (µg/cm²)"
+    layers = figures["chart-layers-0"]
+    assert layers["layout"]["yaxis"]["type"] == "log"
+    assert "(µg/cm²" in y_title(layers)
+    named = [t for t in layers["data"] if t["name"] in ("papillary dermis", "reticular dermis")]
+    assert len(named) == 2

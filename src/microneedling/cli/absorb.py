@@ -107,14 +107,10 @@ def absorb_command(
         except InputError as exc:
             fail(f"{course}: {exc}", EXIT_BAD_INPUT)
         with atomic_directory(out, overwrite=overwrite, kind="absorb") as tmp:
-            figures: dict[str, list[Path]] = {}
-            for rv in solved.values():
-                c = rv.case
-                stem = c.stem
-                figures[f"{c.product}: {c.label}"] = [
-                    report.plot_map(rv, tmp / "figures" / f"map_{stem}.png"),
-                    report.plot_curves(rv, tmp / "figures" / f"curves_{stem}.png"),
-                ]
+            for rv in solved.values():  # the PNG figures, for print (report.html has charts)
+                stem = rv.case.stem
+                report.plot_map(rv, tmp / "figures" / f"map_{stem}.png")
+                report.plot_curves(rv, tmp / "figures" / f"curves_{stem}.png")
             write_csv_atomic(table, tmp / "absorption.csv")
             records = [{k: _json_value(v) for k, v in r.items()} for r in table.to_dict("records")]
             meta = {
@@ -127,7 +123,7 @@ def absorb_command(
             write_text_atomic(json.dumps(meta, indent=2), tmp / "absorption.json")
             write_course(course_obj, course, tmp)
             report.write_report(
-                tmp, table, figures, course_obj.name, draws=draws,
+                tmp, table, solved, course_obj.name, draws=draws,
                 seed=course_obj.seed if seed is None else seed,
             )  # fmt: skip
     if 0 < draws < MIN_DRAWS_FOR_INTERVALS:

@@ -1,20 +1,25 @@
-"""The absorption report (``microneedling absorb``): concentration maps and cumulative-absorption
-curves of the resolved unit cell (PNG), and the self-contained ``report.html``.
+"""The absorption report (``microneedling absorb``): the self-contained ``report.html`` with its
+interactive charts, and the concentration maps and cumulative-absorption curves of the resolved
+unit cell as PNG files (``figures/``, for print).
 
 The numbers come from :mod:`microneedling.studies.absorb` (``absorption_table`` and the
 ``Resolved`` solutions); nothing here computes them. The page is a child of the one report shell
-(:mod:`microneedling.reports.page`, ``templates/absorb.html.j2``).
+(:mod:`microneedling.reports.page`, ``templates/absorb.html.j2``); its charts are built by
+:mod:`microneedling.reports.charts` (Plotly; the library inlined, so the file opens offline):
+amounts per session and per layer with their 10–90% intervals over the parameter draws, and per
+resolved case the r–z concentration maps and the cumulative curves.
 
 API::
 
     plot_map(resolved, path, *, title) / plot_curves(resolved, path, *, title) -> Path   (PNG, atomic)
-    write_report(out_dir, table, figures, course_name, *, draws, seed) -> Path            (HTML, atomic)
+    amount_charts(table) / case_charts(resolved, index) -> list[Chart]                     (Plotly)
+    write_report(out_dir, table, resolved, course_name, *, draws, seed) -> Path          (HTML, atomic)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +27,7 @@ import numpy as np
 
 from microneedling.about import __version__
 from microneedling.io import write_text_atomic
-from microneedling.reports import page
+from microneedling.reports import charts, page
 from microneedling.reports.figures import (
     LABEL_SIZE,
     PALETTE,
@@ -51,7 +56,15 @@ from microneedling.studies.absorb import (
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["plot_curves", "plot_map", "render_report", "write_report"]
+__all__ = [
+    "amount_charts",
+    "case_charts",
+    "map_chart",
+    "plot_curves",
+    "plot_map",
+    "render_report",
+    "write_report",
+]
 
 UG = "µg/cm²"
 
@@ -173,6 +186,174 @@ def plot_curves(rv: Resolved, path: str | Path, *, title: str | None = None) -> 
     return save_png(fig, Path(path))
 
 
+# ----------------------------------------------------------------------------- charts
+def map_chart(rv: Resolved, k: int, cid: str) -> charts.Chart:
+    """The r–z concentration map at output ``k`` as an interactive heatmap (mirrored about the
+    channel axis, log colour scale with its units on the colour bar), the channel outline and the
+    layer boundaries; layer names in white on dark boxes, readable on every colour of the map."""
+    sol = rv.with_channel
+    conc = sol.concentration
+    if conc is None:
+        raise ValueError("map_chart: the solution holds no concentration fields")
+    rc = 0.5 * (sol.r_faces[1:] + sol.r_faces[:-1]) * 1e6
+    zc = 0.5 * (sol.z_faces[1:] + sol.z_faces[:-1]) * 1e6
+    x = np.concatenate([-rc[::-1], rc])
+    field = conc[k]
+    full = np.concatenate([field[:, ::-1], field], axis=1)
+    c = rv.case
+    a, d = c.channel_radius_um, c.channel_depth_um
+    bounds = np.cumsum((0.0, *c.layers_um))
+    hours = format_number(rv.hours[k], 2)
+    return charts.heatmap_chart(
+        cid,
+        f"Concentration map {hours} h after application",
+        x,
+        zc,
+        full,
+        x_title="Distance from the channel axis (µm), mirrored",
+        y_title="Depth below the surface (µm)",
+        colour_title="Tissue concentration (mg/mL)",
+        lines=[
+            {"name": "channel", "x": [-a, -a, a, a], "y": [0.0, d, d, 0.0], "colour": "#00e5ff"}
+        ],
+        hlines=[float(zb) for zb in bounds[1:-1]],
+        labels=[
+            (float(x[0]), float(zb) + 4.0, human(name))
+            for zb, name in zip(bounds[1:-1], SKIN_LAYER_NAMES[1:], strict=True)
+        ],
+        summary=(
+            f"One channel {d:.0f} µm deep, radius {a:.0f} µm ({c.puncture_density_cm2:.0f} "
+            f"channels/cm²), {hours} h after {human(c.product)} was applied; log colour scale."
+        ),
+    )
+
+
+def case_charts(rv: Resolved, index: int) -> list[charts.Chart]:
+    """The resolved unit cell of one case: concentration maps at about 30 min and at the end of
+    the contact time, the cumulative amount absorbed (resolved with and without channels, and the
+    engine's homogenised channel model) and the amount per layer (log scale)."""
+    u = KG_M2_TO_UG_CM2
+    w, it, h = rv.with_channel, rv.intact, rv.hours
+    out = [map_chart(rv, k, f"chart-map-{index}-{j}") for j, k in enumerate(_frames(rv))]
+    q_r, q_h = float(w.absorbed[-1]) * u, float(rv.homogenised_curve[-1])
+    diff = f" ({100 * (q_h - q_r) / q_r:+.1f}%)" if q_r > 0 else ""
+    out.append(
+        charts.line_chart(
+            f"chart-curves-{index}",
+            "Cumulative amount absorbed",
+            [
+                charts.series("with channels (resolved)", h, w.absorbed * u),
+                charts.series(
+                    "with channels (homogenised channel model)",
+                    rv.homogenised_hours,
+                    rv.homogenised_curve,
+                    dash="dashdot",
+                    markers=True,
+                ),
+                charts.series(
+                    "intact skin (resolved)", h, it.absorbed * u, dash="dash", colour=PALETTE[7]
+                ),
+            ],
+            x_title="Time after application (h)",
+            y_title=f"Absorbed ({UG})",
+            units=UG,
+            summary=(
+                f"At {format_number(h[-1])} h: resolved {format_number(q_r)} {UG}, homogenised "
+                f"channel model {format_number(q_h)} {UG}{diff}."
+            ),
+        )
+    )
+    floor = 1e-6 * max(q_r, 1e-30)
+    lines = [charts.series("channel fluid", h, np.maximum(w.stored_channel * u, floor),
+                           colour=PALETTE[0])]  # fmt: skip
+    for j, name in enumerate(SKIN_LAYER_NAMES):
+        colour = PALETTE[(j + 1) % len(PALETTE)]
+        lines.append(charts.series(human(name), h, np.maximum(w.absorbed_by_layer[:, j] * u, floor),
+                                   colour=colour, group=name))  # fmt: skip
+        lines.append(charts.series(f"{human(name)}, intact skin", h,
+                                   np.maximum(it.absorbed_by_layer[:, j] * u, floor),
+                                   colour=colour, dash="dash", group=name))  # fmt: skip
+    out.append(
+        charts.line_chart(
+            f"chart-layers-{index}",
+            "Amount per layer: solid with channels, dashed intact skin",
+            lines,
+            x_title="Time after application (h)",
+            y_title=f"Stored + cleared ({UG}, log scale)",
+            units=UG,
+            log_y=True,
+            summary="Amount stored in or cleared from each layer (and the channel fluid) over "
+            "the contact time.",
+        )
+    )
+    return out
+
+
+def _has(table: pd.DataFrame, col: str) -> bool:
+    return f"{col}_low" in table.columns and f"{col}_high" in table.columns
+
+
+def amount_charts(table: pd.DataFrame) -> list[charts.Chart]:
+    """Per session: the amount absorbed with channels and through intact skin (the engine with its
+    10–90% interval over the parameter draws as error bars; the resolved cell beside it when run)
+    and the engine's amount per entry layer."""
+    sessions = [_session(r) for _, r in table.iterrows()]
+
+    def group(name: str, col: str) -> dict[str, Any]:
+        g: dict[str, Any] = {"name": name, "values": table[col].to_numpy(float)}
+        if _has(table, col):
+            g["low"] = table[f"{col}_low"].to_numpy(float)
+            g["high"] = table[f"{col}_high"].to_numpy(float)
+        return g
+
+    groups = [group("with channels (engine)", "absorbed_ug_cm2"),
+              group("intact skin (engine)", "intact_ug_cm2")]  # fmt: skip
+    if "resolved_absorbed_ug_cm2" in table.columns:
+        groups += [group("with channels (resolved)", "resolved_absorbed_ug_cm2"),
+                   group("intact skin (resolved)", "resolved_intact_ug_cm2")]  # fmt: skip
+    values = np.concatenate([g["values"] for g in groups])
+    log = bool(np.all(np.isfinite(values) & (values > 0)))
+    drawn = _has(table, "absorbed_ug_cm2")
+    band = " Error bars: 10–90% interval over the parameter draws." if drawn else ""
+    absorbed = charts.bar_chart(
+        "chart-absorbed",
+        "Absorbed during the contact time, with channels and through intact skin",
+        sessions,
+        groups,
+        x_title="Session",
+        y_title=f"Absorbed ({UG}{', log scale' if log else ''})",
+        units=UG,
+        log=log,
+        summary="The engine's homogenised model"
+        + (" beside the resolved unit cell" if len(groups) > 2 else "")
+        + "."
+        + band,
+    )
+    layers = [human(n) for n in ENGINE_LAYERS]
+    per_layer = []
+    for i, (_, r) in enumerate(table.iterrows()):
+        g: dict[str, Any] = {
+            "name": sessions[i],
+            "values": [float(r[f"absorbed_{n}_ug_cm2"]) for n in ENGINE_LAYERS],
+        }
+        if all(_has(table, f"absorbed_{n}_ug_cm2") for n in ENGINE_LAYERS):
+            g["low"] = [float(r[f"absorbed_{n}_ug_cm2_low"]) for n in ENGINE_LAYERS]
+            g["high"] = [float(r[f"absorbed_{n}_ug_cm2_high"]) for n in ENGINE_LAYERS]
+        per_layer.append(g)
+    by_layer = charts.bar_chart(
+        "chart-absorbed-layers",
+        "Absorbed per entry layer (engine)",
+        layers,
+        per_layer,
+        x_title="Entry layer",
+        y_title=f"Absorbed ({UG})",
+        units=UG,
+        summary="Amount by the layer it entered, per session (the epidermis includes the "
+        "intact-skin route)." + band,
+    )
+    return [absorbed, by_layer]
+
+
 # ----------------------------------------------------------------------------- report
 def _num(v: Any) -> str:
     """An amount or ratio (∞ where the engine has no intact-skin path)."""
@@ -291,37 +472,37 @@ def _setting(field: str, v: Any) -> str:
 
 def render_report(
     table: pd.DataFrame,
-    figures: Mapping[str, Sequence[Path]],
+    resolved: Iterable[Resolved] | Mapping[Any, Resolved],
     course_name: str,
     *,
     draws: int | None = None,
     seed: int | None = None,
 ) -> str:
     """The absorption report as one self-contained HTML string (see :func:`write_report`)."""
-    resolved = "resolved_absorbed_ug_cm2" in table.columns
+    has_resolved = "resolved_absorbed_ug_cm2" in table.columns
     intervals = "absorbed_ug_cm2_low" in table.columns
-    figs = [
-        {
-            "label": human(label),
-            "figures": [page.figure(p, f"{_caption(p)}: {human(label)}") for p in paths],
-        }
-        for label, paths in figures.items()
+    cases = list(resolved.values() if isinstance(resolved, Mapping) else resolved)
+    amounts_charts = amount_charts(table) if len(table) else []
+    per_case = [case_charts(rv, i) for i, rv in enumerate(cases)]
+    groups = [
+        {"label": f"{human(rv.case.product)}: {rv.case.label}", "charts": cs}
+        for rv, cs in zip(cases, per_case, strict=True)
     ]
     provenance: list[tuple[str, Any]] = [
         ("Report written by", f"microneedling {__version__}"),
         ("Topical sessions", len(table)),
-        ("Resolved unit cell", "yes" if resolved else "no"),
+        ("Resolved unit cell", "yes" if has_resolved else "no"),
     ]
     if draws is not None:
         provenance.append(("Parameter draws", draws))
     if seed is not None:
         provenance.append(("Random seed", seed))
-    return page.render(
+    html = page.render(
         "absorb.html.j2",
         kind="Absorption report",
         title=course_name,
         subtitle="Topical absorption per session: the engine's homogenised model"
-        + (" beside the resolved unit cell" if resolved else ""),
+        + (" beside the resolved unit cell" if has_resolved else ""),
         toc=[
             ("amounts", "Absorbed"),
             ("layers", "Per layer"),
@@ -330,29 +511,29 @@ def render_report(
             ("provenance", "Provenance"),
         ],
         provenance=page.kv(provenance),
-        amounts=_amounts(table, resolved),
-        layers=_layers(table, resolved),
+        amounts=_amounts(table, has_resolved),
+        layers=_layers(table, has_resolved),
         settings=_settings(table),
-        resolved=resolved,
+        resolved=has_resolved,
         intervals=intervals,
-        figures=figs,
+        amount_charts=amounts_charts,
+        figures=groups,
+        **charts.context([*amounts_charts, *(c for cs in per_case for c in cs)]),
     )
-
-
-def _caption(p: Path) -> str:
-    return "Concentration map" if p.stem.startswith("map_") else "Cumulative absorption"
+    return charts.embed_library(html)
 
 
 def write_report(
     out_dir: str | Path,
     table: pd.DataFrame,
-    figures: Mapping[str, Sequence[Path]],
+    resolved: Iterable[Resolved] | Mapping[Any, Resolved],
     course_name: str,
     *,
     draws: int | None = None,
     seed: int | None = None,
 ) -> Path:
-    """A self-contained ``report.html`` (figures embedded as base64 PNG) with the disclaimer,
-    written atomically into ``out_dir``. ``figures``: row label → PNG paths."""
-    html = render_report(table, figures, course_name, draws=draws, seed=seed)
+    """A self-contained ``report.html`` (interactive charts, the chart library inlined) with the
+    disclaimer, written atomically into ``out_dir``. ``resolved``: the resolved unit cells of the
+    table's sessions (``absorption_table``'s second value; empty without ``--resolved``)."""
+    html = render_report(table, resolved, course_name, draws=draws, seed=seed)
     return write_text_atomic(html, Path(out_dir) / "report.html")

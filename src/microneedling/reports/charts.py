@@ -247,9 +247,11 @@ def line_chart(
     summary: str = "",
     height: int = 360,
     x_range: tuple[float, float] | None = None,
+    log_y: bool = False,
 ) -> Chart:
     """Lines (each with its translucent 10–90% band), sessions as dashed vertical lines and
-    horizontal thresholds (value, label). Hover shows every line's value with ``units``."""
+    horizontal thresholds (value, label). Hover shows every line's value with ``units``.
+    ``log_y``: a logarithmic value axis."""
     data: list[dict[str, Any]] = []
     unit = f" {units}" if units and not units.startswith(("%", "/")) else units
     banded = False
@@ -327,6 +329,8 @@ def line_chart(
     layout["xaxis"]["hoverformat"] = ".1f"
     if x_range is not None:
         layout["xaxis"]["range"] = list(x_range)
+    if log_y:
+        layout["yaxis"]["type"] = "log"
     return Chart(cid, title, {"data": data, "layout": layout}, summary, height)
 
 

@@ -567,13 +567,9 @@ def _absorb(request: Mapping[str, Any], progress: Progress, work: Path) -> Outpu
     records = [jsonable(r) for r in table.to_dict("records")]
     out = work / "absorb"
     with atomic_directory(out, overwrite=True) as tmp:
-        figures: dict[str, list[Path]] = {}
-        for rv in solved.values():
-            c = rv.case
-            figures[f"{c.product}: {c.label}"] = [
-                absorb_report.plot_map(rv, tmp / "figures" / f"map_{c.stem}.png"),
-                absorb_report.plot_curves(rv, tmp / "figures" / f"curves_{c.stem}.png"),
-            ]
+        for rv in solved.values():  # the PNG figures (the web page shows the map)
+            absorb_report.plot_map(rv, tmp / "figures" / f"map_{rv.case.stem}.png")
+            absorb_report.plot_curves(rv, tmp / "figures" / f"curves_{rv.case.stem}.png")
         write_csv_atomic(table, tmp / "absorption.csv")
         meta = {
             "course": course.name,
@@ -587,7 +583,7 @@ def _absorb(request: Mapping[str, Any], progress: Progress, work: Path) -> Outpu
         absorb_report.write_report(
             tmp,
             table,
-            figures,
+            solved,
             course.name,
             draws=draws,
             seed=course.seed if seed is None else seed,
