@@ -172,6 +172,10 @@ def test_concentration_map_is_a_readable_heatmap(
     expect = np.log10(np.maximum(conc, top * 1e-5))
     assert np.allclose(z[:, conc.shape[1] :], expect, rtol=1e-5, atol=1e-5)
     assert heat["colorbar"]["title"]["text"] == "Tissue concentration (mg/mL)"
+    # an explicit scale (plotly.js knows no "Magma" by name and would draw its default)
+    assert heat["colorscale"][0] == [0, "#000004"] and heat["colorscale"][-1] == [1, "#fcfdbf"]
+    ticks = heat["colorbar"]["tickvals"]
+    assert len(ticks) >= 2 and all(np.nanmin(z) - 1e-6 <= t <= np.nanmax(z) + 1e-6 for t in ticks)
     assert fig["layout"]["xaxis"]["title"]["text"].startswith("Distance from the channel axis (µm)")
     assert y_title(fig) == "Depth below the surface (µm)"
     assert fig["layout"]["yaxis"]["autorange"] == "reversed"

@@ -74,6 +74,10 @@ MAX_POINTS = 600
 _FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif'
 _GRID = "#e6e9ef"
 _SESSION_COLOUR = "#7a8291"
+#: the Magma colour scale (black → purple → orange → pale yellow) as plotly.js wants it: the
+#: browser library knows no scale by that name (plotly's Python package expands it to these)
+MAGMA = ["#000004", "#180f3d", "#440f76", "#721f81", "#9e2f7f", "#cd4071", "#f1605d", "#fd9668",
+         "#feca8d", "#fcfdbf"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the chart
@@ -558,17 +562,19 @@ def heatmap_chart(
         "x": _values(x),
         "y": _values(y),
         "z": z_rows,
-        "colorscale": "Magma",
+        "colorscale": [[i / (len(MAGMA) - 1), c] for i, c in enumerate(MAGMA)],
         "colorbar": {"title": {"text": clean_text(colour_title), "side": "right"}},
         "customdata": [_values(row) for row in np.asarray(hover_z, dtype=float)],
         "hovertemplate": f"%{{x:.3g}}, %{{y:.3g}}: %{{customdata:.3g}}<extra>{clean_text(colour_title)}</extra>",
     }
     if log and np.isfinite(zz).any():
         lo, hi = float(np.nanmin(zz)), float(np.nanmax(zz))
-        ticks = list(range(math.ceil(lo), math.floor(hi) + 1))
+        steps = (1.0,) if hi - lo >= 3 else (1.0, 2.0, 5.0)  # a short range: 1-2-5 ticks
+        ticks = [math.log10(m) + e for e in range(math.floor(lo), math.ceil(hi) + 1)
+                 for m in steps if lo - 1e-9 <= math.log10(m) + e <= hi + 1e-9]  # fmt: skip
         trace["colorbar"]["tickvals"] = ticks
-        trace["colorbar"]["ticktext"] = [f"1e{t}" if t < -2 or t > 3 else f"{10.0**t:g}"
-                                         for t in ticks]  # fmt: skip
+        trace["colorbar"]["ticktext"] = [f"{10.0**t:.0e}" if t < -2.5 or t > 3.5
+                                         else f"{10.0**t:.3g}" for t in ticks]  # fmt: skip
     data = [trace]
     for ln in lines:
         data.append(

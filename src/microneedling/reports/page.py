@@ -14,12 +14,14 @@ the report's module). The shell gives each page the same parts, in the same orde
 
 Autoescaping is on for every value: user text (course names, notes, site names) is escaped, and
 :func:`~microneedling.reports.format.clean_text` runs on every value before it reaches the page,
-so a NUL or an ANSI escape in a course name is dropped. HTML built in Python (the SVG charts) is
-passed as :class:`markupsafe.Markup` and goes through the same control-character filter.
+so a NUL or an ANSI escape in a course name is dropped. No HTML is built in Python: the charts
+are Plotly figures (:mod:`microneedling.reports.charts`) travelling as JSON data, and the few
+:class:`markupsafe.Markup` values (the stylesheet, the chart data and script) go through the same
+control-character filter.
 
 The data helpers below build the structures the shared macros (``templates/macros.html.j2``)
-render: :func:`table` (columns with units, rows of cells with optional intervals), :func:`kv`
-(label/value lists) and :func:`figure` (an embedded PNG with its caption).
+render: :func:`table` (columns with units, rows of cells with optional intervals) and :func:`kv`
+(label/value lists); charts come from :func:`microneedling.reports.charts.context`.
 
 >>> html = render("run.html.j2", kind="Simulation report", title="Acne scars", ...)  # doctest: +SKIP
 """
@@ -47,7 +49,6 @@ __all__ = [
     "column",
     "data_uri",
     "environment",
-    "figure",
     "kv",
     "render",
     "resource_text",
@@ -124,11 +125,6 @@ def data_uri(png: bytes | str | Path) -> str:
     """A PNG (bytes or a file) as a ``data:`` URI, to embed in the page."""
     data = png if isinstance(png, bytes) else Path(png).read_bytes()
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def figure(png: bytes | str | Path, caption: str, alt: str | None = None) -> dict[str, str]:
-    """An embedded figure for the ``figure`` macro."""
-    return {"src": data_uri(png), "caption": caption, "alt": alt or caption}
 
 
 def column(label: str, units: str = "", *, num: bool = False, note: str = "") -> dict[str, Any]:
