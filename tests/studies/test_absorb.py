@@ -21,6 +21,7 @@ from microneedling.parameters.parameter_set import load_parameters
 from microneedling.reports import absorb as absorb_report
 from microneedling.studies import absorb
 from tests.paths import EXAMPLES
+from tests.reports.shell import check_charts, without_scripts
 
 SERUM = EXAMPLES / "serum-absorption-study.toml"
 MELASMA = EXAMPLES / "melasma-tranexamic-acid.toml"
@@ -57,7 +58,18 @@ def test_command_writes_table_json_figures_and_report(serum_run: Path) -> None:
         assert png.read_bytes()[:8] == PNG
     html = (serum_run / "report.html").read_text(encoding="utf-8")
     assert DISCLAIMER in html
-    assert html.count("data:image/png;base64,") == 2  # self-contained
+    # self-contained: the charts are inlined Plotly figures (the PNGs are for print, not embedded)
+    figures = check_charts(html)
+    # amounts per session and per layer; for the one resolved case its maps, curves and layers
+    assert set(figures) == {
+        "chart-absorbed",
+        "chart-absorbed-layers",
+        "chart-curves-0",
+        "chart-layers-0",
+        "chart-map-0-0",
+        "chart-map-0-1",
+    }
+    assert "<img" not in without_scripts(html)
     meta = json.loads((serum_run / "absorption.json").read_text(encoding="utf-8"))
     assert meta["disclaimer"] == DISCLAIMER and len(meta["sessions"]) == 1
     table = pd.read_csv(serum_run / "absorption.csv")
