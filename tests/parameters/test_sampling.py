@@ -48,7 +48,7 @@ def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[samplin
     x = np.column_stack([z, np.log(0.2 + 0.05 * rng.random(400))])
     summary = {
         "method": "test",
-        "parameter_set_hash": ps.hash,  # fitted to the files as they are (as calibrate records)
+        "parameter_set_hash": ps.hash,  # fitted to the files as they are
         "factors": factors,
         "groups": [{"name": "collagen_elastin", "prior_scale": 0.3}],
         "nuisances": [],
@@ -128,6 +128,29 @@ def test_a_posterior_of_other_parameter_files_does_not_apply(
     assert k1 != k3  # prior draws, not the tied posterior rows
     assert sampling.posterior_nominal(ps) is ps  # and the nominal is the files' own
     assert shipped_posterior(ps.with_values(shipped.nominal())) is not None
+
+
+def test_a_posterior_recording_the_set_at_its_prior_modes_applies(
+    shipped: sampling.Posterior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`calibrate` records the hash of its base: the files with each calibrated member at its
+    prior mode. A posterior whose recorded hash is that of today's files at those modes was fitted
+    to today's files (even where a file value is not the prior mode); one whose priors give another
+    set was not."""
+    ps = load_parameters()
+    k1 = ps.parameters["healing.k_1"].value
+    k3 = ps.parameters["healing.k_3"].value
+    factors = list(shipped.factors)
+    factors[0] = _factor("healing.k_1", ["healing.k_1", "healing.k_3"], k1 * 1.5, k1 / 3, k1 * 3)
+    for p, v in zip(factors[0]["prior"], (k1, k3), strict=True):
+        p["file_value"] = v  # what the files held when it ran (calibrate records it)
+    monkeypatch.setitem(shipped.summary, "factors", factors)
+    at_prior = ps.with_values({"healing.k_1": k1 * 1.5, "healing.k_3": k1 * 1.5}).hash
+    assert at_prior != ps.hash
+    monkeypatch.setitem(shipped.summary, "parameter_set_hash", at_prior)
+    assert shipped_posterior(ps) is not None
+    other = ps.with_values({"healing.mu_I": ps.parameters["healing.mu_I"].value * 1.1})
+    assert shipped_posterior(other) is None  # another set: its at-prior hash differs
 
 
 def test_the_nominal_is_the_posterior_median_when_it_applies(shipped: sampling.Posterior) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from microneedling.errors import ParameterError
+from microneedling.errors import InputError, ParameterError
 from microneedling.io import data_path, read_toml
 from microneedling.parameters.parameter_set import ParameterSet
 
@@ -277,7 +277,7 @@ def shipped_posterior(ps: ParameterSet) -> Posterior | None:
         for f in post.factors
         for p in f["prior"]
     )
-    if not written and post.summary.get("parameter_set_hash") != ps.hash:
+    if not written and post.summary.get("parameter_set_hash") not in _fitted_hashes(ps, post):
         # fitted to other parameter files (another model or other priors): its samples are not a
         # posterior of this set (the values `calibrate --write-values` wrote are accepted)
         return None
@@ -293,6 +293,25 @@ def shipped_posterior(ps: ParameterSet) -> Posterior | None:
             if not any(_same(v, a) for a in accepted):
                 return None
     return post
+
+
+def _fitted_hashes(ps: ParameterSet, post: Posterior) -> set[str]:
+    """The hashes a posterior fitted to ``ps`` may record: the set itself, and the set with every
+    calibrated member at its prior mode (the base the calibration evaluates its factors around and
+    records as ``parameter_set_hash``; it differs from the files wherever a member's file value is
+    not its prior mode, e.g. after ``--write-values``)."""
+    hashes = {ps.hash}
+    at_prior = {
+        p["member"]: p["value"]
+        for f in post.factors
+        for p in f["prior"]
+        if p["member"] in ps.parameters
+    }
+    try:
+        hashes.add(ps.with_values(at_prior).hash)
+    except (InputError, ParameterError):  # a prior outside today's domain: another set
+        pass
+    return hashes
 
 
 def posterior_members(post: Posterior) -> dict[str, dict[str, Any]]:
