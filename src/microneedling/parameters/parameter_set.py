@@ -376,6 +376,8 @@ class ParameterSet:
     references_: Mapping[str, Reference]
     label: str = "default"
     _used: set[str] = field(default_factory=set, compare=False, repr=False)
+    # the hash, computed once and shared by the views of these values (recording() copies the box)
+    _hash_box: list[str] = field(default_factory=list, compare=False, repr=False)
 
     # ----------------------------------------------------------------- lookup
     def parameter(self, name: str) -> Parameter:
@@ -417,9 +419,11 @@ class ParameterSet:
     @property
     def hash(self) -> str:
         """SHA-256 (first 16 hex digits) of names, values and units: identifies the numbers used."""
-        canon = {n: [p.value, p.units] for n, p in sorted(self.parameters.items())}
-        blob = json.dumps(canon, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        if not self._hash_box:
+            canon = {n: [p.value, p.units] for n, p in sorted(self.parameters.items())}
+            blob = json.dumps(canon, sort_keys=True).encode()
+            self._hash_box.append(hashlib.sha256(blob).hexdigest()[:16])
+        return self._hash_box[0]
 
     def recording(self) -> ParameterSet:
         """A view sharing these values whose lookups are recorded afresh (see :attr:`used`)."""
@@ -466,7 +470,9 @@ class ParameterSet:
                 newv = _number(name, v, old.domain)
             old.check_value(newv)
             params[name] = replace(old, value=newv, kind="user", low=None, high=None)
-        return replace(self, parameters=params, label=label or f"{self.label}+edits", _used=set())
+        return replace(
+            self, parameters=params, label=label or f"{self.label}+edits", _used=set(), _hash_box=[]
+        )
 
     def to_records(self) -> list[dict[str, Any]]:
         """Rows (name, value, units, low, high, kind, sources, note) for tables and NetCDF attrs."""

@@ -17,6 +17,7 @@ parameters move all entries with one ``z``.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import zlib
 from dataclasses import dataclass
@@ -300,18 +301,24 @@ def _fitted_hashes(ps: ParameterSet, post: Posterior) -> set[str]:
     calibrated member at its prior mode (the base the calibration evaluates its factors around and
     records as ``parameter_set_hash``; it differs from the files wherever a member's file value is
     not its prior mode, e.g. after ``--write-values``)."""
-    hashes = {ps.hash}
     at_prior = {
         p["member"]: p["value"]
         for f in post.factors
         for p in f["prior"]
         if p["member"] in ps.parameters
     }
-    try:
-        hashes.add(ps.with_values(at_prior).hash)
-    except (InputError, ParameterError):  # a prior outside today's domain: another set
-        pass
-    return hashes
+    key = (ps.hash, json.dumps(at_prior, sort_keys=True))
+    if key not in _AT_PRIOR_HASH:
+        try:
+            _AT_PRIOR_HASH[key] = ps.with_values(at_prior).hash
+        except (InputError, ParameterError):  # a prior outside today's domain: another set
+            _AT_PRIOR_HASH[key] = ""
+    return {ps.hash, _AT_PRIOR_HASH[key]} - {""}
+
+
+_AT_PRIOR_HASH: dict[tuple[str, str], str] = {}
+"""Hash of a set with given members at given values, by (set hash, values): a few entries per
+process (one per parameter set and posterior), so a simulate does not rebuild the set each time."""
 
 
 def posterior_members(post: Posterior) -> dict[str, dict[str, Any]]:
