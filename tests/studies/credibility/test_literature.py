@@ -349,6 +349,8 @@ def _row_text(key: str) -> str:
         ("garg_boxcar_reduction", "read_at", "read_where", "read_at", ""),
         ("garg_boxcar_reduction", 'family = "acne_scars"', 'family = "scars"', "family", ""),
         ("garg_boxcar_reduction", 'equivalence = "minor"', 'equivalence = "close"', "equivalence", ""),
+        ("garg_boxcar_reduction", 'role = "validation"\n', 'role = "validation"\nsets_parameters'
+         ' = ["observe.scar_width"]\n', "sets_parameters", "calibration data"),
     ],
 )  # fmt: skip
 def test_bad_rows_are_refused_naming_row_and_field(tmp_path, key, old, new, field, words):
@@ -448,7 +450,9 @@ def test_every_unreported_setting_is_a_named_stand_in_with_a_range(all_rows, pro
         n_sessions = len({s["day"] for s in p.course["sessions"]})
         need = {
             "device": c.device is None,
-            "needle_length_mm": c.needle_length_mm is None,
+            # a band reported per arm (needle_length_range_mm) is simulated at its midpoint: the
+            # arms of one study share each sampled setting, and their bands differ
+            "needle_length_mm": c.needle_length_mm is None and c.needle_length_range_mm is None,
             "passes": c.passes is None,
             "sessions": c.sessions is None and n_sessions > 1,
             "interval_days": c.interval_days is None and n_sessions > 1,
@@ -613,3 +617,42 @@ def test_header_documents_every_row_field():
             or f" {name}," in header
             or (f"{name}  " in header)
         ), name
+
+
+def test_rows_that_set_parameters_by_hand_are_declared(all_rows):
+    """A parameter derived by hand from a study's number (kind "derived", citing a study of the
+    literature file) is declared by that row (`sets_parameters`), so the calibration can leave the
+    row out of its likelihood; every declared name is a derived parameter citing the row's study."""
+    ps = load_parameters()
+    declared = defaultdict(set)
+    for r in all_rows:
+        for name in r.sets_parameters:
+            assert name in ps.parameters, (r.key, name)
+            p = ps.parameters[name]
+            assert p.kind == "derived", (r.key, name, p.kind)
+            assert set(p.sources) & set(r.sources), (r.key, name, p.sources)
+            declared[name].add(r.key)
+    studies = {s for r in all_rows for s in r.sources}
+    for name, p in ps.parameters.items():
+        if p.kind == "derived" and set(p.sources) & studies:
+            assert declared[name], f"{name} is derived from {set(p.sources) & studies}: which row?"
+
+
+def test_a_protocol_simulates_the_needle_length_its_row_reports(all_rows, protocols):
+    """A reported needle length is the protocol's; a band reported per arm is simulated at its
+    midpoint (the three Dr. Pen depth bands were all simulated at 1.5 mm)."""
+    for r in all_rows:
+        p = protocols.get(r.key)
+        if p is None or not p.evaluable or p.course is None:
+            continue
+        length = p.course.get("needle_length_mm")
+        if length is None:
+            continue
+        c = r.conditions
+        if c.needle_length_mm is not None and not p.reference:
+            assert length == pytest.approx(c.needle_length_mm), r.key
+        if c.needle_length_range_mm is not None:
+            lo, hi = c.needle_length_range_mm
+            assert lo <= length <= hi, (r.key, length)
+            assert length == pytest.approx((lo + hi) / 2), (r.key, length)
+            assert "needle_length_mm" not in p.ranges, r.key

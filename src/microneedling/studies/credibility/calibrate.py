@@ -1106,6 +1106,16 @@ def build_problem(
         if unknown:
             raise InputError("factors", unknown, f"labels of candidate factors ({len(cands)})")
         factors = [cands[lab] for lab in labels]
+    # a row whose number set a parameter by hand is already in the model: in the likelihood it
+    # would count twice (also when that parameter is sampled: its prior was formed from the row)
+    for r in cal:
+        if r.sets_parameters:
+            skipped.append(
+                (r.key, f"its number set {', '.join(r.sets_parameters)} by hand (derived)")
+            )
+    cal = [r for r in cal if not r.sets_parameters]
+    if not cal:
+        raise InputError("rows", [], "at least one calibration row")
     # the base set holds each calibrated member at its prior mode (not a previous posterior)
     values: dict[str, Any] = {}
     for f in factors:

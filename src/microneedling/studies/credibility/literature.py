@@ -164,6 +164,14 @@ class Conditions(_Model):
 
     device: Literal["roller", "pen", "stamp"] | None = None
     needle_length_mm: Annotated[Number, Field(ge=0), Unit("mm")] | None = None
+    needle_length_range_mm: (
+        Annotated[
+            tuple[Annotated[Number, Field(ge=0)], Annotated[Number, Field(ge=0)]],
+            AfterValidator(_ordered),
+            Allowed("[low, high] in mm, low <= high: a band of needle lengths"),
+        ]
+        | None
+    ) = None
     passes: Annotated[Integer, Field(ge=0)] | None = None
     sessions: Annotated[Integer, Field(ge=0)] | None = None
     interval_days: Annotated[Number, Field(ge=0), Unit("d")] | None = None
@@ -247,12 +255,22 @@ class RowTable(_Model):
     comparable: NonEmpty
     quote: Text = ""
     note: Text = ""
+    sets_parameters: tuple[NonEmpty, ...] = ()
     conditions: Conditions = Field(default_factory=Conditions)
 
     @model_validator(mode="after")
     def _consistent(self) -> RowTable:
         problems: list[InputError] = []
         scored_by_rule = self.direction_only or self.k is not None
+        if self.role == "validation" and self.sets_parameters:
+            problems.append(
+                InputError(
+                    "sets_parameters",
+                    list(self.sets_parameters),
+                    "none on a validation row (a number that set a parameter by hand is "
+                    "calibration data; its study cannot validate the model)",
+                )
+            )
         if self.role == "validation":
             if scored_by_rule:
                 if self.tolerance is not None:
@@ -582,6 +600,7 @@ class LiteratureRow:
     tolerance_reason: str = ""
     quote: str = ""
     note: str = ""
+    sets_parameters: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
