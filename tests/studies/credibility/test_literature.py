@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from microneedling.engine.variables import by_name
 from microneedling.io import data_path as _data_dir
 from microneedling.parameters.parameter_set import load_parameters, load_references
 from microneedling.studies.credibility import literature
@@ -656,3 +657,17 @@ def test_a_protocol_simulates_the_needle_length_its_row_reports(all_rows, protoc
             assert lo <= length <= hi, (r.key, length)
             assert length == pytest.approx((lo + hi) / 2), (r.key, length)
             assert "needle_length_mm" not in p.ranges, r.key
+
+
+def test_a_percentage_is_compared_with_a_percentage(all_rows, protocols):
+    """A row reported in % is compared with an observable in % (or a fraction), or with the
+    relative change of the observable; never with the observable's own value in other units (the
+    mean scar grade 2.35 was once compared, as 235%, with 91.8% of responders)."""
+    variables = by_name()
+    for r in all_rows:
+        p = protocols[r.key]
+        v = variables.get(r.observable)
+        if not p.evaluable or v is None or r.units != "%" or r.k is not None:
+            continue
+        if v.units not in ("%", "1"):
+            assert p.compare == "relative_change", (r.key, r.observable, v.units, p.compare)
