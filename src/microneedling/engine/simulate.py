@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from microneedling.about import DISCLAIMER, __version__
 from microneedling.course.model import Course
 from microneedling.engine import applicability, variables
 from microneedling.engine.batch import simulate_batch
+from microneedling.engine.ensemble import nan_percentiles
 from microneedling.engine.prepare import Prepared, setting_values, take_prepared
 from microneedling.engine.result import Result
 from microneedling.engine.variables import Variable, by_name
@@ -154,10 +154,7 @@ def _dataset(
         attrs = {"units": v.units, "long_name": v.long_name}
         data[v.name] = (("patient", *dims), arrays[0][None, ...], attrs)
         if len(arrays) > 1:
-            stack = np.stack(arrays[1:])
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN where not applicable
-                lo, hi = np.nanpercentile(stack, [10.0, 90.0], axis=0)
+            lo, hi = nan_percentiles(np.stack(arrays[1:]), (10.0, 90.0))  # NaN: not applicable
             for tag, arr in (("low", lo), ("high", hi)):
                 data[f"{v.name}_{tag}"] = (
                     ("patient", *dims),
