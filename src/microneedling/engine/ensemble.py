@@ -54,8 +54,8 @@ def nan_percentiles(stack: np.ndarray, q: Sequence[float] | np.ndarray) -> np.nd
         gamma = virtual - prev
         below = np.take_along_axis(ordered, prev[None, ...], axis=0)[0]
         above = np.take_along_axis(ordered, nxt[None, ...], axis=0)[0]
-        diff = above - below
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):  # inf - inf: NaN, as numpy gives
+            diff = above - below
             lerp = below + diff * gamma
             out[k] = np.where(gamma >= 0.5, above - diff * (1 - gamma), lerp)
     return out
