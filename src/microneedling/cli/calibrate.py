@@ -1,6 +1,6 @@
 """``microneedling calibrate``: the Bayesian calibration, resumable; with ``--write``, ship it.
 
-    microneedling calibrate [--out DIR] [--screening run|shipped] [--steps N] [--write]
+    microneedling calibrate [--out DIR] [--screening run|shipped] [--steps N] [--workers N] [--write]
                             [--write-values] [--overwrite] [--quiet]
 
 Stages (``microneedling.studies.credibility.pipeline``): sensitivity screening, history matching,
@@ -60,6 +60,16 @@ def calibrate_command(
             "--steps", min=1, metavar="N", help="Ensemble steps (default: calibrate.toml)."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            metavar="N",
+            help="Processes that evaluate the parameter vectors (the same numbers with any N; "
+            "2 on a 2-core machine halves the time).",
+        ),
+    ] = 1,
     write: Annotated[
         bool,
         typer.Option(
@@ -105,6 +115,7 @@ def calibrate_command(
                 partial,
                 screening=screening,
                 steps=steps,
+                workers=workers,
                 progress=not quiet,
                 log=lambda m: console.print(m, soft_wrap=True),
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from microneedling.studies.credibility.calibrate import (
     build_problem,
     history_match,
     load_config,
+    parallel_evaluation,
     predict_rows,
     refined_grid,
     row_specs,
@@ -303,3 +305,24 @@ def test_a_row_that_set_a_parameter_by_hand_is_left_out_of_the_likelihood() -> N
     free = dataclasses.replace(row, sets_parameters=())
     pr = build_problem(["needles.channel_radius_ratio"], lit_rows=[free])
     assert [r.key for r in pr.rows] == [row.key]
+
+
+def test_parallel_evaluation_gives_the_same_numbers_and_stops_its_workers() -> None:
+    """Two worker processes evaluate a batch of vectors exactly as one process does (each case
+    of a batched solve is integrated on its own steps), and are gone when the block ends."""
+    cal = [r for r in rows("calibration") if r.key.startswith(("lotfi2013", "kenkel2021"))]
+    pr = build_problem(["healing.k_1", "healing.k_H"], lit_rows=cal)
+    rng = np.random.default_rng(3)
+    x = np.zeros((5, pr.ndim))
+    x[:, : pr.P] = rng.standard_normal((5, pr.P)) * 0.7
+    serial = pr.predict(x)
+    with parallel_evaluation(pr, 2) as par:
+        assert par is pr
+        split = pr.predict(x)
+        assert len(multiprocessing.active_children()) == 2
+    assert np.array_equal(serial, split, equal_nan=True)
+    assert not multiprocessing.active_children()
+    assert pr.predict(x[:2]).shape == (2, len(pr.rows))  # serial again
+    with pytest.raises(InputError, match="workers"):
+        with parallel_evaluation(pr, 0):
+            pass

@@ -37,8 +37,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -926,6 +929,14 @@ class Problem:
     pred_factor: np.ndarray
     skipped: tuple[tuple[str, str], ...] = ()
     n_evaluations: int = field(default=0, compare=False)
+    #: worker processes of :func:`parallel_evaluation` (never pickled: a worker evaluates serially)
+    _pool: Any = field(default=None, init=False, compare=False, repr=False)
+    _workers: int = field(default=1, init=False, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_pool"], state["_workers"] = None, 1
+        return state
 
     @property
     def P(self) -> int:
@@ -987,7 +998,15 @@ class Problem:
 
     def predict(self, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
         """Predictions (W, R) in likelihood units; NaN rows for a vector the model cannot run
-        (found by bisecting the batch), unless ``strict``."""
+        (found by bisecting the batch), unless ``strict``. Inside :func:`parallel_evaluation` the
+        vectors are split over its worker processes (the numbers do not depend on the split: each
+        case of a batched solve is integrated on its own steps)."""
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if self._pool is not None and self._workers > 1 and len(x) > 1:
+            parts = np.array_split(x, min(self._workers, len(x)))
+            outs = list(self._pool.map(_predict_in_worker, parts, [strict] * len(parts)))
+            self.n_evaluations += len(x)
+            return np.vstack(outs)
         z, _, u = self.split(x)
         sets = self.parameter_sets(z)
         ov = self.settings_at(u) if self.M else None
@@ -1153,6 +1172,45 @@ def build_problem(
         pred_factor=pf,
         skipped=tuple(skipped),
     )
+
+
+# ================================================================ parallel evaluation
+_WORKER_PROBLEM: Problem | None = None
+
+
+def _init_worker(problem: Problem) -> None:
+    global _WORKER_PROBLEM
+    _WORKER_PROBLEM = problem
+
+
+def _predict_in_worker(x: np.ndarray, strict: bool) -> np.ndarray:
+    assert _WORKER_PROBLEM is not None, "a worker of parallel_evaluation"
+    return _WORKER_PROBLEM.predict(x, strict=strict)
+
+
+@contextmanager
+def parallel_evaluation(problem: Problem, workers: int) -> Iterator[Problem]:
+    """Evaluate ``problem``'s parameter vectors on ``workers`` processes while the block runs.
+
+    The workers are started once (spawned: each imports the package and loads the compiled
+    integrator from its cache, a few seconds) and receive the problem once; every
+    :meth:`Problem.predict` of more than one vector then splits its vectors over them. One worker
+    (or fewer) evaluates in this process. The processes are shut down when the block ends, also
+    on an error or an interruption."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise InputError("workers", workers, "a whole number of processes, at least 1")
+    if workers == 1:
+        yield problem
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(problem,)
+    ) as pool:
+        problem._pool, problem._workers = pool, workers
+        try:
+            yield problem
+        finally:
+            problem._pool, problem._workers = None, 1
 
 
 # ========================================================================= history matching

@@ -29,6 +29,7 @@ from microneedling.studies.credibility.calibrate import (
     history_match,
     initial_walkers,
     load_config,
+    parallel_evaluation,
 )
 from microneedling.studies.credibility.posterior import (
     run_sampler,
@@ -52,11 +53,13 @@ def run_pipeline(
     config: CalibrationConfig | None = None,
     screening: str = "run",
     steps: int | None = None,
+    workers: int = 1,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The whole calibration in ``out`` (resumable): screening (``"run"``, or ``"shipped"`` to
     reuse ``data/calibration/screening.toml``), history matching, emcee, the posterior files.
+    ``workers`` processes evaluate the parameter vectors of every stage (the same numbers as one).
 
     Returns the posterior summary with ``paths`` (the files written)."""
     config = config or load_config()
@@ -64,7 +67,9 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if screening == "run":
-        screen = run_screening(config=config, store_dir=out / "screening", progress=progress)
+        screen = run_screening(
+            config=config, store_dir=out / "screening", progress=progress, workers=workers
+        )
         write_screening(screen, out)
     elif screening == "shipped":
         screen = load_screening()
@@ -87,8 +92,9 @@ def run_pipeline(
         f"{problem.P} parameters, {problem.Q} discrepancy groups, {problem.M} nuisance settings "
         f"({problem.ndim} dimensions)"
     )
-    hm = history_match(problem, config, out / "history", progress=progress)
-    hs = hm.summary()
+    with parallel_evaluation(problem, workers):
+        hm = history_match(problem, config, out / "history", progress=progress)
+        hs = hm.summary()
     conflicts = [r["key"] for r in hs["rows"] if r["conflict"]]
     log(
         "history matching: "
@@ -102,9 +108,10 @@ def run_pipeline(
     walkers = sc.walkers or max(2 * problem.ndim + 2, sc.min_walkers)
     walkers += walkers % 2
     init = initial_walkers(hm, problem, walkers, sc.seed)
-    chain = run_sampler(
-        problem, init, config, out / "chain", steps=steps, progress=progress, log=log
-    )
+    with parallel_evaluation(problem, workers):
+        chain = run_sampler(
+            problem, init, config, out / "chain", steps=steps, progress=progress, log=log
+        )
     summary = summarise(problem, chain, config, history=hs, screening=screen)
     summary["seconds_total"] = round(time.perf_counter() - t0, 1)
     paths = write_posterior(summary, chain.samples, out)

@@ -47,6 +47,7 @@ from microneedling.studies.credibility.calibrate import (
     Problem,
     build_problem,
     load_config,
+    parallel_evaluation,
     tomlable,
 )
 from microneedling.studies.credibility.likelihood import RowSpec
@@ -251,22 +252,31 @@ def run_screening(
     parameters: ParameterSet | None = None,
     store_dir: Path | None = None,
     progress: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Morris, Sobol, selection and identifiability on the calibration rows (see the module doc).
 
     Returns plain data (what ``screening.toml`` holds): what was run, per-row noise and prediction
-    variance, Morris and Sobol indices, the selection and the identifiability check.
+    variance, Morris and Sobol indices, the selection and the identifiability check. ``workers``
+    processes evaluate the parameter vectors (:func:`parallel_evaluation`; the same numbers).
     """
+    config = config or load_config()
+    problem = build_problem(None, config=config, parameters=parameters)
+    with parallel_evaluation(problem, workers):
+        return _screen(problem, config, store_dir, progress)
+
+
+def _screen(
+    problem: Problem, config: CalibrationConfig, store_dir: Path | None, progress: bool
+) -> dict[str, Any]:
     from SALib.analyze import morris as morris_analyze
     from SALib.analyze import sobol as sobol_analyze
     from SALib.sample import morris as morris_sample
     from SALib.sample import sobol as sobol_sample
     from scipy.special import ndtri
 
-    config = config or load_config()
     sc = config.screening
     t0 = time.perf_counter()
-    problem = build_problem(None, config=config, parameters=parameters)
     specs = problem.likelihood.specs
     keys = [s.key for s in specs]
     noise = np.array(
