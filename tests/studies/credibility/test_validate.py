@@ -5,16 +5,21 @@ count and coverage may not fall below the levels recorded in docs/credibility.md
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
+from typing import Any
 
 import numpy as np
 import pytest
+from scipy.special import ndtr
 
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.studies.credibility.calibrate import load_config
+from microneedling.parameters.sampling import posterior_nominal
+from microneedling.studies.credibility import validate as validate_module
+from microneedling.studies.credibility.calibrate import load_config, predict_rows
 from microneedling.studies.credibility.literature import load_protocols, rows
 from microneedling.studies.credibility.validate import (
     calculation_verification,
@@ -168,3 +173,36 @@ def test_the_summary_holds_the_per_family_table(val) -> None:  # type: ignore[no
     two = val.summary["coverage_80"]
     assert sum(f["covered_80"] for f in fams) == two["hits"]
     assert sum(f["n_two_sided"] for f in fams) == two["n"]
+
+
+def test_a_responder_row_is_the_ordered_probit_of_the_typical_patient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A count row whose protocol names a threshold (a responder row) is scored as a graded
+    count: the typical patient's end point in its own units (not the row's %), the between-patient
+    SD and offset of a virtual cohort, and the model's % in the category = 100 Phi((c - offset -
+    f) / sd); a looser category holds more patients."""
+    real = load_protocols()
+    key = "majid2009_responders"  # 34 of 36 patients down by >= 1 Goodman-Baron grade
+    row = next(r for r in rows("validation") if r.key == key)
+    nominal = posterior_nominal(load_parameters())
+
+    def with_threshold(c: float) -> dict[str, Any]:
+        proto = dataclasses.replace(
+            real["vondalwig2020_rolling"], key=key, threshold=c, direction="below"
+        )
+        return {**real, key: proto}
+
+    predicted = {}
+    for c in (-1.0, -0.5):
+        protocols = with_threshold(c)
+        monkeypatch.setattr(validate_module, "load_protocols", lambda p=protocols: p)
+        (r,) = validate(draws=4, seed=0, checks=False, keys=[key]).results
+        assert r.kind == "ordinal" and "virtual cohort of 64 patients" in r.assumptions
+        spread = validate_module.responder_spread([row], protocols, nominal, load_config(), 0)
+        sd, offset = spread[key]["sd"], spread[key]["offset"]
+        f = float(predict_rows([row], [nominal], protocols)[0, 0])  # grade change, not %
+        assert -3.0 < f < 0.0 and sd > 0
+        assert r.predicted == pytest.approx(100.0 * float(ndtr((c - offset - f) / sd)), rel=1e-9)
+        predicted[c] = r.predicted
+    assert predicted[-0.5] > predicted[-1.0]

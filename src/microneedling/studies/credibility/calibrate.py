@@ -427,8 +427,10 @@ def row_values(run: Any, row: LiteratureRow, protocol: Protocol, cases: np.ndarr
         v = v / run.prepared.session_mask[cases].sum(axis=1)
     if protocol.compare == "grade":
         v = (row.baseline or 0.0) * (1.0 + v / 100.0)
-    elif protocol.compare == "value":
+    elif protocol.compare == "value" and protocol.threshold is None:
         v = v * convert(1.0, spec.units, row.units)
+    # (a responder row's end point stays in its own units: its threshold is in them; the row's
+    # units are those of the fraction of patients)
     return np.asarray(v, dtype=float)
 
 
@@ -793,10 +795,16 @@ def row_specs(
     protocols: Mapping[str, Protocol],
     settings: Mapping[str, Any],
     config: CalibrationConfig,
+    patient_spread: Mapping[str, tuple[float, float]] | None = None,
 ) -> tuple[list[RowSpec], list[str], np.ndarray, np.ndarray]:
     """The likelihood's view of the rows: (specs, group names, group prior scales, prediction
     factors). A prediction factor converts the model's number to the likelihood's (0.01 for a count
     row predicted in %).
+
+    A graded count whose row reports no between-patient SD takes ``patient_spread[key] = (sd,
+    offset)`` from a virtual cohort (:func:`~microneedling.studies.credibility.validate.responder_spread`):
+    the patients' SD and the cohort mean minus the typical patient's value (the threshold is moved
+    by it, so the typical patient's prediction stays the likelihood's ``f``).
 
     Row types (the literature's ``kind``: count, direction, two_arm, bound, value): a count (``k``
     of ``n``) -> ``binomial`` (``ordinal`` when the protocol names a ``threshold``: a graded count);
@@ -818,17 +826,26 @@ def row_specs(
         if k is not None:
             if not r.n:
                 raise InputError(f"{r.key}.n", r.n, "the number of patients of a count row")
-            threshold = getattr(p, "threshold", None)
+            threshold = p.threshold
             kind = "ordinal" if threshold is not None else "binomial"
             g = f"{fam} (counts, logit)"
             groups.setdefault(g, config.discrepancy.prior_scale_logit)
             y = k / r.n
             if kind == "ordinal":
+                assert threshold is not None
                 sd = r.sd if r.sd is not None else r.baseline_sd
-                if sd is None:
-                    raise InputError(f"{r.key}.sd", None, "a between-patient SD for a graded count")
+                offset = 0.0
+                if sd is None and patient_spread is not None and r.key in patient_spread:
+                    sd, offset = patient_spread[r.key]
+                if sd is None or not sd > 0:
+                    raise InputError(
+                        f"{r.key}.sd",
+                        sd,
+                        "a positive between-patient SD for a graded count (reported, or from a "
+                        "virtual cohort)",
+                    )
                 se = float(sd)
-                extra.append((float(str(threshold)), str(getattr(p, "direction", "below")), k, r.n))
+                extra.append((float(threshold) - float(offset), p.direction, k, r.n))
                 factors.append(1.0)
             else:
                 se = 0.0

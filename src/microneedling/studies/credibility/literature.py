@@ -781,6 +781,12 @@ class Protocol:
     reference: dict[str, Any] | None = None
     #: an observable the row compares with that is not yet an output (the row waits for it)
     awaiting: str = ""
+    #: a responder row (k of n patients in a category): the category is the end point's value
+    #: ``<= threshold`` (``direction = "below"``) or ``>= threshold`` (``"above"``); the model's
+    #: fraction is the ordered-probit map of the typical patient's value with the between-patient
+    #: SD the row reports, else that of a virtual cohort (validate)
+    threshold: float | None = None
+    direction: str = "below"
 
     @property
     def untreated_reference(self) -> bool:
@@ -967,6 +973,8 @@ class ProtocolTable(_ProtocolModel):
         dict[str, tuple[Number, Number] | tuple[Text, ...]],
         Allowed("a table {setting = [low, high] or [choice, ...]} of the other stand-ins"),
     ] = Field(default_factory=dict)
+    threshold: Number | None = None
+    direction: Literal["below", "above"] = "below"
     reference: (
         Annotated[
             dict[str, Any],
@@ -999,6 +1007,14 @@ class ProtocolTable(_ProtocolModel):
                     "endpoint/stage",
                     [self.endpoint, self.stage],
                     "exactly one of endpoint or stage",
+                )
+            )
+        if self.threshold is not None and (self.endpoint is None or self.compare != "value"):
+            problems.append(
+                InputError(
+                    "threshold",
+                    self.threshold,
+                    "a threshold only on an end point compared by value (a responder row)",
                 )
             )
         if self.stage == "resealing_time" and self.closure is None:
@@ -1136,6 +1152,8 @@ class ProtocolsFile(_ProtocolModel):
                 stand_ins={k: tuple(v) for k, v in t.stand_ins.items()},
                 reference=self._reference(t),
                 awaiting=waiting,
+                threshold=None if t.threshold is None else float(t.threshold),
+                direction=t.direction,
             )
         return out
 

@@ -39,6 +39,7 @@ No validation row is ever used by the calibration (it reads ``rows("calibration"
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -71,7 +72,7 @@ from microneedling.studies.credibility.calibrate import (
     study_of,
     tolerance_value,
 )
-from microneedling.studies.credibility.likelihood import Likelihood
+from microneedling.studies.credibility.likelihood import Likelihood, RowSpec, ordinal_probability
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
     Protocol,
@@ -357,8 +358,11 @@ def _score_rows(
     idx: np.ndarray | None,
     seed: int,
     u_num: Mapping[str, float],
+    patient_spread: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[RowResult]:
-    specs, groups, scales, factor = row_specs(lit_rows, protocols, settings, config)
+    specs, groups, scales, factor = row_specs(
+        lit_rows, protocols, settings, config, patient_spread=patient_spread
+    )
     lik = Likelihood(specs, len(groups))
     D = f.shape[0]
     tau, _ = _tau_draws(post, idx, groups, scales, D, seed)
@@ -375,13 +379,25 @@ def _score_rows(
         if count:
             y = y / spec.n
         q = {c: _quant(y, [(1 - c / 100) / 2, (1 + c / 100) / 2]) for c in levels}
-        band = _quant(fi, [0.1, 0.9])
+        # the model's numbers in the row's units (fs: draws, nom: nominal); ``unit`` takes them to
+        # the scale of ``obs`` and ``y`` (a fraction for counts)
+        fs, nom, unit = f[:, i], float(nominal_pred[i]), float(factor[i])
+        u_i = float(u_num.get(r.key, 0.0))
+        noise_spec = spec
+        if spec.kind == "ordinal":  # a graded count: the typical patient's value -> % in category
+
+            def percent(v: Any, s: RowSpec = spec) -> np.ndarray:
+                return 100.0 * np.asarray(ordinal_probability(v, s.threshold, s.se, s.direction))
+
+            u_i = abs(float(percent(nom + u_i)) - float(percent(nom)))
+            fs, nom, unit = percent(fs), float(percent(nom)), 0.01
+            noise_spec = dataclasses.replace(spec, kind="binomial")  # noise of the fraction
+        band = _quant(fs * unit, [0.1, 0.9])
         pit = lik.pit(i, fi, ti)
         tol_raw = tolerance_value(r, p)
         tol = float(tol_raw) if tol_raw else math.nan
         # scores are in units of the tolerance, or of the row's noise where it has none
-        tol_pred = tol * factor[i] if tol_raw else row_noise(spec, float(scales[spec.group]))
-        nom = float(nominal_pred[i])
+        tol_pred = tol * factor[i] if tol_raw else row_noise(noise_spec, float(scales[spec.group]))
 
         lo80, hi80 = q.get(80.0, [math.nan, math.nan])
         lo50, hi50 = q.get(50.0, [math.nan, math.nan])
@@ -389,7 +405,10 @@ def _score_rows(
         c_val = crps(obs, y) if two_sided else math.nan
         c_base = math.nan
         if f_base is not None and two_sided:
-            c_base = crps(obs, f_base[:, i] * factor[i])
+            base_i = f_base[:, i]
+            if spec.kind == "ordinal":
+                base_i = percent(base_i)
+            c_base = crps(obs, base_i * unit)
         u_d = spec.se if not count else math.sqrt(max(obs * (1 - obs), 0.25 / spec.n) / spec.n)
         out.append(
             RowResult(
@@ -417,7 +436,7 @@ def _score_rows(
                     nom,
                     observed=observed_value(r, p),
                     tolerance=tol_raw if r.kind in ("value", "bound", "two_arm") else None,
-                    draws=f[:, i],
+                    draws=fs,
                 ).status,
                 covered=_inside(spec.kind, 80.0, pit, obs, lo80, hi80),
                 covered50=_inside(spec.kind, 50.0, pit, obs, lo50, hi50),
@@ -429,9 +448,9 @@ def _score_rows(
                 else math.nan,
                 sharpness=(hi80 - lo80) / tol_pred if tol_pred else math.nan,
                 vv20=vv20(
-                    (nom * factor[i]) - obs,
-                    float(u_num.get(r.key, 0.0)) * factor[i],
-                    float(np.nanstd(fi, ddof=1)) if D > 1 else 0.0,
+                    (nom * unit) - obs,
+                    u_i * unit,
+                    float(np.nanstd(fs * unit, ddof=1)) if D > 1 else 0.0,
                     u_d,
                 ),
                 comparable=r.comparable,
@@ -714,6 +733,54 @@ def cohort_spread(
     }
 
 
+def responder_spread(
+    lit_rows: Sequence[LiteratureRow],
+    protocols: Mapping[str, Protocol],
+    ps: ParameterSet,
+    config: CalibrationConfig,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """The between-patient spread of every responder row (a count whose protocol names a
+    ``threshold``) that reports no SD of its own: the protocol's course for a virtual cohort of
+    ``cohort_patients`` patients at ``ps``, differing by the inter-individual factors of a
+    population preset (``acne-scar-adults`` for scar protocols, else ``photoaging-adults``; the
+    protocol's age, sex, skin type and conditions kept), as in :func:`cohort_spread`.
+
+    Returns ``{key: {"sd", "offset", "patients", "population"}}``: the SD of the end point over the
+    cohort and the cohort mean minus the typical patient's value (both in the end point's units).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    N = config.validation.cohort_patients
+    for r in lit_rows:
+        p = protocols[r.key]
+        if p.threshold is None or r.k is None or p.course is None or not p.evaluable:
+            continue
+        if r.sd is not None or r.baseline_sd is not None:
+            continue
+        scar = any(c.get("type") == "acne_scar" for s in p.course["sites"] for c in s["conditions"])
+        pop = load_population("acne-scar-adults" if scar else "photoaging-adults")
+        batch = sample_patients(pop, 0, N, seed=seed)
+        course = protocol_course(p)
+        run = simulate_batch(
+            [course] * (N + 1),
+            ps,
+            healing_factors={
+                k: np.concatenate([[1.0], np.asarray(v, dtype=float)])
+                for k, v in batch.factors.items()
+            }
+            or None,
+        )
+        v = row_values(run, r, p, np.arange(N + 1))
+        typical, cohort = float(v[0]), v[1:]
+        out[r.key] = {
+            "sd": float(np.nanstd(cohort, ddof=1)),
+            "offset": float(np.nanmean(cohort) - typical),
+            "patients": N,
+            "population": str(getattr(pop, "name", "")),
+        }
+    return out
+
+
 # ------------------------------------------------------------------------------- validate
 def validate(
     parameters: ParameterSet | None = None,
@@ -759,9 +826,30 @@ def validate(
         if checks:
             calc = calculation_verification(ev, nominal, protocols, settings, config)
         u_num = {o["key"]: o["u_num"] for o in calc.get("rows", [])}
+        spread = responder_spread(ev, protocols, nominal, config, seed)
         for rr in _score_rows(
-            ev, protocols, settings, config, pred[0], pred[1:], base, post, idx, seed, u_num
+            ev,
+            protocols,
+            settings,
+            config,
+            pred[0],
+            pred[1:],
+            base,
+            post,
+            idx,
+            seed,
+            u_num,
+            {k: (v["sd"], v["offset"]) for k, v in spread.items()},
         ):
+            if rr.key in spread:  # say where the between-patient spread came from
+                c = spread[rr.key]
+                rr = dataclasses.replace(
+                    rr,
+                    assumptions=f"{rr.assumptions} Between-patient SD {c['sd']:.3g} "
+                    f"(cohort mean {c['offset']:+.3g} from the typical patient) from a virtual "
+                    f"cohort of {c['patients']} patients of population {c['population']!r} at "
+                    "the nominal parameters.",
+                )
             results[rr.key] = rr
     ordered = []
     for r in val:
