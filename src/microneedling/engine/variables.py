@@ -160,6 +160,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("scar_grade", "1",
              "Expected Goodman & Baron qualitative scar grade (1-4) from the scars' depth",
              "time", claim="acne scars", label="Scar grade (Goodman & Baron)", better="lower"),
+    Variable("scar_grade_responder", "1",
+             "Chance that the scars' Goodman & Baron grade has fallen by at least one grade since "
+             "baseline (same assessor at both visits)",
+             "time", claim="acne scars", label="Chance of a one-grade improvement",
+             better="higher"),
     Variable("pore_diameter", "um", "Pore diameter", "time", claim="pores", label="Pore diameter",
              better="lower", figure="claims"),
     Variable("striae_width", "mm", "Stretch-mark visible width", "time", claim="stretch marks",

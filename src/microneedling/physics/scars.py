@@ -219,6 +219,61 @@ def goodman_baron_grade(
     return np.asarray(1.0 + ndtr(z2) + ndtr(z3) + ndtr(z4))
 
 
+def grade_drop_probability(
+    before: ArrayLike,
+    after: ArrayLike,
+    distensible: ArrayLike,
+    h_mild: float,
+    h_obvious: float,
+    sigma: float,
+    steps: int = 1,
+) -> FloatArray:
+    """Probability that a scar's integer Goodman & Baron grade fell by at least ``steps`` grades
+    when its depth went from ``before`` to ``after`` (mm).
+
+    :func:`goodman_baron_grade` is the expectation over a visibility latent ``u ~ N(0, 1)``: the
+    integer grade is ``1 + #{j : ln(h / c_j) + sigma u > 0}`` with ``c = (h_mild, h_obvious,
+    h_obvious / (1 - f_s))``. The latent is kept between the two visits (the same assessor and
+    lighting, the same scar), so threshold ``j`` is crossed for ``u`` in ``(a_j, b_j]``, ``a_j =
+    -ln(before / c_j) / sigma``, ``b_j = -ln(after / c_j) / sigma``; the probability is the normal
+    measure of the ``u`` where at least ``steps`` of the three intervals overlap. For ``steps = 1``
+    and intervals that do not overlap it equals the fall of the expected grade (so a fall of 0.7
+    expected grades is a 70% chance of a one-grade drop, not a fall below a 1.0 cut). 0 where the
+    scar did not get shallower.
+    """
+    h0 = np.maximum(_f(before), 0.0)
+    h1 = np.maximum(_f(after), 0.0)
+    fs = _f(distensible)
+    h0, h1, fs = np.broadcast_arrays(h0, h1, fs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.stack(
+            [
+                np.full(h0.shape, float(h_mild)),
+                np.full(h0.shape, float(h_obvious)),
+                np.where(fs < 1.0, h_obvious / np.maximum(1.0 - fs, 0.0), np.inf),
+            ],
+            axis=-1,
+        )
+        a = -np.log(h0[..., None] / c) / sigma  # -inf for a flat scar before: never crossed
+        b = -np.log(h1[..., None] / c) / sigma
+    a = np.nan_to_num(a, nan=np.inf, posinf=np.inf, neginf=-np.inf)
+    b = np.nan_to_num(b, nan=np.inf, posinf=np.inf, neginf=-np.inf)
+    b = np.maximum(a, b)  # a scar that got deeper crosses nothing downward
+    edges = np.sort(np.concatenate([a, b], axis=-1), axis=-1)  # (..., 6)
+    lo, hi = edges[..., :-1], edges[..., 1:]
+    finite_mid = np.where(
+        np.isfinite(lo) & np.isfinite(hi),
+        0.5 * (lo + hi),
+        np.where(np.isfinite(lo), lo + 1.0, hi - 1.0),
+    )
+    inside = (a[..., None, :] < finite_mid[..., :, None]) & (
+        finite_mid[..., :, None] <= b[..., None, :]
+    )
+    count = inside.sum(axis=-1)
+    mass = ndtr(hi) - ndtr(lo)
+    return np.asarray(np.sum(np.where((count >= steps) & (hi > lo), mass, 0.0), axis=-1))
+
+
 def sparse_depression_sa(area_fraction: ArrayLike, mean_depth: ArrayLike) -> FloatArray:
     """Areal roughness Sa that sparse depressions add to a flat surface: 2·a·(1 − a)·z̄.
 
@@ -259,6 +314,7 @@ __all__ = [
     "fill_fraction",
     "footprint_injury",
     "goodman_baron_grade",
+    "grade_drop_probability",
     "mean_depth_share",
     "profile_share",
     "punctures_per_session",
