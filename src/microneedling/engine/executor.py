@@ -16,25 +16,86 @@ For resumable work, :func:`map_chunks` takes a ``skip`` set of item indices alre
 ``on_result`` callback called (in the submitting process, as results arrive) with each finished
 item: a trial writes each finished chunk to disk there, so an interrupted run loses at most the
 chunks in flight (:class:`ChunkStore`).
+
+On a cluster, a worker that dies (killed, out of memory, its node lost) takes its chunks in flight
+with it; the scheduler gives them to another worker, and because a chunk's result depends only on
+its item (the seeds are in the item, never in the worker), the numbers are the same. Dask gives up
+on a chunk after ``distributed.scheduler.allowed-failures`` (default 3) workers died running it;
+that, a lost scheduler and a worker with another installation of this package are an
+:class:`ExecutorError` (one line, no traceback). Every chunk sent to an existing scheduler checks
+on its worker that the worker runs the same files of this package (:func:`installation_stamp`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import logging
 import os
 import pickle
+import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, TypeVar
 
-from microneedling.errors import InputError
+from microneedling.about import __version__
+from microneedling.errors import InputError, MicroneedlingError
 from microneedling.io import atomic_path
 
-__all__ = ["ChunkStore", "map_chunks", "validate_executor"]
+__all__ = [
+    "ChunkStore",
+    "ExecutorError",
+    "installation_stamp",
+    "map_chunks",
+    "validate_executor",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+#: Files of the package that decide its numbers (code and data; not templates or caches).
+_STAMPED_SUFFIXES = frozenset({".py", ".toml", ".json", ".csv", ".npz"})
+
+
+class ExecutorError(MicroneedlingError):
+    """The cluster could not finish the work: a chunk lost with every worker that ran it, the
+    connection to the scheduler lost, or a worker running another installation of the package."""
+
+
+def _tree_hash(root: Path) -> str:
+    """SHA-256 (16 hex digits) of the code and data files under ``root``: paths and contents."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.suffix in _STAMPED_SUFFIXES and "__pycache__" not in p.parts and p.is_file():
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(b"\0")
+            h.update(p.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.cache
+def installation_stamp() -> str:
+    """``<version>+<hash>`` of this installation: the hash of the package's code and data files,
+    computed once per process (~30 ms). Two installations with the same stamp compute the same
+    numbers from the same chunk."""
+    return f"{__version__}+{_tree_hash(Path(__file__).resolve().parents[1])}"
+
+
+def _checked_call(fn: Callable[[T], R], stamp: str, item: T) -> R:
+    """Run ``fn(item)`` on a worker after checking that it has the submitter's installation."""
+    mine = installation_stamp()
+    if mine != stamp:
+        raise ExecutorError(
+            f"Dask worker on {socket.gethostname()} runs microneedling {mine}, this machine "
+            f"{stamp}: every worker needs the same version (the same files) installed, or its "
+            "chunks could give other numbers"
+        )
+    return fn(item)
 
 
 def validate_executor(workers: int, scheduler: str | None) -> None:
@@ -173,6 +234,21 @@ def map_chunks(
         bar.close()
 
 
+@contextlib.contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Raise the stream handlers of Dask's loggers in this process to CRITICAL for the call: a
+    lost worker or scheduler becomes an :class:`ExecutorError` (one line), not logged tracebacks."""
+    with contextlib.ExitStack() as stack:
+        for name, logger in list(logging.root.manager.loggerDict.items()):
+            if not name.split(".")[0] == "distributed" or not isinstance(logger, logging.Logger):
+                continue
+            for handler in logger.handlers:
+                if isinstance(handler, logging.StreamHandler):
+                    stack.callback(handler.setLevel, handler.level)
+                    handler.setLevel(logging.CRITICAL)
+        yield
+
+
 def _run_dask(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -182,8 +258,22 @@ def _run_dask(
     finished: Callable[[int, R], None],
 ) -> None:
     """Submit ``items[todo]`` to a Dask cluster and call ``finished`` as each completes."""
+    import distributed  # noqa: F401  (importing it sets up the loggers quieted here)
 
-    from distributed import Client, LocalCluster, as_completed
+    with _quiet_dask_logs():
+        _submit_and_gather(fn, items, todo, workers, scheduler, finished)
+
+
+def _submit_and_gather(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    todo: list[int],
+    workers: int,
+    scheduler: str | None,
+    finished: Callable[[int, R], None],
+) -> None:
+    """:func:`_run_dask` inside its quieted logs; cluster failures become :class:`ExecutorError`."""
+    from distributed import Client, KilledWorker, LocalCluster, as_completed
 
     cluster = None
     if scheduler is None:
@@ -193,7 +283,7 @@ def _run_dask(
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,  # failures surface as ExecutorError
             env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
         )
         client = Client(cluster)
@@ -204,15 +294,34 @@ def _run_dask(
             raise InputError(
                 "scheduler", scheduler, f"a reachable Dask scheduler ({exc})"
             ) from None
+    task: Callable[[T], R] = fn
+    if scheduler is not None:  # workers installed elsewhere: each checks it has our files
+        task = functools.partial(_checked_call, fn, installation_stamp())
+    where = scheduler or "a local Dask cluster"  # for messages
     try:
         futures = {}
         for i in todo:
             fut = client.submit(
-                fn, items[i], key=f"chunk-{os.getpid()}-{id(items)}-{i}", pure=False
+                task, items[i], key=f"chunk-{os.getpid()}-{id(items)}-{i}", pure=False
             )
             futures[fut] = i
         for fut in as_completed(list(futures)):
-            finished(futures[fut], fut.result())
+            i = futures[fut]
+            try:
+                r = fut.result()
+            except KilledWorker as exc:
+                raise ExecutorError(
+                    f"chunk {i} was lost on {where}: every worker that ran it died "
+                    f"({exc.allowed_failures + 1} tried, the last {exc.last_worker.address}); a "
+                    "worker out of memory is the usual cause: try a smaller chunk size or workers "
+                    "with more memory"
+                ) from None
+            except CancelledError:
+                raise ExecutorError(
+                    f"lost the connection to the Dask scheduler of {where} (chunk {i} cancelled);"
+                    " check that the scheduler is still running"
+                ) from None
+            finished(i, r)
             fut.release()
     finally:
         client.close()

@@ -47,6 +47,7 @@ class Cluster:
 
     address: str
     client: Any
+    scheduler: subprocess.Popen[bytes]
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
 
@@ -125,7 +126,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             except (FileNotFoundError, json.JSONDecodeError, KeyError):
                 time.sleep(0.1)
         assert address.startswith("tcp://127.0.0.1:")
-        out = Cluster(address, client=None)
+        out = Cluster(address, client=None, scheduler=scheduler)
         for name in ("w0", "w1"):
             out.workers[name] = start(
                 name,
@@ -158,24 +159,53 @@ def _worker_addresses(client: Any) -> dict[str, str]:
     return {str(w["name"]): addr for addr, w in info.items()}
 
 
-@pytest.mark.slow
-def test_trial_on_a_cluster_survives_a_killed_worker(cluster: Cluster, tmp_path: Path) -> None:
-    spec = dataclasses.replace(TrialSpec.from_toml(PARALLEL), n_per_arm=N_PER_ARM)
-    n_chunks = len(plan_chunks(spec, CHUNK))
-    assert n_chunks == 100
-    out = tmp_path / "run"
-    chunks = tmp_path / "run.partial" / "chunks"
+def _spec() -> TrialSpec:
+    return dataclasses.replace(TrialSpec.from_toml(PARALLEL), n_per_arm=N_PER_ARM)
+
+
+@pytest.fixture(scope="module")
+def reference() -> xr.Dataset:
+    """The trial in this process, with the same chunks."""
+    return run_trial(_spec(), chunk_size=CHUNK).dataset()
+
+
+def _start_trial(out: Path, *options: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """``microneedling trial`` of the small spec in a subprocess; its stderr goes to a file."""
     cmd = [
         sys.executable, "-m", "microneedling", "trial", str(PARALLEL),
         "--out", str(out),
         "--n", str(N_PER_ARM),
         "--chunk-size", str(CHUNK),
-        "--scheduler", cluster.address,
         "-q",
+        *options,
     ]  # fmt: skip
-    err = tmp_path / "trial.err"
+    err = out.with_name(out.name + ".err")
     with open(err, "wb") as fh:
-        trial = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=fh)
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=fh), err
+
+
+def _n_chunks(out: Path) -> int:
+    return len(list((out.with_name(out.name + ".partial") / "chunks").glob("chunk-*.pkl")))
+
+
+def _assert_same_as_in_process(out: Path, reference: xr.Dataset) -> None:
+    """trial.nc equals the in-process run of the same spec and seed, bit for bit."""
+    with xr.open_dataset(out / "trial.nc") as got:
+        got.load()
+    assert got.sizes["patient"] == N_PER_ARM and got.sizes["arm"] == 2
+    assert np.isfinite(got["value"].values).all()
+    np.testing.assert_array_equal(got["value"].values, reference["value"].values)
+    xr.testing.assert_identical(got, reference)  # covariates, bands, attributes too
+
+
+@pytest.mark.slow
+def test_trial_on_a_cluster_survives_a_killed_worker(
+    cluster: Cluster, tmp_path: Path, reference: xr.Dataset
+) -> None:
+    n_chunks = len(plan_chunks(_spec(), CHUNK))
+    assert n_chunks == 100
+    out = tmp_path / "run"
+    trial, err = _start_trial(out, "--scheduler", cluster.address)
     try:
         # wait for the first finished chunk, then for a worker holding chunks still to be done
         victim = ""
@@ -184,7 +214,7 @@ def test_trial_on_a_cluster_survives_a_killed_worker(cluster: Cluster, tmp_path:
         while not victim:
             assert trial.poll() is None, err.read_text()
             assert time.monotonic() < deadline, "no chunk finished on the cluster"
-            if list(chunks.glob("chunk-*.pkl")):
+            if _n_chunks(out):
                 names = _worker_addresses(cluster.client)
                 busy = cluster.client.processing()
                 for name in ("w0", "w1"):
@@ -194,7 +224,7 @@ def test_trial_on_a_cluster_survives_a_killed_worker(cluster: Cluster, tmp_path:
             if not victim:
                 time.sleep(0.02)
         os.kill(cluster.workers[victim].pid, signal.SIGKILL)
-        done_at_kill = len(list(chunks.glob("chunk-*.pkl")))
+        done_at_kill = _n_chunks(out)
         assert cluster.workers[victim].wait(timeout=30) == -signal.SIGKILL
         assert 1 <= done_at_kill < n_chunks, "the worker was not killed mid-run"
         assert in_flight and all(str(k).startswith("chunk-") for k in in_flight)
@@ -205,15 +235,37 @@ def test_trial_on_a_cluster_survives_a_killed_worker(cluster: Cluster, tmp_path:
             trial.kill()
             trial.wait()
     # the scheduler lost the worker and the survivor did the rest
-    survivors = _worker_addresses(cluster.client)
-    assert set(survivors) == {"w0", "w1"} - {victim}
+    assert set(_worker_addresses(cluster.client)) == {"w0", "w1"} - {victim}
     assert not (tmp_path / "run.partial").exists()
+    _assert_same_as_in_process(out, reference)
 
-    # the same spec and seed in this process (same chunks): identical trial.nc, bit for bit
-    reference = run_trial(spec, chunk_size=CHUNK).dataset()
-    with xr.open_dataset(out / "trial.nc") as got:
-        got.load()
-    assert got.sizes["patient"] == N_PER_ARM and got.sizes["arm"] == 2
-    assert np.isfinite(got["value"].values).all()
-    np.testing.assert_array_equal(got["value"].values, reference["value"].values)
-    xr.testing.assert_identical(got, reference)
+
+@pytest.mark.slow
+def test_lost_scheduler_is_one_line_and_the_rerun_resumes(
+    cluster: Cluster, tmp_path: Path, reference: xr.Dataset
+) -> None:
+    out = tmp_path / "run"
+    trial, err = _start_trial(out, "--scheduler", cluster.address)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _n_chunks(out):
+            assert trial.poll() is None, err.read_text()
+            assert time.monotonic() < deadline, "no chunk finished on the cluster"
+            time.sleep(0.02)
+        cluster.scheduler.send_signal(signal.SIGKILL)
+        assert trial.wait(timeout=120) == 1, err.read_text()
+    finally:
+        if trial.poll() is None:
+            trial.kill()
+            trial.wait()
+    kept = _n_chunks(out)
+    assert 1 <= kept < 100
+    lines = err.read_text().strip().splitlines()
+    assert len(lines) == 1, lines  # one line, no logged traceback
+    assert f"lost the connection to the Dask scheduler of {cluster.address}" in lines[0]
+    assert "chunks finished are kept in" in lines[0] and "resumes from them" in lines[0]
+    assert not out.exists()
+    # the same command without the cluster resumes from the kept chunks
+    again, err = _start_trial(out)
+    assert again.wait(timeout=600) == 0, err.read_text()
+    _assert_same_as_in_process(out, reference)

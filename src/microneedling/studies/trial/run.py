@@ -27,7 +27,12 @@ import numpy as np
 from microneedling.about import DISCLAIMER, __version__
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values
-from microneedling.engine.executor import ChunkStore, map_chunks, validate_executor
+from microneedling.engine.executor import (
+    ChunkStore,
+    ExecutorError,
+    map_chunks,
+    validate_executor,
+)
 from microneedling.errors import InputError, InputFileFieldError
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import posterior_nominal
@@ -483,19 +488,27 @@ def run_trial(
             mem[i] = r
 
     t_map = time.perf_counter()
-    map_chunks(
-        run_chunk,
-        tasks,
-        workers=workers,
-        scheduler=scheduler,
-        progress=progress,
-        label=f"{spec.name[:40]}",
-        skip=store.done() if store is not None else (),
-        on_result=keep,
-        rate=lambda r: (r.stop - r.start) * len(r.arms),
-        rate_unit="patients",
-        keep=False,
-    )
+    try:
+        map_chunks(
+            run_chunk,
+            tasks,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            label=f"{spec.name[:40]}",
+            skip=store.done() if store is not None else (),
+            on_result=keep,
+            rate=lambda r: (r.stop - r.start) * len(r.arms),
+            rate_unit="patients",
+            keep=False,
+        )
+    except ExecutorError as exc:  # a cluster failure: say what is kept for the rerun
+        if store is None:
+            raise
+        raise ExecutorError(
+            f"{exc}; the {len(store.done())} of {len(tasks)} chunks finished are kept in "
+            f"{store.directory} and the same command resumes from them"
+        ) from None
     t_map = time.perf_counter() - t_map
     # stream the chunks back in (bounded memory: only end points and moments accumulate)
     values = np.full((A, n, E), np.nan)
