@@ -65,3 +65,20 @@ def test_installation_hash_follows_code_and_data_only(tmp_path: Path) -> None:
     before = _tree_hash(tree)
     (tree / "about.py").rename(tree / "about2.py")
     assert _tree_hash(tree) != before
+
+
+def test_existing_scheduler_with_another_installation_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from distributed import LocalCluster
+
+    import microneedling.engine.executor as executor
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        assert map_chunks(abs, [-2, 5], scheduler=cluster.scheduler_address) == [2, 5]
+        # this process now claims another installation; the worker process has the real one
+        monkeypatch.setattr(executor, "installation_stamp", lambda: "0.0.1+0123456789abcdef")
+        with pytest.raises(ExecutorError, match=r"this machine 0\.0\.1\+0123456789abcdef: every"):
+            map_chunks(abs, [-2, 5], scheduler=cluster.scheduler_address)
