@@ -20,8 +20,8 @@ chunks in flight (:class:`ChunkStore`).
 On a cluster, a worker that dies (killed, out of memory, its node lost) takes its chunks in flight
 with it; the scheduler gives them to another worker, and because a chunk's result depends only on
 its item (the seeds are in the item, never in the worker), the numbers are the same. Dask gives up
-on a chunk after ``distributed.scheduler.allowed-failures`` (default 3) workers died running it;
-that, a lost scheduler and a worker with another installation of this package are an
+on a chunk when more than ``distributed.scheduler.allowed-failures`` (default 3) workers died
+running it; that, a lost scheduler and a worker with another installation of this package are an
 :class:`ExecutorError` (one line, no traceback). Every chunk sent to an existing scheduler checks
 on its worker that the worker runs the same files of this package (:func:`installation_stamp`).
 """
