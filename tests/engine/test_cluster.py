@@ -74,11 +74,23 @@ def test_existing_scheduler_with_another_installation_refused(
 
     import microneedling.engine.executor as executor
 
-    with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+    ):
         assert map_chunks(abs, [-2, 5], scheduler=cluster.scheduler_address) == [2, 5]
         # this process now claims another installation; the worker process has the real one
         monkeypatch.setattr(executor, "installation_stamp", lambda: "0.0.1+0123456789abcdef")
         with pytest.raises(ExecutorError, match=r"this machine 0\.0\.1\+0123456789abcdef: every"):
             map_chunks(abs, [-2, 5], scheduler=cluster.scheduler_address)
+
+
+def test_local_workers_keep_glibc_dynamic_malloc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in the workers it spawns; any value turns off
+    # glibc's dynamic mmap threshold and made trial chunks 19% slower: map_chunks' LocalCluster
+    # must not set it (the variable is cleared here in case an earlier nanny set it in this process)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    got = map_chunks(os.getenv, ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS"], workers=1)
+    assert got == [None, "1"]
