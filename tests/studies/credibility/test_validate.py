@@ -199,9 +199,11 @@ def test_a_responder_row_is_the_ordered_probit_of_the_typical_patient(
         monkeypatch.setattr(validate_module, "load_protocols", lambda p=protocols: p)
         (r,) = validate(draws=4, seed=0, checks=False, keys=[key]).results
         assert r.kind == "ordinal" and "virtual cohort of 64 patients" in r.assumptions
-        spread = validate_module.responder_spread([row], protocols, nominal, load_config(), 0)
-        sd, offset = spread[key]["sd"], spread[key]["offset"]
         f = float(predict_rows([row], [nominal], protocols)[0, 0])  # grade change, not %
+        spread = validate_module.responder_spread(
+            [row], protocols, nominal, load_config(), 0, {key: f}
+        )
+        sd, offset = spread[key]["sd"], spread[key]["offset"]
         assert -3.0 < f < 0.0 and sd > 0
         assert r.predicted == pytest.approx(100.0 * float(ndtr((c - offset - f) / sd)), rel=1e-9)
         predicted[c] = r.predicted

@@ -690,17 +690,7 @@ def cohort_spread(
             continue
         if getattr(p, "reference", None) is not None or r.bound is not None:
             continue
-        scar = any(c.get("type") == "acne_scar" for s in p.course["sites"] for c in s["conditions"])
-        pop = load_population("acne-scar-adults" if scar else "photoaging-adults")
-        batch = sample_patients(pop, 0, N, seed=seed)
-        course = protocol_course(p)
-        factors = {k: np.tile(v, K) for k, v in batch.factors.items()}
-        run = simulate_batch(
-            [course] * (K * N),
-            [s for s in sets[:K] for _ in range(N)],
-            healing_factors=factors or None,
-        )
-        v = row_values(run, r, p, np.arange(K * N)).reshape(K, N)
+        pop, v = _cohort_values(r, p, sets[:K], N, seed)
         if p.compare == "grade" and r.baseline_sd:
             rng = np.random.default_rng([seed, 3])
             b = np.maximum(r.baseline + r.baseline_sd * rng.standard_normal(N), 0.0)  # type: ignore[operator]
@@ -733,12 +723,34 @@ def cohort_spread(
     }
 
 
+def _cohort_values(
+    r: LiteratureRow, p: Protocol, sets: Sequence[ParameterSet], n: int, seed: int
+) -> tuple[Any, np.ndarray]:
+    """The population preset of a protocol (``acne-scar-adults`` for scar protocols, else
+    ``photoaging-adults``) and the row's value for ``n`` of its patients under each of ``sets``,
+    (len(sets), n), in one batched solve: the protocol's course, the patients' inter-individual
+    factors."""
+    assert p.course is not None
+    scar = any(c.get("type") == "acne_scar" for s in p.course["sites"] for c in s["conditions"])
+    pop = load_population("acne-scar-adults" if scar else "photoaging-adults")
+    batch = sample_patients(pop, 0, n, seed=seed)
+    K = len(sets)
+    factors = {k: np.tile(v, K) for k, v in batch.factors.items()}
+    run = simulate_batch(
+        [protocol_course(p)] * (K * n),
+        [s for s in sets for _ in range(n)],
+        healing_factors=factors or None,
+    )
+    return pop, row_values(run, r, p, np.arange(K * n)).reshape(K, n)
+
+
 def responder_spread(
     lit_rows: Sequence[LiteratureRow],
     protocols: Mapping[str, Protocol],
     ps: ParameterSet,
     config: CalibrationConfig,
     seed: int,
+    typical: Mapping[str, float],
 ) -> dict[str, dict[str, Any]]:
     """The between-patient spread of every responder row (a count whose protocol names a
     ``threshold``) that reports no SD of its own: the protocol's course for a virtual cohort of
@@ -746,6 +758,7 @@ def responder_spread(
     population preset (``acne-scar-adults`` for scar protocols, else ``photoaging-adults``; the
     protocol's age, sex, skin type and conditions kept), as in :func:`cohort_spread`.
 
+    ``typical`` holds each row's value for the typical patient at ``ps`` (the nominal prediction).
     Returns ``{key: {"sd", "offset", "patients", "population"}}``: the SD of the end point over the
     cohort and the cohort mean minus the typical patient's value (both in the end point's units).
     """
@@ -757,24 +770,10 @@ def responder_spread(
             continue
         if r.sd is not None or r.baseline_sd is not None:
             continue
-        scar = any(c.get("type") == "acne_scar" for s in p.course["sites"] for c in s["conditions"])
-        pop = load_population("acne-scar-adults" if scar else "photoaging-adults")
-        batch = sample_patients(pop, 0, N, seed=seed)
-        course = protocol_course(p)
-        run = simulate_batch(
-            [course] * (N + 1),
-            ps,
-            healing_factors={
-                k: np.concatenate([[1.0], np.asarray(v, dtype=float)])
-                for k, v in batch.factors.items()
-            }
-            or None,
-        )
-        v = row_values(run, r, p, np.arange(N + 1))
-        typical, cohort = float(v[0]), v[1:]
+        pop, v = _cohort_values(r, p, [ps], N, seed)
         out[r.key] = {
-            "sd": float(np.nanstd(cohort, ddof=1)),
-            "offset": float(np.nanmean(cohort) - typical),
+            "sd": float(np.nanstd(v[0], ddof=1)),
+            "offset": float(np.nanmean(v[0]) - typical[r.key]),
             "patients": N,
             "population": str(getattr(pop, "name", "")),
         }
@@ -826,7 +825,8 @@ def validate(
         if checks:
             calc = calculation_verification(ev, nominal, protocols, settings, config)
         u_num = {o["key"]: o["u_num"] for o in calc.get("rows", [])}
-        spread = responder_spread(ev, protocols, nominal, config, seed)
+        typical = {r.key: float(v) for r, v in zip(ev, pred[0], strict=True)}
+        spread = responder_spread(ev, protocols, nominal, config, seed, typical)
         for rr in _score_rows(
             ev,
             protocols,
