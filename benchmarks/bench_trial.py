@@ -125,7 +125,7 @@ if __name__ == "__main__":
     spec = _spec({n})
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        res = run_trial(spec, d + "/out", workers={workers}, chunk_size={chunk})
+        res = run_trial(spec, resume_dir=d + "/out", workers={workers}, chunk_size={chunk})
         wall = time.perf_counter() - t0
         t_map = res.map_s
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
