@@ -28,7 +28,7 @@ PACKAGE = REPO / "src" / "microneedling"
 #: layer of each top-level name of the package, in order (a module may import its own layer and
 #: the layers before it)
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("about", "errors", "units", "io", "schema", "vocabulary"),
+    ("about", "errors", "interrupts", "units", "io", "schema", "vocabulary"),
     ("parameters",),
     ("physics",),
     ("course",),

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from microneedling import interrupts
 from microneedling.about import __version__
 from microneedling.errors import InputError, MicroneedlingError
 
@@ -336,6 +337,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to the temporary file for {target}")
         _fsync_file(tmp)
+        interrupts.raise_pending()  # an interrupt that a callback swallowed: publish nothing
         os.replace(tmp, target)
     except BaseException:
         _remove(tmp)
@@ -405,6 +407,7 @@ def atomic_directory(
 
 def _commit(tmp: Path, target: Path, overwrite: bool, kind: str) -> None:
     """Move the finished directory ``tmp`` to ``target`` (see :func:`atomic_directory`)."""
+    interrupts.raise_pending()  # an interrupt that a callback swallowed: publish nothing
     check_replaceable(target, overwrite, kind)  # it may have appeared while we were writing
     if not target.exists():
         os.rename(tmp, target)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from typer.core import TyperCommand
 
+from microneedling import interrupts
 from microneedling.about import DISCLAIMER
 from microneedling.course.model import Course
 from microneedling.errors import CourseValidationError, MicroneedlingError
@@ -109,14 +110,36 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     # it left: microneedling.io.remove_stale_temporaries)
     signal.signal(signum, signal.SIG_DFL)
     STATE["terminated"] = True
+    interrupts.clear()
     raise Terminated(signal.Signals(signum).name)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    interrupts.clear()
+    raise KeyboardInterrupt
+
+
+def _rearm(exc: BaseException) -> int | None:
+    """Put back the handler of the signal behind ``exc`` before it is delivered again."""
+    if isinstance(exc, Terminated) and exc.args and exc.args[0] in signal.Signals.__members__:
+        signum = signal.Signals[exc.args[0]]
+        signal.signal(signum, _terminate)
+        return int(signum)
+    return None
+
+
 def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP unwind the command like Ctrl-C (see :class:`Terminated`)."""
+    """SIGTERM and SIGHUP unwind the command like Ctrl-C (see :class:`Terminated`).
+
+    An interrupt raised while foreign code (numba's compiler, a ctypes callback) was calling Python
+    is not lost: :mod:`microneedling.interrupts` raises it again after the callback.
+    """
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+    interrupts.install_unraisable_hook(_rearm)
 
 
 # --------------------------------------------------------------------------- plumbing

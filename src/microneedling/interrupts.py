@@ -1,0 +1,98 @@
+"""Interrupts that foreign code swallowed, kept until they can be raised.
+
+Python runs a signal handler between two bytecodes of the main thread, and that may be inside a
+callback that C code made into Python: numba's compiler (through llvmlite) calls Python while it
+compiles, HDF5 and ctypes do too. An exception raised there, such as the ``KeyboardInterrupt``
+of Ctrl-C or the ``Terminated`` of SIGTERM, cannot cross the C frames: Python reports it to
+:func:`sys.unraisablehook` as "Exception ignored" with a traceback, and the program carries on
+as if no signal had arrived (it may even write its output).
+
+:func:`install_unraisable_hook` replaces that report for interrupts: the interrupt is kept
+(:func:`defer`) and delivered again a millisecond later through :func:`_thread.interrupt_main`
+from a timer thread, so it is raised at a bytecode after the callback, normally outside it (if that
+is inside a callback again, the cycle repeats until the C code returns). The atomic writers of :mod:`microneedling.io` call
+:func:`raise_pending` before they move a result into place, so a run whose interrupt was swallowed
+never publishes its output. Any other unraisable exception goes to the hook that was there before.
+"""
+
+from __future__ import annotations
+
+import _thread
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["clear", "defer", "install_unraisable_hook", "pending", "raise_pending"]
+
+#: seconds between swallowing an interrupt and raising it again [s]
+_REDELIVERY_DELAY_S = 0.001
+
+#: the interrupt that a callback swallowed and that has not been raised again since
+_PENDING: list[BaseException] = []
+
+
+def defer(exc: BaseException) -> None:
+    """Keep ``exc`` (an interrupt swallowed by foreign code) until :func:`raise_pending`."""
+    _PENDING[:] = [exc]
+
+
+def pending() -> BaseException | None:
+    """The interrupt waiting to be raised, if any."""
+    return _PENDING[0] if _PENDING else None
+
+
+def clear() -> None:
+    """Forget the pending interrupt (a signal handler raising afresh calls this)."""
+    _PENDING.clear()
+
+
+def raise_pending() -> None:
+    """Raise the pending interrupt, if any (a checkpoint before a result is published)."""
+    if _PENDING:
+        exc = _PENDING.pop()
+        raise exc
+
+
+def _redeliver(signum: int) -> None:
+    """Trip ``signum`` again from another thread, so its handler runs at a bytecode of the main
+    thread after this hook has returned (tripped from here, it would run inside the hook)."""
+    if pending() is None:
+        return
+
+    def trip() -> None:
+        if pending() is not None:
+            _thread.interrupt_main(signal.Signals(signum))
+
+    timer = threading.Timer(_REDELIVERY_DELAY_S, trip)
+    timer.daemon = True
+    timer.start()
+
+
+def install_unraisable_hook(
+    rearm: Callable[[BaseException], int | None] | None = None,
+) -> None:
+    """Keep and redeliver interrupts that reach :func:`sys.unraisablehook` (see the module doc).
+
+    ``rearm(exc)`` restores the handler of the signal that raised ``exc`` (a handler that resets
+    itself to the default action after one signal, as the CLI's does, must be put back before the
+    signal is delivered again) and returns that signal's number; ``None`` means SIGINT, whose
+    default Python handler raises ``KeyboardInterrupt``. Calling this twice installs one hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_microneedling", False):
+        previous = previous._previous  # type: ignore[attr-defined]
+
+    def hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, KeyboardInterrupt):
+            defer(exc)
+            signum = rearm(exc) if rearm is not None else None
+            _redeliver(signal.SIGINT if signum is None else signum)
+            return
+        previous(unraisable)
+
+    hook._microneedling = True  # type: ignore[attr-defined]
+    hook._previous = previous  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
