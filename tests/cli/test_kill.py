@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], float]] = {
     "sensitivity": (
         ["sensitivity", str(ROLLING), "--n-base", "8", "-e", "collagen_change",
          "-p", "healing.mu_I", "-p", "healing.k_1"],
-        ("sobol.nc", "sobol.csv", "sobol.png", "course.toml"),
+        ("sobol.nc", "sobol.csv", "sobol.png", "report.html", "course.toml"),
         60.0,
     ),
     "plan": (

@@ -221,3 +221,25 @@ def test_delivery_table_is_markdown_with_one_line_per_row() -> None:
     )
     assert lines[3].endswith("| MISS |") and "µg" not in lines[3]
     assert all(line.count("|") == 11 for line in lines)
+
+
+def test_the_sobol_section_draws_each_end_point_as_bars(report: dict) -> None:
+    """A report with a Sobol study: one bar chart per end point (largest total index on top) beside
+    the table; a report saved before S1_conf was recorded still renders (bars without errors)."""
+    with_sobol = copy.deepcopy(report)
+    top = [
+        {"parameter": "healing.k_1", "ST": 0.61, "ST_conf": 0.08, "S1": 0.52, "S1_conf": 0.07},
+        {"parameter": "needles.puncture_force", "ST": 0.22, "ST_conf": 0.05, "S1": 0.18},
+    ]
+    with_sobol["sensitivity"] = {
+        "engine": "sobol", "course": "acne", "n_base": 64, "seed": 0, "n_factors": 12,
+        "n_runs": 896,
+        "endpoints": {"Collagen at 6 months": {"endpoint": "collagen_change@180", "top": top}},
+    }  # fmt: skip
+    page = render_html(with_sobol)
+    figures = check_charts(page)
+    assert set(figures) == {"chart-validation", "chart-credibility-sobol-0"}
+    total, first = figures["chart-credibility-sobol-0"]["data"][:2]
+    assert total["y"] == ["needles.puncture_force", "healing.k_1"]  # largest drawn on top
+    assert total["x"] == [0.22, 0.61] and first["x"] == [0.18, 0.52]
+    assert "healing.k_1 has the largest total index" in html.unescape(page)

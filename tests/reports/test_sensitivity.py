@@ -1,4 +1,6 @@
-"""The Sobol figure: one panel per end point in words, bars with CIs, the shared footer."""
+"""The sensitivity report: the HTML page (the one shell, one interactive bar chart and one table
+per end point, largest total index first) and the Sobol PNG (one panel per end point in words,
+bars with CIs, the shared footer)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,15 @@ import pytest
 import xarray as xr
 
 from microneedling.reports.figures import FIGURE_FOOTER
-from microneedling.reports.sensitivity import endpoint_title, plot_indices, save_indices_png
+from microneedling.reports.sensitivity import (
+    endpoint_title,
+    indices_charts,
+    plot_indices,
+    render_report,
+    save_indices_png,
+    write_report,
+)
+from tests.reports.shell import check_charts, check_shell, check_tables
 
 PARAMS = ["observe.scar_tethered_share", "healing.k_1", "healing.mu_I"]
 
@@ -31,7 +41,14 @@ def _indices(specs: list[str], sites: list[str], units: list[str]) -> xr.Dataset
         "site": ("endpoint", sites),
         "units": ("endpoint", units),
     }
-    return xr.Dataset(data, coords=coords, attrs={"n_base": 4, "n_runs": 20})
+    coords["parameter_units"] = ("parameter", ["1", "1/d", "1/d"])
+    coords["parameter_note"] = ("parameter", [
+        "Share of a scar's depth held by fibrous tethers. Set from histology.",
+        "Rate of the first healing stage.", "",
+    ])  # fmt: skip
+    attrs = {"n_base": 4, "n_runs": 20, "n_factors": 3, "n_failed": 0, "seed": 7,
+             "course_name": "Rolling <scars>", "method": "Saltelli/Sobol"}  # fmt: skip
+    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def test_panels_name_the_end_point_in_words_with_units() -> None:
@@ -69,3 +86,55 @@ def test_top_parameters_by_total_index(top: int) -> None:
     shown = [t.get_text() for t in ax.get_yticklabels()]
     best = [PARAMS[i] for i in np.argsort(-ds.ST.values[0], kind="stable")[:top][::-1]]
     assert shown == best
+
+
+def test_the_report_is_one_shell_with_a_chart_and_a_table_per_end_point(tmp_path: Path) -> None:
+    ds = _indices(["scar_depth:reduction@last+90", "erythema_days"], ["cheek"] * 2, ["%", "d"])
+    warning = "2 first-order indices (S1) are negative"
+    path = write_report(tmp_path, ds, top=2, warnings=[warning])
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    text = path.read_text(encoding="utf-8")
+    page = check_shell(text, "Sensitivity report")
+    check_tables(page, allow=("scar_tethered_share", "k_1", "mu_I"))  # parameters' own names
+    assert page.h1 == "Rolling <scars>"  # user text escaped, shown as written
+    assert warning in text
+    figures = check_charts(text)
+    assert set(figures) == {"chart-sobol-0", "chart-sobol-1"}
+    assert len(page.tables) == 2
+    for j, table in enumerate(page.tables):
+        sub = ds.isel(endpoint=j)
+        best = [PARAMS[i] for i in np.argsort(-sub.ST.values, kind="stable")[:2]]
+        assert [row[0] for row in table.rows] == best  # largest total index first
+        assert table.headers[:3] == ["Parameter", "What it is", "Its units"]
+        described = dict(
+            zip(
+                PARAMS,
+                [
+                    "Share of a scar's depth held by fibrous tethers.",
+                    "Rate of the first healing stage.",
+                    "–",
+                ],
+                strict=True,
+            )
+        )
+        assert [row[1] for row in table.rows] == [described[p] for p in best]
+
+
+def test_chart_bars_are_the_indices_with_their_intervals() -> None:
+    ds = _indices(["erythema_days"], ["cheek"], ["d"])
+    (chart,) = indices_charts(ds, top=3)
+    total, first = chart.figure["data"][:2]
+    order = np.argsort(-ds.ST.values[0], kind="stable")[::-1]  # bottom to top
+    assert total["y"] == [PARAMS[i] for i in order]
+    np.testing.assert_allclose(total["x"], ds.ST.values[0][order], rtol=1e-5)
+    np.testing.assert_allclose(first["x"], ds.S1.values[0][order], rtol=1e-5)
+    assert "Visible redness" in chart.title and "(d)" in chart.title
+
+
+def test_a_failed_index_is_shown_as_not_available() -> None:
+    ds = _indices(["erythema_days"], ["cheek"], ["d"])
+    ds["ST"][0, 1] = np.nan
+    ds["S1"][0, 1] = np.nan
+    text = render_report(ds)
+    assert "n/a" in text
+    check_charts(text)  # NaN travels as a gap, the figure stays valid JSON

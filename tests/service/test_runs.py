@@ -16,6 +16,7 @@ import xarray as xr
 from microneedling.course.model import Course
 from microneedling.course.patient import PatientFile
 from microneedling.parameters.parameter_set import load_parameters
+from microneedling.reports import charts
 from microneedling.reports.credibility import delivery_table
 from microneedling.service.runs import Cancelled, Progress, chunk_mapper
 from microneedling.studies.absorb import absorption_table
@@ -77,6 +78,9 @@ def test_absorb_is_the_absorption_table(sqlite_service: Service) -> None:
     got = pd.DataFrame(run["summary"]["sessions"])
     np.testing.assert_allclose(got["absorbed_ug_cm2"], table["absorbed_ug_cm2"], rtol=1e-12)
     assert {"absorption.csv", "absorption.json", "report.html", "course.toml"} <= _names(run)
+    # the page's charts, as data: the amounts (no resolved cell here, so no map)
+    text = svc.client.get(f"{API}/runs/{run['id']}/files/charts.json", headers=svc.a.h).text
+    assert [c.id for c in charts.loads(text)] == ["chart-absorbed", "chart-absorbed-layers"]
     # a course without a topical is refused when it is submitted, naming the reason
     r = svc.client.post(
         f"{API}/runs/absorb", json={"course": example("stamp-small-scar.toml")}, headers=svc.a.h
@@ -131,6 +135,7 @@ def test_sensitivity_is_sobol_indices(sqlite_service: Service) -> None:
     for p in names:
         assert got.loc[p, "S1"] == float(ds["S1"].sel(parameter=p).values[0])
     assert run["summary"]["n_runs"] == 8 * 4
+    assert {"sobol.nc", "sobol.csv", "sobol.png", "report.html"} <= _names(run)
     r = svc.client.post(f"{API}/runs/sensitivity", json={**body, "n_base": 6}, headers=svc.a.h)
     assert r.status_code == 422 and r.json()["problems"][0]["field"] == "n_base"
 

@@ -216,9 +216,12 @@ def test_cli_sensitivity_writes_table_plot_and_netcdf(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "not a diagnosis" in res.output and "observe.scar_tethered_share" in res.output
     assert sorted(p.name for p in out.iterdir()) == [
-        ".microneedling-run", "course.toml", "sobol.csv", "sobol.nc", "sobol.png",
+        ".microneedling-run", "course.toml", "report.html", "sobol.csv", "sobol.nc", "sobol.png",
     ]  # fmt: skip
     assert (out / "sobol.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Sensitivity report" in html and "not a diagnosis" in html
+    assert all(f'data-chart="chart-sobol-{j}"' in html for j in range(1))
     table = pd.read_csv(out / "sobol.csv")
     assert sorted(table.parameter) == sorted(NAMES)
     with xr.open_dataset(out / "sobol.nc") as ds:

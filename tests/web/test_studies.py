@@ -29,10 +29,20 @@ def test_absorption_study(signed_in: Any) -> None:
     dose, absorbed = float(cells[3]), float(cells[4].split()[0])
     assert 0 < absorbed <= dose  # never more than was applied
     assert float(cells[6].split()[0]) > 1  # channels enhance uptake over intact skin
-    img = page.locator("#maps img").first
-    img.scroll_into_view_if_needed()
-    page.wait_for_function("() => { const i = document.querySelector('#maps img'); "
-                           "return i && i.complete && i.naturalWidth > 100; }")  # fmt: skip
+    # the r-z map is an interactive Plotly heatmap, drawn when it scrolls into view
+    plot = page.locator("#maps [data-chart='chart-map-0-0']")
+    plot.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => { const d = document.querySelector(\"#maps [data-chart='chart-map-0-0']\"); "
+        "return d && d.data && d.data.some(t => t.type === 'heatmap'); }"
+    )
+    colour_title = page.evaluate(
+        "() => document.querySelector(\"[data-chart='chart-map-0-0']\").data"
+        ".find(t => t.type === 'heatmap').colorbar.title.text"
+    )
+    assert "mg/mL" in colour_title
+    assert page.locator("#maps img").count() == 0
+    assert page.locator("#files a[href$='.png']").count() >= 1  # the PNGs stay, for print
     assert "not a diagnosis" in page.locator(".disclaimer").first.inner_text()
     b.shot("absorb-result")
 

@@ -35,26 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
 #: files a sensitivity run directory holds
-SENSITIVITY_FILES = ("sobol.nc", "sobol.csv", "sobol.png", "course.toml")
+SENSITIVITY_FILES = ("sobol.nc", "sobol.csv", "sobol.png", "report.html", "course.toml")
 #: below this base sample size the indices are rough (a warning says so before the runs)
 MIN_N_BASE = 64
-
-
-def _noise_warnings(ds: Any, n_base: int) -> list[str]:
-    """What the user must know about the estimates' noise: a small N, negative first-order indices
-    (a true index is never negative: a negative estimate is sampling noise)."""
-    out = []
-    s1 = [float(x) for x in ds["S1"].values.ravel().tolist()]
-    conf = [float(x) for x in ds["S1_conf"].values.ravel().tolist() if x == x]  # not NaN
-    neg = [x for x in s1 if x < 0.0]
-    if neg:
-        out.append(
-            f"{len(neg)} first-order indices (S1) are negative, down to {min(neg):.3f}: a true "
-            "index is never below 0, so these are sampling noise (95% half-widths up to "
-            f"{max(conf, default=float('nan')):.3f}); raise --n-base (now {n_base}) for firmer "
-            "indices"
-        )
-    return out
 
 
 def _print_indices(ds: Any, console: Console, top: int) -> None:
@@ -188,10 +171,14 @@ def sensitivity_command(
     parameter_set: ParameterSetOption = None,
 ) -> None:
     """Sobol indices (S1, ST with 95% CIs) of COURSE's end points over the parameter intervals;
-    writes sobol.nc, sobol.csv, sobol.png and course.toml into DIR."""
+    writes sobol.nc, sobol.csv, sobol.png, report.html and course.toml into DIR."""
     from microneedling.engine.executor import validate_executor
-    from microneedling.reports.sensitivity import save_indices_png
-    from microneedling.studies.sensitivity import default_endpoints, indices_table
+    from microneedling.reports.sensitivity import save_indices_png, write_report
+    from microneedling.studies.sensitivity import (
+        default_endpoints,
+        indices_table,
+        noise_warnings,
+    )
 
     t0 = time.perf_counter()
     if n_base < MIN_N_BASE:
@@ -218,8 +205,9 @@ def sensitivity_command(
             ds.to_netcdf(tmp / "sobol.nc")
             write_csv_atomic(indices_table(ds), tmp / "sobol.csv")
             save_indices_png(ds, tmp / "sobol.png")
+            write_report(tmp, ds, top=top, warnings=noise_warnings(ds))
             write_text_atomic(course_obj.to_toml(), tmp / "course.toml")
-    for w in _noise_warnings(ds, n_base):
+    for w in noise_warnings(ds):
         typer.echo(f"warning: {w}", err=True)
     if quiet:
         return

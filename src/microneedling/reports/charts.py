@@ -51,10 +51,12 @@ __all__ = [
     "calendar_chart",
     "context",
     "decimate",
+    "dumps",
     "embed_library",
     "heatmap_chart",
     "histogram_chart",
     "line_chart",
+    "loads",
     "pareto_chart",
     "plotly_js",
     "plotly_js_path",
@@ -91,6 +93,36 @@ class Chart:
     summary: str = ""
     height: int = 380
     notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (for a file of a run: ``charts.json``); :meth:`from_dict` reads it."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "figure": self.figure,
+            "summary": self.summary,
+            "height": self.height,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Chart:
+        """A chart from :meth:`to_dict`'s data; a missing ``id``, ``title`` or ``figure`` (or a
+        figure without ``data``) raises ``ValueError``."""
+        try:
+            figure = data["figure"]
+            if not isinstance(figure, dict) or not isinstance(figure.get("data"), list):
+                raise ValueError("charts: a figure needs a 'data' list")
+            return cls(
+                id=str(data["id"]),
+                title=str(data["title"]),
+                figure=figure,
+                summary=str(data.get("summary", "")),
+                height=int(data.get("height", 380)),
+                notes=tuple(str(n) for n in data.get("notes", ())),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"charts: not a chart ({exc})") from exc
 
     def page_data(self) -> dict[str, Any]:
         """What the ``chart`` macro reads."""
@@ -776,6 +808,19 @@ def context(charts: Iterable[Chart | None], *, library_url: str | None = None) -
         "plotly_src": library_url or "",
         "plotly_placeholder": Markup(LIBRARY_PLACEHOLDER),
     }
+
+
+def dumps(charts: Iterable[Chart]) -> str:
+    """Charts as one JSON document (``{"charts": [...]}``, NaN written as null by the builders)."""
+    return json.dumps({"charts": [c.to_dict() for c in charts]}, allow_nan=False)
+
+
+def loads(text: str) -> list[Chart]:
+    """The charts of a :func:`dumps` document; anything else raises ``ValueError``."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("charts"), list):
+        raise ValueError("charts: expected a JSON object with a 'charts' list")
+    return [Chart.from_dict(c) for c in data["charts"]]
 
 
 def plotly_js_path() -> Path:

@@ -35,6 +35,35 @@ from microneedling.studies.credibility.validate import Validation
 __all__ = ["delivery_table", "render_html", "validation_table", "write_report"]
 
 
+def _sensitivity_charts(endpoints: dict[str, dict[str, Any]]) -> list[charts.Chart]:
+    """Per end point of the report's Sobol study, its largest total indices as bars (first-order
+    and total, with their 95% bootstrap half-widths; a report written before the first-order
+    half-width was recorded draws those bars without error bars)."""
+    out = []
+    for j, (label, e) in enumerate(endpoints.items()):
+        top = e.get("top", [])[::-1]  # horizontal bars: the first category is drawn lowest
+        if not top:
+            continue
+        nan = float("nan")
+        lead = top[-1]
+        out.append(
+            charts.sobol_chart(
+                f"chart-credibility-sobol-{j}",
+                str(label),
+                [str(t["parameter"]) for t in top],
+                [t.get("S1", nan) for t in top],
+                [t.get("ST", nan) for t in top],
+                [t.get("S1_conf", nan) for t in top],
+                [t.get("ST_conf", nan) for t in top],
+                summary=(
+                    f"{lead['parameter']} has the largest total index "
+                    f"({format_number(lead.get('ST', nan), 2)}) of {e.get('endpoint', label)}."
+                ),
+            )
+        )
+    return out
+
+
 def _validation_chart(rows: list[dict[str, Any]]) -> charts.Chart | None:
     """The validation figure (:func:`microneedling.reports.charts.validation_chart`): each
     evaluated row's prediction and its 80% interval in tolerances from the observed value."""
@@ -368,7 +397,9 @@ def render_html(report: dict[str, Any]) -> str:
         empty="Not run.",
     )  # fmt: skip
     sens_table = None
+    sens_charts: list[charts.Chart] = []
     if "endpoints" in sens:
+        sens_charts = _sensitivity_charts(sens["endpoints"])
         sens_summary = (
             f"{sens['engine']}; course {sens['course']}; N = {sens['n_base']} base samples, "
             f"{sens['n_factors']} parameters (independent marginals from their intervals). The "
@@ -438,8 +469,9 @@ def render_html(report: dict[str, Any]) -> str:
         behaviours=behaviours,
         sensitivity_summary=sens_summary,
         sensitivity=sens_table,
+        sensitivity_charts=sens_charts,
         limits=list(report["limits"]),
-        **charts.context([validation_chart]),
+        **charts.context([validation_chart, *sens_charts]),
     )
     return charts.embed_library(html)
 

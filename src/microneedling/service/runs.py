@@ -40,10 +40,12 @@ from microneedling.errors import InputError, InputFileError, MicroneedlingError
 from microneedling.io import atomic_directory, write_csv_atomic, write_text_atomic
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.reports import absorb as absorb_report
+from microneedling.reports import charts
 from microneedling.reports.credibility import delivery_table, write_report
 from microneedling.reports.plan import write_plan_directory
 from microneedling.reports.run import render_html, write_figures
 from microneedling.reports.sensitivity import save_indices_png
+from microneedling.reports.sensitivity import write_report as write_sensitivity_report
 from microneedling.reports.trial import write_trial
 from microneedling.service.config import Settings
 from microneedling.service.db import CourseRecord, PatientRecord, PopulationRecord
@@ -64,6 +66,7 @@ from microneedling.studies.planning.search import predict, search
 from microneedling.studies.sensitivity import (
     default_endpoints,
     indices_table,
+    noise_warnings,
     sensitive_names,
     sobol_indices,
     validate_names,
@@ -567,9 +570,12 @@ def _absorb(request: Mapping[str, Any], progress: Progress, work: Path) -> Outpu
     records = [jsonable(r) for r in table.to_dict("records")]
     out = work / "absorb"
     with atomic_directory(out, overwrite=True) as tmp:
-        for rv in solved.values():  # the PNG figures (the web page shows the map)
+        figures = absorb_report.amount_charts(table)
+        for index, rv in enumerate(solved.values()):  # PNG for print, Plotly for the web page
             absorb_report.plot_map(rv, tmp / "figures" / f"map_{rv.case.stem}.png")
             absorb_report.plot_curves(rv, tmp / "figures" / f"curves_{rv.case.stem}.png")
+            figures.extend(absorb_report.case_charts(rv, index))
+        write_text_atomic(charts.dumps(figures), tmp / "charts.json")
         write_csv_atomic(table, tmp / "absorption.csv")
         meta = {
             "course": course.name,
@@ -645,6 +651,7 @@ def _sensitivity(
         ds.to_netcdf(tmp / "sobol.nc")
         write_csv_atomic(table, tmp / "sobol.csv")
         save_indices_png(ds, tmp / "sobol.png")
+        write_sensitivity_report(tmp, ds, warnings=noise_warnings(ds))
         write_text_atomic(course.to_toml(), tmp / "course.toml")
     summary = {
         "course": course.name,

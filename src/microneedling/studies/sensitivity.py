@@ -348,6 +348,7 @@ def sobol_indices(
         "site": ("endpoint", site_c),
         "units": ("endpoint", unit_c),
         "parameter_units": ("parameter", [ps.parameters[n].units for n in chosen]),
+        "parameter_note": ("parameter", [ps.parameters[n].note for n in chosen]),
     }
     if second_order:
         coords["parameter_2"] = chosen
@@ -436,6 +437,22 @@ def indices_table(ds: xr.Dataset) -> Any:
     return df.reset_index(drop=True)
 
 
+def noise_warnings(ds: xr.Dataset) -> list[str]:
+    """What a reader must know about the estimates' noise: negative first-order indices (a true
+    index is never below 0, so a negative estimate is sampling noise) and how to firm them up."""
+    s1 = [float(x) for x in np.asarray(ds["S1"].values, dtype=float).ravel()]
+    conf = [float(x) for x in np.asarray(ds["S1_conf"].values, dtype=float).ravel() if x == x]
+    neg = [x for x in s1 if x < 0.0]
+    if not neg:
+        return []
+    return [
+        f"{len(neg)} first-order indices (S1) are negative, down to {min(neg):.3f}: a true index "
+        f"is never below 0, so these are sampling noise (95% half-widths up to "
+        f"{max(conf, default=float('nan')):.3f}); a larger base sample (--n-base, now "
+        f"{int(ds.attrs['n_base'])}) gives firmer indices"
+    ]
+
+
 def runs_needed(n_factors: int, n_base: int, second_order: bool = False) -> int:
     """Model runs of a Saltelli design: N·(D + 2), or N·(2D + 2) with second-order indices."""
     return int(n_base) * (2 * n_factors + 2 if second_order else n_factors + 2)
@@ -488,6 +505,7 @@ __all__ = [
     "indices_table",
     "ishigami",
     "ishigami_indices",
+    "noise_warnings",
     "parameter_sets",
     "parameter_values",
     "runs_needed",

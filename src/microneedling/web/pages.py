@@ -1165,13 +1165,27 @@ def _absorb_page(request: Request, who: Principal, db: Session, run: Run) -> Res
         ("Occlusion", yes_no(rows[0].get("occluded"))),
     ] if rows else []  # fmt: skip
     files = _run_files(db, run)
-    maps = [{"src": f"{_API}/runs/{run.id}/files/{n}", "name": n} for n in files
-            if n.startswith("figures/map_") and n.endswith(".png")]  # fmt: skip
+    figures = _stored_charts(db, app_context(request), run)
+    maps = [c for c in figures if c.id.startswith(("chart-map-", "chart-curves-", "chart-layers-"))]
+    amount_charts = [c for c in figures if c not in maps]
+    pngs = [{"href": f"{_API}/runs/{run.id}/files/{n}", "name": n} for n in files
+            if n.startswith("figures/") and n.endswith(".png")]  # fmt: skip
     return _page(request, who, "absorb_result.html.j2", kind="Absorption study",
                  title=str(s.get("course", "Absorption study")), active="absorb",
                  run={"id": run.id}, amounts=amounts, layers=layers, settings=page.kv(settings),
-                 maps=maps, draws=s.get("draws"), report=f"{_API}/runs/{run.id}/files/report.html"
-                 if "report.html" in files else "")  # fmt: skip
+                 maps=maps, amount_charts=amount_charts, pngs=pngs, draws=s.get("draws"),
+                 report=f"{_API}/runs/{run.id}/files/report.html" if "report.html" in files
+                 else "", **charts.context(figures, library_url=_plotly()))  # fmt: skip
+
+
+def _stored_charts(db: Session, ctx: Context, run: Run) -> list[charts.Chart]:
+    """The charts a run stored as ``charts.json`` (none if it has no such file: older runs)."""
+    rec = db.scalar(
+        sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == "charts.json")
+    )
+    if rec is None:
+        return []
+    return charts.loads(ctx.store.read_bytes(rec.sha256).decode("utf-8"))
 
 
 # ------------------------------------------------------------------------------ trials

@@ -237,6 +237,7 @@ def sobol_summary(
     s1 = np.asarray(ds["S1"].transpose("endpoint", "parameter").values, dtype=float)
     st = np.asarray(ds["ST"].transpose("endpoint", "parameter").values, dtype=float)
     st_conf = np.asarray(ds["ST_conf"].transpose("endpoint", "parameter").values, dtype=float)
+    s1_conf = np.asarray(ds["S1_conf"].transpose("endpoint", "parameter").values, dtype=float)
     labels = [str(x) for x in ds["parameter"].values]
     engine = "microneedling.studies.sensitivity.sobol_indices (SALib)"
     n_runs = n_base * (len(labels) + 2)
@@ -259,6 +260,7 @@ def sobol_summary(
                     "ST": round(float(st[i, k]), 4),
                     "ST_conf": round(float(st_conf[i, k]), 4),
                     "S1": round(float(s1[i, k]), 4),
+                    "S1_conf": round(float(s1_conf[i, k]), 4),
                 }
                 for k in order[:top]
             ],
