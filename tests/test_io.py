@@ -368,3 +368,48 @@ def test_a_signal_right_after_the_temporary_is_made_leaves_nothing(
     with pytest.raises(KeyboardInterrupt), atomic_directory(tmp_path / "out"):
         pass  # pragma: no cover - never reached
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+_PROBE = """
+import sys
+import xarray as xr
+from xarray.backends import locks
+from microneedling.io import write_netcdf_atomic
+ds = xr.Dataset({"a": ("x", [1.0, 2.0])})
+write_netcdf_atomic(ds, sys.argv[1])
+wrapped = locks.get_dask_scheduler
+assert getattr(wrapped, "_microneedling", False)
+print("quiet", wrapped(), "distributed" in sys.modules)
+import dask
+with dask.config.set(scheduler="processes"):
+    print("configured", wrapped(), "distributed" in sys.modules)
+from distributed import Client
+with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None):
+    print("client", wrapped())
+    write_netcdf_atomic(ds.chunk({"x": 1}), sys.argv[1])
+print("read", xr.open_dataset(sys.argv[1])["a"].values.tolist())
+"""
+
+
+@pytest.mark.slow
+def test_netcdf_writer_asks_for_the_scheduler_without_importing_distributed(
+    tmp_path: Path,
+) -> None:
+    """xarray's scheduler probe answers as xarray would: "threaded" with no scheduler (without
+    importing distributed), the configured one when dask is configured, "distributed" with a
+    Client (a chunked dataset is then written through it)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(tmp_path / "a.nc")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines == [
+        "quiet threaded False",
+        "configured multiprocessing True",  # configured: xarray's own probe
+        "client distributed",
+        "read [1.0, 2.0]",
+    ]

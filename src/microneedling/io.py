@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import resources
@@ -43,6 +44,7 @@ from microneedling.errors import InputError, MicroneedlingError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    import xarray as xr
 
 __all__ = [
     "RUN_MARKER",
@@ -62,6 +64,7 @@ __all__ = [
     "remove_stale_temporaries",
     "write_bytes_atomic",
     "write_csv_atomic",
+    "write_netcdf_atomic",
     "write_text_atomic",
 ]
 
@@ -444,3 +447,62 @@ def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike[str], index: bool
     with atomic_path(target) as tmp:
         df.to_csv(tmp, index=index, lineterminator="\n")
     return target
+
+
+def write_netcdf_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write an ``xarray.Dataset`` as NetCDF-4 (netCDF4 engine) atomically.
+
+    Before it writes, xarray asks dask which scheduler is active, and to recognise a distributed
+    ``Client`` it imports ``distributed`` (0.15–0.25 s, most of a single course's start-up).
+    A ``Client`` cannot exist while ``distributed`` has not been imported, so until it has been,
+    :func:`_quiet_scheduler_probe` answers that question without importing it; once it has (a
+    trial or a sensitivity run on Dask), xarray's own probe runs unchanged.
+    """
+    _quiet_scheduler_probe()
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+    return target
+
+
+def _quiet_scheduler_probe() -> None:
+    """Wrap xarray's ``get_dask_scheduler`` (once) so that it imports ``distributed`` only when
+    something else already has (see :func:`write_netcdf_atomic`). The answers are xarray's: the
+    wrapper repeats its probe minus the ``Client`` check, which cannot succeed then. If xarray
+    moves the function, nothing is wrapped and the import simply happens (the import test of the
+    single-course path says so).
+
+    Without ``distributed`` imported, with no scheduler in dask's configuration and none passed,
+    ``dask.base.get_scheduler`` finds nothing (its only other source is ``distributed``'s
+    ``get_client``) and xarray's probe answers ``"threaded"``; the wrapper answers the same
+    without the imports. In every other case it calls xarray's probe."""
+    try:
+        from xarray.backends import locks, writers
+    except ImportError:  # pragma: no cover - xarray without its backends
+        return
+    original = getattr(locks, "get_dask_scheduler", None)
+    if original is None or getattr(original, "_microneedling", False):
+        return
+
+    def get_dask_scheduler(get: Any = None, collection: Any = None) -> str | None:
+        if "distributed" in sys.modules:
+            return original(get, collection)
+        try:
+            import dask
+        except ImportError:  # pragma: no cover - xarray's own answer without dask
+            return None
+        if (
+            get is not None
+            or collection is not None
+            or dask.config.get("scheduler", None)
+            or dask.config.get("get", None)
+        ):
+            return original(get, collection)
+        # no scheduler configured and no Client possible: dask.base.get_scheduler returns None,
+        # which xarray calls "threaded"
+        return "threaded"
+
+    get_dask_scheduler._microneedling = True  # type: ignore[attr-defined]
+    for module in (locks, writers):
+        if getattr(module, "get_dask_scheduler", None) is original:
+            module.get_dask_scheduler = get_dask_scheduler  # type: ignore[attr-defined]

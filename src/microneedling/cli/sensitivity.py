@@ -29,7 +29,12 @@ from microneedling.cli.common import (
     user_errors,
 )
 from microneedling.errors import InputError
-from microneedling.io import atomic_directory, write_csv_atomic, write_text_atomic
+from microneedling.io import (
+    atomic_directory,
+    write_csv_atomic,
+    write_netcdf_atomic,
+    write_text_atomic,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -202,7 +207,7 @@ def sensitivity_command(
             fail(str(exc), EXIT_BAD_INPUT)
         t_run = time.perf_counter() - t0
         with atomic_directory(out, overwrite=overwrite, kind="sensitivity") as tmp:
-            ds.to_netcdf(tmp / "sobol.nc")
+            write_netcdf_atomic(ds, tmp / "sobol.nc")
             write_csv_atomic(indices_table(ds), tmp / "sobol.csv")
             save_indices_png(ds, tmp / "sobol.png")
             write_report(tmp, ds, top=top, warnings=noise_warnings(ds))

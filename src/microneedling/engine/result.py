@@ -34,7 +34,7 @@ import numpy as np
 
 from microneedling.course.model import Course
 from microneedling.engine.variables import Variable, endpoint_variables
-from microneedling.io import atomic_path
+from microneedling.io import write_netcdf_atomic
 from microneedling.parameters.parameter_set import Reference
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -304,10 +304,7 @@ class Result:
     def to_netcdf(self, path: str | Path) -> Path:
         """Write the dataset to NetCDF-4 atomically (temporary file, then rename)."""
 
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            self.dataset.to_netcdf(tmp, engine="netcdf4")
-        return path
+        return write_netcdf_atomic(self.dataset, path)
 
     @classmethod
     def from_netcdf(cls, path: str | Path) -> Result:

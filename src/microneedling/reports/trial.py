@@ -26,7 +26,12 @@ import numpy as np
 
 from microneedling.about import __version__
 from microneedling.engine.variables import variable
-from microneedling.io import atomic_directory, atomic_path, write_csv_atomic, write_text_atomic
+from microneedling.io import (
+    atomic_directory,
+    write_csv_atomic,
+    write_netcdf_atomic,
+    write_text_atomic,
+)
 from microneedling.reports import charts, page
 from microneedling.reports.figures import (
     LABEL_SIZE,
@@ -427,8 +432,7 @@ def write_trial(res: TrialResult, out: str | Path, *, overwrite: bool = False) -
     out = Path(out)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         ds = res.dataset()
-        with atomic_path(tmp / "trial.nc") as p:
-            ds.to_netcdf(p)
+        write_netcdf_atomic(ds, tmp / "trial.nc")
         write_csv_atomic(res.summary, tmp / "summary.csv")
         write_csv_atomic(res.comparisons, tmp / "comparisons.csv")
         write_text_atomic(res.spec.to_toml(), tmp / "trial.toml")

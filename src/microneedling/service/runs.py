@@ -37,7 +37,12 @@ from microneedling.engine.executor import ChunkStore, map_chunks
 from microneedling.engine.result import Result
 from microneedling.engine.simulate import simulate
 from microneedling.errors import InputError, InputFileError, MicroneedlingError
-from microneedling.io import atomic_directory, write_csv_atomic, write_text_atomic
+from microneedling.io import (
+    atomic_directory,
+    write_csv_atomic,
+    write_netcdf_atomic,
+    write_text_atomic,
+)
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.reports import absorb as absorb_report
 from microneedling.reports import charts
@@ -648,7 +653,7 @@ def _sensitivity(
     table = indices_table(ds)
     out = work / "sensitivity"
     with atomic_directory(out, overwrite=True) as tmp:
-        ds.to_netcdf(tmp / "sobol.nc")
+        write_netcdf_atomic(ds, tmp / "sobol.nc")
         write_csv_atomic(table, tmp / "sobol.csv")
         save_indices_png(ds, tmp / "sobol.png")
         write_sensitivity_report(tmp, ds, warnings=noise_warnings(ds))
