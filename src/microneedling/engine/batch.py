@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from microneedling.engine.prepare import (
     Prepared,
     concat_prepared,
     output_times,
-    prepare,
+    prepare_many,
     take_prepared,
 )
 from microneedling.errors import InputError
@@ -80,6 +80,44 @@ class BatchRun:
         return len(self.site)
 
 
+def _prepare_all(
+    courses: Sequence[Course], sets: Sequence[ParameterSet], n_sites: np.ndarray
+) -> tuple[Prepared, dict[int, Any]]:
+    """The cases of every course, in course order: each distinct (course, parameter set) pair is
+    prepared once, and the courses of one parameter set in one batched call
+    (:func:`~microneedling.engine.prepare.prepare_many`: a cohort under the nominal set, or one
+    course under each draw of an ensemble). Also returns each set's observation coefficients
+    (``{id(set): ObserveParameters}``)."""
+    groups: dict[int, tuple[ParameterSet, dict[int, int], list[Course]]] = {}
+    for c, s in zip(courses, sets, strict=True):
+        _, seen, unique = groups.setdefault(id(s), (s, {}, []))
+        if id(c) not in seen:
+            seen[id(c)] = len(unique)
+            unique.append(c)
+    parts: list[Prepared] = []
+    first_row: dict[tuple[int, int], int] = {}  # (set, course) -> its first case in the parts
+    offset = 0
+    for key, (s, _, unique) in groups.items():
+        part = prepare_many(unique, s)
+        parts.append(part)
+        row = offset
+        for c in unique:
+            first_row[(key, id(c))] = row
+            row += len(c.sites)
+        offset += part.session_days.shape[0]
+    rows = np.concatenate(
+        [
+            first_row[(id(s), id(c))] + np.arange(k)
+            for c, s, k in zip(courses, sets, n_sites, strict=True)
+        ]
+    )
+    observe_of = {key: part.observe for key, part in zip(groups, parts, strict=True)}
+    every = parts[0] if len(parts) == 1 else concat_prepared(parts)
+    if rows.size == every.session_days.shape[0] and np.array_equal(rows, np.arange(rows.size)):
+        return every, observe_of
+    return take_prepared(every, rows), observe_of
+
+
 def simulate_batch(
     courses: Sequence[Course],
     parameters: ParameterSet | Sequence[ParameterSet] | None = None,
@@ -128,19 +166,12 @@ def simulate_batch(
             raise InputError(
                 "parameters", f"{len(sets)} parameter sets", f"one set or {n} (one per course)"
             )
-    # prepare each distinct (course, parameter set) pair once
-    cache: dict[tuple[int, int], Prepared] = {}
-    preps = []
-    for c, s in zip(courses, sets, strict=True):
-        key = (id(c), id(s))
-        if key not in cache:
-            cache[key] = prepare(c, s)
-        preps.append(cache[key])
-    n_sites = np.array([p.session_days.shape[0] for p in preps])
+    n_sites = np.array([len(c.sites) for c in courses])
+    starts = np.concatenate([[0], np.cumsum(n_sites)])
+    prep, observe_of = _prepare_all(courses, sets, n_sites)
     course_index = np.repeat(np.arange(n), n_sites)
     sites = tuple(s.name for c in courses for s in c.sites)
     horizon = np.repeat(np.array([float(c.horizon_days) for c in courses]), n_sites)
-    prep = concat_prepared(preps)
     params = prep.params
     if healing_factors:
         params = params.copy()
@@ -155,10 +186,11 @@ def simulate_batch(
             params[:, PIDX[name]] *= f[course_index]
     if t_out is None:
         grids: dict[tuple[float, bytes], np.ndarray] = {}
-        for c, p in zip(courses, preps, strict=True):
-            grid_key = (float(c.horizon_days), p.session_days.tobytes())
+        for j, c in enumerate(courses):
+            days = prep.session_days[starts[j] : starts[j + 1]]
+            grid_key = (float(c.horizon_days), days.tobytes())
             if grid_key not in grids:
-                grids[grid_key] = output_times(p.session_days, float(c.horizon_days))
+                grids[grid_key] = output_times(days, float(c.horizon_days))
         t = np.unique(np.concatenate(list(grids.values())))
     else:
         t = np.asarray(t_out, dtype=float)
@@ -202,7 +234,6 @@ def simulate_batch(
     C = len(sites)
     obs: dict[str, np.ndarray] = {}
     per_session: dict[str, np.ndarray] = {}
-    observe_of = {id(s): p.observe for p, s in zip(preps, sets, strict=True)}
     set_of_case = np.repeat(np.array([id(s) for s in sets]), n_sites)
     for sid in dict.fromkeys(set_of_case.tolist()):
         rows = np.flatnonzero(set_of_case == sid)

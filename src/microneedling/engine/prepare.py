@@ -9,7 +9,7 @@ batch with :func:`concat_prepared`; :func:`take_prepared` selects cases back out
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import astuple, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "concat_prepared",
     "output_times",
     "prepare",
+    "prepare_many",
     "setting_values",
     "take_prepared",
 ]
@@ -84,13 +85,30 @@ def _nan(n: int) -> np.ndarray:
 
 def prepare(course: Course, ps: ParameterSet) -> Prepared:
     """Lay a course out as arrays and run the non-ODE physics (needles, injury, transport)."""
+    return prepare_many([course], ps)
 
-    sites = [s.name for s in course.sites]
+
+def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
+    """:func:`prepare` of several courses under one parameter set, as one batch.
+
+    The cases are the sites of each course, course after course; sessions are padded to the
+    largest count (as :func:`concat_prepared` pads). Reading the courses is a loop over their
+    fields; the physics (needles, injury, resealing, topical transport, the floors of depressed
+    features, the healing parameters) runs once on all cases, which is what makes a cohort's
+    preparation cheap: the numbers are those of ``concat_prepared([prepare(c, ps) ...])``
+    (every step is elementwise over cases; tested).
+    """
+    courses = list(courses)
+    if not courses:
+        raise ValueError("prepare_many: no course")
+    owner = [i for i, c in enumerate(courses) for _ in c.sites]  # course of each case
+    sites = [s.name for c in courses for s in c.sites]
     B = len(sites)
-    per_site = [course.sessions_for(s) for s in sites]
+    per_site = [courses[i].sessions_for(name) for i, name in zip(owner, sites, strict=True)]
     K = max(1, max(len(x) for x in per_site))
-    pat = course.patient
-    fitz = np.full(B, float(pat.fitzpatrick))
+    patients = [courses[i].patient for i in owner]
+    fitz = np.array([float(p.fitzpatrick) for p in patients])
+    age = np.array([float(p.age_years) for p in patients])
 
     days = np.full((B, K), np.inf)
     mask = np.zeros((B, K), dtype=bool)
@@ -108,19 +126,10 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
                 speed[b, k] = s.pen_speed_cm_s * 1e-2
             occl[b, k] = s.occlusion
 
-    skin = needles.skin_layers_batch(sites, pat.age_years, pat.sex, ps)  # arrays (B,)
-    dev = course.device
-    geo = needles.DeviceGeometry.from_fields(dev.model_dump())
+    skin = needles.skin_layers_batch(sites, age, [p.sex for p in patients], ps)  # arrays (B,)
     npar = needles.NeedleParameters.from_parameters(ps)
     flat = (B * K,)
-    ch = needles.channels(
-        geo,
-        needle_length_m=length_m.reshape(flat),
-        passes=passes.reshape(flat),
-        pen_speed_m_s=speed.reshape(flat),
-        skin=skin.repeat(K),
-        params=npar,
-    )
+    ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
     phi = injury.injured_fraction_from_channels(ch, skin.repeat(K), ps).reshape(B, K, 3)
     phi = np.where(mask[:, :, None], phi, 0.0)
     # channel resealing: 95% of the barrier clock (by channel size and occlusion)
@@ -209,27 +218,29 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     nominal = healing.parameter_vector(ps)
     gq = ps.table("healing.g_Q", "1/d")
     lesion = np.zeros(B)
-    base = _baseline(course, sites, skin, _pigment_baseline(course, sites, ps))
+    base = _baseline(courses, owner, sites, skin, _pigment_baseline(courses, owner, sites, ps))
     base, feature_injury = _dermal_features(
-        course, sites, skin, ps, base, ch, length_m, mask, npar.damage_zone_factor
+        courses, owner, sites, skin, ps, base, ch, length_m, mask, npar.damage_zone_factor
     )
     lesion[np.isfinite(base.melanin_index)] = 1.0
     slope = ps.value("healing.collagen_age_slope", "1")
     floor = ps.value("healing.collagen_age_floor", "1")
     ref_age = ps.value("healing.collagen_reference_age", "yr")
-    age_factor = max(floor, 1.0 + slope * (pat.age_years - ref_age) / 10.0)
+    age_factor = np.maximum(floor, 1.0 + slope * (age - ref_age) / 10.0)
 
     # PIH stimulus gain: the Fitzpatrick type's reactivity x photoprotection x priming
-    sun = ps.table("observe.pih_sun_factor", "1")[pat.photoprotection]
-    priming = ps.value("observe.pih_priming_effect", "1") if pat.priming else 0.0
+    sun_table = ps.table("observe.pih_sun_factor", "1")
+    sun = np.array([sun_table[p.photoprotection] for p in patients])
+    priming_effect = ps.value("observe.pih_priming_effect", "1")
+    priming = np.array([priming_effect if p.priming else 0.0 for p in patients])
     per_case = {
         "lesion_drive": lesion,
         "g_Q": np.array([gq[roman(f)] for f in fitz]) * sun * (1.0 - priming),
         "e_A": np.where(np.isnan(agent_e), nominal[PIDX["e_A"]], agent_e),
         "k_A": np.where(np.isnan(agent_k), nominal[PIDX["k_A"]], agent_k),
-        "k_1": np.full(B, nominal[PIDX["k_1"]] * age_factor),
-        "k_3": np.full(B, nominal[PIDX["k_3"]] * age_factor),
-        "k_E": np.full(B, nominal[PIDX["k_E"]] * age_factor),
+        "k_1": nominal[PIDX["k_1"]] * age_factor,
+        "k_3": nominal[PIDX["k_3"]] * age_factor,
+        "k_E": nominal[PIDX["k_E"]] * age_factor,
     }
     params = healing.parameter_matrix(nominal, B, per_case)
     return Prepared(
@@ -254,7 +265,73 @@ def prepare(course: Course, ps: ParameterSet) -> Prepared:
     )
 
 
-def _baseline(course: Course, sites: Sequence[str], skin: Any, lesion: dict[str, Any]) -> Any:
+def _device_key(geometry: needles.DeviceGeometry) -> tuple[Any, ...]:
+    """A hashable identity of a device geometry (NaN fields compare equal here)."""
+    return tuple(None if isinstance(v, float) and np.isnan(v) else v for v in astuple(geometry))
+
+
+def _channels(
+    courses: Sequence[Course],
+    owner: Sequence[int],
+    length_m: np.ndarray,
+    passes: np.ndarray,
+    speed: np.ndarray,
+    skin: Any,
+    npar: needles.NeedleParameters,
+) -> needles.Channels:
+    """The channels of every (case, session), (B·K,): one :func:`needles.channels` call per
+    distinct device among the courses, scattered back into case order."""
+    B, K = length_m.shape
+    geometries: dict[tuple[Any, ...], needles.DeviceGeometry] = {}
+    case_device = []
+    for i in owner:
+        g = needles.DeviceGeometry.from_fields(courses[i].device.model_dump())
+        key = _device_key(g)
+        geometries.setdefault(key, g)
+        case_device.append(key)
+
+    def one(geo: needles.DeviceGeometry, rows: np.ndarray | slice) -> needles.Channels:
+        return needles.channels(
+            geo,
+            needle_length_m=length_m[rows].reshape(-1),
+            passes=passes[rows].reshape(-1),
+            pen_speed_m_s=speed[rows].reshape(-1),
+            skin=_take_skin(skin, rows).repeat(K),
+            params=npar,
+        )
+
+    if len(geometries) == 1:
+        return one(next(iter(geometries.values())), slice(None))
+    parts = []
+    flat_rows = []
+    for key, geo in geometries.items():
+        rows = np.array([b for b in range(B) if case_device[b] == key])
+        parts.append(one(geo, rows))
+        flat_rows.append((rows[:, None] * K + np.arange(K)).reshape(-1))
+    order = np.concatenate(flat_rows)
+    kw: dict[str, np.ndarray] = {}
+    for f in fields(needles.Channels):
+        stacked = np.concatenate([np.asarray(getattr(c, f.name)) for c in parts])
+        out = np.empty_like(stacked)
+        out[order] = stacked
+        kw[f.name] = out
+    return needles.Channels(**kw)
+
+
+def _take_skin(skin: Any, rows: np.ndarray | slice) -> Any:
+    """The cases ``rows`` of a batch of :class:`needles.SkinLayers`."""
+    if isinstance(rows, slice) and rows == slice(None):
+        return skin
+    return type(skin)(**{f.name: np.asarray(getattr(skin, f.name))[rows] for f in fields(skin)})
+
+
+def _baseline(
+    courses: Sequence[Course],
+    owner: Sequence[int],
+    sites: Sequence[str],
+    skin: Any,
+    lesion: dict[str, Any],
+) -> Any:
     """Per-case baseline conditions (NaN where the site does not have the condition); ``lesion``:
     the lesion fields of :func:`_pigment_baseline`."""
 
@@ -262,8 +339,8 @@ def _baseline(course: Course, sites: Sequence[str], skin: Any, lesion: dict[str,
     wr, sc, st, po, sw, ss, mi, r2 = (_nan(B) for _ in range(8))
     st = np.full(B, -1)
     ss = np.full(B, -1)
-    for b, name in enumerate(sites):
-        for c in course.site(name).conditions:
+    for b, (i, name) in enumerate(zip(owner, sites, strict=True)):
+        for c in courses[i].site(name).conditions:
             if isinstance(c, Wrinkles):
                 wr[b] = c.depth_um
             elif isinstance(c, AcneScar):
@@ -281,8 +358,8 @@ def _baseline(course: Course, sites: Sequence[str], skin: Any, lesion: dict[str,
     return observe.Baseline(
         dermis_thickness_um=skin.dermis_thickness_m * 1e6,
         papillary_fraction=skin.papillary_thickness_m / skin.dermis_thickness_m,
-        age_years=np.full(B, float(course.patient.age_years)),
-        fitzpatrick=np.full(B, float(course.patient.fitzpatrick)),
+        age_years=np.array([float(courses[i].patient.age_years) for i in owner]),
+        fitzpatrick=np.array([float(courses[i].patient.fitzpatrick) for i in owner]),
         elasticity_r2=r2,
         wrinkle_depth_um=wr,
         scar_depth_mm=sc,
@@ -295,7 +372,9 @@ def _baseline(course: Course, sites: Sequence[str], skin: Any, lesion: dict[str,
     )
 
 
-def _pigment_baseline(course: Course, sites: Sequence[str], ps: ParameterSet) -> dict[str, Any]:
+def _pigment_baseline(
+    courses: Sequence[Course], owner: Sequence[int], sites: Sequence[str], ps: ParameterSet
+) -> dict[str, Any]:
     """The lesion fields of :class:`observe.Baseline` (NaN where a site has no lesion): the
     perilesional melanin index (its floor), the dermal share of its pigment, and for melasma the
     baseline MASI components (the course's, else ``observe.masi_default_*``)."""
@@ -304,8 +383,8 @@ def _pigment_baseline(course: Course, sites: Sequence[str], ps: ParameterSet) ->
     area = np.full((B, len(pigment.MASI_REGIONS)), np.nan)
     excess = ps.value("observe.lesion_excess_fraction", "1")
     f_derm = ps.table("observe.dermal_pigment_fraction", "1")
-    for b, name in enumerate(sites):
-        for c in course.site(name).conditions:
+    for b, (i, name) in enumerate(zip(owner, sites, strict=True)):
+        for c in courses[i].site(name).conditions:
             if not isinstance(c, Hyperpigmentation):
                 continue
             peri[b] = (
@@ -347,7 +426,8 @@ FEATURE_INJURY = {f: f"{f}_injured_fraction" for f in observe.FEATURES}
 
 
 def _dermal_features(
-    course: Course,
+    courses: Sequence[Course],
+    owner: Sequence[int],
     sites: Sequence[str],
     skin: Any,
     ps: ParameterSet,
@@ -372,7 +452,9 @@ def _dermal_features(
     geo = {
         f: {k: nan() for k in ("width", "depth", "profile", "distensible")} for f in FEATURE_INJURY
     }
-    area = np.array([course.site(s).area_cm2 for s in sites], dtype=float)
+    area = np.array(
+        [courses[i].site(s).area_cm2 for i, s in zip(owner, sites, strict=True)], dtype=float
+    )
     sc_w, sc_tau, sc_eps, sc_fs, sc_n, sc_prof = nan(), nan(), nan(), nan(), nan(), np.full(B, -1)
     wr_w = nan()
     st_d = nan()
@@ -380,8 +462,8 @@ def _dermal_features(
     tau_def = ps.table("observe.scar_tethered_share", "1")
     eps_def = ps.table("observe.scar_epithelial_share", "1")
     fs_def = ps.table("observe.scar_distensible_share", "1")
-    for b, name in enumerate(sites):
-        for c in course.site(name).conditions:
+    for b, (i, name) in enumerate(zip(owner, sites, strict=True)):
+        for c in courses[i].site(name).conditions:
             if isinstance(c, AcneScar):
                 t = c.scar_type
                 sc_w[b] = w_def[t] if c.width_mm is None else c.width_mm
@@ -442,10 +524,10 @@ def _dermal_features(
         injured[field_name] = out
         untouched[f] = p0
     # baseline elasticity: measured (course, deprecated) or from the age x sex x site table
-    male = 1.0 if course.patient.sex == "male" else 0.0
+    male = np.array([1.0 if courses[i].patient.sex == "male" else 0.0 for i in owner])
     r2_table = observe.elasticity_baseline(
         base.age_years,
-        np.full(B, male),
+        male,
         np.array([ps.value("observe.r2_young", "1", key=s) for s in sites]),
         np.array([ps.value("observe.r2_age_slope", "1", key=s) for s in sites]),
         ps.value("observe.r2_reference_age", "yr"),
@@ -496,7 +578,6 @@ def concat_prepared(preps: Sequence[Prepared]) -> Prepared:
         "session_mask": False,
         "injured_fraction": 0.0,
         "agent_effect": 0.0,
-        **{name: 0.0 for name in FEATURE_INJURY.values()},
     }
     kw: dict[str, Any] = {}
     for f in fields(Prepared):
@@ -506,6 +587,9 @@ def concat_prepared(preps: Sequence[Prepared]) -> Prepared:
         arrays = [getattr(p, name) for p in preps]
         if name in ("params", "fitzpatrick"):
             kw[name] = np.concatenate(arrays)
+        elif name in FEATURE_INJURY.values():  # a case without the feature stays NaN throughout
+            padded = np.concatenate([_pad_sessions(a, K, 0.0) for a in arrays])
+            kw[name] = np.where(np.isnan(padded[:, :1, :1]), np.nan, padded)
         else:
             kw[name] = np.concatenate(
                 [_pad_sessions(a, K, fills.get(name, np.nan)) for a in arrays]
