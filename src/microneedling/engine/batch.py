@@ -235,19 +235,27 @@ def simulate_batch(
     obs: dict[str, np.ndarray] = {}
     per_session: dict[str, np.ndarray] = {}
     set_of_case = np.repeat(np.array([id(s) for s in sets]), n_sites)
-    for sid in dict.fromkeys(set_of_case.tolist()):
-        rows = np.flatnonzero(set_of_case == sid)
+    groups = list(dict.fromkeys(set_of_case.tolist()))
+    for sid in groups:
         op = observe_of[sid]
-        sub = dataclasses.replace(take_prepared(prep, rows), observe=op)
+        if len(groups) == 1:  # one parameter set (a cohort): every case, no copies
+            rows = np.arange(C)
+            sub, y_rows = dataclasses.replace(prep, observe=op), sol.y
+        else:
+            rows = np.flatnonzero(set_of_case == sid)
+            sub, y_rows = dataclasses.replace(take_prepared(prep, rows), observe=op), sol.y[rows]
         o = observe.observables(
             t,
-            sol.y[rows],
+            y_rows,
             sub.baseline,
             op,
             sessions=(sub.session_days, sub.injured_fraction),
             floors=_floors(full.y, floor_of, rows, op),
         )
         st = session_stats(t, o, sub, horizon[rows])
+        if len(groups) == 1:
+            obs, per_session = o, st
+            break
         for target, source in ((obs, o), (per_session, st)):
             for name, arr in source.items():
                 if name not in target:
