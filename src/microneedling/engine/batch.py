@@ -240,10 +240,16 @@ def simulate_batch(
         op = observe_of[sid]
         if len(groups) == 1:  # one parameter set (a cohort): every case, no copies
             rows = np.arange(C)
+            take: np.ndarray | slice = slice(None)
             sub, y_rows = dataclasses.replace(prep, observe=op), sol.y
         else:
             rows = np.flatnonzero(set_of_case == sid)
-            sub, y_rows = dataclasses.replace(take_prepared(prep, rows), observe=op), sol.y[rows]
+            # the cases of one set are usually contiguous (a walker's or a draw's courses):
+            # a slice takes views instead of copies
+            take = rows
+            if rows[-1] - rows[0] + 1 == rows.size:
+                take = slice(int(rows[0]), int(rows[-1]) + 1)
+            sub, y_rows = dataclasses.replace(take_prepared(prep, take), observe=op), sol.y[take]
         o = observe.observables(
             t,
             y_rows,
@@ -260,7 +266,7 @@ def simulate_batch(
             for name, arr in source.items():
                 if name not in target:
                     target[name] = np.empty((C, *arr.shape[1:]))
-                target[name][rows] = arr
+                target[name][take] = arr
     return BatchRun(
         t=t,
         course_index=course_index,

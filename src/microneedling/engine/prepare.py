@@ -604,7 +604,8 @@ def concat_prepared(preps: Sequence[Prepared]) -> Prepared:
     return Prepared(**kw)
 
 
-def take_prepared(prep: Prepared, rows: np.ndarray) -> Prepared:
+def take_prepared(prep: Prepared, rows: np.ndarray | slice) -> Prepared:
+    """The cases ``rows`` (indices, or a slice: views, no copies) of a prepared batch."""
 
     kw: dict[str, Any] = {}
     for f in fields(Prepared):
