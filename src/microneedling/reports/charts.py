@@ -125,14 +125,8 @@ class Chart:
             raise ValueError(f"charts: not a chart ({exc})") from exc
 
     def page_data(self) -> dict[str, Any]:
-        """What the ``chart`` macro reads."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "summary": self.summary,
-            "height": self.height,
-            "notes": list(self.notes),
-        }
+        """What the ``chart`` macro reads (:meth:`to_dict` without the figure)."""
+        return {k: v for k, v in self.to_dict().items() if k != "figure"}
 
 
 def _finite(v: Any) -> float | None:
