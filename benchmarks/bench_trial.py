@@ -81,7 +81,8 @@ def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
     # the pipeline also solves one floor case per patient with a depressed feature (the scar's
     # floor, driven by the injury under it): the ODE work of a patient is all of its cases
     floors = [
-        np.flatnonzero(np.isfinite(getattr(prep, name)[:, 0, 0])) for name in FEATURE_INJURY.values()
+        np.flatnonzero(np.isfinite(getattr(prep, name)[:, 0, 0]))
+        for name in FEATURE_INJURY.values()
     ]
     rows = np.concatenate([np.arange(params.shape[0]), *floors])
     floor_jumps = [
