@@ -237,7 +237,10 @@ def map_chunks(
 @contextlib.contextmanager
 def _quiet_dask_logs() -> Iterator[None]:
     """Raise the stream handlers of Dask's loggers in this process to CRITICAL for the call: a
-    lost worker or scheduler becomes an :class:`ExecutorError` (one line), not logged tracebacks."""
+    lost worker or scheduler becomes an :class:`ExecutorError` (one line), not logged tracebacks.
+    Used as the decorator of :func:`_run_dask`, so it runs at each call."""
+    import distributed  # noqa: F401  (importing it sets up the loggers quieted here)
+
     with contextlib.ExitStack() as stack:
         for name, logger in list(logging.root.manager.loggerDict.items()):
             if not name.split(".")[0] == "distributed" or not isinstance(logger, logging.Logger):
@@ -249,6 +252,7 @@ def _quiet_dask_logs() -> Iterator[None]:
         yield
 
 
+@_quiet_dask_logs()
 def _run_dask(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -257,22 +261,8 @@ def _run_dask(
     scheduler: str | None,
     finished: Callable[[int, R], None],
 ) -> None:
-    """Submit ``items[todo]`` to a Dask cluster and call ``finished`` as each completes."""
-    import distributed  # noqa: F401  (importing it sets up the loggers quieted here)
-
-    with _quiet_dask_logs():
-        _submit_and_gather(fn, items, todo, workers, scheduler, finished)
-
-
-def _submit_and_gather(
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    todo: list[int],
-    workers: int,
-    scheduler: str | None,
-    finished: Callable[[int, R], None],
-) -> None:
-    """:func:`_run_dask` inside its quieted logs; cluster failures become :class:`ExecutorError`."""
+    """Submit ``items[todo]`` to a Dask cluster and call ``finished`` as each completes (inside
+    :func:`_quiet_dask_logs`); cluster failures become :class:`ExecutorError`."""
     import dask
     from distributed import Client, KilledWorker, LocalCluster, as_completed
 
