@@ -265,6 +265,7 @@ def _run_dask(
     :func:`_quiet_dask_logs`); cluster failures become :class:`ExecutorError`."""
     import dask
     from distributed import Client, KilledWorker, LocalCluster, as_completed
+    from distributed.comm import CommClosedError
 
     cluster = None
     if scheduler is None:
@@ -311,10 +312,12 @@ def _run_dask(
                     "worker out of memory is the usual cause: try a smaller chunk size or workers "
                     "with more memory"
                 ) from None
-            except CancelledError:
+            except (CancelledError, CommClosedError):
+                # a dead scheduler cancels the pending futures, or, when it dies while a result
+                # is being fetched, closes that connection (CommClosedError, an OSError)
                 raise ExecutorError(
-                    f"lost the connection to the Dask scheduler of {where} (chunk {i} cancelled);"
-                    " check that the scheduler is still running"
+                    f"lost the connection to the Dask scheduler of {where} (chunk {i} not "
+                    "received); check that the scheduler is still running"
                 ) from None
             finished(i, r)
             fut.release()
