@@ -88,20 +88,18 @@ def _prepare_all(
     (:func:`~microneedling.engine.prepare.prepare_many`: a cohort under the nominal set, or one
     course under each draw of an ensemble). Also returns each set's observation coefficients
     (``{id(set): ObserveParameters}``)."""
-    groups: dict[int, tuple[ParameterSet, dict[int, int], list[Course]]] = {}
+    # per set (by identity), its distinct courses in order of first appearance
+    groups: dict[int, tuple[ParameterSet, dict[int, Course]]] = {}
     for c, s in zip(courses, sets, strict=True):
-        _, seen, unique = groups.setdefault(id(s), (s, {}, []))
-        if id(c) not in seen:
-            seen[id(c)] = len(unique)
-            unique.append(c)
+        groups.setdefault(id(s), (s, {}))[1].setdefault(id(c), c)
     parts: list[Prepared] = []
     first_row: dict[tuple[int, int], int] = {}  # (set, course) -> its first case in the parts
     offset = 0
-    for key, (s, _, unique) in groups.items():
-        part = prepare_many(unique, s)
+    for key, (s, unique) in groups.items():
+        part = prepare_many(list(unique.values()), s)
         parts.append(part)
         row = offset
-        for c in unique:
+        for c in unique.values():
             first_row[(key, id(c))] = row
             row += len(c.sites)
         offset += part.session_days.shape[0]
