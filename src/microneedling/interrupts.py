@@ -58,8 +58,6 @@ def raise_pending() -> None:
 def _redeliver(signum: int) -> None:
     """Trip ``signum`` again from another thread, so its handler runs at a bytecode of the main
     thread after this hook has returned (tripped from here, it would run inside the hook)."""
-    if pending() is None:
-        return
 
     def trip() -> None:
         if pending() is not None:
