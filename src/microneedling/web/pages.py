@@ -523,13 +523,19 @@ def _run_files(db: Session, run: Run) -> list[str]:
     )
 
 
-def _load_result(db: Session, ctx: Context, run: Run) -> Any:
+def _stored_file(db: Session, ctx: Context, run: Run, name: str) -> bytes | None:
+    """The bytes of the run's stored file ``name`` (None if the run has no such file)."""
     rec = db.scalar(
-        sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == RESULT_BLOB)
+        sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == name)
     )
-    if rec is None:
+    return None if rec is None else ctx.store.read_bytes(rec.sha256)
+
+
+def _load_result(db: Session, ctx: Context, run: Run) -> Any:
+    data = _stored_file(db, ctx, run, RESULT_BLOB)
+    if data is None:
         raise ServiceError(409, f"run {run.id} has no stored result")
-    return result_of(ctx.store.read_bytes(rec.sha256))
+    return result_of(data)
 
 
 @router.get("/runs/{run_id}")
@@ -1180,12 +1186,8 @@ def _absorb_page(request: Request, who: Principal, db: Session, run: Run) -> Res
 
 def _stored_charts(db: Session, ctx: Context, run: Run) -> list[charts.Chart]:
     """The charts a run stored as ``charts.json`` (none if it has no such file: older runs)."""
-    rec = db.scalar(
-        sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == "charts.json")
-    )
-    if rec is None:
-        return []
-    return charts.loads(ctx.store.read_bytes(rec.sha256).decode("utf-8"))
+    data = _stored_file(db, ctx, run, "charts.json")
+    return [] if data is None else charts.loads(data.decode("utf-8"))
 
 
 # ------------------------------------------------------------------------------ trials
@@ -1342,15 +1344,13 @@ def _trial_charts(db: Session, ctx: Context, run: Run) -> list[charts.Chart]:
     the responder threshold."""
     import xarray as xr
 
-    rec = db.scalar(
-        sa.select(FileRecord).where(FileRecord.run_id == run.id, FileRecord.name == "trial.nc")
-    )
-    if rec is None:
+    data = _stored_file(db, ctx, run, "trial.nc")
+    if data is None:
         return []
     out: list[charts.Chart] = []
     with tempfile.TemporaryDirectory(prefix="microneedling-web-") as tmp:
         path = Path(tmp) / "trial.nc"
-        path.write_bytes(ctx.store.read_bytes(rec.sha256))
+        path.write_bytes(data)
         with xr.open_dataset(path) as ds:
             for j, ep in enumerate(str(e) for e in ds["endpoint"].values):
                 units = _units_words(str(ds["endpoint_units"].values[j]))
