@@ -56,6 +56,7 @@ LAZY_THIRD_PARTY = frozenset(
         "jinja2",
         "netCDF4",
         "plotly",
+        "sklearn",
     }
 )
 

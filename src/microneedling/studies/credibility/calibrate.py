@@ -179,6 +179,15 @@ class SamplerConfig(_Config):
     seed: Integer
 
 
+class EmulatorConfig(_Config):
+    rounds: Annotated[Integer, Field(ge=0)]
+    draws: Annotated[Integer, Field(ge=16)]
+    hidden: tuple[_Pos, ...]
+    members: _Pos
+    holdout: Annotated[Number, Field(ge=0, lt=0.5)]
+    seed: Integer
+
+
 class ValidationConfig(_Config):
     draws: Annotated[Integer, Field(ge=2)]
     intervals: tuple[Annotated[Number, Field(gt=0, lt=100)], ...]
@@ -211,15 +220,18 @@ class CalibrationConfig(_Config):
     discrepancy: DiscrepancyConfig
     history_matching: HistoryConfig
     sampler: SamplerConfig
+    emulator: EmulatorConfig
     validation: ValidationConfig
     ties: tuple[TieConfig, ...] = ()
     priors: dict[str, PriorConfig] = Field(default_factory=dict)
 
-    def fingerprint(self) -> str:
-        """Hash of the settings (part of every stage's fingerprint)."""
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[
-            :16
-        ]
+    def fingerprint(self, *sections: str) -> str:
+        """Hash of the settings (part of every stage's fingerprint): of the named sections only
+        (e.g. ``"history_matching"``), so a stage's stored chunks survive a change of the settings
+        of later stages; all of them without names."""
+        dump = self.model_dump()
+        content = {k: dump[k] for k in sections} if sections else dump
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def config_path() -> Path:
@@ -1241,6 +1253,7 @@ class HistoryMatch:
     wave: np.ndarray  # (N,)
     implausibility: np.ndarray  # (N, R)
     log_posterior: np.ndarray  # (N,) at tau = prior median
+    predictions: np.ndarray  # (N, R) in likelihood units (NaN: the model could not run)
     cutoff: float
     rank: int
     keys: tuple[str, ...]
@@ -1290,12 +1303,15 @@ class HistoryMatch:
         }
 
 
-def _hm_chunk(item: tuple[Problem, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """One chunk of history-matching points: (implausibility (n, R), log posterior (n,))."""
+def _hm_chunk(
+    item: tuple[Problem, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk of history-matching points: (implausibility (n, R), log posterior (n,),
+    predictions (n, R))."""
     problem, x, tau_cons = item
     lp, pred, _ = problem.evaluate(x)
     imp = problem.likelihood.implausibility(pred, np.broadcast_to(tau_cons, (len(x), problem.Q)))
-    return imp, lp
+    return imp, lp, pred
 
 
 def _saver(store: ChunkStore | None, offset: int) -> Any:
@@ -1309,7 +1325,7 @@ def _saver(store: ChunkStore | None, offset: int) -> Any:
     return save
 
 
-def _count_points(r: tuple[np.ndarray, np.ndarray]) -> float:
+def _count_points(r: tuple[np.ndarray, ...]) -> float:
     return float(len(r[1]))
 
 
@@ -1347,10 +1363,12 @@ def history_match(
     waves: list[np.ndarray] = []
     imps: list[np.ndarray] = []
     lps: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
     chunk = config.screening.chunk
     store = None
     if store_dir is not None:
-        store = ChunkStore(store_dir, f"hm-{problem.fingerprint()}-{config.fingerprint()}")
+        fp = config.fingerprint("history_matching")
+        store = ChunkStore(store_dir, f"hm2-{problem.fingerprint()}-{fp}-{chunk}")
     offset = 0
     for w in range(1, hc.waves + 1):
         if w == 1:
@@ -1393,6 +1411,7 @@ def history_match(
         offset += len(items)
         imp = np.concatenate([r[0] for r in results if r is not None])
         lp = np.concatenate([r[1] for r in results if r is not None])
+        preds.append(np.concatenate([r[2] for r in results if r is not None]))
         xs.append(x)
         waves.append(np.full(len(x), w))
         imps.append(imp)
@@ -1402,6 +1421,7 @@ def history_match(
         wave=np.concatenate(waves),
         implausibility=np.concatenate(imps),
         log_posterior=np.concatenate(lps),
+        predictions=np.concatenate(preds),
         cutoff=hc.cutoff,
         rank=hc.rank,
         keys=problem.likelihood.keys,

@@ -1,7 +1,8 @@
-"""The calibration as one resumable command: screening, history matching, emcee, posterior files.
+"""The calibration as one resumable command: screening, history matching, the posterior
+(emulate-sample-correct, or emcee on the model), posterior files.
 
 :func:`run_pipeline` is what ``microneedling calibrate`` runs. Every stage keeps its finished work
-under the run directory (``screening/``, ``history/``, ``chain/``: chunk files written atomically,
+under the run directory (``screening/``, ``history/``, ``emulator/`` or ``chain/``: chunk files written atomically,
 with a fingerprint of the inputs), so a re-run with the same inputs resumes where it stopped and a
 run with changed inputs (rows, protocols, parameter files, settings) is refused in that directory
 rather than mixed. The outputs are ``screening.toml``, ``posterior-<hash>.npz`` and
@@ -31,10 +32,12 @@ from microneedling.studies.credibility.calibrate import (
     load_config,
     parallel_evaluation,
 )
+from microneedling.studies.credibility.emulator import emulate_sample_correct
 from microneedling.studies.credibility.posterior import (
     run_sampler,
     ship,
     summarise,
+    summarise_samples,
     write_posterior,
 )
 from microneedling.studies.credibility.screening import (
@@ -105,22 +108,48 @@ def run_pipeline(
         + (f"; rows no point reaches: {', '.join(conflicts)}" if conflicts else "")
     )
     sc = config.sampler
-    walkers = sc.walkers or max(2 * problem.ndim + 2, sc.min_walkers)
-    walkers += walkers % 2
-    init = initial_walkers(hm, problem, walkers, sc.seed)
-    with parallel_evaluation(problem, workers):
-        chain = run_sampler(
-            problem, init, config, out / "chain", steps=steps, progress=progress, log=log
+    if config.emulator.rounds > 0:
+        with parallel_evaluation(problem, workers):
+            x, blobs, diag = emulate_sample_correct(
+                problem, hm, config, out / "emulator", steps=steps, progress=progress, log=log
+            )
+        summary = summarise_samples(
+            problem,
+            x,
+            blobs,
+            diag,
+            config,
+            history=hs,
+            screening=screen,
+            method="emulate-sample-correct: emcee on a neural-network emulator trained on the "
+            "model runs, its draws re-run on the model and importance-weighted (PSIS)",
         )
-    summary = summarise(problem, chain, config, history=hs, screening=screen)
+    else:
+        walkers = sc.walkers or max(2 * problem.ndim + 2, sc.min_walkers)
+        walkers += walkers % 2
+        init = initial_walkers(hm, problem, walkers, sc.seed)
+        with parallel_evaluation(problem, workers):
+            chain = run_sampler(
+                problem, init, config, out / "chain", steps=steps, progress=progress, log=log
+            )
+        summary = summarise(problem, chain, config, history=hs, screening=screen)
+        x = chain.samples
     summary["seconds_total"] = round(time.perf_counter() - t0, 1)
-    paths = write_posterior(summary, chain.samples, out)
+    paths = write_posterior(summary, x, out)
     d = summary["diagnostics"]
+    what = "emcee on the emulator" if config.emulator.rounds > 0 else "emcee"
     log(
-        f"emcee: {d['walkers']} walkers x {d['steps']} steps ({d['seconds_per_step']} s/step), "
+        f"{what}: {d['walkers']} walkers x {d['steps']} steps ({d['seconds_per_step']} s/step), "
         f"acceptance {d['acceptance_mean']}, max R-hat {d['r_hat_max']}, min bulk ESS "
         f"{d['ess_bulk_min']}, max autocorrelation {d['autocorr_max_steps']} steps"
     )
+    if "importance" in d:
+        imp = d["importance"]
+        log(
+            f"importance correction: k_hat {imp['k_hat']:.2f}, ESS {imp['ess']:.0f}, "
+            f"{imp['distinct_samples']} distinct of {len(x)} samples; "
+            f"{imp['evaluations']} model runs in all"
+        )
     log(f"wrote {paths['samples']} and {paths['summary']}")
     summary["paths"] = {k: str(v) for k, v in paths.items()}
     return summary

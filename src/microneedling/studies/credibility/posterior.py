@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import arviz as az
 import emcee
@@ -49,7 +49,31 @@ from microneedling.parameters.sampling import (
 )
 from microneedling.studies.credibility.calibrate import CalibrationConfig, Problem, tomlable
 
-__all__ = ["Chain", "run_sampler", "ship", "summarise", "write_posterior"]
+__all__ = [
+    "Chain",
+    "Sampled",
+    "run_sampler",
+    "ship",
+    "summarise",
+    "summarise_samples",
+    "write_posterior",
+]
+
+
+class Sampled(Protocol):
+    """What :func:`run_sampler` samples: a :class:`Problem` or an emulated posterior."""
+
+    n_evaluations: int
+
+    @property
+    def ndim(self) -> int: ...
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    def log_prob_blobs(self, x: np.ndarray) -> np.ndarray: ...
+
+    def fingerprint(self) -> str: ...
 
 
 @dataclass
@@ -134,7 +158,7 @@ def _moves(de_fraction: float) -> list[tuple[Any, float]]:
 
 
 def run_sampler(
-    problem: Problem,
+    problem: Sampled,
     init: np.ndarray,
     config: CalibrationConfig,
     store_dir: Path | None = None,
@@ -224,7 +248,7 @@ def run_sampler(
 
 
 # -------------------------------------------------------------------------------- diagnostics
-def diagnostics(problem: Problem, chain: Chain) -> dict[str, Any]:
+def diagnostics(problem: Sampled, chain: Chain) -> dict[str, Any]:
     """R-hat, ESS (ArviZ), autocorrelation time (emcee), acceptance, per coordinate."""
     post = chain.chain[chain.burn :]
     labels = problem.labels
@@ -288,8 +312,31 @@ def summarise(
     history: dict[str, Any] | None = None,
     screening: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The posterior summary (the TOML shipped beside the samples)."""
-    x = chain.samples
+    """The posterior summary (the TOML shipped beside the samples) of an emcee run on the model."""
+    return summarise_samples(
+        problem,
+        chain.samples,
+        chain.sample_blobs,
+        diagnostics(problem, chain),
+        config,
+        history=history,
+        screening=screening,
+    )
+
+
+def summarise_samples(
+    problem: Problem,
+    x: np.ndarray,
+    blobs: np.ndarray,
+    diag: dict[str, Any],
+    config: CalibrationConfig,
+    *,
+    history: dict[str, Any] | None = None,
+    screening: dict[str, Any] | None = None,
+    method: str | None = None,
+) -> dict[str, Any]:
+    """The posterior summary of samples ``x`` (N, D) with their model ``blobs`` (N, R + S) and
+    sampler diagnostics ``diag``."""
     factors: list[dict[str, Any]] = []
     for f in problem.factors:
         d = f.to_dict()
@@ -304,7 +351,7 @@ def summarise(
     ]
     nus = [n.to_dict() for n in problem.nuisances]
     stats = posterior_statistics(x, factors, [g["name"] for g in groups], nus)
-    pred = chain.sample_blobs[:, : len(problem.likelihood.specs)]
+    pred = blobs[:, : len(problem.likelihood.specs)]
     rows = []
     tau = np.exp(x[:, problem.P : problem.P + problem.Q])
     for i, spec in enumerate(problem.likelihood.specs):
@@ -316,7 +363,6 @@ def summarise(
                 "pit": _num(problem.likelihood.pit(i, fi, tau[:, spec.group])),
             }
         )
-    diag = diagnostics(problem, chain)
     ident = []
     for j, f in enumerate(problem.factors):
         sd = stats["factors"][j]["z_sd"]
@@ -342,7 +388,8 @@ def summarise(
         "censored bounds; probit direction; logit-normal binomial counts; ordered-probit graded "
         "counts), a between-study discrepancy per output family (half-normal prior on tau), the "
         "studies' unreported settings as nuisance parameters (uniform over their ranges); "
-        "history matching, then emcee (vectorised differential-evolution ensemble)",
+        "history matching, then emcee (vectorised differential-evolution ensemble)"
+        + (f"; {method}" if method else ""),
         "fingerprint": problem.fingerprint(),
         "parameter_set_hash": problem.base.hash,
         "rows": rows,
