@@ -7,6 +7,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,3 +333,75 @@ def test_parallel_evaluation_gives_the_same_numbers_and_stops_its_workers() -> N
     with pytest.raises(InputError, match="workers"):
         with parallel_evaluation(pr, 0):
             pass
+
+
+class _SlowProblem(Problem):
+    """Every prediction takes a minute (a chunk in flight when the run is interrupted)."""
+
+    def predict(self, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
+        if self._pool is not None:
+            return super().predict(x, strict=strict)
+        time.sleep(60)
+        return np.zeros((len(np.atleast_2d(x)), len(self.rows)))
+
+
+def _slow_problem() -> _SlowProblem:
+    cal = [r for r in rows("calibration") if r.key.startswith("lotfi2013")]
+    pr = build_problem(["healing.k_1"], lit_rows=cal)
+    return _SlowProblem(**{f.name: getattr(pr, f.name) for f in dataclasses.fields(pr) if f.init})
+
+
+def test_an_interrupted_block_ends_its_workers_at_once() -> None:
+    """Ctrl-C (or SIGTERM's unwinding) while workers run a chunk: the block does not wait for
+    the chunk (a minute here); the workers are ended within seconds."""
+    pr = _slow_problem()
+    x = np.zeros((4, pr.ndim))
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with parallel_evaluation(pr, 2) as par:
+            timer = threading.Timer(6.0, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            par.predict(x)
+    assert time.perf_counter() - t0 < 30.0
+    assert not multiprocessing.active_children()
+
+
+def test_workers_end_themselves_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A parent killed outright (SIGKILL, or a second SIGTERM) cannot stop its workers; they
+    notice and exit instead of waiting for work forever."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[3])!r})\n"
+        "from tests.studies.credibility.test_calibrate import _slow_problem\n"
+        "from microneedling.studies.credibility.calibrate import parallel_evaluation\n"
+        "import multiprocessing\n"
+        "if __name__ == '__main__':\n"
+        "    pr = _slow_problem()\n"
+        "    with parallel_evaluation(pr, 2) as par:\n"
+        "        list(par._pool.map(abs, [1, 2]))\n"
+        "        print(' '.join(str(c.pid) for c in multiprocessing.active_children()), flush=True)\n"
+        "        par.predict(np.zeros((4, pr.ndim)))\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) >= 2
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 15.0
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if _alive(p)]
+    assert not alive, f"workers {alive} outlived their killed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

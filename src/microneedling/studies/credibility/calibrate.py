@@ -38,6 +38,8 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -1207,9 +1209,30 @@ def build_problem(
 _WORKER_PROBLEM: Problem | None = None
 
 
-def _init_worker(problem: Problem) -> None:
+def _init_worker(problem: Problem, parent: int) -> None:
     global _WORKER_PROBLEM
     _WORKER_PROBLEM = problem
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """End this worker when the process that started it is gone (killed, e.g. by a second
+    SIGTERM or SIGKILL, it could not stop its workers; they would wait for work forever)."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the workers at once (a chunk in flight is abandoned: its
+    result would be discarded anyway), instead of waiting for the running tasks."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle in 3.11
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
 
 
 def _predict_in_worker(x: np.ndarray, strict: bool) -> np.ndarray:
@@ -1224,22 +1247,28 @@ def parallel_evaluation(problem: Problem, workers: int) -> Iterator[Problem]:
     The workers are started once (spawned: each imports the package and loads the compiled
     integrator from its cache, a few seconds) and receive the problem once; every
     :meth:`Problem.predict` of more than one vector then splits its vectors over them. One worker
-    (or fewer) evaluates in this process. The processes are shut down when the block ends, also
-    on an error or an interruption."""
+    (or fewer) evaluates in this process. The processes are shut down when the block ends; on an
+    error or an interruption at once (queued work cancelled, running work abandoned), and a worker
+    whose parent process died ends itself."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise InputError("workers", workers, "a whole number of processes, at least 1")
     if workers == 1:
         yield problem
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(problem,)
-    ) as pool:
-        problem._pool, problem._workers = pool, workers
-        try:
-            yield problem
-        finally:
-            problem._pool, problem._workers = None, 1
+    pool = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(problem, os.getpid())
+    )
+    problem._pool, problem._workers = pool, workers
+    try:
+        yield problem
+    except BaseException:
+        _stop_now(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        problem._pool, problem._workers = None, 1
 
 
 # ========================================================================= history matching
