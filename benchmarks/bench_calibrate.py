@@ -8,7 +8,11 @@ factor when none is shipped), the cost that sizes a full ``microneedling calibra
    calls twice per step), median of 3 after a warm-up; the courses per vector;
 2. the seconds per emcee step and the projected wall time of each stage at the settings of
    ``data/calibration/calibrate.toml`` (screening: Morris + Sobol runs; history matching: waves x
-   points; sampler: steps x walkers), so the settings can be chosen to fit the < 1 h budget.
+   points; sampler: steps x walkers), so the settings can be chosen to fit the < 1 h budget;
+3. the same half-ensemble through an emulator (trained here on ``TRAIN`` model runs, fewer than a
+   real run uses, so its fit time is a lower bound): the ratio of a model evaluation to an emulated
+   one, and the projected cost of emulate-sample-correct (history matching + rounds x draws model
+   runs + the emulated chains) against emcee on the model.
 
 The machine is shared: run it when it is quiet, and read the numbers as an order of magnitude.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +74,56 @@ def main(walkers: int | None = None) -> None:
     print(f"   sampler: {sm.steps} steps: {sm.steps * step / 60:.0f} min")
     total = (morris + sobol + hm.waves * hm.points) * per_vector + sm.steps * step
     print(f"   total: {total / 60:.0f} min (budget 60 min on 2 cores)")
+    emulated(problem, cfg, x, half, per_vector, hm.waves * hm.points)
+
+
+TRAIN = 512
+
+
+def emulated(problem: object, cfg: object, x: np.ndarray, half: float, per_vector: float,
+             hm_points: int) -> None:  # fmt: skip
+    """Part 3 of the module doc."""
+    from microneedling.studies.credibility.emulator import (
+        EmulatedPosterior,
+        fit_emulator,
+        model_columns,
+        probability_rows,
+        row_noise,
+    )
+
+    pr: Any = problem
+    ec, sm = cfg.emulator, cfg.sampler  # type: ignore[attr-defined]
+    rng = np.random.default_rng(1)
+    train = rng.standard_normal((TRAIN, pr.ndim))
+    train[:, pr.P : pr.P + pr.Q] = np.log(pr.group_prior_scale)[None, :]
+    pred = pr.predict(train)
+    t0 = time.perf_counter()
+    emu = fit_emulator(
+        train, pred, model_columns(pr), probability_rows(pr), row_noise(pr),
+        hidden=tuple(ec.hidden), members=ec.members, holdout=ec.holdout, seed=0,
+    )  # fmt: skip
+    fit = time.perf_counter() - t0
+    post = EmulatedPosterior(pr, emu, "bench")
+    post.evaluate(x[:2])
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        post.evaluate(x)
+        times.append(time.perf_counter() - t0)
+    half_emu = statistics.median(times)
+    print(f"3. emulator ({ec.members} networks {tuple(ec.hidden)}, {TRAIN} runs): fit {fit:.1f} s")
+    print(
+        f"   half-ensemble emulated: {half_emu * 1e3:.1f} ms, model / emulator = "
+        f"{half / half_emu:.0f}x"
+    )
+    chains = ec.rounds * sm.steps * 2 * half_emu
+    runs = (hm_points + ec.rounds * ec.draws) * per_vector
+    print(
+        f"   emulate-sample-correct: {hm_points} + {ec.rounds} x {ec.draws} model runs "
+        f"{runs / 60:.0f} min + emulated chains {chains / 60:.1f} min + fits (>= "
+        f"{ec.rounds * fit / 60:.1f} min) against emcee on the model "
+        f"{(hm_points * per_vector + sm.steps * 2 * half) / 60:.0f} min"
+    )
 
 
 if __name__ == "__main__":

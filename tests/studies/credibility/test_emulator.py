@@ -105,7 +105,8 @@ def history(problem: Problem, n: int = 600, seed: int = 0) -> HistoryMatch:
 def small_config(**emulator: Any) -> CalibrationConfig:
     c = load_config()
     sampler = {"walkers": 16, "steps": 600, "chunk_steps": 100, "keep": 1500, "burn_fraction": 0.3}
-    emu = {"rounds": 2, "draws": 1500, "hidden": (32, 32), "members": 1, "holdout": 0.15}
+    emu = {"rounds": 2, "steps": 600, "draws": 1500, "hidden": (32, 32), "members": 1,
+           "holdout": 0.15}  # fmt: skip
     emu.update(emulator)
     return c.model_copy(
         update={

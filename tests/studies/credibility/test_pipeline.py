@@ -1,6 +1,7 @@
 """``microneedling calibrate`` end to end on the real model with tiny settings: screening result,
-history matching, emcee, the posterior files (content-hashed, reproducing their summary), the run
-directory and its resume store; bad options are refused before any work."""
+history matching, the posterior (emulate-sample-correct, and emcee on the model), the posterior
+files (content-hashed, reproducing their summary), the run directory and its resume store; bad
+options are refused before any work."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ from microneedling.studies.credibility import pipeline
 from microneedling.studies.credibility.calibrate import CalibrationConfig, load_config
 
 
-def tiny_config() -> CalibrationConfig:
+def tiny_config(rounds: int = 1) -> CalibrationConfig:
     c = load_config()
     return c.model_copy(
         update={
             "history_matching": c.history_matching.model_copy(update={"points": 16, "waves": 2}),
             "sampler": c.sampler.model_copy(
                 update={"min_walkers": 2, "steps": 4, "chunk_steps": 2, "keep": 50}
+            ),
+            "emulator": c.emulator.model_copy(
+                update={"rounds": rounds, "steps": 4, "draws": 16, "hidden": (8,), "members": 1}
             ),
         }
     )
@@ -40,10 +44,11 @@ def fixed_screening(**_: Any) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("rounds", [1, 0], ids=["emulated", "emcee-on-the-model"])
 def test_calibrate_command_runs_the_pipeline_and_writes_a_hashed_posterior(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rounds: int
 ) -> None:
-    monkeypatch.setattr(pipeline, "load_config", tiny_config)
+    monkeypatch.setattr(pipeline, "load_config", lambda: tiny_config(rounds))
     monkeypatch.setattr(pipeline, "run_screening", fixed_screening)
     out = tmp_path / "cal"
     res = CliRunner().invoke(app, ["calibrate", "--out", str(out), "--quiet"])
@@ -61,6 +66,11 @@ def test_calibrate_command_runs_the_pipeline_and_writes_a_hashed_posterior(
     summary = json.loads((out / "calibration.json").read_text())
     assert summary["diagnostics"]["steps"] == 4
     assert "history matching" in res.output and "emcee" in res.output
+    if rounds:
+        imp = summary["diagnostics"]["importance"]
+        assert [r["draws"] for r in imp["rounds"]] == [16]
+        assert "importance correction" in res.output
+        assert imp["evaluations"] == 32 + 16  # history matching + the round's draws
     assert not (tmp_path / "cal.partial").exists()  # the resume store goes once the run is whole
 
 

@@ -183,6 +183,7 @@ class SamplerConfig(_Config):
 
 class EmulatorConfig(_Config):
     rounds: Annotated[Integer, Field(ge=0)]
+    steps: _Pos
     draws: Annotated[Integer, Field(ge=16)]
     hidden: tuple[_Pos, ...]
     members: _Pos

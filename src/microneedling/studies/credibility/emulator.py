@@ -13,7 +13,8 @@ posterior:
    scales ``tau`` do not enter the model). The emulator is an average of small neural networks
    (scikit-learn ``MLPRegressor``) on standardised outputs, probabilities on the logit scale; its
    accuracy on held-out runs (R^2 and the error in units of each row's noise) is reported.
-2. **Sample.** emcee runs on the emulated posterior: the same prior and likelihood
+2. **Sample.** emcee runs on the emulated posterior (``steps`` steps of ``[sampler]`` walkers and
+   moves): the same prior and likelihood
    (:class:`~microneedling.studies.credibility.likelihood.Likelihood`) with emulated predictions.
 3. **Correct.** ``draws`` evenly thinned samples of that chain are run on the model. Their
    importance weights ``w = p(x) / q(x)`` (model posterior over emulated posterior, both
@@ -60,6 +61,9 @@ __all__ = [
     "emulate_sample_correct",
     "fit_emulator",
     "importance_weights",
+    "model_columns",
+    "probability_rows",
+    "row_noise",
     "systematic_resample",
 ]
 
@@ -209,8 +213,11 @@ def _holdout_scores(
     with np.errstate(invalid="ignore", divide="ignore"):
         r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res > 0, -np.inf, 1.0))
         rms_noise = np.sqrt(np.mean((got - pred) ** 2, axis=0)) / np.asarray(noise, dtype=float)
+    worst = int(np.nanargmax(rms_noise)) if np.any(np.isfinite(rms_noise)) else 0
     return {
         "runs": len(x),
+        "rows_error_above_noise": int(np.sum(rms_noise > 1.0)),
+        "worst_row": worst,
         "r2": r2,
         "rmse_over_noise": rms_noise,
         "r2_median": float(np.median(r2)),
@@ -356,6 +363,8 @@ class ImportanceRound:
                 "rmse_over_noise_median", math.nan
             ),
             "emulator_error_over_noise_max": self.emulator.get("rmse_over_noise_max", math.nan),
+            "emulator_worst_row": self.emulator.get("worst_row_key", ""),
+            "emulator_rows_error_above_noise": self.emulator.get("rows_error_above_noise", 0),
             "emulated_chain": {
                 k: self.chain.get(k)
                 for k in ("walkers", "steps", "acceptance_mean", "r_hat_max", "ess_bulk_min")
@@ -369,7 +378,7 @@ class ImportanceRound:
         }
 
 
-def _noise(problem: Problem) -> np.ndarray:
+def row_noise(problem: Problem) -> np.ndarray:
     """Each row's likelihood scale in prediction units (for the emulator's error report)."""
     out = []
     for s in problem.likelihood.specs:
@@ -403,7 +412,7 @@ def emulate_sample_correct(
     walkers += walkers % 2
     cols = model_columns(problem)
     logit = probability_rows(problem)
-    noise = _noise(problem)
+    noise = row_noise(problem)
     train_x = [hm.x]
     train_pred = [hm.predictions]
     rounds: list[ImportanceRound] = []
@@ -429,9 +438,13 @@ def emulate_sample_correct(
                 "training_runs": emu.n_train,
                 **{k: v for k, v in emu.holdout.items() if not isinstance(v, np.ndarray)},
             }
+            if "worst_row" in emu_info:
+                emu_info["worst_row_key"] = problem.likelihood.keys[emu_info.pop("worst_row")]
             post = EmulatedPosterior(problem, emu, f"{r}-{_digest(x_all)}")
             init = _initial(rounds, hm, problem, post, walkers, ec.seed + r)
-            chain = run_sampler(post, init, config, None, steps=steps, progress=progress)
+            chain = run_sampler(
+                post, init, config, None, steps=steps or ec.steps, progress=progress
+            )
             chain_info = diagnostics(post, chain)
             chain.keep = ec.draws
             x = chain.samples
@@ -486,8 +499,11 @@ def emulate_sample_correct(
             s = rnd.summary()
             log(
                 f"round {r}: emulator on {s['training_runs']} runs (held-out R^2 median "
-                f"{s['emulator_r2_median']:.3f}, min {s['emulator_r2_min']:.3f}; error/noise "
-                f"median {s['emulator_error_over_noise_median']:.2f}); {s['draws']} draws run on "
+                f"{s['emulator_r2_median']:.3f}; error/noise median "
+                f"{s['emulator_error_over_noise_median']:.2f}, above 1 on "
+                f"{s['emulator_rows_error_above_noise']} rows, worst "
+                f"{s['emulator_error_over_noise_max']:.2f} ({s['emulator_worst_row']})); "
+                f"{s['draws']} draws run on "
                 f"the model: k_hat {s['k_hat']:.2f}, ESS {s['ess']:.0f}"
             )
     last = rounds[-1]
