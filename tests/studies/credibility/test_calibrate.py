@@ -341,6 +341,9 @@ class _SlowProblem(Problem):
     def predict(self, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
         if self._pool is not None:
             return super().predict(x, strict=strict)
+        marker = os.environ.get("MICRONEEDLING_TEST_MARKER")
+        if marker:
+            Path(marker).touch()  # the test interrupts once a worker is inside the chunk
         time.sleep(60)
         return np.zeros((len(np.atleast_2d(x)), len(self.rows)))
 
@@ -351,18 +354,30 @@ def _slow_problem() -> _SlowProblem:
     return _SlowProblem(**{f.name: getattr(pr, f.name) for f in dataclasses.fields(pr) if f.init})
 
 
-def test_an_interrupted_block_ends_its_workers_at_once() -> None:
+def test_an_interrupted_block_ends_its_workers_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ctrl-C (or SIGTERM's unwinding) while workers run a chunk: the block does not wait for
     the chunk (a minute here); the workers are ended within seconds."""
+    marker = tmp_path / "inside"
+    monkeypatch.setenv("MICRONEEDLING_TEST_MARKER", str(marker))
     pr = _slow_problem()
     x = np.zeros((4, pr.ndim))
-    t0 = time.perf_counter()
+    sent: list[float] = []
+
+    def interrupt_when_inside() -> None:
+        deadline = time.monotonic() + 120.0  # spawning workers on a loaded machine
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
     with pytest.raises(KeyboardInterrupt):
         with parallel_evaluation(pr, 2) as par:
-            timer = threading.Timer(6.0, os.kill, (os.getpid(), signal.SIGINT))
-            timer.start()
+            threading.Thread(target=interrupt_when_inside, daemon=True).start()
             par.predict(x)
-    assert time.perf_counter() - t0 < 30.0
+    assert marker.exists()
+    assert time.perf_counter() - sent[0] < 15.0
     assert not multiprocessing.active_children()
 
 

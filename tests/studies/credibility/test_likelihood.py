@@ -41,6 +41,27 @@ def test_gaussian_block_is_the_multivariate_normal_with_a_shared_study_effect() 
         assert got[w] == pytest.approx(want, rel=1e-12, abs=1e-12)
 
 
+def test_rows_of_one_read_out_share_the_study_effect_and_other_read_outs_do_not() -> None:
+    """Two times of one read-out are one block (correlated through the study's discrepancy);
+    a second read-out of the same study and group has its own discrepancy (independent)."""
+    a1 = spec("a1", readout="collagen", observed=2.0, se=0.3, scale=2.0)
+    a2 = spec("a2", readout="collagen", observed=2.5, se=0.4, scale=2.5)
+    b = spec("b", readout="epidermis", observed=-1.0, se=0.5, scale=1.0)
+    lik = Likelihood([a1, a2, b], 1)
+    pred = np.array([[1.0, 1.2, 0.5], [2.1, 2.2, -0.8]])
+    tau = np.array([[0.4], [1.3]])
+    got = lik(pred, tau)
+    for w in range(2):
+        t = tau[w, 0]
+        cov_a = np.diag([0.3**2, 0.4**2]) + t**2 * np.outer([2.0, 2.5], [2.0, 2.5])
+        want = stats.multivariate_normal([pred[w, 0], pred[w, 1]], cov_a).logpdf([2.0, 2.5])
+        want += stats.norm(pred[w, 2], math.sqrt(0.5**2 + t**2)).logpdf(-1.0)
+        assert got[w] == pytest.approx(want, rel=1e-12)
+    # the same rows as one read-out would be one block of three: a different number
+    one = Likelihood([a1, a2, spec("b", readout="collagen", observed=-1.0, se=0.5)], 1)
+    assert not np.allclose(one(pred, tau), got)
+
+
 def test_binomial_logpmf_is_exact_including_zero_of_n() -> None:
     p = np.array([0.0, 1e-3, 0.2, 0.5, 1.0])
     for k, n in ((0, 60), (5, 30), (31, 31)):
@@ -99,8 +120,8 @@ def test_ordinal_count_is_an_ordered_probit_integrated_over_the_study_effect() -
 
 def test_rows_of_two_studies_are_independent_and_one_study_shares_its_effect() -> None:
     specs = [
-        spec("a", observed=10.0, se=1.0, scale=10.0),
-        spec("b", observed=20.0, se=2.0, scale=20.0),
+        spec("a", observed=10.0, se=1.0, scale=10.0, readout="x"),
+        spec("b", observed=20.0, se=2.0, scale=20.0, readout="x"),
         spec("c", observed=5.0, se=0.5, scale=5.0, study="s2"),
     ]
     lik = Likelihood(specs, 1)

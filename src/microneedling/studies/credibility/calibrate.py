@@ -922,6 +922,7 @@ def row_specs(
                 k=int(k),
                 threshold=thr,
                 direction=direction,
+                readout=f"{r.observable}:{r.layer or ''}",
             )
         )
     return specs, names, np.array([groups[g] for g in names]), np.array(factors)

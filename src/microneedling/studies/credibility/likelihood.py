@@ -7,8 +7,14 @@ For row ``i`` of study ``s`` in discrepancy group ``q`` (an output family), with
     y_i = f_i + s_i * delta_sq + eps_i,   delta_sq ~ N(0, tau_q^2),   eps_i ~ N(0, se_i^2)
 
 ``se_i`` is the study's standard error of the reported mean (measurement error); ``delta_sq`` is a
-between-study discrepancy (heterogeneity of studies plus model error), shared by every row of one
-study in one group, so rows of one study are correlated and a within-study difference cancels it.
+between-study discrepancy (heterogeneity of studies plus model error), shared by the rows of one
+study in one group that report the same read-out (``readout``: one measure at several times or in
+several arms), so those rows are correlated and a within-study difference cancels it. Different
+read-outs of one study (collagen and epidermal thickness; a grade and a score) get independent
+discrepancies: the model's error differs between read-outs, and one shared ``delta`` forced them to
+err in the same direction by the same relative amount (it made the 2026-12-05 calibration trade
+Lotfi 2013's collagen row, 53% observed, for a common under-prediction of its epidermis and silver
+stain rows, and Vietnam's Goodman-Baron grades for its Lipper-Perez score).
 ``s_i`` is the row's discrepancy scale, fixed before the fit: ``|y_i|`` (tau is then a relative,
 coefficient-of-variation-like discrepancy, as in Kennedy & O'Hagan's multiplicative form), or the
 group's typical magnitude for rows whose value is a bound at 0.
@@ -16,7 +22,7 @@ group's typical magnitude for rows whose value is a bound at 0.
 Row types (:data:`KINDS`):
 
 ``gaussian``
-    a reported mean with its SE. The rows of one (study, group) are jointly normal with covariance
+    a reported mean with its SE. The rows of one (study, group, read-out) are jointly normal with covariance
     ``diag(se^2) + tau^2 s s^T``: exact marginal likelihood by the Sherman–Morrison formula.
 ``upper`` / ``lower``
     a reported bound (``y <= b`` or ``y >= b``): censored, ``log Phi((b - f) / sd)`` or
@@ -86,6 +92,9 @@ class RowSpec:
     k: int = 0
     threshold: float = math.nan
     direction: str = "below"
+    #: the read-out (observable) of the row: rows of one study, group and read-out share the
+    #: study's discrepancy (e.g. one measure at 1 and 3 months); empty = the row alone
+    readout: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -199,11 +208,11 @@ class Likelihood:
             if not 0 <= s.group < self.n_groups:
                 raise InputError(f"{s.key}.group", s.group, f"0 .. {self.n_groups - 1}")
         self.studies: tuple[str, ...] = tuple(dict.fromkeys(s.study for s in self.specs))
-        blocks: dict[tuple[str, int], list[int]] = {}
+        blocks: dict[tuple[str, int, str], list[int]] = {}
         for i, s in enumerate(self.specs):
             if s.kind == "gaussian":
-                blocks.setdefault((s.study, s.group), []).append(i)
-        self._blocks = [(st, g, np.array(ix)) for (st, g), ix in blocks.items()]
+                blocks.setdefault((s.study, s.group, s.readout or s.key), []).append(i)
+        self._blocks = [(st, g, np.array(ix)) for (st, g, _), ix in blocks.items()]
         self._gh = _gh()
 
     @property
@@ -361,6 +370,7 @@ class Likelihood:
                 "observed": s.observed,
                 "se": s.se,
                 "scale": s.scale,
+                "readout": s.readout,
                 **({"n": s.n, "k": s.k} if s.kind in ("binomial", "ordinal") else {}),
                 **(
                     {"threshold": s.threshold, "direction": s.direction}
