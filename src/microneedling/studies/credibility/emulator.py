@@ -416,7 +416,8 @@ def emulate_sample_correct(
     train_x = [hm.x]
     train_pred = [hm.predictions]
     rounds: list[ImportanceRound] = []
-    fp = f"esc-{problem.fingerprint()}-{config.fingerprint('emulator', 'sampler')}"
+    # the rounds build on the history match: its settings are part of their fingerprint
+    fp = f"esc-{problem.fingerprint()}-{config.fingerprint('history_matching', 'emulator', 'sampler')}"
     for r in range(1, ec.rounds + 1):
         t0 = time.perf_counter()
         store = ChunkStore(store_dir / f"round-{r}", f"{fp}-{r}") if store_dir else None
