@@ -10,10 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from microneedling.parameters.parameter_set import load_parameters
 from microneedling.studies.credibility.calibrate import (
     CalibrationConfig,
-    Factor,
     HistoryMatch,
     Problem,
     load_config,
@@ -25,7 +23,7 @@ from microneedling.studies.credibility.emulator import (
     importance_weights,
     systematic_resample,
 )
-from microneedling.studies.credibility.likelihood import Likelihood, RowSpec
+from tests.studies.credibility.toy import ToyProblem, toy_problem
 
 SE = np.array([0.25, 0.3, 0.2])
 Y = np.array([1.9, -0.3, 0.75])
@@ -37,37 +35,15 @@ def model(z: np.ndarray) -> np.ndarray:
     return np.column_stack([np.exp(0.5 * z0) + 0.3 * z1, z0 - 0.5 * z1**2, np.tanh(z0 + z1)])
 
 
-class CurvedProblem(Problem):
-    """f(z) = :func:`model`; no discrepancy scale, so tau does not enter the likelihood."""
+class CurvedProblem(ToyProblem):
+    """f(z) = :func:`model`."""
 
-    def predict(self, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
-        z, _, _ = self.split(x)
-        self.n_evaluations += len(z)
-        return model(z)
-
-    def fingerprint(self) -> str:
-        return "curved-test"
+    model = staticmethod(model)
+    name = "curved"
 
 
-def curved_problem() -> CurvedProblem:
-    specs = [
-        RowSpec(key=f"r{i}", kind="gaussian", study=f"s{i}", group=0, observed=float(y),
-                se=float(s), scale=0.0)
-        for i, (y, s) in enumerate(zip(Y, SE, strict=True))
-    ]  # fmt: skip
-    factors = tuple(Factor(f"p{j}", (f"test.p{j}",), ((1.0, 0.5, 2.0),), "test") for j in range(2))
-    return CurvedProblem(
-        rows=(),
-        protocols={},
-        settings={},
-        base=load_parameters(),
-        factors=factors,
-        nuisances=(),
-        group_names=("g",),
-        group_prior_scale=np.array([0.3]),
-        likelihood=Likelihood(specs, 1),
-        pred_factor=np.ones(3),
-    )
+def curved_problem() -> ToyProblem:
+    return toy_problem(CurvedProblem, Y, SE)
 
 
 def exact_moments() -> tuple[np.ndarray, np.ndarray]:

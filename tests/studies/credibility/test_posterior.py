@@ -12,16 +12,14 @@ import numpy as np
 import pytest
 
 from microneedling.errors import ParameterError
-from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import load_posterior, posterior_statistics, samples_hash
 from microneedling.studies.credibility.calibrate import (
     CalibrationConfig,
-    Factor,
     Problem,
     load_config,
 )
-from microneedling.studies.credibility.likelihood import Likelihood, RowSpec
 from microneedling.studies.credibility.posterior import run_sampler, summarise, write_posterior
+from tests.studies.credibility.toy import ToyProblem, toy_problem
 
 A = np.array([[2.0, 0.5], [0.3, -1.5], [1.0, 1.0]])
 C = np.array([1.0, -2.0, 0.5])
@@ -30,38 +28,20 @@ Z_TRUE = np.array([0.7, -0.4])
 Y = A @ Z_TRUE + C + np.array([0.3, -0.2, 0.5])  # a fixed "noisy" observation
 
 
-class LinearProblem(Problem):
-    """f(z) = A z + C; rows without discrepancy scale, so tau does not enter the likelihood."""
-
-    def predict(self, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
-        z, _, _ = self.split(x)
-        self.n_evaluations += len(z)
-        out: np.ndarray = z @ A.T + C[None, :]
-        return out
-
-    def fingerprint(self) -> str:
-        return "linear-test"
+def _linear(z: np.ndarray) -> np.ndarray:
+    out: np.ndarray = z @ A.T + C[None, :]
+    return out
 
 
-def linear_problem() -> LinearProblem:
-    specs = [
-        RowSpec(key=f"r{i}", kind="gaussian", study=f"s{i}", group=0, observed=float(y),
-                se=float(s), scale=0.0)
-        for i, (y, s) in enumerate(zip(Y, SE, strict=True))
-    ]  # fmt: skip
-    factors = tuple(Factor(f"p{j}", (f"test.p{j}",), ((1.0, 0.5, 2.0),), "test") for j in range(2))
-    return LinearProblem(
-        rows=(),
-        protocols={},
-        settings={},
-        base=load_parameters(),
-        factors=factors,
-        nuisances=(),
-        group_names=("g",),
-        group_prior_scale=np.array([0.3]),
-        likelihood=Likelihood(specs, 1),
-        pred_factor=np.ones(3),
-    )
+class LinearProblem(ToyProblem):
+    """f(z) = A z + C."""
+
+    model = staticmethod(_linear)
+    name = "linear"
+
+
+def linear_problem() -> ToyProblem:
+    return toy_problem(LinearProblem, Y, SE)
 
 
 def small_config(**sampler: Any) -> CalibrationConfig:

@@ -52,6 +52,7 @@ from microneedling.studies.credibility.calibrate import (
     Problem,
     initial_walkers,
 )
+from microneedling.studies.credibility.likelihood import expit, logit
 from microneedling.studies.credibility.posterior import diagnostics, run_sampler
 
 __all__ = [
@@ -81,17 +82,6 @@ def probability_rows(problem: Problem) -> np.ndarray:
     return np.array([s.kind == "binomial" for s in problem.likelihood.specs], dtype=bool)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, _P_EPS, 1.0 - _P_EPS)
-    out: np.ndarray = np.log(q) - np.log1p(-q)
-    return out
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * x))
-    return out
-
-
 @dataclass
 class Emulator:
     """Row predictions (W, R) of parameter vectors ``x`` (W, D), from an average of networks.
@@ -112,7 +102,7 @@ class Emulator:
     def transform(self, pred: np.ndarray) -> np.ndarray:
         """Predictions (N, R) in the emulator's output scale (logits for ``logit`` rows)."""
         y = np.array(pred, dtype=float, copy=True)
-        y[:, self.logit] = _logit(y[:, self.logit])
+        y[:, self.logit] = logit(y[:, self.logit], _P_EPS)
         return y
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -123,7 +113,7 @@ class Emulator:
             warnings.simplefilter("ignore")  # sklearn's feature-name notices
             s = np.mean([net.predict(inp).reshape(len(inp), -1) for net in self.nets], axis=0)
         y = self.y_mean[None, :] + self.y_sd[None, :] * s
-        y[:, self.logit] = _expit(y[:, self.logit])
+        y[:, self.logit] = expit(y[:, self.logit])
         return y
 
 

@@ -61,8 +61,10 @@ __all__ = [
     "Likelihood",
     "RowSpec",
     "binomial_logpmf",
+    "expit",
     "gaussian_block_loglik",
     "log_prior_log_tau",
+    "logit",
     "ordinal_probability",
 ]
 
@@ -171,13 +173,15 @@ def _gh() -> tuple[np.ndarray, np.ndarray]:
     return x, w / w.sum()
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, _P_CLIP, 1.0 - _P_CLIP)
+def logit(p: np.ndarray, eps: float = _P_CLIP) -> np.ndarray:
+    """log(p / (1 - p)) with p clipped to [eps, 1 - eps]."""
+    q = np.clip(p, eps, 1.0 - eps)
     out: np.ndarray = np.log(q) - np.log1p(-q)
     return out
 
 
-def _expit(x: np.ndarray) -> np.ndarray:
+def expit(x: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`logit` (tanh form: no overflow)."""
     out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * x))
     return out
 
@@ -257,8 +261,8 @@ class Likelihood:
                 with np.errstate(invalid="ignore"):
                     ll = log_ndtr(z)
             elif s.kind == "binomial":
-                lp = _logit(f)[:, None] + t[:, None] * x[None, :]
-                ll = logsumexp(binomial_logpmf(s.k, s.n, _expit(lp)) + logw[None, :], axis=1)
+                lp = logit(f)[:, None] + t[:, None] * x[None, :]
+                ll = logsumexp(binomial_logpmf(s.k, s.n, expit(lp)) + logw[None, :], axis=1)
             else:  # ordinal
                 mean = f[:, None] + (t * s.scale)[:, None] * x[None, :]
                 p = ordinal_probability(mean, s.threshold, s.se, s.direction)
@@ -312,7 +316,7 @@ class Likelihood:
 
         x, w = self._gh
         if s.kind == "binomial":
-            p = _expit(_logit(f)[:, None] + t[:, None] * x[None, :])
+            p = expit(logit(f)[:, None] + t[:, None] * x[None, :])
         else:
             mean = f[:, None] + (t * s.scale)[:, None] * x[None, :]
             p = ordinal_probability(mean, s.threshold, s.se, s.direction)
@@ -334,7 +338,7 @@ class Likelihood:
             out: np.ndarray = f + t * s.scale * z + s.se * rng.standard_normal(f.shape)
             return out
         if s.kind == "binomial":
-            p = _expit(_logit(f) + t * z)
+            p = expit(logit(f) + t * z)
         else:
             p = ordinal_probability(f + t * s.scale * z, s.threshold, s.se, s.direction)
         counts: np.ndarray = rng.binomial(s.n, np.clip(np.nan_to_num(p), 0.0, 1.0)).astype(float)
