@@ -97,7 +97,10 @@ def test_the_commit_of_an_atomic_writer_raises_a_pending_interrupt(tmp_path: Pat
     interrupts.clear()
 
 
-def test_other_unraisable_exceptions_reach_the_previous_hook() -> None:
+def test_other_unraisable_exceptions_reach_the_previous_hook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(interrupts, "_INTERRUPTED", [])  # earlier tests deferred an interrupt
     seen: list[BaseException] = []
     saved = sys.unraisablehook
     try:
@@ -119,3 +122,48 @@ def test_other_unraisable_exceptions_reach_the_previous_hook() -> None:
         assert seen == [err]
     finally:
         sys.unraisablehook = saved
+
+
+FINALIZER = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import typer
+    from microneedling.cli.common import install_signal_handlers, user_errors
+
+    install_signal_handlers()
+
+    class Torn:
+        def __del__(self):  # a foreign object whose finalizer fails once its call was torn
+            raise RuntimeError("torn mid-call")
+
+    try:
+        with user_errors():
+            if sys.argv[1] == "interrupted":
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):
+                    pass
+            Torn()  # finalised at once: 'Exception ignored' unless an interrupt arrived
+            time.sleep(0.2)
+    except typer.Exit as exc:
+        Torn()  # the unwinding of the interrupt finalises such objects too
+        sys.exit(exc.exit_code)
+    print("finished")
+    """
+)
+
+
+@pytest.mark.parametrize("when", ["interrupted", "normal"])
+def test_a_finalizer_error_is_silent_only_while_an_interrupt_unwinds(when: str) -> None:
+    """After SIGTERM a finalizer's error (seen: llvmlite's ObjectRef.__del__ during numba's
+    compiler) prints no traceback above the one-line 'terminated'; without an interrupt it is
+    reported as Python always does."""
+    res = subprocess.run(
+        [sys.executable, "-c", FINALIZER, when], capture_output=True, text=True, timeout=60
+    )
+    if when == "interrupted":
+        assert res.returncode == 143, res.stderr
+        assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr
+        assert "error: terminated" in res.stderr
+    else:
+        assert res.returncode == 0 and "finished" in res.stdout
+        assert "Exception ignored" in res.stderr and "torn mid-call" in res.stderr

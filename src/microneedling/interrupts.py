@@ -12,7 +12,12 @@ as if no signal had arrived (it may even write its output).
 from a timer thread, so it is raised at a bytecode after the callback, normally outside it (if that
 is inside a callback again, the cycle repeats until the C code returns). The atomic writers of :mod:`microneedling.io` call
 :func:`raise_pending` before they move a result into place, so a run whose interrupt was swallowed
-never publishes its output. Any other unraisable exception goes to the hook that was there before.
+never publishes its output. Any other unraisable exception goes to the hook that was there before,
+except once an interrupt has arrived (:func:`mark_interrupted`, called by the signal handlers, or a
+swallowed interrupt): the program is then unwinding, and an error in a finalizer of foreign code
+torn mid-call (seen: llvmlite's ``ObjectRef.__del__`` after SIGTERM during numba's compiler) is a
+consequence of the interrupt, not news; printing its traceback would only hide the one-line
+"terminated" the user should see.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["clear", "defer", "install_unraisable_hook", "pending", "raise_pending"]
+__all__ = [
+    "clear",
+    "defer",
+    "install_unraisable_hook",
+    "mark_interrupted",
+    "pending",
+    "raise_pending",
+]
 
 #: seconds between swallowing an interrupt and raising it again [s]
 _REDELIVERY_DELAY_S = 0.001
@@ -32,10 +44,19 @@ _REDELIVERY_DELAY_S = 0.001
 #: the interrupt that a callback swallowed and that has not been raised again since
 _PENDING: list[BaseException] = []
 
+#: an interrupt arrived in this process (the program is unwinding)
+_INTERRUPTED: list[bool] = []
+
+
+def mark_interrupted() -> None:
+    """Record that an interrupt arrived (signal handlers call this before they raise)."""
+    _INTERRUPTED[:] = [True]
+
 
 def defer(exc: BaseException) -> None:
     """Keep ``exc`` (an interrupt swallowed by foreign code) until :func:`raise_pending`."""
     _PENDING[:] = [exc]
+    mark_interrupted()
 
 
 def pending() -> BaseException | None:
@@ -89,6 +110,8 @@ def install_unraisable_hook(
             signum = rearm(exc) if rearm is not None else None
             _redeliver(signal.SIGINT if signum is None else signum)
             return
+        if _INTERRUPTED:
+            return  # a finalizer's error while the program unwinds an interrupt
         previous(unraisable)
 
     hook._microneedling = True  # type: ignore[attr-defined]

@@ -111,11 +111,13 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     signal.signal(signum, signal.SIG_DFL)
     STATE["terminated"] = True
     interrupts.clear()
+    interrupts.mark_interrupted()
     raise Terminated(signal.Signals(signum).name)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     interrupts.clear()
+    interrupts.mark_interrupted()
     raise KeyboardInterrupt
 
 
