@@ -1570,6 +1570,45 @@ def _film_inverse_mean(
     return np.asarray(np.where(ok, num / den, 1.0 / np.maximum(h_a, 1e-300)))
 
 
+def _distinct_rows(a: FloatArray) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(first, inverse) of the distinct rows of ``a`` (B, K), compared bit for bit: ``a[first]``
+    are distinct and ``a[first][inverse]`` is ``a`` (NaNs and signed zeros stay apart)."""
+    rows = np.ascontiguousarray(a, dtype=float)
+    key = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return np.asarray(first), np.asarray(inverse).ravel()
+
+
+class _StepEigh:
+    """``np.linalg.eigh`` of a batch of symmetric matrices step after step, decomposing again only
+    the matrices that changed (bit for bit) since the step before: the same eigenpairs as calling
+    ``eigh`` every step, since a matrix's decomposition does not depend on the others of the
+    batch."""
+
+    def __init__(self, count: int, n: int) -> None:
+        self.sym = np.full((count, n, n), np.nan)
+        self.w = np.empty((count, n))
+        self.q = np.empty((count, n, n))
+        self.known = False
+
+    def decompose(
+        self, sym: FloatArray, inverse: NDArray[np.intp]
+    ) -> tuple[FloatArray, FloatArray]:
+        """Eigenvalues (B, n) and eigenvectors (B, n, n) of ``sym[inverse]`` (``sym`` distinct)."""
+        if not self.known:
+            changed = np.ones(sym.shape[0], dtype=bool)
+        else:
+            bits, old = sym.view(np.int64), self.sym.view(np.int64)
+            changed = np.any(bits != old, axis=(1, 2))
+        if np.all(changed):
+            self.w, self.q = np.linalg.eigh(sym)
+        elif np.any(changed):
+            self.w[changed], self.q[changed] = np.linalg.eigh(sym[changed])
+        self.sym = sym
+        self.known = True
+        return self.w[inverse], self.q[inverse]
+
+
 def reservoir_dose(
     dose: ArrayLike,
     film_thickness: ArrayLike,
@@ -1651,6 +1690,12 @@ def reservoir_dose(
     x[:, iv] = np.where(h0 > 0.0, m0, 0.0)
     total0 = x.sum(axis=1)
     via = {"ch": np.zeros(bsz), "fo": np.zeros(bsz), "sc": np.zeros(bsz)}
+    # the generator does not depend on the dose: cases that differ only in it (or not at all)
+    # share one eigendecomposition per step, and a case whose generator is bit for bit that of
+    # the step before keeps its decomposition (the dried film; an occluded film on intact skin)
+    gen = np.column_stack([nd, pch, h0, tw, rate, kpf, kpsc, ksc, lsc, lsup, cap, kcl, sup])
+    first, inverse = _distinct_rows(gen)
+    eig = _StepEigh(first.size, n)
     for j in range(m1 - 1):
         t0, t1 = nd[:, j], nd[:, j + 1]
         dt = np.maximum(t1 - t0, 0.0)
@@ -1670,7 +1715,7 @@ def reservoir_dose(
         sq = np.sqrt(vol)
         sym = lap / (sq[:, :, None] * sq[:, None, :])
         sym[:, it, it] += kcl
-        w, q = np.linalg.eigh(sym)  # symmetric positive semi-definite: exp(−sym·dt)
+        w, q = eig.decompose(sym[first], inverse)  # symmetric PSD: exp(−sym·dt)
         ex = np.exp(-np.maximum(w, 0.0) * dt[:, None])
         y = np.einsum("bij,bj->bi", q.transpose(0, 2, 1), x / sq)
         x_new = sq * np.einsum("bij,bj->bi", q, ex * y)
