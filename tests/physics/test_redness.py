@@ -81,6 +81,102 @@ def test_expected_duration_of_an_exponential_flare(rp: rd.RednessParameters) -> 
         assert got == pytest.approx(exact, rel=5e-3)
 
 
+def _duration_reference(
+    t: np.ndarray,
+    ip: np.ndarray,
+    ir: np.ndarray,
+    days: np.ndarray,
+    injured: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    thr: np.ndarray,
+    p: rd.RednessParameters,
+) -> np.ndarray:
+    """``expected_duration`` as it was before it batched the windows: window by window over every
+    row, V summed over every session column, np.interp row by row."""
+
+    def vascular(tt: np.ndarray) -> np.ndarray:
+        x = injured[..., 1] + p.vascular_epidermal_weight * injured[..., 0]
+        x = np.maximum(x + p.reticular_weight * injured[..., 2], 0.0)
+        amp = p.vascular_ratio * x / (p.recruitment_half + x)
+        out = np.zeros(tt.shape)
+        for j in range(days.shape[1]):
+            d = days[:, j][:, None]
+            ok = np.isfinite(d)
+            dt = tt - np.where(ok, d, 0.0)
+            on = ok & (dt >= 0.0)
+            decay = np.exp(-np.where(on, dt, 0.0) / p.vascular_time)
+            out += np.where(on, amp[:, j][:, None] * decay, 0.0)
+        return out
+
+    B, K = starts.shape
+    out = np.full((B, K), np.nan)
+    sd = max(p.threshold_sd, 1e-12)
+    for k in range(K):
+        ok = np.isfinite(starts[:, k])
+        if not np.any(ok):
+            continue
+        s0 = np.where(ok, starts[:, k], 0.0)
+        e0 = np.where(ok & np.isfinite(ends[:, k]), ends[:, k], s0 + rd.DURATION_GRID[-1])
+        grid = s0[:, None] + rd.DURATION_GRID[None, :]
+        inside = grid <= e0[:, None]
+        g = np.minimum(grid, e0[:, None])
+        pap = np.array([np.interp(g[b], t, ip[b]) for b in range(B)])
+        ret = np.array([np.interp(g[b], t, ir[b]) for b in range(B)])
+        r = vascular(g) + pap + p.reticular_weight * ret
+        with np.errstate(divide="ignore"):
+            z = (np.log(np.maximum(r, 1e-300)) - np.log(thr)[:, None]) / sd
+        prob = np.where(inside, ndtr(z), 0.0)
+        dur = np.sum(0.5 * (prob[:, 1:] + prob[:, :-1]) * np.diff(g, axis=1), axis=1)
+        out[:, k] = np.where(ok, dur, np.nan)
+    return out
+
+
+def test_batched_windows_give_the_same_numbers(rp: rd.RednessParameters) -> None:
+    """The durations of every set window computed as one batch, sessions that cannot be on
+    skipped, and two thresholds on one signal: bit for bit the window-by-window loop (kept above),
+    on rows with 1 to 5 sessions (padding inf / NaN), a last window without an end, a session after
+    the output grid, and V alone on the output grid likewise."""
+    rng = np.random.default_rng(3)
+    t = np.unique(np.concatenate([np.linspace(0.0, 150.0, 301), rng.uniform(0.0, 150.0, 40)]))
+    B, K = 7, 5
+    counts = np.array([1, 5, 3, 0, 2, 4, 1])
+    days = np.full((B, K), np.inf)
+    for b, n in enumerate(counts):
+        days[b, :n] = np.sort(rng.choice(np.arange(0.0, 140.0, 7.0), n, replace=False))
+    days[6, 0] = 200.0  # after the last output time: never on
+    starts = np.where(np.isfinite(days), days, np.nan)
+    nxt = np.concatenate([days[:, 1:], np.full((B, 1), np.inf)], axis=1)
+    ends = np.where(np.isfinite(starts), np.minimum(nxt, 150.0), np.nan)
+    ends[2, 2] = np.nan  # a window without an end: the whole grid
+    injured = rng.uniform(0.0, 0.4, (B, K, 3))
+    ip = np.abs(rng.normal(0.0, 0.3, (B, t.size))) * np.exp(-t / 30.0)
+    ir = np.abs(rng.normal(0.0, 0.3, (B, t.size))) * np.exp(-t / 20.0)
+    thr = np.stack([rd.visibility_threshold(rng.integers(1, 7, B), rp), np.full(B, 0.3)])
+    args = (t, ip, ir, days, injured, starts, ends)
+    both = rd.expected_duration(*args, thr, rp)
+    assert both.shape == (2, B, K)
+    for m in range(2):
+        want = _duration_reference(*args, thr[m], rp)
+        assert np.array_equal(np.isnan(want), ~np.isfinite(days))
+        assert np.nanmax(want) > 0.1  # something is red
+        assert np.array_equal(both[m], want, equal_nan=True)
+        assert np.array_equal(rd.expected_duration(*args, thr[m], rp), want, equal_nan=True)
+    # V on the output grid (B, T), against the loop over every session column
+    got = rd.vascular_signal(t, days, injured, rp)
+    x = np.maximum(injured[..., 1] + rp.vascular_epidermal_weight * injured[..., 0]
+                   + rp.reticular_weight * injured[..., 2], 0.0)  # fmt: skip
+    amp = rp.vascular_ratio * x / (rp.recruitment_half + x)
+    want_v = np.zeros((B, t.size))
+    for j in range(K):
+        d = days[:, j][:, None]
+        on = np.isfinite(d) & (t[None, :] - np.where(np.isfinite(d), d, 0.0) >= 0.0)
+        dt = np.where(on, t[None, :] - np.where(np.isfinite(d), d, 0.0), 0.0)
+        want_v += np.where(on, amp[:, j][:, None] * np.exp(-dt / rp.vascular_time), 0.0)
+    assert np.array_equal(got, want_v)
+    assert np.all(got[3] == 0.0) and np.all(got[6] == 0.0)
+
+
 def test_no_session_nothing_is_red(rp: rd.RednessParameters) -> None:
     t = np.linspace(0, 5, 11)
     v = rd.vascular_signal(t, np.array([[np.inf]]), np.zeros((1, 1, 3)), rp)

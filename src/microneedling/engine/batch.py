@@ -309,9 +309,11 @@ def session_stats(
     inflam = obs["inflammation"]
     args = (t, inflam[:, 0, :], inflam[:, 1, :], prep.session_days, prep.injured_fraction)
     red_thr = redness.visibility_threshold(prep.fitzpatrick, op.redness)
-    ery = redness.expected_duration(*args, starts, ends, red_thr, op.redness)
     swell_thr = np.full(starts.shape[0], op.redness.oedema_threshold)
-    oed = redness.expected_duration(*args, starts, ends, swell_thr, op.redness)
+    # one redness signal, two thresholds
+    ery, oed = redness.expected_duration(
+        *args, starts, ends, np.stack([red_thr, swell_thr]), op.redness
+    )
     # PIH: the peak of the pigment stimulus in each session's window against a patient-level
     # threshold; the course risk (max over sessions, the variable's reduce) is then exact
     peak = observe.window_max(t, obs["pih_stimulus"], starts, ends)

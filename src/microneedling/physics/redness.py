@@ -135,13 +135,24 @@ def vascular_signal(
     tt = _f(t)
     tt = np.broadcast_to(tt, (days.shape[0], tt.shape[-1]))
     out = np.zeros(tt.shape)
+    last = tt.max(axis=1, initial=-np.inf)
     for k in range(days.shape[1]):
-        d = days[:, k][:, None]
-        ok = np.isfinite(d)
-        dt = tt - np.where(ok, d, 0.0)
-        on = ok & (dt >= 0.0)
+        # a session that is not over any of a row's times adds exactly +0 there: such rows (no
+        # session, or one after the row's last time) are skipped
+        rows = np.flatnonzero(np.isfinite(days[:, k]) & (days[:, k] <= last))
+        if rows.size == 0:
+            continue
+        every = rows.size == days.shape[0]
+        tk = tt if every else tt[rows]
+        d = days[rows, k][:, None]
+        dt = tk - d
+        on = dt >= 0.0
         decay = np.exp(-np.where(on, dt, 0.0) / params.vascular_time)
-        out += np.where(on, amp[:, k][:, None] * decay, 0.0)
+        add = np.where(on, amp[rows, k][:, None] * decay, 0.0)
+        if every:
+            out += add
+        else:
+            out[rows] += add
     return out
 
 
@@ -180,30 +191,36 @@ def expected_duration(
     ∫ Φ((ln R − ln θ)/σ_θ) dt on ``DURATION_GRID`` after each window's start (cut at its end),
     with the inflammation linearly interpolated from the output times ``t`` (T,) and V in closed
     form. ``threshold`` (B,) is the median threshold (``visibility_threshold``, or the swelling
-    threshold); NaN windows give NaN.
+    threshold); NaN windows give NaN. Thresholds (M, B) give (M, B, K), one signal R for all
+    (redness and swelling are the same signal against different thresholds).
     """
     tt = _f(t)
     ip, ir = _f(inflammation_pap), _f(inflammation_ret)
     st, en = _f(starts), _f(ends)
-    thr = np.broadcast_to(_f(threshold), (st.shape[0],))
     B, K = st.shape
-    out = np.full((B, K), np.nan)
+    thr_in = _f(threshold)
+    several = thr_in.ndim == 2
+    thr = np.broadcast_to(thr_in, (thr_in.shape[0] if several else 1, B))
+    out = np.full((thr.shape[0], B, K), np.nan)
     sd = max(params.threshold_sd, 1e-12)
-    for k in range(K):
-        ok = np.isfinite(st[:, k])
-        if not np.any(ok):
-            continue
-        s0 = np.where(ok, st[:, k], 0.0)
-        e0 = np.where(ok & np.isfinite(en[:, k]), en[:, k], s0 + DURATION_GRID[-1])
-        grid = s0[:, None] + DURATION_GRID[None, :]  # (B, G)
-        inside = grid <= e0[:, None]
-        g = np.minimum(grid, e0[:, None])
-        pap = np.array([np.interp(g[b], tt, ip[b]) for b in range(B)])
-        ret = np.array([np.interp(g[b], tt, ir[b]) for b in range(B)])
-        r = vascular_signal(g, session_days, injured, params) + pap + params.reticular_weight * ret
+    # every window (row b, session k) that is set, as one batch of rows
+    b, k = np.nonzero(np.isfinite(st))
+    if b.size == 0:
+        return out if several else out[0]
+    s0 = st[b, k]
+    e0 = np.where(np.isfinite(en[b, k]), en[b, k], s0 + DURATION_GRID[-1])
+    grid = s0[:, None] + DURATION_GRID[None, :]  # (windows, G)
+    inside = grid <= e0[:, None]
+    g = np.minimum(grid, e0[:, None])
+    pap = np.array([np.interp(g[i], tt, ip[r]) for i, r in enumerate(b)]).reshape(g.shape)
+    ret = np.array([np.interp(g[i], tt, ir[r]) for i, r in enumerate(b)]).reshape(g.shape)
+    days, inj = _f(session_days), _f(injured)
+    r = vascular_signal(g, days[b], inj[b], params) + pap + params.reticular_weight * ret
+    log_r = np.log(np.maximum(r, 1e-300))
+    step = np.diff(g, axis=1)
+    for m in range(thr.shape[0]):
         with np.errstate(divide="ignore"):
-            z = (np.log(np.maximum(r, 1e-300)) - np.log(thr)[:, None]) / sd
+            z = (log_r - np.log(thr[m, b])[:, None]) / sd
         prob = np.where(inside, ndtr(z), 0.0)
-        dur = np.sum(0.5 * (prob[:, 1:] + prob[:, :-1]) * np.diff(g, axis=1), axis=1)
-        out[:, k] = np.where(ok, dur, np.nan)
-    return out
+        out[m, b, k] = np.sum(0.5 * (prob[:, 1:] + prob[:, :-1]) * step, axis=1)
+    return out if several else out[0]
