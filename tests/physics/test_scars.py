@@ -168,3 +168,53 @@ def test_grade_drop_probability_is_zero_without_a_shallower_scar() -> None:
     assert np.array_equal(p, [0.0, 0.0, 0.0])
     deeper_fall = scars.grade_drop_probability(0.5, [0.4, 0.3, 0.2, 0.1], 0.3, 0.05, 0.3, 0.5)
     assert np.all(np.diff(deeper_fall) > 0)  # a larger fall, a likelier drop
+
+
+def _drop_reference(
+    before: np.ndarray,
+    after: np.ndarray,
+    fs: np.ndarray,
+    hm: float,
+    ho: float,
+    sg: float,
+    steps: int,
+) -> np.ndarray:
+    """``grade_drop_probability`` as it was before it skipped the points that cannot drop: the
+    interval overlap computed at every point."""
+    h0, h1, fs = np.broadcast_arrays(np.maximum(before, 0.0), np.maximum(after, 0.0), fs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c3 = np.where(fs < 1.0, ho / np.maximum(1.0 - fs, 0.0), np.inf)
+        c = np.stack([np.full(h0.shape, hm), np.full(h0.shape, ho), c3], axis=-1)
+        inf = {"nan": np.inf, "posinf": np.inf, "neginf": -np.inf}
+        a = np.nan_to_num(-np.log(h0[..., None] / c) / sg, **inf)
+        b = np.nan_to_num(-np.log(h1[..., None] / c) / sg, **inf)
+        b = np.maximum(a, b)
+        edges = np.sort(np.concatenate([a, b], axis=-1), axis=-1)
+        lo, hi = edges[..., :-1], edges[..., 1:]
+        both = np.isfinite(lo) & np.isfinite(hi)
+        mid = np.where(both, 0.5 * (lo + hi), np.where(np.isfinite(lo), lo + 1.0, hi - 1.0))
+    inside = (a[..., None, :] < mid[..., :, None]) & (mid[..., :, None] <= b[..., None, :])
+    keep = (inside.sum(axis=-1) >= steps) & (hi > lo)
+    return np.asarray(np.sum(np.where(keep, ndtr(hi) - ndtr(lo), 0.0), axis=-1))
+
+
+def test_grade_drop_probability_skips_only_points_that_cannot_drop() -> None:
+    """Bit for bit the computation at every point (kept above) over depths that fell, rose, stayed,
+    were 0, negative, NaN or infinite before or after, distensibility 0..1.5 and NaN, one to three
+    grades and a zero or negative sigma (no skipping then)."""
+    rng = np.random.default_rng(1)
+    vals = np.array([0.0, -0.0, -1.0, np.nan, np.inf, 0.04, 0.05, 0.2, 0.3, 0.6, 1.0, 2.0])
+    h0, h1 = rng.choice(vals, (120, 40)), rng.choice(vals, (120, 40))
+    h0[:, :20] = rng.uniform(0.0, 1.5, (120, 20))
+    h1[:, :20] = h0[:, :20] * rng.uniform(0.3, 1.1, (120, 20))
+    fs = rng.choice(np.array([0.0, 0.5, 0.99, 1.0, 1.5, np.nan]), (120, 1))
+    fell = 0
+    for hm, ho, sg in ((0.05, 0.3, 0.5), (0.0, 0.3, 0.5), (0.05, 0.3, -0.5), (0.05, 0.3, 0.0)):
+        for steps in (0, 1, 2, 3):
+            want = _drop_reference(h0, h1, fs, hm, ho, sg, steps)
+            with np.errstate(invalid="ignore"):
+                got = scars.grade_drop_probability(h0, h1, fs, hm, ho, sg, steps)
+            assert np.array_equal(got, want, equal_nan=True), (hm, ho, sg, steps)
+            assert np.array_equal(np.signbit(got), np.signbit(want))
+            fell += int(np.sum(want > 0.0))
+    assert fell > 1000  # the comparison covers many points that did drop

@@ -245,6 +245,30 @@ def grade_drop_probability(
     h1 = np.maximum(_f(after), 0.0)
     fs = _f(distensible)
     h0, h1, fs = np.broadcast_arrays(h0, h1, fs)
+    if sigma > 0.0 and steps >= 1:
+        # nothing is crossed downward (every interval (a_j, b_j] empty, so exactly 0) where the
+        # scar did not get shallower, or was flat or unknown before (a_j = +inf): the general
+        # computation only where it can give something
+        need = ~((h1 >= h0) | np.isnan(h0) | (h0 == 0.0))
+        out = np.zeros(h0.shape)
+        if np.any(need):
+            out[need] = _drop_probability(
+                h0[need], h1[need], fs[need], h_mild, h_obvious, sigma, steps
+            )
+        return out
+    return _drop_probability(h0, h1, fs, h_mild, h_obvious, sigma, steps)
+
+
+def _drop_probability(
+    h0: FloatArray,
+    h1: FloatArray,
+    fs: FloatArray,
+    h_mild: float,
+    h_obvious: float,
+    sigma: float,
+    steps: int,
+) -> FloatArray:
+    """``grade_drop_probability`` of depths h0 → h1 (≥ 0, broadcast) at every point."""
     with np.errstate(divide="ignore", invalid="ignore"):
         c = np.stack(
             [
