@@ -626,14 +626,17 @@ _INSERT_EVENT = sa.insert(AuditEvent)
 
 
 def _insert_done(db: Session, ctx: Context, who: Principal, run: Run, outputs: Outputs) -> RunOut:
-    """Store a run finished inline: three INSERTs and one commit (prepared Core statements: the
-    hot path of the inline simulate, about 1 ms less than the ORM's unit of work)."""
+    """Store a run finished inline: three INSERTs and one commit, prepared Core statements on the
+    session's connection (the hot path of the inline simulate: the ORM's unit of work cost about
+    1 ms more, and the same statements through ``Session.execute`` 0.4 ms more, its bulk-insert
+    path)."""
     t = now()
     run.status, run.progress, run.progress_text = "done", 1.0, "done"
     run.created_at = run.started_at = run.finished_at = t
     run.summary = outputs.summary
+    conn = db.connection()
     values = {c.key: getattr(run, c.key) for c in Run.__table__.columns if c.key != "id"}
-    run.id = db.execute(_INSERT_RUN, values).scalar_one()
+    run.id = conn.execute(_INSERT_RUN, values).scalar_one()
     files = []
     for name, content in outputs.files.items():
         put = ctx.store.put_bytes if isinstance(content, bytes) else ctx.store.put_file
@@ -654,8 +657,8 @@ def _insert_done(db: Session, ctx: Context, who: Principal, run: Run, outputs: O
             {c.key: getattr(f, c.key) for c in FileRecord.__table__.columns if c.key != "id"}
             for f in files
         ]
-        db.execute(_INSERT_FILE, rows)
-    db.execute(
+        conn.execute(_INSERT_FILE, rows)
+    conn.execute(
         _INSERT_EVENT,
         {
             "organisation_id": who.organisation_id,

@@ -1,0 +1,61 @@
+"""The inline simulate's hot path (issue 13): what it stores (the run, its result blob and file row,
+the audit event, in one transaction) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from microneedling.service import api
+from microneedling.service.db import AuditEvent, FileRecord, Run
+from microneedling.service.runs import RESULT_BLOB
+from tests.service.helpers import Service, example
+
+API = "/api/v1"
+
+
+def _count(svc: Service, model: type) -> int:
+    with svc.ctx.sessions() as db:
+        return int(db.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
+
+
+def test_inline_simulate_stores_run_result_and_audit_event(service: Service) -> None:
+    c, a = service.client, service.a
+    body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
+    r = c.post(f"{API}/runs/simulate", json=body, headers=a.h)
+    assert r.status_code == 201, r.text
+    out = r.json()
+    with service.ctx.sessions() as db:
+        run = db.get(Run, out["id"])
+        assert run is not None
+        assert (run.status, run.kind, run.organisation_id) == ("done", "simulate", a.id)
+        assert run.created_by == a.user_id and run.request == out["request"]
+        assert run.summary == out["summary"] and run.finished_at is not None
+        files = db.scalars(sa.select(FileRecord).where(FileRecord.run_id == run.id)).all()
+        assert [f.name for f in files] == [RESULT_BLOB]
+        blob = service.ctx.store.read_bytes(files[0].sha256)
+        assert len(blob) == files[0].size > 0
+        events = db.scalars(
+            sa.select(AuditEvent).where(
+                AuditEvent.action == "run", AuditEvent.resource_id == str(run.id)
+            )
+        ).all()
+        assert [(e.resource, e.user_id, e.token_id) for e in events] == [
+            ("simulate", a.user_id, a.token_id)
+        ]
+
+
+def test_inline_simulate_writes_nothing_when_a_write_fails(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run, file and audit rows are one transaction: an audit INSERT that fails (here a row
+    without its organisation, refused by the schema) leaves no run and no file row behind."""
+    c, h = service.client, service.a.h
+    body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
+    before = (_count(service, Run), _count(service, FileRecord), _count(service, AuditEvent))
+    bad = sa.text("INSERT INTO audit_events (action, resource, detail) VALUES ('run', 'x', '')")
+    monkeypatch.setattr(api, "_INSERT_EVENT", bad)
+    with pytest.raises(sa.exc.IntegrityError):  # the test client re-raises the server's error
+        c.post(f"{API}/runs/simulate", json=body, headers=h)
+    after = (_count(service, Run), _count(service, FileRecord), _count(service, AuditEvent))
+    assert after == before
