@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.physics import observe, scars
+from microneedling.physics import observe, pigment, scars
 from microneedling.physics.healing_rhs import (
     IX_LE,
+    IX_MP,
     IX_N1,
     IX_N3,
     IX_NE,
@@ -213,3 +214,66 @@ def test_structural_collagen_weights_immature_collagen_by_theta() -> None:
     assert o["mature_collagen_change"][0, 0, 0] == pytest.approx(20.0)
     assert o["collagen_change"][0, 0, 0] == pytest.approx(35.0)
     assert y[0, 0, N_DERMAL + IX_S] == 1.0
+
+
+def test_outputs_computed_in_place_or_on_the_cases_that_have_them_are_unchanged() -> None:
+    """The layered outputs written in place, MASI computed only for the cases with a melasma and
+    the baseline scar grade once per case: the same numbers as the whole-batch formulas (NaN where
+    a case has no melasma or no scar), over cases with and without either and perturbed states."""
+    rng = np.random.default_rng(5)
+    n = 6
+    nan = np.nan
+    b = base(n)
+    area = rng.uniform(0.0, 80.0, (n, 4))
+    area[[1, 4]] = nan
+    area[3, 2] = nan  # one unknown region: no MASI either
+    b = replace(
+        b,
+        masi_area_pct=area,
+        masi_darkness=rng.uniform(0.5, 3.5, n),
+        masi_homogeneity=rng.uniform(0.5, 3.5, n),
+        dermal_pigment_fraction=rng.uniform(0.0, 0.5, n),
+        scar_depth_mm=np.array([0.5, nan, 0.3, 1.2, 0.05, 0.8]),
+        scar_untouched=np.array([0.0, nan, 0.2, 0.0, 0.5, 0.1]),
+    )
+    y = states(n) * (1.0 + rng.uniform(-0.3, 0.3, (n, T, states(1).shape[2])))
+    y[..., N_DERMAL + IX_N1] += rng.uniform(0.0, 0.4, (n, T))
+    fl = observe.Floors(
+        scar_gain=rng.uniform(0.0, 0.6, (n, T)),
+        scar_tether=rng.uniform(0.3, 1.0, (n, T)),
+        wrinkle_gain=rng.uniform(0.0, 0.6, (n, T)),
+        striae_gain=rng.uniform(0.0, 0.6, (n, T)),
+    )
+    o = run(y, b, fl)
+    for layer in (0, 1):
+        k = layer * N_DERMAL
+        n1, n3, nx = y[..., k + IX_N1], y[..., k + IX_N3], y[..., k + IX_NX]
+        c1 = OP.collagen_I_fraction
+        want = {
+            "collagen_change": 100.0 * (n1 + n3 + nx),
+            "collagen_I_change": 100.0 * (n1 + nx) / c1,
+            "collagen_III_change": 100.0 * n3 / (1.0 - c1),
+            "mature_collagen_change": 100.0 * nx,
+            "elastin_change": 100.0 * (y[..., k + IX_NE] - y[..., k + IX_LE]),
+            "new_elastin_change": 100.0 * y[..., k + IX_NE],
+        }
+        for name, arr in want.items():
+            assert np.array_equal(o[name][:, layer], arr), name
+    contrast = pigment.lesion_contrast(y[..., IX_MP], b.dermal_pigment_fraction)
+    masi, mmasi = pigment.masi(
+        contrast, b.masi_area_pct, b.masi_darkness, b.masi_homogeneity, OP.pigment
+    )
+    assert np.array_equal(o["masi_score"], masi, equal_nan=True)
+    assert np.array_equal(o["mmasi_score"], mmasi, equal_nan=True)
+    assert np.sum(np.isfinite(o["masi_score"][:, 0])) == 3
+    h0, p0 = b.scar_depth_mm[:, None], b.scar_untouched[:, None]
+    fs = b.scar_distensible[:, None]
+    treated = scars.depth(
+        h0, b.scar_tethered[:, None], b.scar_epithelial[:, None], fl.scar_tether, fl.scar_gain,
+        OP.depression_fill_max, OP.depression_fill_half,
+    )  # fmt: skip
+    grade_args = (OP.scar_grade_mild_depth, OP.scar_grade_obvious_depth, OP.scar_grade_sigma)
+    g0 = scars.goodman_baron_grade(np.broadcast_to(h0, treated.shape), fs, *grade_args)
+    g1 = scars.goodman_baron_grade(treated, fs, *grade_args)
+    assert np.array_equal(o["scar_grade"], p0 * g0 + (1.0 - p0) * g1, equal_nan=True)
+    assert np.sum(np.isfinite(o["scar_grade"][:, 0])) == 5

@@ -301,32 +301,30 @@ def observables(
     fl = floors if floors is not None else Floors.absent((B, T))
     c1_0 = op.collagen_I_fraction
     out: dict[str, np.ndarray] = {}
-    layered = {
-        k: []
-        for k in (
-            "collagen_change",
-            "collagen_I_change",
-            "collagen_III_change",
-            "mature_collagen_change",
-            "elastin_change",
-            "new_elastin_change",
-            "inflammation",
-            "fibroblasts",
-        )
-    }  # type: dict[str, list[np.ndarray]]
+    # the layered outputs (B, 2, T), written in place layer by layer
+    for k in (
+        "collagen_change",
+        "collagen_I_change",
+        "collagen_III_change",
+        "mature_collagen_change",
+        "elastin_change",
+        "new_elastin_change",
+        "inflammation",
+        "fibroblasts",
+    ):
+        out[k] = np.empty((B, 2, T))
     for layer in (0, 1):
         o = layer * N_DERMAL
         n1, n3, nx = y[..., o + IX_N1], y[..., o + IX_N3], y[..., o + IX_NX]
-        layered["collagen_change"].append(100.0 * (n1 + n3 + nx))
-        layered["collagen_I_change"].append(100.0 * (n1 + nx) / c1_0)
-        layered["collagen_III_change"].append(100.0 * n3 / (1.0 - c1_0))
-        layered["mature_collagen_change"].append(100.0 * nx)
-        layered["elastin_change"].append(100.0 * (y[..., o + IX_NE] - y[..., o + IX_LE]))
-        layered["new_elastin_change"].append(100.0 * y[..., o + IX_NE])
-        layered["inflammation"].append(y[..., o + IX_I])
-        layered["fibroblasts"].append(y[..., o + IX_F])
-    for k, v in layered.items():
-        out[k] = np.stack(v, axis=1)
+        np.multiply(100.0, n1 + n3 + nx, out=out["collagen_change"][:, layer])
+        np.divide(100.0 * (n1 + nx), c1_0, out=out["collagen_I_change"][:, layer])
+        np.divide(100.0 * n3, 1.0 - c1_0, out=out["collagen_III_change"][:, layer])
+        np.multiply(100.0, nx, out=out["mature_collagen_change"][:, layer])
+        elastin = y[..., o + IX_NE] - y[..., o + IX_LE]
+        np.multiply(100.0, elastin, out=out["elastin_change"][:, layer])
+        np.multiply(100.0, y[..., o + IX_NE], out=out["new_elastin_change"][:, layer])
+        out["inflammation"][:, layer] = y[..., o + IX_I]
+        out["fibroblasts"][:, layer] = y[..., o + IX_F]
 
     w = op.papillary_weight
     th = op.immature_strength
@@ -387,7 +385,7 @@ def observables(
             op.scar_grade_obvious_depth,
             op.scar_grade_sigma,
         )
-        for hh in (np.broadcast_to(h0, treated.shape), treated)
+        for hh in (h0, treated)  # the baseline grade once per case (B, 1)
     ]
     out["scar_grade"] = p0 * grade[0] + (1.0 - p0) * grade[1]
     # chance that the integer grade fell by >= 1 since baseline (an untouched scar keeps its grade)
@@ -444,8 +442,18 @@ def observables(
     out["melanin_index"] = pigment.melanin_index(
         base.melanin_index, base.perilesional_melanin_index, contrast, y[..., IX_Q], op.pigment
     )
-    out["masi_score"], out["mmasi_score"] = pigment.masi(
-        contrast, base.masi_area_pct, base.masi_darkness, base.masi_homogeneity, op.pigment
-    )
+    # MASI only for the cases with a melasma (every region's area known); NaN otherwise, as the
+    # NaN area of the others makes their scores (each row is computed on its own)
+    lesion = np.flatnonzero(~np.any(np.isnan(base.masi_area_pct), axis=1))
+    out["masi_score"], out["mmasi_score"] = np.full((B, T), np.nan), np.full((B, T), np.nan)
+    if lesion.size:
+        masi, mmasi = pigment.masi(
+            contrast[lesion],
+            base.masi_area_pct[lesion],
+            base.masi_darkness[lesion],
+            base.masi_homogeneity[lesion],
+            op.pigment,
+        )
+        out["masi_score"][lesion], out["mmasi_score"][lesion] = masi, mmasi
     out["pih_stimulus"] = y[..., IX_Q]
     return out
