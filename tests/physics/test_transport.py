@@ -997,6 +997,43 @@ def test_distinct_rows_compare_bits() -> None:
     assert inverse[0] == inverse[3] and inverse[2] == inverse[4] and inverse[0] != inverse[1]
 
 
+def test_absorb_cases_alike_but_for_the_dose_share_the_cell_solves(
+    mols: dict[str, Molecule], tp: tr.TransportParameters, ps: ParameterSet
+) -> None:
+    """A batch with repeated molecules at different concentrations (and one exact repeat) shares
+    the channel's cell solves and the reservoir's eigendecompositions: every output is bit for bit
+    that of each case computed alone (a batch of one shares nothing)."""
+    keys = ("ascorbic_acid", "caffeine", "ascorbic_acid", "niacinamide", "caffeine", "caffeine")
+    c0 = np.array([10.0, 10.0, 3.0, 10.0, 50.0, 10.0])
+    B = len(keys)
+    par = nd.NeedleParameters.from_parameters(ps)
+    skin = nd.SkinLayers.from_stack(np.repeat(CLINIC, B, axis=0))
+    ch = nd.channels(
+        nd.DeviceGeometry.mf8(ps), np.full(B, 1.5e-3), np.full(B, 15), np.full(B, np.nan), skin,
+        par,
+    )  # fmt: skip
+    occluded = np.array([False, False, False, True, False, False])
+
+    def run(rows: list[int]) -> tr.Absorption:
+        vehicle = tr.Vehicle.default(len(rows), tp, follicle_factor=3.0)
+        return tr.absorb(
+            tr.Solute.from_molecules([mols[keys[r]] for r in rows]), c0[rows], 5e-5,
+            4 * 3600.0, ch.density_m2[rows], ch.surface_radius_m[rows], ch.depth_m[rows],
+            skin.stack()[rows], occluded[rows], tp, vehicle=vehicle,
+        )  # fmt: skip
+
+    batch = run(list(range(B)))
+    assert batch.total[4] == pytest.approx(5.0 * batch.total[1], rel=1e-6)  # dose-linear
+    for b in range(B):
+        one = run([b])
+        for f in dataclasses.fields(tr.Absorption):
+            got, want = getattr(batch, f.name), getattr(one, f.name)
+            if want is None:
+                assert got is None, f.name
+                continue
+            assert np.array_equal(got[b : b + 1], want, equal_nan=True), (b, f.name)
+
+
 def test_reservoir_exact_for_a_well_mixed_pair(tp: tr.TransportParameters) -> None:
     """With only the vehicle → tissue path (no SC, no channels) the step exponential is the exact
     two-compartment solution: v(t) = v0 (K + e^(−(P/h)(1 + h/K) t))/(1 + K') ..., checked against

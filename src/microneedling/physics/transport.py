@@ -1792,19 +1792,16 @@ class Absorption:
         return Absorption(**vals)
 
 
-def _channel_profile(
+def _profile_terms(
     geo: tuple[FloatArray, ...],
     g: FloatArray,
     n_pos: FloatArray,
     lay: FloatArray,
     use_cell: bool,
     wall_exchange: bool,
-) -> tuple[FloatArray, Callable[[FloatArray], FloatArray]]:
-    """The charging rate and the closing-channel term n·(g(S) − g(0)) of ``absorb``.
-
-    ``geo`` = (a, d, L_sc, D_pore, D_t, K_t, kp, k_cl), arrays (B,). For the cell model, g(S) is
-    the isolated g(S) times the cell/isolated ratio interpolated between ``CELL_OPEN_NODES``.
-    """
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(charging rate (B,), cell/isolated ratio (B, CELL_OPEN_NODES), g(0) (B,)) of
+    ``_channel_profile``."""
     bsz = g.shape[0]
     dens = n_pos if use_cell else None
     thick = lay[:, 1:].sum(axis=1) if use_cell else None
@@ -1822,6 +1819,41 @@ def _channel_profile(
         )
         ratio = np.divide(g_cell, g_iso, out=np.ones_like(g_cell), where=g_iso > 0.0)
     g_shut = pore_conductance(*geo, wall_exchange=wall_exchange, open_fraction=0.0) * ratio[:, 0]
+    return np.asarray(rate), ratio, np.asarray(g_shut)
+
+
+def _channel_profile(
+    geo: tuple[FloatArray, ...],
+    g: FloatArray,
+    n_pos: FloatArray,
+    lay: FloatArray,
+    use_cell: bool,
+    wall_exchange: bool,
+) -> tuple[FloatArray, Callable[[FloatArray], FloatArray]]:
+    """The charging rate and the closing-channel term n·(g(S) − g(0)) of ``absorb``.
+
+    ``geo`` = (a, d, L_sc, D_pore, D_t, K_t, kp, k_cl), arrays (B,). For the cell model, g(S) is
+    the isolated g(S) times the cell/isolated ratio interpolated between ``CELL_OPEN_NODES``.
+    """
+    bsz = g.shape[0]
+    # cases with the same channel and skin (a batch often differs only in the dose) share the
+    # cell solves: computed once per distinct row, each row on its own
+    key = np.column_stack([*(np.broadcast_to(x, (bsz,)) for x in geo), g, n_pos, lay])
+    first, inverse = _distinct_rows(key)
+    if first.size < bsz:
+        rate, ratio, g_shut = (
+            x[inverse]
+            for x in _profile_terms(
+                tuple(np.broadcast_to(x, (bsz,))[first] for x in geo),
+                g[first],
+                n_pos[first],
+                lay[first],
+                use_cell,
+                wall_exchange,
+            )
+        )
+    else:
+        rate, ratio, g_shut = _profile_terms(geo, g, n_pos, lay, use_cell, wall_exchange)
 
     def g_of_s(s_open: FloatArray) -> FloatArray:
         ex = (slice(None), None, None)
