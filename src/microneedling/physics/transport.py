@@ -1696,38 +1696,47 @@ def reservoir_dose(
     gen = np.column_stack([nd, pch, h0, tw, rate, kpf, kpsc, ksc, lsc, lsup, cap, kcl, sup])
     first, inverse = _distinct_rows(gen)
     eig = _StepEigh(first.size, n)
+    lap0_u, kcl_u = lap0[first], kcl[first]
+    # what does not depend on the amounts, for every step at once (B, M)
+    t0, t1 = nd[:, :-1], nd[:, 1:]
+    dts = np.maximum(t1 - t0, 0.0)
+    wet = t1 <= (tw * (1.0 + 1e-12) + 1e-9)[:, None]
+    col = (slice(None), None)
+    inv_h = np.where(
+        wet, _film_inverse_mean(h0[col], rate[col], t0, t1), (dry_availability / h_safe)[col]
+    )
+    vol_film = 1.0 / np.maximum(inv_h, 1e-300)
+    h_mean = np.where(wet, h0[col] - rate[col] * 0.5 * (t0 + t1), h0[col])
+    # the film's conductance; no film left conducts nothing (also when sup is infinite)
+    g_film = np.multiply(sup[col], h_mean, out=np.zeros_like(h_mean), where=h_mean > 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        series = np.where(np.isfinite(g_film), pch * g_film / (pch + g_film), pch)
+    p_chs = np.where(wet & (pch > 0.0), np.nan_to_num(series), 0.0)
+    p_fos = np.where(wet, kpf[col], 0.0)
+    p_direct = p_chs + p_fos
+    shares_ch = np.divide(p_chs, p_direct, out=np.zeros_like(p_chs), where=p_direct > 0.0)
     for j in range(m1 - 1):
-        t0, t1 = nd[:, j], nd[:, j + 1]
-        dt = np.maximum(t1 - t0, 0.0)
-        wet = t1 <= tw * (1.0 + 1e-12) + 1e-9
-        inv_h = np.where(wet, _film_inverse_mean(h0, rate, t0, t1), dry_availability / h_safe)
-        vol[:, iv] = 1.0 / np.maximum(inv_h, 1e-300)
-        h_mean = np.where(wet, h0 - rate * 0.5 * (t0 + t1), h0)
-        # the film's conductance; no film left conducts nothing (also when sup is infinite)
-        g_film = np.multiply(sup, h_mean, out=np.zeros_like(h_mean), where=h_mean > 0.0)
-        p_raw = pch[:, j]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            series = np.where(np.isfinite(g_film), p_raw * g_film / (p_raw + g_film), p_raw)
-        p_ch = np.where(wet & (p_raw > 0.0), np.nan_to_num(series), 0.0)
-        p_fo = np.where(wet, kpf, 0.0)
-        lap = lap0.copy()
-        link(lap, iv, it, p_ch + p_fo)
+        dt = dts[:, j]
+        vol[:, iv] = vol_film[:, j]
+        lap = lap0_u.copy()
+        link(lap, iv, it, p_direct[first, j])
         sq = np.sqrt(vol)
-        sym = lap / (sq[:, :, None] * sq[:, None, :])
-        sym[:, it, it] += kcl
-        w, q = eig.decompose(sym[first], inverse)  # symmetric PSD: exp(−sym·dt)
+        sq_u = sq[first]
+        sym = lap / (sq_u[:, :, None] * sq_u[:, None, :])
+        sym[:, it, it] += kcl_u
+        w, q = eig.decompose(sym, inverse)  # symmetric PSD: exp(−sym·dt)
         ex = np.exp(-np.maximum(w, 0.0) * dt[:, None])
         y = np.einsum("bij,bj->bi", q.transpose(0, 2, 1), x / sq)
         x_new = sq * np.einsum("bij,bj->bi", q, ex * y)
         # route split of the viable gain: trapezoidal fluxes over the step
         c0, c1 = x / vol, x_new / vol
         cm = 0.5 * (c0 + c1)
-        f_direct = (p_ch + p_fo) * np.maximum(cm[:, iv] - cm[:, it], 0.0)
+        f_direct = p_direct[:, j] * np.maximum(cm[:, iv] - cm[:, it], 0.0)
         f_sc = bottom * np.maximum(cm[:, it - 1] - cm[:, it], 0.0)
         gain = (x_new[:, it] - x[:, it]) + (x.sum(axis=1) - x_new.sum(axis=1))
         tot = f_direct + f_sc
         share_d = np.divide(f_direct, tot, out=np.zeros_like(tot), where=tot > 0.0)
-        share_ch = np.divide(p_ch, p_ch + p_fo, out=np.zeros_like(p_ch), where=p_ch + p_fo > 0.0)
+        share_ch = shares_ch[:, j]
         via["ch"] += gain * share_d * share_ch
         via["fo"] += gain * share_d * (1.0 - share_ch)
         via["sc"] += gain * (1.0 - share_d)
