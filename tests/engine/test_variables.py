@@ -54,6 +54,19 @@ def test_every_output_of_a_run_has_a_row() -> None:
         assert res[v.name].attrs["long_name"] == v.long_name
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.toml")))
+def test_levels_are_never_negative_and_changes_are_percent(name: str) -> None:
+    # Variable.signed: only changes from baseline (%) may be negative; the calibration's likelihood
+    # compares every other variable on a log scale, so a negative level would be a fault
+    res = simulate(Course.from_file(EXAMPLES / name), draws=0)
+    for v in VARIABLES:
+        vals = np.asarray(res[v.name].values, dtype=float)
+        if v.signed:
+            assert v.units == "%", v.name
+        else:
+            assert not np.any(vals[np.isfinite(vals)] < 0.0), (name, v.name)
+
+
 def test_unknown_variable_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="known: collagen_change"):
         variable("collagen")

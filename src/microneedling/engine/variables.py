@@ -111,6 +111,13 @@ class Variable:
         return bool(self.label)
 
     @property
+    def signed(self) -> bool:
+        """A change from baseline (``%`` units), which can be negative; every other variable is a
+        level, amount, time or probability and is never negative (tests/engine/test_variables.py
+        checks this on simulated courses). The calibration compares levels on a log scale."""
+        return self.units == "%"
+
+    @property
     def summary_word(self) -> str:
         """How a course summary of a session variable reads: total, worst session, per session."""
         return {"sum": "total", "max": "worst session", "mean": "per session"}.get(self.reduce, "")

@@ -272,6 +272,45 @@ def test_row_specs_of_a_zero_value_row_get_a_default_spread() -> None:
         assert s.se == pytest.approx(cv * s.scale / math.sqrt(r.n or 1))
 
 
+def test_levels_are_compared_on_the_log_scale_and_changes_are_not() -> None:
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    cal = {r.key: r for r in rows("calibration") if protocols[r.key].evaluable}
+    want = {
+        "hkjdv2018_erythema": True,  # hours of redness
+        "kalluri2011_channel_depth": True,  # a needles stage
+        "vietnam_gb_end": True,  # a grade: baseline x (1 + change)
+        "gul_mmasi": True,
+        "lotfi2013_collagen": False,  # % change
+        "dogra2014_score": False,  # relative change
+        "ogunjimi2020_black_minus_white": False,  # a contrast of two arms
+        "kenkel2021_attenuation_1mo": False,  # a direction
+        "vietnam_pih": False,  # a count
+    }
+    for key, level in want.items():
+        assert calibrate.is_level_row(cal[key], protocols[key]) == level, key
+    keys = list(want)
+    specs, _, _, _ = row_specs([cal[k] for k in keys], protocols, settings, load_config())
+    assert {s.key: s.log for s in specs} == want
+
+
+def test_resealing_rows_read_the_occluded_rate_and_their_closed_fraction() -> None:
+    from microneedling.parameters.parameter_set import load_parameters
+
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    ps = load_parameters()
+    table = {r.key: r for r in rows()}
+    keys = ["kalluri2011_tewl", "ogunjimi2020_lifetime_white", "pmc8259462_halflife_abdomen"]
+    got = calibrate.predict_rows([table[k] for k in keys], [ps], protocols, settings)[0]
+    k_open = ps.value("transport.k_close_open", "1/h")
+    k_occ = ps.value("transport.k_close_occluded", "1/h")
+    assert not protocols[keys[0]].occluded and protocols[keys[1]].occluded
+    assert got == pytest.approx(
+        [math.log(4.0) / k_open, math.log(4.0) / k_occ, math.log(2.0) / k_occ], rel=1e-12
+    )
+
+
 def test_a_range_end_the_course_refuses_moves_inward() -> None:
     from microneedling.studies.credibility.calibrate import nuisances
 

@@ -181,9 +181,62 @@ def test_pit_and_predictive_agree_with_their_definitions() -> None:
     assert counts.pit(0, np.array([0.1]), np.array([0.0])) == pytest.approx(mid)
 
 
+def test_a_log_row_is_the_log_normal_with_the_reported_mean_and_se() -> None:
+    # 4.5 h reported with SE 1.5 h; the discrepancy is relative (scale 1 on the log scale)
+    y, se, tau = 4.5, 1.5, 0.4
+    s = spec("h", observed=y, se=se, scale=y, log=True)
+    lik = Likelihood([s], 1)
+    sigma = math.sqrt(math.log1p((se / y) ** 2))
+    # sigma is the log-normal's whose coefficient of variation is the reported se / y
+    ln = stats.lognorm(sigma, scale=y)
+    assert ln.std() / ln.mean() == pytest.approx(se / y, rel=1e-12)
+    f = np.array([1.5, 4.5, 13.5, 50.0])
+    total = math.hypot(sigma, tau)
+    want = stats.lognorm(total, scale=f).logpdf(y)
+    got = lik(f[:, None], np.full((4, 1), tau))
+    assert got == pytest.approx(want, rel=1e-12)
+    # 3x above and 3x below the observation are equally unlikely (plus the same Jacobian)
+    assert got[0] == pytest.approx(got[2], rel=1e-12)
+    assert lik.pit(0, f[2:3], np.array([tau])) == pytest.approx(
+        stats.norm.cdf(-math.log(3) / total)
+    )
+    imp = lik.implausibility(f[:, None], np.full((4, 1), tau))
+    assert imp[:, 0] == pytest.approx(np.abs(np.log(f / y)) / total)
+
+
+def test_log_rows_replicate_positive_observations_and_censor_positive_bounds() -> None:
+    lik = Likelihood([spec("h", observed=2.0, se=1.0, scale=2.0, log=True)], 1)
+    draws = lik.predictive(
+        0, np.full(200_000, 2.0), np.full(200_000, 0.5), np.random.default_rng(3)
+    )
+    assert np.all(draws > 0)
+    sd = math.hypot(math.sqrt(math.log1p(0.25)), 0.5)
+    assert np.log(draws).mean() == pytest.approx(math.log(2.0), abs=0.005)
+    assert np.log(draws).std() == pytest.approx(sd, rel=0.01)
+    # the natural scale's replicate of the same row goes below 0
+    nat = Likelihood([spec("h", observed=2.0, se=1.0, scale=2.0)], 1)
+    assert np.any(
+        nat.predictive(0, np.full(10_000, 2.0), np.full(10_000, 0.5), np.random.default_rng(3)) < 0
+    )
+    upper = Likelihood([spec("u", "upper", observed=48.0, se=10.0, scale=48.0, log=True)], 1)
+    sig = math.sqrt(math.log1p((10.0 / 48.0) ** 2))
+    f = np.array([[24.0], [96.0]])
+    want = stats.norm.logcdf(np.log(48.0 / f[:, 0]) / math.hypot(sig, 0.3))
+    assert upper(f, np.full((2, 1), 0.3)) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_log_row_floors_a_non_positive_prediction_and_keeps_nan_as_nan() -> None:
+    lik = Likelihood([spec("h", observed=2.0, se=0.5, scale=2.0, log=True)], 1)
+    ll = lik(np.array([[0.0], [-1.0], [np.nan], [2.0]]), np.full((4, 1), 0.2))
+    assert np.isfinite(ll[:2]).all() and ll[0] == ll[1] and ll[0] < ll[3] - 100
+    assert ll[2] == -np.inf
+
+
 @pytest.mark.parametrize(
     ("kw", "field"),
     [
+        ({"kind": "gaussian", "observed": 0.0, "log": True}, "log"),
+        ({"kind": "binomial", "n": 10, "k": 1, "observed": 0.1, "log": True}, "log"),
         ({"kind": "normal"}, "kind"),
         ({"kind": "gaussian", "se": 0.0}, "se"),
         ({"kind": "binomial", "n": 10, "k": 11}, "k"),

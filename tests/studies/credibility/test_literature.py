@@ -559,7 +559,13 @@ def test_awaited_observables_become_evaluable_when_they_exist(monkeypatch, proto
             'stage = "resealing_time"\nclosure = "pores"',
             'stage = "resealing_time"',
             "rows.gupta2011_reseal.closure" if False else None,
-            "'pores' or 'barrier'",
+            "'pores', 'barrier' or 'half'",
+        ),
+        (
+            'endpoint = "collagen_change@last+56"',
+            'endpoint = "collagen_change@last+56"\noccluded = true',
+            "rows.lotfi2013_collagen.occluded",
+            "true only on a resealing_time row",
         ),
         (
             'endpoint = "collagen_change@last+56"',

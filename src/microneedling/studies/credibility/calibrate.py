@@ -56,11 +56,13 @@ from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values, parse_endpoint
 from microneedling.engine.executor import ChunkStore, map_chunks
 from microneedling.engine.prepare import output_times
+from microneedling.engine.variables import variable
 from microneedling.errors import InputError, InputFileError, MicroneedlingError
 from microneedling.io import data_path
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import split_normal_value
 from microneedling.physics import needles
+from microneedling.physics.transport import ClosureParameters, closure_rate
 from microneedling.schema import InputModel, Integer, Number, Text
 from microneedling.studies.credibility.likelihood import (
     Likelihood,
@@ -375,14 +377,10 @@ def _stage_value(
 ) -> float:
     stage = protocol.stage
     if stage == "resealing_time":
-        f = float(
-            settings[
-                "closed_fraction_pores"
-                if protocol.closure == "pores"
-                else "closed_fraction_barrier"
-            ]
-        )
-        k = ps.value("transport.k_close_open", "1/s")
+        f = float(settings[f"closed_fraction_{protocol.closure}"])
+        # the reference channel's rate (these rows' channel sizes are not reported), open or
+        # under occlusion (physics.transport.closure_rate)
+        k = float(closure_rate(0.0, protocol.occluded, ClosureParameters.from_parameters(ps)))
         return convert(-math.log(1.0 - f) / k, "s", row.units)
     assert prep_row is not None and course is not None
     if stage == "puncture_density":
@@ -805,6 +803,27 @@ def _count(row: LiteratureRow, protocol: Protocol) -> int | None:
     return None
 
 
+def is_level_row(row: LiteratureRow, protocol: Protocol) -> bool:
+    """Whether the row compares a level that cannot be negative (compared on the log scale by the
+    likelihood): a needles/transport stage (density, depth, diameter, resealing time), or an end
+    point's own value (``transform = "value"``) of a variable that is not a change from baseline
+    (:attr:`~microneedling.engine.variables.Variable.signed`), read as a value or a per-session
+    mean, or a grade (a positive baseline grade times one plus the change); in one arm (no
+    contrast) and not a responder threshold."""
+    if getattr(row, "direction_only", False) or protocol.reference is not None:
+        return False
+    if protocol.stage is not None:
+        return True
+    if protocol.endpoint is None or protocol.threshold is not None:
+        return False
+    if protocol.compare == "grade":  # the baseline grade times (1 + change): a grade after
+        return (row.baseline or 0.0) > 0
+    if protocol.compare not in ("value", "per_session_mean"):
+        return False
+    spec = parse_endpoint(protocol.endpoint)
+    return spec.transform == "value" and not variable(spec.variable).signed
+
+
 def row_specs(
     lit_rows: Sequence[LiteratureRow],
     protocols: Mapping[str, Protocol],
@@ -828,7 +847,9 @@ def row_specs(
     the contrast of the two simulated arms) -> ``gaussian``. Groups: the row's ``family`` (or observable); count rows form
     their own groups (their tau is on the logit scale). Discrepancy scale: ``|observed|``, or for a
     row at 0 the median ``|observed|`` of its group's other rows (else its SE, else 1). A row
-    without a spread whose value is 0 gets SE = ``default_cv`` x that scale / sqrt(n).
+    without a spread whose value is 0 gets SE = ``default_cv`` x that scale / sqrt(n). A positive level
+    (:func:`is_level_row`: a duration, depth, density or absolute score) is compared on the log scale
+    (``RowSpec.log``; the likelihood's module docstring).
     """
     groups: dict[str, float] = {}
     kinds, observed, raw_se, factors, gnames, extra = [], [], [], [], [], []
@@ -923,6 +944,9 @@ def row_specs(
                 threshold=thr,
                 direction=direction,
                 readout=f"{r.observable}:{r.layer or ''}",
+                log=kind in ("gaussian", "upper", "lower")
+                and y > 0
+                and is_level_row(r, protocols[r.key]),
             )
         )
     return specs, names, np.array([groups[g] for g in names]), np.array(factors)

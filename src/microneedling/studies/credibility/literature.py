@@ -770,6 +770,8 @@ class Protocol:
     endpoint: str | None = None
     stage: str | None = None
     closure: str | None = None
+    #: resealing rows: the skin was covered (a patch, a dressing) while the channels closed
+    occluded: bool = False
     evaluable: bool = True
     reason: str = ""
     #: numeric stand-ins the calibration may sample as nuisance parameters: setting -> (low, high)
@@ -924,7 +926,9 @@ class ProtocolTable(_ProtocolModel):
     stage: (
         Literal["puncture_density", "channel_depth", "channel_diameter", "resealing_time"] | None
     ) = None
-    closure: Literal["pores", "barrier"] | None = None
+    closure: Literal["pores", "barrier", "half"] | None = None
+    #: a resealing_time row measured under occlusion (transport.k_close_occluded)
+    occluded: Flag = False
     device: Annotated[Text, Allowed("a device of [devices]")] | None = None
     site: Text | None = None
     session_days: (
@@ -1019,7 +1023,13 @@ class ProtocolTable(_ProtocolModel):
             )
         if self.stage == "resealing_time" and self.closure is None:
             problems.append(
-                InputError("closure", MISSING, "'pores' or 'barrier' for a resealing_time row")
+                InputError(
+                    "closure", MISSING, "'pores', 'barrier' or 'half' for a resealing_time row"
+                )
+            )
+        if self.occluded and self.stage != "resealing_time":
+            problems.append(
+                InputError("occluded", self.occluded, "true only on a resealing_time row")
             )
         if self.needs_course:
             problems += [
@@ -1141,6 +1151,7 @@ class ProtocolsFile(_ProtocolModel):
                 endpoint=t.endpoint,
                 stage=t.stage,
                 closure=t.closure,
+                occluded=bool(t.occluded),
                 evaluable=not waiting,
                 reason=(
                     f"Awaiting the observable {waiting!r}: not yet an output of "
