@@ -26,6 +26,7 @@ import _thread
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,12 @@ _PENDING: list[BaseException] = []
 
 #: an interrupt arrived in this process (the program is unwinding)
 _INTERRUPTED: list[bool] = []
+
+#: set while the main thread runs the hook: a redelivery waits until it is clear
+_IN_HOOK = threading.Event()
+
+#: times the hook keeps an interrupt that arrives while it runs, before it gives up
+_HOOK_RETRIES = 5
 
 
 def mark_interrupted() -> None:
@@ -81,6 +88,12 @@ def _redeliver(signum: int) -> None:
     thread after this hook has returned (tripped from here, it would run inside the hook)."""
 
     def trip() -> None:
+        # a handler run while the main thread is still inside the hook would raise there and be
+        # reported as "Exception ignored in sys.unraisablehook" (seen on a loaded machine: the
+        # timer fired before ``timer.start()`` returned): wait until the hook has finished
+        while _IN_HOOK.is_set():
+            time.sleep(_REDELIVERY_DELAY_S)
+        time.sleep(_REDELIVERY_DELAY_S)  # and for its last bytecodes
         if pending() is not None:
             _thread.interrupt_main(signal.Signals(signum))
 
@@ -103,12 +116,26 @@ def install_unraisable_hook(
     if getattr(previous, "_microneedling", False):
         previous = previous._previous  # type: ignore[attr-defined]
 
+    def keep(exc: BaseException) -> None:
+        # an interrupt that arrives while this runs (the redelivered one, if the machine is slow
+        # enough) is kept again instead of escaping from the hook
+        for _ in range(_HOOK_RETRIES):
+            try:
+                defer(exc)
+                signum = rearm(exc) if rearm is not None else None
+                _redeliver(signal.SIGINT if signum is None else signum)
+                return
+            except KeyboardInterrupt as again:
+                exc = again
+
     def hook(unraisable: Any) -> None:
         exc = unraisable.exc_value
         if isinstance(exc, KeyboardInterrupt):
-            defer(exc)
-            signum = rearm(exc) if rearm is not None else None
-            _redeliver(signal.SIGINT if signum is None else signum)
+            _IN_HOOK.set()
+            try:
+                keep(exc)
+            finally:
+                _IN_HOOK.clear()
             return
         if _INTERRUPTED:
             return  # a finalizer's error while the program unwinds an interrupt
