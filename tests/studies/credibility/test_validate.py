@@ -23,6 +23,7 @@ from microneedling.studies.credibility.calibrate import load_config, predict_row
 from microneedling.studies.credibility.literature import load_protocols, rows
 from microneedling.studies.credibility.validate import (
     calculation_verification,
+    pit_consistent,
     stand_in_draws,
     validate,
 )
@@ -208,3 +209,23 @@ def test_a_responder_row_is_the_ordered_probit_of_the_typical_patient(
         assert r.predicted == pytest.approx(100.0 * float(ndtr((c - offset - f) / sd)), rel=1e-9)
         predicted[c] = r.predicted
     assert predicted[-0.5] > predicted[-1.0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "pit", "inside"),
+    [
+        ("gaussian", 0.5, True),
+        ("gaussian", 0.95, False),
+        ("gaussian", 0.05, False),
+        ("binomial", 0.1, True),
+        ("upper", 1.0, True),  # every replicate below the bound: the bound holds
+        ("upper", 0.05, False),  # 95% of the predictive above an upper bound
+        ("lower", 0.0, True),
+        ("lower", 0.95, False),
+        ("gaussian", float("nan"), False),
+    ],
+)
+def test_a_bound_is_inside_its_predictive_on_its_own_side(
+    kind: str, pit: float, inside: bool
+) -> None:
+    assert pit_consistent(kind, pit) is inside

@@ -489,7 +489,8 @@ def grade_factors(report: Mapping[str, Any], use: Mapping[str, Any]) -> list[dic
     kmax = float(loso.get("max_pareto_k", math.inf) or math.inf)
     out["calibration"] = (
         _grade(frac >= 0.9 and 0.7 <= lcov <= 0.9 and kmax <= 0.7, frac >= 0.7 and lcov >= 0.6),
-        f"{n_in}/{n_rows} calibration rows with PIT in 0.1-0.9; leave-one-study-out 80% coverage "
+        f"{n_in}/{n_rows} calibration rows inside their 80% posterior predictive (PIT in 0.1-0.9; "
+        f"a bound on its side); leave-one-study-out 80% coverage "
         f"{lcov:.0%}, max Pareto k {kmax:.2g}"
         if n_rows
         else "no calibration check",

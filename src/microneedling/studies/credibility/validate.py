@@ -346,6 +346,23 @@ def _inside(kind: str, level: float, pit: float, obs: float, lo: float, hi: floa
     return bool(lo <= obs <= hi)
 
 
+def pit_consistent(kind: str, pit: float, level: float = 80.0) -> bool:
+    """Whether an observation with probability integral transform ``pit`` lies inside the central
+    ``level``% predictive interval: a two-sided row (or a count) when ``pit`` is within
+    [(1 - l)/2, (1 + l)/2]; an upper bound when at least (1 - l)/2 of the predictive is below it
+    (``pit >= (1 - l)/2``), a lower bound when at least that much is above it. A bound that the
+    whole predictive satisfies (PIT 1 for an upper bound) is consistent, not a miss (as
+    :func:`_inside` treats the bounds of the validation rows)."""
+    if not math.isfinite(pit):
+        return False
+    lo, hi = (1.0 - level / 100.0) / 2.0, (1.0 + level / 100.0) / 2.0
+    if kind == "upper":
+        return bool(pit >= lo)
+    if kind == "lower":
+        return bool(pit <= hi)
+    return bool(lo <= pit <= hi)
+
+
 def _score_rows(
     lit_rows: Sequence[LiteratureRow],
     protocols: Mapping[str, Protocol],
@@ -588,7 +605,7 @@ def calibration_check(
                 "observed": spec.observed,
                 "median": float(np.nanmedian(f[:, i])),
                 "pit": pit,
-                "inside_0.1_0.9": bool(0.1 <= pit <= 0.9) if math.isfinite(pit) else False,
+                "inside_0.1_0.9": pit_consistent(spec.kind, pit),
             }
         )
     # leave one study out: PSIS weights from the study's likelihood, its settings drawn afresh
