@@ -31,6 +31,7 @@ from microneedling.about import DISCLAIMER, __version__
 from microneedling.engine.prepare import prepare
 from microneedling.errors import InputError, MicroneedlingError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
+from microneedling.parameters.sampling import posterior_nominal
 from microneedling.physics import healing
 from microneedling.physics.healing import PARAM_UNITS
 from microneedling.physics.healing_rhs import (
@@ -140,7 +141,8 @@ def case_inputs(
     The same numbers the engine integrates for that case (used by :func:`export_sbml` and to
     compare the export with the engine)."""
 
-    ps = parameters or load_parameters()
+    # the calibrated parameters at their posterior median, as simulate() and simulate_batch() use
+    ps = posterior_nominal(parameters or load_parameters())
     site, (prep, b) = _case(course, ps, site)
     mask = prep.session_mask[b]
     jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)[b][mask]
@@ -165,7 +167,9 @@ def export_sbml(
     course:
         A validated course; its sessions at ``site`` become events.
     parameters:
-        Parameter set (default: the shipped set); values enter as SBML parameters.
+        Parameter set (default: the shipped set); its calibrated parameters at their posterior
+        median (as :func:`~microneedling.engine.simulate.simulate` uses them) enter as SBML
+        parameters.
     site:
         Which treated site (default: the course's first site).
 
