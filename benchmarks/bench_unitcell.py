@@ -28,9 +28,10 @@ BDF2 with a much smaller step).
 (c) the same skin cell on a 200x400 grid (the 100x200 ``build_grid`` refined 2x, so that a
     Richardson estimate of its spatial error is available) over 24 h with 24 hourly outputs: BDF2 and
     backward Euler at the default dt (24 h/200; median of 3), the time error at dt = 24 h/200 ... /48
-    against dt = 24 h/1600 on the same grid, and a closing channel (24 coefficient levels): steps
-    with a rarely used matrix solved by PCG preconditioned with a neighbouring LU (``solve``'s
-    default) vs one LU per level (the previous behaviour, forced by ``_FACTOR_COST_SOLVES = 0``).
+    against dt = 24 h/1600 on the same grid, and a closing channel (24 coefficient levels). The
+    solver before issue 15 (``direct="lu"``: sparse LU, rarely used matrices by PCG on a neighbouring
+    LU, or one LU per level when forced by ``_FACTOR_COST_SOLVES = 0``) is timed in the same run
+    against the default separable solver (``direct="separable"``), interleaved.
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ def case_a() -> dict[str, float]:
     e_ours = err(u_ours, u_ref, cv)
     row(
         "a",
-        "ours backward Euler (splu once)",
+        "ours backward Euler (one matrix set up)",
         "200",
         str(n_steps),
         f"{t_ours * 1e3:.1f} ms",
@@ -382,14 +383,28 @@ def case_c(profile: bool) -> dict[str, float]:
     cv = cell.vehicle_concentration
     times = np.linspace(1.0, 24.0, 24) * 3600
     res: dict[str, float] = {}
+    sols: dict[str, Any] = {}
     for method in ("bdf2", "euler"):
-        t, sol = timed(
-            lambda method=method: solve(cell, times, method=method, store_fields=False), repeat=3
-        )
-        row("c", f"ours {method}, default dt = 24 h/200 (median of 3)", "200x400",
-            f"{len(times) * 9} ({sol.n_factorizations} LU, {sol.n_iterative} PCG)", f"{t:.2f} s",
-            "-")  # fmt: skip
-        res[method] = t
+        for direct in ("lu", "separable"):  # interleaved repeats: same load for both
+            ts = []
+            for _ in range(3):
+                t, sol = timed(
+                    lambda method=method, direct=direct: solve(
+                        cell, times, method=method, store_fields=False, direct=direct
+                    )
+                )
+                ts.append(t)
+            t = statistics.median(ts)
+            what = "LU + PCG (before issue 15)" if direct == "lu" else "separable (default)"
+            kind = "LU" if direct == "lu" else "set-ups"
+            row("c", f"ours {method}, {what}, dt = 24 h/200 (median of 3)", "200x400",
+                f"{len(times) * 9} ({sol.n_factorizations} {kind}, {sol.n_iterative} PCG)",
+                f"{t:.2f} s", "-")  # fmt: skip
+            res[f"{method}_{direct}"] = t
+            sols[f"{method}_{direct}"] = sol
+        a, b = sols[f"{method}_separable"].absorbed, sols[f"{method}_lu"].absorbed
+        print(f"    separable vs LU: max rel. diff of absorbed {np.max(np.abs(a - b) / b):.1e}")
+    res["bdf2"], res["euler"] = res["bdf2_separable"], res["euler_separable"]
     # errors: time (vs dt/8, same grid) and space (Richardson: (fine - coarse)/3, second order)
     t_ref, ref = timed(lambda: solve(cell, times, dt=86400.0 / 1600, method="bdf2"))
     u_ref = potential(cell, ref)
@@ -406,28 +421,40 @@ def case_c(profile: bool) -> dict[str, float]:
         t_n, sol_n = timed(lambda n=n: solve(cell, times, dt=86400.0 / n, method="bdf2"), repeat=3)
         e_t = err(potential(cell, sol_n), u_ref, cv)
         row("c", f"ours BDF2 dt = 24 h/{n}", "200x400",
-            f"{sol_n.n_factorizations} LU, {sol_n.n_iterative} PCG", f"{t_n:.2f} s",
+            f"{sol_n.n_factorizations} set-ups, {sol_n.n_iterative} PCG", f"{t_n:.2f} s",
             f"time error {e_t:.2e} (space {e_space:.2e})")  # fmt: skip
         res[f"t_{n}"], res[f"e_{n}"] = t_n, e_t
-    # closure: 24 coefficient changes; PCG on a neighbouring LU vs one factorization per level
+    # closure: 24 coefficient changes. Before issue 15: sparse LU, with PCG on a neighbouring LU
+    # (its default) or one factorization per level (forced by _FACTOR_COST_SOLVES = 0); now the
+    # separable solver, set up per level
     from microneedling.physics import unitcell as uc
 
     closing = skin(200, 400, closure_rate=0.7 / 3600, r_faces=cell.r_faces, z_faces=cell.z_faces)
     cl = np.linspace(0.25, 6.0, 24) * 3600
-    t_pcg, s_pcg = timed(lambda: solve(closing, times, cl, store_fields=False))
+    t_pcg, s_pcg = timed(lambda: solve(closing, times, cl, store_fields=False, direct="lu"))
     saved = uc._FACTOR_COST_SOLVES
-    uc._FACTOR_COST_SOLVES = 0  # what-if: factor every matrix (the previous behaviour)
+    uc._FACTOR_COST_SOLVES = 0  # what-if: factor every matrix
     try:
-        t_lu, s_lu = timed(lambda: solve(closing, times, cl, store_fields=False))
+        t_lu, s_lu = timed(lambda: solve(closing, times, cl, store_fields=False, direct="lu"))
     finally:
         uc._FACTOR_COST_SOLVES = saved
-    diff = float(np.max(np.abs(s_pcg.absorbed - s_lu.absorbed) / s_lu.absorbed))
+    t_sep, s_sep = timed(lambda: solve(closing, times, cl, store_fields=False), repeat=3)
+
+    def diff(s: Any) -> float:
+        return float(np.max(np.abs(s.absorbed - s_lu.absorbed) / s_lu.absorbed))
+
     row("c", "closing channel, 24 levels: LU per level", "200x400",
-        f"{s_lu.n_factorizations} LU", f"{t_lu:.2f} s", "-")  # fmt: skip
-    row("c", "closing channel, 24 levels: PCG on a neighbour LU", "200x400",
+        f"{s_lu.n_factorizations} LU", f"{t_lu:.2f} s",
+        f"balance {s_lu.mass_balance_residual:.0e}")  # fmt: skip
+    row("c", "closing channel, 24 levels: LU + PCG on a neighbour LU", "200x400",
         f"{s_pcg.n_factorizations} LU, {s_pcg.n_iterative} PCG", f"{t_pcg:.2f} s",
-        f"rel. diff of absorbed {diff:.1e}; balance {s_pcg.mass_balance_residual:.0e}")  # fmt: skip
-    res["t_close_lu"], res["t_close_pcg"] = t_lu, t_pcg
+        f"absorbed vs LU per level {diff(s_pcg):.1e}; balance "
+        f"{s_pcg.mass_balance_residual:.0e}")  # fmt: skip
+    row("c", "closing channel, 24 levels: separable (default, median of 3)", "200x400",
+        f"{s_sep.n_factorizations} set-ups, {s_sep.n_iterative} PCG", f"{t_sep:.2f} s",
+        f"absorbed vs LU per level {diff(s_sep):.1e}; balance "
+        f"{s_sep.mass_balance_residual:.0e}")  # fmt: skip
+    res["t_close_lu"], res["t_close_pcg"], res["t_close_sep"] = t_lu, t_pcg, t_sep
     if profile:
         pr = cProfile.Profile()
         pr.enable()
@@ -478,7 +505,9 @@ def main() -> None:
     fast = [n for n in (200, 100, 72, 48) if c[f"e_{n}"] <= 0.25 * c["e_space"]]
     print(
         f"  (c) 200x400 over 24 h: default dt BDF2 {c['bdf2']:.2f} s, BE {c['euler']:.2f} s "
-        f"(goal < 1 s: {'met' if c['bdf2'] < 1.0 else 'NOT met'}); time error at the default dt "
+        f"(goal <= 1 s: {'met' if c['bdf2'] <= 1.0 else 'NOT met'}); before issue 15 (LU) BDF2 "
+        f"{c['bdf2_lu']:.2f} s, BE {c['euler_lu']:.2f} s: {c['bdf2_lu'] / c['bdf2']:.1f}x and "
+        f"{c['euler_lu'] / c['euler']:.1f}x; time error at the default dt "
         f"{c['e_200']:.1e} vs the grid's spatial error {c['e_space']:.1e}"
     )
     if fast:
@@ -491,8 +520,10 @@ def main() -> None:
         print("      fewer steps do not keep the error: the time error already exceeds 1/4 of the "
               "spatial error at the default dt")  # fmt: skip
     print(
-        f"  (c) closing channel, 24 levels: LU per level {c['t_close_lu']:.2f} s, "
-        f"PCG {c['t_close_pcg']:.2f} s ({c['t_close_lu'] / c['t_close_pcg']:.1f}x)"
+        f"  (c) closing channel, 24 levels: separable {c['t_close_sep']:.2f} s (goal <= 3 s: "
+        f"{'met' if c['t_close_sep'] <= 3.0 else 'NOT met'}); before issue 15: LU per level "
+        f"{c['t_close_lu']:.2f} s ({c['t_close_lu'] / c['t_close_sep']:.1f}x), LU + PCG "
+        f"{c['t_close_pcg']:.2f} s ({c['t_close_pcg'] / c['t_close_sep']:.1f}x)"
     )
     print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
 
