@@ -264,6 +264,8 @@ _R = 1.0 / math.sqrt(math.pi * 1.0e6)  # cell radius of skin() [m]
         ("faces off the channel wall", {"nr": 4, "r_faces": (0.0, 10e-6, 30e-6, 200e-6, _R)},
          [1800.0], "bdf2"),
         ("one column inside the channel", {"nr": 2, "r_faces": (0.0, 26e-6, _R)}, None, "bdf2"),
+        ("a single cell", {"nr": 1, "nz": 1, "r_faces": (0.0, _R), "z_faces": (0.0, 1e-3),
+         "vehicle_thickness": 20e-6}, None, "bdf2"),
     ],
 )  # fmt: skip
 def test_separable_solver_equals_lu(

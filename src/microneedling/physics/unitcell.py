@@ -589,8 +589,10 @@ class _Separable:
             axial.append((wz, c, tz))
             off = np.zeros((m, nz))
             off[:, :-1] = -c
+            # LAPACK's wrapper wants an off-diagonal of length >= 1 even for a 1 × 1 system
             pt_d, pt_e, info = dpttrf(
-                (tz[None, :] + mu[:, None] * wz[None, :]).ravel(), off.ravel()[:-1]
+                (tz[None, :] + mu[:, None] * wz[None, :]).ravel(),
+                off.ravel()[:-1] if m * nz > 1 else np.zeros(1),
             )
             if info != 0:
                 raise np.linalg.LinAlgError(
