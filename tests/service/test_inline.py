@@ -1,15 +1,23 @@
 """The inline simulate's hot path (issue 13): what it stores (the run, its result blob and file row,
-the audit event, in one transaction) on SQLite and PostgreSQL."""
+the audit event, in one transaction) on SQLite and PostgreSQL, and how many run at once."""
 
 from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from microneedling.errors import InputError
 from microneedling.service import api
+from microneedling.service.config import Settings
 from microneedling.service.db import AuditEvent, FileRecord, Run
 from microneedling.service.runs import RESULT_BLOB
-from tests.service.helpers import Service, example
+from tests.service.helpers import Service, build_service, example, settings_for
 
 API = "/api/v1"
 
@@ -59,3 +67,56 @@ def test_inline_simulate_writes_nothing_when_a_write_fails(
         c.post(f"{API}/runs/simulate", json=body, headers=h)
     after = (_count(service, Run), _count(service, FileRecord), _count(service, AuditEvent))
     assert after == before
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_at_most_inline_threads_simulations_run_at_once(
+    threads: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``inline_threads`` bounds how many inline simulations of one process run at once (the
+    others wait on the event loop, none is refused); with 3 allowed, 3 do run together, so the
+    count below would see a missing limit."""
+    active, peak = 0, 0
+    lock = threading.Lock()
+    real = api.simulate_inline
+
+    def counted(request: Any) -> Any:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            time.sleep(0.3)  # long enough for every request to arrive meanwhile
+            return real(request)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(api, "simulate_inline", counted)
+    body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
+    with build_service(settings_for(tmp_path, None, inline_threads=threads), "sqlite") as svc:
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(
+                pool.map(
+                    lambda _: (
+                        svc.client.post(
+                            f"{API}/runs/simulate", json=body, headers=svc.a.h
+                        ).status_code
+                    ),
+                    range(6),
+                )
+            )
+        assert codes == [201] * 6
+        assert _count(svc, Run) == 6
+    assert peak == threads
+
+
+def test_inline_threads_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MICRONEEDLING_DATA_DIR", str(tmp_path))
+    assert Settings.from_env().inline_threads == 1
+    monkeypatch.setenv("MICRONEEDLING_INLINE_THREADS", "2")
+    assert Settings.from_env().inline_threads == 2
+    monkeypatch.setenv("MICRONEEDLING_INLINE_THREADS", "0")
+    with pytest.raises(InputError) as info:
+        Settings.from_env()
+    assert (info.value.field, info.value.value) == ("MICRONEEDLING_INLINE_THREADS", "0")

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.orm import sessionmaker
@@ -161,12 +162,15 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs = JobManager(ctx.settings, ctx.sessions, ctx.store)
         ctx.jobs = jobs
+        # made in the server's event loop (an anyio limiter belongs to the loop that first uses it)
+        ctx.simulate_limiter = anyio.CapacityLimiter(ctx.settings.inline_threads)
         jobs.start()
         try:
             yield
         finally:
             jobs.stop()
             ctx.jobs = None
+            ctx.simulate_limiter = None
             ctx.engine.dispose()
 
     app = FastAPI(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 import sqlalchemy as sa
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -77,6 +78,9 @@ class Context:
     limiter: RateLimiter
     login_limiter: RateLimiter
     jobs: Any = None  # microneedling.service.jobs.JobManager
+    #: at most ``settings.inline_threads`` threads of this process run a simulate request at once
+    #: (set while the app runs; ``None``: anyio's default thread limit)
+    simulate_limiter: anyio.CapacityLimiter | None = None
 
 
 def app_context(request: Request) -> Context:

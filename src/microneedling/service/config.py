@@ -63,7 +63,8 @@ class Settings:
     ``database_url`` ``None`` means SQLite in ``data_dir``. ``job_threads`` 0 makes an API-only
     process (runs are queued and executed by another process of the same database). Executor:
     ``dask_workers`` local Dask worker processes, or ``scheduler`` an existing Dask scheduler; the
-    default runs chunks in the job thread (in process).
+    default runs chunks in the job thread (in process). ``inline_threads``: threads of a process
+    that may run an inline simulate at once (the others wait their turn).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -79,6 +80,7 @@ class Settings:
     session_hours: float = 12.0
     secure_cookies: bool = False
     inline_max_draws: int = 64
+    inline_threads: int = 1
     max_trial_patients: int = 200_000
     max_sensitivity_runs: int = 200_000
     stale_after_s: float = 30.0
@@ -131,6 +133,7 @@ class Settings:
             session_hours=_env_float("SESSION_HOURS", 12.0, low=0.01),
             secure_cookies=(_env("SECURE_COOKIES") or "0").lower() in ("1", "true", "yes"),
             inline_max_draws=_env_int("INLINE_MAX_DRAWS", 64),
+            inline_threads=_env_int("INLINE_THREADS", 1, low=1),
             max_trial_patients=_env_int("MAX_TRIAL_PATIENTS", 200_000, low=2),
             max_sensitivity_runs=_env_int("MAX_SENSITIVITY_RUNS", 200_000, low=1),
             stale_after_s=_env_float("STALE_AFTER_S", 30.0, low=0.1),
