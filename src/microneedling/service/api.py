@@ -632,6 +632,7 @@ def _insert_done(db: Session, ctx: Context, who: Principal, run: Run, outputs: O
     path)."""
     t = now()
     run.status, run.progress, run.progress_text = "done", 1.0, "done"
+    run.worker = ctx.jobs.worker_id if ctx.jobs is not None else None  # the process that ran it
     run.created_at = run.started_at = run.finished_at = t
     run.summary = outputs.summary
     conn = db.connection()

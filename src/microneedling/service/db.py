@@ -180,8 +180,9 @@ class Run(Base):
     """A run of one kind (simulate, plan, absorb, trial, sensitivity, validate) and its state.
 
     ``status``: queued → running → done | failed | cancelled. ``worker`` and ``heartbeat_at`` say
-    which process holds a running job; a job whose heartbeat is stale is taken over (resumed) by
-    another process, or by the same server after a restart.
+    which process holds a running job (``worker``: also which process ran an inline simulation); a
+    job whose heartbeat is stale is taken over (resumed) by another process, or by the same server
+    after a restart.
     """
 
     __tablename__ = "runs"

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,10 +89,34 @@ def _export(settings: Settings) -> None:
         os.environ[ENV_PREFIX + k] = v
 
 
+def _exit_with_supervisor(supervisor: int, every: float = 0.5, grace: float = 10.0) -> None:
+    """End this worker process once the uvicorn supervisor that started it is gone (killed with
+    SIGKILL, it cannot stop its workers: they would keep serving the socket and running jobs, and
+    a server started again would not get the port). SIGTERM first (uvicorn's graceful shutdown: the
+    job threads stop taking runs; a run in progress stops beating and is resumed by the next
+    server), a second one after ``grace`` seconds (uvicorn stops at once), then exit."""
+    while os.getppid() == supervisor:
+        time.sleep(every)
+    log.warning("the server's supervisor process %d is gone: stopping this worker", supervisor)
+    for _ in range(2):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)
+    os._exit(1)
+
+
 def app_from_env() -> FastAPI:
     """The app of one worker process (uvicorn's factory), from the environment."""
     migrated = os.environ.get(ENV_PREFIX + "MIGRATED") == "1"
-    return create_app(Settings.from_env(), run_migrations=not migrated)
+    app = create_app(Settings.from_env(), run_migrations=not migrated)
+    supervisor = os.environ.get(ENV_PREFIX + "SUPERVISOR_PID")
+    if supervisor:  # a worker of ``serve --workers N`` (its supervisor may be gone already)
+        threading.Thread(
+            target=_exit_with_supervisor,
+            args=(int(supervisor),),
+            name="microneedling-supervisor-watch",
+            daemon=True,
+        ).start()
+    return app
 
 
 def serve(
@@ -108,6 +135,10 @@ def serve(
     settings = prepare(settings)
     admin_from_env(settings)
     _export(settings)
+    if workers > 1:  # the worker processes watch this one (see _exit_with_supervisor)
+        os.environ[ENV_PREFIX + "SUPERVISOR_PID"] = str(os.getpid())
+    else:
+        os.environ.pop(ENV_PREFIX + "SUPERVISOR_PID", None)
     uvicorn.run(
         factory,
         factory=True,

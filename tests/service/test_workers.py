@@ -1,0 +1,133 @@
+"""``microneedling serve --workers 2``: both worker processes answer requests, each background run
+is executed by exactly one of them, on SQLite and PostgreSQL; and the workers end when the
+supervisor process that started them is killed (they would otherwise keep the port and the jobs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from microneedling.client import Client
+from microneedling.service.config import Settings
+from microneedling.service.db import Run, make_engine
+from tests.service.conftest import database_url
+from tests.service.helpers import PASSWORD, example
+from tests.service.live import create_admin, serve, stop
+
+ENV = {"MICRONEEDLING_RATE_PER_SECOND": "0", "MICRONEEDLING_LOGIN_PER_MINUTE": "1000"}
+
+
+def _workers(pid: int) -> set[int]:
+    """The uvicorn worker processes of the server ``pid`` (its children started by
+    multiprocessing's spawn; not its resource tracker)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmd:
+            out.add(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_two_workers_both_serve_and_each_job_runs_once(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = database_url(kind, request, tmp_path)
+    env = dict(ENV)
+    if url:
+        env["MICRONEEDLING_DATABASE_URL"] = url  # create_admin reads the environment too
+        os.environ["MICRONEEDLING_DATABASE_URL"] = url
+    try:
+        create_admin(tmp_path, "admin@workers.example", PASSWORD, "Workers clinic")
+    finally:
+        os.environ.pop("MICRONEEDLING_DATABASE_URL", None)
+    proc, base = serve(tmp_path, env, None, "--workers", "2")
+    try:
+        end = time.monotonic() + 60
+        while len(workers := _workers(proc.pid)) < 2:
+            assert time.monotonic() < end, workers
+            time.sleep(0.1)
+        client = Client.login(base, "admin@workers.example", PASSWORD)
+        course = example("acne-scars-rolling-cheek.toml")
+        headers = {"Authorization": f"Bearer {client.token}"}
+
+        def inline(_: int) -> int:
+            # a new connection each time: the kernel hands it to either worker
+            r = httpx.post(
+                f"{base}/api/v1/runs/simulate",
+                json={"course": course, "draws": 0},
+                headers=headers,
+                timeout=120,
+            )
+            assert r.status_code == 201, r.text
+            return int(r.json()["id"])
+
+        with ThreadPoolExecutor(8) as pool:
+            inline_ids = list(pool.map(inline, range(32)))
+        queued = [
+            client.submit("simulate", course=course, draws=0, background=True) for _ in range(6)
+        ]
+        done = [client.wait(q["id"], timeout=300) for q in queued]
+        assert [d["status"] for d in done] == ["done"] * 6
+        assert [d["attempts"] for d in done] == [1] * 6  # claimed once: never run twice
+
+        engine = make_engine(Settings(data_dir=tmp_path, database_url=url).url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.select(Run.id, Run.worker, Run.attempts)).all()
+        finally:
+            engine.dispose()
+        by_id = {r.id: r for r in rows}
+        pid = {i: int(str(by_id[i].worker).split(":")[1]) for i in by_id}
+        assert {pid[i] for i in inline_ids} == workers  # both processes answered
+        assert {pid[d["id"]] for d in done} <= workers
+        assert len(rows) == 32 + 6
+    finally:
+        stop(proc)
+    assert not any(_alive(w) for w in workers)  # a clean stop ends the workers
+
+
+def test_workers_end_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    proc, base = serve(tmp_path, ENV, None, "--workers", "2")
+    try:
+        end = time.monotonic() + 60
+        while len(workers := _workers(proc.pid)) < 2:
+            assert time.monotonic() < end, workers
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)  # no clean-up: as the OOM killer would
+        proc.wait()
+        end = time.monotonic() + 30
+        while any(_alive(w) for w in workers):
+            assert time.monotonic() < end, (
+                f"workers {workers} outlived their supervisor: "
+                + (tmp_path / f"server-{base.rsplit(':', 1)[1]}.log").read_text()[-2000:]
+            )
+            time.sleep(0.1)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{base}/api/v1/health", timeout=2)
+    finally:
+        stop(proc)
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
