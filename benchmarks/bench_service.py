@@ -5,8 +5,10 @@ machine's two cores), then 1, 8 and 32 concurrent clients (httpx, asyncio), each
 token, posting the same course to ``POST /api/v1/runs/simulate`` (``draws = 0``: answered inline,
 the result stored in the file store and the database) for a fixed duration or a fixed count of
 requests, whichever comes first. Reported per database (SQLite, PostgreSQL) and level: requests per
-second, p50 and p99 latency, errors. In the same run, ``simulate`` of the same course is timed in
-process (median), and the HTTP overhead is p50 at 1 client minus that time, as a fraction of it.
+second, p50 and p99 latency, errors, the CPU time of the server and of the load generator per
+request, how many runs each server process stored (``runs.worker``) and the load average. In the
+same run, ``simulate`` of the same course is timed in process (median), and the HTTP overhead is p50
+at 1 client minus that time, as a fraction of it.
 
 Goals (issue 13): at 32 clients >= 150 simulate requests/s on 2 cores, p99 < 300 ms, zero errors,
 HTTP overhead < 30% of the in-process time.
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +159,22 @@ def _tokens(url: str, n: int) -> list[str]:
     return out
 
 
+def runs_per_process(data: Path, database_url: str | None) -> Counter[str]:
+    """How many runs each server process has stored (``runs.worker``: the process's pid)."""
+    import sqlalchemy as sa
+
+    from microneedling.service.config import Settings
+    from microneedling.service.db import Run, make_engine
+
+    engine = make_engine(Settings(data_dir=data, database_url=database_url).url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(Run.worker, sa.func.count()).group_by(Run.worker)).all()
+    finally:
+        engine.dispose()
+    return Counter({str(w).split(":")[1] if w else "-": int(n) for w, n in rows})
+
+
 def run_database(
     kind: str, database_url: str | None, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
@@ -167,7 +186,8 @@ def run_database(
         extra = ["--workers", str(args.workers)]
         if database_url:
             extra += ["--database", database_url]
-        env = {"MICRONEEDLING_LOGIN_PER_MINUTE": "1000"}
+        # the rate limiter stays on, above what one client can send (100/s would refuse some)
+        env = {"MICRONEEDLING_LOGIN_PER_MINUTE": "1000", "MICRONEEDLING_RATE_PER_SECOND": "10000"}
         if database_url:
             os.environ["MICRONEEDLING_DATABASE_URL"] = database_url
         create_admin(data, "bench@bench.example", PASSWORD, "Bench")
@@ -176,15 +196,20 @@ def run_database(
             tokens = _tokens(url, max(levels))
             rows = []
             for n in levels:
+                before = runs_per_process(data, database_url)
                 row = asyncio.run(_level(url, tokens, n, args.seconds, args.max_requests, proc.pid))
+                split = runs_per_process(data, database_url) - before
                 row["database"] = kind
+                row["load"] = os.getloadavg()[0]
+                row["split"] = "/".join(str(v) for _, v in sorted(split.items()))
                 rows.append(row)
                 print(
                     f"  {kind:10s} {n:3d} clients: {row['requests']:5d} requests, "
                     f"{row['rps']:6.1f}/s, p50 {row['p50']:6.1f} ms, p99 {row['p99']:6.1f} ms, "
                     f"server CPU {row['server_cpu_ms']:.1f} ms/request, load generator "
                     f"{row['client_cpu_ms']:.1f} ms/request, errors {row['errors']} "
-                    f"{row['first_error']}",
+                    f"{row['first_error']}; runs per server process {row['split']}; load "
+                    f"average {row['load']:.1f}",
                     flush=True,
                 )
             return rows
@@ -236,15 +261,16 @@ def main() -> None:
     )
     print(
         "| database | clients | requests | requests/s | p50 ms | p99 ms | errors "
-        "| server CPU ms/request | 2 cores / (server + load generator CPU) |"
+        "| server CPU ms/request | 2 cores / (server + load generator CPU) | runs per process (with warm-up) "
+        "| load average |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cap = 2000.0 / (r["server_cpu_ms"] + r["client_cpu_ms"])
         print(
             f"| {r['database']} | {r['clients']} | {r['requests']} | {r['rps']:.1f} "
             f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['server_cpu_ms']:.1f} "
-            f"| {cap:.0f}/s |"
+            f"| {cap:.0f}/s | {r['split']} | {r['load']:.1f} |"
         )
     for r in rows:
         if r["clients"] == 1:
