@@ -51,18 +51,13 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_two_workers_both_serve_and_each_job_runs_once(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = database_url(kind, request, tmp_path)
-    env = dict(ENV)
-    if url:
-        env["MICRONEEDLING_DATABASE_URL"] = url  # create_admin reads the environment too
-        os.environ["MICRONEEDLING_DATABASE_URL"] = url
-    try:
-        create_admin(tmp_path, "admin@workers.example", PASSWORD, "Workers clinic")
-    finally:
-        os.environ.pop("MICRONEEDLING_DATABASE_URL", None)
-    proc, base = serve(tmp_path, env, None, "--workers", "2")
+    if url:  # the server and create_admin's subprocess read it from the environment
+        monkeypatch.setenv("MICRONEEDLING_DATABASE_URL", url)
+    create_admin(tmp_path, "admin@workers.example", PASSWORD, "Workers clinic")
+    proc, base = serve(tmp_path, ENV, None, "--workers", "2")
     try:
         end = time.monotonic() + 60
         while len(workers := _workers(proc.pid)) < 2:
