@@ -41,6 +41,15 @@ def _workers(pid: int) -> set[int]:
     return out
 
 
+def _started_workers(pid: int, n: int = 2, timeout: float = 60.0) -> set[int]:
+    """The ``n`` worker processes of server ``pid``, once they exist (at most ``timeout`` s)."""
+    end = time.monotonic() + timeout
+    while len(workers := _workers(pid)) < n:
+        assert time.monotonic() < end, workers
+        time.sleep(0.1)
+    return workers
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -59,10 +68,7 @@ def test_two_workers_both_serve_and_each_job_runs_once(
     create_admin(tmp_path, "admin@workers.example", PASSWORD, "Workers clinic")
     proc, base = serve(tmp_path, ENV, None, "--workers", "2")
     try:
-        end = time.monotonic() + 60
-        while len(workers := _workers(proc.pid)) < 2:
-            assert time.monotonic() < end, workers
-            time.sleep(0.1)
+        workers = _started_workers(proc.pid)
         client = Client.login(base, "admin@workers.example", PASSWORD)
         course = example("acne-scars-rolling-cheek.toml")
         headers = {"Authorization": f"Bearer {client.token}"}
@@ -117,10 +123,7 @@ def test_two_workers_both_serve_and_each_job_runs_once(
 def test_workers_end_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     proc, base = serve(tmp_path, ENV, None, "--workers", "2")
     try:
-        end = time.monotonic() + 60
-        while len(workers := _workers(proc.pid)) < 2:
-            assert time.monotonic() < end, workers
-            time.sleep(0.1)
+        workers = _started_workers(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)  # no clean-up: as the OOM killer would
         proc.wait()
         end = time.monotonic() + 30
