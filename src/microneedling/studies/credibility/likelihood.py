@@ -331,8 +331,8 @@ class Likelihood:
         in standard deviations of everything that separates them (measurement, discrepancy).
 
         Gaussian rows ``|y - f| / sqrt(se^2 + tau^2 s^2)`` (log rows on the log scale); bounds the
-        one-sided excess (0 when the bound holds); count rows the normal score of the two-sided mid-p value of the
-        observed count under the logit-normal binomial (0 at the median).
+        one-sided excess (0 when the bound holds); count rows the normal score of the two-sided
+        mid-p value of the observed count under the logit-normal binomial (0 at the median).
         """
         from scipy.special import ndtri
 

@@ -338,7 +338,7 @@ def _inside(kind: str, level: float, pit: float, obs: float, lo: float, hi: floa
     """Whether the observation lies in the central ``level``% predictive interval: by the mid-p PIT
     for counts; for a bound, whether the interval reaches it (the bound is consistent)."""
     if kind in ("binomial", "ordinal"):
-        return bool((1 - level / 100) / 2 <= pit <= (1 + level / 100) / 2)
+        return pit_consistent(kind, pit, level)
     if kind == "upper":
         return bool(lo <= obs)
     if kind == "lower":
@@ -638,18 +638,10 @@ def calibration_check(
                 else math.nan
             )
             yrep = lik.predictive(i, fi, ti, rng)
-            if spec.kind in ("binomial", "ordinal"):
-                yrep = yrep / spec.n
-                covered = bool(0.1 <= pit <= 0.9)
-            else:
+            lo = hi = math.nan  # counts are judged by their PIT
+            if spec.kind not in ("binomial", "ordinal"):
                 lo, hi = weighted_quantile(yrep, w, [0.1, 0.9])
-                covered = (
-                    bool(lo <= spec.observed <= hi)
-                    if spec.kind == "gaussian"
-                    else bool(lo <= spec.observed)
-                    if spec.kind == "upper"
-                    else bool(hi >= spec.observed)
-                )
+            covered = _inside(spec.kind, 80.0, pit, spec.observed, lo, hi)
             rows_s.append({"key": spec.key, "pit": pit, "covered_80": covered})
         loso.append({"study": study, "elpd": elpd, "pareto_k": k, "rows": rows_s})
     all_rows = [r for s in loso for r in s["rows"]]
