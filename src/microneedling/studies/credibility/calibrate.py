@@ -1249,10 +1249,17 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
     os._exit(1)
 
 
-def _stop_now(pool: ProcessPoolExecutor) -> None:
+def _stop_now(pool: ProcessPoolExecutor, others: set[int | None]) -> None:
     """Cancel what is queued and end the workers at once (a chunk in flight is abandoned: its
-    result would be discarded anyway), instead of waiting for the running tasks."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle in 3.11
+    result would be discarded anyway), instead of waiting for the running tasks.
+
+    The workers are the pool's processes and any child process started since the pool was made
+    (``others``: the children before it): an interrupt that arrives while ``submit`` is starting
+    a worker leaves that process out of the pool's table (seen in CI: a worker alive after the
+    interrupted block)."""
+    table = list((getattr(pool, "_processes", None) or {}).values())  # no public handle in 3.11
+    late = [c for c in multiprocessing.active_children() if c.pid not in others]
+    procs = list({p.pid: p for p in table + late}.values())
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         if proc.is_alive():
@@ -1282,6 +1289,7 @@ def parallel_evaluation(problem: Problem, workers: int) -> Iterator[Problem]:
         yield problem
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
+    others = {c.pid for c in multiprocessing.active_children()}
     pool = ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(problem, os.getpid())
     )
@@ -1289,7 +1297,7 @@ def parallel_evaluation(problem: Problem, workers: int) -> Iterator[Problem]:
     try:
         yield problem
     except BaseException:
-        _stop_now(pool)
+        _stop_now(pool, others)
         raise
     else:
         pool.shutdown(wait=True)
