@@ -41,7 +41,87 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import xarray as xr
 
-__all__ = ["ParameterRecord", "Result"]
+__all__ = ["ParameterRecord", "Result", "labelled_dataset"]
+
+
+def _is_float_array(x: object) -> bool:
+    return type(x) is np.ndarray and x.dtype == np.float64
+
+
+def labelled_dataset(
+    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]],
+    coords: dict[str, tuple[Any, dict[str, Any]]],
+    attrs: dict[str, Any],
+    *,
+    direct: bool = True,
+) -> xr.Dataset:
+    """The Dataset of ``data_vars`` (``{name: (dims, array, attrs)}``, in order) on the dimension
+    coordinates ``coords`` (``{dim: (values, attrs)}``, each indexed by pandas), with ``attrs``.
+
+    ``xr.Dataset(data_vars=..., coords=...)`` merges and aligns its arguments variable by
+    variable (0.9 ms for a nominal course's 41 variables, 1.6 ms for an ensemble's 105). Here
+    every variable is built once, each coordinate gets its default pandas
+    index the way xarray makes it, and the Dataset is assembled without the merge
+    (``Dataset._construct_direct``, xarray's own constructor for arguments known to be
+    consistent; dims are still computed and checked against each other). ``direct=False``, or
+    an xarray without that constructor, takes the public constructor: the two give identical
+    datasets and NetCDF files (tested), data variables first, then coordinates.
+    """
+    import xarray as xr
+
+    construct = getattr(xr.Dataset, "_construct_direct", None)
+    if not direct or construct is None:
+        return xr.Dataset(
+            data_vars=data_vars,
+            coords={name: (name, values, a) for name, (values, a) in coords.items()},
+            attrs=attrs,
+        )
+    variables = {
+        # float arrays need none of the conversions of the Variable constructor (fastpath skips
+        # them: ~1 us instead of ~15 us per variable); anything else takes the full path
+        name: xr.Variable(dims, arr, a, fastpath=_is_float_array(arr))
+        for name, (dims, arr, a) in data_vars.items()
+    }
+    indexes = {}
+    for name, (values, a) in coords.items():
+        index, index_vars = _coordinate(name, values, a)
+        indexes[name] = index
+        variables.update(index_vars)
+    ds: xr.Dataset = construct(variables, set(coords), None, dict(attrs), indexes)
+    return ds
+
+
+_SHORT_COORDINATES: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
+"""Default index and index variable of short coordinates (patient, site, layer, session), by
+name, dtype, values and attrs: a few entries per process (at most 256 kept)."""
+
+
+def _coordinate(name: str, values: Any, attrs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The default (pandas) index of dimension coordinate ``name`` and its index variables, as
+    ``xr.Dataset`` makes them. Short coordinates are made once per distinct value (~40 us each)
+    and handed out as shallow copies (own attrs; the index and its values are immutable)."""
+    import xarray as xr
+    from xarray.indexes import PandasIndex
+
+    arr = np.asarray(values)
+    key: tuple[Any, ...] | None = None
+    if arr.ndim == 1 and arr.size <= 64 and arr.dtype.kind in "iufbU":
+        key = (name, arr.dtype.str, tuple(arr.tolist()), tuple(sorted(attrs.items())))
+        try:
+            hit = _SHORT_COORDINATES.get(key)
+        except TypeError:  # an unhashable attribute value: not cached
+            key, hit = None, None
+        if hit is not None:
+            return hit[0], {k: v.copy(deep=False) for k, v in hit[1].items()}
+    var = {name: xr.Variable(name, values, attrs)}
+    index = PandasIndex.from_variables(var, options={})
+    index_vars = index.create_variables(var)
+    if key is not None:
+        if len(_SHORT_COORDINATES) >= 256:
+            _SHORT_COORDINATES.clear()
+        _SHORT_COORDINATES[key] = (index, index_vars)
+        return index, {k: v.copy(deep=False) for k, v in index_vars.items()}
+    return index, index_vars
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from microneedling.engine import applicability, variables
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.ensemble import nan_percentiles
 from microneedling.engine.prepare import Prepared, setting_values, take_prepared
-from microneedling.engine.result import Result
+from microneedling.engine.result import Result, labelled_dataset
 from microneedling.engine.variables import Variable, by_name
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
@@ -137,16 +137,14 @@ def _dataset(
     n_draws: int,
     centre: ParameterSet | None = None,
 ) -> Any:
-    import xarray as xr
-
     sites = [s.name for s in course.sites]
     B, K = prep.session_days.shape
-    coords = {
-        "patient": ["patient-0"],
-        "site": sites,
-        "layer": list(LAYERS),
-        "time": ("time", t, {"units": "d", "long_name": "Time since the start of the course"}),
-        "session": np.arange(K),
+    coords: dict[str, tuple[Any, dict[str, Any]]] = {
+        "patient": (["patient-0"], {}),
+        "site": (sites, {}),
+        "layer": (list(LAYERS), {}),
+        "time": (t, {"units": "d", "long_name": "Time since the start of the course"}),
+        "session": (np.arange(K), {}),
     }
     data: dict[str, Any] = {}
 
@@ -216,7 +214,7 @@ def _dataset(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "Conventions": "CF-1.8",
     }
-    return xr.Dataset(data_vars=data, coords=coords, attrs=attrs)
+    return labelled_dataset(data, coords, attrs)
 
 
 def _draw_warnings(n_draws: int) -> list[str]:

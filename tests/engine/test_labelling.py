@@ -1,0 +1,148 @@
+"""The labelled result is built without xarray's merge (engine.result.labelled_dataset) and is the
+same Dataset, and the same NetCDF file, as the public ``xr.Dataset`` constructor makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from microneedling.course.model import Course
+from microneedling.engine.result import labelled_dataset
+from microneedling.engine.simulate import simulate
+from microneedling.io import write_netcdf_atomic
+from microneedling.vocabulary import LAYERS
+from tests.paths import EXAMPLES
+
+
+def _public(ds: xr.Dataset, course: Course) -> xr.Dataset:
+    """``ds`` rebuilt the way simulate built its Dataset before labelled_dataset: data variables as
+    (dims, array, attrs) tuples and the coordinates as lists, merged by ``xr.Dataset``."""
+    data = {k: (v.dims, v.values, dict(v.attrs)) for k, v in ds.data_vars.items()}
+    coords = {
+        "patient": ["patient-0"],
+        "site": [s.name for s in course.sites],
+        "layer": list(LAYERS),
+        "time": ("time", ds["time"].values, dict(ds["time"].attrs)),
+        "session": np.arange(ds.sizes["session"]),
+    }
+    return xr.Dataset(data_vars=data, coords=coords, attrs=dict(ds.attrs))
+
+
+def _encoding(v: xr.Variable) -> dict[str, Any]:
+    """A variable's encoding without the file it was read from, NaN written as a string."""
+    return {k: repr(x) for k, x in v.encoding.items() if k != "source"}
+
+
+def _same_in_memory(a: xr.Dataset, b: xr.Dataset) -> None:
+    xr.testing.assert_identical(a, b)
+    assert list(a.variables) == list(b.variables)  # data variables first, then coordinates
+    assert list(a.coords) == list(b.coords) and list(a.dims) == list(b.dims)
+    assert list(a.attrs) == list(b.attrs)
+    for k in b.variables:
+        va, vb = a.variables[k], b.variables[k]
+        assert type(va) is type(vb) and va.dtype == vb.dtype and va.dims == vb.dims, k
+        assert list(va.attrs) == list(vb.attrs) and _encoding(va) == _encoding(vb), k
+    assert list(a.xindexes) == list(b.xindexes)
+    for k in b.xindexes:
+        assert type(a.xindexes[k]) is type(b.xindexes[k])
+        assert a.indexes[k].dtype == b.indexes[k].dtype and a.indexes[k].equals(b.indexes[k])
+
+
+def _netcdf_layout(path: Path) -> dict[str, Any]:
+    """Everything of a NetCDF file but its bytes: dimensions, global attributes, and per variable
+    its dims, type, attributes (in order), storage, filters and values."""
+    with netCDF4.Dataset(path) as nc:
+        out: dict[str, Any] = {
+            "format": nc.data_model,
+            "dims": [(d, len(nc.dimensions[d])) for d in nc.dimensions],
+            "attrs": [(k, nc.getncattr(k)) for k in nc.ncattrs()],
+        }
+        for name, v in nc.variables.items():
+            values = np.asarray(v[...])
+            out[name] = (
+                v.dimensions,
+                str(v.dtype),
+                [(k, str(v.getncattr(k))) for k in v.ncattrs()],
+                v.chunking(),
+                v.filters(),
+                v.endian(),
+                values.tolist() if values.dtype == object else values.tobytes(),
+            )
+    return out
+
+
+@pytest.mark.parametrize(
+    ("example", "draws"),
+    [("acne-scars-rolling-cheek", 0), ("neck-rejuvenation", 4), ("melasma-tranexamic-acid", 3)],
+)
+def test_result_is_the_dataset_and_file_of_the_public_constructor(
+    example: str, draws: int, tmp_path: Path
+) -> None:
+    course = Course.from_file(EXAMPLES / f"{example}.toml")
+    ds = simulate(course, draws=draws, seed=3).dataset
+    ref = _public(ds, course)
+    _same_in_memory(ds, ref)
+    ours = write_netcdf_atomic(ds, tmp_path / "ours.nc")
+    theirs = write_netcdf_atomic(ref, tmp_path / "theirs.nc")
+    assert _netcdf_layout(ours) == _netcdf_layout(theirs)
+    with xr.open_dataset(ours) as a, xr.open_dataset(theirs) as b:
+        _same_in_memory(a.load(), b.load())
+
+
+def _mixed_inputs() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    rng = np.random.default_rng(1)
+    data = {
+        "f": (("patient", "site", "time"), rng.normal(size=(1, 2, 5)), {"units": "1"}),
+        "with_nan": (("patient", "site"), np.array([[np.nan, 2.0]]), {"long_name": "x"}),
+        "ints": (("site",), np.array([3, 4]), {}),
+        "flags": (("site", "time"), rng.normal(size=(2, 5)) > 0, {"units": "1"}),
+        "f32": (("time",), np.arange(5, dtype=np.float32), {}),
+        "view": (("site",), rng.normal(size=(2, 3))[:, 1], {}),  # not contiguous
+        "listed": (("site",), [1.5, 2.5], {}),  # a list: converted as xarray converts it
+    }
+    coords = {
+        "patient": (["patient-0"], {}),
+        "site": (["cheek", "forehead"], {"long_name": "treated site"}),
+        "time": (np.linspace(0.0, 4.0, 5), {"units": "d"}),
+    }
+    return data, coords, {"title": "t", "n": 3}
+
+
+def test_direct_and_public_constructors_agree_on_every_kind_of_array(tmp_path: Path) -> None:
+    data, coords, attrs = _mixed_inputs()
+    fast = labelled_dataset(data, coords, attrs)
+    slow = labelled_dataset(data, coords, attrs, direct=False)
+    _same_in_memory(fast, slow)
+    assert fast["ints"].dtype == np.int64 and fast["flags"].dtype == bool
+    assert fast["f32"].dtype == np.float32 and fast["site"].dtype.kind == "U"
+    a = write_netcdf_atomic(fast, tmp_path / "a.nc")
+    b = write_netcdf_atomic(slow, tmp_path / "b.nc")
+    assert _netcdf_layout(a) == _netcdf_layout(b)
+
+
+def test_inconsistent_dimension_sizes_are_refused_on_the_direct_path() -> None:
+    data, coords, attrs = _mixed_inputs()
+    data["bad"] = (("site",), np.zeros(3), {})  # site has 2 entries
+    with pytest.raises(ValueError, match="site"):
+        labelled_dataset(data, coords, attrs)
+
+
+def test_reused_coordinates_are_not_shared_between_results() -> None:
+    data, coords, attrs = _mixed_inputs()
+    first = labelled_dataset(data, coords, attrs)
+    first["site"].attrs["note"] = "edited"
+    first["patient"].attrs.clear()
+    second = labelled_dataset(data, coords, attrs)
+    assert dict(second["site"].attrs) == {"long_name": "treated site"}
+    assert "note" not in coords["site"][1]
+    with pytest.raises(ValueError, match="read-only"):
+        first["site"].values[0] = "neck"
+    assert list(second["site"].values) == ["cheek", "forehead"]
+    # an unhashable attribute is fine (not cached)
+    odd = labelled_dataset(data, {**coords, "site": (["a", "b"], {"x": [1, 2]})}, attrs)
+    assert odd["site"].attrs["x"] == [1, 2]
