@@ -44,7 +44,7 @@ PARAM_UNITS: dict[str, str] = {
         "k_H", "mu_H", "kappa_T", "g_Q", "mu_Q", "k_A", "s_M", "sigma_PI", "sigma_PF",
         "s_KT", "k_DI", "k_SD", "k_x", "delta_X",
     )},
-    **{n: "1" for n in ("K_D", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De", "beta_K")},
+    **{n: "1" for n in ("K_D", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De", "beta_K", "beta_N")},
 }  # fmt: skip
 
 #: parameters that are inputs per case rather than values of the parameter files

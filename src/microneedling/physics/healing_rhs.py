@@ -51,7 +51,7 @@ Epidermis (driven by the papillary layer's T and I)::
     De' = −k_De·De
     K'  = s_K·De/(K_De + De) + s_KT·T_pap − μ_K·K
     H'  = k_H·K − μ_H·H
-    Mp' = κ_T·(L·(1 − e_A·A/(EC_A + A)) − (1 + β_K·K)·Mp)          epidermal turnover (κ_T)
+    Mp' = κ_T·(L·(1 − e_A·A/(EC_A + A))·exp(−β_N·R) − (1 + β_K·K)·Mp)   epidermal turnover (κ_T)
     Q'  = g_Q·(1 − e_A·A/(EC_A + A))·I_pap − μ_Q·Q
     A'  = −k_A·A
 
@@ -61,6 +61,15 @@ proportion to it (β_K per unit keratinocyte activation), and a delivered depigm
 (occupancy A/(EC_A + A), maximal effect e_A) lowers both the lesion's melanogenesis and the
 inflammation-driven (PIH) pigment production. ``e_A``, ``k_A`` and ``g_Q`` may differ per case
 (product, photoprotection); the parameter files give their defaults.
+
+The lesion's melanogenic drive also depends on the dermis beneath it: melasma is kept up by signals
+from a photoaged papillary dermis (solar elastosis, senescent fibroblasts, vessels; Han et al. 2024),
+and dermal remodelling is what holds an improvement (Han et al. 2024: monthly microneedling-RF
+maintained it while the untreated side relapsed over 6 months). The drive falls as exp(−β_N·R) with
+R = N3 + N1 + NX of the papillary layer (new collagen, fraction of baseline; matrix lost to MMP makes
+R < 0 and raises the drive). Because R persists for months to years, so does this part of the
+improvement, while the part from faster turnover (β_K·K) and from the agent fades within about one
+turnover after the course.
 
 With no impulse the baseline (D = I = M = 0, F = P = 1, N· = LE = 0, S = 1, epidermis 0 but
 Mp = L) is an exact fixed point: every term above is identically zero there, so a course with no
@@ -73,7 +82,7 @@ course; a parameter set that violates it has a second, fibrotic fixed point (the
 healing-vs-fibrosis picture), which tests use as the "keloid-prone" region.
 
 All functions accept float64 or complex128 state arrays (complex-step Jacobians): they use only
-+, −, ×, ÷ on the state.
++, −, ×, ÷ and exp on the state.
 """
 
 from __future__ import annotations
@@ -106,6 +115,8 @@ PARAM_NAMES: tuple[str, ...] = (
     "lesion_drive",
     # durable collagen (dermal block; appended so the indices above stay fixed)
     "k_x", "delta_X",
+    # the papillary dermis's hold on the lesion's melanogenesis (epidermal block; appended)
+    "beta_N",
 )  # fmt: skip
 N_PARAM = len(PARAM_NAMES)
 PIDX = {name: i for i, name in enumerate(PARAM_NAMES)}
@@ -162,7 +173,8 @@ def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
     out[e + 1] = p[28] * De / (p[29] + De) + p[30] * T_pap - p[31] * K
     out[e + 2] = p[32] * K - p[33] * H
     agent = 1.0 - p[35] * A / (p[36] + A)
-    out[e + 3] = p[34] * (p[41] * agent - (1.0 + p[37] * K) * Mp)
+    dermal = np.exp(-p[44] * (y[IX_N3] + y[IX_N1] + y[IX_NX]))
+    out[e + 3] = p[34] * (p[41] * agent * dermal - (1.0 + p[37] * K) * Mp)
     out[e + 4] = p[38] * agent * I_pap - p[39] * Q
     out[e + 5] = -p[40] * A
 
@@ -263,10 +275,16 @@ def healing_jacobian(t, y, p, jac):  # type: ignore[no-untyped-def,unused-ignore
     jac[iH, iK] = p[32]
     jac[iH, iH] = -p[33]
     I_pap = y[IX_I]
-    # Mp' = kappa_T (L (1 - e_A A/(EC_A + A)) - (1 + beta_K K) Mp)
+    # Mp' = kappa_T (L (1 - e_A A/(EC_A + A)) exp(-beta_N R) - (1 + beta_K K) Mp),
+    # R = N3 + N1 + NX of the papillary layer
     ka = p[36] + A
     dagent = -p[35] * p[36] / (ka * ka)  # d/dA of 1 - e_A A/(EC_A + A)
-    jac[iMp, iA] = p[34] * p[41] * dagent
+    dermal = np.exp(-p[44] * (y[IX_N3] + y[IX_N1] + y[IX_NX]))
+    jac[iMp, iA] = p[34] * p[41] * dagent * dermal
+    d_r = -p[34] * p[41] * (1.0 - p[35] * A / ka) * p[44] * dermal  # d/dR
+    jac[iMp, IX_N3] = d_r
+    jac[iMp, IX_N1] = d_r
+    jac[iMp, IX_NX] = d_r
     jac[iMp, iMp] = -p[34] * (1.0 + p[37] * K)
     jac[iMp, iK] = -p[34] * p[37] * Mp
     # Q' = g_Q (1 - e_A A/(EC_A + A)) I_pap - mu_Q Q
@@ -331,7 +349,7 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
 
     Block forward substitution in the model's dependency order, written out: per dermal layer
     (D, I) → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
-    M, F) → H, A → Mp, and Q (needs the papillary I and A). Only the structural non-zeros of
+    M, F) → H, A → Mp (needs the papillary N3, N1, NX), and Q (needs the papillary I and A). Only the structural non-zeros of
     :func:`healing_jacobian` are used; the tests check the result against a dense solve.
     """
     _dermal_solve(fac, jac, dinv, 0, x)
@@ -344,7 +362,14 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
     ) * dinv[iK]
     x[iH] = (x[iH] + jac[iH, iK] * x[iK]) * dinv[iH]
     x[iA] = x[iA] * dinv[iA]
-    x[iMp] = (x[iMp] + jac[iMp, iA] * x[iA] + jac[iMp, iK] * x[iK]) * dinv[iMp]
+    x[iMp] = (
+        x[iMp]
+        + jac[iMp, iA] * x[iA]
+        + jac[iMp, iK] * x[iK]
+        + jac[iMp, IX_N3] * x[IX_N3]
+        + jac[iMp, IX_N1] * x[IX_N1]
+        + jac[iMp, IX_NX] * x[IX_NX]
+    ) * dinv[iMp]
     x[iQ] = (x[iQ] + jac[iQ, IX_I] * x[IX_I] + jac[iQ, iA] * x[iA]) * dinv[iQ]
 
 

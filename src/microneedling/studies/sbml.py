@@ -7,7 +7,7 @@ simulator. The document mirrors :mod:`microneedling.physics.healing_rhs` term by
   rate rules, no reactions): the dermal block with prefixes ``pap_`` (papillary dermis) and ``ret_``
   (reticular dermis): ``D I M F P N3 N1 NE LE S NX``; the epidermal block ``De K H Mp Q A``;
 * the quasi-steady TGF-β signals ``pap_T`` and ``ret_T`` are assignment rules;
-* the 44 parameters carry the names of :data:`~microneedling.physics.healing_rhs.PARAM_NAMES` and
+* the 45 parameters carry the names of :data:`~microneedling.physics.healing_rhs.PARAM_NAMES` and
   the values the engine uses for that case (age-scaled collagen rates, PIH gain of the patient's
   Fitzpatrick type, ``sigma_TF`` from the loop gain, ``lesion_drive``), with units (per day or
   dimensionless; model time is in days);
@@ -114,7 +114,10 @@ def epidermal_rate_formulas() -> dict[str, str]:
         "De": "-k_De * De",
         "K": "s_K * De / (K_De + De) + s_KT * pap_T - mu_K * K",
         "H": "k_H * K - mu_H * H",
-        "Mp": "kappa_T * (lesion_drive * (1 - e_A * A / (EC_A + A)) - (1 + beta_K * K) * Mp)",
+        "Mp": (
+            "kappa_T * (lesion_drive * (1 - e_A * A / (EC_A + A))"
+            " * exp(-beta_N * (pap_N3 + pap_N1 + pap_NX)) - (1 + beta_K * K) * Mp)"
+        ),
         "Q": "g_Q * (1 - e_A * A / (EC_A + A)) * pap_I - mu_Q * Q",
         "A": "-k_A * A",
     }
@@ -327,7 +330,7 @@ def _notes(model: Any) -> None:
 
     body = (
         "Wound-healing ODE of the microneedling package (version "
-        f"{__version__}), exported for one treated site. Time in days. The 28 states and 44 "
+        f"{__version__}), exported for one treated site. Time in days. The 28 states and 45 "
         "parameters mirror microneedling.physics.healing_rhs; sessions are events adding the "
         "session's injury and topical impulses (computed by the package's needle, injury and "
         "transport models). Observables (collagen %, scar depth, ...) are not part of this file. "
