@@ -3,6 +3,7 @@ same Dataset, and the same NetCDF file, as the public ``xr.Dataset`` constructor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import xarray as xr
 
 from microneedling.course.model import Course
 from microneedling.engine.result import labelled_dataset
-from microneedling.engine.simulate import simulate
+from microneedling.engine.simulate import _json_list, _record, _records_json, simulate
 from microneedling.io import write_netcdf_atomic
+from microneedling.parameters.parameter_set import load_parameters
 from microneedling.vocabulary import LAYERS
 from tests.paths import EXAMPLES
 
@@ -146,3 +148,32 @@ def test_reused_coordinates_are_not_shared_between_results() -> None:
     # an unhashable attribute is fine (not cached)
     odd = labelled_dataset(data, {**coords, "site": (["a", "b"], {"x": [1, 2]})}, attrs)
     assert odd["site"].attrs["x"] == [1, 2]
+
+
+def test_recorded_parameters_and_sources_are_the_json_of_their_records() -> None:
+    ps = load_parameters().recording()
+    names = [n for n in ps.names() if n.startswith(("healing.", "observe."))]
+    scalar = next(n for n in names if isinstance(ps.parameters[n].value, float))
+    assert any(isinstance(ps.parameters[n].value, dict) for n in names)  # tables too
+    want = json.dumps([_record(ps, n, {}) for n in names])
+    assert _records_json(ps, names, {}) == want
+    assert _records_json(ps, names, {}) == want  # the second time from the texts kept
+    # an edited set has new numbers: its records say so
+    v = ps.parameters[scalar].value
+    edited = ps.with_values({scalar: 0.5 * v})
+    rec = json.loads(_records_json(edited, names, {}))[names.index(scalar)]
+    assert rec["value"] == 0.5 * v and rec["kind"] == "user" and rec["low"] is None
+    # a calibrated member carries the posterior's median and interval
+    cal = {scalar: {"median": 1.5 * v, "low": v, "high": 2.0 * v}}
+    assert _records_json(ps, names, cal) == json.dumps([_record(ps, n, cal) for n in names])
+    assert json.loads(_records_json(ps, names, cal))[names.index(scalar)]["kind"] == "calibrated"
+    assert _records_json(ps, names, {}) == want  # and the plain records are unchanged
+
+    def source(r: Any) -> dict[str, str]:
+        return {"key": r.key, "citation": r.citation, "url": r.url, "note": r.note}
+
+    refs = ps.references(names)
+    assert len(refs) > 10
+    assert _json_list(refs, source) == json.dumps([source(r) for r in refs])
+    assert _json_list(refs[:3], source) == json.dumps([source(r) for r in refs[:3]])
+    assert _json_list([], source) == "[]"
