@@ -36,6 +36,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["BatchRun", "session_stats", "simulate_batch"]
 
 
+THREADS_FROM = 4
+"""Smallest healing solve (cases, floors included) spread over threads; smaller ones run on the
+calling thread (same numbers bit for bit). Measured on 2 cores (acne-scars-rolling-cheek, a case
+~0.9 ms): 2 cases 1.87 ms on one thread; on two threads 1.13 ms with the other core idle, 1.98 ms
+with it busy, 2.1-3.1 ms with both busy, and 5-40% more CPU time in every case (the hand-off).
+From 4 cases the idle-core gain (3.6 -> 2.1 ms) outweighs the loss under load (3.7 -> 3.9 ms)."""
+
+
 # ------------------------------------------------------------------------------ batch
 @dataclass(frozen=True)
 class BatchRun:
@@ -224,7 +232,7 @@ def simulate_batch(
         np.concatenate([e[1] for e in extra]),
         np.concatenate([e[2] for e in extra]),
         rtol=rtol,
-        parallel=parallel,
+        parallel=parallel and n_rows >= THREADS_FROM,
     )
     sol = healing.HealingSolution(t=full.t, y=full.y[:n_main], n_steps=full.n_steps[:n_main])
 
