@@ -178,7 +178,7 @@ def test_every_parameter_changes_some_output(name: str) -> None:
 
 
 def test_state_size_constants() -> None:
-    assert N_STATE == 28  # 2 dermal layers x 11 + 6 epidermal
+    assert N_STATE == 29  # 2 dermal layers x 11 + 7 epidermal
     assert len(PARAM_NAMES) == N_PARAM
 
 

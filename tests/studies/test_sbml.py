@@ -1,4 +1,4 @@
-"""SBML export: valid L3V2, and libRoadRunner on the export reproduces the engine's 28 states."""
+"""SBML export: valid L3V2, and libRoadRunner on the export reproduces the engine's 29 states."""
 
 from __future__ import annotations
 

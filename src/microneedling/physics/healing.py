@@ -42,7 +42,7 @@ PARAM_UNITS: dict[str, str] = {
         "k_D", "s_I", "mu_I", "mu_M", "r_F", "mu_F", "mu_P", "k_3", "k_1", "k_mat", "delta_3",
         "delta_1", "delta_b", "k_E", "delta_E", "delta_bE", "k_SP", "k_De", "s_K", "mu_K",
         "k_H", "mu_H", "kappa_T", "g_Q", "mu_Q", "k_A", "s_M", "sigma_PI", "sigma_PF",
-        "s_KT", "k_DI", "k_SD", "k_x", "delta_X",
+        "s_KT", "k_DI", "k_SD", "k_x", "delta_X", "kappa_R",
     )},
     **{n: "1" for n in ("K_D", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De", "beta_K", "beta_N")},
 }  # fmt: skip

@@ -11,8 +11,8 @@ M   repair macrophages (M2)                    H   epidermal thickening, fractio
 F   fibroblasts, relative to baseline (F0 = 1) Mp  lesional pigment excess, fraction of baseline
 P   MMP activity, relative to baseline          Q   inflammation-induced pigment (PIH) excess
 N3  new collagen III, fraction of baseline      A   depigmenting-agent effect (delivered topical)
-    total collagen
-N1  new, immature collagen I (incl. matured
+    total collagen                              Ma  lesional melanocyte activity (melanogenic
+N1  new, immature collagen I (incl. matured         drive), fraction of the untreated lesion's
     III; reducible cross-links, MMP-labile),
     same unit
 NE  new elastic fibre, fraction of baseline
@@ -51,28 +51,33 @@ Epidermis (driven by the papillary layer's T and I)::
     De' = −k_De·De
     K'  = s_K·De/(K_De + De) + s_KT·T_pap − μ_K·K
     H'  = k_H·K − μ_H·H
-    Mp' = κ_T·(L·(1 − e_A·A/(EC_A + A))·exp(−β_N·R) − (1 + β_K·K)·Mp)   epidermal turnover (κ_T)
+    Ma' = κ_R·(L·(1 − e_A·A/(EC_A + A))·exp(−β_N·R) − Ma)       melanocyte activity (κ_R)
+    Mp' = κ_T·(Ma − (1 + β_K·K)·Mp)                              epidermal turnover (κ_T)
     Q'  = g_Q·(1 − e_A·A/(EC_A + A))·I_pap − μ_Q·Q
     A'  = −k_A·A
 
 Mp is the lesional epidermal pigment excess (L = 1 when the site has a lesion): melanin handed to
 keratinocytes leaves with them at the epidermal turnover rate κ_T, needling speeds that turnover in
-proportion to it (β_K per unit keratinocyte activation), and a delivered depigmenting agent
-(occupancy A/(EC_A + A), maximal effect e_A) lowers both the lesion's melanogenesis and the
-inflammation-driven (PIH) pigment production. ``e_A``, ``k_A`` and ``g_Q`` may differ per case
+proportion to it (β_K per unit keratinocyte activation), and the lesion's melanocytes make it at
+their activity Ma. A delivered depigmenting agent (occupancy A/(EC_A + A), maximal effect e_A)
+lowers the melanocytes' activity and the inflammation-driven (PIH) pigment production. Activity
+follows its drive at κ_R, not at once: a depigmenting treatment's gain builds over weeks and is lost
+over about two months after it stops (del Rosario et al. 2018: the drug's part of the mMASI gain of
+oral tranexamic acid fell from 31 to 7 points in the 3 months after it; with the turnover in series
+that is κ_R ≈ 1/37 d). ``e_A``, ``k_A`` and ``g_Q`` may differ per case
 (product, photoprotection); the parameter files give their defaults.
 
 The lesion's melanogenic drive also depends on the dermis beneath it: melasma is kept up by signals
 from a photoaged papillary dermis (solar elastosis, senescent fibroblasts, vessels; Han et al. 2024),
 and dermal remodelling is what holds an improvement (Han et al. 2024: monthly microneedling-RF
-maintained it while the untreated side relapsed over 6 months). The drive falls as exp(−β_N·R) with
+maintained it while the untreated side relapsed over 6 months). The drive (and so the activity it sets) falls as exp(−β_N·R) with
 R = N3 + N1 + NX of the papillary layer (new collagen, fraction of baseline; matrix lost to MMP makes
 R < 0 and raises the drive). Because R persists for months to years, so does this part of the
 improvement, while the part from faster turnover (β_K·K) and from the agent fades within about one
 turnover after the course.
 
 With no impulse the baseline (D = I = M = 0, F = P = 1, N· = LE = 0, S = 1, epidermis 0 but
-Mp = L) is an exact fixed point: every term above is identically zero there, so a course with no
+Ma = Mp = L) is an exact fixed point: every term above is identically zero there, so a course with no
 session stays at baseline to the last bit. F ≥ 1 and P ≥ 1 hold by construction (their sources are
 non-negative), so fibroblasts and MMPs never fall below homeostasis.
 
@@ -92,15 +97,15 @@ import numpy as np
 
 # ----------------------------------------------------------------- state layout
 N_DERMAL = 11
-N_EPIDERMAL = 6
+N_EPIDERMAL = 7
 DERMAL_LAYERS = ("papillary_dermis", "reticular_dermis")
 N_STATE = 2 * N_DERMAL + N_EPIDERMAL
 
 IX_D, IX_I, IX_M, IX_F, IX_P, IX_N3, IX_N1, IX_NE, IX_LE, IX_S, IX_NX = range(N_DERMAL)
 DERMAL_STATE_NAMES = ("D", "I", "M", "F", "P", "N3", "N1", "NE", "LE", "S", "NX")
 EPI0 = 2 * N_DERMAL
-IX_DE, IX_K, IX_H, IX_MP, IX_Q, IX_A = (EPI0 + i for i in range(N_EPIDERMAL))
-EPIDERMAL_STATE_NAMES = ("De", "K", "H", "Mp", "Q", "A")
+IX_DE, IX_K, IX_H, IX_MP, IX_Q, IX_A, IX_MA = (EPI0 + i for i in range(N_EPIDERMAL))
+EPIDERMAL_STATE_NAMES = ("De", "K", "H", "Mp", "Q", "A", "Ma")
 
 # -------------------------------------------------------------- parameter layout
 PARAM_NAMES: tuple[str, ...] = (
@@ -117,6 +122,8 @@ PARAM_NAMES: tuple[str, ...] = (
     "k_x", "delta_X",
     # the papillary dermis's hold on the lesion's melanogenesis (epidermal block; appended)
     "beta_N",
+    # the melanocytes' activity follows its drive at kappa_R (epidermal block; appended)
+    "kappa_R",
 )  # fmt: skip
 N_PARAM = len(PARAM_NAMES)
 PIDX = {name: i for i, name in enumerate(PARAM_NAMES)}
@@ -168,15 +175,17 @@ def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
     Mp = y[e + 3]
     Q = y[e + 4]
     A = y[e + 5]
+    Ma = y[e + 6]
     I_pap = y[IX_I]
     out[e + 0] = -p[27] * De
     out[e + 1] = p[28] * De / (p[29] + De) + p[30] * T_pap - p[31] * K
     out[e + 2] = p[32] * K - p[33] * H
     agent = 1.0 - p[35] * A / (p[36] + A)
     dermal = np.exp(-p[44] * (y[IX_N3] + y[IX_N1] + y[IX_NX]))
-    out[e + 3] = p[34] * (p[41] * agent * dermal - (1.0 + p[37] * K) * Mp)
+    out[e + 3] = p[34] * (Ma - (1.0 + p[37] * K) * Mp)
     out[e + 4] = p[38] * agent * I_pap - p[39] * Q
     out[e + 5] = -p[40] * A
+    out[e + 6] = p[45] * (p[41] * agent * dermal - Ma)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -262,7 +271,7 @@ def healing_jacobian(t, y, p, jac):  # type: ignore[no-untyped-def,unused-ignore
     K = y[e + 1]
     Mp = y[e + 3]
     A = y[e + 5]
-    iDe, iK, iH, iMp, iQ, iA = e, e + 1, e + 2, e + 3, e + 4, e + 5
+    iDe, iK, iH, iMp, iQ, iA, iMa = e, e + 1, e + 2, e + 3, e + 4, e + 5, e + 6
     # De' = -k_De De
     jac[iDe, iDe] = -p[27]
     # K' = s_K De/(K_De + De) + s_KT T_pap - mu_K K,  T_pap = M_pap + sigma_TF (F_pap - 1)
@@ -275,16 +284,19 @@ def healing_jacobian(t, y, p, jac):  # type: ignore[no-untyped-def,unused-ignore
     jac[iH, iK] = p[32]
     jac[iH, iH] = -p[33]
     I_pap = y[IX_I]
-    # Mp' = kappa_T (L (1 - e_A A/(EC_A + A)) exp(-beta_N R) - (1 + beta_K K) Mp),
+    # Ma' = kappa_R (L (1 - e_A A/(EC_A + A)) exp(-beta_N R) - Ma),
     # R = N3 + N1 + NX of the papillary layer
     ka = p[36] + A
     dagent = -p[35] * p[36] / (ka * ka)  # d/dA of 1 - e_A A/(EC_A + A)
     dermal = np.exp(-p[44] * (y[IX_N3] + y[IX_N1] + y[IX_NX]))
-    jac[iMp, iA] = p[34] * p[41] * dagent * dermal
-    d_r = -p[34] * p[41] * (1.0 - p[35] * A / ka) * p[44] * dermal  # d/dR
-    jac[iMp, IX_N3] = d_r
-    jac[iMp, IX_N1] = d_r
-    jac[iMp, IX_NX] = d_r
+    jac[iMa, iA] = p[45] * p[41] * dagent * dermal
+    d_r = -p[45] * p[41] * (1.0 - p[35] * A / ka) * p[44] * dermal  # d/dR
+    jac[iMa, IX_N3] = d_r
+    jac[iMa, IX_N1] = d_r
+    jac[iMa, IX_NX] = d_r
+    jac[iMa, iMa] = -p[45]
+    # Mp' = kappa_T (Ma - (1 + beta_K K) Mp)
+    jac[iMp, iMa] = p[34]
     jac[iMp, iMp] = -p[34] * (1.0 + p[37] * K)
     jac[iMp, iK] = -p[34] * p[37] * Mp
     # Q' = g_Q (1 - e_A A/(EC_A + A)) I_pap - mu_Q Q
@@ -349,33 +361,33 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
 
     Block forward substitution in the model's dependency order, written out: per dermal layer
     (D, I) → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
-    M, F) → H, A → Mp (needs the papillary N3, N1, NX), and Q (needs the papillary I and A). Only the structural non-zeros of
+    M, F) → H, A → Ma (needs the papillary N3, N1, NX) → Mp, and Q (needs the papillary I and A). Only the structural non-zeros of
     :func:`healing_jacobian` are used; the tests check the result against a dense solve.
     """
     _dermal_solve(fac, jac, dinv, 0, x)
     _dermal_solve(fac, jac, dinv, N_DERMAL, x)
     e = EPI0
-    iDe, iK, iH, iMp, iQ, iA = e, e + 1, e + 2, e + 3, e + 4, e + 5
+    iDe, iK, iH, iMp, iQ, iA, iMa = e, e + 1, e + 2, e + 3, e + 4, e + 5, e + 6
     x[iDe] = x[iDe] * dinv[iDe]
     x[iK] = (
         x[iK] + jac[iK, iDe] * x[iDe] + jac[iK, IX_M] * x[IX_M] + jac[iK, IX_F] * x[IX_F]
     ) * dinv[iK]
     x[iH] = (x[iH] + jac[iH, iK] * x[iK]) * dinv[iH]
     x[iA] = x[iA] * dinv[iA]
-    x[iMp] = (
-        x[iMp]
-        + jac[iMp, iA] * x[iA]
-        + jac[iMp, iK] * x[iK]
-        + jac[iMp, IX_N3] * x[IX_N3]
-        + jac[iMp, IX_N1] * x[IX_N1]
-        + jac[iMp, IX_NX] * x[IX_NX]
-    ) * dinv[iMp]
+    x[iMa] = (
+        x[iMa]
+        + jac[iMa, iA] * x[iA]
+        + jac[iMa, IX_N3] * x[IX_N3]
+        + jac[iMa, IX_N1] * x[IX_N1]
+        + jac[iMa, IX_NX] * x[IX_NX]
+    ) * dinv[iMa]
+    x[iMp] = (x[iMp] + jac[iMp, iMa] * x[iMa] + jac[iMp, iK] * x[iK]) * dinv[iMp]
     x[iQ] = (x[iQ] + jac[iQ, IX_I] * x[IX_I] + jac[iQ, iA] * x[iA]) * dinv[iQ]
 
 
 def baseline_state(lesion_drive: np.ndarray) -> np.ndarray:
-    """Homeostatic state for a batch, shape (B, N_STATE); ``lesion_drive`` (B,) sets Mp (every
-    new-matrix state, NX included, is 0)."""
+    """Homeostatic state for a batch, shape (B, N_STATE); ``lesion_drive`` (B,) sets Mp and Ma
+    (every new-matrix state, NX included, is 0)."""
     lesion_drive = np.asarray(lesion_drive, dtype=float)
     y = np.zeros((lesion_drive.shape[0], N_STATE))
     for o in (0, N_DERMAL):
@@ -383,6 +395,7 @@ def baseline_state(lesion_drive: np.ndarray) -> np.ndarray:
         y[:, o + IX_P] = 1.0
         y[:, o + IX_S] = 1.0
     y[:, IX_MP] = lesion_drive
+    y[:, IX_MA] = lesion_drive
     return y
 
 

@@ -3,17 +3,17 @@
 Systems-biology users can run the exported file in COPASI, tellurium/libRoadRunner or any SBML
 simulator. The document mirrors :mod:`microneedling.physics.healing_rhs` term by term:
 
-* the 28 states are species (dimensionless amounts in a unit compartment ``skin_site``, driven by
+* the 29 states are species (dimensionless amounts in a unit compartment ``skin_site``, driven by
   rate rules, no reactions): the dermal block with prefixes ``pap_`` (papillary dermis) and ``ret_``
-  (reticular dermis): ``D I M F P N3 N1 NE LE S NX``; the epidermal block ``De K H Mp Q A``;
+  (reticular dermis): ``D I M F P N3 N1 NE LE S NX``; the epidermal block ``De K H Mp Q A Ma``;
 * the quasi-steady TGF-β signals ``pap_T`` and ``ret_T`` are assignment rules;
-* the 45 parameters carry the names of :data:`~microneedling.physics.healing_rhs.PARAM_NAMES` and
+* the 46 parameters carry the names of :data:`~microneedling.physics.healing_rhs.PARAM_NAMES` and
   the values the engine uses for that case (age-scaled collagen rates, PIH gain of the patient's
   Fitzpatrick type, ``sigma_TF`` from the loop gain, ``lesion_drive``), with units (per day or
   dimensionless; model time is in days);
 * each session is an event at its day that adds the session's impulse (injured fractions per layer,
   delivered depigmenting agent) to the states, exactly like the engine's impulses;
-* initial amounts are the homeostatic baseline (F = P = S = 1, Mp = lesion drive, the rest 0).
+* initial amounts are the homeostatic baseline (F = P = S = 1, Mp = Ma = lesion drive, the rest 0).
 
 Only the healing ODE is exported: needles, injury, transport (which produce the impulses) and the
 observation maps (states → clinical observables) stay in the package; their results for the case
@@ -72,6 +72,7 @@ _STATE_DESCR = {
     "Mp": "lesional pigment excess, fraction of baseline",
     "Q": "inflammation-induced pigment (PIH) excess",
     "A": "depigmenting-agent effect (delivered topical)",
+    "Ma": "lesional melanocyte activity, fraction of the untreated lesion's",
 }
 
 
@@ -114,12 +115,13 @@ def epidermal_rate_formulas() -> dict[str, str]:
         "De": "-k_De * De",
         "K": "s_K * De / (K_De + De) + s_KT * pap_T - mu_K * K",
         "H": "k_H * K - mu_H * H",
-        "Mp": (
-            "kappa_T * (lesion_drive * (1 - e_A * A / (EC_A + A))"
-            " * exp(-beta_N * (pap_N3 + pap_N1 + pap_NX)) - (1 + beta_K * K) * Mp)"
-        ),
+        "Mp": "kappa_T * (Ma - (1 + beta_K * K) * Mp)",
         "Q": "g_Q * (1 - e_A * A / (EC_A + A)) * pap_I - mu_Q * Q",
         "A": "-k_A * A",
+        "Ma": (
+            "kappa_R * (lesion_drive * (1 - e_A * A / (EC_A + A))"
+            " * exp(-beta_N * (pap_N3 + pap_N1 + pap_NX)) - Ma)"
+        ),
     }
 
 
@@ -330,7 +332,7 @@ def _notes(model: Any) -> None:
 
     body = (
         "Wound-healing ODE of the microneedling package (version "
-        f"{__version__}), exported for one treated site. Time in days. The 28 states and 45 "
+        f"{__version__}), exported for one treated site. Time in days. The 29 states and 46 "
         "parameters mirror microneedling.physics.healing_rhs; sessions are events adding the "
         "session's injury and topical impulses (computed by the package's needle, injury and "
         "transport models). Observables (collagen %, scar depth, ...) are not part of this file. "
