@@ -15,6 +15,7 @@ from microneedling.engine.batch import simulate_batch
 from microneedling.engine.prepare import Prepared, concat_prepared, prepare, prepare_many
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
+from microneedling.physics.healing_rhs import PARAM_NAMES
 from microneedling.studies.trial.population import sample_patients
 from microneedling.studies.trial.spec import TrialSpec, arm_course
 from tests.paths import EXAMPLES
@@ -100,3 +101,31 @@ def test_batch_with_repeated_courses_and_several_sets_keeps_the_course_order() -
         run.observables["collagen_change"][np.flatnonzero(run.course_index == 0)],
         run.observables["collagen_change"][np.flatnonzero(run.course_index == 2)],
     )  # the second set does change the result: the comparison is not vacuous
+
+
+def test_coefficients_kept_per_set_of_values_record_their_lookups_and_follow_edits() -> None:
+    course = mn.Course.from_toml(EXAMPLES / "melasma-tranexamic-acid.toml")  # a topical too
+    base = load_parameters()
+    first = base.recording()
+    a = prepare(course, first)
+    again = base.recording()  # same values: the coefficients come from the kept ones
+    b = prepare(course, again)
+    assert _fields_equal(a, b) == [] and a.observe is b.observe
+    assert again.used == first.used  # the lookups are recorded as if made
+    assert {"healing.mu_I", "observe.erythema_threshold", "needles.damage_zone_factor"} <= set(
+        again.used
+    )
+    # the same values made afresh (nothing kept) give the same numbers
+    fresh = dataclasses.replace(base, parameters=dict(base.parameters), _used=set())
+    c = prepare(course, fresh)
+    assert _fields_equal(a, c) == [] and fresh.used == first.used and c.observe is not a.observe
+    # an edited set gets its own coefficients
+    mu = base.parameters["healing.mu_I"].value
+    thr = base.parameters["observe.erythema_threshold"].value
+    edited = base.with_values({"healing.mu_I": 0.5 * mu, "observe.erythema_threshold": 0.5 * thr})
+    d = prepare(course, edited)
+    col = PARAM_NAMES.index("mu_I")
+    assert np.all(d.params[:, col] == 0.5 * a.params[:, col])
+    assert d.observe.erythema_threshold == 0.5 * a.observe.erythema_threshold
+    assert prepare(course, base.recording()).params[0, col] == a.params[0, col]
+    assert a.params.flags.writeable  # the per-case matrix is the run's own

@@ -8,9 +8,9 @@ batch with :func:`concat_prepared`; :func:`take_prepared` selects cases back out
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,8 @@ from microneedling.vocabulary import DEPRESSION_PROFILES, roman
 
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.course.model import Course
+
+T = TypeVar("T")
 
 __all__ = [
     "Prepared",
@@ -83,6 +85,36 @@ def _nan(n: int) -> np.ndarray:
     return np.full(n, np.nan)
 
 
+_PER_SET: dict[tuple[int, str], tuple[Any, ParameterSet, Any]] = {}
+"""Coefficients read from a parameter set (needles, resealing, transport, healing vector,
+observation maps), by the identity of the set's values (``ps.parameters``, shared by its
+:meth:`~ParameterSet.recording` views; an edited set or a draw has its own), kept with the set
+of values and a view that recorded the lookups made; at most 128 entries (the least recently
+used dropped)."""
+
+
+def _per_set(ps: ParameterSet, what: str, make: Callable[[ParameterSet], T]) -> T:
+    """``make(ps)`` for coefficients that depend only on the values of ``ps``: made once per set of
+    values (0.1 ms of a course's preparation), and its lookups recorded in ``ps`` each time."""
+    key = (id(ps.parameters), what)
+    hit = _PER_SET.pop(key, None)  # put back last: the least recently used go first
+    if hit is None or hit[0] is not ps.parameters:
+        view = ps.recording()
+        hit = (ps.parameters, view, make(view))
+        if len(_PER_SET) >= 128:
+            del _PER_SET[next(iter(_PER_SET))]
+    _PER_SET[key] = hit
+    ps.record_use(hit[1])
+    value: T = hit[2]
+    return value
+
+
+def _healing_vector(ps: ParameterSet) -> np.ndarray:
+    v = healing.parameter_vector(ps)
+    v.setflags(write=False)  # shared between runs
+    return v
+
+
 def prepare(course: Course, ps: ParameterSet) -> Prepared:
     """Lay a course out as arrays and run the non-ODE physics (needles, injury, transport)."""
     return prepare_many([course], ps)
@@ -127,7 +159,7 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
             occl[b, k] = s.occlusion
 
     skin = needles.skin_layers_batch(sites, age, [p.sex for p in patients], ps)  # arrays (B,)
-    npar = needles.NeedleParameters.from_parameters(ps)
+    npar = _per_set(ps, "needles", needles.NeedleParameters.from_parameters)
     flat = (B * K,)
     ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
     phi = injury.injured_fraction_from_channels(ch, skin.repeat(K), ps).reshape(B, K, 3)
@@ -135,7 +167,9 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
     # channel resealing: 95% of the barrier clock (by channel size and occlusion)
     closure = (
         transport.closure_time(
-            ch.surface_radius_m, occl.reshape(flat), transport.ClosureParameters.from_parameters(ps)
+            ch.surface_radius_m,
+            occl.reshape(flat),
+            _per_set(ps, "closure", transport.ClosureParameters.from_parameters),
         ).reshape(B, K)
         / 3600.0
     )
@@ -162,7 +196,7 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
         mols = shipped_molecules()
         c0 = np.array([t.concentration_mg_ml for t in tops])  # mg/mL == kg/m^3
         film = np.array([t.volume_ul_cm2 for t in tops]) * 1e-9 / 1e-4  # uL/cm^2 -> m
-        tpar = transport.TransportParameters.from_parameters(ps)
+        tpar = _per_set(ps, "transport", transport.TransportParameters.from_parameters)
         foll = ps.table("transport.follicular_site_factor", "1")
         fill_before = ps.value("transport.channel_fill_fraction_before", "1")
         vehicle = transport.Vehicle(
@@ -215,7 +249,7 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
                 agent_k[b] = k_loss[t.product]
 
     # healing parameters per case
-    nominal = healing.parameter_vector(ps)
+    nominal = _per_set(ps, "healing", _healing_vector)
     gq = ps.table("healing.g_Q", "1/d")
     lesion = np.zeros(B)
     base = _baseline(courses, owner, sites, skin, _pigment_baseline(courses, owner, sites, ps))
@@ -259,7 +293,7 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
         agent_effect=agent,
         params=params,
         baseline=base,
-        observe=observe.ObserveParameters.from_parameters(ps),
+        observe=_per_set(ps, "observe", observe.ObserveParameters.from_parameters),
         fitzpatrick=fitz,
         **feature_injury,
     )
