@@ -118,6 +118,15 @@ def test_binomial_p_value_is_the_exact_two_sided_sum(k: int, n: int, p: float) -
     assert binomial_p_value(k, n, p) == pytest.approx(_hand_p(k, n, p), rel=1e-9)
 
 
+@pytest.mark.parametrize("p", [0.0, 5e-324, 1e-310, 2.3e-308, 1.0])
+def test_binomial_p_value_at_the_edges_of_the_probability(p: float) -> None:
+    """p = 0, 1 and subnormal probabilities (a virtual cohort with almost no risk; scipy's binomial
+    pmf overflows below the smallest normal float): all the probability is on one outcome."""
+    for k, n in ((0, 27), (1, 27), (12, 29), (27, 27)):
+        certain = 0 if p < 0.5 else n
+        assert binomial_p_value(k, n, p) == pytest.approx(1.0 if k == certain else 0.0, abs=1e-300)
+
+
 def test_count_rows_are_binomial_and_zero_of_n_is_data() -> None:
     zero = _row(value=0.0, k=0, n=32, tolerance=None)
     assert zero.kind == "count"

@@ -90,6 +90,12 @@ def binomial_p_value(k: int, n: int, p: float) -> float:
         raise InputError("k", [k, n], "0 <= k <= n, n > 0")
     if not 0.0 <= p <= 1.0:
         raise InputError("p", p, "a probability in [0, 1]")
+    # At p = 0 or 1 one outcome has all the probability: the p-value is 1 there and 0 elsewhere.
+    # So below 1e-300 (scipy's binomial pmf overflows up to ~5e-307), where P(X >= 1) <= n·p.
+    if p < 1e-300:
+        return 1.0 if k == 0 else 0.0
+    if p == 1.0:
+        return 1.0 if k == n else 0.0
     return float(binomtest(int(k), int(n), float(p)).pvalue)
 
 
