@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 import microneedling as mn
+from microneedling.engine import prepare as prepare_module
 from microneedling.engine.batch import simulate_batch
-from microneedling.engine.prepare import Prepared, concat_prepared, prepare, prepare_many
+from microneedling.engine.prepare import (
+    Prepared,
+    _distinct_rows,
+    concat_prepared,
+    prepare,
+    prepare_many,
+)
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
 from microneedling.physics.healing_rhs import PARAM_NAMES
@@ -129,3 +136,44 @@ def test_coefficients_kept_per_set_of_values_record_their_lookups_and_follow_edi
     assert d.observe.erythema_threshold == 0.5 * a.observe.erythema_threshold
     assert prepare(course, base.recording()).params[0, col] == a.params[0, col]
     assert a.params.flags.writeable  # the per-case matrix is the run's own
+
+
+def test_distinct_rows_compare_bits() -> None:
+    x = np.array([[1.0, np.nan], [2.0, 0.0], [1.0, np.nan], [2.0, -0.0], [2.0, 0.0]])
+    first, position = _distinct_rows(x)
+    assert first.tolist() == [0, 1, 3] and position.tolist() == [0, 1, 0, 2, 1]
+    assert np.array_equal(x[first][position], x, equal_nan=True)
+
+
+def test_repeated_topical_sessions_are_computed_once_with_the_same_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = (EXAMPLES / "melasma-tranexamic-acid.toml").read_text()
+    # 12 identical topical sessions; then some differing in concentration and pH
+    mixed = text.replace("concentration_mg_ml = 5.0", "concentration_mg_ml = 2.0\nph = 6.5", 3)
+    mixed = mixed.replace("concentration_mg_ml = 5.0", "concentration_mg_ml = 2.0", 2)
+    courses = [
+        mn.Course.from_toml_text(text),
+        mn.Course.from_toml_text(mixed),
+        mn.Course.from_toml(EXAMPLES / "serum-absorption-study.toml"),
+    ]
+    ps = load_parameters()
+    calls: list[int] = []
+    absorb = prepare_module.transport.absorb
+
+    def counting(solute: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(len(np.atleast_1d(args[0])))
+        return absorb(solute, *args, **kw)
+
+    monkeypatch.setattr(prepare_module.transport, "absorb", counting)
+    once = [prepare(c, ps) for c in courses]
+    assert calls == [1, 3, 1]  # 12 sessions -> 1; 12 -> (5.0), (2.0, pH 6.5), (2.0); 1 -> 1
+    monkeypatch.setattr(  # every row computed
+        prepare_module, "_distinct_rows", lambda x: (np.arange(len(x)), np.arange(len(x)))
+    )
+    every = [prepare(c, ps) for c in courses]
+    assert calls[3:] == [12, 12, 1]
+    for a, b in zip(once, every, strict=True):
+        assert _fields_equal(a, b) == []
+    absorbed = once[1].absorbed_ug_cm2[0]  # less absorbed from the weaker product
+    assert np.all(absorbed[:5] < absorbed[-1]) and np.all(absorbed[5:] == absorbed[-1])

@@ -109,6 +109,20 @@ def _per_set(ps: ParameterSet, what: str, make: Callable[[ParameterSet], T]) -> 
     return value
 
 
+def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first row of each distinct row of ``x`` (rows compared bit for bit: NaN equals NaN),
+    in order of appearance, and for every row the position of its distinct row in that list."""
+    seen: dict[bytes, int] = {}
+    first: list[int] = []
+    position = np.empty(len(x), dtype=np.intp)
+    for i, row in enumerate(np.ascontiguousarray(x, dtype=float)):
+        j = seen.setdefault(row.tobytes(), len(first))
+        if j == len(first):
+            first.append(i)
+        position[i] = j
+    return np.array(first, dtype=np.intp), position
+
+
 def _healing_vector(ps: ParameterSet) -> np.ndarray:
     v = healing.parameter_vector(ps)
     v.setflags(write=False)  # shared between runs
@@ -213,29 +227,58 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
             follicle_factor=np.array([foll[sites[b]] for b in bi]),
             in_vitro=np.zeros(len(tops), dtype=bool),
         )
+        products = sorted({t.product for t in tops})
+        seconds = np.array([t.contact_hours for t in tops]) * 3600.0
+        layers = skin.stack()[bi]
+        occluded = np.array([occ for _, _, _, occ in topical])
+        density = ch.density_m2[flat_i]
+        radius = ch.surface_radius_m[flat_i]
+        depth = ch.depth_m[flat_i]
+        product = np.array([products.index(t.product) for t in tops], dtype=float)
+        vehicle_columns = [getattr(vehicle, f.name) for f in fields(transport.Vehicle)]
+        # sessions with the same inputs (a course repeating its product and settings) are
+        # computed once: absorb works row by row, a row's numbers do not depend on the others
+        u, inv = _distinct_rows(
+            np.column_stack(
+                [
+                    product,
+                    c0,
+                    film,
+                    seconds,
+                    density,
+                    radius,
+                    depth,
+                    layers,
+                    occluded,
+                    *vehicle_columns,
+                ]
+            )
+        )
         ab = transport.absorb(
-            transport.Solute.from_molecules([mols[t.product] for t in tops]),
-            c0,
-            film,
-            np.array([t.contact_hours for t in tops]) * 3600.0,
-            ch.density_m2[flat_i],
-            ch.surface_radius_m[flat_i],
-            ch.depth_m[flat_i],
-            skin.stack()[bi],
-            np.array([occ for _, _, _, occ in topical]),
+            transport.Solute.from_molecules([mols[tops[i].product] for i in u]),
+            c0[u],
+            film[u],
+            seconds[u],
+            density[u],
+            radius[u],
+            depth[u],
+            layers[u],
+            occluded[u],
             tpar,
-            vehicle=vehicle,
+            vehicle=transport.Vehicle(
+                **{f.name: getattr(vehicle, f.name)[u] for f in fields(transport.Vehicle)}
+            ),
         )
         to_ug_cm2 = 1e9 / 1e4  # kg/m^2 -> ug/cm^2
-        absorbed[bi, ki] = ab.total * to_ug_cm2
-        intact[bi, ki] = ab.intact * to_ug_cm2
+        absorbed[bi, ki] = ab.total[inv] * to_ug_cm2
+        intact[bi, ki] = ab.intact[inv] * to_ug_cm2
         # no intact-skin path at all (kp = 0: molecules as large as the polar pores, e.g.
         # hyaluronan): the ratio is unbounded. A short contact time gives a small intact amount,
         # not an unbounded ratio (the floor of transport.enhancement_floor_fraction keeps it finite)
         enh[bi, ki] = np.where(
-            np.broadcast_to(ab.kp, ab.intact.shape) > 0.0, ab.enhancement, np.inf
+            np.broadcast_to(ab.kp, ab.intact.shape)[inv] > 0.0, ab.enhancement[inv], np.inf
         )
-        by_layer[bi, ki] = ab.by_layer * to_ug_cm2
+        by_layer[bi, ki] = ab.by_layer[inv] * to_ug_cm2
         ec50 = ps.table("observe.depigmenting_ec50", "ug/cm^2")
         half = np.array([ec50.get(t.product, np.inf) for t in tops])  # inf: no depigmenting effect
         agent[bi, ki] = by_layer[bi, ki].sum(axis=1) / half
