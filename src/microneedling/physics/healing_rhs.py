@@ -64,17 +64,17 @@ lowers the melanocytes' activity and the inflammation-driven (PIH) pigment produ
 follows its drive at κ_R, not at once: a depigmenting treatment's gain builds over weeks and is lost
 over about two months after it stops (del Rosario et al. 2018: the drug's part of the mMASI gain of
 oral tranexamic acid fell from 31 to 7 points in the 3 months after it; with the turnover in series
-that is κ_R ≈ 1/37 d). ``e_A``, ``k_A`` and ``g_Q`` may differ per case
-(product, photoprotection); the parameter files give their defaults.
+that is κ_R ≈ 1/37 d). ``e_A``, ``k_A`` and ``g_Q`` may differ per case (product,
+photoprotection); the parameter files give their defaults.
 
 The lesion's melanogenic drive also depends on the dermis beneath it: melasma is kept up by signals
 from a photoaged papillary dermis (solar elastosis, senescent fibroblasts, vessels; Han et al. 2024),
 and dermal remodelling is what holds an improvement (Han et al. 2024: monthly microneedling-RF
-maintained it while the untreated side relapsed over 6 months). The drive (and so the activity it sets) falls as exp(−β_N·R) with
-R = N3 + N1 + NX of the papillary layer (new collagen, fraction of baseline; matrix lost to MMP makes
-R < 0 and raises the drive). Because R persists for months to years, so does this part of the
-improvement, while the part from faster turnover (β_K·K) and from the agent fades within about one
-turnover after the course.
+maintained it while the untreated side relapsed over 6 months). The drive (and so the activity it
+sets) falls as exp(−β_N·R) with R = N3 + N1 + NX of the papillary layer (new collagen, fraction of
+baseline; matrix lost to MMP makes R < 0 and raises the drive). Because R persists for months to
+years, so does this part of the improvement, while the part from faster turnover (β_K·K) fades
+within about one turnover after the course and the agent's over about two months.
 
 With no impulse the baseline (D = I = M = 0, F = P = 1, N· = LE = 0, S = 1, epidermis 0 but
 Ma = Mp = L) is an exact fixed point: every term above is identically zero there, so a course with no
