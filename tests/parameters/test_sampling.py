@@ -161,6 +161,19 @@ def test_the_nominal_is_the_posterior_median_when_it_applies(shipped: sampling.P
     assert centre.parameters["healing.mu_I"].value == ps.parameters["healing.mu_I"].value
 
 
+def test_the_nominal_medians_are_computed_once_and_each_call_gets_its_own_dict(
+    shipped: sampling.Posterior,
+) -> None:
+    first = shipped.nominal()
+    first["healing.k_1"] = -1.0  # a caller's edit does not reach the next caller
+    again = shipped.nominal()
+    assert again["healing.k_1"] != -1.0
+    for j, f in enumerate(shipped.factors):
+        zm = float(np.median(shipped.x[:, j]))
+        for p in f["prior"]:
+            assert again[p["member"]] == sampling._value_at(p, zm)  # bit-identical
+
+
 def test_the_posterior_applies_at_its_nominal_values(shipped: sampling.Posterior) -> None:
     ps = load_parameters()
     nominal = ps.with_values(shipped.nominal())

@@ -21,7 +21,7 @@ import json
 import math
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +188,16 @@ class Posterior:
                 out[prior["member"]] = _value_at(prior, float(self.x[i, j]))
         return out
 
+    @cached_property
+    def _median_z(self) -> tuple[float, ...]:
+        """Each factor's posterior median ``z`` (computed once: every simulate asks for them)."""
+        return tuple(float(np.median(self.x[:, j])) for j in range(len(self.factors)))
+
     def nominal(self) -> dict[str, Any]:
-        """Every calibrated member's value at its factor's posterior median ``z``."""
+        """Every calibrated member's value at its factor's posterior median ``z`` (a new dict each
+        call)."""
         out: dict[str, Any] = {}
-        for j, f in enumerate(self.factors):
-            zm = float(np.median(self.x[:, j]))
+        for f, zm in zip(self.factors, self._median_z, strict=True):
             for prior in f["prior"]:
                 out[prior["member"]] = _value_at(prior, zm)
         return out
