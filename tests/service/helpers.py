@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pytest import MonkeyPatch
 
+from microneedling.service import api
 from microneedling.service.accounts import create_admin, issue_token
 from microneedling.service.app import create_app
 from microneedling.service.auth import Context
@@ -108,3 +111,27 @@ def trial_spec(n_per_arm: int = 8, chunk_size: int = 4) -> dict[str, Any]:
     spec["trial"]["n_per_arm"] = n_per_arm
     spec["trial"]["chunk_size"] = chunk_size
     return spec
+
+
+def count_inline_simulations(monkeypatch: MonkeyPatch, hold_s: float = 0.3) -> Callable[[], int]:
+    """Make every inline simulation of this process last ``hold_s`` longer (long enough for
+    concurrent requests to arrive meanwhile) and count how many run at once; returns a function
+    giving the highest count seen."""
+    active, peak = 0, 0
+    lock = threading.Lock()
+    real = api.simulate_inline
+
+    def counted(request: Any) -> Any:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            time.sleep(hold_s)
+            return real(request)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(api, "simulate_inline", counted)
+    return lambda: peak

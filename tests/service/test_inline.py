@@ -3,11 +3,8 @@ the audit event, in one transaction) on SQLite and PostgreSQL, and how many run 
 
 from __future__ import annotations
 
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +14,13 @@ from microneedling.service import api
 from microneedling.service.config import Settings
 from microneedling.service.db import AuditEvent, FileRecord, Run
 from microneedling.service.runs import RESULT_BLOB
-from tests.service.helpers import Service, build_service, example, settings_for
+from tests.service.helpers import (
+    Service,
+    build_service,
+    count_inline_simulations,
+    example,
+    settings_for,
+)
 
 API = "/api/v1"
 
@@ -76,23 +79,7 @@ def test_at_most_inline_threads_simulations_run_at_once(
     """``inline_threads`` bounds how many inline simulations of one process run at once (the
     others wait on the event loop, none is refused); with 3 allowed, 3 do run together, so the
     count below would see a missing limit."""
-    active, peak = 0, 0
-    lock = threading.Lock()
-    real = api.simulate_inline
-
-    def counted(request: Any) -> Any:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        try:
-            time.sleep(0.3)  # long enough for every request to arrive meanwhile
-            return real(request)
-        finally:
-            with lock:
-                active -= 1
-
-    monkeypatch.setattr(api, "simulate_inline", counted)
+    peak = count_inline_simulations(monkeypatch)
     body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
     with build_service(settings_for(tmp_path, None, inline_threads=threads), "sqlite") as svc:
         with ThreadPoolExecutor(6) as pool:
@@ -108,7 +95,7 @@ def test_at_most_inline_threads_simulations_run_at_once(
             )
         assert codes == [201] * 6
         assert _count(svc, Run) == 6
-    assert peak == threads
+    assert peak() == threads
 
 
 def test_inline_threads_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -4,18 +4,14 @@ browser: the pages' forms posted with the session cookie and CSRF token)."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from microneedling.service import api
 from microneedling.web.app import create_app
-from tests.service.helpers import PASSWORD, add_org, example, settings_for
+from tests.service.helpers import PASSWORD, add_org, count_inline_simulations, example, settings_for
 
 API = "/api/v1"
 
@@ -28,23 +24,7 @@ def test_simulations_started_from_the_web_pages_keep_the_same_limit(
     three what-if comparisons posted at once (two inline simulations each) run at most
     ``inline_threads`` simulations together, and with 3 allowed, 3 do (on the event loop they
     would run one at a time whatever the setting)."""
-    active, peak = 0, 0
-    lock = threading.Lock()
-    real = api.simulate_inline
-
-    def counted(request: Any) -> Any:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        try:
-            time.sleep(0.3)
-            return real(request)
-        finally:
-            with lock:
-                active -= 1
-
-    monkeypatch.setattr(api, "simulate_inline", counted)
+    peak = count_inline_simulations(monkeypatch)
     app = create_app(settings_for(tmp_path, None, inline_threads=threads))
     a = add_org(app.state.context, "Clinic A", "admin@a-web.example")
     with TestClient(app) as c:
@@ -67,4 +47,4 @@ def test_simulations_started_from_the_web_pages_keep_the_same_limit(
         assert codes == [303] * 3, codes
         runs = c.get(f"{API}/runs", headers=a.h).json()
         assert len(runs["items"] if isinstance(runs, dict) else runs) == 6
-    assert peak == threads
+    assert peak() == threads
