@@ -1256,16 +1256,36 @@ def _stop_now(pool: ProcessPoolExecutor, others: set[int | None]) -> None:
     The workers are the pool's processes and any child process started since the pool was made
     (``others``: the children before it): an interrupt that arrives while ``submit`` is starting
     a worker leaves that process out of the pool's table (seen in CI: a worker alive after the
-    interrupted block)."""
+    interrupted block).
+
+    A second interrupt while the workers are being ended (a signal redelivered after a C
+    callback, a second Ctrl-C) does not cut this short: the caller re-raises the first one once
+    every worker is gone. A worker still alive after ``grace`` seconds of SIGTERM is killed."""
     table = list((getattr(pool, "_processes", None) or {}).values())  # no public handle in 3.11
     late = [c for c in multiprocessing.active_children() if c.pid not in others]
     procs = list({p.pid: p for p in table + late}.values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in procs:
-        proc.join(timeout=10)
+    _end_processes(procs)
+
+
+def _end_processes(procs: list[Any], grace: float = 5.0) -> None:
+    """SIGTERM, wait up to ``grace`` s in all, then SIGKILL what is left; interrupts meanwhile are
+    absorbed (seen in CI: a redelivered SIGINT cut the wait short and a worker outlived the block)."""
+    deadline = time.monotonic() + grace
+    todo = list(procs)
+    while todo:
+        try:
+            for proc in todo:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in todo:
+                proc.join(timeout=max(0.0, deadline - time.monotonic()))
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(timeout=5.0)
+            todo = []
+        except BaseException:  # a second interrupt: finish ending the workers first
+            todo = [p for p in todo if p.is_alive()]
 
 
 def _predict_in_worker(x: np.ndarray, strict: bool) -> np.ndarray:
