@@ -137,6 +137,29 @@ def test_count_direction_and_two_arm_rows_are_consistent(all_rows):
             assert r.two_arm and r.value > 0, r.key
 
 
+def test_a_one_arm_improvement_sign_row_points_the_way_its_observable_improves(
+    all_rows, protocols
+):
+    """A direction-only row that says a single arm *improved* must ask for the side of 0 on which
+    its observable gets better (``Variable.better``): a fall for depths, scores and roughness, a
+    rise for firmness or collagen. The convention "improvements are stored negative" is for scores
+    that fall; applied to an observable that rises (firmness_change), it asks the model for the
+    opposite of what the study saw (merati2020_mn_firmness_sign was so until 2026-12-06)."""
+    variables = by_name()
+    side = {"lower": "upper", "higher": "lower"}  # better -> the bound that means "improved"
+    checked = 0
+    for r in all_rows:
+        if not r.direction_only or r.two_arm or "improvement" not in r.quantity:
+            continue
+        p = protocols[r.key]
+        var = literature.endpoint_variable(p.endpoint) if p.endpoint else r.observable
+        better = variables[var].better
+        assert better, (r.key, var)
+        assert r.bound == side[better], (r.key, var, better, r.bound)
+        checked += 1
+    assert checked >= 2
+
+
 def test_published_numbers(all_rows):
     by_key = {r.key: r for r in all_rows}
     dogra = by_key["dogra2014_score"]
