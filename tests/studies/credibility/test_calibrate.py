@@ -201,6 +201,31 @@ def test_two_arm_rows_are_the_contrast_of_two_simulated_arms() -> None:
     assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
 
 
+def test_a_pih_count_is_compared_with_the_models_course_risk() -> None:
+    """``course_incidence`` is the model's own course risk: one PIH threshold per patient, so the
+    chance of PIH in a course is the largest session risk (the ``pih_risk`` end point), not
+    1 − ∏(1 − p_k), which would draw each session of one patient afresh. With twelve weekly
+    sessions (vietnam_pih) the two differ by far more than any tolerance."""
+    from microneedling.engine.batch import simulate_batch
+    from microneedling.engine.endpoints import endpoint_values, parse_endpoint
+    from microneedling.parameters.parameter_set import load_parameters
+
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    ps = load_parameters()
+    r = next(x for x in rows() if x.key == "vietnam_pih")
+    p = protocols[r.key]
+    assert p.compare == "course_incidence"
+    got = predict_rows([r], [ps], protocols, settings)[0, 0]
+    run = simulate_batch([protocol_course(p)], [ps])
+    course = 100.0 * endpoint_values(run, parse_endpoint("pih_risk"))[0]
+    per_session = run.per_session["pih_risk"][0]
+    independent = 100.0 * (1.0 - np.prod(1.0 - per_session[np.isfinite(per_session)]))
+    assert got == pytest.approx(course, rel=1e-12)
+    assert got == pytest.approx(100.0 * np.nanmax(per_session), rel=1e-12)
+    assert independent > got + 5.0  # the sessions are not independent draws
+
+
 def test_refined_grid_holds_the_default_grid_and_fine_steps() -> None:
     protocols = load_protocols()
     p = next(protocols[r.key] for r in rows("calibration") if protocols[r.key].course)

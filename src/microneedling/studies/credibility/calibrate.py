@@ -61,7 +61,7 @@ from microneedling.errors import InputError, InputFileError, MicroneedlingError
 from microneedling.io import data_path
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import split_normal_value
-from microneedling.physics import needles
+from microneedling.physics import needles, pigment
 from microneedling.physics.transport import ClosureParameters, closure_rate
 from microneedling.schema import InputModel, Integer, Number, Text
 from microneedling.studies.credibility.likelihood import (
@@ -429,8 +429,11 @@ def row_values(run: Any, row: LiteratureRow, protocol: Protocol, cases: np.ndarr
     assert protocol.endpoint is not None
     spec = parse_endpoint(protocol.endpoint)
     if protocol.compare == "course_incidence":
+        # the model's course risk: one PIH threshold per patient, so the chance of PIH in a course
+        # is the largest session risk (physics.pigment.pih_course_risk), not 1 - prod(1 - p_k),
+        # which would treat the sessions of one patient as independent draws
         risk = run.per_session["pih_risk"][cases]
-        out: np.ndarray = 100.0 * (1.0 - np.nanprod(1.0 - risk, axis=1))
+        out: np.ndarray = 100.0 * pigment.pih_course_risk(risk)
         return out
     v = endpoint_values(run, spec)[cases]
     if spec.per_session:  # an unbounded per-session value (inf) is a result, not "n/a"
