@@ -137,9 +137,7 @@ def test_count_direction_and_two_arm_rows_are_consistent(all_rows):
             assert r.two_arm and r.value > 0, r.key
 
 
-def test_a_one_arm_improvement_sign_row_points_the_way_its_observable_improves(
-    all_rows, protocols
-):
+def test_a_one_arm_improvement_sign_row_points_the_way_its_observable_improves(all_rows, protocols):
     """A direction-only row that says a single arm *improved* must ask for the side of 0 on which
     its observable gets better (``Variable.better``): a fall for depths, scores and roughness, a
     rise for firmness or collagen. The convention "improvements are stored negative" is for scores
