@@ -53,6 +53,7 @@ def base(n: int = 1, **over: float) -> observe.Baseline:
         "scar_untouched": 0.0,
         "wrinkle_untouched": 0.0,
         "striae_depth_mm": 0.2,
+        "striae_tethered": 0.5,
         "striae_untouched": 0.0,
     } | over
     arrays = {k: np.full(n, float(v)) for k, v in vals.items()}
@@ -69,7 +70,9 @@ def states(n: int = 1) -> np.ndarray:
 
 def floors(n: int, gain: float = 0.0, tether: float = 1.0) -> observe.Floors:
     g, s = np.full((n, T), gain), np.full((n, T), tether)
-    return observe.Floors(scar_gain=g, scar_tether=s, wrinkle_gain=g, striae_gain=g)
+    return observe.Floors(
+        scar_gain=g, scar_tether=s, wrinkle_gain=g, striae_gain=g, striae_tether=s
+    )
 
 
 def run(y: np.ndarray, b: observe.Baseline, fl: observe.Floors | None = None) -> dict:
@@ -203,6 +206,25 @@ def test_striae_width_narrows_as_the_trough_fills() -> None:
     assert w[0] == pytest.approx(4.0) and w[0] > w[1] > w[2] > 0
 
 
+def test_a_stretch_mark_follows_the_depression_law_of_scars() -> None:
+    """A stretch mark is a rounded atrophic scar: its contracted share (``striae_tethered``) is
+    released as the floor's S falls and the rest is filled, exactly as :func:`scars.depth`; with
+    no contracted share only the fill acts, and releasing the band narrows the visible width."""
+    for tau in (0.0, 0.5, 0.9):
+        for s_left, g in ((1.0, 0.0), (0.4, 0.0), (1.0, 0.5), (0.3, 0.4)):
+            o = run(states(), base(striae_tethered=tau), floors(1, gain=g, tether=s_left))
+            want = scars.depth(0.2, tau, 0.0, s_left, g, OP.depression_fill_max,
+                               OP.depression_fill_half)  # fmt: skip
+            assert o["striae_depth"][0, -1] == pytest.approx(float(want), rel=1e-14)
+    w = [
+        run(states(), base(), floors(1, gain=0.2, tether=s))["striae_width"][0, -1]
+        for s in (1.0, 0.6, 0.2)
+    ]
+    assert w[0] > w[1] > w[2] > 0
+    untouched = run(states(), base(striae_untouched=1.0), floors(1, gain=0.5, tether=0.2))
+    assert untouched["striae_depth"][0, -1] == pytest.approx(0.2)
+
+
 def test_structural_collagen_weights_immature_collagen_by_theta() -> None:
     y = states()
     y[:, :, IX_N1] = 0.1
@@ -243,6 +265,7 @@ def test_outputs_computed_in_place_or_on_the_cases_that_have_them_are_unchanged(
         scar_tether=rng.uniform(0.3, 1.0, (n, T)),
         wrinkle_gain=rng.uniform(0.0, 0.6, (n, T)),
         striae_gain=rng.uniform(0.0, 0.6, (n, T)),
+        striae_tether=rng.uniform(0.3, 1.0, (n, T)),
     )
     o = run(y, b, fl)
     for layer in (0, 1):

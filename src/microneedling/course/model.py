@@ -217,12 +217,14 @@ class Pores(_Model):
 
 class Striae(_Model):
     """Stretch marks: visible width and stage; ``depth_mm`` of the depression (default
-    ``observe.striae_depth``) is what needling can fill."""
+    ``observe.striae_depth``) is what needling can fill or release; ``tethered_share`` the share
+    of it held down by the contracted scar band (default ``observe.striae_tethered_share``)."""
 
     type: Literal["striae"] = "striae"
     width_mm: Annotated[Number, Field(gt=0, le=50), Unit("mm")]
     stage: Literal["rubra", "alba"]
     depth_mm: Annotated[Number, Field(gt=0, le=3), Unit("mm")] | None = None
+    tethered_share: _DepthShare | None = None
 
 
 class MasiArea(_Model):

@@ -534,7 +534,7 @@ def _dermal_features(
     )
     sc_w, sc_tau, sc_eps, sc_fs, sc_n, sc_prof = nan(), nan(), nan(), nan(), nan(), np.full(B, -1)
     wr_w = nan()
-    st_d = nan()
+    st_d, st_tau = nan(), nan()
     w_def = ps.table("observe.scar_width", "mm")
     tau_def = ps.table("observe.scar_tethered_share", "1")
     eps_def = ps.table("observe.scar_epithelial_share", "1")
@@ -563,6 +563,11 @@ def _dermal_features(
             elif isinstance(c, Striae):
                 st_d[b] = (
                     ps.value("observe.striae_depth", "mm") if c.depth_mm is None else c.depth_mm
+                )
+                st_tau[b] = (
+                    ps.value("observe.striae_tethered_share", "1")
+                    if c.tethered_share is None
+                    else c.tethered_share
                 )
                 g = geo["striae"]
                 g["width"][b], g["depth"][b] = c.width_mm, st_d[b]
@@ -624,6 +629,7 @@ def _dermal_features(
         scar_untouched=untouched["scar"],
         wrinkle_untouched=untouched["wrinkle"],
         striae_depth_mm=st_d,
+        striae_tethered=st_tau,
         striae_untouched=untouched["striae"],
     )
     return base, injured

@@ -224,6 +224,7 @@ class Baseline:
     scar_untouched: np.ndarray = field(default_factory=_unset, kw_only=True)
     wrinkle_untouched: np.ndarray = field(default_factory=_unset, kw_only=True)
     striae_depth_mm: np.ndarray = field(default_factory=_unset, kw_only=True)
+    striae_tethered: np.ndarray = field(default_factory=_unset, kw_only=True)
     striae_untouched: np.ndarray = field(default_factory=_unset, kw_only=True)
 
 
@@ -231,13 +232,14 @@ class Baseline:
 class Floors:
     """What the floor of each depressed feature did, (B, T) arrays, NaN where a case does not have
     the feature: ``<feature>_gain`` the floor's structural collagen gain (papillary/reticular
-    weighted, fraction of baseline collagen) and ``scar_tether`` the floor's reticular tether state
-    S (1 = untreated). :func:`floor_state` computes them from the floor cases' healing states."""
+    weighted, fraction of baseline collagen) and ``scar_tether``, ``striae_tether`` the floor's
+    reticular tether state S (1 = untreated). :func:`floor_state` computes them from the floor cases' healing states."""
 
     scar_gain: np.ndarray
     scar_tether: np.ndarray
     wrinkle_gain: np.ndarray
     striae_gain: np.ndarray
+    striae_tether: np.ndarray
 
     @classmethod
     def absent(cls, shape: tuple[int, int]) -> Floors:
@@ -409,12 +411,15 @@ def observables(
     support = c_pap**op.modulus_collagen_exponent * e_f
     fsup = op.pore_support_share
     out["pore_diameter"] = base.pore_diameter_um[:, None] * (fsup / support + (1.0 - fsup))
-    # stretch marks: rounded linear atrophic scars; visible width = band deeper than the
-    # threshold of visible atrophy
+    # stretch marks: rounded linear atrophic scars, by the scars' depth law (a contracted,
+    # tether-like share released with the floor's S, the rest filled); visible width = band
+    # deeper than the threshold of visible atrophy
     p0s = base.striae_untouched[:, None]
     gsd = np.where(np.isfinite(fl.striae_gain), fl.striae_gain, 0.0)
+    ssd = np.where(np.isfinite(fl.striae_tether), fl.striae_tether, 1.0)
     sd0 = base.striae_depth_mm[:, None]
-    sdepth = p0s * sd0 + (1.0 - p0s) * sd0 * (1.0 - scars.fill_fraction(gsd, fmax, fhalf))
+    streated = scars.depth(sd0, base.striae_tethered[:, None], 0.0, ssd, gsd, fmax, fhalf)
+    sdepth = p0s * sd0 + (1.0 - p0s) * streated
     out["striae_depth"] = sdepth
     out["striae_width"] = scars.visible_width(
         base.striae_width_mm[:, None], sd0, sdepth, op.scar_grade_mild_depth
