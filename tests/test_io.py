@@ -413,3 +413,42 @@ def test_netcdf_writer_asks_for_the_scheduler_without_importing_distributed(
         "client distributed",
         "read [1.0, 2.0]",
     ]
+
+
+_UNCHUNKED_WRITE = """
+import sys
+from microneedling.engine.quiet_xarray import import_xarray
+from microneedling.io import write_netcdf_atomic
+xr = import_xarray()
+ds = xr.Dataset({"a": ("x", [1.0, 2.0])}, attrs={"seed": 7})
+write_netcdf_atomic(ds, sys.argv[1])
+print("written", "dask" in sys.modules, "distributed" in sys.modules)
+from xarray.backends import locks
+print("outside a write", locks.get_dask_scheduler(), "dask" in sys.modules)
+import dask.array as da
+write_netcdf_atomic(ds.chunk({"x": 1}), sys.argv[2])
+for path in sys.argv[1:]:
+    with xr.open_dataset(path) as back:
+        print("read", back["a"].values.tolist(), back.attrs["seed"], back.identical(ds))
+"""
+
+
+@pytest.mark.slow
+def test_an_unchunked_dataset_is_written_without_importing_dask(tmp_path: Path) -> None:
+    """While nothing has imported dask, a dataset without chunked variables is written without
+    importing it (the scheduler probe answers "threaded"); outside such a write the probe is
+    xarray's, and a chunked dataset is written through dask, to the same content."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNCHUNKED_WRITE, str(tmp_path / "a.nc"), str(tmp_path / "b.nc")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "written False False",
+        "outside a write threaded True",
+        "read [1.0, 2.0] 7 True",
+        "read [1.0, 2.0] 7 True",
+    ]

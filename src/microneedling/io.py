@@ -456,13 +456,23 @@ def write_netcdf_atomic(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     ``Client`` it imports ``distributed`` (0.15–0.25 s, most of a single course's start-up).
     A ``Client`` cannot exist while ``distributed`` has not been imported, so until it has been,
     :func:`_quiet_scheduler_probe` answers that question without importing it; once it has (a
-    trial or a sensitivity run on Dask), xarray's own probe runs unchanged.
+    trial or a sensitivity run on Dask), xarray's own probe runs unchanged. Nor is ``dask``
+    itself imported (0.08–0.1 s) to write a dataset none of whose variables is chunked while
+    nothing else has imported it (see :func:`_quiet_scheduler_probe`).
     """
     _quiet_scheduler_probe()
     target = Path(path)
-    with atomic_path(target) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4")
+    token = _UNCHUNKED.set(all(v.chunks is None for v in ds.variables.values()))
+    try:
+        with atomic_path(target) as tmp:
+            ds.to_netcdf(tmp, engine="netcdf4")
+    finally:
+        _UNCHUNKED.reset(token)
     return target
+
+
+_UNCHUNKED: contextvars.ContextVar[bool] = contextvars.ContextVar("_UNCHUNKED", default=False)
+"""Set by :func:`write_netcdf_atomic` while it writes a dataset without chunked variables."""
 
 
 def _quiet_scheduler_probe() -> None:
@@ -475,7 +485,13 @@ def _quiet_scheduler_probe() -> None:
     Without ``distributed`` imported, with no scheduler in dask's configuration and none passed,
     ``dask.base.get_scheduler`` finds nothing (its only other source is ``distributed``'s
     ``get_client``) and xarray's probe answers ``"threaded"``; the wrapper answers the same
-    without the imports. In every other case it calls xarray's probe."""
+    without the imports. When ``dask`` has not been imported either and
+    :func:`write_netcdf_atomic` is writing a dataset with no chunked variable, the wrapper answers
+    ``"threaded"`` without reading dask's configuration: then xarray uses the answer only for
+    ``autoclose`` (false whatever it is when nothing is chunked) and to choose the kind of lock
+    that serialises the writes of this one process to the file (a thread lock; a configured
+    ``processes`` scheduler would give a process lock, which serialises them the same way).
+    In every other case it calls xarray's probe."""
     try:
         from xarray.backends import locks, writers
     except ImportError:  # pragma: no cover - xarray without its backends
@@ -487,6 +503,8 @@ def _quiet_scheduler_probe() -> None:
     def get_dask_scheduler(get: Any = None, collection: Any = None) -> str | None:
         if "distributed" in sys.modules:
             return original(get, collection)
+        if get is None and collection is None and "dask" not in sys.modules and _UNCHUNKED.get():
+            return "threaded"  # nothing to schedule, and no Client possible
         try:
             import dask
         except ImportError:  # pragma: no cover - xarray's own answer without dask

@@ -56,3 +56,74 @@ def test_a_real_run_records_parameters_with_intervals_and_round_trips(tmp_path: 
     again = Result.from_netcdf(res.to_netcdf(tmp_path / "r.nc"))
     assert again.parameters_used == res.parameters_used and again.course == course
     assert [s.key for s in again.sources()] == [s.key for s in res.sources()]
+
+
+def _endpoints_by_label(res: Result, times: list[float], layer: str) -> list[dict[str, object]]:
+    """The end-point table by its definition: every value looked up by label (patient, site)."""
+    import numpy as np
+
+    from microneedling.engine.variables import endpoint_variables
+
+    ds = res.dataset
+    t_axis = ds["time"].values
+    rows: list[dict[str, object]] = []
+    for ep in endpoint_variables():
+        if ep.name not in ds:
+            continue
+
+        def pick(name: str) -> object:
+            if name not in ds:
+                return None
+            da = ds[name]
+            return da.sel(layer=layer) if "layer" in da.dims else da
+
+        da, lo, hi = pick(ep.name), pick(f"{ep.name}_low"), pick(f"{ep.name}_high")
+        if ep.kind == "time":
+            reads = []
+            for t in times:
+                i = min(int(np.searchsorted(t_axis, t - 1e-9)), len(t_axis) - 1)
+                reads.append((float(t_axis[i]), {"time": i}))
+        else:
+            reads = [(float("nan"), None)]
+        for t, sel in reads:
+            arrays = []
+            for a in (da, lo, hi):
+                if a is not None:
+                    a = a.isel(sel) if sel else getattr(a, ep.reduce)("session", skipna=True)
+                arrays.append(a)
+            for p in ds["patient"].values:
+                for s in ds["site"].values:
+                    value, low, high = (
+                        np.nan if a is None else float(a.sel(patient=p, site=s)) for a in arrays
+                    )
+                    if value == value:
+                        rows.append({"patient": str(p), "site": str(s), "variable": ep.name,
+                                     "time_days": t, "value": value, "low": low, "high": high})  # fmt: skip
+    return rows
+
+
+def test_end_points_are_the_values_at_their_labels_whatever_the_order_of_dims() -> None:
+    """Two patients (the second with other values), variables stored with their dims in another
+    order: each row of the table is the value at its (patient, site) label."""
+    import xarray as xr
+
+    course = Course.from_file(EXAMPLES / "acne-scars-rolling-cheek.toml")
+    res = simulate(course, draws=3)
+    ds = res.dataset
+    other = (ds * 1.5).assign_coords(patient=["patient-1"])
+    both = xr.concat([ds, other], dim="patient", combine_attrs="override")
+    for name in list(both.data_vars)[::2]:  # every other variable: dims reversed
+        both[name] = both[name].transpose(*both[name].dims[::-1])
+    multi = Result(both)
+    for times, layer in (([40.0, 200.0, 1e9], "papillary_dermis"), ([0.0], "reticular_dermis")):
+        table = multi.endpoints(times, layer=layer)
+        cols = ["patient", "site", "variable", "time_days", "value", "low", "high"]
+        got = table[cols].to_dict("records")
+        want = _endpoints_by_label(multi, times, layer)
+        assert len(got) == len(want) > 0
+        for g, w in zip(got, want, strict=True):
+            assert g.keys() == w.keys()
+            for k in g:
+                same = g[k] == w[k] or (g[k] != g[k] and w[k] != w[k])  # NaN == NaN here
+                assert same, (k, g, w)
+        assert {r["patient"] for r in got} == {"patient-0", "patient-1"}

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from microneedling.course.model import Course
+from microneedling.engine.quiet_xarray import quiet_duck_array_probes
 from microneedling.engine.variables import Variable, endpoint_variables
 from microneedling.io import write_netcdf_atomic
 from microneedling.parameters.parameter_set import Reference
@@ -66,8 +67,13 @@ def labelled_dataset(
     consistent; dims are still computed and checked against each other). ``direct=False``, or
     an xarray without that constructor, takes the public constructor: the two give identical
     datasets and NetCDF files (tested), data variables first, then coordinates.
+
+    xarray's duck-array probes are answered without importing Dask and pint
+    (:mod:`microneedling.engine.quiet_xarray`): the arrays here are NumPy's.
     """
     import xarray as xr
+
+    quiet_duck_array_probes()
 
     construct = getattr(xr.Dataset, "_construct_direct", None)
     if not direct or construct is None:
@@ -150,6 +156,11 @@ class ParameterRecord:
             kind=str(d.get("kind", "")),
             sources=(srcs,) if isinstance(srcs, str) else tuple(str(s) for s in srcs),
         )
+
+
+def _grid(da: xr.DataArray, *rest: str) -> np.ndarray:
+    """The values of ``da`` (dims patient, site, then ``rest``) in that order of axes."""
+    return np.asarray(da.transpose("patient", "site", *rest).values)
 
 
 def _json(raw: Any, default: Any) -> Any:
@@ -319,21 +330,34 @@ class Result:
             da = ds[ep.name]
             if "layer" in da.dims:
                 da = da.sel(layer=layer)
-            bounds = [
-                ds[f"{ep.name}_{b}"].sel(layer=layer)
-                if f"{ep.name}_{b}" in ds and "layer" in ds[f"{ep.name}_{b}"].dims
-                else ds.get(f"{ep.name}_{b}")
-                for b in ("low", "high")
-            ]
+            bounds = []
+            for b in ("low", "high"):
+                name = f"{ep.name}_{b}"
+                bound = ds[name] if name in ds else None
+                if bound is not None and "layer" in bound.dims:
+                    bound = bound.sel(layer=layer)
+                bounds.append(bound)
             units = da.attrs.get("units", "")
             label = ep.label
+            patients = [str(p) for p in da["patient"].values]
+            sites = [str(s) for s in da["site"].values]
             if ep.kind == "time":
+                # (patient, site, time) arrays read once, then one column per read-out time
+                values = _grid(da, "time")
+                grids = [None if b is None else _grid(b, "time") for b in bounds]
                 for t in times:
                     idx = int(np.searchsorted(t_axis, t - 1e-9))
                     idx = min(idx, len(t_axis) - 1)
-                    sel = {"time": idx}
                     self._rows(
-                        rows, ep, label, da.isel(sel), bounds, sel, float(t_axis[idx]), units
+                        rows,
+                        ep,
+                        label,
+                        patients,
+                        sites,
+                        values[..., idx],
+                        [None if g is None else g[..., idx] for g in grids],
+                        float(t_axis[idx]),
+                        units,
                     )
             else:
                 red = getattr(da, ep.reduce)
@@ -342,7 +366,17 @@ class Result:
                     getattr(b, ep.reduce)("session", skipna=True) if b is not None else None
                     for b in bounds
                 ]
-                self._rows(rows, ep, label, val, b2, None, float("nan"), units)
+                self._rows(
+                    rows,
+                    ep,
+                    label,
+                    patients,
+                    sites,
+                    _grid(val),
+                    [None if b is None else _grid(b) for b in b2],
+                    float("nan"),
+                    units,
+                )
         df = pd.DataFrame(rows)
         return df.dropna(subset=["value"]).reset_index(drop=True)
 
@@ -351,31 +385,28 @@ class Result:
         rows: list[dict[str, Any]],
         ep: Variable,
         label: str,
-        val: xr.DataArray,
-        bounds: list[Any],
-        sel: dict[str, int] | None,
+        patients: list[str],
+        sites: list[str],
+        values: np.ndarray,
+        bounds: list[np.ndarray | None],
         t: float,
         units: str,
     ) -> None:
-
-        lows = bounds[0].isel(sel) if (bounds[0] is not None and sel) else bounds[0]
-        highs = bounds[1].isel(sel) if (bounds[1] is not None and sel) else bounds[1]
-        for p in val["patient"].values:
-            for s in val["site"].values:
-                v = float(val.sel(patient=p, site=s))
-                lo = float(lows.sel(patient=p, site=s)) if lows is not None else np.nan
-                hi = float(highs.sel(patient=p, site=s)) if highs is not None else np.nan
+        """One row per (patient, site) of the (patient, site) arrays ``values`` and ``bounds``."""
+        lows, highs = bounds
+        for i, p in enumerate(patients):
+            for j, s in enumerate(sites):
                 rows.append(
                     {
-                        "patient": str(p),
-                        "site": str(s),
+                        "patient": p,
+                        "site": s,
                         "claim": ep.claim,
                         "endpoint": label,
                         "variable": ep.name,
                         "time_days": t,
-                        "value": v,
-                        "low": lo,
-                        "high": hi,
+                        "value": float(values[i, j]),
+                        "low": float(lows[i, j]) if lows is not None else np.nan,
+                        "high": float(highs[i, j]) if highs is not None else np.nan,
                         "units": units,
                     }
                 )
