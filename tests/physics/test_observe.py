@@ -300,3 +300,27 @@ def test_outputs_computed_in_place_or_on_the_cases_that_have_them_are_unchanged(
     g1 = scars.goodman_baron_grade(treated, fs, *grade_args)
     assert np.array_equal(o["scar_grade"], p0 * g0 + (1.0 - p0) * g1, equal_nan=True)
     assert np.sum(np.isfinite(o["scar_grade"][:, 0])) == 5
+
+
+def test_one_and_two_grade_responders_are_the_grade_drop_probabilities() -> None:
+    """``scar_grade_responder`` and ``scar_grade_responder_two`` are the chances that the integer
+    Goodman & Baron grade fell by at least one and at least two grades (the same visibility latent
+    at both visits), for the scars a needle touched; the second is never above the first."""
+    b = base(scar_untouched=0.25)
+    # a released, well-filled scar (0.5 -> 0.05 mm) crosses two grade thresholds for some
+    # assessors; a smaller fall (0.5 -> 0.19 mm) crosses one for all but two for none
+    small = run(states(), b, floors(1, gain=0.4, tether=0.3))
+    assert small["scar_grade_responder"][0, -1] > 0.5
+    assert small["scar_grade_responder_two"][0, -1] == 0.0
+    o = run(states(), b, floors(1, gain=2.0, tether=0.0))
+    h1 = o["scar_depth"][0, -1]
+    treated = (h1 - 0.25 * 0.5) / 0.75
+    for name, steps in (("scar_grade_responder", 1), ("scar_grade_responder_two", 2)):
+        want = 0.75 * scars.grade_drop_probability(
+            0.5, treated, 0.8, OP.scar_grade_mild_depth, OP.scar_grade_obvious_depth,
+            OP.scar_grade_sigma, steps=steps,
+        )  # fmt: skip
+        assert o[name][0, -1] == pytest.approx(float(want), rel=1e-12)
+    assert 0.0 < o["scar_grade_responder_two"][0, -1] < o["scar_grade_responder"][0, -1]
+    still = run(states(), b)
+    assert still["scar_grade_responder_two"][0, -1] == 0.0

@@ -172,6 +172,11 @@ VARIABLES: tuple[Variable, ...] = (
              "baseline (same assessor at both visits)",
              "time", claim="acne scars", label="Chance of a one-grade improvement",
              better="higher"),
+    Variable("scar_grade_responder_two", "1",
+             "Chance that the scars' Goodman & Baron grade has fallen by at least two grades since "
+             "baseline (same assessor at both visits)",
+             "time", claim="acne scars", label="Chance of a two-grade improvement",
+             better="higher"),
     Variable("pore_diameter", "um", "Pore diameter", "time", claim="pores", label="Pore diameter",
              better="lower", figure="claims"),
     Variable("striae_width", "mm", "Stretch-mark visible width", "time", claim="stretch marks",

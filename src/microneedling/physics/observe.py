@@ -291,9 +291,10 @@ def observables(
     mature_collagen_change, elastin_change, new_elastin_change, inflammation, fibroblasts
     (layered, %, ..., 1); erythema, oedema (1); epidermal_thickness_change, dermal_density_change,
     firmness_change (%); dermal_thickness (um); elasticity_index (1); texture_roughness (um);
-    wrinkle_depth (um); scar_depth (mm); scar_grade, scar_grade_responder (1); pore_diameter (um); striae_width,
-    striae_depth (mm); melanin_index (Mexameter-like units). ``floors`` (default: no feature has a
-    floor, so depressed features keep their depth) comes from the floor cases of the engine.
+    wrinkle_depth (um); scar_depth (mm); scar_grade, scar_grade_responder,
+    scar_grade_responder_two (1); pore_diameter (um); striae_width, striae_depth (mm);
+    melanin_index (Mexameter-like units). ``floors`` (default: no feature has a floor, so
+    depressed features keep their depth) comes from the floor cases of the engine.
 
     Pigment and redness: masi_score, mmasi_score (1), pih_stimulus (1); ``sessions`` =
     (session days (B, K), injured fractions (B, K, 3)) gives the immediate vascular part
@@ -390,15 +391,18 @@ def observables(
         for hh in (h0, treated)  # the baseline grade once per case (B, 1)
     ]
     out["scar_grade"] = p0 * grade[0] + (1.0 - p0) * grade[1]
-    # chance that the integer grade fell by >= 1 since baseline (an untouched scar keeps its grade)
-    out["scar_grade_responder"] = (1.0 - p0) * scars.grade_drop_probability(
-        np.broadcast_to(h0, treated.shape),
-        treated,
-        fs,
-        op.scar_grade_mild_depth,
-        op.scar_grade_obvious_depth,
-        op.scar_grade_sigma,
-    )
+    # chance that the integer grade fell by >= 1 (>= 2) grades since baseline (an untouched scar
+    # keeps its grade)
+    for name, steps in (("scar_grade_responder", 1), ("scar_grade_responder_two", 2)):
+        out[name] = (1.0 - p0) * scars.grade_drop_probability(
+            np.broadcast_to(h0, treated.shape),
+            treated,
+            fs,
+            op.scar_grade_mild_depth,
+            op.scar_grade_obvious_depth,
+            op.scar_grade_sigma,
+            steps=steps,
+        )
     # static wrinkles: groove fill (floor case) + buckling amplitude of the upper layer, which
     # scales as substrate modulus^(-1/4) (Cerda & Mahadevan 2003)
     p0w = base.wrinkle_untouched[:, None]
