@@ -128,6 +128,7 @@ def main() -> None:
     ``MICRONEEDLING_TRACEBACK=1``): no traceback reaches a user.
     """
     install_signal_handlers()
+    STATE["main"] = True
     try:
         code = app(prog_name="microneedling", standalone_mode=False)
     except typer.Abort:

@@ -13,6 +13,7 @@ from microneedling.cli.common import (
     CourseArgument,
     ParameterSetOption,
     check_out_dir,
+    collector_paused,
     load_course,
     load_parameter_set,
     make_console,
@@ -213,9 +214,10 @@ def simulate_command(
     t0 = time.perf_counter()
     with user_errors():
         out = check_out_dir(out, overwrite, "simulate")
-        course_obj = load_course(course)
-        ps = load_parameter_set(parameter_set)
-        result = run_simulation(course_obj, draws, ps)
+        with collector_paused():  # the imports and the solve make only long-lived objects
+            course_obj = load_course(course)
+            ps = load_parameter_set(parameter_set)
+            result = run_simulation(course_obj, draws, ps)
         t_sim = time.perf_counter() - t0
         written = _write_run(result, course_obj, course, out, overwrite, figures)
     for w in result.warnings:
