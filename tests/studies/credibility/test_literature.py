@@ -142,7 +142,7 @@ def test_a_one_arm_improvement_sign_row_points_the_way_its_observable_improves(a
     its observable gets better (``Variable.better``): a fall for depths, scores and roughness, a
     rise for firmness or collagen. The convention "improvements are stored negative" is for scores
     that fall; applied to an observable that rises (firmness_change), it asks the model for the
-    opposite of what the study saw (merati2020_mn_firmness_sign was so until 2026-12-06)."""
+    opposite of what the study saw (merati2020_mn_firmness_sign was so until 2026-12-05)."""
     variables = by_name()
     side = {"lower": "upper", "higher": "lower"}  # better -> the bound that means "improved"
     checked = 0
@@ -281,7 +281,7 @@ def test_roles_are_by_study_dated_and_ruled(all_rows):
     assert set(roles.studies) == set(by_study)  # every study with a role has rows
     for s in roles.studies.values():
         assert s.reason.strip(), s.study
-        if s.rule in ("c", "d"):  # d: held out when added (2026-12-06), unless rule a applies
+        if s.rule in ("c", "d"):  # d: held out when added (2026-12-05), unless rule a applies
             assert s.role == "validation", s.study
 
 
