@@ -396,3 +396,32 @@ def test_endpoint_table_says_where_published_validation_covers_the_course(
     assert "outside: needle length 0.25 mm (validated 1–2 mm)" in by_variable
     assert "untested: no validation data" in by_variable
     assert "within the validated settings" in by_variable
+
+
+def test_a_selection_is_the_value_at_its_labels(synthetic_result: Result) -> None:
+    """report._select (positions looked up in the indexes, one isel) gives what a sel per
+    dimension gives: by patient position or label, for every site and layer, and every match
+    of a label that is not unique."""
+    import xarray as xr
+
+    ds = synthetic_result.dataset
+    other = ds.assign_coords(patient=["p-1"]) * 2.0
+    two = xr.concat([ds.assign_coords(patient=["p-0"]), other], dim="patient")
+    doubled = two.isel(site=[0, 0, 1]).assign_coords(site=[SITES[0], SITES[0], SITES[1]])
+
+    def by_sel(da: xr.DataArray, patient: Any, site: Any, layer: Any) -> xr.DataArray:
+        da = da.isel(patient=patient) if isinstance(patient, int) else da.sel(patient=patient)
+        if site is not None:
+            da = da.sel(site=site)
+        return da.sel(layer=layer) if layer is not None and "layer" in da.dims else da
+
+    name = next(str(n) for n, v in ds.data_vars.items() if "layer" in v.dims)
+    cases = list(itertools.product((0, 1, "p-1"), (None, *SITES), (None, "papillary_dermis")))
+    for data in (two, doubled):
+        for patient, site, layer in cases:
+            got = report._select(data[name], patient, site, layer)
+            want = by_sel(data[name], patient, site, layer)
+            assert got.identical(want), (patient, site, layer)
+    assert report._select(doubled[name], 0, SITES[0], None).sizes["site"] == 2
+    with pytest.raises(KeyError):
+        report._select(two[name], 0, "no-such-site", None)

@@ -137,13 +137,38 @@ def _time_units(ds: xr.Dataset) -> str:
 def _select(
     da: xr.DataArray, patient: int | str, site: str | None, layer: str | None
 ) -> xr.DataArray:
+    """``da`` at one patient (position or label), site and layer (labels; ``None``: all).
+
+    The labels are looked up in the coordinates' indexes and the selection made by one ``isel``
+    (a third of the time of a ``sel`` per dimension, called a few hundred times per report);
+    a label that is not unique takes ``sel``, which keeps every match."""
+    at: dict[str, int] = {}
+    by_label: dict[str, object] = {}
+    wanted: list[tuple[str, object]] = []
     if "patient" in da.dims:
-        da = da.isel(patient=patient) if isinstance(patient, int) else da.sel(patient=patient)
+        if isinstance(patient, int):
+            at["patient"] = patient
+        else:
+            wanted.append(("patient", patient))
     if site is not None and "site" in da.dims:
-        da = da.sel(site=site)
+        wanted.append(("site", site))
     if layer is not None and "layer" in da.dims:
-        da = da.sel(layer=layer)
-    return da
+        wanted.append(("layer", layer))
+    for dim, label in wanted:
+        pos = _position(da, dim, label)
+        if pos is None:
+            by_label[dim] = label
+        else:
+            at[dim] = pos
+    if at:
+        da = da.isel(at)
+    return da.sel(by_label) if by_label else da
+
+
+def _position(da: xr.DataArray, dim: str, label: object) -> int | None:
+    """Position of ``label`` on ``dim`` (KeyError if absent); ``None`` when it is not unique."""
+    loc = da.get_index(dim).get_loc(label)
+    return int(loc) if isinstance(loc, int | np.integer) else None
 
 
 def _bands(
