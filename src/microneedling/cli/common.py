@@ -30,7 +30,6 @@ from typer.core import TyperCommand
 
 from microneedling import interrupts
 from microneedling.about import DISCLAIMER
-from microneedling.course.model import Course
 from microneedling.errors import CourseValidationError, MicroneedlingError
 from microneedling.io import (
     check_replaceable,
@@ -228,6 +227,8 @@ def load_course(path: Path) -> Any:
         fail(f"{path}: course file not found", EXIT_BAD_INPUT)
     if not path.is_file():
         fail(f"{path}: not a file", EXIT_BAD_INPUT)
+
+    from microneedling.course.model import Course  # pydantic: not for --help or --version
 
     try:
         return Course.from_file(path)

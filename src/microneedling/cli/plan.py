@@ -25,7 +25,6 @@ from microneedling.cli.common import (
     user_errors,
     writing,
 )
-from microneedling.course.patient import PatientFile
 
 __all__ = ["plan_command"]
 
@@ -106,6 +105,7 @@ def plan_command(
 ) -> None:
     """Plan a course for PATIENT: screening, search, Pareto set; writes course.toml, pareto.png,
     report.html, pareto.csv, predictions.csv and screening.txt into DIR."""
+    from microneedling.course.patient import PatientFile
     from microneedling.reports.format import (
         clean_text,
         endpoint_label,
