@@ -27,24 +27,32 @@ from microneedling.cli.common import (
 from microneedling.io import atomic_directory, write_csv_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     from rich.console import Console
 
     from microneedling.engine.result import Result
 
 
 def _write_run(
-    result: Result, course: Any, source: Path, out: Path, overwrite: bool, figures: bool
+    result: Result,
+    table: pd.DataFrame,
+    course: Any,
+    source: Path,
+    out: Path,
+    overwrite: bool,
+    figures: bool,
 ) -> list[Path]:
-    """Write every output into a temporary sibling of ``out``, then move it into place."""
+    """Write every output into a temporary sibling of ``out``, then move it into place
+    (``table``: ``result.endpoints()``)."""
     from microneedling.reports.run import write_figures, write_html_report
 
     with atomic_directory(out, overwrite=overwrite, kind="simulate") as tmp:
         written = [result.to_netcdf(tmp / "result.nc")]
-        written.append(write_csv_atomic(result.endpoints(), tmp / "endpoints.csv"))
+        written.append(write_csv_atomic(table, tmp / "endpoints.csv"))
         written.append(write_course(course, source, tmp))
         figs = write_figures(result, tmp / "figures") if figures else []
         written.extend(figs)
-        written.append(write_html_report(result, tmp, figs))
+        written.append(write_html_report(result, tmp, figs, endpoints=table))
     return [out / p.relative_to(tmp) for p in written]
 
 
@@ -84,7 +92,7 @@ def _read_out_head(day: float, last: float) -> str:
     return head
 
 
-def _print_endpoints(result: Result, console: Console) -> None:
+def _print_endpoints(result: Result, console: Console, df: pd.DataFrame | None = None) -> None:
     """One table per site: time-resolved end points with their baseline (before the first session)
     and their value at each read-out day, then course end points.
 
@@ -97,7 +105,8 @@ def _print_endpoints(result: Result, console: Console) -> None:
     from microneedling.engine.variables import by_name
     from microneedling.reports.format import clean_text, format_day, format_number
 
-    df = result.endpoints()
+    if df is None:
+        df = result.endpoints()
     name = clean_text(result.course_name or "course")
     if df.empty:
         console.print(f"{name}: no end points apply to this course.")
@@ -219,13 +228,14 @@ def simulate_command(
             ps = load_parameter_set(parameter_set)
             result = run_simulation(course_obj, draws, ps)
         t_sim = time.perf_counter() - t0
-        written = _write_run(result, course_obj, course, out, overwrite, figures)
+        table = result.endpoints()  # one table for the CSV, the report and the terminal
+        written = _write_run(result, table, course_obj, course, out, overwrite, figures)
     for w in result.warnings:
         typer.echo(f"warning: {one_line(w)}", err=True)
     if quiet:
         return
     console = make_console()
-    _print_endpoints(result, console)
+    _print_endpoints(result, console, table)
     print_disclaimer(console)
     total = time.perf_counter() - t0
     console.print(

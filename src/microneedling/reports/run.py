@@ -47,6 +47,7 @@ from microneedling.reports.format import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     import xarray as xr
     from matplotlib.axes import Axes
 
@@ -1028,10 +1029,11 @@ def _endpoint_when(row: Any, reduce: dict[str, str]) -> str:
     return f"day {format_day(t)}"
 
 
-def _endpoints(result: Result | xr.Dataset) -> dict[str, Any]:
-    """The end-point table: one block per (patient, site), rows in end-point/time order."""
+def _endpoints(result: Result | xr.Dataset, table: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The end-point table: one block per (patient, site), rows in end-point/time order
+    (``table``: ``result.endpoints()`` when the caller has made it already)."""
     res = _result(result)
-    df = res.endpoints()
+    df = res.endpoints() if table is None else table
     columns = [
         page.column("Claim"),
         page.column("End point"),
@@ -1171,9 +1173,11 @@ def page_context(
     figures: Sequence[str | Path] = (),
     *,
     library_url: str | None = None,
+    endpoints: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Everything ``run.html.j2`` reads, for the CLI's report (library inlined after rendering)
-    and the web result page (``library_url``: the library's address)."""
+    and the web result page (``library_url``: the library's address); ``endpoints``: the table
+    of ``result.endpoints()`` when the caller has it already."""
     ds = _dataset(result)
     res = _result(result)
     sections = chart_sections(ds)
@@ -1189,7 +1193,7 @@ def page_context(
         "course_toml": res.course_toml,
         "sessions": _sessions(ds),
         "warnings": res.warnings,
-        "endpoints": _endpoints(result),
+        "endpoints": _endpoints(result, endpoints),
         "chart_sections": sections,
         "pih": pih_summary(ds),
         "figure_files": _figure_files(figures),
@@ -1198,14 +1202,24 @@ def page_context(
     }
 
 
-def render_html(result: Result | xr.Dataset, figures: Sequence[str | Path] = ()) -> str:
+def render_html(
+    result: Result | xr.Dataset,
+    figures: Sequence[str | Path] = (),
+    *,
+    endpoints: pd.DataFrame | None = None,
+) -> str:
     """The report as one self-contained HTML string, the chart library inlined (see
     :func:`write_html_report`)."""
-    return charts.embed_library(page.render("run.html.j2", **page_context(result, figures)))
+    context = page_context(result, figures, endpoints=endpoints)
+    return charts.embed_library(page.render("run.html.j2", **context))
 
 
 def write_html_report(
-    result: Result | xr.Dataset, out_dir: str | Path, figures: Sequence[str | Path] = ()
+    result: Result | xr.Dataset,
+    out_dir: str | Path,
+    figures: Sequence[str | Path] = (),
+    *,
+    endpoints: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/report.html``: one self-contained file (inline CSS, charts and their
     library) that opens offline.
@@ -1214,8 +1228,11 @@ def write_html_report(
     the end-points table with intervals and units, the downtime calendar and the PIH risk,
     interactive trajectories with their 10–90% bands and session markers, tissue and absorption
     charts, warnings, the references the run used and its provenance; ``figures`` (the PNG files
-    written beside it) are listed by name. Returns the path written.
+    written beside it) are listed by name; ``endpoints``: the table of ``result.endpoints()``
+    when the caller has it already (made once for the CSV, the page and the terminal). Returns
+    the path written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(render_html(result, figures), out / "report.html")
+    html = render_html(result, figures, endpoints=endpoints)
+    return write_text_atomic(html, out / "report.html")
