@@ -3,14 +3,17 @@ the audit event, in one transaction) on SQLite and PostgreSQL, and how many run 
 
 from __future__ import annotations
 
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from microneedling.course.model import Course
+from microneedling.engine.simulate import simulate
 from microneedling.errors import InputError
-from microneedling.service import api
+from microneedling.service import api, runs
 from microneedling.service.config import Settings
 from microneedling.service.db import AuditEvent, FileRecord, Run
 from microneedling.service.runs import RESULT_BLOB
@@ -107,3 +110,33 @@ def test_inline_threads_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     with pytest.raises(InputError) as info:
         Settings.from_env()
     assert (info.value.field, info.value.value) == ("MICRONEEDLING_INLINE_THREADS", "0")
+
+
+@pytest.mark.parametrize(
+    ("name", "draws"),
+    [
+        ("acne-scars-rolling-cheek.toml", 0),
+        ("serum-absorption-study.toml", 0),
+        ("stamp-small-scar.toml", 4),
+    ],
+)
+def test_the_stored_result_gives_the_downloads_of_the_result_itself(name: str, draws: int) -> None:
+    """``result_blob`` keeps the Dataset's arrays, attributes and encodings, not the Dataset
+    object (faster to pickle): ``result_of`` rebuilds an identical Dataset, in the same order of
+    variables and dimensions, and every file made on download has the same bytes as when made from
+    the Dataset pickled whole (the form stored before, which is still read)."""
+    result = simulate(Course.from_dict(example(name)), draws=draws)
+    blob = runs.result_blob(result)
+    whole = pickle.dumps(result.dataset, protocol=pickle.HIGHEST_PROTOCOL)
+    ds, got = result.dataset, runs.result_of(blob).dataset
+    assert got.identical(ds)
+    assert list(got.variables) == list(ds.variables) and list(got.dims) == list(ds.dims)
+    assert list(got.coords) == list(ds.coords) and got.encoding == ds.encoding
+    assert {k: v.encoding for k, v in got.variables.items()} == {
+        k: v.encoding for k, v in ds.variables.items()
+    }
+    assert runs.result_of(whole).dataset.identical(ds)
+    for file in runs.DERIVED["simulate"]:
+        assert runs.derive("simulate", file, blob) == runs.derive("simulate", file, whole), file
+    with pytest.raises(runs.StoredResultError):
+        runs.result_of(pickle.dumps({"format": 2}))
