@@ -65,20 +65,32 @@ def _cell(value: float, low: float, high: float) -> str:
 
 
 def _baselines(result: Result, layer: str = "papillary_dermis") -> dict[tuple[str, str], float]:
-    """{(site, variable): value before the first session} of the time-resolved end points."""
+    """{(site, variable): value before the first session} of the time-resolved end points.
+
+    Read from the variables' arrays (first time, first patient, ``layer``) by position: a
+    DataArray selection per variable and site cost ~25 ms of every command."""
     ds = result.dataset
+    sites = [str(s) for s in ds["site"].values]
+    layer_at = int(ds.indexes["layer"].get_loc(layer)) if "layer" in ds.indexes else None
     out: dict[tuple[str, str], float] = {}
-    for v in ds.data_vars:
-        da = ds[v]
-        if "time" not in da.dims or "site" not in da.dims or str(v).endswith(("_low", "_high")):
+    for name in ds.data_vars:
+        var = ds.variables[name]
+        if (
+            "time" not in var.dims
+            or "site" not in var.dims
+            or str(name).endswith(("_low", "_high"))
+        ):
             continue
-        if "layer" in da.dims:
-            da = da.sel(layer=layer)
-        first = da.isel(time=0)
-        if "patient" in first.dims:
-            first = first.isel(patient=0)
-        for site in ds["site"].values:
-            out[(str(site), str(v))] = float(first.sel(site=site))
+        at: dict[str, int] = {"time": 0}
+        if "patient" in var.dims:
+            at["patient"] = 0
+        if "layer" in var.dims:
+            if layer_at is None:
+                raise KeyError(f"{name}: no 'layer' coordinate to select {layer!r} from")
+            at["layer"] = layer_at
+        first = var.isel(at).transpose("site", ...).values
+        for i, site in enumerate(sites):
+            out[(site, str(name))] = float(first[i])
     return out
 
 
