@@ -13,7 +13,7 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -112,7 +112,7 @@ from microneedling.service.schemas import (
 from microneedling.service.security import csrf_token, hash_token
 from microneedling.studies.trial.population import Population, list_populations, load_population
 
-__all__ = ["PREFIX", "router", "submit_run"]
+__all__ = ["PREFIX", "router", "start_run", "submit_run"]
 
 PREFIX = "/api/v1"
 
@@ -615,9 +615,42 @@ def _submit(
 
 
 def submit_run(prep: Prepared, who: Principal, db: Session, ctx: Context) -> RunOut:
-    """Store and start a run validated by :func:`~microneedling.service.runs.prepare` (the web
-    pages' hook): an inline simulation is finished in this call, every other run is queued."""
+    """Store and start a run validated by :func:`~microneedling.service.runs.prepare`, in the
+    calling thread: an inline simulation is finished in this call, every other run is queued.
+    From a route, use :func:`start_run` (off the event loop, within the inline limit)."""
     return _submit(prep, who, db, ctx, Response())
+
+
+async def start_run(
+    prep: Prepared | Callable[[], Prepared],
+    who: Principal,
+    db: Session,
+    ctx: Context,
+    response: Response | None = None,
+    *,
+    kind: str | None = None,
+) -> RunOut:
+    """Store and start a run from a route (the API's run routes and the web pages): in a worker
+    thread, so that an inline simulation does not stall the other requests of the process, and for
+    a simulate within the process's ``inline_threads`` (``Context.simulate_limiter``: the
+    request waits its turn on the event loop; none is refused). An inline simulation is finished
+    in this call (``response.status_code`` 201), every other run is queued (202).
+
+    ``prep``: a request validated by :func:`~microneedling.service.runs.prepare`, or a function
+    that validates it, called in the same worker thread (validation stays off the event loop
+    too, at no extra thread hop); then ``kind`` names the run kind."""
+    if isinstance(prep, Prepared):
+        kind = prep.kind
+    if kind is None:
+        raise TypeError("start_run: kind is required when prep is a function")
+    out = response if response is not None else Response()
+
+    def work() -> RunOut:
+        prepared = prep if isinstance(prep, Prepared) else prep()
+        return _submit(prepared, who, db, ctx, out)
+
+    limiter = ctx.simulate_limiter if kind == "simulate" else None
+    return await anyio.to_thread.run_sync(work, limiter=limiter)
 
 
 _INSERT_RUN = sa.insert(Run).returning(Run.id)
@@ -680,19 +713,15 @@ def _insert_done(db: Session, ctx: Context, who: Principal, run: Run, outputs: O
 def _run_route(kind: str) -> None:
     model = REQUESTS[kind]
 
-    def work(payload: Any, response: Response, who: Principal, db: Session, ctx: Context) -> RunOut:
-        prep = prepare(kind, payload, db, who.organisation_id, ctx.settings)
-        return _submit(prep, who, db, ctx, response)
-
     async def submit(payload: Payload, response: Response, who: Who, db: Db, ctx: Ctx) -> RunOut:
         # A simulate runs inline on at most ``inline_threads`` threads of this process (default
         # 1): more threads only contend for the GIL (measured with 32 clients on 2 workers: p99
         # 1.6 -> 0.5 s on SQLite); the other requests wait on the event loop. Other kinds only
         # queue a job.
-        limiter = ctx.simulate_limiter if kind == "simulate" else None
-        return await anyio.to_thread.run_sync(
-            work, payload, response, who, db, ctx, limiter=limiter
-        )
+        def prepared() -> Prepared:
+            return prepare(kind, payload, db, who.organisation_id, ctx.settings)
+
+        return await start_run(prepared, who, db, ctx, response, kind=kind)
 
     submit.__name__ = f"run_{kind}"
     submit.__doc__ = model.__doc__

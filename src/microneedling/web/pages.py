@@ -6,7 +6,7 @@ records reach a page only through :func:`~microneedling.service.auth.owned` and
 :func:`~microneedling.service.auth.scoped` (another organisation's record is a 404, as in the
 API); forms are validated by the package's models through
 :func:`~microneedling.service.runs.prepare` (the API's validation) and runs are started by
-:func:`~microneedling.service.api.submit_run` (the API's). Forms post with the session's CSRF
+:func:`~microneedling.service.api.start_run` (the API's). Forms post with the session's CSRF
 token (``csrf_token`` field); our script adds field errors as one types (``POST /web/check/...``)
 and follows a job's progress on its server-sent events.
 """
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import anyio
 import numpy as np
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
@@ -56,7 +55,7 @@ from microneedling.reports.format import (
 )
 from microneedling.service import audit
 from microneedling.service.accounts import authenticate, start_session
-from microneedling.service.api import cancel_run, submit_run
+from microneedling.service.api import cancel_run, start_run
 from microneedling.service.auth import (
     Context,
     Principal,
@@ -77,8 +76,7 @@ from microneedling.service.db import (
 )
 from microneedling.service.errors import ServiceError
 from microneedling.service.jobs import TERMINAL
-from microneedling.service.runs import RESULT_BLOB, Prepared, prepare, result_of
-from microneedling.service.schemas import RunOut
+from microneedling.service.runs import RESULT_BLOB, prepare, result_of
 from microneedling.service.security import csrf_token, hash_token
 from microneedling.studies.trial.population import list_populations
 from microneedling.vocabulary import CONCERN_TYPES, SITES
@@ -492,14 +490,6 @@ def _number(form: Mapping[str, str], name: str) -> Any:
     return nest([(name, raw)]).get(name)
 
 
-async def _start_run(prep: Prepared, who: Principal, db: Session, ctx: Context) -> RunOut:
-    """Start a run from a page the way the API does: off the event loop, an inline simulation
-    within this process's ``inline_threads`` (the page waits its turn; none is refused). Run on
-    the loop, a simulation would stall every other request of the process while it computes."""
-    limiter = ctx.simulate_limiter if prep.kind == "simulate" else None
-    return await anyio.to_thread.run_sync(submit_run, prep, who, db, ctx, limiter=limiter)
-
-
 @router.post("/patients/{patient_id}/plan")
 async def plan(request: Request, patient_id: int) -> Response:
     _, form = await _form(request)
@@ -520,7 +510,7 @@ async def plan(request: Request, patient_id: int) -> Response:
                 db, who, rec, field_errors(exc), {n: form.get(n, "") for n in names}
             )
             return _page(request, who, "patient.html.j2", **ctx)
-        out = await _start_run(prep, who, db, app_context(request))
+        out = await start_run(prep, who, db, app_context(request))
         return _see(f"/web/runs/{out.id}")
 
 
@@ -880,7 +870,7 @@ async def save_course(request: Request, course_id: int) -> Response:
         if form.get("action") == "simulate":
             prep = prepare("simulate", {"course_id": rec.id, "draws": SIMULATE_DRAWS}, db,
                            who.organisation_id, ctx.settings)  # fmt: skip
-            out = await _start_run(prep, who, db, ctx)
+            out = await start_run(prep, who, db, ctx)
             return _see(f"/web/runs/{out.id}")
         return _see(f"/web/courses/{rec.id}?saved=1")
 
@@ -1002,7 +992,7 @@ async def whatif_start(request: Request, course_id: int) -> Response:
         for cid in (rec.id, brec.id):
             prep = prepare("simulate", {"course_id": cid, "draws": SIMULATE_DRAWS}, db,
                            who.organisation_id, ctx.settings)  # fmt: skip
-            ids.append((await _start_run(prep, who, db, ctx)).id)
+            ids.append((await start_run(prep, who, db, ctx)).id)
         return _see(f"/web/whatif?a={ids[0]}&b={ids[1]}")
 
 
@@ -1126,7 +1116,7 @@ async def absorb_start(request: Request) -> Response:
             errors = {k.removeprefix("course."): v for k, v in field_errors(exc).items()}
             return _page(request, who, "absorb.html.j2",
                          **_absorb_context(dict(pairs), errors))  # fmt: skip
-        out = await _start_run(prep, who, db, ctx)
+        out = await start_run(prep, who, db, ctx)
         return _see(f"/web/runs/{out.id}")
 
 
@@ -1288,7 +1278,7 @@ async def trial_start(request: Request) -> Response:
             values["trial.endpoints"] = [v for k, v in pairs if k == "trial.endpoints:list"]
             return _page(request, who, "trial.html.j2",
                          **_trial_context(values, errors))  # fmt: skip
-        out = await _start_run(prep, who, db, ctx)
+        out = await start_run(prep, who, db, ctx)
         return _see(f"/web/runs/{out.id}")
 
 
@@ -1435,7 +1425,7 @@ async def credibility_start(request: Request) -> Response:
         who = _caller(request, db, form.get("csrf_token"))
         payload = {"delivery": form.get("delivery") == "true"}
         prep = prepare("validate", payload, db, who.organisation_id, ctx.settings)
-        out = await _start_run(prep, who, db, ctx)
+        out = await start_run(prep, who, db, ctx)
         return _see(f"/web/runs/{out.id}")
 
 
