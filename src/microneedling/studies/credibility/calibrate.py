@@ -1263,7 +1263,7 @@ def _stop_now(pool: ProcessPoolExecutor, others: set[int | None]) -> None:
 
     A second interrupt while the workers are being ended (a signal redelivered after a C
     callback, a second Ctrl-C) does not cut this short: the caller re-raises the first one once
-    every worker is gone. A worker still alive after ``grace`` seconds of SIGTERM is killed."""
+    every worker is gone. A worker still alive 5 s after its SIGTERM is killed (:func:`_end_processes`)."""
     table = list((getattr(pool, "_processes", None) or {}).values())  # no public handle in 3.11
     late = [c for c in multiprocessing.active_children() if c.pid not in others]
     procs = list({p.pid: p for p in table + late}.values())
