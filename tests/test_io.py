@@ -28,6 +28,7 @@ from microneedling.io import (
     write_csv_atomic,
     write_text_atomic,
 )
+from tests.snippets import run_python
 
 
 class Boom(Exception):
@@ -398,16 +399,7 @@ def test_netcdf_writer_asks_for_the_scheduler_without_importing_distributed(
     """xarray's scheduler probe answers as xarray would: "threaded" with no scheduler (without
     importing distributed), the configured one when dask is configured, "distributed" with a
     Client (a chunked dataset is then written through it)."""
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(tmp_path / "a.nc")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines == [
+    assert run_python(_PROBE, str(tmp_path / "a.nc")) == [
         "quiet threaded False",
         "configured multiprocessing True",  # configured: xarray's own probe
         "client distributed",
@@ -438,15 +430,7 @@ def test_an_unchunked_dataset_is_written_without_importing_dask(tmp_path: Path) 
     """While nothing has imported dask, a dataset without chunked variables is written without
     importing it (the scheduler probe answers "threaded"); outside such a write the probe is
     xarray's, and a chunked dataset is written through dask, to the same content."""
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-c", _UNCHUNKED_WRITE, str(tmp_path / "a.nc"), str(tmp_path / "b.nc")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    assert run_python(_UNCHUNKED_WRITE, str(tmp_path / "a.nc"), str(tmp_path / "b.nc")) == [
         "written False False",
         "outside a write threaded True",
         "read [1.0, 2.0] 7 True",

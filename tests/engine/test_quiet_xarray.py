@@ -6,10 +6,9 @@ and the answers xarray gives once they have been.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+
+from tests.snippets import run_python
 
 _BUILD_THEN_USE_DASK_AND_PINT = """
 import sys
@@ -50,12 +49,7 @@ def test_a_dataset_is_built_without_dask_or_pint_and_they_work_when_imported_lat
     """Building and indexing a labelled Dataset imports none of xarray's duck-array libraries;
     a later import of Dask and pint in the same process is recognised as xarray would (array
     types, chunks, versions, conversion to NumPy)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _BUILD_THEN_USE_DASK_AND_PINT],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    assert run_python(_BUILD_THEN_USE_DASK_AND_PINT) == [
         "built []",
         "dask True True ((2, 2),) 8.0",
         "numpy is not dask False",
@@ -78,11 +72,7 @@ print(type(pycompat._get_cached_duck_array_module("dask")).__name__,
 @pytest.mark.slow
 def test_a_library_imported_before_is_left_to_xarray() -> None:
     """When Dask is already imported, xarray's own probe is kept (nothing is deferred)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _DASK_FIRST], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["DuckArrayModule", "((2,", "2),)"]
+    assert " ".join(run_python(_DASK_FIRST)).split() == ["DuckArrayModule", "((2,", "2),)"]
 
 
 def test_the_dask_collection_probe_answers_as_xarrays() -> None:
