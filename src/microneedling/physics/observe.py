@@ -233,7 +233,8 @@ class Floors:
     """What the floor of each depressed feature did, (B, T) arrays, NaN where a case does not have
     the feature: ``<feature>_gain`` the floor's structural collagen gain (papillary/reticular
     weighted, fraction of baseline collagen) and ``scar_tether``, ``striae_tether`` the floor's
-    reticular tether state S (1 = untreated). :func:`floor_state` computes them from the floor cases' healing states."""
+    reticular tether state S (1 = untreated). :func:`floor_state` computes them from the floor
+    cases' healing states."""
 
     scar_gain: np.ndarray
     scar_tether: np.ndarray
