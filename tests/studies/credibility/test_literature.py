@@ -334,7 +334,7 @@ def test_every_source_needs_a_role_and_every_role_a_rule(tmp_path):
     p = _variant(
         tmp_path,
         'mohammed2014 = { role = "validation", rule = "c"',
-        'mohammed2014 = { role = "validation", rule = "e"',
+        'mohammed2014 = { role = "validation", rule = "f"',
     )
     with pytest.raises(LiteratureError, match=r"_roles.studies.mohammed2014.rule"):
         load_literature(p)

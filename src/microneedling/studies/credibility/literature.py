@@ -107,7 +107,7 @@ BOUNDS: tuple[str, ...] = ("upper", "lower")
 REFERENCES_TABLE = "_references"
 ROLES_TABLE = "_roles"
 #: the labels of the rules that assign a study's role (their text is in ``[_roles.rules]``)
-ROLE_RULES: tuple[str, ...] = ("a", "b", "c", "d")
+ROLE_RULES: tuple[str, ...] = ("a", "b", "c", "d", "e")
 
 
 class LiteratureError(InputFileError):
@@ -385,7 +385,7 @@ class StudyRoleTable(_Model):
     that decided it and why."""
 
     role: Literal["calibration", "validation"]
-    rule: Literal["a", "b", "c", "d"]
+    rule: Literal["a", "b", "c", "d", "e"]
     reason: NonEmpty
 
 
@@ -395,8 +395,8 @@ class RolesTable(_Model):
     assigned: Annotated[Text, AfterValidator(_iso_date), Allowed("a date YYYY-MM-DD")]
     rule: NonEmpty
     rules: Annotated[
-        dict[Literal["a", "b", "c", "d"], NonEmpty],
-        Allowed("a table of rule texts keyed 'a', 'b', 'c', 'd'"),
+        dict[Literal["a", "b", "c", "d", "e"], NonEmpty],
+        Allowed("a table of rule texts keyed 'a', 'b', 'c', 'd', 'e'"),
     ]
     studies: dict[
         str,
