@@ -285,6 +285,17 @@ def test_roles_are_by_study_dated_and_ruled(all_rows):
             assert s.role == "validation", s.study
 
 
+def test_rule_e_studies_alternate_calibration_and_validation_in_order_of_addition():
+    """Rule e (2026-12-06): the studies it assigned, in the order of their [_roles.studies]
+    entries, are calibration, validation, calibration, ...; reordering or flipping one fails."""
+    roles = load_roles()
+    added = [s for s in roles.studies.values() if s.rule == "e"]
+    assert len(added) >= 3
+    for i, s in enumerate(added):
+        assert s.role == ("calibration" if i % 2 == 0 else "validation"), (i, s.study)
+        assert s.reason.startswith(("1st", "2nd", "3rd", f"{i + 1}th")), s.study
+
+
 def test_no_validation_study_sets_a_parameter_by_hand():
     """Rule (a): a study named in any parameter's source is calibration, so a validation row is an
     independent check. This fails when a parameter starts citing a validation study."""
