@@ -284,6 +284,28 @@ def test_needling_speeds_pigment_turnover_in_proportion_to_the_baseline_rate() -
     assert max(areas) / min(areas) < 1.1  # measured 9.70, 9.24, 9.00 d
 
 
+def test_pih_pigment_leaves_with_the_needled_epidermis_so_close_sessions_pile_up_less() -> None:
+    """Q' = g_Q·I_pap − μ_Q (1 + β_K K) Q: the pigment inflammation adds to the epidermis is shed
+    by the same turnover as the lesion's, sped by needling. Twelve weekly sessions then raise the
+    peak of Q over three monthly ones less than with a resting epidermis (β_K = 0), and far from
+    the sessions (K back at 0) Q fades at μ_Q alone."""
+    from microneedling.physics.healing_rhs import IX_K, IX_Q
+
+    t = np.linspace(0.0, 200.0, 2001)
+    peak = {}
+    for b in (0.0, 1.4):
+        weekly = course(12, t, interval=7.0, beta_K=b)
+        monthly = course(3, t, interval=28.0, beta_K=b)
+        peak[b] = weekly[:, IX_Q].max() / monthly[:, IX_Q].max()
+        if b > 0:
+            assert weekly[:, IX_Q].max() < course(12, t, interval=7.0, beta_K=0.0)[:, IX_Q].max()
+            late = t > 180.0
+            assert np.all(np.abs(weekly[late, IX_K]) < 1e-3)
+            rate = -np.diff(np.log(weekly[late, IX_Q])) / np.diff(t[late])
+            np.testing.assert_allclose(rate, params()[0, PIDX["mu_Q"]], rtol=2e-3)
+    assert 1.0 < peak[1.4] < 0.8 * peak[0.0]
+
+
 # ------------------------------------------------------------ durable collagen (mature state NX)
 
 YEAR = 365.25

@@ -53,7 +53,7 @@ Epidermis (driven by the papillary layer's T and I)::
     H'  = k_H·K − μ_H·H
     Ma' = κ_R·(L·(1 − e_A·A/(EC_A + A))·exp(−β_N·R) − Ma)       melanocyte activity (κ_R)
     Mp' = κ_T·(Ma − (1 + β_K·K)·Mp)                              epidermal turnover (κ_T)
-    Q'  = g_Q·(1 − e_A·A/(EC_A + A))·I_pap − μ_Q·Q
+    Q'  = g_Q·(1 − e_A·A/(EC_A + A))·I_pap − μ_Q·(1 + β_K·K)·Q
     A'  = −k_A·A
 
 Mp is the lesional epidermal pigment excess (L = 1 when the site has a lesion): melanin handed to
@@ -66,6 +66,12 @@ over about two months after it stops (del Rosario et al. 2018: the drug's part o
 oral tranexamic acid fell from 31 to 7 points in the 3 months after it; with the turnover in series
 that is κ_R ≈ 1/37 d). ``e_A``, ``k_A`` and ``g_Q`` may differ per case (product,
 photoprotection); the parameter files give their defaults.
+
+Q is the pigment that inflammation adds to the epidermis (PIH). It is handed to keratinocytes like
+the lesion's pigment, so it leaves the same way: at its fading rate μ_Q, sped by needling's
+turnover in the same proportion (1 + β_K·K) as Mp. Sessions close together therefore also shed the
+pigment of the previous ones faster; without the factor a weekly course piled up Q as if the
+epidermis were at rest between sessions.
 
 The lesion's melanogenic drive also depends on the dermis beneath it: melasma is kept up by signals
 from a photoaged papillary dermis (solar elastosis, senescent fibroblasts, vessels; Han et al. 2024),
@@ -183,7 +189,7 @@ def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
     agent = 1.0 - p[35] * A / (p[36] + A)
     dermal = np.exp(-p[44] * (y[IX_N3] + y[IX_N1] + y[IX_NX]))
     out[e + 3] = p[34] * (Ma - (1.0 + p[37] * K) * Mp)
-    out[e + 4] = p[38] * agent * I_pap - p[39] * Q
+    out[e + 4] = p[38] * agent * I_pap - p[39] * (1.0 + p[37] * K) * Q
     out[e + 5] = -p[40] * A
     out[e + 6] = p[45] * (p[41] * agent * dermal - Ma)
 
@@ -299,10 +305,11 @@ def healing_jacobian(t, y, p, jac):  # type: ignore[no-untyped-def,unused-ignore
     jac[iMp, iMa] = p[34]
     jac[iMp, iMp] = -p[34] * (1.0 + p[37] * K)
     jac[iMp, iK] = -p[34] * p[37] * Mp
-    # Q' = g_Q (1 - e_A A/(EC_A + A)) I_pap - mu_Q Q
+    # Q' = g_Q (1 - e_A A/(EC_A + A)) I_pap - mu_Q (1 + beta_K K) Q
     jac[iQ, IX_I] = p[38] * (1.0 - p[35] * A / ka)
     jac[iQ, iA] = p[38] * I_pap * dagent
-    jac[iQ, iQ] = -p[39]
+    jac[iQ, iQ] = -p[39] * (1.0 + p[37] * K)
+    jac[iQ, iK] = -p[39] * p[37] * y[iQ]
     # A' = -k_A A
     jac[iA, iA] = -p[40]
 
@@ -361,8 +368,9 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
 
     Block forward substitution in the model's dependency order, written out: per dermal layer
     (D, I) → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
-    M, F) → H, A → Ma (needs the papillary N3, N1, NX) → Mp, and Q (needs the papillary I and A). Only the structural non-zeros of
-    :func:`healing_jacobian` are used; the tests check the result against a dense solve.
+    M, F) → H, A → Ma (needs the papillary N3, N1, NX) → Mp, and Q (needs the papillary I, A
+    and K). Only the structural non-zeros of :func:`healing_jacobian` are used; the tests check the
+    result against a dense solve.
     """
     _dermal_solve(fac, jac, dinv, 0, x)
     _dermal_solve(fac, jac, dinv, N_DERMAL, x)
@@ -382,7 +390,7 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
         + jac[iMa, IX_NX] * x[IX_NX]
     ) * dinv[iMa]
     x[iMp] = (x[iMp] + jac[iMp, iMa] * x[iMa] + jac[iMp, iK] * x[iK]) * dinv[iMp]
-    x[iQ] = (x[iQ] + jac[iQ, IX_I] * x[IX_I] + jac[iQ, iA] * x[iA]) * dinv[iQ]
+    x[iQ] = (x[iQ] + jac[iQ, IX_I] * x[IX_I] + jac[iQ, iA] * x[iA] + jac[iQ, iK] * x[iK]) * dinv[iQ]
 
 
 def baseline_state(lesion_drive: np.ndarray) -> np.ndarray:

@@ -116,7 +116,7 @@ def epidermal_rate_formulas() -> dict[str, str]:
         "K": "s_K * De / (K_De + De) + s_KT * pap_T - mu_K * K",
         "H": "k_H * K - mu_H * H",
         "Mp": "kappa_T * (Ma - (1 + beta_K * K) * Mp)",
-        "Q": "g_Q * (1 - e_A * A / (EC_A + A)) * pap_I - mu_Q * Q",
+        "Q": "g_Q * (1 - e_A * A / (EC_A + A)) * pap_I - mu_Q * (1 + beta_K * K) * Q",
         "A": "-k_A * A",
         "Ma": (
             "kappa_R * (lesion_drive * (1 - e_A * A / (EC_A + A))"

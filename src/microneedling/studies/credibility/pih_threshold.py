@@ -1,0 +1,175 @@
+"""The one calibrated coordinate of PIH, ``observe.pih_threshold``, by binomial maximum likelihood.
+
+Every PIH count of the calibration role (a row of family ``pih`` with ``k`` of ``n`` patients and an
+evaluable ``pih_risk`` protocol) is simulated on its stand-in protocol (``protocols.toml``) for each
+Fitzpatrick type of the row's reported range (else the protocol's ``ranges``), with the study's
+other stand-ins; the row's risk is the mean over those types (uniform). The course risk is
+``Φ((ln max_k Q_k − ln θ50)/σ_P)`` (:func:`~microneedling.physics.pigment.pih_session_risk`, the
+course taking the largest session), so a risk ``r`` simulated at ``θ_ref`` is exactly
+``Φ(Φ⁻¹(r) − ln(θ/θ_ref)/σ_P)`` at any other ``θ`` (:func:`rescale_risk`): one simulation per
+row and type serves the whole profile. The estimate maximises Σ log Binom(k | n, r(θ)) on a grid
+in ``θ``; the interval is the 95% profile likelihood (a drop of χ²₁(0.95)/2 = 1.92).
+
+``python -m microneedling.studies.credibility.pih_threshold`` prints the fit and each row's risk
+and binomial probability at the estimate (docs/model.md, "Post-inflammatory hyperpigmentation").
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import ndtr, ndtri
+from scipy.stats import binom, chi2
+
+from microneedling.parameters.parameter_set import ParameterSet, load_parameters
+from microneedling.studies.credibility.calibrate import predict_rows
+from microneedling.studies.credibility.literature import (
+    LiteratureRow,
+    Protocol,
+    load_literature,
+    load_protocols,
+)
+
+__all__ = [
+    "PihFit",
+    "count_rows",
+    "fit_pih_threshold",
+    "fitzpatrick_types",
+    "rescale_risk",
+    "row_risks",
+]
+
+FloatArray = NDArray[np.float64]
+
+#: the grid of θ50 the likelihood is profiled on (log-spaced; resolution 0.75%)
+THETA_GRID = np.exp(np.linspace(math.log(0.5), math.log(10.0), 401))
+
+
+def count_rows(
+    rows: Sequence[LiteratureRow], protocols: Mapping[str, Protocol], role: str = "calibration"
+) -> list[LiteratureRow]:
+    """The PIH counts of ``role`` that the fit uses: family ``pih``, ``k`` of ``n`` given, an
+    evaluable protocol whose end point is ``pih_risk``."""
+    out = []
+    for r in rows:
+        p = protocols.get(r.key)
+        if r.family != "pih" or r.role != role or r.k is None or not r.n:
+            continue
+        if p is None or not p.evaluable or p.endpoint != "pih_risk":
+            continue
+        out.append(r)
+    return out
+
+
+def fitzpatrick_types(row: LiteratureRow, protocol: Protocol) -> list[int]:
+    """Fitzpatrick types the row's risk is averaged over: its reported range, else the protocol's
+    stand-in range, else the protocol's own type."""
+    cond = row.conditions
+    rng: Sequence[float] | None = (
+        cond.fitzpatrick if cond is not None and cond.fitzpatrick else None
+    )
+    if rng is None:
+        rng = (protocol.ranges or {}).get("fitzpatrick")
+    if rng is None:
+        assert protocol.course is not None
+        f = int(protocol.course["patient"]["fitzpatrick"])
+        return [f]
+    lo, hi = (int(rng[0]), int(rng[-1]))
+    return list(range(lo, hi + 1))
+
+
+def row_risks(
+    rows: Sequence[LiteratureRow], protocols: Mapping[str, Protocol], ps: ParameterSet
+) -> dict[str, FloatArray]:
+    """Course PIH risk (fraction, not %) at ``ps`` of every row for each of its Fitzpatrick types
+    (:func:`fitzpatrick_types`), in one batched prediction."""
+    batch: list[LiteratureRow] = []
+    variants: dict[str, Protocol] = dict(protocols)
+    owner: list[str] = []
+    for r in rows:
+        p = protocols[r.key]
+        assert p.course is not None
+        for f in fitzpatrick_types(r, p):
+            course = copy.deepcopy(p.course)
+            course["patient"]["fitzpatrick"] = f
+            key = f"{r.key}@FST{f}"
+            variants[key] = dataclasses.replace(p, key=key, course=course)
+            batch.append(dataclasses.replace(r, key=key))
+            owner.append(r.key)
+    values = np.asarray(predict_rows(batch, [ps], variants)[0], dtype=float) / 100.0
+    out: dict[str, list[float]] = {}
+    for key, v in zip(owner, values, strict=True):
+        out.setdefault(key, []).append(float(v))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def rescale_risk(risk: ArrayLike, theta_ref: float, theta: ArrayLike, sd: float) -> FloatArray:
+    """Course risk at threshold median ``theta`` from the risk at ``theta_ref`` (exact for the
+    log-normal threshold of log-SD ``sd``): Φ(Φ⁻¹(r) − ln(θ/θ_ref)/σ_P). Broadcasts ``risk``
+    against ``theta``."""
+    r = np.clip(np.asarray(risk, dtype=float), 1e-300, 1.0 - 1e-16)
+    shift = np.log(np.asarray(theta, dtype=float) / theta_ref) / sd
+    return np.asarray(ndtr(ndtri(r) - shift))
+
+
+@dataclass(frozen=True)
+class PihFit:
+    """Result of :func:`fit_pih_threshold`: the estimate and its 95% profile interval, and per row
+    (key → (k, n, risk at the estimate, binomial probability of k at it))."""
+
+    theta: float
+    low: float
+    high: float
+    log_likelihood: float
+    rows: dict[str, tuple[int, int, float, float]]
+
+
+def fit_pih_threshold(
+    ps: ParameterSet | None = None,
+    rows: Sequence[LiteratureRow] | None = None,
+    protocols: Mapping[str, Protocol] | None = None,
+    grid: ArrayLike = THETA_GRID,
+) -> PihFit:
+    """Binomial maximum likelihood of ``observe.pih_threshold`` over the calibration-role PIH
+    counts (module docstring), every other parameter at ``ps`` (default: the shipped set)."""
+    ps = ps if ps is not None else load_parameters()
+    protocols = protocols if protocols is not None else load_protocols()
+    lit = count_rows(rows if rows is not None else load_literature(), protocols)
+    theta_ref = ps.value("observe.pih_threshold", "1")
+    sd = ps.value("observe.pih_threshold_sd", "1")
+    risks = row_risks(lit, protocols, ps)
+    g = np.asarray(grid, dtype=float)
+    # (rows, grid): each row's type-averaged risk along the grid
+    per_row = np.stack([rescale_risk(risks[r.key][:, None], theta_ref, g, sd).mean(0) for r in lit])
+    p = np.clip(per_row, 1e-12, 1.0 - 1e-12)
+    k = np.array([r.k for r in lit], dtype=float)[:, None]
+    n = np.array([r.n for r in lit], dtype=float)[:, None]
+    ll = binom.logpmf(k, n, p).sum(axis=0)
+    i = int(np.argmax(ll))
+    inside = g[ll >= ll[i] - chi2.ppf(0.95, 1) / 2.0]
+    table = {
+        r.key: (int(r.k), int(r.n), float(per_row[j, i]), float(binom.pmf(r.k, r.n, p[j, i])))
+        for j, r in enumerate(lit)
+        if r.k is not None and r.n
+    }
+    return PihFit(float(g[i]), float(inside.min()), float(inside.max()), float(ll[i]), table)
+
+
+def main() -> None:  # pragma: no cover - a report printer, exercised by hand
+    fit = fit_pih_threshold()
+    print(
+        f"observe.pih_threshold = {fit.theta:.3g} (95% profile likelihood {fit.low:.3g}-"
+        f"{fit.high:.3g}); log-likelihood {fit.log_likelihood:.2f}"
+    )
+    for key, (k, n, risk, prob) in fit.rows.items():
+        print(f"  {key:32s} {k:3d}/{n:<3d} risk {100 * risk:6.2f}%  P(k) {prob:.3g}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
