@@ -218,3 +218,19 @@ def test_grade_drop_probability_skips_only_points_that_cannot_drop() -> None:
             assert np.array_equal(np.signbit(got), np.signbit(want))
             fell += int(np.sum(want > 0.0))
     assert fell > 1000  # the comparison covers many points that did drop
+
+
+def test_grade_drop_probability_of_several_steps_is_the_stack_of_single_calls() -> None:
+    """One call with ``steps=(1, 2, 3)`` (the intervals computed once) gives, bit for bit, the three
+    single-step results along a leading axis, for arrays and for a scalar scar."""
+    rng = np.random.default_rng(7)
+    h0 = rng.uniform(0.0, 1.5, (30, 8))
+    h1 = h0 * rng.uniform(0.2, 1.2, (30, 8))
+    for sg in (0.5, 0.0):
+        got = scars.grade_drop_probability(h0, h1, 0.4, 0.05, 0.3, sg, steps=(1, 2, 3))
+        assert got.shape == (3, 30, 8)
+        for i, k in enumerate((1, 2, 3)):
+            single = scars.grade_drop_probability(h0, h1, 0.4, 0.05, 0.3, sg, k)
+            assert np.array_equal(got[i], single)
+    pair = scars.grade_drop_probability(0.8, 0.2, 0.5, 0.05, 0.3, 0.5, steps=[1, 2])
+    assert pair.shape == (2,) and pair[0] >= pair[1] > 0.0

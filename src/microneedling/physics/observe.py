@@ -394,16 +394,17 @@ def observables(
     out["scar_grade"] = p0 * grade[0] + (1.0 - p0) * grade[1]
     # chance that the integer grade fell by >= 1 (>= 2) grades since baseline (an untouched scar
     # keeps its grade)
-    for name, steps in (("scar_grade_responder", 1), ("scar_grade_responder_two", 2)):
-        out[name] = (1.0 - p0) * scars.grade_drop_probability(
-            np.broadcast_to(h0, treated.shape),
-            treated,
-            fs,
-            op.scar_grade_mild_depth,
-            op.scar_grade_obvious_depth,
-            op.scar_grade_sigma,
-            steps=steps,
-        )
+    one, two = scars.grade_drop_probability(
+        np.broadcast_to(h0, treated.shape),
+        treated,
+        fs,
+        op.scar_grade_mild_depth,
+        op.scar_grade_obvious_depth,
+        op.scar_grade_sigma,
+        steps=(1, 2),
+    )
+    out["scar_grade_responder"] = (1.0 - p0) * one
+    out["scar_grade_responder_two"] = (1.0 - p0) * two
     # static wrinkles: groove fill (floor case) + buckling amplitude of the upper layer, which
     # scales as substrate modulus^(-1/4) (Cerda & Mahadevan 2003)
     p0w = base.wrinkle_untouched[:, None]

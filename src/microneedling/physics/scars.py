@@ -43,6 +43,8 @@ the areal roughness that sparse depressions add to a surface (:func:`sparse_depr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr
@@ -226,7 +228,7 @@ def grade_drop_probability(
     h_mild: float,
     h_obvious: float,
     sigma: float,
-    steps: int = 1,
+    steps: int | Sequence[int] = 1,
 ) -> FloatArray:
     """Probability that a scar's integer Goodman & Baron grade fell by at least ``steps`` grades
     when its depth went from ``before`` to ``after`` (mm).
@@ -240,23 +242,28 @@ def grade_drop_probability(
     and intervals that do not overlap it equals the fall of the expected grade (so a fall of 0.7
     expected grades is a 70% chance of a one-grade drop, not a fall below a 1.0 cut). 0 where the
     scar did not get shallower.
+
+    ``steps`` may be a sequence: the result then has a leading axis, one entry per element (the
+    crossing intervals are computed once for all of them).
     """
+    many = not isinstance(steps, int | np.integer)
+    ss = tuple(int(k) for k in steps) if not isinstance(steps, int | np.integer) else (int(steps),)
     h0 = np.maximum(_f(before), 0.0)
     h1 = np.maximum(_f(after), 0.0)
     fs = _f(distensible)
     h0, h1, fs = np.broadcast_arrays(h0, h1, fs)
-    if sigma > 0.0 and steps >= 1:
+    if sigma > 0.0 and min(ss) >= 1:
         # nothing is crossed downward (every interval (a_j, b_j] empty, so exactly 0) where the
         # scar did not get shallower, or was flat or unknown before (a_j = +inf): the general
         # computation only where it can give something
         need = ~((h1 >= h0) | np.isnan(h0) | (h0 == 0.0))
-        out = np.zeros(h0.shape)
+        out = np.zeros((len(ss), *h0.shape))
         if np.any(need):
-            out[need] = _drop_probability(
-                h0[need], h1[need], fs[need], h_mild, h_obvious, sigma, steps
-            )
-        return out
-    return _drop_probability(h0, h1, fs, h_mild, h_obvious, sigma, steps)
+            part = _drop_probability(h0[need], h1[need], fs[need], h_mild, h_obvious, sigma, ss)
+            out[:, need] = np.moveaxis(part, -1, 0)
+    else:
+        out = np.moveaxis(_drop_probability(h0, h1, fs, h_mild, h_obvious, sigma, ss), -1, 0)
+    return np.asarray(out if many else out[0])
 
 
 def _drop_probability(
@@ -266,9 +273,10 @@ def _drop_probability(
     h_mild: float,
     h_obvious: float,
     sigma: float,
-    steps: int,
+    steps: tuple[int, ...],
 ) -> FloatArray:
-    """``grade_drop_probability`` of depths h0 → h1 (≥ 0, broadcast) at every point."""
+    """``grade_drop_probability`` of depths h0 → h1 (≥ 0, broadcast) at every point, for each of
+    ``steps`` along a new last axis."""
     with np.errstate(divide="ignore", invalid="ignore"):
         c = np.stack(
             [
@@ -285,17 +293,18 @@ def _drop_probability(
     b = np.maximum(a, b)  # a scar that got deeper crosses nothing downward
     edges = np.sort(np.concatenate([a, b], axis=-1), axis=-1)  # (..., 6)
     lo, hi = edges[..., :-1], edges[..., 1:]
-    finite_mid = np.where(
-        np.isfinite(lo) & np.isfinite(hi),
-        0.5 * (lo + hi),
-        np.where(np.isfinite(lo), lo + 1.0, hi - 1.0),
-    )
+    with np.errstate(invalid="ignore"):  # inf + (-inf) where a grade has no finite interval
+        finite_mid = np.where(
+            np.isfinite(lo) & np.isfinite(hi),
+            0.5 * (lo + hi),
+            np.where(np.isfinite(lo), lo + 1.0, hi - 1.0),
+        )
     inside = (a[..., None, :] < finite_mid[..., :, None]) & (
         finite_mid[..., :, None] <= b[..., None, :]
     )
     count = inside.sum(axis=-1)
-    mass = ndtr(hi) - ndtr(lo)
-    return np.asarray(np.sum(np.where((count >= steps) & (hi > lo), mass, 0.0), axis=-1))
+    mass = np.where(hi > lo, ndtr(hi) - ndtr(lo), 0.0)
+    return np.stack([np.sum(np.where(count >= k, mass, 0.0), axis=-1) for k in steps], axis=-1)
 
 
 def sparse_depression_sa(area_fraction: ArrayLike, mean_depth: ArrayLike) -> FloatArray:
