@@ -97,13 +97,16 @@ def test_an_untreated_site_stays_at_baseline_to_round_off() -> None:
 
 def test_icepick_responds_least_and_rolling_vs_boxcar_follows_from_geometry() -> None:
     """Type defaults (Jacob 2001 widths and profiles, tethered / epithelial / distensible shares)
-    at the same depth; no per-type response coefficient exists."""
+    at the same depth; no per-type response coefficient exists. Trials put rolling and boxcar
+    scars together, ice-pick scars last (Lotfi 2013, Chakrawarty: calibration-role studies): the
+    two respond within a factor of 2 of each other, ice-pick at most half of either."""
     kinds = ("rolling", "boxcar", "icepick")
     run = simulate_batch([course([scar(k)], n=4) for k in kinds])
     for when in ("last+30", "last+91", "last+365"):
         red = {k: ep(run, f"scar_depth:reduction@{when}", i) for i, k in enumerate(kinds)}
-        assert red["icepick"] < red["boxcar"] and red["icepick"] < red["rolling"], red
+        assert red["icepick"] < 0.5 * min(red["boxcar"], red["rolling"]), red
         assert red["icepick"] > 0
+        assert 0.5 < red["boxcar"] / red["rolling"] < 2.0, red
     # without tethers and epithelium the geometry alone gives icepick and boxcar the same order
     # of response: the icepick deficit is its epithelial tract, not the needles' reach
     geo = simulate_batch(
