@@ -532,6 +532,15 @@ def test_two_arm_rows_have_a_comparator_arm(all_rows, protocols):
     chu = protocols["chu2012_pen_minus_roller"].reference_protocol()
     assert chu is not None and chu.course is not None and chu.course["device"]["type"] == "roller"
     assert all("pen_speed_cm_s" not in s for s in chu.course["sessions"])
+    # a scar-type contrast: the comparator's scars change type and nothing else
+    chak = protocols["chakrawarty_icepick_minus_boxcar_sign"]
+    chak_ref = chak.reference_protocol()
+    assert chak_ref is not None and chak_ref.course is not None and chak.course is not None
+    (arm_scar,) = chak.course["sites"][0]["conditions"]
+    (ref_scar,) = chak_ref.course["sites"][0]["conditions"]
+    assert (arm_scar["scar_type"], ref_scar["scar_type"]) == ("icepick", "boxcar")
+    assert {**ref_scar, "scar_type": "icepick"} == arm_scar
+    assert chak_ref.course["sessions"] == chak.course["sessions"]
     farshi = protocols["farshi2020_alone_4s_minus_2s"].reference_protocol()
     assert farshi is not None and farshi.course is not None
     assert len(farshi.course["sessions"]) == 2
@@ -622,6 +631,18 @@ def test_awaited_observables_become_evaluable_when_they_exist(monkeypatch, proto
             'reference = { device = "mf9"',
             "rows.chu2012_pen_minus_roller.reference.device",
             "protocols.toml [devices]",
+        ),
+        (
+            'reference = { scar_type = "boxcar" }',
+            'reference = { scar_type = "keloid" }',
+            "rows.chakrawarty_icepick_minus_boxcar_sign.reference.scar_type",
+            "one of rolling, boxcar, icepick on a row whose course has a scar",
+        ),
+        (
+            'reference = { device = "mf8"',
+            'reference = { scar_type = "rolling", device = "mf8"',
+            "rows.chu2012_pen_minus_roller.reference.scar_type",
+            "on a row whose course has a scar",
         ),
     ],
 )

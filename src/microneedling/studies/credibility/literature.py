@@ -46,7 +46,7 @@ from microneedling.io import data_path
 from microneedling.parameters.parameter_set import Reference, load_references
 from microneedling.schema import MISSING, Allowed, Flag, InputModel, Integer, Number, Text, Unit
 from microneedling.units import UnitError, convert, parse_unit
-from microneedling.vocabulary import DEVICES
+from microneedling.vocabulary import DEVICES, SCAR_TYPES
 
 __all__ = [
     "BOUNDS",
@@ -817,6 +817,11 @@ class Protocol:
                 after = float(course["horizon_days"]) - days[-1]
                 course["sessions"] = [s for s in course["sessions"] if float(s["day"]) in keep]
                 course["horizon_days"] = max(keep) + after
+            if "scar_type" in ref:
+                for site in course["sites"]:
+                    for c in site["conditions"]:
+                        if c.get("type") == "acne_scar":
+                            c["scar_type"] = ref["scar_type"]
             for s in course["sessions"]:
                 for name in ("needle_length_mm", "passes"):
                     if name in ref:
@@ -896,7 +901,15 @@ def _non_empty_days(v: Any) -> Any:
 
 _NO_COURSE = "every evaluable row but those with stage = 'resealing_time'"
 #: what the comparator arm of a two-arm row may change
-_REFERENCE_FIELDS = ("untreated", "device", "needle_length_mm", "passes", "topical", "sessions")
+_REFERENCE_FIELDS = (
+    "untreated",
+    "device",
+    "needle_length_mm",
+    "passes",
+    "topical",
+    "sessions",
+    "scar_type",
+)
 #: fields a row with a course needs (every row except ``stage = "resealing_time"``)
 _COURSE_FIELDS = (
     "device",
@@ -985,7 +998,7 @@ class ProtocolTable(_ProtocolModel):
             Allowed(
                 "the comparator arm of a two-arm row: {untreated = true} or overrides of "
                 "device (a [devices] name), needle_length_mm, passes, topical, sessions (the "
-                "first N sessions)"
+                "first N sessions), scar_type (the same scars of another type)"
             ),
         ]
         | None
@@ -1046,6 +1059,15 @@ class ProtocolTable(_ProtocolModel):
                 )
                 for b in bad
             ]
+            scar_type = self.reference.get("scar_type")
+            if scar_type is not None and (self.scar is None or scar_type not in SCAR_TYPES):
+                problems.append(
+                    InputError(
+                        "reference.scar_type",
+                        scar_type,
+                        "one of " + ", ".join(SCAR_TYPES) + " on a row whose course has a scar",
+                    )
+                )
         if problems:
             raise InputFileError(problems)
         return self
