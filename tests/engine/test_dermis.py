@@ -95,7 +95,7 @@ def test_an_untreated_site_stays_at_baseline_to_round_off() -> None:
     assert run.observables["scar_depth"][0, -1] < 0.5
 
 
-def test_icepick_responds_least_and_rolling_vs_boxcar_follows_from_geometry() -> None:
+def test_icepick_responds_least_and_rolling_and_boxcar_respond_alike() -> None:
     """Type defaults (Jacob 2001 widths and profiles, tethered / epithelial / distensible shares)
     at the same depth; no per-type response coefficient exists. Trials put rolling and boxcar
     scars together, ice-pick scars last (Lotfi 2013, Chakrawarty: calibration-role studies): the

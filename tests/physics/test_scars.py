@@ -234,3 +234,5 @@ def test_grade_drop_probability_of_several_steps_is_the_stack_of_single_calls() 
             assert np.array_equal(got[i], single)
     pair = scars.grade_drop_probability(0.8, 0.2, 0.5, 0.05, 0.3, 0.5, steps=[1, 2])
     assert pair.shape == (2,) and pair[0] >= pair[1] > 0.0
+    with pytest.raises(ValueError, match="steps"):
+        scars.grade_drop_probability(0.8, 0.2, 0.5, 0.05, 0.3, 0.5, steps=())

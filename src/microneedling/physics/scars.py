@@ -248,6 +248,8 @@ def grade_drop_probability(
     """
     many = not isinstance(steps, int | np.integer)
     ss = tuple(int(k) for k in steps) if not isinstance(steps, int | np.integer) else (int(steps),)
+    if not ss:
+        raise ValueError("steps: an empty sequence; allowed: an integer or a non-empty sequence")
     h0 = np.maximum(_f(before), 0.0)
     h1 = np.maximum(_f(after), 0.0)
     fs = _f(distensible)

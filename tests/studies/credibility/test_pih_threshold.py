@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
@@ -20,8 +22,9 @@ def test_count_rows_are_the_calibration_pih_counts_with_a_pih_risk_protocol(data
     chosen = fit.count_rows(rows, protocols)
     keys = {r.key for r in chosen}
     assert {"vietnam_pih", "dogra2014_pih", "fabbrocini2012_dyschromia"} <= keys
-    assert all(r.role == "calibration" and r.k is not None for r in chosen)
+    assert all(r.k is not None and r.n for r in chosen)
     assert all(protocols[r.key].endpoint == "pih_risk" for r in chosen)
+    assert all(protocols[r.key].compare == "course_incidence" for r in chosen)
     held_out = {r.key for r in fit.count_rows(rows, protocols, role="validation")}
     assert "poostiyan2023_pih" in held_out and not (held_out & keys)
 
@@ -54,6 +57,36 @@ def test_a_risk_rescaled_to_another_threshold_equals_the_risk_simulated_there(da
         assert np.all(r > 1e-4)
         np.testing.assert_allclose(fit.rescale_risk(r, ref, other, sd), direct[key], rtol=1e-9)
         assert np.all(direct[key] < r)  # a higher threshold: fewer patients see PIH
+
+
+@dataclass(frozen=True)
+class _Count:
+    key: str
+    k: int
+    n: int
+
+
+def test_one_count_is_fitted_where_its_risk_equals_k_over_n() -> None:
+    """One row, one type: the likelihood peaks where Φ(Φ⁻¹(r_ref) − ln(θ/θ_ref)/σ) = k/n, i.e.
+    θ* = θ_ref·exp(σ (Φ⁻¹(r_ref) − Φ⁻¹(k/n))), exact to the grid's resolution."""
+    from scipy.special import ndtri
+
+    row = _Count("x", 3, 30)
+    got = fit.fit_from_risks([row], {"x": [0.05]}, 2.0, 1.0)
+    want = 2.0 * np.exp(ndtri(0.05) - ndtri(0.1))
+    assert got.theta == pytest.approx(want, rel=0.008)
+    assert got.low < want < got.high
+    assert got.rows["x"][2] == pytest.approx(0.1, rel=0.02)
+    # two types: the row's risk is their mean, not the risk of the mean threshold
+    two = fit.fit_from_risks([row], {"x": [0.01, 0.2]}, 2.0, 1.0)
+    r = fit.rescale_risk(np.array([0.01, 0.2]), 2.0, two.theta, 1.0).mean()
+    assert two.rows["x"][2] == pytest.approx(r, rel=1e-9)
+    assert two.rows["x"][2] == pytest.approx(0.1, rel=0.02)
+
+
+def test_an_interval_that_runs_off_the_grid_is_refused() -> None:
+    with pytest.raises(ValueError, match="end of the grid"):
+        fit.fit_from_risks([_Count("x", 0, 5)], {"x": [0.05]}, 2.0, 1.0)  # 0/5: no upper bound
 
 
 def test_rescale_is_monotone_and_keeps_zero_and_one() -> None:

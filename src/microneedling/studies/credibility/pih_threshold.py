@@ -39,6 +39,7 @@ from microneedling.studies.credibility.literature import (
 __all__ = [
     "PihFit",
     "count_rows",
+    "fit_from_risks",
     "fit_pih_threshold",
     "fitzpatrick_types",
     "rescale_risk",
@@ -55,13 +56,16 @@ def count_rows(
     rows: Sequence[LiteratureRow], protocols: Mapping[str, Protocol], role: str = "calibration"
 ) -> list[LiteratureRow]:
     """The PIH counts of ``role`` that the fit uses: family ``pih``, ``k`` of ``n`` given, an
-    evaluable protocol whose end point is ``pih_risk``."""
+    evaluable protocol whose end point is ``pih_risk`` compared as a course incidence (the course
+    risk in %: the largest session risk, for which :func:`rescale_risk` is exact)."""
     out = []
     for r in rows:
         p = protocols.get(r.key)
         if r.family != "pih" or r.role != role or r.k is None or not r.n:
             continue
         if p is None or not p.evaluable or p.endpoint != "pih_risk":
+            continue
+        if p.compare != "course_incidence":
             continue
         out.append(r)
     return out
@@ -143,19 +147,43 @@ def fit_pih_threshold(
     lit = count_rows(rows if rows is not None else load_literature(), protocols)
     theta_ref = ps.value("observe.pih_threshold", "1")
     sd = ps.value("observe.pih_threshold_sd", "1")
-    risks = row_risks(lit, protocols, ps)
+    return fit_from_risks(lit, row_risks(lit, protocols, ps), theta_ref, sd, grid)
+
+
+def fit_from_risks(
+    rows: Sequence[LiteratureRow],
+    risks: Mapping[str, ArrayLike],
+    theta_ref: float,
+    sd: float,
+    grid: ArrayLike = THETA_GRID,
+) -> PihFit:
+    """The likelihood part of :func:`fit_pih_threshold`: ``risks[key]`` holds row ``key``'s course
+    risk (fraction) at ``theta_ref`` for each of its Fitzpatrick types; each row's risk along the
+    grid is the mean over its types of :func:`rescale_risk`. Raises ``ValueError`` when the 95%
+    profile interval reaches an end of the grid."""
     g = np.asarray(grid, dtype=float)
     # (rows, grid): each row's type-averaged risk along the grid
-    per_row = np.stack([rescale_risk(risks[r.key][:, None], theta_ref, g, sd).mean(0) for r in lit])
+    per_row = np.stack(
+        [
+            rescale_risk(np.asarray(risks[r.key], dtype=float)[:, None], theta_ref, g, sd).mean(0)
+            for r in rows
+        ]
+    )
     p = np.clip(per_row, 1e-12, 1.0 - 1e-12)
-    k = np.array([r.k for r in lit], dtype=float)[:, None]
-    n = np.array([r.n for r in lit], dtype=float)[:, None]
+    k = np.array([r.k for r in rows], dtype=float)[:, None]
+    n = np.array([r.n for r in rows], dtype=float)[:, None]
     ll = binom.logpmf(k, n, p).sum(axis=0)
     i = int(np.argmax(ll))
-    inside = g[ll >= ll[i] - chi2.ppf(0.95, 1) / 2.0]
+    keep = ll >= ll[i] - chi2.ppf(0.95, 1) / 2.0
+    if keep[0] or keep[-1]:
+        raise ValueError(
+            f"the 95% profile interval of observe.pih_threshold reaches the end of the grid "
+            f"({g[0]:.3g}-{g[-1]:.3g}): widen the grid"
+        )
+    inside = g[keep]
     table = {
         r.key: (int(r.k), int(r.n), float(per_row[j, i]), float(binom.pmf(r.k, r.n, p[j, i])))
-        for j, r in enumerate(lit)
+        for j, r in enumerate(rows)
         if r.k is not None and r.n
     }
     return PihFit(float(g[i]), float(inside.min()), float(inside.max()), float(ll[i]), table)
