@@ -56,6 +56,46 @@ def test_sign_in_attempts_are_limited_and_cookies_secure(strict: Service) -> Non
     assert r.status_code == 429  # the third attempt within a minute, even with the password
 
 
+def test_sign_in_limit_is_shared_out_among_server_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``serve --workers 2`` each process allows half of ``login_per_minute`` (10 -> 5 per
+    process), so attempts spread over both never exceed 10 a minute; one process alone allows 10."""
+    from microneedling.service.app import login_limiter
+
+    for processes, allowed in ((1, 10), (2, 5), (3, 3), (20, 1)):
+        lim = login_limiter(settings_for(tmp_path, None, login_per_minute=10,
+                                         server_processes=processes))  # fmt: skip
+        waits = [lim.hit("ip:127.0.0.1") for _ in range(allowed + 1)]
+        assert waits[:allowed] == [0.0] * allowed and waits[allowed] > 0, processes
+        assert waits[allowed] == pytest.approx(60.0 * processes / 10.0, rel=0.05)
+    # serve() exports the process count to its workers, which read it from the environment
+    monkeypatch.setenv("MICRONEEDLING_SERVER_PROCESSES", "2")
+    monkeypatch.setenv("MICRONEEDLING_DATA_DIR", str(tmp_path))
+    assert Settings.from_env().server_processes == 2
+
+
+def test_serve_exports_the_number_of_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from microneedling.service import server
+
+    seen: dict[str, str | None] = {}
+    monkeypatch.setattr(
+        server.uvicorn,
+        "run",
+        lambda *a, **k: seen.update(n=os.environ.get("MICRONEEDLING_SERVER_PROCESSES")),
+    )
+    # serve() sets these in its own environment: setenv first, so that the test's end restores them
+    for key in ("SERVER_PROCESSES", "SUPERVISOR_PID", "DATA_DIR", "SECRET_KEY", "JOB_THREADS",
+                "DASK_WORKERS", "MIGRATED"):  # fmt: skip
+        monkeypatch.setenv("MICRONEEDLING_" + key, "")
+    server.serve(settings_for(tmp_path, None), workers=3)
+    assert seen["n"] == "3"
+    server.serve(settings_for(tmp_path, None), workers=1)
+    assert seen["n"] == "1"
+
+
 def test_request_size_limit(strict: Service) -> None:
     r = strict.client.post(
         f"{API}/patients",

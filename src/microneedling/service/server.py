@@ -139,6 +139,8 @@ def serve(
         os.environ[ENV_PREFIX + "SUPERVISOR_PID"] = str(os.getpid())
     else:
         os.environ.pop(ENV_PREFIX + "SUPERVISOR_PID", None)
+    # each process allows its share of the sign-in limit (service.app.login_limiter)
+    os.environ[ENV_PREFIX + "SERVER_PROCESSES"] = str(max(1, workers))
     uvicorn.run(
         factory,
         factory=True,
