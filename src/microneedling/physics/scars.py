@@ -246,8 +246,11 @@ def grade_drop_probability(
     ``steps`` may be a sequence: the result then has a leading axis, one entry per element (the
     crossing intervals are computed once for all of them).
     """
-    many = not isinstance(steps, int | np.integer)
-    ss = tuple(int(k) for k in steps) if not isinstance(steps, int | np.integer) else (int(steps),)
+    ss: tuple[int, ...]
+    if isinstance(steps, int | np.integer):
+        many, ss = False, (int(steps),)
+    else:
+        many, ss = True, tuple(int(k) for k in steps)
     if not ss:
         raise ValueError("steps: an empty sequence; allowed: an integer or a non-empty sequence")
     h0 = np.maximum(_f(before), 0.0)

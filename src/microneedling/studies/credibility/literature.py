@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
@@ -107,7 +107,8 @@ BOUNDS: tuple[str, ...] = ("upper", "lower")
 REFERENCES_TABLE = "_references"
 ROLES_TABLE = "_roles"
 #: the labels of the rules that assign a study's role (their text is in ``[_roles.rules]``)
-ROLE_RULES: tuple[str, ...] = ("a", "b", "c", "d", "e")
+RoleRule = Literal["a", "b", "c", "d", "e"]
+ROLE_RULES: tuple[str, ...] = get_args(RoleRule)
 
 
 class LiteratureError(InputFileError):
@@ -385,7 +386,7 @@ class StudyRoleTable(_Model):
     that decided it and why."""
 
     role: Literal["calibration", "validation"]
-    rule: Literal["a", "b", "c", "d", "e"]
+    rule: RoleRule
     reason: NonEmpty
 
 
@@ -395,8 +396,8 @@ class RolesTable(_Model):
     assigned: Annotated[Text, AfterValidator(_iso_date), Allowed("a date YYYY-MM-DD")]
     rule: NonEmpty
     rules: Annotated[
-        dict[Literal["a", "b", "c", "d", "e"], NonEmpty],
-        Allowed("a table of rule texts keyed 'a', 'b', 'c', 'd', 'e'"),
+        dict[RoleRule, NonEmpty],
+        Allowed("a table of rule texts keyed " + ", ".join(f"'{r}'" for r in ROLE_RULES)),
     ]
     studies: dict[
         str,

@@ -16,7 +16,6 @@ and binomial probability at the estimate (docs/model.md, "Post-inflammatory hype
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ from scipy.special import ndtr, ndtri
 from scipy.stats import binom, chi2
 
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.studies.credibility.calibrate import predict_rows
+from microneedling.studies.credibility.calibrate import apply_settings, predict_rows
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
     Protocol,
@@ -100,9 +99,8 @@ def row_risks(
         p = protocols[r.key]
         assert p.course is not None
         for f in fitzpatrick_types(r, p):
-            course = copy.deepcopy(p.course)
-            course["patient"]["fitzpatrick"] = f
             key = f"{r.key}@FST{f}"
+            course = apply_settings(p.course, {"fitzpatrick": f})
             variants[key] = dataclasses.replace(p, key=key, course=course)
             batch.append(dataclasses.replace(r, key=key))
             owner.append(r.key)
