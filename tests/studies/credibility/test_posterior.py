@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from microneedling import interrupts
 from microneedling.errors import ParameterError
 from microneedling.parameters.sampling import load_posterior, posterior_statistics, samples_hash
 from microneedling.studies.credibility.calibrate import (
@@ -111,6 +112,48 @@ def test_a_resumed_run_is_the_same_chain(tmp_path: Path) -> None:
     np.testing.assert_array_equal(resumed.chain, full.chain)
     np.testing.assert_array_equal(resumed.log_prob, full.log_prob)
     assert resumed.evaluations < full.evaluations  # the stored chunks were not recomputed
+
+
+class Interrupted(KeyboardInterrupt):
+    """Stands in for the CLI's Terminated (SIGTERM), a KeyboardInterrupt subclass."""
+
+
+class InterruptedAfter(LinearProblem):
+    """Raises :class:`Interrupted` in its ``calls``-th posterior evaluation, as a signal
+    arriving during a model solve does."""
+
+    calls = 0
+    evaluations_at_interrupt = -1
+
+    def predict(self, x: np.ndarray, *, strict: bool = False) -> np.ndarray:
+        self.calls -= 1
+        if self.calls == 0:
+            self.evaluations_at_interrupt = self.n_evaluations
+            raise Interrupted("SIGTERM")
+        return super().predict(x, strict=strict)
+
+
+def test_an_interrupt_in_the_likelihood_stops_cleanly_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = small_config(steps=300, chunk_steps=50)
+    init = init_walkers(linear_problem(), 16, seed=4)
+    counting = toy_problem(InterruptedAfter, Y, SE)  # calls only counts down: never interrupts
+    full = run_sampler(counting, init, cfg, tmp_path / "a")
+    per_chunk = (-counting.calls - 1) // 6  # 6 chunks of 50 steps after the starting walkers
+    problem = toy_problem(InterruptedAfter, Y, SE)
+    problem.calls = 1 + 2 * per_chunk + per_chunk // 2  # in the middle of the third chunk
+    with pytest.raises(Interrupted):
+        run_sampler(problem, init, cfg, tmp_path / "b")
+    err = capsys.readouterr()
+    assert "emcee" not in err.err + err.out and "Traceback" not in err.err + err.out
+    # the rest of the interrupted chunk ran without evaluating the model
+    assert problem.calls == 0 and problem.n_evaluations == problem.evaluations_at_interrupt > 0
+    assert len(list((tmp_path / "b").glob("chunk-*.pkl"))) == 2  # the finished chunks only
+    assert interrupts.pending() is None  # the kept interrupt was raised, not left behind
+    resumed = run_sampler(linear_problem(), init, cfg, tmp_path / "b")
+    np.testing.assert_array_equal(resumed.chain, full.chain)
+    np.testing.assert_array_equal(resumed.log_prob, full.log_prob)
 
 
 def test_posterior_files_round_trip_and_refuse_tampering(chain: Any, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ import arviz as az
 import emcee
 import numpy as np
 
+from microneedling import interrupts
 from microneedling.engine.executor import ChunkStore, map_chunks
 from microneedling.io import atomic_path, dumps_toml, write_bytes_atomic
 from microneedling.parameters.parameter_set import load_parameters
@@ -124,17 +125,62 @@ class Chain:
         return out
 
 
+class _InterruptibleLogProb:
+    """The log posterior as emcee calls it, with Ctrl-C and SIGTERM kept out of emcee.
+
+    emcee wraps the function it is given in a handler that prints "emcee: Exception while calling
+    your likelihood function" and a traceback for *any* exception before re-raising it, so an
+    interrupt that arrives during a model evaluation (nearly all of a run's time) would bury the
+    one-line "terminated" message under a traceback. Here an interrupt raised inside the function
+    is kept (:func:`microneedling.interrupts.defer`), every later call of the chunk returns
+    ``-inf`` without evaluating the model (emcee rejects those proposals at once), and
+    :class:`_Stepper` raises the kept interrupt once ``run_mcmc`` has returned, before the
+    chunk could be stored: an interrupted chunk is never kept, the finished ones are.
+    """
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.fn = fn
+        self.width: int | None = None  # columns of a result: log posterior + blobs
+        self.interrupted = False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if not self.interrupted:
+            try:
+                out = np.asarray(self.fn(x))
+            except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM (cli.common.Terminated)
+                interrupts.defer(exc)
+                self.interrupted = True
+            else:
+                self.width = out.shape[1] if out.ndim == 2 else None
+                return out
+        if self.width is None:
+            return np.full(len(x), -np.inf)
+        rejected = np.full((len(x), self.width), np.nan)
+        rejected[:, 0] = -np.inf
+        return rejected
+
+
 class _Stepper:
     """The sequential chunks of one ensemble run (called in order by ``map_chunks``)."""
 
-    def __init__(self, sampler: emcee.EnsembleSampler, state: emcee.State, steps: int) -> None:
+    def __init__(
+        self,
+        sampler: emcee.EnsembleSampler,
+        state: emcee.State,
+        steps: int,
+        log_prob: _InterruptibleLogProb | None = None,
+    ) -> None:
         self.sampler = sampler
         self.state = state
         self.steps = steps
+        self.log_prob = log_prob
 
     def __call__(self, index: int) -> dict[str, Any]:
         self.sampler.reset()
         state = self.sampler.run_mcmc(self.state, self.steps, progress=False)
+        if self.log_prob is not None and self.log_prob.interrupted:
+            interrupts.raise_pending()
+            raise KeyboardInterrupt  # the kept interrupt was raised elsewhere meanwhile
         self.state = state
         return {
             "chain": self.sampler.get_chain(),
@@ -188,9 +234,8 @@ def run_sampler(
         k += 1
     done = done[:k]
     rng = np.random.RandomState(sc.seed)  # emcee's generator type
-    sampler = emcee.EnsembleSampler(
-        W, D, problem.log_prob_blobs, vectorize=True, moves=_moves(sc.de_fraction)
-    )
+    log_prob = _InterruptibleLogProb(problem.log_prob_blobs)
+    sampler = emcee.EnsembleSampler(W, D, log_prob, vectorize=True, moves=_moves(sc.de_fraction))
     t0 = time.perf_counter()
     if done:
         assert store is not None
@@ -212,7 +257,8 @@ def run_sampler(
         if not np.all(np.isfinite(state.log_prob)):
             bad = int(np.sum(~np.isfinite(state.log_prob)))
             raise ValueError(f"{bad} of {W} starting walkers have zero posterior density")
-    stepper = _Stepper(sampler, state, sc.chunk_steps)
+    log_prob.width = 1 + state.blobs.shape[1] if state.blobs is not None else 1
+    stepper = _Stepper(sampler, state, sc.chunk_steps, log_prob)
     lengths = [min(sc.chunk_steps, total - i * sc.chunk_steps) for i in range(n_chunks)]
 
     def one(i: int) -> dict[str, Any]:
