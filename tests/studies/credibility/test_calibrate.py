@@ -487,3 +487,25 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_every_fitted_parameter_has_a_prior_that_is_not_its_fit() -> None:
+    """A parameter whose file holds a fitted value (kind "calibrated", e.g. the PIH threshold and
+    the grade map's mild depth) needs a pre-calibration prior in calibrate.toml: otherwise
+    `microneedling calibrate` stops when it lists the candidate factors (seen on 2026-12-06), and a
+    prior centred on the fit would count the fitted rows twice."""
+    from microneedling.parameters.parameter_set import load_parameters
+
+    ps = load_parameters()
+    config = calibrate.load_config()
+    calibrate.candidate_factors(ps, config)  # raises without such a prior
+    fitted = [
+        n
+        for n, p in ps.parameters.items()
+        if p.kind == "calibrated" and n.split(".")[0] in config.screening.groups
+    ]
+    assert "observe.scar_grade_mild_depth" in fitted and "observe.pih_threshold" in fitted
+    for name in fitted:
+        assert name in config.priors, name
+        value = config.priors[name].value
+        assert value != ps.parameters[name].value, name
