@@ -19,6 +19,7 @@ from microneedling.studies.credibility.likelihood import (
     gaussian_block_loglik,
     log_prior_log_tau,
     ordinal_probability,
+    profile_interval,
 )
 
 
@@ -248,3 +249,16 @@ def test_bad_row_specs_name_the_field(kw: dict[str, object], field: str) -> None
     with pytest.raises(InputError) as exc:
         spec("r1", **kw)  # type: ignore[arg-type]
     assert exc.value.field == f"r1.{field}"
+
+
+def test_profile_interval_of_a_gaussian_log_likelihood_is_mean_plus_minus_1_96_sd() -> None:
+    grid = np.linspace(-5.0, 7.0, 12001)
+    ll = -0.5 * ((grid - 1.2) / 0.8) ** 2
+    i, lo, hi = profile_interval(grid, ll, "x")
+    assert grid[i] == pytest.approx(1.2, abs=1e-3)
+    assert lo == pytest.approx(1.2 - 1.959964 * 0.8, abs=2e-3)
+    assert hi == pytest.approx(1.2 + 1.959964 * 0.8, abs=2e-3)
+    _, lo80, hi80 = profile_interval(grid, ll, "x", level=0.8)
+    assert hi80 - lo80 == pytest.approx(2 * 1.281552 * 0.8, abs=4e-3)
+    with pytest.raises(ValueError, match="x reaches the end of the grid"):
+        profile_interval(grid[:3000], ll[:3000], "x")

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import chi2
 
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.studies.credibility.calibrate import predict_rows
+from microneedling.studies.credibility.likelihood import profile_interval
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
     Protocol,
@@ -112,16 +112,9 @@ def fit_from_predictions(
     if pred.shape != (len(g), len(rows)):
         raise ValueError(f"predictions: shape {pred.shape}; allowed: {(len(g), len(rows))}")
     ll = -0.5 * np.sum(((pred - obs) / s) ** 2 + np.log(2.0 * np.pi * s**2), axis=1)
-    i = int(np.nanargmax(ll))
-    keep = ll >= ll[i] - chi2.ppf(0.95, 1) / 2.0
-    if keep[0] or keep[-1]:
-        raise ValueError(
-            f"the 95% profile interval of {NAME} reaches the end of the grid "
-            f"({g[0]:.3g}-{g[-1]:.3g} mm)"
-        )
-    inside = g[keep]
+    i, low, high = profile_interval(g, ll, f"{NAME} (mm)")
     table = {r.key: (float(r.value), float(s[j]), float(pred[i, j])) for j, r in enumerate(rows)}
-    return GradeFit(float(g[i]), float(inside.min()), float(inside.max()), float(ll[i]), table)
+    return GradeFit(float(g[i]), low, high, float(ll[i]), table)
 
 
 def fit_grade_threshold(

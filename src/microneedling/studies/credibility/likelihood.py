@@ -79,6 +79,7 @@ __all__ = [
     "log_prior_log_tau",
     "logit",
     "ordinal_probability",
+    "profile_interval",
 ]
 
 KINDS: tuple[str, ...] = ("gaussian", "upper", "lower", "binomial", "ordinal")
@@ -217,6 +218,30 @@ def _gh() -> tuple[np.ndarray, np.ndarray]:
     w = np.exp(-0.5 * x * x)
     w[[0, -1]] *= 0.5
     return x, w / w.sum()
+
+
+def profile_interval(
+    grid: np.ndarray, loglik: np.ndarray, name: str, level: float = 0.95
+) -> tuple[int, float, float]:
+    """Maximum and profile-likelihood interval of a one-parameter log-likelihood on a grid.
+
+    Returns the index of the maximum and the smallest and largest grid values whose log-likelihood
+    lies within ``chi2_1(level) / 2`` of it (1.92 at 95%). Raises ``ValueError`` naming ``name``
+    when the interval reaches an end of the grid (the grid does not bracket it).
+    """
+    from scipy.stats import chi2
+
+    g = np.asarray(grid, dtype=float)
+    ll = np.asarray(loglik, dtype=float)
+    i = int(np.nanargmax(ll))
+    keep = ll >= ll[i] - chi2.ppf(level, 1) / 2.0
+    if keep[0] or keep[-1]:
+        raise ValueError(
+            f"the {100 * level:g}% profile interval of {name} reaches the end of the grid "
+            f"({g[0]:.3g}-{g[-1]:.3g}): widen the grid"
+        )
+    inside = g[keep]
+    return i, float(inside.min()), float(inside.max())
 
 
 def logit(p: np.ndarray, eps: float = _P_CLIP) -> np.ndarray:

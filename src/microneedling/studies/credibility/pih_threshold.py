@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr, ndtri
-from scipy.stats import binom, chi2
+from scipy.stats import binom
 
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.studies.credibility.calibrate import apply_settings, predict_rows
+from microneedling.studies.credibility.likelihood import profile_interval
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
     Protocol,
@@ -171,20 +172,13 @@ def fit_from_risks(
     k = np.array([r.k for r in rows], dtype=float)[:, None]
     n = np.array([r.n for r in rows], dtype=float)[:, None]
     ll = binom.logpmf(k, n, p).sum(axis=0)
-    i = int(np.argmax(ll))
-    keep = ll >= ll[i] - chi2.ppf(0.95, 1) / 2.0
-    if keep[0] or keep[-1]:
-        raise ValueError(
-            f"the 95% profile interval of observe.pih_threshold reaches the end of the grid "
-            f"({g[0]:.3g}-{g[-1]:.3g}): widen the grid"
-        )
-    inside = g[keep]
+    i, low, high = profile_interval(g, ll, "observe.pih_threshold")
     table = {
         r.key: (int(r.k), int(r.n), float(per_row[j, i]), float(binom.pmf(r.k, r.n, p[j, i])))
         for j, r in enumerate(rows)
         if r.k is not None and r.n
     }
-    return PihFit(float(g[i]), float(inside.min()), float(inside.max()), float(ll[i]), table)
+    return PihFit(float(g[i]), low, high, float(ll[i]), table)
 
 
 def main() -> None:  # pragma: no cover - a report printer, exercised by hand
