@@ -492,8 +492,10 @@ def _alive(pid: int) -> bool:
 def test_every_fitted_parameter_has_a_prior_that_is_not_its_fit() -> None:
     """A parameter whose file holds a fitted value (kind "calibrated", e.g. the PIH threshold and
     the grade map's mild depth) needs a pre-calibration prior in calibrate.toml: otherwise
-    `microneedling calibrate` stops when it lists the candidate factors (seen on 2026-12-06), and a
-    prior centred on the fit would count the fitted rows twice."""
+    `microneedling calibrate` stops when it lists the candidate factors (seen on 2026-12-06). The
+    prior is not the fitted value (a prior centred on a fit would count the fitted rows twice; the
+    older ones are the start values of a previous least-squares fit, close to but not its result)
+    and reaches the fitted interval."""
     from microneedling.parameters.parameter_set import load_parameters
 
     ps = load_parameters()
@@ -507,5 +509,8 @@ def test_every_fitted_parameter_has_a_prior_that_is_not_its_fit() -> None:
     assert "observe.scar_grade_mild_depth" in fitted and "observe.pih_threshold" in fitted
     for name in fitted:
         assert name in config.priors, name
-        value = config.priors[name].value
-        assert value != ps.parameters[name].value, name
+        prior, par = config.priors[name], ps.parameters[name]
+        assert prior.value != par.value, name
+        # wide enough that the data can reach the fit: the prior's 5-95% range holds the file's
+        assert par.low is not None and par.high is not None
+        assert prior.low <= par.low and prior.high >= par.high, name

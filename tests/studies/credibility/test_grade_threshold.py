@@ -47,7 +47,7 @@ class _Row:
 
 def test_a_linear_prediction_is_fitted_at_its_weighted_least_squares_solution() -> None:
     """Predictions a + b ln h of two rows: the maximum is the weighted least-squares ln h*, exact
-    to the grid's resolution, and the profile interval is ln h* ± 1.96 / sqrt(sum b^2 / se^2)."""
+    to the grid's resolution, and the 90% profile interval is ln h* ± 1.645 / sqrt(sum b^2 / se^2)."""
     rows = [_Row("x", 2.0), _Row("y", 1.6)]
     se = np.array([0.1, 0.2])
     grid = np.exp(np.linspace(np.log(0.01), np.log(0.5), 4001))
@@ -56,7 +56,7 @@ def test_a_linear_prediction_is_fitted_at_its_weighted_least_squares_solution() 
     got = fit.fit_from_predictions(rows, se, grid, pred)
     w = b**2 / se**2
     z = np.sum(w * (np.array([2.0, 1.6]) - a) / b) / np.sum(w)
-    half = 1.959964 / np.sqrt(np.sum(w))
+    half = 1.644854 / np.sqrt(np.sum(w))  # fit.LEVEL = 0.90
     assert got.h_mild == pytest.approx(np.exp(z), rel=2e-3)
     assert got.low == pytest.approx(np.exp(z - half), rel=3e-3)
     assert got.high == pytest.approx(np.exp(z + half), rel=3e-3)

@@ -151,6 +151,7 @@ def test_an_interrupt_in_the_likelihood_stops_cleanly_and_resumes(
     assert problem.calls == 0 and problem.n_evaluations == problem.evaluations_at_interrupt > 0
     assert len(list((tmp_path / "b").glob("chunk-*.pkl"))) == 2  # the finished chunks only
     assert interrupts.pending() is None  # the kept interrupt was raised, not left behind
+    interrupts._INTERRUPTED.clear()  # defer marked the process interrupted: not for later tests
     resumed = run_sampler(linear_problem(), init, cfg, tmp_path / "b")
     np.testing.assert_array_equal(resumed.chain, full.chain)
     np.testing.assert_array_equal(resumed.log_prob, full.log_prob)

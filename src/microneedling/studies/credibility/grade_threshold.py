@@ -6,7 +6,8 @@ numbers: the depth seen at close inspection (grade ≥ 2, ``h_mild``), the depth
 (grade ≥ 3, ``h_obvious``; with stretching, grade 4) and the log-SD of both over observers and
 lighting (``sigma``). No published depth-per-grade relation was found (docs/model.md); what the
 calibration rows report is how far the mean grade of a cohort falls while its scars get shallower
-(e.g. 3.29 → 1.77 in twelve weekly sessions, Vietnam). Around the stand-in scars' depths that fall
+(Vietnam: 3.29 before twelve weekly sessions, 2.23 at their end, 1.93 and 1.77 one and two months
+later). Around the stand-in scars' depths that fall
 is set by the spacing of the thresholds, ``h_obvious / h_mild``: one direction, so one coordinate
 is fitted, ``h_mild`` (``h_obvious`` stays the grade-3 depth that also decides grade 4, ``sigma``
 its estimate).
@@ -16,8 +17,9 @@ after = baseline × (1 + the model's relative change), a reported SD and n) is s
 stand-in protocol (``protocols.toml``) at each ``h_mild`` of a grid, every other parameter at the
 parameter set's value; the rows are independent Gaussians with the study's standard error (SD/√n;
 rows of one cohort at several times are counted as separate rows, which overweights that cohort: a
-choice, stated). The estimate maximises the log-likelihood on the grid; the interval is the 95%
-profile likelihood (a drop of χ²₁(0.95)/2 = 1.92) and is conditional on every other parameter.
+choice, stated). The estimate maximises the log-likelihood on the grid; the interval is the 90%
+profile likelihood (a drop of χ²₁(0.90)/2 = 1.35), so that it can stand as the parameter's low/high
+(a parameter file's 5th and 95th percentiles), and is conditional on every other parameter.
 
 ``python -m microneedling.studies.credibility.grade_threshold`` prints the fit and each row's
 prediction at the estimate (docs/model.md, "Acne scars").
@@ -51,6 +53,9 @@ FloatArray = NDArray[np.float64]
 
 #: parameter fitted
 NAME = "observe.scar_grade_mild_depth"
+
+#: level of the profile interval written as the parameter's low/high (its 5th-95th percentiles)
+LEVEL = 0.90
 
 #: grid points per factor e of h_mild (log-spaced; resolution 1.4%)
 POINTS_PER_E = 72
@@ -86,7 +91,7 @@ def grade_rows(
 
 @dataclass(frozen=True)
 class GradeFit:
-    """Result of :func:`fit_grade_threshold`: the estimate (mm), its 95% profile interval and
+    """Result of :func:`fit_grade_threshold`: the estimate (mm), its 90% profile interval and
     log-likelihood, and per row (key → (observed grade, standard error, grade at the estimate))."""
 
     h_mild: float
@@ -103,7 +108,7 @@ def fit_from_predictions(
     predictions: ArrayLike,
 ) -> GradeFit:
     """The likelihood part of :func:`fit_grade_threshold`: ``predictions[g, j]`` is row ``j``'s
-    grade at ``grid[g]``, ``se[j]`` its standard error. Raises ``ValueError`` when the 95% profile
+    grade at ``grid[g]``, ``se[j]`` its standard error. Raises ``ValueError`` when the 90% profile
     interval reaches an end of the grid."""
     g = np.asarray(grid, dtype=float)
     pred = np.asarray(predictions, dtype=float)
@@ -112,7 +117,7 @@ def fit_from_predictions(
     if pred.shape != (len(g), len(rows)):
         raise ValueError(f"predictions: shape {pred.shape}; allowed: {(len(g), len(rows))}")
     ll = -0.5 * np.sum(((pred - obs) / s) ** 2 + np.log(2.0 * np.pi * s**2), axis=1)
-    i, low, high = profile_interval(g, ll, f"{NAME} (mm)")
+    i, low, high = profile_interval(g, ll, f"{NAME} (mm)", LEVEL)
     table = {r.key: (float(r.value), float(s[j]), float(pred[i, j])) for j, r in enumerate(rows)}
     return GradeFit(float(g[i]), low, high, float(ll[i]), table)
 
@@ -145,7 +150,7 @@ def fit_grade_threshold(
 def main() -> None:  # pragma: no cover - a report printer, exercised by hand
     fit = fit_grade_threshold()
     print(
-        f"{NAME} = {fit.h_mild:.3g} mm (95% profile likelihood {fit.low:.3g}-{fit.high:.3g}); "
+        f"{NAME} = {fit.h_mild:.3g} mm (90% profile likelihood {fit.low:.3g}-{fit.high:.3g}); "
         f"log-likelihood {fit.log_likelihood:.2f}"
     )
     for key, (obs, se, pred) in fit.rows.items():

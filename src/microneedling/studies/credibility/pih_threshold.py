@@ -8,7 +8,8 @@ other stand-ins; the row's risk is the mean over those types (uniform). The cour
 course taking the largest session), so a risk ``r`` simulated at ``θ_ref`` is exactly
 ``Φ(Φ⁻¹(r) − ln(θ/θ_ref)/σ_P)`` at any other ``θ`` (:func:`rescale_risk`): one simulation per
 row and type serves the whole profile. The estimate maximises Σ log Binom(k | n, r(θ)) on a grid
-in ``θ``; the interval is the 95% profile likelihood (a drop of χ²₁(0.95)/2 = 1.92).
+in ``θ``; the interval is the 90% profile likelihood (a drop of χ²₁(0.90)/2 = 1.35), so that it
+can stand as the parameter's low/high (a parameter file's 5th and 95th percentiles).
 
 ``python -m microneedling.studies.credibility.pih_threshold`` prints the fit and each row's risk
 and binomial probability at the estimate (docs/model.md, "Post-inflammatory hyperpigmentation").
@@ -47,6 +48,9 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+
+#: level of the profile interval written as the parameter's low/high (its 5th-95th percentiles)
+LEVEL = 0.90
 
 #: the grid of θ50 the likelihood is profiled on (log-spaced; resolution 0.75%)
 THETA_GRID = np.exp(np.linspace(math.log(0.5), math.log(10.0), 401))
@@ -123,7 +127,7 @@ def rescale_risk(risk: ArrayLike, theta_ref: float, theta: ArrayLike, sd: float)
 
 @dataclass(frozen=True)
 class PihFit:
-    """Result of :func:`fit_pih_threshold`: the estimate and its 95% profile interval, and per row
+    """Result of :func:`fit_pih_threshold`: the estimate and its 90% profile interval, and per row
     (key → (k, n, risk at the estimate, binomial probability of k at it))."""
 
     theta: float
@@ -158,7 +162,7 @@ def fit_from_risks(
 ) -> PihFit:
     """The likelihood part of :func:`fit_pih_threshold`: ``risks[key]`` holds row ``key``'s course
     risk (fraction) at ``theta_ref`` for each of its Fitzpatrick types; each row's risk along the
-    grid is the mean over its types of :func:`rescale_risk`. Raises ``ValueError`` when the 95%
+    grid is the mean over its types of :func:`rescale_risk`. Raises ``ValueError`` when the 90%
     profile interval reaches an end of the grid."""
     g = np.asarray(grid, dtype=float)
     # (rows, grid): each row's type-averaged risk along the grid
@@ -172,7 +176,7 @@ def fit_from_risks(
     k = np.array([r.k for r in rows], dtype=float)[:, None]
     n = np.array([r.n for r in rows], dtype=float)[:, None]
     ll = binom.logpmf(k, n, p).sum(axis=0)
-    i, low, high = profile_interval(g, ll, "observe.pih_threshold")
+    i, low, high = profile_interval(g, ll, "observe.pih_threshold", LEVEL)
     table = {
         r.key: (int(r.k), int(r.n), float(per_row[j, i]), float(binom.pmf(r.k, r.n, p[j, i])))
         for j, r in enumerate(rows)
@@ -184,7 +188,7 @@ def fit_from_risks(
 def main() -> None:  # pragma: no cover - a report printer, exercised by hand
     fit = fit_pih_threshold()
     print(
-        f"observe.pih_threshold = {fit.theta:.3g} (95% profile likelihood {fit.low:.3g}-"
+        f"observe.pih_threshold = {fit.theta:.3g} (90% profile likelihood {fit.low:.3g}-"
         f"{fit.high:.3g}); log-likelihood {fit.log_likelihood:.2f}"
     )
     for key, (k, n, risk, prob) in fit.rows.items():

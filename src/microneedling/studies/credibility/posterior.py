@@ -257,7 +257,10 @@ def run_sampler(
         if not np.all(np.isfinite(state.log_prob)):
             bad = int(np.sum(~np.isfinite(state.log_prob)))
             raise ValueError(f"{bad} of {W} starting walkers have zero posterior density")
-    log_prob.width = 1 + state.blobs.shape[1] if state.blobs is not None else 1
+    if state.blobs is not None:  # emcee keeps one blob column as a 1-D array
+        log_prob.width = 1 + (state.blobs.shape[1] if state.blobs.ndim == 2 else 1)
+    else:
+        log_prob.width = 1
     stepper = _Stepper(sampler, state, sc.chunk_steps, log_prob)
     lengths = [min(sc.chunk_steps, total - i * sc.chunk_steps) for i in range(n_chunks)]
 
