@@ -36,6 +36,7 @@ from microneedling.studies.credibility.calibrate import (
     row_specs,
     tomlable,
 )
+from microneedling.studies.credibility.likelihood import Likelihood
 from microneedling.studies.credibility.literature import (
     load_protocol_file,
     load_protocols,
@@ -317,6 +318,36 @@ def test_levels_are_compared_on_the_log_scale_and_changes_are_not() -> None:
     keys = list(want)
     specs, _, _, _ = row_specs([cal[k] for k in keys], protocols, settings, load_config())
     assert {s.key: s.log for s in specs} == want
+
+
+def test_a_two_arm_contrast_has_a_discrepancy_of_its_own() -> None:
+    """Ogunjimi 2020's black - white contrast (16.3 h; the model has no skin-type dependence of
+    closure) must not share the five lifetimes' study discrepancy: in one block the shared delta,
+    scaled by each row's |observed|, explained part of the contrast and pulled the lifetimes to
+    half their observed values (the 2026-12-06 calibration). Separate read-outs; and on the
+    likelihood, lifetimes predicted at their observed level are then preferred to half of it."""
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    cal = {r.key: r for r in rows("calibration")}
+    keys = [k for k in cal if k.startswith("ogunjimi2020_")]
+    specs, names, _, _ = row_specs([cal[k] for k in keys], protocols, settings, load_config())
+    readout = {s.key: s.readout for s in specs}
+    contrast = readout.pop("ogunjimi2020_black_minus_white")
+    assert contrast.endswith(":contrast") and len(set(readout.values())) == 1
+    assert contrast not in readout.values()
+    observed = np.array([s.observed for s in specs])
+    is_level = np.array([s.key != "ogunjimi2020_black_minus_white" for s in specs])
+    mean_level = observed[is_level].mean()
+    at_level = np.where(is_level, mean_level, 0.0)  # one lifetime for all, no contrast
+    at_half = np.where(is_level, mean_level / 2.0, 0.0)
+    pred = np.vstack([at_level, at_half])
+    shared = [dataclasses.replace(s, readout=s.readout.removesuffix(":contrast")) for s in specs]
+    for tau, margin in ((0.2, 2.0), (0.5, 0.0)):
+        t = np.full((2, len(names)), tau)
+        ll = Likelihood(specs, len(names))(pred, t)
+        assert ll[0] > ll[1] + margin, tau
+        old = Likelihood(shared, len(names))(pred, t)  # the former block: half is preferred
+        assert old[1] > old[0], tau
 
 
 def test_resealing_rows_read_the_occluded_rate_and_their_closed_fraction() -> None:

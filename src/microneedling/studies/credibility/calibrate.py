@@ -946,7 +946,12 @@ def row_specs(
                 k=int(k),
                 threshold=thr,
                 direction=direction,
-                readout=f"{r.observable}:{r.layer or ''}",
+                # a two-arm contrast gets its own discrepancy: in the level rows' block a shared
+                # delta (scaled by each row's |observed|) would "explain" a contrast the model
+                # lacks and drag the levels with it (seen 2026-12-06: Ogunjimi's black - white
+                # 16.3 h pulled the five lifetimes to half their observed values)
+                readout=f"{r.observable}:{r.layer or ''}"
+                + (":contrast" if getattr(protocols[r.key], "reference", None) is not None else ""),
                 log=kind in ("gaussian", "upper", "lower")
                 and y > 0
                 and is_level_row(r, protocols[r.key]),

@@ -14,7 +14,11 @@ read-outs of one study (collagen and epidermal thickness; a grade and a score) g
 discrepancies: the model's error differs between read-outs, and one shared ``delta`` forced them to
 err in the same direction by the same relative amount (it made the 2026-12-05 calibration trade
 Lotfi 2013's collagen row, 53% observed, for a common under-prediction of its epidermis and silver
-stain rows, and Vietnam's Goodman-Baron grades for its Lipper-Perez score).
+stain rows, and Vietnam's Goodman-Baron grades for its Lipper-Perez score). A two-arm contrast row
+(arm minus comparator) is a read-out of its own: sharing the levels' ``delta`` with the scale
+``|y|`` of the contrast, a discrepancy could produce a contrast the model does not have and move the
+levels to pay for it (the 2026-12-06 calibration halved Ogunjimi 2020's five closure lifetimes to
+fit their black - white contrast).
 ``s_i`` is the row's discrepancy scale, fixed before the fit: ``|y_i|`` (tau is then a relative,
 coefficient-of-variation-like discrepancy, as in Kennedy & O'Hagan's multiplicative form), or the
 group's typical magnitude for rows whose value is a bound at 0.
