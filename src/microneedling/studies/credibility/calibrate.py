@@ -951,7 +951,7 @@ def row_specs(
                 # lacks and drag the levels with it (seen 2026-12-06: Ogunjimi's black - white
                 # 16.3 h pulled the five lifetimes to half their observed values)
                 readout=f"{r.observable}:{r.layer or ''}"
-                + (":contrast" if getattr(protocols[r.key], "reference", None) is not None else ""),
+                + (":contrast" if protocols[r.key].reference is not None else ""),
                 log=kind in ("gaussian", "upper", "lower")
                 and y > 0
                 and is_level_row(r, protocols[r.key]),

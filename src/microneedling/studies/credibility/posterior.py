@@ -140,20 +140,17 @@ class _InterruptibleLogProb:
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
         self.fn = fn
-        self.width: int | None = None  # columns of a result: log posterior + blobs
+        self.width = 1  # columns of a result: log posterior + blobs (run_sampler sets it)
         self.interrupted = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if not self.interrupted:
             try:
-                out = np.asarray(self.fn(x))
+                return np.asarray(self.fn(x))
             except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM (cli.common.Terminated)
                 interrupts.defer(exc)
                 self.interrupted = True
-            else:
-                self.width = out.shape[1] if out.ndim == 2 else None
-                return out
-        if self.width is None:
+        if self.width == 1:  # no blobs: emcee takes a 1-D log posterior
             return np.full(len(x), -np.inf)
         rejected = np.full((len(x), self.width), np.nan)
         rejected[:, 0] = -np.inf
@@ -259,8 +256,6 @@ def run_sampler(
             raise ValueError(f"{bad} of {W} starting walkers have zero posterior density")
     if state.blobs is not None:  # emcee keeps one blob column as a 1-D array
         log_prob.width = 1 + (state.blobs.shape[1] if state.blobs.ndim == 2 else 1)
-    else:
-        log_prob.width = 1
     stepper = _Stepper(sampler, state, sc.chunk_steps, log_prob)
     lengths = [min(sc.chunk_steps, total - i * sc.chunk_steps) for i in range(n_chunks)]
 
