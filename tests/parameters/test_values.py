@@ -52,6 +52,7 @@ SI_UNITS = {
     "needles.depth_smoothness": "1",
     "needles.capillary_loop_fraction": "1",
     "needles.damage_zone_factor": "1",
+    "needles.roller_sweep_fraction": "1",
     "needles.mf8_needles": "1",
     "needles.mf8_drum_diameter": "m",
     "needles.mf8_drum_width": "m",

@@ -113,3 +113,18 @@ def test_bounded_and_monotone(
     assert np.all(more[1] >= more[0] - 1e-15)  # more passes never injure less
     raw = inj.injured_fraction([n], [a], [hi], layers[:1], w, saturate=False)
     assert np.all(phi[1] <= raw[0] * (1 + 1e-12) + 1e-300)  # overlap only removes volume
+
+
+def test_cleft_fraction_is_a_saturating_volume_fraction() -> None:
+    """1 − exp(−n V/T): n V/T to first order, below 1 (to rounding) however dense, 0 without clefts, punctures
+    or dermis, non-decreasing in density."""
+    n, v, t = 229e4, 2e-13, 0.8e-3  # 229/cm², 0.2 nl per puncture, 0.8 mm of dermis
+    raw = n * v / t
+    assert inj.cleft_fraction(n, v, t) == pytest.approx(raw, rel=raw)
+    assert inj.cleft_fraction(1e10, v, t) < 1.0
+    assert inj.cleft_fraction(1e12, v, t) == pytest.approx(1.0)
+    assert inj.cleft_fraction(n, 0.0, t) == 0.0
+    assert inj.cleft_fraction(0.0, v, t) == 0.0
+    assert inj.cleft_fraction(n, v, 0.0) == 0.0
+    dens = np.linspace(0.0, 2e7, 50)
+    assert np.all(np.diff(inj.cleft_fraction(dens, v, t)) > 0)

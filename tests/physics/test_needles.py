@@ -240,6 +240,73 @@ def test_channels_glue(ps: ParameterSet) -> None:
     assert len(ch.select(1)) == 1 and ch.select(1).depth_m[0] == ch.depth_m[1]
 
 
+# ------------------------------------------------------------------------------ roller clefts
+@pytest.mark.parametrize("length_mm", [0.25, 0.5, 1.0, 1.5, 2.0])
+def test_roller_cleft_width_and_area_against_rolling_geometry(length_mm: float) -> None:
+    """A fully inserted needle on a 1 cm drum: at the surface the cleft is the surface travel
+    2R(tan θ₀ − θ₀), θ₀ = arccos(R/(R + L)) (29.6° and 1.03 mm at 1.5 mm); it closes at the tip;
+    its area matches a 200,001-point trapezoid of the width to 1e-5."""
+    R, L = 10e-3, length_mm * 1e-3
+    theta = math.acos(R / (R + L))
+    assert nd.roller_cleft_width(0.0, L, L, R) == pytest.approx(2 * R * (math.tan(theta) - theta))
+    assert nd.roller_cleft_width(L, L, L, R) == 0.0
+    assert nd.roller_cleft_width(-1e-6, L, L, R) == 0.0
+    z = np.linspace(0.0, L, 200_001)
+    exact = np.trapezoid(nd.roller_cleft_width(z, L, L, R), z)
+    assert nd.roller_cleft_area(0.0, L, L, R) == pytest.approx(exact, rel=1e-5)
+    if length_mm == 1.5:
+        assert math.degrees(theta) == pytest.approx(29.6, abs=0.05)
+        assert nd.roller_cleft_width(0.0, L, L, R) == pytest.approx(1.028e-3, abs=1e-6)
+    # below a depth: the area between z_top and the tip, nothing when z_top is past the tip
+    half = nd.roller_cleft_area(L / 2, L, L, R)
+    keep = z >= L / 2
+    assert half == pytest.approx(np.trapezoid(nd.roller_cleft_width(z[keep], L, L, R), z[keep]),
+                                 rel=1e-4)  # fmt: skip
+    assert nd.roller_cleft_area(L, L, L, R) == 0.0
+
+
+def test_roller_cleft_partial_insertion_no_drum_and_monotone() -> None:
+    """A needle inserted to d < L sweeps less than one inserted fully; a device without a drum
+    (NaN radius) sweeps nothing; the cleft grows with the needle length and shrinks with the drum."""
+    R, L = 10e-3, 1.5e-3
+    assert 0.0 < nd.roller_cleft_area(0.0, 0.9e-3, L, R) < nd.roller_cleft_area(0.0, L, L, R)
+    assert nd.roller_cleft_area(0.0, L, L, np.nan) == 0.0
+    lengths = np.linspace(0.1e-3, 2.5e-3, 25)
+    area = nd.roller_cleft_area(0.0, lengths, lengths, R)
+    assert np.all(np.diff(area) > 0)
+    assert nd.roller_cleft_area(0.0, L, L, 5e-3) > nd.roller_cleft_area(0.0, L, L, R)
+
+
+def test_channels_cleft_volume_only_for_rollers_below_the_loops(ps: ParameterSet) -> None:
+    """``channels`` gives a roller puncture κ × needle diameter × the cleft area below the
+    capillary loops; a pen's or a stamp's 0; a roller channel that stops above the loops 0."""
+    par = nd.NeedleParameters.from_parameters(ps)
+    skin = nd.skin_layers_batch(["cheek"] * 3, 35, "female", ps)
+    length = np.array([0.1e-3, 1.0e-3, 1.5e-3])
+    roller = nd.DeviceGeometry.mf8(ps)
+    ch = nd.channels(roller, length, np.full(3, 15), np.full(3, np.nan), skin, par)
+    loops = nd.capillary_loop_depth(skin.stack(), par.capillary_loop_fraction)
+    want = (
+        par.roller_sweep_fraction
+        * roller.needle_diameter_m
+        * nd.roller_cleft_area(loops, ch.depth_m, length, roller.drum_diameter_m / 2)
+    )
+    assert ch.cleft_volume_m3 == pytest.approx(want)
+    assert ch.cleft_volume_m3[0] == 0.0 and not ch.reaches_capillaries[0]
+    assert 0.0 < ch.cleft_volume_m3[1] < ch.cleft_volume_m3[2]
+    pen = nd.DeviceGeometry.from_fields(
+        {"type": "pen", "needle_count": 12, "needle_diameter_mm": 0.25, "frequency_hz": 110.0,
+         "cartridge_width_mm": 7.0}
+    )  # fmt: skip
+    stamp = nd.DeviceGeometry.from_fields(
+        {"type": "stamp", "needle_count": 35, "needle_diameter_mm": 0.25, "stamp_area_cm2": 0.5}
+    )
+    for geo, speed in ((pen, 0.02), (stamp, np.nan)):
+        other = nd.channels(geo, length, np.full(3, 3), np.full(3, speed), skin, par)
+        assert np.all(other.cleft_volume_m3 == 0.0)
+    assert ch.select(2).cleft_volume_m3[0] == ch.cleft_volume_m3[2]
+
+
 # -------------------------------------------------------------------------------- skin
 def test_skin_tables_cheek_female_at_reference_age(ps: ParameterSet) -> None:
     s = nd.skin_layers("cheek", 30.0, "female", ps)

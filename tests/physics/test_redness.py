@@ -15,6 +15,7 @@ from microneedling.course.model import Course
 from microneedling.engine.batch import simulate_batch
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.physics import redness as rd
+from tests.physics.test_pigment import PEN
 
 MF8 = {
     "type": "roller",
@@ -48,6 +49,10 @@ def rp(ps: ParameterSet) -> rd.RednessParameters:
 
 
 def course(length: float, passes: int = 15, fitz: int = 3, device: dict[str, Any] = MF8) -> Course:
+    session: dict[str, Any] = {"day": 0, "site": "cheek", "needle_length_mm": length}
+    session["passes"] = passes
+    if device["type"] == "pen":
+        session["pen_speed_cm_s"] = 2.0
     return Course.model_validate(
         {
             "name": "redness test",
@@ -55,7 +60,7 @@ def course(length: float, passes: int = 15, fitz: int = 3, device: dict[str, Any
             "patient": {"age_years": 30, "sex": "female", "fitzpatrick": fitz},
             "sites": [{"name": "cheek"}],
             "device": device,
-            "sessions": [{"day": 0, "site": "cheek", "needle_length_mm": length, "passes": passes}],
+            "sessions": [session],
         }
     )
 
@@ -219,3 +224,74 @@ def test_one_press_of_a_shallow_array_reddens_for_hours(ps: ParameterSet) -> Non
     with the shipped threshold, 1.7 h at the value the downtime row asks of the new signal)."""
     hours = 24.0 * days([course(0.2, 1, 2, STAMP), course(0.4, 1, 2, STAMP)], ps)
     assert np.all(hours < 3.0) and hours[1] > hours[0]
+
+
+# ------------------------------------------------------------------------- bruise and downtime
+def test_haem_signal_is_a_slow_exponential_of_the_cleft(rp: rd.RednessParameters) -> None:
+    """H = ρ_H s(c) e^(−t/τ_H) after a session, 0 before it and without clefts; sessions add."""
+    t = np.array([-1.0, 0.0, 1.0, 3.0])
+    h = rd.haem_signal(t, np.array([[0.0]]), np.array([[0.1]]), rp)[0]
+    s = 0.1 / (rp.recruitment_half + 0.1)
+    assert h[0] == 0.0
+    assert h[1:] == pytest.approx(rp.haem_ratio * s * np.exp(-t[1:] / rp.haem_time))
+    assert np.all(rd.haem_signal(t, np.array([[0.0]]), np.array([[0.0]]), rp) == 0.0)
+    two = rd.haem_signal(t, np.array([[0.0, 1.0]]), np.array([[0.1, 0.1]]), rp)[0]
+    assert two[3] == pytest.approx(h[3] * (1.0 + np.exp(1.0 / rp.haem_time)))
+
+
+def _windows(rng: np.random.Generator, B: int = 5) -> tuple[np.ndarray, ...]:
+    t = np.linspace(0.0, 60.0, 241)
+    days = np.array([[0.0, 14.0, 28.0]] * B)
+    starts = days.copy()
+    ends = np.concatenate([days[:, 1:], np.full((B, 1), 60.0)], axis=1)
+    injured = rng.uniform(0.0, 0.3, (B, 3, 3))
+    ip = np.abs(rng.normal(0.0, 0.4, (B, t.size))) * np.exp(-(t % 14.0) / 2.0)
+    ir = np.abs(rng.normal(0.0, 0.4, (B, t.size))) * np.exp(-(t % 14.0) / 3.0)
+    return t, ip, ir, days, injured, starts, ends
+
+
+def test_visible_durations_redness_swelling_and_downtime(rp: rd.RednessParameters) -> None:
+    """Redness and swelling equal :func:`expected_duration` at their thresholds; downtime is the
+    longer of the two exactly without clefts (one signal, two thresholds) and with clefts at least
+    that, more with more clefts, and the bruise alone gives the closed form of a decaying signal."""
+    rng = np.random.default_rng(11)
+    t, ip, ir, days, injured, starts, ends = _windows(rng)
+    fitz = np.array([1, 2, 3, 5, 6])
+    args = (t, ip, ir, days, injured)
+    none = rd.visible_durations(*args, np.zeros((5, 3)), starts, ends, fitz, rp)
+    thr = np.stack([rd.visibility_threshold(fitz, rp), np.full(5, rp.oedema_threshold)])
+    want = rd.expected_duration(*args, starts, ends, thr, rp)
+    assert np.array_equal(none.erythema, want[0]) and np.array_equal(none.oedema, want[1])
+    assert none.downtime == pytest.approx(np.maximum(want[0], want[1]), abs=1e-12)
+    cleft = rng.uniform(0.0, 0.2, (5, 3))
+    some = rd.visible_durations(*args, cleft, starts, ends, fitz, rp)
+    assert np.array_equal(some.erythema, none.erythema)
+    assert np.all(some.downtime >= none.downtime - 1e-12)
+    more = rd.visible_durations(*args, 2.0 * cleft, starts, ends, fitz, rp)
+    assert np.all(more.downtime >= some.downtime - 1e-12)
+    assert np.any(more.downtime > some.downtime + 0.01)
+    # the bruise alone (no redness): ∫Φ((ln(A/θ) − t/τ)/σ) dt = τ (c Φ(c/σ) + σ φ(c/σ))
+    zero = np.zeros((1, t.size))
+    alone = rd.visible_durations(
+        t, zero, zero, np.array([[0.0]]), np.zeros((1, 1, 3)), np.array([[0.15]]),
+        np.array([[0.0]]), np.array([[28.0]]), np.array([3]), rp,
+    )  # fmt: skip
+    a = rp.haem_ratio * 0.15 / (rp.recruitment_half + 0.15)
+    c, s = np.log(a / rd.visibility_threshold(np.array([3]), rp)[0]), rp.threshold_sd
+    exact = rp.haem_time * (c * ndtr(c / s) + s * norm.pdf(c / s))
+    assert alone.downtime[0, 0] == pytest.approx(exact, rel=5e-3)
+    assert alone.erythema[0, 0] == 0.0
+
+
+def test_roller_downtime_outlasts_its_redness_a_pens_does_not(ps: ParameterSet) -> None:
+    """The engine: a 1.5 mm roller's clefts leave a bruise, so its downtime is a day or more
+    longer than its redness (Naspolini's 3 d against the 1.5-2 d of redness); a pen (vertical,
+    no cleft) and a shallow roller (above the capillary loops) have downtime = the longer of
+    redness and swelling; downtime grows with needle length and passes."""
+    courses = [course(1.5, 15), course(1.5, 3, 3, PEN), course(0.1, 15), course(1.0, 15),
+               course(1.5, 8)]  # fmt: skip
+    per = simulate_batch(courses, ps, parallel=False).per_session
+    red, swell, down = (per[k][:, 0] for k in ("erythema_days", "oedema_days", "downtime_days"))
+    assert down[0] > red[0] + 1.0
+    assert down[1:3] == pytest.approx(np.maximum(red[1:3], swell[1:3]), abs=1e-9)
+    assert down[3] < down[0] and down[4] < down[0]

@@ -66,7 +66,7 @@ class BatchRun:
         see :func:`microneedling.physics.observe.observables` for names and units.
     per_session:
         Per-session outputs (C, K), NaN where a case has fewer than K sessions: ``erythema_days``,
-        ``oedema_days`` (d, expected over patients), ``pih_risk`` (1, PIH after the session under
+        ``oedema_days``, ``downtime_days`` (d, expected over patients), ``pih_risk`` (1, PIH after the session under
         a patient-level threshold), ``absorbed_amount`` (ug/cm^2), ``enhancement_ratio``.
     prepared:
         The concatenated inputs of the healing solve (needles, injury, transport, parameters).
@@ -315,12 +315,17 @@ def session_stats(
     op = prep.observe
     # visible redness and swelling: expected duration over patients (physics.redness)
     inflam = obs["inflammation"]
-    args = (t, inflam[:, 0, :], inflam[:, 1, :], prep.session_days, prep.injured_fraction)
-    red_thr = redness.visibility_threshold(prep.fitzpatrick, op.redness)
-    swell_thr = np.full(starts.shape[0], op.redness.oedema_threshold)
-    # one redness signal, two thresholds
-    ery, oed = redness.expected_duration(
-        *args, starts, ends, np.stack([red_thr, swell_thr]), op.redness
+    seen = redness.visible_durations(
+        t,
+        inflam[:, 0, :],
+        inflam[:, 1, :],
+        prep.session_days,
+        prep.injured_fraction,
+        prep.cleft_fraction,
+        starts,
+        ends,
+        prep.fitzpatrick,
+        op.redness,
     )
     # PIH: the peak of the pigment stimulus in each session's window against a patient-level
     # threshold; the course risk (max over sessions, the variable's reduce) is then exact
@@ -329,7 +334,8 @@ def session_stats(
     return {
         "absorbed_amount": prep.absorbed_ug_cm2,
         "enhancement_ratio": prep.enhancement,
-        "erythema_days": ery,
-        "oedema_days": oed,
+        "erythema_days": seen.erythema,
+        "oedema_days": seen.oedema,
+        "downtime_days": seen.downtime,
         "pih_risk": np.where(prep.session_mask, risk, np.nan),
     }

@@ -66,6 +66,7 @@ class Prepared:
     closure_hours: np.ndarray  # (B, K) time to 95% channel closure
     reaches_capillaries: np.ndarray  # (B, K) float 0/1
     injured_fraction: np.ndarray  # (B, K, 3)
+    cleft_fraction: np.ndarray  # (B, K) dermis cut by a roller's clefts (0 for pens, stamps)
     absorbed_ug_cm2: np.ndarray  # (B, K)
     absorbed_intact_ug_cm2: np.ndarray  # (B, K)
     enhancement: np.ndarray  # (B, K)
@@ -178,6 +179,9 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
     ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
     phi = injury.injured_fraction_from_channels(ch, skin.repeat(K), ps).reshape(B, K, 3)
     phi = np.where(mask[:, :, None], phi, 0.0)
+    dermis = skin.repeat(K).stack()[:, 2:].sum(axis=1)
+    cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(B, K)
+    cleft = np.where(mask, cleft, 0.0)
     # channel resealing: 95% of the barrier clock (by channel size and occlusion)
     closure = (
         transport.closure_time(
@@ -329,6 +333,7 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
         closure_hours=np.where(mask, closure, np.nan),
         reaches_capillaries=np.where(mask, ch.reaches_capillaries.reshape(B, K), np.nan),
         injured_fraction=phi,
+        cleft_fraction=cleft,
         absorbed_ug_cm2=np.where(mask, absorbed, np.nan),
         absorbed_intact_ug_cm2=np.where(mask, intact, np.nan),
         enhancement=enh,
@@ -660,6 +665,7 @@ def concat_prepared(preps: Sequence[Prepared]) -> Prepared:
         "session_days": np.inf,
         "session_mask": False,
         "injured_fraction": 0.0,
+        "cleft_fraction": 0.0,
         "agent_effect": 0.0,
     }
     kw: dict[str, Any] = {}

@@ -27,7 +27,13 @@ Public API
 ``cone_volume_between(surface_radius, depth, z_top, z_bottom) -> V [m³]``;
 ``injured_fraction(n, surface_radius, depth, layers, damage_zone_factor=1.0, *, saturate=True)
 -> (B, 3)`` for layers ``vocabulary.LAYERS`` (epidermis = SC + viable epidermis, papillary,
-reticular dermis); ``injured_fraction_from_channels(channels, skin, params) -> (B, 3)``.
+reticular dermis); ``injured_fraction_from_channels(channels, skin, params) -> (B, 3)``;
+``cleft_fraction(n, cleft_volume, dermis_thickness) -> (B,)``.
+
+Roller clefts. A drum needle also cuts a cleft beside its path in the dermis (``needles``, "Roller
+clefts"): volume V_c per puncture below the capillary loops. Placed at random like the channels, the
+clefts cut a fraction 1 − exp(−n V_c / T_d) of the dermis (thickness T_d): the vessel-cutting injury
+whose blood stays in the tissue (``physics.redness``, the bruise term). Pens and stamps have V_c = 0.
 """
 
 from __future__ import annotations
@@ -166,3 +172,19 @@ def injured_fraction_from_channels(
         skin.stack(),
         npar.damage_zone_factor,
     )
+
+
+def cleft_fraction(
+    n: ArrayLike, cleft_volume: ArrayLike, dermis_thickness: ArrayLike
+) -> FloatArray:
+    """Fraction of the dermis cut by roller clefts, 1 − exp(−n·V_c/T_d), in [0, 1).
+
+    ``n`` punctures per m², ``cleft_volume`` V_c [m³] per puncture (``Channels.cleft_volume_m3``),
+    ``dermis_thickness`` T_d [m] (papillary + reticular); all broadcast. 0 where V_c or n is 0 or
+    the dermis has no thickness.
+    """
+    n_, v, t = np.broadcast_arrays(_f(n), _f(cleft_volume), _f(dermis_thickness))
+    raw = np.divide(
+        np.maximum(n_, 0.0) * np.maximum(v, 0.0), t, out=np.zeros(t.shape), where=t > 0.0
+    )
+    return np.asarray(-np.expm1(-raw))

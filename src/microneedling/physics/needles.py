@@ -28,7 +28,11 @@ Geometry
     ``channel_surface_radius(needle_diameter, ratio, depth=None, cone_length=None) -> a [m]``;
     ``channel_radius(z, depth, surface_radius) -> r(z) [m]`` (cone);
     ``layer_boundaries(layers) -> (..., 5)``; ``layer_reach(depth, layers) -> (..., 4)``;
-    ``reaches_capillaries(depth, layers, loop_fraction) -> bool``.
+    ``reaches_capillaries(depth, layers, loop_fraction) -> bool``;
+    ``capillary_loop_depth(layers, loop_fraction) -> z [m]``;
+    ``roller_cleft_width(z, depth, needle_length, drum_radius) -> w [m]`` and
+    ``roller_cleft_area(z_top, depth, needle_length, drum_radius) -> A [m²]`` (the dermal cleft a
+    drum needle sweeps, below).
 Convenience for the simulation glue
     ``NeedleParameters.from_parameters(ps)``; ``DeviceGeometry`` (``from_fields``, ``mf8``);
     ``channels(geometry, needle_length_m, passes, pen_speed_m_s, skin, params, species=...)
@@ -58,6 +62,23 @@ v is the needle's speed into the skin: the hand speed of a roller, the pressing 
 Verbaan 2008); pens drive the needle to a depth stop and insert nearly fully (Sasaki 2019). The
 channel's surface radius follows the needle's conical tip until the full shank width:
 a = ρ_a · R_shank · min(1, d / L_cone).
+
+Roller clefts (docs/model.md, "Redness and downtime"). A drum needle does not go straight in and
+out: fixed radially on a drum of radius R that rolls without slipping, with its tip at R + L from
+the axis and inserted to depth d (so the skin surface is c = R + L − d below the axis), it enters
+at an angle and turns while in the skin. At depth z below the surface the needle's line passes
+through x(ψ) = Rψ − (c + z)·tan ψ while the drum turns through |ψ| ≤ ψ_z = arccos((c + z)/(R + L)),
+so in rigid skin it cuts a cleft of width
+
+    w(z) = 2 [(c + z) tan ψ_z − R ψ_z]         (0 at z = d; 2R(tan θ₀ − θ₀) at the surface)
+
+in the plane of rolling (Schwarz & Laaff 2011's MF8: R = 1 cm; a 1.5 mm needle enters at 29.6°
+and its surface crossing travels 1.03 mm). Skin follows the needle (round surface holes, "a bit of
+slitting in the dermis"), so only a fraction κ (``needles.roller_sweep_fraction``, an estimate) of
+that cleft is cut tissue; a pen's needle goes in vertically for a few ms and a stamp's straight
+down, so neither sweeps. ``roller_cleft_area`` integrates w between two depths (Gauss-Legendre);
+``channels`` keeps κ × needle diameter × the area below the capillary loops as the cleft volume of
+each roller puncture, the vessel-cutting injury that leaves blood in the dermis.
 """
 
 from __future__ import annotations
@@ -343,10 +364,57 @@ def reaches_capillaries(depth: ArrayLike, layers: ArrayLike, loop_fraction: Arra
     The loops are taken at ``loop_fraction`` (0..1, ``needles.capillary_loop_fraction``) of the
     papillary thickness below the dermal-epidermal junction.
     """
+    return np.asarray(_f(depth) > capillary_loop_depth(layers, loop_fraction))
+
+
+def capillary_loop_depth(layers: ArrayLike, loop_fraction: ArrayLike) -> FloatArray:
+    """Depth [m] of the papillary capillary loops: ``loop_fraction`` of the papillary thickness
+    below the dermal-epidermal junction (``layers`` (..., 4) as ``SKIN_LAYERS``)."""
     t = _f(layers)
-    top_pap = t[..., 0] + t[..., 1]
-    loops = top_pap + np.clip(_f(loop_fraction), 0.0, 1.0) * t[..., 2]
-    return np.asarray(_f(depth) > loops)
+    return np.asarray(t[..., 0] + t[..., 1] + np.clip(_f(loop_fraction), 0.0, 1.0) * t[..., 2])
+
+
+def roller_cleft_width(
+    z: ArrayLike, depth: ArrayLike, needle_length: ArrayLike, drum_radius: ArrayLike
+) -> FloatArray:
+    """Width [m] of the cleft a drum needle's line sweeps at depth ``z`` below the skin surface,
+    in the plane of rolling, in rigid skin (module docstring): 2[(c + z) tan ψ_z − R ψ_z],
+    c = R + L − d, ψ_z = arccos((c + z)/(R + L)); 0 outside 0 ≤ z < d or where R is NaN.
+
+    All arguments broadcast; lengths in m.
+    """
+    zz, d, L, R = np.broadcast_arrays(_f(z), _f(depth), _f(needle_length), _f(drum_radius))
+    d = np.clip(d, 0.0, L)
+    c = R + L - d
+    inside = (zz >= 0.0) & (zz < d) & np.isfinite(R) & (R > 0.0)
+    ratio = np.where(inside, (c + zz) / np.where(inside, R + L, 1.0), 1.0)
+    psi = np.arccos(np.clip(ratio, -1.0, 1.0))
+    w = 2.0 * ((c + zz) * np.tan(psi) - R * psi)
+    return np.asarray(np.where(inside, np.maximum(w, 0.0), 0.0))
+
+
+# Gauss-Legendre nodes and weights on [0, 1] for the cleft area (w vanishes as (d - z)^(3/2) at
+# the tip; 32 nodes integrate it to < 1e-5 relative, tests/physics/test_needles.py)
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(32)
+_GL_X = 0.5 * (_GL_X + 1.0)
+_GL_W = 0.5 * _GL_W
+
+
+def roller_cleft_area(
+    z_top: ArrayLike, depth: ArrayLike, needle_length: ArrayLike, drum_radius: ArrayLike
+) -> FloatArray:
+    """Area [m²] of the cleft (:func:`roller_cleft_width`) between depth ``z_top`` and the tip
+    ``depth``: ∫ w(z) dz over [max(z_top, 0), d]; 0 where z_top ≥ d or the device has no drum.
+
+    Broadcasts its arguments; lengths in m.
+    """
+    zt, d, L, R = np.broadcast_arrays(_f(z_top), _f(depth), _f(needle_length), _f(drum_radius))
+    d = np.clip(d, 0.0, L)
+    lo = np.clip(zt, 0.0, None)
+    span = np.maximum(d - lo, 0.0)
+    z = lo[..., None] + span[..., None] * _GL_X
+    w = roller_cleft_width(z, d[..., None], L[..., None], R[..., None])
+    return np.asarray(span * np.sum(w * _GL_W, axis=-1))
 
 
 # ------------------------------------------------------------------------------- skin layers
@@ -552,6 +620,7 @@ class NeedleParameters:
     channel_radius_ratio: float
     capillary_loop_fraction: float
     damage_zone_factor: float
+    roller_sweep_fraction: float = 0.3
     puncture_deflection: float = 160e-6
     tip_radius_ref: float = 4e-6
     tip_exponent: float = 0.5
@@ -575,6 +644,7 @@ class NeedleParameters:
             channel_radius_ratio=v("needles.channel_radius_ratio", "1"),
             capillary_loop_fraction=v("needles.capillary_loop_fraction", "1"),
             damage_zone_factor=v("needles.damage_zone_factor", "1"),
+            roller_sweep_fraction=v("needles.roller_sweep_fraction", "1"),
             puncture_deflection=v("needles.puncture_deflection", "m"),
             tip_radius_ref=v("needles.tip_radius_ref", "m"),
             tip_exponent=v("needles.tip_exponent", "1"),
@@ -664,7 +734,9 @@ class DeviceGeometry:
 class Channels:
     """The puncture field of each case (arrays (B,) unless noted), SI units.
 
-    ``reach_m`` (B, 4) is the depth reached into each of ``SKIN_LAYERS``.
+    ``reach_m`` (B, 4) is the depth reached into each of ``SKIN_LAYERS``; ``cleft_volume_m3`` is
+    the dermal tissue a roller's needle cuts beside its own path below the capillary loops, per
+    puncture (κ × needle diameter × :func:`roller_cleft_area`; 0 for pens and stamps).
     """
 
     density_m2: FloatArray
@@ -673,6 +745,7 @@ class Channels:
     reach_m: FloatArray
     reaches_capillaries: BoolArray
     reaches_subcutis: BoolArray
+    cleft_volume_m3: FloatArray
 
     @property
     def area_fraction(self) -> FloatArray:
@@ -694,6 +767,7 @@ class Channels:
             reach_m=np.atleast_2d(self.reach_m)[s],
             reaches_capillaries=np.atleast_1d(self.reaches_capillaries)[s],
             reaches_subcutis=np.atleast_1d(self.reaches_subcutis)[s],
+            cleft_volume_m3=np.atleast_1d(self.cleft_volume_m3)[s],
         )
 
     def __len__(self) -> int:
@@ -716,7 +790,9 @@ def channels(
     ``skin`` is a batch of B. The depth is ``insertion_depth`` of the device (its kind, tip radius,
     stroke frequency and needle count) in the skin of ``species``; a channel that would go deeper
     than the skin is capped at its full thickness and flagged ``reaches_subcutis``. The surface
-    radius follows the needle's cone (``channel_surface_radius`` with the depth).
+    radius follows the needle's cone (``channel_surface_radius`` with the depth). A roller's
+    punctures also carry the cleft volume its needles sweep below the capillary loops (module
+    docstring, "Roller clefts").
     """
     g = geometry
     length = _f(needle_length_m)
@@ -749,6 +825,12 @@ def channels(
         g.needle_diameter_m, params.channel_radius_ratio, depth, params.cone_length
     )
     a = np.broadcast_to(a, depth.shape).astype(float)
+    if g.kind == ROLLER:
+        loops = capillary_loop_depth(layers, params.capillary_loop_fraction)
+        area = roller_cleft_area(loops, depth, length, 0.5 * g.drum_diameter_m)
+        cleft = params.roller_sweep_fraction * g.needle_diameter_m * area
+    else:
+        cleft = np.zeros(depth.shape)
     return Channels(
         density_m2=n,
         depth_m=depth,
@@ -756,4 +838,5 @@ def channels(
         reach_m=layer_reach(depth, layers),
         reaches_capillaries=reaches_capillaries(depth, layers, params.capillary_loop_fraction),
         reaches_subcutis=np.asarray(free >= total),
+        cleft_volume_m3=np.asarray(cleft, dtype=float),
     )

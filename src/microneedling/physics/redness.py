@@ -23,19 +23,38 @@ passes and density; one virtual patient (one θ) keeps a threshold-like response
 same signal against a higher threshold (``observe.oedema_threshold_factor`` × θ_50, not hidden by
 pigment). With no session V = I = 0 and nothing is red.
 
-The integrals run on a fine grid after each session (``DURATION_GRID``): V (closed form) needs
+Downtime is longer than redness after a roller: its needles cut clefts in the dermis beside their
+paths (``needles``, "Roller clefts") and the blood stays there as microbruises, which outlast the
+flare and the inflammation (clinics name bruising "for initial 2-3 days" after rollers; bruises
+clear over days). The bruise signal decays slowly from each session's cleft fraction c_k (the
+fraction of the dermis cut, ``Prepared.cleft_fraction``; 0 for pens and stamps)::
+
+    H(t) = ρ_H · Σ_k s(c_k) · exp(−(t − t_k)/τ_H)       (``observe.haem_ratio``, ``haem_time``)
+
+and the *downtime* is the expected time during which any sign is visible: redness, swelling or the
+bruise, each against the patient's threshold (one latent per patient, so the chance of seeing
+something is Φ of the largest of the three standardised signals)::
+
+    P(downtime at t) = Φ((ln max(R/θ, R/θ_oedema, H/θ) ) / σ_θ)    (θ = the patient's redness threshold)
+
+so downtime ≥ redness and ≥ swelling, and equals their longer one for a pen or a stamp.
+
+The integrals run on a fine grid after each session (``DURATION_GRID``): V and H (closed form) need
 minutes, the inflammation (linearly interpolated from the solver's output times) hours.
 
 Public API
 ----------
 ``RednessParameters.from_parameters(ps)``; ``vascular_signal(t, session_days, injured, params)``
-(B, T); ``redness_signal(t, inflammation_pap, inflammation_ret, session_days, injured, params)``;
-``visibility_threshold(fitzpatrick, params)`` (B,); ``expected_duration(t, inflammation_pap,
-inflammation_ret, session_days, injured, starts, ends, threshold, params)`` → days (B, K).
+(B, T); ``haem_signal(t, session_days, cleft, params)`` (B, T); ``redness_signal(t,
+inflammation_pap, inflammation_ret, session_days, injured, params)``; ``visibility_threshold(
+fitzpatrick, params)`` (B,); ``expected_duration(t, inflammation_pap, inflammation_ret,
+session_days, injured, starts, ends, threshold, params)`` → days (B, K); ``visible_durations(...,
+cleft, starts, ends, fitzpatrick, params)`` → redness, swelling and downtime days (B, K) each.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,13 +67,18 @@ from microneedling.vocabulary import roman
 __all__ = [
     "DURATION_GRID",
     "RednessParameters",
+    "VisibleDurations",
     "expected_duration",
+    "haem_signal",
     "redness_signal",
     "vascular_signal",
     "visibility_threshold",
+    "visible_durations",
 ]
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
 
 DURATION_GRID = np.unique(
     np.concatenate(
@@ -84,10 +108,13 @@ class RednessParameters:
     vascular_epidermal_weight: float
     recruitment_half: float
     fitzpatrick_factor: tuple[float, float, float, float, float, float]
+    haem_ratio: float = 0.0
+    haem_time: float = 2.0
 
     @classmethod
     def from_parameters(cls, ps: ParameterSet) -> RednessParameters:
-        """Read ``observe.erythema_*``, ``observe.vascular_*`` and ``healing.K_D``."""
+        """Read ``observe.erythema_*``, ``observe.vascular_*``, ``observe.haem_*`` and
+        ``healing.K_D``."""
         v = ps.value
         table = ps.table("observe.erythema_fitzpatrick_factor", "1")
         missing = [roman(f) for f in range(1, 7) if roman(f) not in table]
@@ -104,6 +131,8 @@ class RednessParameters:
             vascular_epidermal_weight=v("observe.vascular_epidermal_weight", "1"),
             recruitment_half=v("healing.K_D", "1"),
             fitzpatrick_factor=fac,  # type: ignore[arg-type]
+            haem_ratio=v("observe.haem_ratio", "1"),
+            haem_time=v("observe.haem_time", "d"),
         )
 
     @property
@@ -116,22 +145,24 @@ def _f(x: ArrayLike) -> FloatArray:
     return np.asarray(x, dtype=float)
 
 
+def _saturating(x: FloatArray, params: RednessParameters) -> FloatArray:
+    """s(x) = x/(K_D + x) for x ≥ 0 (negative x counts as 0)."""
+    x = np.maximum(x, 0.0)
+    return np.asarray(x / (params.recruitment_half + x))
+
+
 def _amplitudes(injured: ArrayLike, params: RednessParameters) -> FloatArray:
     """ρ_V·s(x_k) (B, K) of the vascular response of each session."""
     phi = _f(injured)
     p = params
     x = phi[..., 1] + p.vascular_epidermal_weight * phi[..., 0] + p.reticular_weight * phi[..., 2]
-    x = np.maximum(x, 0.0)
-    return np.asarray(p.vascular_ratio * x / (p.recruitment_half + x))
+    return np.asarray(p.vascular_ratio * _saturating(x, p))
 
 
-def vascular_signal(
-    t: ArrayLike, session_days: ArrayLike, injured: ArrayLike, params: RednessParameters
-) -> FloatArray:
-    """V(t) (B, T) of the sessions (``session_days`` (B, K), non-finite = no session) with
-    injured fractions (B, K, 3) (epidermis, papillary, reticular); ``t`` (T,) or (B, T) [d]."""
+def _impulse_sum(t: ArrayLike, session_days: ArrayLike, amp: FloatArray, tau: float) -> FloatArray:
+    """Σ_k amp_k exp(−(t − t_k)/τ) over the sessions at or before t, (B, T); ``t`` (T,) or (B, T),
+    ``session_days`` and ``amp`` (B, K), non-finite days = no session."""
     days = _f(session_days)
-    amp = _amplitudes(injured, params)
     tt = _f(t)
     tt = np.broadcast_to(tt, (days.shape[0], tt.shape[-1]))
     out = np.zeros(tt.shape)
@@ -147,13 +178,30 @@ def vascular_signal(
         d = days[rows, k][:, None]
         dt = tk - d
         on = dt >= 0.0
-        decay = np.exp(-np.where(on, dt, 0.0) / params.vascular_time)
+        decay = np.exp(-np.where(on, dt, 0.0) / tau)
         add = np.where(on, amp[rows, k][:, None] * decay, 0.0)
         if every:
             out += add
         else:
             out[rows] += add
     return out
+
+
+def vascular_signal(
+    t: ArrayLike, session_days: ArrayLike, injured: ArrayLike, params: RednessParameters
+) -> FloatArray:
+    """V(t) (B, T) of the sessions (``session_days`` (B, K), non-finite = no session) with
+    injured fractions (B, K, 3) (epidermis, papillary, reticular); ``t`` (T,) or (B, T) [d]."""
+    return _impulse_sum(t, session_days, _amplitudes(injured, params), params.vascular_time)
+
+
+def haem_signal(
+    t: ArrayLike, session_days: ArrayLike, cleft: ArrayLike, params: RednessParameters
+) -> FloatArray:
+    """The bruise signal H(t) = ρ_H Σ_k s(c_k) exp(−(t − t_k)/τ_H) (B, T) of sessions with cleft
+    fractions ``cleft`` (B, K) (``injury.cleft_fraction``); ``t`` (T,) or (B, T) [d]."""
+    amp = params.haem_ratio * _saturating(_f(cleft), params)
+    return _impulse_sum(t, session_days, amp, params.haem_time)
 
 
 def redness_signal(
@@ -175,6 +223,44 @@ def visibility_threshold(fitzpatrick: ArrayLike, params: RednessParameters) -> F
     return np.asarray(params.threshold * np.asarray(params.fitzpatrick_factor)[f - 1])
 
 
+def _windows(
+    t: FloatArray,
+    inflammation_pap: FloatArray,
+    inflammation_ret: FloatArray,
+    session_days: FloatArray,
+    injured: FloatArray,
+    starts: FloatArray,
+    ends: FloatArray,
+    params: RednessParameters,
+) -> tuple[IntArray, IntArray, FloatArray, BoolArray, FloatArray, FloatArray]:
+    """Every set window (row b, session k) as one batch: (b, k, grid g (W, G) cut at the window's
+    end, inside (W, G), the redness signal R on g, the trapezoid steps (W, G − 1))."""
+    b, k = np.nonzero(np.isfinite(starts))
+    s0 = starts[b, k]
+    e0 = np.where(np.isfinite(ends[b, k]), ends[b, k], s0 + DURATION_GRID[-1])
+    grid = s0[:, None] + DURATION_GRID[None, :]  # (windows, G)
+    inside = grid <= e0[:, None]
+    g = np.minimum(grid, e0[:, None])
+    ip, ir = inflammation_pap, inflammation_ret
+    pap = np.array([np.interp(g[i], t, ip[r]) for i, r in enumerate(b)]).reshape(g.shape)
+    ret = np.array([np.interp(g[i], t, ir[r]) for i, r in enumerate(b)]).reshape(g.shape)
+    r = vascular_signal(g, session_days[b], injured[b], params) + pap
+    r = r + params.reticular_weight * ret
+    return b, k, g, inside, r, np.diff(g, axis=1)
+
+
+def _visible_days(
+    log_ratio: FloatArray, inside: BoolArray, step: FloatArray, sd: float
+) -> FloatArray:
+    """∫ Φ(ln(signal/θ)/σ) dt by the trapezoid rule (W,), from ln(signal/θ) (W, G)."""
+    prob = np.where(inside, ndtr(log_ratio / sd), 0.0)
+    return np.asarray(np.sum(0.5 * (prob[:, 1:] + prob[:, :-1]) * step, axis=1))
+
+
+def _log(x: FloatArray) -> FloatArray:
+    return np.asarray(np.log(np.maximum(x, 1e-300)))
+
+
 def expected_duration(
     t: ArrayLike,
     inflammation_pap: ArrayLike,
@@ -194,33 +280,70 @@ def expected_duration(
     threshold); NaN windows give NaN. Thresholds (M, B) give (M, B, K), one signal R for all
     (redness and swelling are the same signal against different thresholds).
     """
-    tt = _f(t)
-    ip, ir = _f(inflammation_pap), _f(inflammation_ret)
     st, en = _f(starts), _f(ends)
     B, K = st.shape
     thr_in = _f(threshold)
     several = thr_in.ndim == 2
     thr = np.broadcast_to(thr_in, (thr_in.shape[0] if several else 1, B))
     out = np.full((thr.shape[0], B, K), np.nan)
-    sd = max(params.threshold_sd, 1e-12)
-    # every window (row b, session k) that is set, as one batch of rows
-    b, k = np.nonzero(np.isfinite(st))
-    if b.size == 0:
-        return out if several else out[0]
-    s0 = st[b, k]
-    e0 = np.where(np.isfinite(en[b, k]), en[b, k], s0 + DURATION_GRID[-1])
-    grid = s0[:, None] + DURATION_GRID[None, :]  # (windows, G)
-    inside = grid <= e0[:, None]
-    g = np.minimum(grid, e0[:, None])
-    pap = np.array([np.interp(g[i], tt, ip[r]) for i, r in enumerate(b)]).reshape(g.shape)
-    ret = np.array([np.interp(g[i], tt, ir[r]) for i, r in enumerate(b)]).reshape(g.shape)
-    days, inj = _f(session_days), _f(injured)
-    r = vascular_signal(g, days[b], inj[b], params) + pap + params.reticular_weight * ret
-    log_r = np.log(np.maximum(r, 1e-300))
-    step = np.diff(g, axis=1)
-    for m in range(thr.shape[0]):
-        with np.errstate(divide="ignore"):
-            z = (log_r - np.log(thr[m, b])[:, None]) / sd
-        prob = np.where(inside, ndtr(z), 0.0)
-        out[m, b, k] = np.sum(0.5 * (prob[:, 1:] + prob[:, :-1]) * step, axis=1)
+    if np.isfinite(st).any():
+        b, k, _, inside, r, step = _windows(
+            _f(t), _f(inflammation_pap), _f(inflammation_ret), _f(session_days), _f(injured),
+            st, en, params,
+        )  # fmt: skip
+        log_r = _log(r)
+        sd = max(params.threshold_sd, 1e-12)
+        for m in range(thr.shape[0]):
+            with np.errstate(divide="ignore"):
+                ratio = log_r - np.log(thr[m, b])[:, None]
+            out[m, b, k] = _visible_days(ratio, inside, step, sd)
     return out if several else out[0]
+
+
+@dataclass(frozen=True)
+class VisibleDurations:
+    """Expected days [d] (B, K) over patients of visible redness, swelling and downtime (any of
+    redness, swelling or bruise seen) in each session's window; NaN where no session."""
+
+    erythema: FloatArray
+    oedema: FloatArray
+    downtime: FloatArray
+
+
+def visible_durations(
+    t: ArrayLike,
+    inflammation_pap: ArrayLike,
+    inflammation_ret: ArrayLike,
+    session_days: ArrayLike,
+    injured: ArrayLike,
+    cleft: ArrayLike,
+    starts: ArrayLike,
+    ends: ArrayLike,
+    fitzpatrick: ArrayLike,
+    params: RednessParameters,
+) -> VisibleDurations:
+    """Redness, swelling and downtime days (module docstring) of each window [start, end).
+
+    As :func:`expected_duration` for redness (threshold ``visibility_threshold(fitzpatrick)``) and
+    swelling (``params.oedema_threshold``); downtime integrates Φ of the largest of ln(R/θ),
+    ln(R/θ_oedema) and ln(H/θ) over σ_θ, with the bruise signal H of the sessions' cleft fractions
+    ``cleft`` (B, K). One interpolation of the inflammation serves all three.
+    """
+    st, en = _f(starts), _f(ends)
+    B, K = st.shape
+    out = np.full((3, B, K), np.nan)
+    if np.isfinite(st).any():
+        days = _f(session_days)
+        b, k, g, inside, r, step = _windows(
+            _f(t), _f(inflammation_pap), _f(inflammation_ret), days, _f(injured), st, en, params
+        )
+        red = np.log(visibility_threshold(fitzpatrick, params))[b][:, None]
+        swell = math.log(params.oedema_threshold)
+        log_r = _log(r)
+        log_h = _log(haem_signal(g, days[b], _f(cleft)[b], params))
+        sd = max(params.threshold_sd, 1e-12)
+        out[0, b, k] = _visible_days(log_r - red, inside, step, sd)
+        out[1, b, k] = _visible_days(log_r - swell, inside, step, sd)
+        worst = np.maximum(np.maximum(log_r - red, log_r - swell), log_h - red)
+        out[2, b, k] = _visible_days(worst, inside, step, sd)
+    return VisibleDurations(out[0], out[1], out[2])

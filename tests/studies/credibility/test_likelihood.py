@@ -17,6 +17,7 @@ from microneedling.studies.credibility.likelihood import (
     RowSpec,
     binomial_logpmf,
     gaussian_block_loglik,
+    independent_loglik,
     log_prior_log_tau,
     ordinal_probability,
     profile_interval,
@@ -262,3 +263,21 @@ def test_profile_interval_of_a_gaussian_log_likelihood_is_mean_plus_minus_1_96_s
     assert hi80 - lo80 == pytest.approx(2 * 1.281552 * 0.8, abs=4e-3)
     with pytest.raises(ValueError, match="x reaches the end of the grid"):
         profile_interval(grid[:3000], ll[:3000], "x")
+
+
+def test_independent_rows_are_gaussians_and_censored_gaussians() -> None:
+    """A mean row is the normal log density, an upper bound log P(truth <= y) = log Φ((y − f)/se),
+    a lower one log Φ((f − y)/se); rows add; an unknown bound kind and a wrong shape are refused."""
+    f = np.array([[1.0, 2.0, 3.0], [2.5, 0.0, 5.0]])
+    y, se = np.array([1.5, 1.0, 4.0]), np.array([0.5, 0.4, 2.0])
+    got = independent_loglik(y, se, [None, "upper", "lower"], f)
+    want = (
+        stats.norm.logpdf(y[0], f[:, 0], se[0])
+        + stats.norm.logcdf((y[1] - f[:, 1]) / se[1])
+        + stats.norm.logcdf((f[:, 2] - y[2]) / se[2])
+    )
+    assert got == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="bound"):
+        independent_loglik(y, se, [None, "above", None], f)
+    with pytest.raises(ValueError, match="shape"):
+        independent_loglik(y, se, [None, None, None], f[:, :2])

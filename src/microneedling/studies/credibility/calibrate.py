@@ -97,6 +97,7 @@ __all__ = [
     "load_config",
     "nuisances",
     "observed_value",
+    "predict_on_grid",
     "predict_rows",
     "protocol_ranges",
     "refined_grid",
@@ -483,6 +484,22 @@ def _grid_batches(courses: Sequence[Any], common_grid: bool) -> list[np.ndarray]
     if cur:
         batches.append(np.array(cur))
     return batches
+
+
+def predict_on_grid(
+    lit_rows: Sequence[LiteratureRow],
+    ps: ParameterSet,
+    name: str,
+    grid: np.ndarray,
+    protocols: Mapping[str, Protocol] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' standard errors (R,) (:func:`~.literature.standard_error`) and predictions
+    (G, R) with parameter ``name`` at each value of ``grid`` and every other parameter at ``ps``:
+    the two inputs of a one-parameter profile fit."""
+    settings: dict[str, Any] = load_protocol_file()["settings"]
+    se = np.array([standard_error(r, settings)[0] for r in lit_rows], dtype=float)
+    sets = [ps.with_values({name: float(x)}) for x in np.asarray(grid, dtype=float)]
+    return se, np.asarray(predict_rows(lit_rows, sets, protocols, settings), dtype=float)
 
 
 def predict_rows(

@@ -30,21 +30,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.studies.credibility.calibrate import predict_rows
-from microneedling.studies.credibility.likelihood import profile_interval
+from microneedling.studies.credibility.calibrate import predict_on_grid
+from microneedling.studies.credibility.likelihood import independent_loglik, profile_interval
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
     Protocol,
     load_literature,
-    load_protocol_file,
     load_protocols,
-    standard_error,
 )
 
 __all__ = ["GradeFit", "fit_from_predictions", "fit_grade_threshold", "grade_rows", "mild_grid"]
@@ -116,7 +113,7 @@ def fit_from_predictions(
     obs = np.array([r.value for r in rows], dtype=float)
     if pred.shape != (len(g), len(rows)):
         raise ValueError(f"predictions: shape {pred.shape}; allowed: {(len(g), len(rows))}")
-    ll = -0.5 * np.sum(((pred - obs) / s) ** 2 + np.log(2.0 * np.pi * s**2), axis=1)
+    ll = independent_loglik(obs, s, [None] * len(rows), pred)
     i, low, high = profile_interval(g, ll, f"{NAME} (mm)", LEVEL)
     table = {r.key: (float(r.value), float(s[j]), float(pred[i, j])) for j, r in enumerate(rows)}
     return GradeFit(float(g[i]), low, high, float(ll[i]), table)
@@ -140,10 +137,7 @@ def fit_grade_threshold(
         if grid is not None
         else mild_grid(ps.value("observe.scar_grade_obvious_depth", "mm"))
     )
-    settings: dict[str, Any] = load_protocol_file()["settings"]
-    se = [standard_error(r, settings)[0] for r in lit]
-    sets = [ps.with_values({NAME: float(h)}) for h in g]
-    pred = np.asarray(predict_rows(lit, sets, protocols), dtype=float)
+    se, pred = predict_on_grid(lit, ps, NAME, g, protocols)
     return fit_from_predictions(lit, se, g, pred)
 
 

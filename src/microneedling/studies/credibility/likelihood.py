@@ -68,6 +68,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from microneedling.errors import InputError
 
@@ -80,6 +81,7 @@ __all__ = [
     "binomial_logpmf",
     "expit",
     "gaussian_block_loglik",
+    "independent_loglik",
     "log_prior_log_tau",
     "logit",
     "ordinal_probability",
@@ -188,6 +190,38 @@ def gaussian_block_loglik(
     logdet = np.sum(np.log(d)) + np.log(a)
     n = r.shape[1]
     out: np.ndarray = -0.5 * (n * math.log(2.0 * math.pi) + logdet + quad)
+    return out
+
+
+def independent_loglik(
+    observed: ArrayLike, se: ArrayLike, bound: Sequence[str | None], predictions: ArrayLike
+) -> np.ndarray:
+    """Log-likelihood (G,) of rows measured independently, at each of G parameter values.
+
+    ``predictions`` (G, n) are the model's values of n rows; row j is a Gaussian measurement of
+    ``observed[j]`` with standard error ``se[j]`` (``bound[j]`` None), or a censored one: the
+    reported value is an upper bound on the truth (``"upper"``: log Φ((y − f)/se)) or a lower one
+    (``"lower"``: log Φ((f − y)/se)).
+    """
+    from scipy.special import log_ndtr
+
+    y = np.asarray(observed, dtype=float)
+    s = np.asarray(se, dtype=float)
+    f = np.asarray(predictions, dtype=float)
+    if f.ndim != 2 or f.shape[1] != y.shape[0] or len(bound) != y.shape[0]:
+        raise ValueError(f"predictions: shape {f.shape}; allowed: (G, {y.shape[0]})")
+    z = (f - y) / s
+    terms = np.empty_like(z)
+    for j, b in enumerate(bound):
+        if b is None:
+            terms[:, j] = -0.5 * (z[:, j] ** 2 + math.log(2.0 * math.pi * s[j] ** 2))
+        elif b == "upper":
+            terms[:, j] = log_ndtr(-z[:, j])
+        elif b == "lower":
+            terms[:, j] = log_ndtr(z[:, j])
+        else:
+            raise ValueError(f"bound[{j}]: {b!r}; allowed: None, 'upper' or 'lower'")
+    out: np.ndarray = terms.sum(axis=1)
     return out
 
 

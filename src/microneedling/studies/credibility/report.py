@@ -81,7 +81,7 @@ SOBOL_COURSE = "acne-scars-rolling-cheek"
 SOBOL_ENDPOINTS: dict[str, str] = {
     "collagen gain": "collagen_change@last+90",
     "scar-depth reduction": "scar_depth:reduction@last+90",
-    "downtime": "erythema_days",
+    "downtime": "downtime_days",
 }
 
 GRADES: tuple[str, ...] = ("low", "medium", "high")

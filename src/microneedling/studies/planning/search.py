@@ -10,8 +10,8 @@ Objective: the weighted, normalised predicted improvement. Each concern has an e
 that site and concern (so 1 = the best the search space offers), weighted by concern weight ×
 severity weight × ``limits.concern_weights``, and summed (weights normalised to sum 1).
 
-Constraints: per-session downtime (``max(erythema_days, oedema_days)`` of each session, the worst site
-treated that day) ≤ ``limits.max_downtime_days_per_session``; total downtime ≤
+Constraints: per-session downtime (``downtime_days`` of each session: redness, swelling or bruising
+visible, the worst site treated that day) ≤ ``limits.max_downtime_days_per_session``; total downtime ≤
 ``limits.max_total_downtime_days``; predicted PIH risk of every session and site ≤ the PIH limit
 (default ``planning.max_pih_risk``); needle length ≤ the site's ``safety.max_needle_length`` (and ≤
 ``safety.typical_needle_length`` unless ``limits.allow_above_usual_depth``); sessions, interval,
@@ -291,7 +291,7 @@ def _evaluate(run: BatchRun, specs_of_case: Sequence[list[Any]]) -> _Cases:
                 cache[spec.text] = endpoint_values(run, spec)
             values[c, j] = cache[spec.text][c]
     ps = run.per_session
-    downtime = np.fmax(ps["erythema_days"], ps["oedema_days"])
+    downtime = ps["downtime_days"]
     return _Cases(values, downtime, endpoint_values(run, "pih_risk"))
 
 
@@ -864,6 +864,7 @@ def predict(
     extra = [
         parse_endpoint("erythema_days"),
         parse_endpoint("oedema_days"),
+        parse_endpoint("downtime_days"),
         parse_endpoint("pih_risk"),
     ]
     for b, s in enumerate(sites):
