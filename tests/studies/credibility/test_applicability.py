@@ -48,8 +48,8 @@ def test_stand_in_ranges_and_comparator_arms_widen_the_map() -> None:
     # the Garg rows report no needle length: their stand-in range 1.0-2.0 mm is covered
     assert scar["needle_length_mm"][0] <= 1.0 and scar["needle_length_mm"][1] >= 2.0
     assert {"garg_boxcar_reduction", "garg_icepick_reduction"} <= set(scar["rows"])
-    ery = out["erythema_days"]
-    assert {"pen", "roller"} <= set(ery["devices"])  # Chu 2012: pen arm and roller comparator
+    down = out["downtime_days"]
+    assert {"pen", "roller"} <= set(down["devices"])  # Chu 2012: pen arm and roller comparator
 
 
 def test_write_replaces_the_file_atomically(tmp_path: Path) -> None:
