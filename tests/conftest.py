@@ -8,6 +8,7 @@ with simple closed-form curves, so report and CLI output code can be tested with
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,16 @@ import xarray as xr
 import microneedling
 from microneedling.engine.result import Result
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal gives it, however the suite was started: a shell that starts a command
+    in the background (``.ci/run &``, some CI runners) starts it with SIGINT ignored, which Python
+    keeps, so the interrupt tests would see no KeyboardInterrupt (in the process or in the
+    subprocesses they start, which inherit the disposition)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 SITES = ("cheek", "forehead")
 LAYERS = ("epidermis", "papillary_dermis", "reticular_dermis")
