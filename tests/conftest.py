@@ -246,6 +246,7 @@ def build_synthetic_dataset(ps: ParameterSet) -> xr.Dataset:
         ),
         "erythema_days": (one * 2.0 * per_site, "d", "Visible redness"),
         "oedema_days": (one * 1.0 * per_site, "d", "Visible swelling"),
+        "downtime_days": (one * 2.5 * per_site, "d", "Downtime (any visible sign)"),
         "pih_risk": (one * 0.05 * per_site, "1", "PIH risk"),
         "reaches_capillaries": (
             one * np.array([1.0, 0.0])[None, :, None],
@@ -282,6 +283,7 @@ def build_synthetic_dataset(ps: ParameterSet) -> xr.Dataset:
         *layer_vars,
         "erythema_days",
         "oedema_days",
+        "downtime_days",
         "pih_risk",
         "absorbed_amount",
         "enhancement_ratio",

@@ -336,13 +336,16 @@ def test_downtime_calendar_shows_each_session(
     report_html: tuple[str, list[Path]], synthetic_result: Result
 ) -> None:
     fig = _figures(report_html[0])["chart-downtime-calendar"]
-    red, swollen = fig["data"]
+    red, swollen, down = fig["data"]
     ds = synthetic_result.dataset
     assert len(red["y"]) == len(SITES) * len(SESSION_DAYS)
     assert red["y"][0] == "cheek, session 1 (day 0)"
     expected = ds["erythema_days"].isel(patient=0).sel(site="cheek").values
     np.testing.assert_allclose(red["x"][: len(SESSION_DAYS)], expected, rtol=1e-5)
     assert swollen["name"] == "visible swelling"
+    assert down["name"] == "any sign visible (downtime)"
+    expected = ds["downtime_days"].isel(patient=0).sel(site="cheek").values
+    np.testing.assert_allclose(down["x"][: len(SESSION_DAYS)], expected, rtol=1e-5)
 
 
 def test_report_decimation_keeps_peaks() -> None:

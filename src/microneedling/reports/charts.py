@@ -460,8 +460,9 @@ def calendar_chart(
     cid: str, title: str, rows: Sequence[dict[str, Any]], *, summary: str = ""
 ) -> Chart:
     """The downtime calendar: one row per session (``{"label", "day", "red_days",
-    "swollen_days"}``, the label naming the session and its day), a red bar for the days of
-    visible redness and a blue one for the days of visible swelling after it."""
+    "swollen_days"}`` and optionally ``"down_days"``, the label naming the session and its day), a
+    red bar for the days of visible redness, a blue one for the days of visible swelling and a grey
+    one for the days on which any sign (redness, swelling or bruising) is visible after it."""
     labels = [clean_text(r["label"]) for r in rows]
     day = np.array([float(r["day"]) for r in rows])
     data = []
@@ -469,8 +470,11 @@ def calendar_chart(
     for key, name, colour in (
         ("red_days", "visible redness", "#d62728"),
         ("swollen_days", "visible swelling", "#1f77b4"),
+        ("down_days", "any sign visible (downtime)", "#7f7f7f"),
     ):
         v = np.array([float(r.get(key, math.nan)) for r in rows])
+        if key == "down_days" and not np.isfinite(v).any():
+            continue  # a result from before the downtime output
         if np.isfinite(v).any():
             longest = max(longest, float(np.nanmax(v)))
         custom = [

@@ -663,10 +663,11 @@ def _calendar_rows(label: str, ds: xr.Dataset) -> list[dict[str, Any]]:
     for site in _sites(ds):
         days = np.asarray(_select(ds["session_day"], 0, site, None).values, dtype=float)
         red = np.asarray(_select(ds["erythema_days"], 0, site, None).values, dtype=float)
-        swollen = (
-            np.asarray(_select(ds["oedema_days"], 0, site, None).values, dtype=float)
-            if "oedema_days" in ds
+        swollen, down = (
+            np.asarray(_select(ds[name], 0, site, None).values, dtype=float)
+            if name in ds
             else np.full_like(red, np.nan)
+            for name in ("oedema_days", "downtime_days")
         )
         for k, d in enumerate(days):
             if not np.isfinite(d):
@@ -678,6 +679,7 @@ def _calendar_rows(label: str, ds: xr.Dataset) -> list[dict[str, Any]]:
                     "day": float(d),
                     "red_days": float(red[k]),
                     "swollen_days": float(swollen[k]),
+                    "down_days": float(down[k]),
                 }
             )
     return rows
@@ -686,8 +688,9 @@ def _calendar_rows(label: str, ds: xr.Dataset) -> list[dict[str, Any]]:
 def downtime_calendar(
     results: Sequence[tuple[str, Result | xr.Dataset]], *, prefix: str = ""
 ) -> charts.Chart | None:
-    """The downtime calendar: for each session of each site, the days of visible redness and of
-    visible swelling from the session day (``erythema_days``, ``oedema_days``)."""
+    """The downtime calendar: for each session of each site, the days of visible redness, of
+    visible swelling and of any visible sign (redness, swelling or a roller's bruising) from the
+    session day (``erythema_days``, ``oedema_days``, ``downtime_days``)."""
     multi = len(results) > 1
     rows = [
         row for label, ds in _runs(results) for row in _calendar_rows(label if multi else "", ds)
@@ -699,9 +702,15 @@ def downtime_calendar(
         f"{len(rows)} session(s); visible redness {format_number(total_red)} d in total "
         f"(longest {format_number(max(r['red_days'] for r in rows))} d after one session)."
     )
+    down = [r["down_days"] for r in rows if math.isfinite(r["down_days"])]
+    if down:
+        summary += (
+            f" Any sign visible (redness, swelling or bruising): {format_number(sum(down))} d in "
+            f"total (longest {format_number(max(down))} d)."
+        )
     return charts.calendar_chart(
         _chart_id(prefix, "downtime-calendar"),
-        "Downtime calendar: days of visible redness and swelling after each session",
+        "Downtime calendar: days of visible redness, swelling and any sign after each session",
         rows,
         summary=summary,
     )

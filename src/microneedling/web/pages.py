@@ -1516,12 +1516,17 @@ def _handout(result: Any) -> dict[str, Any]:
             values = red[ok]
             name = human(site).capitalize()
             if float(values.max() - values.min()) < 0.05:
-                downtime.append(f"{name}: visible redness for about {format_number(values.mean())} "
-                                f"days after each session.")  # fmt: skip
+                line = (f"{name}: visible redness for about {format_number(values.mean())} days "
+                        f"after each session")  # fmt: skip
             else:
                 each = ", ".join(format_number(v) for v in values)
-                downtime.append(f"{name}: visible redness for about {each} days after sessions "
-                                f"1 to {len(values)}.")  # fmt: skip
+                line = f"{name}: visible redness for about {each} days after sessions 1 to {len(values)}"
+            if "downtime_days" in ds:
+                down = _site_values(ds, "downtime_days", site)[ok]
+                if np.isfinite(down).all() and float((down - values).max()) >= 0.25:
+                    line += (f"; some sign (redness, swelling or bruising) for up to "
+                             f"{format_number(down.max())} days")  # fmt: skip
+            downtime.append(line + ".")
     pih = [f"{k}: {v}" for k, v in run_report.pih_summary(result)]
     protection = course.patient.photoprotection if course is not None else "usual"
     return {"plan_lines": plan_lines, "expected": expected, "downtime": downtime, "pih": pih,
