@@ -102,3 +102,15 @@ def test_metric_verification_on_calibrated_and_overconfident_ensembles() -> None
         else:
             assert r["high"] < 0.8  # too narrow: coverage well below 80%
             assert ks["p_value"] < 1e-3  # U-shaped PIT
+
+
+def test_psis_weights_of_equal_log_ratios_are_uniform() -> None:
+    """A study whose likelihood is the same under every draw (Chakrawarty's sign bounds under the
+    shipped posterior) leaves the posterior unchanged: equal weights, k = 0, no NaN (the generalized
+    Pareto fit divides by zero there, and the weighted quantiles of validate --out had no points)."""
+    w, k = psis_weights(np.full(64, -0.125))
+    assert np.allclose(w, 1.0 / 64) and k == 0.0
+    # a varying study still gets smoothed, normalised weights
+    rng = np.random.default_rng(0)
+    w, k = psis_weights(rng.normal(0.0, 1.0, 400))
+    assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0) and np.isfinite(k)

@@ -176,7 +176,17 @@ def weighted_quantile(x: np.ndarray, w: np.ndarray, q: Sequence[float]) -> np.nd
 
 def psis_weights(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
     """Pareto-smoothed importance weights (ArviZ ``psislw``; Vehtari et al. 2017), normalised, and
-    the Pareto shape ``k`` (above 0.7 the weights are unreliable: report, do not trust)."""
-    lw, k = az.psislw(np.asarray(log_ratios, dtype=float))
+    the Pareto shape ``k`` (above 0.7 the weights are unreliable: report, do not trust).
+
+    Equal log ratios (a study whose likelihood is the same under every draw, e.g. rows that no
+    calibrated parameter moves) give equal weights exactly and ``k`` = 0: there is no tail to
+    smooth (the generalized Pareto fit is undefined there)."""
+    lr = np.asarray(log_ratios, dtype=float)
+    finite = lr[np.isfinite(lr)]
+    if finite.size == lr.size and (
+        finite.size == 0 or np.ptp(finite) <= 1e-12 * max(1.0, float(np.max(np.abs(finite))))
+    ):
+        return np.full(lr.shape, 1.0 / max(lr.size, 1)), 0.0
+    lw, k = az.psislw(lr)
     w = np.exp(lw - np.max(lw))
     return w / w.sum(), float(np.asarray(k))
