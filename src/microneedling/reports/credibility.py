@@ -292,6 +292,12 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
         f"{cc.get('n_rows')}. Leave-one-study-out ({len(loso.get('studies', []))} studies): 80% "
         f"coverage {_ci(loso.get('coverage_80'))}; elpd {_n(loso.get('elpd'), 4)}; max Pareto k "
         f"{_n(loso.get('max_pareto_k'), 2)}. {loso.get('method', '')}."
+        + (
+            f" Not scored (no finite prediction with the study's settings redrawn): "
+            f"{', '.join(loso['unscored'])}."
+            if loso.get("unscored")
+            else ""
+        )
         if cc.get("n_rows")
         else f"Calibration check: {cc.get('status', 'not run')}."
     )

@@ -114,3 +114,14 @@ def test_psis_weights_of_equal_log_ratios_are_uniform() -> None:
     rng = np.random.default_rng(0)
     w, k = psis_weights(rng.normal(0.0, 1.0, 400))
     assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0) and np.isfinite(k)
+
+
+def test_weighted_quantile_of_no_finite_point_is_nan() -> None:
+    """A predictive with no finite draw (or no positive weight) has no quantiles: NaN, not an
+    error (validate --out scored such a row as a crash before)."""
+    from microneedling.studies.credibility.metrics import weighted_quantile
+
+    got = weighted_quantile(np.full(8, np.nan), np.full(8, 0.125), [0.1, 0.9])
+    assert got.shape == (2,) and np.all(np.isnan(got))
+    assert np.all(np.isnan(weighted_quantile(np.arange(4.0), np.zeros(4), [0.5])))
+    assert weighted_quantile(np.arange(5.0), np.full(5, 0.2), [0.5])[0] == pytest.approx(2.0)

@@ -162,11 +162,13 @@ def variance_components(values: np.ndarray) -> dict[str, float]:
 
 def weighted_quantile(x: np.ndarray, w: np.ndarray, q: Sequence[float]) -> np.ndarray:
     """Quantiles of ``x`` under normalised weights ``w`` (inverse of the weighted empirical CDF at
-    mid-points)."""
+    mid-points); NaN when no point has a finite value and a positive weight."""
     x = np.asarray(x, dtype=float)
     w = np.asarray(w, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(w)
+    ok = np.isfinite(x) & np.isfinite(w) & (w > 0)
     x, w = x[ok], w[ok]
+    if x.size == 0:
+        return np.full(len(q), np.nan)
     order = np.argsort(x)
     x, w = x[order], w[order] / w.sum()
     c = np.cumsum(w) - 0.5 * w

@@ -641,10 +641,12 @@ def calibration_check(
             lo = hi = math.nan  # counts are judged by their PIT
             if spec.kind not in ("binomial", "ordinal"):
                 lo, hi = weighted_quantile(yrep, w, [0.1, 0.9])
-            covered = _inside(spec.kind, 80.0, pit, spec.observed, lo, hi)
+            covered: bool | None = _inside(spec.kind, 80.0, pit, spec.observed, lo, hi)
+            if not math.isfinite(pit) and not (math.isfinite(lo) or math.isfinite(hi)):
+                covered = None  # no finite prediction with the study's settings redrawn: unscored
             rows_s.append({"key": spec.key, "pit": pit, "covered_80": covered})
         loso.append({"study": study, "elpd": elpd, "pareto_k": k, "rows": rows_s})
-    all_rows = [r for s in loso for r in s["rows"]]
+    scored = [(r, s["study"]) for s in loso for r in s["rows"] if r["covered_80"] is not None]
     return {
         "posterior": post.version,
         "draws": draws,
@@ -655,12 +657,13 @@ def calibration_check(
             "studies": loso,
             "elpd": float(sum(s["elpd"] for s in loso)),
             "coverage_80": clustered_rate(
-                [r["covered_80"] for r in all_rows],
-                [s["study"] for s in loso for _ in s["rows"]],
+                [bool(r["covered_80"]) for r, _ in scored],
+                [study for _, study in scored],
                 replicates=config.validation.bootstrap,
                 seed=seed,
             ),
             "max_pareto_k": max((s["pareto_k"] for s in loso), default=math.nan),
+            "unscored": [r["key"] for s in loso for r in s["rows"] if r["covered_80"] is None],
             "method": "Pareto-smoothed importance sampling of the posterior samples with weights "
             "1/p(y_study | draw) (Vehtari, Gelman & Gabry 2017), the left-out study's settings "
             "drawn afresh from their ranges; Pareto k > 0.7 flags a study whose weights are "
