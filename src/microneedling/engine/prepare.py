@@ -177,9 +177,10 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
     npar = _per_set(ps, "needles", needles.NeedleParameters.from_parameters)
     flat = (B * K,)
     ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
-    phi = injury.injured_fraction_from_channels(ch, skin.repeat(K), ps).reshape(B, K, 3)
+    skin_k = skin.repeat(K)  # one row per (case, session), like the channels
+    phi = injury.injured_fraction_from_channels(ch, skin_k, ps).reshape(B, K, 3)
     phi = np.where(mask[:, :, None], phi, 0.0)
-    dermis = skin.repeat(K).stack()[:, 2:].sum(axis=1)
+    dermis = skin_k.stack()[:, 2:].sum(axis=1)
     cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(B, K)
     cleft = np.where(mask, cleft, 0.0)
     # channel resealing: 95% of the barrier clock (by channel size and occlusion)

@@ -18,6 +18,7 @@ from microneedling.studies.credibility.likelihood import (
     binomial_logpmf,
     gaussian_block_loglik,
     independent_loglik,
+    log_grid,
     log_prior_log_tau,
     ordinal_probability,
     profile_interval,
@@ -281,3 +282,14 @@ def test_independent_rows_are_gaussians_and_censored_gaussians() -> None:
         independent_loglik(y, se, [None, "above", None], f)
     with pytest.raises(ValueError, match="shape"):
         independent_loglik(y, se, [None, None, None], f[:, :2])
+
+
+def test_log_grid_spacing_and_ends() -> None:
+    """Equal steps in ln, both ends included, at least the asked density per factor e."""
+    g = log_grid(0.5, 8.0, 10)
+    assert g[0] == pytest.approx(0.5) and g[-1] == pytest.approx(8.0)
+    steps = np.diff(np.log(g))
+    assert np.allclose(steps, steps[0]) and steps[0] <= 0.1 + 1e-12
+    assert len(log_grid(1.0, 1.0001, 10)) == 2
+    with pytest.raises(ValueError, match="low"):
+        log_grid(2.0, 1.0, 10)

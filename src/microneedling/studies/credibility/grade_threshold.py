@@ -27,7 +27,6 @@ prediction at the estimate (docs/model.md, "Acne scars").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.studies.credibility.calibrate import predict_on_grid
-from microneedling.studies.credibility.likelihood import independent_loglik, profile_interval
+from microneedling.studies.credibility.likelihood import log_grid, profile_fit
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
     Protocol,
@@ -63,9 +62,7 @@ def mild_grid(h_obvious: float, low: float = 0.01) -> FloatArray:
     needs h_mild < h_obvious: atrophy is seen at close range before it is obvious at 50 cm)."""
     if not 0.0 < low < h_obvious:
         raise ValueError(f"low: {low} mm; allowed: 0 < low < h_obvious ({h_obvious} mm)")
-    top = 0.95 * h_obvious
-    n = max(2, math.ceil(math.log(top / low) * POINTS_PER_E) + 1)
-    return np.exp(np.linspace(math.log(low), math.log(top), n))
+    return np.asarray(log_grid(low, 0.95 * h_obvious, POINTS_PER_E))
 
 
 def grade_rows(
@@ -110,11 +107,8 @@ def fit_from_predictions(
     g = np.asarray(grid, dtype=float)
     pred = np.asarray(predictions, dtype=float)
     s = np.asarray(se, dtype=float)
-    obs = np.array([r.value for r in rows], dtype=float)
-    if pred.shape != (len(g), len(rows)):
-        raise ValueError(f"predictions: shape {pred.shape}; allowed: {(len(g), len(rows))}")
-    ll = independent_loglik(obs, s, [None] * len(rows), pred)
-    i, low, high = profile_interval(g, ll, f"{NAME} (mm)", LEVEL)
+    obs = [r.value for r in rows]
+    i, low, high, ll = profile_fit(obs, s, [None] * len(rows), g, pred, f"{NAME} (mm)", LEVEL)
     table = {r.key: (float(r.value), float(s[j]), float(pred[i, j])) for j, r in enumerate(rows)}
     return GradeFit(float(g[i]), low, high, float(ll[i]), table)
 

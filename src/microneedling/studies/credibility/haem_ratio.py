@@ -22,7 +22,6 @@ prediction at the estimate (docs/model.md, "Redness and downtime").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,7 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.studies.credibility.calibrate import predict_on_grid
-from microneedling.studies.credibility.likelihood import independent_loglik, profile_interval
+from microneedling.studies.credibility.likelihood import log_grid, profile_fit
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
     Protocol,
@@ -52,10 +51,7 @@ LEVEL = 0.90
 
 def ratio_grid(low: float = 0.01, high: float = 100.0, points_per_e: int = 24) -> FloatArray:
     """Log-spaced grid of ρ_H from ``low`` to ``high`` (``points_per_e`` points per factor e)."""
-    if not 0.0 < low < high:
-        raise ValueError(f"low, high: {low}, {high}; allowed: 0 < low < high")
-    n = max(2, math.ceil(math.log(high / low) * points_per_e) + 1)
-    return np.exp(np.linspace(math.log(low), math.log(high), n))
+    return np.asarray(log_grid(low, high, points_per_e))
 
 
 def downtime_rows(
@@ -101,12 +97,8 @@ def fit_from_predictions(
     g = np.asarray(grid, dtype=float)
     pred = np.asarray(predictions, dtype=float)
     s = np.asarray(se, dtype=float)
-    if pred.shape != (len(g), len(rows)):
-        raise ValueError(f"predictions: shape {pred.shape}; allowed: {(len(g), len(rows))}")
-    bounds = [r.bound for r in rows]
-    obs = np.array([r.value for r in rows], dtype=float)
-    ll = independent_loglik(obs, s, bounds, pred)
-    i, low, high = profile_interval(g, ll, NAME, LEVEL)
+    obs = [r.value for r in rows]
+    i, low, high, ll = profile_fit(obs, s, [r.bound for r in rows], g, pred, NAME, LEVEL)
     table = {
         r.key: (float(r.value), float(s[j]), r.bound, float(pred[i, j])) for j, r in enumerate(rows)
     }

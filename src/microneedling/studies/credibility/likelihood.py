@@ -82,9 +82,11 @@ __all__ = [
     "expit",
     "gaussian_block_loglik",
     "independent_loglik",
+    "log_grid",
     "log_prior_log_tau",
     "logit",
     "ordinal_probability",
+    "profile_fit",
     "profile_interval",
 ]
 
@@ -280,6 +282,39 @@ def profile_interval(
         )
     inside = g[keep]
     return i, float(inside.min()), float(inside.max())
+
+
+def log_grid(low: float, high: float, points_per_e: int) -> np.ndarray:
+    """Log-spaced grid from ``low`` to ``high`` with ``points_per_e`` points per factor e (at
+    least 2 points), for a one-parameter profile fit of a positive parameter."""
+    if not 0.0 < low < high:
+        raise ValueError(f"low, high: {low}, {high}; allowed: 0 < low < high")
+    n = max(2, math.ceil(math.log(high / low) * points_per_e) + 1)
+    out: np.ndarray = np.exp(np.linspace(math.log(low), math.log(high), n))
+    return out
+
+
+def profile_fit(
+    observed: ArrayLike,
+    se: ArrayLike,
+    bound: Sequence[str | None],
+    grid: ArrayLike,
+    predictions: ArrayLike,
+    name: str,
+    level: float,
+) -> tuple[int, float, float, np.ndarray]:
+    """A one-parameter fit on a grid of rows measured independently: the index of the maximum,
+    the ``level`` profile-likelihood interval (:func:`profile_interval`) and the log-likelihood
+    at every grid value (:func:`independent_loglik`). ``predictions`` is (len(grid), rows);
+    ``ValueError`` on another shape or when the interval reaches an end of the grid."""
+    g = np.asarray(grid, dtype=float)
+    pred = np.asarray(predictions, dtype=float)
+    n = len(bound)
+    if pred.shape != (len(g), n):
+        raise ValueError(f"predictions: shape {pred.shape}; allowed: {(len(g), n)}")
+    ll = independent_loglik(observed, se, bound, pred)
+    i, low, high = profile_interval(g, ll, name, level)
+    return i, low, high, ll
 
 
 def logit(p: np.ndarray, eps: float = _P_CLIP) -> np.ndarray:
