@@ -177,3 +177,32 @@ def test_repeated_topical_sessions_are_computed_once_with_the_same_numbers(
         assert _fields_equal(a, b) == []
     absorbed = once[1].absorbed_ug_cm2[0]  # less absorbed from the weaker product
     assert np.all(absorbed[:5] < absorbed[-1]) and np.all(absorbed[5:] == absorbed[-1])
+
+
+def test_nominal_set_is_posterior_nominal_made_once_per_set_of_values() -> None:
+    from microneedling.engine.prepare import nominal_set
+    from microneedling.parameters.sampling import posterior_nominal, shipped_posterior
+
+    base = load_parameters()
+    expected, post = posterior_nominal(base), shipped_posterior(base)
+    assert post is not None  # the shipped posterior applies to the shipped set: not vacuous
+    first, post_1 = nominal_set(base.recording())
+    second, post_2 = nominal_set(base.recording())
+    assert post_1 is post and post_2 is post
+    for got in (first, second):
+        assert got.label == expected.label and got.hash == expected.hash
+        assert dict(got.parameters) == dict(expected.parameters)
+        assert got.used == []  # a fresh view: its lookups are its own
+    assert first.parameters is second.parameters  # made once: the per-set coefficients are kept
+    assert first is not second
+    # the lookups of a course prepared under either view are those under posterior_nominal's set
+    course = mn.Course.from_toml(EXAMPLES / "acne-scars-rolling-cheek.toml")
+    a, b = prepare(course, expected), prepare(course, first)
+    assert _fields_equal(a, b) == [] and first.used == expected.used
+    # a set the posterior does not apply to (an edited calibrated member) is its own nominal set
+    member = post.factors[0]["prior"][0]["member"]
+    value = base.parameters[member].value
+    edited = base.with_values({member: 0.5 * value if isinstance(value, float) else value})
+    assert shipped_posterior(edited) is None
+    same, none = nominal_set(edited)
+    assert same is edited and none is None

@@ -299,3 +299,24 @@ def test_batch_refuses_mismatched_inputs_naming_the_field() -> None:
         simulate_batch([c, c], healing_factors={"k_1": np.array([1.0])})
     with pytest.raises(InputError, match="healing_factors"):
         simulate_batch([c], healing_factors={"no_such_rate": np.array([1.0])})
+
+
+def test_a_repeated_simulate_equals_the_first_with_nothing_kept() -> None:
+    """The second run takes the nominal set and its coefficients from the engine's caches; its
+    dataset (values, attributes: parameters used, sources, posterior records) is the first's."""
+    from microneedling.engine import prepare as prepare_module
+
+    c = mn.Course.from_toml(EXAMPLES_DIR / "melasma-tranexamic-acid.toml")
+    prepare_module._NOMINAL.clear()
+    prepare_module._PER_SET.clear()
+    first = simulate(c, draws=2, seed=1).dataset
+    second = simulate(c, draws=2, seed=1).dataset
+    assert first.attrs["posterior"]  # the shipped posterior applied: its records are compared
+    assert list(first.variables) == list(second.variables)
+    for name, v in first.variables.items():
+        assert v.attrs == second[name].attrs
+        np.testing.assert_array_equal(v.values, second[name].values)
+    drop = ("created",)
+    assert {k: v for k, v in first.attrs.items() if k not in drop} == {
+        k: v for k, v in second.attrs.items() if k not in drop
+    }

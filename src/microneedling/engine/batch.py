@@ -20,13 +20,13 @@ from microneedling.engine.prepare import (
     FEATURE_INJURY,
     Prepared,
     concat_prepared,
+    nominal_set,
     output_times,
     prepare_many,
     take_prepared,
 )
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.parameters.sampling import posterior_nominal
 from microneedling.physics import healing, observe, pigment, redness
 from microneedling.physics.healing_rhs import PIDX
 
@@ -163,7 +163,7 @@ def simulate_batch(
         raise InputError("courses", "[]", "at least one course")
     if parameters is None:
         # the nominal set: calibrated parameters at their posterior median, as simulate() uses
-        sets: list[ParameterSet] = [posterior_nominal(load_parameters())] * n
+        sets: list[ParameterSet] = [nominal_set(load_parameters())[0]] * n
     elif isinstance(parameters, ParameterSet):
         sets = [parameters] * n
     else:

@@ -20,16 +20,15 @@ from microneedling.course.model import Course
 from microneedling.engine import applicability, variables
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.ensemble import nan_percentiles
-from microneedling.engine.prepare import Prepared, setting_values, take_prepared
+from microneedling.engine.prepare import Prepared, nominal_set, setting_values, take_prepared
 from microneedling.engine.result import Result, labelled_dataset
 from microneedling.engine.variables import Variable, by_name
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import (
+    Posterior,
     posterior_members,
-    posterior_nominal,
     sample_parameter_sets,
-    shipped_posterior,
 )
 from microneedling.schema import INT64_MAX
 from microneedling.vocabulary import LAYERS
@@ -109,7 +108,7 @@ def simulate(
     seed = course.seed if seed is None else seed
     # the nominal case: the calibrated parameters at their posterior median (when the shipped
     # posterior applies), the centre of the posterior the draws sample
-    centre = posterior_nominal(ps)
+    centre, post = nominal_set(ps)
     sets = [centre] + (sample_parameter_sets(ps, draws, seed) if draws > 0 else [])
     run = simulate_batch([course] * len(sets), sets, rtol=rtol, parallel=parallel)
     for s in sets:
@@ -124,7 +123,7 @@ def simulate(
         {k: v[d * B : (d + 1) * B] for k, v in run.per_session.items()} for d in range(len(sets))
     ]
     nominal = take_prepared(run.prepared, np.arange(B))  # observe: the nominal set's
-    ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1, centre)
+    ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1, post)
     return Result(ds)
 
 
@@ -137,7 +136,7 @@ def _dataset(
     per_session: list[dict[str, np.ndarray]],
     seed: int,
     n_draws: int,
-    centre: ParameterSet | None = None,
+    post: Posterior | None = None,
 ) -> Any:
     sites = [s.name for s in course.sites]
     B, K = prep.session_days.shape
@@ -187,8 +186,8 @@ def _dataset(
 
     refs = ps.references(ps.used)
     # calibrated members: the value the nominal case used (posterior median) and the posterior's
-    # 5-95% interval, as `calibrate --write-values` would put them into the files
-    post = shipped_posterior(ps) if centre is not None and centre is not ps else None
+    # 5-95% interval, as `calibrate --write-values` would put them into the files (``post``: the
+    # shipped posterior when the nominal case is its median, :func:`nominal_set`)
     calibrated = posterior_members(post) if post is not None else {}
     flags = applicability.flags(course)  # outputs outside the validated settings
     attrs = {
