@@ -146,3 +146,20 @@ def test_simulate_attaches_one_warning_per_flag_and_the_flags() -> None:
     assert json.loads(res.dataset.attrs["applicability"]) == {
         f.output: list(f.reasons) for f in expected
     }
+
+
+def test_flags_of_the_shipped_map_are_kept_per_settings_and_equal_the_computed_ones() -> None:
+    table = A.load_domains()
+    A._FLAGS.clear()
+    for path in sorted(EXAMPLES.glob("*.toml")):
+        course = Course.from_file(path)
+        settings = A.course_settings(course)
+        want = A._flags(settings, None, table)
+        first = A.flags(course)
+        assert first == want and A.flags(course) == want  # computed, then kept
+        first.append(A.Flag("x", ("y",)))  # the caller's list is its own
+        assert A.flags(course) == want
+        some = ["scar_depth", "erythema_days"]
+        assert A.flags(course, iter(some)) == A._flags(settings, some, table)
+    assert any(A.flags(Course.from_file(p)) for p in EXAMPLES.glob("*.toml"))  # not vacuous
+    assert len(A._FLAGS) <= 2 * len(list(EXAMPLES.glob("*.toml")))

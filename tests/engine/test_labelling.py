@@ -145,6 +145,18 @@ def test_reused_coordinates_are_not_shared_between_results() -> None:
     with pytest.raises(ValueError, match="read-only"):
         first["site"].values[0] = "neck"
     assert list(second["site"].values) == ["cheek", "forehead"]
+    # a long numeric coordinate (a course's output times) is kept too, on its own read-only copy
+    times = np.linspace(0.0, 365.0, 300)
+    data_t = {"x": (("time",), np.zeros(300), {})}
+    kept = labelled_dataset(data_t, {"time": (times, {"units": "d"})}, attrs)
+    times[0] = -1.0  # the caller's array changes afterwards: neither dataset follows
+    again = labelled_dataset(
+        data_t, {"time": (np.linspace(0.0, 365.0, 300), {"units": "d"})}, attrs
+    )
+    for ds in (kept, again):
+        assert ds["time"].values[0] == 0.0 and not np.shares_memory(ds["time"].values, times)
+        with pytest.raises(ValueError, match="read-only"):
+            ds["time"].values[1] = 5.0
     # an unhashable attribute is fine (not cached)
     odd = labelled_dataset(data, {**coords, "site": (["a", "b"], {"x": [1, 2]})}, attrs)
     assert odd["site"].attrs["x"] == [1, 2]

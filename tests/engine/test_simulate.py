@@ -302,13 +302,19 @@ def test_batch_refuses_mismatched_inputs_naming_the_field() -> None:
 
 
 def test_a_repeated_simulate_equals_the_first_with_nothing_kept() -> None:
-    """The second run takes the nominal set and its coefficients from the engine's caches; its
-    dataset (values, attributes: parameters used, sources, posterior records) is the first's."""
+    """The second run takes the nominal set, its coefficients, the provenance attributes and the
+    applicability flags from the engine's caches; its dataset (values, attributes: parameters
+    used, sources, posterior records, warnings) is the first's."""
     from microneedling.engine import prepare as prepare_module
 
     c = mn.Course.from_toml(EXAMPLES_DIR / "melasma-tranexamic-acid.toml")
+    from microneedling.engine import applicability
+    from microneedling.engine import simulate as simulate_module
+
     prepare_module._NOMINAL.clear()
     prepare_module._PER_SET.clear()
+    simulate_module._PROVENANCE.clear()
+    applicability._FLAGS.clear()
     first = simulate(c, draws=2, seed=1).dataset
     second = simulate(c, draws=2, seed=1).dataset
     assert first.attrs["posterior"]  # the shipped posterior applied: its records are compared
@@ -320,3 +326,19 @@ def test_a_repeated_simulate_equals_the_first_with_nothing_kept() -> None:
     assert {k: v for k, v in first.attrs.items() if k not in drop} == {
         k: v for k, v in second.attrs.items() if k not in drop
     }
+
+
+def test_provenance_of_a_run_follows_the_names_it_looked_up() -> None:
+    """Two courses that look up different parameters (a topical, pigment) under the same set get
+    their own ``sources`` and ``parameters``, whichever ran first."""
+    from microneedling.engine import simulate as simulate_module
+
+    a = mn.Course.from_toml(EXAMPLES_DIR / "acne-scars-rolling-cheek.toml")
+    b = mn.Course.from_toml(EXAMPLES_DIR / "melasma-tranexamic-acid.toml")
+    keys = ("sources", "parameters_used", "parameters")
+    simulate_module._PROVENANCE.clear()
+    alone = {k: simulate(b, draws=0).dataset.attrs[k] for k in keys}
+    simulate_module._PROVENANCE.clear()
+    first = {k: simulate(a, draws=0).dataset.attrs[k] for k in keys}
+    after = {k: simulate(b, draws=0).dataset.attrs[k] for k in keys}
+    assert after == alone and first["parameters_used"] != alone["parameters_used"]

@@ -8,8 +8,9 @@ batch with :func:`concat_prepared`; :func:`take_prepared` selects cases back out
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -389,7 +390,11 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
 
 def _device_key(geometry: needles.DeviceGeometry) -> tuple[Any, ...]:
     """A hashable identity of a device geometry (NaN fields compare equal here)."""
-    return tuple(None if isinstance(v, float) and np.isnan(v) else v for v in astuple(geometry))
+    values = (getattr(geometry, name) for name in _GEOMETRY_FIELDS)
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in values)
+
+
+_GEOMETRY_FIELDS = tuple(f.name for f in fields(needles.DeviceGeometry))
 
 
 def _channels(
@@ -405,11 +410,16 @@ def _channels(
     distinct device among the courses, scattered back into case order."""
     B, K = length_m.shape
     geometries: dict[tuple[Any, ...], needles.DeviceGeometry] = {}
+    key_of: dict[Any, tuple[Any, ...]] = {}  # device (a frozen model: equal devices hash equal)
     case_device = []
     for i in owner:
-        g = needles.DeviceGeometry.from_fields(courses[i].device.model_dump())
-        key = _device_key(g)
-        geometries.setdefault(key, g)
+        device = courses[i].device
+        key = key_of.get(device)
+        if key is None:
+            g = needles.DeviceGeometry.from_fields(device.model_dump())
+            key = _device_key(g)
+            geometries.setdefault(key, g)
+            key_of[device] = key
         case_device.append(key)
 
     def one(geo: needles.DeviceGeometry, rows: np.ndarray | slice) -> needles.Channels:

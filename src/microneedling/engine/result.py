@@ -98,27 +98,37 @@ def labelled_dataset(
 
 
 _SHORT_COORDINATES: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
-"""Default index and index variable of short coordinates (patient, site, layer, session), by
+"""Default index and index variable of coordinates (patient, site, layer, session, time), by
 name, dtype, values and attrs: a few entries per process (at most 256 kept)."""
 
 
 def _coordinate(name: str, values: Any, attrs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The default (pandas) index of dimension coordinate ``name`` and its index variables, as
-    ``xr.Dataset`` makes them. Short coordinates are made once per distinct value (~40 us each)
-    and handed out as shallow copies (own attrs; the index and its values are immutable)."""
+    ``xr.Dataset`` makes them. Coordinates are made once per distinct value (~40 us for a short
+    one, ~0.4 ms for a course's few hundred output times) and handed out as shallow copies (own
+    attrs; the index and its values are immutable). Numbers are compared bit for bit, strings
+    up to 64 of them; a kept coordinate holds its own read-only copy of the values."""
     import xarray as xr
     from xarray.indexes import PandasIndex
 
     arr = np.asarray(values)
     key: tuple[Any, ...] | None = None
-    if arr.ndim == 1 and arr.size <= 64 and arr.dtype.kind in "iufbU":
-        key = (name, arr.dtype.str, tuple(arr.tolist()), tuple(sorted(attrs.items())))
+    content: Any = None
+    if arr.ndim == 1 and arr.dtype.kind in "iufb" and arr.size <= 1_000_000:
+        content = (arr.shape, arr.tobytes())
+    elif arr.ndim == 1 and arr.size <= 64 and arr.dtype.kind == "U":
+        content = tuple(arr.tolist())
+    if content is not None:
+        key = (name, arr.dtype.str, content, tuple(sorted(attrs.items())))
         try:
             hit = _SHORT_COORDINATES.get(key)
         except TypeError:  # an unhashable attribute value: not cached
             key, hit = None, None
         if hit is not None:
             return hit[0], {k: v.copy(deep=False) for k, v in hit[1].items()}
+    if key is not None and arr.dtype.kind in "iufb":  # kept: not a view of the caller's array
+        values = arr.copy()
+        values.setflags(write=False)
     var = {name: xr.Variable(name, values, attrs)}
     index = PandasIndex.from_variables(var, options={})
     index_vars = index.create_variables(var)
