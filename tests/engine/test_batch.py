@@ -50,3 +50,87 @@ def test_a_large_batch_on_threads_equals_one_thread() -> None:
     ]
     assert sum(len(c.sites) for c in courses) + 2 >= THREADS_FROM  # floors: scar, wrinkle
     _same(simulate_batch(courses), simulate_batch(courses, parallel=False))
+
+
+def _reading_cohort() -> list[Course]:
+    """Every example (topicals, pigment, scars, wrinkles, striae, several sites) and virtual
+    patients of both arms of the acne trial."""
+    from microneedling.studies.trial.population import sample_patients
+    from microneedling.studies.trial.spec import TrialSpec, arm_course
+
+    courses = [Course.from_file(p) for p in sorted(EXAMPLES.glob("*.toml"))]
+    spec = TrialSpec.from_toml(EXAMPLES / "trials" / "acne-roller-vs-pen.toml")
+    b = sample_patients(spec.population, 0, 6, seed=spec.seed, stream=0)
+    return courses + [arm_course(a, b, i, spec.population) for a in spec.arms for i in range(6)]
+
+
+def test_a_run_observed_only_where_it_is_read_gives_the_same_numbers() -> None:
+    from microneedling.engine.endpoints import endpoint_values, parse_endpoint
+    from microneedling.engine.variables import session_variables, time_variables
+
+    courses = _reading_cohort()
+    texts = [
+        "scar_depth:reduction",
+        "collagen_change.reticular@180",
+        "melanin_index:percent_change@last+30",
+        "collagen_change@0.5",  # a read time on the fine grid just after a session
+        "texture_roughness:change@1000",  # after every horizon: clipped to the last time
+        "wrinkle_depth@last+0",
+    ]
+    specs = [parse_endpoint(t) for t in texts]
+    specs += [parse_endpoint(f"{v.name}@77.3") for v in time_variables()]
+    specs += [parse_endpoint(v.name) for v in session_variables()]
+    days = (0.0, 3.5, 7.0, 100.0, 365.0)
+    whole = simulate_batch(courses, parallel=False)
+    reads = batch.Reads(tuple(specs), days)
+    part = simulate_batch(courses, parallel=False, reads=reads)
+    cols = batch.read_columns(whole, reads)
+    assert 0 < cols.size < whole.t.size // 2  # a fraction of the grid: the test is not vacuous
+    assert np.array_equal(part.t, whole.t[cols]) and np.array_equal(part.n_steps, whole.n_steps)
+    for name, x in whole.observables.items():
+        assert np.array_equal(part.observables[name], x[..., cols], equal_nan=True), name
+    for name, x in whole.per_session.items():  # on the whole grid in both
+        assert np.array_equal(part.per_session[name], x, equal_nan=True), name
+    for spec in specs:
+        a, b = endpoint_values(whole, spec), endpoint_values(part, spec)
+        assert np.array_equal(a, b, equal_nan=True), spec.text
+    # interpolated trajectories at the days read (as a trial's weekly bands read them)
+    for name in ("collagen_change", "scar_depth"):
+        x, y = whole.observables[name], part.observables[name]
+        for d in days:
+            i1 = int(np.clip(np.searchsorted(whole.t, d), 1, whole.t.size - 1))
+            j1 = int(np.clip(np.searchsorted(part.t, d), 1, part.t.size - 1))
+            assert part.t[j1] == whole.t[i1] and part.t[j1 - 1] == whole.t[i1 - 1]
+            assert np.array_equal(y[..., j1 - 1 : j1 + 1], x[..., i1 - 1 : i1 + 1], equal_nan=True)
+    # several parameter sets (the per-set observation path) read the same way
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.parameters.sampling import sample_parameter_sets
+
+    sets = sample_parameter_sets(load_parameters(), 3, 2)
+    few = courses[:3]
+    whole_3 = simulate_batch(few, sets, parallel=False)
+    part_3 = simulate_batch(few, sets, parallel=False, reads=reads)
+    cols_3 = batch.read_columns(whole_3, reads)
+    for name, x in whole_3.observables.items():
+        assert np.array_equal(part_3.observables[name], x[..., cols_3], equal_nan=True), name
+    for name, x in whole_3.per_session.items():
+        assert np.array_equal(part_3.per_session[name], x, equal_nan=True), name
+
+
+def test_session_inputs_that_are_no_longer_healing_states_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from microneedling.engine.endpoints import parse_endpoint
+
+    course = Course.from_file(EXAMPLES / "acne-scars-rolling-cheek.toml")
+    observables = batch.observe.observables
+
+    def changed(*args: Any, **kw: Any) -> dict[str, np.ndarray]:
+        out = observables(*args, **kw)
+        out["pih_stimulus"] = 2.0 * out["pih_stimulus"]  # a new definition in physics.observe
+        return out
+
+    monkeypatch.setattr(batch.observe, "observables", changed)
+    reads = batch.Reads((parse_endpoint("scar_depth"),))
+    with pytest.raises(RuntimeError, match="pih_stimulus"):
+        simulate_batch([course], parallel=False, reads=reads)

@@ -247,6 +247,36 @@ def test_same_numbers_for_any_chunk_size_and_a_dask_local_cluster(reference: Any
         np.testing.assert_allclose(dask.moments[0][label], m, rtol=1e-12)
 
 
+@pytest.mark.parametrize("path", [PAIRED, PARALLEL])
+def test_a_chunk_observed_where_it_reads_equals_the_whole_grid(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_chunk observes only the output times its end points and weekly bands read
+    (engine.batch.Reads); every number leaving the chunk is that of the whole grid."""
+    from microneedling.studies.trial import run as run_module
+
+    spec = _small(path, 7)
+    tasks = plan_chunks(spec, 7, parallel=False)
+    fast = [run_module.run_chunk(t) for t in tasks]
+    simulate_batch = run_module.simulate_batch
+    seen: list[Any] = []
+
+    def whole_grid(*args: Any, reads: Any = None, **kw: Any) -> Any:
+        seen.append(reads)
+        return simulate_batch(*args, **kw)
+
+    monkeypatch.setattr(run_module, "simulate_batch", whole_grid)
+    slow = [run_module.run_chunk(t) for t in tasks]
+    assert seen and all(r is not None and r.endpoints for r in seen)
+    for a, b in zip(fast, slow, strict=True):
+        assert np.array_equal(a.values, b.values, equal_nan=True)
+        assert a.moments.keys() == b.moments.keys()
+        for arm, bands in a.moments.items():
+            for label, m in bands.items():
+                assert np.array_equal(m, b.moments[arm][label], equal_nan=True), label
+        assert a.n_steps == b.n_steps and a.rejected == b.rejected
+
+
 def test_split_face_pairs_the_same_patient(reference: Any) -> None:
     cov = reference.covariates
     for k in ("age", "fitzpatrick", "factor.k_1", "acne_scar.depth_mm"):

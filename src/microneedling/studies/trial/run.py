@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from microneedling.about import DISCLAIMER, __version__
-from microneedling.engine.batch import simulate_batch
+from microneedling.engine.batch import Reads, simulate_batch
 from microneedling.engine.endpoints import endpoint_values
 from microneedling.engine.executor import (
     ChunkStore,
@@ -155,11 +155,15 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     n = len(batch)
     courses = [arm_course(spec.arms[a], batch, i, pop) for a in task.arms for i in range(n)]
     factors = {k: np.tile(v, len(task.arms)) for k, v in batch.factors.items()}
+    # what leaves the chunk: the end points, and the trajectories on the arms' weekly grids
+    grids = np.concatenate([arm_grid(spec.arms[a]) for a in task.arms])
+    reads = Reads(tuple(e.spec for e in spec.endpoints), tuple(grids.tolist()))
     run = simulate_batch(
         courses,
         posterior_nominal(load_parameters()),  # calibrated parameters at their posterior median
         healing_factors=factors or None,
         parallel=task.parallel,
+        reads=reads,  # observed only at the output times these read (same values)
     )
     E = len(spec.endpoints)
     A = len(task.arms)
