@@ -122,7 +122,7 @@ def simulate(
     per_session = [
         {k: v[d * B : (d + 1) * B] for k, v in run.per_session.items()} for d in range(len(sets))
     ]
-    nominal = take_prepared(run.prepared, np.arange(B))  # observe: the nominal set's
+    nominal = take_prepared(run.prepared, slice(0, B))  # views; observe: the nominal set's
     ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1, post)
     return Result(ds)
 
