@@ -18,6 +18,7 @@ from microneedling.physics.healing_rhs import (
     IX_N3,
     IX_NX,
     IX_P,
+    IX_R,
     IX_S,
     N_DERMAL,
     N_PARAM,
@@ -48,7 +49,7 @@ def params(n: int = 1, **over: float) -> np.ndarray:
 
 def run(p: np.ndarray, phi: np.ndarray, days: np.ndarray) -> np.ndarray:
     """phi: (B, K, 3) injured fractions; days: (B, K)."""
-    jumps = healing.session_impulses(phi, np.zeros(days.shape))
+    jumps = healing.session_impulses(phi, np.zeros(days.shape), p[:, PIDX["K_D"]])
     return healing.solve(p, T, days, jumps, rtol=1e-8, atol=1e-12).y
 
 
@@ -147,7 +148,7 @@ def test_compiled_integrator_matches_scipy_reference() -> None:
     p = params()
     phi = np.array([[[0.02, 0.01, 0.005], [0.02, 0.01, 0.005]]])
     days = np.array([[0.0, 28.0]])
-    jumps = healing.session_impulses(phi, np.zeros((1, 2)))
+    jumps = healing.session_impulses(phi, np.zeros((1, 2)), p[:, PIDX["K_D"]])
     t = np.array([0.0, 0.5, 1.0, 3.0, 10.0, 28.0, 29.0, 60.0, 200.0])
     ours = healing.solve(p, t, days, jumps, rtol=1e-8, atol=1e-12).y
     ref = integrate_reference(
@@ -172,14 +173,44 @@ def test_every_parameter_changes_some_output(name: str) -> None:
     phi = np.zeros((2, 1, 3))
     phi[:, 0] = [0.02, 0.01, 0.005]
     days = np.zeros((2, 1))
-    jumps = healing.session_impulses(phi, np.full((2, 1), 2.0))
+    jumps = healing.session_impulses(phi, np.full((2, 1), 2.0), p[:, PIDX["K_D"]])
     y = healing.solve(p, T[::10], days, jumps).y
     assert np.max(np.abs(y[1] - y[0])) > 1e-9, name
 
 
 def test_state_size_constants() -> None:
-    assert N_STATE == 29  # 2 dermal layers x 11 + 7 epidermal
+    assert N_STATE == 31  # 2 dermal layers x 12 + 7 epidermal
     assert len(PARAM_NAMES) == N_PARAM
+
+
+def test_session_impulse_saturates_the_recruiting_injury_not_the_injured_volume() -> None:
+    """D jumps by the injured fraction; R by K_D·φ/(K_D + φ) (half of K_D at φ = K_D, at most K_D)."""
+    phi = np.zeros((3, 1, 3))
+    phi[:, 0, 1] = [0.01, 0.02, 0.5]
+    phi[:, 0, 2] = [0.0, 0.02, 2.0]
+    j = healing.session_impulses(phi, np.zeros((3, 1)), 0.02)
+    np.testing.assert_array_equal(j[:, 0, IX_D], phi[:, 0, 1])
+    np.testing.assert_array_equal(j[:, 0, N_DERMAL + IX_D], phi[:, 0, 2])
+    np.testing.assert_allclose(j[:, 0, IX_R], [0.02 / 3, 0.01, 0.02 * 0.5 / 0.52], rtol=1e-15)
+    np.testing.assert_allclose(j[:, 0, N_DERMAL + IX_R], [0.0, 0.01, 0.02 * 2 / 2.02], rtol=1e-15)
+
+
+def test_density_sets_the_height_of_inflammation_not_its_length() -> None:
+    """Per-channel recruitment: 25x the injured fraction of a saturating session raises the
+    inflammation peak by at most what the saturation s(φ) allows (less: more inflammation clears
+    the channels faster), and its length (time above half its
+    own peak) by less than 10% -- the pooled Michaelis-Menten form made it ~2x longer."""
+    p = params(2)
+    K_D = p[0, PIDX["K_D"]]
+    phi = np.zeros((2, 1, 3))
+    phi[:, 0, 1] = [2.0 * K_D, 50.0 * K_D]
+    y = run(p, phi, np.zeros((2, 1)))
+    inflam = y[:, :, IX_I]
+    peak = inflam.max(axis=1)
+    s = phi[:, 0, 1] / (K_D + phi[:, 0, 1])
+    assert 1.2 < peak[1] / peak[0] <= s[1] / s[0]
+    above = [(T[i >= 0.5 * i.max()].max() - T[i >= 0.5 * i.max()].min()) for i in inflam]
+    assert above[1] / above[0] < 1.1
 
 
 # ------------------------------------------------------------ analytic Jacobian and G-solve
@@ -243,8 +274,8 @@ def test_structured_factor_reports_a_singular_iteration_matrix() -> None:
     dinv = np.empty(N_STATE)
     fac = float(jac[IX_M, IX_M])  # fac - J_MM = 0: a zero 1x1 pivot
     assert not healing_factor(fac, jac, dinv)
-    jac[IX_D, IX_I] = 0.0
-    jac[IX_D, IX_D] = 2.0  # the (D, I) block [[fac - 2, 0], [., .]] singular at fac = 2
+    jac[IX_R, IX_I] = 0.0
+    jac[IX_R, IX_R] = 2.0  # the (R, I) block [[fac - 2, 0], [., .]] singular at fac = 2
     assert not healing_factor(2.0, jac, dinv)
 
 
@@ -255,7 +286,7 @@ def _pigment(agent: float, **over: float) -> np.ndarray:
     """(T, N_STATE) after one session with an agent jump ``agent`` (units of its EC50)."""
     p = params(**over)
     phi = np.array([[[0.02, 0.01, 0.005]]])
-    jumps = healing.session_impulses(phi, np.full((1, 1), agent))
+    jumps = healing.session_impulses(phi, np.full((1, 1), agent), p[:, PIDX["K_D"]])
     return healing.solve(p, T, np.zeros((1, 1)), jumps, rtol=1e-8, atol=1e-12).y[0]
 
 
@@ -318,8 +349,9 @@ def course(n_sessions: int, t: np.ndarray, interval: float = 28.0, **over: float
     phi = np.zeros((1, n_sessions, 3))
     phi[0, :] = PHI_15
     days = np.array([[interval * k for k in range(n_sessions)]])
-    jumps = healing.session_impulses(phi, np.zeros(days.shape))
-    return healing.solve(params(**over), t, days, jumps, rtol=1e-8, atol=1e-12).y[0]
+    p = params(**over)
+    jumps = healing.session_impulses(phi, np.zeros(days.shape), p[:, PIDX["K_D"]])
+    return healing.solve(p, t, days, jumps, rtol=1e-8, atol=1e-12).y[0]
 
 
 def test_mature_collagen_at_12_months_is_at_least_that_at_3_months() -> None:

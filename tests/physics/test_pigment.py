@@ -261,9 +261,9 @@ def test_pih_by_fitzpatrick_type(ps: ParameterSet) -> None:
 
 def test_pih_depends_on_inflammation_intensity(ps: ParameterSet) -> None:
     """Deeper needles, more passes, a denser device and more frequent sessions raise the risk
-    (FST V); shallow sessions carry almost none."""
+    (FST V); shallow sessions carry almost none (under 2% of a 1.5 mm session's risk)."""
     depth = pih([course(L, fitz=5) for L in (0.25, 0.5, 1.0, 1.5)], ps)
-    assert np.all(np.diff(depth) > 0.0) and depth[0] < 1e-3, depth
+    assert np.all(np.diff(depth) > 0.0) and depth[0] < 0.02 * depth[-1], depth
     passes = pih([course(1.0, p, fitz=5) for p in (2, 8, 15)], ps)
     assert np.all(np.diff(passes) > 0.0), passes
     pen = pih([course(1.0, 3, fitz=5, device=PEN)], ps)[0]  # ~1100 /cm² vs 229 /cm²

@@ -211,7 +211,9 @@ def simulate_batch(
             raise InputError(
                 "t_out", "given grid", "increasing times from 0 to the largest horizon"
             )
-    jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)
+    jumps = healing.session_impulses(
+        prep.injured_fraction, prep.agent_effect, params[:, PIDX["K_D"]]
+    )
     # the floor of each depressed feature (acne scars, wrinkle grooves, striae) is one more case
     # of the same patient, driven by the injury under the feature (physics.scars)
     n_main = params.shape[0]
@@ -230,7 +232,7 @@ def simulate_batch(
                 (
                     params[has],
                     prep.session_days[has],
-                    healing.session_impulses(phi_floor[has], zero_agent),
+                    healing.session_impulses(phi_floor[has], zero_agent, params[has, PIDX["K_D"]]),
                 )
             )
     full = healing.solve(

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from microneedling.parameters.parameter_set import ParameterSet
 from microneedling.physics.healing_rhs import (
@@ -26,6 +27,7 @@ from microneedling.physics.healing_rhs import (
     IX_A,
     IX_D,
     IX_DE,
+    IX_R,
     N_DERMAL,
     N_PARAM,
     N_STATE,
@@ -98,7 +100,9 @@ def parameter_matrix(
     return p
 
 
-def session_impulses(injured_fraction: np.ndarray, agent_effect: np.ndarray) -> np.ndarray:
+def session_impulses(
+    injured_fraction: np.ndarray, agent_effect: np.ndarray, recruitment_half: ArrayLike
+) -> np.ndarray:
     """State jumps of each session, shape (B, K, N_STATE).
 
     Parameters
@@ -109,13 +113,21 @@ def session_impulses(injured_fraction: np.ndarray, agent_effect: np.ndarray) -> 
     agent_effect:
         (B, K) depigmenting-agent exposure added by each session's topical, in units of its
         half-effect amount (0 when there is no such topical).
+    recruitment_half:
+        K_D (dimensionless), scalar or (B,) (the ``K_D`` column of the case's parameters): the
+        injured fraction at which a session's recruiting signal is half its maximum. Each dermal
+        layer's injured volume D jumps by φ_k and its recruiting injury R by K_D·φ_k/(K_D + φ_k)
+        (:mod:`~microneedling.physics.healing_rhs`).
     """
     phi = np.asarray(injured_fraction, dtype=float)
     B, K, _ = phi.shape
+    half = np.broadcast_to(np.asarray(recruitment_half, dtype=float), (B,))[:, None]
     jumps = np.zeros((B, K, N_STATE))
     jumps[:, :, IX_DE] = phi[:, :, 0]
-    jumps[:, :, IX_D] = phi[:, :, 1]
-    jumps[:, :, N_DERMAL + IX_D] = phi[:, :, 2]
+    for layer, o in ((1, 0), (2, N_DERMAL)):
+        x = np.maximum(phi[:, :, layer], 0.0)
+        jumps[:, :, o + IX_D] = phi[:, :, layer]
+        jumps[:, :, o + IX_R] = half * x / (half + x)
     jumps[:, :, IX_A] = np.asarray(agent_effect, dtype=float)
     return jumps
 

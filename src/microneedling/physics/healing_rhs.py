@@ -6,6 +6,8 @@ dermis) of :data:`N_DERMAL` states each and one epidermal block of :data:`N_EPID
 dermal block (per layer ℓ)                      epidermal block
 ---------------------------------------------  -------------------------------------------------
 D   injured volume fraction still uncleared    De  epidermal injury (open channels in the epidermis)
+R   injury still recruiting inflammation        (below: K, H, Mp, Q, A, Ma)
+    (saturated per session, see below)
 I   inflammation (neutrophils + M1, 1 = ref.)  K   keratinocyte activation
 M   repair macrophages (M2)                    H   epidermal thickening, fraction of baseline
 F   fibroblasts, relative to baseline (F0 = 1) Mp  lesional pigment excess, fraction of baseline
@@ -27,7 +29,8 @@ Equations (per dermal layer; T is a quasi-steady TGF-β signal because its decay
 [Waugh & Sherratt 2006; Jin et al. 2011], is much faster than every other rate)::
 
     D'  = −(k_D + k_DI·I)·D
-    I'  = s_I·D/(K_D + D) − μ_I·I                               shape: Cooper et al. 2015
+    R'  = −(k_D + k_DI·I)·R,   R jumps by K_D·s(φ_k) at session k, s(φ) = φ/(K_D + φ)
+    I'  = s_I·R/K_D − μ_I·I                                     shape: Cooper et al. 2015
     M'  = s_M·I − μ_M·M
     T   = M + σ_TF·(F − 1)
     F'  = r_F·F·T/(K_T + T)·(1 − F/F_max) − μ_F·(F − 1)          Jin et al. 2011; Adler et al. 2020
@@ -38,6 +41,19 @@ Equations (per dermal layer; T is a quasi-steady TGF-β signal because its decay
     LE' = δ_bE·(P − 1)·(1 − LE)
     S'  = −(k_SD·D + k_SP·(P − 1))·S
     NX' = k_x·N1 − δ_X·P·NX − δ_b·(P − 1)·C1_0
+
+Recruitment by density and by time: a session's injured fraction φ_k is the sum of many separate
+channels, each a small wound whose signal to circulating leukocytes is cleared on its own clock.
+Density sets how strong the pooled signal is, saturating once the channels' zones of influence
+overlap, s(φ_k) = φ_k/(K_D + φ_k); how long it lasts is each channel's clearance, k_D + k_DI·I
+(the clearance of D: debris and the recruiting signal leave together). So R, the recruiting
+injury, starts at K_D·s(φ_k) and decays as D does, and recruitment is s_I·s(φ_k) at the session,
+falling with the channels' clearance. (A pooled Michaelis-Menten recruitment s_I·D/(K_D + D),
+the form before 2026-12-06, treats the punctures as one wound: a dense session stays on its
+plateau until D has fallen to ~K_D, so its recruitment lasts ln(φ/K_D)/(k_D + k_DI·I) and a dense
+pen session inflamed for days longer than a roller's, against Chu 2012 and the pen
+literature.) D is kept for what grows with the injured volume itself, the release of scar tethers
+(S). Sessions whose R overlaps add.
 
 Durable collagen: new type I collagen is first immature (N1: reducible cross-links, pepsin-soluble,
 turned over by MMPs at δ_1·P); it cross-links into the stable network at k_x (half-life ~60 d, from
@@ -82,7 +98,7 @@ baseline; matrix lost to MMP makes R < 0 and raises the drive). Because R persis
 years, so does this part of the improvement, while the part from faster turnover (β_K·K) fades
 within about one turnover after the course and the agent's over about two months.
 
-With no impulse the baseline (D = I = M = 0, F = P = 1, N· = LE = 0, S = 1, epidermis 0 but
+With no impulse the baseline (D = R = I = M = 0, F = P = 1, N· = LE = 0, S = 1, epidermis 0 but
 Ma = Mp = L) is an exact fixed point: every term above is identically zero there, so a course with no
 session stays at baseline to the last bit. F ≥ 1 and P ≥ 1 hold by construction (their sources are
 non-negative), so fibroblasts and MMPs never fall below homeostasis.
@@ -102,13 +118,13 @@ import numba as nb
 import numpy as np
 
 # ----------------------------------------------------------------- state layout
-N_DERMAL = 11
+N_DERMAL = 12
 N_EPIDERMAL = 7
 DERMAL_LAYERS = ("papillary_dermis", "reticular_dermis")
 N_STATE = 2 * N_DERMAL + N_EPIDERMAL
 
-IX_D, IX_I, IX_M, IX_F, IX_P, IX_N3, IX_N1, IX_NE, IX_LE, IX_S, IX_NX = range(N_DERMAL)
-DERMAL_STATE_NAMES = ("D", "I", "M", "F", "P", "N3", "N1", "NE", "LE", "S", "NX")
+IX_D, IX_I, IX_M, IX_F, IX_P, IX_N3, IX_N1, IX_NE, IX_LE, IX_S, IX_NX, IX_R = range(N_DERMAL)
+DERMAL_STATE_NAMES = ("D", "I", "M", "F", "P", "N3", "N1", "NE", "LE", "S", "NX", "R")
 EPI0 = 2 * N_DERMAL
 IX_DE, IX_K, IX_H, IX_MP, IX_Q, IX_A, IX_MA = (EPI0 + i for i in range(N_EPIDERMAL))
 EPIDERMAL_STATE_NAMES = ("De", "K", "H", "Mp", "Q", "A", "Ma")
@@ -149,11 +165,13 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     LE = y[o + 8]
     S = y[o + 9]
     NX = y[o + 10]
+    R = y[o + 11]
     Fx = F - 1.0
     Px = P - 1.0
     T = M + p[7] * Fx
-    out[o + 0] = -(p[0] + p[1] * I) * D
-    out[o + 1] = p[2] * D / (p[3] + D) - p[4] * I
+    clear = p[0] + p[1] * I
+    out[o + 0] = -clear * D
+    out[o + 1] = p[2] * R / p[3] - p[4] * I
     out[o + 2] = p[5] * I - p[6] * M
     out[o + 3] = p[8] * F * T / (p[9] + T) * (1.0 - F / p[10]) - p[11] * Fx
     out[o + 4] = p[12] * I + p[13] * Fx - p[14] * Px
@@ -163,6 +181,7 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     out[o + 8] = p[24] * Px * (1.0 - LE)
     out[o + 9] = -(p[25] * D + p[26] * Px) * S
     out[o + 10] = p[42] * N1 - p[43] * P * NX - p[20] * Px * p[21]
+    out[o + 11] = -clear * R
     return T
 
 
@@ -196,7 +215,7 @@ def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
 
 @nb.njit(cache=True, error_model="numpy")
 def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore]
-    """Non-zero entries of d(dermal block)/dy at offset ``o`` (rows o..o+10), hand-derived."""
+    """Non-zero entries of d(dermal block)/dy at offset ``o`` (rows o..o+11), hand-derived."""
     D = y[o + 0]
     I = y[o + 1]  # noqa: E741
     M = y[o + 2]
@@ -208,16 +227,19 @@ def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore
     LE = y[o + 8]
     S = y[o + 9]
     NX = y[o + 10]
+    R = y[o + 11]
     Px = P - 1.0
     T = M + p[7] * (F - 1.0)
     iD, iI, iM, iF, iP = o, o + 1, o + 2, o + 3, o + 4
-    i3, i1, iE, iL, iS, iX = o + 5, o + 6, o + 7, o + 8, o + 9, o + 10
+    i3, i1, iE, iL, iS, iX, iR = o + 5, o + 6, o + 7, o + 8, o + 9, o + 10, o + 11
     # D' = -(k_D + k_DI I) D
     jac[iD, iD] = -(p[0] + p[1] * I)
     jac[iD, iI] = -p[1] * D
-    # I' = s_I D/(K_D + D) - mu_I I
-    kd = p[3] + D
-    jac[iI, iD] = p[2] * p[3] / (kd * kd)
+    # R' = -(k_D + k_DI I) R
+    jac[iR, iR] = -(p[0] + p[1] * I)
+    jac[iR, iI] = -p[1] * R
+    # I' = s_I R/K_D - mu_I I
+    jac[iI, iR] = p[2] / p[3]
     jac[iI, iI] = -p[4]
     # M' = s_M I - mu_M M
     jac[iM, iI] = p[5]
@@ -319,25 +341,25 @@ def healing_factor(fac, jac, dinv):  # type: ignore[no-untyped-def,unused-ignore
     """Factor G = fac·I − J for :func:`healing_solve` (J from :func:`healing_jacobian`).
 
     J of this model is block lower triangular in a fixed order (see :func:`healing_solve`): every
-    state's row is a 1x1 diagonal block except (D, I) of each dermal layer, a 2x2 block. Stores
-    1/G_ii for the 1x1 blocks and 1/det for each 2x2 block in ``dinv`` (length N_STATE). Returns
-    False when a pivot is zero or not finite (for physical states, D ≥ 0, it never is: the 2x2
-    determinant is (fac − J_DD)(fac − J_II) + |J_DI|·|J_ID| > 0).
+    state's row is a 1x1 diagonal block except (R, I) of each dermal layer, a 2x2 block. Stores
+    1/G_ii for the 1x1 blocks and 1/det for each 2x2 block in ``dinv`` (length N_STATE, at R's
+    index). Returns False when a pivot is zero or not finite (for physical states, R ≥ 0, it never
+    is: the 2x2 determinant is (fac − J_RR)(fac − J_II) + |J_RI|·|J_IR| > 0).
     """
     for i in range(N_STATE):
-        if i == IX_D or i == IX_I or i == N_DERMAL + IX_D or i == N_DERMAL + IX_I:
+        if i == IX_R or i == IX_I or i == N_DERMAL + IX_R or i == N_DERMAL + IX_I:
             continue  # inside a 2x2 block
         d = fac - jac[i, i]
         if not (abs(d) > 0.0 and abs(d) < np.inf):
             return False
         dinv[i] = 1.0 / d
     for o in (0, N_DERMAL):
-        iD = o + IX_D
+        iR = o + IX_R
         iI = o + IX_I
-        det = (fac - jac[iD, iD]) * (fac - jac[iI, iI]) - jac[iD, iI] * jac[iI, iD]
+        det = (fac - jac[iR, iR]) * (fac - jac[iI, iI]) - jac[iR, iI] * jac[iI, iR]
         if not (abs(det) > 0.0 and abs(det) < np.inf):
             return False
-        dinv[iD] = 1.0 / det
+        dinv[iR] = 1.0 / det
     return True
 
 
@@ -345,12 +367,13 @@ def healing_factor(fac, jac, dinv):  # type: ignore[no-untyped-def,unused-ignore
 def _dermal_solve(fac, jac, dinv, o, x):  # type: ignore[no-untyped-def,unused-ignore]
     """Forward substitution through one dermal block (offset ``o``), in dependency order."""
     iD, iI, iM, iF, iP = o, o + 1, o + 2, o + 3, o + 4
-    i3, i1, iE, iL, iS, iX = o + 5, o + 6, o + 7, o + 8, o + 9, o + 10
-    # (D, I): 2x2 block [[fac - J_DD, -J_DI], [-J_ID, fac - J_II]], Cramer's rule
-    rD = x[iD]
+    i3, i1, iE, iL, iS, iX, iR = o + 5, o + 6, o + 7, o + 8, o + 9, o + 10, o + 11
+    # (R, I): 2x2 block [[fac - J_RR, -J_RI], [-J_IR, fac - J_II]], Cramer's rule
+    rR = x[iR]
     rI = x[iI]
-    x[iD] = ((fac - jac[iI, iI]) * rD + jac[iD, iI] * rI) * dinv[iD]
-    x[iI] = ((fac - jac[iD, iD]) * rI + jac[iI, iD] * rD) * dinv[iD]
+    x[iR] = ((fac - jac[iI, iI]) * rR + jac[iR, iI] * rI) * dinv[iR]
+    x[iI] = ((fac - jac[iR, iR]) * rI + jac[iI, iR] * rR) * dinv[iR]
+    x[iD] = (x[iD] + jac[iD, iI] * x[iI]) * dinv[iD]
     x[iM] = (x[iM] + jac[iM, iI] * x[iI]) * dinv[iM]
     x[iF] = (x[iF] + jac[iF, iM] * x[iM]) * dinv[iF]
     x[iP] = (x[iP] + jac[iP, iI] * x[iI] + jac[iP, iF] * x[iF]) * dinv[iP]
@@ -367,7 +390,7 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
     """x <- (fac·I − J)^{-1} x for the healing Jacobian, factored by :func:`healing_factor`.
 
     Block forward substitution in the model's dependency order, written out: per dermal layer
-    (D, I) → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
+    (R, I) → D → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
     M, F) → H, A → Ma (needs the papillary N3, N1, NX) → Mp, and Q (needs the papillary I, A
     and K). Only the structural non-zeros of :func:`healing_jacobian` are used; the tests check the
     result against a dense solve.

@@ -66,6 +66,7 @@ _STATE_DESCR = {
     "LE": "pre-existing elastin lost to MMP",
     "S": "scar tethering left (1 = untreated)",
     "NX": "mature (cross-linked) new collagen I, minus matrix lost to excess MMP",
+    "R": "injury still recruiting inflammation (K_D x saturation of each session)",
     "De": "epidermal injury (open channels in the epidermis)",
     "K": "keratinocyte activation",
     "H": "epidermal thickening, fraction of baseline",
@@ -93,10 +94,11 @@ def dermal_rate_formulas(pre: str) -> dict[str, str]:
     s = {n: f"{pre}_{n}" for n in DERMAL_STATE_NAMES}
     D, I, M, F, P = s["D"], s["I"], s["M"], s["F"], s["P"]  # noqa: E741
     N3, N1, NE, LE, S, NX = s["N3"], s["N1"], s["NE"], s["LE"], s["S"], s["NX"]
+    R = s["R"]
     T = f"{pre}_T"
     return {
         D: f"-(k_D + k_DI * {I}) * {D}",
-        I: f"s_I * {D} / (K_D + {D}) - mu_I * {I}",
+        I: f"s_I * {R} / K_D - mu_I * {I}",
         M: f"s_M * {I} - mu_M * {M}",
         F: f"r_F * {F} * {T} / (K_T + {T}) * (1 - {F} / F_max) - mu_F * ({F} - 1)",
         P: f"sigma_PI * {I} + sigma_PF * ({F} - 1) - mu_P * ({P} - 1)",
@@ -106,6 +108,7 @@ def dermal_rate_formulas(pre: str) -> dict[str, str]:
         LE: f"delta_bE * ({P} - 1) * (1 - {LE})",
         S: f"-(k_SD * {D} + k_SP * ({P} - 1)) * {S}",
         NX: f"k_x * {N1} - delta_X * {P} * {NX} - delta_b * ({P} - 1) * C1_0",
+        R: f"-(k_D + k_DI * {I}) * {R}",
     }
 
 
@@ -150,7 +153,9 @@ def case_inputs(
     ps = posterior_nominal(parameters or load_parameters())
     site, (prep, b) = _case(course, ps, site)
     mask = prep.session_mask[b]
-    jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)[b][mask]
+    jumps = healing.session_impulses(
+        prep.injured_fraction, prep.agent_effect, prep.params[:, PIDX["K_D"]]
+    )[b][mask]
     params = np.asarray(prep.params[b], dtype=float)
     return {
         "site": site,

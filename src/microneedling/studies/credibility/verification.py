@@ -342,7 +342,7 @@ def _healing_case() -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     p = healing.parameter_matrix(nominal, 1, {"g_Q": np.full(1, 0.1), "lesion_drive": np.ones(1)})
     phi = np.zeros((1, 2, 3))
     phi[:, :, :] = [0.04, 0.02, 0.01]
-    jumps = healing.session_impulses(phi, np.ones((1, 2)))
+    jumps = healing.session_impulses(phi, np.ones((1, 2)), p[:, PIDX["K_D"]])
     days = np.array([[0.0, 3.0]])
     return baseline_state(p[:, PIDX["lesion_drive"]]), p, days, jumps
 
@@ -513,7 +513,7 @@ def healing_baseline(*, injured_fraction: float = 0.0, days: float = 365.0) -> C
     t_out = np.linspace(0.0, days, 74)
     phi = np.full((3, 1, 3), injured_fraction)
     at = np.zeros((3, 1)) if injured_fraction else np.full((3, 1), np.inf)
-    jumps = healing.session_impulses(phi, np.zeros((3, 1)))
+    jumps = healing.session_impulses(phi, np.zeros((3, 1)), p[:, PIDX["K_D"]])
     y = healing.solve(p, t_out, at, jumps, rtol=1e-8, atol=1e-12).y
     base = baseline_state(np.ones(3))[:, None, :]
     return _result(
