@@ -6,8 +6,6 @@ dermis) of :data:`N_DERMAL` states each and one epidermal block of :data:`N_EPID
 dermal block (per layer ℓ)                      epidermal block
 ---------------------------------------------  -------------------------------------------------
 D   injured volume fraction still uncleared    De  epidermal injury (open channels in the epidermis)
-R   injury still recruiting inflammation        (below: K, H, Mp, Q, A, Ma)
-    (saturated per session, see below)
 I   inflammation (neutrophils + M1, 1 = ref.)  K   keratinocyte activation
 M   repair macrophages (M2)                    H   epidermal thickening, fraction of baseline
 F   fibroblasts, relative to baseline (F0 = 1) Mp  lesional pigment excess, fraction of baseline
@@ -24,6 +22,8 @@ S   scar tethering left (1 = untreated)
 NX  mature (cross-linked) new collagen I, minus
     pre-existing matrix lost to excess MMP,
     fraction of baseline total collagen
+R   injury still recruiting inflammation
+    (K_D·s(φ) at a session, cleared like D)
 
 Equations (per dermal layer; T is a quasi-steady TGF-β signal because its decay, 9.1–15 d⁻¹
 [Waugh & Sherratt 2006; Jin et al. 2011], is much faster than every other rate)::
