@@ -201,10 +201,13 @@ def test_wrinkles_pores_and_striae_improve_durably() -> None:
         {"type": "striae", "width_mm": 3.0, "stage": "alba"},
     ]
     run = simulate_batch([course(conds, n=3)])
+    # partial, not complete: under 90% (the former cap, 60%, was a design-time guess without a
+    # source; the calibrated posterior of 2026-12-06, fitted to alsterli2020's >= 50% improvement in
+    # every patient, gives a 74% narrower stretch mark at +12 months)
     for var in ("wrinkle_depth", "pore_diameter", "striae_width", "striae_depth"):
         r3 = ep(run, f"{var}:reduction@last+91")
         r12 = ep(run, f"{var}:reduction@last+365")
-        assert 0.0 < r3 <= r12 + 1e-9 < 60.0, var
+        assert 0.0 < r3 <= r12 + 1e-9 < 90.0, var
 
 
 def test_scars_cover_at_most_their_site() -> None:
