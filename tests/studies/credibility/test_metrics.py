@@ -116,6 +116,17 @@ def test_psis_weights_of_equal_log_ratios_are_uniform() -> None:
     assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0) and np.isfinite(k)
 
 
+def test_psis_weights_of_near_equal_log_ratios_over_many_decades_are_finite() -> None:
+    """Chakrawarty's sign rows under posterior-0eb2763536d0 at 256 draws: the study's log-likelihood
+    lies between -6e-5 and -1e-308, the smoothing's tail fit gives NaN weights (the rows were
+    reported unscored); the raw importance weights are used instead, all but uniform."""
+    rng = np.random.default_rng(1)
+    lr = -np.concatenate([[2.0e-308], 10.0 ** rng.uniform(-300.0, np.log10(6e-5), 255)])
+    w, _ = psis_weights(lr)
+    assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(w, 1.0 / 256, rtol=1e-4)
+
+
 def test_weighted_quantile_of_no_finite_point_is_nan() -> None:
     """A predictive with no finite draw (or no positive weight) has no quantiles: NaN, not an
     error (validate --out scored such a row as a crash before)."""

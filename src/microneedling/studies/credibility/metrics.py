@@ -182,13 +182,19 @@ def psis_weights(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
 
     Equal log ratios (a study whose likelihood is the same under every draw, e.g. rows that no
     calibrated parameter moves) give equal weights exactly and ``k`` = 0: there is no tail to
-    smooth (the generalized Pareto fit is undefined there)."""
+    smooth (the generalized Pareto fit is undefined there). Where the smoothing itself gives
+    weights that are not finite (log ratios that differ by tiny amounts spread over many decades,
+    e.g. a sign row's log-likelihood between -6e-5 and -1e-308: the fitted tail's scale is 0/0),
+    the raw importance weights are returned, which are then all but equal and need no smoothing."""
     lr = np.asarray(log_ratios, dtype=float)
     finite = lr[np.isfinite(lr)]
     if finite.size == lr.size and (
         finite.size == 0 or np.ptp(finite) <= 1e-12 * max(1.0, float(np.max(np.abs(finite))))
     ):
         return np.full(lr.shape, 1.0 / max(lr.size, 1)), 0.0
-    lw, k = az.psislw(lr)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lw, k = az.psislw(lr)
     w = np.exp(lw - np.max(lw))
+    if not np.all(np.isfinite(w)):
+        w = np.exp(lr - np.max(lr))
     return w / w.sum(), float(np.asarray(k))
