@@ -295,3 +295,40 @@ def test_roller_downtime_outlasts_its_redness_a_pens_does_not(ps: ParameterSet) 
     assert down[0] > red[0] + 1.0
     assert down[1:3] == pytest.approx(np.maximum(red[1:3], swell[1:3]), abs=1e-9)
     assert down[3] < down[0] and down[4] < down[0]
+
+
+def _impulse_sum_reference(
+    t: np.ndarray, days: np.ndarray, amp: np.ndarray, tau: float
+) -> np.ndarray:
+    """The impulse sum as it was computed before (exp of max(dt, 0), masked afterwards)."""
+    tt = np.broadcast_to(t, (days.shape[0], t.shape[-1]))
+    out = np.zeros(tt.shape)
+    for k in range(days.shape[1]):
+        dt = tt - days[:, k][:, None]
+        on = dt >= 0.0
+        out += np.where(on, amp[:, k][:, None] * np.exp(-np.where(on, dt, 0.0) / tau), 0.0)
+    return out
+
+
+def test_impulse_sum_is_the_masked_exponential_bit_for_bit() -> None:
+    """Exponentials only where a session is over give the old masked sum to the bit: on a shared
+    and on per-row time grids, with a session exactly on a time, a missing session (inf / NaN), a
+    session after every time and all sessions set (the whole-batch branch)."""
+    rng = np.random.default_rng(8)
+    t = np.unique(np.concatenate([np.linspace(0.0, 90.0, 181), rng.uniform(0.0, 90.0, 30)]))
+    days = np.array(
+        [[0.0, 14.0, 28.0], [3.3, np.inf, np.inf], [5.0, 40.0, 200.0], [t[17], t[90], np.nan]]
+    )
+    amp = rng.uniform(0.0, 0.5, days.shape)
+    for tau in (0.7, 3.0, 40.0):
+        assert np.array_equal(
+            rd._impulse_sum(t, days, amp, tau), _impulse_sum_reference(t, days, amp, tau)
+        )
+        g = rng.uniform(-5.0, 95.0, (4, 50))
+        assert np.array_equal(
+            rd._impulse_sum(g, days, amp, tau), _impulse_sum_reference(g, days, amp, tau)
+        )
+    full = days[:1].repeat(3, axis=0) + rng.uniform(0.0, 1.0, (3, 1))
+    assert np.array_equal(
+        rd._impulse_sum(t, full, amp[:3], 3.0), _impulse_sum_reference(t, full, amp[:3], 3.0)
+    )

@@ -175,11 +175,16 @@ def _impulse_sum(t: ArrayLike, session_days: ArrayLike, amp: FloatArray, tau: fl
             continue
         every = rows.size == days.shape[0]
         tk = tt if every else tt[rows]
-        d = days[rows, k][:, None]
-        dt = tk - d
+        dt = tk - days[rows, k][:, None]
         on = dt >= 0.0
-        decay = np.exp(-np.where(on, dt, 0.0) / tau)
-        add = np.where(on, amp[rows, k][:, None] * decay, 0.0)
+        # exp and product only where the session is over (the rest stays +0): the same values,
+        # bit for bit, as exp(−max(dt, 0)/τ) masked afterwards, without the exponentials of the
+        # times before the session (in a window: every time before the next session's day)
+        add = np.zeros(dt.shape)
+        np.negative(dt, out=dt)
+        np.divide(dt, tau, out=dt)
+        np.exp(dt, out=add, where=on)
+        np.multiply(amp[rows, k][:, None], add, out=add, where=on)
         if every:
             out += add
         else:
