@@ -100,6 +100,15 @@ def parameter_matrix(
     return p
 
 
+def recruitment_saturation(x: ArrayLike, half: ArrayLike) -> np.ndarray:
+    """s(x) = x/(K_D + x) of an injured fraction x ≥ 0 (negative x counts as 0), with ``half`` =
+    K_D: how strongly a session's many channels recruit inflammation, saturating once their zones
+    of influence overlap (:mod:`~microneedling.physics.healing_rhs`; the vascular flare and the
+    bruise of :mod:`~microneedling.physics.redness` use the same law)."""
+    xx = np.maximum(np.asarray(x, dtype=float), 0.0)
+    return np.asarray(xx / (np.asarray(half, dtype=float) + xx))
+
+
 def session_impulses(
     injured_fraction: np.ndarray, agent_effect: np.ndarray, recruitment_half: ArrayLike
 ) -> np.ndarray:
@@ -125,9 +134,8 @@ def session_impulses(
     jumps = np.zeros((B, K, N_STATE))
     jumps[:, :, IX_DE] = phi[:, :, 0]
     for layer, o in ((1, 0), (2, N_DERMAL)):
-        x = np.maximum(phi[:, :, layer], 0.0)
         jumps[:, :, o + IX_D] = phi[:, :, layer]
-        jumps[:, :, o + IX_R] = half * x / (half + x)
+        jumps[:, :, o + IX_R] = half * recruitment_saturation(phi[:, :, layer], half)
     jumps[:, :, IX_A] = np.asarray(agent_effect, dtype=float)
     return jumps
 
@@ -209,6 +217,7 @@ __all__ = [
     "fibrosis_margin",
     "parameter_matrix",
     "parameter_vector",
+    "recruitment_saturation",
     "session_impulses",
     "solve",
 ]

@@ -232,11 +232,11 @@ def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore
     T = M + p[7] * (F - 1.0)
     iD, iI, iM, iF, iP = o, o + 1, o + 2, o + 3, o + 4
     i3, i1, iE, iL, iS, iX, iR = o + 5, o + 6, o + 7, o + 8, o + 9, o + 10, o + 11
-    # D' = -(k_D + k_DI I) D
-    jac[iD, iD] = -(p[0] + p[1] * I)
+    # D' = -(k_D + k_DI I) D and R' = -(k_D + k_DI I) R: the same clearance
+    clear = p[0] + p[1] * I
+    jac[iD, iD] = -clear
     jac[iD, iI] = -p[1] * D
-    # R' = -(k_D + k_DI I) R
-    jac[iR, iR] = -(p[0] + p[1] * I)
+    jac[iR, iR] = -clear
     jac[iR, iI] = -p[1] * R
     # I' = s_I R/K_D - mu_I I
     jac[iI, iR] = p[2] / p[3]

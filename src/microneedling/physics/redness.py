@@ -62,6 +62,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr
 
 from microneedling.parameters.parameter_set import ParameterSet
+from microneedling.physics.healing import recruitment_saturation
 from microneedling.vocabulary import roman
 
 __all__ = [
@@ -145,18 +146,12 @@ def _f(x: ArrayLike) -> FloatArray:
     return np.asarray(x, dtype=float)
 
 
-def _saturating(x: FloatArray, params: RednessParameters) -> FloatArray:
-    """s(x) = x/(K_D + x) for x ≥ 0 (negative x counts as 0)."""
-    x = np.maximum(x, 0.0)
-    return np.asarray(x / (params.recruitment_half + x))
-
-
 def _amplitudes(injured: ArrayLike, params: RednessParameters) -> FloatArray:
     """ρ_V·s(x_k) (B, K) of the vascular response of each session."""
     phi = _f(injured)
     p = params
     x = phi[..., 1] + p.vascular_epidermal_weight * phi[..., 0] + p.reticular_weight * phi[..., 2]
-    return np.asarray(p.vascular_ratio * _saturating(x, p))
+    return np.asarray(p.vascular_ratio * recruitment_saturation(x, p.recruitment_half))
 
 
 def _impulse_sum(t: ArrayLike, session_days: ArrayLike, amp: FloatArray, tau: float) -> FloatArray:
@@ -205,7 +200,7 @@ def haem_signal(
 ) -> FloatArray:
     """The bruise signal H(t) = ρ_H Σ_k s(c_k) exp(−(t − t_k)/τ_H) (B, T) of sessions with cleft
     fractions ``cleft`` (B, K) (``injury.cleft_fraction``); ``t`` (T,) or (B, T) [d]."""
-    amp = params.haem_ratio * _saturating(_f(cleft), params)
+    amp = params.haem_ratio * recruitment_saturation(cleft, params.recruitment_half)
     return _impulse_sum(t, session_days, amp, params.haem_time)
 
 
