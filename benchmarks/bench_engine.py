@@ -51,7 +51,7 @@ def mean_cpu_time(fn, repeat: int = 20) -> float:  # type: ignore[no-untyped-def
 def bench_single_course(repeat: int = 20) -> None:
     import microneedling as mn
     from microneedling.engine import batch
-    from microneedling.engine.batch import simulate_batch
+    from microneedling.engine.batch import session_jumps, simulate_batch
     from microneedling.engine.prepare import output_times, prepare
     from microneedling.parameters.sampling import posterior_nominal
     from microneedling.physics import healing, observe
@@ -62,7 +62,7 @@ def bench_single_course(repeat: int = 20) -> None:
     cpu = mean_cpu_time(lambda: mn.simulate(course, draws=0), repeat)
     prep = prepare(course, ps)
     t = output_times(prep.session_days, float(course.horizon_days))
-    jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)
+    jumps = session_jumps(prep)
     t_prep = median_time(lambda: prepare(course, ps), repeat)
     t_ode = median_time(lambda: healing.solve(prep.params, t, prep.session_days, jumps), repeat)
     sol = healing.solve(prep.params, t, prep.session_days, jumps)
@@ -115,6 +115,7 @@ def bench_process() -> None:
 
 def bench_batch(n_batch: int = 10_000, n_loop: int = 20) -> None:
     import microneedling as mn
+    from microneedling.engine.batch import session_jumps
     from microneedling.engine.prepare import output_times, prepare
     from microneedling.physics import healing
     from microneedling.physics.healing_rhs import PIDX, healing_rhs_py
@@ -128,9 +129,7 @@ def bench_batch(n_batch: int = 10_000, n_loop: int = 20) -> None:
     params = np.repeat(prep.params, n_batch, axis=0)
     params[:, : PIDX["lesion_drive"]] *= rng.uniform(0.8, 1.2, (n_batch, PIDX["lesion_drive"]))
     days = np.repeat(prep.session_days, n_batch, axis=0)
-    jumps = np.repeat(
-        healing.session_impulses(prep.injured_fraction, prep.agent_effect), n_batch, axis=0
-    )
+    jumps = np.repeat(session_jumps(prep), n_batch, axis=0)
     y0 = healing.baseline_state(params[:, PIDX["lesion_drive"]])
 
     healing.solve(params[:2], t, days[:2], jumps[:2])  # warm-up

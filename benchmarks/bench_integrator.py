@@ -170,7 +170,10 @@ def healing_problem(nb: int, rng: np.random.Generator) -> Problem:
     y0 = baseline_state(params[:, PIDX["lesion_drive"]])
     days = np.stack([np.zeros(nb), *(28.0 * k + rng.uniform(-5.0, 5.0, nb) for k in (1, 2, 3))], 1)
     phi = rng.uniform(0.005, 0.05, (nb, 4, 3)) * np.array([2.0, 1.0, 0.5])
-    imp_v = healing.session_impulses(phi, rng.uniform(0.0, 2.0, (nb, 4)))
+    cleft = rng.uniform(0.0, 0.1, (nb, 4))  # roller-like sessions: their clefts' blood
+    imp_v = healing.session_impulses(
+        phi, rng.uniform(0.0, 2.0, (nb, 4)), params[:, PIDX["K_D"]], cleft, params[:, PIDX["rho_B"]]
+    )
     t_out = np.linspace(0.0, 365.0, 300)
     # atol 1e-8: the default of healing.solve (states are O(0.01-1))
     return Problem("HEALING (n=26)", odes.HEALING, y0, params, t_out, days, imp_v, 1e-8,

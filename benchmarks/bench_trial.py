@@ -47,7 +47,7 @@ def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
     from unittest import mock
 
     from microneedling.engine import batch
-    from microneedling.engine.batch import simulate_batch
+    from microneedling.engine.batch import session_jumps, simulate_batch
     from microneedling.engine.prepare import FEATURE_INJURY
     from microneedling.parameters.parameter_set import load_parameters
     from microneedling.physics import healing
@@ -85,7 +85,7 @@ def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
     params = prep.params.copy()
     for k, f in b.factors.items():
         params[:, PIDX[k]] *= f[run.course_index]
-    jumps = healing.session_impulses(prep.injured_fraction, prep.agent_effect)
+    jumps = session_jumps(prep, params)
     y0 = healing.baseline_state(params[:, PIDX["lesion_drive"]])
     t = run.t
     t0 = time.perf_counter()
@@ -100,7 +100,7 @@ def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
     ]
     rows = np.concatenate([np.arange(params.shape[0]), *floors])
     floor_jumps = [
-        healing.session_impulses(getattr(prep, name)[r], np.zeros(prep.agent_effect[r].shape))
+        session_jumps(prep, params, injured=getattr(prep, name), rows=r)
         for name, r in zip(FEATURE_INJURY.values(), floors, strict=True)
     ]
     every_jump = np.concatenate([jumps, *floor_jumps])

@@ -10,8 +10,10 @@ import pytest
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.physics import healing
 from microneedling.physics.healing_rhs import (
+    IX_BL,
     IX_D,
     IX_F,
+    IX_HM,
     IX_I,
     IX_M,
     IX_N1,
@@ -173,13 +175,16 @@ def test_every_parameter_changes_some_output(name: str) -> None:
     phi = np.zeros((2, 1, 3))
     phi[:, 0] = [0.02, 0.01, 0.005]
     days = np.zeros((2, 1))
-    jumps = healing.session_impulses(phi, np.full((2, 1), 2.0), p[:, PIDX["K_D"]])
+    cleft = np.full((2, 1), 0.05)
+    jumps = healing.session_impulses(
+        phi, np.full((2, 1), 2.0), p[:, PIDX["K_D"]], cleft, p[:, PIDX["rho_B"]]
+    )
     y = healing.solve(p, T[::10], days, jumps).y
     assert np.max(np.abs(y[1] - y[0])) > 1e-9, name
 
 
 def test_state_size_constants() -> None:
-    assert N_STATE == 31  # 2 dermal layers x 12 + 7 epidermal
+    assert N_STATE == 35  # 2 dermal layers x 14 + 7 epidermal
     assert len(PARAM_NAMES) == N_PARAM
 
 
@@ -193,6 +198,50 @@ def test_session_impulse_saturates_the_recruiting_injury_not_the_injured_volume(
     np.testing.assert_array_equal(j[:, 0, N_DERMAL + IX_D], phi[:, 0, 2])
     np.testing.assert_allclose(j[:, 0, IX_R], [0.02 / 3, 0.01, 0.02 * 0.5 / 0.52], rtol=1e-15)
     np.testing.assert_allclose(j[:, 0, N_DERMAL + IX_R], [0.0, 0.01, 0.02 * 2 / 2.02], rtol=1e-15)
+
+
+def test_session_impulse_puts_the_clefts_blood_into_both_dermal_layers() -> None:
+    """Bl jumps by ρ_B·K_D·s(c) in both dermal layers; R and D keep the clean channels' φ."""
+    phi = np.zeros((2, 1, 3))
+    phi[:, 0, 1] = [0.4, 0.04]
+    phi[:, 0, 2] = [0.1, 0.01]
+    cleft = np.array([[0.0], [0.1]])
+    j = healing.session_impulses(phi, np.zeros((2, 1)), 0.02, cleft, np.array([1.5, 1.5]))
+    blood = 1.5 * 0.02 * cleft[:, 0] / (0.02 + cleft[:, 0])
+    np.testing.assert_allclose(j[:, 0, IX_BL], blood, rtol=1e-15)
+    np.testing.assert_allclose(j[:, 0, N_DERMAL + IX_BL], blood, rtol=1e-15)
+    np.testing.assert_allclose(j[:, 0, IX_R], 0.02 * phi[:, 0, 1] / (0.02 + phi[:, 0, 1]))
+    np.testing.assert_array_equal(j[:, 0, IX_D], phi[:, 0, 1])
+    assert np.all(j[:, 0, IX_HM] == 0.0)  # the blood recruits only once it has lysed
+    # no clefts (or no blood ratio) leaves the clean-channel impulse of before
+    np.testing.assert_array_equal(
+        healing.session_impulses(phi, np.zeros((2, 1)), 0.02),
+        healing.session_impulses(phi, np.zeros((2, 1)), 0.02, cleft, 0.0),
+    )
+
+
+def test_retained_blood_inflames_late() -> None:
+    """Blood in the clefts lyses before it recruits: its inflammation peaks later than a clean
+    session's (48-72 h after a bruise, not ~1 d) and adds a tail, with the clean injury equal."""
+    p = params(2)
+    phi = np.zeros((2, 1, 3))
+    phi[:, 0] = [0.05, 0.04, 0.01]
+    cleft = np.array([[0.0], [0.1]])
+    jumps = healing.session_impulses(phi, np.zeros((2, 1)), p[:, PIDX["K_D"]], cleft, 1.0)
+    only_blood = jumps[1:].copy()
+    only_blood[:, :, IX_R] = 0.0
+    only_blood[:, :, N_DERMAL + IX_R] = 0.0
+    t = np.linspace(0.0, 10.0, 1001)
+    y = healing.solve(
+        np.concatenate([p, p[:1]]), t, np.zeros((3, 1)), np.concatenate([jumps, only_blood])
+    ).y
+    inflam = y[:, :, IX_I]
+    t_clean = t[np.argmax(inflam[0])]
+    t_blood = t[np.argmax(inflam[2])]
+    assert t_clean < 1.5 < 2.0 <= t_blood <= 3.0, (t_clean, t_blood)
+    assert np.all(inflam[1] >= inflam[0] - 1e-12)
+    late = t > 3.0
+    assert np.all(inflam[1, late] > 1.2 * inflam[0, late])
 
 
 def test_density_sets_the_height_of_inflammation_not_its_length() -> None:

@@ -218,10 +218,12 @@ def test_a_stretch_mark_follows_the_depression_law_of_scars() -> None:
             assert o["striae_depth"][0, -1] == pytest.approx(float(want), rel=1e-14)
     w = [
         run(states(), base(), floors(1, gain=0.2, tether=s))["striae_width"][0, -1]
-        for s in (1.0, 0.8, 0.6, 0.2)
+        for s in (1.0, 0.8, 0.6, 0.05)
     ]
     assert w[0] > w[1] > w[2] > 0
-    assert w[3] == 0.0  # released enough to be shallower than the visibility threshold
+    # released enough to be shallower than the visibility threshold (depth 0.088 mm against
+    # observe.scar_grade_mild_depth, 0.0916 mm)
+    assert w[3] == 0.0
     untouched = run(states(), base(striae_untouched=1.0), floors(1, gain=0.5, tether=0.2))
     assert untouched["striae_depth"][0, -1] == pytest.approx(0.2)
 

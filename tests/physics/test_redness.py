@@ -284,15 +284,18 @@ def test_visible_durations_redness_swelling_and_downtime(rp: rd.RednessParameter
 
 
 def test_roller_downtime_outlasts_its_redness_a_pens_does_not(ps: ParameterSet) -> None:
-    """The engine: a 1.5 mm roller's clefts leave a bruise, so its downtime is a day or more
-    longer than its redness (Naspolini's 3 d against the 1.5-2 d of redness); a pen (vertical,
-    no cleft) and a shallow roller (above the capillary loops) have downtime = the longer of
-    redness and swelling; downtime grows with needle length and passes."""
+    """The engine: a 1.5 mm roller's clefts leave a bruise, so its downtime outlasts its redness
+    (by half a day or more: the blood they hold also lengthens the redness, healing_rhs Bl and
+    Hm, so the gap is smaller than the day it was before); the same roller is red longer than a
+    pen at the same length (Chu 2012's and El-Domyati 2024's direction); a pen (vertical, no
+    cleft) and a shallow roller (above the capillary loops) have downtime = the longer of redness
+    and swelling; downtime grows with needle length and passes."""
     courses = [course(1.5, 15), course(1.5, 3, 3, PEN), course(0.1, 15), course(1.0, 15),
                course(1.5, 8)]  # fmt: skip
     per = simulate_batch(courses, ps, parallel=False).per_session
     red, swell, down = (per[k][:, 0] for k in ("erythema_days", "oedema_days", "downtime_days"))
-    assert down[0] > red[0] + 1.0
+    assert down[0] > red[0] + 0.5
+    assert red[0] > red[1] + 0.5
     assert down[1:3] == pytest.approx(np.maximum(red[1:3], swell[1:3]), abs=1e-9)
     assert down[3] < down[0] and down[4] < down[0]
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import microneedling as mn
-from microneedling.engine.batch import simulate_batch
+from microneedling.engine.batch import session_jumps, simulate_batch
 from microneedling.engine.prepare import output_times
 from microneedling.errors import InputError
 from microneedling.physics import healing
-from microneedling.physics.healing_rhs import N_STATE, PARAM_NAMES, PIDX
+from microneedling.physics.healing_rhs import N_STATE, PARAM_NAMES
 from microneedling.studies.sbml import STATE_IDS, case_inputs, export_sbml, validation_errors
 from tests.paths import EXAMPLES
 
@@ -64,10 +64,7 @@ def test_roadrunner_matches_engine_all_states(example: str, site: str | None) ->
     b = [s.name for s in course.sites].index(case["site"])
     sol = healing.solve(
         run.prepared.params[b : b + 1], t, run.prepared.session_days[b : b + 1],
-        healing.session_impulses(
-            run.prepared.injured_fraction, run.prepared.agent_effect,
-            run.prepared.params[:, PIDX["K_D"]],
-        )[b : b + 1],
+        session_jumps(run.prepared)[b : b + 1],
     ).y[0]  # fmt: skip
     assert _scaled_error(theirs, sol).max() < 1e-4
     # the sessions do something: collagen and inflammation moved away from baseline

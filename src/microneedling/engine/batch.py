@@ -34,7 +34,7 @@ from microneedling.physics.healing_rhs import IX_I, IX_Q, N_DERMAL, PIDX
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.course.model import Course
 
-__all__ = ["BatchRun", "Reads", "read_columns", "session_stats", "simulate_batch"]
+__all__ = ["BatchRun", "Reads", "read_columns", "session_jumps", "session_stats", "simulate_batch"]
 
 
 THREADS_FROM = 4
@@ -126,6 +126,38 @@ def _prepare_all(
     return take_prepared(every, rows), observe_of
 
 
+def session_jumps(
+    prep: Prepared,
+    params: np.ndarray | None = None,
+    *,
+    injured: np.ndarray | None = None,
+    rows: np.ndarray | slice = slice(None),
+) -> np.ndarray:
+    """The healing model's session impulses (B, K, N_STATE) of prepared cases
+    (:func:`microneedling.physics.healing.session_impulses` with the cases' injured fractions,
+    depigmenting agent, roller clefts and their ``K_D`` and ``rho_B``).
+
+    ``params`` (default ``prep.params``) may carry per-patient factors; ``rows`` selects cases.
+    ``injured`` replaces the injured fractions with a depressed feature's floor
+    (:data:`FEATURE_INJURY`). Such a floor case has no depigmenting agent, and the clefts reach
+    its dermis in the proportion the channels do: its cleft fraction is the site's times the
+    floor's dermal injured fraction over the site's (at most 1; 0 where no needle reaches the
+    floor). The clefts' geometry under a feature is not modelled beyond that.
+    """
+    p = (prep.params if params is None else params)[rows]
+    dose = prep.agent_effect[rows]
+    cleft = prep.cleft_fraction[rows]
+    if injured is None:
+        phi = prep.injured_fraction[rows]
+    else:
+        phi, dose = injured[rows], np.zeros(dose.shape)
+        site = prep.injured_fraction[rows][:, :, 1:].sum(axis=2)
+        floor = phi[:, :, 1:].sum(axis=2)
+        reach = np.divide(floor, site, out=np.zeros(site.shape), where=site > 0.0)
+        cleft = cleft * np.minimum(reach, 1.0)
+    return healing.session_impulses(phi, dose, p[:, PIDX["K_D"]], cleft, p[:, PIDX["rho_B"]])
+
+
 def simulate_batch(
     courses: Sequence[Course],
     parameters: ParameterSet | Sequence[ParameterSet] | None = None,
@@ -211,9 +243,7 @@ def simulate_batch(
             raise InputError(
                 "t_out", "given grid", "increasing times from 0 to the largest horizon"
             )
-    jumps = healing.session_impulses(
-        prep.injured_fraction, prep.agent_effect, params[:, PIDX["K_D"]]
-    )
+    jumps = session_jumps(prep, params)
     # the floor of each depressed feature (acne scars, wrinkle grooves, striae) is one more case
     # of the same patient, driven by the injury under the feature (physics.scars)
     n_main = params.shape[0]
@@ -227,12 +257,11 @@ def simulate_batch(
         floor_of[feature][has] = n_rows + np.arange(has.size)
         n_rows += has.size
         if has.size:
-            zero_agent = np.zeros(prep.agent_effect[has].shape)
             extra.append(
                 (
                     params[has],
                     prep.session_days[has],
-                    healing.session_impulses(phi_floor[has], zero_agent, params[has, PIDX["K_D"]]),
+                    session_jumps(prep, params, injured=phi_floor, rows=has),
                 )
             )
     full = healing.solve(

@@ -25,6 +25,7 @@ from microneedling.parameters.parameter_set import ParameterSet
 from microneedling.physics.healing_rhs import (
     EPI0,
     IX_A,
+    IX_BL,
     IX_D,
     IX_DE,
     IX_R,
@@ -44,9 +45,9 @@ PARAM_UNITS: dict[str, str] = {
         "k_D", "s_I", "mu_I", "mu_M", "r_F", "mu_F", "mu_P", "k_3", "k_1", "k_mat", "delta_3",
         "delta_1", "delta_b", "k_E", "delta_E", "delta_bE", "k_SP", "k_De", "s_K", "mu_K",
         "k_H", "mu_H", "kappa_T", "g_Q", "mu_Q", "k_A", "s_M", "sigma_PI", "sigma_PF",
-        "s_KT", "k_DI", "k_SD", "k_x", "delta_X", "kappa_R",
+        "s_KT", "k_DI", "k_SD", "k_x", "delta_X", "kappa_R", "k_lys", "k_Hm",
     )},
-    **{n: "1" for n in ("K_D", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De", "beta_K", "beta_N")},
+    **{n: "1" for n in ("K_D", "K_T", "F_max", "C1_0", "e_A", "EC_A", "K_De", "beta_K", "beta_N", "rho_B")},
 }  # fmt: skip
 
 #: parameters that are inputs per case rather than values of the parameter files
@@ -110,7 +111,11 @@ def recruitment_saturation(x: ArrayLike, half: ArrayLike) -> np.ndarray:
 
 
 def session_impulses(
-    injured_fraction: np.ndarray, agent_effect: np.ndarray, recruitment_half: ArrayLike
+    injured_fraction: np.ndarray,
+    agent_effect: np.ndarray,
+    recruitment_half: ArrayLike,
+    cleft_fraction: np.ndarray | None = None,
+    blood_ratio: ArrayLike = 0.0,
 ) -> np.ndarray:
     """State jumps of each session, shape (B, K, N_STATE).
 
@@ -125,17 +130,32 @@ def session_impulses(
     recruitment_half:
         K_D (dimensionless), scalar or (B,) (the ``K_D`` column of the case's parameters): the
         injured fraction at which a session's recruiting signal is half its maximum. Each dermal
-        layer's injured volume D jumps by φ_k and its recruiting injury R by K_D·φ_k/(K_D + φ_k)
-        (:mod:`~microneedling.physics.healing_rhs`).
+        layer's injured volume D jumps by φ_k and its recruiting injury R by K_D·s(φ_k),
+        s(x) = x/(K_D + x) (:mod:`~microneedling.physics.healing_rhs`).
+    cleft_fraction:
+        (B, K) fraction of the dermis cut by a roller's clefts at each session, c_k
+        (:func:`microneedling.physics.injury.cleft_fraction`; 0 for pens and stamps), or None
+        (no clefts). Taken as spread evenly over both dermal layers.
+    blood_ratio:
+        ρ_B (dimensionless), scalar or (B,) (the ``rho_B`` column): how strongly a session's
+        retained blood recruits, relative to its clean channels' saturated signal. Each dermal
+        layer's retained blood Bl jumps by ρ_B·K_D·s(c_k).
     """
     phi = np.asarray(injured_fraction, dtype=float)
     B, K, _ = phi.shape
     half = np.broadcast_to(np.asarray(recruitment_half, dtype=float), (B,))[:, None]
     jumps = np.zeros((B, K, N_STATE))
     jumps[:, :, IX_DE] = phi[:, :, 0]
+    blood = None
+    if cleft_fraction is not None:
+        rho = np.broadcast_to(np.asarray(blood_ratio, dtype=float), (B,))[:, None]
+        c = np.broadcast_to(np.asarray(cleft_fraction, dtype=float), (B, K))
+        blood = rho * half * recruitment_saturation(c, half)
     for layer, o in ((1, 0), (2, N_DERMAL)):
         jumps[:, :, o + IX_D] = phi[:, :, layer]
         jumps[:, :, o + IX_R] = half * recruitment_saturation(phi[:, :, layer], half)
+        if blood is not None:
+            jumps[:, :, o + IX_BL] = blood
     jumps[:, :, IX_A] = np.asarray(agent_effect, dtype=float)
     return jumps
 

@@ -24,13 +24,19 @@ NX  mature (cross-linked) new collagen I, minus
     fraction of baseline total collagen
 R   injury still recruiting inflammation
     (K_D·s(φ) at a session, cleared like D)
+Bl  blood retained in a roller's clefts, not
+    yet lysed (recruiting-injury units)
+Hm  lysed retained blood, recruiting
+    inflammation (same units as R)
 
 Equations (per dermal layer; T is a quasi-steady TGF-β signal because its decay, 9.1–15 d⁻¹
 [Waugh & Sherratt 2006; Jin et al. 2011], is much faster than every other rate)::
 
     D'  = −(k_D + k_DI·I)·D
     R'  = −(k_D + k_DI·I)·R,   R jumps by K_D·s(φ_k) at session k, s(φ) = φ/(K_D + φ)
-    I'  = s_I·R/K_D − μ_I·I                                     shape: Cooper et al. 2015
+    Bl' = −k_lys·Bl,           Bl jumps by ρ_B·K_D·s(c_k) at session k (c_k: the clefts' share)
+    Hm' = k_lys·Bl − k_Hm·Hm
+    I'  = s_I·(R + Hm)/K_D − μ_I·I                              shape: Cooper et al. 2015
     M'  = s_M·I − μ_M·M
     T   = M + σ_TF·(F − 1)
     F'  = r_F·F·T/(K_T + T)·(1 − F/F_max) − μ_F·(F − 1)          Jin et al. 2011; Adler et al. 2020
@@ -48,7 +54,16 @@ Density sets how strong the pooled signal is, saturating once the channels' zone
 overlap, s(φ_k) = φ_k/(K_D + φ_k); how long it lasts is each channel's clearance, k_D + k_DI·I
 (the clearance of D: debris and the recruiting signal leave together). So R, the recruiting
 injury, starts at K_D·s(φ_k) and decays as D does, and recruitment is s_I·s(φ_k) at the session,
-falling with the channels' clearance. (A pooled Michaelis-Menten recruitment s_I·D/(K_D + D),
+falling with the channels' clearance.
+
+Retained blood recruits on its own, later clock. A clean puncture inflames little; blood kept in
+the dermis inflames intensely once it lyses (rat skin: no infiltrate after needle puncture alone,
+an intense one where blood was injected, Ross et al. 2013; the blood-driven infiltrate peaks at
+48-72 h, after red-cell lysis). A roller's needle cuts a cleft beside its path and the blood stays
+there (``needles``, "Roller clefts"; a pen's or a stamp's vertical stroke cuts none, c_k = 0):
+each session puts ρ_B·K_D·s(c_k) of blood into Bl, which lyses at k_lys into Hm, whose recruiting
+signal macrophages clear at k_Hm. So a roller's redness has a late tail a pen's lacks, as purpura
+lengthens erythema after pulsed-dye laser (3.3 to 5.6 days, Alam et al.). (A pooled Michaelis-Menten recruitment s_I·D/(K_D + D),
 the form before 2026-12-06, treats the punctures as one wound: a dense session stays on its
 plateau until D has fallen to ~K_D, so its recruitment lasts ln(φ/K_D)/(k_D + k_DI·I) and a dense
 pen session inflamed for days longer than a roller's, against Chu 2012 and the pen
@@ -118,13 +133,15 @@ import numba as nb
 import numpy as np
 
 # ----------------------------------------------------------------- state layout
-N_DERMAL = 12
+N_DERMAL = 14
 N_EPIDERMAL = 7
 DERMAL_LAYERS = ("papillary_dermis", "reticular_dermis")
 N_STATE = 2 * N_DERMAL + N_EPIDERMAL
 
-IX_D, IX_I, IX_M, IX_F, IX_P, IX_N3, IX_N1, IX_NE, IX_LE, IX_S, IX_NX, IX_R = range(N_DERMAL)
-DERMAL_STATE_NAMES = ("D", "I", "M", "F", "P", "N3", "N1", "NE", "LE", "S", "NX", "R")
+IX_D, IX_I, IX_M, IX_F, IX_P, IX_N3, IX_N1, IX_NE, IX_LE, IX_S, IX_NX, IX_R, IX_BL, IX_HM = range(
+    N_DERMAL
+)
+DERMAL_STATE_NAMES = ("D", "I", "M", "F", "P", "N3", "N1", "NE", "LE", "S", "NX", "R", "Bl", "Hm")
 EPI0 = 2 * N_DERMAL
 IX_DE, IX_K, IX_H, IX_MP, IX_Q, IX_A, IX_MA = (EPI0 + i for i in range(N_EPIDERMAL))
 EPIDERMAL_STATE_NAMES = ("De", "K", "H", "Mp", "Q", "A", "Ma")
@@ -146,6 +163,9 @@ PARAM_NAMES: tuple[str, ...] = (
     "beta_N",
     # the melanocytes' activity follows its drive at kappa_R (epidermal block; appended)
     "kappa_R",
+    # blood retained in a roller's clefts: how strongly it recruits (session impulses), its lysis
+    # and the clearance of the lysed blood's signal (dermal block; appended)
+    "rho_B", "k_lys", "k_Hm",
 )  # fmt: skip
 N_PARAM = len(PARAM_NAMES)
 PIDX = {name: i for i, name in enumerate(PARAM_NAMES)}
@@ -166,12 +186,14 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     S = y[o + 9]
     NX = y[o + 10]
     R = y[o + 11]
+    Bl = y[o + 12]
+    Hm = y[o + 13]
     Fx = F - 1.0
     Px = P - 1.0
     T = M + p[7] * Fx
     clear = p[0] + p[1] * I
     out[o + 0] = -clear * D
-    out[o + 1] = p[2] * R / p[3] - p[4] * I
+    out[o + 1] = p[2] * (R + Hm) / p[3] - p[4] * I
     out[o + 2] = p[5] * I - p[6] * M
     out[o + 3] = p[8] * F * T / (p[9] + T) * (1.0 - F / p[10]) - p[11] * Fx
     out[o + 4] = p[12] * I + p[13] * Fx - p[14] * Px
@@ -182,6 +204,8 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     out[o + 9] = -(p[25] * D + p[26] * Px) * S
     out[o + 10] = p[42] * N1 - p[43] * P * NX - p[20] * Px * p[21]
     out[o + 11] = -clear * R
+    out[o + 12] = -p[47] * Bl
+    out[o + 13] = p[47] * Bl - p[48] * Hm
     return T
 
 
@@ -215,7 +239,7 @@ def healing_rhs(t, y, p, out):  # type: ignore[no-untyped-def,unused-ignore]
 
 @nb.njit(cache=True, error_model="numpy")
 def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore]
-    """Non-zero entries of d(dermal block)/dy at offset ``o`` (rows o..o+11), hand-derived."""
+    """Non-zero entries of d(dermal block)/dy at offset ``o`` (rows o..o+13), hand-derived."""
     D = y[o + 0]
     I = y[o + 1]  # noqa: E741
     M = y[o + 2]
@@ -238,9 +262,14 @@ def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore
     jac[iD, iI] = -p[1] * D
     jac[iR, iR] = -clear
     jac[iR, iI] = -p[1] * R
-    # I' = s_I R/K_D - mu_I I
+    # I' = s_I (R + Hm)/K_D - mu_I I
     jac[iI, iR] = p[2] / p[3]
+    jac[iI, o + 13] = p[2] / p[3]
     jac[iI, iI] = -p[4]
+    # Bl' = -k_lys Bl,  Hm' = k_lys Bl - k_Hm Hm
+    jac[o + 12, o + 12] = -p[47]
+    jac[o + 13, o + 12] = p[47]
+    jac[o + 13, o + 13] = -p[48]
     # M' = s_M I - mu_M M
     jac[iM, iI] = p[5]
     jac[iM, iM] = -p[6]
@@ -368,9 +397,13 @@ def _dermal_solve(fac, jac, dinv, o, x):  # type: ignore[no-untyped-def,unused-i
     """Forward substitution through one dermal block (offset ``o``), in dependency order."""
     iD, iI, iM, iF, iP = o, o + 1, o + 2, o + 3, o + 4
     i3, i1, iE, iL, iS, iX, iR = o + 5, o + 6, o + 7, o + 8, o + 9, o + 10, o + 11
+    # the retained blood (Bl, then Hm) feeds I and depends on nothing else
+    iBl, iHm = o + 12, o + 13
+    x[iBl] = x[iBl] * dinv[iBl]
+    x[iHm] = (x[iHm] + jac[iHm, iBl] * x[iBl]) * dinv[iHm]
     # (R, I): 2x2 block [[fac - J_RR, -J_RI], [-J_IR, fac - J_II]], Cramer's rule
     rR = x[iR]
-    rI = x[iI]
+    rI = x[iI] + jac[iI, iHm] * x[iHm]
     x[iR] = ((fac - jac[iI, iI]) * rR + jac[iR, iI] * rI) * dinv[iR]
     x[iI] = ((fac - jac[iR, iR]) * rI + jac[iI, iR] * rR) * dinv[iR]
     x[iD] = (x[iD] + jac[iD, iI] * x[iI]) * dinv[iD]
@@ -390,7 +423,7 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
     """x <- (fac·I − J)^{-1} x for the healing Jacobian, factored by :func:`healing_factor`.
 
     Block forward substitution in the model's dependency order, written out: per dermal layer
-    (R, I) → D → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
+    Bl → Hm → (R, I) → D → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
     M, F) → H, A → Ma (needs the papillary N3, N1, NX) → Mp, and Q (needs the papillary I, A
     and K). Only the structural non-zeros of :func:`healing_jacobian` are used; the tests check the
     result against a dense solve.

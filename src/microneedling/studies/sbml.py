@@ -3,11 +3,11 @@
 Systems-biology users can run the exported file in COPASI, tellurium/libRoadRunner or any SBML
 simulator. The document mirrors :mod:`microneedling.physics.healing_rhs` term by term:
 
-* the 29 states are species (dimensionless amounts in a unit compartment ``skin_site``, driven by
+* the 35 states are species (dimensionless amounts in a unit compartment ``skin_site``, driven by
   rate rules, no reactions): the dermal block with prefixes ``pap_`` (papillary dermis) and ``ret_``
-  (reticular dermis): ``D I M F P N3 N1 NE LE S NX``; the epidermal block ``De K H Mp Q A Ma``;
+  (reticular dermis): ``D I M F P N3 N1 NE LE S NX R Bl Hm``; the epidermal block ``De K H Mp Q A Ma``;
 * the quasi-steady TGF-β signals ``pap_T`` and ``ret_T`` are assignment rules;
-* the 46 parameters carry the names of :data:`~microneedling.physics.healing_rhs.PARAM_NAMES` and
+* the 49 parameters carry the names of :data:`~microneedling.physics.healing_rhs.PARAM_NAMES` and
   the values the engine uses for that case (age-scaled collagen rates, PIH gain of the patient's
   Fitzpatrick type, ``sigma_TF`` from the loop gain, ``lesion_drive``), with units (per day or
   dimensionless; model time is in days);
@@ -28,17 +28,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from microneedling.about import DISCLAIMER, __version__
+from microneedling.engine.batch import session_jumps
 from microneedling.engine.prepare import prepare
 from microneedling.errors import InputError, MicroneedlingError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import posterior_nominal
-from microneedling.physics import healing
 from microneedling.physics.healing import PARAM_UNITS
 from microneedling.physics.healing_rhs import (
     DERMAL_LAYERS,
     DERMAL_STATE_NAMES,
     EPIDERMAL_STATE_NAMES,
     N_DERMAL,
+    N_PARAM,
     N_STATE,
     PARAM_NAMES,
     PIDX,
@@ -67,6 +68,8 @@ _STATE_DESCR = {
     "S": "scar tethering left (1 = untreated)",
     "NX": "mature (cross-linked) new collagen I, minus matrix lost to excess MMP",
     "R": "injury still recruiting inflammation (K_D x saturation of each session)",
+    "Bl": "blood retained in a roller's clefts, not yet lysed (recruiting-injury units)",
+    "Hm": "lysed retained blood, recruiting inflammation (same units as R)",
     "De": "epidermal injury (open channels in the epidermis)",
     "K": "keratinocyte activation",
     "H": "epidermal thickening, fraction of baseline",
@@ -94,11 +97,11 @@ def dermal_rate_formulas(pre: str) -> dict[str, str]:
     s = {n: f"{pre}_{n}" for n in DERMAL_STATE_NAMES}
     D, I, M, F, P = s["D"], s["I"], s["M"], s["F"], s["P"]  # noqa: E741
     N3, N1, NE, LE, S, NX = s["N3"], s["N1"], s["NE"], s["LE"], s["S"], s["NX"]
-    R = s["R"]
+    R, Bl, Hm = s["R"], s["Bl"], s["Hm"]
     T = f"{pre}_T"
     return {
         D: f"-(k_D + k_DI * {I}) * {D}",
-        I: f"s_I * {R} / K_D - mu_I * {I}",
+        I: f"s_I * ({R} + {Hm}) / K_D - mu_I * {I}",
         M: f"s_M * {I} - mu_M * {M}",
         F: f"r_F * {F} * {T} / (K_T + {T}) * (1 - {F} / F_max) - mu_F * ({F} - 1)",
         P: f"sigma_PI * {I} + sigma_PF * ({F} - 1) - mu_P * ({P} - 1)",
@@ -109,6 +112,8 @@ def dermal_rate_formulas(pre: str) -> dict[str, str]:
         S: f"-(k_SD * {D} + k_SP * ({P} - 1)) * {S}",
         NX: f"k_x * {N1} - delta_X * {P} * {NX} - delta_b * ({P} - 1) * C1_0",
         R: f"-(k_D + k_DI * {I}) * {R}",
+        Bl: f"-k_lys * {Bl}",
+        Hm: f"k_lys * {Bl} - k_Hm * {Hm}",
     }
 
 
@@ -153,9 +158,7 @@ def case_inputs(
     ps = posterior_nominal(parameters or load_parameters())
     site, (prep, b) = _case(course, ps, site)
     mask = prep.session_mask[b]
-    jumps = healing.session_impulses(
-        prep.injured_fraction, prep.agent_effect, prep.params[:, PIDX["K_D"]]
-    )[b][mask]
+    jumps = session_jumps(prep)[b][mask]
     params = np.asarray(prep.params[b], dtype=float)
     return {
         "site": site,
@@ -337,7 +340,8 @@ def _notes(model: Any) -> None:
 
     body = (
         "Wound-healing ODE of the microneedling package (version "
-        f"{__version__}), exported for one treated site. Time in days. The 29 states and 46 "
+        f"{__version__}), exported for one treated site. Time in days. The {N_STATE} states and "
+        f"{N_PARAM} "
         "parameters mirror microneedling.physics.healing_rhs; sessions are events adding the "
         "session's injury and topical impulses (computed by the package's needle, injury and "
         "transport models). Observables (collagen %, scar depth, ...) are not part of this file. "

@@ -247,7 +247,10 @@ def healing_case(nb: int = 1) -> tuple[np.ndarray, ...]:
     )
     phi = np.zeros((nb, 2, 3))
     phi[:, :, :] = [0.04, 0.02, 0.01]
-    jumps = healing.session_impulses(phi, np.ones((nb, 2)), p[:, PIDX["K_D"]])
+    # a roller-like session: clean channels and the blood of its clefts (exercises Bl and Hm)
+    jumps = healing.session_impulses(
+        phi, np.ones((nb, 2)), p[:, PIDX["K_D"]], np.full((nb, 2), 0.05), p[:, PIDX["rho_B"]]
+    )
     days = np.tile([0.0, 3.0], (nb, 1))
     return baseline_state(p[:, PIDX["lesion_drive"]]), p, days, jumps
 
