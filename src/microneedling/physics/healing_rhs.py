@@ -54,7 +54,12 @@ Density sets how strong the pooled signal is, saturating once the channels' zone
 overlap, s(φ_k) = φ_k/(K_D + φ_k); how long it lasts is each channel's clearance, k_D + k_DI·I
 (the clearance of D: debris and the recruiting signal leave together). So R, the recruiting
 injury, starts at K_D·s(φ_k) and decays as D does, and recruitment is s_I·s(φ_k) at the session,
-falling with the channels' clearance.
+falling with the channels' clearance. (A pooled Michaelis-Menten recruitment s_I·D/(K_D + D),
+the form before 2026-12-06, treats the punctures as one wound: a dense session stays on its
+plateau until D has fallen to ~K_D, so its recruitment lasts ln(φ/K_D)/(k_D + k_DI·I) and a dense
+pen session inflamed for days longer than a roller's, against Chu 2012 and the pen
+literature.) D is kept for what grows with the injured volume itself, the release of scar tethers
+(S). Sessions whose R overlaps add.
 
 Retained blood recruits on its own, later clock. A clean puncture inflames little; blood kept in
 the dermis inflames intensely once it lyses (rat skin: no infiltrate after needle puncture alone,
@@ -63,12 +68,7 @@ an intense one where blood was injected, Ross et al. 2013; the blood-driven infi
 there (``needles``, "Roller clefts"; a pen's or a stamp's vertical stroke cuts none, c_k = 0):
 each session puts ρ_B·K_D·s(c_k) of blood into Bl, which lyses at k_lys into Hm, whose recruiting
 signal macrophages clear at k_Hm. So a roller's redness has a late tail a pen's lacks, as purpura
-lengthens erythema after pulsed-dye laser (3.3 to 5.6 days, Alam et al.). (A pooled Michaelis-Menten recruitment s_I·D/(K_D + D),
-the form before 2026-12-06, treats the punctures as one wound: a dense session stays on its
-plateau until D has fallen to ~K_D, so its recruitment lasts ln(φ/K_D)/(k_D + k_DI·I) and a dense
-pen session inflamed for days longer than a roller's, against Chu 2012 and the pen
-literature.) D is kept for what grows with the injured volume itself, the release of scar tethers
-(S). Sessions whose R overlaps add.
+lengthens erythema after pulsed-dye laser (3.3 to 5.6 days, Alam et al.).
 
 Durable collagen: new type I collagen is first immature (N1: reducible cross-links, pepsin-soluble,
 turned over by MMPs at δ_1·P); it cross-links into the stable network at k_x (half-life ~60 d, from
@@ -370,7 +370,8 @@ def healing_factor(fac, jac, dinv):  # type: ignore[no-untyped-def,unused-ignore
     """Factor G = fac·I − J for :func:`healing_solve` (J from :func:`healing_jacobian`).
 
     J of this model is block lower triangular in a fixed order (see :func:`healing_solve`): every
-    state's row is a 1x1 diagonal block except (R, I) of each dermal layer, a 2x2 block. Stores
+    state's row is a 1x1 diagonal block (Bl and Hm included) except (R, I) of each dermal layer, a
+    2x2 block. Stores
     1/G_ii for the 1x1 blocks and 1/det for each 2x2 block in ``dinv`` (length N_STATE, at R's
     index). Returns False when a pivot is zero or not finite (for physical states, R ≥ 0, it never
     is: the 2x2 determinant is (fac − J_RR)(fac − J_II) + |J_RI|·|J_IR| > 0).
@@ -423,9 +424,9 @@ def healing_solve(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unused-igno
     """x <- (fac·I − J)^{-1} x for the healing Jacobian, factored by :func:`healing_factor`.
 
     Block forward substitution in the model's dependency order, written out: per dermal layer
-    Bl → Hm → (R, I) → D → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K (needs the papillary
-    M, F) → H, A → Ma (needs the papillary N3, N1, NX) → Mp, and Q (needs the papillary I, A
-    and K). Only the structural non-zeros of :func:`healing_jacobian` are used; the tests check the
+    Bl → Hm → (R, I) → D → M → F → P → N3 → N1 → NX → NE → LE → S; then the epidermis De → K
+    (needs the papillary M, F) → H, A → Ma (needs the papillary N3, N1, NX) → Mp, and Q (needs
+    the papillary I, A and K). Only the structural non-zeros of :func:`healing_jacobian` are used; the tests check the
     result against a dense solve.
     """
     _dermal_solve(fac, jac, dinv, 0, x)
