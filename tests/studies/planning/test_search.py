@@ -49,7 +49,7 @@ def test_every_pareto_plan_respects_every_limit() -> None:
     pf = make_patient(
         sites=("cheek", "forehead"),
         limits={
-            "max_downtime_days_per_session": 1.5,
+            "max_downtime_days_per_session": 1.2,
             "max_total_downtime_days": 3.0,
             "max_sessions": 3,
             "earliest_interval_days": 21,
@@ -61,9 +61,10 @@ def test_every_pareto_plan_respects_every_limit() -> None:
     assert result.recommended in result.pareto
     for plan in result.pareto:
         _check_limits(pf, plan, result.pih_limit)
-    # the limits bind: without them the best plan takes more downtime per session
+    # the limits bind: without them the best plan takes more downtime per session (1.48 d with
+    # posterior-9b299d1f777a: the limit was 1.5 d before, which it no longer reached)
     free = search(pf.with_limits(max_downtime_days_per_session=10.0, max_total_downtime_days=100.0))
-    assert max(free.recommended.downtime_per_session) > 1.5
+    assert max(free.recommended.downtime_per_session) > 1.2
 
 
 def test_recommended_is_the_best_feasible_plan_of_the_pareto_set() -> None:

@@ -17,10 +17,8 @@ the values that give ×1.3, ×1.7 and ×2.2 (docs/model.md, "Retained blood").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.studies.credibility.calibrate import predict_rows
@@ -39,13 +37,13 @@ PROTOCOL = "downtime_1p5mm"
 RATIOS = (1.3, 1.7, 2.2)
 
 
-def erythema_ratio(values: Sequence[float], ps: ParameterSet | None = None) -> FloatArray:
+def erythema_ratio(values: ArrayLike, ps: ParameterSet | None = None) -> FloatArray:
     """Erythema days of the :data:`PROTOCOL` session at each ρ_B in ``values`` over its erythema
     days at ρ_B = 0 (dimensionless), every other parameter at ``ps`` (default: the shipped set)."""
     ps = ps if ps is not None else load_parameters()
     protocols = load_protocols()
     row = [r for r in load_literature() if r.key == PROTOCOL]
-    grid = [0.0, *(float(v) for v in values)]
+    grid = [0.0, *(float(v) for v in np.atleast_1d(np.asarray(values, dtype=float)))]
     sets = [ps.with_values({NAME: v}) for v in grid]
     days = predict_rows(row, sets, protocols)[:, 0]
     if not days[0] > 0.0:
