@@ -1,14 +1,19 @@
 """Interleaved A/B of two source trees on a shared, loaded machine (run on its own, not a test):
 
     git worktree add /tmp/speedbase <commit>
-    python benchmarks/bench_ab.py simulate --a /tmp/speedbase/src --b src
+    python benchmarks/bench_ab.py simulate --a /tmp/speedbase/src --b src [--draws 32]
+    python benchmarks/bench_ab.py sample --a /tmp/speedbase/src --b src --draws 32
     python benchmarks/bench_ab.py trial --a /tmp/speedbase/src --b src
 
 ``simulate``
-    ``simulate(draws=0)`` of the acne roller course (4 sessions, 1 year), on one thread. Two
+    ``simulate(draws=0)`` (or ``--draws N``: the ensemble too) of the acne roller course
+    (4 sessions, 1 year), on one thread. Two
     long-lived child processes (tree A, tree B, each importing ``microneedling`` from its
     ``PYTHONPATH``) are asked in turn for a short batch of calls; the ratio B/A of neighbouring
     batches (CPU time of the child) is robust to load that changes over seconds.
+``sample``
+    ``sample_parameter_sets(ps, draws, seed)`` of the shipped set (``--draws``, default 32), the
+    ensemble's draws alone, children as for ``simulate``.
 ``trial``
     250-patient chunks of the acne roller trial (``bench_trial.py``'s spec), each followed by the
     healing ODE of exactly the cases it solved (same arguments, one thread): the pipeline's share
@@ -34,18 +39,37 @@ HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "acne-scars-rolling-cheek.toml"
 
 
-def _simulate_worker(n: int) -> None:
+def _simulate_worker(draws: int) -> None:
     import microneedling as mn
 
     course = mn.Course.from_toml(EXAMPLE)
     for _ in range(3):  # warm-up: numba cache, first imports, per-set coefficients
-        mn.simulate(course, draws=0, parallel=False)
+        mn.simulate(course, draws=draws, parallel=False)
     print("ready", flush=True)
     for line in sys.stdin:
         k = int(line)
         c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(k):
-            mn.simulate(course, draws=0, parallel=False)
+            mn.simulate(course, draws=draws, parallel=False)
+        cpu, wall = (time.process_time() - c0) / k, (time.perf_counter() - t0) / k
+        print(json.dumps({"cpu": cpu, "wall": wall}), flush=True)
+
+
+def _sample_worker(draws: int) -> None:
+    import microneedling as mn
+    from microneedling.parameters.sampling import sample_parameter_sets
+
+    ps = mn.load_parameters()
+    for seed in range(3):  # warm-up
+        sample_parameter_sets(ps, draws, seed)
+    print("ready", flush=True)
+    seed = 3
+    for line in sys.stdin:
+        k = int(line)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(k):
+            sample_parameter_sets(ps, draws, seed)
+            seed += 1
         cpu, wall = (time.process_time() - c0) / k, (time.perf_counter() - t0) / k
         print(json.dumps({"cpu": cpu, "wall": wall}), flush=True)
 
@@ -91,10 +115,11 @@ def _quartiles(x: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(x), q[2]
 
 
-def ab_simulate(a: str, b: str, rounds: int, n: int) -> None:
+def ab_simulate(
+    a: str, b: str, rounds: int, n: int, draws: int = 0, what: str = "simulate"
+) -> None:
     kids = {
-        tag: _child("simulate", tree, 0, stdin=subprocess.PIPE)
-        for tag, tree in (("A", a), ("B", b))
+        tag: _child(what, tree, draws, stdin=subprocess.PIPE) for tag, tree in (("A", a), ("B", b))
     }
     for k in kids.values():
         assert k.stdout is not None and k.stdout.readline().strip() == "ready"
@@ -110,10 +135,12 @@ def ab_simulate(a: str, b: str, rounds: int, n: int) -> None:
         assert k.stdin is not None
         k.stdin.close()
         k.wait()
-    print(
-        f"simulate(draws=0), acne roller course, one thread: {rounds} rounds x {n} calls per "
-        f"tree, load average {os.getloadavg()[0]:.1f}"
+    call = (
+        f"simulate(draws={draws}), acne roller course, one thread"
+        if what == "simulate"
+        else f"sample_parameter_sets(draws={draws}) of the shipped set"
     )
+    print(f"{call}: {rounds} rounds x {n} calls per tree, load average {os.getloadavg()[0]:.1f}")
     for key in ("cpu", "wall"):
         xa = [x[key] * 1e3 for x in got["A"]]
         xb = [x[key] * 1e3 for x in got["B"]]
@@ -151,11 +178,12 @@ def ab_trial(a: str, b: str, rounds: int, n: int) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("simulate", "trial"))
+    p.add_argument("what", choices=("simulate", "sample", "trial"))
     p.add_argument("--a", default="/tmp/speedbase/src", help="source tree A (the reference)")
     p.add_argument("--b", default=str(HERE.parent / "src"), help="source tree B")
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--n", type=int, default=None, help="calls per batch / patients per run")
+    p.add_argument("--draws", type=int, default=None, help="the ensemble's draws (simulate: 0)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     o = p.parse_args()
     if o.worker:
@@ -164,8 +192,14 @@ if __name__ == "__main__":
         tree = os.environ["PYTHONPATH"]
         if not str(Path(microneedling.__file__).resolve()).startswith(tree):
             raise SystemExit(f"imported {microneedling.__file__}, not the tree {tree}")
-        {"simulate": _simulate_worker, "trial": _trial_worker}[o.what](o.n)
+        {"simulate": _simulate_worker, "sample": _sample_worker, "trial": _trial_worker}[o.what](
+            o.n
+        )
     elif o.what == "simulate":
-        ab_simulate(str(Path(o.a).resolve()), str(Path(o.b).resolve()), o.rounds or 40, o.n or 20)
+        a, b, draws = str(Path(o.a).resolve()), str(Path(o.b).resolve()), o.draws or 0
+        ab_simulate(a, b, o.rounds or 40, o.n or (20 if draws == 0 else 2), draws)
+    elif o.what == "sample":
+        a, b, draws = str(Path(o.a).resolve()), str(Path(o.b).resolve()), o.draws or 32
+        ab_simulate(a, b, o.rounds or 40, o.n or 10, draws, what="sample")
     else:
         ab_trial(str(Path(o.a).resolve()), str(Path(o.b).resolve()), o.rounds or 4, o.n or 1000)

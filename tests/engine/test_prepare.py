@@ -206,3 +206,38 @@ def test_nominal_set_is_posterior_nominal_made_once_per_set_of_values() -> None:
     assert shipped_posterior(edited) is None
     same, none = nominal_set(edited)
     assert same is edited and none is None
+
+
+def test_ensemble_draws_do_not_evict_the_nominal_sets_coefficients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 32-draw simulate prepares 33 sets (160 entries of draws); the draws' entries go to a pool
+    of their own, so the nominal set's coefficients are still kept for the next run (in one
+    shared pool of 128 they were evicted every run), and a reused draw still finds its own."""
+    from microneedling.engine.prepare import nominal_set
+
+    course = mn.Course.from_toml(EXAMPLES / "acne-scars-rolling-cheek.toml")
+    monkeypatch.setattr(prepare_module, "_PER_SET", {})
+    monkeypatch.setattr(prepare_module, "_PER_DRAW", {})
+    mn.simulate(course, draws=32, seed=2)
+    centre, _ = nominal_set(load_parameters())
+    nominal_keys = [k for k in prepare_module._PER_SET if k[0] == id(centre.parameters)]
+    assert len(nominal_keys) >= 4  # needles, transport, healing, observe
+    assert all(not v[1].is_draw for v in prepare_module._PER_SET.values())
+    assert len(prepare_module._PER_DRAW) == 128  # the draws' own pool, bounded
+    calls: list[int] = []
+    made = prepare_module.healing.parameter_vector
+
+    def counting(ps: Any) -> Any:
+        calls.append(1)
+        return made(ps)
+
+    monkeypatch.setattr(prepare_module.healing, "parameter_vector", counting)
+    draw = sample_parameter_sets(load_parameters(), 1, seed=2)[0]
+    assert draw.is_draw
+    prepare(course, centre)  # kept: not made again
+    assert calls == []
+    first = prepare(course, draw)
+    again = prepare(course, draw)  # a reused draw: made once
+    assert calls == [1] and _fields_equal(first, again) == []
+    assert all(k[0] != id(draw.parameters) for k in prepare_module._PER_SET)

@@ -15,6 +15,7 @@ from microneedling.engine.prepare import output_times
 from microneedling.engine.simulate import simulate
 from microneedling.parameters.sampling import sample_parameter_sets
 from microneedling.studies.credibility.calibrate import MF8
+from tests.parameters.test_sampling import sample_one_by_one
 from tests.paths import EXAMPLES as EXAMPLES_DIR
 
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.toml"))
@@ -342,3 +343,40 @@ def test_provenance_of_a_run_follows_the_names_it_looked_up() -> None:
     first = {k: simulate(a, draws=0).dataset.attrs[k] for k in keys}
     after = {k: simulate(b, draws=0).dataset.attrs[k] for k in keys}
     assert after == alone and first["parameters_used"] != alone["parameters_used"]
+
+
+def test_an_ensemble_of_validated_draws_gives_the_numbers_of_draws_built_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """simulate(draws=8) with the ensemble validated once and built without per-value checks:
+    every variable (nominal, 10th and 90th percentiles) and every attribute equal, bit for bit, to
+    a run whose draws are made value by value through the checking ``with_values``."""
+    from microneedling.engine import simulate as simulate_module
+
+    c = mn.Course.from_toml(EXAMPLES_DIR / "acne-scars-rolling-cheek.toml")
+    new = simulate(c, draws=8, seed=5).dataset
+    monkeypatch.setattr(simulate_module, "sample_parameter_sets", sample_one_by_one)
+    old = simulate(c, draws=8, seed=5).dataset
+    assert new.attrs["posterior"] and "scar_depth_low" in new.variables
+    assert list(new.variables) == list(old.variables)
+    for name, v in new.variables.items():
+        a, b = v.values, old[name].values
+        assert v.attrs == old[name].attrs and a.dtype == b.dtype, name
+        if a.dtype.kind == "f":  # bits: NaN equal to NaN, 0.0 not equal to -0.0
+            a, b = a.view(np.uint64), b.view(np.uint64)
+        assert np.array_equal(a, b), name
+    drop = ("created",)
+    assert {k: v for k, v in new.attrs.items() if k not in drop} == {
+        k: v for k, v in old.attrs.items() if k not in drop
+    }
+
+
+def test_a_value_outside_its_domain_is_refused_as_before_on_the_public_path() -> None:
+    from microneedling.errors import InputError
+
+    ps = mn.load_parameters()
+    with pytest.raises(InputError) as info:
+        simulate(course(), ps.with_values({"healing.mu_I": -1.0}), draws=2)
+    assert str(info.value) == (
+        "healing.mu_I: got -1.0; allowed: a finite positive number (1/d; domain 'positive')"
+    )

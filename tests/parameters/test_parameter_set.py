@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from microneedling.errors import InputError, ParameterError
 from microneedling.io import data_path
-from microneedling.parameters.parameter_set import Domain, load_parameters
+from microneedling.parameters.parameter_set import Domain, Parameter, load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
 
 
@@ -181,3 +182,34 @@ def test_draws_stay_inside_every_domain() -> None:
             assert all(p.domain.contains(v) for v in vals), n
         lows += d.parameters["needles.capillary_loop_fraction"].value == 0.0
     assert 0 < lows < 40  # about 5% of 400 draws fall at the bound
+
+
+def test_with_validated_values_is_with_values_without_its_checks() -> None:
+    """The ensemble's fast path builds the set ``with_values`` builds (values, kinds, intervals,
+    label, hash), marked as a draw; editing a draw through ``with_values`` gives a set that is not
+    one, and the public path still checks."""
+    ps = load_parameters()
+    edit = {"healing.mu_I": 1.25, "skin.sc_thickness": {**ps.table("skin.sc_thickness", "um")}}
+    edit["skin.sc_thickness"]["cheek"] = 11.5  # type: ignore[index]
+    want = ps.with_values(edit, label="x")
+    got = ps.with_validated_values(edit, "x")
+    assert got == want and got.hash == want.hash and got.label == "x"
+    assert got.is_draw and got.recording().is_draw and not want.is_draw
+    for n, p in want.parameters.items():
+        assert got.parameters[n] == p and type(got.parameters[n]) is Parameter
+    assert got.parameters["healing.mu_I"].kind == "user"
+    assert got.parameters["healing.mu_I"].low is None
+    assert ps.parameters["healing.mu_I"].kind != "user"  # the base set is untouched
+    assert not got.with_values({"healing.mu_I": 1.5}).is_draw
+    with pytest.raises(InputError, match=r"healing\.mu_I: got -1\.0; allowed: a finite positive"):
+        got.with_values({"healing.mu_I": -1.0})
+
+
+def test_with_user_value_is_replace_with_a_user_kind() -> None:
+    ps = load_parameters()
+    for name in ("healing.mu_I", "skin.sc_thickness"):
+        p = ps.parameters[name]
+        v = p.value if isinstance(p.value, dict) else 2.0 * p.value
+        got = p.with_user_value(v)
+        assert got == dataclasses.replace(p, value=v, kind="user", low=None, high=None)
+        assert got.value is v and p.kind != "user" and p.low is not None

@@ -5,14 +5,18 @@ and prefix-stable; an edited set falls back to the priors."""
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from microneedling.errors import InputError, ParameterError
 from microneedling.parameters import sampling
-from microneedling.parameters.parameter_set import load_parameters
+from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import (
     Z95,
     draw_indices,
@@ -186,3 +190,137 @@ def test_the_posterior_applies_at_its_nominal_values(shipped: sampling.Posterior
     )
     assert math.isfinite(shipped.tau()[:, 0].mean())
     assert shipped.tau_of("no such family") is None
+
+
+# ------------------------------------------------------------------ draws without re-validation
+def sample_one_by_one(
+    ps: ParameterSet, draws: int, seed: int, *, posterior: bool = True
+) -> list[ParameterSet]:
+    """The ensemble as :func:`sample_parameter_sets` made it before its sets were validated as a
+    whole (kept as the reference): each draw's values computed value by value, clipped one by
+    one and built by the checking ``with_values``."""
+    names = [n for n in ps.names() if ps.parameters[n].low is not None]
+    z = np.empty((draws, len(names)))
+    for j, n in enumerate(names):
+        ss = np.random.SeedSequence([int(seed) % 2**63, zlib.crc32(n.encode())])
+        z[:, j] = np.random.default_rng(ss).standard_normal(draws)
+    post = shipped_posterior(ps) if draws > 0 and posterior else None
+    idx = draw_indices(post.n_samples, draws, seed) if post is not None else None
+    calibrated = set(post.members) if post is not None else set()
+    out = []
+    for d in range(draws):
+        values: dict[str, Any] = {}
+        for j, n in enumerate(names):
+            if n in calibrated:
+                continue
+            p = ps.parameters[n]
+            if isinstance(p.value, dict):
+                values[n] = {
+                    k: split_normal_value(v, p.low[k], p.high[k], z[d, j])  # type: ignore[index]
+                    for k, v in p.value.items()
+                }
+            else:
+                values[n] = split_normal_value(p.value, p.low, p.high, z[d, j])  # type: ignore[arg-type]
+        if post is not None and idx is not None:
+            values.update({k: v for k, v in post.values(int(idx[d])).items() if k in ps.parameters})
+        for n, v in values.items():
+            dom = ps.parameters[n].domain
+            values[n] = (
+                {k: dom.clip(x) for k, x in v.items()} if isinstance(v, dict) else dom.clip(v)
+            )
+        out.append(ps.with_values(values, label=f"{ps.label}#draw{d}"))
+    return out
+
+
+def _bits(v: Any) -> Any:
+    """A value's float bits, keyed entries in their order (``==`` would equate 0.0 and -0.0)."""
+    if isinstance(v, dict):
+        return [(k, _bits(x)) for k, x in v.items()]
+    return (type(v), struct.pack("<d", v))
+
+
+def assert_same_sets(got: list[ParameterSet], want: list[ParameterSet]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert (g.label, g.hash, list(g.parameters)) == (w.label, w.hash, list(w.parameters))
+        assert g == w  # every Parameter: value, kind, interval, domain, sources
+        for n, p in g.parameters.items():
+            assert _bits(p.value) == _bits(w.parameters[n].value), n
+        assert g.is_draw and not w.is_draw
+
+
+@pytest.mark.parametrize(("draws", "seed", "posterior"), [(400, 3, True), (40, 11, False)])
+def test_draws_are_the_sets_with_values_built_one_by_one(
+    draws: int, seed: int, posterior: bool
+) -> None:
+    """The shipped posterior (when it applies) and every prior: same values bit for bit, kinds,
+    intervals, labels and hashes as the value-by-value reference; the 400 draws include values
+    clipped at a physical bound."""
+    ps = load_parameters()
+    got = sample_parameter_sets(ps, draws, seed, posterior=posterior)
+    assert_same_sets(got, sample_one_by_one(ps, draws, seed, posterior=posterior))
+    if draws == 400:
+        assert any(d.parameters["needles.capillary_loop_fraction"].value == 0.0 for d in got)
+
+
+def test_draws_of_a_tied_posterior_are_the_sets_built_one_by_one(
+    shipped: sampling.Posterior,
+) -> None:
+    ps = load_parameters()
+    got = sample_parameter_sets(ps, 60, seed=4)
+    assert_same_sets(got, sample_one_by_one(ps, 60, 4))
+    assert sample_parameter_sets(ps, 0, seed=4) == []
+
+
+def _error(call: Any) -> str:
+    with pytest.raises((InputError, ParameterError)) as info:
+        call()
+    return f"{type(info.value).__name__}: {info.value}"
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "bad"),
+    [
+        ("healing.mu_I", None, -1.0),
+        ("healing.mu_I", None, math.nan),
+        ("healing.mu_I", None, math.inf),
+        ("needles.roller_contact_fraction", None, 1.5),
+        ("needles.pen_needles", None, 2.5),
+        ("skin.sc_thickness", "cheek", -1.0),
+    ],
+)
+def test_ensemble_sets_refuse_what_with_values_refuses_with_its_words(
+    name: str, key: str | None, bad: float
+) -> None:
+    """A value outside its domain in one draw of an ensemble: the error ``with_values`` gives for
+    that draw, word for word (the public path keeps its checks)."""
+    ps = load_parameters()
+    p = ps.parameters[name]
+    entries = [(name, k) for k in p.value] if isinstance(p.value, dict) else [(name, None)]
+    good = [p.value[k] if k is not None else p.value for _, k in entries]  # type: ignore[index]
+    x = np.array([good, good, good], dtype=float)
+    x[1, [k for _, k in entries].index(key)] = bad
+    values = dict(zip([k for _, k in entries], x[1].tolist(), strict=True))
+    edit = {name: values if key is not None else values[None]}
+    want = _error(lambda: ps.with_values(edit))
+    assert want.startswith(f"InputError: {name}")
+    assert _error(lambda: sampling.ensemble_sets(ps, entries, x, ["a", "b", "c"])) == want
+    assert len(sampling.ensemble_sets(ps, entries, x[[0, 2]], ["a", "c"])) == 2
+
+
+def test_ensemble_sets_refuse_unknown_names_shapes_and_keys_as_with_values_does() -> None:
+    ps = load_parameters()
+    one = np.ones((1, 1))
+    assert _error(lambda: sampling.ensemble_sets(ps, [("healing.mu_l", None)], one, ["a"])) == (
+        _error(lambda: ps.with_values({"healing.mu_l": 1.0}))
+    )
+    assert _error(
+        lambda: sampling.ensemble_sets(ps, [("skin.sc_thickness", None)], one, ["a"])
+    ) == _error(lambda: ps.with_values({"skin.sc_thickness": 1.0}))
+    assert _error(
+        lambda: sampling.ensemble_sets(ps, [("skin.sc_thickness", "cheek")], one * 15, ["a"])
+    ) == _error(lambda: ps.with_values({"skin.sc_thickness": {"cheek": 15.0}}))
+    with pytest.raises(InputError, match="float64"):
+        sampling.ensemble_sets(ps, [("healing.mu_I", None)], np.ones((1, 1), dtype=int), ["a"])
+    with pytest.raises(InputError, match="one value"):
+        sampling.ensemble_sets(ps, [("healing.mu_I", None)] * 2, np.ones((1, 2)), ["a"])

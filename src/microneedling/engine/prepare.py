@@ -97,22 +97,29 @@ def _nan(n: int) -> np.ndarray:
 _PER_SET: dict[tuple[int, str], tuple[Any, ParameterSet, Any]] = {}
 """Coefficients read from a parameter set (needles, resealing, transport, healing vector,
 observation maps), by the identity of the set's values (``ps.parameters``, shared by its
-:meth:`~ParameterSet.recording` views; an edited set or a draw has its own), kept with the set
-of values and a view that recorded the lookups made; at most 128 entries (the least recently
-used dropped)."""
+:meth:`~ParameterSet.recording` views; an edited set has its own), kept with the set of values
+and a view that recorded the lookups made; at most 128 entries (the least recently used
+dropped). Ensemble draws (:attr:`~ParameterSet.is_draw`) have a pool of their own,
+:data:`_PER_DRAW`."""
+
+_PER_DRAW: dict[tuple[int, str], tuple[Any, ParameterSet, Any]] = {}
+""":data:`_PER_SET` of ensemble draws, also at most 128 entries: a 32-draw ``simulate`` makes 160
+entries used once, which in a shared pool evicted the nominal set's (remade every run); a study
+that runs the same few draws again still finds theirs."""
 
 
 def _per_set(ps: ParameterSet, what: str, make: Callable[[ParameterSet], T]) -> T:
     """``make(ps)`` for coefficients that depend only on the values of ``ps``: made once per set of
     values (0.1 ms of a course's preparation), and its lookups recorded in ``ps`` each time."""
+    cache = _PER_DRAW if ps.is_draw else _PER_SET
     key = (id(ps.parameters), what)
-    hit = _PER_SET.pop(key, None)  # put back last: the least recently used go first
+    hit = cache.pop(key, None)  # put back last: the least recently used go first
     if hit is None or hit[0] is not ps.parameters:
         view = ps.recording()
         hit = (ps.parameters, view, make(view))
-        if len(_PER_SET) >= 128:
-            del _PER_SET[next(iter(_PER_SET))]
-    _PER_SET[key] = hit
+        if len(cache) >= 128:
+            del cache[next(iter(cache))]
+    cache[key] = hit
     ps.record_use(hit[1])
     value: T = hit[2]
     return value

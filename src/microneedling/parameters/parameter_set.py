@@ -275,6 +275,15 @@ class Parameter:
 
         return pick(self.low), pick(self.high)
 
+    def with_user_value(self, value: Value) -> Parameter:
+        """This parameter holding ``value`` as set by a user (kind ``user``, no interval), *unchecked*:
+        ``replace(self, value=value, kind="user", low=None, high=None)`` in a fifth of its time
+        (1 us against 5 us; an ensemble of 32 draws builds ~5,000). For values validated already
+        (:meth:`ParameterSet.with_validated_values`); :meth:`ParameterSet.with_values` checks."""
+        new = object.__new__(Parameter)
+        new.__dict__.update(self.__dict__, value=value, kind="user", low=None, high=None)
+        return new
+
 
 def suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     """Close matches of ``name`` among ``known``, ignoring case (``mu_l`` finds ``mu_I``)."""
@@ -378,6 +387,8 @@ class ParameterSet:
     _used: set[str] = field(default_factory=set, compare=False, repr=False)
     # the hash, computed once and shared by the views of these values (recording() copies the box)
     _hash_box: list[str] = field(default_factory=list, compare=False, repr=False)
+    # a member of an ensemble (with_validated_values): caches keep its entries apart
+    _draw: bool = field(default=False, compare=False, repr=False)
 
     # ----------------------------------------------------------------- lookup
     def parameter(self, name: str) -> Parameter:
@@ -435,6 +446,12 @@ class ParameterSet:
         self._used.update(other._used)
 
     @property
+    def is_draw(self) -> bool:
+        """Whether this set is an ensemble member made by :meth:`with_validated_values` (usually
+        used once): caches keyed by a set's values keep such sets apart from long-lived ones."""
+        return self._draw
+
+    @property
     def used(self) -> list[str]:
         """Names looked up through this view, sorted."""
         return sorted(self._used)
@@ -471,8 +488,29 @@ class ParameterSet:
             old.check_value(newv)
             params[name] = replace(old, value=newv, kind="user", low=None, high=None)
         return replace(
-            self, parameters=params, label=label or f"{self.label}+edits", _used=set(), _hash_box=[]
+            self,
+            parameters=params,
+            label=label or f"{self.label}+edits",
+            _used=set(),
+            _hash_box=[],
+            _draw=False,
         )
+
+    def with_validated_values(self, values: Mapping[str, Value], label: str) -> ParameterSet:
+        """An ensemble member: :meth:`with_values` *without its checks*, for values validated
+        already with their whole ensemble
+        (:func:`~microneedling.parameters.sampling.ensemble_sets` checks every draw of every
+        parameter at once, vectorised). ``values`` must hold known names only, each a float (a
+        keyed value: a dict of floats with the old value's keys) inside its parameter's domain;
+        anything else goes through :meth:`with_values`.
+
+        The same set as ``with_values(values, label)`` (values, kinds, intervals, label, hash;
+        tested), built ~5x faster, and marked :attr:`is_draw`.
+        """
+        params = dict(self.parameters)
+        for name, v in values.items():
+            params[name] = params[name].with_user_value(v)
+        return replace(self, parameters=params, label=label, _used=set(), _hash_box=[], _draw=True)
 
     def to_records(self) -> list[dict[str, Any]]:
         """Rows (name, value, units, low, high, kind, sources, note) for tables and NetCDF attrs."""
