@@ -19,6 +19,7 @@ from microneedling.engine.prepare import (
     concat_prepared,
     prepare,
     prepare_many,
+    prepare_sets,
 )
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
@@ -211,7 +212,7 @@ def test_nominal_set_is_posterior_nominal_made_once_per_set_of_values() -> None:
 def test_ensemble_draws_do_not_evict_the_nominal_sets_coefficients(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A 32-draw simulate prepares 33 sets (160 entries of draws); the draws' entries go to a pool
+    """A 70-draw simulate prepares 71 sets (140 entries of draws); the draws' entries go to a pool
     of their own, so the nominal set's coefficients are still kept for the next run (in one
     shared pool of 128 they were evicted every run), and a reused draw still finds its own."""
     from microneedling.engine.prepare import nominal_set
@@ -219,12 +220,12 @@ def test_ensemble_draws_do_not_evict_the_nominal_sets_coefficients(
     course = mn.Course.from_toml(EXAMPLES / "acne-scars-rolling-cheek.toml")
     monkeypatch.setattr(prepare_module, "_PER_SET", {})
     monkeypatch.setattr(prepare_module, "_PER_DRAW", {})
-    mn.simulate(course, draws=32, seed=2)
+    mn.simulate(course, draws=70, seed=2)  # per draw: healing and observation coefficients
     centre, _ = nominal_set(load_parameters())
-    nominal_keys = [k for k in prepare_module._PER_SET if k[0] == id(centre.parameters)]
-    assert len(nominal_keys) >= 4  # needles, transport, healing, observe
+    nominal_keys = {k[1] for k in prepare_module._PER_SET if k[0] == id(centre.parameters)}
+    assert {"healing", "observe"} <= nominal_keys  # (needles, closure: read side by side)
     assert all(not v[1].is_draw for v in prepare_module._PER_SET.values())
-    assert len(prepare_module._PER_DRAW) == 128  # the draws' own pool, bounded
+    assert len(prepare_module._PER_DRAW) == 128  # the draws' own pool, bounded (140 made)
     calls: list[int] = []
     made = prepare_module.healing.parameter_vector
 
@@ -241,3 +242,78 @@ def test_ensemble_draws_do_not_evict_the_nominal_sets_coefficients(
     again = prepare(course, draw)  # a reused draw: made once
     assert calls == [1] and _fields_equal(first, again) == []
     assert all(k[0] != id(draw.parameters) for k in prepare_module._PER_SET)
+
+
+# ------------------------------------------------------------------ several sets in one pass
+def _per_set_reference(courses: list[mn.Course], sets: list[Any]) -> tuple[Prepared, list[Any]]:
+    """The path :func:`prepare_sets` replaces, kept as the reference: each set on its own."""
+    parts = [prepare_many(courses, s) for s in sets]
+    return concat_prepared(parts), [p.observe for p in parts]
+
+
+def _ensemble(posterior: bool, seed: int) -> list[Any]:
+    from microneedling.engine.prepare import nominal_set
+
+    ps = load_parameters()
+    return [nominal_set(ps)[0], *sample_parameter_sets(ps, 6, seed, posterior=posterior)]
+
+
+@pytest.mark.parametrize("posterior", [True, False])
+def test_sets_side_by_side_give_each_set_alone_bit_for_bit(posterior: bool) -> None:
+    """Every example and trial patient (three device kinds, scars, wrinkles, striae, pigment,
+    primed and photoprotected patients) under the nominal set and six draws: the same numbers
+    and the same recorded lookups as set by set, for a cohort and for each course alone."""
+    every = _cohort()
+    plain = [c for c in every if not any(s.topical is not None for s in c.sessions)]
+    assert len({c.device.type for c in plain}) == 3 and len(plain) > 20
+    for courses in (plain, plain[:1], plain[-1:], every[:6]):  # every[:6]: topicals, set by set
+        sets, ref_sets = _ensemble(posterior, 5), _ensemble(posterior, 5)
+        got, observes = prepare_sets(courses, sets)
+        want, want_observes = _per_set_reference(courses, ref_sets)
+        assert _fields_equal(got, want) == []
+        assert observes == want_observes
+        assert [s.used for s in sets] == [s.used for s in ref_sets]
+    first = prepare_sets(plain, _ensemble(posterior, 5))[0]
+    other = prepare_sets(plain, _ensemble(posterior, 6))[0]
+    assert not np.array_equal(
+        first.penetration_depth_um, other.penetration_depth_um, equal_nan=True
+    )
+
+
+def test_sets_with_other_units_are_prepared_set_by_set() -> None:
+    """A set holding a needle parameter in other units (the same quantity): its values cannot
+    stand beside the others' as they are, so the sets are prepared one by one, same numbers."""
+    ps = load_parameters()
+    p = ps.parameters["needles.cone_length"]
+    assert p.units == "um"
+    other_units = dataclasses.replace(p, value=p.value * 1e-3, units="mm")
+    edited = dataclasses.replace(ps, parameters={**ps.parameters, p.name: other_units}, _used=set())
+    course = mn.Course.from_toml(EXAMPLES / "acne-scars-rolling-cheek.toml")
+    sets = [ps.recording(), edited, sample_parameter_sets(ps, 1, 1)[0]]
+    got, _ = prepare_sets([course], sets)
+    want, _ = _per_set_reference([course], [ps.recording(), edited, sets[2]])
+    assert _fields_equal(got, want) == []
+    stack = prepare_module._Stack(sets)
+    with pytest.raises(prepare_module._Unstackable):
+        stack.value("needles.cone_length", "m")
+
+
+def test_simulate_with_draws_is_the_set_by_set_ensemble_in_every_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """simulate(draws=8): every variable and attribute (but the time of creation) as with each
+    set prepared on its own."""
+    from microneedling.engine import batch
+
+    course = mn.Course.from_toml(EXAMPLES / "acne-scars-rolling-cheek.toml")
+    got = mn.simulate(course, draws=8, parallel=False).dataset
+    monkeypatch.setattr(batch, "prepare_sets", _per_set_reference)
+    want = mn.simulate(course, draws=8, parallel=False).dataset
+    assert set(got.variables) == set(want.variables) and len(got.data_vars) > 100
+    for name in want.variables:
+        x, y = got[name].values, want[name].values
+        assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name
+        assert got[name].attrs == want[name].attrs
+    assert {k: v for k, v in got.attrs.items() if k != "created"} == {
+        k: v for k, v in want.attrs.items() if k != "created"
+    }

@@ -394,3 +394,73 @@ def test_reach_bounded_and_consistent(depth: float, thick: list[float], loop: fl
     assert reach.sum() == pytest.approx(min(depth, layers.sum()), rel=1e-12, abs=1e-18)
     flag = nd.reaches_capillaries([depth], layers, loop)
     assert flag.dtype == bool
+
+
+# ------------------------------------------------------- parameters of several sets, per row
+def test_power_with_an_exponent_per_row_has_the_bits_of_each_exponent_alone() -> None:
+    """``power(x, p)`` with an array p: each element as ``x ** float(p_i)`` on an array, also for
+    the exponents NumPy computes by square, square root, reciprocal (np.power differs there in
+    the last bit for some x: the comparison is not vacuous)."""
+    x = np.random.default_rng(0).uniform(1e-3, 30.0, 4000)
+    exponents = np.array([-1.0, 0.0, 0.5, 1.0, 2.0, 0.44, 4.0, -0.25])
+    p = np.repeat(exponents, x.size // exponents.size)
+    got = nd.power(x, p)
+    for e in exponents:
+        at = p == e
+        assert np.array_equal(got[at], x[at] ** e), e
+    assert not np.array_equal(np.power(x, np.full(x.size, 0.5)), x**0.5)
+    assert np.array_equal(nd.power(x, 0.5), x**0.5)  # a number: as before
+
+
+def test_needle_coefficients_per_row_give_each_sets_numbers(ps: ParameterSet) -> None:
+    """NeedleParameters whose fields are arrays over the rows (one value per parameter set, as
+    ``engine.prepare.prepare_sets`` builds them): the channels of each row are those of its own
+    set's scalar coefficients, bit for bit, for the three device kinds."""
+    import dataclasses
+
+    from microneedling.parameters.sampling import sample_parameter_sets
+
+    sets = [ps, *sample_parameter_sets(ps, 5, 2, posterior=False)]
+    own = [nd.NeedleParameters.from_parameters(s) for s in sets]
+    assert own[0].tip_exponent == 0.5 and own[0].smoothness == 4.0  # fast-path exponents
+    n = 3  # rows per set
+    rows: dict[str, object] = {}
+    for f in dataclasses.fields(nd.NeedleParameters):
+        if f.name == "insertion_factor":
+            rows[f.name] = {
+                k: np.repeat([o.insertion_factor[k] for o in own], n)
+                for k in own[0].insertion_factor
+            }
+        else:
+            rows[f.name] = np.repeat([getattr(o, f.name) for o in own], n)
+    stacked = nd.NeedleParameters(**rows)  # type: ignore[arg-type]
+    length = np.tile([0.5e-3, 1.5e-3, 2.5e-3], len(sets))
+    skin = nd.skin_layers_batch(["cheek"] * length.size, 40.0, "female", ps)
+    for geometry in (
+        nd.DeviceGeometry.mf8(ps),
+        nd.DeviceGeometry(kind=nd.PEN, needles=12, needle_diameter_m=2.5e-4,
+                          stroke_frequency_hz=110.0, cartridge_width_m=8e-3, tip_radius_m=9e-6),
+        nd.DeviceGeometry(kind=nd.STAMP, needles=35, needle_diameter_m=2.5e-4, stamp_area_m2=1e-4,
+                          tip_radius_m=2.5e-6),
+    ):  # fmt: skip
+        # (tip radii whose (r/r_ref)**beta a NumPy array computes 1 ulp off the scalar for some
+        # draw: the rows must be raised as the scalar of one set is)
+        speed = np.full(length.size, 0.05 if geometry.kind == nd.PEN else np.nan)
+        got = nd.channels(geometry, length, np.full(length.size, 4.0), speed, skin, stacked)
+        for i, o in enumerate(own):
+            at = slice(i * n, (i + 1) * n)
+            want = nd.channels(
+                geometry, length[at], np.full(n, 4.0), speed[at], nd.SkinLayers(
+                    *(getattr(skin, f.name)[at] for f in dataclasses.fields(nd.SkinLayers))
+                ), o,
+            )  # fmt: skip
+            for f in dataclasses.fields(nd.Channels):
+                assert np.array_equal(getattr(got, f.name)[at], getattr(want, f.name)), f.name
+        assert len(set(got.depth_m.tolist())) > n  # the sets do differ
+    # the deflection itself, where a last-bit difference is not rounded away by the depth
+    speed = np.linspace(0.0, 0.2, length.size)
+    for tip in (9e-6, 2.5e-6, 13e-6, 6e-6):
+        got_d = nd.puncture_deflection(tip, speed, stacked)
+        for i, o in enumerate(own):
+            at = slice(i * n, (i + 1) * n)
+            assert np.array_equal(got_d[at], nd.puncture_deflection(tip, speed[at], o)), tip

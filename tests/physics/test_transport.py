@@ -1172,3 +1172,27 @@ def test_closure_rate_by_channel_size(ps: ParameterSet, tp: tr.TransportParamete
     assert float(ref) == pytest.approx(tp.k_close_open)
     with pytest.raises(ValueError, match="closed_fraction"):
         tr.closure_time(radii, False, tp, 1.0)
+
+
+def test_closure_rate_with_coefficients_per_row_gives_each_sets_numbers(
+    ps: ParameterSet,
+) -> None:
+    """ClosureParameters with one value per row (several parameter sets side by side): each row
+    as under its own set, bit for bit, including an exponent of exactly 0.5 and 2 (NumPy's
+    square root and square paths)."""
+    from microneedling.parameters.sampling import sample_parameter_sets
+
+    sets = [ps, *sample_parameter_sets(ps, 4, 3, posterior=False)]
+    own = [tr.ClosureParameters.from_parameters(s) for s in sets]
+    own += [dataclasses.replace(own[0], closure_size_exponent=e) for e in (0.5, 2.0)]
+    a = np.tile([20e-6, 35e-6, 0.0, 80e-6], len(own))
+    occ = np.tile([False, True, False, True], len(own))
+    rows = tr.ClosureParameters(
+        **{
+            f.name: np.repeat([getattr(o, f.name) for o in own], 4)
+            for f in dataclasses.fields(tr.ClosureParameters)
+        }
+    )
+    got = tr.closure_time(a, occ, rows)
+    for i, o in enumerate(own):
+        assert np.array_equal(got[4 * i : 4 * i + 4], tr.closure_time(a[:4], occ[:4], o))

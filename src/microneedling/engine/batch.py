@@ -24,6 +24,7 @@ from microneedling.engine.prepare import (
     nominal_set,
     output_times,
     prepare_many,
+    prepare_sets,
     take_prepared,
 )
 from microneedling.errors import InputError
@@ -95,31 +96,36 @@ def _prepare_all(
 ) -> tuple[Prepared, dict[int, Any]]:
     """The cases of every course, in course order: each distinct (course, parameter set) pair is
     prepared once, and the courses of one parameter set in one batched call
-    (:func:`~microneedling.engine.prepare.prepare_many`: a cohort under the nominal set, or one
-    course under each draw of an ensemble). Also returns each set's observation coefficients
+    (:func:`~microneedling.engine.prepare.prepare_many`: a cohort under the nominal set); the
+    same courses under several sets (an ensemble's draws) in one pass over the sets
+    (:func:`~microneedling.engine.prepare.prepare_sets`). Also returns each set's observation coefficients
     (``{id(set): ObserveParameters}``)."""
     # per set (by identity), its distinct courses in order of first appearance
     groups: dict[int, tuple[ParameterSet, dict[int, Course]]] = {}
     for c, s in zip(courses, sets, strict=True):
         groups.setdefault(id(s), (s, {}))[1].setdefault(id(c), c)
-    parts: list[Prepared] = []
+    lists = [list(unique) for _, unique in groups.values()]
+    if len(groups) > 1 and all(ids == lists[0] for ids in lists):
+        # an ensemble (the same courses under every set): every set in one pass
+        unique0 = next(iter(groups.values()))[1]
+        every, observes = prepare_sets(list(unique0.values()), [s for s, _ in groups.values()])
+        parts = [every]
+        observe_of = dict(zip(groups, observes, strict=True))
+    else:
+        parts = [prepare_many(list(unique.values()), s) for s, unique in groups.values()]
+        observe_of = {key: part.observe for key, part in zip(groups, parts, strict=True)}
     first_row: dict[tuple[int, int], int] = {}  # (set, course) -> its first case in the parts
-    offset = 0
-    for key, (s, unique) in groups.items():
-        part = prepare_many(list(unique.values()), s)
-        parts.append(part)
-        row = offset
+    row = 0
+    for key, (_, unique) in groups.items():
         for c in unique.values():
             first_row[(key, id(c))] = row
             row += len(c.sites)
-        offset += part.session_days.shape[0]
     rows = np.concatenate(
         [
             first_row[(id(s), id(c))] + np.arange(k)
             for c, s, k in zip(courses, sets, n_sites, strict=True)
         ]
     )
-    observe_of = {key: part.observe for key, part in zip(groups, parts, strict=True)}
     every = parts[0] if len(parts) == 1 else concat_prepared(parts)
     if rows.size == every.session_days.shape[0] and np.array_equal(rows, np.arange(rows.size)):
         return every, observe_of

@@ -3,7 +3,8 @@
 :func:`prepare` turns one validated course under one parameter set into a :class:`Prepared`: one
 *case* per treated site, sessions padded to a common count, with the outputs of needles, injury
 and topical transport and the per-case healing parameters. Several :class:`Prepared` stack into one
-batch with :func:`concat_prepared`; :func:`take_prepared` selects cases back out.
+batch with :func:`concat_prepared`; :func:`take_prepared` selects cases back out. The same courses
+under several parameter sets (an ensemble) are prepared in one pass by :func:`prepare_sets`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from microneedling.parameters.sampling import (
 )
 from microneedling.physics import healing, injury, needles, observe, pigment, scars, transport
 from microneedling.physics.healing_rhs import PIDX
+from microneedling.units import conversion_factor
 from microneedling.vocabulary import DEPRESSION_PROFILES, roman
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +49,7 @@ __all__ = [
     "output_times",
     "prepare",
     "prepare_many",
+    "prepare_sets",
     "setting_values",
     "take_prepared",
 ]
@@ -177,6 +180,64 @@ def _healing_vector(ps: ParameterSet) -> np.ndarray:
     return v
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """The courses' cases and sessions as arrays (no parameter read): (B,) per case, (B, K) per
+    session; ``days`` inf and ``mask`` False where a case has fewer sessions."""
+
+    owner: list[int]  # course of each case
+    sites: list[Any]  # site names
+    per_site: list[Any]  # each case's sessions
+    patients: list[Any]
+    fitzpatrick: np.ndarray
+    age: np.ndarray
+    days: np.ndarray
+    mask: np.ndarray
+    length_m: np.ndarray
+    passes: np.ndarray
+    speed: np.ndarray  # pen hand speed (m/s), NaN unless given
+    occlusion: np.ndarray
+
+
+def _layout(courses: Sequence[Course]) -> _Layout:
+    """The cases of ``courses`` (their sites, course after course) and their sessions."""
+    owner = [i for i, c in enumerate(courses) for _ in c.sites]
+    sites = [s.name for c in courses for s in c.sites]
+    B = len(sites)
+    per_site = [courses[i].sessions_for(name) for i, name in zip(owner, sites, strict=True)]
+    K = max(1, max(len(x) for x in per_site))
+    patients = [courses[i].patient for i in owner]
+    days = np.full((B, K), np.inf)
+    mask = np.zeros((B, K), dtype=bool)
+    length_m = np.zeros((B, K))
+    passes = np.zeros((B, K))
+    speed = np.full((B, K), np.nan)
+    occl = np.zeros((B, K), dtype=bool)
+    for b, sess in enumerate(per_site):
+        for k, s in enumerate(sess):
+            days[b, k] = s.day
+            mask[b, k] = True
+            length_m[b, k] = s.needle_length_mm * 1e-3
+            passes[b, k] = s.passes
+            if s.pen_speed_cm_s is not None:
+                speed[b, k] = s.pen_speed_cm_s * 1e-2
+            occl[b, k] = s.occlusion
+    return _Layout(
+        owner=owner,
+        sites=sites,
+        per_site=per_site,
+        patients=patients,
+        fitzpatrick=np.array([float(p.fitzpatrick) for p in patients]),
+        age=np.array([float(p.age_years) for p in patients]),
+        days=days,
+        mask=mask,
+        length_m=length_m,
+        passes=passes,
+        speed=speed,
+        occlusion=occl,
+    )
+
+
 def prepare(course: Course, ps: ParameterSet) -> Prepared:
     """Lay a course out as arrays and run the non-ODE physics (needles, injury, transport)."""
     return prepare_many([course], ps)
@@ -195,30 +256,12 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
     courses = list(courses)
     if not courses:
         raise ValueError("prepare_many: no course")
-    owner = [i for i, c in enumerate(courses) for _ in c.sites]  # course of each case
-    sites = [s.name for c in courses for s in c.sites]
-    B = len(sites)
-    per_site = [courses[i].sessions_for(name) for i, name in zip(owner, sites, strict=True)]
-    K = max(1, max(len(x) for x in per_site))
-    patients = [courses[i].patient for i in owner]
-    fitz = np.array([float(p.fitzpatrick) for p in patients])
-    age = np.array([float(p.age_years) for p in patients])
-
-    days = np.full((B, K), np.inf)
-    mask = np.zeros((B, K), dtype=bool)
-    length_m = np.zeros((B, K))
-    passes = np.zeros((B, K))
-    speed = np.full((B, K), np.nan)
-    occl = np.zeros((B, K), dtype=bool)
-    for b, sess in enumerate(per_site):
-        for k, s in enumerate(sess):
-            days[b, k] = s.day
-            mask[b, k] = True
-            length_m[b, k] = s.needle_length_mm * 1e-3
-            passes[b, k] = s.passes
-            if s.pen_speed_cm_s is not None:
-                speed[b, k] = s.pen_speed_cm_s * 1e-2
-            occl[b, k] = s.occlusion
+    lay = _layout(courses)
+    owner, sites, per_site, patients = lay.owner, lay.sites, lay.per_site, lay.patients
+    B, K = lay.days.shape
+    fitz, age = lay.fitzpatrick, lay.age
+    days, mask, length_m, passes, speed = lay.days, lay.mask, lay.length_m, lay.passes, lay.speed
+    occl = lay.occlusion
 
     skin = needles.skin_layers_batch(sites, age, [p.sex for p in patients], ps)  # arrays (B,)
     npar = _per_set(ps, "needles", needles.NeedleParameters.from_parameters)
@@ -395,6 +438,195 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
     )
 
 
+class _Unstackable(Exception):
+    """Parameter sets whose values cannot stand side by side (a parameter's units, or a keyed
+    parameter's keys, differ between them): :func:`prepare_sets` prepares them one by one."""
+
+
+class _Stack:
+    """The values of several parameter sets side by side, read through the interface of a
+    :class:`ParameterSet` (``value``, ``table``) by the coefficient classes' ``from_parameters``:
+    ``value`` gives an (S,) array, set s's value in row s, and ``table`` a dict of such arrays.
+    Each is the file value times the conversion factor :meth:`Parameter.as_units` uses, the same
+    bits as each set's own lookup. The names looked up collect in ``names``."""
+
+    def __init__(self, sets: Sequence[ParameterSet]) -> None:
+        self.sets = list(sets)
+        self.names: set[str] = set()
+
+    def _entries(self, name: str) -> tuple[Any, list[Any]]:
+        first = self.sets[0].parameter(name)  # an unknown name: the set's error
+        params = [s.parameters[name] for s in self.sets]
+        if any(p.units != first.units for p in params):
+            raise _Unstackable(name)
+        self.names.add(name)
+        return first, params
+
+    def value(self, name: str, units: str, key: str | None = None) -> np.ndarray:
+        first, params = self._entries(name)
+        first.as_units(units, key)  # a keyed/scalar mismatch or an unknown key: its error
+        factor = conversion_factor(first.units, units)
+        raw = [p.value if key is None else p.value.get(key) for p in params]
+        if not all(isinstance(v, float) for v in raw):
+            raise _Unstackable(name)
+        return np.array(raw, dtype=float) * factor
+
+    def table(self, name: str, units: str) -> dict[str, np.ndarray]:
+        first, params = self._entries(name)
+        keys = list(self.sets[0].table(name, units))  # a scalar parameter: the set's error
+        if any(not isinstance(p.value, dict) or list(p.value) != keys for p in params):
+            raise _Unstackable(name)
+        factor = conversion_factor(first.units, units)
+        return {k: np.array([p.value[k] for p in params], dtype=float) * factor for k in keys}
+
+
+def prepare_sets(
+    courses: Sequence[Course], sets: Sequence[ParameterSet]
+) -> tuple[Prepared, list[Any]]:
+    """The same courses under each of several parameter sets (an ensemble), as one batch: the
+    cases of ``prepare_many(courses, sets[0])``, then those under ``sets[1]``, ...; and each set's
+    observation coefficients (``observe.ObserveParameters``, in the order of ``sets``).
+
+    The numbers are those of ``concat_prepared([prepare_many(courses, s) for s in sets])``, bit
+    for bit (tested), computed in one pass: the sets' values are read side by side as arrays over
+    the sets (:class:`_Stack`), and needles, injury, resealing, the floors of depressed features
+    and the healing parameters run once on every (set, case, session); the layout of the courses
+    is read once. Per set remain the skin layers, the healing vector, the observation
+    coefficients and the defaults of the sites' conditions (parameter lookups, no physics).
+    Courses with a topical (transport), or sets whose parameters differ in units or keys, are
+    prepared set by set (:func:`prepare_many`).
+    """
+    courses, sets = list(courses), list(sets)
+    if not courses or not sets:
+        raise ValueError("prepare_sets: no course or no parameter set")
+    observes = [_per_set(s, "observe", observe.ObserveParameters.from_parameters) for s in sets]
+    if len(sets) == 1:
+        return prepare_many(courses, sets[0]), observes
+    lay = _layout(courses)
+    if not any(s.topical is not None for sess in lay.per_site for s in sess):
+        try:
+            return _prepare_stacked(courses, sets, lay, observes[0]), observes
+        except _Unstackable:
+            pass
+    return concat_prepared([prepare_many(courses, s) for s in sets]), observes
+
+
+def _prepare_stacked(
+    courses: Sequence[Course], sets: Sequence[ParameterSet], lay: _Layout, observe_first: Any
+) -> Prepared:
+    """:func:`prepare_sets` in one pass (courses without a topical)."""
+    S = len(sets)
+    B, K = lay.days.shape
+    stack = _Stack(sets)
+    owner, sites = lay.owner * S, lay.sites * S  # every case of set 0, then of set 1, ...
+    days, mask, length_m, passes, speed, occl = (
+        np.tile(a, (S, 1))
+        for a in (lay.days, lay.mask, lay.length_m, lay.passes, lay.speed, lay.occlusion)
+    )
+    fitz, age = np.tile(lay.fitzpatrick, S), np.tile(lay.age, S)
+    BS = S * B
+
+    def per_case(x: np.ndarray) -> np.ndarray:  # (S,) -> one value per (set, case)
+        return np.repeat(x, B)
+
+    def by_case(table: dict[str, np.ndarray], keys: Sequence[str]) -> np.ndarray:
+        # entry keys[b] of a table of the sets, for every (set, case)
+        return np.stack([table[k] for k in keys], axis=1).reshape(-1)
+
+    sexes = [p.sex for p in lay.patients]
+    skins = [needles.skin_layers_batch(lay.sites, lay.age, sexes, s) for s in sets]
+    skin = needles.SkinLayers(
+        **{f.name: np.concatenate([getattr(k, f.name) for k in skins]) for f in fields(skins[0])}
+    )
+    npar_sets = needles.NeedleParameters.from_parameters(_as_set(stack))  # fields (S,)
+    npar = _map_fields(npar_sets, lambda v: np.repeat(v, B * K))  # per (set, case, session)
+    ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
+    skin_k = skin.repeat(K)
+    phi = injury.injured_fraction_from_channels(ch, skin_k, npar).reshape(BS, K, 3)
+    phi = np.where(mask[:, :, None], phi, 0.0)
+    dermis = skin_k.stack()[:, 2:].sum(axis=1)
+    cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(BS, K)
+    cleft = np.where(mask, cleft, 0.0)
+    closure_sets = transport.ClosureParameters.from_parameters(_as_set(stack))
+    closure = (
+        transport.closure_time(
+            ch.surface_radius_m,
+            occl.reshape(-1),
+            _map_fields(closure_sets, lambda v: np.repeat(v, B * K)),
+        ).reshape(BS, K)
+        / 3600.0
+    )
+
+    nominal = np.repeat(np.stack([_per_set(s, "healing", _healing_vector) for s in sets]), B, 0)
+    gq = stack.table("healing.g_Q", "1/d")
+    pig = [_pigment_baseline(courses, lay.owner, lay.sites, s) for s in sets]
+    lesion_fields = {k: np.concatenate([p[k] for p in pig]) for k in pig[0]}
+    base = _baseline(courses, owner, sites, skin, lesion_fields)
+    feats = [_feature_inputs(courses, lay.owner, lay.sites, s) for s in sets]
+    base, feature_injury = _feature_physics(
+        {k: np.concatenate([f[k] for f in feats]) for k in feats[0]},
+        skin,
+        base,
+        ch,
+        length_m,
+        mask,
+        per_case(np.asarray(npar_sets.damage_zone_factor)),
+    )
+    lesion = np.zeros(BS)
+    lesion[np.isfinite(base.melanin_index)] = 1.0
+    slope = per_case(stack.value("healing.collagen_age_slope", "1"))
+    floor = per_case(stack.value("healing.collagen_age_floor", "1"))
+    ref_age = per_case(stack.value("healing.collagen_reference_age", "yr"))
+    age_factor = np.maximum(floor, 1.0 + slope * (age - ref_age) / 10.0)
+    sun = by_case(
+        stack.table("observe.pih_sun_factor", "1"), [p.photoprotection for p in lay.patients]
+    )
+    primed = np.array([p.priming for p in lay.patients], dtype=bool)
+    effect = stack.value("observe.pih_priming_effect", "1")
+    priming = np.where(primed[None, :], effect[:, None], 0.0).reshape(-1)
+    g_q = by_case(gq, [roman(f) for f in lay.fitzpatrick])
+    params = nominal.copy()
+    for name, values in {
+        "lesion_drive": lesion,
+        "g_Q": g_q * sun * (1.0 - priming),
+        # no topical: e_A, k_A are the healing file's (the nominal vector's)
+        "k_1": nominal[:, PIDX["k_1"]] * age_factor,
+        "k_3": nominal[:, PIDX["k_3"]] * age_factor,
+        "k_E": nominal[:, PIDX["k_E"]] * age_factor,
+    }.items():
+        params[:, PIDX[name]] = values
+    for s in sets:
+        s.record_names(stack.names)
+    nan = np.full((BS, K), np.nan)
+    return Prepared(
+        session_days=days,
+        session_mask=mask,
+        needle_length_mm=np.where(mask, length_m * 1e3, np.nan),
+        puncture_density_cm2=np.where(mask, ch.density_m2.reshape(BS, K) * 1e-4, np.nan),
+        penetration_depth_um=np.where(mask, ch.depth_m.reshape(BS, K) * 1e6, np.nan),
+        closure_hours=np.where(mask, closure, np.nan),
+        reaches_capillaries=np.where(mask, ch.reaches_capillaries.reshape(BS, K), np.nan),
+        injured_fraction=phi,
+        cleft_fraction=cleft,
+        absorbed_ug_cm2=nan,
+        absorbed_intact_ug_cm2=nan.copy(),
+        enhancement=nan.copy(),
+        absorbed_by_layer_ug_cm2=np.full((BS, K, 3), np.nan),
+        agent_effect=np.zeros((BS, K)),
+        params=params,
+        baseline=base,
+        observe=observe_first,
+        fitzpatrick=fitz,
+        **feature_injury,
+    )
+
+
+def _as_set(stack: _Stack) -> ParameterSet:
+    """``stack`` where a ``from_parameters`` classmethod expects a ParameterSet (it reads values
+    and tables only, with arithmetic that acts on arrays as on numbers)."""
+    return cast(ParameterSet, stack)
+
+
 def _device_key(geometry: needles.DeviceGeometry) -> tuple[Any, ...]:
     """A hashable identity of a device geometry (NaN fields compare equal here)."""
     values = (getattr(geometry, name) for name in _GEOMETRY_FIELDS)
@@ -436,7 +668,7 @@ def _channels(
             passes=passes[rows].reshape(-1),
             pen_speed_m_s=speed[rows].reshape(-1),
             skin=_take_skin(skin, rows).repeat(K),
-            params=npar,
+            params=npar if isinstance(rows, slice) else _take_rows(npar, rows, K),
         )
 
     if len(geometries) == 1:
@@ -455,6 +687,28 @@ def _channels(
         out[order] = stacked
         kw[f.name] = out
     return needles.Channels(**kw)
+
+
+def _take_rows(npar: needles.NeedleParameters, rows: np.ndarray, K: int) -> Any:
+    """``npar`` of the sessions of cases ``rows`` when its fields are arrays over every (case,
+    session) (:func:`prepare_sets`); ``npar`` itself when they are numbers."""
+    if np.ndim(npar.channel_radius_ratio) == 0:
+        return npar
+    flat = (rows[:, None] * K + np.arange(K)).reshape(-1)
+    return _map_fields(npar, lambda v: v[flat])
+
+
+def _map_fields(obj: T, f: Callable[[np.ndarray], np.ndarray]) -> T:
+    """A dataclass of coefficients with ``f`` applied to each array field (and to each array of a
+    dict field); other fields unchanged."""
+    kw: dict[str, Any] = {}
+    for fl in fields(obj):  # type: ignore[arg-type]
+        v = getattr(obj, fl.name)
+        if isinstance(v, np.ndarray):
+            kw[fl.name] = f(v)
+        elif isinstance(v, dict):
+            kw[fl.name] = {k: f(x) if isinstance(x, np.ndarray) else x for k, x in v.items()}
+    return replace(obj, **kw)  # type: ignore[type-var]
 
 
 def _take_skin(skin: Any, rows: np.ndarray | slice) -> Any:
@@ -574,7 +828,7 @@ def _dermal_features(
     ch: Any,
     length_m: np.ndarray,
     mask: np.ndarray,
-    damage_zone_factor: float,
+    damage_zone_factor: Any,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """The dermal part of the baseline and the injury of each depressed feature's floor.
 
@@ -584,13 +838,22 @@ def _dermal_features(
     injury of the feature's floor (:func:`microneedling.physics.scars.footprint_injury`) per
     session, for the scars a needle touched (mean / (1 − P₀)); NaN rows where a site does not
     have the feature. P₀, the chance that no puncture lands in a feature in the course, goes to
-    ``<feature>_untouched``.
+    ``<feature>_untouched``. :func:`_feature_inputs` then :func:`_feature_physics`.
     """
-    B, K = length_m.shape
+    inputs = _feature_inputs(courses, owner, sites, ps)
+    return _feature_physics(inputs, skin, base, ch, length_m, mask, damage_zone_factor)
+
+
+def _feature_inputs(
+    courses: Sequence[Course], owner: Sequence[int], sites: Sequence[str], ps: ParameterSet
+) -> dict[str, np.ndarray]:
+    """The per-case inputs of :func:`_feature_physics` under one parameter set, each (B,): the
+    geometry of each depressed feature (``<feature>_width`` mm, ``_depth`` mm, ``_profile``,
+    ``_distensible``; NaN where a site has none), the scar, wrinkle and striae fields of
+    :class:`observe.Baseline`, the site area and the elasticity table's entries."""
+    B = len(sites)
     nan = lambda: np.full(B, np.nan)  # noqa: E731
-    geo = {
-        f: {k: nan() for k in ("width", "depth", "profile", "distensible")} for f in FEATURE_INJURY
-    }
+    geo = {f"{f}_{k}": nan() for f in FEATURE_INJURY for k in GEOMETRY_KEYS}
     area = np.array(
         [courses[i].site(s).area_cm2 for i, s in zip(owner, sites, strict=True)], dtype=float
     )
@@ -611,17 +874,15 @@ def _dermal_features(
                 sc_eps[b] = eps_def[t] if c.epithelial_share is None else c.epithelial_share
                 sc_fs[b] = fs_def[t] if c.distensible_share is None else c.distensible_share
                 sc_n[b] = c.count
-                g = geo["scar"]
-                g["width"][b], g["depth"][b] = sc_w[b], c.depth_mm
-                g["profile"][b], g["distensible"][b] = sc_prof[b], sc_fs[b]
+                geo["scar_width"][b], geo["scar_depth"][b] = sc_w[b], c.depth_mm
+                geo["scar_profile"][b], geo["scar_distensible"][b] = sc_prof[b], sc_fs[b]
             elif isinstance(c, Wrinkles):
                 wr_w[b] = (
                     ps.value("observe.wrinkle_width", "mm") if c.width_mm is None else c.width_mm
                 )
-                g = geo["wrinkle"]
-                g["width"][b], g["depth"][b] = wr_w[b], c.depth_um * 1e-3
-                g["profile"][b] = DEPRESSION_PROFILES.index("v_shaped")
-                g["distensible"][b] = ps.value("observe.wrinkle_distensible_share", "1")
+                geo["wrinkle_width"][b], geo["wrinkle_depth"][b] = wr_w[b], c.depth_um * 1e-3
+                geo["wrinkle_profile"][b] = DEPRESSION_PROFILES.index("v_shaped")
+                geo["wrinkle_distensible"][b] = ps.value("observe.wrinkle_distensible_share", "1")
             elif isinstance(c, Striae):
                 st_d[b] = (
                     ps.value("observe.striae_depth", "mm") if c.depth_mm is None else c.depth_mm
@@ -631,19 +892,66 @@ def _dermal_features(
                     if c.tethered_share is None
                     else c.tethered_share
                 )
-                g = geo["striae"]
-                g["width"][b], g["depth"][b] = c.width_mm, st_d[b]
-                g["profile"][b] = DEPRESSION_PROFILES.index("rounded")
-                g["distensible"][b] = ps.value("observe.striae_distensible_share", "1")
-    # footprint injury of each feature's floor, per session
+                geo["striae_width"][b], geo["striae_depth"][b] = c.width_mm, st_d[b]
+                geo["striae_profile"][b] = DEPRESSION_PROFILES.index("rounded")
+                geo["striae_distensible"][b] = ps.value("observe.striae_distensible_share", "1")
+    return {
+        **geo,
+        "site_area_cm2": area,
+        "scar_count": sc_n,
+        "scar_width_mm": sc_w,
+        "scar_profile": sc_prof,
+        "scar_tethered": sc_tau,
+        "scar_epithelial": sc_eps,
+        "scar_distensible": sc_fs,
+        "striae_depth_mm": st_d,
+        "striae_tethered": st_tau,
+        "male": np.array([1.0 if courses[i].patient.sex == "male" else 0.0 for i in owner]),
+        "r2_young": np.array([ps.value("observe.r2_young", "1", key=s) for s in sites]),
+        "r2_age_slope": np.array([ps.value("observe.r2_age_slope", "1", key=s) for s in sites]),
+        "r2_reference_age": np.full(B, ps.value("observe.r2_reference_age", "yr")),
+        "r2_male_offset": np.full(B, ps.value("observe.r2_male_offset", "1")),
+        "r2_male_slope_factor": np.full(B, ps.value("observe.r2_male_slope_factor", "1")),
+    }
+
+
+#: the geometry of a depressed feature's floor in :func:`_feature_inputs`
+GEOMETRY_KEYS = ("width", "depth", "profile", "distensible")
+#: :func:`_feature_inputs` fields that go into :class:`observe.Baseline` as they are
+_BASELINE_FEATURE_FIELDS = (
+    "site_area_cm2",
+    "scar_count",
+    "scar_width_mm",
+    "scar_profile",
+    "scar_tethered",
+    "scar_epithelial",
+    "scar_distensible",
+    "striae_depth_mm",
+    "striae_tethered",
+)
+
+
+def _feature_physics(
+    inputs: dict[str, np.ndarray],
+    skin: Any,
+    base: Any,
+    ch: Any,
+    length_m: np.ndarray,
+    mask: np.ndarray,
+    damage_zone_factor: Any,
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """:func:`_dermal_features` from the per-case ``inputs`` of :func:`_feature_inputs` (of one
+    parameter set or of several, case after case); ``damage_zone_factor`` a number or (B,)."""
+    B, K = length_m.shape
+    dzf = np.broadcast_to(np.asarray(damage_zone_factor, dtype=float), (B,))
     layers = skin.stack()
     n = ch.density_m2.reshape(B, K)
     injured: dict[str, np.ndarray] = {}
     untouched: dict[str, np.ndarray] = {}
     for f, field_name in FEATURE_INJURY.items():
-        g = geo[f]
+        g = {k: inputs[f"{f}_{k}"] for k in GEOMETRY_KEYS}
         out = np.full((B, K, 3), np.nan)
-        p0 = nan()
+        p0 = np.full(B, np.nan)
         rows = np.flatnonzero(np.isfinite(g["depth"]))
         if rows.size:
             R = rows.size
@@ -653,7 +961,7 @@ def _dermal_features(
                 ch.depth_m.reshape(B, K)[rows].reshape(-1),
                 length_m[rows].reshape(-1),
                 np.repeat(layers[rows], K, axis=0),
-                damage_zone_factor,
+                np.repeat(dzf[rows], K),
                 np.repeat(g["depth"][rows], K) * 1e-3,
                 np.repeat(g["profile"][rows], K).astype(int),
                 np.repeat(g["distensible"][rows], K),
@@ -668,30 +976,21 @@ def _dermal_features(
         injured[field_name] = out
         untouched[f] = p0
     # baseline elasticity: measured (course, deprecated) or from the age x sex x site table
-    male = np.array([1.0 if courses[i].patient.sex == "male" else 0.0 for i in owner])
     r2_table = observe.elasticity_baseline(
         base.age_years,
-        male,
-        np.array([ps.value("observe.r2_young", "1", key=s) for s in sites]),
-        np.array([ps.value("observe.r2_age_slope", "1", key=s) for s in sites]),
-        ps.value("observe.r2_reference_age", "yr"),
-        ps.value("observe.r2_male_offset", "1"),
-        ps.value("observe.r2_male_slope_factor", "1"),
+        inputs["male"],
+        inputs["r2_young"],
+        inputs["r2_age_slope"],
+        inputs["r2_reference_age"],
+        inputs["r2_male_offset"],
+        inputs["r2_male_slope_factor"],
     )
     base = replace(
         base,
         elasticity_r2=np.where(np.isfinite(base.elasticity_r2), base.elasticity_r2, r2_table),
-        site_area_cm2=area,
-        scar_count=sc_n,
-        scar_width_mm=sc_w,
-        scar_profile=sc_prof,
-        scar_tethered=sc_tau,
-        scar_epithelial=sc_eps,
-        scar_distensible=sc_fs,
+        **{k: inputs[k] for k in _BASELINE_FEATURE_FIELDS},
         scar_untouched=untouched["scar"],
         wrinkle_untouched=untouched["wrinkle"],
-        striae_depth_mm=st_d,
-        striae_tethered=st_tau,
         striae_untouched=untouched["striae"],
     )
     return base, injured

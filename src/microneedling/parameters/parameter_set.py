@@ -445,6 +445,12 @@ class ParameterSet:
         set's own: a run's sources are those of every parameter any draw looked up."""
         self._used.update(other._used)
 
+    def record_names(self, names: Iterable[str]) -> None:
+        """Count ``names`` as looked up through this view: their values were read for it by a
+        caller that reads several sets at once
+        (:func:`~microneedling.engine.prepare.prepare_sets`)."""
+        self._used.update(names)
+
     @property
     def is_draw(self) -> bool:
         """Whether this set is an ensemble member made by :meth:`with_validated_values` (usually

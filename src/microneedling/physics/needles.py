@@ -125,6 +125,41 @@ def _f(x: ArrayLike) -> FloatArray:
     return np.asarray(x, dtype=float)
 
 
+#: exponents NumPy raises an array to by another function than ``pow`` (``x ** 2.0`` squares,
+#: ``x ** 0.5`` takes the square root ...; the last bit can differ from ``np.power``)
+_FAST_EXPONENTS = (-1.0, 0.0, 0.5, 1.0, 2.0)
+
+
+def power(x: ArrayLike, p: ArrayLike) -> FloatArray:
+    """``x ** p`` for an array ``x`` and an exponent ``p`` that is a number or an array over the
+    rows of ``x`` (a parameter of several parameter sets side by side, one value per row).
+
+    With an array ``p`` every element has the bits ``x ** float(p_i)`` gives on an array:
+    ``np.power``, except where ``p_i`` is one of the exponents NumPy computes otherwise (2: square, 0.5: square
+    root, -1: reciprocal, 0, 1), which take that path here too. A number ``p``: ``x ** p``."""
+    if np.ndim(p) == 0:
+        number: Any = p  # as given (a float exponent of 2 or 0.5 takes NumPy's fast path)
+        return np.asarray(_f(x) ** number)
+    xa, pa = np.broadcast_arrays(_f(x), _f(p))
+    out = np.power(xa, pa)
+    for e in _FAST_EXPONENTS:
+        at = pa == e
+        if at.any():
+            out[at] = xa[at] ** e
+    return out
+
+
+def _scalar_power(x: ArrayLike, p: ArrayLike) -> FloatArray:
+    """``x ** p`` element by element as NumPy scalars compute it (the C library's ``pow``): a
+    number raised to a parameter value, per row of several parameter sets."""
+    xa, pa = np.broadcast_arrays(_f(x), _f(p))
+    flat = [
+        np.float64(a) ** np.float64(b)
+        for a, b in zip(xa.ravel().tolist(), pa.ravel().tolist(), strict=True)
+    ]
+    return np.array(flat, dtype=float).reshape(xa.shape)
+
+
 # --------------------------------------------------------------------------- device → density
 def device_code(kind: str | Sequence[str] | ArrayLike) -> NDArray[np.int64]:
     """Device-kind code(s) (``ROLLER``, ``PEN``, ``STAMP``) of names or codes.
@@ -233,9 +268,13 @@ def puncture_deflection(
     """
     r = np.maximum(_f(tip_radius), 0.0) / params.tip_radius_ref
     v = np.maximum(_f(speed), 0.0)
-    return np.asarray(
-        params.puncture_deflection * r**params.tip_exponent / (1.0 + v / params.critical_speed)
-    )
+    if np.ndim(params.tip_exponent) == 0:
+        rp = r**params.tip_exponent
+    elif np.ndim(tip_radius) == 0:  # one device's tip under per-row parameters: as a scalar
+        rp = _scalar_power(r, params.tip_exponent)
+    else:
+        rp = power(r, params.tip_exponent)
+    return np.asarray(params.puncture_deflection * rp / (1.0 + v / params.critical_speed))
 
 
 def force_limited_depth(
@@ -255,16 +294,17 @@ def force_limited_depth(
     return np.asarray(np.where(code == PEN, np.inf, d), dtype=float)
 
 
-def smooth_min(x: ArrayLike, y: ArrayLike, p: float) -> FloatArray:
+def smooth_min(x: ArrayLike, y: ArrayLike, p: ArrayLike) -> FloatArray:
     """(x^−p + y^−p)^(−1/p) for x, y ≥ 0: ≤ min(x, y), → min for p → ∞, 0 if either is 0, and
-    the other when one is inf. Smooth in both arguments where both are positive."""
+    the other when one is inf. Smooth in both arguments where both are positive. ``p`` a number or
+    one exponent per element (:func:`power`)."""
     x_, y_ = np.broadcast_arrays(np.maximum(_f(x), 0.0), np.maximum(_f(y), 0.0))
     lo = np.minimum(x_, y_)
     hi = np.maximum(x_, y_)
     ok = (lo > 0.0) & np.isfinite(lo)
     ratio = np.divide(lo, hi, out=np.zeros_like(lo), where=ok & (hi > 0.0))
     ratio = np.where(np.isfinite(hi), ratio, 0.0)
-    out = lo * (1.0 + ratio**p) ** (-1.0 / p)
+    out = lo * power(1.0 + power(ratio, p), -1.0 / _f(p))
     return np.asarray(np.where(ok, out, np.where(np.isinf(lo), np.inf, 0.0)))
 
 
@@ -274,7 +314,7 @@ def penetration_depth(
     deflection: ArrayLike,
     insertion_factor: ArrayLike = 1.0,
     force_depth: ArrayLike = np.inf,
-    smoothness: float = 4.0,
+    smoothness: ArrayLike = 4.0,
 ) -> FloatArray:
     """Channel depth d = min(smooth_min(η·max(L − δ_p, 0), d_F), skin thickness) [m].
 
@@ -661,13 +701,14 @@ class NeedleParameters:
             smoothness=v("needles.depth_smoothness", "1"),
         )
 
-    def insertion_factor_of(self, species: str) -> float:
+    def insertion_factor_of(self, species: str) -> float | FloatArray:
         """η of ``species``; ``ValueError`` naming the species the parameters know otherwise."""
         if species not in self.insertion_factor:
             raise ValueError(
                 f"species {species!r}; allowed: {', '.join(sorted(self.insertion_factor))}"
             )
-        return float(self.insertion_factor[species])
+        eta = self.insertion_factor[species]
+        return eta if isinstance(eta, np.ndarray) else float(eta)  # per row: several sets
 
 
 @dataclass(frozen=True)

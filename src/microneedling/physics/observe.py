@@ -260,9 +260,9 @@ def elasticity_baseline(
     male: np.ndarray,
     r2_young: np.ndarray,
     age_slope: np.ndarray,
-    reference_age: float,
-    male_offset: float,
-    male_slope_factor: float,
+    reference_age: float | np.ndarray,
+    male_offset: float | np.ndarray,
+    male_slope_factor: float | np.ndarray,
 ) -> np.ndarray:
     """Baseline Cutometer R2 from age, sex and site (``observe.r2_*``), (B,):
 

@@ -120,7 +120,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import erf, i0e, i1e, j0, j1, jn_zeros, k0e, k1e
 
 from microneedling.parameters.molecules import Molecule
-from microneedling.physics.needles import Channels, SkinLayers
+from microneedling.physics.needles import Channels, SkinLayers, power
 from microneedling.units import conversion_factor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -512,7 +512,7 @@ def closure_rate(
     ratio = np.divide(
         params.closure_reference_radius, a_, out=np.ones_like(a_, dtype=float), where=a_ > 0.0
     )
-    return np.asarray(k_ref * ratio**params.closure_size_exponent)
+    return np.asarray(k_ref * power(ratio, params.closure_size_exponent))
 
 
 def closure_time(
