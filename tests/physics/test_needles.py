@@ -464,3 +464,38 @@ def test_needle_coefficients_per_row_give_each_sets_numbers(ps: ParameterSet) ->
         for i, o in enumerate(own):
             at = slice(i * n, (i + 1) * n)
             assert np.array_equal(got_d[at], nd.puncture_deflection(tip, speed[at], o)), tip
+
+
+def test_skin_tables_per_case_give_each_sets_layers(ps: ParameterSet) -> None:
+    """SkinParameters holding one value per case (several sets side by side, per-site tables as
+    arrays over the cases): each case's layers as under its own set's numbers, bit for bit."""
+    import dataclasses
+
+    from microneedling.parameters.sampling import sample_parameter_sets
+
+    sets = [ps, *sample_parameter_sets(ps, 4, 8, posterior=False)]
+    own = [nd.SkinParameters.from_parameters(s) for s in sets]
+    sites = ["cheek", "forehead", "abdomen", "neck"]
+    age = np.array([25.0, 47.0, 63.0, 81.0])
+    male = np.array([0.0, 1.0, 1.0, 0.0])
+    n = len(sites)
+    per_case: dict[str, object] = {}
+    for f in dataclasses.fields(nd.SkinParameters):
+        v = getattr(own[0], f.name)
+        if isinstance(v, tuple):
+            per_case[f.name] = tuple(
+                np.repeat([getattr(o, f.name)[j] for o in own], n) for j in range(len(v))
+            )
+        else:
+            per_case[f.name] = np.repeat([getattr(o, f.name) for o in own], n)
+    idx = np.tile(nd.site_index(sites), len(sets))
+    got = nd.skin_layers_from_parameters(
+        idx,
+        np.tile(age, len(sets)),
+        np.tile(male, len(sets)),
+        nd.SkinParameters(**per_case),  # type: ignore[arg-type]
+    ).stack()
+    for i, o in enumerate(own):
+        want = nd.skin_layers_from_parameters(nd.site_index(sites), age, male, o).stack()
+        assert np.array_equal(got[i * n : (i + 1) * n], want)
+    assert len({float(x) for x in got[::n, 2]}) > 1  # the sets differ

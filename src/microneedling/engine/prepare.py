@@ -448,10 +448,12 @@ class _Stack:
     :class:`ParameterSet` (``value``, ``table``) by the coefficient classes' ``from_parameters``:
     ``value`` gives an (S,) array, set s's value in row s, and ``table`` a dict of such arrays.
     Each is the file value times the conversion factor :meth:`Parameter.as_units` uses, the same
-    bits as each set's own lookup. The names looked up collect in ``names``."""
+    bits as each set's own lookup; with ``repeat`` n, each set's value n times over (one per case
+    of the set). The names looked up collect in ``names``."""
 
-    def __init__(self, sets: Sequence[ParameterSet]) -> None:
+    def __init__(self, sets: Sequence[ParameterSet], repeat: int = 1) -> None:
         self.sets = list(sets)
+        self.repeat = repeat
         self.names: set[str] = set()
 
     def _entries(self, name: str) -> tuple[Any, list[Any]]:
@@ -469,7 +471,7 @@ class _Stack:
         raw = [p.value if key is None else p.value.get(key) for p in params]
         if not all(isinstance(v, float) for v in raw):
             raise _Unstackable(name)
-        return np.array(raw, dtype=float) * factor
+        return np.repeat(np.array(raw, dtype=float) * factor, self.repeat)
 
     def table(self, name: str, units: str) -> dict[str, np.ndarray]:
         first, params = self._entries(name)
@@ -477,7 +479,10 @@ class _Stack:
         if any(not isinstance(p.value, dict) or list(p.value) != keys for p in params):
             raise _Unstackable(name)
         factor = conversion_factor(first.units, units)
-        return {k: np.array([p.value[k] for p in params], dtype=float) * factor for k in keys}
+        return {
+            k: np.repeat(np.array([p.value[k] for p in params], dtype=float) * factor, self.repeat)
+            for k in keys
+        }
 
 
 def prepare_sets(
@@ -489,9 +494,9 @@ def prepare_sets(
 
     The numbers are those of ``concat_prepared([prepare_many(courses, s) for s in sets])``, bit
     for bit (tested), computed in one pass: the sets' values are read side by side as arrays over
-    the sets (:class:`_Stack`), and needles, injury, resealing, the floors of depressed features
-    and the healing parameters run once on every (set, case, session); the layout of the courses
-    is read once. Per set remain the skin layers, the healing vector, the observation
+    the sets (:class:`_Stack`), and skin layers, needles, injury, resealing, the floors of
+    depressed features and the healing parameters run once on every (set, case, session); the
+    layout of the courses is read once. Per set remain the healing vector, the observation
     coefficients and the defaults of the sites' conditions (parameter lookups, no physics).
     Courses with a topical (transport), or sets whose parameters differ in units or keys, are
     prepared set by set (:func:`prepare_many`).
@@ -533,11 +538,9 @@ def _prepare_stacked(
         # entry keys[b] of a table of the sets, for every (set, case)
         return np.stack([table[k] for k in keys], axis=1).reshape(-1)
 
-    sexes = [p.sex for p in lay.patients]
-    skins = [needles.skin_layers_batch(lay.sites, lay.age, sexes, s) for s in sets]
-    skin = needles.SkinLayers(
-        **{f.name: np.concatenate([getattr(k, f.name) for k in skins]) for f in fields(skins[0])}
-    )
+    by_case_stack = _Stack(sets, repeat=B)  # one value per (set, case)
+    sexes = [p.sex for p in lay.patients] * S
+    skin = needles.skin_layers_batch(sites, age, sexes, _as_set(by_case_stack))
     npar_sets = needles.NeedleParameters.from_parameters(_as_set(stack))  # fields (S,)
     npar = _map_fields(npar_sets, lambda v: np.repeat(v, B * K))  # per (set, case, session)
     ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
@@ -596,7 +599,7 @@ def _prepare_stacked(
     }.items():
         params[:, PIDX[name]] = values
     for s in sets:
-        s.record_names(stack.names)
+        s.record_names(stack.names | by_case_stack.names)
     nan = np.full((BS, K), np.nan)
     return Prepared(
         session_days=days,

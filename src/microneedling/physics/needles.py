@@ -549,7 +549,10 @@ class SkinParameters:
             missing = [s for s in SITES if s not in table]
             if missing:
                 raise KeyError(f"skin.{name}: no entry for site(s) {missing}")
-            return tuple(float(table[s]) for s in SITES)
+            # a number per site; an array per site when several sets are read side by side
+            return tuple(
+                t if isinstance(t, np.ndarray) else float(t) for t in (table[s] for s in SITES)
+            )
 
         return cls(
             sc_m=per_site("sc_thickness"),
@@ -587,6 +590,18 @@ def _male_fraction(sex: str | float | Sequence[str | float] | ArrayLike) -> Floa
     return np.array([one(s) for s in np.asarray(sex, dtype=object).ravel()])
 
 
+def _by_site(table: Sequence[Any], idx: NDArray[np.int64]) -> FloatArray:
+    """Entry ``idx[b]`` of a per-site table for each case b: the table holds a number per site,
+    or (parameter sets side by side) an array over the cases per site."""
+    t = np.asarray(table, dtype=float)
+    return t[idx] if t.ndim == 1 else t[idx, np.arange(idx.size)]
+
+
+def _clip(x: Any, lo: float, hi: float) -> Any:
+    """``x`` kept inside [lo, hi]: a number as a number, an array (one value per case) as one."""
+    return np.clip(x, lo, hi) if isinstance(x, np.ndarray) else min(max(x, lo), hi)
+
+
 def skin_layers_from_parameters(
     site_idx: ArrayLike, age_years: ArrayLike, male: ArrayLike, params: SkinParameters
 ) -> SkinLayers:
@@ -604,19 +619,19 @@ def skin_layers_from_parameters(
     age = _f(age_years)
     m = np.clip(_f(male), 0.0, 1.0)
     p = params
-    sc = np.asarray(p.sc_m)[idx]
-    ve = np.asarray(p.viable_epidermis_female_m)[idx] * (1.0 + m * (p.epidermis_male_factor - 1.0))
-    dermis_f = np.asarray(p.dermis_female_m)[idx]
-    dermis = dermis_f + m * (np.asarray(p.dermis_male_m)[idx] - dermis_f)
+    sc = _by_site(p.sc_m, idx)
+    ve = _by_site(p.viable_epidermis_female_m, idx) * (1.0 + m * (p.epidermis_male_factor - 1.0))
+    dermis_f = _by_site(p.dermis_female_m, idx)
+    dermis = dermis_f + m * (_by_site(p.dermis_male_m, idx) - dermis_f)
     decades = np.maximum(age - p.reference_age_yr, 0.0) / 10.0
     r_e = p.epidermal_thinning_female + m * (
         p.epidermal_thinning_male - p.epidermal_thinning_female
     )
     r_e = np.clip(r_e, 0.0, 0.99)
-    r_d = min(max(p.dermal_thinning, 0.0), 0.99)
+    r_d = _clip(p.dermal_thinning, 0.0, 0.99)
     ve = ve * (1.0 - r_e) ** decades
     dermis = dermis * (1.0 - r_d) ** decades
-    frac = min(max(p.papillary_fraction, 0.0), 1.0)
+    frac = _clip(p.papillary_fraction, 0.0, 1.0)
     b = np.broadcast_arrays(sc, ve, dermis)
     return SkinLayers(
         stratum_corneum_m=np.asarray(b[0], dtype=float),
