@@ -418,11 +418,7 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
     return Prepared(
         session_days=days,
         session_mask=mask,
-        needle_length_mm=np.where(mask, length_m * 1e3, np.nan),
-        puncture_density_cm2=np.where(mask, ch.density_m2.reshape(B, K) * 1e-4, np.nan),
-        penetration_depth_um=np.where(mask, ch.depth_m.reshape(B, K) * 1e6, np.nan),
-        closure_hours=np.where(mask, closure, np.nan),
-        reaches_capillaries=np.where(mask, ch.reaches_capillaries.reshape(B, K), np.nan),
+        **_session_settings(mask, length_m, ch, closure),
         injured_fraction=phi,
         cleft_fraction=cleft,
         absorbed_ug_cm2=np.where(mask, absorbed, np.nan),
@@ -436,6 +432,22 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
         fitzpatrick=fitz,
         **feature_injury,
     )
+
+
+def _session_settings(
+    mask: np.ndarray, length_m: np.ndarray, ch: needles.Channels, closure: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The per-session needle fields of :class:`Prepared` ((B, K), NaN where no session): needle
+    length [mm], puncture density [1/cm²], penetration depth [µm], closure time [h] and whether
+    the channels reach the capillary loops, from the channels of every (case, session)."""
+    shape = mask.shape
+    return {
+        "needle_length_mm": np.where(mask, length_m * 1e3, np.nan),
+        "puncture_density_cm2": np.where(mask, ch.density_m2.reshape(shape) * 1e-4, np.nan),
+        "penetration_depth_um": np.where(mask, ch.depth_m.reshape(shape) * 1e6, np.nan),
+        "closure_hours": np.where(mask, closure, np.nan),
+        "reaches_capillaries": np.where(mask, ch.reaches_capillaries.reshape(shape), np.nan),
+    }
 
 
 class _Unstackable(Exception):
@@ -604,11 +616,7 @@ def _prepare_stacked(
     return Prepared(
         session_days=days,
         session_mask=mask,
-        needle_length_mm=np.where(mask, length_m * 1e3, np.nan),
-        puncture_density_cm2=np.where(mask, ch.density_m2.reshape(BS, K) * 1e-4, np.nan),
-        penetration_depth_um=np.where(mask, ch.depth_m.reshape(BS, K) * 1e6, np.nan),
-        closure_hours=np.where(mask, closure, np.nan),
-        reaches_capillaries=np.where(mask, ch.reaches_capillaries.reshape(BS, K), np.nan),
+        **_session_settings(mask, length_m, ch, closure),
         injured_fraction=phi,
         cleft_fraction=cleft,
         absorbed_ug_cm2=nan,
