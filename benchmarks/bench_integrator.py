@@ -37,7 +37,7 @@ import numpy as np
 import scipy.linalg
 
 from microneedling.physics import healing
-from microneedling.physics.healing_rhs import PIDX, baseline_state, healing_rhs_py
+from microneedling.physics.healing_rhs import N_STATE, PIDX, baseline_state, healing_rhs_py
 from microneedling.physics.ode import registry as odes
 from microneedling.physics.ode.integrate import integrate, integrate_reference
 
@@ -176,7 +176,7 @@ def healing_problem(nb: int, rng: np.random.Generator) -> Problem:
     )
     t_out = np.linspace(0.0, 365.0, 300)
     # atol 1e-8: the default of healing.solve (states are O(0.01-1))
-    return Problem("HEALING (n=26)", odes.HEALING, y0, params, t_out, days, imp_v, 1e-8,
+    return Problem(f"HEALING (n={N_STATE})", odes.HEALING, y0, params, t_out, days, imp_v, 1e-8,
                    healing_rhs_py, None)  # fmt: skip
 
 

@@ -134,3 +134,36 @@ def test_session_inputs_that_are_no_longer_healing_states_are_refused(
     reads = batch.Reads((parse_endpoint("scar_depth"),))
     with pytest.raises(RuntimeError, match="pih_stimulus"):
         simulate_batch([course], parallel=False, reads=reads)
+
+
+def test_session_jumps_put_blood_only_where_a_roller_cut_clefts() -> None:
+    """A roller below the capillary loops leaves retained blood (Bl) in both dermal layers; a pen's
+    and a stamp's vertical strokes cut no cleft and leave none; a scar floor gets the site's
+    clefts in the proportion its channels reach it (none where no needle reaches the floor)."""
+    from microneedling.engine.prepare import FEATURE_INJURY, prepare_many
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.physics.healing_rhs import IX_BL, N_DERMAL
+
+    ps = load_parameters()
+    roller = Course.from_toml(EXAMPLES / "acne-scars-rolling-cheek.toml")
+    stamp = Course.from_toml(EXAMPLES / "stamp-small-scar.toml")
+    pen = Course.from_toml(EXAMPLES / "forehead-fine-lines.toml")
+    prep = prepare_many([roller, stamp, pen], ps)
+    kinds = [c.device.type for c in (roller, stamp, pen)]
+    assert kinds[0] == "roller" and "roller" not in kinds[1:]
+    jumps = batch.session_jumps(prep)
+    on = prep.session_mask
+    blood = jumps[:, :, [IX_BL, N_DERMAL + IX_BL]]
+    assert np.all(blood[0][on[0]] > 0.0)
+    assert np.all(blood[1:] == 0.0)
+    # the roller's scar floor: clefts scaled by the floor's reach, never above the site's blood
+    name = FEATURE_INJURY["scar"]
+    floor = batch.session_jumps(prep, injured=getattr(prep, name), rows=np.array([0]))
+    site_phi = prep.injured_fraction[0][:, 1:].sum(axis=1)
+    floor_phi = getattr(prep, name)[0][:, 1:].sum(axis=1)
+    assert np.all(floor[0, :, IX_BL] <= blood[0, :, 0] + 1e-15)
+    assert np.all((floor[0, :, IX_BL] > 0.0) == (floor_phi > 0.0))
+    assert np.all(floor_phi <= site_phi + 1e-15)
+    # no reach, no blood: the same floor with its injury removed
+    none = batch.session_jumps(prep, injured=np.zeros_like(getattr(prep, name)), rows=np.array([0]))
+    assert np.all(none[0, :, IX_BL] == 0.0)
