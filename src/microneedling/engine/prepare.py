@@ -265,23 +265,9 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
 
     skin = needles.skin_layers_batch(sites, age, [p.sex for p in patients], ps)  # arrays (B,)
     npar = _per_set(ps, "needles", needles.NeedleParameters.from_parameters)
-    flat = (B * K,)
     ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
-    skin_k = skin.repeat(K)  # one row per (case, session), like the channels
-    phi = injury.injured_fraction_from_channels(ch, skin_k, ps).reshape(B, K, 3)
-    phi = np.where(mask[:, :, None], phi, 0.0)
-    dermis = skin_k.stack()[:, 2:].sum(axis=1)
-    cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(B, K)
-    cleft = np.where(mask, cleft, 0.0)
-    # channel resealing: 95% of the barrier clock (by channel size and occlusion)
-    closure = (
-        transport.closure_time(
-            ch.surface_radius_m,
-            occl.reshape(flat),
-            _per_set(ps, "closure", transport.ClosureParameters.from_parameters),
-        ).reshape(B, K)
-        / 3600.0
-    )
+    closure_params = _per_set(ps, "closure", transport.ClosureParameters.from_parameters)
+    phi, cleft, closure = _session_injury(ch, skin, npar, closure_params, occl, mask)
 
     # topical transport: every session with a topical, all in one batched call
     absorbed = np.full((B, K), np.nan)  # NaN: no topical at that session
@@ -391,8 +377,14 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
     gq = ps.table("healing.g_Q", "1/d")
     lesion = np.zeros(B)
     base = _baseline(courses, owner, sites, skin, _pigment_baseline(courses, owner, sites, ps))
-    base, feature_injury = _dermal_features(
-        courses, owner, sites, skin, ps, base, ch, length_m, mask, npar.damage_zone_factor
+    base, feature_injury = _feature_physics(
+        _feature_inputs(courses, owner, sites, ps),
+        skin,
+        base,
+        ch,
+        length_m,
+        mask,
+        npar.damage_zone_factor,
     )
     lesion[np.isfinite(base.melanin_index)] = 1.0
     slope = ps.value("healing.collagen_age_slope", "1")
@@ -431,6 +423,31 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
         observe=_per_set(ps, "observe", observe.ObserveParameters.from_parameters),
         fitzpatrick=fitz,
         **feature_injury,
+    )
+
+
+def _session_injury(
+    ch: needles.Channels,
+    skin: needles.SkinLayers,
+    npar: needles.NeedleParameters,
+    closure_params: transport.ClosureParameters,
+    occlusion: np.ndarray,
+    mask: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per session of every case (``mask`` (B, K); the channels ``ch`` (B·K,) in case order; the
+    cases' ``skin`` (B,)): the injured fraction of each layer (B, K, 3) and the fraction of the
+    dermis a roller's clefts cut (B, K), both 0 where no session, and the channels' resealing
+    time, 95% of the barrier clock by channel size and occlusion, [h] (B, K)."""
+    shape = mask.shape
+    skin_k = skin.repeat(shape[1])  # one row per (case, session), like the channels
+    phi = injury.injured_fraction_from_channels(ch, skin_k, npar).reshape(*shape, 3)
+    dermis = skin_k.stack()[:, 2:].sum(axis=1)
+    cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(shape)
+    closure = transport.closure_time(ch.surface_radius_m, occlusion.reshape(-1), closure_params)
+    return (
+        np.where(mask[:, :, None], phi, 0.0),
+        np.where(mask, cleft, 0.0),
+        closure.reshape(shape) / 3600.0,
     )
 
 
@@ -556,21 +573,9 @@ def _prepare_stacked(
     npar_sets = needles.NeedleParameters.from_parameters(_as_set(stack))  # fields (S,)
     npar = _map_fields(npar_sets, lambda v: np.repeat(v, B * K))  # per (set, case, session)
     ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
-    skin_k = skin.repeat(K)
-    phi = injury.injured_fraction_from_channels(ch, skin_k, npar).reshape(BS, K, 3)
-    phi = np.where(mask[:, :, None], phi, 0.0)
-    dermis = skin_k.stack()[:, 2:].sum(axis=1)
-    cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(BS, K)
-    cleft = np.where(mask, cleft, 0.0)
     closure_sets = transport.ClosureParameters.from_parameters(_as_set(stack))
-    closure = (
-        transport.closure_time(
-            ch.surface_radius_m,
-            occl.reshape(-1),
-            _map_fields(closure_sets, lambda v: np.repeat(v, B * K)),
-        ).reshape(BS, K)
-        / 3600.0
-    )
+    closure_params = _map_fields(closure_sets, lambda v: np.repeat(v, B * K))
+    phi, cleft, closure = _session_injury(ch, skin, npar, closure_params, occl, mask)
 
     nominal = np.repeat(np.stack([_per_set(s, "healing", _healing_vector) for s in sets]), B, 0)
     gq = stack.table("healing.g_Q", "1/d")
@@ -829,32 +834,6 @@ SCAR_PROFILE = {"rolling": "rounded", "boxcar": "box", "icepick": "v_shaped"}
 FEATURE_INJURY = {f: f"{f}_injured_fraction" for f in observe.FEATURES}
 
 
-def _dermal_features(
-    courses: Sequence[Course],
-    owner: Sequence[int],
-    sites: Sequence[str],
-    skin: Any,
-    ps: ParameterSet,
-    base: Any,
-    ch: Any,
-    length_m: np.ndarray,
-    mask: np.ndarray,
-    damage_zone_factor: Any,
-) -> tuple[Any, dict[str, np.ndarray]]:
-    """The dermal part of the baseline and the injury of each depressed feature's floor.
-
-    Returns ``base`` with the baseline elasticity (``observe.r2_*`` table unless measured), the
-    site area and the geometry of acne scars, wrinkle grooves and striae (course values, else
-    the ``observe.*`` defaults), and ``{<feature>_injured_fraction: (B, K, 3)}``: the footprint
-    injury of the feature's floor (:func:`microneedling.physics.scars.footprint_injury`) per
-    session, for the scars a needle touched (mean / (1 − P₀)); NaN rows where a site does not
-    have the feature. P₀, the chance that no puncture lands in a feature in the course, goes to
-    ``<feature>_untouched``. :func:`_feature_inputs` then :func:`_feature_physics`.
-    """
-    inputs = _feature_inputs(courses, owner, sites, ps)
-    return _feature_physics(inputs, skin, base, ch, length_m, mask, damage_zone_factor)
-
-
 def _feature_inputs(
     courses: Sequence[Course], owner: Sequence[int], sites: Sequence[str], ps: ParameterSet
 ) -> dict[str, np.ndarray]:
@@ -951,8 +930,19 @@ def _feature_physics(
     mask: np.ndarray,
     damage_zone_factor: Any,
 ) -> tuple[Any, dict[str, np.ndarray]]:
-    """:func:`_dermal_features` from the per-case ``inputs`` of :func:`_feature_inputs` (of one
-    parameter set or of several, case after case); ``damage_zone_factor`` a number or (B,)."""
+    """The dermal part of the baseline and the injury of each depressed feature's floor.
+
+    Returns ``base`` with the baseline elasticity (``observe.r2_*`` table unless measured), the
+    site area and the geometry of acne scars, wrinkle grooves and striae (course values, else
+    the ``observe.*`` defaults), and ``{<feature>_injured_fraction: (B, K, 3)}``: the footprint
+    injury of the feature's floor (:func:`microneedling.physics.scars.footprint_injury`) per
+    session, for the scars a needle touched (mean / (1 − P₀)); NaN rows where a site does not
+    have the feature. P₀, the chance that no puncture lands in a feature in the course, goes to
+    ``<feature>_untouched``.
+
+    ``inputs`` are the per-case inputs of :func:`_feature_inputs` (of one parameter set or of
+    several, case after case); ``damage_zone_factor`` a number or (B,).
+    """
     B, K = length_m.shape
     dzf = np.broadcast_to(np.asarray(damage_zone_factor, dtype=float), (B,))
     layers = skin.stack()

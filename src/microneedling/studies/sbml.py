@@ -340,11 +340,10 @@ def _notes(model: Any) -> None:
 
     body = (
         "Wound-healing ODE of the microneedling package (version "
-        f"{__version__}), exported for one treated site. Time in days. The {N_STATE} states and "
-        f"{N_PARAM} "
-        "parameters mirror microneedling.physics.healing_rhs; sessions are events adding the "
-        "session's injury and topical impulses (computed by the package's needle, injury and "
-        "transport models). Observables (collagen %, scar depth, ...) are not part of this file. "
+        f"{__version__}), exported for one treated site. Time in days. The {N_STATE} states "
+        f"and {N_PARAM} parameters mirror microneedling.physics.healing_rhs; sessions are events "
+        "adding the session's injury and topical impulses (computed by the package's needle, "
+        "injury and transport models). Observables (collagen %, scar depth, ...) are not part of this file. "
         + DISCLAIMER
     )
     xhtml = f'<body xmlns="http://www.w3.org/1999/xhtml"><p>{html.escape(body)}</p></body>'
