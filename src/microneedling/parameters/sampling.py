@@ -402,38 +402,31 @@ def sample_parameter_sets(
     # keys in the order its value lists them
     columns: dict[str, dict[str | None, np.ndarray]] = {}
     for j, n in enumerate(names):
-        if n in calibrated:
-            continue
-        p = ps.parameters[n]
-        if isinstance(p.value, dict):
-            lo, hi = p.low, p.high
-            assert isinstance(lo, dict) and isinstance(hi, dict)
-            columns[n] = {
-                k: _split_normal_column(v, lo[k], hi[k], z[:, j]) for k, v in p.value.items()
-            }
-        else:
-            assert isinstance(p.low, float) and isinstance(p.high, float)
-            columns[n] = {None: _split_normal_column(p.value, p.low, p.high, z[:, j])}
+        if n not in calibrated:
+            p = ps.parameters[n]
+            columns[n] = _columns_at(p.value, p.low, p.high, z[:, j])
     if post is not None:
         zs = post.x[draw_indices(post.n_samples, draws, seed)]  # (draws, P + Q + M)
         for j, f in enumerate(post.factors):
             for prior in f["prior"]:
-                m = prior["member"]
-                if m not in ps.parameters:
-                    continue
-                v, lo, hi = prior["value"], prior["low"], prior["high"]
-                if isinstance(v, dict):
-                    columns[m] = {k: _split_normal_column(v[k], lo[k], hi[k], zs[:, j]) for k in v}
-                else:
-                    columns[m] = {
-                        None: _split_normal_column(float(v), float(lo), float(hi), zs[:, j])
-                    }
+                if prior["member"] in ps.parameters:
+                    columns[prior["member"]] = _columns_at(
+                        prior["value"], prior["low"], prior["high"], zs[:, j]
+                    )
     entries = [(n, k) for n, by_key in columns.items() for k in by_key]
     x = np.empty((draws, len(entries)))
     for e, (n, k) in enumerate(entries):
         x[:, e] = columns[n][k]
     x = _clip_to_domains(ps, entries, x)  # a split-normal tail past a physical bound stops at it
     return ensemble_sets(ps, entries, x, [f"{ps.label}#draw{d}" for d in range(draws)])
+
+
+def _columns_at(v: Any, lo: Any, hi: Any, z: np.ndarray) -> dict[str | None, np.ndarray]:
+    """:func:`_value_at` over a column of scores ``z``: each entry's values, ``{None: column}`` of
+    a scalar parameter, ``{key: column}`` of a keyed one (in the order of ``v``'s keys)."""
+    if isinstance(v, dict):
+        return {k: _split_normal_column(v[k], lo[k], hi[k], z) for k in v}
+    return {None: _split_normal_column(float(v), float(lo), float(hi), z)}
 
 
 def _split_normal_column(v: float, lo: float, hi: float, z: np.ndarray) -> np.ndarray:
