@@ -102,7 +102,7 @@ def test_a_run_observed_only_where_it_is_read_gives_the_same_numbers() -> None:
             j1 = int(np.clip(np.searchsorted(part.t, d), 1, part.t.size - 1))
             assert part.t[j1] == whole.t[i1] and part.t[j1 - 1] == whole.t[i1 - 1]
             assert np.array_equal(y[..., j1 - 1 : j1 + 1], x[..., i1 - 1 : i1 + 1], equal_nan=True)
-    # several parameter sets (the per-set observation path) read the same way
+    # several parameter sets (their cases observed in one call) read the same way
     from microneedling.parameters.parameter_set import load_parameters
     from microneedling.parameters.sampling import sample_parameter_sets
 
@@ -115,6 +115,69 @@ def test_a_run_observed_only_where_it_is_read_gives_the_same_numbers() -> None:
         assert np.array_equal(part_3.observables[name], x[..., cols_3], equal_nan=True), name
     for name, x in whole_3.per_session.items():
         assert np.array_equal(part_3.per_session[name], x, equal_nan=True), name
+
+
+@pytest.mark.parametrize(
+    "name", ["acne-scars-rolling-cheek", "melasma-tranexamic-acid", "striae-abdomen"]
+)
+def test_an_ensemble_observed_in_one_call_is_the_set_by_set_observation(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """simulate(draws=8) of a scar, a melasma with a topical and a stretch-mark course: every
+    variable of the ensemble observed in one call (the sets' coefficients one value per case) as
+    observed set by set, bit for bit."""
+    import microneedling as mn
+
+    course = Course.from_file(EXAMPLES / f"{name}.toml")
+    calls: list[int] = []
+    observables = batch.observe.observables
+
+    def spy(t: np.ndarray, y: np.ndarray, *args: Any, **kw: Any) -> dict[str, np.ndarray]:
+        calls.append(y.shape[0])
+        return observables(t, y, *args, **kw)
+
+    monkeypatch.setattr(batch.observe, "observables", spy)
+    got = mn.simulate(course, draws=8, parallel=False).dataset
+    assert calls == [9 * len(course.sites)]  # the nominal set and 8 draws, one call
+    monkeypatch.setattr(batch, "OBSERVE_STACKED_FROM", 10**9)
+    calls.clear()
+    want = mn.simulate(course, draws=8, parallel=False).dataset
+    assert calls == [len(course.sites)] * 9
+    assert set(got.data_vars) == set(want.data_vars) and len(want.data_vars) > 100
+    for var in want.data_vars:
+        x, y = got[var].values, want[var].values
+        assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), var
+
+
+def test_a_cohort_under_many_sets_observed_in_one_call_is_observed_set_by_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every example and trial patients, each course under one of three draws or the nominal set
+    (as calibration runs its walkers' rows), with per-patient healing factors and reads (as a
+    trial chunk): observed in one call as set by set."""
+    from microneedling.engine.endpoints import parse_endpoint
+    from microneedling.engine.prepare import nominal_set
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.parameters.sampling import sample_parameter_sets
+
+    courses = _reading_cohort()
+    ps = load_parameters()
+    pool = [nominal_set(ps)[0], *sample_parameter_sets(ps, 3, 7)]
+    sets = [pool[i % len(pool)] for i in range(len(courses))]
+    factors = {"k_1": np.linspace(0.8, 1.2, len(courses))}
+    reads = batch.Reads((parse_endpoint("scar_depth"), parse_endpoint("erythema_days")), (30.0,))
+    runs = []
+    for stacked_from in (2, 10**9):
+        monkeypatch.setattr(batch, "OBSERVE_STACKED_FROM", stacked_from)
+        runs.append(
+            [
+                simulate_batch(courses, sets, healing_factors=factors, parallel=False, **kw)
+                for kw in ({}, {"reads": reads})
+            ]
+        )
+    for one_call, per_set in zip(*runs, strict=True):
+        _same(one_call, per_set)
+    assert np.isfinite(runs[0][0].observables["masi_score"]).any()
 
 
 def test_session_inputs_that_are_no_longer_healing_states_are_refused(

@@ -29,7 +29,7 @@ from microneedling.engine.prepare import (
 )
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
-from microneedling.physics import healing, observe, pigment, redness
+from microneedling.physics import healing, observe, percase, pigment, redness
 from microneedling.physics.healing_rhs import IX_I, IX_Q, N_DERMAL, PIDX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +44,12 @@ calling thread (same numbers bit for bit). Measured on 2 cores (acne-scars-rolli
 ~0.9 ms): 2 cases 1.87 ms on one thread; on two threads 1.13 ms with the other core idle, 1.98 ms
 with it busy, 2.1-3.1 ms with both busy, and 5-40% more CPU time in every case (the hand-off).
 From 4 cases the idle-core gain (3.6 -> 2.1 ms) outweighs the loss under load (3.7 -> 3.9 ms)."""
+
+OBSERVE_STACKED_FROM = 2
+"""Fewest parameter sets whose cases are observed in one call (observation maps and per-session
+statistics with the coefficients one value per case, :func:`microneedling.physics.percase.stack`);
+fewer are observed set by set. Both give the same numbers bit for bit (tested); one call per set
+made the observation ~40% of a 32-draw ``simulate`` (cProfile)."""
 
 
 # ------------------------------------------------------------------------------ batch
@@ -282,17 +288,94 @@ def simulate_batch(
 
     # the output times observed: all, or those the reads interpolate between (and t = 0)
     t_obs, y_obs, y_all = t, sol.y, full.y
+    cols: np.ndarray | None = None
     if reads is not None:
         unobserved = BatchRun(t, course_index, sites, horizon, {}, {}, prep, sol.n_steps)
         cols = read_columns(unobserved, reads)
         t_obs, y_obs, y_all = t[cols], sol.y[:, cols], full.y[:, cols]
 
-    # observation maps: one call per distinct parameter set (their coefficients are scalars)
-    C = len(sites)
-    obs: dict[str, np.ndarray] = {}
-    per_session: dict[str, np.ndarray] = {}
+    # observation maps: every case in one call, with each parameter set's coefficients in its
+    # cases' rows; or one call per distinct set (their coefficients are numbers)
     set_of_case = np.repeat(np.array([id(s) for s in sets]), n_sites)
     groups = list(dict.fromkeys(set_of_case.tolist()))
+    observed = _observe_stacked if len(groups) >= OBSERVE_STACKED_FROM else _observe_per_set
+    obs, per_session = observed(
+        t,
+        t_obs,
+        y_obs,
+        y_all,
+        sol.y,
+        cols,
+        prep,
+        observe_of,
+        set_of_case,
+        groups,
+        floor_of,
+        horizon,
+    )
+    return BatchRun(
+        t=t_obs,
+        course_index=course_index,
+        site=sites,
+        horizon_days=horizon,
+        observables=obs,
+        per_session=per_session,
+        prepared=prep,
+        n_steps=sol.n_steps,
+    )
+
+
+def _observe_stacked(
+    t: np.ndarray,
+    t_obs: np.ndarray,
+    y_obs: np.ndarray,
+    y_all: np.ndarray,
+    y_grid: np.ndarray,
+    cols: np.ndarray | None,
+    prep: Prepared,
+    observe_of: dict[int, Any],
+    set_of_case: np.ndarray,
+    groups: list[int],
+    floor_of: dict[str, np.ndarray],
+    horizon: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The observables (on ``t_obs``) and per-session statistics (on ``t``) of every case in one
+    call: the coefficients of each case's parameter set side by side (``percase.stack``)."""
+    where = {sid: j for j, sid in enumerate(groups)}
+    index = np.array([where[sid] for sid in set_of_case.tolist()])
+    op = percase.stack([observe_of[sid] for sid in groups], index)
+    every = dataclasses.replace(prep, observe=op)
+    o = observe.observables(
+        t_obs,
+        y_obs,
+        prep.baseline,
+        op,
+        sessions=(prep.session_days, prep.injured_fraction),
+        floors=_floors(y_all, floor_of, np.arange(index.size), op),
+    )
+    on_grid = o if cols is None else _session_inputs(o, y_grid, cols)
+    return o, session_stats(t, on_grid, every, horizon)
+
+
+def _observe_per_set(
+    t: np.ndarray,
+    t_obs: np.ndarray,
+    y_obs: np.ndarray,
+    y_all: np.ndarray,
+    y_grid: np.ndarray,
+    cols: np.ndarray | None,
+    prep: Prepared,
+    observe_of: dict[int, Any],
+    set_of_case: np.ndarray,
+    groups: list[int],
+    floor_of: dict[str, np.ndarray],
+    horizon: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`_observe_stacked` one call per distinct parameter set (their coefficients numbers):
+    a single set's cases (a cohort) as they are, without copies."""
+    C = set_of_case.size
+    obs: dict[str, np.ndarray] = {}
+    per_session: dict[str, np.ndarray] = {}
     for sid in groups:
         op = observe_of[sid]
         if len(groups) == 1:  # one parameter set (a cohort): every case, no copies
@@ -315,26 +398,16 @@ def simulate_batch(
             sessions=(sub.session_days, sub.injured_fraction),
             floors=_floors(y_all, floor_of, rows, op),
         )
-        on_grid = o if reads is None else _session_inputs(o, sol.y[take], cols)
+        on_grid = o if cols is None else _session_inputs(o, y_grid[take], cols)
         st = session_stats(t, on_grid, sub, horizon[rows])
         if len(groups) == 1:
-            obs, per_session = o, st
-            break
+            return o, st
         for target, source in ((obs, o), (per_session, st)):
             for name, arr in source.items():
                 if name not in target:
                     target[name] = np.empty((C, *arr.shape[1:]))
                 target[name][take] = arr
-    return BatchRun(
-        t=t_obs,
-        course_index=course_index,
-        site=sites,
-        horizon_days=horizon,
-        observables=obs,
-        per_session=per_session,
-        prepared=prep,
-        n_steps=sol.n_steps,
-    )
+    return obs, per_session
 
 
 @dataclass(frozen=True)
@@ -406,7 +479,7 @@ def _floors(
         has = np.flatnonzero(at >= 0)
         if has.size == 0:
             continue
-        gain, tether = observe.floor_state(y[at[has]], op)
+        gain, tether = observe.floor_state(y[at[has]], percase.take(op, has))
         out[f"{feature}_gain"][has] = gain
         if f"{feature}_tether" in out:
             out[f"{feature}_tether"][has] = tether

@@ -20,6 +20,8 @@ Modules, in the order a session flows through them:
   under a patient-level threshold.
 * :mod:`.redness`: visible redness and swelling (immediate vascular response + inflammation, a
   visibility threshold spread over patients and skin types).
+* :mod:`.percase`: the observation maps' coefficients of several parameter sets side by side, one
+  value per case (an ensemble observed in one call).
 * :mod:`.ode`: the batched stiff integrator (RODAS4 with impulses, :mod:`.ode.integrate`), the
   registry of right-hand sides it dispatches on (:mod:`.ode.registry`) and numba cache freshness
   (:mod:`.ode.cache`).

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from microneedling.parameters.parameter_set import ParameterSet
-from microneedling.physics import pigment, redness, scars
+from microneedling.physics import percase, pigment, redness, scars
 from microneedling.physics.healing_rhs import (
     IX_F,
     IX_H,
@@ -33,6 +33,7 @@ from microneedling.physics.healing_rhs import (
     IX_S,
     N_DERMAL,
 )
+from microneedling.physics.needles import power
 from microneedling.physics.pigment import PigmentParameters
 from microneedling.physics.redness import RednessParameters
 from microneedling.vocabulary import SCAR_TYPES as SCAR_TYPES
@@ -53,7 +54,12 @@ _UNITS = {
 
 @dataclass(frozen=True)
 class ObserveParameters:
-    """Coefficients of the observation maps (dimensionless unless stated)."""
+    """Coefficients of the observation maps (dimensionless unless stated).
+
+    One parameter set's numbers, or several sets' side by side, one value per case
+    (:func:`~microneedling.physics.percase.stack`: (B, 1) columns), which :func:`observables`
+    and :func:`floor_state` take as well (the cases under many sets in one call).
+    """
 
     erythema_threshold: float
     erythema_reticular_weight: float
@@ -344,7 +350,9 @@ def observables(
     new_el = w * y[..., IX_NE] + (1.0 - w) * y[..., N_DERMAL + IX_NE]
     lost_el = w * y[..., IX_LE] + (1.0 - w) * y[..., N_DERMAL + IX_LE]
     e_f = np.maximum(1.0 + op.elastin_functional_fraction * new_el - lost_el, 1e-3)
-    modulus = c_mix**op.modulus_collagen_exponent  # dermal modulus relative to baseline
+    # dermal modulus relative to baseline (``power``: a per-case exponent gives the bits of
+    # ``x ** p`` with p a number)
+    modulus = power(c_mix, op.modulus_collagen_exponent)
 
     no_session = (np.full((B, 1), np.inf), np.zeros((B, 1, 3)))
     days, injured = sessions if sessions is not None else no_session
@@ -410,11 +418,11 @@ def observables(
     p0w = base.wrinkle_untouched[:, None]
     gw = np.where(np.isfinite(fl.wrinkle_gain), fl.wrinkle_gain, 0.0)
     groove = p0w + (1.0 - p0w) * (1.0 - scars.fill_fraction(gw, fmax, fhalf))
-    buckling = c_pap ** (-op.modulus_collagen_exponent / 4.0)
+    buckling = power(c_pap, -op.modulus_collagen_exponent / 4.0)
     fst = op.wrinkle_static_share
     out["wrinkle_depth"] = base.wrinkle_depth_um[:, None] * (fst * groove + (1.0 - fst) * buckling)
     # pores: the opening of a hole in a tensioned sheet ∝ tension / stiffness of its support
-    support = c_pap**op.modulus_collagen_exponent * e_f
+    support = power(c_pap, op.modulus_collagen_exponent) * e_f
     fsup = op.pore_support_share
     out["pore_diameter"] = base.pore_diameter_um[:, None] * (fsup / support + (1.0 - fsup))
     # stretch marks: rounded linear atrophic scars, by the scars' depth law (a contracted,
@@ -431,10 +439,9 @@ def observables(
         base.striae_width_mm[:, None], sd0, sdepth, op.scar_grade_mild_depth
     )
     # texture: areal roughness Sa (um) = micro-relief x collagen term + sparse depressions
-    age_rel = 1.0 + op.sa_micro_age_slope * (base.age_years - op.sa_reference_age) / 10.0
-    micro = (
-        op.sa_micro * np.maximum(age_rel, 0.1)[:, None] * c_pap ** (-op.texture_collagen_exponent)
-    )
+    age = base.age_years[:, None]
+    age_rel = 1.0 + op.sa_micro_age_slope * (age - op.sa_reference_age) / 10.0
+    micro = op.sa_micro * np.maximum(age_rel, 0.1) * power(c_pap, -op.texture_collagen_exponent)
     w_mm = base.scar_width_mm[:, None]
     area_mm2 = 100.0 * base.site_area_cm2[:, None]
     # scars' share of the site's area; the scars cover at most the whole site (a tiny site with
@@ -463,7 +470,7 @@ def observables(
             base.masi_area_pct[lesion],
             base.masi_darkness[lesion],
             base.masi_homogeneity[lesion],
-            op.pigment,
+            percase.take(op.pigment, lesion),
         )
         out["masi_score"][lesion], out["mmasi_score"][lesion] = masi, mmasi
     out["pih_stimulus"] = y[..., IX_Q]

@@ -54,6 +54,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr
 
 from microneedling.parameters.parameter_set import ParameterSet
+from microneedling.physics import percase
 
 __all__ = [
     "MASI_REGIONS",
@@ -83,7 +84,9 @@ class PigmentParameters:
     """Coefficients of the pigment observables (``observe.*``), dimensionless.
 
     ``region_weights`` in the order of ``MASI_REGIONS``; ``area_midpoints`` [%] the area of
-    scores 1..6 (the scale's bin midpoints).
+    scores 1..6 (the scale's bin midpoints). The functions of this module also take these
+    coefficients one value per case (:func:`~microneedling.physics.percase.stack`: (B, 1)
+    columns, the tuples (B, 4) and (B, 6)).
     """
 
     region_weights: tuple[float, float, float, float]
@@ -122,12 +125,12 @@ def lesion_contrast(epidermal_excess: ArrayLike, dermal_fraction: ArrayLike) -> 
     return np.asarray((1.0 - f) * e + f)
 
 
-def _above(z: FloatArray, s: float) -> FloatArray:
+def _above(z: FloatArray, s: float | FloatArray) -> FloatArray:
     """P(ξ > z) for log-normal ξ with mean 1 and log-SD s."""
     return np.asarray(ndtr((-np.log(z) - 0.5 * s * s) / s))
 
 
-def _mean_above(z: FloatArray, s: float) -> FloatArray:
+def _mean_above(z: FloatArray, s: float | FloatArray) -> FloatArray:
     """E[ξ | ξ > z] for log-normal ξ with mean 1 and log-SD s."""
     num = ndtr((-np.log(z) + 0.5 * s * s) / s)
     return np.asarray(num / np.maximum(_above(z, s), 1e-300))
@@ -135,10 +138,19 @@ def _mean_above(z: FloatArray, s: float) -> FloatArray:
 
 def area_score(area_pct: ArrayLike, params: PigmentParameters) -> FloatArray:
     """MASI area score (0-6), continuous: linear through (0, 0) and the bin midpoints, 6 beyond
-    the last."""
-    xs = np.concatenate([[0.0], params.area_midpoints, [100.0]])
+    the last. With midpoints one row per case (B, 6), ``area_pct`` has the cases on its first
+    axis, and each case is scored on its own scale (the cases of one scale in one call)."""
     ys = np.concatenate([np.arange(MASI_SCORES + 1, dtype=float), [float(MASI_SCORES)]])
-    return np.asarray(np.interp(np.clip(_f(area_pct), 0.0, 100.0), xs, ys))
+    a = np.clip(_f(area_pct), 0.0, 100.0)
+    mids = np.asarray(params.area_midpoints, dtype=float)
+    if mids.ndim == 1:
+        return np.asarray(np.interp(a, np.concatenate([[0.0], mids, [100.0]]), ys))
+    scales, which = np.unique(mids, axis=0, return_inverse=True)
+    out = np.empty(a.shape)
+    for j, scale in enumerate(scales):
+        rows = np.flatnonzero(which.reshape(-1) == j)
+        out[rows] = np.interp(a[rows], np.concatenate([[0.0], scale, [100.0]]), ys)
+    return out
 
 
 def masi(
@@ -155,7 +167,11 @@ def masi(
     falls to 0; NaN rows (no lesion) stay NaN.
     """
     c = np.maximum(_f(contrast), 1e-12)
-    s = max(params.contrast_sd, 1e-9)
+    s: float | FloatArray = (
+        np.maximum(params.contrast_sd, 1e-9)
+        if percase.is_stacked(params.contrast_sd)
+        else max(params.contrast_sd, 1e-9)
+    )
     z0 = params.visibility
     z = z0 / c
     keep = _above(z, s) / _above(np.asarray(z0), s)  # share of the baseline lesion still seen
@@ -164,9 +180,9 @@ def masi(
     )
     homog = _f(homogeneity0)[:, None] * keep
     a0 = _f(area0)  # (B, 4)
-    w = np.asarray(params.region_weights)
+    w = np.asarray(params.region_weights)  # (4,) or one row per case (B, 4)
     score = area_score(a0[:, :, None] * keep[:, None, :], params)  # (B, 4, T)
-    weighted = np.sum(w[None, :, None] * score, axis=1)  # (B, T)
+    weighted = np.sum((w[None, :, None] if w.ndim == 1 else w[:, :, None]) * score, axis=1)
     return np.asarray(weighted * (dark + homog)), np.asarray(weighted * dark)
 
 
@@ -188,7 +204,11 @@ def pih_session_risk(q_peak: ArrayLike, params: PigmentParameters) -> FloatArray
     """Probability of visible PIH after each session, Φ((ln S_k − ln θ_50)/σ_P) (B, K);
     S_k = the peak of the PIH stimulus Q in the session's window (0 → 0, NaN → NaN)."""
     q = _f(q_peak)
-    sd = max(params.pih_threshold_sd, 1e-12)
+    sd: float | FloatArray = (
+        np.maximum(params.pih_threshold_sd, 1e-12)
+        if percase.is_stacked(params.pih_threshold_sd)
+        else max(params.pih_threshold_sd, 1e-12)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (np.log(np.maximum(q, 0.0)) - np.log(params.pih_threshold)) / sd
     return np.asarray(np.where(np.isnan(q), np.nan, ndtr(z)))

@@ -62,6 +62,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr
 
 from microneedling.parameters.parameter_set import ParameterSet
+from microneedling.physics import percase
 from microneedling.physics.healing import recruitment_saturation
 from microneedling.vocabulary import roman
 
@@ -97,7 +98,9 @@ DURATION_GRID = np.unique(
 class RednessParameters:
     """The redness and swelling observation (dimensionless unless stated; times in days).
 
-    ``fitzpatrick_factor`` has one entry per type I..VI.
+    ``fitzpatrick_factor`` has one entry per type I..VI. The functions of this module also take
+    these coefficients one value per case (:func:`~microneedling.physics.percase.stack`: (B, 1)
+    columns, ``fitzpatrick_factor`` (B, 6)).
     """
 
     threshold: float
@@ -154,9 +157,11 @@ def _amplitudes(injured: ArrayLike, params: RednessParameters) -> FloatArray:
     return np.asarray(p.vascular_ratio * recruitment_saturation(x, p.recruitment_half))
 
 
-def _impulse_sum(t: ArrayLike, session_days: ArrayLike, amp: FloatArray, tau: float) -> FloatArray:
+def _impulse_sum(
+    t: ArrayLike, session_days: ArrayLike, amp: FloatArray, tau: float | FloatArray
+) -> FloatArray:
     """Σ_k amp_k exp(−(t − t_k)/τ) over the sessions at or before t, (B, T); ``t`` (T,) or (B, T),
-    ``session_days`` and ``amp`` (B, K), non-finite days = no session."""
+    ``session_days`` and ``amp`` (B, K), non-finite days = no session; τ a number or (B, 1)."""
     days = _f(session_days)
     tt = _f(t)
     tt = np.broadcast_to(tt, (days.shape[0], tt.shape[-1]))
@@ -177,7 +182,7 @@ def _impulse_sum(t: ArrayLike, session_days: ArrayLike, amp: FloatArray, tau: fl
         # times before the session (in a window: every time before the next session's day)
         add = np.zeros(dt.shape)
         np.negative(dt, out=dt)
-        np.divide(dt, tau, out=dt)
+        np.divide(dt, percase.at_rows(tau, rows), out=dt)
         np.exp(dt, out=add, where=on)
         np.multiply(amp[rows, k][:, None], add, out=add, where=on)
         if every:
@@ -220,7 +225,28 @@ def redness_signal(
 def visibility_threshold(fitzpatrick: ArrayLike, params: RednessParameters) -> FloatArray:
     """Median visibility threshold of redness θ_50·m_FST (B,) for Fitzpatrick types 1..6."""
     f = np.clip(np.rint(_f(fitzpatrick)).astype(int), 1, 6)
-    return np.asarray(params.threshold * np.asarray(params.fitzpatrick_factor)[f - 1])
+    factor = np.asarray(params.fitzpatrick_factor)
+    if factor.ndim == 2:  # one set of coefficients per case
+        theta = np.asarray(params.threshold).reshape(-1)
+        return np.asarray(theta * factor[np.arange(f.shape[0]), f - 1])
+    return np.asarray(params.threshold * factor[f - 1])
+
+
+def _threshold_sd(params: RednessParameters, rows: IntArray) -> float | FloatArray:
+    """σ_θ (at least 1e-12) of the windows' cases ``rows``: a number, or (W, 1)."""
+    if percase.is_stacked(params.threshold_sd):
+        return np.asarray(np.maximum(params.threshold_sd, 1e-12))[rows]
+    return max(params.threshold_sd, 1e-12)
+
+
+def _log_oedema_threshold(params: RednessParameters, rows: IntArray) -> float | FloatArray:
+    """ln of the median swelling threshold of the windows' cases ``rows``: a number, or (W, 1)
+    (each by ``math.log``, as for a number: NumPy's ``log`` may differ in the last bit)."""
+    theta = params.oedema_threshold
+    if percase.is_stacked(theta):
+        logs = [math.log(v) for v in np.asarray(theta).reshape(-1).tolist()]
+        return np.array(logs).reshape(-1, 1)[rows]
+    return math.log(theta)
 
 
 def _windows(
@@ -244,13 +270,14 @@ def _windows(
     ip, ir = inflammation_pap, inflammation_ret
     pap = np.array([np.interp(g[i], t, ip[r]) for i, r in enumerate(b)]).reshape(g.shape)
     ret = np.array([np.interp(g[i], t, ir[r]) for i, r in enumerate(b)]).reshape(g.shape)
-    r = vascular_signal(g, session_days[b], injured[b], params) + pap
-    r = r + params.reticular_weight * ret
+    pw = percase.take(params, b)  # the coefficients of each window's case
+    r = vascular_signal(g, session_days[b], injured[b], pw) + pap
+    r = r + pw.reticular_weight * ret
     return b, k, g, inside, r, np.diff(g, axis=1)
 
 
 def _visible_days(
-    log_ratio: FloatArray, inside: BoolArray, step: FloatArray, sd: float
+    log_ratio: FloatArray, inside: BoolArray, step: FloatArray, sd: float | FloatArray
 ) -> FloatArray:
     """∫ Φ(ln(signal/θ)/σ) dt by the trapezoid rule (W,), from ln(signal/θ) (W, G)."""
     prob = np.where(inside, ndtr(log_ratio / sd), 0.0)
@@ -292,7 +319,7 @@ def expected_duration(
             st, en, params,
         )  # fmt: skip
         log_r = _log(r)
-        sd = max(params.threshold_sd, 1e-12)
+        sd = _threshold_sd(params, b)
         for m in range(thr.shape[0]):
             with np.errstate(divide="ignore"):
                 ratio = log_r - np.log(thr[m, b])[:, None]
@@ -338,10 +365,10 @@ def visible_durations(
             _f(t), _f(inflammation_pap), _f(inflammation_ret), days, _f(injured), st, en, params
         )
         red = np.log(visibility_threshold(fitzpatrick, params))[b][:, None]
-        swell = math.log(params.oedema_threshold)
+        swell = _log_oedema_threshold(params, b)
         log_r = _log(r)
-        log_h = _log(haem_signal(g, days[b], _f(cleft)[b], params))
-        sd = max(params.threshold_sd, 1e-12)
+        log_h = _log(haem_signal(g, days[b], _f(cleft)[b], percase.take(params, b)))
+        sd = _threshold_sd(params, b)
         out[0, b, k] = _visible_days(log_r - red, inside, step, sd)
         out[1, b, k] = _visible_days(log_r - swell, inside, step, sd)
         worst = np.maximum(np.maximum(log_r - red, log_r - swell), log_h - red)

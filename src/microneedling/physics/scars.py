@@ -170,10 +170,10 @@ def untouched_probability(lam: ArrayLike, axis: int = -1) -> FloatArray:
     return np.asarray(np.exp(-np.sum(np.nan_to_num(_f(lam)), axis=axis)))
 
 
-def fill_fraction(gain: ArrayLike, fill_max: float, fill_half: float) -> FloatArray:
+def fill_fraction(gain: ArrayLike, fill_max: ArrayLike, fill_half: ArrayLike) -> FloatArray:
     """Share of the fillable deficit replaced by new matrix, Φ·G⁺/(G½ + G⁺) (0 for G ≤ 0)."""
     g = np.maximum(_f(gain), 0.0)
-    return np.asarray(fill_max * g / (fill_half + g))
+    return np.asarray(_f(fill_max) * g / (_f(fill_half) + g))
 
 
 def depth(
@@ -182,8 +182,8 @@ def depth(
     epithelial: ArrayLike,
     tether_left: ArrayLike,
     floor_gain: ArrayLike,
-    fill_max: float,
-    fill_half: float,
+    fill_max: ArrayLike,
+    fill_half: ArrayLike,
 ) -> FloatArray:
     """Depth of a treated depression: h·[τ·S + (1 − τ − ε)·(1 − fill(G)) + ε] (module docstring).
 
@@ -197,7 +197,11 @@ def depth(
 
 
 def goodman_baron_grade(
-    depth: ArrayLike, distensible: ArrayLike, h_mild: float, h_obvious: float, sigma: float
+    depth: ArrayLike,
+    distensible: ArrayLike,
+    h_mild: ArrayLike,
+    h_obvious: ArrayLike,
+    sigma: ArrayLike,
 ) -> FloatArray:
     """Expected Goodman & Baron qualitative grade (1 macular … 4 severe) of scars of depth ``depth``.
 
@@ -214,10 +218,11 @@ def goodman_baron_grade(
     """
     h = np.maximum(_f(depth), 0.0)
     rigid = (1.0 - _f(distensible)) * h
+    sg = _f(sigma)
     with np.errstate(divide="ignore"):
-        z2 = np.log(h / h_mild) / sigma
-        z3 = np.log(h / h_obvious) / sigma
-        z4 = np.log(rigid / h_obvious) / sigma
+        z2 = np.log(h / _f(h_mild)) / sg
+        z3 = np.log(h / _f(h_obvious)) / sg
+        z4 = np.log(rigid / _f(h_obvious)) / sg
     return np.asarray(1.0 + ndtr(z2) + ndtr(z3) + ndtr(z4))
 
 
@@ -225,9 +230,9 @@ def grade_drop_probability(
     before: ArrayLike,
     after: ArrayLike,
     distensible: ArrayLike,
-    h_mild: float,
-    h_obvious: float,
-    sigma: float,
+    h_mild: ArrayLike,
+    h_obvious: ArrayLike,
+    sigma: ArrayLike,
     steps: int | Sequence[int] = 1,
 ) -> FloatArray:
     """Probability that a scar's integer Goodman & Baron grade fell by at least ``steps`` grades
@@ -244,7 +249,8 @@ def grade_drop_probability(
     scar did not get shallower.
 
     ``steps`` may be a sequence: the result then has a leading axis, one entry per element (the
-    crossing intervals are computed once for all of them).
+    crossing intervals are computed once for all of them). The thresholds and ``sigma`` may be
+    arrays that broadcast against the depths (e.g. (B, 1): one parameter set per case).
     """
     ss: tuple[int, ...]
     if isinstance(steps, int | np.integer):
@@ -255,19 +261,23 @@ def grade_drop_probability(
         raise ValueError("steps: an empty sequence; allowed: an integer or a non-empty sequence")
     h0 = np.maximum(_f(before), 0.0)
     h1 = np.maximum(_f(after), 0.0)
-    fs = _f(distensible)
-    h0, h1, fs = np.broadcast_arrays(h0, h1, fs)
-    if sigma > 0.0 and min(ss) >= 1:
+    h0, h1, fs = np.broadcast_arrays(h0, h1, _f(distensible))
+    # the thresholds and sigma: numbers, or arrays over the depths' shape
+    hm, ho, sg = (
+        np.broadcast_to(v, h0.shape) if v.ndim else v for v in map(_f, (h_mild, h_obvious, sigma))
+    )
+    if min(ss) >= 1:
         # nothing is crossed downward (every interval (a_j, b_j] empty, so exactly 0) where the
-        # scar did not get shallower, or was flat or unknown before (a_j = +inf): the general
-        # computation only where it can give something
-        need = ~((h1 >= h0) | np.isnan(h0) | (h0 == 0.0))
+        # scar did not get shallower, or was flat or unknown before (a_j = +inf), at sigma > 0:
+        # the general computation only where it can give something
+        need = ~((h1 >= h0) | np.isnan(h0) | (h0 == 0.0)) | ~(sg > 0.0)
         out = np.zeros((len(ss), *h0.shape))
         if np.any(need):
-            part = _drop_probability(h0[need], h1[need], fs[need], h_mild, h_obvious, sigma, ss)
+            hm, ho, sg = (v[need] if v.ndim else v for v in (hm, ho, sg))
+            part = _drop_probability(h0[need], h1[need], fs[need], hm, ho, sg, ss)
             out[:, need] = np.moveaxis(part, -1, 0)
     else:
-        out = np.moveaxis(_drop_probability(h0, h1, fs, h_mild, h_obvious, sigma, ss), -1, 0)
+        out = np.moveaxis(_drop_probability(h0, h1, fs, hm, ho, sg, ss), -1, 0)
     return np.asarray(out if many else out[0])
 
 
@@ -275,24 +285,26 @@ def _drop_probability(
     h0: FloatArray,
     h1: FloatArray,
     fs: FloatArray,
-    h_mild: float,
-    h_obvious: float,
-    sigma: float,
+    h_mild: FloatArray,
+    h_obvious: FloatArray,
+    sigma: FloatArray,
     steps: tuple[int, ...],
 ) -> FloatArray:
-    """``grade_drop_probability`` of depths h0 → h1 (≥ 0, broadcast) at every point, for each of
-    ``steps`` along a new last axis."""
+    """``grade_drop_probability`` of depths h0 → h1 (≥ 0) at every point, with the thresholds
+    and sigma numbers or of each point (h0's shape), for each of ``steps`` along a new last
+    axis."""
     with np.errstate(divide="ignore", invalid="ignore"):
         c = np.stack(
             [
-                np.full(h0.shape, float(h_mild)),
-                np.full(h0.shape, float(h_obvious)),
+                np.full(h0.shape, h_mild),
+                np.full(h0.shape, h_obvious),
                 np.where(fs < 1.0, h_obvious / np.maximum(1.0 - fs, 0.0), np.inf),
             ],
             axis=-1,
         )
-        a = -np.log(h0[..., None] / c) / sigma  # -inf for a flat scar before: never crossed
-        b = -np.log(h1[..., None] / c) / sigma
+        sg = sigma[..., None]
+        a = -np.log(h0[..., None] / c) / sg  # -inf for a flat scar before: never crossed
+        b = -np.log(h1[..., None] / c) / sg
     a = np.nan_to_num(a, nan=np.inf, posinf=np.inf, neginf=-np.inf)
     b = np.nan_to_num(b, nan=np.inf, posinf=np.inf, neginf=-np.inf)
     b = np.maximum(a, b)  # a scar that got deeper crosses nothing downward
@@ -324,7 +336,7 @@ def sparse_depression_sa(area_fraction: ArrayLike, mean_depth: ArrayLike) -> Flo
 
 
 def visible_width(
-    width0: ArrayLike, depth0: ArrayLike, depth_now: ArrayLike, h_vis: float
+    width0: ArrayLike, depth0: ArrayLike, depth_now: ArrayLike, h_vis: ArrayLike
 ) -> FloatArray:
     """Visible width of a rounded (cos²) trough as its depth falls: the band deeper than ``h_vis``.
 
