@@ -34,6 +34,12 @@ NUMERICAL = frozenset({"numpy", "scipy", "pandas", "xarray", "numba", "netCDF4",
 #: the validation of input files (the course and patient models): not needed for the top-level
 #: help or version (typer itself coerces a command's parameters with pydantic)
 VALIDATION = frozenset({"pydantic", "pydantic_core"})
+#: the package's own modules of other paths: the planner's patient file and screening (their
+#: pydantic models and rules, ~40 ms), the studies, the service and the web pages
+OWN_ELSEWHERE = (
+    "microneedling.course.patient", "microneedling.course.screening", "microneedling.studies",
+    "microneedling.service", "microneedling.web", "microneedling.client",
+)  # fmt: skip
 
 RUNNER = """
 import json, sys
@@ -44,8 +50,7 @@ try:
 except SystemExit:
     pass
 finally:
-    loaded = sorted({name.split(".")[0] for name in list(sys.modules)})
-    sys.stderr.write("\\nMODULES " + json.dumps(loaded) + "\\n")
+    sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
 """
 
 PYTHON_API = """
@@ -58,31 +63,49 @@ print("MODULES " + json.dumps(loaded))
 
 
 def _loaded(output: str) -> set[str]:
+    """Top-level names of the modules listed on the ``MODULES`` line of ``output``."""
+    return {name.split(".")[0] for name in _loaded_modules(output)}
+
+
+def _loaded_modules(output: str) -> set[str]:
     line = next(x for x in output.splitlines() if x.startswith("MODULES "))
     return set(json.loads(line.removeprefix("MODULES ")))
 
 
-def _cli_modules(*args: str) -> set[str]:
+def _own_elsewhere(modules: set[str]) -> list[str]:
+    """The package's modules of other paths (:data:`OWN_ELSEWHERE`, or below one) in ``modules``."""
+    return sorted(m for m in modules if m.startswith(OWN_ELSEWHERE))
+
+
+def _cli_run(*args: str) -> set[str]:
+    """Every module loaded when ``microneedling ARGS`` exits (a fresh interpreter)."""
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(list(args))],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert "Traceback" not in proc.stderr, proc.stderr
-    return _loaded(proc.stderr)
+    return _loaded_modules(proc.stderr)
+
+
+def _cli_modules(*args: str) -> set[str]:
+    return {name.split(".")[0] for name in _cli_run(*args)}
 
 
 @pytest.mark.slow
 def test_a_single_course_without_figures_imports_no_cluster_and_no_plotting(
     tmp_path: Path,
 ) -> None:
-    loaded = _cli_modules(
+    modules = _cli_run(
         "simulate", str(EXAMPLES / "acne-scars-rolling-cheek.toml"), "--draws", "0",
         "--no-figures", "--out", str(tmp_path / "run"),
     )  # fmt: skip
+    loaded = {name.split(".")[0] for name in modules}
     assert (tmp_path / "run" / "result.nc").is_file()  # it did the whole job
     assert "xarray" in loaded and "netCDF4" in loaded  # (the case is not vacuous)
+    assert "microneedling.course.model" in modules
     unused = HEAVY_ELSEWHERE | FIGURES | DUCK_ARRAYS
     assert not loaded & unused, sorted(loaded & unused)
+    assert not _own_elsewhere(modules), _own_elsewhere(modules)
 
 
 @pytest.mark.slow
