@@ -53,12 +53,14 @@ __all__ = [
     "decimate",
     "dumps",
     "embed_library",
+    "embed_library_bytes",
     "heatmap_chart",
     "histogram_chart",
     "line_chart",
     "loads",
     "pareto_chart",
     "plotly_js",
+    "plotly_js_bytes",
     "plotly_js_path",
     "plotly_version",
     "rgba",
@@ -843,6 +845,18 @@ def plotly_js() -> str:
 
 
 @functools.cache
+def plotly_js_bytes() -> bytes:
+    """:func:`plotly_js` as UTF-8 bytes, read without decoding and encoding again the 4.8 MB of a
+    file that is valid UTF-8 and has no carriage return (the shipped one; read once per process).
+    A file with carriage returns gets :func:`plotly_js`'s line ends (``\\n``)."""
+    raw = plotly_js_path().read_bytes()
+    if b"\r" in raw:
+        return plotly_js().encode("utf-8")
+    raw.decode("utf-8")  # a file that is not UTF-8 fails as plotly_js() does
+    return raw
+
+
+@functools.cache
 def plotly_version() -> str:
     """The library's version, from its header (``plotly.js v4.1.1``)."""
     head = plotly_js()[:200]
@@ -858,3 +872,20 @@ def embed_library(html: str) -> str:
     if LIBRARY_PLACEHOLDER not in html:
         return html
     return html.replace(LIBRARY_PLACEHOLDER, "<script>" + plotly_js() + "</script>", 1)
+
+
+def embed_library_bytes(html: str) -> bytes:
+    """``embed_library(html).encode("utf-8")``, byte for byte, for a writer: the page is encoded
+    around :func:`plotly_js_bytes` instead of being built and encoded as one 5 MB string (the
+    library is not ASCII: ~50 ms of a report written that way)."""
+    head, placeholder, tail = html.partition(LIBRARY_PLACEHOLDER)
+    if not placeholder:
+        return html.encode("utf-8")
+    parts = (
+        head.encode("utf-8"),
+        b"<script>",
+        plotly_js_bytes(),
+        b"</script>",
+        tail.encode("utf-8"),
+    )
+    return b"".join(parts)

@@ -30,7 +30,7 @@ from microneedling.engine import variables
 from microneedling.engine.result import Result
 from microneedling.engine.variables import time_variables
 from microneedling.errors import InputError
-from microneedling.io import write_text_atomic
+from microneedling.io import write_bytes_atomic
 from microneedling.reports import charts, page
 from microneedling.reports.figures import PALETTE, mark_sessions, new_figure, save_png, wrap
 from microneedling.reports.format import (
@@ -1243,5 +1243,7 @@ def write_html_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    html = render_html(result, figures, endpoints=endpoints)
-    return write_text_atomic(html, out / "report.html")
+    context = page_context(result, figures, endpoints=endpoints)
+    # render_html's page, encoded around the library's bytes (not as one 5 MB string)
+    data = charts.embed_library_bytes(page.render("run.html.j2", **context))
+    return write_bytes_atomic(data, out / "report.html")
