@@ -436,3 +436,69 @@ def test_an_unchunked_dataset_is_written_without_importing_dask(tmp_path: Path) 
         "read [1.0, 2.0] 7 True",
         "read [1.0, 2.0] 7 True",
     ]
+
+
+# ------------------------------------------------------------------ parsed package data (cache)
+def test_package_data_is_parsed_once_then_read_from_a_cache_keyed_by_its_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_toml of a package data file stores the parsed file under the SHA-256 of its bytes;
+    the next read returns the same values (types, key order, NaN) from there; a damaged or
+    truncated entry is ignored and written again; a user's file is never stored."""
+    import math
+    import tomllib
+
+    monkeypatch.setenv("MICRONEEDLING_CACHE_DIR", str(tmp_path / "cache"))
+    cache = mio.cache_dir("toml")
+    assert cache == tmp_path / "cache" / "toml"
+    source = mio.data_path("parameters", "observe.toml")
+    parsed = tomllib.loads(source.read_text(encoding="utf-8"))
+
+    def same(x: Any, y: Any) -> bool:
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, dict):
+            return list(x) == list(y) and all(same(x[k], y[k]) for k in x)
+        if isinstance(x, list):
+            return len(x) == len(y) and all(same(u, v) for u, v in zip(x, y, strict=True))
+        if isinstance(x, float) and math.isnan(x):
+            return math.isnan(y)
+        return bool(x == y)
+
+    assert same(mio.read_toml(source), parsed)
+    (entry,) = cache.glob("*.marshal")
+    assert same(mio.read_toml(source), parsed)  # from the entry
+    # the entry is what is returned: a forged entry (with a sound digest) is read as it is
+    import hashlib
+    import marshal
+
+    body = marshal.dumps({"forged": 1.0})
+    entry.write_bytes(hashlib.sha256(body).digest() + body)
+    assert mio.read_toml(source) == {"forged": 1.0}
+    for damaged in (entry.read_bytes()[:-3], b"\0" * 32 + body, b""):
+        entry.write_bytes(damaged)
+        assert same(mio.read_toml(source), parsed)  # parsed again ...
+        assert same(marshal.loads(entry.read_bytes()[32:]), parsed)  # ... and stored again
+    user = tmp_path / "course.toml"
+    user.write_text('name = "mine"\n', encoding="utf-8")
+    assert mio.read_toml(user) == {"name": "mine"}
+    assert len(list(cache.glob("*.marshal"))) == 1  # the user's file was not stored
+
+
+def test_the_toml_cache_is_optional_and_skips_dates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MICRONEEDLING_CACHE_DIR set but empty: no cache; a document with a date is parsed each
+    time (marshal cannot hold it); an unwritable cache is no error."""
+    monkeypatch.setenv("MICRONEEDLING_CACHE_DIR", "")
+    assert mio.cache_dir("toml") is None
+    source = mio.data_path("parameters", "skin.toml")
+    assert mio.read_toml(source) == mio.loads_toml(source.read_text(encoding="utf-8"))
+    monkeypatch.setenv("MICRONEEDLING_CACHE_DIR", str(tmp_path))
+    dated = b"when = 2026-12-06\n"
+    got = mio._cached_toml(dated, dated.decode(), "dated.toml")
+    assert str(got["when"]) == "2026-12-06" and not list(tmp_path.rglob("*.marshal"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    monkeypatch.setenv("MICRONEEDLING_CACHE_DIR", str(blocker))
+    assert mio.read_toml(source) == mio.loads_toml(source.read_text(encoding="utf-8"))

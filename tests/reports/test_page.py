@@ -165,3 +165,37 @@ def test_data_uri(tmp_path: Path) -> None:
     f.write_bytes(png)
     assert page.data_uri(png) == page.data_uri(f)
     assert page.data_uri(png).startswith("data:image/png;base64,iVBORw0KG")
+
+
+def test_compiled_templates_are_cached_across_processes_and_a_bad_cache_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same page from a fresh environment whose templates come from the bytecode cache, from
+    a damaged cache entry, and with a cache folder that cannot be made (a file in its place)."""
+    context = {"kind": "Test report", "title": "T <b>", "sessions": []}
+
+    def fresh_page() -> str:
+        page.environment.cache_clear()
+        return page.render("base.html.j2", **context)
+
+    monkeypatch.setenv("MICRONEEDLING_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        expected = fresh_page()
+        entries = sorted((tmp_path / "cache" / "jinja2").iterdir())  # the shell and its macros
+        assert len(entries) == 2 and all(e.stat().st_size > 0 for e in entries)
+        assert page.environment().bytecode_cache is not None
+        stamps = [e.stat().st_mtime_ns for e in entries]
+        assert fresh_page() == expected  # read from the entries ...
+        assert [e.stat().st_mtime_ns for e in entries] == stamps  # ... not written again
+        for damaged in (entries[0].read_bytes()[:40], b"garbage"):
+            for e in entries:
+                e.write_bytes(damaged)
+            assert fresh_page() == expected
+        (tmp_path / "blocked").write_text("a file", encoding="utf-8")
+        monkeypatch.setenv("MICRONEEDLING_CACHE_DIR", str(tmp_path / "blocked"))
+        assert fresh_page() == expected
+        assert page.environment().bytecode_cache is None
+        monkeypatch.setenv("MICRONEEDLING_CACHE_DIR", "")
+        assert fresh_page() == expected
+    finally:
+        page.environment.cache_clear()
