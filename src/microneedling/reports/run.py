@@ -166,6 +166,33 @@ def _select(
     return da.sel(by_label) if by_label else da
 
 
+def _values(
+    ds: xr.Dataset, name: str, patient: int | str, site: str | None, layer: str | None
+) -> np.ndarray:
+    """``_select(ds[name], patient, site, layer).values`` as floats, read from the Dataset's
+    variable by position without building a DataArray (the trajectory charts and their bands
+    make a few hundred selections per report, ~0.3 ms each as DataArrays); a label that is not
+    unique takes :func:`_select`."""
+    var = ds.variables[name]
+    at: dict[str, int] = {}
+    wanted: list[tuple[str, object]] = []
+    if "patient" in var.dims:
+        if isinstance(patient, int):
+            at["patient"] = patient
+        else:
+            wanted.append(("patient", patient))
+    if site is not None and "site" in var.dims:
+        wanted.append(("site", site))
+    if layer is not None and "layer" in var.dims:
+        wanted.append(("layer", layer))
+    for dim, label in wanted:
+        loc = ds.get_index(dim).get_loc(label)
+        if not isinstance(loc, int | np.integer):
+            return np.asarray(_select(ds[name], patient, site, layer).values, dtype=float)
+        at[dim] = int(loc)
+    return np.asarray((var.isel(at) if at else var).values, dtype=float)
+
+
 def _position(da: xr.DataArray, dim: str, label: object) -> int | None:
     """Position of ``label`` on ``dim`` (KeyError if absent); ``None`` when it is not unique."""
     loc = da.get_index(dim).get_loc(label)
@@ -178,8 +205,8 @@ def _bands(
     lo, hi = f"{variable}_low", f"{variable}_high"
     if lo not in ds or hi not in ds:
         return None
-    a = np.asarray(_select(ds[lo], patient, site, layer).values, dtype=float)
-    b = np.asarray(_select(ds[hi], patient, site, layer).values, dtype=float)
+    a = _values(ds, lo, patient, site, layer)
+    b = _values(ds, hi, patient, site, layer)
     if not (np.isfinite(a).any() and np.isfinite(b).any()):
         return None
     return np.minimum(a, b), np.maximum(a, b)
@@ -189,7 +216,7 @@ def _session_days(ds: xr.Dataset, patient: int | str = 0, site: str | None = Non
     """Sorted distinct finite session days (of one site, or of every site)."""
     if "session_day" not in ds:
         return []
-    days = np.asarray(_select(ds["session_day"], patient, site, None).values, dtype=float)
+    days = _values(ds, "session_day", patient, site, None)
     return sorted({round(float(d), 9) for d in days.ravel() if np.isfinite(d)})
 
 
@@ -582,7 +609,7 @@ def trajectory_chart(
         sites = _sites(ds)
         for p in range(npat):
             for j, site in enumerate(sites):
-                v = np.asarray(_select(da, p, site, lay).values, dtype=float)
+                v = _values(ds, variable, p, site, lay)
                 if not np.isfinite(v).any():
                     continue
                 band = _bands(ds, variable, p, site, lay)
@@ -1017,7 +1044,7 @@ def _sessions(ds: xr.Dataset) -> dict[str, Any] | None:
     rows = []
     for p in range(npat):
         for site in _sites(ds):
-            days = np.asarray(_select(ds["session_day"], p, site, None).values, dtype=float)
+            days = _values(ds, "session_day", p, site, None)
             for k, d in enumerate(days):
                 if not np.isfinite(d):
                     continue
