@@ -300,18 +300,20 @@ def simulate_batch(
     groups = list(dict.fromkeys(set_of_case.tolist()))
     observed = _observe_stacked if len(groups) >= OBSERVE_STACKED_FROM else _observe_per_set
     obs, per_session = observed(
-        t,
-        t_obs,
-        y_obs,
-        y_all,
-        sol.y,
-        cols,
-        prep,
-        observe_of,
-        set_of_case,
-        groups,
-        floor_of,
-        horizon,
+        _ToObserve(
+            t,
+            t_obs,
+            y_obs,
+            y_all,
+            sol.y,
+            cols,
+            prep,
+            observe_of,
+            set_of_case,
+            groups,
+            floor_of,
+            horizon,
+        )
     )
     return BatchRun(
         t=t_obs,
@@ -325,82 +327,86 @@ def simulate_batch(
     )
 
 
+@dataclass(frozen=True)
+class _ToObserve:
+    """What the observation of a batch reads: the solver's grid ``t`` and the observed times
+    ``t_obs`` (the columns ``cols`` of ``t``, or all), the cases' states there (``y_obs``), every
+    row's including the feature floors' (``y_all``) and the cases' on the whole grid
+    (``y_grid``), the prepared cases, each set's observation coefficients (``observe_of``, by
+    ``id`` of the set), each case's set (``set_of_case``), the distinct sets in order
+    (``groups``), each feature's floor row per case (``floor_of``) and the horizons."""
+
+    t: np.ndarray
+    t_obs: np.ndarray
+    y_obs: np.ndarray
+    y_all: np.ndarray
+    y_grid: np.ndarray
+    cols: np.ndarray | None
+    prep: Prepared
+    observe_of: dict[int, Any]
+    set_of_case: np.ndarray
+    groups: list[int]
+    floor_of: dict[str, np.ndarray]
+    horizon: np.ndarray
+
+
 def _observe_stacked(
-    t: np.ndarray,
-    t_obs: np.ndarray,
-    y_obs: np.ndarray,
-    y_all: np.ndarray,
-    y_grid: np.ndarray,
-    cols: np.ndarray | None,
-    prep: Prepared,
-    observe_of: dict[int, Any],
-    set_of_case: np.ndarray,
-    groups: list[int],
-    floor_of: dict[str, np.ndarray],
-    horizon: np.ndarray,
+    w: _ToObserve,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The observables (on ``t_obs``) and per-session statistics (on ``t``) of every case in one
+    """The observables (on ``w.t_obs``) and per-session statistics (on ``w.t``) of every case in one
     call: the coefficients of each case's parameter set side by side (``percase.stack``)."""
-    where = {sid: j for j, sid in enumerate(groups)}
-    index = np.array([where[sid] for sid in set_of_case.tolist()])
-    op = percase.stack([observe_of[sid] for sid in groups], index)
-    every = dataclasses.replace(prep, observe=op)
+    where = {sid: j for j, sid in enumerate(w.groups)}
+    index = np.array([where[sid] for sid in w.set_of_case.tolist()])
+    op = percase.stack([w.observe_of[sid] for sid in w.groups], index)
+    every = dataclasses.replace(w.prep, observe=op)
     o = observe.observables(
-        t_obs,
-        y_obs,
-        prep.baseline,
+        w.t_obs,
+        w.y_obs,
+        w.prep.baseline,
         op,
-        sessions=(prep.session_days, prep.injured_fraction),
-        floors=_floors(y_all, floor_of, np.arange(index.size), op),
+        sessions=(w.prep.session_days, w.prep.injured_fraction),
+        floors=_floors(w.y_all, w.floor_of, np.arange(index.size), op),
     )
-    on_grid = o if cols is None else _session_inputs(o, y_grid, cols)
-    return o, session_stats(t, on_grid, every, horizon)
+    on_grid = o if w.cols is None else _session_inputs(o, w.y_grid, w.cols)
+    return o, session_stats(w.t, on_grid, every, w.horizon)
 
 
 def _observe_per_set(
-    t: np.ndarray,
-    t_obs: np.ndarray,
-    y_obs: np.ndarray,
-    y_all: np.ndarray,
-    y_grid: np.ndarray,
-    cols: np.ndarray | None,
-    prep: Prepared,
-    observe_of: dict[int, Any],
-    set_of_case: np.ndarray,
-    groups: list[int],
-    floor_of: dict[str, np.ndarray],
-    horizon: np.ndarray,
+    w: _ToObserve,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """:func:`_observe_stacked` one call per distinct parameter set (their coefficients numbers):
     a single set's cases (a cohort) as they are, without copies."""
-    C = set_of_case.size
+    C = w.set_of_case.size
     obs: dict[str, np.ndarray] = {}
     per_session: dict[str, np.ndarray] = {}
-    for sid in groups:
-        op = observe_of[sid]
-        if len(groups) == 1:  # one parameter set (a cohort): every case, no copies
+    for sid in w.groups:
+        op = w.observe_of[sid]
+        if len(w.groups) == 1:  # one parameter set (a cohort): every case, no copies
             rows = np.arange(C)
             take: np.ndarray | slice = slice(None)
-            sub, y_rows = dataclasses.replace(prep, observe=op), y_obs
+            sub, y_rows = dataclasses.replace(w.prep, observe=op), w.y_obs
         else:
-            rows = np.flatnonzero(set_of_case == sid)
+            rows = np.flatnonzero(w.set_of_case == sid)
             # the cases of one set are usually contiguous (a walker's or a draw's courses):
             # a slice takes views instead of copies
             take = rows
             if rows[-1] - rows[0] + 1 == rows.size:
                 take = slice(int(rows[0]), int(rows[-1]) + 1)
-            sub, y_rows = dataclasses.replace(take_prepared(prep, take), observe=op), y_obs[take]
+            sub, y_rows = (
+                dataclasses.replace(take_prepared(w.prep, take), observe=op),
+                w.y_obs[take],
+            )
         o = observe.observables(
-            t_obs,
+            w.t_obs,
             y_rows,
             sub.baseline,
             op,
             sessions=(sub.session_days, sub.injured_fraction),
-            floors=_floors(y_all, floor_of, rows, op),
+            floors=_floors(w.y_all, w.floor_of, rows, op),
         )
-        on_grid = o if cols is None else _session_inputs(o, y_grid[take], cols)
-        st = session_stats(t, on_grid, sub, horizon[rows])
-        if len(groups) == 1:
+        on_grid = o if w.cols is None else _session_inputs(o, w.y_grid[take], w.cols)
+        st = session_stats(w.t, on_grid, sub, w.horizon[rows])
+        if len(w.groups) == 1:
             return o, st
         for target, source in ((obs, o), (per_session, st)):
             for name, arr in source.items():
