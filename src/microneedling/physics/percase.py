@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["at_rows", "is_stacked", "stack", "take"]
+__all__ = ["at_least", "at_rows", "is_stacked", "stack", "take"]
 
 T = TypeVar("T")
 
@@ -80,3 +80,9 @@ def is_stacked(value: Any) -> bool:
 def at_rows(value: Any, rows: np.ndarray | slice) -> Any:
     """A coefficient for the cases ``rows``: its rows if it is one value per case, else itself."""
     return value[rows] if isinstance(value, np.ndarray) else value
+
+
+def at_least(value: Any, floor: float) -> Any:
+    """A coefficient raised to ``floor``: ``max(value, floor)`` for a number (a number still),
+    ``np.maximum`` of each case's value for one value per case."""
+    return np.maximum(value, floor) if isinstance(value, np.ndarray) else max(value, floor)

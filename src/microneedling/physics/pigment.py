@@ -167,11 +167,7 @@ def masi(
     falls to 0; NaN rows (no lesion) stay NaN.
     """
     c = np.maximum(_f(contrast), 1e-12)
-    s: float | FloatArray = (
-        np.maximum(params.contrast_sd, 1e-9)
-        if percase.is_stacked(params.contrast_sd)
-        else max(params.contrast_sd, 1e-9)
-    )
+    s: float | FloatArray = percase.at_least(params.contrast_sd, 1e-9)
     z0 = params.visibility
     z = z0 / c
     keep = _above(z, s) / _above(np.asarray(z0), s)  # share of the baseline lesion still seen
@@ -204,11 +200,7 @@ def pih_session_risk(q_peak: ArrayLike, params: PigmentParameters) -> FloatArray
     """Probability of visible PIH after each session, Φ((ln S_k − ln θ_50)/σ_P) (B, K);
     S_k = the peak of the PIH stimulus Q in the session's window (0 → 0, NaN → NaN)."""
     q = _f(q_peak)
-    sd: float | FloatArray = (
-        np.maximum(params.pih_threshold_sd, 1e-12)
-        if percase.is_stacked(params.pih_threshold_sd)
-        else max(params.pih_threshold_sd, 1e-12)
-    )
+    sd: float | FloatArray = percase.at_least(params.pih_threshold_sd, 1e-12)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (np.log(np.maximum(q, 0.0)) - np.log(params.pih_threshold)) / sd
     return np.asarray(np.where(np.isnan(q), np.nan, ndtr(z)))

@@ -234,9 +234,7 @@ def visibility_threshold(fitzpatrick: ArrayLike, params: RednessParameters) -> F
 
 def _threshold_sd(params: RednessParameters, rows: IntArray) -> float | FloatArray:
     """σ_θ (at least 1e-12) of the windows' cases ``rows``: a number, or (W, 1)."""
-    if percase.is_stacked(params.threshold_sd):
-        return np.asarray(np.maximum(params.threshold_sd, 1e-12))[rows]
-    return max(params.threshold_sd, 1e-12)
+    return percase.at_rows(percase.at_least(params.threshold_sd, 1e-12), rows)
 
 
 def _log_oedema_threshold(params: RednessParameters, rows: IntArray) -> float | FloatArray:

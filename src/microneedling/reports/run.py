@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +135,37 @@ def _time_units(ds: xr.Dataset) -> str:
     return str(ds["time"].attrs.get("units", "d")) if "time" in ds.coords else "d"
 
 
+def _positions(
+    obj: xr.Dataset | xr.DataArray,
+    dims: Sequence[Hashable],
+    patient: int | str,
+    site: str | None,
+    layer: str | None,
+) -> tuple[dict[str, int], dict[str, object]]:
+    """Where one patient (position or label), site and layer (labels; ``None``: all) lie on the
+    dimensions ``dims`` of a variable of ``obj``: positions of unique labels, and the labels
+    that are not unique (which only ``sel`` keeps every match of)."""
+    at: dict[str, int] = {}
+    by_label: dict[str, object] = {}
+    wanted: list[tuple[str, object]] = []
+    if "patient" in dims:
+        if isinstance(patient, int):
+            at["patient"] = patient
+        else:
+            wanted.append(("patient", patient))
+    if site is not None and "site" in dims:
+        wanted.append(("site", site))
+    if layer is not None and "layer" in dims:
+        wanted.append(("layer", layer))
+    for dim, label in wanted:
+        pos = _position(obj, dim, label)
+        if pos is None:
+            by_label[dim] = label
+        else:
+            at[dim] = pos
+    return at, by_label
+
+
 def _select(
     da: xr.DataArray, patient: int | str, site: str | None, layer: str | None
 ) -> xr.DataArray:
@@ -143,24 +174,7 @@ def _select(
     The labels are looked up in the coordinates' indexes and the selection made by one ``isel``
     (a third of the time of a ``sel`` per dimension, called a few hundred times per report);
     a label that is not unique takes ``sel``, which keeps every match."""
-    at: dict[str, int] = {}
-    by_label: dict[str, object] = {}
-    wanted: list[tuple[str, object]] = []
-    if "patient" in da.dims:
-        if isinstance(patient, int):
-            at["patient"] = patient
-        else:
-            wanted.append(("patient", patient))
-    if site is not None and "site" in da.dims:
-        wanted.append(("site", site))
-    if layer is not None and "layer" in da.dims:
-        wanted.append(("layer", layer))
-    for dim, label in wanted:
-        pos = _position(da, dim, label)
-        if pos is None:
-            by_label[dim] = label
-        else:
-            at[dim] = pos
+    at, by_label = _positions(da, da.dims, patient, site, layer)
     if at:
         da = da.isel(at)
     return da.sel(by_label) if by_label else da
@@ -174,28 +188,15 @@ def _values(
     make a few hundred selections per report, ~0.3 ms each as DataArrays); a label that is not
     unique takes :func:`_select`."""
     var = ds.variables[name]
-    at: dict[str, int] = {}
-    wanted: list[tuple[str, object]] = []
-    if "patient" in var.dims:
-        if isinstance(patient, int):
-            at["patient"] = patient
-        else:
-            wanted.append(("patient", patient))
-    if site is not None and "site" in var.dims:
-        wanted.append(("site", site))
-    if layer is not None and "layer" in var.dims:
-        wanted.append(("layer", layer))
-    for dim, label in wanted:
-        loc = ds.get_index(dim).get_loc(label)
-        if not isinstance(loc, int | np.integer):
-            return np.asarray(_select(ds[name], patient, site, layer).values, dtype=float)
-        at[dim] = int(loc)
+    at, by_label = _positions(ds, var.dims, patient, site, layer)
+    if by_label:
+        return np.asarray(_select(ds[name], patient, site, layer).values, dtype=float)
     return np.asarray((var.isel(at) if at else var).values, dtype=float)
 
 
-def _position(da: xr.DataArray, dim: str, label: object) -> int | None:
+def _position(obj: xr.Dataset | xr.DataArray, dim: str, label: object) -> int | None:
     """Position of ``label`` on ``dim`` (KeyError if absent); ``None`` when it is not unique."""
-    loc = da.get_index(dim).get_loc(label)
+    loc = obj.get_index(dim).get_loc(label)
     return int(loc) if isinstance(loc, int | np.integer) else None
 
 
@@ -305,7 +306,7 @@ def plot_variable(
         color = PALETTE[i % len(PALETTE)]
         band = _bands(ds, variable, patient, site, lay)
         if per_session:
-            x = np.asarray(_select(ds["session_day"], patient, site, None).values, dtype=float)
+            x = _values(ds, "session_day", patient, site, None)
             keep = np.isfinite(x) & np.isfinite(y)
             yerr = None
             if band is not None:
@@ -523,7 +524,7 @@ def _fig_absorption(ds: xr.Dataset, path: Path) -> Path | None:
                 label=site,
             )
             if var == "absorbed_amount" and "absorbed_intact" in ds:
-                yi = np.asarray(_select(ds["absorbed_intact"], 0, site, None).values, dtype=float)
+                yi = _values(ds, "absorbed_intact", 0, site, None)
                 if np.isfinite(yi).any():
                     ax.plot(
                         x,
@@ -688,12 +689,10 @@ def _calendar_rows(label: str, ds: xr.Dataset) -> list[dict[str, Any]]:
     if "session_day" not in ds or "erythema_days" not in ds:
         return rows
     for site in _sites(ds):
-        days = np.asarray(_select(ds["session_day"], 0, site, None).values, dtype=float)
-        red = np.asarray(_select(ds["erythema_days"], 0, site, None).values, dtype=float)
+        days = _values(ds, "session_day", 0, site, None)
+        red = _values(ds, "erythema_days", 0, site, None)
         swollen, down = (
-            np.asarray(_select(ds[name], 0, site, None).values, dtype=float)
-            if name in ds
-            else np.full_like(red, np.nan)
+            _values(ds, name, 0, site, None) if name in ds else np.full_like(red, np.nan)
             for name in ("oedema_days", "downtime_days")
         )
         for k, d in enumerate(days):
@@ -818,7 +817,7 @@ def absorption_chart(ds: xr.Dataset, *, prefix: str = "") -> charts.Chart | None
              "colour": PALETTE[j % len(PALETTE)]}
         )  # fmt: skip
         if "absorbed_intact" in ds:
-            yi = np.asarray(_select(ds["absorbed_intact"], 0, site, None).values, dtype=float)
+            yi = _values(ds, "absorbed_intact", 0, site, None)
             if np.isfinite(yi).any():
                 groups.append(
                     {"name": f"{human(site)}, intact skin", "values": yi, "colour": "#7f7f7f"}
@@ -911,7 +910,7 @@ def pih_summary(result: Result | xr.Dataset) -> list[tuple[str, str]]:
         return []
     out = []
     for site in _sites(ds):
-        v = np.asarray(_select(ds["pih_risk"], 0, site, None).values, dtype=float)
+        v = _values(ds, "pih_risk", 0, site, None)
         if not np.isfinite(v).any():
             continue
         k = int(np.nanargmax(v))
@@ -1246,8 +1245,14 @@ def render_html(
 ) -> str:
     """The report as one self-contained HTML string, the chart library inlined (see
     :func:`write_html_report`)."""
-    context = page_context(result, figures, endpoints=endpoints)
-    return charts.embed_library(page.render("run.html.j2", **context))
+    return charts.embed_library(_page(result, figures, endpoints))
+
+
+def _page(
+    result: Result | xr.Dataset, figures: Sequence[str | Path], endpoints: pd.DataFrame | None
+) -> str:
+    """The report page with the chart library's placeholder (``charts.LIBRARY_PLACEHOLDER``)."""
+    return page.render("run.html.j2", **page_context(result, figures, endpoints=endpoints))
 
 
 def write_html_report(
@@ -1270,7 +1275,6 @@ def write_html_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    context = page_context(result, figures, endpoints=endpoints)
     # render_html's page, encoded around the library's bytes (not as one 5 MB string)
-    data = charts.embed_library_bytes(page.render("run.html.j2", **context))
+    data = charts.embed_library_bytes(_page(result, figures, endpoints))
     return write_bytes_atomic(data, out / "report.html")
