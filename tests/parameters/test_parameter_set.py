@@ -6,6 +6,7 @@ import dataclasses
 import math
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from microneedling.errors import InputError, ParameterError
 from microneedling.io import data_path
 from microneedling.parameters.parameter_set import Domain, Parameter, load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
+from tests.paths import EXAMPLES
 
 
 def test_default_set_loads_and_every_source_resolves() -> None:
@@ -213,3 +215,28 @@ def test_with_user_value_is_replace_with_a_user_kind() -> None:
         got = p.with_user_value(v)
         assert got == dataclasses.replace(p, value=v, kind="user", low=None, high=None)
         assert got.value is v and p.kind != "user" and p.low is not None
+
+
+def test_the_acceptance_limits_change_the_hash_not_the_model_hash_nor_any_output() -> None:
+    """The limits that decide what a course may hold (parameter_set.ACCEPTANCE_LIMITS) are read by
+    no equation: a set with every one of them changed simulates every variable of a course
+    identically, has another ``hash`` and the same ``model_hash``."""
+    import numpy as np
+
+    import microneedling as mn
+    from microneedling.parameters.parameter_set import ACCEPTANCE_LIMITS
+
+    ps = load_parameters()
+    changed: dict[str, Any] = {}
+    for name in sorted(ACCEPTANCE_LIMITS):
+        v = ps.parameters[name].value
+        changed[name] = {k: x * 1.1 for k, x in v.items()} if isinstance(v, dict) else v * 1.1
+    other = ps.with_values(changed)
+    assert other.hash != ps.hash and other.model_hash == ps.model_hash
+    edited = ps.with_values({"healing.mu_I": ps.parameters["healing.mu_I"].value * 1.1})
+    assert edited.model_hash != ps.model_hash
+    course = mn.Course.from_toml(EXAMPLES / "melasma-tranexamic-acid.toml")
+    a = mn.simulate(course, parameters=ps, draws=0).dataset
+    b = mn.simulate(course, parameters=other, draws=0).dataset
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)

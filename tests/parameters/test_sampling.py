@@ -324,3 +324,24 @@ def test_ensemble_sets_refuse_unknown_names_shapes_and_keys_as_with_values_does(
         sampling.ensemble_sets(ps, [("healing.mu_I", None)], np.ones((1, 1), dtype=int), ["a"])
     with pytest.raises(InputError, match="one value"):
         sampling.ensemble_sets(ps, [("healing.mu_I", None)] * 2, np.ones((1, 2)), ["a"])
+
+
+def test_a_posterior_applies_when_only_an_acceptance_limit_changed(
+    shipped: sampling.Posterior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A posterior recording the model hash (calibrate does since 2026-12-06) still applies
+    after a limit that no equation reads changed (a course's longest needle per site), and not
+    after a model parameter changed; one recording only the full hash needs every number equal."""
+    ps = load_parameters()
+    monkeypatch.setitem(shipped.summary, "model_parameter_hash", ps.model_hash)
+    cap = dict(ps.parameters["safety.max_needle_length"].value)
+    cap["cheek"] = 2.9
+    wider = ps.with_values({"safety.max_needle_length": cap})
+    assert wider.hash != ps.hash and wider.model_hash == ps.model_hash
+    assert shipped_posterior(wider) is not None
+    other = ps.with_values({"healing.mu_I": ps.parameters["healing.mu_I"].value * 1.1})
+    assert other.model_hash != ps.model_hash
+    assert shipped_posterior(other) is None
+    monkeypatch.delitem(shipped.summary, "model_parameter_hash")
+    assert shipped_posterior(ps) is not None
+    assert shipped_posterior(wider) is None  # the older record: every number must match

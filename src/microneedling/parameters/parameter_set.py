@@ -39,6 +39,22 @@ from microneedling.units import conversion_factor, parse_unit
 
 KINDS = ("literature", "derived", "estimate", "calibrated", "user")
 
+#: Parameters that decide what a course may contain or what a plan may propose: the course's
+#: validation (:mod:`microneedling.course.model`) and the planner read them, no equation of the
+#: model does. :attr:`ParameterSet.model_hash` leaves them out, so a posterior fitted to the model
+#: stays a posterior of it when a limit is changed (tests/parameters check that changing them
+#: leaves every simulated variable as it was).
+ACCEPTANCE_LIMITS: frozenset[str] = frozenset(
+    {
+        "safety.max_needle_length",
+        "safety.typical_needle_length",
+        "safety.isotretinoin_washout",
+        "planning.radiotherapy_washout",
+        "planning.filler_wait",
+        "planning.max_pih_risk",
+    }
+)
+
 Value = float | dict[str, float]
 
 #: named domains: (low, high, low open, high open)
@@ -385,8 +401,9 @@ class ParameterSet:
     references_: Mapping[str, Reference]
     label: str = "default"
     _used: set[str] = field(default_factory=set, compare=False, repr=False)
-    # the hash, computed once and shared by the views of these values (recording() copies the box)
-    _hash_box: list[str] = field(default_factory=list, compare=False, repr=False)
+    # the hashes ("all", "model"), computed once and shared by the views of these values
+    # (recording() copies the box)
+    _hash_box: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     # a member of an ensemble (with_validated_values): caches keep its entries apart
     _draw: bool = field(default=False, compare=False, repr=False)
 
@@ -430,11 +447,23 @@ class ParameterSet:
     @property
     def hash(self) -> str:
         """SHA-256 (first 16 hex digits) of names, values and units: identifies the numbers used."""
-        if not self._hash_box:
-            canon = {n: [p.value, p.units] for n, p in sorted(self.parameters.items())}
+        return self._digest("all", self.parameters)
+
+    @property
+    def model_hash(self) -> str:
+        """As :attr:`hash`, without the :data:`ACCEPTANCE_LIMITS` (which no equation reads):
+        identifies the numbers the model's outputs depend on. A calibration records it, and its
+        posterior applies to a set with the same model hash."""
+        return self._digest(
+            "model", {n: p for n, p in self.parameters.items() if n not in ACCEPTANCE_LIMITS}
+        )
+
+    def _digest(self, which: str, parameters: Mapping[str, Parameter]) -> str:
+        if which not in self._hash_box:
+            canon = {n: [p.value, p.units] for n, p in sorted(parameters.items())}
             blob = json.dumps(canon, sort_keys=True).encode()
-            self._hash_box.append(hashlib.sha256(blob).hexdigest()[:16])
-        return self._hash_box[0]
+            self._hash_box[which] = hashlib.sha256(blob).hexdigest()[:16]
+        return self._hash_box[which]
 
     def recording(self) -> ParameterSet:
         """A view sharing these values whose lookups are recorded afresh (see :attr:`used`)."""
@@ -498,7 +527,7 @@ class ParameterSet:
             parameters=params,
             label=label or f"{self.label}+edits",
             _used=set(),
-            _hash_box=[],
+            _hash_box={},
             _draw=False,
         )
 
@@ -516,7 +545,7 @@ class ParameterSet:
         params = dict(self.parameters)
         for name, v in values.items():
             params[name] = params[name].with_user_value(v)
-        return replace(self, parameters=params, label=label, _used=set(), _hash_box=[], _draw=True)
+        return replace(self, parameters=params, label=label, _used=set(), _hash_box={}, _draw=True)
 
     def to_records(self) -> list[dict[str, Any]]:
         """Rows (name, value, units, low, high, kind, sources, note) for tables and NetCDF attrs."""

@@ -278,7 +278,8 @@ def shipped_posterior(ps: ParameterSet) -> Posterior | None:
     (the value ``calibrate --write-values`` puts in the file), or with the value the parameter
     file held when the calibration ran (its prior mode) and ``ps`` is the parameter set the
     calibration was fitted to (its recorded ``parameter_set_hash``: a posterior of other files,
-    e.g. of an earlier model, is not a posterior of this one). An edited value means the user
+    e.g. of an earlier model, is not a posterior of this one; the acceptance limits, which no
+    equation reads, do not count). An edited value means the user
     asked for that value: the set's intervals are then sampled independently.
     """
     post = shipped_calibration()
@@ -291,7 +292,7 @@ def shipped_posterior(ps: ParameterSet) -> Posterior | None:
         for f in post.factors
         for p in f["prior"]
     )
-    if not written and post.summary.get("parameter_set_hash") not in _fitted_hashes(ps, post):
+    if not written and not _fitted_to(ps, post):
         # fitted to other parameter files (another model or other priors): its samples are not a
         # posterior of this set (the values `calibrate --write-values` wrote are accepted)
         return None
@@ -309,11 +310,22 @@ def shipped_posterior(ps: ParameterSet) -> Posterior | None:
     return post
 
 
-def _fitted_hashes(ps: ParameterSet, post: Posterior) -> set[str]:
+def _fitted_to(ps: ParameterSet, post: Posterior) -> bool:
+    """Whether ``post`` was fitted to ``ps``'s model: its recorded ``model_parameter_hash`` is
+    one of :func:`_fitted_hashes` (model hashes, blind to the acceptance limits no equation reads:
+    :data:`~microneedling.parameters.parameter_set.ACCEPTANCE_LIMITS`); a posterior written before
+    that field existed is compared by its ``parameter_set_hash`` (every parameter)."""
+    recorded = post.summary.get("model_parameter_hash")
+    if recorded:
+        return recorded in _fitted_hashes(ps, post, model=True)
+    return post.summary.get("parameter_set_hash") in _fitted_hashes(ps, post, model=False)
+
+
+def _fitted_hashes(ps: ParameterSet, post: Posterior, *, model: bool) -> set[str]:
     """The hashes a posterior fitted to ``ps`` may record: the set itself, and the set with every
     calibrated member at its prior mode (the base the calibration evaluates its factors around and
-    records as ``parameter_set_hash``; it differs from the files wherever a member's file value is
-    not its prior mode, e.g. after ``--write-values``)."""
+    records; it differs from the files wherever a member's file value is not its prior mode, e.g.
+    after ``--write-values``). ``model``: :attr:`ParameterSet.model_hash` instead of ``hash``."""
     at_prior = {
         p["member"]: p["value"]
         for f in post.factors
@@ -323,14 +335,16 @@ def _fitted_hashes(ps: ParameterSet, post: Posterior) -> set[str]:
     key = (ps.hash, json.dumps(at_prior, sort_keys=True))
     if key not in _AT_PRIOR_HASH:
         try:
-            _AT_PRIOR_HASH[key] = ps.with_values(at_prior).hash
+            base = ps.with_values(at_prior)
+            _AT_PRIOR_HASH[key] = (base.hash, base.model_hash)
         except (InputError, ParameterError):  # a prior outside today's domain: another set
-            _AT_PRIOR_HASH[key] = ""
-    return {ps.hash, _AT_PRIOR_HASH[key]} - {""}
+            _AT_PRIOR_HASH[key] = ("", "")
+    own = ps.model_hash if model else ps.hash
+    return {own, _AT_PRIOR_HASH[key][int(model)]} - {""}
 
 
-_AT_PRIOR_HASH: dict[tuple[str, str], str] = {}
-"""Hash of a set with given members at given values, by (set hash, values): a few entries per
+_AT_PRIOR_HASH: dict[tuple[str, str], tuple[str, str]] = {}
+"""Hash and model hash of a set with given members at given values, by (set hash, values): a few entries per
 process (one per parameter set and posterior), so a simulate does not rebuild the set each time."""
 
 

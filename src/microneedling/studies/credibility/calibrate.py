@@ -1148,7 +1148,8 @@ class Problem:
                 ]
                 for r in self.rows
             },
-            "parameter_set": self.base.hash,
+            # the model's numbers (not the acceptance limits, which no equation reads)
+            "parameter_set": self.base.model_hash,
             "factors": [f.to_dict() for f in self.factors],
             "nuisances": [n.to_dict() for n in self.nuisances],
             "groups": list(self.group_names),

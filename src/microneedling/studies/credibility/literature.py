@@ -824,7 +824,7 @@ class Protocol:
                         if c.get("type") == "acne_scar":
                             c["scar_type"] = ref["scar_type"]
             for s in course["sessions"]:
-                for name in ("needle_length_mm", "passes"):
+                for name in ("needle_length_mm", "passes", "pen_speed_cm_s"):
                     if name in ref:
                         s[name] = ref[name]
                 if "topical" in ref:
@@ -907,6 +907,7 @@ _REFERENCE_FIELDS = (
     "device",
     "needle_length_mm",
     "passes",
+    "pen_speed_cm_s",
     "topical",
     "sessions",
     "scar_type",
@@ -998,7 +999,8 @@ class ProtocolTable(_ProtocolModel):
             dict[str, Any],
             Allowed(
                 "the comparator arm of a two-arm row: {untreated = true} or overrides of "
-                "device (a [devices] name), needle_length_mm, passes, topical, sessions (the "
+                "device (a [devices] name), needle_length_mm, passes, pen_speed_cm_s (a pen's "
+                "hand speed, for a pen comparator of a roller course), topical, sessions (the "
                 "first N sessions), scar_type (the same scars of another type)"
             ),
         ]

@@ -436,6 +436,7 @@ def summarise_samples(
         + (f"; {method}" if method else ""),
         "fingerprint": problem.fingerprint(),
         "parameter_set_hash": problem.base.hash,
+        "model_parameter_hash": problem.base.model_hash,
         "rows": rows,
         "factors": factors,
         "groups": groups,
