@@ -327,3 +327,33 @@ def test_one_and_two_grade_responders_are_the_grade_drop_probabilities() -> None
     assert 0.0 < o["scar_grade_responder_two"][0, -1] < o["scar_grade_responder"][0, -1]
     still = run(states(), b)
     assert still["scar_grade_responder_two"][0, -1] == 0.0
+
+
+def test_a_feature_no_case_has_is_skipped_with_the_same_bits() -> None:
+    """Where no case of a batch has a feature (scars, wrinkles, pores, striae, a pigment lesion)
+    its outputs are NaN without the arithmetic: the bits (NaN payload included) and the texture
+    are those the case gets inside a batch where another case has every feature."""
+    rng = np.random.default_rng(21)
+    nan = np.nan
+    bare = dict(
+        wrinkle_depth_um=nan, scar_depth_mm=nan, pore_diameter_um=nan, striae_width_mm=nan,
+        striae_depth_mm=nan, scar_count=nan, scar_width_mm=nan, scar_profile=-1,
+        scar_untouched=nan, wrinkle_untouched=nan, striae_untouched=nan,
+    )  # fmt: skip
+    full = base(1)
+    full = replace(
+        full, melanin_index=np.array([40.0]), perilesional_melanin_index=np.array([30.0])
+    )
+    pair = observe.Baseline(
+        **{
+            f.name: np.concatenate([getattr(base(1, **bare), f.name), getattr(full, f.name)])
+            for f in fields(observe.Baseline)
+        }
+    )
+    y = states(2) * (1.0 + rng.uniform(-0.3, 0.3, (2, T, states(1).shape[2])))
+    fl = floors(2, gain=0.2, tether=0.7)
+    alone = run(y[:1], base(1, **bare), floors(1, gain=0.2, tether=0.7))
+    together = run(y, pair, fl)
+    assert list(alone) == list(together)
+    for name, arr in alone.items():
+        assert arr.tobytes() == together[name][:1].tobytes(), name

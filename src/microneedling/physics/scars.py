@@ -293,35 +293,44 @@ def _drop_probability(
     """``grade_drop_probability`` of depths h0 → h1 (≥ 0) at every point, with the thresholds
     and sigma numbers or of each point (h0's shape), for each of ``steps`` along a new last
     axis."""
+    shape = h0.shape
+    # the three thresholds c_j of every point (..., 3), then a_j and b_j side by side (..., 6)
+    c = np.empty((*shape, 3))
+    c[..., 0] = h_mild
+    c[..., 1] = h_obvious
+    ab = np.empty((*shape, 6))
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.stack(
-            [
-                np.full(h0.shape, h_mild),
-                np.full(h0.shape, h_obvious),
-                np.where(fs < 1.0, h_obvious / np.maximum(1.0 - fs, 0.0), np.inf),
-            ],
-            axis=-1,
-        )
+        c[..., 2] = np.where(fs < 1.0, h_obvious / np.maximum(1.0 - fs, 0.0), np.inf)
         sg = sigma[..., None]
-        a = -np.log(h0[..., None] / c) / sg  # -inf for a flat scar before: never crossed
-        b = -np.log(h1[..., None] / c) / sg
-    a = np.nan_to_num(a, nan=np.inf, posinf=np.inf, neginf=-np.inf)
-    b = np.nan_to_num(b, nan=np.inf, posinf=np.inf, neginf=-np.inf)
-    b = np.maximum(a, b)  # a scar that got deeper crosses nothing downward
-    edges = np.sort(np.concatenate([a, b], axis=-1), axis=-1)  # (..., 6)
+        for part, h in ((ab[..., :3], h0), (ab[..., 3:], h1)):
+            np.divide(h[..., None], c, out=part)
+            np.log(part, out=part)
+            np.negative(part, out=part)
+            np.divide(part, sg, out=part)  # a: -inf for a flat scar before: never crossed
+    ab[np.isnan(ab)] = np.inf
+    a, b = ab[..., :3], ab[..., 3:]
+    np.maximum(a, b, out=b)  # a scar that got deeper crosses nothing downward
+    edges = np.sort(ab, axis=-1)  # (..., 6)
     lo, hi = edges[..., :-1], edges[..., 1:]
+    finite = np.isfinite(edges)
     with np.errstate(invalid="ignore"):  # inf + (-inf) where a grade has no finite interval
         finite_mid = np.where(
-            np.isfinite(lo) & np.isfinite(hi),
+            finite[..., :-1] & finite[..., 1:],
             0.5 * (lo + hi),
-            np.where(np.isfinite(lo), lo + 1.0, hi - 1.0),
+            np.where(finite[..., :-1], lo + 1.0, hi - 1.0),
         )
-    inside = (a[..., None, :] < finite_mid[..., :, None]) & (
-        finite_mid[..., :, None] <= b[..., None, :]
-    )
-    count = inside.sum(axis=-1)
-    mass = np.where(hi > lo, ndtr(hi) - ndtr(lo), 0.0)
-    return np.stack([np.sum(np.where(count >= k, mass, 0.0), axis=-1) for k in steps], axis=-1)
+    # how many of the three intervals (a_j, b_j] hold each segment (by its midpoint)
+    count = np.zeros(finite_mid.shape, dtype=np.uint8)
+    for j in range(3):
+        count += (a[..., j, None] < finite_mid) & (finite_mid <= b[..., j, None])
+    cdf = ndtr(edges)
+    mass = np.where(hi > lo, cdf[..., 1:] - cdf[..., :-1], 0.0)
+    out = np.empty((*shape, len(steps)))
+    for j, k in enumerate(steps):
+        # the sum over the five segments in order, as np.sum adds an axis this short
+        m = np.where(count >= k, mass, 0.0)
+        out[..., j] = (((m[..., 0] + m[..., 1]) + m[..., 2]) + m[..., 3]) + m[..., 4]
+    return out
 
 
 def sparse_depression_sa(area_fraction: ArrayLike, mean_depth: ArrayLike) -> FloatArray:
