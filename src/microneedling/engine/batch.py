@@ -473,13 +473,18 @@ def _session_inputs(
     return out
 
 
+_FLOOR_FIELDS = tuple(f.name for f in dataclasses.fields(observe.Floors))
+
+
 def _floors(
     y: np.ndarray, floor_of: dict[str, np.ndarray], rows: np.ndarray, op: observe.ObserveParameters
 ) -> observe.Floors:
     """The :class:`~microneedling.physics.observe.Floors` of cases ``rows`` from the states of
     the whole solve ``y`` (main cases first, then the floor cases indexed by ``floor_of``)."""
     shape = (rows.size, y.shape[1])
-    out = {f.name: np.full(shape, np.nan) for f in dataclasses.fields(observe.Floors)}
+    out = {name: np.empty(shape) for name in _FLOOR_FIELDS}
+    for arr in out.values():
+        arr.fill(np.nan)
     for feature, index in floor_of.items():
         at = index[rows]
         has = np.flatnonzero(at >= 0)

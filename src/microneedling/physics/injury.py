@@ -68,6 +68,14 @@ def _f(x: ArrayLike) -> FloatArray:
     return np.asarray(x, dtype=float)
 
 
+def _broadcast(*arrays: FloatArray) -> tuple[FloatArray, ...]:
+    """``np.broadcast_arrays`` of ``arrays``, or the arrays themselves when their shapes agree."""
+    shape = arrays[0].shape
+    if all(a.shape == shape for a in arrays):
+        return arrays
+    return tuple(np.broadcast_arrays(*arrays))
+
+
 def _g(x: FloatArray) -> FloatArray:
     """g(x) = 1 − √π·erf(x)/(2x) for x ≥ 0 (g(0) = 0), accurate to ~1e-15 relative."""
     x2 = x * x
@@ -80,15 +88,18 @@ def _g(x: FloatArray) -> FloatArray:
     return np.asarray(np.where(x < 0.3, series, direct))
 
 
-def _layer_bounds(layers: ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """(tops, bottoms), each (B, 3), of the model layers from thicknesses (B, 4)."""
+def _layer_depths(layers: ArrayLike) -> FloatArray:
+    """Depths (B, 6) [m] of the model layers' tops (epidermis, papillary, reticular), then of
+    their bottoms, from thicknesses (B, 4)."""
     t = _f(layers)
     epi = t[..., 0] + t[..., 1]
-    pap = t[..., 2]
-    ret = t[..., 3]
-    tops = np.stack([np.zeros_like(epi), epi, epi + pap], axis=-1)
-    bots = np.stack([epi, epi + pap, epi + pap + ret], axis=-1)
-    return tops, bots
+    pap_bottom = epi + t[..., 2]
+    z = np.empty((*epi.shape, 6))
+    z[..., 0] = 0.0
+    z[..., 1] = z[..., 3] = epi
+    z[..., 2] = z[..., 4] = pap_bottom
+    z[..., 5] = pap_bottom + t[..., 3]
+    return z
 
 
 def _s(z: FloatArray, d: FloatArray) -> FloatArray:
@@ -138,16 +149,17 @@ def injured_fraction(
 
     Layers of zero thickness get 0.
     """
-    n_, a, d = np.broadcast_arrays(_f(n), _f(surface_radius), _f(depth))
+    n_, a, d = _broadcast(_f(n), _f(surface_radius), _f(depth))
     w = np.maximum(_f(damage_zone_factor), 0.0)
-    tops, bots = _layer_bounds(layers)
-    thick = bots - tops
+    z = _layer_depths(layers)  # tops, then bottoms: each step below on both at once
+    thick = z[..., 3:] - z[..., :3]
     dd = np.maximum(d, 0.0)[..., None]
-    st, sb = _s(tops, dd), _s(bots, dd)
+    s = _s(z, dd)
+    st, sb = s[..., :3], s[..., 3:]
     alpha = (np.maximum(n_, 0.0) * np.pi * (w * a) ** 2)[..., None]
     if saturate:
-        ra = np.sqrt(alpha)
-        covered = dd * (st * _g(ra * st) - sb * _g(ra * sb))
+        sg = s * _g(np.sqrt(alpha) * s)
+        covered = dd * (sg[..., :3] - sg[..., 3:])
     else:
         covered = alpha * dd / 3.0 * (st**3 - sb**3)
     out = np.divide(covered, thick, out=np.zeros_like(covered), where=thick > 0.0)

@@ -655,15 +655,17 @@ def skin_layers_batch(
     sites: Sequence[str],
     age_years: float | ArrayLike,
     sex: str | float | Sequence[str | float],
-    ps: ParameterSet,
+    ps: ParameterSet | SkinParameters,
 ) -> SkinLayers:
     """Layer thicknesses [m] for a batch of sites (names), age(s) [yr] and sex(es).
 
     ``age_years`` and ``sex`` ("female", "male" or a male weight 0..1) may be scalars (shared by
-    all cases) or sequences of the length of ``sites``. Returns ``SkinLayers`` of shape (B,).
+    all cases) or sequences of the length of ``sites``. ``ps``: the parameter set, or its skin
+    tables already read (``SkinParameters.from_parameters(ps)``). Returns ``SkinLayers`` of shape
+    (B,).
     """
     idx = site_index(sites)
-    params = SkinParameters.from_parameters(ps)
+    params = ps if isinstance(ps, SkinParameters) else SkinParameters.from_parameters(ps)
     age = np.broadcast_to(_f(age_years), idx.shape)
     male = np.broadcast_to(_male_fraction(sex), idx.shape)
     return skin_layers_from_parameters(idx, age, male, params)

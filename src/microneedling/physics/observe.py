@@ -189,7 +189,7 @@ def window_max(t: np.ndarray, x: np.ndarray, starts: np.ndarray, ends: np.ndarra
 
 def _unset() -> np.ndarray:
     """Default of a baseline field the engine fills after construction (empty: not yet set)."""
-    return np.full(0, np.nan)
+    return np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -278,6 +278,13 @@ def elasticity_baseline(
     k = 1.0 + m * (male_slope_factor - 1.0)
     r2 = r2_young + m * male_offset - age_slope * k * (np.asarray(age_years) - reference_age) / 10.0
     return np.asarray(np.clip(r2, 0.05, 0.98))
+
+
+def _nans(shape: tuple[int, ...]) -> np.ndarray:
+    """``np.full(shape, np.nan)`` without its Python overhead (float64, the same NaN)."""
+    out = np.empty(shape)
+    out.fill(np.nan)
+    return out
 
 
 def _present(*fields: np.ndarray) -> bool:
@@ -438,7 +445,7 @@ def observables(
             "scar_grade_responder",
             "scar_grade_responder_two",
         ):
-            out[name] = np.full((B, T), np.nan)
+            out[name] = _nans((B, T))
     # static wrinkles: groove fill (floor case) + buckling amplitude of the upper layer, which
     # scales as substrate modulus^(-1/4) (Cerda & Mahadevan 2003)
     if _present(base.wrinkle_depth_um):
@@ -451,7 +458,7 @@ def observables(
             fst * groove + (1.0 - fst) * buckling
         )
     else:
-        out["wrinkle_depth"] = np.full((B, T), np.nan)
+        out["wrinkle_depth"] = _nans((B, T))
     # pores: the opening of a hole in a tensioned sheet ∝ tension / stiffness of its support
     sa_pore: float | np.ndarray = 0.0  # areal roughness the pores add (um)
     if _present(base.pore_diameter_um):
@@ -463,7 +470,7 @@ def observables(
         z_pore = op.pore_depth_ratio * d_pore * scars.MEAN_DEPTH_SHARE["v_shaped"]
         sa_pore = np.nan_to_num(scars.sparse_depression_sa(a_pore, z_pore))
     else:
-        out["pore_diameter"] = np.full((B, T), np.nan)
+        out["pore_diameter"] = _nans((B, T))
     # stretch marks: rounded linear atrophic scars, by the scars' depth law (a contracted,
     # tether-like share released with the floor's S, the rest filled); visible width = band
     # deeper than the threshold of visible atrophy
@@ -479,7 +486,7 @@ def observables(
             base.striae_width_mm[:, None], sd0, sdepth, op.scar_grade_mild_depth
         )
     else:
-        out["striae_depth"], out["striae_width"] = np.full((B, T), np.nan), np.full((B, T), np.nan)
+        out["striae_depth"], out["striae_width"] = _nans((B, T)), _nans((B, T))
     # texture: areal roughness Sa (um) = micro-relief x collagen term + sparse depressions (0
     # where a batch has none: x + 0.0 as with an array of zeros)
     age = base.age_years[:, None]
@@ -498,8 +505,8 @@ def observables(
             base.melanin_index, base.perilesional_melanin_index, contrast, y[..., IX_Q], op.pigment
         )
     else:
-        out["melanin_index"] = np.full((B, T), np.nan)
-    out["masi_score"], out["mmasi_score"] = np.full((B, T), np.nan), np.full((B, T), np.nan)
+        out["melanin_index"] = _nans((B, T))
+    out["masi_score"], out["mmasi_score"] = _nans((B, T)), _nans((B, T))
     if lesion.size:
         masi, mmasi = pigment.masi(
             contrast[lesion],

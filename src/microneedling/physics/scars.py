@@ -74,8 +74,8 @@ def _f(x: ArrayLike) -> FloatArray:
 
 def _code(profile: ArrayLike) -> NDArray[np.int_]:
     """Profile codes as integers (NaN or negative: no feature, −1)."""
-    c = np.nan_to_num(np.asarray(profile, dtype=float), nan=-1.0)
-    return np.asarray(np.where(c >= 0, c, -1), dtype=int)
+    c = np.asarray(profile, dtype=float)
+    return np.asarray(np.where(c >= 0, c, -1), dtype=int)  # NaN >= 0 is False
 
 
 def profile_share(x: ArrayLike, profile: ArrayLike) -> FloatArray:
@@ -130,7 +130,7 @@ def footprint_injury(
     Midpoint quadrature in the area variable u = x² (uniform in area) with ``n_radial`` points.
     A depression of zero depth gives the flat-skin injury exactly.
     """
-    n_, a, d, L, h, prof, fs = np.broadcast_arrays(
+    args = (
         _f(n),
         _f(surface_radius),
         _f(channel_depth),
@@ -139,6 +139,9 @@ def footprint_injury(
         _code(profile),
         _f(distensible),
     )
+    shape = args[0].shape
+    same = all(x.shape == shape for x in args)
+    n_, a, d, L, h, prof, fs = args if same else np.broadcast_arrays(*args)
     M = n_.shape[0] if n_.ndim else 1
     lay = np.broadcast_to(_f(layers), (M, 4))
     wz = np.broadcast_to(_f(damage_zone_factor), (M,))
