@@ -357,3 +357,21 @@ def test_a_feature_no_case_has_is_skipped_with_the_same_bits() -> None:
     assert list(alone) == list(together)
     for name, arr in alone.items():
         assert arr.tobytes() == together[name][:1].tobytes(), name
+
+
+def test_window_max_is_the_maximum_of_each_window() -> None:
+    """The largest value of x inside each window [start, end), every window at once: NaN for a
+    missing window, for a window without an output time and where x is NaN inside it."""
+    t = np.linspace(0.0, 10.0, 41)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.0, 1.0, (3, t.size))
+    x[2, 20] = np.nan
+    starts = np.array([[0.0, 2.0, 7.5], [1.0, np.nan, 9.9], [4.0, 4.9, np.nan]])
+    ends = np.array([[2.0, 7.5, 10.0], [3.0, np.nan, 9.95], [4.9, 6.0, np.nan]])
+    got = observe.window_max(t, x, starts, ends)
+    for b in range(3):
+        for k in range(3):
+            inside = (t >= starts[b, k]) & (t < ends[b, k])
+            want = x[b, inside].max() if inside.any() else np.nan
+            assert np.array_equal(got[b, k], want, equal_nan=True), (b, k)
+    assert np.isnan(got[2, 1])  # x is NaN inside it

@@ -447,9 +447,12 @@ def _session_injury(
     dermis a roller's clefts cut (B, K), both 0 where no session, and the channels' resealing
     time, 95% of the barrier clock by channel size and occlusion, [h] (B, K)."""
     shape = mask.shape
-    skin_k = skin.repeat(shape[1])  # one row per (case, session), like the channels
-    phi = injury.injured_fraction_from_channels(ch, skin_k, npar).reshape(*shape, 3)
-    dermis = skin_k.stack()[:, 2:].sum(axis=1)
+    # the layers of one row per (case, session), like the channels (``skin.repeat(K)``'s)
+    layers = np.repeat(np.atleast_2d(skin.stack()), shape[1], axis=0)
+    phi = injury.injured_fraction(
+        ch.density_m2, ch.surface_radius_m, ch.depth_m, layers, npar.damage_zone_factor
+    ).reshape(*shape, 3)  # injury.injured_fraction_from_channels
+    dermis = layers[:, 2:].sum(axis=1)
     cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(shape)
     closure = transport.closure_time(ch.surface_radius_m, occlusion.reshape(-1), closure_params)
     return (

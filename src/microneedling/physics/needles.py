@@ -892,7 +892,8 @@ def channels(
     a = channel_surface_radius(
         g.needle_diameter_m, params.channel_radius_ratio, depth, params.cone_length
     )
-    a = np.broadcast_to(a, depth.shape).astype(float)
+    if a.shape != depth.shape:
+        a = np.broadcast_to(a, depth.shape).astype(float)
     if g.kind == ROLLER:
         loops = capillary_loop_depth(layers, params.capillary_loop_fraction)
         area = roller_cleft_area(loops, depth, length, 0.5 * g.drum_diameter_m)

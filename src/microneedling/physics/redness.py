@@ -295,8 +295,10 @@ def _windows(
     inside = grid <= e0[:, None]
     g = np.minimum(grid, e0[:, None])
     ip, ir = inflammation_pap, inflammation_ret
-    pap = np.array([np.interp(g[i], t, ip[r]) for i, r in enumerate(b)]).reshape(g.shape)
-    ret = np.array([np.interp(g[i], t, ir[r]) for i, r in enumerate(b)]).reshape(g.shape)
+    pap, ret = np.empty(g.shape), np.empty(g.shape)
+    for i, row in enumerate(b.tolist()):
+        pap[i] = np.interp(g[i], t, ip[row])
+        ret[i] = np.interp(g[i], t, ir[row])
     pw = percase.take(params, b)  # the coefficients of each window's case
     r = vascular_signal(g, session_days[b], injured[b], pw) + pap
     r = r + pw.reticular_weight * ret
