@@ -359,9 +359,14 @@ def test_a_feature_no_case_has_is_skipped_with_the_same_bits() -> None:
         assert arr.tobytes() == together[name][:1].tobytes(), name
 
 
-def test_window_max_is_the_maximum_of_each_window() -> None:
-    """The largest value of x inside each window [start, end), every window at once: NaN for a
-    missing window, for a window without an output time and where x is NaN inside it."""
+@pytest.mark.parametrize("at_once", [True, False])
+def test_window_max_is_the_maximum_of_each_window(
+    at_once: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The largest value of x inside each window [start, end), every window at once or window by
+    window: NaN for a missing window, for a window without an output time and where x is NaN
+    inside it."""
+    monkeypatch.setattr(observe, "WINDOWS_AT_ONCE", 10**9 if at_once else 0)
     t = np.linspace(0.0, 10.0, 41)
     rng = np.random.default_rng(3)
     x = rng.uniform(0.0, 1.0, (3, t.size))

@@ -429,7 +429,8 @@ def roller_cleft_width(
 
     All arguments broadcast; lengths in m.
     """
-    zz, d, L, R = np.broadcast_arrays(_f(z), _f(depth), _f(needle_length), _f(drum_radius))
+    # each step broadcasts its operands: the result has the shape of all four arguments
+    zz, d, L, R = _f(z), _f(depth), _f(needle_length), _f(drum_radius)
     d = np.clip(d, 0.0, L)
     c = R + L - d
     inside = (zz >= 0.0) & (zz < d) & np.isfinite(R) & (R > 0.0)
@@ -454,7 +455,7 @@ def roller_cleft_area(
 
     Broadcasts its arguments; lengths in m.
     """
-    zt, d, L, R = np.broadcast_arrays(_f(z_top), _f(depth), _f(needle_length), _f(drum_radius))
+    zt, d, L, R = _f(z_top), _f(depth), _f(needle_length), _f(drum_radius)
     d = np.clip(d, 0.0, L)
     lo = np.clip(zt, 0.0, None)
     span = np.maximum(d - lo, 0.0)

@@ -174,12 +174,26 @@ def time_above(
     return out
 
 
+#: largest (cases x sessions x times) whose windows :func:`window_max` takes at once; larger
+#: batches window by window (a maximum is exact: the same values either way, tested)
+WINDOWS_AT_ONCE = 20_000
+
+
 def window_max(t: np.ndarray, x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Maximum of ``x`` (B, T) inside each window [start, end) of (B, K); NaN for NaN windows."""
-    # every window at once, (B, K, T): a maximum is exact, so the same values as window by window
-    inside = (t >= starts[:, :, None]) & (t < ends[:, :, None])
-    vals = np.where(inside, x[:, None, :], -np.inf).max(axis=2)
-    return np.where(np.isfinite(starts) & np.isfinite(vals), vals, np.nan)
+    B, K = starts.shape
+    if B * K * t.size <= WINDOWS_AT_ONCE:  # a course or a few: every window at once (B, K, T)
+        inside = (t >= starts[:, :, None]) & (t < ends[:, :, None])
+        vals = np.where(inside, x[:, None, :], -np.inf).max(axis=2)
+        return np.where(np.isfinite(starts) & np.isfinite(vals), vals, np.nan)
+    out = np.full((B, K), np.nan)
+    for k in range(K):
+        s = starts[:, k][:, None]
+        e = ends[:, k][:, None]
+        mask = (t[None, :] >= s) & (t[None, :] < e)
+        vals = np.where(mask, x, -np.inf).max(axis=1)
+        out[:, k] = np.where(np.isfinite(starts[:, k]) & np.isfinite(vals), vals, np.nan)
+    return out
 
 
 def _unset() -> np.ndarray:
@@ -361,8 +375,10 @@ def observables(
     # ``x ** p`` with p a number)
     modulus = power(c_mix, op.modulus_collagen_exponent)
 
-    no_session = (np.full((B, 1), np.inf), np.zeros((B, 1, 3)))
-    days, injured = sessions if sessions is not None else no_session
+    if sessions is not None:
+        days, injured = sessions
+    else:  # no session
+        days, injured = np.full((B, 1), np.inf), np.zeros((B, 1, 3))
     red = redness.redness_signal(
         t, y[..., IX_I], y[..., N_DERMAL + IX_I], days, injured, op.redness
     )

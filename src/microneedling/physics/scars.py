@@ -145,8 +145,10 @@ def footprint_injury(
     M = n_.shape[0] if n_.ndim else 1
     lay = np.broadcast_to(_f(layers), (M, 4))
     wz = np.broadcast_to(_f(damage_zone_factor), (M,))
-    x = np.sqrt((np.arange(n_radial) + 0.5) / n_radial)  # (R,)
-    z = h.reshape(M, 1) * profile_share(x[None, :], prof.reshape(M, 1))  # (M, R)
+    # the depth share of each profile at the quadrature points, the row of each depression's
+    # profile (code −1 takes the last, as profile_share does)
+    shares = _radial_shares(n_radial)[np.where((prof == 0) | (prof == 1), prof, 2)]
+    z = h.reshape(M, 1) * shares.reshape(M, n_radial)  # (M, R)
     gap = (1.0 - fs.reshape(M, 1)) * z
     Lr = L.reshape(M, 1)
     keep = np.clip(np.divide(Lr - gap, Lr, out=np.zeros_like(gap), where=Lr > 0.0), 0.0, 1.0)
@@ -160,6 +162,21 @@ def footprint_injury(
         np.repeat(wz, n_radial),
     ).reshape(M, n_radial, 3)
     return np.asarray(phi.mean(axis=1))
+
+
+_RADIAL_SHARES: dict[int, FloatArray] = {}
+
+
+def _radial_shares(n_radial: int) -> FloatArray:
+    """:func:`profile_share` of profile codes 0, 1, 2 (rows) at the midpoints in area of
+    ``n_radial`` rings, x = √((i + ½)/n), (3, n_radial); made once per ``n_radial``."""
+    shares = _RADIAL_SHARES.get(n_radial)
+    if shares is None:
+        x = np.sqrt((np.arange(n_radial) + 0.5) / n_radial)
+        shares = np.stack([profile_share(x, code) for code in range(3)])
+        shares.setflags(write=False)
+        _RADIAL_SHARES[n_radial] = shares
+    return shares
 
 
 def punctures_per_session(n: ArrayLike, width: ArrayLike) -> FloatArray:
@@ -274,13 +291,15 @@ def grade_drop_probability(
         # scar did not get shallower, or was flat or unknown before (a_j = +inf), at sigma > 0:
         # the general computation only where it can give something
         need = ~((h1 >= h0) | np.isnan(h0) | (h0 == 0.0)) | ~(sg > 0.0)
-        out = np.zeros((len(ss), *h0.shape))
-        if np.any(need):
-            hm, ho, sg = (v[need] if v.ndim else v for v in (hm, ho, sg))
-            part = _drop_probability(h0[need], h1[need], fs[need], hm, ho, sg, ss)
-            out[:, need] = np.moveaxis(part, -1, 0)
+        if need.all():  # every point (point by point, as on the subset below)
+            out = _drop_probability(h0, h1, fs, hm, ho, sg, ss)
+        else:
+            out = np.zeros((len(ss), *h0.shape))
+            if np.any(need):
+                hm, ho, sg = (v[need] if v.ndim else v for v in (hm, ho, sg))
+                out[:, need] = _drop_probability(h0[need], h1[need], fs[need], hm, ho, sg, ss)
     else:
-        out = np.moveaxis(_drop_probability(h0, h1, fs, hm, ho, sg, ss), -1, 0)
+        out = _drop_probability(h0, h1, fs, hm, ho, sg, ss)
     return np.asarray(out if many else out[0])
 
 
@@ -294,7 +313,7 @@ def _drop_probability(
     steps: tuple[int, ...],
 ) -> FloatArray:
     """``grade_drop_probability`` of depths h0 → h1 (≥ 0) at every point, with the thresholds
-    and sigma numbers or of each point (h0's shape), for each of ``steps`` along a new last
+    and sigma numbers or of each point (h0's shape), for each of ``steps`` along a new first
     axis."""
     shape = h0.shape
     # the three thresholds c_j of every point (..., 3), then a_j and b_j side by side (..., 6)
@@ -328,11 +347,11 @@ def _drop_probability(
         count += (a[..., j, None] < finite_mid) & (finite_mid <= b[..., j, None])
     cdf = ndtr(edges)
     mass = np.where(hi > lo, cdf[..., 1:] - cdf[..., :-1], 0.0)
-    out = np.empty((*shape, len(steps)))
+    out = np.empty((len(steps), *shape))
     for j, k in enumerate(steps):
         # the sum over the five segments in order, as np.sum adds an axis this short
         m = np.where(count >= k, mass, 0.0)
-        out[..., j] = (((m[..., 0] + m[..., 1]) + m[..., 2]) + m[..., 3]) + m[..., 4]
+        out[j] = (((m[..., 0] + m[..., 1]) + m[..., 2]) + m[..., 3]) + m[..., 4]
     return out
 
 
