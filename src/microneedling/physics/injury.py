@@ -112,7 +112,7 @@ def _layer_bounds(layers: ArrayLike) -> tuple[FloatArray, FloatArray]:
 def _s(z: FloatArray, d: FloatArray) -> FloatArray:
     """s = 1 − clip(z, 0, d)/d (0 where d = 0)."""
     # in place: clip(z, 0, d)/d where d > 0, else 1, then 1 − that
-    frac = np.clip(z, 0.0, d)
+    frac = np.asarray(np.clip(z, 0.0, d))  # an array also for numbers
     positive = d > 0.0
     np.divide(frac, d, out=frac, where=positive)
     np.copyto(frac, 1.0, where=~positive)
