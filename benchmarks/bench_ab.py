@@ -1,7 +1,7 @@
 """Interleaved A/B of two source trees on a shared, loaded machine (run on its own, not a test):
 
     git worktree add /tmp/speedbase <commit>
-    python benchmarks/bench_ab.py simulate --a /tmp/speedbase/src --b src [--draws 32]
+    python benchmarks/bench_ab.py simulate --a /tmp/speedbase/src --b src [--draws 32] [--ode memo]
     python benchmarks/bench_ab.py sample --a /tmp/speedbase/src --b src --draws 32
     python benchmarks/bench_ab.py trial --a /tmp/speedbase/src --b src
 
@@ -10,7 +10,10 @@
     (4 sessions, 1 year), on one thread. Two
     long-lived child processes (tree A, tree B, each importing ``microneedling`` from its
     ``PYTHONPATH``) are asked in turn for a short batch of calls; the ratio B/A of neighbouring
-    batches (CPU time of the child) is robust to load that changes over seconds.
+    batches (CPU time of the child) is robust to load that changes over seconds. ``--ode memo``
+    times what surrounds the healing ODE: each child solves each distinct healing problem once
+    and then hands the kept solution back (``engine.batch``'s ``healing.solve`` memoised by its
+    arguments), so a call costs preparation, observation, session statistics and labelling.
 ``sample``
     ``sample_parameter_sets(ps, draws, seed)`` of the shipped set (``--draws``, default 32), the
     ensemble's draws alone, children as for ``simulate``.
@@ -39,9 +42,28 @@ HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "acne-scars-rolling-cheek.toml"
 
 
+def _memoise_healing_solve() -> None:
+    """Replace the healing solve the engine calls by one that solves each distinct problem (its
+    arrays' bytes and keywords) once and returns the kept solution afterwards."""
+    from microneedling.engine import batch
+
+    solve = batch.healing.solve
+    kept: dict[tuple[Any, ...], Any] = {}
+
+    def memoised(*args: Any, **kw: Any) -> Any:
+        key = (*(a.tobytes() for a in args), *sorted(kw.items()))
+        if key not in kept:
+            kept[key] = solve(*args, **kw)
+        return kept[key]
+
+    batch.healing.solve = memoised  # type: ignore[assignment]
+
+
 def _simulate_worker(draws: int) -> None:
     import microneedling as mn
 
+    if os.environ.get("BENCH_AB_ODE") == "memo":
+        _memoise_healing_solve()
     course = mn.Course.from_toml(EXAMPLE)
     for _ in range(3):  # warm-up: numba cache, first imports, per-set coefficients
         mn.simulate(course, draws=draws, parallel=False)
@@ -98,8 +120,10 @@ def _trial_worker(n: int) -> None:
     print(json.dumps({"pipeline_s": pipe, "ode_s": ode, "patients": n}), flush=True)
 
 
-def _child(kind: str, tree: str, n: int, stdin: Any = None) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=tree)
+def _child(
+    kind: str, tree: str, n: int, stdin: Any = None, ode: str = "solve"
+) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=tree, BENCH_AB_ODE=ode)
     return subprocess.Popen(
         [sys.executable, __file__, "--worker", kind, "--n", str(n)],
         env=env,
@@ -116,10 +140,11 @@ def _quartiles(x: list[float]) -> tuple[float, float, float]:
 
 
 def ab_simulate(
-    a: str, b: str, rounds: int, n: int, draws: int = 0, what: str = "simulate"
+    a: str, b: str, rounds: int, n: int, draws: int = 0, what: str = "simulate", ode: str = "solve"
 ) -> None:
     kids = {
-        tag: _child(what, tree, draws, stdin=subprocess.PIPE) for tag, tree in (("A", a), ("B", b))
+        tag: _child(what, tree, draws, stdin=subprocess.PIPE, ode=ode)
+        for tag, tree in (("A", a), ("B", b))
     }
     for k in kids.values():
         assert k.stdout is not None and k.stdout.readline().strip() == "ready"
@@ -137,6 +162,7 @@ def ab_simulate(
         k.wait()
     call = (
         f"simulate(draws={draws}), acne roller course, one thread"
+        + (", healing ODE memoised (the time around it)" if ode == "memo" else "")
         if what == "simulate"
         else f"sample_parameter_sets(draws={draws}) of the shipped set"
     )
@@ -184,6 +210,12 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--n", type=int, default=None, help="calls per batch / patients per run")
     p.add_argument("--draws", type=int, default=None, help="the ensemble's draws (simulate: 0)")
+    p.add_argument(
+        "--ode",
+        choices=("solve", "memo"),
+        default="solve",
+        help="simulate: memo times what surrounds the healing ODE (each problem solved once)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     o = p.parse_args()
     if o.worker:
@@ -197,7 +229,7 @@ if __name__ == "__main__":
         )
     elif o.what == "simulate":
         a, b, draws = str(Path(o.a).resolve()), str(Path(o.b).resolve()), o.draws or 0
-        ab_simulate(a, b, o.rounds or 40, o.n or (20 if draws == 0 else 2), draws)
+        ab_simulate(a, b, o.rounds or 40, o.n or (20 if draws == 0 else 2), draws, ode=o.ode)
     elif o.what == "sample":
         a, b, draws = str(Path(o.a).resolve()), str(Path(o.b).resolve()), o.draws or 32
         ab_simulate(a, b, o.rounds or 40, o.n or 10, draws, what="sample")

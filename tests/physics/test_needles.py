@@ -79,6 +79,12 @@ def test_device_codes_are_checked() -> None:
         nd.device_code("drill")
     with pytest.raises(ValueError):
         nd.puncture_density(3, 1, 10, stamp_area=1e-4)
+    # integer-valued codes of any dtype pass; others, negative ones and NaN do not
+    assert list(nd.device_code(np.array([2.0, 0.0, 1.0]))) == [2, 0, 1]
+    assert list(nd.device_code(np.array([True, False]))) == [1, 0]
+    for bad in (np.array([1.5]), np.array([-1]), np.array([3]), np.array([np.nan])):
+        with pytest.raises(ValueError, match="allowed: 0 "), np.errstate(invalid="ignore"):
+            nd.device_code(bad)
 
 
 def test_device_geometry_from_input_fields() -> None:
@@ -345,6 +351,11 @@ def test_skin_batch_covers_every_site(ps: ParameterSet) -> None:
     rep = s.repeat(3)
     assert len(rep) == 3 * len(nd.SITES)
     assert rep.stack()[3] == pytest.approx(s.stack()[1])
+    # the skin tables read beforehand give the same layers
+    again = nd.skin_layers_batch(
+        list(nd.SITES), 45.0, "female", nd.SkinParameters.from_parameters(ps)
+    )
+    assert again.stack().tobytes() == s.stack().tobytes()
     with pytest.raises(ValueError, match="allowed: forehead"):
         nd.skin_layers_batch(["elbow"], 40.0, "female", ps)
     with pytest.raises(ValueError, match="allowed: female, male"):

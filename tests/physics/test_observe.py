@@ -327,3 +327,56 @@ def test_one_and_two_grade_responders_are_the_grade_drop_probabilities() -> None
     assert 0.0 < o["scar_grade_responder_two"][0, -1] < o["scar_grade_responder"][0, -1]
     still = run(states(), b)
     assert still["scar_grade_responder_two"][0, -1] == 0.0
+
+
+def test_a_feature_no_case_has_is_skipped_with_the_same_bits() -> None:
+    """Where no case of a batch has a feature (scars, wrinkles, pores, striae, a pigment lesion)
+    its outputs are NaN without the arithmetic: the bits (NaN payload included) and the texture
+    are those the case gets inside a batch where another case has every feature."""
+    rng = np.random.default_rng(21)
+    nan = np.nan
+    bare = dict(
+        wrinkle_depth_um=nan, scar_depth_mm=nan, pore_diameter_um=nan, striae_width_mm=nan,
+        striae_depth_mm=nan, scar_count=nan, scar_width_mm=nan, scar_profile=-1,
+        scar_untouched=nan, wrinkle_untouched=nan, striae_untouched=nan,
+    )  # fmt: skip
+    full = base(1)
+    full = replace(
+        full, melanin_index=np.array([40.0]), perilesional_melanin_index=np.array([30.0])
+    )
+    pair = observe.Baseline(
+        **{
+            f.name: np.concatenate([getattr(base(1, **bare), f.name), getattr(full, f.name)])
+            for f in fields(observe.Baseline)
+        }
+    )
+    y = states(2) * (1.0 + rng.uniform(-0.3, 0.3, (2, T, states(1).shape[2])))
+    fl = floors(2, gain=0.2, tether=0.7)
+    alone = run(y[:1], base(1, **bare), floors(1, gain=0.2, tether=0.7))
+    together = run(y, pair, fl)
+    assert list(alone) == list(together)
+    for name, arr in alone.items():
+        assert arr.tobytes() == together[name][:1].tobytes(), name
+
+
+@pytest.mark.parametrize("at_once", [True, False])
+def test_window_max_is_the_maximum_of_each_window(
+    at_once: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The largest value of x inside each window [start, end), every window at once or window by
+    window: NaN for a missing window, for a window without an output time and where x is NaN
+    inside it."""
+    monkeypatch.setattr(observe, "WINDOWS_AT_ONCE", 10**9 if at_once else 0)
+    t = np.linspace(0.0, 10.0, 41)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.0, 1.0, (3, t.size))
+    x[2, 20] = np.nan
+    starts = np.array([[0.0, 2.0, 7.5], [1.0, np.nan, 9.9], [4.0, 4.9, np.nan]])
+    ends = np.array([[2.0, 7.5, 10.0], [3.0, np.nan, 9.95], [4.9, 6.0, np.nan]])
+    got = observe.window_max(t, x, starts, ends)
+    for b in range(3):
+        for k in range(3):
+            inside = (t >= starts[b, k]) & (t < ends[b, k])
+            want = x[b, inside].max() if inside.any() else np.nan
+            assert np.array_equal(got[b, k], want, equal_nan=True), (b, k)
+    assert np.isnan(got[2, 1])  # x is NaN inside it

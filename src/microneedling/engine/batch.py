@@ -248,7 +248,12 @@ def simulate_batch(
             grid_key = (float(c.horizon_days), days.tobytes())
             if grid_key not in grids:
                 grids[grid_key] = output_times(days, float(c.horizon_days))
-        t = np.unique(np.concatenate(list(grids.values())))
+        # one grid (one course, or courses alike) is already sorted and unique
+        t = (
+            next(iter(grids.values()))
+            if len(grids) == 1
+            else np.unique(np.concatenate(list(grids.values())))
+        )
     else:
         t = np.asarray(t_out, dtype=float)
         if t.ndim != 1 or t[0] != 0.0 or t[-1] < horizon.max() or np.any(np.diff(t) <= 0):
@@ -384,7 +389,8 @@ def _observe_per_set(
         if len(w.groups) == 1:  # one parameter set (a cohort): every case, no copies
             rows = np.arange(C)
             take: np.ndarray | slice = slice(None)
-            sub, y_rows = dataclasses.replace(w.prep, observe=op), w.y_obs
+            sub = w.prep if w.prep.observe is op else dataclasses.replace(w.prep, observe=op)
+            y_rows = w.y_obs
         else:
             rows = np.flatnonzero(w.set_of_case == sid)
             # the cases of one set are usually contiguous (a walker's or a draw's courses):
@@ -473,13 +479,18 @@ def _session_inputs(
     return out
 
 
+_FLOOR_FIELDS = tuple(f.name for f in dataclasses.fields(observe.Floors))
+
+
 def _floors(
     y: np.ndarray, floor_of: dict[str, np.ndarray], rows: np.ndarray, op: observe.ObserveParameters
 ) -> observe.Floors:
     """The :class:`~microneedling.physics.observe.Floors` of cases ``rows`` from the states of
     the whole solve ``y`` (main cases first, then the floor cases indexed by ``floor_of``)."""
     shape = (rows.size, y.shape[1])
-    out = {f.name: np.full(shape, np.nan) for f in dataclasses.fields(observe.Floors)}
+    out = {name: np.empty(shape) for name in _FLOOR_FIELDS}
+    for arr in out.values():
+        arr.fill(np.nan)
     for feature, index in floor_of.items():
         at = index[rows]
         has = np.flatnonzero(at >= 0)

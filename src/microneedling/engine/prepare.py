@@ -93,8 +93,15 @@ class Prepared:
     striae_injured_fraction: np.ndarray
 
 
+def _full(shape: int | tuple[int, ...], value: float) -> np.ndarray:
+    """``np.full(shape, value)`` of a float ``value`` (float64), without its Python overhead."""
+    out = np.empty(shape)
+    out.fill(value)
+    return out
+
+
 def _nan(n: int) -> np.ndarray:
-    return np.full(n, np.nan)
+    return _full(n, np.nan)
 
 
 _PER_SET: dict[tuple[int, str], tuple[Any, ParameterSet, Any]] = {}
@@ -207,11 +214,11 @@ def _layout(courses: Sequence[Course]) -> _Layout:
     per_site = [courses[i].sessions_for(name) for i, name in zip(owner, sites, strict=True)]
     K = max(1, max(len(x) for x in per_site))
     patients = [courses[i].patient for i in owner]
-    days = np.full((B, K), np.inf)
+    days = _full((B, K), np.inf)
     mask = np.zeros((B, K), dtype=bool)
     length_m = np.zeros((B, K))
     passes = np.zeros((B, K))
-    speed = np.full((B, K), np.nan)
+    speed = _full((B, K), np.nan)
     occl = np.zeros((B, K), dtype=bool)
     for b, sess in enumerate(per_site):
         for k, s in enumerate(sess):
@@ -263,20 +270,21 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
     days, mask, length_m, passes, speed = lay.days, lay.mask, lay.length_m, lay.passes, lay.speed
     occl = lay.occlusion
 
-    skin = needles.skin_layers_batch(sites, age, [p.sex for p in patients], ps)  # arrays (B,)
+    skin_params = _per_set(ps, "skin", needles.SkinParameters.from_parameters)
+    skin = needles.skin_layers_batch(sites, age, [p.sex for p in patients], skin_params)  # (B,)
     npar = _per_set(ps, "needles", needles.NeedleParameters.from_parameters)
     ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
     closure_params = _per_set(ps, "closure", transport.ClosureParameters.from_parameters)
     phi, cleft, closure = _session_injury(ch, skin, npar, closure_params, occl, mask)
 
     # topical transport: every session with a topical, all in one batched call
-    absorbed = np.full((B, K), np.nan)  # NaN: no topical at that session
-    intact = np.full((B, K), np.nan)
-    enh = np.full((B, K), np.nan)
-    by_layer = np.full((B, K, 3), np.nan)
+    absorbed = _full((B, K), np.nan)  # NaN: no topical at that session
+    intact = _full((B, K), np.nan)
+    enh = _full((B, K), np.nan)
+    by_layer = _full((B, K, 3), np.nan)
     agent = np.zeros((B, K))
-    agent_e = np.full(B, np.nan)  # per case: NaN = the healing file's default
-    agent_k = np.full(B, np.nan)
+    agent_e = _full(B, np.nan)  # per case: NaN = the healing file's default
+    agent_k = _full(B, np.nan)
     topical = [
         (b, k, s.topical, s.occlusion)
         for b, sess in enumerate(per_site)
@@ -439,9 +447,12 @@ def _session_injury(
     dermis a roller's clefts cut (B, K), both 0 where no session, and the channels' resealing
     time, 95% of the barrier clock by channel size and occlusion, [h] (B, K)."""
     shape = mask.shape
-    skin_k = skin.repeat(shape[1])  # one row per (case, session), like the channels
-    phi = injury.injured_fraction_from_channels(ch, skin_k, npar).reshape(*shape, 3)
-    dermis = skin_k.stack()[:, 2:].sum(axis=1)
+    # the layers of one row per (case, session), like the channels (``skin.repeat(K)``'s)
+    layers = np.repeat(np.atleast_2d(skin.stack()), shape[1], axis=0)
+    phi = injury.injured_fraction(
+        ch.density_m2, ch.surface_radius_m, ch.depth_m, layers, npar.damage_zone_factor
+    ).reshape(*shape, 3)  # injury.injured_fraction_from_channels
+    dermis = layers[:, 2:].sum(axis=1)
     cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(shape)
     closure = transport.closure_time(ch.surface_radius_m, occlusion.reshape(-1), closure_params)
     return (
@@ -617,7 +628,7 @@ def _prepare_stacked(
         params[:, PIDX[name]] = values
     for s in sets:
         s.record_names(stack.names | by_case_stack.names)
-    nan = np.full((BS, K), np.nan)
+    nan = _full((BS, K), np.nan)
     return Prepared(
         session_days=days,
         session_mask=mask,
@@ -627,7 +638,7 @@ def _prepare_stacked(
         absorbed_ug_cm2=nan,
         absorbed_intact_ug_cm2=nan.copy(),
         enhancement=nan.copy(),
-        absorbed_by_layer_ug_cm2=np.full((BS, K, 3), np.nan),
+        absorbed_by_layer_ug_cm2=_full((BS, K, 3), np.nan),
         agent_effect=np.zeros((BS, K)),
         params=params,
         baseline=base,
@@ -745,7 +756,7 @@ def _baseline(
     the lesion fields of :func:`_pigment_baseline`."""
 
     B = len(sites)
-    wr, sc, st, po, sw, ss, mi, r2 = (_nan(B) for _ in range(8))
+    wr, sc, po, sw, mi, r2 = (_nan(B) for _ in range(6))
     st = np.full(B, -1)
     ss = np.full(B, -1)
     for b, (i, name) in enumerate(zip(owner, sites, strict=True)):
@@ -789,7 +800,7 @@ def _pigment_baseline(
     baseline MASI components (the course's, else ``observe.masi_default_*``)."""
     B = len(sites)
     peri, derm, dark, homog = (_nan(B) for _ in range(4))
-    area = np.full((B, len(pigment.MASI_REGIONS)), np.nan)
+    area = _full((B, len(pigment.MASI_REGIONS)), np.nan)
     excess = ps.value("observe.lesion_excess_fraction", "1")
     f_derm = ps.table("observe.dermal_pigment_fraction", "1")
     for b, (i, name) in enumerate(zip(owner, sites, strict=True)):
@@ -842,7 +853,7 @@ def _feature_inputs(
     ``_distensible``; NaN where a site has none), the scar, wrinkle and striae fields of
     :class:`observe.Baseline`, the site area and the elasticity table's entries."""
     B = len(sites)
-    nan = lambda: np.full(B, np.nan)  # noqa: E731
+    nan = lambda: _full(B, np.nan)  # noqa: E731
     geo = {f"{f}_{k}": nan() for f in FEATURE_INJURY for k in GEOMETRY_KEYS}
     area = np.array(
         [courses[i].site(s).area_cm2 for i, s in zip(owner, sites, strict=True)], dtype=float
@@ -899,9 +910,9 @@ def _feature_inputs(
         "male": np.array([1.0 if courses[i].patient.sex == "male" else 0.0 for i in owner]),
         "r2_young": np.array([ps.value("observe.r2_young", "1", key=s) for s in sites]),
         "r2_age_slope": np.array([ps.value("observe.r2_age_slope", "1", key=s) for s in sites]),
-        "r2_reference_age": np.full(B, ps.value("observe.r2_reference_age", "yr")),
-        "r2_male_offset": np.full(B, ps.value("observe.r2_male_offset", "1")),
-        "r2_male_slope_factor": np.full(B, ps.value("observe.r2_male_slope_factor", "1")),
+        "r2_reference_age": _full(B, ps.value("observe.r2_reference_age", "yr")),
+        "r2_male_offset": _full(B, ps.value("observe.r2_male_offset", "1")),
+        "r2_male_slope_factor": _full(B, ps.value("observe.r2_male_slope_factor", "1")),
     }
 
 
@@ -951,8 +962,8 @@ def _feature_physics(
     untouched: dict[str, np.ndarray] = {}
     for f, field_name in FEATURE_INJURY.items():
         g = {k: inputs[f"{f}_{k}"] for k in GEOMETRY_KEYS}
-        out = np.full((B, K, 3), np.nan)
-        p0 = np.full(B, np.nan)
+        out = _full((B, K, 3), np.nan)
+        p0 = _full(B, np.nan)
         rows = np.flatnonzero(np.isfinite(g["depth"]))
         if rows.size:
             R = rows.size

@@ -122,7 +122,8 @@ def simulate(
     per_session = [
         {k: v[d * B : (d + 1) * B] for k, v in run.per_session.items()} for d in range(len(sets))
     ]
-    nominal = take_prepared(run.prepared, slice(0, B))  # views; observe: the nominal set's
+    # the nominal set's cases (views; observe: the nominal set's): every case without draws
+    nominal = run.prepared if len(sets) == 1 else take_prepared(run.prepared, slice(0, B))
     ds = _dataset(course, ps, nominal, t, obs, per_session, seed, len(sets) - 1, post)
     return Result(ds)
 

@@ -97,7 +97,8 @@ def parameter_matrix(
     for name, values in (per_case or {}).items():
         if name not in PIDX:
             raise KeyError(f"unknown healing parameter {name!r}; known: {PARAM_NAMES}")
-        p[:, PIDX[name]] = np.broadcast_to(np.asarray(values, dtype=float), (n_cases,))
+        v = np.asarray(values, dtype=float)
+        p[:, PIDX[name]] = v if v.shape == (n_cases,) else np.broadcast_to(v, (n_cases,))
     return p
 
 
@@ -108,6 +109,12 @@ def recruitment_saturation(x: ArrayLike, half: ArrayLike) -> np.ndarray:
     bruise of :mod:`~microneedling.physics.redness` use the same law)."""
     xx = np.maximum(np.asarray(x, dtype=float), 0.0)
     return np.asarray(xx / (np.asarray(half, dtype=float) + xx))
+
+
+def _per_case_column(x: ArrayLike, n: int) -> np.ndarray:
+    """A number or one value per case (n,) as an (n, 1) column."""
+    a = np.asarray(x, dtype=float)
+    return (a if a.shape == (n,) else np.broadcast_to(a, (n,)))[:, None]
 
 
 def session_impulses(
@@ -143,13 +150,15 @@ def session_impulses(
     """
     phi = np.asarray(injured_fraction, dtype=float)
     B, K, _ = phi.shape
-    half = np.broadcast_to(np.asarray(recruitment_half, dtype=float), (B,))[:, None]
+    half = _per_case_column(recruitment_half, B)
     jumps = np.zeros((B, K, N_STATE))
     jumps[:, :, IX_DE] = phi[:, :, 0]
     blood = None
     if cleft_fraction is not None:
-        rho = np.broadcast_to(np.asarray(blood_ratio, dtype=float), (B,))[:, None]
-        c = np.broadcast_to(np.asarray(cleft_fraction, dtype=float), (B, K))
+        rho = _per_case_column(blood_ratio, B)
+        c = np.asarray(cleft_fraction, dtype=float)
+        if c.shape != (B, K):
+            c = np.broadcast_to(c, (B, K))
         blood = rho * half * recruitment_saturation(c, half)
     for layer, o in ((1, 0), (2, N_DERMAL)):
         jumps[:, :, o + IX_D] = phi[:, :, layer]

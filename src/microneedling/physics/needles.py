@@ -174,7 +174,8 @@ def device_code(kind: str | Sequence[str] | ArrayLike) -> NDArray[np.int64]:
             raise ValueError(f"device kind {bad[0]!r}; allowed: {', '.join(DEVICE_KINDS)}")
         return np.array([DEVICE_KINDS.index(k) for k in flat], dtype=np.int64).reshape(arr.shape)
     codes = arr.astype(np.int64)
-    if not np.all(np.isin(codes, (ROLLER, PEN, STAMP))) or not np.array_equal(codes, arr):
+    # integer codes in {ROLLER, PEN, STAMP} = {0, 1, 2}, given as integers
+    if not ((codes >= ROLLER) & (codes <= STAMP)).all() or not np.array_equal(codes, arr):
         raise ValueError(f"device code(s) {arr!r}; allowed: 0 (roller), 1 (pen), 2 (stamp)")
     return codes
 
@@ -221,8 +222,7 @@ def puncture_density(
         roller = p * N / (np.pi * _f(drum_diameter) * _f(drum_width))
         pen = p * _f(stroke_frequency) * N / (_f(hand_speed) * _f(cartridge_width))
         stamp = p * N / _f(stamp_area)
-    out = np.select([code == ROLLER, code == PEN, code == STAMP], [roller, pen, stamp], np.nan)
-    return np.asarray(out, dtype=float)
+    return _by_kind(code, roller, pen, stamp)
 
 
 # ------------------------------------------------------------------------------ insertion
@@ -245,14 +245,20 @@ def needle_speed(
     code = device_code(kind)
     length = np.maximum(_f(needle_length), 0.0)
     pen = 2.0 * (length + params.pen_stroke_offset) * _f(stroke_frequency)
-    out = np.select(
-        [code == ROLLER, code == PEN, code == STAMP],
-        [
-            np.broadcast_to(params.roller_speed, length.shape),
-            pen,
-            np.broadcast_to(params.stamp_speed, length.shape),
-        ],
-        np.nan,
+    return _by_kind(
+        code,
+        np.broadcast_to(params.roller_speed, length.shape),
+        pen,
+        np.broadcast_to(params.stamp_speed, length.shape),
+    )
+
+
+def _by_kind(code: NDArray[np.int64], roller: Any, pen: Any, stamp: Any) -> FloatArray:
+    """The value of each element's device kind, ``roller``, ``pen`` or ``stamp`` (broadcast
+    against ``code``; NaN for another code), as float: ``np.select`` of the three kinds
+    (the conditions exclude each other) without building its lists of arrays."""
+    out = np.where(
+        code == ROLLER, roller, np.where(code == PEN, pen, np.where(code == STAMP, stamp, np.nan))
     )
     return np.asarray(out, dtype=float)
 
@@ -423,7 +429,8 @@ def roller_cleft_width(
 
     All arguments broadcast; lengths in m.
     """
-    zz, d, L, R = np.broadcast_arrays(_f(z), _f(depth), _f(needle_length), _f(drum_radius))
+    # each step broadcasts its operands: the result has the shape of all four arguments
+    zz, d, L, R = _f(z), _f(depth), _f(needle_length), _f(drum_radius)
     d = np.clip(d, 0.0, L)
     c = R + L - d
     inside = (zz >= 0.0) & (zz < d) & np.isfinite(R) & (R > 0.0)
@@ -448,7 +455,7 @@ def roller_cleft_area(
 
     Broadcasts its arguments; lengths in m.
     """
-    zt, d, L, R = np.broadcast_arrays(_f(z_top), _f(depth), _f(needle_length), _f(drum_radius))
+    zt, d, L, R = _f(z_top), _f(depth), _f(needle_length), _f(drum_radius)
     d = np.clip(d, 0.0, L)
     lo = np.clip(zt, 0.0, None)
     span = np.maximum(d - lo, 0.0)
@@ -474,16 +481,20 @@ class SkinLayers:
         return cls(t[..., 0], t[..., 1], t[..., 2], t[..., 3])
 
     def stack(self) -> FloatArray:
-        """Thicknesses (B, 4), ordered as ``SKIN_LAYERS``."""
-        return np.stack(
-            np.broadcast_arrays(
-                _f(self.stratum_corneum_m),
-                _f(self.viable_epidermis_m),
-                _f(self.papillary_dermis_m),
-                _f(self.reticular_dermis_m),
-            ),
-            axis=-1,
+        """Thicknesses (B, 4), ordered as ``SKIN_LAYERS`` (a new array)."""
+        parts = (
+            _f(self.stratum_corneum_m),
+            _f(self.viable_epidermis_m),
+            _f(self.papillary_dermis_m),
+            _f(self.reticular_dermis_m),
         )
+        shape = parts[0].shape
+        if any(p.shape != shape for p in parts):
+            shape = np.broadcast_shapes(*(p.shape for p in parts))
+        out = np.empty((*shape, 4))
+        for i, p in enumerate(parts):
+            out[..., i] = p
+        return out
 
     @property
     def epidermis_m(self) -> FloatArray:
@@ -645,15 +656,17 @@ def skin_layers_batch(
     sites: Sequence[str],
     age_years: float | ArrayLike,
     sex: str | float | Sequence[str | float],
-    ps: ParameterSet,
+    ps: ParameterSet | SkinParameters,
 ) -> SkinLayers:
     """Layer thicknesses [m] for a batch of sites (names), age(s) [yr] and sex(es).
 
     ``age_years`` and ``sex`` ("female", "male" or a male weight 0..1) may be scalars (shared by
-    all cases) or sequences of the length of ``sites``. Returns ``SkinLayers`` of shape (B,).
+    all cases) or sequences of the length of ``sites``. ``ps``: the parameter set, or its skin
+    tables already read (``SkinParameters.from_parameters(ps)``). Returns ``SkinLayers`` of shape
+    (B,).
     """
     idx = site_index(sites)
-    params = SkinParameters.from_parameters(ps)
+    params = ps if isinstance(ps, SkinParameters) else SkinParameters.from_parameters(ps)
     age = np.broadcast_to(_f(age_years), idx.shape)
     male = np.broadcast_to(_male_fraction(sex), idx.shape)
     return skin_layers_from_parameters(idx, age, male, params)
@@ -852,8 +865,9 @@ def channels(
     """
     g = geometry
     length = _f(needle_length_m)
+    kind = np.full(length.shape, g.kind)
     n = puncture_density(
-        np.full(length.shape, g.kind),
+        kind,
         passes,
         g.needles,
         drum_diameter=g.drum_diameter_m,
@@ -865,7 +879,6 @@ def channels(
     )
     layers = skin.stack()
     total = skin.total_m
-    kind = np.full(length.shape, g.kind)
     free = insertion_depth(
         kind,
         length,
@@ -880,7 +893,8 @@ def channels(
     a = channel_surface_radius(
         g.needle_diameter_m, params.channel_radius_ratio, depth, params.cone_length
     )
-    a = np.broadcast_to(a, depth.shape).astype(float)
+    if a.shape != depth.shape:
+        a = np.broadcast_to(a, depth.shape).astype(float)
     if g.kind == ROLLER:
         loops = capillary_loop_depth(layers, params.capillary_loop_fraction)
         area = roller_cleft_area(loops, depth, length, 0.5 * g.drum_diameter_m)

@@ -174,9 +174,18 @@ def time_above(
     return out
 
 
+#: largest (cases x sessions x times) whose windows :func:`window_max` takes at once; larger
+#: batches window by window (a maximum is exact: the same values either way, tested)
+WINDOWS_AT_ONCE = 20_000
+
+
 def window_max(t: np.ndarray, x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Maximum of ``x`` (B, T) inside each window [start, end) of (B, K); NaN for NaN windows."""
     B, K = starts.shape
+    if B * K * t.size <= WINDOWS_AT_ONCE:  # a course or a few: every window at once (B, K, T)
+        inside = (t >= starts[:, :, None]) & (t < ends[:, :, None])
+        vals = np.where(inside, x[:, None, :], -np.inf).max(axis=2)
+        return np.where(np.isfinite(starts) & np.isfinite(vals), vals, np.nan)
     out = np.full((B, K), np.nan)
     for k in range(K):
         s = starts[:, k][:, None]
@@ -189,7 +198,7 @@ def window_max(t: np.ndarray, x: np.ndarray, starts: np.ndarray, ends: np.ndarra
 
 def _unset() -> np.ndarray:
     """Default of a baseline field the engine fills after construction (empty: not yet set)."""
-    return np.full(0, np.nan)
+    return np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -280,6 +289,18 @@ def elasticity_baseline(
     return np.asarray(np.clip(r2, 0.05, 0.98))
 
 
+def _nans(shape: tuple[int, ...]) -> np.ndarray:
+    """``np.full(shape, np.nan)`` without its Python overhead (float64, the same NaN)."""
+    out = np.empty(shape)
+    out.fill(np.nan)
+    return out
+
+
+def _present(*fields: np.ndarray) -> bool:
+    """Whether any of the baseline ``fields`` (B,) has a value (not NaN) in some case."""
+    return any(not np.isnan(f).all() for f in fields)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     return np.asarray(np.log(p) - np.log1p(-p))
 
@@ -354,8 +375,10 @@ def observables(
     # ``x ** p`` with p a number)
     modulus = power(c_mix, op.modulus_collagen_exponent)
 
-    no_session = (np.full((B, 1), np.inf), np.zeros((B, 1, 3)))
-    days, injured = sessions if sessions is not None else no_session
+    if sessions is not None:
+        days, injured = sessions
+    else:  # no session
+        days, injured = np.full((B, 1), np.inf), np.zeros((B, 1, 3))
     red = redness.redness_signal(
         t, y[..., IX_I], y[..., N_DERMAL + IX_I], days, injured, op.redness
     )
@@ -379,91 +402,122 @@ def observables(
     # firmness: suction deformation (R0 = Uf) ∝ 1/modulus, firmness ∝ modulus
     out["firmness_change"] = 100.0 * (modulus - 1.0)
 
-    # depressed features: expected over touched / untouched features (scars.py)
+    # depressed features: expected over touched / untouched features (scars.py). A feature no
+    # case has (its baseline fields NaN in every row) is NaN throughout: it is set so without
+    # the arithmetic on NaN, which gives the same NaN (cohorts of one condition skip the others)
     fmax, fhalf = op.depression_fill_max, op.depression_fill_half
-    p0 = base.scar_untouched[:, None]
-    h0 = base.scar_depth_mm[:, None]
-    tau, eps = base.scar_tethered[:, None], base.scar_epithelial[:, None]
-    fs = base.scar_distensible[:, None]
-    s_floor = np.where(np.isfinite(fl.scar_tether), fl.scar_tether, 1.0)
-    g_floor = np.where(np.isfinite(fl.scar_gain), fl.scar_gain, 0.0)
-    treated = scars.depth(h0, tau, eps, s_floor, g_floor, fmax, fhalf)
-    out["scar_depth"] = p0 * h0 + (1.0 - p0) * treated
-    grade = [
-        scars.goodman_baron_grade(
-            hh,
+    sa_scar: float | np.ndarray = 0.0  # areal roughness the scars add (um)
+    if _present(base.scar_depth_mm, base.scar_untouched):
+        p0 = base.scar_untouched[:, None]
+        h0 = base.scar_depth_mm[:, None]
+        tau, eps = base.scar_tethered[:, None], base.scar_epithelial[:, None]
+        fs = base.scar_distensible[:, None]
+        s_floor = np.where(np.isfinite(fl.scar_tether), fl.scar_tether, 1.0)
+        g_floor = np.where(np.isfinite(fl.scar_gain), fl.scar_gain, 0.0)
+        treated = scars.depth(h0, tau, eps, s_floor, g_floor, fmax, fhalf)
+        out["scar_depth"] = p0 * h0 + (1.0 - p0) * treated
+        grade = [
+            scars.goodman_baron_grade(
+                hh,
+                fs,
+                op.scar_grade_mild_depth,
+                op.scar_grade_obvious_depth,
+                op.scar_grade_sigma,
+            )
+            for hh in (h0, treated)  # the baseline grade once per case (B, 1)
+        ]
+        out["scar_grade"] = p0 * grade[0] + (1.0 - p0) * grade[1]
+        # chance that the integer grade fell by >= 1 (>= 2) grades since baseline (an untouched
+        # scar keeps its grade)
+        one, two = scars.grade_drop_probability(
+            np.broadcast_to(h0, treated.shape),
+            treated,
             fs,
             op.scar_grade_mild_depth,
             op.scar_grade_obvious_depth,
             op.scar_grade_sigma,
+            steps=(1, 2),
         )
-        for hh in (h0, treated)  # the baseline grade once per case (B, 1)
-    ]
-    out["scar_grade"] = p0 * grade[0] + (1.0 - p0) * grade[1]
-    # chance that the integer grade fell by >= 1 (>= 2) grades since baseline (an untouched scar
-    # keeps its grade)
-    one, two = scars.grade_drop_probability(
-        np.broadcast_to(h0, treated.shape),
-        treated,
-        fs,
-        op.scar_grade_mild_depth,
-        op.scar_grade_obvious_depth,
-        op.scar_grade_sigma,
-        steps=(1, 2),
-    )
-    out["scar_grade_responder"] = (1.0 - p0) * one
-    out["scar_grade_responder_two"] = (1.0 - p0) * two
+        out["scar_grade_responder"] = (1.0 - p0) * one
+        out["scar_grade_responder_two"] = (1.0 - p0) * two
+        # texture: the scars' share of the site's area; the scars cover at most the whole site
+        # (a tiny site with many wide scars would otherwise overflow)
+        w_mm = base.scar_width_mm[:, None]
+        area_mm2 = 100.0 * base.site_area_cm2[:, None]
+        a_scar = (
+            np.minimum(base.scar_count[:, None] * np.pi * (0.5 * w_mm) ** 2, area_mm2) / area_mm2
+        )
+        zbar = 1000.0 * out["scar_depth"] * scars.mean_depth_share(base.scar_profile)[:, None]
+        sa_scar = np.nan_to_num(scars.sparse_depression_sa(a_scar, zbar))
+    else:
+        for name in (
+            "scar_depth",
+            "scar_grade",
+            "scar_grade_responder",
+            "scar_grade_responder_two",
+        ):
+            out[name] = _nans((B, T))
     # static wrinkles: groove fill (floor case) + buckling amplitude of the upper layer, which
     # scales as substrate modulus^(-1/4) (Cerda & Mahadevan 2003)
-    p0w = base.wrinkle_untouched[:, None]
-    gw = np.where(np.isfinite(fl.wrinkle_gain), fl.wrinkle_gain, 0.0)
-    groove = p0w + (1.0 - p0w) * (1.0 - scars.fill_fraction(gw, fmax, fhalf))
-    buckling = power(c_pap, -op.modulus_collagen_exponent / 4.0)
-    fst = op.wrinkle_static_share
-    out["wrinkle_depth"] = base.wrinkle_depth_um[:, None] * (fst * groove + (1.0 - fst) * buckling)
+    if _present(base.wrinkle_depth_um):
+        p0w = base.wrinkle_untouched[:, None]
+        gw = np.where(np.isfinite(fl.wrinkle_gain), fl.wrinkle_gain, 0.0)
+        groove = p0w + (1.0 - p0w) * (1.0 - scars.fill_fraction(gw, fmax, fhalf))
+        buckling = power(c_pap, -op.modulus_collagen_exponent / 4.0)
+        fst = op.wrinkle_static_share
+        out["wrinkle_depth"] = base.wrinkle_depth_um[:, None] * (
+            fst * groove + (1.0 - fst) * buckling
+        )
+    else:
+        out["wrinkle_depth"] = _nans((B, T))
     # pores: the opening of a hole in a tensioned sheet ∝ tension / stiffness of its support
-    support = power(c_pap, op.modulus_collagen_exponent) * e_f
-    fsup = op.pore_support_share
-    out["pore_diameter"] = base.pore_diameter_um[:, None] * (fsup / support + (1.0 - fsup))
+    sa_pore: float | np.ndarray = 0.0  # areal roughness the pores add (um)
+    if _present(base.pore_diameter_um):
+        support = power(c_pap, op.modulus_collagen_exponent) * e_f
+        fsup = op.pore_support_share
+        d_pore = base.pore_diameter_um[:, None] * (fsup / support + (1.0 - fsup))  # um
+        out["pore_diameter"] = d_pore
+        a_pore = op.pore_density * 1e-8 * np.pi * d_pore**2 / 4.0  # density per cm^2 x um^2 area
+        z_pore = op.pore_depth_ratio * d_pore * scars.MEAN_DEPTH_SHARE["v_shaped"]
+        sa_pore = np.nan_to_num(scars.sparse_depression_sa(a_pore, z_pore))
+    else:
+        out["pore_diameter"] = _nans((B, T))
     # stretch marks: rounded linear atrophic scars, by the scars' depth law (a contracted,
     # tether-like share released with the floor's S, the rest filled); visible width = band
     # deeper than the threshold of visible atrophy
-    p0s = base.striae_untouched[:, None]
-    gsd = np.where(np.isfinite(fl.striae_gain), fl.striae_gain, 0.0)
-    ssd = np.where(np.isfinite(fl.striae_tether), fl.striae_tether, 1.0)
-    sd0 = base.striae_depth_mm[:, None]
-    streated = scars.depth(sd0, base.striae_tethered[:, None], 0.0, ssd, gsd, fmax, fhalf)
-    sdepth = p0s * sd0 + (1.0 - p0s) * streated
-    out["striae_depth"] = sdepth
-    out["striae_width"] = scars.visible_width(
-        base.striae_width_mm[:, None], sd0, sdepth, op.scar_grade_mild_depth
-    )
-    # texture: areal roughness Sa (um) = micro-relief x collagen term + sparse depressions
+    if _present(base.striae_depth_mm, base.striae_untouched, base.striae_width_mm):
+        p0s = base.striae_untouched[:, None]
+        gsd = np.where(np.isfinite(fl.striae_gain), fl.striae_gain, 0.0)
+        ssd = np.where(np.isfinite(fl.striae_tether), fl.striae_tether, 1.0)
+        sd0 = base.striae_depth_mm[:, None]
+        streated = scars.depth(sd0, base.striae_tethered[:, None], 0.0, ssd, gsd, fmax, fhalf)
+        sdepth = p0s * sd0 + (1.0 - p0s) * streated
+        out["striae_depth"] = sdepth
+        out["striae_width"] = scars.visible_width(
+            base.striae_width_mm[:, None], sd0, sdepth, op.scar_grade_mild_depth
+        )
+    else:
+        out["striae_depth"], out["striae_width"] = _nans((B, T)), _nans((B, T))
+    # texture: areal roughness Sa (um) = micro-relief x collagen term + sparse depressions (0
+    # where a batch has none: x + 0.0 as with an array of zeros)
     age = base.age_years[:, None]
     age_rel = 1.0 + op.sa_micro_age_slope * (age - op.sa_reference_age) / 10.0
     micro = op.sa_micro * np.maximum(age_rel, 0.1) * power(c_pap, -op.texture_collagen_exponent)
-    w_mm = base.scar_width_mm[:, None]
-    area_mm2 = 100.0 * base.site_area_cm2[:, None]
-    # scars' share of the site's area; the scars cover at most the whole site (a tiny site with
-    # many wide scars would otherwise overflow)
-    a_scar = np.minimum(base.scar_count[:, None] * np.pi * (0.5 * w_mm) ** 2, area_mm2) / area_mm2
-    zbar = 1000.0 * out["scar_depth"] * scars.mean_depth_share(base.scar_profile)[:, None]
-    sa_scar = np.nan_to_num(scars.sparse_depression_sa(a_scar, zbar))
-    d_pore = out["pore_diameter"]  # um
-    a_pore = op.pore_density * 1e-8 * np.pi * d_pore**2 / 4.0  # density per cm^2 x um^2 area
-    z_pore = op.pore_depth_ratio * d_pore * scars.MEAN_DEPTH_SHARE["v_shaped"]
-    sa_pore = np.nan_to_num(scars.sparse_depression_sa(a_pore, z_pore))
     out["texture_roughness"] = micro + sa_scar + sa_pore
     # the lesion: contrast from the epidermal excess Mp (1 at baseline) over fixed dermal pigment;
     # melanin index down to its floor (the surrounding skin), PIH pigment adds; MASI / mMASI
-    contrast = pigment.lesion_contrast(y[..., IX_MP], base.dermal_pigment_fraction)
-    out["melanin_index"] = pigment.melanin_index(
-        base.melanin_index, base.perilesional_melanin_index, contrast, y[..., IX_Q], op.pigment
-    )
-    # MASI only for the cases with a melasma (every region's area known); NaN otherwise, as the
-    # NaN area of the others makes their scores (each row is computed on its own)
+    # only for the cases with a melasma (every region's area known); NaN otherwise, as the NaN
+    # area of the others makes their scores (each row is computed on its own)
     lesion = np.flatnonzero(~np.any(np.isnan(base.masi_area_pct), axis=1))
-    out["masi_score"], out["mmasi_score"] = np.full((B, T), np.nan), np.full((B, T), np.nan)
+    contrast = np.empty(0)
+    if _present(base.perilesional_melanin_index) or lesion.size:
+        contrast = pigment.lesion_contrast(y[..., IX_MP], base.dermal_pigment_fraction)
+        out["melanin_index"] = pigment.melanin_index(
+            base.melanin_index, base.perilesional_melanin_index, contrast, y[..., IX_Q], op.pigment
+        )
+    else:
+        out["melanin_index"] = _nans((B, T))
+    out["masi_score"], out["mmasi_score"] = _nans((B, T)), _nans((B, T))
     if lesion.size:
         masi, mmasi = pigment.masi(
             contrast[lesion],

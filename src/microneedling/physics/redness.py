@@ -157,6 +157,12 @@ def _amplitudes(injured: ArrayLike, params: RednessParameters) -> FloatArray:
     return np.asarray(p.vascular_ratio * recruitment_saturation(x, p.recruitment_half))
 
 
+#: largest batch (cases x sessions x times) whose impulse sums are computed for every session at
+#: once (:func:`_impulse_sum`); larger ones session by session, only over the rows where a
+#: session is over. The same numbers either way (tested).
+IMPULSE_AT_ONCE = 20_000
+
+
 def _impulse_sum(
     t: ArrayLike, session_days: ArrayLike, amp: FloatArray, tau: float | FloatArray
 ) -> FloatArray:
@@ -164,16 +170,19 @@ def _impulse_sum(
     ``session_days`` and ``amp`` (B, K), non-finite days = no session; τ a number or (B, 1)."""
     days = _f(session_days)
     tt = _f(t)
-    tt = np.broadcast_to(tt, (days.shape[0], tt.shape[-1]))
+    B, K = days.shape
+    if B * K * tt.shape[-1] <= IMPULSE_AT_ONCE:
+        return _impulse_sum_at_once(tt, days, amp, tau)
+    tt = np.broadcast_to(tt, (B, tt.shape[-1]))
     out = np.zeros(tt.shape)
     last = tt.max(axis=1, initial=-np.inf)
-    for k in range(days.shape[1]):
+    for k in range(K):
         # a session that is not over any of a row's times adds exactly +0 there: such rows (no
         # session, or one after the row's last time) are skipped
         rows = np.flatnonzero(np.isfinite(days[:, k]) & (days[:, k] <= last))
         if rows.size == 0:
             continue
-        every = rows.size == days.shape[0]
+        every = rows.size == B
         tk = tt if every else tt[rows]
         dt = tk - days[rows, k][:, None]
         on = dt >= 0.0
@@ -189,6 +198,26 @@ def _impulse_sum(
             out += add
         else:
             out[rows] += add
+    return out
+
+
+def _impulse_sum_at_once(
+    tt: FloatArray, days: FloatArray, amp: FloatArray, tau: float | FloatArray
+) -> FloatArray:
+    """:func:`_impulse_sum` of a small batch: every session's impulses as one (B, K, T) array,
+    then added session after session onto zeros, as the session-by-session loop adds them (a
+    session not yet over adds +0, which leaves a sum unchanged)."""
+    B, K = days.shape
+    dt = (tt[:, None, :] if tt.ndim == 2 else tt[None, None, :]) - days[:, :, None]
+    on = dt >= 0.0  # the session is over (False for a non-finite day)
+    add = np.zeros(dt.shape)
+    np.negative(dt, out=dt)
+    np.divide(dt, tau[:, :, None] if isinstance(tau, np.ndarray) else tau, out=dt)
+    np.exp(dt, out=add, where=on)
+    np.multiply(amp[:, :, None], add, out=add, where=on)
+    out = np.zeros((B, tt.shape[-1]))
+    for k in range(K):
+        out += add[:, k]
     return out
 
 
@@ -266,8 +295,10 @@ def _windows(
     inside = grid <= e0[:, None]
     g = np.minimum(grid, e0[:, None])
     ip, ir = inflammation_pap, inflammation_ret
-    pap = np.array([np.interp(g[i], t, ip[r]) for i, r in enumerate(b)]).reshape(g.shape)
-    ret = np.array([np.interp(g[i], t, ir[r]) for i, r in enumerate(b)]).reshape(g.shape)
+    pap, ret = np.empty(g.shape), np.empty(g.shape)
+    for i, row in enumerate(b.tolist()):
+        pap[i] = np.interp(g[i], t, ip[row])
+        ret[i] = np.interp(g[i], t, ir[row])
     pw = percase.take(params, b)  # the coefficients of each window's case
     r = vascular_signal(g, session_days[b], injured[b], pw) + pap
     r = r + pw.reticular_weight * ret

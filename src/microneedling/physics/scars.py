@@ -74,8 +74,8 @@ def _f(x: ArrayLike) -> FloatArray:
 
 def _code(profile: ArrayLike) -> NDArray[np.int_]:
     """Profile codes as integers (NaN or negative: no feature, −1)."""
-    c = np.nan_to_num(np.asarray(profile, dtype=float), nan=-1.0)
-    return np.asarray(np.where(c >= 0, c, -1), dtype=int)
+    c = np.asarray(profile, dtype=float)
+    return np.asarray(np.where(c >= 0, c, -1), dtype=int)  # NaN >= 0 is False
 
 
 def profile_share(x: ArrayLike, profile: ArrayLike) -> FloatArray:
@@ -130,7 +130,7 @@ def footprint_injury(
     Midpoint quadrature in the area variable u = x² (uniform in area) with ``n_radial`` points.
     A depression of zero depth gives the flat-skin injury exactly.
     """
-    n_, a, d, L, h, prof, fs = np.broadcast_arrays(
+    args = (
         _f(n),
         _f(surface_radius),
         _f(channel_depth),
@@ -139,11 +139,16 @@ def footprint_injury(
         _code(profile),
         _f(distensible),
     )
+    shape = args[0].shape
+    same = all(x.shape == shape for x in args)
+    n_, a, d, L, h, prof, fs = args if same else np.broadcast_arrays(*args)
     M = n_.shape[0] if n_.ndim else 1
     lay = np.broadcast_to(_f(layers), (M, 4))
     wz = np.broadcast_to(_f(damage_zone_factor), (M,))
-    x = np.sqrt((np.arange(n_radial) + 0.5) / n_radial)  # (R,)
-    z = h.reshape(M, 1) * profile_share(x[None, :], prof.reshape(M, 1))  # (M, R)
+    # the depth share of each profile at the quadrature points, the row of each depression's
+    # profile (code −1 takes the last, as profile_share does)
+    shares = _radial_shares(n_radial)[np.where((prof == 0) | (prof == 1), prof, 2)]
+    z = h.reshape(M, 1) * shares.reshape(M, n_radial)  # (M, R)
     gap = (1.0 - fs.reshape(M, 1)) * z
     Lr = L.reshape(M, 1)
     keep = np.clip(np.divide(Lr - gap, Lr, out=np.zeros_like(gap), where=Lr > 0.0), 0.0, 1.0)
@@ -157,6 +162,21 @@ def footprint_injury(
         np.repeat(wz, n_radial),
     ).reshape(M, n_radial, 3)
     return np.asarray(phi.mean(axis=1))
+
+
+_RADIAL_SHARES: dict[int, FloatArray] = {}
+
+
+def _radial_shares(n_radial: int) -> FloatArray:
+    """:func:`profile_share` of profile codes 0, 1, 2 (rows) at the midpoints in area of
+    ``n_radial`` rings, x = √((i + ½)/n), (3, n_radial); made once per ``n_radial``."""
+    shares = _RADIAL_SHARES.get(n_radial)
+    if shares is None:
+        x = np.sqrt((np.arange(n_radial) + 0.5) / n_radial)
+        shares = np.stack([profile_share(x, code) for code in range(3)])
+        shares.setflags(write=False)
+        _RADIAL_SHARES[n_radial] = shares
+    return shares
 
 
 def punctures_per_session(n: ArrayLike, width: ArrayLike) -> FloatArray:
@@ -271,13 +291,15 @@ def grade_drop_probability(
         # scar did not get shallower, or was flat or unknown before (a_j = +inf), at sigma > 0:
         # the general computation only where it can give something
         need = ~((h1 >= h0) | np.isnan(h0) | (h0 == 0.0)) | ~(sg > 0.0)
-        out = np.zeros((len(ss), *h0.shape))
-        if np.any(need):
-            hm, ho, sg = (v[need] if v.ndim else v for v in (hm, ho, sg))
-            part = _drop_probability(h0[need], h1[need], fs[need], hm, ho, sg, ss)
-            out[:, need] = np.moveaxis(part, -1, 0)
+        if need.all():  # every point (point by point, as on the subset below)
+            out = _drop_probability(h0, h1, fs, hm, ho, sg, ss)
+        else:
+            out = np.zeros((len(ss), *h0.shape))
+            if np.any(need):
+                hm, ho, sg = (v[need] if v.ndim else v for v in (hm, ho, sg))
+                out[:, need] = _drop_probability(h0[need], h1[need], fs[need], hm, ho, sg, ss)
     else:
-        out = np.moveaxis(_drop_probability(h0, h1, fs, hm, ho, sg, ss), -1, 0)
+        out = _drop_probability(h0, h1, fs, hm, ho, sg, ss)
     return np.asarray(out if many else out[0])
 
 
@@ -291,37 +313,46 @@ def _drop_probability(
     steps: tuple[int, ...],
 ) -> FloatArray:
     """``grade_drop_probability`` of depths h0 → h1 (≥ 0) at every point, with the thresholds
-    and sigma numbers or of each point (h0's shape), for each of ``steps`` along a new last
+    and sigma numbers or of each point (h0's shape), for each of ``steps`` along a new first
     axis."""
+    shape = h0.shape
+    # the three thresholds c_j of every point (..., 3), then a_j and b_j side by side (..., 6)
+    c = np.empty((*shape, 3))
+    c[..., 0] = h_mild
+    c[..., 1] = h_obvious
+    ab = np.empty((*shape, 6))
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.stack(
-            [
-                np.full(h0.shape, h_mild),
-                np.full(h0.shape, h_obvious),
-                np.where(fs < 1.0, h_obvious / np.maximum(1.0 - fs, 0.0), np.inf),
-            ],
-            axis=-1,
-        )
+        c[..., 2] = np.where(fs < 1.0, h_obvious / np.maximum(1.0 - fs, 0.0), np.inf)
         sg = sigma[..., None]
-        a = -np.log(h0[..., None] / c) / sg  # -inf for a flat scar before: never crossed
-        b = -np.log(h1[..., None] / c) / sg
-    a = np.nan_to_num(a, nan=np.inf, posinf=np.inf, neginf=-np.inf)
-    b = np.nan_to_num(b, nan=np.inf, posinf=np.inf, neginf=-np.inf)
-    b = np.maximum(a, b)  # a scar that got deeper crosses nothing downward
-    edges = np.sort(np.concatenate([a, b], axis=-1), axis=-1)  # (..., 6)
+        for part, h in ((ab[..., :3], h0), (ab[..., 3:], h1)):
+            np.divide(h[..., None], c, out=part)
+            np.log(part, out=part)
+            np.negative(part, out=part)
+            np.divide(part, sg, out=part)  # a: -inf for a flat scar before: never crossed
+    ab[np.isnan(ab)] = np.inf
+    a, b = ab[..., :3], ab[..., 3:]
+    np.maximum(a, b, out=b)  # a scar that got deeper crosses nothing downward
+    edges = np.sort(ab, axis=-1)  # (..., 6)
     lo, hi = edges[..., :-1], edges[..., 1:]
+    finite = np.isfinite(edges)
     with np.errstate(invalid="ignore"):  # inf + (-inf) where a grade has no finite interval
         finite_mid = np.where(
-            np.isfinite(lo) & np.isfinite(hi),
+            finite[..., :-1] & finite[..., 1:],
             0.5 * (lo + hi),
-            np.where(np.isfinite(lo), lo + 1.0, hi - 1.0),
+            np.where(finite[..., :-1], lo + 1.0, hi - 1.0),
         )
-    inside = (a[..., None, :] < finite_mid[..., :, None]) & (
-        finite_mid[..., :, None] <= b[..., None, :]
-    )
-    count = inside.sum(axis=-1)
-    mass = np.where(hi > lo, ndtr(hi) - ndtr(lo), 0.0)
-    return np.stack([np.sum(np.where(count >= k, mass, 0.0), axis=-1) for k in steps], axis=-1)
+    # how many of the three intervals (a_j, b_j] hold each segment (by its midpoint)
+    count = np.zeros(finite_mid.shape, dtype=np.uint8)
+    for j in range(3):
+        count += (a[..., j, None] < finite_mid) & (finite_mid <= b[..., j, None])
+    cdf = ndtr(edges)
+    mass = np.where(hi > lo, cdf[..., 1:] - cdf[..., :-1], 0.0)
+    out = np.empty((len(steps), *shape))
+    for j, k in enumerate(steps):
+        # the sum over the five segments in order, as np.sum adds an axis this short
+        m = np.where(count >= k, mass, 0.0)
+        out[j] = (((m[..., 0] + m[..., 1]) + m[..., 2]) + m[..., 3]) + m[..., 4]
+    return out
 
 
 def sparse_depression_sa(area_fraction: ArrayLike, mean_depth: ArrayLike) -> FloatArray:

@@ -281,7 +281,8 @@ def test_roles_are_by_study_dated_and_ruled(all_rows):
     assert set(roles.studies) == set(by_study)  # every study with a role has rows
     for s in roles.studies.values():
         assert s.reason.strip(), s.study
-        if s.rule in ("c", "d"):  # d: held out when added (2026-12-05), unless rule a applies
+        # d, f: held out when added (2026-12-05; 2026-12-06 after rule e's studies), unless rule a
+        if s.rule in ("c", "d", "f"):
             assert s.role == "validation", s.study
 
 
@@ -345,7 +346,7 @@ def test_every_source_needs_a_role_and_every_role_a_rule(tmp_path):
     p = _variant(
         tmp_path,
         'mohammed2014 = { role = "validation", rule = "c"',
-        'mohammed2014 = { role = "validation", rule = "f"',
+        'mohammed2014 = { role = "validation", rule = "g"',
     )
     with pytest.raises(LiteratureError, match=r"_roles.studies.mohammed2014.rule"):
         load_literature(p)
