@@ -731,3 +731,13 @@ def test_a_percentage_is_compared_with_a_percentage(all_rows, protocols):
             continue
         if v.units not in ("%", "1"):
             assert p.compare == "relative_change", (r.key, r.observable, v.units, p.compare)
+
+
+def test_a_row_with_a_baseline_states_levels_not_a_change(all_rows):
+    """``baseline`` is the level before, in the value's units, and ``value`` the level after
+    (relative_change_percent is 100 (value - baseline)/baseline). A row whose value is already a
+    change in % must not carry one: njdvl2024_mn_only_score's -28.12 % with the score's 16 before
+    was once scored as a change from 16 to -28.12 (-275.8 %)."""
+    for r in all_rows:
+        if r.baseline is not None:
+            assert r.units != "%", (r.key, r.value, r.baseline)
