@@ -102,13 +102,16 @@ def test_baseline_state_gives_the_baseline_of_every_dermal_observable_exactly() 
         np.testing.assert_allclose(o["texture_roughness"], sa, rtol=1e-12)
 
 
+#: baseline fields of a case without scars, wrinkles, pores or stretch marks
+NO_FEATURES: dict[str, float] = dict(
+    wrinkle_depth_um=np.nan, scar_depth_mm=np.nan, pore_diameter_um=np.nan,
+    striae_width_mm=np.nan, striae_depth_mm=np.nan, scar_count=np.nan, scar_width_mm=np.nan,
+    scar_profile=-1, scar_untouched=np.nan, wrinkle_untouched=np.nan, striae_untouched=np.nan,
+)  # fmt: skip
+
+
 def test_absent_conditions_are_nan_and_texture_is_always_defined() -> None:
-    nan = np.nan
-    b = base(
-        wrinkle_depth_um=nan, scar_depth_mm=nan, pore_diameter_um=nan, striae_width_mm=nan,
-        striae_depth_mm=nan, scar_count=nan, scar_width_mm=nan, scar_profile=-1,
-        scar_untouched=nan, wrinkle_untouched=nan, striae_untouched=nan,
-    )  # fmt: skip
+    b = base(**NO_FEATURES)
     o = run(states(), b)
     for k in ("scar_depth", "scar_grade", "wrinkle_depth", "pore_diameter", "striae_width"):
         assert np.all(np.isnan(o[k])), k
@@ -334,12 +337,7 @@ def test_a_feature_no_case_has_is_skipped_with_the_same_bits() -> None:
     its outputs are NaN without the arithmetic: the bits (NaN payload included) and the texture
     are those the case gets inside a batch where another case has every feature."""
     rng = np.random.default_rng(21)
-    nan = np.nan
-    bare = dict(
-        wrinkle_depth_um=nan, scar_depth_mm=nan, pore_diameter_um=nan, striae_width_mm=nan,
-        striae_depth_mm=nan, scar_count=nan, scar_width_mm=nan, scar_profile=-1,
-        scar_untouched=nan, wrinkle_untouched=nan, striae_untouched=nan,
-    )  # fmt: skip
+    bare = dict(NO_FEATURES)
     full = base(1)
     full = replace(
         full, melanin_index=np.array([40.0]), perilesional_melanin_index=np.array([30.0])
