@@ -449,9 +449,7 @@ def _session_injury(
     shape = mask.shape
     # the layers of one row per (case, session), like the channels (``skin.repeat(K)``'s)
     layers = np.repeat(np.atleast_2d(skin.stack()), shape[1], axis=0)
-    phi = injury.injured_fraction(
-        ch.density_m2, ch.surface_radius_m, ch.depth_m, layers, npar.damage_zone_factor
-    ).reshape(*shape, 3)  # injury.injured_fraction_from_channels
+    phi = injury.injured_fraction_from_channels(ch, layers, npar).reshape(*shape, 3)
     dermis = layers[:, 2:].sum(axis=1)
     cleft = injury.cleft_fraction(ch.density_m2, ch.cleft_volume_m3, dermis).reshape(shape)
     closure = transport.closure_time(ch.surface_radius_m, occlusion.reshape(-1), closure_params)

@@ -97,8 +97,7 @@ def parameter_matrix(
     for name, values in (per_case or {}).items():
         if name not in PIDX:
             raise KeyError(f"unknown healing parameter {name!r}; known: {PARAM_NAMES}")
-        v = np.asarray(values, dtype=float)
-        p[:, PIDX[name]] = v if v.shape == (n_cases,) else np.broadcast_to(v, (n_cases,))
+        p[:, PIDX[name]] = _shaped(values, (n_cases,))
     return p
 
 
@@ -111,10 +110,10 @@ def recruitment_saturation(x: ArrayLike, half: ArrayLike) -> np.ndarray:
     return np.asarray(xx / (np.asarray(half, dtype=float) + xx))
 
 
-def _per_case_column(x: ArrayLike, n: int) -> np.ndarray:
-    """A number or one value per case (n,) as an (n, 1) column."""
+def _shaped(x: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` as floats of ``shape``: itself when it has that shape, else broadcast to it."""
     a = np.asarray(x, dtype=float)
-    return (a if a.shape == (n,) else np.broadcast_to(a, (n,)))[:, None]
+    return a if a.shape == shape else np.broadcast_to(a, shape)
 
 
 def session_impulses(
@@ -150,15 +149,13 @@ def session_impulses(
     """
     phi = np.asarray(injured_fraction, dtype=float)
     B, K, _ = phi.shape
-    half = _per_case_column(recruitment_half, B)
+    half = _shaped(recruitment_half, (B,))[:, None]
     jumps = np.zeros((B, K, N_STATE))
     jumps[:, :, IX_DE] = phi[:, :, 0]
     blood = None
     if cleft_fraction is not None:
-        rho = _per_case_column(blood_ratio, B)
-        c = np.asarray(cleft_fraction, dtype=float)
-        if c.shape != (B, K):
-            c = np.broadcast_to(c, (B, K))
+        rho = _shaped(blood_ratio, (B,))[:, None]
+        c = _shaped(cleft_fraction, (B, K))
         blood = rho * half * recruitment_saturation(c, half)
     for layer, o in ((1, 0), (2, N_DERMAL)):
         jumps[:, :, o + IX_D] = phi[:, :, layer]

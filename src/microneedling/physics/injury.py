@@ -189,9 +189,10 @@ def injured_fraction(
 
 
 def injured_fraction_from_channels(
-    channels: Channels, skin: SkinLayers, params: ParameterSet | NeedleParameters
+    channels: Channels, skin: SkinLayers | ArrayLike, params: ParameterSet | NeedleParameters
 ) -> FloatArray:
-    """Injured volume fraction (B, 3) of the puncture field ``channels`` in ``skin``.
+    """Injured volume fraction (B, 3) of the puncture field ``channels`` in ``skin``: its
+    :class:`SkinLayers`, or their thicknesses (B, 4) as ``SkinLayers.stack`` gives them.
 
     ``params`` is a ParameterSet (``needles.damage_zone_factor`` is read) or NeedleParameters.
     """
@@ -202,7 +203,7 @@ def injured_fraction_from_channels(
         channels.density_m2,
         channels.surface_radius_m,
         channels.depth_m,
-        skin.stack(),
+        skin.stack() if isinstance(skin, SkinLayers) else skin,
         npar.damage_zone_factor,
     )
 
