@@ -3,9 +3,12 @@ the audit event, in one transaction) on SQLite and PostgreSQL, and how many run 
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +16,7 @@ import sqlalchemy as sa
 from microneedling.course.model import Course
 from microneedling.engine.simulate import simulate
 from microneedling.errors import InputError
-from microneedling.service import api, runs
+from microneedling.service import api, auth, runs
 from microneedling.service.config import Settings
 from microneedling.service.db import AuditEvent, FileRecord, Run
 from microneedling.service.runs import RESULT_BLOB
@@ -99,6 +102,74 @@ def test_at_most_inline_threads_simulations_run_at_once(
         assert codes == [201] * 6
         assert _count(svc, Run) == 6
     assert peak() == threads
+
+
+def test_requests_waiting_for_the_inline_limit_hold_no_database_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one inline simulation runs, the requests queued behind it hold no pooled connection.
+    They held the one their authentication read on, so 15 of them exhausted SQLite's pool (5 + 10)
+    and a simulation that needed a connection to store its result waited the pool's 30 s timeout,
+    stalling the process (32 clients on 2 workers, 2026-12-06). Counted in the middle of each of
+    8 simulations (0.4 s each) while 8 requests are in."""
+    body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
+    # no job thread: its polls would take a connection now and then
+    settings = settings_for(tmp_path, None, inline_threads=1, job_threads=0)
+    with build_service(settings, "sqlite") as svc:
+        svc.client.post(f"{API}/runs/simulate", json=body, headers=svc.a.h)  # last_used set
+        pool = svc.ctx.engine.pool
+        seen: list[int] = []
+        real = api.simulate_inline
+
+        def counted(request: Any) -> Any:
+            time.sleep(0.2)
+            seen.append(pool.checkedout())  # type: ignore[attr-defined]
+            time.sleep(0.2)
+            return real(request)
+
+        monkeypatch.setattr(api, "simulate_inline", counted)
+        with ThreadPoolExecutor(8) as workers:
+            codes = list(
+                workers.map(
+                    lambda _: (
+                        svc.client.post(
+                            f"{API}/runs/simulate", json=body, headers=svc.a.h
+                        ).status_code
+                    ),
+                    range(8),
+                )
+            )
+        assert codes == [201] * 8
+    assert len(seen) == 8
+    # the first simulation starts while the others may still be signing in; then none holds one
+    assert max(seen[1:]) <= 1, seen
+
+
+@pytest.mark.parametrize("update", [False, True])
+def test_after_authentication_a_request_needs_no_new_connection(
+    service: Service, update: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other half of the test above, on both databases: after authentication (with and
+    without the ``last_used_at`` UPDATE, whose commit gives the connection back) a request holds
+    no connection on SQLite, and holds one it keeps on PostgreSQL, so the request that runs never
+    waits for the pool that the requests queued behind it hold."""
+    from starlette.requests import Request
+
+    if update:
+        monkeypatch.setattr(auth, "_LAST_USED_EVERY", dt.timedelta(0))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"{API}/runs/simulate",
+        "headers": [(b"authorization", f"Bearer {service.a.token}".encode())],
+        "app": service.app,
+        "client": ("127.0.0.1", 50000),
+        "query_string": b"",
+    }
+    with service.ctx.sessions() as db:
+        who = auth.authenticate_request(Request(scope), db, limit=False)
+        assert who.organisation_id == service.a.id
+        assert db.in_transaction() is (service.kind == "postgresql")
 
 
 def test_inline_threads_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -81,11 +81,13 @@ def test_serve_exports_the_number_of_worker_processes(
     from microneedling.service import server
 
     seen: dict[str, str | None] = {}
-    monkeypatch.setattr(
-        server.uvicorn,
-        "run",
-        lambda *a, **k: seen.update(n=os.environ.get("MICRONEEDLING_SERVER_PROCESSES")),
-    )
+
+    def started(*a: object, **k: object) -> None:
+        seen.update(n=os.environ.get("MICRONEEDLING_SERVER_PROCESSES"))
+
+    # one process runs uvicorn; several run under uvicorn's supervisor or, on Linux, ours
+    monkeypatch.setattr(server.uvicorn, "run", started)
+    monkeypatch.setattr(server, "_supervise", started)
     # serve() sets these in its own environment: setenv first, so that the test's end restores them
     for key in ("SERVER_PROCESSES", "SUPERVISOR_PID", "DATA_DIR", "SECRET_KEY", "JOB_THREADS",
                 "DASK_WORKERS", "MIGRATED"):  # fmt: skip
@@ -163,3 +165,17 @@ def test_secret_key_from_the_environment_or_a_private_file(
     assert Settings.from_env(data_dir=tmp_path).with_secret().secret_key == s.secret_key
     monkeypatch.setenv("MICRONEEDLING_SECRET_KEY", "from-the-environment")
     assert Settings.from_env(data_dir=tmp_path).with_secret().secret_key == "from-the-environment"
+
+
+def test_serve_refuses_an_unknown_log_level_before_starting(tmp_path: Path) -> None:
+    """A bad ``--log-level`` is an input error naming the option and the allowed values (it was
+    a KeyError inside uvicorn, reported as an internal error)."""
+    from typer.testing import CliRunner
+
+    from microneedling.cli.app import app
+
+    out = CliRunner().invoke(
+        app, ["serve", "--data-dir", str(tmp_path), "--log-level", "verbose", "--port", "1"]
+    )
+    assert out.exit_code == 2, out.output
+    assert "--log-level" in out.output and "'verbose'" in out.output and "debug" in out.output

@@ -117,6 +117,9 @@ def serve_command(
                 dask_workers=dask_workers,
                 scheduler=scheduler,
             )
+            levels = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
+            if log_level.lower() not in levels:
+                raise InputError("--log-level", log_level, "one of " + ", ".join(levels))
             if settings.dask_workers and settings.scheduler:
                 raise InputError(
                     "--scheduler",

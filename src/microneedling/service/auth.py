@@ -199,6 +199,7 @@ def authenticate_request(
                 raise ServiceError(
                     403, f"missing or wrong CSRF token (the {CSRF_HEADER} header or csrf_token)"
                 )
+    _settle_connection(db)
     if limit:
         key = f"token:{found.token_id}" if found.via == "token" else f"user:{found.user_id}"
         wait = ctx.limiter.hit(key)
@@ -209,6 +210,26 @@ def authenticate_request(
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
     return found
+
+
+def _settle_connection(db: Session) -> None:
+    """Leave the request's session either holding no pooled connection or holding one it keeps to
+    the end, never needing a new one after it has queued (an inline simulate waits for the
+    process's simulate limiter). A request that had given its connection back (the commit of the
+    once-a-minute ``last_used_at`` UPDATE does) and reached the limiter needed a new one to store
+    its result while the 15 requests queued behind it held the whole pool (SQLite's 5 + 10): every
+    request of the process stalled for the pool's 30 s timeout (32 clients, 2026-12-06).
+
+    SQLite: the read ends (a commit without a round trip) and the connection goes back, so queued
+    requests hold none. PostgreSQL: ending the read and checking out again (a COMMIT, then the
+    pool's pre-ping) cost ~0.5-1 ms per request (benchmarks/bench_service.py, interleaved); the
+    request keeps its connection instead, taking one again after the UPDATE's commit, so the
+    request that runs always has one (requests beyond the pool wait before they queue)."""
+    if db.get_bind().dialect.name == "sqlite":
+        if db.in_transaction():
+            db.commit()
+    else:
+        db.connection()
 
 
 def _unauthorised(message: str) -> ServiceError:
