@@ -43,7 +43,8 @@ PASSWORD = "benchmark password 1234"
 
 
 def tree_cpu_s(pid: int) -> float:
-    """CPU time (user + system, s) of a process and all its descendants (Linux /proc)."""
+    """CPU time (user + system, s) of a process and all its descendants, those that have ended
+    included once reaped (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     parent: dict[int, int] = {}
     cpu: dict[int, float] = {}
@@ -55,7 +56,9 @@ def tree_cpu_s(pid: int) -> float:
         except OSError:
             continue
         parent[int(d.name)] = int(fields[1])
-        cpu[int(d.name)] = (int(fields[11]) + int(fields[12])) / tick
+        # its own CPU and that of its children it has reaped (a PostgreSQL backend that ends
+        # within the window is counted in the postmaster's), so each process is counted once
+        cpu[int(d.name)] = sum(int(f) for f in fields[11:15]) / tick
     total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
