@@ -36,6 +36,19 @@ def _count(svc: Service, model: type) -> int:
         return int(db.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
 
 
+def _post_at_once(svc: Service, body: dict[str, Any], n: int) -> list[int]:
+    """``n`` simulate requests of organisation A sent together; their status codes."""
+    with ThreadPoolExecutor(n) as pool:
+        return list(
+            pool.map(
+                lambda _: (
+                    svc.client.post(f"{API}/runs/simulate", json=body, headers=svc.a.h).status_code
+                ),
+                range(n),
+            )
+        )
+
+
 def test_inline_simulate_stores_run_result_and_audit_event(service: Service) -> None:
     c, a = service.client, service.a
     body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
@@ -88,18 +101,7 @@ def test_at_most_inline_threads_simulations_run_at_once(
     peak = count_inline_simulations(monkeypatch)
     body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
     with build_service(settings_for(tmp_path, None, inline_threads=threads), "sqlite") as svc:
-        with ThreadPoolExecutor(6) as pool:
-            codes = list(
-                pool.map(
-                    lambda _: (
-                        svc.client.post(
-                            f"{API}/runs/simulate", json=body, headers=svc.a.h
-                        ).status_code
-                    ),
-                    range(6),
-                )
-            )
-        assert codes == [201] * 6
+        assert _post_at_once(svc, body, 6) == [201] * 6
         assert _count(svc, Run) == 6
     assert peak() == threads
 
@@ -128,18 +130,7 @@ def test_requests_waiting_for_the_inline_limit_hold_no_database_connection(
             return real(request)
 
         monkeypatch.setattr(api, "simulate_inline", counted)
-        with ThreadPoolExecutor(8) as workers:
-            codes = list(
-                workers.map(
-                    lambda _: (
-                        svc.client.post(
-                            f"{API}/runs/simulate", json=body, headers=svc.a.h
-                        ).status_code
-                    ),
-                    range(8),
-                )
-            )
-        assert codes == [201] * 8
+        assert _post_at_once(svc, body, 8) == [201] * 8
     assert len(seen) == 8
     # the first simulation starts while the others may still be signing in; then none holds one
     assert max(seen[1:]) <= 1, seen
