@@ -105,6 +105,8 @@ def serve_command(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP API (OpenAPI docs at /docs) with its database and background jobs."""
+    from uvicorn.config import LOG_LEVELS
+
     from microneedling.service.config import Settings
     from microneedling.service.server import ensure_admin, prepare, serve
 
@@ -117,9 +119,8 @@ def serve_command(
                 dask_workers=dask_workers,
                 scheduler=scheduler,
             )
-            levels = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
-            if log_level.lower() not in levels:
-                raise InputError("--log-level", log_level, "one of " + ", ".join(levels))
+            if log_level.lower() not in LOG_LEVELS:
+                raise InputError("--log-level", log_level, "one of " + ", ".join(LOG_LEVELS))
             if settings.dask_workers and settings.scheduler:
                 raise InputError(
                     "--scheduler",

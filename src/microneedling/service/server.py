@@ -29,6 +29,7 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
+from uvicorn.config import STARTUP_FAILURE
 
 from microneedling.errors import InputError
 from microneedling.service.accounts import create_admin, normalise_email
@@ -179,8 +180,6 @@ def serve(
 #: Whether worker processes get a socket each (Linux balances SO_REUSEPORT listeners by a hash of
 #: the connection; other systems either lack it or give every connection to one socket).
 REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
-#: uvicorn's exit code when the app failed to start (import, factory or lifespan): not restarted.
-EXIT_STARTUP_FAILED = 3
 #: A worker that ends within this many seconds of its start, this many times in a row, stops the
 #: server instead of being started again (a crash loop).
 FAST_EXIT_S, FAST_EXITS = 10.0, 3
@@ -278,43 +277,39 @@ def _supervise(
         sig: signal.signal(sig, lambda sig, _frame: signals.append(sig))
         for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    procs: list[multiprocessing.process.BaseProcess] = []
-    started: list[float] = []
+    running: list[tuple[multiprocessing.process.BaseProcess, float]] = []  # (worker, its start)
     fast = 0
 
-    def start(i: int) -> None:
+    def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
         proc = ctx.Process(
             target=_worker, args=(factory, socks[i], options), name=f"microneedling-server-{i}"
         )
         proc.start()
-        if i < len(procs):
-            procs[i], started[i] = proc, time.monotonic()
-        else:
-            procs.append(proc)
-            started.append(time.monotonic())
+        return proc, time.monotonic()
 
     try:
         for i in range(workers):
-            start(i)
+            running.append(start(i))
         _ulog.info("supervisor [%d]: %d worker processes on http://%s:%d, a socket each "
                    "(SO_REUSEPORT)", os.getpid(), workers, host, port)  # fmt: skip
         while not signals:
             time.sleep(0.25)
-            for i, proc in enumerate(procs):
+            for i, (proc, since) in enumerate(running):
                 if proc.is_alive() or signals:
                     continue
-                if proc.exitcode == EXIT_STARTUP_FAILED:
+                if proc.exitcode == STARTUP_FAILURE:  # uvicorn's: import, factory or lifespan
                     _ulog.error("worker [%s]: the application failed to start", proc.pid)
-                    raise SystemExit(EXIT_STARTUP_FAILED)
-                fast = fast + 1 if time.monotonic() - started[i] < FAST_EXIT_S else 0
+                    raise SystemExit(STARTUP_FAILURE)
+                fast = fast + 1 if time.monotonic() - since < FAST_EXIT_S else 0
                 if fast >= FAST_EXITS:
                     _ulog.error("workers keep ending within %.0f s of their start (the last "
                                 "with %s): stopping", FAST_EXIT_S, proc.exitcode)  # fmt: skip
                     raise SystemExit(1)
                 _ulog.warning("worker [%s] ended with %s: starting another", proc.pid,
                               proc.exitcode)  # fmt: skip
-                start(i)
+                running[i] = start(i)
     finally:
+        procs = [proc for proc, _ in running]
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
                 os.kill(proc.pid, signal.SIGTERM)
