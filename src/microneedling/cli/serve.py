@@ -105,10 +105,8 @@ def serve_command(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP API (OpenAPI docs at /docs) with its database and background jobs."""
-    from uvicorn.config import LOG_LEVELS
-
     from microneedling.service.config import Settings
-    from microneedling.service.server import ensure_admin, prepare, serve
+    from microneedling.service.server import LOG_LEVELS, ensure_admin, prepare, serve
 
     with user_errors():
         try:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
-from uvicorn.config import STARTUP_FAILURE
+from uvicorn.config import LOG_LEVELS, STARTUP_FAILURE
 
 from microneedling.errors import InputError
 from microneedling.service.accounts import create_admin, normalise_email
@@ -37,7 +37,7 @@ from microneedling.service.app import create_app
 from microneedling.service.config import ENV_PREFIX, Settings
 from microneedling.service.db import User, make_engine, migrate, session_scope
 
-__all__ = ["admin_from_env", "app_from_env", "ensure_admin", "prepare", "serve"]
+__all__ = ["LOG_LEVELS", "admin_from_env", "app_from_env", "ensure_admin", "prepare", "serve"]
 
 log = logging.getLogger("microneedling.service")
 
