@@ -1,12 +1,14 @@
-"""Limits and secrets: rate limits per token and per sign-in, request size, cookie flags, argon2
-hashes, settings from the environment and the secret key."""
+"""Limits and secrets: rate limits per token and per sign-in (shared by the processes of a server),
+request size, cookie flags, argon2 hashes, settings from the environment and the secret key."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +16,14 @@ import sqlalchemy as sa
 from microneedling.errors import InputError
 from microneedling.service.config import Settings
 from microneedling.service.db import User
-from microneedling.service.security import RateLimiter, hash_password, verify_password
+from microneedling.service.security import (
+    Limiter,
+    RateLimiter,
+    SharedRateLimiter,
+    hash_password,
+    rate_limiter,
+    verify_password,
+)
 from tests.service.helpers import PASSWORD, Service, build_service, settings_for
 
 API = "/api/v1"
@@ -56,46 +65,138 @@ def test_sign_in_attempts_are_limited_and_cookies_secure(strict: Service) -> Non
     assert r.status_code == 429  # the third attempt within a minute, even with the password
 
 
-def test_sign_in_limit_is_shared_out_among_server_processes(
+def test_the_processes_of_one_server_share_their_limits(tmp_path: Path) -> None:
+    """Two contexts on one data directory (what the processes of ``serve --workers 2`` build)
+    share their buckets: together they allow one ``rate_burst`` per token and one
+    ``login_per_minute`` per address (the whole limit, no longer divided among the processes)."""
+    from microneedling.service.app import make_context
+
+    settings = settings_for(tmp_path, None, rate_burst=4, rate_per_second=1e-6,
+                            login_per_minute=10)  # fmt: skip
+    one, two = make_context(settings), make_context(settings)
+    try:
+        requests = [ctx.limiter.hit("token:1") for ctx in (one, two, one, two, one, two)]
+        assert [w == 0 for w in requests] == [True] * 4 + [False] * 2
+        sign_ins = [ctx.login_limiter.hit("ip:10.0.0.1") for ctx in (one, two) * 6]
+        assert [w == 0 for w in sign_ins] == [True] * 10 + [False] * 2
+        assert 0 < sign_ins[-1] <= 6.0  # an attempt back every 60/10 s
+        assert two.limiter.hit("token:2") == 0.0  # another token: its own bucket
+        assert {p.name for p in settings.limits_dir.iterdir()} == {"requests.bin", "sign-in.bin"}
+    finally:
+        one.engine.dispose()
+        two.engine.dispose()
+
+
+def _flood(limiter: Limiter, keys: int) -> None:
+    for i in range(keys):
+        limiter.hit(f"email:flood-{i}@attacker.example")
+
+
+@pytest.mark.parametrize("kind", ["memory", "shared"])
+def test_a_flood_of_new_keys_does_not_reset_a_depleted_bucket(kind: str, tmp_path: Path) -> None:
+    """An attacker who sends many distinct keys (e-mail addresses) fills the table; the depleted
+    bucket of the account under attack is the last to go (the whole table was cleared before)."""
+    lim: RateLimiter | SharedRateLimiter
+    if kind == "memory":
+        lim = RateLimiter(rate=1e-6, burst=3, max_keys=64)
+    else:
+        lim = SharedRateLimiter(tmp_path / "t.bin", rate=1e-6, burst=3, slots=64, window=8)
+    assert [lim.hit("email:victim@clinic.example") == 0 for _ in range(4)] == [True] * 3 + [False]
+    _flood(lim, 5000)
+    assert lim.hit("email:victim@clinic.example") > 0  # still depleted
+    if isinstance(lim, RateLimiter):
+        assert len(lim._buckets) <= 64  # bounded
+    else:
+        assert (tmp_path / "t.bin").stat().st_size == 32 + 64 * 24
+        lim.close()
+
+
+def test_a_full_table_drops_refilled_and_fullest_buckets_first() -> None:
+    """Refilled buckets are the same as none; then the fullest go, a depleted one last."""
+    lim = RateLimiter(rate=1e-6, burst=3, max_keys=3)
+    for key, hits in (("drained", 3), ("half", 1), ("used", 2)):
+        for _ in range(hits):
+            assert lim.hit(key) == 0
+    lim.hit("new")  # the table is full: "half" (2 tokens) goes
+    assert set(lim._buckets) == {"drained", "used", "new"}
+    assert lim.hit("drained") > 0
+    lim._buckets["used"].tokens = 3.0  # as if refilled
+    lim.hit("newer")
+    assert set(lim._buckets) == {"drained", "new", "newer"} and lim.hit("drained") > 0
+
+
+def test_two_limiters_on_one_file_share_a_bucket(tmp_path: Path) -> None:
+    path = tmp_path / "limits" / "t.bin"
+    a = SharedRateLimiter(path, rate=1e-6, burst=4)
+    b = SharedRateLimiter(path, rate=1e-6, burst=4)
+    try:
+        waits = [lim.hit("token:7") for lim in (a, b, a, b, a, b)]
+        assert [w == 0 for w in waits] == [True] * 4 + [False] * 2
+        assert b.hit("token:8") == 0.0 and a.hit("token:8") == 0.0  # another key: its own
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_table_of_the_wrong_size_or_version_is_recreated(tmp_path: Path) -> None:
+    path = tmp_path / "t.bin"
+    path.write_bytes(b"not a table")
+    lim = SharedRateLimiter(path, rate=1e-6, burst=1, slots=16)
+    assert path.stat().st_size == 32 + 16 * 24
+    assert lim.hit("k") == 0 and lim.hit("k") > 0
+    data = bytearray(path.read_bytes())
+    data[8:12] = (99).to_bytes(4, "little")  # another version of the table
+    path.write_bytes(bytes(data))
+    fresh = SharedRateLimiter(path, rate=1e-6, burst=1, slots=16)
+    assert fresh.hit("k") == 0  # a new table: "k" is new there
+    assert path.read_bytes()[8:12] == (1).to_bytes(4, "little")
+    bigger = SharedRateLimiter(path, rate=1e-6, burst=1, slots=32)  # another size: replaced too
+    assert path.stat().st_size == 32 + 32 * 24 and bigger.hit("k") == 0
+    assert lim.hit("other") == 0  # a limiter on a replaced file keeps working (on its own copy)
+    assert [p.name for p in tmp_path.iterdir()] == ["t.bin"]  # no temporary file left
+    for each in (lim, fresh, bigger):
+        each.close()
+
+
+def _hit_many(path: str, start: Any, n: int, allowed: Any) -> None:
+    """One process of the test below: ``n`` hits on one key once both processes are ready."""
+    lim = SharedRateLimiter(path, rate=1e-6, burst=20_000)
+    start.wait(60)
+    allowed.put(sum(lim.hit("token:1") == 0 for _ in range(n)))
+
+
+def test_two_processes_hitting_one_key_allow_exactly_burst(tmp_path: Path) -> None:
+    """No update is lost between processes: 2 x 15,000 concurrent hits on a bucket of 20,000 allow
+    20,000 in total (without the file lock, both processes overwrite each other's count: about
+    2 x 15,000 allowed if they run side by side all along)."""
+    ctx = multiprocessing.get_context("spawn")
+    start, allowed = ctx.Barrier(2), ctx.Queue()
+    path = str(tmp_path / "t.bin")
+    procs = [ctx.Process(target=_hit_many, args=(path, start, 15_000, allowed)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    try:
+        counts = [allowed.get(timeout=120) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    assert sum(counts) == 20_000, counts
+    assert [proc.exitcode for proc in procs] == [0, 0]
+
+
+def test_the_in_memory_limiter_where_files_cannot_be_shared(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With ``serve --workers 2`` each process allows half of ``login_per_minute`` (10 -> 5 per
-    process), so attempts spread over both never exceed 10 a minute; one process alone allows 10."""
-    from microneedling.service.app import login_limiter
+    from microneedling.service import security
 
-    for processes, allowed in ((1, 10), (2, 5), (3, 3), (20, 1)):
-        lim = login_limiter(settings_for(tmp_path, None, login_per_minute=10,
-                                         server_processes=processes))  # fmt: skip
-        waits = [lim.hit("ip:127.0.0.1") for _ in range(allowed + 1)]
-        assert waits[:allowed] == [0.0] * allowed and waits[allowed] > 0, processes
-        assert waits[allowed] == pytest.approx(60.0 * processes / 10.0, rel=0.05)
-    # serve() exports the process count to its workers, which read it from the environment
-    monkeypatch.setenv("MICRONEEDLING_SERVER_PROCESSES", "2")
-    monkeypatch.setenv("MICRONEEDLING_DATA_DIR", str(tmp_path))
-    assert Settings.from_env().server_processes == 2
-
-
-def test_serve_exports_the_number_of_worker_processes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from microneedling.service import server
-
-    seen: dict[str, str | None] = {}
-
-    def started(*a: object, **k: object) -> None:
-        seen.update(n=os.environ.get("MICRONEEDLING_SERVER_PROCESSES"))
-
-    # one process runs uvicorn; several run under uvicorn's supervisor or, on Linux, ours
-    monkeypatch.setattr(server.uvicorn, "run", started)
-    monkeypatch.setattr(server, "_supervise", started)
-    # serve() sets these in its own environment: setenv first, so that the test's end restores them
-    for key in ("SERVER_PROCESSES", "SUPERVISOR_PID", "DATA_DIR", "SECRET_KEY", "JOB_THREADS",
-                "DASK_WORKERS", "MIGRATED"):  # fmt: skip
-        monkeypatch.setenv("MICRONEEDLING_" + key, "")
-    server.serve(settings_for(tmp_path, None), workers=3)
-    assert seen["n"] == "3"
-    server.serve(settings_for(tmp_path, None), workers=1)
-    assert seen["n"] == "1"
+    assert isinstance(rate_limiter(tmp_path / "a.bin", 1.0, 2), SharedRateLimiter)
+    assert isinstance(rate_limiter(tmp_path / "b.bin", 0.0, 2), RateLimiter)  # no limit, no file
+    monkeypatch.setattr(security, "SHARED_LIMITS", False)  # Windows: no fcntl
+    assert isinstance(rate_limiter(tmp_path / "c.bin", 1.0, 2), RateLimiter)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
 
 
 def test_request_size_limit(strict: Service) -> None:

@@ -1,9 +1,11 @@
 """``microneedling serve --workers 2``: both worker processes answer requests, each background run
-is executed by exactly one of them, on SQLite and PostgreSQL; and the workers end when the
-supervisor process that started them is killed (they would otherwise keep the port and the jobs)."""
+is executed by exactly one of them, on SQLite and PostgreSQL; the rate limit holds for the server
+whichever process answers; and the workers end when the supervisor process that started them is
+killed (they would otherwise keep the port and the jobs)."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -201,4 +203,86 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         for _ in range(10):  # new connections reach either process; all are answered
             assert httpx.get(f"{base}/api/v1/health", timeout=30).status_code == 200
     finally:
+        stop(proc)
+
+
+def _serving_process(conn: http.client.HTTPConnection, port: int, workers: set[int]) -> int | None:
+    """The worker process holding the server's end of ``conn`` (a loopback connection to ``port``):
+    the socket of /proc/net/tcp from ``port`` to the client's port, found among the workers'
+    open files."""
+    assert conn.sock is not None
+    mine = conn.sock.getsockname()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = (int(a.split(":")[1], 16) for a in fields[1:3])
+        if (local, remote) == (port, mine):
+            inode = fields[9]
+    for pid in workers:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def _connection_to_each(port: int, workers: set[int]) -> dict[int, http.client.HTTPConnection]:
+    """A kept-alive connection to each worker (new connections until both hold one; the kernel
+    picks the worker of each). Connections older than 2 s are replaced, as uvicorn closes idle
+    ones after 5 s."""
+    found: dict[int, tuple[http.client.HTTPConnection, float]] = {}
+    end = time.monotonic() + 120
+    while set(found) != workers:
+        assert time.monotonic() < end, f"connections reached only {set(found)} of {workers}"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/api/v1/health")
+        assert conn.getresponse().read() and conn.sock is not None
+        pid = _serving_process(conn, port, workers)
+        now = time.monotonic()
+        for old, (c, since) in list(found.items()):
+            if now - since > 2.0:
+                c.close()
+                del found[old]
+        if pid is None or pid in found:
+            conn.close()
+        else:
+            found[pid] = (conn, now)
+    return {pid: c for pid, (c, _) in found.items()}
+
+
+def test_the_rate_limit_holds_whichever_worker_answers(tmp_path: Path) -> None:
+    """Requests of one token alternating between the two processes (a kept-alive connection to
+    each) get the server's burst of 5 in all, then 429 from both: the processes share their
+    buckets (each allowed its own 5 before)."""
+    create_admin(tmp_path, "admin@limits.example", PASSWORD, "Limits clinic")
+    env = {"MICRONEEDLING_RATE_PER_SECOND": "0.001", "MICRONEEDLING_RATE_BURST": "5",
+           "MICRONEEDLING_LOGIN_PER_MINUTE": "1000"}  # fmt: skip
+    proc, base = serve(tmp_path, env, None, "--workers", "2")
+    conns: dict[int, http.client.HTTPConnection] = {}
+    try:
+        workers = _started_workers(proc.pid)
+        sign_in = {"email": "admin@limits.example", "password": PASSWORD, "name": "t"}
+        r = httpx.post(f"{base}/api/v1/auth/token", json=sign_in, timeout=30)
+        assert r.status_code == 201, r.text
+        headers = {"Authorization": f"Bearer {r.json()['token']}"}
+        conns = _connection_to_each(int(base.rsplit(":", 1)[1]), workers)
+        order = [conns[pid] for pid in sorted(conns)] * 6
+        answers = []
+        for conn in order:
+            conn.request("GET", "/api/v1/me", headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            answers.append((resp.status, resp.getheader("retry-after")))
+        codes = [status for status, _ in answers]
+        assert codes == [200] * 5 + [429] * 7, codes
+        assert all(int(after or 0) >= 1 for status, after in answers if status == 429)
+    finally:
+        for conn in conns.values():
+            conn.close()
         stop(proc)

@@ -46,6 +46,7 @@ from microneedling.service.auth import (
     client_ip,
     context,
     database,
+    limit_sign_in,
     owned,
     principal,
     require_admin,
@@ -262,17 +263,6 @@ def health(ctx: Ctx) -> Health:
 
 
 # -------------------------------------------------------------------------------- auth
-def _login_limit(ctx: Context, request: Request, email: Any) -> None:
-    key = f"login:{client_ip(request)}:{str(email).strip().lower()[:320]}"
-    wait = ctx.login_limiter.hit(key)
-    if wait > 0:
-        raise ServiceError(
-            429,
-            f"too many sign-in attempts; try again in {wait:.0f} s",
-            headers={"Retry-After": str(max(1, round(wait)))},
-        )
-
-
 @router.post(
     "/auth/login",
     response_model=MeOut,
@@ -283,7 +273,7 @@ def login(payload: Payload, request: Request, response: Response, db: Db, ctx: C
     """Sign in a browser: sets the session cookie (HttpOnly, SameSite=Lax) and returns the CSRF
     token that every unsafe request of this session must send (``X-CSRF-Token``)."""
     req = LoginRequest.from_dict(payload, source="login")
-    _login_limit(ctx, request, req.email)
+    limit_sign_in(ctx, request, req.email)
     user = authenticate(db, req.email, req.password)
     if user is None:
         raise ServiceError(401, "wrong e-mail address or password")
@@ -326,7 +316,7 @@ def token_with_password(payload: Payload, request: Request, db: Db, ctx: Ctx) ->
     """Create an API token from an e-mail address and password (for scripts and notebooks). The
     token is in the answer only: the server keeps its SHA-256."""
     req = PasswordTokenRequest.from_dict(payload, source="token request")
-    _login_limit(ctx, request, req.email)
+    limit_sign_in(ctx, request, req.email)
     user = authenticate(db, req.email, req.password)
     if user is None:
         raise ServiceError(401, "wrong e-mail address or password")

@@ -29,7 +29,7 @@ from microneedling.service.db import make_engine, migrate
 from microneedling.service.errors import error_body, install_handlers
 from microneedling.service.jobs import JobManager
 from microneedling.service.schemas import COMPONENTS
-from microneedling.service.security import RateLimiter
+from microneedling.service.security import rate_limiter
 from microneedling.service.store import FileStore
 
 __all__ = ["create_app", "make_context"]
@@ -148,19 +148,16 @@ def make_context(settings: Settings, *, run_migrations: bool = True) -> Context:
         engine=engine,
         sessions=sessions,
         store=FileStore(settings.store_dir),
-        limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
-        login_limiter=login_limiter(settings),
+        # a file per limit in the data directory: the processes of a server share their buckets
+        limiter=rate_limiter(
+            settings.limits_dir / "requests.bin", settings.rate_per_second, settings.rate_burst
+        ),
+        login_limiter=rate_limiter(
+            settings.limits_dir / "sign-in.bin",
+            settings.login_per_minute / 60.0,
+            settings.login_per_minute,
+        ),
     )
-
-
-def login_limiter(settings: Settings) -> RateLimiter:
-    """The sign-in limiter of one server process: its share of ``login_per_minute`` (rate and
-    burst divided by ``server_processes``, the burst rounded down, at least 1), so that attempts
-    spread over every process of ``serve --workers N`` never exceed the limit. A client whose
-    connections all reach one process gets that process's share only: stricter, never looser."""
-    n = max(1, int(settings.server_processes))
-    per_minute = settings.login_per_minute / n
-    return RateLimiter(per_minute / 60.0, max(1, settings.login_per_minute // n))
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:

@@ -6,6 +6,7 @@ organisation only (:func:`owned`, :func:`scoped`)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from microneedling.service.config import Settings
 from microneedling.service.db import ApiToken, BrowserSession, User, now
 from microneedling.service.errors import ServiceError
-from microneedling.service.security import RateLimiter, csrf_token, csrf_valid, hash_token
+from microneedling.service.security import Limiter, csrf_token, csrf_valid, hash_token
 from microneedling.service.store import FileStore
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "client_ip",
     "context",
     "database",
+    "limit_sign_in",
     "owned",
     "principal",
     "require_admin",
@@ -75,8 +77,8 @@ class Context:
     engine: Engine
     sessions: sessionmaker[Session]
     store: FileStore
-    limiter: RateLimiter
-    login_limiter: RateLimiter
+    limiter: Limiter
+    login_limiter: Limiter
     jobs: Any = None  # microneedling.service.jobs.JobManager
     #: at most ``settings.inline_threads`` threads of this process run a simulate request at once
     #: (set while the app runs; ``None``: anyio's default thread limit)
@@ -126,6 +128,25 @@ class Principal:
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def limit_sign_in(ctx: Context, request: Request, email: object) -> None:
+    """Count a sign-in attempt (the API's and the pages'), refused with a 429 and ``Retry-After``
+    unless both the client's address and the account allow it: ``login_limiter`` has a bucket per
+    address (many accounts tried from one address) and one per account, the e-mail as sign-in looks
+    it up (stripped, lower case; many addresses trying one account). An attempt the address's
+    bucket refuses takes nothing from the account's."""
+    wait = ctx.login_limiter.hit(f"ip:{client_ip(request) or '?'}")
+    if wait <= 0:
+        account = email.strip().lower()[:320] if isinstance(email, str) else ""
+        wait = ctx.login_limiter.hit(f"email:{account}")
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise ServiceError(
+            429,
+            f"too many sign-in attempts; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: Authorization: Bearer mnt_…")

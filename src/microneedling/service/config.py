@@ -64,9 +64,10 @@ class Settings:
     process (runs are queued and executed by another process of the same database). Executor:
     ``dask_workers`` local Dask worker processes, or ``scheduler`` an existing Dask scheduler; the
     default runs chunks in the job thread (in process). ``inline_threads``: threads of a process
-    that may run an inline simulate at once (the others wait their turn). ``server_processes``:
-    worker processes of the server (``serve --workers``, exported to them); each allows its share
-    of ``login_per_minute`` so that the server as a whole never allows more.
+    that may run an inline simulate at once (the others wait their turn). The rate limits
+    (``rate_per_second`` and ``rate_burst`` per API token or user, ``login_per_minute`` per client
+    address and per account) hold for the whole server: its processes share their buckets in
+    :attr:`limits_dir` (per process where that cannot work: Windows).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -79,7 +80,6 @@ class Settings:
     rate_per_second: float = 100.0
     rate_burst: int = 200
     login_per_minute: int = 10
-    server_processes: int = 1
     session_hours: float = 12.0
     secure_cookies: bool = False
     inline_max_draws: int = 64
@@ -113,6 +113,11 @@ class Settings:
         return self.data_dir / "work"
 
     @property
+    def limits_dir(self) -> Path:
+        """The rate limits' buckets, shared by the processes of a server (memory-mapped files)."""
+        return self.data_dir / "limits"
+
+    @property
     def database_kind(self) -> str:
         return self.url.split(":", 1)[0].split("+", 1)[0]
 
@@ -133,7 +138,6 @@ class Settings:
             rate_per_second=_env_float("RATE_PER_SECOND", 100.0),
             rate_burst=_env_int("RATE_BURST", 200, low=1),
             login_per_minute=_env_int("LOGIN_PER_MINUTE", 10, low=1),
-            server_processes=_env_int("SERVER_PROCESSES", 1, low=1),
             session_hours=_env_float("SESSION_HOURS", 12.0, low=0.01),
             secure_cookies=(_env("SECURE_COOKIES") or "0").lower() in ("1", "true", "yes"),
             inline_max_draws=_env_int("INLINE_MAX_DRAWS", 64),

@@ -151,8 +151,6 @@ def serve(
         os.environ[ENV_PREFIX + "SUPERVISOR_PID"] = str(os.getpid())
     else:
         os.environ.pop(ENV_PREFIX + "SUPERVISOR_PID", None)
-    # each process allows its share of the sign-in limit (service.app.login_limiter)
-    os.environ[ENV_PREFIX + "SERVER_PROCESSES"] = str(max(1, workers))
     if workers > 1 and REUSE_PORT:
         _supervise(
             factory,

@@ -63,6 +63,7 @@ from microneedling.service.auth import (
     authenticate_request,
     clear_session_cookie,
     client_ip,
+    limit_sign_in,
     owned,
     scoped,
     set_session_cookie,
@@ -187,19 +188,19 @@ async def login(request: Request) -> Response:
     target = _safe_next(form.get("next"))
     ctx = app_context(request)
     ip = client_ip(request) or "?"
-    wait = max(
-        ctx.login_limiter.hit(f"ip:{ip}"), ctx.login_limiter.hit(f"email:{email.strip().lower()}")
-    )
+    try:
+        limit_sign_in(ctx, request, email)  # the API's limit: per address and per account
+    except ServiceError as refused:
+        error = refused.message[:1].upper() + refused.message[1:] + "."
+        out = _page(request, None, "login.html.j2", status=refused.status, kind="Sign in",
+                    title="Sign in", next=target, error=error, email=email)  # fmt: skip
+        out.headers.update(refused.headers)
+        return out
     with ctx.sessions() as db:
-        user = authenticate(db, email, password) if wait <= 0 else None
+        user = authenticate(db, email, password)
         if user is None:
-            error = (
-                f"Too many sign-in attempts; try again in {wait:.0f} s."
-                if wait > 0
-                else "Wrong e-mail address or password."
-            )
-            return _page(request, None, "login.html.j2", status=401 if wait <= 0 else 429,
-                         kind="Sign in", title="Sign in", next=target, error=error,
+            return _page(request, None, "login.html.j2", status=401, kind="Sign in",
+                         title="Sign in", next=target, error="Wrong e-mail address or password.",
                          email=email)  # fmt: skip
         _, token = start_session(db, user, ctx.settings.session_hours)
         who = Principal(user.id, user.organisation_id, user.role, user.email, "session", ip=ip)
