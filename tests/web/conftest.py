@@ -59,7 +59,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("web-server")
     for email, org in (ORG_A, ORG_B):
         create_admin(data, email, PASSWORD, org)
-    proc, url = serve(data, {"MICRONEEDLING_JOB_THREADS": "2"})
+    # every browser signs in from 127.0.0.1: the sign-in limit (tested on its own in
+    # tests/web/test_sign_in.py and tests/service/test_security.py) would refuse a fast run
+    proc, url = serve(
+        data, {"MICRONEEDLING_JOB_THREADS": "2", "MICRONEEDLING_LOGIN_PER_MINUTE": "1000"}
+    )
     try:
         yield url
     finally:

@@ -4,6 +4,7 @@ client address and per account in the same buckets, and refuse in the same words
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import microneedling.service.accounts as accounts
+import microneedling.web.pages as pages
 from microneedling.service.security import SharedRateLimiter
 from microneedling.web.app import create_app
 from tests.service.helpers import PASSWORD, add_org, settings_for
@@ -95,3 +98,28 @@ def test_the_entry_points_share_their_buckets(app: FastAPI) -> None:
         assert attempt(_from(app, f"10.0.2.{i}"), EMAIL, WRONG).status_code == 401
     for attempt in ENTRY_POINTS.values():
         _refused(attempt(_from(app, "10.0.3.1"), EMAIL, PASSWORD))
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS.values(), ids=ENTRY_POINTS.keys())
+def test_the_password_check_runs_off_the_event_loop(
+    app: FastAPI, entry: Attempt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The argon2 check (tens of milliseconds) must not hold up the process's other requests: it
+    runs where no event loop is running (a worker thread). The web page's sign-in ran it on the
+    loop until 2026-12-07."""
+    on_loop: list[bool] = []
+    real = accounts.verify_password
+
+    def spy(stored: str | None, password: str) -> bool:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(stored, password)
+
+    monkeypatch.setattr(accounts, "verify_password", spy)
+    assert pages.authenticate is accounts.authenticate  # the page checks through accounts
+    r = entry(_from(app, "10.9.9.9"), EMAIL, PASSWORD)
+    assert r.status_code in (200, 201, 303), r.text
+    assert on_loop == [False]

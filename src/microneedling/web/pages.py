@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import numpy as np
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
@@ -196,16 +197,26 @@ async def login(request: Request) -> Response:
                     title="Sign in", next=target, error=error, email=email)  # fmt: skip
         out.headers.update(refused.headers)
         return out
-    with ctx.sessions() as db:
-        user = authenticate(db, email, password)
-        if user is None:
-            return _page(request, None, "login.html.j2", status=401, kind="Sign in",
-                         title="Sign in", next=target, error="Wrong e-mail address or password.",
-                         email=email)  # fmt: skip
-        _, token = start_session(db, user, ctx.settings.session_hours)
-        who = Principal(user.id, user.organisation_id, user.role, user.email, "session", ip=ip)
-        audit.record(db, who, "login", "session", None, "web")
-        db.commit()
+
+    def sign_in() -> str | None:
+        """The new session's token, or None for a wrong e-mail address or password."""
+        with ctx.sessions() as db:
+            user = authenticate(db, email, password)
+            if user is None:
+                return None
+            _, token = start_session(db, user, ctx.settings.session_hours)
+            who = Principal(user.id, user.organisation_id, user.role, user.email, "session", ip=ip)
+            audit.record(db, who, "login", "session", None, "web")
+            db.commit()
+            return token
+
+    # in a worker thread: the argon2 check takes tens of milliseconds, which on the event loop
+    # would hold up every other request of the process
+    token = await anyio.to_thread.run_sync(sign_in)
+    if token is None:
+        return _page(request, None, "login.html.j2", status=401, kind="Sign in",
+                     title="Sign in", next=target, error="Wrong e-mail address or password.",
+                     email=email)  # fmt: skip
     response = _see(target)
     set_session_cookie(response, token, ctx.settings)
     return response
