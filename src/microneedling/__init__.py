@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from microneedling.engine.result import Result
     from microneedling.engine.simulate import simulate
     from microneedling.errors import InputError, MicroneedlingError
+    from microneedling.parameters.molecules import user_molecules, using_molecules
     from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 
 #: public name -> module that defines it
@@ -41,6 +42,8 @@ _PUBLIC = {
     "parse_endpoint": "microneedling.engine.endpoints",
     "InputError": "microneedling.errors",
     "MicroneedlingError": "microneedling.errors",
+    "user_molecules": "microneedling.parameters.molecules",
+    "using_molecules": "microneedling.parameters.molecules",
 }
 
 __all__ = [
@@ -58,6 +61,8 @@ __all__ = [
     "parse_endpoint",
     "simulate",
     "simulate_batch",
+    "user_molecules",
+    "using_molecules",
 ]
 
 

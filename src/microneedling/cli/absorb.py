@@ -1,12 +1,13 @@
 """``microneedling absorb``: topical absorption per session, engine vs resolved unit cell.
 
     microneedling absorb COURSE --out DIR [--overwrite] [--resolved/--no-resolved] [--draws N]
-        [--seed S] [--quiet] [--parameter-set DIR]
+        [--seed S] [--quiet] [--parameter-set DIR] [--molecules FILE ...]
 
 Writes into DIR, atomically: ``absorption.csv`` and ``absorption.json`` (one row per topical
 session), ``figures/map_*.png`` and ``figures/curves_*.png`` (with ``--resolved``, one pair per
 distinct case), ``report.html`` (self-contained, with the disclaimer) and ``course.toml`` (the
-validated input). Heavy modules are imported inside the command (``microneedling.studies.absorb``
+validated input; with ``molecules.toml`` beside it when the course names user molecules of
+``--molecules``). Heavy modules are imported inside the command (``microneedling.studies.absorb``
 computes, ``microneedling.reports.absorb`` draws and writes the report).
 """
 
@@ -26,15 +27,18 @@ from microneedling.cli.common import (
     MAX_DRAWS,
     MIN_DRAWS_FOR_INTERVALS,
     CourseArgument,
+    MoleculesOption,
     ParameterSetOption,
     check_out_dir,
     fail,
     load_course,
     load_parameter_set,
     make_console,
+    molecules_scope,
     print_disclaimer,
     user_errors,
     write_course,
+    write_molecules,
 )
 from microneedling.errors import InputError
 from microneedling.io import atomic_directory, write_csv_atomic, write_text_atomic
@@ -84,6 +88,7 @@ def absorb_command(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stdout.")] = False,
     parameter_set: ParameterSetOption = None,
+    molecules: MoleculesOption = None,
 ) -> None:
     """Topical absorption per session: amount per layer, intact skin, enhancement ratio.
 
@@ -95,7 +100,7 @@ def absorb_command(
     from microneedling.studies import absorb
 
     t0 = time.perf_counter()
-    with user_errors():
+    with user_errors(), molecules_scope(molecules):
         out = check_out_dir(out, overwrite, "absorb")
         course_obj = load_course(course)
         ps = load_parameter_set(parameter_set)
@@ -122,6 +127,7 @@ def absorb_command(
             }
             write_text_atomic(json.dumps(meta, indent=2), tmp / "absorption.json")
             write_course(course_obj, course, tmp)
+            write_molecules([course_obj], tmp)
             report.write_report(
                 tmp, table, solved, course_obj.name, draws=draws,
                 seed=course_obj.seed if seed is None else seed,

@@ -11,6 +11,10 @@ Output directories: :func:`check_out_dir` is the one guard of every command that
 directory. It runs before any work, refuses an unwritable ``--out`` and replaces only a directory
 carrying this package's marker for the same kind of run (:func:`microneedling.io.check_replaceable`);
 the writers then run inside :func:`writing`, which names that kind for every directory they write.
+
+User molecules: ``--molecules FILE`` (:data:`MoleculesOption`, repeatable) on every command that
+takes courses; the command runs inside :func:`molecules_scope` and writes the user molecules its
+courses name into its output directory (:func:`write_molecules`), beside ``course.toml``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -30,7 +34,7 @@ from typer.core import TyperCommand
 
 from microneedling import interrupts
 from microneedling.about import DISCLAIMER
-from microneedling.errors import CourseValidationError, MicroneedlingError
+from microneedling.errors import CourseValidationError, MicroneedlingError, ParameterError
 from microneedling.io import (
     check_replaceable,
     check_writable,
@@ -38,6 +42,12 @@ from microneedling.io import (
     remove_stale_temporaries,
     write_bytes_atomic,
     write_text_atomic,
+)
+from microneedling.parameters.molecules import (
+    molecules_toml,
+    used_extras,
+    user_molecules,
+    using_molecules,
 )
 from microneedling.parameters.parameter_set import load_parameters
 
@@ -58,6 +68,7 @@ __all__ = [
     "STATE",
     "Command",
     "CourseArgument",
+    "MoleculesOption",
     "ParameterSetOption",
     "Terminated",
     "check_out_dir",
@@ -69,6 +80,7 @@ __all__ = [
     "load_course",
     "load_parameter_set",
     "make_console",
+    "molecules_scope",
     "one_line",
     "os_error_line",
     "parameter_table",
@@ -77,6 +89,7 @@ __all__ = [
     "units_text",
     "user_errors",
     "write_course",
+    "write_molecules",
     "writing",
 ]
 
@@ -360,6 +373,55 @@ ParameterSetOption = Annotated[
         help="A parameter directory to use instead of the shipped set.",
     ),
 ]
+
+
+MoleculesOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--molecules",
+        metavar="FILE",
+        help="Your own topical molecules (a TOML file in the format of the shipped "
+        "molecules.toml, new identifiers only; repeatable): the course may name them as products.",
+        show_default=False,
+    ),
+]
+
+
+@contextlib.contextmanager
+def molecules_scope(paths: Sequence[Path] | None) -> Iterator[None]:
+    """The command's block inside the user molecules of ``paths`` (``--molecules``); a missing or
+    malformed file, or one that reuses a shipped identifier, is bad input (exit 2) naming the file
+    and the problem."""
+    if not paths:
+        yield
+        return
+    for p in paths:
+        if not p.is_file():
+            fail(f"--molecules {p}: molecule file not found", EXIT_BAD_INPUT)
+    try:
+        extra = user_molecules(list(paths))
+    except ParameterError as exc:
+        text = str(exc)
+        named = any(str(p) in text or p.name in text for p in paths)
+        where = "" if named else f" {', '.join(str(p) for p in paths)}"
+        fail(f"--molecules{where}: {text}", EXIT_BAD_INPUT)
+    with using_molecules(extra):
+        yield
+
+
+def course_products(courses: Iterable[Any]) -> list[str]:
+    """The topical products that ``courses`` name."""
+    return [s.topical.product for c in courses for s in c.sessions if s.topical is not None]
+
+
+def write_molecules(courses: Iterable[Any], out: Path) -> Path | None:
+    """``out/molecules.toml``: the user molecules in scope that ``courses`` name (atomically), so
+    that ``--molecules out/molecules.toml`` runs ``out/course.toml`` again; ``None`` (nothing
+    written) when they name shipped products only."""
+    used = used_extras(course_products(courses))
+    if not used:
+        return None
+    return write_text_atomic(molecules_toml(used), out / "molecules.toml")
 
 
 def format_value(value: Any) -> str:

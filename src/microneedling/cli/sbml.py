@@ -11,11 +11,13 @@ import typer
 from microneedling.cli.common import (
     EXIT_BAD_INPUT,
     CourseArgument,
+    MoleculesOption,
     ParameterSetOption,
     fail,
     load_course,
     load_parameter_set,
     make_console,
+    molecules_scope,
     print_disclaimer,
     user_errors,
 )
@@ -46,12 +48,13 @@ def sbml_command(
         bool, typer.Option("--overwrite", help="Replace FILE if it exists.")
     ] = False,
     parameter_set: ParameterSetOption = None,
+    molecules: MoleculesOption = None,
 ) -> None:
     """Export the healing model of one site of COURSE as SBML Level 3 Version 2 (sessions as events),
     for COPASI, tellurium or libRoadRunner."""
     from microneedling.studies.sbml import export_sbml
 
-    with user_errors():
+    with user_errors(), molecules_scope(molecules):
         if out.is_dir():
             fail(f"--out: {out} is a directory; give a file name such as model.xml", EXIT_BAD_INPUT)
         out = check_writable(out)

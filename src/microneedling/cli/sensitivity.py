@@ -19,14 +19,17 @@ import typer
 from microneedling.cli.common import (
     EXIT_BAD_INPUT,
     CourseArgument,
+    MoleculesOption,
     ParameterSetOption,
     check_out_dir,
     fail,
     load_course,
     load_parameter_set,
     make_console,
+    molecules_scope,
     print_disclaimer,
     user_errors,
+    write_molecules,
 )
 from microneedling.errors import InputError
 from microneedling.io import (
@@ -174,9 +177,11 @@ def sensitivity_command(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stdout.")] = False,
     parameter_set: ParameterSetOption = None,
+    molecules: MoleculesOption = None,
 ) -> None:
     """Sobol indices (S1, ST with 95% CIs) of COURSE's end points over the parameter intervals;
-    writes sobol.nc, sobol.csv, sobol.png, report.html and course.toml into DIR."""
+    writes sobol.nc, sobol.csv, sobol.png, report.html and course.toml (and molecules.toml when the
+    course names molecules of --molecules) into DIR."""
     from microneedling.engine.executor import validate_executor
     from microneedling.reports.sensitivity import save_indices_png, write_report
     from microneedling.studies.sensitivity import (
@@ -192,7 +197,7 @@ def sensitivity_command(
             "are rough (wide intervals, first-order indices may come out negative)",
             err=True,
         )
-    with user_errors():
+    with user_errors(), molecules_scope(molecules):
         try:
             validate_executor(workers, scheduler)
             out = check_out_dir(out, overwrite, "sensitivity")
@@ -212,6 +217,7 @@ def sensitivity_command(
             save_indices_png(ds, tmp / "sobol.png")
             write_report(tmp, ds, top=top, warnings=noise_warnings(ds))
             write_text_atomic(course_obj.to_toml(), tmp / "course.toml")
+            write_molecules([course_obj], tmp)
     for w in noise_warnings(ds):
         typer.echo(f"warning: {w}", err=True)
     if quiet:

@@ -11,18 +11,21 @@ import typer
 from microneedling.cli.common import (
     MAX_DRAWS,
     CourseArgument,
+    MoleculesOption,
     ParameterSetOption,
     check_out_dir,
     collector_paused,
     load_course,
     load_parameter_set,
     make_console,
+    molecules_scope,
     one_line,
     print_disclaimer,
     run_simulation,
     units_text,
     user_errors,
     write_course,
+    write_molecules,
 )
 from microneedling.io import atomic_directory, write_csv_atomic
 
@@ -50,6 +53,9 @@ def _write_run(
         written = [result.to_netcdf(tmp / "result.nc")]
         written.append(write_csv_atomic(table, tmp / "endpoints.csv"))
         written.append(write_course(course, source, tmp))
+        mols = write_molecules([course], tmp)  # the user molecules it names (--molecules)
+        if mols is not None:
+            written.append(mols)
         figs = write_figures(result, tmp / "figures") if figures else []
         written.extend(figs)
         written.append(write_html_report(result, tmp, figs, endpoints=table))
@@ -230,10 +236,12 @@ def simulate_command(
         ),
     ] = False,
     parameter_set: ParameterSetOption = None,
+    molecules: MoleculesOption = None,
 ) -> None:
-    """Simulate COURSE and write result.nc, endpoints.csv, report.html, figures/ and course.toml into DIR."""
+    """Simulate COURSE and write result.nc, endpoints.csv, report.html, figures/ and course.toml into DIR
+    (and molecules.toml when the course names molecules of --molecules)."""
     t0 = time.perf_counter()
-    with user_errors():
+    with user_errors(), molecules_scope(molecules):
         out = check_out_dir(out, overwrite, "simulate")
         with collector_paused():  # the imports and the solve make only long-lived objects
             course_obj = load_course(course)

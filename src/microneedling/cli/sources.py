@@ -12,11 +12,13 @@ from microneedling.about import DISCLAIMER
 from microneedling.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_REFUSED,
+    MoleculesOption,
     ParameterSetOption,
     fail,
     load_course,
     load_parameter_set,
     make_console,
+    molecules_scope,
     parameter_table,
     run_simulation,
     user_errors,
@@ -173,12 +175,13 @@ def sources_command(
         bool, typer.Option("--parameters", help="Also list the parameters the run used.")
     ] = False,
     parameter_set: ParameterSetOption = None,
+    molecules: MoleculesOption = None,
 ) -> None:
     """List the references a run depended on, and how many of its parameters cite each."""
     from microneedling.reports.format import clean_text
     from microneedling.reports.run import reference_usage
 
-    with user_errors():
+    with user_errors(), molecules_scope(molecules):
         explicit = load_parameter_set(parameter_set)
         result = _load_run(run, explicit)
         ps, note = _lookup_set(result, explicit)

@@ -19,10 +19,12 @@ from microneedling.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    MoleculesOption,
     Terminated,
     check_out_dir,
     fail,
     make_console,
+    molecules_scope,
     print_disclaimer,
     user_errors,
     writing,
@@ -148,15 +150,17 @@ def trial_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")
     ] = False,
+    molecules: MoleculesOption = None,
 ) -> None:
     """Run the in-silico trial SPEC and write trial.nc, summary.csv, comparisons.csv, report.html,
-    figures/ and trial.toml into DIR. Interrupted runs resume from DIR.partial/."""
+    figures/ and trial.toml (and molecules.toml when the arms name molecules of --molecules) into
+    DIR. Interrupted runs resume from DIR.partial/."""
     from microneedling.reports.trial import write_trial
     from microneedling.studies.trial.run import run_trial
     from microneedling.studies.trial.spec import TrialSpec
 
     t0 = time.perf_counter()
-    with user_errors():
+    with user_errors(), molecules_scope(molecules):
         try:
             out = check_out_dir(out, overwrite, "trial")
             partial = partial_dir(out)

@@ -24,6 +24,10 @@ on a chunk when more than ``distributed.scheduler.allowed-failures`` (default 3)
 running it; that, a lost scheduler and a worker with another installation of this package are an
 :class:`ExecutorError` (one line, no traceback). Every chunk sent to an existing scheduler checks
 on its worker that the worker runs the same files of this package (:func:`installation_stamp`).
+
+User molecules (:func:`~microneedling.parameters.molecules.using_molecules`) live in a context
+variable, which does not cross processes: the molecules in scope where :func:`map_chunks` is called
+travel with every chunk sent to a worker, which runs it inside the same scope.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any, TypeVar
 from microneedling.about import __version__
 from microneedling.errors import InputError, MicroneedlingError
 from microneedling.io import atomic_path
+from microneedling.parameters.molecules import Molecule, molecule_extras, using_molecules
 
 __all__ = [
     "ChunkStore",
@@ -96,6 +101,12 @@ def _checked_call(fn: Callable[[T], R], stamp: str, item: T) -> R:
             "chunks could give other numbers"
         )
     return fn(item)
+
+
+def _with_molecules(fn: Callable[[T], R], molecules: dict[str, Molecule], item: T) -> R:
+    """Run ``fn(item)`` on a worker inside the submitter's user molecules (picklable)."""
+    with using_molecules(molecules):
+        return fn(item)
 
 
 def validate_executor(workers: int, scheduler: str | None) -> None:
@@ -291,8 +302,11 @@ def _run_dask(
                 "scheduler", scheduler, f"a reachable Dask scheduler ({exc})"
             ) from None
     task: Callable[[T], R] = fn
+    extras = dict(molecule_extras())
+    if extras:  # a context variable does not cross processes: the molecules go with each chunk
+        task = functools.partial(_with_molecules, task, extras)
     if scheduler is not None:  # workers installed elsewhere: each checks it has our files
-        task = functools.partial(_checked_call, fn, installation_stamp())
+        task = functools.partial(_checked_call, task, installation_stamp())
     where = scheduler or "a local Dask cluster"  # for messages
     try:
         futures = {}

@@ -24,7 +24,7 @@ from microneedling.course.model import (
     Striae,
     Wrinkles,
 )
-from microneedling.parameters.molecules import shipped_molecules
+from microneedling.parameters.molecules import in_scope
 from microneedling.parameters.parameter_set import ParameterSet
 from microneedling.parameters.sampling import (
     Posterior,
@@ -296,7 +296,8 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
         ki = np.array([k for _, k, _, _ in topical])
         flat_i = bi * K + ki
         tops = [t for _, _, t, _ in topical]
-        mols = shipped_molecules()
+        # the library in scope: shipped products plus the user's (using_molecules)
+        mols = in_scope({t.product for t in tops})
         c0 = np.array([t.concentration_mg_ml for t in tops])  # mg/mL == kg/m^3
         film = np.array([t.volume_ul_cm2 for t in tops]) * 1e-9 / 1e-4  # uL/cm^2 -> m
         tpar = _per_set(ps, "transport", transport.TransportParameters.from_parameters)

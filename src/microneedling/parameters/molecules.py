@@ -3,22 +3,50 @@
 Every property has value, units, source and kind, as parameters do; values are converted to SI
 (molecular weight stays in g/mol, as the permeability correlations use it). Users add molecules
 with a TOML file of the same format (``extra=``); it may only add new identifiers.
+
+The library a course may name is the shipped one plus the user molecules *in scope*
+(:func:`molecule_library`): code inside ``with using_molecules(extra):`` sees ``extra`` too (a
+context variable: per thread and per asyncio task, restored on exit, nestable). The engine, the
+course's validation and the absorb study look products up there; chunks sent to worker processes
+carry the scope with them (:mod:`microneedling.engine.executor`). ::
+
+    mine = user_molecules("my-molecules.toml")      # only the file's molecules
+    with using_molecules(mine):
+        result = simulate(Course.from_file("serum.toml"))
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from microneedling.errors import InputError, ParameterError
-from microneedling.io import data_path, read_toml
+from microneedling.io import data_path, dumps_toml, read_toml
 from microneedling.parameters.parameter_set import load_references
 from microneedling.units import conversion_factor, parse_unit
 
-__all__ = ["IONISATIONS", "Molecule", "load_molecules", "molecule_names", "shipped_molecules"]
+__all__ = [
+    "IONISATIONS",
+    "Molecule",
+    "in_scope",
+    "load_molecules",
+    "molecule_extras",
+    "molecule_library",
+    "molecule_names",
+    "molecules_from_tables",
+    "molecules_toml",
+    "shipped_molecules",
+    "used_extras",
+    "user_molecules",
+    "using_molecules",
+]
 
 
 # ------------------------------------------------------------------------------ molecules
@@ -65,6 +93,8 @@ class Molecule:
     vehicle_ph: float = math.nan
     sources: tuple[str, ...] = ()
     kinds: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    table: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    """The molecule's table as read (the file's format): what :func:`molecules_toml` writes."""
 
     @property
     def ionic(self) -> bool:
@@ -79,12 +109,19 @@ def _read_molecules(
         raw = read_toml(path)
     except InputError as exc:
         raise ParameterError(str(exc)) from None
+    return _parse_molecules(raw, path.name, known_refs, user)
+
+
+def _parse_molecules(
+    raw: Mapping[str, Any], name: str, known_refs: Iterable[str] | None, user: bool
+) -> dict[str, Molecule]:
+    """The molecules of a parsed file (``name`` heads every error)."""
     refs = set(known_refs) if known_refs is not None else None
     out: dict[str, Molecule] = {}
     for key, table in raw.items():
         if key.startswith("_"):
             continue
-        where = f"{path.name}: molecule {key!r}"
+        where = f"{name}: molecule {key!r}"
         if not isinstance(table, dict):
             raise ParameterError(f"{where}: must be a table")
         fields_allowed = {*_PROPERTIES, "label", "zwitterion", "ionisation"}
@@ -158,6 +195,7 @@ def _read_molecules(
             vehicle_ph=values.get("vehicle_ph", math.nan),
             sources=tuple(sources),
             kinds=kinds,
+            table=dict(table),
         )
     return out
 
@@ -194,10 +232,131 @@ def load_molecules(
 @lru_cache(maxsize=1)
 def shipped_molecules() -> dict[str, Molecule]:
     """The shipped library, read once per process (package data does not change while a process
-    runs, and re-reading it cost ~45% of a planner search with topicals). Treat it as read-only."""
+    runs, and re-reading it cost ~45% of a planner search with topicals). Treat it as read-only.
+
+    Only checks of the shipped library itself use it (verification, delivery validation); what a
+    course names is looked up in :func:`molecule_library`."""
     return load_molecules()
 
 
+def user_molecules(paths: str | Path | Sequence[str | Path]) -> dict[str, Molecule]:
+    """Only the molecules of the user file(s) ``paths`` (the library's format, free-text sources;
+    new identifiers only: a shipped key or one defined twice is a :class:`ParameterError` naming
+    the file and the key), for :func:`using_molecules`."""
+    everything = load_molecules(extra=paths)
+    shipped = shipped_molecules()
+    return {k: m for k, m in everything.items() if k not in shipped}
+
+
+def molecules_from_tables(
+    tables: Mapping[str, Mapping[str, Any]], source: str = "molecules"
+) -> dict[str, Molecule]:
+    """User molecules from their tables (``{key: table}``, the file's format, as a service stores
+    them): validated as a user file (``source`` names it in errors), new identifiers only."""
+    out = _parse_molecules(tables, source, None, user=True)
+    _refuse_shipped(out, source)
+    return out
+
+
+def molecules_toml(molecules: Mapping[str, Molecule]) -> str:
+    """User molecules as a molecule file (their tables as read): ``user_molecules`` of it gives
+    them back with the same numbers."""
+    return dumps_toml(
+        {k: dict(m.table) for k, m in sorted(molecules.items())},
+        header="Molecules of this run (microneedling's molecule file format; --molecules FILE)",
+    )
+
+
+def _refuse_shipped(extra: Mapping[str, Molecule], where: str) -> None:
+    clash = sorted(set(extra) & set(shipped_molecules()))
+    if clash:
+        raise ParameterError(
+            f"{where}: molecule(s) {clash} already in the shipped library; use new identifiers"
+        )
+
+
+@dataclass(frozen=True)
+class _Scope:
+    extras: Mapping[str, Molecule]  # the user molecules in scope (read-only)
+    library: Mapping[str, Molecule]  # shipped + extras
+
+
+_SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
+    "microneedling_molecules", default=None
+)
+"""The user molecules in scope (``None``: none, the shipped library only)."""
+
+
+def molecule_extras() -> Mapping[str, Molecule]:
+    """The user molecules in scope (read-only; empty outside :func:`using_molecules`)."""
+    scope = _SCOPE.get()
+    return MappingProxyType({}) if scope is None else scope.extras
+
+
+def molecule_library() -> Mapping[str, Molecule]:
+    """Every molecule a course may name here: the shipped library plus the user molecules in scope
+    (:func:`using_molecules`). Outside any scope it is the shipped library itself (the same
+    objects: the numbers of shipped products do not depend on the scope). Read-only."""
+    scope = _SCOPE.get()
+    return shipped_molecules() if scope is None else scope.library
+
+
 def molecule_names() -> tuple[str, ...]:
-    """Keys of the shipped library: the topical products a course may name."""
-    return tuple(shipped_molecules())
+    """Keys of :func:`molecule_library`: the topical products a course may name here."""
+    return tuple(molecule_library())
+
+
+@contextlib.contextmanager
+def using_molecules(extra: Mapping[str, Molecule] | None) -> Iterator[Mapping[str, Molecule]]:
+    """Add the user molecules ``extra`` (``{key: Molecule}``) to the library for the code inside
+    the block; yields the library in scope.
+
+    Nestable: an inner block adds to the outer one's molecules (an inner definition of the same
+    key is the one used inside it) and the outer scope is back on exit. A shipped key is refused
+    (:class:`ParameterError` naming it), as is a value that is not a :class:`Molecule` of that key.
+    ``None`` or an empty mapping changes nothing.
+    """
+    if not extra:
+        yield molecule_library()
+        return
+    for key, m in extra.items():
+        if not isinstance(m, Molecule) or m.key != key:
+            raise ParameterError(
+                f"using_molecules: {key!r} must map to a Molecule with key {key!r}, "
+                f"got {type(m).__name__}"
+                + (f" with key {m.key!r}" if isinstance(m, Molecule) else "")
+            )
+    _refuse_shipped(extra, "using_molecules")
+    outer = molecule_extras()
+    extras = MappingProxyType({**outer, **extra})
+    scope = _Scope(extras, MappingProxyType({**shipped_molecules(), **extras}))
+    token = _SCOPE.set(scope)
+    try:
+        yield scope.library
+    finally:
+        _SCOPE.reset(token)
+
+
+def in_scope(names: Iterable[str]) -> dict[str, Molecule]:
+    """``{name: Molecule}`` of the products ``names`` from the library in scope; a name not there
+    is an :class:`InputError` (a course validated inside :func:`using_molecules` and run outside
+    it names a molecule that is gone)."""
+    lib = molecule_library()
+    out: dict[str, Molecule] = {}
+    for n in names:
+        m = lib.get(n)
+        if m is None:
+            raise InputError(
+                "topical.product",
+                n,
+                "a molecule of the library in scope (the shipped library, or a user molecule "
+                "inside using_molecules)",
+            )
+        out[n] = m
+    return out
+
+
+def used_extras(products: Iterable[str]) -> dict[str, Molecule]:
+    """The user molecules in scope among ``products`` (shipped products left out)."""
+    extras = molecule_extras()
+    return {p: extras[p] for p in sorted(set(products)) if p in extras}

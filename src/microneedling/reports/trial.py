@@ -13,7 +13,8 @@
 * ``report.html`` (a child of the one report shell, ``templates/trial.html.j2``) whose charts are
   the interactive ones of :mod:`microneedling.reports.charts` (one histogram per end point, one
   trajectory chart per variable; the Plotly library inlined, so the file opens offline) and
-  ``trial.toml`` (the validated spec, arms inlined).
+  ``trial.toml`` (the validated spec, arms inlined) and, when the arms name user molecules,
+  ``molecules.toml`` (their tables: ``--molecules`` reads it back).
 """
 
 from __future__ import annotations
@@ -436,6 +437,9 @@ def write_trial(res: TrialResult, out: str | Path, *, overwrite: bool = False) -
         write_csv_atomic(res.summary, tmp / "summary.csv")
         write_csv_atomic(res.comparisons, tmp / "comparisons.csv")
         write_text_atomic(res.spec.to_toml(), tmp / "trial.toml")
+        molecules = res.spec.molecules_toml()
+        if molecules is not None:  # the user molecules the arms name: trial.toml needs them
+            write_text_atomic(molecules, tmp / "molecules.toml")
         (tmp / "figures").mkdir()
         plot_distributions(res, tmp / "figures" / "distributions.png")
         plot_trajectories(res, tmp / "figures" / "trajectories.png")

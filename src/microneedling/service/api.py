@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from microneedling.about import __version__
 from microneedling.course.model import Course
 from microneedling.course.patient import PatientFile
-from microneedling.errors import InputError, ParameterError
+from microneedling.errors import InputError, InputFileError, ParameterError
 from microneedling.io import dumps_toml
 from microneedling.parameters.molecules import Molecule, load_molecules, shipped_molecules
 from microneedling.parameters.parameter_set import load_parameters, load_references
@@ -78,6 +78,7 @@ from microneedling.service.runs import (
     endpoint_records,
     jsonable,
     media_type,
+    organisation_scope,
     prepare,
     remove_work,
     result_of,
@@ -173,10 +174,11 @@ def _patient_out(p: PatientRecord) -> PatientOut:
     return PatientOut(id=p.id, name=p.name, data=p.data, created_at=p.created_at)
 
 
-def _course_out(c: CourseRecord) -> CourseOut:
+def _course_out(c: CourseRecord, db: Session) -> CourseOut:
     try:
-        warnings = list(Course.from_dict(c.data, source="course").warnings)
-    except InputError:  # pragma: no cover - stored courses were validated
+        with organisation_scope(db, c.organisation_id, c.data):  # its user molecules, if any
+            warnings = list(Course.from_dict(c.data, source="course").warnings)
+    except (InputError, InputFileError):  # a stored course whose user molecule was deleted
         warnings = []
     return CourseOut(
         id=c.id,
@@ -516,7 +518,7 @@ def list_courses(
     if patient_id is not None:
         q = q.where(CourseRecord.patient_id == patient_id)
     rows = db.scalars(q.order_by(CourseRecord.id.desc()).limit(limit).offset(offset)).all()
-    return [_course_out(c) for c in rows]
+    return [_course_out(c, db) for c in rows]
 
 
 @router.post(
@@ -527,9 +529,11 @@ def list_courses(
     openapi_extra=body(CourseIn),
 )
 def add_course(payload: Payload, who: Who, db: Db) -> CourseOut:
-    """Store a course (validated as a course file), optionally under a stored patient."""
+    """Store a course (validated as a course file), optionally under a stored patient. Its
+    topicals may name the organisation's own molecules (``POST /molecules``)."""
     req = CourseIn.from_dict(payload, source="course request")
-    course = Course.from_dict(req.course, source="course")
+    with organisation_scope(db, who.organisation_id, req.course):
+        course = Course.from_dict(req.course, source="course")
     if req.patient_id is not None:
         p = db.get(PatientRecord, req.patient_id)
         if p is None or p.organisation_id != who.organisation_id:
@@ -547,7 +551,7 @@ def add_course(payload: Payload, who: Who, db: Db) -> CourseOut:
     db.flush()
     audit.record(db, who, "create", "course", rec.id)
     db.commit()
-    return _course_out(rec)
+    return _course_out(rec, db)
 
 
 @router.get("/courses/{course_id}", response_model=CourseOut, tags=["courses"])
@@ -556,7 +560,7 @@ def get_course(course_id: RecordId, who: Who, db: Db) -> CourseOut:
     rec = owned(db, CourseRecord, course_id, who, "course")
     audit.record(db, who, "view", "course", rec.id)
     db.commit()
-    return _course_out(rec)
+    return _course_out(rec, db)
 
 
 @router.delete("/courses/{course_id}", status_code=204, tags=["courses"])
@@ -864,7 +868,7 @@ def download(
         rec = None  # internal blobs are never served
     elif rec is None and name in DERIVED.get(run.kind, ()):
         _finished(run)
-        data = derive(run.kind, name, _result_blob(db, ctx, run))
+        data = derive(run.kind, name, _result_blob(db, ctx, run), run.request)
         sha, size = ctx.store.put_bytes(data)
         rec = FileRecord(
             organisation_id=run.organisation_id,
@@ -1041,7 +1045,8 @@ def molecules(who: Who, db: Db) -> list[MoleculeOut]:
 )
 def add_molecule(payload: Payload, who: Who, db: Db) -> MoleculeOut:
     """Add a molecule to the organisation's library (validated like the library's file; a new
-    identifier). Courses name the shipped library's products only (``course.model.Topical``)."""
+    identifier). The organisation's courses and runs may then name it as a topical product; a run
+    keeps the tables of the molecules it names, so deleting one later changes no run."""
     req = MoleculeIn.from_dict(payload, source="molecule request")
     mol = _user_molecule(req.key, dict(req.molecule))
     exists = db.scalar(scoped(MoleculeRecord, who).where(MoleculeRecord.key == req.key))

@@ -8,10 +8,17 @@ temporary directory (atomically, as the CLI does), and returns them; the caller 
 file store. Long runs report progress and stop at the next chunk when cancelled (:class:`Progress`);
 a trial keeps its finished chunks in a chunk store, so a run taken over after a crash or a restart
 computes only the missing ones.
+
+User molecules: a request whose course (or trial arm) names a product that is not shipped is
+validated inside the organisation's molecules (:class:`~microneedling.service.db.MoleculeRecord`),
+and the tables of those it names are stored in the request (``request["molecules"]``, ``{key:
+table}``): a run executes inside them (:func:`request_molecules`), whether or not the records still
+exist, and another organisation's molecule is an unknown product.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,7 +27,7 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +44,19 @@ from microneedling.engine.endpoints import parse_endpoint
 from microneedling.engine.executor import ChunkStore, map_chunks
 from microneedling.engine.result import Result
 from microneedling.engine.simulate import simulate
-from microneedling.errors import InputError, InputFileError, MicroneedlingError
+from microneedling.errors import InputError, InputFileError, MicroneedlingError, ParameterError
 from microneedling.io import (
     atomic_directory,
     write_csv_atomic,
     write_netcdf_atomic,
     write_text_atomic,
+)
+from microneedling.parameters.molecules import (
+    Molecule,
+    molecules_from_tables,
+    molecules_toml,
+    shipped_molecules,
+    using_molecules,
 )
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.reports import absorb as absorb_report
@@ -54,7 +68,7 @@ from microneedling.reports.sensitivity import save_indices_png
 from microneedling.reports.sensitivity import write_report as write_sensitivity_report
 from microneedling.reports.trial import write_trial
 from microneedling.service.config import Settings
-from microneedling.service.db import CourseRecord, PatientRecord, PopulationRecord
+from microneedling.service.db import CourseRecord, MoleculeRecord, PatientRecord, PopulationRecord
 from microneedling.service.errors import error_body, problem
 from microneedling.service.schemas import (
     REQUESTS,
@@ -95,7 +109,9 @@ __all__ = [
     "execute",
     "jsonable",
     "media_type",
+    "organisation_molecules",
     "prepare",
+    "request_molecules",
     "simulate_inline",
 ]
 
@@ -190,14 +206,14 @@ class Prepared:
 def _course_data(
     db: Session, org: int, course_id: int | None, course: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], int | None, int | None]:
-    """The course of a request (stored or inline), validated; with its course and patient ids."""
+    """The course of a request (stored or inline; validated by the caller, inside the
+    organisation's molecules); with its course and patient ids."""
     if course_id is not None:
         rec = db.get(CourseRecord, course_id)
         if rec is None or rec.organisation_id != org:
             raise InputError("course_id", course_id, "the id of a course of your organisation")
         return dict(rec.data), rec.id, rec.patient_id
     assert course is not None
-    Course.from_dict(course, source="course")
     return dict(course), None, None
 
 
@@ -205,20 +221,90 @@ def prepare(
     kind: str, payload: Any, db: Session, organisation_id: int, settings: Settings
 ) -> Prepared:
     """Validate a request of ``kind`` (see the module docstring); raises :class:`InputError` /
-    :class:`InputFileError` naming the field."""
+    :class:`InputFileError` naming the field. A course or trial naming a product that is not
+    shipped is validated inside the organisation's molecules, and the tables of those it names
+    are kept in the request (``molecules``)."""
     if kind not in REQUESTS:
         raise InputError("kind", kind, "one of " + ", ".join(repr(k) for k in REQUESTS))
     req = REQUESTS[kind].from_dict(payload, source=f"{kind} request")
     out = req.model_dump(mode="json", exclude_none=True)
+    return _prepare(req, out, db, organisation_id, settings)
+
+
+def _named_products(data: Any) -> set[str]:
+    """Every ``topical.product`` (a string) anywhere in ``data``: the products a course or a
+    trial's arms name (read before validation: the data may be malformed)."""
+    found: set[str] = set()
+    stack = [data]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Mapping):
+            top = x.get("topical")
+            if isinstance(top, Mapping) and isinstance(top.get("product"), str):
+                found.add(top["product"])
+            stack.extend(x.values())
+        elif isinstance(x, list | tuple):
+            stack.extend(x)
+    return found
+
+
+def organisation_molecules(db: Session, org: int) -> dict[str, Molecule]:
+    """The molecules an organisation added (``POST /molecules``), by key. A stored table that no
+    longer validates (or whose key the shipped library took since) is left out: a course naming it
+    gets the unknown-product error."""
+    out: dict[str, Molecule] = {}
+    rows = db.scalars(sa.select(MoleculeRecord).where(MoleculeRecord.organisation_id == org))
+    for rec in rows.all():
+        try:
+            out.update(molecules_from_tables({rec.key: dict(rec.data)}, source="molecule"))
+        except ParameterError as exc:
+            log.warning("molecule %s of organisation %s left out: %s", rec.id, org, exc)
+    return out
+
+
+@contextlib.contextmanager
+def organisation_scope(db: Session, org: int, data: Any) -> Iterator[dict[str, Molecule]]:
+    """The block inside the organisation's molecules when ``data`` (a course, a trial) names a
+    product that is not shipped (the database is read only then: a course of shipped products
+    costs nothing); yields the organisation's molecules that ``data`` names."""
+    names = _named_products(data)
+    shipped = shipped_molecules()
+    own = organisation_molecules(db, org) if any(n not in shipped for n in names) else {}
+    with using_molecules(own):
+        yield {k: own[k] for k in sorted(names) if k in own}
+
+
+def request_molecules(request: Mapping[str, Any]) -> dict[str, Molecule]:
+    """The user molecules stored in a prepared request (``request["molecules"]``; none: ``{}``)."""
+    tables = request.get("molecules")
+    return molecules_from_tables(tables, source="molecules") if tables else {}
+
+
+def _keep_molecules(out: dict[str, Any], used: Mapping[str, Molecule]) -> None:
+    """Keep the tables of the user molecules a request names in it (the run needs nothing else)."""
+    if used:
+        out["molecules"] = {k: dict(m.table) for k, m in used.items()}
+
+
+def _prepare(
+    req: Any, out: dict[str, Any], db: Session, organisation_id: int, settings: Settings
+) -> Prepared:
     if isinstance(req, SimulateRequest | AbsorbRequest):
+        kind = "simulate" if isinstance(req, SimulateRequest) else "absorb"
         data, cid, pid = _course_data(db, organisation_id, req.course_id, req.course)
         out["course"] = data
+        # a stored course was validated when it was stored; again when it names a product that
+        # is not shipped (a user molecule, perhaps deleted since)
+        again = not _named_products(data) <= shipped_molecules().keys()
+        with organisation_scope(db, organisation_id, data) as used:
+            if req.course is not None or again or isinstance(req, AbsorbRequest):
+                course = Course.from_dict(data, source="course")
+                if isinstance(req, AbsorbRequest):  # refuses a course without a topical
+                    absorb_study.topical_sessions(course, load_parameters())
+        _keep_molecules(out, used)
         inline = isinstance(req, SimulateRequest) and (
             not req.background and req.draws <= settings.inline_max_draws
         )
-        if isinstance(req, AbsorbRequest):
-            course = Course.from_dict(data, source="course")
-            absorb_study.topical_sessions(course, load_parameters())  # refuses a course without
         return Prepared(kind, out, pid, cid, inline)
     if isinstance(req, PlanRequest):
         pid = None
@@ -230,15 +316,19 @@ def prepare(
                 )
             out["patient"], pid = dict(rec.data), rec.id
         _patient_file(out)
-        return Prepared(kind, out, pid, None)
+        return Prepared("plan", out, pid, None)
     if isinstance(req, SensitivityRequest):
         data, cid, pid = _course_data(db, organisation_id, req.course_id, req.course)
         out["course"] = data
-        _sensitivity_factors(out, settings)
-        return Prepared(kind, out, pid, cid)
+        with organisation_scope(db, organisation_id, data) as used:
+            _sensitivity_factors(out, settings)  # validates the course
+        _keep_molecules(out, used)
+        return Prepared("sensitivity", out, pid, cid)
     if isinstance(req, TrialRequest):
         out["trial"] = _resolve_trial(db, organisation_id, dict(req.trial))
-        spec = _trial_spec(out, settings)
+        with organisation_scope(db, organisation_id, out["trial"]):
+            spec = _trial_spec(out, settings)
+        _keep_molecules(out, spec.molecules)
         total = spec.n_per_arm * len(spec.arms)
         if total > settings.max_trial_patients:
             raise InputError(
@@ -247,12 +337,12 @@ def prepare(
                 f"at most {settings.max_trial_patients // len(spec.arms)} patients per arm on "
                 "this server (MICRONEEDLING_MAX_TRIAL_PATIENTS)",
             )
-        return Prepared(kind, out, None, None)
+        return Prepared("trial", out, None, None)
     assert isinstance(req, ValidateRequest)
     n = req.sobol_n_base
     if n & (n - 1):
         raise InputError("sobol_n_base", n, "a power of two ≥ 2")
-    return Prepared(kind, out, None, None)
+    return Prepared("validate", out, None, None)
 
 
 def _patient_file(request: Mapping[str, Any]) -> PatientFile:
@@ -390,12 +480,15 @@ def result_blob(result: Result) -> bytes:
 
 def simulate_inline(request: Mapping[str, Any]) -> Outputs:
     """Simulate one course (the engine's :func:`~microneedling.engine.simulate.simulate`, as
-    ``microneedling simulate`` calls it) and keep its result."""
-    course = Course.from_dict(request["course"], source="course")
-    kwargs: dict[str, Any] = {"draws": int(request.get("draws", 32))}
-    if request.get("seed") is not None:
-        kwargs["seed"] = int(request["seed"])
-    result = simulate(course, **kwargs)
+    ``microneedling simulate`` calls it, inside the request's user molecules) and keep its result
+    (and ``molecules.toml``, the user molecules it names)."""
+    molecules = request_molecules(request)
+    with using_molecules(molecules):
+        course = Course.from_dict(request["course"], source="course")
+        kwargs: dict[str, Any] = {"draws": int(request.get("draws", 32))}
+        if request.get("seed") is not None:
+            kwargs["seed"] = int(request["seed"])
+        result = simulate(course, **kwargs)
     summary = {
         "course": course.name,
         "sites": result.sites,
@@ -405,7 +498,10 @@ def simulate_inline(request: Mapping[str, Any]) -> Outputs:
         "parameter_set_hash": result.parameter_set_hash,
         "disclaimer": DISCLAIMER,
     }
-    return Outputs(summary, {RESULT_BLOB: result_blob(result)})
+    files: dict[str, bytes | Path] = {RESULT_BLOB: result_blob(result)}
+    if molecules:
+        files["molecules.toml"] = molecules_toml(molecules).encode()
+    return Outputs(summary, files)
 
 
 def result_of(blob: bytes) -> Result:
@@ -439,10 +535,16 @@ def endpoint_records(result: Result) -> list[dict[str, Any]]:
     return [jsonable(r) for r in result.endpoints().to_dict("records")]
 
 
-def derive(kind: str, name: str, blob: bytes) -> bytes:
+def derive(kind: str, name: str, blob: bytes, request: Mapping[str, Any] | None = None) -> bytes:
     """A file of a finished simulation made from its stored result (see :data:`DERIVED`):
     ``result.nc`` (NetCDF-4, :meth:`Result.to_netcdf` as the CLI writes it), ``endpoints.csv``,
-    ``report.html`` (with figures) and ``course.toml``."""
+    ``report.html`` (with figures) and ``course.toml``; inside the user molecules of the run's
+    ``request`` (its course is validated again)."""
+    with using_molecules(request_molecules(request or {})):
+        return _derive(kind, name, blob)
+
+
+def _derive(kind: str, name: str, blob: bytes) -> bytes:
     result = result_of(blob)
     if name == "result.nc":
         with tempfile.TemporaryDirectory(prefix="microneedling-nc-") as tmp:
@@ -459,6 +561,13 @@ def derive(kind: str, name: str, blob: bytes) -> bytes:
             raise KeyError(name)
         return course.to_toml().encode()
     raise KeyError(name)
+
+
+def _write_molecules(request: Mapping[str, Any], directory: Path) -> None:
+    """``molecules.toml``: the user molecules of the request, beside its ``course.toml``."""
+    molecules = request_molecules(request)
+    if molecules:
+        write_text_atomic(molecules_toml(molecules), directory / "molecules.toml")
 
 
 def _collect(directory: Path) -> dict[str, bytes | Path]:
@@ -521,6 +630,20 @@ def execute(
     (kept across restarts until the run ends: a trial's chunks live there)."""
     progress.update(0.0, "starting")
     t0 = time.perf_counter()
+    with using_molecules(request_molecules(request)):  # chunks on workers carry them along
+        out = _execute(kind, request, settings, progress, work)
+    out.summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
+    progress.update(1.0, "done")
+    return out
+
+
+def _execute(
+    kind: str,
+    request: Mapping[str, Any],
+    settings: Settings,
+    progress: Progress,
+    work: Path,
+) -> Outputs:
     if kind == "simulate":
         progress.update(0.05, "simulating")
         out = simulate_inline(request)
@@ -536,8 +659,6 @@ def execute(
         out = _validate(request, progress, work)
     else:  # pragma: no cover - prepare refuses other kinds
         raise InputError("kind", kind, "a run kind")
-    out.summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
-    progress.update(1.0, "done")
     return out
 
 
@@ -624,6 +745,7 @@ def _absorb(request: Mapping[str, Any], progress: Progress, work: Path) -> Outpu
         }
         write_text_atomic(json.dumps(meta, indent=2), tmp / "absorption.json")
         write_text_atomic(course.to_toml(), tmp / "course.toml")
+        _write_molecules(request, tmp)
         absorb_report.write_report(
             tmp,
             table,
@@ -691,6 +813,7 @@ def _sensitivity(
         save_indices_png(ds, tmp / "sobol.png")
         write_sensitivity_report(tmp, ds, warnings=noise_warnings(ds))
         write_text_atomic(course.to_toml(), tmp / "course.toml")
+        _write_molecules(request, tmp)
     summary = {
         "course": course.name,
         "endpoints": ends,

@@ -63,7 +63,7 @@ import numpy as np
 
 from microneedling.engine.prepare import prepare
 from microneedling.errors import InputError
-from microneedling.parameters.molecules import shipped_molecules
+from microneedling.parameters.molecules import in_scope
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import posterior_nominal, sample_parameter_sets
 from microneedling.physics import needles, transport
@@ -305,8 +305,7 @@ def resolve(
 ) -> Resolved:
     """Solve the unit cell for ``case`` with and without the channel (see the module docstring)."""
 
-    mols = shipped_molecules() if molecules is None else molecules
-    mol = mols[case.product]
+    mol = (in_scope([case.product]) if molecules is None else molecules)[case.product]
     params = transport.TransportParameters.from_parameters(ps)
     sol_props = transport.Solute.from_molecules([mol])
     kp = float(transport.intact_kp(sol_props, params)[0])
@@ -417,7 +416,7 @@ def absorption_table(
     floor = transport.TransportParameters.from_parameters(ps).enhancement_floor_fraction
     solved: dict[tuple[Any, ...], Resolved] = {}
     if resolved:
-        mols = shipped_molecules()
+        mols = in_scope({c.product for c in cases})  # shipped and user molecules in scope
         for c in cases:
             if c.resolved_key not in solved:
                 solved[c.resolved_key] = resolve(c, ps, molecules=mols)

@@ -37,7 +37,7 @@ from microneedling.course.screening import Screening, screen
 from microneedling.engine.applicability import AXES, load_domains
 from microneedling.engine.variables import by_name, endpoint_variables
 from microneedling.errors import InputError, InputFileError
-from microneedling.parameters.molecules import shipped_molecules
+from microneedling.parameters.molecules import shipped_molecules, using_molecules
 from microneedling.parameters.parameter_set import load_references
 from microneedling.reports import charts, page
 from microneedling.reports import run as run_report
@@ -78,7 +78,14 @@ from microneedling.service.db import (
 )
 from microneedling.service.errors import ServiceError
 from microneedling.service.jobs import TERMINAL
-from microneedling.service.runs import RESULT_BLOB, prepare, result_of
+from microneedling.service.runs import (
+    RESULT_BLOB,
+    organisation_molecules,
+    organisation_scope,
+    prepare,
+    request_molecules,
+    result_of,
+)
 from microneedling.service.security import csrf_token, hash_token
 from microneedling.studies.trial.population import list_populations
 from microneedling.vocabulary import CONCERN_TYPES, SITES
@@ -803,14 +810,20 @@ def _course_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return data
 
 
+def _products(db: Session, org: int) -> list[str]:
+    """The products a form offers: the shipped library, then the organisation's own molecules."""
+    shipped = shipped_molecules()
+    own = [k for k in organisation_molecules(db, org) if k not in shipped]
+    return sorted(shipped) + sorted(own)
+
+
 def _editor_context(rec: CourseRecord, values: Mapping[str, Any], errors: Mapping[str, list[str]],
-                    data: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+                    data: Mapping[str, Any], products: list[str]) -> dict[str, Any]:  # fmt: skip
     v = dict(values)
     if "_sessions" not in v:
         base = _course_values(data)
         v["_sessions"] = base["_sessions"]
         v["_sites"] = base["_sites"]
-    products = sorted(shipped_molecules())
     return {
         "kind": "Course editor",
         "title": rec.name,
@@ -834,7 +847,8 @@ def course_page(request: Request, course_id: int) -> Response:
         rec = owned(db, CourseRecord, course_id, who, "course")
         audit.record(db, who, "view", "course", rec.id, "web")
         db.commit()
-        ctx = _editor_context(rec, _course_values(rec.data), {}, rec.data)
+        ctx = _editor_context(rec, _course_values(rec.data), {}, rec.data,
+                              _products(db, who.organisation_id))  # fmt: skip
         ctx["runs"] = _runs_of(db, who, course_id=rec.id)
         return _page(request, who, "course.html.j2", **ctx)
 
@@ -871,9 +885,11 @@ async def save_course(request: Request, course_id: int) -> Response:
         rec = owned(db, CourseRecord, course_id, who, "course")
         try:
             data = _course_table(pairs)
-            course = Course.from_dict(data, source="course")
+            with organisation_scope(db, who.organisation_id, data):  # its own molecules too
+                course = Course.from_dict(data, source="course")
         except (InputError, InputFileError) as exc:
-            c = _editor_context(rec, _form_values(pairs), field_errors(exc), rec.data)
+            c = _editor_context(rec, _form_values(pairs), field_errors(exc), rec.data,
+                                _products(db, who.organisation_id))  # fmt: skip
             c["runs"] = _runs_of(db, who, course_id=rec.id)
             return _page(request, who, "course.html.j2", **c)
         rec.data, rec.name = data, course.name
@@ -892,11 +908,13 @@ async def check_course(request: Request) -> Response:
     """Field errors of the course editor as one types (JSON: field path → the CLI's messages)."""
     pairs, form = await _form(request)
     with _db(request) as db:
-        _check_caller(request, db, form)
-    try:
-        Course.from_dict(_course_table(pairs), source="course")
-    except (InputError, InputFileError) as exc:
-        return JSONResponse({"errors": field_errors(exc)})
+        who = _check_caller(request, db, form)
+        try:
+            data = _course_table(pairs)
+            with organisation_scope(db, who.organisation_id, data):
+                Course.from_dict(data, source="course")
+        except (InputError, InputFileError) as exc:
+            return JSONResponse({"errors": field_errors(exc)})
     return JSONResponse({"errors": {}})
 
 
@@ -981,14 +999,16 @@ async def whatif_start(request: Request, course_id: int) -> Response:
         data_b = _variant(rec.data, length, n, every) if not errors else {}
         if not errors:
             try:
-                course_b = Course.from_dict(data_b, source="course")
+                with organisation_scope(db, who.organisation_id, data_b):
+                    course_b = Course.from_dict(data_b, source="course")
             except (InputError, InputFileError) as exc:
                 for field, msgs in field_errors(exc).items():
                     key = field.rpartition(".")[2] if field.startswith("sessions[") else field
                     key = {"needle_length_mm": "needle_length_mm"}.get(key, "")
                     errors.setdefault(key, []).extend(msgs)
         if errors:
-            c = _editor_context(rec, _course_values(rec.data), {}, rec.data)
+            c = _editor_context(rec, _course_values(rec.data), {}, rec.data,
+                                _products(db, who.organisation_id))  # fmt: skip
             c["runs"] = _runs_of(db, who, course_id=rec.id)
             c["whatif_errors"] = errors
             c["whatif_values"] = {k: form.get(k, "") for k in ("needle_length_mm", "sessions",
@@ -1044,13 +1064,14 @@ def whatif(request: Request, a: int | None = None, b: int | None = None) -> Resp
             pair={"a": {"id": ra.id, "label": label_a, "name": res_a.course_name},
                   "b": {"id": rb.id, "label": label_b, "name": res_b.course_name}},
             charts_list=[c for c in every if c is not None], table=table,
-            sessions=[_session_words(res_a), _session_words(res_b)],
+            sessions=[_session_words(res_a, ra), _session_words(res_b, rb)],
             **charts.context(every, library_url=_plotly()),
         )  # fmt: skip
 
 
-def _session_words(result: Any) -> str:
-    course = result.course
+def _session_words(result: Any, run: Run) -> str:
+    with using_molecules(request_molecules(run.request)):  # the course may name user molecules
+        course = result.course
     if course is None:
         return ""
     by_site: dict[str, list[Any]] = {}
@@ -1089,14 +1110,15 @@ def _value_iv(r: Any) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------- absorption
-def _absorb_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) -> dict[str, Any]:
+def _absorb_context(values: Mapping[str, Any], errors: Mapping[str, list[str]],
+                    products: list[str]) -> dict[str, Any]:  # fmt: skip
     return {
         "kind": "Absorption study",
         "title": "Absorption study",
         "active": "absorb",
         "values": {**flatten(presets.ABSORB_COURSE), "draws": 16, **values},
         "errors": dict(errors),
-        "products": sorted(shipped_molecules()),
+        "products": products,
     }
 
 
@@ -1104,7 +1126,8 @@ def _absorb_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) 
 def absorb_page(request: Request) -> Response:
     with _db(request) as db:
         who = _caller(request, db)
-        return _page(request, who, "absorb.html.j2", **_absorb_context({}, {}))
+        return _page(request, who, "absorb.html.j2",
+                     **_absorb_context({}, {}, _products(db, who.organisation_id)))  # fmt: skip
 
 
 @router.post("/absorb")
@@ -1127,7 +1150,8 @@ async def absorb_start(request: Request) -> Response:
         except (InputError, InputFileError) as exc:
             errors = {k.removeprefix("course."): v for k, v in field_errors(exc).items()}
             return _page(request, who, "absorb.html.j2",
-                         **_absorb_context(dict(pairs), errors))  # fmt: skip
+                         **_absorb_context(dict(pairs), errors,
+                                           _products(db, who.organisation_id)))  # fmt: skip
         out = await start_run(prep, who, db, ctx)
         return _see(f"/web/runs/{out.id}")
 
@@ -1455,7 +1479,7 @@ def handout(request: Request, run_id: int) -> Response:
         db.commit()
         return _page(request, who, "handout.html.j2", kind="Patient handout",
                      title=result.course_name or "Your treatment plan", active="patients",
-                     run={"id": run.id}, **_handout(result))  # fmt: skip
+                     run={"id": run.id}, **_handout(result, run))  # fmt: skip
 
 
 def _site_values(ds: Any, name: str, site: str) -> np.ndarray:
@@ -1472,10 +1496,11 @@ def _days(values: Sequence[float]) -> str:
     return ", ".join(format_day(d) for d in values)
 
 
-def _handout(result: Any) -> dict[str, Any]:
+def _handout(result: Any, run: Run) -> dict[str, Any]:
     """The handout's lines: the plan per site, the expected change of each clinical observable
     from today to the last read-out (with its 10–90% range), redness days per session, PIH."""
-    course = result.course
+    with using_molecules(request_molecules(run.request)):  # the course may name user molecules
+        course = result.course
     ds = result.dataset
     plan_lines = []
     if course is not None:

@@ -34,6 +34,7 @@ from microneedling.engine.executor import (
     validate_executor,
 )
 from microneedling.errors import InputError, InputFileFieldError
+from microneedling.parameters.molecules import using_molecules
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import posterior_nominal
 from microneedling.studies.trial.population import sample_patients
@@ -147,8 +148,15 @@ def merge_moments(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def run_chunk(task: ChunkTask) -> ChunkResult:
-    """Simulate one chunk of patients under its arm(s) in ONE batched solve; return summaries."""
+    """Simulate one chunk of patients under its arm(s) in ONE batched solve; return summaries.
 
+    Runs inside the user molecules the spec's arms name (:attr:`TrialSpec.molecules`), so a chunk
+    is self-contained on any worker."""
+    with using_molecules(task.spec.molecules):
+        return _run_chunk(task)
+
+
+def _run_chunk(task: ChunkTask) -> ChunkResult:
     spec = task.spec
     pop = spec.population
     batch = sample_patients(pop, task.start, task.stop, seed=spec.seed, stream=task.stream)
@@ -470,7 +478,28 @@ def run_trial(
 
     With ``resume_dir``, finished chunks are kept there as they arrive (atomically, with the
     spec's fingerprint), so a rerun of an interrupted trial computes only the missing chunks.
+    Runs inside the user molecules the arms name (:attr:`TrialSpec.molecules`).
     """
+    with using_molecules(spec.molecules):
+        return _run_trial(
+            spec,
+            resume_dir=resume_dir,
+            workers=workers,
+            scheduler=scheduler,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+
+
+def _run_trial(
+    spec: TrialSpec,
+    *,
+    resume_dir: str | Path | None,
+    workers: int,
+    scheduler: str | None,
+    chunk_size: int | None,
+    progress: bool,
+) -> TrialResult:
     validate_executor(workers, scheduler)
     chunk = spec.chunk_size if chunk_size is None else chunk_size
     if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK:

@@ -58,6 +58,7 @@ from microneedling.errors import (
     InputFileFieldError,
 )
 from microneedling.io import dumps_toml, read_toml
+from microneedling.parameters.molecules import Molecule, molecules_toml, used_extras
 from microneedling.schema import INT64_MAX, Allowed, InputModel, Integer, Number, Text, Unit
 from microneedling.studies.trial.population import (
     PatientBatch,
@@ -331,6 +332,17 @@ class Arm:
     def sites(self) -> tuple[str, ...]:
         return tuple(str(s["name"]) for s in self.template.get("sites", []))
 
+    @property
+    def products(self) -> tuple[str, ...]:
+        """The topical products the arm's sessions name."""
+        out: list[str] = []
+        for s in self.template.get("sessions", []):
+            top = s.get("topical") if isinstance(s, Mapping) else None
+            p = top.get("product") if isinstance(top, Mapping) else None
+            if isinstance(p, str) and p not in out:
+                out.append(p)
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -346,6 +358,9 @@ class TrialSpec:
     control: int = 0
     chunk_size: int = DEFAULT_CHUNK
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    molecules: Mapping[str, Molecule] = field(default_factory=dict, compare=False, repr=False)
+    """The user molecules the arms name (from the scope the spec was read in,
+    :func:`~microneedling.parameters.molecules.using_molecules`): every chunk runs inside them."""
 
     @property
     def paired(self) -> bool:
@@ -386,6 +401,7 @@ class TrialSpec:
         if problems:
             raise TrialFile.refuse(problems, source)
         names = file.arm_names
+        products = [p for a in arms for p in a.products]
         return cls(
             name=t.name.strip(),
             design=t.design,
@@ -401,6 +417,7 @@ class TrialSpec:
                 "arms": [dict(a.template) for a in arms],
                 "names": names,
             },
+            molecules=used_extras(products),
         )
 
     def fingerprint(self, chunk_size: int) -> str:
@@ -419,6 +436,12 @@ class TrialSpec:
                 "population": self.population.raw,
                 "chunk_size": chunk_size,
                 "version": __version__,
+                # user molecules: their tables (another molecule under the same name is new work)
+                **(
+                    {"molecules": {k: dict(m.table) for k, m in self.molecules.items()}}
+                    if self.molecules
+                    else {}
+                ),
             },
             sort_keys=True,
             default=str,
@@ -431,6 +454,10 @@ class TrialSpec:
         t["population"] = dict(self.population.raw)  # inlined: the copy is self-contained
         arms = [{"name": a.name, "protocol": dict(a.template)} for a in self.arms]
         return dumps_toml({"trial": t, "arms": arms})
+
+    def molecules_toml(self) -> str | None:
+        """The user molecules the arms name as a molecule file (``None`` without any)."""
+        return molecules_toml(self.molecules) if self.molecules else None
 
 
 def _population(ref: str | Mapping[str, Any], base: Path, source: str | None) -> Population:
