@@ -163,3 +163,51 @@ def test_flags_of_the_shipped_map_are_kept_per_settings_and_equal_the_computed_o
         assert A.flags(course, iter(some)) == A._flags(settings, some, table)
     assert any(A.flags(Course.from_file(p)) for p in EXAMPLES.glob("*.toml"))  # not vacuous
     assert len(A._FLAGS) <= 2 * len(list(EXAMPLES.glob("*.toml")))
+
+
+SERUM = EXAMPLES / "serum-absorption-study.toml"
+
+
+def _with_product(product: str) -> Course:
+    data = copy.deepcopy(read_toml(SERUM))
+    for s in data["sessions"]:
+        if s.get("topical"):
+            s["topical"]["product"] = product
+    return Course.from_dict(data)
+
+
+def test_a_topical_product_the_rows_did_not_apply_is_a_reason() -> None:
+    """The product axis: only outputs whose validation rows applied a topical have it; a course
+    applying another product is outside there (and says which products were validated), and a
+    course applying one of them is not; outputs whose rows applied none ignore the product."""
+    wide: dict[str, Any] = {
+        "needle_length_mm": (0.1, 3.0),
+        "devices": ("roller", "pen", "stamp"),
+        "sites": tuple(A.course_settings(_with_product("caffeine"))["sites"]),
+        "fitzpatrick": (1.0, 6.0),
+        "sessions": (1.0, 10.0),
+        "interval_days": (1.0, 400.0),
+    }
+    domains = {
+        "enhancement_ratio": A.Domain("enhancement_ratio", rows=("m",), studies=1,
+                                      products=("palmitoyl_pentapeptide_4",), **wide),
+        "erythema_days": A.Domain("erythema_days", rows=("c",), studies=1, **wide),
+    }  # fmt: skip
+    outside = A.flags(_with_product("caffeine"), ["enhancement_ratio", "erythema_days"], domains)
+    assert [f.message for f in outside] == [
+        "outside validation: enhancement_ratio: topical product caffeine "
+        "(validated: palmitoyl_pentapeptide_4)"
+    ]
+    inside = A.flags(
+        _with_product("palmitoyl_pentapeptide_4"), ["enhancement_ratio", "erythema_days"], domains
+    )
+    assert inside == []
+
+
+def test_the_shipped_map_records_the_products_of_its_rows() -> None:
+    """The generated map lists the products of the validation rows' courses: Mohammed 2014's
+    peptide for the enhancement ratio, tranexamic acid for the MASI rows; scar depth has none."""
+    shipped = A.load_domains()
+    assert "palmitoyl_pentapeptide_4" in (shipped["enhancement_ratio"].products or ())
+    assert "tranexamic_acid" in (shipped["masi_score"].products or ())
+    assert shipped["scar_depth"].products is None

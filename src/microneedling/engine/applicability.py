@@ -4,7 +4,8 @@
 :mod:`microneedling.studies.credibility.applicability` from the validation rows of
 ``data/literature.toml``; a test regenerates it) gives, for each output variable, the needle lengths,
 devices, sites, Fitzpatrick types, numbers of sessions and intervals at which validation rows compared
-the model with published data. :func:`flags` checks a course against it, one :class:`Flag` per
+the model with published data, and the topical products their courses applied (a course applying
+another product, a user's own molecule among them, is outside for that output). :func:`flags` checks a course against it, one :class:`Flag` per
 output that the course's conditions make relevant and whose settings lie outside (or that no
 validation row tests); :func:`warnings` turns them into the one-line warnings ``simulate`` and
 ``plan`` attach to their results. Outside is not wrong: it means no published data at those settings
@@ -45,6 +46,7 @@ AXES: tuple[str, ...] = (
     "fitzpatrick",
     "sessions",
     "interval_days",
+    "products",
 )
 """The settings the map covers, in the order flags name them."""
 
@@ -55,6 +57,7 @@ _AXIS_WORDS = {
     "fitzpatrick": ("Fitzpatrick type", ""),
     "sessions": ("sessions", ""),
     "interval_days": ("interval", "d"),
+    "products": ("topical product", ""),
 }
 
 RELEVANT_IF: dict[str, str] = {
@@ -87,6 +90,9 @@ class Domain:
     fitzpatrick: tuple[float, float] | None = None
     sessions: tuple[float, float] | None = None
     interval_days: tuple[float, float] | None = None
+    products: tuple[str, ...] | None = None
+    """The topical products the validation rows' courses applied (``None``: no row applies one;
+    a course's product is then not an axis of this output)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ def _load(path: str) -> dict[str, Domain]:
             fitzpatrick=_pair(t.get("fitzpatrick")),
             sessions=_pair(t.get("sessions")),
             interval_days=_pair(t.get("interval_days")),
+            products=tuple(t["products"]) if "products" in t else None,
         )
     return out
 
@@ -135,8 +142,9 @@ def load_domains(path: Path | None = None) -> dict[str, Domain]:
 
 def course_settings(course: Course) -> dict[str, Any]:
     """The settings of a course on the map's axes: needle lengths, device type, sites, Fitzpatrick
-    type, the number of sessions of each site and the intervals between them, and the condition
-    types (plus ``topical`` when a session carries one) that make outputs relevant."""
+    type, the number of sessions of each site and the intervals between them, the topical products
+    its sessions apply, and the condition types (plus ``topical`` when a session carries one) that
+    make outputs relevant."""
     by_site: dict[str, list[float]] = {}
     for s in course.sessions:
         by_site.setdefault(s.site, []).append(float(s.day))
@@ -155,6 +163,7 @@ def course_settings(course: Course) -> dict[str, Any]:
         "fitzpatrick": [float(course.patient.fitzpatrick)],
         "sessions": sorted({float(len(d)) for d in by_site.values()}),
         "interval_days": sorted(set(intervals)),
+        "products": sorted({s.topical.product for s in course.sessions if s.topical is not None}),
         "conditions": sorted(kinds),
     }
 
@@ -185,9 +194,10 @@ def _reasons(domain: Domain, settings: Mapping[str, Any]) -> list[str]:
             continue
         allowed = getattr(domain, axis)
         if allowed is None:
-            out.append(f"{words}: no validation row reports it")
+            if axis != "products":  # an output no row tests with a topical has no product axis
+                out.append(f"{words}: no validation row reports it")
             continue
-        if axis in ("devices", "sites"):
+        if axis in ("devices", "sites", "products"):
             off = [v for v in have if v not in allowed]
             if off:
                 out.append(f"{words} {', '.join(off)} (validated: {', '.join(allowed)})")

@@ -71,6 +71,8 @@ def _arm_settings(
         for s in c["sessions"]:
             out["needle_length_mm"].add(float(s["needle_length_mm"]))
             days_by_site.setdefault(s["site"], []).append(float(s["day"]))
+            if s.get("topical"):
+                out["products"].add(str(s["topical"]["product"]))
         out["devices"].add(str(c["device"]["type"]))
         out["sites"].update(days_by_site)
         out["fitzpatrick"].add(float(c["patient"]["fitzpatrick"]))
@@ -96,7 +98,16 @@ def _arm_settings(
     return out
 
 
-_AXES = ("needle_length_mm", "devices", "sites", "fitzpatrick", "sessions", "interval_days")
+_AXES = (
+    "needle_length_mm",
+    "devices",
+    "sites",
+    "fitzpatrick",
+    "sessions",
+    "interval_days",
+    "products",
+)
+_LISTS = ("devices", "sites", "products")
 
 
 def build(
@@ -105,8 +116,8 @@ def build(
 ) -> dict[str, Any]:
     """The map as plain data: ``{"outputs": {name: {rows, studies, axis: ...}}}``.
 
-    Numeric axes are ``[low, high]``, devices and sites sorted lists; an axis no row informs is
-    left out.
+    Numeric axes are ``[low, high]``; devices, sites and the topical products the rows' courses
+    apply sorted lists; an axis no row informs is left out.
     """
     val = list(lit_rows) if lit_rows is not None else rows("validation")
     prots = protocols if protocols is not None else load_protocols()
@@ -134,7 +145,7 @@ def build(
             vals = e[axis]
             if not vals:
                 continue
-            if axis in ("devices", "sites"):
+            if axis in _LISTS:
                 t[axis] = sorted(vals)
             else:
                 lo, hi = min(vals), max(vals)
