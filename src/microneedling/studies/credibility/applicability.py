@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from microneedling.engine.applicability import AXES
 from microneedling.io import atomic_path, data_path, dumps_toml
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
@@ -98,15 +99,8 @@ def _arm_settings(
     return out
 
 
-_AXES = (
-    "needle_length_mm",
-    "devices",
-    "sites",
-    "fitzpatrick",
-    "sessions",
-    "interval_days",
-    "products",
-)
+#: the map's axes: the ones the engine checks a course on
+_AXES = AXES
 _LISTS = ("devices", "sites", "products")
 
 
