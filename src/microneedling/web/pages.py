@@ -1438,10 +1438,11 @@ def credibility(request: Request) -> Response:
             [page.column("Output"), page.column("Studies", num=True),
              page.column("Validation rows", num=True), page.column("Needle length", "mm"),
              page.column("Devices"), page.column("Sites"), page.column("Fitzpatrick types"),
-             page.column("Sessions"), page.column("Interval", "d")],
+             page.column("Sessions"), page.column("Interval", "d"),
+             page.column("Topical products")],
             rows, label="Validated settings",
             caption="The settings at which published data were compared with the model; "
-            "'—': no validation row informs that setting.",
+            "'—': no validation row informs that setting (topical products: none applied).",
         )  # fmt: skip
         domains = load_domains()
         untested = sorted(
