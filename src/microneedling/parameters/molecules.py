@@ -42,6 +42,7 @@ __all__ = [
     "molecule_names",
     "molecules_from_tables",
     "molecules_toml",
+    "named_products",
     "shipped_molecules",
     "used_extras",
     "user_molecules",
@@ -354,6 +355,24 @@ def in_scope(names: Iterable[str]) -> dict[str, Molecule]:
             )
         out[n] = m
     return out
+
+
+def named_products(data: Any) -> set[str]:
+    """Every ``topical.product`` (a string) anywhere in ``data``, plain mappings and lists as read
+    from a file or a request: the products a course, a trial arm's template or a whole trial names
+    (read before validation, so the data may be malformed)."""
+    found: set[str] = set()
+    stack = [data]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Mapping):
+            top = x.get("topical")
+            if isinstance(top, Mapping) and isinstance(top.get("product"), str):
+                found.add(top["product"])
+            stack.extend(x.values())
+        elif isinstance(x, list | tuple):
+            stack.extend(x)
+    return found
 
 
 def used_extras(products: Iterable[str]) -> dict[str, Molecule]:

@@ -55,6 +55,7 @@ from microneedling.parameters.molecules import (
     Molecule,
     molecules_from_tables,
     molecules_toml,
+    named_products,
     shipped_molecules,
     using_molecules,
 )
@@ -231,23 +232,6 @@ def prepare(
     return _prepare(req, out, db, organisation_id, settings)
 
 
-def _named_products(data: Any) -> set[str]:
-    """Every ``topical.product`` (a string) anywhere in ``data``: the products a course or a
-    trial's arms name (read before validation: the data may be malformed)."""
-    found: set[str] = set()
-    stack = [data]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, Mapping):
-            top = x.get("topical")
-            if isinstance(top, Mapping) and isinstance(top.get("product"), str):
-                found.add(top["product"])
-            stack.extend(x.values())
-        elif isinstance(x, list | tuple):
-            stack.extend(x)
-    return found
-
-
 def organisation_molecules(db: Session, org: int) -> dict[str, Molecule]:
     """The molecules an organisation added (``POST /molecules``), by key. A stored table that no
     longer validates (or whose key the shipped library took since) is left out: a course naming it
@@ -267,7 +251,7 @@ def organisation_scope(db: Session, org: int, data: Any) -> Iterator[dict[str, M
     """The block inside the organisation's molecules when ``data`` (a course, a trial) names a
     product that is not shipped (the database is read only then: a course of shipped products
     costs nothing); yields the organisation's molecules that ``data`` names."""
-    names = _named_products(data)
+    names = named_products(data)
     shipped = shipped_molecules()
     own = organisation_molecules(db, org) if any(n not in shipped for n in names) else {}
     with using_molecules(own):
@@ -295,7 +279,7 @@ def _prepare(
         out["course"] = data
         # a stored course was validated when it was stored; again when it names a product that
         # is not shipped (a user molecule, perhaps deleted since)
-        again = not _named_products(data) <= shipped_molecules().keys()
+        again = not named_products(data) <= shipped_molecules().keys()
         with organisation_scope(db, organisation_id, data) as used:
             if req.course is not None or again or isinstance(req, AbsorbRequest):
                 course = Course.from_dict(data, source="course")
@@ -631,34 +615,23 @@ def execute(
     progress.update(0.0, "starting")
     t0 = time.perf_counter()
     with using_molecules(request_molecules(request)):  # chunks on workers carry them along
-        out = _execute(kind, request, settings, progress, work)
+        if kind == "simulate":
+            progress.update(0.05, "simulating")
+            out = simulate_inline(request)
+        elif kind == "plan":
+            out = _plan(request, progress, work)
+        elif kind == "absorb":
+            out = _absorb(request, progress, work)
+        elif kind == "trial":
+            out = _trial(request, settings, progress, work)
+        elif kind == "sensitivity":
+            out = _sensitivity(request, settings, progress, work)
+        elif kind == "validate":
+            out = _validate(request, progress, work)
+        else:  # pragma: no cover - prepare refuses other kinds
+            raise InputError("kind", kind, "a run kind")
     out.summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     progress.update(1.0, "done")
-    return out
-
-
-def _execute(
-    kind: str,
-    request: Mapping[str, Any],
-    settings: Settings,
-    progress: Progress,
-    work: Path,
-) -> Outputs:
-    if kind == "simulate":
-        progress.update(0.05, "simulating")
-        out = simulate_inline(request)
-    elif kind == "plan":
-        out = _plan(request, progress, work)
-    elif kind == "absorb":
-        out = _absorb(request, progress, work)
-    elif kind == "trial":
-        out = _trial(request, settings, progress, work)
-    elif kind == "sensitivity":
-        out = _sensitivity(request, settings, progress, work)
-    elif kind == "validate":
-        out = _validate(request, progress, work)
-    else:  # pragma: no cover - prepare refuses other kinds
-        raise InputError("kind", kind, "a run kind")
     return out
 
 

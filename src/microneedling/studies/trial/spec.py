@@ -58,7 +58,12 @@ from microneedling.errors import (
     InputFileFieldError,
 )
 from microneedling.io import dumps_toml, read_toml
-from microneedling.parameters.molecules import Molecule, molecules_toml, used_extras
+from microneedling.parameters.molecules import (
+    Molecule,
+    molecules_toml,
+    named_products,
+    used_extras,
+)
 from microneedling.schema import INT64_MAX, Allowed, InputModel, Integer, Number, Text, Unit
 from microneedling.studies.trial.population import (
     PatientBatch,
@@ -334,14 +339,8 @@ class Arm:
 
     @property
     def products(self) -> tuple[str, ...]:
-        """The topical products the arm's sessions name."""
-        out: list[str] = []
-        for s in self.template.get("sessions", []):
-            top = s.get("topical") if isinstance(s, Mapping) else None
-            p = top.get("product") if isinstance(top, Mapping) else None
-            if isinstance(p, str) and p not in out:
-                out.append(p)
-        return tuple(out)
+        """The topical products the arm's sessions name (sorted)."""
+        return tuple(sorted(named_products(self.template)))
 
 
 @dataclass(frozen=True)
