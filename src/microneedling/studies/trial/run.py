@@ -434,12 +434,14 @@ def check_endpoints_apply(spec: TrialSpec) -> None:
     after the horizon): one nominal solve of the population's first patient in every arm.
 
     Every patient of an arm has the same condition types (the population's, or the course's when
-    the population declares none) and the same sessions, so the first patient decides.
+    the population declares none) and the same sessions, so the first patient decides. Runs inside
+    the user molecules the arms name.
     """
     pop = spec.population
-    batch = sample_patients(pop, 0, 1, seed=spec.seed)
-    courses = [arm_course(arm, batch, 0, pop) for arm in spec.arms]
-    run = simulate_batch(courses, posterior_nominal(load_parameters()))
+    with using_molecules(spec.molecules):
+        batch = sample_patients(pop, 0, 1, seed=spec.seed)
+        courses = [arm_course(arm, batch, 0, pop) for arm in spec.arms]
+        run = simulate_batch(courses, posterior_nominal(load_parameters()))
     problems: list[InputError] = []
     for j, e in enumerate(spec.endpoints):
         v = endpoint_values(run, e.spec)
@@ -478,28 +480,9 @@ def run_trial(
 
     With ``resume_dir``, finished chunks are kept there as they arrive (atomically, with the
     spec's fingerprint), so a rerun of an interrupted trial computes only the missing chunks.
-    Runs inside the user molecules the arms name (:attr:`TrialSpec.molecules`).
+    The user molecules the arms name (:attr:`TrialSpec.molecules`) are in scope wherever a course
+    is simulated: the end-point check and every chunk (:func:`run_chunk`) enter them.
     """
-    with using_molecules(spec.molecules):
-        return _run_trial(
-            spec,
-            resume_dir=resume_dir,
-            workers=workers,
-            scheduler=scheduler,
-            chunk_size=chunk_size,
-            progress=progress,
-        )
-
-
-def _run_trial(
-    spec: TrialSpec,
-    *,
-    resume_dir: str | Path | None,
-    workers: int,
-    scheduler: str | None,
-    chunk_size: int | None,
-    progress: bool,
-) -> TrialResult:
     validate_executor(workers, scheduler)
     chunk = spec.chunk_size if chunk_size is None else chunk_size
     if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK:
