@@ -104,6 +104,7 @@ __all__ = [
     "Outputs",
     "Prepared",
     "Progress",
+    "Scope",
     "StoredResultError",
     "derive",
     "error_json",
@@ -246,16 +247,28 @@ def organisation_molecules(db: Session, org: int) -> dict[str, Molecule]:
     return out
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What :func:`organisation_scope` found in a course or a trial."""
+
+    unshipped: frozenset[str]
+    """The products it names that are not shipped: the organisation's molecules, or products
+    unknown to it (a validation inside the scope refuses those)."""
+    molecules: dict[str, Molecule]
+    """The organisation's molecules it names, by key (sorted)."""
+
+
 @contextlib.contextmanager
-def organisation_scope(db: Session, org: int, data: Any) -> Iterator[dict[str, Molecule]]:
+def organisation_scope(db: Session, org: int, data: Any) -> Iterator[Scope]:
     """The block inside the organisation's molecules when ``data`` (a course, a trial) names a
     product that is not shipped (the database is read only then: a course of shipped products
-    costs nothing); yields the organisation's molecules that ``data`` names."""
+    costs nothing); yields what it names (:class:`Scope`)."""
     names = named_products(data)
     shipped = shipped_molecules()
-    own = organisation_molecules(db, org) if any(n not in shipped for n in names) else {}
+    unshipped = frozenset(n for n in names if n not in shipped)
+    own = organisation_molecules(db, org) if unshipped else {}
     with using_molecules(own):
-        yield {k: own[k] for k in sorted(names) if k in own}
+        yield Scope(unshipped, {k: own[k] for k in sorted(names) if k in own})
 
 
 def request_molecules(request: Mapping[str, Any]) -> dict[str, Molecule]:
@@ -277,15 +290,14 @@ def _prepare(
         kind = "simulate" if isinstance(req, SimulateRequest) else "absorb"
         data, cid, pid = _course_data(db, organisation_id, req.course_id, req.course)
         out["course"] = data
-        # a stored course was validated when it was stored; again when it names a product that
-        # is not shipped (a user molecule, perhaps deleted since)
-        again = not named_products(data) <= shipped_molecules().keys()
-        with organisation_scope(db, organisation_id, data) as used:
-            if req.course is not None or again or isinstance(req, AbsorbRequest):
+        with organisation_scope(db, organisation_id, data) as scope:
+            # a stored course was validated when it was stored; again when it names a product
+            # that is not shipped (a user molecule, perhaps deleted since)
+            if req.course is not None or scope.unshipped or isinstance(req, AbsorbRequest):
                 course = Course.from_dict(data, source="course")
                 if isinstance(req, AbsorbRequest):  # refuses a course without a topical
                     absorb_study.topical_sessions(course, load_parameters())
-        _keep_molecules(out, used)
+        _keep_molecules(out, scope.molecules)
         inline = isinstance(req, SimulateRequest) and (
             not req.background and req.draws <= settings.inline_max_draws
         )
@@ -304,9 +316,9 @@ def _prepare(
     if isinstance(req, SensitivityRequest):
         data, cid, pid = _course_data(db, organisation_id, req.course_id, req.course)
         out["course"] = data
-        with organisation_scope(db, organisation_id, data) as used:
+        with organisation_scope(db, organisation_id, data) as scope:
             _sensitivity_factors(out, settings)  # validates the course
-        _keep_molecules(out, used)
+        _keep_molecules(out, scope.molecules)
         return Prepared("sensitivity", out, pid, cid)
     if isinstance(req, TrialRequest):
         out["trial"] = _resolve_trial(db, organisation_id, dict(req.trial))
