@@ -9,6 +9,7 @@ import tomllib
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from microneedling.parameters.molecules import molecules_from_tables
 from microneedling.service import jobs
@@ -180,3 +181,38 @@ def test_a_client_cannot_send_molecules_with_a_request(service: Service) -> None
     body = {"course": serum_course(COPY), "draws": 0, "molecules": {COPY: copy_table()}}
     r = service.client.post(f"{API}/runs/simulate", json=body, headers=service.a.h)
     assert r.status_code == 422 and r.json()["problems"][0]["field"] == "molecules"
+
+
+def test_a_list_of_courses_reads_the_organisations_molecules_once(
+    service: Service, house: int
+) -> None:
+    """``GET /courses`` reads the molecules once per request, not once per course naming one (the
+    SQL sent to the database is counted), and lists each course as ``GET /courses/{id}`` does."""
+    c, a = service.client, service.a
+    warned = serum_course(COPY)
+    warned["patient"]["history"] = {"active_infection": True}  # a warning, not a refusal
+    courses = [serum_course(COPY), warned, serum_course(COPY), serum_course("caffeine")]
+    ids = []
+    for data in courses:
+        r = c.post(f"{API}/courses", json={"course": data}, headers=a.h)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    statements: list[str] = []
+
+    def sent(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(service.ctx.engine, "before_cursor_execute", sent)
+    try:
+        r = c.get(f"{API}/courses", headers=a.h)
+    finally:
+        sa.event.remove(service.ctx.engine, "before_cursor_execute", sent)
+    assert r.status_code == 200, r.text
+    reads = [s for s in statements if "FROM molecules" in s]
+    assert len(reads) == 1, f"{len(reads)} reads of the molecules in {len(statements)} statements"
+    listed = {x["id"]: x for x in r.json()}
+    one = [c.get(f"{API}/courses/{i}", headers=a.h).json() for i in ids]
+    assert [listed[i] for i in ids] == one
+    assert one[1]["warnings"] and not one[0]["warnings"]
+    for i in ids:
+        assert c.delete(f"{API}/courses/{i}", headers=a.h).status_code == 204

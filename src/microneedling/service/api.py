@@ -78,6 +78,7 @@ from microneedling.service.runs import (
     endpoint_records,
     jsonable,
     media_type,
+    molecule_reader,
     organisation_scope,
     prepare,
     remove_work,
@@ -174,9 +175,13 @@ def _patient_out(p: PatientRecord) -> PatientOut:
     return PatientOut(id=p.id, name=p.name, data=p.data, created_at=p.created_at)
 
 
-def _course_out(c: CourseRecord, db: Session) -> CourseOut:
+def _course_out(
+    c: CourseRecord, db: Session, molecules: Callable[[], dict[str, Molecule]] | None = None
+) -> CourseOut:
+    """A stored course with its warnings (validated again, inside its organisation's molecules;
+    ``molecules``: a :func:`molecule_reader` shared by the courses of one request)."""
     try:
-        with organisation_scope(db, c.organisation_id, c.data):  # its user molecules, if any
+        with organisation_scope(db, c.organisation_id, c.data, molecules):  # its own molecules
             warnings = list(Course.from_dict(c.data, source="course").warnings)
     except (InputError, InputFileError):  # a stored course whose user molecule was deleted
         warnings = []
@@ -518,7 +523,8 @@ def list_courses(
     if patient_id is not None:
         q = q.where(CourseRecord.patient_id == patient_id)
     rows = db.scalars(q.order_by(CourseRecord.id.desc()).limit(limit).offset(offset)).all()
-    return [_course_out(c, db) for c in rows]
+    molecules = molecule_reader(db, who.organisation_id)  # one query for all, if any names one
+    return [_course_out(c, db, molecules) for c in rows]
 
 
 @router.post(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -111,6 +112,7 @@ __all__ = [
     "execute",
     "jsonable",
     "media_type",
+    "molecule_reader",
     "organisation_molecules",
     "prepare",
     "request_molecules",
@@ -247,6 +249,13 @@ def organisation_molecules(db: Session, org: int) -> dict[str, Molecule]:
     return out
 
 
+def molecule_reader(db: Session, org: int) -> Callable[[], dict[str, Molecule]]:
+    """The organisation's molecules (:func:`organisation_molecules`), read on the first call only:
+    a request that scopes many courses (a list of them) reads the database once, and not at all
+    when none of them names a product that is not shipped."""
+    return functools.cache(lambda: organisation_molecules(db, org))
+
+
 @dataclass(frozen=True)
 class Scope:
     """What :func:`organisation_scope` found in a course or a trial."""
@@ -259,14 +268,21 @@ class Scope:
 
 
 @contextlib.contextmanager
-def organisation_scope(db: Session, org: int, data: Any) -> Iterator[Scope]:
+def organisation_scope(
+    db: Session,
+    org: int,
+    data: Any,
+    molecules: Callable[[], dict[str, Molecule]] | None = None,
+) -> Iterator[Scope]:
     """The block inside the organisation's molecules when ``data`` (a course, a trial) names a
     product that is not shipped (the database is read only then: a course of shipped products
-    costs nothing); yields what it names (:class:`Scope`)."""
+    costs nothing); yields what it names (:class:`Scope`). ``molecules``: the organisation's
+    molecules from a :func:`molecule_reader` shared by many courses (one query for them all)."""
     names = named_products(data)
     shipped = shipped_molecules()
     unshipped = frozenset(n for n in names if n not in shipped)
-    own = organisation_molecules(db, org) if unshipped else {}
+    read = molecules or (lambda: organisation_molecules(db, org))
+    own = read() if unshipped else {}
     with using_molecules(own):
         yield Scope(unshipped, {k: own[k] for k in sorted(names) if k in own})
 
