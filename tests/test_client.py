@@ -1,9 +1,12 @@
 """The Python client against a real server (``microneedling serve --workers 2`` in a subprocess):
 sign in, store a course from a file, simulate, fetch the result as an xarray Dataset equal to the
-engine's, end points, progress events, downloads, and refusals as the package's own exceptions."""
+engine's, end points, progress events, downloads, and refusals as the package's own exceptions; the
+organisation's own molecules and populations (another organisation's answer 404)."""
 
 from __future__ import annotations
 
+import json
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +16,13 @@ import pytest
 from microneedling.client import Client, ServiceError
 from microneedling.course.model import Course
 from microneedling.engine.simulate import simulate
-from microneedling.errors import InputFileError
+from microneedling.errors import InputError, InputFileError
+from microneedling.io import dumps_toml
+from microneedling.parameters.molecules import user_molecules, using_molecules
+from tests.paths import REPO
 from tests.service.helpers import EXAMPLES, PASSWORD
 from tests.service.live import create_admin, serve, stop
+from tests.user_molecules import COPY, copy_table, write_copy, write_serum_course
 
 COURSE = EXAMPLES / "acne-scars-rolling-cheek.toml"
 
@@ -24,6 +31,7 @@ COURSE = EXAMPLES / "acne-scars-rolling-cheek.toml"
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("client-server")
     create_admin(data, "me@client.example", PASSWORD, "Client clinic")
+    create_admin(data, "them@other.example", PASSWORD, "Another clinic")
     proc, base = serve(data, None, None, "--workers", "2")
     try:
         yield base
@@ -34,6 +42,13 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def client(url: str) -> Iterator[Client]:
     with Client.login(url, "me@client.example", PASSWORD) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def other(url: str) -> Iterator[Client]:
+    """The administrator of another organisation."""
+    with Client.login(url, "them@other.example", PASSWORD) as c:
         yield c
 
 
@@ -97,3 +112,103 @@ def test_patient_plan_and_reference_data(client: Client) -> None:
     client.delete_patient(patient["id"])
     with pytest.raises(ServiceError):
         client.run(run["id"])
+
+
+def test_a_course_naming_the_organisations_molecule(
+    client: Client, other: Client, tmp_path: Path
+) -> None:
+    file = write_copy(tmp_path / "house.toml")  # caffeine's table under the key COPY
+    added = client.create_molecule(file)
+    assert (added["key"], added["shipped"], added["data"]) == (COPY, False, copy_table())
+    caffeine = next(m for m in client.molecules() if m["key"] == "caffeine")
+    assert added["mw_g_per_mol"] == caffeine["mw_g_per_mol"] == 194.19
+    assert {m["key"] for m in client.molecules()} >= {COPY, "caffeine"}
+    assert COPY not in {m["key"] for m in other.molecules()}
+    # a course naming it: stored, simulated, its dataset equal to the engine's with the file
+    course_file = write_serum_course(tmp_path / "course.toml", COPY)
+    course = client.create_course(course_file)
+    run = client.simulate(course["id"], draws=0)
+    assert run["status"] == "done" and run["request"]["molecules"] == {COPY: copy_table()}
+    ds = client.dataset(run["id"])
+    with using_molecules(user_molecules(file)):
+        expected = simulate(Course.from_toml(course_file), draws=0).dataset
+    for name, var in expected.data_vars.items():
+        np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)
+    absorbed = client.endpoints(run["id"]).query("variable == 'absorbed_amount'")["value"]
+    assert len(absorbed) and (absorbed > 0).all()
+    # another organisation: the product is unknown to it, the molecule not found
+    with pytest.raises(InputFileError) as unknown:
+        other.simulate(course_file, draws=0)
+    problem = unknown.value.problems[0]
+    assert problem.field.endswith("sessions[0].topical.product") and problem.value == COPY
+    with pytest.raises(ServiceError) as foreign:
+        other.delete_molecule(added["id"])
+    assert foreign.value.status == 404
+    # deleted: a stored course naming it is refused when submitted; the run made keeps its data
+    client.delete_molecule(added["id"])
+    assert COPY not in {m["key"] for m in client.molecules()}
+    with pytest.raises(InputFileError) as gone:
+        client.simulate(course["id"], draws=0)
+    assert gone.value.problems[0].value == COPY
+    np.testing.assert_array_equal(client.dataset(run["id"])["time"].values, ds["time"].values)
+    client.request("DELETE", f"/courses/{course['id']}")
+
+
+def test_molecule_refusals(client: Client, tmp_path: Path) -> None:
+    table = copy_table()
+    table["mw"] = {**table["mw"], "value": -5.0}
+    with pytest.raises(InputFileError) as bad:
+        client.create_molecule({"house_light": table})
+    (problem,) = bad.value.problems
+    assert problem.field == "molecule" and problem.value == table
+    assert "'house_light'.mw: value -5.0 must be positive" in problem.allowed
+    with pytest.raises(InputFileError) as key:
+        client.create_molecule({"House Light": copy_table()})
+    assert [(p.field, p.value) for p in key.value.problems] == [("key", "House Light")]
+    assert "lower-case letters" in key.value.problems[0].allowed
+    with pytest.raises(InputFileError) as shipped:
+        client.create_molecule({"caffeine": copy_table()})
+    assert "already defined" in shipped.value.problems[0].allowed
+    # a file of two molecules: ``key`` chooses one (refused locally without it)
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"house_a": copy_table(), "house_b": copy_table()}), "utf-8")
+    with pytest.raises(InputError) as which:
+        client.create_molecule(two)
+    assert which.value.field == "key" and "house_a, house_b" in which.value.allowed
+    made = client.create_molecule(two, key="house_b")
+    assert made["key"] == "house_b"
+    with pytest.raises(InputFileError) as again:
+        client.create_molecule(two, key="house_b")
+    assert again.value.problems[0].allowed == "an identifier your organisation has not used yet"
+    client.delete_molecule(made["id"])
+    with pytest.raises(ServiceError) as deleted:
+        client.delete_molecule(made["id"])
+    assert deleted.value.status == 404
+
+
+def test_populations(client: Client, other: Client, tmp_path: Path) -> None:
+    preset = REPO / "src" / "microneedling" / "data" / "populations" / "photoaging-adults.toml"
+    data = tomllib.loads(preset.read_text(encoding="utf-8"))
+    data["name"] = "our cohort"
+    file = tmp_path / "cohort.toml"
+    file.write_text(dumps_toml(data), encoding="utf-8")
+    made = client.create_population(file)
+    assert (made["key"], made["name"], made["shipped"]) == ("our cohort", "our cohort", False)
+    assert client.population(made["id"]) == made
+    assert made in client.populations()
+    assert "our cohort" not in {p["key"] for p in other.populations()}
+    for call in (other.population, other.delete_population):
+        with pytest.raises(ServiceError) as foreign:
+            call(made["id"])
+        assert foreign.value.status == 404
+    with pytest.raises(InputFileError) as twice:
+        client.create_population(data)
+    assert [(p.field, p.value) for p in twice.value.problems] == [("population.name", "our cohort")]
+    children = {**data, "name": "children", "age": {"distribution": "normal", "mean": 10.0}}
+    with pytest.raises(InputFileError) as bad:
+        client.create_population(children)
+    assert bad.value.problems[0].field.startswith("population.age")
+    client.delete_population(made["id"])
+    with pytest.raises(ServiceError) as gone:
+        client.population(made["id"])
+    assert gone.value.status == 404

@@ -5,12 +5,14 @@
 >>> run = client.simulate("examples/acne-scars-rolling-cheek.toml", draws=0)
 >>> ds = client.dataset(run["id"])              # the result as an xarray.Dataset
 >>> client.endpoints(run["id"])                 # end points as a pandas DataFrame
+>>> mol = client.create_molecule("house.toml")  # a topical a course may then name
 
 Refusals come back as the package's own exceptions: bad input as
 :class:`~microneedling.errors.InputFileError` (each problem an
 :class:`~microneedling.errors.InputError` naming the field, the value and what is allowed, the same
 words as the command line), anything else as :class:`ServiceError` with the status and the server's
-one line. Courses, patient files and trial specs may be given as paths (TOML or JSON) or mappings.
+one line. Courses, patient files, trial specs, molecule files and populations may be given as paths
+(TOML or JSON) or mappings.
 """
 
 from __future__ import annotations
@@ -302,7 +304,59 @@ class Client:
         return list(self.request("GET", "/sources"))
 
     def populations(self) -> list[dict[str, Any]]:
+        """The population presets and the organisation's own populations (see
+        :meth:`create_population`): ``key`` (what a trial's ``population`` names), ``name``,
+        ``description``, ``shipped``, ``id`` (the organisation's only), ``data``."""
         return list(self.request("GET", "/populations"))
 
+    def create_population(self, population: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+        """Add a virtual population to the organisation's (a population file, TOML or JSON, in the
+        format of ``data/populations/*.toml``, or a mapping; validated like the file), under its
+        ``name``, which a trial's ``population`` then names. Its ``name`` must be new (not a
+        preset's, nor the organisation's). The population as :meth:`populations` lists it."""
+        return dict(self.request("POST", "/populations", json={"population": _file(population)}))
+
+    def population(self, population_id: int) -> dict[str, Any]:
+        """One of the organisation's populations (by ``id``), as :meth:`populations` lists it."""
+        return dict(self.request("GET", f"/populations/{population_id}"))
+
+    def delete_population(self, population_id: int) -> None:
+        """Remove one of the organisation's populations (by ``id``); a trial already submitted
+        keeps the population's table in its request."""
+        self.request("DELETE", f"/populations/{population_id}")
+
     def molecules(self) -> list[dict[str, Any]]:
+        """The shipped molecule library and the organisation's own molecules (see
+        :meth:`create_molecule`): ``key`` (what a course's ``topical.product`` names), ``label``,
+        ``mw_g_per_mol`` (g/mol), ``log_kow`` (``None`` where not defined), ``d_aq_m2_s`` (m²/s),
+        ``charge`` (at pH 5.5), ``sources``, ``shipped``, and for the organisation's own ``id``
+        and ``data`` (the table as stored)."""
         return list(self.request("GET", "/molecules"))
+
+    def create_molecule(
+        self, molecules: str | Path | Mapping[str, Any], key: str | None = None
+    ) -> dict[str, Any]:
+        """Add a topical active to the organisation's library, from a molecule file (TOML or JSON)
+        or a mapping in the format of ``data/molecules.toml``: ``{key: table}``, the table with
+        ``label`` and ``mw`` (g/mol), ``log_kow``, ``d_aq`` (m²/s) and ``charge``, each
+        ``{value, units, source, kind}`` (``kind = "user"`` allows a free-text source). ``key``
+        chooses the molecule when the file holds several (tables whose key starts with ``_`` are
+        ignored, as the library's reader ignores them). The key must be new (not shipped, nor
+        the organisation's); the organisation's courses and runs may then name it as a topical
+        ``product``. The molecule as :meth:`molecules` lists it (``id`` for
+        :meth:`delete_molecule`)."""
+        tables = {k: v for k, v in _file(molecules).items() if not str(k).startswith("_")}
+        if not tables:
+            raise InputError("molecules", tables, "a molecule table, {key: table}")
+        if key is None and len(tables) == 1:
+            key = next(iter(tables))
+        if key not in tables:
+            allowed = "the key of a molecule in it: " + ", ".join(sorted(tables))
+            raise InputError("key", MISSING if key is None else key, allowed)
+        body = {"key": key, "molecule": tables[key]}
+        return dict(self.request("POST", "/molecules", json=body))
+
+    def delete_molecule(self, molecule_id: int) -> None:
+        """Remove one of the organisation's molecules (by ``id``). A run already made keeps the
+        tables of the molecules it named; a stored course naming it is refused when submitted."""
+        self.request("DELETE", f"/molecules/{molecule_id}")
