@@ -137,6 +137,16 @@ def test_validation_per_claim_family_is_tabled(report: dict) -> None:
         assert f["family"] in cells and f"{f['pass']}/{f['evaluated']}" in cells
 
 
+def test_validation_by_assessor_is_tabled(report: dict) -> None:
+    who = report["validation"]["summary"]["by_assessor"]
+    assert who and sum(a["rows"] for a in who) == report["validation"]["n_rows"]
+    page = html.unescape(render_html(report))
+    assert "Validation by who assessed the observed number" in page
+    cells = [c for tab in Page(render_html(report)).tables for r in tab.rows for c in r]
+    for a in who:
+        assert a["assessor"] in cells and f"{a['pass']}/{a['evaluated']}" in cells
+
+
 def test_a_posterior_fitted_on_another_parameter_set_is_called_stale(report: dict) -> None:
     stale = copy.deepcopy(report)
     cal = stale["calibration"]

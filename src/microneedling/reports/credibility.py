@@ -325,6 +325,21 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
         caption="Validation per claim family (two-sided and count rows covered; bound rows apart)",
         empty="No validation rows.",
     )  # fmt: skip
+    who_t = table(
+        [column("Assessor: kind of number"), column("Rows", num=True),
+         column("Evaluated", num=True), column("Studies", num=True), column("Within tolerance"),
+         column("Covered (80%)"), column("Bounds consistent (80%)")],
+        [{"cells": [a["assessor"], a["rows"], a["evaluated"], a["studies"],
+                    f"{a['pass']}/{a['evaluated']}",
+                    f"{a['covered_80']}/{a['n_two_sided']}" if a["n_two_sided"] else "–",
+                    f"{a['bounds_consistent_80']}/{a['n_bounds']}" if a["n_bounds"] else "–"],
+          "highlight": a["evaluated"] > 0 and a["pass"] < a["evaluated"]}
+         for a in s.get("by_assessor", [])],
+        caption="Validation by who assessed the observed number and what kind of number it is "
+        "(descriptive: a blinded or unblinded rater, blinding not stated, an instrument, the "
+        "patient)",
+        empty="No validation rows.",
+    )  # fmt: skip
     co = val.get("cohorts", {})
     cohort_t = table(
         [column("Row"), column("Role"), column("Observed SD", num=True),
@@ -341,6 +356,7 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
         "summary": summary,
         "rows": rows_t,
         "families": fam_t,
+        "assessors": who_t,
         "vv20": vv,
         "calculation": calc_t,
         "calculation_summary": (
@@ -469,6 +485,7 @@ def render_html(report: dict[str, Any]) -> str:
         validation_chart=validation_chart,
         validation=v["rows"],
         families=v["families"],
+        assessors=v["assessors"],
         vv20=v["vv20"],
         cohort_summary=v["cohort_summary"],
         cohorts=v["cohorts"],
@@ -555,6 +572,13 @@ def validation_table(v: Validation) -> str:
                 f"{cov}, bounds consistent {f['bounds_consistent_80']}/{f['n_bounds']} "
                 f"({f['studies']} studies)"
             )
+        for a in s.get("by_assessor", []):
+            if a["evaluated"]:
+                cov = f"{a['covered_80']}/{a['n_two_sided']}" if a["n_two_sided"] else "—"
+                lines.append(
+                    f"  assessed by {a['assessor']}: {a['pass']}/{a['evaluated']} within "
+                    f"tolerance, 80% covered {cov} ({a['studies']} studies)"
+                )
     return "\n".join(lines)
 
 

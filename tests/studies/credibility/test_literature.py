@@ -383,6 +383,10 @@ def _row_text(key: str) -> str:
         ("garg_boxcar_reduction", "read_at", "read_where", "read_at", ""),
         ("garg_boxcar_reduction", 'family = "acne_scars"', 'family = "scars"', "family", ""),
         ("garg_boxcar_reduction", 'equivalence = "minor"', 'equivalence = "close"', "equivalence", ""),
+        ("garg_boxcar_reduction", 'assessor = "not stated"', 'assessor = "the investigator"',
+         "assessor", "'not blinded'"),
+        ("garg_boxcar_reduction", 'outcome_kind = "subjective rating"', 'outcome_kind = "grade"',
+         "outcome_kind", "'subjective rating'"),
         ("garg_boxcar_reduction", 'role = "validation"\n', 'role = "validation"\nsets_parameters'
          ' = ["observe.scar_width"]\n', "sets_parameters", "calibration data"),
     ],
@@ -741,3 +745,26 @@ def test_a_row_with_a_baseline_states_levels_not_a_change(all_rows):
     for r in all_rows:
         if r.baseline is not None:
             assert r.units != "%", (r.key, r.value, r.baseline)
+
+
+def test_every_row_says_who_assessed_it_and_what_kind_of_number_it_is() -> None:
+    """Each row records its assessor and outcome kind (literature.ASSESSORS, OUTCOME_KINDS), so
+    the validation can be read by who judged the numbers; a new row must say too."""
+    from microneedling.studies.credibility.literature import (
+        ASSESSORS,
+        OUTCOME_KINDS,
+        load_literature,
+    )
+
+    rows = load_literature()
+    assert rows
+    missing = [r.key for r in rows if r.assessor is None or r.outcome_kind is None]
+    assert not missing, missing
+    assert {r.assessor for r in rows} <= set(ASSESSORS)
+    assert {r.outcome_kind for r in rows} <= set(OUTCOME_KINDS)
+    # an instrument's number is a measurement or histology, never a rating
+    assert all(
+        r.outcome_kind in ("measurement", "histology", "count of events")
+        for r in rows
+        if r.assessor == "instrument"
+    )

@@ -127,7 +127,16 @@ def test_bad_requests_name_the_field() -> None:
     assert exc.value.field == "rows"
 
 
-def _result(key: str, study: str, family: str, kind: str, status: str, covered: bool | None):  # type: ignore[no-untyped-def]
+def _result(
+    key: str,
+    study: str,
+    family: str,
+    kind: str,
+    status: str,
+    covered: bool | None,
+    assessor: str = "",
+    outcome_kind: str = "",
+):  # type: ignore[no-untyped-def]
     from microneedling.studies.credibility.validate import RowResult
 
     nan = float("nan")
@@ -137,7 +146,7 @@ def _result(key: str, study: str, family: str, kind: str, status: str, covered: 
         median=nan, low=nan, high=nan, low50=nan, high50=nan, band_low=nan, band_high=nan,
         status=status, covered=covered, covered50=False if covered is None else not covered,
         pit=nan, crps=nan, crps_baseline=nan, interval_score=nan, sharpness=nan, vv20={},
-        comparable="", assumptions="",
+        comparable="", assumptions="", assessor=assessor, outcome_kind=outcome_kind,
     )  # fmt: skip
 
 
@@ -164,6 +173,46 @@ def test_per_family_counts_add_up_to_the_totals() -> None:
     assert fams["downtime"]["evaluated"] == 0 and fams["downtime"]["n_two_sided"] == 0
     assert sum(f["rows"] for f in fams.values()) == len(results)
     assert sum(f["pass"] for f in fams.values()) == sum(r.status == "pass" for r in results)
+
+
+def test_counts_by_assessor_follow_the_assessors_order_and_add_up() -> None:
+    from microneedling.studies.credibility.validate import by_assessor
+
+    rating, measured = "subjective rating", "measurement"
+    results = [
+        _result("i1", "s1", "texture", "gaussian", "pass", True, "instrument", measured),
+        _result("n1", "s2", "acne_scars", "binomial", "miss", False, "not stated", rating),
+        _result("n2", "s2", "acne_scars", "gaussian", "miss", True, "not stated", rating),
+        _result("n3", "s6", "downtime", "gaussian", "pass", True, "not stated", measured),
+        _result("b1", "s3", "acne_scars", "binomial", "pass", True, "blinded", rating),
+        _result("b2", "s4", "acne_scars", "upper", "miss", False, "blinded", rating),
+        _result("u1", "s5", "pih", "", "not evaluated", None),
+    ]
+    groups = by_assessor(results)
+    # literature.ASSESSORS order (blinded first), then OUTCOME_KINDS; a row without either last
+    assert [g["assessor"] for g in groups] == [
+        "blinded: subjective rating",
+        "not stated: subjective rating",
+        "not stated: measurement",
+        "instrument: measurement",
+        "unknown: unknown",
+    ]
+    g = {x["assessor"]: x for x in groups}
+    b = g["blinded: subjective rating"]
+    assert (b["evaluated"], b["pass"], b["studies"], b["n_two_sided"], b["n_bounds"]) == (
+        2, 1, 2, 1, 1,
+    )  # fmt: skip
+    ns = g["not stated: subjective rating"]
+    assert (ns["pass"], ns["covered_80"], ns["n_two_sided"]) == (0, 1, 2)
+    assert g["unknown: unknown"]["evaluated"] == 0
+    assert sum(x["rows"] for x in groups) == len(results)
+
+
+def test_the_summary_holds_the_table_by_assessor(val) -> None:  # type: ignore[no-untyped-def]
+    who = val.summary["by_assessor"]
+    assert sum(a["rows"] for a in who) == len(val.results)
+    assert sum(a["pass"] for a in who) == val.n_pass
+    assert {f"{r.assessor}: {r.outcome_kind}" for r in val.results} <= {a["assessor"] for a in who}
 
 
 def test_the_summary_holds_the_per_family_table(val) -> None:  # type: ignore[no-untyped-def]

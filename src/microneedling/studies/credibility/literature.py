@@ -49,12 +49,14 @@ from microneedling.units import UnitError, convert, parse_unit
 from microneedling.vocabulary import DEVICES, SCAR_TYPES
 
 __all__ = [
+    "ASSESSORS",
     "BOUNDS",
     "COMPARES",
     "DEVICES",
     "EQUIVALENCE",
     "EVIDENCE",
     "FAMILIES",
+    "OUTCOME_KINDS",
     "REFERENCES_TABLE",
     "ROLES",
     "ROLES_TABLE",
@@ -109,6 +111,19 @@ ROLES_TABLE = "_roles"
 #: the labels of the rules that assign a study's role (their text is in ``[_roles.rules]``)
 RoleRule = Literal["a", "b", "c", "d", "e", "f"]
 ROLE_RULES: tuple[str, ...] = get_args(RoleRule)
+
+
+Assessor = Literal["blinded", "not blinded", "not stated", "instrument", "patient"]
+ASSESSORS: tuple[str, ...] = get_args(Assessor)
+"""Who judged a row's number (``assessor``): a rater blind to the treatment or time point, a rater
+who was not, a rater whose blinding the source does not state, an instrument (profilometry,
+colorimetry, histometry, imaging device, a measured time), or the patients themselves."""
+
+OutcomeKind = Literal["subjective rating", "measurement", "count of events", "histology"]
+OUTCOME_KINDS: tuple[str, ...] = get_args(OutcomeKind)
+"""What kind of number a row is (``outcome_kind``): a rated grade, score or improvement category; a
+measured quantity; a count of patients with an event (PIH, an adverse effect); or a histological
+measure from biopsies."""
 
 
 class LiteratureError(InputFileError):
@@ -251,6 +266,8 @@ class RowTable(_Model):
     read_at: NonEmpty
     role: Literal["calibration", "validation"]
     equivalence: Literal["equivalent", "minor", "major"]
+    assessor: Assessor | None = None
+    outcome_kind: OutcomeKind | None = None
     tolerance: Number | None = None
     tolerance_reason: Text = ""
     comparable: NonEmpty
@@ -597,6 +614,8 @@ class LiteratureRow:
     family: str = ""
     read_at: str = ""
     equivalence: str = ""
+    assessor: str | None = None
+    outcome_kind: str | None = None
     tolerance: float | None = None
     tolerance_reason: str = ""
     quote: str = ""

@@ -43,7 +43,7 @@ import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -74,6 +74,8 @@ from microneedling.studies.credibility.calibrate import (
 )
 from microneedling.studies.credibility.likelihood import Likelihood, RowSpec, ordinal_probability
 from microneedling.studies.credibility.literature import (
+    ASSESSORS,
+    OUTCOME_KINDS,
     LiteratureRow,
     Protocol,
     load_protocol_file,
@@ -98,6 +100,7 @@ from microneedling.studies.trial.population import load_population, sample_patie
 __all__ = [
     "RowResult",
     "Validation",
+    "by_assessor",
     "by_family",
     "calculation_verification",
     "calibration_check",
@@ -144,6 +147,8 @@ class RowResult:
     comparable: str
     assumptions: str
     equivalence: str = ""
+    assessor: str = ""  # who judged the observed number (literature.ASSESSORS; "" unknown)
+    outcome_kind: str = ""  # what kind of number it is (literature.OUTCOME_KINDS; "" unknown)
 
     @property
     def error(self) -> float:
@@ -436,6 +441,8 @@ def _score_rows(
                 family=groups[spec.group],
                 kind=spec.kind,
                 evidence=r.evidence,
+                assessor=r.assessor or "",
+                outcome_kind=r.outcome_kind or "",
                 units="%" if p.compare == "relative_change" else r.units,
                 observed=observed_value(r, p),
                 tolerance=tol,
@@ -487,17 +494,39 @@ def by_family(results: Sequence[RowResult]) -> list[dict[str, Any]]:
     """Per claim family, in order of first appearance: rows, evaluated, within tolerance, and the
     two-sided and count rows covered by the 80% and 50% predictive intervals (bound rows have no
     two-sided interval to cover; their consistency is counted apart)."""
-    fams: dict[str, list[RowResult]] = {}
+    return _by_group(results, family_of, "family")
+
+
+def by_assessor(results: Sequence[RowResult]) -> list[dict[str, Any]]:
+    """The same counts as :func:`by_family` per assessor of the observed numbers and kind of
+    number (``"not stated: subjective rating"``: a rated grade whose rater's blinding the source
+    does not state; ``literature.ASSESSORS``, ``OUTCOME_KINDS``), assessors in that order:
+    descriptive, to show where the misses lie; no likelihood reads them."""
+    order = {a: i for i, a in enumerate(ASSESSORS)}
+    kinds = {k: i for i, k in enumerate(OUTCOME_KINDS)}
+    rows = sorted(
+        results,
+        key=lambda r: (order.get(r.assessor, len(order)), kinds.get(r.outcome_kind, len(kinds))),
+    )
+    return _by_group(
+        rows, lambda r: f"{r.assessor or 'unknown'}: {r.outcome_kind or 'unknown'}", "assessor"
+    )
+
+
+def _by_group(
+    results: Sequence[RowResult], group: Callable[[RowResult], str], name: str
+) -> list[dict[str, Any]]:
+    groups: dict[str, list[RowResult]] = {}
     for r in results:
-        fams.setdefault(family_of(r), []).append(r)
+        groups.setdefault(group(r), []).append(r)
     out = []
-    for fam, rs in fams.items():
+    for g, rs in groups.items():
         ev = [r for r in rs if r.status != "not evaluated"]
         two = [r for r in ev if r.kind in ("gaussian", "binomial", "ordinal")]
         bounds = [r for r in ev if r.kind in ("upper", "lower")]
         out.append(
             {
-                "family": fam,
+                name: g,
                 "rows": len(rs),
                 "evaluated": len(ev),
                 "pass": sum(r.status == "pass" for r in ev),
@@ -533,6 +562,7 @@ def _summary(results: Sequence[RowResult], config: CalibrationConfig, seed: int)
         "pit_ks": ks_uniform([r.pit for r in two]),
         "pit": [r.pit for r in two],
         "by_family": by_family(results),
+        "by_assessor": by_assessor(results),
     }
     c = [r.crps for r in two if math.isfinite(r.crps)]
     cb = [r.crps_baseline for r in two if math.isfinite(r.crps_baseline)]
@@ -880,6 +910,8 @@ def validate(
                 family=str(getattr(r, "family", "") or r.observable),
                 kind="",
                 evidence=r.evidence,
+                assessor=r.assessor or "",
+                outcome_kind=r.outcome_kind or "",
                 units="%" if p.compare == "relative_change" else r.units,
                 observed=observed_value(r, p),
                 tolerance=float(tol) if tol is not None else nan,
