@@ -75,6 +75,10 @@ def test_plan_pick_simulate_download(signed_in: Any, tmp_path: Path) -> None:
     )
     assert star
     assert "(recommended)" in page.locator("tr.highlight").first.inner_text()
+    # plans that differ only in their passes are told apart, and a tiny risk reads as one
+    assert "Passes per site" in page.locator("#pareto thead").inner_text()
+    assert re.search(r"mm × \d+ passes", page.locator("#recommended .message.ok").inner_text())
+    assert not re.search(r"\de-\d", page.locator("#pareto table").inner_text())
     b.shot("plan")
     # a click on a point of the Pareto chart chooses that plan below
     page.evaluate(
@@ -112,6 +116,9 @@ def test_plan_pick_simulate_download(signed_in: Any, tmp_path: Path) -> None:
         "[...document.querySelectorAll('.js-plotly-plot')].map(e => e.data.length)"
     )
     assert max(traces) >= 2
+    # every end point has its units (a dimensionless one says what its number is)
+    units = page.locator("#endpoints tbody tr:not(.group) td:nth-child(6)").all_inner_texts()
+    assert units and all(u.strip() for u in units)
     b.shot("result")
     with page.expect_download() as info:
         page.locator("[data-download='result.nc']").click()
@@ -145,6 +152,14 @@ def test_plan_pick_simulate_download(signed_in: Any, tmp_path: Path) -> None:
         "[...document.querySelectorAll('.js-plotly-plot')].flatMap(e => e.data.map(t => t.name || ''))"
     )
     assert any(n.startswith("A (run") for n in names) and any(n.startswith("B (run") for n in names)
+    # the end points of A and B are read at the same point of each course, one row each (A's
+    # read-outs were each set against B's last one, in rows that looked alike)
+    table = page.locator("#endpoints table")
+    assert "When" in table.locator("thead").inner_text()
+    rows = [tuple(r.locator("td").all_inner_texts()[:3]) for r in table.locator("tbody tr").all()]
+    assert len(rows) == len(set(rows))
+    assert any("30 d after the last session" in r[2] and "A: day" in r[2] and "B: day" in r[2]
+               for r in rows)  # fmt: skip
     b.shot("whatif")
 
 

@@ -95,6 +95,12 @@ def test_small_trial_with_live_progress(signed_in: Any) -> None:
         "document.querySelector('[data-chart=chart-trial-0]').data.map(t => t.name)"
     )
     assert arms[:2] == ["roller 1.5 mm", "pen 1.0 mm"] and "responder threshold" in arms
+    # the design in words (no job chunks), the responder rule as written, units in every row
+    design = page.locator("#design").inner_text()
+    assert "Adults with atrophic acne scars" in design and "Chunks" not in design
+    assert "≥ 25%" in summary and ">=" not in summary
+    units = page.locator("#arms tbody td:nth-child(6)").all_inner_texts()
+    assert units and all(u.strip() for u in units)
     b.shot("trial-result")
 
 
@@ -106,7 +112,19 @@ def test_credibility_page(signed_in: Any) -> None:
     assert table.locator("tbody tr").count() > 5
     assert "Needle length" in table.locator("thead").inner_text()
     assert page.locator("#untested li").count() >= 1
+    # ranges as settings are written: 6 sessions, not 6.00–6.00
+    assert not re.search(r"\b(\d+\.\d+)–\1\b", table.locator("tbody").inner_text())
     b.shot("credibility")
+    # the fast delivery validation ends on a page that shows its table (it was a bare link to a
+    # Markdown file) and leads back here
+    page.get_by_role("button", name="Delivery validation only (fast)").click()
+    page.wait_for_url(re.compile(r".*/web/runs/\d+$"))
+    page.wait_for_selector("#summary table", timeout=60_000)
+    head = page.locator("#summary thead").inner_text()
+    assert "predicted" in head and "observed" in head
+    assert page.locator("#summary tbody tr").count() >= 1
+    assert page.get_by_role("link", name="Back to what the model is validated for").count() == 1
+    b.shot("delivery-validation")
 
 
 def test_cancel_a_running_trial(signed_in: Any) -> None:

@@ -42,6 +42,7 @@ from microneedling.reports.format import (
     format_percent,
     human,
     pretty_units,
+    units_words,
     with_units,
     yes_no,
 )
@@ -1110,7 +1111,7 @@ def _endpoints(result: Result | xr.Dataset, table: pd.DataFrame | None = None) -
                 _endpoint_when(r, reduce),
                 format_number(r["value"]),
                 iv or "—",
-                pretty_units(str(r["units"])),
+                units_words(r["units"], r["variable"]),
                 _validation_cell(outside, str(r["variable"])),
             ]
         )

@@ -6,10 +6,13 @@ pages) and HTML errors for the pages' paths (the API keeps its JSON errors) to
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from microneedling.errors import InputError, InputFileError, MicroneedlingError
 from microneedling.service.app import create_app as create_service_app
@@ -73,6 +76,33 @@ def install(app: FastAPI) -> FastAPI:
 
     for kind in (ServiceError, InputError, InputFileError, MicroneedlingError):
         page_aware(kind)
+
+    def api_error_as_page(kind: type[Exception]) -> None:
+        """The API's answer (its JSON error body, its log line for an unexpected error) as an
+        error page on a page's path: an unknown address, a malformed one (``/web/runs/abc``) or
+        an internal error shows the pages' error page, not JSON."""
+        api_handler = handlers[kind]
+
+        async def handle(request: Request, exc: Exception) -> Response:
+            response: Response = await api_handler(request, exc)
+            if not _is_page(request):
+                return response
+            body = json.loads(bytes(response.body))
+            status = response.status_code
+            message = str(body.get("error") or status)
+            if status == 404 and message == "Not Found":
+                message = "there is no page at this address"
+            problems = [str(p.get("message", "")) for p in body.get("problems", [])]
+            page = error_page(request, status, message, [p for p in problems if p not in message])
+            for name in ("allow", "retry-after"):
+                if name in response.headers:
+                    page.headers[name] = response.headers[name]
+            return page
+
+        app.add_exception_handler(kind, handle)
+
+    for api_kind in (StarletteHTTPException, RequestValidationError, Exception):
+        api_error_as_page(api_kind)
 
     @app.exception_handler(Redirect)
     async def redirect(_: Request, exc: Redirect) -> Response:

@@ -52,8 +52,10 @@ from microneedling.reports.format import (
     human,
     pretty_units,
     roman,
+    units_words,
     yes_no,
 )
+from microneedling.schema import MISSING
 from microneedling.service import audit
 from microneedling.service.accounts import authenticate, start_session
 from microneedling.service.api import cancel_run, start_run
@@ -87,7 +89,7 @@ from microneedling.service.runs import (
     result_of,
 )
 from microneedling.service.security import csrf_token, hash_token
-from microneedling.studies.trial.population import list_populations
+from microneedling.studies.trial.population import list_populations, load_population
 from microneedling.vocabulary import CONCERN_TYPES, SITES
 from microneedling.web import presets
 from microneedling.web.forms import field_errors, flatten, nest
@@ -587,6 +589,8 @@ def run_page(request: Request, run_id: int) -> Response:
             return _absorb_page(request, who, db, run)
         if run.kind == "trial":
             return _trial_page(request, who, db, run)
+        if run.kind == "validate":
+            return _validate_page(request, who, db, run)
         return _page(request, who, "files.html.j2", kind=f"{run.kind.capitalize()} run",
                      title=f"Run {run.id}", files=_run_files(db, run), **base)  # fmt: skip
 
@@ -644,14 +648,28 @@ def readable(text: Any) -> str:
     return _ENDPOINT_TEXT.sub(endpoint, _OUTSIDE.sub(output, str(text)))
 
 
-def _units_words(units: Any) -> str:
-    """Units for a table cell: a dimensionless quantity says so."""
-    text = str(units or "")
-    return "probability" if text == "1" else pretty_units(text)
+def _units_words(units: Any, variable: Any = "") -> str:
+    """Units for a table cell: a dimensionless quantity says what its number is."""
+    return units_words(units or "", variable)
 
 
 def _plotly() -> str:
     return plotly_url()
+
+
+def _plan_words(text: Any) -> str:
+    """A plan's one-line summary with its passes named: ``cheek 1.5 mm × 4`` → ``cheek 1.5 mm ×
+    4 passes`` (a bare ``× 4`` reads as four sessions)."""
+    return re.sub(r"(mm × \d+)\b(?! pass)", r"\1 passes", str(text or ""))
+
+
+def _small_percent(fraction: Any) -> str:
+    """A risk as a percentage, a negligible one as ``< 0.01%`` (not ``1.05e-10%``)."""
+    try:
+        v = float(fraction)
+    except (TypeError, ValueError):
+        return "—"
+    return "< 0.01%" if 0 < v < 1e-4 else format_percent(v)
 
 
 def _plan_page(request: Request, who: Principal, run: Run) -> Response:
@@ -659,7 +677,8 @@ def _plan_page(request: Request, who: Principal, run: Run) -> Response:
     pareto = [p for p in s.get("pareto", []) if isinstance(p, dict)]
     points = [
         {"index": p["index"], "downtime": p["total_downtime_days"], "score": p["score"],
-         "sessions": p["sessions"], "label": p["summary"], "recommended": p["recommended"]}
+         "sessions": p["sessions"], "label": _plan_words(p["summary"]),
+         "recommended": p["recommended"]}
         for p in pareto
     ]  # fmt: skip
     chart = (
@@ -677,7 +696,7 @@ def _plan_page(request: Request, who: Principal, run: Run) -> Response:
     columns = [
         page.column("Plan", num=True), page.column("Device"), page.column("Sessions", num=True),
         page.column("Interval", "d", num=True), page.column("Needle length per site", "mm"),
-        page.column("Improvement score", num=True),
+        page.column("Passes per site"), page.column("Improvement score", num=True),
         page.column("Total downtime", "d", num=True),
         page.column("Worst session downtime", "d", num=True),
         page.column("Worst-session PIH risk", num=True),
@@ -690,8 +709,9 @@ def _plan_page(request: Request, who: Principal, run: Run) -> Response:
                 human(p["device"]) + (f" + {human(p['topical'])}" if p.get("topical") else ""),
                 str(p["sessions"]), str(p["interval_days"]),
                 ", ".join(f"{human(k)} {v:g}" for k, v in p["lengths_mm"].items()),
+                ", ".join(f"{human(k)} {v}" for k, v in (p.get("passes") or {}).items()) or "—",
                 format_number(p["score"]), format_number(p["total_downtime_days"]),
-                format_number(p["max_session_downtime_days"]), format_percent(p["max_pih_risk"]),
+                format_number(p["max_session_downtime_days"]), _small_percent(p["max_pih_risk"]),
             ],
             "highlight": bool(p["recommended"]),
         })  # fmt: skip
@@ -699,7 +719,7 @@ def _plan_page(request: Request, who: Principal, run: Run) -> Response:
     for r in s.get("predictions", []):
         if not isinstance(r, dict):
             continue
-        units = _units_words(r.get("units"))
+        units = _units_words(r.get("units"), r.get("endpoint"))
         iv = format_interval(r.get("low"), r.get("high"))
         preds.append([human(r.get("site", "")), endpoint_label(r.get("endpoint", "")),
                       format_number(r.get("value")), iv or "—", units])  # fmt: skip
@@ -712,11 +732,11 @@ def _plan_page(request: Request, who: Principal, run: Run) -> Response:
         request, who, "plan.html.j2", kind="Plan", title=f"Plan for {s.get('patient', '')}",
         active="patients",
         run={"id": run.id, "patient_id": run.patient_id},
-        recommended=s.get("recommended", ""),
+        recommended=_plan_words(s.get("recommended", "")),
         explanation=[readable(x) for x in s.get("explanation", [])],
         warnings=[readable(x) for x in s.get("warnings", [])], chart=chart,
         table=page.table(columns, rows, label="Pareto plans"), options=[
-            {"index": p["index"], "label": p["summary"], "recommended": p["recommended"]}
+            {"index": p["index"], "label": _plan_words(p["summary"]), "recommended": p["recommended"]}
             for p in pareto],
         predictions=pred_table, draws=s.get("draws"),
         **charts.context([chart], library_url=_plotly()),
@@ -803,10 +823,13 @@ def _course_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         kind = dev.get("type")
         data["device"] = {k.partition(":")[2] if ":" in k else k: v for k, v in dev.items()
                           if ":" not in k or k.startswith(f"{kind}:")}  # fmt: skip
+    pen = isinstance(dev, dict) and dev.get("type") == "pen"
     for s in data.get("sessions", []) if isinstance(data.get("sessions"), list) else []:
         if isinstance(s, dict) and isinstance(s.get("topical"), dict):
             if not s["topical"].get("product"):
                 del s["topical"]
+        if isinstance(s, dict) and not pen:
+            s.pop("pen_speed_cm_s", None)  # the column is for pens only (the device was changed)
     return data
 
 
@@ -824,6 +847,12 @@ def _editor_context(rec: CourseRecord, values: Mapping[str, Any], errors: Mappin
         base = _course_values(data)
         v["_sessions"] = base["_sessions"]
         v["_sites"] = base["_sites"]
+    # the other device types' fields start from the preset devices: switching the type shows
+    # usable values instead of empty required fields
+    for kind, fields in _DEVICE_FIELDS.items():
+        for f, _, _ in fields:
+            if kind:
+                v.setdefault(f"device.{f}", presets.DEVICES[kind].get(f))
     return {
         "kind": "Course editor",
         "title": rec.name,
@@ -841,7 +870,7 @@ def _editor_context(rec: CourseRecord, values: Mapping[str, Any], errors: Mappin
 
 
 @router.get("/courses/{course_id}")
-def course_page(request: Request, course_id: int) -> Response:
+def course_page(request: Request, course_id: int, saved: int = 0) -> Response:
     with _db(request) as db:
         who = _caller(request, db)
         rec = owned(db, CourseRecord, course_id, who, "course")
@@ -850,7 +879,11 @@ def course_page(request: Request, course_id: int) -> Response:
         ctx = _editor_context(rec, _course_values(rec.data), {}, rec.data,
                               _products(db, who.organisation_id))  # fmt: skip
         ctx["runs"] = _runs_of(db, who, course_id=rec.id)
+        ctx["saved"] = bool(saved)
         return _page(request, who, "course.html.j2", **ctx)
+
+
+_VARIANT_FIELD = re.compile(r"device\.(\w+):(\w+)")
 
 
 def _form_values(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -871,6 +904,12 @@ def _form_values(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     for k, v in values.items():
         m = re.match(r"sessions\[(\d+)\](.*)", k)
         renamed[f"sessions[{order[int(m.group(1))]}]{m.group(2)}" if m else k] = v
+    # a device type's own field (``device.pen:frequency_hz``) is shown under ``device.frequency_hz``
+    # (as :func:`_course_values` names it): without this, a refused save emptied those fields
+    for k, v in values.items():
+        m = _VARIANT_FIELD.fullmatch(k)
+        if m:
+            renamed[f"device.{m.group(2)}"] = v
     renamed["_sessions"] = len(sessions)
     renamed["_sites"] = [sites[i] for i in sorted(sites)]
     return renamed
@@ -1005,7 +1044,10 @@ async def whatif_start(request: Request, course_id: int) -> Response:
                 for field, msgs in field_errors(exc).items():
                     key = field.rpartition(".")[2] if field.startswith("sessions[") else field
                     key = {"needle_length_mm": "needle_length_mm"}.get(key, "")
-                    errors.setdefault(key, []).extend(msgs)
+                    for msg in msgs:  # B's sessions share one input: one message, not one each
+                        text = re.sub(r"^sessions\[\d+\]\.", "", msg)
+                        if text not in errors.get(key, []):
+                            errors.setdefault(key, []).append(text)
         if errors:
             c = _editor_context(rec, _course_values(rec.data), {}, rec.data,
                                 _products(db, who.organisation_id))  # fmt: skip
@@ -1085,22 +1127,53 @@ def _session_words(result: Any, run: Run) -> str:
     return "; ".join(parts)
 
 
+_REDUCE_WORDS = {"sum": "total over sessions", "max": "worst session", "mean": "mean per session"}
+
+
+def _readouts(result: Any) -> dict[tuple[str, str, str], Any]:
+    """A simulation's end-point rows by (site, end point, read-out), the read-out relative to the
+    course's last session (``30 d after the last session``, ``end of follow-up``) so that two
+    courses with different schedules are compared at the same point of their course."""
+    df = result.endpoints()
+    ds = result.dataset
+    last = float(ds["session_day"].max(skipna=True))
+    horizon = float(ds["time"].max())
+    times = sorted(result.default_times())
+    names = by_name()
+    out: dict[tuple[str, str, str], Any] = {}
+    for _, r in df.iterrows():
+        t = float(r["time_days"])
+        if math.isnan(t):
+            v = names.get(str(r["variable"]))
+            when = _REDUCE_WORDS.get(v.reduce if v is not None else "", "over the course")
+        else:
+            asked = max([x for x in times if x <= t + 1e-6], default=t)
+            when = ("end of follow-up" if asked >= horizon
+                    else f"{format_day(asked - last)} d after the last session")  # fmt: skip
+        out.setdefault((str(r["site"]), str(r["endpoint"]), when), r)
+    return out
+
+
 def _compare_endpoints(a: Any, b: Any) -> dict[str, Any]:
-    da, db_ = a.endpoints(), b.endpoints()
-    key = ["site", "endpoint"]
+    """A and B's end points side by side, each read at the same point of its own course."""
+    rows_a, rows_b = _readouts(a), _readouts(b)
     rows = []
-    right = {tuple(r[k] for k in key): r for _, r in db_.iterrows()}
-    for _, r in da.iterrows():
-        other = right.get(tuple(r[k] for k in key))
-        if other is None:
-            continue
-        units = pretty_units(str(r["units"]))
-        rows.append([human(r["site"]), endpoint_label(r["endpoint"]),
-                     _value_iv(r), _value_iv(other), units])  # fmt: skip
+    for key in [*rows_a, *(k for k in rows_b if k not in rows_a)]:
+        ra, rb = rows_a.get(key), rows_b.get(key)
+        r: Any = ra if ra is not None else rb
+        days = [f"{n}: day {format_day(x['time_days'])}" for n, x in (("A", ra), ("B", rb))
+                if x is not None and not math.isnan(float(x["time_days"]))]  # fmt: skip
+        rows.append([human(key[0]), endpoint_label(key[1]),
+                     page.cell(key[2], interval=", ".join(days)),
+                     _value_iv(ra) if ra is not None else "—",
+                     _value_iv(rb) if rb is not None else "—",
+                     _units_words(r["units"], r["variable"])])  # fmt: skip
     return page.table(
-        [page.column("Site"), page.column("End point"), page.column("A", num=True),
-         page.column("B", num=True), page.column("Units")],
-        rows, label="End points of A and B", caption="Value, with the 10–90% interval below it.",
+        [page.column("Site"), page.column("End point"), page.column("When"),
+         page.column("A", num=True), page.column("B", num=True), page.column("Units")],
+        rows, label="End points of A and B",
+        caption="Each course read at the same point of its own course (the day of each below "
+        "it); a value with its 10–90% interval below it.",
     )  # fmt: skip
 
 
@@ -1246,7 +1319,7 @@ def _trial_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) -
         "active": "trial",
         "values": {**defaults, **values},
         "errors": dict(errors),
-        "populations": list_populations(),
+        "populations": [(p, load_population(p).name) for p in list_populations()],
         "endpoint_choices": presets.ENDPOINT_CHOICES,
         "devices": list(presets.DEVICES),
     }
@@ -1285,16 +1358,54 @@ def _trial_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
-def _trial_field(field: str) -> str:
+_ARM_INNER = re.compile(r"allowed: arm .*?: ((?:sessions\[\d+\]\.)?(\w+): got .*)", re.S)
+#: the trial builder's inputs (an error of any other field is shown above the button)
+_TRIAL_SLOTS = frozenset(
+    [f"trial.{f}" for f in ("name", "population", "n_per_arm", "seed", "time_points", "endpoints")]
+    + [f"arms[{i}]{f}" for i in range(2)
+       for f in ("", ".name", ".device", ".needle_length_mm", ".sessions", ".interval_days")]
+)  # fmt: skip
+
+
+def _trial_field(field: str, message: str = "") -> tuple[str, str]:
+    """The builder's input showing a problem of the trial spec's ``field``, and its message (an
+    arm's protocol problem is reported on the arm's own input, from the protocol's field on)."""
     field = field.removeprefix("trial.trial.").removeprefix("trial.")
+    if field.startswith("time_points"):
+        return "trial.time_points", message
     m = _ARM_FIELD.fullmatch(field)
-    if m:
-        name = {"passes": "sessions", "day": "interval_days", "type": "device"}.get(
-            m.group(2), m.group(2))  # fmt: skip
-        return f"arms[{m.group(1)}].{name}"
+    inner = _ARM_INNER.search(message) if re.fullmatch(r"arms\[\d+\]\.protocol", field) else None
+    if m or inner:
+        arm = m.group(1) if m else field[5 : field.index("]")]
+        key = m.group(2) if m else inner.group(2) if inner else ""
+        name = {"passes": "sessions", "day": "interval_days", "type": "device"}.get(key, key)
+        if inner:
+            message = inner.group(1)
+        slot = f"arms[{arm}].{name}"
+        return (slot if slot in _TRIAL_SLOTS else f"arms[{arm}]"), message
     if field.startswith("arms["):
-        return field
-    return "trial." + field if not field.startswith("trial.") else field
+        return field, message
+    return "trial." + field, message
+
+
+def _arm_errors(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Problems of the arms' sessions and interval, which the builder turns into a protocol (a
+    value it cannot use would otherwise be replaced without a word)."""
+    errors: dict[str, list[str]] = {}
+    arms = nest(pairs).get("arms", [])
+    for i, arm in enumerate(arms if isinstance(arms, list) else []):
+        n, every = arm.get("sessions"), arm.get("interval_days")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 52:
+            e = InputError(f"arms[{i}].sessions", n if n is not None else MISSING,
+                           "an integer from 1 to 52")  # fmt: skip
+            errors[e.field] = [str(e)]
+        several = isinstance(n, int) and n > 1
+        bad = not isinstance(every, int | float) or isinstance(every, bool) or not 1 <= every <= 365
+        if bad and (several or every is not None):  # one session needs no interval
+            e = InputError(f"arms[{i}].interval_days", every if every is not None else MISSING,
+                           "a number of days from 1 to 365")  # fmt: skip
+            errors[e.field] = [str(e)]
+    return errors
 
 
 @router.post("/trials/new")
@@ -1303,13 +1414,19 @@ async def trial_start(request: Request) -> Response:
     ctx = app_context(request)
     with _db(request) as db:
         who = _caller(request, db, form.get("csrf_token"))
+        errors = _arm_errors(pairs)
         try:
             spec = _trial_table(pairs)
             prep = prepare("trial", {"trial": spec}, db, who.organisation_id, ctx.settings)
         except (InputError, InputFileError) as exc:
-            errors: dict[str, list[str]] = {}
-            for k, v in field_errors(exc).items():
-                errors.setdefault(_trial_field(k), []).extend(v)
+            found: dict[str, list[str]] = {}
+            for k, msgs in field_errors(exc).items():
+                for msg in msgs:
+                    slot, text = _trial_field(k, msg)
+                    found.setdefault(slot if slot in _TRIAL_SLOTS else "", []).append(text)
+            for slot, msgs in found.items():
+                errors.setdefault(slot, msgs)  # an arm's own check first
+        if errors:
             values: dict[str, Any] = {k: v for k, v in pairs}
             values["trial.endpoints"] = [v for k, v in pairs if k == "trial.endpoints:list"]
             return _page(request, who, "trial.html.j2",
@@ -1322,7 +1439,7 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
     s = run.summary or {}
     summary_rows = []
     for r in s.get("summary", []):
-        units = pretty_units(str(r.get("units", "")))
+        units = _units_words(r.get("units"), r.get("endpoint"))
         ci = format_interval(r.get("ci95_low"), r.get("ci95_high"))
         resp = r.get("responder_rate")
         resp_text = "—"
@@ -1335,7 +1452,7 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
                              _count(r.get("n")),
                              page.cell(format_number(r.get("mean")), interval=f"[{ci}]" if ci else ""),
                              format_number(r.get("median")), units,
-                             f"{r.get('responder_rule') or ''}".strip() or "—", resp_text])  # fmt: skip
+                             _rule_words(r.get("responder_rule")), resp_text])  # fmt: skip
     summary = page.table(
         [page.column("End point"), page.column("Arm"), page.column("Patients", num=True),
          page.column("Mean", num=True), page.column("Median", num=True), page.column("Units"),
@@ -1348,7 +1465,8 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
         comp_rows.append([endpoint_label(r.get("endpoint")),
                           f"{human(r.get('arm'))} vs {human(r.get('control'))}",
                           page.cell(format_number(r.get("difference")), interval=f"[{ci}]" if ci else ""),
-                          pretty_units(str(r.get("units", ""))), format_number(r.get("hedges_g")),
+                          _units_words(r.get("units"), r.get("endpoint")),
+                          format_number(r.get("hedges_g")),
                           format_p(r.get("p_t")), format_p(r.get("p_rank"))])  # fmt: skip
     comparisons = page.table(
         [page.column("End point"), page.column("Comparison"),
@@ -1362,10 +1480,7 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
     return _page(request, who, "trial_result.html.j2", kind="Virtual trial",
                  title=str(s.get("trial", "Trial")), active="trial", run={"id": run.id},
                  summary=summary, comparisons=comparisons,
-                 facts=page.kv([("Design", human(s.get("design", ""))),
-                                ("Patients per arm", s.get("n_per_arm")),
-                                ("Arms", ", ".join(s.get("arms", []))),
-                                ("Chunks", s.get("chunks"))]),
+                 facts=page.kv(_trial_facts(s, run.request)),
                  report=f"{_API}/runs/{run.id}/files/report.html" if "report.html" in files else "",
                  files=[{"href": f"{_API}/runs/{run.id}/files/{n}", "name": n}
                         for n in files if not n.startswith(".")],
@@ -1373,6 +1488,34 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
 
 
 _RULE = re.compile(r"(>=|<=|>|<)\s*([-+]?\d+(?:\.\d*)?)")
+_RULE_WORDS = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}
+
+
+def _rule_words(rule: Any) -> str:
+    """A responder rule as one reads it: ``>= 25 %`` → ``≥ 25%``."""
+    text = str(rule or "").strip()
+    if not text:
+        return "—"
+    text = _RULE.sub(lambda m: f"{_RULE_WORDS[m.group(1)]} {m.group(2)}", text)
+    return re.sub(r"(\d)\s+%", r"\1%", text)
+
+
+def _trial_facts(s: Mapping[str, Any], request: Any) -> list[tuple[str, Any]]:
+    """The design of a finished trial in words (the population and read-out from its request)."""
+    spec: Any = request.get("trial") if isinstance(request, dict) else None
+    trial: Any = spec.get("trial") if isinstance(spec, dict) else None
+    trial = trial if isinstance(trial, dict) else {}
+    population = trial.get("population")
+    population = population.get("name") if isinstance(population, dict) else population
+    days = [format_day(t) for t in trial.get("time_points", []) if isinstance(t, int | float)]
+    facts: list[tuple[str, Any]] = [("Design", human(s.get("design", "")))]
+    if isinstance(population, str):
+        facts.append(("Population", population))
+    facts += [("Patients per arm", s.get("n_per_arm")),
+              ("Arms", ", ".join(s.get("arms", [])) + " (the first is the control)")]  # fmt: skip
+    if days:
+        facts.append(("Read out at", "day " + ", ".join(days)))
+    return facts
 
 
 def _trial_charts(db: Session, ctx: Context, run: Run) -> list[charts.Chart]:
@@ -1389,7 +1532,7 @@ def _trial_charts(db: Session, ctx: Context, run: Run) -> list[charts.Chart]:
         path.write_bytes(data)
         with xr.open_dataset(path) as ds:
             for j, ep in enumerate(str(e) for e in ds["endpoint"].values):
-                units = _units_words(str(ds["endpoint_units"].values[j]))
+                units = _units_words(str(ds["endpoint_units"].values[j]), ep)
                 rule = str(ds["responder_rule"].values[j]) if "responder_rule" in ds else ""
                 m = _RULE.search(rule)
                 groups = [(str(a), ds["value"].isel(endpoint=j).sel(arm=a).values)
@@ -1399,7 +1542,7 @@ def _trial_charts(db: Session, ctx: Context, run: Run) -> list[charts.Chart]:
                     x_title=f"{endpoint_label(ep)} ({units})" if units else endpoint_label(ep),
                     threshold=float(m.group(2)) if m else None,
                     summary="Distribution over the virtual patients of each arm"
-                    + (f"; dotted line: responder threshold ({rule})." if m else "."),
+                    + (f"; dotted line: responder threshold ({_rule_words(rule)})." if m else "."),
                 ))  # fmt: skip
     return out
 
@@ -1413,6 +1556,16 @@ def _pct(x: Any) -> Any:
 
 
 # -------------------------------------------------------------------------- credibility
+def _span(low: Any, high: Any) -> str:
+    """A validated range as settings are written: ``6``, ``14–42``, ``0.25–1.5`` (not
+    ``6.00–6.00``)."""
+    try:
+        lo, hi = f"{float(low):g}", f"{float(high):g}"
+    except (TypeError, ValueError):
+        return "—"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 @router.get("/credibility")
 def credibility(request: Request) -> Response:
     with _db(request) as db:
@@ -1432,7 +1585,7 @@ def credibility(request: Request) -> Response:
                 elif isinstance(val[0], str):
                     cells.append(", ".join(human(x) for x in val))
                 else:
-                    cells.append(format_interval(val[0], val[1]) or "—")
+                    cells.append(_span(val[0], val[1]))
             rows.append(cells)
         table = page.table(
             [page.column("Output"), page.column("Studies", num=True),
@@ -1452,6 +1605,36 @@ def credibility(request: Request) -> Response:
         return _page(request, who, "credibility.html.j2", kind="Credibility",
                      title="What the model is validated for", active="credibility", table=table,
                      untested=untested, runs=runs)  # fmt: skip
+
+
+def _markdown_table(text: str) -> dict[str, Any] | None:
+    """A Markdown pipe table (the delivery validation's) as a page table, else ``None``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("|")]
+    if len(lines) < 2:
+        return None
+    split = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    head, body = split[0], [r for r in split[2:] if len(r) == len(split[0])]
+    return page.table([page.column(h) for h in head], body, label="Delivery validation")
+
+
+def _validate_page(request: Request, who: Principal, db: Session, run: Run) -> Response:
+    """A finished validation run: the delivery table, or the credibility report's summary."""
+    s = run.summary or {}
+    files = _run_files(db, run)
+    delivery = _markdown_table(str(s["delivery"])) if s.get("delivery") else None
+    covered = s.get("n_covered")
+    facts = [("Calibration", s.get("calibration", "—")),
+             ("Reproduces the shipped calibration", yes_no(s.get("reproduces_shipped"))),
+             ("Validation rows within tolerance",
+              f"{s.get('n_pass', '—')} of {s.get('n_evaluated', '—')}"),
+             ("Observations inside the 80% predictive interval",
+              f"{covered} of {s.get('n_evaluated', '—')}" if covered is not None else "—")]  # fmt: skip
+    return _page(request, who, "validate_result.html.j2", kind="Credibility",
+                 title="Delivery validation" if delivery else "Credibility report",
+                 active="credibility", run={"id": run.id}, delivery=delivery, facts=facts,
+                 report=f"{_API}/runs/{run.id}/files/report.html" if "report.html" in files
+                 else "", files=[{"href": f"{_API}/runs/{run.id}/files/{n}", "name": n}
+                                 for n in files if not n.startswith(".")])  # fmt: skip
 
 
 @router.post("/credibility")
@@ -1526,8 +1709,8 @@ def _handout(result: Any, run: Run) -> dict[str, Any]:
     last = last.assign(_s=last["site"].map(sites)).sort_values(["_s", "variable"], kind="stable")
     for _, r in last.iterrows():
         site, var = str(r["site"]), str(r["variable"])
-        units = _units_words(r["units"])
-        unit = f" {units}" if units and units != "probability" else ""
+        units = pretty_units(r["units"])  # a dimensionless number reads without a unit here
+        unit = f" {units}" if units else ""
         now = _site_values(ds, var, site)[0] if var in ds and "time" in ds[var].dims else math.nan
         end, lo, hi = float(r["value"]), float(r["low"]), float(r["high"])
         v = by_name().get(var)
