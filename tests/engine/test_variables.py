@@ -139,3 +139,15 @@ def test_grammar_follows_the_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     # and the course summary comes from its reduce
     assert parse_endpoint("pih_risk").per_session
     assert variable("pih_risk").summary_word == "worst session"
+
+
+def test_every_dimensionless_end_point_says_what_its_number_is() -> None:
+    """A table's units column is never empty: an end point without units (``1``) names its
+    scale (a probability, a grade 1-4, a score 0-48), and only those do."""
+    from microneedling.engine.variables import VARIABLES
+
+    for v in VARIABLES:
+        if v.is_endpoint and v.units == "1":
+            assert v.scale, v.name
+        if v.units != "1":
+            assert not v.scale, v.name

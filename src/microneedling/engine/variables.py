@@ -92,6 +92,9 @@ class Variable:
     figure:
         The run report's figure that draws the variable (``collagen_elastin``, ``claims``,
         ``downtime``, ``absorption``) or ``""``.
+    scale:
+        For a dimensionless end point (units ``1``): what its number is, for a table's units
+        column (``probability``, ``grade, 1–4``); ``""`` where the units say it.
     """
 
     name: str
@@ -104,6 +107,7 @@ class Variable:
     reduce: Reduce = ""
     better: Better = ""
     figure: str = ""
+    scale: str = ""
 
     @property
     def is_endpoint(self) -> bool:
@@ -152,7 +156,7 @@ VARIABLES: tuple[Variable, ...] = (
              "Cutometer R2 gross elasticity (0-1): baseline from age, sex and site; change from "
              "functional elastin and structural collagen", "time",
              claim="firmness", label="Elasticity index (R2-like)", better="higher",
-             figure="claims"),
+             figure="claims", scale="index, 0–1"),
     Variable("firmness_change", "%",
              "Firmness change vs baseline (inverse Cutometer R0 suction deformation; dermal "
              "modulus from structural collagen)", "time", claim="firmness",
@@ -166,17 +170,17 @@ VARIABLES: tuple[Variable, ...] = (
              claim="acne scars", label="Atrophic scar depth", better="lower", figure="claims"),
     Variable("scar_grade", "1",
              "Expected Goodman & Baron qualitative scar grade (1-4) from the scars' depth",
-             "time", claim="acne scars", label="Scar grade (Goodman & Baron)", better="lower"),
+             "time", claim="acne scars", label="Scar grade (Goodman & Baron)", better="lower", scale="grade, 1–4"),
     Variable("scar_grade_responder", "1",
              "Chance that the scars' Goodman & Baron grade has fallen by at least one grade since "
              "baseline (same assessor at both visits)",
              "time", claim="acne scars", label="Chance of a one-grade improvement",
-             better="higher"),
+             better="higher", scale="probability"),
     Variable("scar_grade_responder_two", "1",
              "Chance that the scars' Goodman & Baron grade has fallen by at least two grades since "
              "baseline (same assessor at both visits)",
              "time", claim="acne scars", label="Chance of a two-grade improvement",
-             better="higher"),
+             better="higher", scale="probability"),
     Variable("pore_diameter", "um", "Pore diameter", "time", claim="pores", label="Pore diameter",
              better="lower", figure="claims"),
     Variable("striae_width", "mm", "Stretch-mark visible width", "time", claim="stretch marks",
@@ -184,11 +188,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("striae_depth", "mm", "Stretch-mark depression depth", "time",
              claim="stretch marks", label="Stretch-mark depth", better="lower"),
     Variable("melanin_index", "1", "Melanin index of the lesion (Mexameter-like units; floor: the surrounding skin)", "time",
-             claim="pigmentation", label="Melanin index", better="lower", figure="claims"),
+             claim="pigmentation", label="Melanin index", better="lower", figure="claims", scale="Mexameter-like units"),
     Variable("masi_score", "1", "Melasma Area and Severity Index (0-48): area, darkness and homogeneity of the lesion", "time",
-             claim="pigmentation", label="MASI", better="lower"),
+             claim="pigmentation", label="MASI", better="lower", scale="score, 0–48"),
     Variable("mmasi_score", "1", "Modified MASI (0-24): area and darkness of the lesion", "time",
-             claim="pigmentation", label="Modified MASI", better="lower"),
+             claim="pigmentation", label="Modified MASI", better="lower", scale="score, 0–24"),
     # --- mechanism (shown, not end points)
     Variable("erythema", "1", "Redness signal (immediate vascular response + inflammation)",
              "time", claim="downtime", figure="downtime"),
@@ -220,7 +224,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("pih_risk", "1",
              "Probability of post-inflammatory hyperpigmentation after the session (one threshold per patient: the course risk is the maximum over sessions)", "session",
              claim="risk", label="Post-inflammatory hyperpigmentation risk", reduce="max",
-             better="lower"),
+             better="lower", scale="probability"),
     Variable("absorbed_amount", "ug/cm^2", "Topical delivered into the viable skin", "session",
              claim="absorption", label="Topical absorbed per session", reduce="mean",
              better="higher", figure="absorption"),
@@ -229,7 +233,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("enhancement_ratio", "1",
              "Absorption with channels / intact skin (inf: no intact-skin path, e.g. hyaluronan)",
              "session", claim="absorption", label="Absorption vs intact skin", reduce="mean",
-             better="higher", figure="absorption"),
+             better="higher", figure="absorption", scale="× intact skin"),
     Variable("absorbed_by_layer", "ug/cm^2", "Topical absorbed per layer", "setting",
              layered=True, claim="absorption"),
 )  # fmt: skip

@@ -190,24 +190,10 @@ def pretty_units(units: Any) -> str:
     return re.sub(r"\^(-?\d+)", lambda m: _sup(m[1]), u)
 
 
-#: what the number of a dimensionless output (units ``1``) is, by variable name, for a table's
-#: units column (an empty cell reads as a number without units)
-DIMENSIONLESS_UNITS: dict[str, str] = {
-    "pih_risk": "probability",
-    "scar_grade_responder": "probability",
-    "scar_grade_responder_two": "probability",
-    "elasticity_index": "index, 0–1",
-    "scar_grade": "grade, 1–4",
-    "masi_score": "score, 0–48",
-    "mmasi_score": "score, 0–24",
-    "melanin_index": "Mexameter units",
-    "enhancement_ratio": "× intact skin",
-}
-
-
 def units_words(units: Any, variable: Any = "") -> str:
     """Units for a table cell: :func:`pretty_units`, or for a dimensionless output what its
-    number is (``variable``: the output's name, or an end point of the grammar).
+    number is (``variable``: the output's name, or an end point of the grammar; its
+    :attr:`~microneedling.engine.variables.Variable.scale`).
 
     >>> units_words("um"), units_words("1", "pih_risk"), units_words("1", "scar_grade@last+90")
     ('µm', 'probability', 'grade, 1–4')
@@ -216,7 +202,8 @@ def units_words(units: Any, variable: Any = "") -> str:
     if pretty or str(units).strip() not in ("1", "dimensionless"):
         return pretty
     name = re.split(r"[:@]", str(variable or ""), maxsplit=1)[0]
-    return DIMENSIONLESS_UNITS.get(name, "no unit")
+    v = by_name().get(name)
+    return v.scale if v is not None and v.scale else "no unit"
 
 
 def with_units(text: str, units: Any) -> str:
