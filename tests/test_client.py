@@ -159,16 +159,20 @@ def test_molecule_refusals(client: Client, tmp_path: Path) -> None:
     table["mw"] = {**table["mw"], "value": -5.0}
     with pytest.raises(InputFileError) as bad:
         client.create_molecule({"house_light": table})
-    (problem,) = bad.value.problems
-    assert problem.field == "molecule" and problem.value == table
-    assert "'house_light'.mw: value -5.0 must be positive" in problem.allowed
+    (problem,) = bad.value.problems  # the field inside the table, its value, what is allowed
+    assert (problem.field, problem.value, problem.allowed) == (
+        "molecule.mw.value",
+        -5.0,
+        "a positive number",
+    )
     with pytest.raises(InputFileError) as key:
         client.create_molecule({"House Light": copy_table()})
     assert [(p.field, p.value) for p in key.value.problems] == [("key", "House Light")]
     assert "lower-case letters" in key.value.problems[0].allowed
     with pytest.raises(InputFileError) as shipped:
         client.create_molecule({"caffeine": copy_table()})
-    assert "already defined" in shipped.value.problems[0].allowed
+    assert [p.field for p in shipped.value.problems] == ["key"]
+    assert "already in the shipped library" in shipped.value.problems[0].allowed
     # a file of two molecules: ``key`` chooses one (refused locally without it)
     two = tmp_path / "two.json"
     two.write_text(json.dumps({"house_a": copy_table(), "house_b": copy_table()}), "utf-8")

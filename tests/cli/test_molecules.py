@@ -94,7 +94,7 @@ def test_bad_molecule_files_name_the_file_and_the_problem(tmp_path: Path) -> Non
     bad = tmp_path / "bad.toml"
     bad.write_text(dumps_toml({COPY: table}), encoding="utf-8")
     line = _one_error_line(invoke("simulate", course, "--out", out, "--molecules", bad))
-    assert f"bad.toml: molecule '{COPY}': missing propert(y/ies) ['mw']" in line
+    assert f"bad.toml: molecule '{COPY}'.mw: <missing>; allowed: a required property" in line
     broken = tmp_path / "broken.toml"
     broken.write_text("[house\n", encoding="utf-8")
     line = _one_error_line(invoke("simulate", course, "--out", out, "--molecules", broken))

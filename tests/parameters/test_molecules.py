@@ -149,3 +149,31 @@ def test_molecules_toml_reads_back_with_the_same_numbers(tmp_path: Path) -> None
         b = back[k]
         assert repr(b) == repr(m)  # every field, NaN included
         assert repr(b.table) == repr(m.table)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "value", "words"),
+    [
+        ({"mw": {"value": -5.0}}, "mw.value", -5.0, "a positive number"),
+        ({"mw": {"value": "heavy"}}, "mw.value", "heavy", "a number"),
+        ({"mw": {"units": "cm/s"}}, "mw.units", "cm/s", "convertible to 'g/mol'"),
+        ({"mw": {"kind": "guess"}}, "mw.kind", "guess", "one of literature"),
+        ({"colour": "blue"}, "colour", "blue", "a field of"),
+        ({"ionisation": "salt"}, "ionisation", "salt", "one of"),
+    ],
+)
+def test_a_bad_molecule_table_names_the_field_the_value_and_what_is_allowed(
+    change: dict, field: str, value: object, words: str
+) -> None:
+    """The service reports these parts as a 422 naming ``molecule.<field>``; the message keeps
+    the file, the molecule and the field for the command line."""
+    from microneedling.parameters.molecules import MoleculeTableError
+
+    table = copy_table()
+    for k, v in change.items():
+        table[k] = {**table[k], **v} if isinstance(v, dict) and k in table else v
+    with pytest.raises(MoleculeTableError) as e:
+        molecules_from_tables({"house_test": table}, source="mine.toml")
+    assert (e.value.key, e.value.field, e.value.value) == ("house_test", field, value)
+    assert words in e.value.allowed
+    assert str(e.value).startswith(f"mine.toml: molecule 'house_test'.{field}: ")

@@ -546,7 +546,7 @@ def test_user_molecule_file(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="cannot convert"):
         load_molecules(extra=bad)
     # the shipped file must cite known references; free text is refused there
-    with pytest.raises(ParameterError, match="unknown source"):
+    with pytest.raises(ParameterError, match="keys of the bibliography"):
         load_molecules(p)
 
 

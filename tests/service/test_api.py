@@ -287,7 +287,8 @@ def test_reference_data_molecules_and_populations(service: Service) -> None:
     assert r.json()["mw_g_per_mol"] == 500.0 and not r.json()["shipped"]
     assert len(c.get(f"{API}/molecules", headers=h).json()) == len(shipped) + 1
     r = c.post(f"{API}/molecules", json={"key": "niacinamide", "molecule": mol}, headers=h)
-    assert r.status_code == 422 and "already defined" in r.json()["error"]
+    assert r.status_code == 422 and "already in the shipped library" in r.json()["error"]
+    assert r.json()["problems"][0]["field"] == "key"
     pop = example("../src/microneedling/data/populations/photoaging-adults.toml")
     pop["name"] = f"our cohort {service.kind}"
     r = c.post(f"{API}/populations", json={"population": pop}, headers=h)

@@ -30,11 +30,13 @@ from typing import Any
 from microneedling.errors import InputError, ParameterError
 from microneedling.io import data_path, dumps_toml, read_toml
 from microneedling.parameters.parameter_set import load_references
+from microneedling.schema import MISSING
 from microneedling.units import conversion_factor, parse_unit
 
 __all__ = [
     "IONISATIONS",
     "Molecule",
+    "MoleculeTableError",
     "in_scope",
     "load_molecules",
     "molecule_extras",
@@ -103,6 +105,21 @@ class Molecule:
         return abs(self.charge) >= 0.5 or self.zwitterion
 
 
+class MoleculeTableError(ParameterError):
+    """A malformed molecule table: the message names the file, the molecule and the field (as
+    every :class:`ParameterError` of this module); ``key``, ``field`` (a path inside the molecule's
+    table, e.g. ``mw.value``; ``""``: the table itself), ``value`` and ``allowed`` say the same in
+    parts, for a caller that reports fields (the service's 422)."""
+
+    def __init__(self, where: str, key: str, field: str, value: Any, allowed: str) -> None:
+        at = f".{field}" if field else ""
+        super().__init__(f"{where}{at}: {value!r}; allowed: {allowed}")
+        self.key = key
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
 def _read_molecules(
     path: Path, known_refs: Iterable[str] | None, user: bool
 ) -> dict[str, Molecule]:
@@ -123,24 +140,28 @@ def _parse_molecules(
         if key.startswith("_"):
             continue
         where = f"{name}: molecule {key!r}"
+
+        def refuse(
+            field: str, value: Any, allowed: str, key: str = key, where: str = where
+        ) -> None:
+            raise MoleculeTableError(where, key, field, value, allowed)
+
         if not isinstance(table, dict):
-            raise ParameterError(f"{where}: must be a table")
+            refuse("", table, "a table of the molecule's properties")
         fields_allowed = {*_PROPERTIES, "label", "zwitterion", "ionisation"}
-        unknown = set(table) - fields_allowed
+        unknown = sorted(set(table) - fields_allowed)
         if unknown:
-            raise ParameterError(
-                f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(fields_allowed)}"
-            )
+            refuse(unknown[0], table[unknown[0]], f"a field of {sorted(fields_allowed)}")
         ionisation = str(table.get("ionisation", ""))
         if ionisation and ionisation not in IONISATIONS:
-            raise ParameterError(
-                f"{where}.ionisation: {ionisation!r}; allowed: {', '.join(IONISATIONS)}"
-            )
+            refuse("ionisation", ionisation, "one of " + ", ".join(IONISATIONS))
         if ionisation in ("acid", "base") and "pka" not in table:
-            raise ParameterError(f"{where}: ionisation {ionisation!r} needs a pka")
+            refuse("pka", MISSING, f"a pka table: ionisation {ionisation!r} needs one")
         missing = [p for p in _REQUIRED if p not in table]
         if missing:
-            raise ParameterError(f"{where}: missing propert(y/ies) {missing}")
+            refuse(
+                missing[0], MISSING, "a required property: a table with value, units, source, kind"
+            )
         values: dict[str, float] = {}
         kinds: dict[str, str] = {}
         sources: list[str] = []
@@ -151,33 +172,31 @@ def _parse_molecules(
             if not isinstance(entry, dict) or not {"value", "units", "source", "kind"} <= set(
                 entry
             ):
-                raise ParameterError(
-                    f"{where}.{prop}: needs a table with value, units, source, kind (and note)"
-                )
+                refuse(prop, entry, "a table with value, units, source, kind (and note)")
             units = str(entry["units"])
-            parse_unit(units)
             try:
+                parse_unit(units)
                 factor = conversion_factor(units, si)
             except ParameterError as exc:
-                raise ParameterError(f"{where}.{prop}: {exc}") from None
+                refuse(f"{prop}.units", units, f"units convertible to {si!r} ({exc})")
             val = entry["value"]
             if isinstance(val, bool) or not isinstance(val, int | float):
-                raise ParameterError(f"{where}.{prop}: value must be a number, got {val!r}")
+                refuse(f"{prop}.value", val, "a number")
             x = float(val) * factor
             if prop != "log_kow" and not math.isfinite(x):
-                raise ParameterError(f"{where}.{prop}: value {val!r} is not finite")
+                refuse(f"{prop}.value", val, "a finite number")
             if prop in ("mw", "d_aq", "radius", "sc_partition") and not x > 0.0:
-                raise ParameterError(f"{where}.{prop}: value {val!r} must be positive")
+                refuse(f"{prop}.value", val, "a positive number")
             kind = str(entry["kind"])
             allowed_kinds = ("literature", "derived", "estimate", "calibrated", "user")
             if kind not in allowed_kinds:
-                raise ParameterError(f"{where}.{prop}: kind {kind!r}; allowed: {allowed_kinds}")
+                refuse(f"{prop}.kind", kind, "one of " + ", ".join(allowed_kinds))
             src = entry["source"]
             srcs = [src] if isinstance(src, str) else [str(s) for s in src]
             if refs is not None and not user:
                 bad = [s for s in srcs if s not in refs]
                 if bad:
-                    raise ParameterError(f"{where}.{prop}: unknown source(s) {bad}")
+                    refuse(f"{prop}.source", bad, "keys of the bibliography (data/references)")
             values[prop] = x
             kinds[prop] = kind
             sources += [s for s in srcs if s not in sources]

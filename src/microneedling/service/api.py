@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -30,7 +29,12 @@ from microneedling.course.model import Course
 from microneedling.course.patient import PatientFile
 from microneedling.errors import InputError, InputFileError, ParameterError
 from microneedling.io import dumps_toml
-from microneedling.parameters.molecules import Molecule, load_molecules, shipped_molecules
+from microneedling.parameters.molecules import (
+    Molecule,
+    MoleculeTableError,
+    molecules_from_tables,
+    shipped_molecules,
+)
 from microneedling.parameters.parameter_set import load_parameters, load_references
 from microneedling.service import audit
 from microneedling.service.accounts import (
@@ -1015,22 +1019,20 @@ def _molecule_out(m: Molecule, rec: MoleculeRecord | None = None) -> MoleculeOut
 
 
 def _user_molecule(key: str, table: dict[str, Any]) -> Molecule:
-    """Validate one molecule table as the library's reader does (a user file may cite free text)."""
-    with tempfile.TemporaryDirectory(prefix="microneedling-molecule-") as tmp:
-        path = Path(tmp) / "molecule.toml"
-        try:
-            path.write_text(dumps_toml({key: table}), encoding="utf-8")
-        except (TypeError, ValueError) as exc:
-            raise InputError(
-                "molecule", jsonable(table), f"TOML-compatible values ({exc})"
-            ) from None
-        try:
-            return load_molecules(extra=path)[key]
-        except ParameterError as exc:
-            text = str(exc).replace(str(path), "molecule").replace("molecule.toml", "molecule")
-            raise InputError(
-                "molecule", jsonable(table), f"a valid molecule table: {text}"
-            ) from None
+    """Validate one molecule table as the library's reader does (a user table may cite free
+    text); a refusal names the field inside the table (``molecule.mw.value``), its value and what
+    is allowed, in the library reader's words."""
+    try:
+        dumps_toml({key: table})  # a run writes it to molecules.toml
+    except (TypeError, ValueError) as exc:
+        raise InputError("molecule", jsonable(table), f"TOML-compatible values ({exc})") from None
+    try:
+        return molecules_from_tables({key: table}, source="molecule")[key]
+    except MoleculeTableError as exc:
+        field = f"molecule.{exc.field}" if exc.field else "molecule"
+        raise InputError(field, jsonable(exc.value), exc.allowed) from None
+    except ParameterError as exc:  # a shipped identifier
+        raise InputError("key", key, f"a new identifier ({exc})") from None
 
 
 @router.get("/molecules", response_model=list[MoleculeOut], tags=["reference"])
