@@ -20,6 +20,7 @@ from microneedling.service.security import (
 
 __all__ = [
     "authenticate",
+    "change_password",
     "create_admin",
     "create_user",
     "issue_token",
@@ -78,6 +79,22 @@ def authenticate(db: Session, email: str, password: str) -> User | None:
     user = db.scalar(sa.select(User).where(User.email == address))
     ok = verify_password(user.password_hash if user is not None else None, password)
     return user if ok and user is not None and user.active else None
+
+
+def change_password(db: Session, user: User, current: str, new: str, repeat: str) -> None:
+    """Set ``user``'s password to ``new`` after checking ``current`` (argon2, as at sign-in) and
+    that ``repeat`` is the same; the strength rule is the one of :func:`create_user`. Refusals are
+    :class:`InputError` naming the form's field (never echoing a password). The caller commits
+    (and ends the user's other sessions if it wishes)."""
+    if not verify_password(user.password_hash, current if isinstance(current, str) else ""):
+        raise InputError("current_password", "<hidden>", "your current password")
+    check_password_strength(new, "new_password")
+    if repeat != new:
+        raise InputError("repeat_password", "<hidden>", "the same new password twice")
+    if new == current:
+        raise InputError("new_password", "<hidden>", "a password different from the current one")
+    user.password_hash = hash_password(new)
+    db.flush()
 
 
 def issue_token(db: Session, user: User, name: str) -> tuple[ApiToken, str]:

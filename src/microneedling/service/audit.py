@@ -1,4 +1,4 @@
-"""The audit log: who created, ran, viewed or deleted what, when and from where."""
+"""The audit log: who created, changed, ran, viewed or deleted what, when and from where."""
 
 from __future__ import annotations
 
@@ -10,7 +10,18 @@ from microneedling.service.db import AuditEvent
 
 __all__ = ["ACTIONS", "record"]
 
-ACTIONS = ("create", "run", "view", "delete", "cancel", "login", "logout", "revoke", "download")
+ACTIONS = (
+    "create",
+    "update",
+    "run",
+    "view",
+    "delete",
+    "cancel",
+    "login",
+    "logout",
+    "revoke",
+    "download",
+)
 
 
 def record(

@@ -57,8 +57,18 @@ from microneedling.reports.format import (
 )
 from microneedling.schema import MISSING
 from microneedling.service import audit
-from microneedling.service.accounts import authenticate, start_session
-from microneedling.service.api import cancel_run, start_run
+from microneedling.service.accounts import authenticate, change_password, start_session
+from microneedling.service.api import (
+    add_user,
+    cancel_run,
+    create_token,
+    deactivate_user,
+    delete_course,
+    delete_patient,
+    delete_run,
+    revoke_token,
+    start_run,
+)
 from microneedling.service.auth import (
     Context,
     Principal,
@@ -68,15 +78,19 @@ from microneedling.service.auth import (
     client_ip,
     limit_sign_in,
     owned,
+    require_admin,
     scoped,
     set_session_cookie,
 )
 from microneedling.service.db import (
+    ApiToken,
     BrowserSession,
     CourseRecord,
     FileRecord,
+    Organisation,
     PatientRecord,
     Run,
+    User,
 )
 from microneedling.service.errors import ServiceError
 from microneedling.service.jobs import TERMINAL
@@ -88,7 +102,7 @@ from microneedling.service.runs import (
     request_molecules,
     result_of,
 )
-from microneedling.service.security import csrf_token, hash_token
+from microneedling.service.security import MIN_PASSWORD, csrf_token, hash_token
 from microneedling.studies.trial.population import list_populations, load_population
 from microneedling.vocabulary import CONCERN_TYPES, SITES
 from microneedling.web import presets
@@ -154,10 +168,27 @@ def _page(
         template,
         user=who.email if who else None,
         csrf=_csrf(request, who) if who else "",
+        notice=NOTICES.get(request.query_params.get("done", ""), ""),
         **context,
     )
     body, headers = compress(html.encode("utf-8"), request.headers.get("accept-encoding", ""))
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store", **headers})
+
+
+#: the message a page shows after a form's redirect (``?done=<key>``; never text from the address)
+NOTICES = {
+    "password": "Your password was changed. Your other browser sessions were signed out.",
+    "revoked": "The token was revoked: requests that send it are refused from now on.",
+    "user-added": "The user was added. Give them their password in person; they can change it "
+    "on their account page.",
+    "user-deactivated": "The user was deactivated: their sessions ended and their tokens were "
+    "revoked.",
+    "patient-saved": "The patient was saved. Courses made before keep the answers they were "
+    "made with.",
+    "patient-deleted": "The patient was deleted with their courses, runs and stored files.",
+    "course-deleted": "The course was deleted with its runs and their stored files.",
+    "run-deleted": "The run was deleted with its stored files.",
+}
 
 
 def _see(url: str) -> RedirectResponse:
@@ -316,11 +347,29 @@ _CONCERN_FIELDS: dict[str, list[tuple[str, str, str]]] = {
 }  # fmt: skip
 
 
-def _intake_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) -> dict[str, Any]:
+def _intake_context(
+    values: Mapping[str, Any],
+    errors: Mapping[str, list[str]],
+    patient: PatientRecord | None = None,
+) -> dict[str, Any]:
+    """The intake form: a new patient's, or ``patient``'s prefilled (its answers the form has no
+    input for travel as hidden JSON fields, :func:`_kept`, so that saving loses none)."""
+    editing = {
+        "kind": "Patient",
+        "title": f"Edit {patient.name}",
+        "active": "patients",
+        "form_action": f"/web/patients/{patient.id}/edit",
+        "patient": {"id": patient.id, "name": patient.name},
+        "kept": _kept(values),
+    } if patient is not None else {}  # fmt: skip
     return {
         "kind": "New patient",
         "title": "Patient intake",
         "active": "new",
+        "form_action": "/web/patients/new",
+        "patient": None,
+        "kept": [],
+        **editing,
         "values": dict(values),
         "errors": dict(errors),
         "sites": SITES,
@@ -330,6 +379,32 @@ def _intake_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) 
         "history_flags": [(f, field_label(f)) for f in _HISTORY_FLAGS],
         "devices": list(presets.DEVICES),
     }
+
+
+def _intake_names() -> frozenset[str]:
+    """Every field path the intake form has an input for (as :func:`flatten` names values)."""
+    names = {"name", "patient.age_years", "patient.sex", "patient.fitzpatrick",
+             "history.isotretinoin_months_ago", "limits.allowed_devices",
+             "limits.allow_above_usual_depth"}  # fmt: skip
+    names |= {f"history.{f}" for f in _HISTORY_FLAGS}
+    for i in range(2):
+        p = f"sites[{i}]"
+        names |= {f"{p}.{f}" for f in ("name", "area_cm2", "filler_months_ago",
+                                          "radiotherapy_months_ago", *_SITE_FLAGS)}  # fmt: skip
+        c = f"{p}.concerns[0]"
+        names |= {f"{c}.type", f"{c}.severity"}
+        names |= {f"{c}.{f}" for fields in _CONCERN_FIELDS.values() for f, _, _ in fields}
+    return frozenset(names)
+
+
+_INTAKE_NAMES = _intake_names()
+
+
+def _kept(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A stored patient's answers the intake form shows no input for (a third site, a second
+    concern of a site, ...) as hidden ``name:json`` fields: saving the edited form keeps them."""
+    return [(f"{k}:json", json.dumps(v)) for k, v in values.items()
+            if k and k not in _INTAKE_NAMES and not k.endswith(":json")]  # fmt: skip
 
 
 _INTAKE_DEFAULTS = {
@@ -1752,3 +1827,360 @@ def _handout(result: Any, run: Run) -> dict[str, Any]:
     protection = course.patient.photoprotection if course is not None else "usual"
     return {"plan_lines": plan_lines, "expected": expected, "downtime": downtime, "pih": pih,
             "photoprotection": human(protection), "disclaimer_text": DISCLAIMER}  # fmt: skip
+
+
+# --------------------------------------------------------------- editing and deleting records
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _patient_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored patient file as the intake form's values: its fields by path, the choices of the
+    form's lists as the model reads them (``fitzpatrick = "IV"`` is the list's 4)."""
+    values = flatten(data)
+    pf = PatientFile.from_dict(dict(data), source="patient")
+    values["patient.sex"] = _plain(pf.patient.sex)
+    values["patient.fitzpatrick"] = _plain(pf.patient.fitzpatrick)
+    for i, site in enumerate(pf.sites):
+        values[f"sites[{i}].name"] = _plain(site.name)
+        for j, concern in enumerate(site.concerns):
+            c = f"sites[{i}].concerns[{j}]"
+            values[f"{c}.type"] = _plain(concern.type)
+            values[f"{c}.severity"] = _plain(concern.severity)
+            for f in ("scar_type", "stage", "kind"):
+                if f"{c}.{f}" in values:
+                    values[f"{c}.{f}"] = _plain(getattr(concern.condition, f, values[f"{c}.{f}"]))
+    return values
+
+
+@router.get("/patients/{patient_id}/edit")
+def edit_patient_page(request: Request, patient_id: int) -> Response:
+    """The intake form prefilled with a stored patient's answers."""
+    with _db(request) as db:
+        who = _caller(request, db)
+        rec = owned(db, PatientRecord, patient_id, who, "patient")
+        values = _patient_values(rec.data if isinstance(rec.data, dict) else {})
+        return _page(request, who, "intake.html.j2", **_intake_context(values, {}, rec))
+
+
+@router.post("/patients/{patient_id}/edit")
+async def edit_patient(request: Request, patient_id: int) -> Response:
+    """Save a corrected intake (validated as a new patient's; refused forms keep what was typed)."""
+    pairs, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        rec = owned(db, PatientRecord, patient_id, who, "patient")
+        try:
+            data = _patient_table(pairs)
+            pf = PatientFile.from_dict(data, source="patient")
+        except (InputError, InputFileError) as exc:
+            values = flatten(nest(pairs))
+            return _page(request, who, "intake.html.j2",
+                         **_intake_context(values, field_errors(exc), rec))  # fmt: skip
+        rec.data, rec.name = data, pf.name
+        audit.record(db, who, "update", "patient", rec.id, "intake edited on the web")
+        db.commit()
+        return _see(f"/web/patients/{rec.id}?done=patient-saved")
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _file_count(db: Session, run_ids: Sequence[int]) -> int:
+    """The stored files of these runs a user sees (internal blobs, named ``.…``, not counted)."""
+    if not run_ids:
+        return 0
+    return int(
+        db.scalar(
+            sa.select(sa.func.count(FileRecord.id)).where(
+                FileRecord.run_id.in_(run_ids), ~FileRecord.name.startswith(".")
+            )
+        )
+        or 0
+    )
+
+
+def _confirm(request: Request, who: Principal, what: str, question: str, lines: list[str],
+             action: str, button: str, back: str) -> Response:  # fmt: skip
+    return _page(request, who, "confirm_delete.html.j2", kind="Delete", title=f"Delete {what}?",
+                 active="patients", question=question, lines=lines, action=action,
+                 button=button, back=back)  # fmt: skip
+
+
+def _patient_runs(db: Session, who: Principal, rec: PatientRecord) -> list[Run]:
+    """The runs that go with a patient: their own and their courses' (as the API deletes)."""
+    courses = sa.select(CourseRecord.id).where(CourseRecord.patient_id == rec.id)
+    return list(
+        db.scalars(
+            scoped(Run, who).where(sa.or_(Run.patient_id == rec.id, Run.course_id.in_(courses)))
+        ).all()
+    )
+
+
+@router.get("/patients/{patient_id}/delete")
+def delete_patient_page(request: Request, patient_id: int) -> Response:
+    """The confirmation step: the patient's courses, runs and files that will go."""
+    with _db(request) as db:
+        who = _caller(request, db)
+        rec = owned(db, PatientRecord, patient_id, who, "patient")
+        courses = db.scalars(
+            scoped(CourseRecord, who).where(CourseRecord.patient_id == rec.id)
+        ).all()
+        runs = _patient_runs(db, who, rec)
+        files = _file_count(db, [r.id for r in runs])
+        lines = [
+            f"the patient “{rec.name}” and their intake answers",
+            _plural(len(courses), "course")
+            + (": " + ", ".join(f"“{c.name}”" for c in courses) if courses else ""),
+            _plural(len(runs), "run") + " (simulations, plans and studies of the patient or "
+            "their courses)",
+            _plural(files, "stored file") + " of those runs (results, reports, downloads)",
+        ]
+        return _confirm(request, who, rec.name, f"Delete the patient “{rec.name}”?", lines,
+                        f"/web/patients/{rec.id}/delete",
+                        f"Delete the patient, {_plural(len(courses), 'course')} and "
+                        f"{_plural(len(runs), 'run')}", f"/web/patients/{rec.id}")  # fmt: skip
+
+
+@router.post("/patients/{patient_id}/delete")
+async def delete_patient_now(request: Request, patient_id: int) -> Response:
+    """Delete a patient with their courses, runs and files (the API's deletion and audit line)."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        rec = owned(db, PatientRecord, patient_id, who, "patient")
+        delete_patient(rec.id, who, db, app_context(request))
+        return _see("/web/patients?done=patient-deleted")
+
+
+@router.get("/courses/{course_id}/delete")
+def delete_course_page(request: Request, course_id: int) -> Response:
+    """The confirmation step: the course's runs and files that will go."""
+    with _db(request) as db:
+        who = _caller(request, db)
+        rec = owned(db, CourseRecord, course_id, who, "course")
+        runs = db.scalars(scoped(Run, who).where(Run.course_id == rec.id)).all()
+        files = _file_count(db, [r.id for r in runs])
+        lines = [
+            f"the course “{rec.name}” (its sessions, device and topicals)",
+            _plural(len(runs), "run") + " of the course (simulations and what-ifs)",
+            _plural(files, "stored file") + " of those runs (results, reports, downloads)",
+        ]
+        return _confirm(request, who, rec.name, f"Delete the course “{rec.name}”?", lines,
+                        f"/web/courses/{rec.id}/delete",
+                        f"Delete the course and {_plural(len(runs), 'run')}",
+                        f"/web/courses/{rec.id}")  # fmt: skip
+
+
+@router.post("/courses/{course_id}/delete")
+async def delete_course_now(request: Request, course_id: int) -> Response:
+    """Delete a course with its runs and files; back to its patient (or the patients list)."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        rec = owned(db, CourseRecord, course_id, who, "course")
+        patient_id = rec.patient_id
+        delete_course(rec.id, who, db, app_context(request))
+        back = f"/web/patients/{patient_id}" if patient_id is not None else "/web/patients"
+        return _see(f"{back}?done=course-deleted")
+
+
+@router.get("/runs/{run_id}/delete")
+def delete_run_page(request: Request, run_id: int) -> Response:
+    """The confirmation step: the run and its files."""
+    with _db(request) as db:
+        who = _caller(request, db)
+        run = owned(db, Run, run_id, who, "run")
+        files = _file_count(db, [run.id])
+        lines = [
+            f"run {run.id} ({run.kind}, {run.status})"
+            + ("; it is stopped first" if run.status not in TERMINAL else ""),
+            _plural(files, "stored file") + " of the run (results, reports, downloads)",
+        ]
+        return _confirm(request, who, f"run {run.id}", f"Delete run {run.id}?", lines,
+                        f"/web/runs/{run.id}/delete", "Delete the run", _run_home(run, run.id))  # fmt: skip
+
+
+def _run_home(run: Run, back_to: int | None = None) -> str:
+    """Where a run belongs: its course, else its patient, else the patients list (``back_to``:
+    the run's own page, for a cancelled deletion)."""
+    if back_to is not None:
+        return f"/web/runs/{back_to}"
+    if run.course_id is not None:
+        return f"/web/courses/{run.course_id}"
+    if run.patient_id is not None:
+        return f"/web/patients/{run.patient_id}"
+    return "/web/patients"
+
+
+@router.post("/runs/{run_id}/delete")
+async def delete_run_now(request: Request, run_id: int) -> Response:
+    """Delete a run and its files (a running one is stopped); back to its course or patient."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        run = owned(db, Run, run_id, who, "run")
+        home = _run_home(run)
+        delete_run(run.id, who, db, app_context(request))
+        return _see(f"{home}?done=run-deleted")
+
+
+# ------------------------------------------------------------------------------- account
+def _when(t: Any) -> str:
+    return t.strftime("%Y-%m-%d %H:%M") if t is not None else ""
+
+
+def _account_context(
+    request: Request,
+    db: Session,
+    who: Principal,
+    *,
+    form: str = "",
+    values: Mapping[str, Any] | None = None,
+    errors: Mapping[str, list[str]] | None = None,
+    new_token: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The account page: the caller, their tokens and (administrators) the organisation's users
+    (every query scoped to the caller's organisation; tokens to the caller)."""
+    org = db.get(Organisation, who.organisation_id)
+    tokens = db.scalars(
+        scoped(ApiToken, who).where(ApiToken.user_id == who.user_id).order_by(ApiToken.id.desc())
+    ).all()
+    users = (
+        [{"id": u.id, "email": u.email, "role": u.role, "active": u.active,
+          "created": _when(u.created_at), "me": u.id == who.user_id}
+         for u in db.scalars(scoped(User, who).order_by(User.id)).all()]
+        if who.is_admin else None
+    )  # fmt: skip
+    return {
+        "kind": "Account",
+        "title": "Your account",
+        "active": "account",
+        "me": {
+            "email": who.email,
+            "role": who.role,
+            "organisation": org.name if org is not None else "",
+        },
+        "tokens": [
+            {
+                "id": t.id,
+                "name": t.name,
+                "prefix": t.prefix,
+                "created": _when(t.created_at),
+                "last_used": _when(t.last_used_at),
+                "revoked": _when(t.revoked_at),
+            }
+            for t in tokens
+        ],
+        "new_token": dict(new_token) if new_token else None,
+        "base_url": str(request.base_url).rstrip("/"),
+        "users": users,
+        "min_password": MIN_PASSWORD,
+        "form": form,
+        "values": {"role": "member", **(values or {})},
+        "errors": dict(errors or {}),
+    }
+
+
+@router.get("/account")
+def account(request: Request) -> Response:
+    with _db(request) as db:
+        who = _caller(request, db)
+        return _page(request, who, "account.html.j2", **_account_context(request, db, who))
+
+
+@router.post("/account/password")
+async def account_password(request: Request) -> Response:
+    """Change the caller's password (current once, new twice; argon2 in a worker thread); the
+    caller's other browser sessions end."""
+    _, form = await _form(request)
+    ctx = app_context(request)
+
+    def change() -> Response:
+        with ctx.sessions() as db:
+            who = _caller(request, db, form.get("csrf_token"))
+            user = db.get(User, who.user_id)
+            assert user is not None
+            try:
+                change_password(db, user, form.get("current_password", ""),
+                                form.get("new_password", ""), form.get("repeat_password", ""))  # fmt: skip
+            except InputError as exc:
+                db.rollback()
+                return _page(request, who, "account.html.j2", **_account_context(
+                    request, db, who, form="password", errors=field_errors(exc)))  # fmt: skip
+            keep = hash_token(who.session_token) if who.session_token else ""
+            db.execute(
+                sa.delete(BrowserSession).where(
+                    BrowserSession.user_id == user.id, BrowserSession.token_hash != keep
+                )
+            )
+            audit.record(db, who, "update", "user", user.id, "password changed on the web")
+            db.commit()
+            return _see("/web/account?done=password")
+
+    return await anyio.to_thread.run_sync(change)
+
+
+@router.post("/account/tokens")
+async def account_new_token(request: Request) -> Response:
+    """Make an API token (the API's): the answer shows it once. Not a redirect: the server keeps
+    only the token's hash, so no later page could show it (the answer is not cached)."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        name = form.get("name", "")
+        try:
+            made = create_token({"name": name}, who, db)
+        except (InputError, InputFileError) as exc:
+            db.rollback()
+            return _page(request, who, "account.html.j2", **_account_context(
+                request, db, who, form="token", values={"name": name},
+                errors=field_errors(exc)))  # fmt: skip
+        token = str(getattr(made, "token", ""))
+        return _page(request, who, "account.html.j2", **_account_context(
+            request, db, who, new_token={"name": made.name, "token": token}))  # fmt: skip
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+async def account_revoke_token(request: Request, token_id: int) -> Response:
+    """Revoke a token: the caller's own (an administrator: any of the organisation's; another
+    user's or organisation's is a 404, as in the API)."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = _caller(request, db, form.get("csrf_token"))
+        revoke_token(token_id, who, db)
+        return _see("/web/account?done=revoked")
+
+
+@router.post("/account/users")
+async def account_add_user(request: Request) -> Response:
+    """Add a user to the organisation (administrators; the API's checks; argon2 in a thread)."""
+    _, form = await _form(request)
+    ctx = app_context(request)
+    payload = {k: form[k] for k in ("email", "password", "role") if form.get(k)}
+
+    def add() -> Response:
+        with ctx.sessions() as db:
+            who = require_admin(_caller(request, db, form.get("csrf_token")))
+            try:
+                add_user(payload, who, db)
+            except (InputError, InputFileError) as exc:
+                db.rollback()
+                return _page(request, who, "account.html.j2", **_account_context(
+                    request, db, who, form="user",
+                    values={k: payload[k] for k in ("email", "role") if k in payload},
+                    errors=field_errors(exc)))  # fmt: skip
+            return _see("/web/account?done=user-added")
+
+    return await anyio.to_thread.run_sync(add)
+
+
+@router.post("/account/users/{user_id}/deactivate")
+async def account_deactivate_user(request: Request, user_id: int) -> Response:
+    """Deactivate a user of the organisation (administrators; not oneself)."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        who = require_admin(_caller(request, db, form.get("csrf_token")))
+        deactivate_user(user_id, who, db)
+        return _see("/web/account?done=user-deactivated")

@@ -119,6 +119,7 @@ def render_page(template: str, **context: Any) -> str:
         "user": None,
         "csrf": "",
         "active": "",
+        "notice": "",
         "web_js": web_js_url(),
         **context,
     }
