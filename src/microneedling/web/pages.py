@@ -1903,7 +1903,7 @@ def _file_count(db: Session, run_ids: Sequence[int]) -> int:
 
 def _confirm(request: Request, who: Principal, what: str, question: str, lines: list[str],
              action: str, button: str, back: str) -> Response:  # fmt: skip
-    return _page(request, who, "confirm_delete.html.j2", kind="Delete", title=f"Delete {what}?",
+    return _page(request, who, "confirm_delete.html.j2", kind=f"Delete {what}", title=question,
                  active="patients", question=question, lines=lines, action=action,
                  button=button, back=back)  # fmt: skip
 
@@ -1937,7 +1937,7 @@ def delete_patient_page(request: Request, patient_id: int) -> Response:
             "their courses)",
             _plural(files, "stored file") + " of those runs (results, reports, downloads)",
         ]
-        return _confirm(request, who, rec.name, f"Delete the patient “{rec.name}”?", lines,
+        return _confirm(request, who, "patient", f"Delete the patient “{rec.name}”?", lines,
                         f"/web/patients/{rec.id}/delete",
                         f"Delete the patient, {_plural(len(courses), 'course')} and "
                         f"{_plural(len(runs), 'run')}", f"/web/patients/{rec.id}")  # fmt: skip
@@ -1967,7 +1967,7 @@ def delete_course_page(request: Request, course_id: int) -> Response:
             _plural(len(runs), "run") + " of the course (simulations and what-ifs)",
             _plural(files, "stored file") + " of those runs (results, reports, downloads)",
         ]
-        return _confirm(request, who, rec.name, f"Delete the course “{rec.name}”?", lines,
+        return _confirm(request, who, "course", f"Delete the course “{rec.name}”?", lines,
                         f"/web/courses/{rec.id}/delete",
                         f"Delete the course and {_plural(len(runs), 'run')}",
                         f"/web/courses/{rec.id}")  # fmt: skip
@@ -1998,7 +1998,7 @@ def delete_run_page(request: Request, run_id: int) -> Response:
             + ("; it is stopped first" if run.status not in TERMINAL else ""),
             _plural(files, "stored file") + " of the run (results, reports, downloads)",
         ]
-        return _confirm(request, who, f"run {run.id}", f"Delete run {run.id}?", lines,
+        return _confirm(request, who, "run", f"Delete run {run.id}?", lines,
                         f"/web/runs/{run.id}/delete", "Delete the run", _run_home(run, run.id))  # fmt: skip
 
 
