@@ -1838,7 +1838,10 @@ def _patient_values(data: Mapping[str, Any]) -> dict[str, Any]:
     """A stored patient file as the intake form's values: its fields by path, the choices of the
     form's lists as the model reads them (``fitzpatrick = "IV"`` is the list's 4)."""
     values = flatten(data)
-    pf = PatientFile.from_dict(dict(data), source="patient")
+    try:
+        pf = PatientFile.from_dict(dict(data), source="patient")
+    except (InputError, InputFileError):  # a stored file the model no longer reads: as stored
+        return values
     values["patient.sex"] = _plain(pf.patient.sex)
     values["patient.fitzpatrick"] = _plain(pf.patient.fitzpatrick)
     for i, site in enumerate(pf.sites):
