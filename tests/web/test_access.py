@@ -91,7 +91,9 @@ def test_one_organisation_never_sees_another(signed_in: Any, records_a: dict[str
 
 PAGES = ["/web/patients", "/web/patients/new", "/web/patients/{patient}", "/web/courses/{course}",
          "/web/runs/{run}", "/web/runs/{plan}", "/web/runs/{run}/handout", "/web/absorb",
-         "/web/trials/new", "/web/credibility", "/web/whatif?a={run}&b={run}"]  # fmt: skip
+         "/web/trials/new", "/web/credibility", "/web/whatif?a={run}&b={run}", "/web/account",
+         "/web/patients/{patient}/edit", "/web/patients/{patient}/delete",
+         "/web/courses/{course}/delete", "/web/runs/{run}/delete"]  # fmt: skip
 
 UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
     .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')

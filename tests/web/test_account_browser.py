@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.web.conftest import ORG_A, PASSWORD
+from tests.web.test_access import UNLABELLED
 
 pytestmark = pytest.mark.slow
 
@@ -108,3 +109,21 @@ def test_a_patient_corrected_then_deleted_after_confirmation(signed_in: Any) -> 
     page.wait_for_url(re.compile(r".*/web/patients\?done=patient-deleted$"))
     assert "The patient was deleted" in page.locator("#notice").inner_text()
     assert "Patient, typo corrected" not in page.locator("main").inner_text()
+
+
+def test_a_new_token_fits_a_phone(signed_in: Any) -> None:
+    """At 375 px the answer with the new token and its Python example scrolls inside its own
+    boxes, not the page; every input has a label."""
+    b = signed_in(ORG_A[0], width=375)
+    page = b.page
+    b.go("/web/account")
+    page.get_by_label("Name of a new token").fill("phone")
+    page.get_by_role("button", name="Make a token").click()
+    page.get_by_label("Your new token").wait_for()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, overflow
+    assert page.evaluate(UNLABELLED) == []
+    b.shot("account-new-token-phone")
+    row = page.locator("#token-table tr", has_text="phone")
+    row.get_by_role("button", name="Revoke the token phone").click()
+    page.wait_for_url(re.compile(r".*/web/account\?done=revoked$"))
