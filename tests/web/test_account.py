@@ -252,6 +252,14 @@ def test_an_administrator_adds_and_deactivates_users(env: Env) -> None:
     b = env.browser(env.b.email)
     assert post(b, f"/web/account/users/{env.a.user_id}/deactivate").status_code == 404
     assert [e.detail for e in env.audit(env.a, "delete", "user")] == [email]
+    log = admin.get("/web/account").text
+    log = log[log.index('id="audit-table"') :]
+    assert f"<td>delete</td><td>user {uid}</td><td>{email}</td>" in log  # newest first
+    assert "<td>admin@a.example <small>(browser)</small></td>" in log
+    assert 'id="audit"' not in page  # the member's page
+    other = b.get("/web/account").text
+    assert 'id="audit-table"' in other
+    assert "admin@a.example" not in other and email not in other  # B sees B's events only
 
 
 # ------------------------------------------------------------------------ patients: edit

@@ -84,6 +84,7 @@ from microneedling.service.auth import (
 )
 from microneedling.service.db import (
     ApiToken,
+    AuditEvent,
     BrowserSession,
     CourseRecord,
     FileRecord,
@@ -2056,6 +2057,7 @@ def _account_context(
          for u in db.scalars(scoped(User, who).order_by(User.id)).all()]
         if who.is_admin else None
     )  # fmt: skip
+    events = _audit_lines(db, who) if who.is_admin else None
     return {
         "kind": "Account",
         "title": "Your account",
@@ -2079,11 +2081,33 @@ def _account_context(
         "new_token": dict(new_token) if new_token else None,
         "base_url": str(request.base_url).rstrip("/"),
         "users": users,
+        "events": events,
         "min_password": MIN_PASSWORD,
         "form": form,
         "values": {"role": "member", **(values or {})},
         "errors": dict(errors or {}),
     }
+
+
+#: audit lines the account page shows an administrator (the API's ``GET /audit`` pages further)
+AUDIT_LINES = 50
+
+
+def _audit_lines(db: Session, who: Principal) -> list[dict[str, str]]:
+    """The organisation's latest audit events (who by e-mail; a deleted user's id stays)."""
+    rows = db.scalars(
+        scoped(AuditEvent, who).order_by(AuditEvent.id.desc()).limit(AUDIT_LINES)
+    ).all()
+    ids = {e.user_id for e in rows if e.user_id is not None}
+    found = scoped(User, who).with_only_columns(User.id, User.email).where(User.id.in_(ids))
+    emails: dict[int, str] = {uid: mail for uid, mail in db.execute(found).all()} if ids else {}
+    return [
+        {"at": _when(e.at), "who": emails.get(e.user_id, "") if e.user_id is not None else "",
+         "via": "token" if e.token_id is not None else "browser", "action": e.action,
+         "record": f"{e.resource} {e.resource_id}" if e.resource_id else e.resource,
+         "detail": e.detail, "ip": e.ip or ""}
+        for e in rows
+    ]  # fmt: skip
 
 
 @router.get("/account")
