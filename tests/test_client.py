@@ -216,3 +216,20 @@ def test_populations(client: Client, other: Client, tmp_path: Path) -> None:
     with pytest.raises(ServiceError) as gone:
         client.population(made["id"])
     assert gone.value.status == 404
+
+
+def test_a_user_changes_their_password(client: Client, url: str) -> None:
+    email = "colleague@client.example"
+    client.request("POST", "/users", json={"email": email, "password": PASSWORD})
+    new = "another long pass phrase"
+    with Client.login(url, email, PASSWORD) as colleague:
+        with pytest.raises(InputFileError) as wrong:
+            colleague.change_password("not my password at all", new)
+        assert [p.field for p in wrong.value.problems] == ["current_password"]
+        colleague.change_password(PASSWORD, new)
+        assert colleague.me()["user"]["email"] == email  # its token stays valid
+    with pytest.raises(ServiceError) as old:
+        Client.login(url, email, PASSWORD)
+    assert old.value.status == 401
+    with Client.login(url, email, new) as again:
+        assert again.me()["user"]["email"] == email

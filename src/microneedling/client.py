@@ -159,6 +159,13 @@ class Client:
     def revoke_token(self, token_id: int) -> None:
         self.request("DELETE", f"/tokens/{token_id}")
 
+    def change_password(self, current: str, new: str) -> None:
+        """Change the signed-in user's password (at least 12 characters). The user's browser
+        sessions end; API tokens, this client's included, stay valid."""
+        self.request(
+            "POST", "/me/password", json={"current_password": current, "new_password": new}
+        )
+
     # ------------------------------------------------------------------------ records
     def create_patient(self, patient: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         """Store a patient file (a path or a mapping)."""

@@ -18,6 +18,7 @@ from microneedling.engine.result import Result
 from microneedling.engine.simulate import simulate
 from microneedling.errors import InputFileError
 from microneedling.parameters.parameter_set import load_parameters
+from microneedling.service.auth import SESSION_COOKIE
 from microneedling.service.db import AuditEvent, FileRecord
 from microneedling.service.jobs import work_dir
 from tests.service.helpers import PASSWORD, Service, example, trial_spec, wait
@@ -260,6 +261,45 @@ def test_audit_log_users_and_roles(service: Service) -> None:
     uid = member["id"]
     assert c.delete(f"{API}/users/{uid}", headers=h).status_code == 204
     assert c.get(f"{API}/me", headers=mh).status_code == 401  # tokens revoked with the user
+
+
+def test_a_user_changes_their_password_through_the_api(service: Service) -> None:
+    """POST /me/password: the current password is checked, refusals name the field and never
+    echo a password, the old password stops working and the new one works, the user's browser
+    sessions end, API tokens stay valid, and the change is in the audit log."""
+    c, h = service.client, service.a.h
+    email = f"changer-{service.kind}@a.example"
+    assert c.post(f"{API}/users", json={"email": email, "password": PASSWORD}, headers=h).is_success
+    r = c.post(f"{API}/auth/token", json={"email": email, "password": PASSWORD, "name": "m"})
+    mh = {"Authorization": f"Bearer {r.json()['token']}"}
+    new = "a much longer new pass phrase"
+    for body, field in (
+        ({"current_password": "wrong wrong wrong", "new_password": new}, "current_password"),
+        ({"current_password": PASSWORD, "new_password": "short"}, "new_password"),
+        ({"current_password": PASSWORD, "new_password": PASSWORD}, "new_password"),
+        ({"current_password": PASSWORD}, "new_password"),
+    ):
+        r = c.post(f"{API}/me/password", json=body, headers=mh)
+        assert r.status_code == 422 and r.json()["problems"][0]["field"] == field, r.text
+        assert PASSWORD not in r.text and "wrong wrong" not in r.text
+    login = c.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200
+    c.cookies.clear()  # the session is checked below through its own cookie
+    cookie = {"Cookie": f"{SESSION_COOKIE}={login.cookies[SESSION_COOKIE]}"}
+    assert c.get(f"{API}/me", headers=cookie).status_code == 200
+    r = c.post(
+        f"{API}/me/password", json={"current_password": PASSWORD, "new_password": new}, headers=mh
+    )
+    assert r.status_code == 204, r.text
+    assert c.get(f"{API}/me", headers=cookie).status_code == 401  # the browser session ended
+    assert c.get(f"{API}/me", headers=mh).status_code == 200  # the token stays
+    old = c.post(f"{API}/auth/token", json={"email": email, "password": PASSWORD, "name": "x"})
+    assert old.status_code == 401
+    assert c.post(
+        f"{API}/auth/token", json={"email": email, "password": new, "name": "y"}
+    ).is_success
+    log = c.get(f"{API}/audit", params={"resource": "user"}, headers=h).json()
+    assert any(e["action"] == "update" and e["detail"] == "password changed" for e in log)
 
 
 def test_reference_data_molecules_and_populations(service: Service) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "change_password",
     "create_admin",
     "create_user",
+    "end_sessions",
     "issue_token",
     "normalise_email",
     "start_session",
@@ -95,6 +96,15 @@ def change_password(db: Session, user: User, current: str, new: str, repeat: str
         raise InputError("new_password", "<hidden>", "a password different from the current one")
     user.password_hash = hash_password(new)
     db.flush()
+
+
+def end_sessions(db: Session, user_id: int, keep: str | None = None) -> None:
+    """End the browser sessions of a user (their cookies stop working at once), but the session
+    whose cookie is ``keep`` (the caller's own, after a password change on the web)."""
+    q = sa.delete(BrowserSession).where(BrowserSession.user_id == user_id)
+    if keep:
+        q = q.where(BrowserSession.token_hash != hash_token(keep))
+    db.execute(q)
 
 
 def issue_token(db: Session, user: User, name: str) -> tuple[ApiToken, str]:

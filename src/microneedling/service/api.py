@@ -39,7 +39,9 @@ from microneedling.parameters.parameter_set import load_parameters, load_referen
 from microneedling.service import audit
 from microneedling.service.accounts import (
     authenticate,
+    change_password,
     create_user,
+    end_sessions,
     issue_token,
     start_session,
 )
@@ -106,6 +108,7 @@ from microneedling.service.schemas import (
     NewUser,
     OrganisationOut,
     ParameterOut,
+    PasswordChange,
     PasswordTokenRequest,
     PatientOut,
     PopulationIn,
@@ -363,6 +366,27 @@ def me(who: Who, db: Db, ctx: Ctx) -> MeOut:
         auth=who.via,  # type: ignore[arg-type]
         csrf_token=csrf,
     )
+
+
+@router.post(
+    "/me/password",
+    status_code=204,
+    tags=["auth"],
+    openapi_extra=body(PasswordChange),
+)
+def change_my_password(payload: Payload, request: Request, who: Who, db: Db, ctx: Ctx) -> Response:
+    """Change the caller's password (the current one is checked as at sign-in and counts as a
+    sign-in attempt for the rate limit). Every browser session of the user ends but the caller's
+    own; API tokens stay valid (revoke them apart)."""
+    req = PasswordChange.from_dict(payload, source="password change")
+    limit_sign_in(ctx, request, who.email)
+    user = db.get(User, who.user_id)
+    assert user is not None
+    change_password(db, user, req.current_password, req.new_password, req.new_password)
+    end_sessions(db, user.id, keep=who.session_token)
+    audit.record(db, who, "update", "user", user.id, "password changed")
+    db.commit()
+    return Response(status_code=204)
 
 
 @router.get("/organisation", response_model=OrganisationOut, tags=["accounts"])

@@ -129,6 +129,13 @@ class PasswordTokenRequest(_Request):
     name: Name = "script"
 
 
+class PasswordChange(_Request):
+    """Change the caller's password: the current one and the new one (at least 12 characters)."""
+
+    current_password: Annotated[Text, Field(max_length=1024)]
+    new_password: Annotated[Text, Field(max_length=1024)]
+
+
 class NewToken(_Request):
     """Create an API token for the signed-in user (shown once)."""
 

@@ -57,7 +57,12 @@ from microneedling.reports.format import (
 )
 from microneedling.schema import MISSING
 from microneedling.service import audit
-from microneedling.service.accounts import authenticate, change_password, start_session
+from microneedling.service.accounts import (
+    authenticate,
+    change_password,
+    end_sessions,
+    start_session,
+)
 from microneedling.service.api import (
     add_user,
     cancel_run,
@@ -2136,12 +2141,7 @@ async def account_password(request: Request) -> Response:
                 db.rollback()
                 return _page(request, who, "account.html.j2", **_account_context(
                     request, db, who, form="password", errors=field_errors(exc)))  # fmt: skip
-            keep = hash_token(who.session_token) if who.session_token else ""
-            db.execute(
-                sa.delete(BrowserSession).where(
-                    BrowserSession.user_id == user.id, BrowserSession.token_hash != keep
-                )
-            )
+            end_sessions(db, user.id, keep=who.session_token)
             audit.record(db, who, "update", "user", user.id, "password changed on the web")
             db.commit()
             return _see("/web/account?done=password")
