@@ -9,6 +9,7 @@ remove what it left. In both cases ``--out`` is either absent or a complete run,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -64,6 +65,11 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], float]] = {
 _TEMP = re.compile(r"^\..+\.(tmp|old)-\d+-[0-9a-f]{12}$")
 
 
+#: the children's environment: Python's faulthandler on, so a crash (SIGSEGV, SIGABRT, ...)
+#: prints every thread's Python stack to the child's stderr, which the failure messages show
+ENV = {**os.environ, "COLUMNS": "120", "PYTHONFAULTHANDLER": "1"}
+
+
 def _start(args: list[str], out: Path, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "microneedling", *args, "--out", str(out)],
@@ -71,8 +77,20 @@ def _start(args: list[str], out: Path, cwd: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "COLUMNS": "120"},
+        env=ENV,
     )
+
+
+def _outcome(returncode: int, stdout: str, stderr: str) -> str:
+    """What a child did, for a failure message: its exit code (a negative one named by its
+    signal), its stderr (with faulthandler's stacks after a crash) and the end of its stdout."""
+    code = str(returncode)
+    if returncode < 0:
+        name = f"signal {-returncode}"
+        with contextlib.suppress(ValueError):
+            name = signal.Signals(-returncode).name
+        code += f" (killed by {name})"
+    return f"exit {code}\n--- stderr ---\n{stderr}\n--- stdout (end) ---\n{stdout[-2000:]}"
 
 
 def _kill_while_writing(proc: subprocess.Popen[str], out: Path, sig: int, wait: float) -> bool:
@@ -116,41 +134,44 @@ def test_a_killed_command_leaves_nothing_half_written(
     proc = _start(args, out, tmp_path)
     killed = _kill_while_writing(proc, out, sig, wait)
     stdout, stderr = proc.communicate(timeout=120)
-    assert "Traceback" not in stderr + stdout
+    outcome = _outcome(proc.returncode, stdout, stderr)
+    assert "Traceback" not in stderr + stdout, outcome
+    assert "Fatal Python error" not in stderr, outcome  # faulthandler: a crash
     if not killed or proc.returncode == 0:  # it finished first: then its output is whole
-        assert proc.returncode == 0, stderr
+        assert proc.returncode == 0, outcome
         _complete_or_absent(out, files, command)
         assert out.exists()
         return
     _complete_or_absent(out, files, command)
     if sig == signal.SIGTERM:
-        assert proc.returncode == 143, stderr
+        assert proc.returncode == 143, outcome
         errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
-        assert len(errors) == 1 and "terminated" in errors[0], stderr
+        assert len(errors) == 1 and "terminated" in errors[0], outcome
         assert _temporaries(tmp_path) == []  # cleaned up on the way out
         return
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, outcome
     # the next command writing the same --out removes what the killed one left (here a refusal
     # of a missing input: the guard runs first)
     if command == "sbml":
         again = subprocess.run(
             [sys.executable, "-m", "microneedling", "sbml", str(ROLLING), "--out", str(out),
              "--overwrite"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ENV,
         )  # fmt: skip
-        assert again.returncode == 0, again.stderr
+        assert again.returncode == 0, _outcome(again.returncode, again.stdout, again.stderr)
     else:
         again = subprocess.run(
             [sys.executable, "-m", "microneedling", "simulate", "missing.toml", "--out", str(out)],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ENV,
         )  # fmt: skip
-        assert again.returncode in (1, 2), again.stderr  # missing input, or out exists
-        assert "Traceback" not in again.stderr
+        again_outcome = _outcome(again.returncode, again.stdout, again.stderr)
+        assert again.returncode in (1, 2), again_outcome  # missing input, or out exists
+        assert "Traceback" not in again.stderr, again_outcome
         if command == "trial":  # the resume store of a killed trial is cleaned by trial itself
             again = subprocess.run(
                 [sys.executable, "-m", "microneedling", "trial", "missing.toml", "--out",
                  str(out)],
-                cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ENV,
             )  # fmt: skip
     assert _temporaries(tmp_path) == []
     _complete_or_absent(out, files, command)
