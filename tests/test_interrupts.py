@@ -10,9 +10,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
+from numba.core.compiler_lock import global_compiler_lock
 
 from microneedling import interrupts
 
@@ -197,3 +199,144 @@ def test_a_finalizer_error_is_silent_only_while_an_interrupt_unwinds(when: str) 
     else:
         assert res.returncode == 0 and "finished" in res.stdout
         assert "Exception ignored" in res.stderr and "torn mid-call" in res.stderr
+
+
+COMPILER_LOCK = textwrap.dedent(
+    """
+    import os, signal, sys
+    import typer
+    from numba.core.compiler_lock import global_compiler_lock
+    from microneedling.cli.common import install_signal_handlers, user_errors
+
+    install_signal_handlers()
+    SIG = getattr(signal, sys.argv[1])
+    TIMES = int(sys.argv[2])
+
+    def arrive():
+        os.kill(os.getpid(), SIG)
+        for _ in range(1000):  # the handler runs here
+            pass
+
+    try:
+        with user_errors():
+            with global_compiler_lock:  # as numba's compiler holds it, re-entered as it does
+                with global_compiler_lock:
+                    for _ in range(TIMES):
+                        arrive()
+                    print("inner block done")
+                for _ in range(1000):
+                    pass
+                print("compiler returned")
+            for _ in range(1000):  # the held signal is raised here
+                pass
+            print("not interrupted")
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")]
+)
+def test_an_interrupt_inside_numbas_compiler_is_raised_when_the_compiler_returns(
+    sig: str, code: int, word: str
+) -> None:
+    """While the main thread holds numba's compiler lock (compiling, loading from the cache), an
+    interrupt is held back and raised as soon as the outermost hold ends: raised inside, it can
+    leave LLVM objects that are freed twice (SIGSEGV; see the next test)."""
+    res = subprocess.run(
+        [sys.executable, "-c", COMPILER_LOCK, sig, "1"], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == code, res.stderr
+    assert res.stdout.split() == ["inner", "block", "done", "compiler", "returned"], res.stdout
+    assert f"error: {word}" in res.stderr
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr
+
+
+def test_a_second_signal_inside_numbas_compiler_is_raised_at_once() -> None:
+    res = subprocess.run(
+        [sys.executable, "-c", COMPILER_LOCK, "SIGTERM", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 143, res.stderr
+    assert res.stdout == "", res.stdout  # the user insisted: raised inside the compiler
+    assert "error: terminated" in res.stderr and "Traceback" not in res.stderr
+
+
+LINK = textwrap.dedent(
+    """
+    import os, signal, sys
+    import llvmlite.binding.linker as linker
+    import numba
+    import typer
+    from microneedling.cli.common import install_signal_handlers, user_errors
+
+    install_signal_handlers()
+    LINE = next(
+        i + 1 for i, text in enumerate(open(linker.__file__).read().splitlines())
+        if "src.detach()" in text
+    )
+
+    def at_line(frame, event, arg):
+        if event == "line" and frame.f_lineno == LINE and not sent:
+            sent.append(True)
+            print("signal sent", flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return at_line
+
+    def tracer(frame, event, arg):
+        return at_line if frame.f_code is linker.link_modules.__code__ else None
+
+    @numba.njit  # no cache: compiled in this process
+    def f(x):
+        return 2.0 * x + 1.0
+
+    sent = []
+    try:
+        with user_errors():
+            sys.settrace(tracer)
+            try:
+                f(1.0)
+            finally:
+                sys.settrace(None)
+                print(f"compiled {len(f.signatures)}", flush=True)
+            print("not interrupted")
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    """
+)
+
+
+def test_a_sigterm_between_llvmlites_link_and_detach_does_not_crash() -> None:
+    """The crash itself: SIGTERM right after LLVM linked a module into another (destroying it)
+    and before llvmlite marked its Python object detached. Raised there, the object's finalizer
+    disposes of the destroyed module again and the process dies of SIGSEGV (every time, before
+    the interrupt was held back); held back, the compilation ends and the command exits 143."""
+    res = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", LINK],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "signal sent" in res.stdout, (  # else llvmlite changed: find the window again
+        f"llvmlite's link_modules has no 'src.detach()' line that ran: {res.stdout} {res.stderr}"
+    )
+    assert res.returncode == 143, f"exit {res.returncode}\n{res.stderr}"
+    assert "Fatal Python error" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert "compiled 1" in res.stdout and "not interrupted" not in res.stdout, res.stdout
+    assert "error: terminated" in res.stderr
+
+
+def test_in_numba_compiler_is_whether_this_thread_holds_its_lock() -> None:
+    assert not interrupts.in_numba_compiler()
+    with global_compiler_lock:
+        assert interrupts.in_numba_compiler()
+        seen: list[bool] = []
+        other = threading.Thread(target=lambda: seen.append(interrupts.in_numba_compiler()))
+        other.start()
+        other.join()
+        assert seen == [False]  # another thread's compilation is not this thread's
+    assert not interrupts.in_numba_compiler()

@@ -18,6 +18,26 @@ swallowed interrupt): the program is then unwinding, and an error in a finalizer
 torn mid-call (seen: llvmlite's ``ObjectRef.__del__`` after SIGTERM during numba's compiler) is a
 consequence of the interrupt, not news; printing its traceback would only hide the one-line
 "terminated" the user should see.
+
+Inside numba's compiler an interrupt is not raised at all until the compiler has returned
+(:func:`hold`, which the signal handlers ask first). numba and llvmlite move LLVM objects between
+owners in Python code between two C calls (llvmlite's ``link_modules``: LLVM has destroyed the
+linked module, the next line marks its Python object detached; ``ExecutionEngine.add_module``:
+the engine owns the module, the next line says so). An exception raised in between leaves an
+object whose finalizer frees that LLVM memory a second time when the exception's traceback is
+dropped: SIGSEGV or glibc's "double free" abort (an interrupt raised elsewhere in the compiler
+also leaves numba itself broken for the rest of the process: "generator raised StopIteration").
+Seen: ``test_kill[validate-SIGTERM]`` in a fresh-clone CI run exited -11 with an empty stderr
+(no stack recorded). The likely path: validate imports scoringrules, whose functions numba
+compiles at import (cached or not), 2-5 s after the start; typer turns the interrupt into its
+``Exit(130)`` and drops it before :func:`microneedling.cli.app.main` prints a word. A SIGTERM
+sent to validate at that line of ``link_modules`` gives exactly that, every time; random-time
+signals during compilation crash a process within seconds. numba takes its global compiler lock to compile, to load a function
+from its cache and to set up its code generator; a signal that arrives while the main thread
+holds it is kept, and a listener of numba's ``numba:compiler_lock`` events delivers it again
+(:func:`_thread.interrupt_main`) as soon as the main thread has let the lock go, between two
+compilations. A second signal while one is held is raised at once (the user insists; the old
+risk, taken knowingly).
 """
 
 from __future__ import annotations
@@ -33,6 +53,8 @@ from typing import Any
 __all__ = [
     "clear",
     "defer",
+    "hold",
+    "in_numba_compiler",
     "install_unraisable_hook",
     "mark_interrupted",
     "pending",
@@ -53,6 +75,13 @@ _IN_HOOK = threading.Event()
 
 #: times the hook keeps an interrupt that arrives while it runs, before it gives up
 _HOOK_RETRIES = 5
+
+#: the signal that arrived while numba's compiler ran in the main thread, delivered again when
+#: the compiler returns (:func:`hold`)
+_HELD: list[int] = []
+
+#: the listener of numba's compiler-lock events, once registered (:func:`_listen_to_compiler`)
+_LISTENER: list[Any] = []
 
 
 def mark_interrupted() -> None:
@@ -81,6 +110,67 @@ def raise_pending() -> None:
     if _PENDING:
         exc = _PENDING.pop()
         raise exc
+
+
+def in_numba_compiler() -> bool:
+    """Whether this thread is inside numba's compiler: it holds numba's global compiler lock,
+    which numba takes to compile, to load a function from its cache and to set up its code
+    generator. False when numba has not been imported (it is not imported here for this)."""
+    module = sys.modules.get("numba.core.compiler_lock")
+    is_locked = getattr(getattr(module, "global_compiler_lock", None), "is_locked", None)
+    return bool(is_locked()) if callable(is_locked) else False
+
+
+class _CompilerExit:
+    """Delivers the held signal again once the main thread has let numba's compiler lock go.
+
+    A listener of numba's ``numba:compiler_lock`` events (registered as a virtual subclass of
+    ``numba.core.event.Listener``: numba is not imported by this module). The lock is re-entrant;
+    only the end of the outermost hold leaves :func:`in_numba_compiler` false. The signal
+    handler runs at the next bytecode of the main thread, after the lock was released."""
+
+    def notify(self, event: Any) -> None:
+        if event.is_end:
+            self.on_end(event)
+
+    def on_start(self, event: Any) -> None:
+        pass
+
+    def on_end(self, event: Any) -> None:
+        if _HELD and threading.current_thread() is threading.main_thread():
+            if not in_numba_compiler():
+                _thread.interrupt_main(signal.Signals(_HELD.pop()))
+
+
+def _listen_to_compiler() -> bool:
+    """Register :class:`_CompilerExit` with numba's events (once); False if numba has no such
+    events (then a signal is not held: it is raised as it was before)."""
+    if _LISTENER:
+        return True
+    events = sys.modules.get("numba.core.event")
+    base = getattr(events, "Listener", None)
+    register = getattr(events, "register", None)
+    if base is None or not callable(register) or not hasattr(base, "register"):
+        return False
+    base.register(_CompilerExit)
+    listener = _CompilerExit()
+    register("numba:compiler_lock", listener)
+    _LISTENER.append(listener)
+    return True
+
+
+def hold(signum: int) -> bool:
+    """Whether a signal handler should return without raising: the main thread is inside
+    numba's compiler (see the module doc). The signal is then delivered again as soon as the
+    compiler has returned, and the handler, asked again, raises. A second signal while one is
+    held is not held (False: raise now)."""
+    if _HELD:
+        _HELD.clear()
+        return False
+    if not in_numba_compiler() or not _listen_to_compiler():
+        return False
+    _HELD.append(int(signum))
+    return True
 
 
 def _redeliver(signum: int) -> None:

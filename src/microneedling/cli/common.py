@@ -121,6 +121,8 @@ STATE: dict[str, bool] = {"terminated": False, "reported": False, "main": False}
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    if interrupts.hold(signum):  # inside numba's compiler: raised once it has returned
+        return
     # a second signal while cleaning up ends the process at once (the next run removes what
     # it left: microneedling.io.remove_stale_temporaries)
     signal.signal(signum, signal.SIG_DFL)
@@ -131,6 +133,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if interrupts.hold(signum):  # inside numba's compiler: raised once it has returned
+        return
     interrupts.clear()
     interrupts.mark_interrupted()
     raise KeyboardInterrupt
@@ -149,7 +153,9 @@ def install_signal_handlers() -> None:
     """SIGTERM and SIGHUP unwind the command like Ctrl-C (see :class:`Terminated`).
 
     An interrupt raised while foreign code (numba's compiler, a ctypes callback) was calling Python
-    is not lost: :mod:`microneedling.interrupts` raises it again after the callback.
+    is not lost: :mod:`microneedling.interrupts` raises it again after the callback. One that
+    arrives while numba's compiler runs in the main thread is raised only once the compiler has
+    returned (:func:`microneedling.interrupts.hold`: raised inside it, it can crash the process).
     """
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
