@@ -340,3 +340,61 @@ def test_in_numba_compiler_is_whether_this_thread_holds_its_lock() -> None:
         other.join()
         assert seen == [False]  # another thread's compilation is not this thread's
     assert not interrupts.in_numba_compiler()
+
+
+FOREIGN_ERROR = textwrap.dedent(
+    """
+    import os, signal, sys
+    from microneedling.cli import app as cli
+    from microneedling.cli.common import Terminated
+
+    @cli.app.command("import-while-terminated")
+    def _import() -> None:
+        try:  # SIGTERM while an extension module initialises ...
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+        except Terminated as exc:  # ... which pybind11 reports as its own error
+            raise ImportError("initialization failed") from exc
+
+    sys.argv = ["microneedling", "import-while-terminated"]
+    cli.main()
+    """
+)
+
+
+def test_an_interrupt_that_foreign_code_turned_into_an_error_exits_as_the_interrupt() -> None:
+    """Seen killing validate at random times: SIGTERM while a pybind11 extension was imported
+    became ``ImportError: initialization failed`` (and once, in a class body, ``RuntimeError:
+    Error calling __set_name__``) and the command exited 3 ("internal error, this is a bug")
+    instead of 143."""
+    res = subprocess.run(
+        [sys.executable, "-c", FOREIGN_ERROR], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 143, res.stderr
+    assert res.stderr.strip() == "error: terminated", res.stderr
+
+
+def test_behind_finds_the_interrupt_an_error_came_from() -> None:
+    interrupt = KeyboardInterrupt()
+    assert interrupts.behind(interrupt) is interrupt
+    try:
+        try:
+            raise interrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+    except ImportError as caused:
+        assert interrupts.behind(caused) is interrupt
+    try:
+        try:
+            raise interrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("while unwinding") from None  # context kept, cause suppressed
+    except RuntimeError as during:
+        assert interrupts.behind(during) is interrupt
+    plain = ValueError("no interrupt")
+    plain.__context__ = RuntimeError("nor here")
+    assert interrupts.behind(plain) is None
+    loop_a, loop_b = ValueError("a"), ValueError("b")
+    loop_a.__context__, loop_b.__context__ = loop_b, loop_a
+    assert interrupts.behind(loop_a) is None

@@ -51,6 +51,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "behind",
     "clear",
     "defer",
     "hold",
@@ -103,6 +104,23 @@ def pending() -> BaseException | None:
 def clear() -> None:
     """Forget the pending interrupt (a signal handler raising afresh calls this)."""
     _PENDING.clear()
+
+
+def behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt (Ctrl-C's ``KeyboardInterrupt``, SIGTERM's ``Terminated``) that ``exc`` was
+    raised from or while handling, if any. Foreign code may turn an interrupt into an error of its
+    own: pybind11 reports any exception in a module's initialisation as ``ImportError:
+    initialization failed`` raised from it, and Python 3.11 one in ``__set_name__`` as
+    ``RuntimeError: Error calling __set_name__`` (both seen: SIGTERM while ``validate`` imported
+    its libraries, 1-3 s after the start, exited 3, "internal error", instead of 143)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def raise_pending() -> None:

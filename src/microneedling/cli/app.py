@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from microneedling import interrupts
 from microneedling.about import DISCLAIMER, __version__
 from microneedling.cli import (
     absorb,
@@ -123,9 +124,10 @@ def _root(
 def main() -> None:
     """Console-script entry point ``microneedling``.
 
-    SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed, exit 143); any exception that is not
-    the package's own becomes one line and exit 3 (the traceback only with
-    ``MICRONEEDLING_TRACEBACK=1``): no traceback reaches a user.
+    SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed, exit 143), also when foreign code
+    turned the interrupt into an error of its own (:func:`microneedling.interrupts.behind`); any
+    other exception that is not the package's own becomes one line and exit 3 (the traceback only
+    with ``MICRONEEDLING_TRACEBACK=1``): no traceback reaches a user.
     """
     install_signal_handlers()
     STATE["main"] = True
@@ -147,15 +149,20 @@ def main() -> None:
         typer.echo("error: interrupted", err=True)
         code = EXIT_INTERRUPTED
     except Exception as exc:
-        if os.environ.get("MICRONEEDLING_TRACEBACK"):
+        if interrupts.behind(exc) is not None:
+            # an interrupt that foreign code turned into an error of its own (pybind11: an
+            # ImportError from it): reported below as the interrupt it was
+            code = EXIT_INTERRUPTED
+        elif os.environ.get("MICRONEEDLING_TRACEBACK"):
             raise
-        typer.echo(
-            f"error: internal error ({type(exc).__name__}: {one_line(str(exc))[:300]}); this is a "
-            "bug, please report it with the command line (MICRONEEDLING_TRACEBACK=1 shows the "
-            "traceback)",
-            err=True,
-        )
-        code = EXIT_INTERNAL
+        else:
+            typer.echo(
+                f"error: internal error ({type(exc).__name__}: {one_line(str(exc))[:300]}); "
+                "this is a bug, please report it with the command line "
+                "(MICRONEEDLING_TRACEBACK=1 shows the traceback)",
+                err=True,
+            )
+            code = EXIT_INTERNAL
     if code == EXIT_INTERRUPTED and not STATE["reported"]:
         # interrupted outside a command's own error handling (typer returns 130 silently)
         code = EXIT_TERMINATED if STATE["terminated"] else EXIT_INTERRUPTED
