@@ -127,24 +127,22 @@ def test_every_context_of_use_has_its_verdict_and_goals(report: dict) -> None:
     assert "model risk" in page
 
 
-def test_validation_per_claim_family_is_tabled(report: dict) -> None:
-    fams = report["validation"]["summary"]["by_family"]
-    assert fams and sum(f["evaluated"] for f in fams) == report["validation"]["n_evaluated"]
+@pytest.mark.parametrize(
+    ("table", "key", "caption"),
+    [
+        ("by_family", "family", "Validation per claim family"),
+        ("by_assessor", "assessor", "Validation by who assessed the observed number"),
+    ],
+)
+def test_validation_per_group_is_tabled(report: dict, table: str, key: str, caption: str) -> None:
+    groups = report["validation"]["summary"][table]
+    assert groups and sum(g["rows"] for g in groups) == report["validation"]["n_rows"]
+    assert sum(g["evaluated"] for g in groups) == report["validation"]["n_evaluated"]
     page = html.unescape(render_html(report))
-    assert "Validation per claim family" in page
+    assert caption in page
     cells = [c for tab in Page(render_html(report)).tables for r in tab.rows for c in r]
-    for f in fams:
-        assert f["family"] in cells and f"{f['pass']}/{f['evaluated']}" in cells
-
-
-def test_validation_by_assessor_is_tabled(report: dict) -> None:
-    who = report["validation"]["summary"]["by_assessor"]
-    assert who and sum(a["rows"] for a in who) == report["validation"]["n_rows"]
-    page = html.unescape(render_html(report))
-    assert "Validation by who assessed the observed number" in page
-    cells = [c for tab in Page(render_html(report)).tables for r in tab.rows for c in r]
-    for a in who:
-        assert a["assessor"] in cells and f"{a['pass']}/{a['evaluated']}" in cells
+    for g in groups:
+        assert g[key] in cells and f"{g['pass']}/{g['evaluated']}" in cells
 
 
 def test_a_posterior_fitted_on_another_parameter_set_is_called_stale(report: dict) -> None:
