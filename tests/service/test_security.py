@@ -24,7 +24,7 @@ from microneedling.service.security import (
     rate_limiter,
     verify_password,
 )
-from tests.service.helpers import PASSWORD, Service, build_service, settings_for
+from tests.service.helpers import PASSWORD, Service, add_org, build_service, settings_for
 
 API = "/api/v1"
 
@@ -63,6 +63,19 @@ def test_sign_in_attempts_are_limited_and_cookies_secure(strict: Service) -> Non
     assert c.post(f"{API}/auth/login", json={**body, "password": "x" * 12}).status_code == 401
     r = c.post(f"{API}/auth/login", json=body)
     assert r.status_code == 429  # the third attempt within a minute, even with the password
+
+
+def test_a_password_change_counts_as_a_sign_in_attempt(strict: Service) -> None:
+    """POST /me/password checks the current password: wrong guesses run into the sign-in limit
+    (2 a minute here, per address and per account), whatever the token's own rate."""
+    c = strict.client
+    h = add_org(strict.ctx, "Clinic C", "admin@c.example").h  # a token with a full bucket
+    body = {"current_password": "a wrong guess of it", "new_password": "a new long pass phrase"}
+    answers = [c.post(f"{API}/me/password", json=body, headers=h) for _ in range(3)]
+    codes = [r.status_code for r in answers]
+    assert 429 in codes and set(codes) <= {422, 429}, codes
+    refused = next(r for r in answers if r.status_code == 429)
+    assert "too many sign-in attempts" in refused.json()["error"]  # not the token's own rate
 
 
 def test_the_processes_of_one_server_share_their_limits(tmp_path: Path) -> None:

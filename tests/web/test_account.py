@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,8 +30,8 @@ _TOKEN = re.compile(r'id="new-token-value" value="(mnt_[^"]+)"')
 class Env:
     """The web app with organisations A and B (their administrators' API tokens)."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.app = create_app(settings_for(tmp, None))
+    def __init__(self, tmp: Path, **settings: Any) -> None:
+        self.app = create_app(settings_for(tmp, None, **settings))
         self.ctx: Context = self.app.state.context
         self.a: Org = add_org(self.ctx, "Clinic A", "admin@a.example")
         self.b: Org = add_org(self.ctx, "Clinic B", "admin@b.example")
@@ -220,6 +221,20 @@ def test_the_password_changes_and_the_old_one_stops_working(env: Env) -> None:
     )
     assert api.status_code == 201
     assert any("password" in e.detail for e in env.audit(env.a, "update", "user"))
+
+
+def test_wrong_current_passwords_count_as_sign_in_attempts(tmp_path: Path) -> None:
+    """The password form checks the current password: each try takes from the account's (and the
+    address's) sign-in limit, so a session cannot be used to guess the password."""
+    strict = Env(tmp_path, login_per_minute=3)
+    with TestClient(strict.app):
+        c = strict.browser(strict.a.email)  # one attempt of three
+        codes = [
+            post(c, "/web/account/password", {"current_password": f"guess number {i}",
+                 "new_password": NEW_PASSWORD, "repeat_password": NEW_PASSWORD}).status_code
+            for i in range(3)
+        ]  # fmt: skip
+    assert codes[:2] == [200, 200] and codes[2] == 429, codes
 
 
 def test_an_administrator_adds_and_deactivates_users(env: Env) -> None:

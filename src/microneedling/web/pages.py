@@ -2132,6 +2132,7 @@ async def account_password(request: Request) -> Response:
     def change() -> Response:
         with ctx.sessions() as db:
             who = _caller(request, db, form.get("csrf_token"))
+            limit_sign_in(ctx, request, who.email)  # the current password is a sign-in attempt
             user = db.get(User, who.user_id)
             assert user is not None
             try:
