@@ -713,3 +713,34 @@ def test_integrate_does_not_warn_on_success() -> None:
         warnings.simplefilter("error")
         integrate(odes.ROBERTSON, np.array([[1.0, 0, 0]]), ROBERTSON_K[None],
                   np.array([0.0, 10.0]), *no_impulses(1, 3))  # fmt: skip
+
+
+def test_an_interrupt_drops_the_chunks_not_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM) while a parallel batch waits for its chunks: the chunks not started
+    are cancelled, so the process does not compute the rest of the batch in the background
+    before it can exit (a chunk already running ends on its own)."""
+    import threading
+    import time
+
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def fake_solve_range(*args: object) -> None:
+        lo = int(args[-2])  # type: ignore[call-overload]
+        with lock:
+            calls.append(lo)
+        if lo == 0:
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+
+    monkeypatch.setattr(integ, "solve_range", fake_solve_range)
+    monkeypatch.setattr(integ, "_n_threads", lambda: 2)
+    nb = 16  # 4 chunks per thread: 8 chunks of 2 cases
+    params = odes.bateman_params(np.tile([[0.7, 1.9]], (nb, 1)))
+    with pytest.raises(KeyboardInterrupt):
+        integrate(
+            odes.LINEAR, np.zeros((nb, 3)), params, np.array([0.0, 1.0]),
+            np.full((nb, 1), np.inf), np.zeros((nb, 1, 3)), parallel=True,
+        )  # fmt: skip
+    time.sleep(0.6)  # long enough for every chunk to have run, had they not been cancelled
+    assert len(calls) <= 3, calls  # the interrupted chunk, at most two running ones

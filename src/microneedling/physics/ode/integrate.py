@@ -936,8 +936,13 @@ def integrate(
             _pool(n_threads).submit(solve_range, *args, int(lo), int(hi))
             for lo, hi in itertools.pairwise(edges)
         ]
-        for fut in futures:
-            fut.result()
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:  # an interrupt (or a failed chunk): the chunks not started are
+            for fut in futures:  # dropped; a running one cannot be stopped and ends on its own
+                fut.cancel()
+            raise
     else:
         solve_range(*args, 0, nb)
     status = stats[:, 3].copy()
