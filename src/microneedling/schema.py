@@ -33,7 +33,7 @@ import annotated_types as at
 from pydantic import AfterValidator, BaseModel, ConfigDict, Strict, ValidationError
 from pydantic.fields import FieldInfo
 
-from microneedling.errors import InputError, InputFileError
+from microneedling.errors import MISSING, InputError, InputFileError
 from microneedling.io import loads_toml
 
 __all__ = [
@@ -73,27 +73,6 @@ _CONTROL = re.compile(
     "\u2060-\u2064\u2066-\u2069\ufeff]"
 )
 _LINE_BREAKS = re.compile("[\t\n\r]")
-
-
-class _Missing:
-    """The value of a problem whose field was not given at all (a singleton that pickles)."""
-
-    _instance: ClassVar[_Missing | None] = None
-
-    def __new__(cls) -> _Missing:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "<missing>"
-
-    def __reduce__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
-"""``InputError.value`` of a required field that was absent."""
 
 
 # ------------------------------------------------------------------- annotation markers

@@ -27,10 +27,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from microneedling.errors import InputError, ParameterError
+from microneedling.errors import MISSING, InputError, ParameterError
 from microneedling.io import data_path, dumps_toml, read_toml
 from microneedling.parameters.parameter_set import load_references
-from microneedling.schema import MISSING
 from microneedling.units import conversion_factor, parse_unit
 
 __all__ = [
