@@ -83,6 +83,9 @@ class Variable:
         quantity (inflammation, fibroblasts) that is shown but is not an end point.
     label:
         Short human label for end-point tables; ``""``: not an end point.
+    patient_label:
+        The label in words for the patient (the handout), where :attr:`label` is a
+        practitioner's term; ``""``: :attr:`label` reads plainly as it is (:attr:`plain_label`).
     reduce:
         Session variables: how a course summarises them (``sum`` of downtime days, ``max`` of a
         risk, ``mean`` of an amount).
@@ -108,6 +111,13 @@ class Variable:
     better: Better = ""
     figure: str = ""
     scale: str = ""
+    patient_label: str = ""
+
+    @property
+    def plain_label(self) -> str:
+        """The label a patient reads (the handout): :attr:`patient_label`, else :attr:`label`,
+        else the long name."""
+        return self.patient_label or self.label or self.long_name
 
     @property
     def is_endpoint(self) -> bool:
@@ -148,7 +158,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("dermal_density_change", "%", "Ultrasound dermal density change vs baseline", "time",
              claim="collagen", label="Dermal density (ultrasound)", better="higher"),
     Variable("dermal_thickness", "um", "Dermal thickness", "time", claim="texture",
-             label="Dermal thickness", better="higher", figure="claims"),
+             label="Dermal thickness", better="higher", figure="claims",
+             patient_label="Thickness of the skin (dermis)"),
     Variable("epidermal_thickness_change", "%", "Epidermal thickness change vs baseline", "time",
              claim="texture", label="Epidermal thickness", better="higher"),
     # --- clinical observables
@@ -156,7 +167,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Cutometer R2 gross elasticity (0-1): baseline from age, sex and site; change from "
              "functional elastin and structural collagen", "time",
              claim="firmness", label="Elasticity index (R2-like)", better="higher",
-             figure="claims", scale="index, 0–1"),
+             figure="claims", scale="index, 0–1",
+             patient_label="Skin springiness (0 to 1, higher is springier)"),
     Variable("firmness_change", "%",
              "Firmness change vs baseline (inverse Cutometer R0 suction deformation; dermal "
              "modulus from structural collagen)", "time", claim="firmness",
@@ -167,7 +179,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("wrinkle_depth", "um", "Wrinkle depth", "time", claim="wrinkles",
              label="Wrinkle depth", better="lower", figure="claims"),
     Variable("scar_depth", "mm", "Atrophic scar depth (expected over the site's scars)", "time",
-             claim="acne scars", label="Atrophic scar depth", better="lower", figure="claims"),
+             claim="acne scars", label="Atrophic scar depth", better="lower", figure="claims",
+             patient_label="Depth of the acne scars"),
     Variable("scar_grade", "1",
              "Expected Goodman & Baron qualitative scar grade (1-4) from the scars' depth",
              "time", claim="acne scars", label="Scar grade (Goodman & Baron)", better="lower", scale="grade, 1–4"),
@@ -182,13 +195,14 @@ VARIABLES: tuple[Variable, ...] = (
              "time", claim="acne scars", label="Chance of a two-grade improvement",
              better="higher", scale="probability"),
     Variable("pore_diameter", "um", "Pore diameter", "time", claim="pores", label="Pore diameter",
-             better="lower", figure="claims"),
+             better="lower", figure="claims", patient_label="Pore size (width)"),
     Variable("striae_width", "mm", "Stretch-mark visible width", "time", claim="stretch marks",
              label="Stretch-mark width", better="lower", figure="claims"),
     Variable("striae_depth", "mm", "Stretch-mark depression depth", "time",
              claim="stretch marks", label="Stretch-mark depth", better="lower"),
     Variable("melanin_index", "1", "Melanin index of the lesion (Mexameter-like units; floor: the surrounding skin)", "time",
-             claim="pigmentation", label="Melanin index", better="lower", figure="claims", scale="Mexameter-like units"),
+             claim="pigmentation", label="Melanin index", better="lower", figure="claims", scale="Mexameter-like units",
+             patient_label="Darkness of the patch (skin pigment meter)"),
     Variable("masi_score", "1", "Melasma Area and Severity Index (0-48): area, darkness and homogeneity of the lesion", "time",
              claim="pigmentation", label="MASI", better="lower", scale="score, 0–48"),
     Variable("mmasi_score", "1", "Modified MASI (0-24): area and darkness of the lesion", "time",
@@ -224,7 +238,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("pih_risk", "1",
              "Probability of post-inflammatory hyperpigmentation after the session (one threshold per patient: the course risk is the maximum over sessions)", "session",
              claim="risk", label="Post-inflammatory hyperpigmentation risk", reduce="max",
-             better="lower", scale="probability"),
+             better="lower", scale="probability",
+             patient_label="Chance of darker patches after a session"),
     Variable("absorbed_amount", "ug/cm^2", "Topical delivered into the viable skin", "session",
              claim="absorption", label="Topical absorbed per session", reduce="mean",
              better="higher", figure="absorption"),

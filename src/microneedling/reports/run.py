@@ -903,9 +903,11 @@ def chart_sections(
     }
 
 
-def pih_summary(result: Result | xr.Dataset) -> list[tuple[str, str]]:
+def pih_summary(result: Result | xr.Dataset, patient: bool = False) -> list[tuple[str, str]]:
     """The risk of post-inflammatory hyperpigmentation in words: the worst session of each site
-    (nominal with its 10–90% interval)."""
+    (nominal with its 10–90% interval). ``patient``: in the handout's words (the variable's
+    :attr:`~microneedling.engine.variables.Variable.plain_label`, the interval as "most likely
+    between"), the same numbers."""
     ds = _dataset(result)
     if "pih_risk" not in ds:
         return []
@@ -916,8 +918,17 @@ def pih_summary(result: Result | xr.Dataset) -> list[tuple[str, str]]:
             continue
         k = int(np.nanargmax(v))
         band = _bands(ds, "pih_risk", 0, site, None)
+        ok = band is not None and np.isfinite(band[0][k]) and np.isfinite(band[1][k])
+        if patient:
+            text = f"about {format_percent(v[k])} at the riskiest session (session {k + 1})"
+            if band is not None and ok:
+                text += (f"; most likely between {format_percent(band[0][k])} and "
+                         f"{format_percent(band[1][k])}")  # fmt: skip
+            label = variables.by_name()["pih_risk"].plain_label
+            out.append((f"{human(site).capitalize()}, {label[:1].lower()}{label[1:]}", text))
+            continue
         text = f"{format_percent(v[k])} after session {k + 1}"
-        if band is not None and np.isfinite(band[0][k]) and np.isfinite(band[1][k]):
+        if band is not None and ok:
             text += f" (10–90%: {format_percent(band[0][k])} to {format_percent(band[1][k])})"
         out.append((f"Worst-session PIH risk, {human(site)}", text))
     return out

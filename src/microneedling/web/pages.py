@@ -1795,7 +1795,7 @@ def _handout(result: Any, run: Run) -> dict[str, Any]:
         now = _site_values(ds, var, site)[0] if var in ds and "time" in ds[var].dims else math.nan
         end, lo, hi = float(r["value"]), float(r["low"]), float(r["high"])
         v = by_name().get(var)
-        label = (v.label or v.long_name) if v is not None else human(var)
+        label = v.plain_label if v is not None else human(var)  # the patient's words
         text = f"{human(site).capitalize()}, {label}: "
         if math.isfinite(now) and now != 0:
             change = (end - now) / abs(now)
@@ -1805,7 +1805,7 @@ def _handout(result: Any, run: Run) -> dict[str, Any]:
         else:
             text += f"about {format_number(end)}{unit} by day {format_day(r['time_days'])}"
         if math.isfinite(lo) and math.isfinite(hi):
-            text += f"; likely between {format_number(lo)} and {format_number(hi)}{unit}"
+            text += f"; most likely between {format_number(lo)} and {format_number(hi)}{unit}"
         expected.append(text + ".")
     downtime = []
     if "erythema_days" in ds and "session_day" in ds and "site" in ds.coords:
@@ -1829,7 +1829,7 @@ def _handout(result: Any, run: Run) -> dict[str, Any]:
                     line += (f"; some sign (redness, swelling or bruising) for up to "
                              f"{format_number(down.max())} days")  # fmt: skip
             downtime.append(line + ".")
-    pih = [f"{k}: {v}" for k, v in run_report.pih_summary(result)]
+    pih = [f"{k}: {v}." for k, v in run_report.pih_summary(result, patient=True)]
     protection = course.patient.photoprotection if course is not None else "usual"
     return {"plan_lines": plan_lines, "expected": expected, "downtime": downtime, "pih": pih,
             "photoprotection": human(protection), "disclaimer_text": DISCLAIMER}  # fmt: skip
