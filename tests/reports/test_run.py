@@ -374,11 +374,13 @@ def test_report_script_is_valid_javascript(
 ) -> None:
     text, _ = report_html
     scripts = re.findall(r"<script>(.*?)</script>", text, re.S)
-    assert len(scripts) == 2  # the library, then the drawing script
-    js = tmp_path / "report.js"
-    js.write_text(scripts[1])
-    proc = subprocess.run(["node", "--check", str(js)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    # the references' print opener, the library, then the drawing script
+    assert len(scripts) == 3 and max(scripts, key=len) == scripts[1]
+    for k in (0, 2):
+        js = tmp_path / f"report{k}.js"
+        js.write_text(scripts[k])
+        proc = subprocess.run(["node", "--check", str(js)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
 
 
 def test_endpoint_table_says_where_published_validation_covers_the_course(
@@ -428,3 +430,23 @@ def test_a_selection_is_the_value_at_its_labels(synthetic_result: Result) -> Non
     assert report._select(doubled[name], 0, SITES[0], None).sizes["site"] == 2
     with pytest.raises(KeyError):
         report._select(two[name], 0, "no-such-site", None)
+
+
+def test_references_are_collapsed_with_their_count_and_open_for_print(
+    report_html: tuple[str, list[Path]],
+) -> None:
+    """The reference list (a hundred and more in a real run) is a collapsed ``<details>`` whose
+    summary counts it; print opens it (the print style sheet and a ``beforeprint`` handler)."""
+    text, _ = report_html
+    refs = text[
+        text.index('id="references"') : text.index("</section>", text.index('id="references"'))
+    ]
+    details = re.search(r"<details([^>]*)>\s*<summary>([^<]*)</summary>", refs)
+    assert details is not None, "the references sit in a <details>"
+    assert "data-print-open" in details.group(1) and " open" not in details.group(1)
+    assert details.group(2).startswith("3 references")
+    assert refs.index("<details") < refs.index('<ol class="refs">') < refs.index("</details>")
+    assert "beforeprint" in refs and "data-print-open" in refs
+    css = (Path(report.__file__).parent / "templates" / "report.css").read_text(encoding="utf-8")
+    printed = css[css.index("@media print") :]
+    assert "details[data-print-open]::details-content" in printed
