@@ -109,6 +109,7 @@ from microneedling.service.runs import (
     result_of,
 )
 from microneedling.service.security import MIN_PASSWORD, csrf_token, hash_token
+from microneedling.studies.planning.search import renamed_plan
 from microneedling.studies.trial.population import list_populations, load_population
 from microneedling.vocabulary import CONCERN_TYPES, SITES
 from microneedling.web import presets
@@ -1012,7 +1013,12 @@ async def save_course(request: Request, course_id: int) -> Response:
                                 _products(db, who.organisation_id))  # fmt: skip
             c["runs"] = _runs_of(db, who, course_id=rec.id)
             return _page(request, who, "course.html.j2", **c)
-        rec.data, rec.name = data, course.name
+        name = course.name
+        if name == rec.name:  # a name left as it was: the planner's is kept describing the course
+            days = [float(x.day) for x in course.sessions]
+            name = renamed_plan(name, str(course.device.type), days) or name
+            data["name"] = name
+        rec.data, rec.name = data, name
         audit.record(db, who, "create", "course", rec.id, "edited on the web")
         db.commit()
         if form.get("action") == "simulate":

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,9 @@ __all__ = [
     "build_course",
     "exhaustive_search",
     "pareto_mask",
+    "plan_name",
     "predict",
+    "renamed_plan",
     "rescore",
     "search",
     "site_caps",
@@ -195,6 +198,34 @@ def _device_table(device: str, max_length: float) -> dict[str, Any]:
     return {"type": device, **out, "max_needle_length_mm": float(max_length)}
 
 
+_PLAN_NAME = re.compile(
+    r"Plan for (?P<patient>.+): (?P<device>\w+), \d+ session\(s\)( every \S+ d)?"
+)
+
+
+def plan_name(patient: str, device: str, n_sessions: int, interval_days: float | None) -> str:
+    """The name the planner gives a course: "Plan for <patient>: <device>, <n> session(s) every
+    <interval> d" (no interval for one session; ``interval_days=None``: sessions at uneven
+    intervals, "(edited)")."""
+    if n_sessions > 1 and interval_days is None:
+        return f"Plan for {patient}: {device}, {n_sessions} session(s) (edited)"
+    every = f" every {interval_days:g} d" if n_sessions > 1 else ""
+    return f"Plan for {patient}: {device}, {n_sessions} session(s){every}"
+
+
+def renamed_plan(name: str, device: str, days: Iterable[float]) -> str | None:
+    """The planner's name (:func:`plan_name`) for a course of ``device`` with sessions on ``days``
+    (one session per distinct day; the interval when they are evenly spaced), for the patient
+    named in ``name``; None when ``name`` is not a name the planner gives (a name a user typed)."""
+    m = _PLAN_NAME.fullmatch(name)
+    if m is None:
+        return None
+    unique = sorted({float(d) for d in days})
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(unique)}
+    every = next(iter(gaps)) if len(gaps) == 1 else (0.0 if not gaps else None)
+    return plan_name(m.group("patient"), device, len(unique), every)
+
+
 def build_course(
     patient: PatientFile,
     device: str,
@@ -234,9 +265,8 @@ def build_course(
             if topical is not None:
                 ses["topical"] = {"product": topical, **_topical_preset(topical)}
             sessions.append(ses)
-    every = f" every {interval_days} d" if n_sessions > 1 else ""
     data = {
-        "name": f"Plan for {patient.name}: {device}, {n_sessions} session(s){every}",
+        "name": plan_name(patient.name, device, n_sessions, interval_days),
         "description": "Written by `microneedling plan`: a model estimate to discuss with a "
         "qualified practitioner, not medical advice.",
         "horizon_days": (n_sessions - 1) * interval_days + delay,
