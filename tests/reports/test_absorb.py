@@ -12,6 +12,7 @@ from microneedling.course.model import Course
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.reports import absorb as report
 from microneedling.reports.figures import FIGURE_FOOTER
+from microneedling.reports.format import format_number
 from microneedling.studies import absorb
 from tests.paths import EXAMPLES
 from tests.reports.shell import Page, check_charts, check_shell, check_tables, y_title
@@ -130,10 +131,10 @@ def test_amount_charts_are_the_tables(solved: Any, written: tuple[str, list[Path
     for name, col in (("with channels (engine)", "absorbed_ug_cm2"),
                       ("intact skin (engine)", "intact_ug_cm2")):  # fmt: skip
         bar = by_name[name]
-        assert bar["y"] == [pytest.approx(row[col], rel=1e-5)]
-        # error bars from the nominal value to the interval's ends (none where 2 draws leave
-        # the nominal value outside its interval)
-        up, down = max(row[f"{col}_high"] - row[col], 0.0), max(row[col] - row[f"{col}_low"], 0.0)
+        med = row[f"{col}_median"]
+        assert bar["y"] == [pytest.approx(med, rel=1e-5)]
+        # error bars from the median over the draws to the interval's ends (it lies inside)
+        up, down = max(row[f"{col}_high"] - med, 0.0), max(med - row[f"{col}_low"], 0.0)
         assert bar["error_y"]["array"] == [pytest.approx(up, rel=1e-4, abs=1e-6)]
         assert bar["error_y"]["arrayminus"] == [pytest.approx(down, rel=1e-4, abs=1e-6)]
         assert up + down > 0
@@ -145,7 +146,7 @@ def test_amount_charts_are_the_tables(solved: Any, written: tuple[str, list[Path
     layers = figures["chart-absorbed-layers"]
     (bars,) = layers["data"]
     assert bars["x"] == ["epidermis", "papillary dermis", "reticular dermis"]
-    assert bars["y"] == [pytest.approx(row[f"absorbed_{n}_ug_cm2"], rel=1e-5)
+    assert bars["y"] == [pytest.approx(row[f"absorbed_{n}_ug_cm2_median"], rel=1e-5)
                          for n in ("epidermis", "papillary_dermis", "reticular_dermis")]  # fmt: skip
     assert y_title(layers) == "Absorbed (µg/cm²)"
 
@@ -216,3 +217,32 @@ def test_cumulative_curves_end_at_the_totals(solved: Any, written: tuple[str, li
     assert "(µg/cm²" in y_title(layers)
     named = [t for t in layers["data"] if t["name"] in ("papillary dermis", "reticular dermis")]
     assert len(named) == 2
+
+
+def test_a_value_is_the_median_inside_its_interval_and_the_nominal_is_named(
+    solved: Any, written: tuple[str, list[Path]]
+) -> None:
+    """With few draws the nominal run (at the median parameters) can lie outside the draws'
+    10–90% interval ("430 [250–424]"): the table shows the draws' median with the interval, then
+    the nominal value named as such; neither number is hidden."""
+    table, _ = solved
+    (row,) = table.to_dict("records")
+    for col in (
+        "absorbed_ug_cm2",
+        "intact_ug_cm2",
+        "enhancement_ratio",
+        "absorbed_epidermis_ug_cm2",
+    ):
+        assert row[f"{col}_low"] <= row[f"{col}_median"] <= row[f"{col}_high"], col
+    # a nominal value outside its interval, as the practitioners saw it
+    odd = {**row, "absorbed_ug_cm2": 430.0, "absorbed_ug_cm2_low": 250.0,
+           "absorbed_ug_cm2_high": 424.0, "absorbed_ug_cm2_median": 330.0}  # fmt: skip
+    c = report.banded_cell(odd, "absorbed_ug_cm2")
+    assert c["text"] == "330"
+    assert c["interval"] == f"[250–424]\n430 {report.AT_MEDIAN}"
+    text, _ = written
+    amounts = Page(text).tables[0]
+    shown = amounts.rows[0][3]
+    assert format_number(row["absorbed_ug_cm2_median"]) in shown
+    assert format_number(row["absorbed_ug_cm2"]) in shown and report.AT_MEDIAN in shown
+    assert "the median over the parameter draws" in text

@@ -19,7 +19,7 @@ API::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -300,7 +300,8 @@ def amount_charts(table: pd.DataFrame) -> list[charts.Chart]:
     sessions = [_session(r) for _, r in table.iterrows()]
 
     def group(name: str, col: str) -> dict[str, Any]:
-        g: dict[str, Any] = {"name": name, "values": table[col].to_numpy(float)}
+        central = f"{col}_median" if f"{col}_median" in table.columns else col
+        g: dict[str, Any] = {"name": name, "values": table[central].to_numpy(float)}
         if _has(table, col):
             g["low"] = table[f"{col}_low"].to_numpy(float)
             g["high"] = table[f"{col}_high"].to_numpy(float)
@@ -314,7 +315,11 @@ def amount_charts(table: pd.DataFrame) -> list[charts.Chart]:
     values = np.concatenate([g["values"] for g in groups])
     log = bool(np.all(np.isfinite(values) & (values > 0)))
     drawn = _has(table, "absorbed_ug_cm2")
-    band = " Error bars: 10–90% interval over the parameter draws." if drawn else ""
+    band = (
+        " Bars: the median over the parameter draws; error bars: their 10–90% interval."
+        if drawn
+        else ""
+    )
     absorbed = charts.bar_chart(
         "chart-absorbed",
         "Absorbed during the contact time, with channels and through intact skin",
@@ -332,9 +337,10 @@ def amount_charts(table: pd.DataFrame) -> list[charts.Chart]:
     layers = [human(n) for n in ENGINE_LAYERS]
     per_layer = []
     for i, (_, r) in enumerate(table.iterrows()):
+        tag = "_median" if "absorbed_epidermis_ug_cm2_median" in table.columns else ""
         g: dict[str, Any] = {
             "name": sessions[i],
-            "values": [float(r[f"absorbed_{n}_ug_cm2"]) for n in ENGINE_LAYERS],
+            "values": [float(r[f"absorbed_{n}_ug_cm2{tag}"]) for n in ENGINE_LAYERS],
         }
         if all(_has(table, f"absorbed_{n}_ug_cm2") for n in ENGINE_LAYERS):
             g["low"] = [float(r[f"absorbed_{n}_ug_cm2_low"]) for n in ENGINE_LAYERS]
@@ -366,12 +372,35 @@ def _num(v: Any) -> str:
     return format_number(x)
 
 
+def banded_cell(
+    row: Mapping[str, Any], col: str, fmt: Callable[[Any], str] = _num
+) -> dict[str, Any]:
+    """A value with its 10–90% interval (when the table has one) below it. With draws the value
+    is their median, inside its interval, and the value at the median parameters (the nominal
+    run, which with few draws can lie outside the interval) is shown on a line below the interval
+    (the cell's interval keeps its line breaks: report.css)."""
+    lo, hi, med = row.get(f"{col}_low"), row.get(f"{col}_high"), row.get(f"{col}_median")
+    if lo is None or hi is None:
+        return page.cell(fmt(row.get(col)))
+    iv = f"[{fmt(lo)}–{fmt(hi)}]"
+    if med is None:  # a table written before the median was
+        return page.cell(fmt(row.get(col)), interval=iv)
+    return page.cell(fmt(med), interval=f"{iv}\n{fmt(row.get(col))} {AT_MEDIAN}")
+
+
+AT_MEDIAN = "at the median parameters"
+"""How a nominal value is named beside the median over the draws."""
+
+BANDS = (
+    "A value is the median over the parameter draws; below it, its 10–90% interval over the "
+    f"draws, then the value {AT_MEDIAN} (the posterior's centre, one run), which with few draws "
+    "can lie outside the interval."
+)
+"""The amount tables' caption."""
+
+
 def _cell(row: Mapping[str, Any], col: str) -> dict[str, Any]:
-    """A value with its 10–90% interval (when the table has one) below it."""
-    iv = ""
-    if f"{col}_low" in row and f"{col}_high" in row:
-        iv = f"[{_num(row[f'{col}_low'])}–{_num(row[f'{col}_high'])}]"
-    return page.cell(_num(row[col]), interval=iv)
+    return banded_cell(row, col)
 
 
 def _session(row: Mapping[str, Any]) -> str:

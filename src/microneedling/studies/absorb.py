@@ -227,8 +227,10 @@ def topical_sessions(course: Course, ps: ParameterSet) -> list[SessionCase]:
 def homogenised(
     course: Course, ps: ParameterSet, cases: Sequence[SessionCase], draws: int, seed: int
 ) -> dict[str, np.ndarray]:
-    """The engine's numbers per case (arrays (C,), by-layer (C, 3)) [µg/cm²], nominal and, with
-    ``draws`` > 0, ``<name>_low``/``<name>_high`` (10th/90th percentiles over the draws)."""
+    """The engine's numbers per case (arrays (C,), by-layer (C, 3)) [µg/cm²], nominal (at the
+    median parameters) and, with ``draws`` > 0, ``<name>_low``/``<name>_high`` (10th/90th
+    percentiles over the draws) and ``<name>_median`` (their median: with few draws the nominal
+    value can lie outside the 10–90% interval, the median never does)."""
 
     bi = np.array([c.b for c in cases])
     ki = np.array([c.k for c in cases])
@@ -247,8 +249,11 @@ def homogenised(
         for name in list(out):
             stack = np.stack([r[name] for r in runs])
             with np.errstate(all="ignore"):
-                lo, hi = np.nanpercentile(stack, PERCENTILES, axis=0)
+                lo, med, hi = np.nanpercentile(
+                    stack, (PERCENTILES[0], 50.0, PERCENTILES[1]), axis=0
+                )
             out[f"{name}_low"], out[f"{name}_high"] = lo, hi
+            out[f"{name}_median"] = med
     return out
 
 
@@ -442,11 +447,11 @@ def absorption_table(
             ("intact", "intact_ug_cm2"),
             ("enhancement", "enhancement_ratio"),
         ):
-            for tag in ("", "_low", "_high"):
+            for tag in ("", "_low", "_high", "_median"):
                 if name + tag in hom:
                     row[col + tag] = float(hom[name + tag][i])
         for j, layer in enumerate(ENGINE_LAYERS):
-            for tag in ("", "_low", "_high"):
+            for tag in ("", "_low", "_high", "_median"):
                 if "by_layer" + tag in hom:
                     row[f"absorbed_{layer}_ug_cm2{tag}"] = float(hom["by_layer" + tag][i, j])
         rv = solved.get(c.resolved_key)

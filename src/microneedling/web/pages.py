@@ -39,6 +39,7 @@ from microneedling.engine.variables import by_name, endpoint_variables
 from microneedling.errors import InputError, InputFileError
 from microneedling.parameters.molecules import shipped_molecules, using_molecules
 from microneedling.parameters.parameter_set import load_references
+from microneedling.reports import absorb as absorb_report
 from microneedling.reports import charts, page
 from microneedling.reports import run as run_report
 from microneedling.reports.format import (
@@ -1328,8 +1329,9 @@ def _absorb_name(course: Mapping[str, Any]) -> str:
 
 
 def _iv(row: Mapping[str, Any], col: str) -> dict[str, Any]:
-    iv = format_interval(row.get(f"{col}_low"), row.get(f"{col}_high"))
-    return page.cell(format_number(row.get(col)), interval=f"[{iv}]" if iv else "")
+    """The median over the draws with its 10–90% interval, then the value at the median
+    parameters (reports/absorb.py banded_cell)."""
+    return absorb_report.banded_cell(row, col, format_number)
 
 
 def _absorb_page(request: Request, who: Principal, db: Session, run: Run) -> Response:
@@ -1346,7 +1348,7 @@ def _absorb_page(request: Request, who: Principal, db: Session, run: Run) -> Res
           format_number(r.get("dose_ug_cm2")), _iv(r, "absorbed_ug_cm2"), _iv(r, "intact_ug_cm2"),
           _iv(r, "enhancement_ratio"), format_number(r.get("resolved_absorbed_ug_cm2"))]
          for r in rows],
-        label="Amounts", caption="Below a value: its 10–90% interval over the draws.",
+        label="Amounts", caption=absorb_report.BANDS,
     )  # fmt: skip
     layers = page.table(
         [page.column("Site"), page.column("Session", num=True),
