@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from microneedling.studies.planning.search import plan_name, renamed_plan
 from microneedling.web.app import create_app
+from microneedling.web.pages import _variant
 from tests.service.helpers import Org, add_org, settings_for
 from tests.web.test_molecules import _csrf, _signed_in
 from tests.web.test_molecules import _form_of as _raw_form
@@ -91,3 +92,11 @@ def test_a_typed_name_is_never_changed(site: tuple[Any, Org]) -> None:
     assert _edit_dropping_last_session(app, a, name, typed="My plan for Case 1") == (
         "My plan for Case 1"
     )
+
+
+def test_a_what_if_of_a_planner_course_is_named_by_its_own_schedule() -> None:
+    name = plan_name(PATIENT, "roller", 4, 28)
+    b = _variant(_course(name), None, 2, 42)
+    assert b["name"] == f"{plan_name(PATIENT, 'roller', 2, 42)} (what-if)"
+    typed = _variant(_course("Rolling scars, cheek"), None, 2, 42)
+    assert typed["name"] == "Rolling scars, cheek (what-if)"

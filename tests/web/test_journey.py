@@ -120,6 +120,14 @@ def test_plan_pick_simulate_download(signed_in: Any, tmp_path: Path) -> None:
     units = page.locator("#endpoints tbody tr:not(.group) td:nth-child(6)").all_inner_texts()
     assert units and all(u.strip() for u in units)
     b.shot("result")
+    # the long reference list is collapsed, its count in the summary, and opened for print
+    refs = page.locator("#references details")
+    assert refs.get_attribute("open") is None
+    assert re.match(r"\d+ references?", refs.locator("summary").inner_text())
+    assert not page.locator("#references ol.refs").is_visible()
+    page.emulate_media(media="print")
+    assert page.locator("#references ol.refs").is_visible()
+    page.emulate_media(media="screen")
     with page.expect_download() as info:
         page.locator("[data-download='result.nc']").click()
     path = tmp_path / "result.nc"
@@ -133,6 +141,10 @@ def test_plan_pick_simulate_download(signed_in: Any, tmp_path: Path) -> None:
     page.wait_for_url(re.compile(r".*/handout$"))
     text = page.locator("main").inner_text()
     assert "Your plan" in text and "visible redness" in text
+    # the patient's words: no practitioner's jargon, the range explained, the numbers kept
+    for jargon in ("R2-like", "Worst-session", "PIH risk", "10–90%"):
+        assert jargon not in text, jargon
+    assert "most likely between" in text and "8 in 10 people like you" in text
     assert "not a diagnosis" in page.locator(".disclaimer").first.inner_text()
     b.shot("handout")
     page.emulate_media(media="print")

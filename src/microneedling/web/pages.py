@@ -1103,7 +1103,12 @@ def _variant(data: Mapping[str, Any], length: Any, n: Any, every: Any) -> dict[s
     if out:
         last = max(float(s.get("day", 0)) for s in out)
         b["horizon_days"] = max(float(b.get("horizon_days", 0)), last + 90)
-    b["name"] = f"{b.get('name', 'course')} (what-if)"
+    name = str(b.get("name", "course"))
+    device = b.get("device")
+    if isinstance(device, dict) and device.get("type"):  # a planner's name says B's schedule
+        days = [float(s.get("day", 0)) for s in out]
+        name = renamed_plan(name, str(device.get("type", "")), days) or name
+    b["name"] = f"{name} (what-if)"
     return b
 
 
@@ -1804,7 +1809,7 @@ def _handout(result: Any, run: Run) -> dict[str, Any]:
         end, lo, hi = float(r["value"]), float(r["low"]), float(r["high"])
         v = by_name().get(var)
         label = v.plain_label if v is not None else human(var)  # the patient's words
-        text = f"{human(site).capitalize()}, {label}: "
+        text = f"{human(site).capitalize()}, {label[:1].lower()}{label[1:]}: "
         if math.isfinite(now) and now != 0:
             change = (end - now) / abs(now)
             text += (f"from {format_number(now)}{unit} now to about {format_number(end)}{unit} by "
