@@ -157,7 +157,8 @@ def _print_table(table: Any) -> None:
 
     has_res = "resolved_absorbed_ug_cm2" in table.columns
     t = Table(
-        title="Absorbed during the contact time, µg/cm² of skin (engine: value (10–90% interval))",
+        title="Absorbed during the contact time, µg/cm² of skin (engine with draws: their median "
+        "(10–90% interval); value at the median parameters)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
@@ -168,10 +169,11 @@ def _print_table(table: Any) -> None:
             t.add_column(h, justify="right", no_wrap=True)
 
     def iv(r: Any, col: str) -> str:
-        v = format_number(r[col])
-        if f"{col}_low" in r:
-            v += f" ({format_number(r[f'{col}_low'])}–{format_number(r[f'{col}_high'])})"
-        return v
+        if f"{col}_low" not in r:
+            return format_number(r[col])
+        med = r.get(f"{col}_median", r[col])
+        return (f"{format_number(med)} ({format_number(r[f'{col}_low'])}–"
+                f"{format_number(r[f'{col}_high'])}); {format_number(r[col])}")  # fmt: skip
 
     def ratio(x: Any) -> str:
         return "∞ (no intact-skin path)" if x == float("inf") else f"{format_number(x)}×"
