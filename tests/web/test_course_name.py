@@ -53,7 +53,6 @@ def _form_of(page: str) -> dict[str, str]:
 def _course(name: str) -> dict[str, Any]:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     data["name"] = name
-    data["patient"]["fitzpatrick"] = 4  # the editor's list selects numbers ("IV" as stored: none)
     return data
 
 
@@ -100,3 +99,14 @@ def test_a_what_if_of_a_planner_course_is_named_by_its_own_schedule() -> None:
     assert b["name"] == f"{plan_name(PATIENT, 'roller', 2, 42)} (what-if)"
     typed = _variant(_course("Rolling scars, cheek"), None, 2, 42)
     assert typed["name"] == "Rolling scars, cheek (what-if)"
+
+
+def test_a_roman_skin_type_opens_chosen_in_the_editor(site: tuple[Any, Org]) -> None:
+    """A course file's ``fitzpatrick = "IV"`` (as the examples write it) is the editor's list's 4:
+    with no option chosen a browser would send the first one, type I, on save."""
+    app, a = site
+    data = _course("Rolling scars, cheek")
+    assert data["patient"]["fitzpatrick"] == "IV"
+    with _signed_in(app, a) as c:
+        cid = c.post(f"{API}/courses", json={"course": data}, headers=a.h).json()["id"]
+        assert _form_of(c.get(f"/web/courses/{cid}").text)["patient.fitzpatrick"] == "4"

@@ -112,7 +112,7 @@ from microneedling.service.runs import (
 from microneedling.service.security import MIN_PASSWORD, csrf_token, hash_token
 from microneedling.studies.planning.search import renamed_plan
 from microneedling.studies.trial.population import list_populations, load_population
-from microneedling.vocabulary import CONCERN_TYPES, SITES
+from microneedling.vocabulary import CONCERN_TYPES, SITES, fitzpatrick_number
 from microneedling.web import presets
 from microneedling.web.forms import field_errors, flatten, nest
 from microneedling.web.render import compress, plotly_url, render_page
@@ -873,6 +873,10 @@ def _course_values(data: Mapping[str, Any]) -> dict[str, Any]:
     for k in ("age_years", "sex", "fitzpatrick", "photoprotection"):
         if k in person:
             values[f"patient.{k}"] = person[k]
+    if isinstance(person.get("fitzpatrick"), str):  # "IV" is the list's 4 (else none is chosen,
+        number = fitzpatrick_number(person["fitzpatrick"])  # and a browser sends type I)
+        if number is not None:
+            values["patient.fitzpatrick"] = number
     if "history" in person:
         values["patient.history:json"] = json.dumps(person["history"])
     if "priming" in person:
