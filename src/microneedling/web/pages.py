@@ -1311,6 +1311,7 @@ async def absorb_start(request: Request) -> Response:
         if not any(k == "sessions[0].occlusion" for k, _ in fields):
             fields.append(("sessions[0].occlusion", "false"))
         try:
+            _refuse_emptied(fields, flatten(presets.ABSORB_COURSE))
             course = presets.absorb_course(nest(fields))
             course["name"] = _absorb_name(course)
             payload: dict[str, Any] = {"course": course}
@@ -1324,6 +1325,18 @@ async def absorb_start(request: Request) -> Response:
                                            _products(db, who.organisation_id)))  # fmt: skip
         out = await start_run(prep, who, db, ctx)
         return _see(f"/web/runs/{out.id}")
+
+
+def _refuse_emptied(fields: Sequence[tuple[str, str]], preset: Mapping[str, Any]) -> None:
+    """Refuse the form's fields left empty that the study's preset fills: the run would use the
+    preset's value while the form showed none (``nest`` skips an empty field)."""
+    problems = [
+        InputError(k, MISSING, f"a value (the study needs it; the form started with {preset[k]})")
+        for k, v in fields
+        if k in preset and not v.strip()
+    ]
+    if problems:
+        raise InputFileError(problems, source="absorption study")
 
 
 def _absorb_name(course: Mapping[str, Any]) -> str:
