@@ -139,27 +139,31 @@ def _parse_molecules(
         if key.startswith("_"):
             continue
         where = f"{name}: molecule {key!r}"
-
-        def refuse(
-            field: str, value: Any, allowed: str, key: str = key, where: str = where
-        ) -> None:
-            raise MoleculeTableError(where, key, field, value, allowed)
-
         if not isinstance(table, dict):
-            refuse("", table, "a table of the molecule's properties")
+            raise MoleculeTableError(where, key, "", table, "a table of the molecule's properties")
         fields_allowed = {*_PROPERTIES, "label", "zwitterion", "ionisation"}
         unknown = sorted(set(table) - fields_allowed)
         if unknown:
-            refuse(unknown[0], table[unknown[0]], f"a field of {sorted(fields_allowed)}")
+            raise MoleculeTableError(
+                where, key, unknown[0], table[unknown[0]], f"a field of {sorted(fields_allowed)}"
+            )
         ionisation = str(table.get("ionisation", ""))
         if ionisation and ionisation not in IONISATIONS:
-            refuse("ionisation", ionisation, "one of " + ", ".join(IONISATIONS))
+            raise MoleculeTableError(
+                where, key, "ionisation", ionisation, "one of " + ", ".join(IONISATIONS)
+            )
         if ionisation in ("acid", "base") and "pka" not in table:
-            refuse("pka", MISSING, f"a pka table: ionisation {ionisation!r} needs one")
+            raise MoleculeTableError(
+                where, key, "pka", MISSING, f"a pka table: ionisation {ionisation!r} needs one"
+            )
         missing = [p for p in _REQUIRED if p not in table]
         if missing:
-            refuse(
-                missing[0], MISSING, "a required property: a table with value, units, source, kind"
+            raise MoleculeTableError(
+                where,
+                key,
+                missing[0],
+                MISSING,
+                "a required property: a table with value, units, source, kind",
             )
         values: dict[str, float] = {}
         kinds: dict[str, str] = {}
@@ -171,31 +175,43 @@ def _parse_molecules(
             if not isinstance(entry, dict) or not {"value", "units", "source", "kind"} <= set(
                 entry
             ):
-                refuse(prop, entry, "a table with value, units, source, kind (and note)")
+                raise MoleculeTableError(
+                    where, key, prop, entry, "a table with value, units, source, kind (and note)"
+                )
             units = str(entry["units"])
             try:
                 parse_unit(units)
                 factor = conversion_factor(units, si)
             except ParameterError as exc:
-                refuse(f"{prop}.units", units, f"units convertible to {si!r} ({exc})")
+                raise MoleculeTableError(
+                    where, key, f"{prop}.units", units, f"units convertible to {si!r} ({exc})"
+                ) from None
             val = entry["value"]
             if isinstance(val, bool) or not isinstance(val, int | float):
-                refuse(f"{prop}.value", val, "a number")
+                raise MoleculeTableError(where, key, f"{prop}.value", val, "a number")
             x = float(val) * factor
             if prop != "log_kow" and not math.isfinite(x):
-                refuse(f"{prop}.value", val, "a finite number")
+                raise MoleculeTableError(where, key, f"{prop}.value", val, "a finite number")
             if prop in ("mw", "d_aq", "radius", "sc_partition") and not x > 0.0:
-                refuse(f"{prop}.value", val, "a positive number")
+                raise MoleculeTableError(where, key, f"{prop}.value", val, "a positive number")
             kind = str(entry["kind"])
             allowed_kinds = ("literature", "derived", "estimate", "calibrated", "user")
             if kind not in allowed_kinds:
-                refuse(f"{prop}.kind", kind, "one of " + ", ".join(allowed_kinds))
+                raise MoleculeTableError(
+                    where, key, f"{prop}.kind", kind, "one of " + ", ".join(allowed_kinds)
+                )
             src = entry["source"]
             srcs = [src] if isinstance(src, str) else [str(s) for s in src]
             if refs is not None and not user:
                 bad = [s for s in srcs if s not in refs]
                 if bad:
-                    refuse(f"{prop}.source", bad, "keys of the bibliography (data/references)")
+                    raise MoleculeTableError(
+                        where,
+                        key,
+                        f"{prop}.source",
+                        bad,
+                        "keys of the bibliography (data/references)",
+                    )
             values[prop] = x
             kinds[prop] = kind
             sources += [s for s in srcs if s not in sources]
