@@ -75,16 +75,42 @@ def test_inline_simulate_stores_run_result_and_audit_event(service: Service) -> 
         ]
 
 
+def test_inline_simulate_stores_in_one_statement_on_postgresql(service: Service) -> None:
+    """PostgreSQL stores the run, its file record and its audit event in one statement (one round
+    trip; data-modifying WITH queries); SQLite, which has none, in three INSERTs. Both then commit
+    once."""
+    c, a = service.client, service.a
+    body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
+    c.post(f"{API}/runs/simulate", json=body, headers=a.h)  # the token's last use is recorded
+    seen: list[str] = []
+    engine = service.ctx.engine
+
+    def spy(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        seen.append(" ".join(statement.split()[:3]))
+
+    sa.event.listen(engine, "before_cursor_execute", spy)
+    try:
+        assert c.post(f"{API}/runs/simulate", json=body, headers=a.h).status_code == 201
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", spy)
+    writes = [w for w in seen if not w.startswith("SELECT")]
+    if service.kind == "postgresql":
+        assert writes == ["WITH new_run AS"]
+    else:
+        assert writes == ["INSERT INTO runs", "INSERT INTO files", "INSERT INTO audit_events"]
+
+
 def test_inline_simulate_writes_nothing_when_a_write_fails(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The run, file and audit rows are one transaction: an audit INSERT that fails (here a row
-    without its organisation, refused by the schema) leaves no run and no file row behind."""
+    """The run, file and audit rows are one transaction (on PostgreSQL one statement): an audit
+    row that fails (here one without its organisation, refused by the schema) leaves no run and no
+    file row behind."""
     c, h = service.client, service.a.h
     body = {"course": example("acne-scars-rolling-cheek.toml"), "draws": 0}
     before = (_count(service, Run), _count(service, FileRecord), _count(service, AuditEvent))
-    bad = sa.text("INSERT INTO audit_events (action, resource, detail) VALUES ('run', 'x', '')")
-    monkeypatch.setattr(api, "_INSERT_EVENT", bad)
+    event = api._run_event
+    monkeypatch.setattr(api, "_run_event", lambda *a: {**event(*a), "organisation_id": None})
     with pytest.raises(sa.exc.IntegrityError):  # the test client re-raises the server's error
         c.post(f"{API}/runs/simulate", json=body, headers=h)
     after = (_count(service, Run), _count(service, FileRecord), _count(service, AuditEvent))
