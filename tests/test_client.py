@@ -122,6 +122,7 @@ def test_a_course_naming_the_organisations_molecule(
     assert (added["key"], added["shipped"], added["data"]) == (COPY, False, copy_table())
     caffeine = next(m for m in client.molecules() if m["key"] == "caffeine")
     assert added["mw_g_per_mol"] == caffeine["mw_g_per_mol"] == 194.19
+    assert client.molecule(added["id"]) == added
     assert {m["key"] for m in client.molecules()} >= {COPY, "caffeine"}
     assert COPY not in {m["key"] for m in other.molecules()}
     # a course naming it: stored, simulated, its dataset equal to the engine's with the file
@@ -144,9 +145,15 @@ def test_a_course_naming_the_organisations_molecule(
     with pytest.raises(ServiceError) as foreign:
         other.delete_molecule(added["id"])
     assert foreign.value.status == 404
+    with pytest.raises(ServiceError) as unseen:
+        other.molecule(added["id"])
+    assert unseen.value.status == 404
     # deleted: a stored course naming it is refused when submitted; the run made keeps its data
     client.delete_molecule(added["id"])
     assert COPY not in {m["key"] for m in client.molecules()}
+    with pytest.raises(ServiceError) as deleted:
+        client.molecule(added["id"])
+    assert deleted.value.status == 404
     with pytest.raises(InputFileError) as gone:
         client.simulate(course["id"], draws=0)
     assert gone.value.problems[0].value == COPY

@@ -363,6 +363,11 @@ class Client:
         body = {"key": key, "molecule": tables[key]}
         return dict(self.request("POST", "/molecules", json=body))
 
+    def molecule(self, molecule_id: int) -> dict[str, Any]:
+        """One of the organisation's molecules (by ``id``), as :meth:`molecules` lists it, with
+        its table (``data``) as it was added."""
+        return dict(self.request("GET", f"/molecules/{molecule_id}"))
+
     def delete_molecule(self, molecule_id: int) -> None:
         """Remove one of the organisation's molecules (by ``id``). A run already made keeps the
         tables of the molecules it named; a stored course naming it is refused when submitted."""

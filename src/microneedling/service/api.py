@@ -1137,6 +1137,13 @@ def add_molecule(payload: Payload, who: Who, db: Db) -> MoleculeOut:
     return _molecule_out(mol, rec)
 
 
+@router.get("/molecules/{molecule_id}", response_model=MoleculeOut, tags=["reference"])
+def get_molecule(molecule_id: RecordId, who: Who, db: Db) -> MoleculeOut:
+    """One of the organisation's molecules (by ``id``), with its table as it was added."""
+    rec = owned(db, MoleculeRecord, molecule_id, who, "molecule")
+    return _molecule_out(_user_molecule(rec.key, rec.data), rec)
+
+
 @router.delete("/molecules/{molecule_id}", status_code=204, tags=["reference"])
 def delete_molecule(molecule_id: RecordId, who: Who, db: Db) -> Response:
     """Remove one of the organisation's molecules."""
