@@ -16,7 +16,7 @@ import pytest
 from microneedling.client import Client, ServiceError
 from microneedling.course.model import Course
 from microneedling.engine.simulate import simulate
-from microneedling.errors import InputError, InputFileError
+from microneedling.errors import MISSING, InputError, InputFileError
 from microneedling.io import dumps_toml
 from microneedling.parameters.molecules import user_molecules, using_molecules
 from tests.paths import REPO
@@ -85,6 +85,19 @@ def test_refusals_are_the_packages_exceptions(client: Client, url: str) -> None:
     with pytest.raises(InputFileError) as local:
         Course.from_dict(bad, source="course")
     assert [str(p) for p in remote.value.problems] == [str(p) for p in local.value.problems]
+    assert remote.value.source == local.value.source  # the server's, not read from its message
+    assert remote.value.one_line() == local.value.one_line()
+    # an absent field comes back as the package's MISSING, as a local validation gives it
+    no_name = Course.from_toml(COURSE).to_dict()
+    del no_name["sessions"][0]["needle_length_mm"]
+    with pytest.raises(InputFileError) as remote_absent:
+        client.simulate(no_name, draws=0)
+    with pytest.raises(InputFileError) as local_absent:
+        Course.from_dict(no_name, source="course")
+    assert [p.value for p in remote_absent.value.problems] == [
+        p.value for p in local_absent.value.problems
+    ]
+    assert any(p.value is MISSING for p in remote_absent.value.problems)
     with pytest.raises(ServiceError) as missing:
         client.run(10**9)
     assert missing.value.status == 404

@@ -77,15 +77,12 @@ def _raise(response: httpx.Response) -> None:
         errors = [
             InputError(
                 str(p.get("field")),
-                MISSING
-                if p.get("value") is None and "required" in str(p.get("allowed"))
-                else p.get("value"),
+                MISSING if p.get("missing") else p.get("value"),
                 str(p.get("allowed")),
             )
             for p in problems
         ]
-        source = message.split(":", 1)[0] if ":" in message else "request"
-        raise InputFileError(errors, source=source)
+        raise InputFileError(errors, source=str(body.get("source") or "request"))
     raise ServiceError(response.status_code, message, body)
 
 

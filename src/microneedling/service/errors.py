@@ -58,20 +58,31 @@ def problem(exc: InputError) -> dict[str, Any]:
         "value": json_value(exc.value),
         "allowed": exc.allowed,
         "message": str(exc),
+        "missing": exc.value is MISSING,
     }
 
 
-def error_body(status: int, message: str, problems: list[dict[str, Any]] | None = None) -> dict:
-    return {"status": status, "error": message, "problems": problems or []}
+def error_body(
+    status: int,
+    message: str,
+    problems: list[dict[str, Any]] | None = None,
+    source: str | None = None,
+) -> dict:
+    body: dict[str, Any] = {"status": status, "error": message, "problems": problems or []}
+    if source is not None:
+        body["source"] = source
+    return body
 
 
 def _respond(status: int, message: str, problems: list[dict[str, Any]] | None = None, **kw: Any):
-    return JSONResponse(error_body(status, message, problems), status_code=status, **kw)
+    source = kw.pop("source", None)
+    return JSONResponse(error_body(status, message, problems, source), status_code=status, **kw)
 
 
 def input_error_response(exc: InputError | InputFileError) -> JSONResponse:
     if isinstance(exc, InputFileError):
-        return _respond(422, exc.one_line(), [problem(p) for p in exc.problems])
+        problems = [problem(p) for p in exc.problems]
+        return _respond(422, exc.one_line(), problems, source=exc.source)
     return _respond(422, str(exc), [problem(exc)])
 
 

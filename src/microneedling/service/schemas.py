@@ -295,6 +295,9 @@ class ErrorProblem(BaseModel):
     value: Any = None
     allowed: str
     message: str
+    missing: bool = Field(
+        default=False, description="The field was absent (``value`` is then null)."
+    )
 
 
 class ErrorOut(BaseModel):
@@ -303,6 +306,10 @@ class ErrorOut(BaseModel):
     status: int
     error: str
     problems: list[ErrorProblem] = []
+    source: str | None = Field(
+        default=None,
+        description="What was being read when input was refused (e.g. 'course', 'trial spec').",
+    )
 
 
 class Health(BaseModel):
