@@ -6,6 +6,7 @@ options are refused before any work."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from microneedling.cli.app import app
 from microneedling.parameters.sampling import load_posterior, posterior_statistics
 from microneedling.studies.credibility import pipeline
 from microneedling.studies.credibility.calibrate import CalibrationConfig, load_config
+
+BAR = "\u2501"  # the heavy line rich draws a progress bar with
 
 
 def tiny_config(rounds: int = 1) -> CalibrationConfig:
@@ -72,6 +75,32 @@ def test_calibrate_command_runs_the_pipeline_and_writes_a_hashed_posterior(
         assert "importance correction" in res.output
         assert imp["evaluations"] == 32 + 16  # history matching + the round's draws
     assert not (tmp_path / "cal.partial").exists()  # the resume store goes once the run is whole
+    assert BAR not in res.stderr  # --quiet draws no bar
+
+
+@pytest.mark.slow
+def test_calibrate_without_quiet_draws_a_progress_bar_per_stage_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same tiny run without ``--quiet``: each stage draws a rich bar on stderr (label, bar,
+    chunks done of all, rate, time), finished; the log lines stay on stdout, free of bars."""
+    monkeypatch.setattr(pipeline, "load_config", lambda: tiny_config(1))
+    monkeypatch.setattr(pipeline, "run_screening", fixed_screening)
+    res = CliRunner().invoke(app, ["calibrate", "--out", str(tmp_path / "cal")])
+    assert res.exit_code == 0, res.output
+    bars = [line for line in res.stderr.splitlines() if BAR in line]
+    # 16 points in one chunk per wave; 4 emcee steps in chunks of 2; the round's 16 draws in one
+    expected = [
+        ("history matching, wave 1", "1/1", "points/s"),
+        ("history matching, wave 2", "1/1", "points/s"),
+        ("emcee", "2/2", "steps/s"),
+        ("model runs of round 1", "1/1", "draws/s"),
+    ]
+    assert len(bars) == len(expected), res.stderr
+    for line, (label, done, unit) in zip(bars, expected, strict=True):
+        pattern = rf"{re.escape(label)} {BAR}+ {done} \d+ {unit} [0-9:]+ [0-9:]+"
+        assert re.fullmatch(pattern, line), line
+    assert BAR not in res.stdout and "history matching: wave 1" in res.stdout
 
 
 def test_bad_options_are_refused_before_any_work(tmp_path: Path) -> None:
