@@ -335,3 +335,57 @@ def test_leave_one_study_out_matches_the_exact_conjugate_predictive() -> None:
     )
     assert out["elpd"] == pytest.approx(exact, abs=0.05)
     assert out["unscored"] == [] and out["max_pareto_k"] < 0.7
+
+
+def test_cohort_spread_compares_the_between_patient_sd_with_the_reported_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Virtual-cohort spread with known cohorts (the simulation replaced by fixed values, 2 draws x
+    4 patients): the aleatory SD is the root mean within-draw variance, the epistemic SD that of
+    the draws' cohort means, the ratio predicted/observed, and the goal 0.5-2 decides
+    ``within_goal``; rows without a reported SD, with n < 5 or with a bound are skipped."""
+    from types import SimpleNamespace
+
+    protocols = load_protocols()
+    config = load_config()
+    config = config.model_copy(
+        update={
+            "validation": config.validation.model_copy(
+                update={"cohort_patients": 4, "cohort_draws": 8}
+            )
+        }
+    )
+    by_key = {r.key: r for r in rows()}
+    # within-draw variance 20/3 in each draw, cohort means 4 and 6
+    v = np.array([[1.0, 3.0, 5.0, 7.0], [3.0, 5.0, 7.0, 9.0]])
+    cohorts = {"krishnegowda2023_mn_saline_grade": 0.2 * v, "conf2026_mn_txa_hemimasi": v}
+    calls = []
+
+    def fake_cohort(r, p, sets, n, seed):  # type: ignore[no-untyped-def]
+        calls.append((r.key, len(sets), n))
+        return SimpleNamespace(name="photoaging-adults"), cohorts[r.key]
+
+    monkeypatch.setattr(validate_module, "_cohort_values", fake_cohort)
+    krish = by_key["krishnegowda2023_mn_saline_grade"]  # SD 0.53 of 40 patients, no baseline SD
+    conf = dataclasses.replace(by_key["conf2026_mn_txa_hemimasi"], sd=1.0, baseline_sd=None)
+    skipped = [
+        dataclasses.replace(krish, key="no_sd", sd=None),
+        dataclasses.replace(krish, key="four_patients", n=4),
+        dataclasses.replace(krish, key="a_bound", bound="upper"),
+    ]
+    protocols = {**protocols, **{r.key: protocols[krish.key] for r in skipped}}
+    ps = load_parameters()
+    out = validate_module.cohort_spread([krish, *skipped, conf], protocols, [ps] * 3, config, 0)
+    assert calls == [(krish.key, 3, 4), (conf.key, 3, 4)]  # K = min(8 draws, 3 sets)
+    a, b = out["rows"]
+    assert a["key"] == krish.key and b["key"] == conf.key
+    assert a["predicted_sd"] == pytest.approx(0.2 * math.sqrt(20 / 3), rel=1e-12)
+    assert a["epistemic_sd"] == pytest.approx(0.2 * math.sqrt(2.0), rel=1e-12)
+    assert a["observed_sd"] == 0.53
+    assert a["ratio"] == pytest.approx(0.2 * math.sqrt(20 / 3) / 0.53, rel=1e-12)  # 0.974
+    assert a["predicted_sd_low"] == pytest.approx(a["predicted_sd"], rel=1e-12)
+    assert a["within_goal"] is True
+    assert b["predicted_sd"] == pytest.approx(math.sqrt(20 / 3), rel=1e-12)
+    assert b["ratio"] == pytest.approx(math.sqrt(20 / 3), rel=1e-12)  # 2.58 > 2
+    assert b["within_goal"] is False
+    assert (out["n_within"], out["goal"], out["patients"]) == (1, [0.5, 2.0], 4)
