@@ -104,18 +104,37 @@ def test_stand_ins_are_drawn_from_their_ranges_per_study() -> None:
 
 
 def test_calculation_verification_error_is_far_below_every_tolerance() -> None:
-    protocols = load_protocols()
+    """u_num of each row is the larger of two measured changes of its nominal prediction: on the
+    refined output grid and at the tight solver tolerance (recomputed here). Both really change
+    the numbers (a u_num of 0, or a refinement that refines nothing, fails): the roller - pen
+    oedema contrast of El-Domyati 2024, a difference of two short swellings, moves by ~1% of
+    itself on the refined grid (measured 0.0046 d of -0.457 d)."""
     from microneedling.studies.credibility.literature import load_protocol_file
 
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    config = load_config()
+    vc = config.validation
     ev = [r for r in rows("validation") if protocols[r.key].evaluable][:6]
-    out = calculation_verification(
-        ev, load_parameters(), protocols, load_protocol_file()["settings"], load_config()
-    )
-    assert len(out["rows"]) == len(ev)
-    for c in out["rows"]:
-        assert c["u_num"] >= 0.0
+    ev += [r for r in rows("validation") if r.key == "eldomyati2024_roller_minus_pen_oedema"]
+    ps = posterior_nominal(load_parameters())  # the nominal set validate verifies
+    out = calculation_verification(ev, ps, protocols, settings, config)
+    assert [c["key"] for c in out["rows"]] == [r.key for r in ev]
+    base = predict_rows(ev, [ps], protocols, settings)[0]
+    refine = (vc.refine_factor, vc.refine_minutes, vc.refine_days)
+    fine = predict_rows(ev, [ps], protocols, settings, refine=refine)[0]
+    tight = predict_rows(ev, [ps], protocols, settings, rtol=vc.rtol_tight)[0]
+    for c, b, f, t in zip(out["rows"], base, fine, tight, strict=True):
+        assert c["value"] == b
+        assert c["grid_change"] == abs(f - b) and c["tolerance_change"] == abs(t - b)
+        assert c["u_num"] == max(abs(f - b), abs(t - b)) > 0.0, c
+        assert c["relative"] == pytest.approx(c["u_num"] / abs(b), rel=1e-12)
         if c["u_num_over_tolerance"] is not None:
             assert c["u_num_over_tolerance"] < 0.01, c  # the audit measured <= 8e-4 relative
+    assert all(c["tolerance_change"] > 0.0 for c in out["rows"])
+    oedema = out["rows"][-1]
+    assert 1e-3 < oedema["grid_change"] < 1e-2 and 2e-3 < oedema["relative"] < 2e-2, oedema
+    assert out["max_relative"] == max(c["relative"] for c in out["rows"])
 
 
 def test_bad_requests_name_the_field() -> None:
@@ -389,3 +408,70 @@ def test_cohort_spread_compares_the_between_patient_sd_with_the_reported_one(
     assert b["ratio"] == pytest.approx(math.sqrt(20 / 3), rel=1e-12)  # 2.58 > 2
     assert b["within_goal"] is False
     assert (out["n_within"], out["goal"], out["patients"]) == (1, [0.5, 2.0], 4)
+
+
+def test_a_rows_predictive_adds_discrepancy_and_measurement_error_to_the_draws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One Gaussian row (Garg's rolling-scar depth reduction, SE 2.61 points, discrepancy scale
+    |-37.25|) scored with every draw at the same prediction and the discrepancy fixed at tau: the
+    parameter band has no width, and the predictive is N(f, se^2 + (tau scale)^2). With tau scale =
+    2 se its 80% width is 2 x 1.2816 x sqrt(5) se (without the discrepancy it would be 2 se wide
+    per side less, without the SE 11% narrower); the PIT is exact; sharpness is that width over
+    the tolerance (14 points); V&V 20 takes u_num as given, u_input 0 and u_D = se."""
+    from scipy.stats import norm
+
+    from microneedling.studies.credibility.calibrate import row_specs
+    from microneedling.studies.credibility.literature import load_protocol_file
+
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    config = load_config()
+    (row,) = [r for r in rows("validation") if r.key == "garg_rolling_reduction"]
+    (spec,), _, _, factor = row_specs([row], protocols, settings, config)
+    assert (spec.kind, spec.log, spec.observed, factor[0]) == ("gaussian", False, -37.25, 1.0)
+    se, scale = spec.se, spec.scale
+    assert scale == 37.25 and se == pytest.approx(2.608, abs=1e-3)
+    tau = 2.0 * se / scale
+    D, f0 = 20000, -30.0
+
+    def fixed_tau(post, idx, groups, scales, draws, seed):  # type: ignore[no-untyped-def]
+        return np.full((draws, len(groups)), tau), ["fixed"] * len(groups)
+
+    monkeypatch.setattr(validate_module, "_tau_draws", fixed_tau)
+    (r,) = validate_module._score_rows(
+        [row], protocols, settings, config, np.array([f0]), np.full((D, 1), f0), None,
+        None, None, 0, {row.key: 0.125},
+    )  # fmt: skip
+    sd = math.sqrt(se**2 + (tau * scale) ** 2)  # sqrt(5) se
+    assert (r.band_low, r.band_high) == (f0, f0)  # no parameter spread
+    assert r.high - r.low == pytest.approx(2 * norm.ppf(0.9) * sd, rel=0.03)
+    assert r.high50 - r.low50 == pytest.approx(2 * norm.ppf(0.75) * sd, rel=0.03)
+    assert (r.low + r.high) / 2 == pytest.approx(f0, abs=0.05 * sd)
+    assert r.pit == pytest.approx(float(norm.cdf((-37.25 - f0) / sd)), rel=1e-12)
+    assert r.tolerance == 14.0 and r.sharpness == (r.high - r.low) / 14.0  # 80% width / tolerance
+    assert r.sharpness == pytest.approx(2 * norm.ppf(0.9) * sd / 14.0, rel=0.03)  # ~1.07
+    assert r.vv20["u_num"] == 0.125 and r.vv20["u_input"] == 0.0 and r.vv20["u_D"] == se
+    assert r.vv20["E"] == f0 + 37.25
+    assert r.vv20["u_val"] == pytest.approx(math.sqrt(0.125**2 + se**2), rel=1e-12)
+
+
+def test_the_median_sharpness_is_over_two_sided_and_count_rows() -> None:
+    """``sharpness_median``: the median 80% width / tolerance of the two-sided and count rows with
+    a finite sharpness; bound rows and rows with no interval do not count."""
+    rs = [
+        dataclasses.replace(_result("a", "s1", "acne_scars", "gaussian", "pass", True), sharpness=s)
+        for s in (1.0, 3.0)
+    ]
+    rs += [
+        dataclasses.replace(_result("b", "s2", "pih", "binomial", "miss", False), sharpness=10.0),
+        dataclasses.replace(_result("c", "s3", "acne_scars", "upper", "pass", True), sharpness=0.1),
+        dataclasses.replace(
+            _result("d", "s4", "pigment", "gaussian", "miss", False), sharpness=0.2
+        ),
+        _result("e", "s5", "pigment", "gaussian", "miss", False),  # sharpness NaN
+        _result("f", "s6", "downtime", "", "not evaluated", None),
+    ]
+    s = validate_module._summary(rs, load_config(), 0)
+    # median of 0.2, 1, 3 and 10 (the bound's 0.1 counted would make it 1; NaN would make it NaN)
+    assert s["sharpness_median"] == 2.0
