@@ -34,6 +34,7 @@ def _row(i: int, study: str, family: str, covered: bool, status: str = "pass") -
         "covered": covered,
         "equivalence": "equivalent" if i % 2 else "minor",
         "vv20": {"u_D": 1.0},
+        "spread_reported": True,
     }
 
 
@@ -95,6 +96,9 @@ def test_a_strong_run_is_graded_high_on_every_factor() -> None:
          "agreement", "low"),  # 100% of 20: too wide to be calibrated, and its CI is 100-100%
         (lambda r: [x.__setitem__("equivalence", "major") for x in r["validation"]["rows"]],
          "input_equivalence", "low"),
+        (lambda r: [x.__setitem__("spread_reported", i % 2 == 0)
+                    for i, x in enumerate(r["validation"]["rows"])],
+         "test_samples", "medium"),  # 10 of 20 rows
         (lambda r: r["validation"]["cohorts"].__setitem__(
             "rows", [{"within_goal": True}, {"within_goal": False}]), "population", "medium"),
     ],
@@ -103,6 +107,29 @@ def test_each_rule_moves_its_grade(edit: Any, factor: str, grade: str) -> None:
     rep = copy.deepcopy(_report())
     edit(rep)
     assert grades(rep)[factor] == grade
+
+
+def test_test_samples_count_only_a_spread_the_study_reported() -> None:
+    """A row whose SE is the default CV's (no SE, SD, CI, range or count in the paper) still has
+    a u_D in the V&V 20 table; it does not count as a row with a spread (the audit of 2026-12-07
+    found "56/56 rows with a spread" for the simulate use, 19/56 reported by the study)."""
+    rep = _report()
+    for i, r in enumerate(rep["validation"]["rows"]):
+        r["spread_reported"] = i < 7  # every row keeps u_D = 1
+    (f,) = [f for f in grade_factors(rep, USE) if f["factor"] == "test_samples"]
+    assert f["evidence"] == "7/20 rows with a spread reported by the study, 8 studies"
+    assert f["achieved"] == "low" and not f["adequate"]  # 35% < 50%
+
+
+def test_a_literature_row_knows_whether_its_study_reported_a_spread() -> None:
+    from microneedling.studies.credibility.literature import rows
+
+    lit = {r.key: r for r in rows()}
+    assert lit["krishnegowda2023_mn_saline_grade"].spread_reported  # SD 0.53 of 40
+    assert lit["majid2009_responders"].spread_reported  # 34 of 36: a count
+    garg = lit["garg_rolling_reduction"]  # a mean change only: its SE is the default CV's
+    assert (garg.se, garg.sd, garg.ci_low, garg.range_low, garg.k) == (None,) * 5
+    assert not garg.spread_reported
 
 
 def test_applicability_counts_families_with_two_rows() -> None:

@@ -445,6 +445,7 @@ def test_a_rows_predictive_adds_discrepancy_and_measurement_error_to_the_draws(
     )  # fmt: skip
     sd = math.sqrt(se**2 + (tau * scale) ** 2)  # sqrt(5) se
     assert (r.band_low, r.band_high) == (f0, f0)  # no parameter spread
+    assert r.spread_reported is False  # Garg gives the mean change alone: the SE is a default
     assert r.high - r.low == pytest.approx(2 * norm.ppf(0.9) * sd, rel=0.03)
     assert r.high50 - r.low50 == pytest.approx(2 * norm.ppf(0.75) * sd, rel=0.03)
     assert (r.low + r.high) / 2 == pytest.approx(f0, abs=0.05 * sd)

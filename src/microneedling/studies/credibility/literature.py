@@ -638,6 +638,19 @@ class LiteratureRow:
         return bool(self.compare_with.strip())
 
     @property
+    def spread_reported(self) -> bool:
+        """The study reported the number's spread: an SE, an SD, a CI, a range, or a count (k of
+        n, whose spread is binomial). A row without one gets a default SE from ``default_cv``
+        (:func:`standard_error`), which is not evidence of the study's spread."""
+        return (
+            self.se is not None
+            or self.sd is not None
+            or self.ci_low is not None
+            or self.range_low is not None
+            or self.k is not None
+        )
+
+    @property
     def kind(self) -> str:
         """How the row is scored: ``count`` (k of n, binomial), ``direction`` (sign only),
         ``two_arm`` (sign and size of a contrast), ``bound`` or ``value``."""

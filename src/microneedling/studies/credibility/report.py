@@ -107,7 +107,8 @@ FACTORS: dict[str, tuple[str, str]] = {
     ),
     "test_samples": (
         "Validation, comparator: test samples",
-        "validation studies and rows with a reported spread",
+        "validation rows whose study reported their spread (SE, SD, CI, range or k of n) and "
+        "their studies",
     ),
     "output_quantity": (
         "Validation, assessment: output comparison, quantity",
@@ -495,15 +496,13 @@ def grade_factors(report: Mapping[str, Any], use: Mapping[str, Any]) -> list[dic
         if n_rows
         else "no calibration check",
     )
-    spread = [
-        r
-        for r in urows
-        if r.get("kind") in ("binomial", "ordinal") or r.get("vv20", {}).get("u_D", 0)
-    ]
+    # a spread the study reported (SE, SD, CI, range, k of n); a default SE is not one
+    spread = [r for r in urows if r.get("spread_reported")]
     fs = len(spread) / len(urows) if urows else 0.0
     out["test_samples"] = (
         _grade(fs >= 0.8 and len(studies) >= 6, fs >= 0.5 and len(studies) >= 3),
-        f"{len(spread)}/{len(urows)} rows with a spread, {len(studies)} studies",
+        f"{len(spread)}/{len(urows)} rows with a spread reported by the study, "
+        f"{len(studies)} studies",
     )
     out["output_quantity"] = (
         _grade(len(urows) >= 20 and len(studies) >= 6, len(urows) >= 8 and len(studies) >= 3),

@@ -150,6 +150,9 @@ class RowResult:
     equivalence: str = ""
     assessor: str = ""  # who judged the observed number (literature.ASSESSORS; "" unknown)
     outcome_kind: str = ""  # what kind of number it is (literature.OUTCOME_KINDS; "" unknown)
+    #: the study reported the number's spread (SE, SD, CI, range or k of n:
+    #: ``LiteratureRow.spread_reported``); else its SE is the default CV's
+    spread_reported: bool = False
 
     @property
     def error(self) -> float:
@@ -444,6 +447,7 @@ def _score_rows(
                 evidence=r.evidence,
                 assessor=r.assessor or "",
                 outcome_kind=r.outcome_kind or "",
+                spread_reported=r.spread_reported,
                 units="%" if p.compare == "relative_change" else r.units,
                 observed=observed_value(r, p),
                 tolerance=tol,
@@ -941,6 +945,7 @@ def validate(
                 evidence=r.evidence,
                 assessor=r.assessor or "",
                 outcome_kind=r.outcome_kind or "",
+                spread_reported=r.spread_reported,
                 units="%" if p.compare == "relative_change" else r.units,
                 observed=observed_value(r, p),
                 tolerance=float(tol) if tol is not None else nan,
