@@ -152,3 +152,30 @@ def test_every_use_has_a_risk_a_goal_per_factor_and_a_verdict() -> None:
         short = [f["factor"] for f in u["factors"] if not f["adequate"]]
         assert u["adequate"] == (not short)
         assert all(f in u["verdict"] for f in short)
+
+
+def test_the_limits_quote_this_runs_enhancement_ratio() -> None:
+    """The intact-skin limit ends with the run's own figure for Mohammed 2014 (its validation row;
+    else the behaviour's nominal value), not a number written by hand."""
+    from microneedling.studies.credibility.report import LIMITS, known_limits
+
+    row = {
+        "key": "mohammed2014_enhancement",
+        "status": "miss",
+        "observed": 6.6,
+        "predicted": 63.0468,
+        "low": 9.1772,
+        "high": 556.498,
+    }
+    out = known_limits({"validation": {"rows": [row]}})
+    assert len(out) == len(LIMITS) and "several hundred" not in " ".join(out)
+    (intact,) = [t for t in out if "Mohammed 2014" in t]
+    assert intact.endswith(
+        "Mohammed 2014: observed 6.6x, predicted 63x (80% predictive interval 9.18-556x), "
+        "a miss in this run."
+    )
+    behaviour = {"source": "mohammed2014", "measured": {"enhancement_ratio": 387.2}}
+    (intact,) = [t for t in known_limits({"behaviours": [behaviour]}) if "Mohammed" in t]
+    assert intact.endswith("Mohammed 2014: the nominal model gives 387x in this run.")
+    (intact,) = [t for t in known_limits({}) if "Mohammed" in t]
+    assert intact.endswith("Mohammed 2014: not computed in this run.")

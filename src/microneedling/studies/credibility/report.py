@@ -72,6 +72,7 @@ __all__ = [
     "credibility_assessment",
     "environment",
     "grade_factors",
+    "known_limits",
     "qualitative_behaviours",
     "sobol_summary",
 ]
@@ -157,20 +158,69 @@ LIMITS: tuple[str, ...] = (
     "Between-study discrepancy is one tau per output family, estimated from the calibration rows "
     "under a half-normal prior that is our estimate; families with few studies keep a "
     "prior-dominated tau, so their intervals are wide by construction.",
-    "Scar grades and scores are compared through proxies (grade proportional to depth; relative "
-    "score change = relative depth change) until the grade observables exist.",
+    "Scar grades are the model's own Goodman & Baron grade (scar_grade: depth thresholds "
+    "observe.scar_grade_mild_depth and scar_grade_obvious_depth, fitted to calibration grades); "
+    "quantitative scar scores are compared through a proxy (relative score change = relative "
+    "scar-depth change).",
     "Channel geometry is human: rat histology (Kalluri 2011) is shallower and narrower.",
     "Intact skin (physics/transport.py: intact_kp) is Potts-Guy for neutral molecules up to 500 Da "
     "with a log Kow; heavier, ionised (pH 5.5) or log-Kow-less molecules cross only by the polar "
     "pore pathway (ten Berge's coefficient, Renkin hindrance in ~2 nm pores), which is small, and "
     "zero for hyaluronan-size molecules (their enhancement ratio is infinite). Lipidated or "
     "SC-retained peptides therefore get too little intact uptake and too large an enhancement "
-    "ratio: Mohammed 2014 (2-22x) comes out at several hundred.",
+    "ratio (the run's figure for Mohammed 2014 follows).",
     "Adjunct products (triple combination cream, vitamin A/C, PRP) are not modelled; rows with them "
     "are not evaluated or compare the microneedling effect alone.",
     "Rows the model cannot compare yet (awaiting an observable) are listed as not evaluated and "
     "count in no metric.",
 )
+
+#: the validation row whose enhancement ratio :func:`known_limits` quotes
+ENHANCEMENT_ROW = "mohammed2014_enhancement"
+
+
+def _num(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def known_limits(report: Mapping[str, Any]) -> list[str]:
+    """:data:`LIMITS` with this run's numbers: the intact-skin limit ends with the enhancement ratio
+    the run predicts for Mohammed 2014 (its validation row: nominal and 80% predictive interval
+    against the observed; else the qualitative behaviour's nominal value), never a figure written
+    by hand."""
+    row = next(
+        (
+            r
+            for r in report.get("validation", {}).get("rows", [])
+            if r.get("key") == ENHANCEMENT_ROW and r.get("status") != "not evaluated"
+        ),
+        None,
+    )
+    measured = next(
+        (
+            _num(b.get("measured", {}).get("enhancement_ratio"))
+            for b in report.get("behaviours", [])
+            if b.get("source") == "mohammed2014"
+        ),
+        math.nan,
+    )
+    if row is not None and math.isfinite(_num(row.get("predicted"))):
+        text = (
+            f"Mohammed 2014: observed {_num(row.get('observed')):.3g}x, predicted "
+            f"{_num(row.get('predicted')):.3g}x"
+        )
+        lo, hi = _num(row.get("low")), _num(row.get("high"))
+        if math.isfinite(lo) and math.isfinite(hi):
+            text += f" (80% predictive interval {lo:.3g}-{hi:.3g}x)"
+        text += f", a {row.get('status', 'miss')} in this run."
+    elif math.isfinite(measured):
+        text = f"Mohammed 2014: the nominal model gives {measured:.3g}x in this run."
+    else:
+        text = "Mohammed 2014: not computed in this run."
+    return [f"{t} {text}" if "Mohammed 2014" in t else t for t in LIMITS]
 
 
 # ----------------------------------------------------------------------------- verification
@@ -642,8 +692,8 @@ def build_report(
         "sensitivity": sobol_summary(n_base=sobol_n_base, seed=seed)
         if sobol
         else {"status": "skipped"},
-        "limits": list(LIMITS),
     }
+    report["limits"] = known_limits(report)
     report["credibility"] = credibility_assessment(report)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return _plain(report)
