@@ -493,7 +493,8 @@ def grade_factors(report: Mapping[str, Any], use: Mapping[str, Any]) -> list[dic
     1.05 and bulk ESS >= 400, medium with the posterior and >= 256 draws; calibration high when >=
     90% of calibration rows have a PIT in 0.1-0.9 and leave-one-study-out 80% coverage is in 70-90%
     with Pareto k <= 0.7, medium when >= 70% and >= 60%; test samples high when >= 80% of the use's
-    rows report a spread over >= 6 studies, medium >= 50% over >= 3; quantity high >= 20 rows over
+    rows have a spread their study reported (SE, SD, CI, range or k of n; not a default SE) over
+    >= 6 studies, medium >= 50% over >= 3; quantity high >= 20 rows over
     >= 6 studies, medium >= 8 over >= 3; rigor high when intervals, PIT, CRPS and V&V 20 were
     computed with >= 256 draws, else medium; agreement high when 80% coverage is in 70-90% and >=
     80% pass, medium when the coverage's clustered CI reaches 70-90% and >= 50% pass; input
