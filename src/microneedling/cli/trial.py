@@ -144,6 +144,18 @@ def trial_command(
         int | None,
         typer.Option("--n", min=2, metavar="N", help="Override the spec's n_per_arm."),
     ] = None,
+    parameter_draws: Annotated[
+        int | None,
+        typer.Option(
+            "--parameter-draws",
+            "-k",
+            min=0,
+            metavar="K",
+            help="Parameter sets drawn from the posterior, patient i under set i mod K (default: "
+            "the spec's parameter_draws, 32 unless it says); 0: every patient at the posterior "
+            "median, no parameter uncertainty.",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace DIR if it holds an earlier trial.")
     ] = False,
@@ -168,6 +180,8 @@ def trial_command(
             ts = TrialSpec.from_toml(spec)
             if n_per_arm is not None:
                 ts = dataclasses.replace(ts, n_per_arm=n_per_arm)
+            if parameter_draws is not None:
+                ts = dataclasses.replace(ts, parameter_draws=parameter_draws)
             res = run_trial(
                 ts,
                 resume_dir=partial / "chunks",

@@ -40,6 +40,7 @@ __all__ = [
     "ensemble_sets",
     "load_calibration",
     "load_posterior",
+    "posterior_hash",
     "posterior_members",
     "posterior_nominal",
     "posterior_statistics",
@@ -258,6 +259,14 @@ def shipped_calibration() -> Posterior | None:
     if "samples" not in summary:
         return None  # a file of the old least-squares format
     return load_posterior(p, summary)
+
+
+def posterior_hash() -> str:
+    """The content hash of the shipped posterior's samples (``samples_sha256`` of its summary),
+    ``""`` when none is shipped: what a result drawn from the posterior records and a resume
+    fingerprint compares (another posterior gives other numbers)."""
+    post = shipped_calibration()
+    return "" if post is None else str(post.summary.get("samples_sha256", ""))
 
 
 def _same(a: Any, b: Any) -> bool:

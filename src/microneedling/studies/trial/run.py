@@ -11,6 +11,16 @@ does not grow with the number of patients beyond the end-point table itself.
 
 End points use :mod:`microneedling.engine.endpoints`. If a patient's course has several sites, the
 patient's end point is the mean over the sites.
+
+Parameter uncertainty: with ``parameter_draws = K > 0`` (the default, :data:`DEFAULT_PARAMETER_DRAWS`)
+the trial draws K parameter sets once (:func:`trial_parameter_draws`: whole rows of the shipped
+posterior, the other uncertain parameters from their priors, as
+:func:`~microneedling.engine.simulate.simulate`'s ensemble) and patient ``i`` runs under set
+``i mod K`` (:func:`draw_of`) in every arm, whatever the chunk or worker. The statistics then add,
+per arm end point and per comparison, the spread over the K per-draw means or differences
+(epistemic) beside the patients' spread within a draw (aleatory) and a variance decomposition
+(:func:`variance_components`, :func:`difference_components`). ``K = 0``: every patient at the
+posterior median, as before (the same numbers, bit for bit).
 """
 
 from __future__ import annotations
@@ -35,25 +45,101 @@ from microneedling.engine.executor import (
 )
 from microneedling.errors import InputError, InputFileFieldError
 from microneedling.parameters.molecules import using_molecules
-from microneedling.parameters.parameter_set import load_parameters
-from microneedling.parameters.sampling import posterior_nominal
+from microneedling.parameters.parameter_set import ParameterSet, load_parameters
+from microneedling.parameters.sampling import (
+    draw_indices,
+    posterior_hash,
+    posterior_nominal,
+    sample_parameter_sets,
+    shipped_posterior,
+)
 from microneedling.studies.trial.population import sample_patients
-from microneedling.studies.trial.spec import MAX_CHUNK, Arm, EndpointDef, TrialSpec, arm_course
+from microneedling.studies.trial.spec import (
+    MAX_CHUNK,
+    MAX_PARAMETER_DRAWS,
+    Arm,
+    EndpointDef,
+    TrialSpec,
+    arm_course,
+)
 
 __all__ = [
     "ChunkResult",
     "ChunkTask",
+    "ParameterDraws",
     "TrialResult",
     "arm_grid",
     "arm_summary",
     "check_endpoints_apply",
     "compare_arms",
+    "difference_components",
+    "draw_of",
     "merge_moments",
     "plan_chunks",
     "run_chunk",
     "run_trial",
     "trajectory_variables",
+    "trial_parameter_draws",
+    "variance_components",
 ]
+
+
+# -------------------------------------------------------------------------- parameter draws
+@dataclass(frozen=True)
+class ParameterDraws:
+    """The K parameter sets of a trial (:func:`trial_parameter_draws`)."""
+
+    sets: tuple[ParameterSet, ...]
+    source: str
+    """``"posterior"`` (calibrated parameters as whole posterior rows, the others from their
+    priors) or ``"prior"`` (no shipped posterior applies: every uncertain parameter from its
+    prior interval)."""
+    posterior: str
+    """Content hash of the posterior's samples (``""`` with ``source = "prior"``)."""
+    samples: np.ndarray
+    """(K,) the posterior row each draw took (-1 with ``source = "prior"``)."""
+
+
+_DRAWS: dict[tuple[int, int, str, str], ParameterDraws] = {}
+"""The draws of a trial by (seed, K, posterior hash, parameter-set hash): drawn once per process
+(every chunk of a trial, on any worker, uses the same sets; a few entries at most)."""
+
+
+def trial_parameter_draws(seed: int, k: int) -> ParameterDraws:
+    """The ``k`` parameter sets of a trial with seed ``seed``:
+    :func:`~microneedling.parameters.sampling.sample_parameter_sets` of the shipped parameters
+    (the calibrated ones as jointly drawn rows of the shipped posterior when it applies, every other
+    uncertain parameter from its prior interval; without an applicable posterior all from the
+    priors, as the ensemble of ``simulate`` does). Same seed, same sets, in any process; the first
+    ``j`` sets are the same for any ``k >= j``."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_PARAMETER_DRAWS:
+        raise InputError("parameter_draws", k, f"an integer from 1 to {MAX_PARAMETER_DRAWS}")
+    ps = load_parameters()
+    post = shipped_posterior(ps)
+    key = (int(seed), k, posterior_hash() if post is not None else "", ps.hash)
+    hit = _DRAWS.get(key)
+    if hit is None:
+        sets = tuple(sample_parameter_sets(ps, k, int(seed)))
+        rows = (
+            draw_indices(post.n_samples, k, int(seed)).astype(np.int64)
+            if post is not None
+            else np.full(k, -1, dtype=np.int64)
+        )
+        hit = ParameterDraws(sets, "posterior" if post is not None else "prior", key[2], rows)
+        if len(_DRAWS) >= 4:
+            _DRAWS.clear()
+        _DRAWS[key] = hit
+    return hit
+
+
+def draw_of(patients: np.ndarray, k: int) -> np.ndarray:
+    """The parameter draw of patients ``patients`` (indices in the arm), the same in every arm:
+    ``i mod k`` (-1 for ``k = 0``, the posterior median). A function of the index alone (the
+    draws themselves come from the seed), never of the chunk or worker; each draw gets
+    ``n_per_arm // k`` or one more patient."""
+    i = np.asarray(patients, dtype=np.int64)
+    out: np.ndarray = i % k if k > 0 else np.full(i.shape, -1, dtype=np.int64)
+    return out
 
 
 # ---------------------------------------------------------------------------------- chunks
@@ -81,6 +167,7 @@ class ChunkResult:
     moments: dict[int, dict[str, np.ndarray]]  # arm -> var -> (3, T): count, mean, M2
     rejected: dict[str, int]
     n_steps: float
+    draws: np.ndarray | None = None  # (n,) each patient's parameter draw (-1: posterior median)
 
 
 def plan_chunks(spec: TrialSpec, chunk_size: int, parallel: bool = True) -> list[ChunkTask]:
@@ -166,9 +253,17 @@ def _run_chunk(task: ChunkTask) -> ChunkResult:
     # what leaves the chunk: the end points, and the trajectories on the arms' weekly grids
     grids = np.concatenate([arm_grid(spec.arms[a]) for a in task.arms])
     reads = Reads(tuple(e.spec for e in spec.endpoints), tuple(grids.tolist()))
+    K = spec.parameter_draws
+    draws = draw_of(np.arange(task.start, task.stop), K)
+    params: ParameterSet | list[ParameterSet]
+    if K > 0:  # patient i under draw i mod K, in every arm (split-face: both sides)
+        sets = trial_parameter_draws(spec.seed, K).sets
+        params = [sets[d] for _ in task.arms for d in draws.tolist()]
+    else:  # calibrated parameters at their posterior median
+        params = posterior_nominal(load_parameters())
     run = simulate_batch(
         courses,
-        posterior_nominal(load_parameters()),  # calibrated parameters at their posterior median
+        params,
         healing_factors=factors or None,
         parallel=task.parallel,
         reads=reads,  # observed only at the output times these read (same values)
@@ -220,6 +315,7 @@ def _run_chunk(task: ChunkTask) -> ChunkResult:
         moments=moments,
         rejected={k: int(v.sum()) for k, v in batch.rejected.items()},
         n_steps=float(np.mean(run.n_steps)) if counts.size else 0.0,
+        draws=draws,
     )
 
 
@@ -323,6 +419,110 @@ def compare_arms(x: np.ndarray, y: np.ndarray, paired: bool) -> dict[str, float]
     return out
 
 
+# ----------------------------------------------------------- parameter vs patient spread
+EPISTEMIC_LEVELS = ((80, 10.0, 90.0), (95, 2.5, 97.5))
+"""Intervals over the per-draw means (or differences): level, lower and upper percentile."""
+
+
+def _draw_moments(x: np.ndarray, draw: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per draw (k,): finite values n_k and their mean (NaN where n_k = 0); the pooled within-draw
+    sum of squares."""
+    ok = np.isfinite(x)
+    x, g = x[ok], np.asarray(draw)[ok]
+    n_k = np.bincount(g, minlength=k).astype(float)
+    s_k = np.bincount(g, weights=x, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_k = np.where(n_k > 0, s_k / np.maximum(n_k, 1), np.nan)
+    ssw = float(np.sum((x - mean_k[g]) ** 2)) if x.size else math.nan
+    return n_k, mean_k, ssw
+
+
+def _intervals(per_draw: np.ndarray) -> dict[str, float]:
+    """Median and the :data:`EPISTEMIC_LEVELS` intervals (percentiles, linear interpolation) of
+    the finite per-draw values."""
+    v = per_draw[np.isfinite(per_draw)]
+    out = {"epistemic_median": float(np.median(v)) if v.size else math.nan}
+    for level, lo, hi in EPISTEMIC_LEVELS:
+        a, b = np.percentile(v, [lo, hi]) if v.size else (math.nan, math.nan)
+        out[f"epistemic{level}_low"], out[f"epistemic{level}_high"] = float(a), float(b)
+    return out
+
+
+def _components(var_epi: float, var_ale: float) -> dict[str, float]:
+    tot = var_epi + var_ale
+    return {
+        "epistemic_sd": math.sqrt(var_epi) if math.isfinite(var_epi) else math.nan,
+        "aleatory_sd": math.sqrt(var_ale) if math.isfinite(var_ale) else math.nan,
+        "var_epistemic": var_epi,
+        "var_aleatory": var_ale,
+        "var_total": tot,
+        "epistemic_fraction": var_epi / tot if math.isfinite(tot) and tot > 0 else math.nan,
+    }
+
+
+def variance_components(x: np.ndarray, draw: np.ndarray, k: int) -> dict[str, float]:
+    """Parameter (epistemic) and patient (aleatory) spread of the values ``x`` (n,) whose patients
+    ran under parameter draws ``draw`` (n,) of ``k``: one-way random-effects ANOVA over the draws
+    (the law of total variance, Var X = Var E[X | θ] + E Var[X | θ], with the between-draw term
+    corrected for the finite patients per draw).
+
+    With N finite values in K' draws that have one (n_j each, means m_j, grand mean m):
+    ``var_aleatory`` = MSW = Σ (x - m_j)² / (N - K') (pooled within-draw variance);
+    ``var_epistemic`` = max(0, (MSB - MSW) / n0), MSB = Σ n_j (m_j - m)² / (K' - 1),
+    n0 = (N - Σ n_j² / N) / (K' - 1) (n0 = n_j when the draws are balanced): the variance of the
+    draw means with the part the patients' own spread puts into each mean (MSW / n_j) taken out;
+    ``var_total`` = their sum, the variance of one patient's value when the parameters are also
+    unknown. ``epistemic80_low`` ... ``epistemic95_high`` and ``epistemic_median``: percentiles of
+    the K' per-draw means (their spread also holds that patient noise, MSW / n_j). NaN where a term
+    is not estimable (K' < 2, or no draw with two patients)."""
+    n_k, mean_k, ssw = _draw_moments(x, draw, k)
+    occ = n_k > 0
+    N, Kp = float(n_k.sum()), int(occ.sum())
+    out: dict[str, float] = {"parameter_draws": float(Kp), **_intervals(mean_k[occ])}
+    msw = ssw / (N - Kp) if N > Kp else math.nan
+    var_epi = math.nan
+    if Kp >= 2:
+        grand = float(np.sum(n_k[occ] * mean_k[occ]) / N)
+        msb = float(np.sum(n_k[occ] * (mean_k[occ] - grand) ** 2)) / (Kp - 1)
+        n0 = (N - float(np.sum(n_k[occ] ** 2)) / N) / (Kp - 1)
+        var_epi = max(0.0, (msb - msw) / n0) if math.isfinite(msw) else math.nan
+    out.update(_components(var_epi, msw))
+    return out
+
+
+def difference_components(
+    x: np.ndarray, y: np.ndarray, draw: np.ndarray, k: int, paired: bool
+) -> dict[str, float]:
+    """Parameter and patient spread of the difference arm ``x`` minus control ``y`` (patients
+    ``i`` of both under draw ``draw[i]``).
+
+    Split-face: :func:`variance_components` of the per-patient differences (both sides finite).
+    Parallel (other patients in each arm, the same draws): per draw the difference of the arms'
+    means d_j; ``var_epistemic`` = max(0, s²(d_j) - mean_j(MSW_x / n_xj + MSW_y / n_yj)) over the
+    draws with patients in both arms (the variance of the per-draw differences less the patient
+    noise in them; balanced, the same estimator as the split-face one); ``var_aleatory`` =
+    MSW_x + MSW_y, the within-draw variance of the difference between a patient under the arm and
+    another under the control. ``epistemic80_low`` ...: percentiles of the d_j."""
+    if paired:
+        ok = np.isfinite(x) & np.isfinite(y)
+        return variance_components(np.where(ok, x - y, np.nan), draw, k)
+    nx, mx, sx = _draw_moments(x, draw, k)
+    ny, my, sy = _draw_moments(y, draw, k)
+    both = (nx > 0) & (ny > 0)
+    d = mx[both] - my[both]
+    out: dict[str, float] = {"parameter_draws": float(both.sum()), **_intervals(d)}
+    kx, ky = int((nx > 0).sum()), int((ny > 0).sum())
+    msw_x = sx / (nx.sum() - kx) if nx.sum() > kx else math.nan
+    msw_y = sy / (ny.sum() - ky) if ny.sum() > ky else math.nan
+    var_ale = msw_x + msw_y
+    var_epi = math.nan
+    if d.size >= 2 and math.isfinite(var_ale):
+        noise = float(np.mean(msw_x / nx[both] + msw_y / ny[both]))
+        var_epi = max(0.0, float(np.var(d, ddof=1)) - noise)
+    out.update(_components(var_epi, var_ale))
+    return out
+
+
 # ------------------------------------------------------------------------------ the trial
 @dataclass
 class TrialResult:
@@ -337,6 +537,8 @@ class TrialResult:
     summary: Any  # pandas DataFrame
     comparisons: Any  # pandas DataFrame
     n_steps: float
+    draws: np.ndarray | None = None  # (n,) each patient's parameter draw in every arm (-1: median)
+    parameter_draws: ParameterDraws | None = None  # the K sets (None: posterior median, K = 0)
     wall_s: float = 0.0  # run_trial before writing outputs (s)
     map_s: float = 0.0  # of which on the executor, cluster start included (s)
     workers: int = 0
@@ -391,13 +593,142 @@ class TrialResult:
                 if spec.paired
                 else "parallel: patient i of one arm is unrelated to patient i of another"
             ),
+            "parameter_draws": int(spec.parameter_draws),
+            "parameter_source": self.parameter_source,
+            "posterior_sha256": (
+                self.parameter_draws.posterior if self.parameter_draws is not None else ""
+            ),
         }
+        if self.draws is not None and self.parameter_draws is not None:
+            self._draw_variables(data, coords)
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
+    @property
+    def parameter_source(self) -> str:
+        """Where every patient's parameters came from, in words."""
+        drawn = self.parameter_draws
+        if drawn is None:
+            return "posterior median (parameter_draws = 0: no parameter uncertainty)"
+        k = len(drawn.sets)
+        if drawn.source == "posterior":
+            return (
+                f"{k} parameter sets: the calibrated parameters as whole rows of the shipped "
+                f"posterior (samples {drawn.posterior[:12]}), every other uncertain parameter from "
+                "its prior interval; patient i (in every arm) under set i mod "
+                f"{k}"
+            )
+        return (
+            f"{k} parameter sets from the prior intervals (no shipped posterior applies to these "
+            f"parameter values); patient i (in every arm) under set i mod {k}"
+        )
 
-def _tables(spec: TrialSpec, values: np.ndarray) -> tuple[Any, Any]:
+    def _draw_variables(self, data: dict[str, Any], coords: dict[str, Any]) -> None:
+        """The parameter-draw variables of :meth:`dataset` (K > 0)."""
+        assert self.draws is not None and self.parameter_draws is not None
+        spec = self.spec
+        K = len(self.parameter_draws.sets)
+        A, _, E = self.values.shape
+        units = "units: endpoint_units"
+        coords["draw"] = (
+            "draw",
+            np.arange(K),
+            {"long_name": "Parameter draw (a parameter set of the trial)"},
+        )
+        data["parameter_draw"] = (
+            ("patient",),
+            self.draws,
+            {
+                "long_name": "Parameter draw each virtual patient ran under (the same in every "
+                "arm): patient index mod parameter_draws",
+            },
+        )
+        data["posterior_sample"] = (
+            ("draw",),
+            self.parameter_draws.samples,
+            {"long_name": "Row of the shipped posterior's samples each draw took (-1: priors)"},
+        )
+        n_k = np.zeros((A, K, E))
+        mean_k = np.full((A, K, E), np.nan)
+        diff_k = np.full((A, K, E), np.nan)
+        for a in range(A):
+            for j in range(E):
+                n_k[a, :, j], mean_k[a, :, j], _ = _draw_moments(self.values[a, :, j], self.draws, K)
+        c = spec.control
+        for a in range(A):
+            if a == c:
+                continue
+            for j in range(E):
+                if spec.paired:
+                    x, y = self.values[a, :, j], self.values[c, :, j]
+                    ok = np.isfinite(x) & np.isfinite(y)
+                    diff_k[a, :, j] = _draw_moments(np.where(ok, x - y, np.nan), self.draws, K)[1]
+                else:
+                    diff_k[a, :, j] = mean_k[a, :, j] - mean_k[c, :, j]
+        data["draw_n"] = (
+            ("arm", "draw", "endpoint"),
+            n_k,
+            {"long_name": "Virtual patients with a value per arm and parameter draw"},
+        )
+        data["draw_mean"] = (
+            ("arm", "draw", "endpoint"),
+            mean_k,
+            {"long_name": f"Mean end point of the arm's patients under each draw ({units})"},
+        )
+        data["draw_difference"] = (
+            ("arm", "draw", "endpoint"),
+            diff_k,
+            {
+                "long_name": "Arm minus control per parameter draw: difference of the draw's "
+                "means (parallel) or mean per-patient difference (split-face); NaN for the "
+                f"control ({units})"
+            },
+        )
+        described = {
+            "epistemic_median": ("Median over the draws of the per-draw {what}", 1),
+            "epistemic80_low": ("10th percentile over the draws of the per-draw {what}", 1),
+            "epistemic80_high": ("90th percentile over the draws of the per-draw {what}", 1),
+            "epistemic95_low": ("2.5th percentile over the draws of the per-draw {what}", 1),
+            "epistemic95_high": ("97.5th percentile over the draws of the per-draw {what}", 1),
+            "epistemic_sd": ("Between-draw (parameter, epistemic) SD of the {what}", 1),
+            "aleatory_sd": ("Within-draw (patient, aleatory) SD of {one}", 1),
+            "var_epistemic": ("Between-draw variance of the {what}, patient noise removed", 2),
+            "var_aleatory": ("Within-draw variance of {one}", 2),
+            "var_total": ("var_epistemic + var_aleatory: variance of {one}", 2),
+            "epistemic_fraction": ("var_epistemic / var_total", 0),
+        }
+        note = (
+            "one-way random-effects ANOVA over the parameter draws (law of total variance), "
+            "docs/trials.md"
+        )
+        tables = (
+            ("", self.summary, "means", "a patient's value"),
+            ("difference_", self.comparisons, "differences", "a difference"),
+        )
+        for prefix, df, what, one in tables:
+            for col, (text, power) in described.items():
+                arr = np.full((A, E), np.nan)
+                if len(df) and col in df.columns:
+                    for r in df.to_dict("records"):
+                        a = [x.name for x in spec.arms].index(r["arm"])
+                        j = [e.name for e in spec.endpoints].index(r["endpoint"])
+                        arr[a, j] = r[col]
+                u = {0: "dimensionless", 1: units, 2: "units: endpoint_units squared"}[power]
+                long = text.format(what=what, one=one)
+                if prefix:
+                    long = f"Arm vs control: {long}; NaN for the control"
+                data[f"{prefix}{col}"] = (
+                    ("arm", "endpoint"),
+                    arr,
+                    {"long_name": f"{long} ({u})", "estimator": note},
+                )
+
+
+def _tables(spec: TrialSpec, values: np.ndarray, draws: np.ndarray | None = None) -> tuple[Any, Any]:
+    """``summary`` and ``comparisons`` tables; with parameter draws (``draws``, K > 0) each row
+    also carries :func:`variance_components` / :func:`difference_components`."""
     import pandas as pd
 
+    K = spec.parameter_draws if draws is not None else 0
     rows, comps = [], []
     for j, e in enumerate(spec.endpoints):
         for a, arm in enumerate(spec.arms):
@@ -408,6 +739,7 @@ def _tables(spec: TrialSpec, values: np.ndarray) -> tuple[Any, Any]:
                     "arm": arm.name,
                     "responder_rule": e.rule,
                     **arm_summary(values[a, :, j], e),
+                    **(variance_components(values[a, :, j], draws, K) if K else {}),
                 }
             )
         c = spec.control
@@ -423,6 +755,13 @@ def _tables(spec: TrialSpec, values: np.ndarray) -> tuple[Any, Any]:
                     "design": spec.design,
                     "tests": "paired t; Wilcoxon" if spec.paired else "Welch t; Mann-Whitney U",
                     **compare_arms(values[a, :, j], values[c, :, j], spec.paired),
+                    **(
+                        difference_components(
+                            values[a, :, j], values[c, :, j], draws, K, spec.paired
+                        )
+                        if K
+                        else {}
+                    ),
                 }
             )
     return pd.DataFrame(rows), pd.DataFrame(comps)
@@ -487,6 +826,9 @@ def run_trial(
     chunk = spec.chunk_size if chunk_size is None else chunk_size
     if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK:
         raise InputError("chunk_size", chunk, f"an integer from 1 to {MAX_CHUNK}")
+    K = spec.parameter_draws
+    if isinstance(K, bool) or not isinstance(K, int) or not 0 <= K <= MAX_PARAMETER_DRAWS:
+        raise InputError("parameter_draws", K, f"an integer from 0 to {MAX_PARAMETER_DRAWS}")
     check_endpoints_apply(spec)  # before any chunk: refuse an end point without values
     in_process = workers == 0 and scheduler is None
     tasks = plan_chunks(spec, chunk, parallel=in_process)
@@ -532,9 +874,12 @@ def run_trial(
     moments: dict[int, dict[str, np.ndarray]] = {}
     rejected: dict[str, int] = {}
     steps = 0.0
+    draws = np.full(n, -1, dtype=np.int64)
     for i in range(len(tasks)):
         r = store.load(i) if store is not None else mem.pop(i)
         sl = slice(r.start, r.stop)
+        if r.draws is not None:
+            draws[sl] = r.draws
         for ai, a in enumerate(r.arms):
             values[a, sl] = r.values[ai]
             for k, v in r.covariates.items():
@@ -554,9 +899,9 @@ def run_trial(
     for k in cov:
         if cov[k].dtype == object:
             cov[k] = cov[k].astype(str)
-    draws = n * (1 if spec.paired else A)
-    rates = {k: v / (v + draws) for k, v in rejected.items()}
-    summary, comps = _tables(spec, values)
+    sampled = n * (1 if spec.paired else A)
+    rates = {k: v / (v + sampled) for k, v in rejected.items()}
+    summary, comps = _tables(spec, values, draws if K else None)
     res = TrialResult(
         spec=spec,
         values=values,
@@ -567,6 +912,8 @@ def run_trial(
         summary=summary,
         comparisons=comps,
         n_steps=steps / (n * (1 if spec.paired else A)),
+        draws=draws if K else None,
+        parameter_draws=trial_parameter_draws(spec.seed, K) if K else None,
         wall_s=time.perf_counter() - t0,
         map_s=t_map,
         workers=workers,

@@ -12,6 +12,7 @@ A trial is a TOML file (examples in ``examples/trials/``)::
                                              # or an inline table in the population format
     control = "roller"                       # arm the others are compared with (default: the first)
     time_points = [90, 180, 365]             # end points without @ are read at each of these days
+    parameter_draws = 32                     # posterior parameter sets (0: posterior median only)
     endpoints = [
       { name = "scar_depth:reduction", responder_above = 25.0 },   # responders: >= 25 % reduction
       "collagen_change",
@@ -58,6 +59,8 @@ from microneedling.errors import (
     InputFileFieldError,
 )
 from microneedling.io import dumps_toml, read_toml
+from microneedling.parameters.parameter_set import load_parameters
+from microneedling.parameters.sampling import posterior_hash
 from microneedling.parameters.molecules import (
     Molecule,
     molecules_toml,
@@ -74,9 +77,11 @@ from microneedling.studies.trial.population import (
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "DEFAULT_PARAMETER_DRAWS",
     "DESIGNS",
     "MAX_CHUNK",
     "MAX_N_PER_ARM",
+    "MAX_PARAMETER_DRAWS",
     "Arm",
     "ArmTable",
     "EndpointDef",
@@ -93,6 +98,13 @@ DEFAULT_CHUNK = 256
 """Patients per batched solve unless the spec or the command says otherwise."""
 MAX_CHUNK = 1_000_000
 MAX_N_PER_ARM = 10_000_000
+DEFAULT_PARAMETER_DRAWS = 32
+"""Parameter sets a trial draws from the posterior unless the spec or the command says otherwise:
+patient ``i`` is simulated under set ``i mod K``, so the intervals carry parameter (epistemic) as
+well as patient (aleatory) spread. 32, as :func:`~microneedling.engine.simulate.simulate`'s
+ensemble: fewer make the 95% interval over the per-draw means little more than their range
+(``docs/trials.md``). 0: every patient at the posterior median (no parameter uncertainty)."""
+MAX_PARAMETER_DRAWS = 1000
 
 
 class TrialSpecError(InputFileFieldError):
@@ -208,6 +220,14 @@ class TrialTable(_Model):
         Allowed("a non-empty list of end points"),
     ]
     chunk_size: Annotated[Integer, Field(ge=1, le=MAX_CHUNK)] = DEFAULT_CHUNK
+    parameter_draws: Annotated[
+        Integer,
+        Field(ge=0, le=MAX_PARAMETER_DRAWS),
+        Allowed(
+            f"an integer from 0 to {MAX_PARAMETER_DRAWS}: parameter sets drawn from the posterior "
+            "(0: every patient at the posterior median)"
+        ),
+    ] = DEFAULT_PARAMETER_DRAWS
 
     @model_validator(mode="after")
     def _distinct_endpoints(self) -> TrialTable:
@@ -356,6 +376,9 @@ class TrialSpec:
     endpoints: tuple[EndpointDef, ...]
     control: int = 0
     chunk_size: int = DEFAULT_CHUNK
+    parameter_draws: int = DEFAULT_PARAMETER_DRAWS
+    """K parameter sets drawn once per trial from the shipped posterior (or, when it does not apply,
+    the priors); patient ``i`` runs under set ``i mod K`` in every arm. 0: the posterior median."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     molecules: Mapping[str, Molecule] = field(default_factory=dict, compare=False, repr=False)
     """The user molecules the arms name (from the scope the spec was read in,
@@ -411,6 +434,7 @@ class TrialSpec:
             endpoints=t.endpoint_defs(),
             control=names.index(t.control) if t.control is not None else 0,
             chunk_size=t.chunk_size,
+            parameter_draws=t.parameter_draws,
             raw={
                 "trial": dict(d["trial"]),
                 "arms": [dict(a.template) for a in arms],
@@ -424,7 +448,11 @@ class TrialSpec:
         blob = json.dumps(
             {
                 "trial": {
-                    **{k: v for k, v in self.raw.get("trial", {}).items() if k != "population"},
+                    **{
+                        k: v
+                        for k, v in self.raw.get("trial", {}).items()
+                        if k not in ("population", "parameter_draws")
+                    },
                     "n_per_arm": self.n_per_arm,
                 },
                 "seed": self.seed,
@@ -435,6 +463,12 @@ class TrialSpec:
                 "population": self.population.raw,
                 "chunk_size": chunk_size,
                 "version": __version__,
+                # the parameters every patient runs under: K sets drawn from the shipped posterior
+                # (or its median when K = 0) of the shipped parameter values; another posterior or
+                # other values are another trial
+                "parameter_draws": self.parameter_draws,
+                "posterior": posterior_hash(),
+                "parameters": load_parameters().hash,
                 # user molecules: their tables (another molecule under the same name is new work)
                 **(
                     {"molecules": {k: dict(m.table) for k, m in self.molecules.items()}}
@@ -449,7 +483,12 @@ class TrialSpec:
 
     def to_toml(self) -> str:
         """The validated trial with arms inlined (patient-free course templates), as TOML."""
-        t = {**self.raw.get("trial", {}), "n_per_arm": self.n_per_arm, "seed": self.seed}
+        t = {
+            **self.raw.get("trial", {}),
+            "n_per_arm": self.n_per_arm,
+            "seed": self.seed,
+            "parameter_draws": self.parameter_draws,
+        }
         t["population"] = dict(self.population.raw)  # inlined: the copy is self-contained
         arms = [{"name": a.name, "protocol": dict(a.template)} for a in self.arms]
         return dumps_toml({"trial": t, "arms": arms})
