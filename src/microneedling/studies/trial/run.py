@@ -119,7 +119,7 @@ def trial_parameter_draws(seed: int, k: int) -> ParameterDraws:
     key = (int(seed), k, posterior_hash() if post is not None else "", ps.hash)
     hit = _DRAWS.get(key)
     if hit is None:
-        sets = tuple(sample_parameter_sets(ps, k, int(seed)))
+        sets = tuple(sample_parameter_sets(ps, k, int(seed), posterior=post is not None))
         rows = (
             draw_indices(post.n_samples, k, int(seed)).astype(np.int64)
             if post is not None

@@ -1,0 +1,317 @@
+"""Trials carry parameter (epistemic) as well as patient (aleatory) spread: patient i runs under
+posterior draw i mod K in every arm; the statistics separate the two (issue 11, item 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from microneedling.engine.batch import Reads, simulate_batch
+from microneedling.engine.endpoints import endpoint_values
+from microneedling.errors import InputError
+from microneedling.parameters.parameter_set import load_parameters
+from microneedling.parameters.sampling import posterior_nominal
+from microneedling.studies.trial import run as run_module
+from microneedling.studies.trial import spec as spec_module
+from microneedling.studies.trial.population import sample_patients
+from microneedling.studies.trial.run import (
+    arm_grid,
+    difference_components,
+    draw_of,
+    plan_chunks,
+    run_trial,
+    trial_parameter_draws,
+    variance_components,
+)
+from microneedling.studies.trial.spec import DEFAULT_PARAMETER_DRAWS, TrialSpec, arm_course
+from tests.paths import REPO as ROOT
+
+EXAMPLES = ROOT / "examples" / "trials"
+PAIRED = EXAMPLES / "split-face-needle-length.toml"
+PARALLEL = EXAMPLES / "acne-roller-vs-pen.toml"
+
+#: the columns of summary.csv / comparisons.csv before parameter draws (K = 0 keeps exactly them)
+SUMMARY_COLUMNS = [
+    "endpoint", "units", "arm", "responder_rule", "n", "mean", "sd", "ci95_low", "ci95_high",
+    "median", "p10", "p90", "responder_rate", "responder_ci95_low", "responder_ci95_high",
+]  # fmt: skip
+DRAW_COLUMNS = [
+    "parameter_draws", "epistemic_median", "epistemic80_low", "epistemic80_high",
+    "epistemic95_low", "epistemic95_high", "epistemic_sd", "aleatory_sd", "var_epistemic",
+    "var_aleatory", "var_total", "epistemic_fraction",
+]  # fmt: skip
+
+
+def _spec(path: Path, n: int, k: int) -> TrialSpec:
+    return dataclasses.replace(TrialSpec.from_toml(path), n_per_arm=n, parameter_draws=k)
+
+
+# --------------------------------------------------------------------------- the estimator
+def test_decomposition_of_a_balanced_table_exact() -> None:
+    # three draws of four patients: means 2.5, 4.5, 6.5; within-draw variance 5/3 in each
+    x = np.array([1, 2, 3, 4, 3, 4, 5, 6, 5, 6, 7, 8], dtype=float)
+    draw = np.repeat([0, 1, 2], 4)
+    c = variance_components(x, draw, 3)
+    # MSB = 4 * (4 + 0 + 4) / 2 = 16, MSW = 15 / 9, n0 = 4: (16 - 5/3) / 4 = 43/12
+    assert c["var_aleatory"] == pytest.approx(5 / 3, rel=1e-14)
+    assert c["var_epistemic"] == pytest.approx(43 / 12, rel=1e-14)
+    assert c["var_total"] == pytest.approx(43 / 12 + 5 / 3, rel=1e-14)
+    assert c["epistemic_fraction"] == pytest.approx((43 / 12) / (43 / 12 + 5 / 3), rel=1e-14)
+    assert c["aleatory_sd"] == pytest.approx(math.sqrt(5 / 3), rel=1e-14)
+    assert c["epistemic_sd"] == pytest.approx(math.sqrt(43 / 12), rel=1e-14)
+    # percentiles (linear) of the per-draw means 2.5, 4.5, 6.5
+    assert c["epistemic_median"] == pytest.approx(4.5)
+    assert (c["epistemic80_low"], c["epistemic80_high"]) == pytest.approx((2.9, 6.1))
+    assert (c["epistemic95_low"], c["epistemic95_high"]) == pytest.approx((2.6, 6.4))
+    assert c["parameter_draws"] == 3
+
+
+def test_decomposition_of_an_unbalanced_table_and_nan_exact() -> None:
+    # draw 0: 0, 2 (mean 1); draw 1: 4, 5, 6 (mean 5); a NaN (no value) is left out; draw 2 empty
+    x = np.array([0.0, 4.0, 2.0, 5.0, np.nan, 6.0])
+    draw = np.array([0, 1, 0, 1, 2, 1])
+    c = variance_components(x, draw, 3)
+    # grand mean 3.4; MSB = 2 * 2.4² + 3 * 1.6² = 19.2; MSW = 4 / 3; n0 = 5 - 13/5 = 2.4
+    assert c["var_aleatory"] == pytest.approx(4 / 3, rel=1e-14)
+    assert c["var_epistemic"] == pytest.approx(67 / 9, rel=1e-14)
+    assert c["parameter_draws"] == 2
+    # draws alike: the between-draw term is the patient noise alone and is clipped at 0
+    same = variance_components(np.array([1.0, 3.0, 1.0, 3.0]), np.array([0, 0, 1, 1]), 2)
+    assert same["var_epistemic"] == 0.0 and same["var_aleatory"] == pytest.approx(2.0)
+    assert same["epistemic_fraction"] == 0.0
+    # one patient per draw: no within-draw variance, nothing to decompose
+    one = variance_components(np.array([1.0, 2.0]), np.array([0, 1]), 2)
+    assert math.isnan(one["var_aleatory"]) and math.isnan(one["var_epistemic"])
+
+
+def test_difference_components_exact() -> None:
+    draw = np.array([0, 0, 1, 1])
+    x, y = np.array([1.0, 3.0, 5.0, 7.0]), np.array([0.0, 0.0, 1.0, 1.0])
+    par = difference_components(x, y, draw, 2, paired=False)
+    # d = (2 - 0, 6 - 1) = (2, 5): s² = 4.5; noise mean(2/2 + 0, 2/2 + 0) = 1; MSW_x + MSW_y = 2
+    assert par["var_epistemic"] == pytest.approx(3.5, rel=1e-14)
+    assert par["var_aleatory"] == pytest.approx(2.0, rel=1e-14)
+    assert (par["epistemic80_low"], par["epistemic80_high"]) == pytest.approx((2.3, 4.7))
+    paired = difference_components(x, y, draw, 2, paired=True)
+    # per-patient differences 1, 3 | 4, 6: the balanced ANOVA, (n s²(d) - MSW) / n
+    assert paired == variance_components(x - y, draw, 2)
+    assert paired["var_epistemic"] == pytest.approx(3.5) and paired["var_aleatory"] == 2.0
+
+
+def test_decomposition_recovers_known_components() -> None:
+    rng = np.random.default_rng(11)
+    K, n, sb, sw = 400, 25, 2.0, 1.5
+    draw = np.repeat(np.arange(K), n)
+    x = 10.0 + rng.normal(0, sb, K)[draw] + rng.normal(0, sw, K * n)
+    c = variance_components(x, draw, K)
+    assert c["var_epistemic"] == pytest.approx(sb**2, rel=0.15)
+    assert c["var_aleatory"] == pytest.approx(sw**2, rel=0.03)
+    # the uncorrected variance of the draw means would carry sw² / n more
+    means = x.reshape(K, n).mean(axis=1)
+    assert np.var(means, ddof=1) - c["var_epistemic"] == pytest.approx(sw**2 / n, rel=0.05)
+
+
+# ----------------------------------------------------------------------------- assignment
+def test_draw_is_the_patient_index_mod_k() -> None:
+    assert draw_of(np.arange(7), 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert draw_of(np.arange(3, 5), 0).tolist() == [-1, -1]
+    assert DEFAULT_PARAMETER_DRAWS > 0  # trials carry parameter uncertainty unless told not to
+
+
+def test_draws_are_the_ensembles_and_drawn_once() -> None:
+    a = trial_parameter_draws(7, 4)
+    assert trial_parameter_draws(7, 4) is a  # once per process
+    assert a.source == "posterior" and len(a.sets) == 4 and (a.samples >= 0).all()
+    from microneedling.parameters.sampling import sample_parameter_sets
+
+    again = sample_parameter_sets(load_parameters(), 4, 7)
+    assert [s.hash for s in a.sets] == [s.hash for s in again]
+    assert len({s.hash for s in a.sets}) == 4
+    assert [s.hash for s in trial_parameter_draws(7, 6).sets[:4]] == [s.hash for s in a.sets]
+    with pytest.raises(InputError):
+        trial_parameter_draws(7, 0)
+
+
+def test_without_a_posterior_the_draws_come_from_the_priors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    post = trial_parameter_draws(3, 4)
+    monkeypatch.setattr(run_module, "shipped_posterior", lambda ps: None)
+    prior = trial_parameter_draws(3, 4)
+    assert prior.source == "prior" and prior.posterior == "" and (prior.samples == -1).all()
+    assert [s.hash for s in prior.sets] != [s.hash for s in post.sets]
+    res = run_module.TrialResult(
+        spec=_spec(PAIRED, 4, 4), values=np.zeros((2, 4, 1)), covariates={}, grids={},
+        moments={}, rejection={}, summary=None, comparisons=None, n_steps=0.0,
+        draws=draw_of(np.arange(4), 4), parameter_draws=prior,
+    )  # fmt: skip
+    assert "prior intervals" in res.parameter_source
+
+
+# ---------------------------------------------------------------------------------- K = 0
+def test_k0_is_every_patient_at_the_posterior_median() -> None:
+    """K = 0 gives the numbers of the code before parameter draws, bit for bit: each chunk one
+    simulate_batch of its patients at the posterior median (computed here without run_chunk)."""
+    spec = _spec(PARALLEL, 5, 0)
+    res = run_trial(spec, chunk_size=3)
+    nominal = posterior_nominal(load_parameters())
+    expected = np.full(res.values.shape, np.nan)
+    for task in plan_chunks(spec, 3):
+        batch = sample_patients(
+            spec.population, task.start, task.stop, seed=spec.seed, stream=task.stream
+        )
+        (a,) = task.arms
+        courses = [arm_course(spec.arms[a], batch, i, spec.population) for i in range(len(batch))]
+        reads = Reads(tuple(e.spec for e in spec.endpoints), tuple(arm_grid(spec.arms[a])))
+        run = simulate_batch(courses, nominal, healing_factors=batch.factors, reads=reads)
+        for j, e in enumerate(spec.endpoints):
+            v = endpoint_values(run, e.spec)
+            for i in range(len(batch)):
+                expected[a, task.start + i, j] = np.nanmean(v[run.course_index == i])
+    assert np.array_equal(res.values, expected, equal_nan=True)
+    assert list(res.summary.columns) == SUMMARY_COLUMNS
+    assert not set(DRAW_COLUMNS) & set(res.comparisons.columns)
+    assert res.draws is None and res.parameter_draws is None
+    ds = res.dataset()
+    assert ds.attrs["parameter_draws"] == 0 and "posterior median" in ds.attrs["parameter_source"]
+    assert "parameter_draw" not in ds and "draw" not in ds.dims
+
+
+# ------------------------------------------------------------------------- K > 0 in a trial
+@pytest.fixture(scope="module")
+def drawn() -> Any:
+    return run_trial(_spec(PARALLEL, 40, 8), chunk_size=16)
+
+
+def test_draws_independent_of_chunking_and_workers(drawn: Any) -> None:
+    spec = drawn.spec
+    other = run_trial(spec, chunk_size=7)  # chunk boundaries across draws
+    dask = run_trial(spec, chunk_size=9, workers=2)
+    assert drawn.draws.tolist() == (np.arange(40) % 8).tolist()
+    for r in (other, dask):
+        assert np.array_equal(r.draws, drawn.draws)
+        np.testing.assert_allclose(r.values, drawn.values, rtol=1e-12, atol=0)
+        for col in DRAW_COLUMNS:
+            np.testing.assert_allclose(r.summary[col], drawn.summary[col], rtol=1e-9)
+
+
+def test_a_patient_runs_under_their_draw(drawn: Any) -> None:
+    """Patient 9 of the 'pen' arm alone, under set 9 mod 8 = 1: the trial's numbers."""
+    spec = drawn.spec
+    a = 1
+    batch = sample_patients(spec.population, 9, 10, seed=spec.seed, stream=a)
+    course = arm_course(spec.arms[a], batch, 0, spec.population)
+    sets = trial_parameter_draws(spec.seed, 8).sets
+    run = simulate_batch([course], sets[1], healing_factors=batch.factors)
+    for j, e in enumerate(spec.endpoints):
+        v = float(np.nanmean(endpoint_values(run, e.spec)))
+        assert v == pytest.approx(drawn.values[a, 9, j], rel=1e-9)
+    at_median = simulate_batch([course], posterior_nominal(load_parameters()),
+                               healing_factors=batch.factors)  # fmt: skip
+    j = 0
+    assert float(np.nanmean(endpoint_values(at_median, spec.endpoints[j].spec))) != pytest.approx(
+        drawn.values[a, 9, j], rel=1e-6
+    )
+
+
+def test_posterior_interval_and_total_variance(drawn: Any) -> None:
+    s = drawn.summary
+    assert set(DRAW_COLUMNS) <= set(s.columns) and set(DRAW_COLUMNS) <= set(drawn.comparisons)
+    assert drawn.parameter_draws.source == "posterior"
+    n_k = np.bincount(drawn.draws, minlength=8).astype(float)
+    N = n_k.sum()
+    c = (N - (n_k**2).sum() / N) / (N - 1)  # E[s²] = var_aleatory + c var_epistemic
+    for r in s.to_dict("records"):
+        if not np.isfinite(r["var_total"]):
+            continue
+        assert r["epistemic80_low"] < r["epistemic_median"] < r["epistemic80_high"]
+        assert r["epistemic95_low"] <= r["epistemic80_low"] < r["epistemic80_high"]
+        assert r["epistemic80_high"] <= r["epistemic95_high"]
+        assert r["epistemic_sd"] > 0 and r["aleatory_sd"] > 0
+        # the sample variance of the patients is the sum of the components (exactly, up to the
+        # finite number of draws: c < 1 weighs the between-draw term; no clipping here)
+        sd2 = r["sd"] ** 2
+        assert sd2 == pytest.approx(r["var_aleatory"] + c * r["var_epistemic"], rel=1e-9)
+        assert abs(r["var_total"] - sd2) <= r["var_epistemic"] / 8 * 1.01
+    for r in drawn.comparisons.to_dict("records"):
+        if np.isfinite(r["difference"]):
+            assert r["epistemic95_low"] <= r["epistemic80_low"] <= r["epistemic80_high"]
+
+
+def test_dataset_carries_the_draws(drawn: Any) -> None:
+    ds = drawn.dataset()
+    assert ds.attrs["parameter_draws"] == 8 and "posterior" in ds.attrs["parameter_source"]
+    assert ds.attrs["posterior_sha256"] == drawn.parameter_draws.posterior != ""
+    assert ds["parameter_draw"].dims == ("patient",)
+    assert ds["parameter_draw"].values.tolist() == (np.arange(40) % 8).tolist()
+    assert ds["draw_mean"].dims == ("arm", "draw", "endpoint")
+    assert ds["draw_n"].sum(dim="draw").values.max() == 40
+    # the per-draw means' spread is the summary's interval
+    j, a = 0, 0
+    m = ds["draw_mean"].values[a, :, j]
+    assert np.percentile(m, 10) == pytest.approx(ds["epistemic80_low"].values[a, j])
+    d = ds["draw_difference"].values[1, :, j]
+    np.testing.assert_allclose(d, m * 0 + ds["draw_mean"].values[1, :, j] - m)
+    assert np.isnan(ds["difference_epistemic_sd"].values[drawn.spec.control]).all()
+    for v in ("draw_mean", "epistemic_sd", "var_epistemic", "difference_var_total"):
+        assert "endpoint_units" in ds[v].attrs["long_name"], v
+    assert "squared" in ds["var_aleatory"].attrs["long_name"]
+
+
+def test_split_face_sides_share_the_draw() -> None:
+    res = run_trial(_spec(PAIRED, 12, 3), chunk_size=5)
+    assert res.draws.tolist() == [i % 3 for i in range(12)]
+    ds = res.dataset()
+    x, y = res.values[1, :, 0], res.values[0, :, 0]
+    for k in range(3):
+        assert ds["draw_difference"].values[1, k, 0] == pytest.approx(np.mean((x - y)[k::3]))
+
+
+# --------------------------------------------------------------------------- spec and resume
+def test_spec_field_fingerprint_and_written_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomllib
+
+    base = TrialSpec.from_toml(PARALLEL)
+    assert base.parameter_draws == DEFAULT_PARAMETER_DRAWS
+    d = tomllib.loads(PARALLEL.read_text())
+    d["trial"]["parameter_draws"] = 0
+    zero = TrialSpec.from_dict(d, base=EXAMPLES)
+    assert zero.parameter_draws == 0
+    assert TrialSpec.from_dict(tomllib.loads(zero.to_toml())).parameter_draws == 0
+    d["trial"]["parameter_draws"] = -1
+    with pytest.raises(InputError) as e:
+        TrialSpec.from_dict(d, base=EXAMPLES)
+    assert e.value.field == "trial.parameter_draws"
+    fp = base.fingerprint(256)
+    assert dataclasses.replace(base, parameter_draws=16).fingerprint(256) != fp
+    assert zero.fingerprint(256) != fp
+    # written explicitly or by default: the same trial
+    d["trial"]["parameter_draws"] = DEFAULT_PARAMETER_DRAWS
+    assert TrialSpec.from_dict(d, base=EXAMPLES).fingerprint(256) == fp
+    monkeypatch.setattr(spec_module, "posterior_hash", lambda: "another posterior")
+    assert base.fingerprint(256) != fp
+
+
+def test_cli_flag_and_refusal(tmp_path: Path) -> None:
+    import xarray as xr
+    from typer.testing import CliRunner
+
+    from microneedling.cli.app import app
+
+    out = tmp_path / "o"
+    args = ["trial", str(PAIRED), "--out", str(out), "--n", "6", "-q"]
+    r = CliRunner().invoke(app, [*args, "--parameter-draws", "3"])
+    assert r.exit_code == 0, r.output
+    with xr.open_dataset(out / "trial.nc") as ds:
+        assert ds.attrs["parameter_draws"] == 3
+        assert ds["parameter_draw"].values.tolist() == [0, 1, 2, 0, 1, 2]
+    head = (out / "summary.csv").read_text().splitlines()[0].split(",")
+    assert set(DRAW_COLUMNS) <= set(head)
+    assert "parameter_draws = 3" in (out / "trial.toml").read_text()
+    r = CliRunner().invoke(app, [*args[:3], str(tmp_path / "p"), "--parameter-draws", "5000"])
+    assert r.exit_code == 2 and "parameter_draws" in r.output
