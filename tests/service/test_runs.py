@@ -95,6 +95,14 @@ def test_trial_is_run_trial(sqlite_service: Service) -> None:
     expected = run_trial(TrialSpec.from_dict(spec, source="trial"))
     got = pd.DataFrame(run["summary"]["summary"])
     np.testing.assert_allclose(got["mean"], expected.summary["mean"], rtol=1e-12)
+    # parameter uncertainty: the spec's draws (the default), with the epistemic statistics
+    assert run["summary"]["parameter_draws"] == expected.spec.parameter_draws > 0
+    assert "posterior" in run["summary"]["parameter_source"]
+    for col in ("epistemic80_low", "epistemic80_high", "aleatory_sd", "var_epistemic"):
+        assert col in got and col in pd.DataFrame(run["summary"]["comparisons"])
+    np.testing.assert_allclose(
+        got["epistemic80_low"].astype(float), expected.summary["epistemic80_low"], rtol=1e-9
+    )
     assert run["summary"]["chunks"] == 4 and run["summary"]["chunks_reused"] == 0
     data = svc.client.get(f"{API}/runs/{run['id']}/files/trial.nc", headers=svc.a.h).content
     with xr.open_dataset(io.BytesIO(data)) as ds:

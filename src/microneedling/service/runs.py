@@ -779,6 +779,10 @@ def _trial(
         "design": spec.design,
         "n_per_arm": spec.n_per_arm,
         "arms": [a.name for a in spec.arms],
+        # patient i under parameter draw i mod K (0: the posterior median); the rows below then
+        # carry the epistemic interval, aleatory SD and variance decomposition (docs/trials.md)
+        "parameter_draws": spec.parameter_draws,
+        "parameter_source": res.parameter_source,
         "summary": [jsonable(r) for r in res.summary.to_dict("records")],
         "comparisons": [jsonable(r) for r in res.comparisons.to_dict("records")],
         "rejection": jsonable(res.rejection),
