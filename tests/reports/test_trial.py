@@ -98,8 +98,18 @@ def test_trial_tables_in_words_with_units(written: Path) -> None:
     assert "Visible redness, all sessions (d)" in groups
     counts = [r[1] for r in summary.rows if len(r) > 1]
     assert all(c.isdigit() for c in counts)  # a count, not 6.00
-    rates = [r[-1] for r in summary.rows if len(r) > 1 and r[-1] != "—"]
+    col = summary.headers.index("Responders")
+    rates = [r[col] for r in summary.rows if len(r) > 1 and r[col] != "—"]
     assert rates and all("%" in r for r in rates)
+    # the trial's parameter draws (the default): where the mean and the difference fall across
+    # the parameter sets, and the parameter share of the variance
+    for table in (summary, comparisons):
+        assert "Over parameter draws" in table.headers and "Parameter share" in table.headers
+        col = table.headers.index("Over parameter draws")
+        spans = [r[col] for r in table.rows if len(r) > 1]
+        assert spans and all("–" in v or " to " in v for v in spans)
+    text = without_scripts((written / "report.html").read_text("utf-8"))
+    assert "drawn from the calibration's posterior" in " ".join(text.split())
     assert "p (t test)" in comparisons.headers and "p (rank test)" in comparisons.headers
     for raw in ("p_t", "u_stat", "w_stat", "responder_ci95_low", "ci95_high", "hedges_g"):
         # the page's text (the inlined chart library's own names are code)
@@ -109,6 +119,19 @@ def test_trial_tables_in_words_with_units(written: Path) -> None:
 def test_csv_tables_keep_their_columns(written: Path) -> None:
     head = (written / "summary.csv").read_text(encoding="utf-8").splitlines()[0]
     assert head.startswith("endpoint,units,arm,responder_rule,n,mean,sd,ci95_low,ci95_high")
+    # the parameter-draw statistics after today's columns
+    assert head.endswith(",var_aleatory,var_total,epistemic_fraction")
+    comp = (written / "comparisons.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert "epistemic80_low,epistemic80_high" in comp and "aleatory_sd" in comp
+
+
+def test_without_parameter_draws_the_report_has_no_draw_columns(tmp_path: Path) -> None:
+    spec = dataclasses.replace(TrialSpec.from_toml(PAIRED), n_per_arm=4, parameter_draws=0)
+    out = report.write_trial(run_trial(spec, chunk_size=4), tmp_path / "t")
+    page = Page((out / "report.html").read_text(encoding="utf-8"))
+    for table in page.tables:
+        assert "Over parameter draws" not in table.headers
+    assert "epistemic" not in (out / "summary.csv").read_text(encoding="utf-8")
 
 
 def test_user_text_is_escaped() -> None:

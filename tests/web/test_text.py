@@ -74,3 +74,17 @@ def test_trial_problems_land_on_the_builders_inputs() -> None:
         "arms[0].sessions: got 'x'; allowed: an integer from 1 to 52"
     ]
     assert "got -3" in errors["arms[1].interval_days"][0]
+
+
+def test_trial_page_shows_the_parameter_draws() -> None:
+    """A trial run with parameter draws (its JSON summary) shows where each mean and difference
+    falls across the parameter sets and the parameter share; the facts name the source."""
+    from microneedling.web.pages import _draw_cells, _trial_facts
+
+    row = {"epistemic80_low": 1.5, "epistemic80_high": 4.25, "epistemic_fraction": 0.375}
+    assert _draw_cells(row) == ["1.50–4.25", "37.5%"]
+    assert _draw_cells({"epistemic80_low": None, "epistemic_fraction": None}) == ["—", "—"]
+    s = {"design": "parallel", "n_per_arm": 8, "arms": ["a", "b"], "parameter_draws": 32,
+         "parameter_source": "32 parameter sets: ... shipped posterior ..."}  # fmt: skip
+    facts = dict(_trial_facts(s, {}))
+    assert "shipped posterior" in facts["Parameters"]

@@ -58,7 +58,15 @@ def _print_tables(res: Any, console: Any) -> None:
         iv = format_interval(num(r, lo), num(r, hi))
         return f"{fmt(num(r, key))} [{iv}]" if iv else fmt(num(r, key))
 
+    def draw_cells(r: Any) -> list[str]:
+        share = num(r, "epistemic_fraction")
+        return [
+            format_interval(num(r, "epistemic80_low"), num(r, "epistemic80_high")) or "—",
+            format_percent(share) if math.isfinite(share) else "—",
+        ]
+
     paired = res.spec.paired
+    drawn = res.parameter_draws is not None
     for e in res.spec.endpoints:
         units = pretty_units(e.spec.units)
         title = f"{endpoint_label(e.spec.text)}" + (f" ({units})" if units and units != "1" else "")
@@ -72,6 +80,9 @@ def _print_tables(res: Any, console: Any) -> None:
         table.add_column("SD", justify="right", no_wrap=True)
         if e.rule:
             table.add_column("Responders [95% CI]", justify="right", no_wrap=True)
+        if drawn:
+            table.add_column("Over draws (80%)", justify="right", no_wrap=True)
+            table.add_column("Param. share", justify="right", no_wrap=True)
         for r in res.summary[res.summary["endpoint"] == e.name].to_dict("records"):
             n = num(r, "n")
             cells = [
@@ -83,6 +94,8 @@ def _print_tables(res: Any, console: Any) -> None:
             if e.rule:
                 rate = ("responder_rate", "responder_ci95_low", "responder_ci95_high")
                 cells.append(with_ci(r, *rate, fmt=format_percent))
+            if drawn:
+                cells += draw_cells(r)
             table.add_row(*cells)
         console.print(table)
         comps = res.comparisons
@@ -97,6 +110,9 @@ def _print_tables(res: Any, console: Any) -> None:
         comp.add_column("Hedges' g", justify="right", no_wrap=True)
         comp.add_column(t_test, justify="right", no_wrap=True)
         comp.add_column(rank, justify="right", no_wrap=True)
+        if drawn:
+            comp.add_column("Over draws (80%)", justify="right", no_wrap=True)
+            comp.add_column("Param. share", justify="right", no_wrap=True)
         for r in rows:
             comp.add_row(
                 f"{clean_text(r['arm'])} vs {clean_text(r['control'])}",
@@ -104,6 +120,7 @@ def _print_tables(res: Any, console: Any) -> None:
                 format_number(num(r, "hedges_g")),
                 format_p(num(r, "p_t")),
                 format_p(num(r, "p_rank")),
+                *(draw_cells(r) if drawn else []),
             )
         console.print(comp)
 
@@ -207,6 +224,7 @@ def trial_command(
     console = make_console()
     _print_tables(res, console)
     print_disclaimer(console)
+    console.print(f"Parameters: {res.parameter_source}.", soft_wrap=True)
     console.print(
         f"Wrote {out} in {time.perf_counter() - t0:.1f} s "
         f"({ts.n_per_arm} patients per arm, {len(ts.arms)} arms).",

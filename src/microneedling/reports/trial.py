@@ -5,9 +5,13 @@
 * ``trial.nc``: per-patient end points (dims arm, patient, endpoint; units in ``endpoint_units``),
   patient covariates, per-arm trajectory bands (mean, SD, n per week), rejection rates, the spec;
 * ``summary.csv``: per arm and end point: n, mean, SD, 95% CI, median, 10th/90th percentile,
-  responder rate with its 95% Wilson interval;
+  responder rate with its 95% Wilson interval; with parameter draws (K > 0) also the 80%/95%
+  intervals over the per-draw means, the between-draw (epistemic) and within-draw (aleatory) SD
+  and the variance decomposition (:func:`~microneedling.studies.trial.run.variance_components`);
 * ``comparisons.csv``: each arm vs the control: difference with 95% CI, Cohen's d, Hedges' g,
   tests (Welch t and Mann-Whitney U, or paired t and Wilcoxon for split-face) with p values;
+  with parameter draws the same intervals and decomposition of the difference
+  (:func:`~microneedling.studies.trial.run.difference_components`);
 * ``figures/distributions.png`` (end point distributions per arm) and
   ``figures/trajectories.png`` (mean with ±1 SD band and 95% CI of the mean, per arm), for print;
 * ``report.html`` (a child of the one report shell, ``templates/trial.html.j2``) whose charts are
@@ -278,6 +282,9 @@ def _summary(res: TrialResult) -> dict[str, Any]:
     ]
     if rules:
         columns.append(page.column("Responders", num=True, note="95% Wilson interval below"))
+    drawn = res.parameter_draws is not None
+    if drawn:
+        columns += _draw_columns("mean")
     rows: list[Any] = []
     for e in res.spec.endpoints:
         sub = df[df["endpoint"] == e.name] if len(df) else df
@@ -302,6 +309,8 @@ def _summary(res: TrialResult) -> dict[str, Any]:
                         ),
                     )
                 )
+            if drawn:
+                cells += _draw_cells(r)
             rows.append(cells)
     return page.table(columns, rows, label="Per-arm end points")
 
@@ -311,6 +320,40 @@ def _interval(lo: float, hi: float) -> str:
         return "—"
     sep = " to " if lo < 0 or hi < 0 else "–"
     return f"{format_number(lo)}{sep}{format_number(hi)}"
+
+
+def _draw_columns(what: str) -> list[dict[str, Any]]:
+    """The parameter-uncertainty columns (trials with parameter draws)."""
+    return [
+        page.column(
+            "Over parameter draws",
+            num=True,
+            note=f"80% interval of the per-draw {what}s (10th–90th percentile over the posterior "
+            "parameter sets); the 95% interval below",
+        ),
+        page.column(
+            "SD: parameters / patients",
+            num=True,
+            note="between-draw (epistemic) SD, patient noise removed / within-draw (aleatory) SD",
+        ),
+        page.column(
+            "Parameter share",
+            num=True,
+            note="share of the variance due to parameter uncertainty (random-effects ANOVA)",
+        ),
+    ]
+
+
+def _draw_cells(r: Any) -> list[Any]:
+    lo95, hi95 = _get(r, "epistemic95_low"), _get(r, "epistemic95_high")
+    below = "" if math.isnan(lo95) or math.isnan(hi95) else f"95%: {_interval(lo95, hi95)}"
+    share = _get(r, "epistemic_fraction")
+    return [
+        page.cell(_interval(_get(r, "epistemic80_low"), _get(r, "epistemic80_high")),
+                  interval=below),
+        f"{format_number(_get(r, 'epistemic_sd'))} / {format_number(_get(r, 'aleatory_sd'))}",
+        format_percent(share) if not math.isnan(share) else "—",
+    ]  # fmt: skip
 
 
 def _comparisons(res: TrialResult) -> dict[str, Any]:
@@ -337,6 +380,9 @@ def _comparisons(res: TrialResult) -> dict[str, Any]:
         page.column(rank, num=True),
         page.column("p (rank test)", num=True),
     ]
+    drawn = res.parameter_draws is not None
+    if drawn:
+        columns += _draw_columns("difference")
     rows: list[Any] = []
     for e in res.spec.endpoints:
         sub = df[df["endpoint"] == e.name] if len(df) else df
@@ -362,6 +408,8 @@ def _comparisons(res: TrialResult) -> dict[str, Any]:
                 format_number(_get(r, "w_stat" if paired else "u_stat")),
                 format_p(_get(r, "p_rank")),
             ]
+            if drawn:
+                cells += _draw_cells(r)
             rows.append(cells)
     return page.table(columns, rows, label="Comparisons with the control arm",
                       empty="No arm to compare with the control.")  # fmt: skip
@@ -414,10 +462,12 @@ def report_html(res: TrialResult) -> str:
                 ("Virtual patients per arm", spec.n_per_arm),
                 ("Population", spec.population.name),
                 ("Random seed", spec.seed),
+                ("Parameters", res.parameter_source),
             ]
         ),
         arms=arms,
         paired=spec.paired,
+        drawn=res.parameter_draws is not None,
         summary=_summary(res),
         comparisons=_comparisons(res),
         distributions=distributions,

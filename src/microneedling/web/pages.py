@@ -1546,8 +1546,31 @@ async def trial_start(request: Request) -> Response:
         return _see(f"/web/runs/{out.id}")
 
 
+_DRAW_COLUMNS = [
+    page.column("Over parameter draws (80%)", num=True,
+                note="where the mean (or difference) falls across the trial's parameter sets "
+                "drawn from the posterior: 10th–90th percentile of the per-set values"),
+    page.column("Parameter share", num=True,
+                note="share of the variance due to parameter uncertainty, the rest is the "
+                "patients' own spread"),
+]  # fmt: skip
+_DRAW_CAPTION = (
+    " Every patient ran under one of the trial's parameter sets drawn from the posterior: "
+    "'Over parameter draws' is how far the value moves with the uncertain parameters."
+)
+
+
+def _draw_cells(r: Mapping[str, Any]) -> list[Any]:
+    """A row's parameter-uncertainty cells (trials with parameter draws)."""
+    iv = format_interval(r.get("epistemic80_low"), r.get("epistemic80_high"))
+    share = r.get("epistemic_fraction")
+    ok = isinstance(share, int | float) and math.isfinite(share)
+    return [iv or "—", format_percent(share) if ok else "—"]
+
+
 def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Response:
     s = run.summary or {}
+    drawn = bool(s.get("parameter_draws"))
     summary_rows = []
     for r in s.get("summary", []):
         units = _units_words(r.get("units"), r.get("endpoint"))
@@ -1563,12 +1586,15 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
                              _count(r.get("n")),
                              page.cell(format_number(r.get("mean")), interval=f"[{ci}]" if ci else ""),
                              format_number(r.get("median")), units,
-                             _rule_words(r.get("responder_rule")), resp_text])  # fmt: skip
+                             _rule_words(r.get("responder_rule")), resp_text,
+                             *(_draw_cells(r) if drawn else [])])  # fmt: skip
     summary = page.table(
         [page.column("End point"), page.column("Arm"), page.column("Patients", num=True),
          page.column("Mean", num=True), page.column("Median", num=True), page.column("Units"),
-         page.column("Responder rule"), page.column("Responders (95% CI)")],
-        summary_rows, label="Arms", caption="Below the mean: its 95% confidence interval.",
+         page.column("Responder rule"), page.column("Responders (95% CI)"),
+         *(_DRAW_COLUMNS if drawn else [])],
+        summary_rows, label="Arms", caption="Below the mean: its 95% confidence interval."
+        + (_DRAW_CAPTION if drawn else ""),
     )  # fmt: skip
     comp_rows = []
     for r in s.get("comparisons", []):
@@ -1578,13 +1604,15 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
                           page.cell(format_number(r.get("difference")), interval=f"[{ci}]" if ci else ""),
                           _units_words(r.get("units"), r.get("endpoint")),
                           format_number(r.get("hedges_g")),
-                          format_p(r.get("p_t")), format_p(r.get("p_rank"))])  # fmt: skip
+                          format_p(r.get("p_t")), format_p(r.get("p_rank")),
+                          *(_draw_cells(r) if drawn else [])])  # fmt: skip
     comparisons = page.table(
         [page.column("End point"), page.column("Comparison"),
          page.column("Difference", num=True), page.column("Units"),
          page.column("Hedges' g", num=True), page.column("p (Welch t test)", num=True),
-         page.column("p (rank test)", num=True)],
-        comp_rows, label="Comparisons", caption="Below the difference: its 95% confidence interval.",
+         page.column("p (rank test)", num=True), *(_DRAW_COLUMNS if drawn else [])],
+        comp_rows, label="Comparisons", caption="Below the difference: its 95% confidence interval."
+        + (_DRAW_CAPTION if drawn else ""),
     )  # fmt: skip
     files = _run_files(db, run)
     figures = _trial_charts(db, app_context(request), run) if "trial.nc" in files else []
@@ -1626,6 +1654,8 @@ def _trial_facts(s: Mapping[str, Any], request: Any) -> list[tuple[str, Any]]:
               ("Arms", ", ".join(s.get("arms", [])) + " (the first is the control)")]  # fmt: skip
     if days:
         facts.append(("Read out at", "day " + ", ".join(days)))
+    if s.get("parameter_source"):
+        facts.append(("Parameters", s["parameter_source"]))
     return facts
 
 

@@ -652,7 +652,9 @@ class TrialResult:
         diff_k = np.full((A, K, E), np.nan)
         for a in range(A):
             for j in range(E):
-                n_k[a, :, j], mean_k[a, :, j], _ = _draw_moments(self.values[a, :, j], self.draws, K)
+                n_k[a, :, j], mean_k[a, :, j], _ = _draw_moments(
+                    self.values[a, :, j], self.draws, K
+                )
         c = spec.control
         for a in range(A):
             if a == c:
@@ -723,12 +725,15 @@ class TrialResult:
                 )
 
 
-def _tables(spec: TrialSpec, values: np.ndarray, draws: np.ndarray | None = None) -> tuple[Any, Any]:
+def _tables(
+    spec: TrialSpec, values: np.ndarray, draws: np.ndarray | None = None
+) -> tuple[Any, Any]:
     """``summary`` and ``comparisons`` tables; with parameter draws (``draws``, K > 0) each row
     also carries :func:`variance_components` / :func:`difference_components`."""
     import pandas as pd
 
     K = spec.parameter_draws if draws is not None else 0
+    d = draws if draws is not None else np.zeros(0, dtype=np.int64)
     rows, comps = [], []
     for j, e in enumerate(spec.endpoints):
         for a, arm in enumerate(spec.arms):
@@ -739,7 +744,7 @@ def _tables(spec: TrialSpec, values: np.ndarray, draws: np.ndarray | None = None
                     "arm": arm.name,
                     "responder_rule": e.rule,
                     **arm_summary(values[a, :, j], e),
-                    **(variance_components(values[a, :, j], draws, K) if K else {}),
+                    **(variance_components(values[a, :, j], d, K) if K else {}),
                 }
             )
         c = spec.control
@@ -756,9 +761,7 @@ def _tables(spec: TrialSpec, values: np.ndarray, draws: np.ndarray | None = None
                     "tests": "paired t; Wilcoxon" if spec.paired else "Welch t; Mann-Whitney U",
                     **compare_arms(values[a, :, j], values[c, :, j], spec.paired),
                     **(
-                        difference_components(
-                            values[a, :, j], values[c, :, j], draws, K, spec.paired
-                        )
+                        difference_components(values[a, :, j], values[c, :, j], d, K, spec.paired)
                         if K
                         else {}
                     ),

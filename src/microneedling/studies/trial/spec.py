@@ -59,14 +59,14 @@ from microneedling.errors import (
     InputFileFieldError,
 )
 from microneedling.io import dumps_toml, read_toml
-from microneedling.parameters.parameter_set import load_parameters
-from microneedling.parameters.sampling import posterior_hash
 from microneedling.parameters.molecules import (
     Molecule,
     molecules_toml,
     named_products,
     used_extras,
 )
+from microneedling.parameters.parameter_set import load_parameters
+from microneedling.parameters.sampling import posterior_hash
 from microneedling.schema import INT64_MAX, Allowed, InputModel, Integer, Number, Text, Unit
 from microneedling.studies.trial.population import (
     PatientBatch,
