@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from microneedling.engine.batch import Reads, simulate_batch
-from microneedling.engine.endpoints import endpoint_values
+from microneedling.engine.endpoints import endpoint_values, parse_endpoint
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import posterior_nominal
@@ -24,11 +24,17 @@ from microneedling.studies.trial.run import (
     difference_components,
     draw_of,
     plan_chunks,
+    responder_spread,
     run_trial,
     trial_parameter_draws,
     variance_components,
 )
-from microneedling.studies.trial.spec import DEFAULT_PARAMETER_DRAWS, TrialSpec, arm_course
+from microneedling.studies.trial.spec import (
+    DEFAULT_PARAMETER_DRAWS,
+    EndpointDef,
+    TrialSpec,
+    arm_course,
+)
 from tests.paths import REPO as ROOT
 
 EXAMPLES = ROOT / "examples" / "trials"
@@ -114,6 +120,16 @@ def test_decomposition_recovers_known_components() -> None:
     # the uncorrected variance of the draw means would carry sw² / n more
     means = x.reshape(K, n).mean(axis=1)
     assert np.var(means, ddof=1) - c["var_epistemic"] == pytest.approx(sw**2 / n, rel=0.05)
+
+
+def test_responder_rate_per_draw_exact() -> None:
+    e = EndpointDef(parse_endpoint("collagen_change"), above=25.0)
+    x = np.array([30.0, 30.0, 10.0, 30.0, np.nan])
+    r = responder_spread(x, np.array([0, 0, 1, 1, 2]), 3, e)  # rates 1 and 1/2; draw 2 empty
+    assert (r["responder_epistemic80_low"], r["responder_epistemic80_high"]) == pytest.approx(
+        (0.55, 0.95)
+    )
+    assert r["responder_epistemic95_low"] == pytest.approx(0.5125)
 
 
 # ----------------------------------------------------------------------------- assignment
@@ -260,6 +276,9 @@ def test_dataset_carries_the_draws(drawn: Any) -> None:
     assert np.isnan(ds["difference_epistemic_sd"].values[drawn.spec.control]).all()
     for v in ("draw_mean", "epistemic_sd", "var_epistemic", "difference_var_total"):
         assert "endpoint_units" in ds[v].attrs["long_name"], v
+    ruled = [i for i, e in enumerate(drawn.spec.endpoints) if e.rule]
+    assert ruled and np.isfinite(ds["responder_epistemic80_high"].values[:, ruled]).all()
+    assert "responder_epistemic80_low" in drawn.summary
     assert "squared" in ds["var_aleatory"].attrs["long_name"]
 
 

@@ -76,6 +76,7 @@ __all__ = [
     "draw_of",
     "merge_moments",
     "plan_chunks",
+    "responder_spread",
     "run_chunk",
     "run_trial",
     "trajectory_variables",
@@ -490,6 +491,19 @@ def variance_components(x: np.ndarray, draw: np.ndarray, k: int) -> dict[str, fl
     return out
 
 
+def responder_spread(x: np.ndarray, draw: np.ndarray, k: int, e: EndpointDef) -> dict[str, float]:
+    """The responder rate under each parameter draw (its responders among its patients with a
+    value): ``responder_epistemic80_low`` ... ``responder_epistemic95_high``, percentiles over the
+    draws with a patient (each rate also holds the binomial noise of its n / K patients)."""
+    ok = np.isfinite(x)
+    n_k = np.bincount(np.asarray(draw)[ok], minlength=k).astype(float)
+    r_k = np.bincount(np.asarray(draw)[ok], weights=e.responders(x[ok]).astype(float), minlength=k)
+    rates = r_k[n_k > 0] / n_k[n_k > 0]
+    return {
+        f"responder_{key}": v for key, v in _intervals(rates).items() if key != "epistemic_median"
+    }
+
+
 def difference_components(
     x: np.ndarray, y: np.ndarray, draw: np.ndarray, k: int, paired: bool
 ) -> dict[str, float]:
@@ -706,8 +720,18 @@ class TrialResult:
             ("", self.summary, "means", "a patient's value"),
             ("difference_", self.comparisons, "differences", "a difference"),
         )
+        rates = {
+            f"responder_epistemic{lv}_{side}": (
+                f"{pct} percentile over the draws of the per-draw responder rate; NaN without "
+                "a responder rule",
+                0,
+            )
+            for lv, lo, hi in EPISTEMIC_LEVELS
+            for side, pct in (("low", f"{lo:g}th"), ("high", f"{hi:g}th"))
+        }
         for prefix, df, what, one in tables:
-            for col, (text, power) in described.items():
+            columns = {**described, **(rates if not prefix else {})}
+            for col, (text, power) in columns.items():
                 arr = np.full((A, E), np.nan)
                 if len(df) and col in df.columns:
                     for r in df.to_dict("records"):
@@ -745,6 +769,7 @@ def _tables(
                     "responder_rule": e.rule,
                     **arm_summary(values[a, :, j], e),
                     **(variance_components(values[a, :, j], d, K) if K else {}),
+                    **(responder_spread(values[a, :, j], d, K, e) if K and e.rule else {}),
                 }
             )
         c = spec.control
