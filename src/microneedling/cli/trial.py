@@ -225,6 +225,8 @@ def trial_command(
     _print_tables(res, console)
     print_disclaimer(console)
     console.print(f"Parameters: {res.parameter_source}.", soft_wrap=True)
+    if res.draw_warning:
+        console.print(f"Warning: {res.draw_warning}.", style="yellow", markup=False, soft_wrap=True)
     console.print(
         f"Wrote {out} in {time.perf_counter() - t0:.1f} s "
         f"({ts.n_per_arm} patients per arm, {len(ts.arms)} arms).",

@@ -463,6 +463,7 @@ def report_html(res: TrialResult) -> str:
                 ("Population", spec.population.name),
                 ("Random seed", spec.seed),
                 ("Parameters", res.parameter_source),
+                *([("Note", res.draw_warning)] if res.draw_warning else []),
             ]
         ),
         arms=arms,

@@ -783,6 +783,7 @@ def _trial(
         # carry the epistemic interval, aleatory SD and variance decomposition (docs/trials.md)
         "parameter_draws": spec.parameter_draws,
         "parameter_source": res.parameter_source,
+        "parameter_draws_warning": res.draw_warning,
         "summary": [jsonable(r) for r in res.summary.to_dict("records")],
         "comparisons": [jsonable(r) for r in res.comparisons.to_dict("records")],
         "rejection": jsonable(res.rejection),

@@ -1656,6 +1656,8 @@ def _trial_facts(s: Mapping[str, Any], request: Any) -> list[tuple[str, Any]]:
         facts.append(("Read out at", "day " + ", ".join(days)))
     if s.get("parameter_source"):
         facts.append(("Parameters", s["parameter_source"]))
+    if s.get("parameter_draws_warning"):
+        facts.append(("Note", s["parameter_draws_warning"]))
     return facts
 
 

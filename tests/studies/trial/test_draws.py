@@ -284,6 +284,9 @@ def test_dataset_carries_the_draws(drawn: Any) -> None:
 
 def test_split_face_sides_share_the_draw() -> None:
     res = run_trial(_spec(PAIRED, 12, 3), chunk_size=5)
+    assert res.draw_warning == ""
+    small = dataclasses.replace(res, spec=_spec(PAIRED, 5, 3))  # a set with one patient
+    assert "use n_per_arm >= 6 or parameter_draws <= 2" in small.draw_warning
     assert res.draws.tolist() == [i % 3 for i in range(12)]
     ds = res.dataset()
     x, y = res.values[1, :, 0], res.values[0, :, 0]
@@ -326,8 +329,9 @@ def test_cli_flag_and_refusal(tmp_path: Path) -> None:
     args = ["trial", str(PAIRED), "--out", str(out), "--n", "6", "-q"]
     r = CliRunner().invoke(app, [*args, "--parameter-draws", "3"])
     assert r.exit_code == 0, r.output
+    assert "Warning: 6 patients per arm under 3 parameter sets" not in r.output
     with xr.open_dataset(out / "trial.nc") as ds:
-        assert ds.attrs["parameter_draws"] == 3
+        assert ds.attrs["parameter_draws"] == 3 and ds.attrs["parameter_draws_warning"] == ""
         assert ds["parameter_draw"].values.tolist() == [0, 1, 2, 0, 1, 2]
     head = (out / "summary.csv").read_text().splitlines()[0].split(",")
     assert set(DRAW_COLUMNS) <= set(head)

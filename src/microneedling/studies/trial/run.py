@@ -609,6 +609,7 @@ class TrialResult:
             ),
             "parameter_draws": int(spec.parameter_draws),
             "parameter_source": self.parameter_source,
+            "parameter_draws_warning": self.draw_warning,
             "posterior_sha256": (
                 self.parameter_draws.posterior if self.parameter_draws is not None else ""
             ),
@@ -634,6 +635,21 @@ class TrialResult:
         return (
             f"{k} parameter sets from the prior intervals (no shipped posterior applies to these "
             f"parameter values); patient i (in every arm) under set i mod {k}"
+        )
+
+    @property
+    def draw_warning(self) -> str:
+        """A warning when some parameter set has fewer than two patients per arm (``n_per_arm <
+        2 K``): the within-draw SD and the decomposition are then not estimable (NaN), and the
+        interval over the draws holds the patients' spread as well; ``""`` otherwise."""
+        k, n = self.spec.parameter_draws, self.spec.n_per_arm
+        if k == 0 or n >= 2 * k:
+            return ""
+        return (
+            f"{n} patients per arm under {k} parameter sets: some sets have fewer than two "
+            "patients, so the parameter and patient spread are not separated (NaN) and the "
+            f"interval over the sets also holds the patients' spread; use n_per_arm >= {2 * k} or "
+            f"parameter_draws <= {n // 2}"
         )
 
     def _draw_variables(self, data: dict[str, Any], coords: dict[str, Any]) -> None:
