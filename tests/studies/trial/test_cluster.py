@@ -38,6 +38,7 @@ PARALLEL = EXAMPLES / "trials" / "acne-roller-vs-pen.toml"
 #: The ``dask`` command of the interpreter running the tests (installed with ``distributed``).
 DASK = Path(sys.executable).parent / "dask"
 N_PER_ARM, CHUNK = 300, 6  # 2 arms x 50 chunks: ~5 s on two workers after the first chunk
+DRAWS = 16  # parameter sets: patient i under set i mod 16, across chunk boundaries
 START_TIMEOUT_S = 90.0
 
 
@@ -160,7 +161,9 @@ def _worker_addresses(client: Any) -> dict[str, str]:
 
 
 def _spec() -> TrialSpec:
-    return dataclasses.replace(TrialSpec.from_toml(PARALLEL), n_per_arm=N_PER_ARM)
+    return dataclasses.replace(
+        TrialSpec.from_toml(PARALLEL), n_per_arm=N_PER_ARM, parameter_draws=DRAWS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +179,7 @@ def _start_trial(out: Path, *options: str) -> tuple[subprocess.Popen[bytes], Pat
         "--out", str(out),
         "--n", str(N_PER_ARM),
         "--chunk-size", str(CHUNK),
+        "--parameter-draws", str(DRAWS),
         "-q",
         *options,
     ]  # fmt: skip
@@ -194,6 +198,7 @@ def _assert_same_as_in_process(out: Path, reference: xr.Dataset) -> None:
         got.load()
     assert got.sizes["patient"] == N_PER_ARM and got.sizes["arm"] == 2
     assert np.isfinite(got["value"].values).all()
+    assert got.attrs["parameter_draws"] == DRAWS and "draw_mean" in got
     np.testing.assert_array_equal(got["value"].values, reference["value"].values)
     xr.testing.assert_identical(got, reference)  # covariates, bands, attributes too
 

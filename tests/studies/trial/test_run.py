@@ -328,6 +328,12 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
     resumed = xr.open_dataset(out / "trial.nc")
     straight = run_trial(_small(PAIRED, n), chunk_size=n)
     np.testing.assert_allclose(resumed["value"].values, straight.values, rtol=1e-12, atol=0)
+    # with the spec's parameter draws (the default): the same sets per patient
+    assert resumed.attrs["parameter_draws"] == straight.spec.parameter_draws > 0
+    np.testing.assert_array_equal(resumed["parameter_draw"].values, straight.draws)
+    np.testing.assert_allclose(
+        resumed["epistemic80_low"].values, straight.dataset()["epistemic80_low"].values, rtol=1e-9
+    )
     assert (
         "not medical advice" in (out / "report.html").read_text().lower()
         or "diagnosis" in (out / "report.html").read_text()
