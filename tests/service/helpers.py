@@ -43,6 +43,7 @@ def settings_for(data_dir: Path, database_url: str | None, **kw: Any) -> Setting
         "rate_per_second": 1000.0,
         "rate_burst": 1000,
         "login_per_minute": 1000,
+        "freeze_heap": False,  # many apps start in one test process
     }
     base.update(kw)
     return Settings(**base)

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from microneedling.service import app as app_module
 from microneedling.service.app import create_app, freeze_startup_heap
+from microneedling.service.config import Settings
 from tests.service.helpers import settings_for
 
 
@@ -49,10 +50,22 @@ def test_each_process_freezes_its_heap_as_it_starts_serving(
 ) -> None:
     calls: list[int] = []
     monkeypatch.setattr(app_module, "freeze_startup_heap", lambda: calls.append(1) or 0)
-    app = create_app(settings_for(tmp_path, None))
+    app = create_app(settings_for(tmp_path, None, freeze_heap=True))
     assert calls == []  # not when the app is made (a test or a script may never serve it)
     with TestClient(app) as client:
         assert client.get("/api/v1/health").status_code == 200
         assert calls == [1]
     with TestClient(app):
         assert calls == [1, 1]
+    # off (MICRONEEDLING_FREEZE_HEAP=0; the tests' apps): never
+    with TestClient(create_app(settings_for(tmp_path / "off", None))):
+        assert calls == [1, 1]
+
+
+def test_freezing_is_on_by_default_and_off_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MICRONEEDLING_FREEZE_HEAP", raising=False)
+    assert Settings.from_env().freeze_heap
+    monkeypatch.setenv("MICRONEEDLING_FREEZE_HEAP", "0")
+    assert not Settings.from_env().freeze_heap

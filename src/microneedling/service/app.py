@@ -189,7 +189,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         # made in the server's event loop (an anyio limiter belongs to the loop that first uses it)
         ctx.simulate_limiter = anyio.CapacityLimiter(ctx.settings.inline_threads)
         jobs.start()
-        freeze_startup_heap()
+        if ctx.settings.freeze_heap:
+            freeze_startup_heap()
         try:
             yield
         finally:

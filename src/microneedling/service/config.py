@@ -89,6 +89,10 @@ class Settings:
     stale_after_s: float = 30.0
     heartbeat_s: float = 2.0
     poll_s: float = 0.5
+    freeze_heap: bool = True
+    """Freeze the start-up heap out of the garbage collector's way as each process starts serving
+    (:func:`~microneedling.service.app.freeze_startup_heap`); off in the tests, which start many
+    apps in one process."""
 
     # --------------------------------------------------------------------------- paths
     @property
@@ -145,6 +149,7 @@ class Settings:
             max_trial_patients=_env_int("MAX_TRIAL_PATIENTS", 200_000, low=2),
             max_sensitivity_runs=_env_int("MAX_SENSITIVITY_RUNS", 200_000, low=1),
             stale_after_s=_env_float("STALE_AFTER_S", 30.0, low=0.1),
+            freeze_heap=(_env("FREEZE_HEAP") or "1").lower() in ("1", "true", "yes"),
         )
         settings = replace(base, **given)
         if settings.database_url and not settings.database_url.startswith(("sqlite", "postgresql")):
