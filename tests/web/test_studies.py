@@ -64,6 +64,11 @@ def test_small_trial_with_live_progress(signed_in: Any) -> None:
     page = b.page
     b.go("/web/trials/new")
     page.get_by_label("Patients per arm").fill("12")
+    # the builder offers 8 parameter sets (two patients each at its 20 per arm); 4 for 12
+    assert (
+        page.get_by_label("Parameter sets (posterior draws; 0: median only)").input_value() == "8"
+    )
+    page.get_by_label("Parameter sets (posterior draws; 0: median only)").fill("4")
     b.shot("trial-builder")
     page.get_by_role("button", name="Run the trial").click()
     page.wait_for_url(re.compile(r".*/web/runs/\d+$"))
@@ -85,8 +90,10 @@ def test_small_trial_with_live_progress(signed_in: Any) -> None:
     summary = page.locator("#arms table").inner_text()
     assert "roller 1.5 mm" in summary and "pen 1.0 mm" in summary
     assert "Atrophic scar depth, reduction" in summary  # end points in words
+    assert "Over parameter draws (80%)" in summary and "Parameter share" in summary
     comp = page.locator("#comparisons table").inner_text()
     assert "pen 1.0 mm vs roller 1.5 mm" in comp
+    assert "Over parameter draws (80%)" in comp
     assert "p (Welch t test)" in comp and "p_t" not in comp  # no raw column names
     assert page.locator("#trial-report").count() == 1
     # one histogram per end point, both arms overlaid, the responder threshold on scar depth

@@ -1418,6 +1418,8 @@ def _trial_context(values: Mapping[str, Any], errors: Mapping[str, list[str]]) -
         "trial.n_per_arm": 20,
         "trial.seed": 2026,
         "trial.time_points": 180,
+        # 8 sets of >= 2 patients for the 20 per arm (the spec's default, 32, needs 64)
+        "trial.parameter_draws": 8,
         "trial.endpoints": ["scar_depth:reduction", "erythema_days"],
         "arms[0].name": "roller 1.5 mm", "arms[0].device": "roller",
         "arms[0].needle_length_mm": 1.5, "arms[0].sessions": 4, "arms[0].interval_days": 28,
@@ -1472,7 +1474,8 @@ def _trial_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 _ARM_INNER = re.compile(r"allowed: arm .*?: ((?:sessions\[\d+\]\.)?(\w+): got .*)", re.S)
 #: the trial builder's inputs (an error of any other field is shown above the button)
 _TRIAL_SLOTS = frozenset(
-    [f"trial.{f}" for f in ("name", "population", "n_per_arm", "seed", "time_points", "endpoints")]
+    [f"trial.{f}" for f in ("name", "population", "n_per_arm", "seed", "time_points",
+                            "parameter_draws", "endpoints")]
     + [f"arms[{i}]{f}" for i in range(2)
        for f in ("", ".name", ".device", ".needle_length_mm", ".sessions", ".interval_days")]
 )  # fmt: skip
