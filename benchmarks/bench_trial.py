@@ -15,6 +15,9 @@ Parts (default: all), each printing ratios measured in this one run:
 ``workers``
     speed-up of the same trial from 1 to 2 local Dask workers (wall time of the whole call,
     cluster start included).
+
+``draws=K`` (before ``throughput``): the trial's parameter sets (``parameter_draws``; default the
+spec's, 32; 0: every patient at the posterior median, as trials ran before 2026-12-07).
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ def _spec(n: int, roller_only: bool = True):  # type: ignore[no-untyped-def]
     arms = spec.arms
     if roller_only:  # both arms the 4-session roller course: one course type throughout
         arms = (arms[0], dataclasses.replace(arms[0], name="roller (copy)"))
-    return dataclasses.replace(spec, n_per_arm=n, arms=arms)
+    draws = {} if PARAMETER_DRAWS is None else {"parameter_draws": PARAMETER_DRAWS}
+    return dataclasses.replace(spec, n_per_arm=n, arms=arms, **draws)
+
+
+PARAMETER_DRAWS: int | None = None
+"""``draws=K`` on the command line (throughput only): the trial's parameter sets."""
 
 
 def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
@@ -228,6 +236,9 @@ if __name__ == "__main__":
     # 1,000,000-patient trial) | workers
     parts = sys.argv[1:] or ["throughput", "scale", "workers"]
     for p in parts:
+        if p.startswith("draws="):
+            PARAMETER_DRAWS = int(p.split("=", 1)[1])
+            continue
         if p.startswith("scale="):
             bench_scale(tuple(int(x) for x in p.split("=", 1)[1].split(",")))
             continue
