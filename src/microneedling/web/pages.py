@@ -18,7 +18,8 @@ import json
 import math
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -160,6 +161,16 @@ async def _form(request: Request) -> tuple[list[tuple[str, str]], dict[str, str]
     form = await request.form()
     pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     return pairs, dict(pairs)
+
+
+@asynccontextmanager
+async def _posted(request: Request) -> AsyncIterator[tuple[dict[str, str], Session, Principal]]:
+    """A submitted form's route: the form (last value of each name), a database session, and the
+    signed-in user whose session the form's CSRF token matches (a redirect to the sign-in page
+    when signed out)."""
+    _, form = await _form(request)
+    with _db(request) as db:
+        yield form, db, _caller(request, db, form.get("csrf_token"))
 
 
 def _page(
@@ -596,9 +607,7 @@ def _number(form: Mapping[str, str], name: str) -> Any:
 
 @router.post("/patients/{patient_id}/plan")
 async def plan(request: Request, patient_id: int) -> Response:
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (form, db, who):
         rec = owned(db, PatientRecord, patient_id, who, "patient")
         names = ("max_downtime_days", "max_total_downtime_days", "max_sessions", "max_pih_risk",
                  "draws")  # fmt: skip
@@ -682,9 +691,7 @@ def run_page(request: Request, run_id: int) -> Response:
 async def cancel(request: Request, run_id: int) -> Response:
     """Cancel a queued or running run (the API's cancel: a running one stops at its next
     chunk)."""
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (_, db, who):
         owned(db, Run, run_id, who, "run")
         cancel_run(run_id, who, db)
         return _see(f"/web/runs/{run_id}")
@@ -829,9 +836,7 @@ def _plan_page(request: Request, who: Principal, run: Run) -> Response:
 @router.post("/runs/{run_id}/pick")
 async def pick(request: Request, run_id: int) -> Response:
     """Keep one plan of a plan run as a course of the patient and open it in the editor."""
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (form, db, who):
         run = owned(db, Run, run_id, who, "run")
         pareto = (run.summary or {}).get("pareto", []) if run.kind == "plan" else []
         try:
@@ -1053,9 +1058,7 @@ async def check_course(request: Request) -> Response:
 async def new_course(request: Request, patient_id: int) -> Response:
     """A new course for a patient: their person and sites (conditions from their concerns), a
     roller, one session per site at the site's usual depth; opened in the editor."""
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (_, db, who):
         rec = owned(db, PatientRecord, patient_id, who, "patient")
         pf = PatientFile.from_dict(rec.data, source="patient")
         sites = [{"name": str(s.name),
@@ -2020,9 +2023,7 @@ def delete_patient_page(request: Request, patient_id: int) -> Response:
 @router.post("/patients/{patient_id}/delete")
 async def delete_patient_now(request: Request, patient_id: int) -> Response:
     """Delete a patient with their courses, runs and files (the API's deletion and audit line)."""
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (_, db, who):
         rec = owned(db, PatientRecord, patient_id, who, "patient")
         delete_patient(rec.id, who, db, app_context(request))
         return _see("/web/patients?done=patient-deleted")
@@ -2050,9 +2051,7 @@ def delete_course_page(request: Request, course_id: int) -> Response:
 @router.post("/courses/{course_id}/delete")
 async def delete_course_now(request: Request, course_id: int) -> Response:
     """Delete a course with its runs and files; back to its patient (or the patients list)."""
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (_, db, who):
         rec = owned(db, CourseRecord, course_id, who, "course")
         patient_id = rec.patient_id
         delete_course(rec.id, who, db, app_context(request))
@@ -2091,9 +2090,7 @@ def _run_home(run: Run, back_to: int | None = None) -> str:
 @router.post("/runs/{run_id}/delete")
 async def delete_run_now(request: Request, run_id: int) -> Response:
     """Delete a run and its files (a running one is stopped); back to its course or patient."""
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (_, db, who):
         run = owned(db, Run, run_id, who, "run")
         home = _run_home(run)
         delete_run(run.id, who, db, app_context(request))
@@ -2219,9 +2216,7 @@ async def account_password(request: Request) -> Response:
 async def account_new_token(request: Request) -> Response:
     """Make an API token (the API's): the answer shows it once. Not a redirect: the server keeps
     only the token's hash, so no later page could show it (the answer is not cached)."""
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (form, db, who):
         name = form.get("name", "")
         try:
             made = create_token({"name": name}, who, db)
@@ -2239,9 +2234,7 @@ async def account_new_token(request: Request) -> Response:
 async def account_revoke_token(request: Request, token_id: int) -> Response:
     """Revoke a token: the caller's own (an administrator: any of the organisation's; another
     user's or organisation's is a 404, as in the API)."""
-    _, form = await _form(request)
-    with _db(request) as db:
-        who = _caller(request, db, form.get("csrf_token"))
+    async with _posted(request) as (_, db, who):
         revoke_token(token_id, who, db)
         return _see("/web/account?done=revoked")
 
