@@ -94,7 +94,7 @@ from microneedling.studies.sensitivity import (
     validate_names,
 )
 from microneedling.studies.trial.population import list_populations, load_population
-from microneedling.studies.trial.run import plan_chunks, run_chunk, run_trial
+from microneedling.studies.trial.run import run_chunk, run_trial, trial_chunks
 from microneedling.studies.trial.spec import TrialSpec
 
 __all__ = [
@@ -765,9 +765,9 @@ def _trial(
     spec = _trial_spec(request, settings)
     chunk = int(request.get("chunk_size") or spec.chunk_size)
     in_process = settings.dask_workers == 0 and settings.scheduler is None
-    tasks = plan_chunks(spec, chunk, parallel=in_process)
+    tasks, fingerprint = trial_chunks(spec, chunk, parallel=in_process)
     resume = work / "chunks"
-    store = ChunkStore(resume, spec.fingerprint(chunk))
+    store = ChunkStore(resume, fingerprint)
     chunk_mapper(settings, progress, "patients", store)(run_chunk, tasks)
     progress.update(0.97, "statistics and report")
     # every chunk is in the store now: run_trial (the CLI's call) only reads them back

@@ -338,3 +338,32 @@ def test_cli_flag_and_refusal(tmp_path: Path) -> None:
     assert "parameter_draws = 3" in (out / "trial.toml").read_text()
     r = CliRunner().invoke(app, [*args[:3], str(tmp_path / "p"), "--parameter-draws", "5000"])
     assert r.exit_code == 2 and "parameter_draws" in r.output
+
+
+def test_the_parameter_values_are_part_of_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digest of the drawn values: another seed or K draws other values, and a prior interval
+    (which the parameter files' hash does not cover) moves them too; the fingerprint follows."""
+    d4 = run_module.parameter_digest(2026, 4)
+    assert d4 == run_module.parameter_digest(2026, 4)
+    assert d4 != run_module.parameter_digest(2027, 4) != run_module.parameter_digest(2026, 0)
+    base = TrialSpec.from_toml(PARALLEL)
+    assert base.fingerprint(256, parameters=d4) != base.fingerprint(256, parameters="other")
+    # other drawn values under the same files' hash (as a changed prior interval gives): caught
+    sets = run_module.trial_parameter_draws(2026, 4)
+    moved = dataclasses.replace(sets, sets=(*sets.sets[1:], sets.sets[0]))
+    monkeypatch.setattr(run_module, "trial_parameter_draws", lambda seed, k: moved)
+    assert run_module.parameter_digest(2026, 4) != d4
+
+
+def test_a_chunk_under_other_parameter_sets_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk that reports other parameter values than the trial drew (a worker with other
+    parameter files or posterior) stops the trial and is not kept for a resume."""
+    spec = _spec(PARALLEL, 8, 2)
+    digests = iter(["this process", "a worker"])
+    monkeypatch.setattr(run_module, "parameter_digest", lambda seed, k: next(digests, "a worker"))
+    with pytest.raises(run_module.ParameterDrawError, match="other parameter sets"):
+        run_module.run_trial(spec, resume_dir=tmp_path / "out", chunk_size=4)
+    assert (tmp_path / "out" / "FINGERPRINT").exists()  # the store was opened: nothing kept
+    assert not list((tmp_path / "out").glob("chunk-*.pkl"))

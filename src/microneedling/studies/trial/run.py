@@ -25,6 +25,8 @@ posterior median, as before (the same numbers, bit for bit).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -43,7 +45,7 @@ from microneedling.engine.executor import (
     map_chunks,
     validate_executor,
 )
-from microneedling.errors import InputError, InputFileFieldError
+from microneedling.errors import InputError, InputFileFieldError, MicroneedlingError
 from microneedling.parameters.molecules import using_molecules
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import (
@@ -66,20 +68,24 @@ from microneedling.studies.trial.spec import (
 __all__ = [
     "ChunkResult",
     "ChunkTask",
+    "ParameterDrawError",
     "ParameterDraws",
     "TrialResult",
     "arm_grid",
     "arm_summary",
     "check_endpoints_apply",
+    "check_parameters",
     "compare_arms",
     "difference_components",
     "draw_of",
     "merge_moments",
+    "parameter_digest",
     "plan_chunks",
     "responder_spread",
     "run_chunk",
     "run_trial",
     "trajectory_variables",
+    "trial_chunks",
     "trial_parameter_draws",
     "variance_components",
 ]
@@ -143,6 +149,24 @@ def draw_of(patients: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def parameter_digest(seed: int, k: int) -> str:
+    """SHA-256 (16 hex digits) of the parameter values every patient of a trial runs under: the
+    :attr:`~microneedling.parameters.parameter_set.ParameterSet.hash` of each of the ``k`` drawn
+    sets in order (``k = 0``: of the posterior median). It changes with anything that changes a
+    drawn value (the posterior, a value, a prior interval or domain, the sampler), which the
+    parameter files' hash alone does not see (a prior interval is not in it): part of the resume
+    fingerprint, and each chunk reports it so that a worker that drew other sets is caught."""
+    if k > 0:
+        hashes = [ps.hash for ps in trial_parameter_draws(seed, k).sets]
+    else:
+        hashes = [posterior_nominal(load_parameters()).hash]
+    return hashlib.sha256(json.dumps(hashes).encode()).hexdigest()[:16]
+
+
+class ParameterDrawError(MicroneedlingError):
+    """A chunk ran under parameter sets other than those the trial drew (:func:`parameter_digest`)."""
+
+
 # ---------------------------------------------------------------------------------- chunks
 @dataclass(frozen=True)
 class ChunkTask:
@@ -154,6 +178,8 @@ class ChunkTask:
     start: int
     stop: int
     parallel: bool = True
+    parameters: str = ""
+    """:func:`parameter_digest` of the trial as the submitter computed it ("": not checked)."""
 
 
 @dataclass
@@ -169,6 +195,7 @@ class ChunkResult:
     rejected: dict[str, int]
     n_steps: float
     draws: np.ndarray | None = None  # (n,) each patient's parameter draw (-1: posterior median)
+    parameters: str = ""  # parameter_digest of the sets this chunk ran under
 
 
 def plan_chunks(spec: TrialSpec, chunk_size: int, parallel: bool = True) -> list[ChunkTask]:
@@ -181,6 +208,32 @@ def plan_chunks(spec: TrialSpec, chunk_size: int, parallel: bool = True) -> list
                 ChunkTask(spec, arms, stream, s, min(s + chunk_size, spec.n_per_arm), parallel)
             )
     return out
+
+
+def trial_chunks(
+    spec: TrialSpec, chunk_size: int, parallel: bool = True
+) -> tuple[list[ChunkTask], str]:
+    """The chunks of a trial (:func:`plan_chunks`), each carrying the digest of the parameter
+    values its patients run under (:func:`parameter_digest`), and the fingerprint of their store
+    (resume): what :func:`run_trial` runs, and what a caller that maps the chunks itself (the
+    service's job) must run for :func:`run_trial` to read them back."""
+    digest = parameter_digest(spec.seed, spec.parameter_draws)
+    tasks = [
+        dataclasses.replace(t, parameters=digest)
+        for t in plan_chunks(spec, chunk_size, parallel=parallel)
+    ]
+    return tasks, spec.fingerprint(chunk_size, parameters=digest)
+
+
+def check_parameters(index: int, result: ChunkResult, digest: str) -> None:
+    """Refuse a chunk that ran under other parameter values than the trial drew (a worker with
+    other parameter files or posterior): :class:`ParameterDrawError`."""
+    if result.parameters != digest:
+        raise ParameterDrawError(
+            f"chunk {index} ran under other parameter sets (digest {result.parameters or 'none'}) "
+            f"than this process drew ({digest}): the workers' parameter files or posterior differ "
+            "from this installation's"
+        )
 
 
 def trajectory_variables(spec: TrialSpec) -> list[tuple[str, str, str]]:
@@ -317,6 +370,7 @@ def _run_chunk(task: ChunkTask) -> ChunkResult:
         rejected={k: int(v.sum()) for k, v in batch.rejected.items()},
         n_steps=float(np.mean(run.n_steps)) if counts.size else 0.0,
         draws=draws,
+        parameters=parameter_digest(spec.seed, K) if task.parameters else "",
     )
 
 
@@ -611,7 +665,9 @@ class TrialResult:
             "parameter_source": self.parameter_source,
             "parameter_draws_warning": self.draw_warning,
             "posterior_sha256": (
-                self.parameter_draws.posterior if self.parameter_draws is not None else ""
+                self.parameter_draws.posterior
+                if self.parameter_draws is not None
+                else (posterior_hash() if shipped_posterior(load_parameters()) is not None else "")
             ),
         }
         if self.draws is not None and self.parameter_draws is not None:
@@ -623,6 +679,11 @@ class TrialResult:
         """Where every patient's parameters came from, in words."""
         drawn = self.parameter_draws
         if drawn is None:
+            if shipped_posterior(load_parameters()) is None:
+                return (
+                    "the parameter files' values (parameter_draws = 0, and no shipped posterior "
+                    "applies to them): no parameter uncertainty"
+                )
             return "posterior median (parameter_draws = 0: no parameter uncertainty)"
         k = len(drawn.sets)
         if drawn.source == "posterior":
@@ -640,15 +701,21 @@ class TrialResult:
     @property
     def draw_warning(self) -> str:
         """A warning when some parameter set has fewer than two patients per arm (``n_per_arm <
-        2 K``): the within-draw SD and the decomposition are then not estimable (NaN), and the
-        interval over the draws holds the patients' spread as well; ``""`` otherwise."""
+        2 K``): the within-set SD then rests on the few sets that have two (none when ``n <= K``:
+        NaN), the decomposition is unreliable, and the interval over the sets holds the patients'
+        spread as well; ``""`` otherwise."""
         k, n = self.spec.parameter_draws, self.spec.n_per_arm
         if k == 0 or n >= 2 * k:
             return ""
+        state = (
+            "not separated (NaN)"
+            if n <= k
+            else f"separated on only {n - min(n, k)} degrees of freedom (unreliable)"
+        )
         return (
             f"{n} patients per arm under {k} parameter sets: some sets have fewer than two "
-            "patients, so the parameter and patient spread are not separated (NaN) and the "
-            f"interval over the sets also holds the patients' spread; use n_per_arm >= {2 * k} or "
+            f"patients, so the parameter and patient spread are {state} and the interval over "
+            f"the sets also holds the patients' spread; use n_per_arm >= {2 * k} or "
             f"parameter_draws <= {n // 2}"
         )
 
@@ -875,15 +942,17 @@ def run_trial(
         raise InputError("parameter_draws", K, f"an integer from 0 to {MAX_PARAMETER_DRAWS}")
     check_endpoints_apply(spec)  # before any chunk: refuse an end point without values
     in_process = workers == 0 and scheduler is None
-    tasks = plan_chunks(spec, chunk, parallel=in_process)
+    tasks, fingerprint = trial_chunks(spec, chunk, parallel=in_process)
+    digest = tasks[0].parameters if tasks else ""
     A, n, E = len(spec.arms), spec.n_per_arm, len(spec.endpoints)
     t0 = time.perf_counter()
     store: ChunkStore | None = None
     mem: dict[int, ChunkResult] = {}
     if resume_dir is not None:
-        store = ChunkStore(Path(resume_dir), spec.fingerprint(chunk))
+        store = ChunkStore(Path(resume_dir), fingerprint)
 
     def keep(i: int, r: ChunkResult) -> None:
+        check_parameters(i, r, digest)  # before it is kept: a resume must not reuse it
         if store is not None:
             store.save(i, r)
         else:
@@ -921,6 +990,7 @@ def run_trial(
     draws = np.full(n, -1, dtype=np.int64)
     for i in range(len(tasks)):
         r = store.load(i) if store is not None else mem.pop(i)
+        check_parameters(i, r, digest)  # also the chunks another process stored (the service)
         sl = slice(r.start, r.stop)
         if r.draws is not None:
             draws[sl] = r.draws

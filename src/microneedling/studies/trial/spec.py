@@ -443,8 +443,10 @@ class TrialSpec:
             molecules=used_extras(products),
         )
 
-    def fingerprint(self, chunk_size: int) -> str:
-        """Hash of everything that determines the chunks' numbers (for resume)."""
+    def fingerprint(self, chunk_size: int, parameters: str = "") -> str:
+        """Hash of everything that determines the chunks' numbers (for resume). ``parameters``:
+        the digest of the parameter values the patients run under
+        (:func:`~microneedling.studies.trial.run.parameter_digest`)."""
         blob = json.dumps(
             {
                 "trial": {
@@ -469,6 +471,7 @@ class TrialSpec:
                 "parameter_draws": self.parameter_draws,
                 "posterior": posterior_hash(),
                 "parameters": load_parameters().hash,
+                "parameter_sets": parameters,
                 # user molecules: their tables (another molecule under the same name is new work)
                 **(
                     {"molecules": {k: dict(m.table) for k, m in self.molecules.items()}}
