@@ -280,6 +280,11 @@ def test_dataset_carries_the_draws(drawn: Any) -> None:
     assert ruled and np.isfinite(ds["responder_epistemic80_high"].values[:, ruled]).all()
     assert "responder_epistemic80_low" in drawn.summary
     assert "squared" in ds["var_aleatory"].attrs["long_name"]
+    # each variable names how it was estimated: the ANOVA's, or percentiles of per-draw values
+    assert "ANOVA" in ds["epistemic_sd"].attrs["estimator"]
+    assert "ANOVA" in ds["difference_var_total"].attrs["estimator"]
+    for v in ("epistemic80_low", "responder_epistemic80_high", "difference_epistemic95_high"):
+        assert "percentiles" in ds[v].attrs["estimator"], v
 
 
 def test_split_face_sides_share_the_draw() -> None:

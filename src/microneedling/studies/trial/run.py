@@ -799,6 +799,10 @@ class TrialResult:
             "one-way random-effects ANOVA over the parameter draws (law of total variance), "
             "docs/trials.md"
         )
+        percentiles = (
+            "percentiles or count of the raw per-draw values (linear interpolation); they hold "
+            "the patients' noise in each draw's value, docs/trials.md"
+        )
         tables = (
             ("", self.summary, "means", "a patient's value"),
             ("difference_", self.comparisons, "differences", "a difference"),
@@ -825,11 +829,20 @@ class TrialResult:
                 long = text.format(what=what, one=one)
                 if prefix:
                     long = f"Arm vs control: {long}; NaN for the control"
+                anova = col in _ANOVA_COLUMNS
                 data[f"{prefix}{col}"] = (
                     ("arm", "endpoint"),
                     arr,
-                    {"long_name": f"{long} ({u})", "estimator": note},
+                    {"long_name": f"{long} ({u})", "estimator": note if anova else percentiles},
                 )
+
+
+_ANOVA_COLUMNS = frozenset(
+    {"epistemic_sd", "aleatory_sd", "var_epistemic", "var_aleatory", "var_total",
+     "epistemic_fraction"}
+)  # fmt: skip
+"""The variables of :meth:`TrialResult.dataset` that the random-effects ANOVA estimates (the
+others are percentiles or counts of the per-draw values)."""
 
 
 def _tables(
