@@ -372,3 +372,39 @@ def test_a_chunk_under_other_parameter_sets_is_refused(
         run_module.run_trial(spec, resume_dir=tmp_path / "out", chunk_size=4)
     assert (tmp_path / "out" / "FINGERPRINT").exists()  # the store was opened: nothing kept
     assert not list((tmp_path / "out").glob("chunk-*.pkl"))
+
+
+def test_confidence_intervals_given_the_parameter_sets_exact() -> None:
+    """Given the sets, a mean's (or a difference's) variance comes from the within-set spread only.
+    By hand: x = 1, 3 | 5, 7 under sets 0 | 1: set means 2 and 6, MSW = 2, N = 4, mean 4, SE =
+    sqrt(2 / 4), 2 dof; control y = 0, 2 | 2, 4: MSW 2, difference 2, SE 1, Welch-Satterthwaite
+    dof (0.5 + 0.5)^2 / (0.5^2 / 2 + 0.5^2 / 2) = 4."""
+    x, y, g = np.array([1.0, 3, 5, 7]), np.array([0.0, 2, 2, 4]), np.array([0, 0, 1, 1])
+    v = variance_components(x, g, 2)
+    assert v["given_draws_ci95_low"] == pytest.approx(0.9575651, abs=1e-6)
+    assert v["given_draws_ci95_high"] == pytest.approx(7.0424349, abs=1e-6)
+    assert v["given_draws_p_t"] == pytest.approx(0.0298575, abs=1e-6)
+    d = difference_components(x, y, g, 2, paired=False)
+    assert d["given_draws_ci95_low"] == pytest.approx(-0.7764451, abs=1e-6)
+    assert d["given_draws_ci95_high"] == pytest.approx(4.7764451, abs=1e-6)
+    assert d["given_draws_p_t"] == pytest.approx(0.1161165, abs=1e-6)
+    # the same values with the set effect removed (every set's mean 4): the spread between sets
+    # no longer counts in Welch's interval either, and both agree on the difference
+    z = difference_components(x - np.array([2, 2, 6, 6]) + 4, y, g, 2, paired=False)
+    assert z["given_draws_ci95_high"] == pytest.approx(d["given_draws_ci95_high"])
+    # split-face: the per-patient differences under their sets
+    pd_ = difference_components(x, y, g, 2, paired=True)  # differences 1, 1, 3, 3: MSW 0
+    assert pd_["given_draws_ci95_low"] == pd_["given_draws_ci95_high"] == 2.0
+    # one patient per set: not estimable
+    one = variance_components(np.array([1.0, 2.0]), np.array([0, 1]), 2)
+    assert math.isnan(one["given_draws_ci95_low"]) and math.isnan(one["given_draws_p_t"])
+
+
+def test_given_the_sets_is_narrower_when_the_sets_differ(drawn: Any) -> None:
+    """In a trial whose parameter sets move the end points, the interval given the sets is
+    narrower than Welch's over all patients (which pools the spread between sets in)."""
+    c = drawn.comparisons.dropna(subset=["given_draws_ci95_low", "ci95_low"])
+    assert len(c)
+    given = c["given_draws_ci95_high"] - c["given_draws_ci95_low"]
+    welch = c["ci95_high"] - c["ci95_low"]
+    assert (given <= welch * 1.0001).all() and (given < welch).any()

@@ -542,6 +542,27 @@ def variance_components(x: np.ndarray, draw: np.ndarray, k: int) -> dict[str, fl
         n0 = (N - float(np.sum(n_k[occ] ** 2)) / N) / (Kp - 1)
         var_epi = max(0.0, (msb - msw) / n0) if math.isfinite(msw) else math.nan
     out.update(_components(var_epi, msw))
+    mean = float(np.sum(n_k[occ] * mean_k[occ]) / N) if N > 0 else math.nan
+    out.update(_given_draws(mean, msw / N if N > 0 else math.nan, N - Kp))
+    return out
+
+
+def _given_draws(estimate: float, var: float, dof: float) -> dict[str, float]:
+    """A 95% confidence interval and a two-sided t test (against 0) of ``estimate`` given the
+    trial's parameter sets: its variance ``var`` from the within-set spread only (the sets' own
+    effects are what is conditioned on), Student t with ``dof`` degrees of freedom. NaN where the
+    within-set variance is not estimable (``dof`` < 1)."""
+    from scipy import stats
+
+    keys = ("given_draws_ci95_low", "given_draws_ci95_high", "given_draws_p_t")
+    out = dict.fromkeys(keys, math.nan)
+    if not (dof >= 1 and math.isfinite(var) and math.isfinite(estimate)):
+        return out
+    se = math.sqrt(var)
+    h = float(stats.t.ppf(0.975, dof)) * se
+    out["given_draws_ci95_low"], out["given_draws_ci95_high"] = estimate - h, estimate + h
+    if se > 0:
+        out["given_draws_p_t"] = float(2.0 * stats.t.sf(abs(estimate) / se, dof))
     return out
 
 
@@ -588,6 +609,16 @@ def difference_components(
         noise = float(np.mean(msw_x / nx[both] + msw_y / ny[both]))
         var_epi = max(0.0, float(np.var(d, ddof=1)) - noise)
     out.update(_components(var_epi, var_ale))
+    # given the sets: the difference of the arms' means (the same sets in both arms, so their
+    # effects cancel), its variance from the within-set spread, Welch-Satterthwaite's dof
+    Nx, Ny = float(nx.sum()), float(ny.sum())
+    diff = float(np.nansum(nx * np.nan_to_num(mx)) / Nx - np.nansum(ny * np.nan_to_num(my)) / Ny)
+    vx, vy = msw_x / Nx if Nx else math.nan, msw_y / Ny if Ny else math.nan
+    dfx, dfy = Nx - kx, Ny - ky
+    dof = (vx + vy) ** 2 / (vx**2 / dfx + vy**2 / dfy) if dfx >= 1 and dfy >= 1 else math.nan
+    if not math.isfinite(dof) and dfx >= 1 and dfy >= 1:  # both within-set variances zero
+        dof = dfx + dfy
+    out.update(_given_draws(diff, vx + vy, dof))
     return out
 
 
@@ -794,7 +825,13 @@ class TrialResult:
             "var_aleatory": ("Within-draw variance of {one}", 2),
             "var_total": ("var_epistemic + var_aleatory: variance of {one}", 2),
             "epistemic_fraction": ("var_epistemic / var_total", 0),
-        }
+            "given_draws_ci95_low": ("Lower 95% confidence limit of the {what} given the "
+                                     "parameter sets (within-set spread only)", 1),
+            "given_draws_ci95_high": ("Upper 95% confidence limit of the {what} given the "
+                                      "parameter sets (within-set spread only)", 1),
+            "given_draws_p_t": ("Two-sided t test of the {what} against 0 given the parameter "
+                                "sets (within-set spread only)", 0),
+        }  # fmt: skip
         note = (
             "one-way random-effects ANOVA over the parameter draws (law of total variance), "
             "docs/trials.md"
@@ -839,7 +876,7 @@ class TrialResult:
 
 _ANOVA_COLUMNS = frozenset(
     {"epistemic_sd", "aleatory_sd", "var_epistemic", "var_aleatory", "var_total",
-     "epistemic_fraction"}
+     "epistemic_fraction", "given_draws_ci95_low", "given_draws_ci95_high", "given_draws_p_t"}
 )  # fmt: skip
 """The variables of :meth:`TrialResult.dataset` that the random-effects ANOVA estimates (the
 others are percentiles or counts of the per-draw values)."""
