@@ -220,6 +220,7 @@ def test_ensemble_draws_do_not_evict_the_nominal_sets_coefficients(
     course = mn.Course.from_toml(EXAMPLES / "acne-scars-rolling-cheek.toml")
     monkeypatch.setattr(prepare_module, "_PER_SET", {})
     monkeypatch.setattr(prepare_module, "_PER_DRAW", {})
+    monkeypatch.setattr(prepare_module, "PER_DRAW_ENTRIES", 128)  # the bound, at a cheap size
     mn.simulate(course, draws=70, seed=2)  # per draw: healing and observation coefficients
     centre, _ = nominal_set(load_parameters())
     nominal_keys = {k[1] for k in prepare_module._PER_SET if k[0] == id(centre.parameters)}

@@ -113,9 +113,16 @@ dropped). Ensemble draws (:attr:`~ParameterSet.is_draw`) have a pool of their ow
 :data:`_PER_DRAW`."""
 
 _PER_DRAW: dict[tuple[int, str], tuple[Any, ParameterSet, Any]] = {}
-""":data:`_PER_SET` of ensemble draws, also at most 128 entries: a 32-draw ``simulate`` makes 160
-entries used once, which in a shared pool evicted the nominal set's (remade every run); a study
-that runs the same few draws again still finds theirs."""
+""":data:`_PER_SET` of ensemble draws, at most :data:`PER_DRAW_ENTRIES` entries: a 32-draw
+``simulate`` makes 160 entries used once, which in a shared pool evicted the nominal set's (remade
+every run); a study that runs the same few draws again still finds theirs."""
+
+PER_DRAW_ENTRIES = 640
+"""How many per-draw coefficient entries :func:`_per_set` keeps (least recently used go first):
+five per parameter set, so the sets of a trial with up to 128 parameter draws stay made. A trial's
+chunk visits its K sets in turn (patient i under set i mod K); at 128 entries the 160 of K = 32
+were evicted before their next use, every lookup a miss (645 misses against 25 over four chunks,
+review of 2026-12-07)."""
 
 
 def _per_set(ps: ParameterSet, what: str, make: Callable[[ParameterSet], T]) -> T:
@@ -127,7 +134,7 @@ def _per_set(ps: ParameterSet, what: str, make: Callable[[ParameterSet], T]) -> 
     if hit is None or hit[0] is not ps.parameters:
         view = ps.recording()
         hit = (ps.parameters, view, make(view))
-        if len(cache) >= 128:
+        if len(cache) >= (PER_DRAW_ENTRIES if cache is _PER_DRAW else 128):
             del cache[next(iter(cache))]
     cache[key] = hit
     ps.record_use(hit[1])

@@ -408,3 +408,31 @@ def test_given_the_sets_is_narrower_when_the_sets_differ(drawn: Any) -> None:
     given = c["given_draws_ci95_high"] - c["given_draws_ci95_low"]
     welch = c["ci95_high"] - c["ci95_low"]
     assert (given <= welch * 1.0001).all() and (given < welch).any()
+
+
+def test_a_chunk_finds_its_parameter_sets_coefficients_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The coefficients of a trial's 32 sets stay made from one chunk to the next (the draws' pool
+    holds them all); with the old bound of 128 entries, cycling through the sets evicted each
+    before its next use and every chunk remade them all."""
+    from microneedling.engine import prepare as prepare_module
+
+    spec = _spec(PARALLEL, 64, 32)
+    tasks = [t for t in run_module.plan_chunks(spec, 32, parallel=False) if t.arms == (0,)]
+    run_module.run_chunk(tasks[0])
+    calls: list[int] = []
+    made = prepare_module.healing.parameter_vector
+
+    def counting(ps: Any) -> Any:
+        calls.append(1)
+        return made(ps)
+
+    monkeypatch.setattr(prepare_module.healing, "parameter_vector", counting)
+    run_module.run_chunk(tasks[1])  # the same 32 sets, other patients
+    assert calls == []
+    monkeypatch.setattr(prepare_module, "PER_DRAW_ENTRIES", 128)
+    monkeypatch.setattr(prepare_module, "_PER_DRAW", {})
+    run_module.run_chunk(tasks[0])
+    run_module.run_chunk(tasks[1])
+    assert len(calls) >= 2 * 32 - 1  # evicted before their next use: made again every chunk
