@@ -436,3 +436,22 @@ def test_a_chunk_finds_its_parameter_sets_coefficients_made(
     run_module.run_chunk(tasks[0])
     run_module.run_chunk(tasks[1])
     assert len(calls) >= 2 * 32 - 1  # evicted before their next use: made again every chunk
+
+
+def test_noise_fraction_of_the_per_draw_values_exact() -> None:
+    """x = 1, 3 | 5, 7: per-draw means 2 and 6 (variance 8), MSW 2, noise of a mean 2 / 2 = 1:
+    a share of 1/8. Without a set effect (3, 5 | 3, 5) the means are equal: all noise (1); with
+    one patient per set nothing is estimable."""
+    g = np.array([0, 0, 1, 1])
+    assert variance_components(np.array([1.0, 3, 5, 7]), g, 2)["draw_noise_fraction"] == 0.125
+    assert variance_components(np.array([3.0, 5, 3, 5]), g, 2)["draw_noise_fraction"] == 1.0
+    one = variance_components(np.array([1.0, 2.0]), np.array([0, 1]), 2)
+    assert math.isnan(one["draw_noise_fraction"])
+    # parallel difference: d_j = 2 - 1 and 6 - 3 (variance 2), noise 2/2 + 2/2 = 2: capped at 1
+    x, y = np.array([1.0, 3, 5, 7]), np.array([0.0, 2, 2, 4])
+    assert difference_components(x, y, g, 2, paired=False)["draw_noise_fraction"] == 1.0
+    # many patients per set: the per-draw values are the parameters' spread, little noise
+    rng = np.random.default_rng(0)
+    gg = np.repeat(np.arange(8), 200)
+    xx = rng.normal(0, 1, gg.size) + 3.0 * gg
+    assert variance_components(xx, gg, 8)["draw_noise_fraction"] < 0.01

@@ -542,9 +542,25 @@ def variance_components(x: np.ndarray, draw: np.ndarray, k: int) -> dict[str, fl
         n0 = (N - float(np.sum(n_k[occ] ** 2)) / N) / (Kp - 1)
         var_epi = max(0.0, (msb - msw) / n0) if math.isfinite(msw) else math.nan
     out.update(_components(var_epi, msw))
+    out["draw_noise_fraction"] = _noise_fraction(
+        float(np.mean(msw / n_k[occ])) if Kp else math.nan, mean_k[occ]
+    )
     mean = float(np.sum(n_k[occ] * mean_k[occ]) / N) if N > 0 else math.nan
     out.update(_given_draws(mean, msw / N if N > 0 else math.nan, N - Kp))
     return out
+
+
+def _noise_fraction(noise: float, per_draw: np.ndarray) -> float:
+    """The share of the per-draw values' variance that the patients' own noise explains: the mean
+    noise variance of a draw's value (MSW / n_j) over the variance of the values (at most 1; NaN
+    when not estimable). Near 1, the interval over the draws (percentiles of these values) shows
+    mostly patient noise, not the parameters' spread: add patients or use fewer sets."""
+    if per_draw.size < 2 or not math.isfinite(noise):
+        return math.nan
+    spread = float(np.var(per_draw, ddof=1))
+    if spread <= 0:
+        return math.nan if noise <= 0 else 1.0
+    return min(1.0, noise / spread)
 
 
 def _given_draws(estimate: float, var: float, dof: float) -> dict[str, float]:
@@ -605,10 +621,12 @@ def difference_components(
     msw_y = sy / (ny.sum() - ky) if ny.sum() > ky else math.nan
     var_ale = msw_x + msw_y
     var_epi = math.nan
+    noise = math.nan
     if d.size >= 2 and math.isfinite(var_ale):
         noise = float(np.mean(msw_x / nx[both] + msw_y / ny[both]))
         var_epi = max(0.0, float(np.var(d, ddof=1)) - noise)
     out.update(_components(var_epi, var_ale))
+    out["draw_noise_fraction"] = _noise_fraction(noise, d)
     # given the sets: the difference of the arms' means (the same sets in both arms, so their
     # effects cancel), its variance from the within-set spread, Welch-Satterthwaite's dof
     Nx, Ny = float(nx.sum()), float(ny.sum())
@@ -825,6 +843,9 @@ class TrialResult:
             "var_aleatory": ("Within-draw variance of {one}", 2),
             "var_total": ("var_epistemic + var_aleatory: variance of {one}", 2),
             "epistemic_fraction": ("var_epistemic / var_total", 0),
+            "draw_noise_fraction": ("Share of the variance of the per-draw {what} that is the "
+                                    "patients' noise (near 1: the interval over the draws is "
+                                    "mostly patient noise)", 0),
             "given_draws_ci95_low": ("Lower 95% confidence limit of the {what} given the "
                                      "parameter sets (within-set spread only)", 1),
             "given_draws_ci95_high": ("Upper 95% confidence limit of the {what} given the "
@@ -876,7 +897,8 @@ class TrialResult:
 
 _ANOVA_COLUMNS = frozenset(
     {"epistemic_sd", "aleatory_sd", "var_epistemic", "var_aleatory", "var_total",
-     "epistemic_fraction", "given_draws_ci95_low", "given_draws_ci95_high", "given_draws_p_t"}
+     "epistemic_fraction", "draw_noise_fraction", "given_draws_ci95_low",
+     "given_draws_ci95_high", "given_draws_p_t"}
 )  # fmt: skip
 """The variables of :meth:`TrialResult.dataset` that the random-effects ANOVA estimates (the
 others are percentiles or counts of the per-draw values)."""
