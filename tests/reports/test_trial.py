@@ -28,7 +28,8 @@ PARALLEL = EXAMPLES / "trials" / "acne-roller-vs-pen.toml"
 
 
 def _run(path: Path, n: int = 6) -> TrialResult:
-    spec = dataclasses.replace(TrialSpec.from_toml(path), n_per_arm=n)
+    # 3 parameter sets of 2 patients: every statistic over and given the sets is estimable
+    spec = dataclasses.replace(TrialSpec.from_toml(path), n_per_arm=n, parameter_draws=3)
     return run_trial(spec, chunk_size=n)
 
 
@@ -108,6 +109,12 @@ def test_trial_tables_in_words_with_units(written: Path) -> None:
         col = table.headers.index("Over parameter draws")
         spans = [r[col] for r in table.rows if len(r) > 1]
         assert spans and all("–" in v or " to " in v for v in spans)
+    # and each difference's interval given the sets, with its p value below
+    assert "95% CI given the parameter sets" in comparisons.headers
+    assert "95% CI given the parameter sets" not in summary.headers
+    col = comparisons.headers.index("95% CI given the parameter sets")
+    given = [r[col] for r in comparisons.rows if len(r) > 1]
+    assert given and all(("–" in v or " to " in v) and "p " in v for v in given)
     text = without_scripts((written / "report.html").read_text("utf-8"))
     assert "drawn from the calibration's posterior" in " ".join(text.split())
     assert "p (t test)" in comparisons.headers and "p (rank test)" in comparisons.headers

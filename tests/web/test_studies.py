@@ -93,7 +93,7 @@ def test_small_trial_with_live_progress(signed_in: Any) -> None:
     assert "Over parameter draws (80%)" in summary and "Parameter share" in summary
     comp = page.locator("#comparisons table").inner_text()
     assert "pen 1.0 mm vs roller 1.5 mm" in comp
-    assert "Over parameter draws (80%)" in comp
+    assert "Over parameter draws (80%)" in comp and "95% CI given the parameter sets" in comp
     assert "p (Welch t test)" in comp and "p_t" not in comp  # no raw column names
     assert page.locator("#trial-report").count() == 1
     # one histogram per end point, both arms overlaid, the responder threshold on scar depth

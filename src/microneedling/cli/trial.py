@@ -113,6 +113,7 @@ def _print_tables(res: Any, console: Any) -> None:
         if drawn:
             comp.add_column("Over draws (80%)", justify="right", no_wrap=True)
             comp.add_column("Param. share", justify="right", no_wrap=True)
+            comp.add_column("95% CI given sets", justify="right", no_wrap=True)
         for r in rows:
             comp.add_row(
                 f"{clean_text(r['arm'])} vs {clean_text(r['control'])}",
@@ -121,7 +122,13 @@ def _print_tables(res: Any, console: Any) -> None:
                 format_p(num(r, "p_t")),
                 format_p(num(r, "p_rank")),
                 *(draw_cells(r) if drawn else []),
-            )
+                *(
+                    [format_interval(num(r, "given_draws_ci95_low"), num(r, "given_draws_ci95_high"))
+                     or "—"]
+                    if drawn
+                    else []
+                ),
+            )  # fmt: skip
         console.print(comp)
 
 

@@ -344,6 +344,22 @@ def _draw_columns(what: str) -> list[dict[str, Any]]:
     ]
 
 
+_GIVEN_SETS_COLUMN = page.column(
+    "95% CI given the parameter sets",
+    num=True,
+    note="the difference's 95% confidence interval with the parameter sets held fixed: Student t "
+    "on the within-set spread only (the Welch or paired interval pools the spread between sets "
+    "in); p below",
+)
+
+
+def _given_sets_cell(r: Any) -> Any:
+    lo, hi = _get(r, "given_draws_ci95_low"), _get(r, "given_draws_ci95_high")
+    if math.isnan(lo) or math.isnan(hi):
+        return "—"
+    return page.cell(_interval(lo, hi), interval=f"p {format_p(_get(r, 'given_draws_p_t'))}")
+
+
 def _draw_cells(r: Any) -> list[Any]:
     lo95, hi95 = _get(r, "epistemic95_low"), _get(r, "epistemic95_high")
     below = "" if math.isnan(lo95) or math.isnan(hi95) else f"95%: {_interval(lo95, hi95)}"
@@ -382,7 +398,7 @@ def _comparisons(res: TrialResult) -> dict[str, Any]:
     ]
     drawn = res.parameter_draws is not None
     if drawn:
-        columns += _draw_columns("difference")
+        columns += [*_draw_columns("difference"), _GIVEN_SETS_COLUMN]
     rows: list[Any] = []
     for e in res.spec.endpoints:
         sub = df[df["endpoint"] == e.name] if len(df) else df
@@ -409,7 +425,7 @@ def _comparisons(res: TrialResult) -> dict[str, Any]:
                 format_p(_get(r, "p_rank")),
             ]
             if drawn:
-                cells += _draw_cells(r)
+                cells += [*_draw_cells(r), _given_sets_cell(r)]
             rows.append(cells)
     return page.table(columns, rows, label="Comparisons with the control arm",
                       empty="No arm to compare with the control.")  # fmt: skip

@@ -1566,6 +1566,21 @@ _DRAW_CAPTION = (
 )
 
 
+_GIVEN_SETS_COLUMN = page.column(
+    "95% CI given the parameter sets", num=True,
+    note="the difference's 95% confidence interval with the parameter sets held fixed (the "
+    "patients' spread within a set only); the interval before it pools the spread between sets in",
+)  # fmt: skip
+
+
+def _given_sets_cell(r: Mapping[str, Any]) -> Any:
+    """The comparison's interval and t test given the trial's parameter sets."""
+    iv = format_interval(r.get("given_draws_ci95_low"), r.get("given_draws_ci95_high"))
+    if not iv:
+        return "—"
+    return page.cell(iv, interval=f"p {format_p(r.get('given_draws_p_t'))}")
+
+
 def _draw_cells(r: Mapping[str, Any]) -> list[Any]:
     """A row's parameter-uncertainty cells (trials with parameter draws)."""
     iv = format_interval(r.get("epistemic80_low"), r.get("epistemic80_high"))
@@ -1611,12 +1626,14 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
                           _units_words(r.get("units"), r.get("endpoint")),
                           format_number(r.get("hedges_g")),
                           format_p(r.get("p_t")), format_p(r.get("p_rank")),
-                          *(_draw_cells(r) if drawn else [])])  # fmt: skip
+                          *(_draw_cells(r) if drawn else []),
+                          *([_given_sets_cell(r)] if drawn else [])])  # fmt: skip
     comparisons = page.table(
         [page.column("End point"), page.column("Comparison"),
          page.column("Difference", num=True), page.column("Units"),
          page.column("Hedges' g", num=True), page.column("p (Welch t test)", num=True),
-         page.column("p (rank test)", num=True), *(_DRAW_COLUMNS if drawn else [])],
+         page.column("p (rank test)", num=True), *(_DRAW_COLUMNS if drawn else []),
+         *([_GIVEN_SETS_COLUMN] if drawn else [])],
         comp_rows, label="Comparisons", caption="Below the difference: its 95% confidence interval."
         + (_DRAW_CAPTION if drawn else ""),
     )  # fmt: skip

@@ -455,3 +455,17 @@ def test_noise_fraction_of_the_per_draw_values_exact() -> None:
     gg = np.repeat(np.arange(8), 200)
     xx = rng.normal(0, 1, gg.size) + 3.0 * gg
     assert variance_components(xx, gg, 8)["draw_noise_fraction"] < 0.01
+
+
+def test_the_command_s_tables_show_the_spread_and_the_interval_given_the_sets() -> None:
+    from rich.console import Console
+
+    from microneedling.cli.trial import _print_tables
+
+    console = Console(record=True, width=300)
+    _print_tables(run_trial(_spec(PAIRED, 6, 3), chunk_size=6), console)
+    text = console.export_text()
+    assert "Over draws (80%)" in text and "Param. share" in text and "95% CI given sets" in text
+    console = Console(record=True, width=300)
+    _print_tables(run_trial(_spec(PAIRED, 6, 0), chunk_size=6), console)
+    assert "95% CI given sets" not in console.export_text()
