@@ -48,6 +48,7 @@ from microneedling.reports.figures import (
 )
 from microneedling.reports.format import (
     endpoint_label,
+    format_interval,
     format_number,
     format_p,
     format_percent,
@@ -64,7 +65,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from microneedling.studies.trial.spec import EndpointDef
 
 __all__ = [
+    "GIVEN_SETS_COLUMN",
     "distribution_charts",
+    "given_sets_cell",
     "plot_distributions",
     "plot_trajectories",
     "report_html",
@@ -344,20 +347,23 @@ def _draw_columns(what: str) -> list[dict[str, Any]]:
     ]
 
 
-_GIVEN_SETS_COLUMN = page.column(
+GIVEN_SETS_COLUMN = page.column(
     "95% CI given the parameter sets",
     num=True,
     note="the difference's 95% confidence interval with the parameter sets held fixed: Student t "
     "on the within-set spread only (the Welch or paired interval pools the spread between sets "
     "in); p below",
 )
+"""The comparisons' column of :func:`given_sets_cell` (the report and the web page)."""
 
 
-def _given_sets_cell(r: Any) -> Any:
-    lo, hi = _get(r, "given_draws_ci95_low"), _get(r, "given_draws_ci95_high")
-    if math.isnan(lo) or math.isnan(hi):
+def given_sets_cell(r: Any) -> Any:
+    """A comparison row's (a ``comparisons.csv`` row, or its JSON) 95% CI given the parameter
+    sets, with the t test's p below; ``"—"`` where it is not estimable."""
+    iv = format_interval(_get(r, "given_draws_ci95_low"), _get(r, "given_draws_ci95_high"))
+    if not iv:
         return "—"
-    return page.cell(_interval(lo, hi), interval=f"p {format_p(_get(r, 'given_draws_p_t'))}")
+    return page.cell(iv, interval=f"p {format_p(_get(r, 'given_draws_p_t'))}")
 
 
 def _draw_cells(r: Any) -> list[Any]:
@@ -398,7 +404,7 @@ def _comparisons(res: TrialResult) -> dict[str, Any]:
     ]
     drawn = res.parameter_draws is not None
     if drawn:
-        columns += [*_draw_columns("difference"), _GIVEN_SETS_COLUMN]
+        columns += [*_draw_columns("difference"), GIVEN_SETS_COLUMN]
     rows: list[Any] = []
     for e in res.spec.endpoints:
         sub = df[df["endpoint"] == e.name] if len(df) else df
@@ -425,7 +431,7 @@ def _comparisons(res: TrialResult) -> dict[str, Any]:
                 format_p(_get(r, "p_rank")),
             ]
             if drawn:
-                cells += [*_draw_cells(r), _given_sets_cell(r)]
+                cells += [*_draw_cells(r), given_sets_cell(r)]
             rows.append(cells)
     return page.table(columns, rows, label="Comparisons with the control arm",
                       empty="No arm to compare with the control.")  # fmt: skip

@@ -43,6 +43,7 @@ from microneedling.parameters.parameter_set import load_references
 from microneedling.reports import absorb as absorb_report
 from microneedling.reports import charts, page
 from microneedling.reports import run as run_report
+from microneedling.reports import trial as trial_report
 from microneedling.reports.format import (
     endpoint_label,
     field_label,
@@ -454,18 +455,33 @@ def _patient_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return data
 
 
+def _intake(
+    request: Request,
+    who: Principal,
+    pairs: list[tuple[str, str]],
+    rec: PatientRecord | None = None,
+) -> tuple[dict[str, Any], PatientFile] | Response:
+    """A submitted intake (a new patient's, or ``rec``'s corrected) as its patient table and the
+    validated file; refused, the intake page again with each problem under its input and what
+    was typed kept."""
+    try:
+        data = _patient_table(pairs)
+        return data, PatientFile.from_dict(data, source="patient")
+    except (InputError, InputFileError) as exc:
+        values = flatten(nest(pairs))
+        return _page(request, who, "intake.html.j2",
+                     **_intake_context(values, field_errors(exc), rec))  # fmt: skip
+
+
 @router.post("/patients/new")
 async def intake(request: Request) -> Response:
     pairs, form = await _form(request)
     with _db(request) as db:
         who = _caller(request, db, form.get("csrf_token"))
-        try:
-            data = _patient_table(pairs)
-            pf = PatientFile.from_dict(data, source="patient")
-        except (InputError, InputFileError) as exc:
-            values = flatten(nest(pairs))
-            return _page(request, who, "intake.html.j2",
-                         **_intake_context(values, field_errors(exc)))  # fmt: skip
+        got = _intake(request, who, pairs)
+        if isinstance(got, Response):
+            return got
+        data, pf = got
         rec = PatientRecord(
             organisation_id=who.organisation_id, name=pf.name, data=data, created_by=who.user_id
         )
@@ -1566,21 +1582,6 @@ _DRAW_CAPTION = (
 )
 
 
-_GIVEN_SETS_COLUMN = page.column(
-    "95% CI given the parameter sets", num=True,
-    note="the difference's 95% confidence interval with the parameter sets held fixed (the "
-    "patients' spread within a set only); the interval before it pools the spread between sets in",
-)  # fmt: skip
-
-
-def _given_sets_cell(r: Mapping[str, Any]) -> Any:
-    """The comparison's interval and t test given the trial's parameter sets."""
-    iv = format_interval(r.get("given_draws_ci95_low"), r.get("given_draws_ci95_high"))
-    if not iv:
-        return "—"
-    return page.cell(iv, interval=f"p {format_p(r.get('given_draws_p_t'))}")
-
-
 def _draw_cells(r: Mapping[str, Any]) -> list[Any]:
     """A row's parameter-uncertainty cells (trials with parameter draws)."""
     iv = format_interval(r.get("epistemic80_low"), r.get("epistemic80_high"))
@@ -1627,13 +1628,13 @@ def _trial_page(request: Request, who: Principal, db: Session, run: Run) -> Resp
                           format_number(r.get("hedges_g")),
                           format_p(r.get("p_t")), format_p(r.get("p_rank")),
                           *(_draw_cells(r) if drawn else []),
-                          *([_given_sets_cell(r)] if drawn else [])])  # fmt: skip
+                          *([trial_report.given_sets_cell(r)] if drawn else [])])  # fmt: skip
     comparisons = page.table(
         [page.column("End point"), page.column("Comparison"),
          page.column("Difference", num=True), page.column("Units"),
          page.column("Hedges' g", num=True), page.column("p (Welch t test)", num=True),
          page.column("p (rank test)", num=True), *(_DRAW_COLUMNS if drawn else []),
-         *([_GIVEN_SETS_COLUMN] if drawn else [])],
+         *([trial_report.GIVEN_SETS_COLUMN] if drawn else [])],
         comp_rows, label="Comparisons", caption="Below the difference: its 95% confidence interval."
         + (_DRAW_CAPTION if drawn else ""),
     )  # fmt: skip
@@ -1964,13 +1965,10 @@ async def edit_patient(request: Request, patient_id: int) -> Response:
     with _db(request) as db:
         who = _caller(request, db, form.get("csrf_token"))
         rec = owned(db, PatientRecord, patient_id, who, "patient")
-        try:
-            data = _patient_table(pairs)
-            pf = PatientFile.from_dict(data, source="patient")
-        except (InputError, InputFileError) as exc:
-            values = flatten(nest(pairs))
-            return _page(request, who, "intake.html.j2",
-                         **_intake_context(values, field_errors(exc), rec))  # fmt: skip
+        got = _intake(request, who, pairs, rec)
+        if isinstance(got, Response):
+            return got
+        data, pf = got
         rec.data, rec.name = data, pf.name
         audit.record(db, who, "update", "patient", rec.id, "intake edited on the web")
         db.commit()

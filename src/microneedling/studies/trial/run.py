@@ -536,8 +536,8 @@ def variance_components(x: np.ndarray, draw: np.ndarray, k: int) -> dict[str, fl
     out: dict[str, float] = {"parameter_draws": float(Kp), **_intervals(mean_k[occ])}
     msw = ssw / (N - Kp) if N > Kp else math.nan
     var_epi = math.nan
+    grand = float(np.sum(n_k[occ] * mean_k[occ]) / N) if N > 0 else math.nan
     if Kp >= 2:
-        grand = float(np.sum(n_k[occ] * mean_k[occ]) / N)
         msb = float(np.sum(n_k[occ] * (mean_k[occ] - grand) ** 2)) / (Kp - 1)
         n0 = (N - float(np.sum(n_k[occ] ** 2)) / N) / (Kp - 1)
         var_epi = max(0.0, (msb - msw) / n0) if math.isfinite(msw) else math.nan
@@ -545,8 +545,7 @@ def variance_components(x: np.ndarray, draw: np.ndarray, k: int) -> dict[str, fl
     out["draw_noise_fraction"] = _noise_fraction(
         float(np.mean(msw / n_k[occ])) if Kp else math.nan, mean_k[occ]
     )
-    mean = float(np.sum(n_k[occ] * mean_k[occ]) / N) if N > 0 else math.nan
-    out.update(_given_draws(mean, msw / N if N > 0 else math.nan, N - Kp))
+    out.update(_given_draws(grand, msw / N if N > 0 else math.nan, N - Kp))
     return out
 
 
@@ -630,7 +629,8 @@ def difference_components(
     # given the sets: the difference of the arms' means (the same sets in both arms, so their
     # effects cancel), its variance from the within-set spread, Welch-Satterthwaite's dof
     Nx, Ny = float(nx.sum()), float(ny.sum())
-    diff = float(np.nansum(nx * np.nan_to_num(mx)) / Nx - np.nansum(ny * np.nan_to_num(my)) / Ny)
+    fx, fy = x[np.isfinite(x)], y[np.isfinite(y)]
+    diff = float(fx.mean() - fy.mean()) if fx.size and fy.size else math.nan
     vx, vy = msw_x / Nx if Nx else math.nan, msw_y / Ny if Ny else math.nan
     dfx, dfy = Nx - kx, Ny - ky
     dof = (vx + vy) ** 2 / (vx**2 / dfx + vy**2 / dfy) if dfx >= 1 and dfy >= 1 else math.nan
