@@ -30,6 +30,13 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    """``MICRONEEDLING_<name>``: on for 1, true or yes (any case), off for any other value;
+    ``default`` when unset or empty."""
+    raw = _env(name)
+    return default if raw is None else raw.lower() in ("1", "true", "yes")
+
+
 def _env_int(name: str, default: int, low: int = 0) -> int:
     raw = _env(name)
     if raw is None:
@@ -143,13 +150,13 @@ class Settings:
             rate_burst=_env_int("RATE_BURST", 200, low=1),
             login_per_minute=_env_int("LOGIN_PER_MINUTE", 10, low=1),
             session_hours=_env_float("SESSION_HOURS", 12.0, low=0.01),
-            secure_cookies=(_env("SECURE_COOKIES") or "0").lower() in ("1", "true", "yes"),
+            secure_cookies=_env_flag("SECURE_COOKIES", False),
             inline_max_draws=_env_int("INLINE_MAX_DRAWS", 64),
             inline_threads=_env_int("INLINE_THREADS", 1, low=1),
             max_trial_patients=_env_int("MAX_TRIAL_PATIENTS", 200_000, low=2),
             max_sensitivity_runs=_env_int("MAX_SENSITIVITY_RUNS", 200_000, low=1),
             stale_after_s=_env_float("STALE_AFTER_S", 30.0, low=0.1),
-            freeze_heap=(_env("FREEZE_HEAP") or "1").lower() in ("1", "true", "yes"),
+            freeze_heap=_env_flag("FREEZE_HEAP", True),
         )
         settings = replace(base, **given)
         if settings.database_url and not settings.database_url.startswith(("sqlite", "postgresql")):

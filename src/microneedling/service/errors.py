@@ -74,8 +74,13 @@ def error_body(
     return body
 
 
-def _respond(status: int, message: str, problems: list[dict[str, Any]] | None = None, **kw: Any):
-    source = kw.pop("source", None)
+def _respond(
+    status: int,
+    message: str,
+    problems: list[dict[str, Any]] | None = None,
+    source: str | None = None,
+    **kw: Any,
+):
     return JSONResponse(error_body(status, message, problems, source), status_code=status, **kw)
 
 
