@@ -29,13 +29,13 @@ def test_threads_only_for_batches_large_enough(
 ) -> None:
     course = Course.from_file(EXAMPLES / "acne-scars-rolling-cheek.toml")  # a case and its floor
     seen: list[tuple[int, bool]] = []
-    solve = healing.solve
+    solve = healing.solve_distinct
 
-    def spy(params: np.ndarray, *args: Any, **kw: Any) -> healing.HealingSolution:
+    def spy(params: np.ndarray, *args: Any, **kw: Any) -> tuple[healing.HealingSolution, Any]:
         seen.append((params.shape[0], kw["parallel"]))
         return solve(params, *args, **kw)
 
-    monkeypatch.setattr(batch.healing, "solve", spy)
+    monkeypatch.setattr(batch.healing, "solve_distinct", spy)
     threaded = simulate_batch([course] * n_courses)
     serial = simulate_batch([course] * n_courses, parallel=False)
     rows = 2 * n_courses

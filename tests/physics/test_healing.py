@@ -443,3 +443,45 @@ def test_released_tethers_stay_released() -> None:
     s_ret = y[:, N_DERMAL + IX_S]
     assert s_ret[-1] < 0.9
     assert np.all(np.diff(s_ret) <= 1e-15)  # S has sink terms only
+
+
+def test_distinct_cases_finds_repeats_in_order_of_first_appearance() -> None:
+    a, b, c = np.zeros(3), np.ones(3), np.arange(3.0)
+    rows = np.stack([b, a, b, c, a, b])
+    days = np.zeros((6, 2))
+    first, inverse = healing.distinct_cases(rows, days)
+    assert first.tolist() == [0, 1, 3]
+    assert inverse.tolist() == [0, 1, 0, 2, 1, 0]
+    days[2, 1] = 5.0  # the third case now differs in its second input only
+    first, inverse = healing.distinct_cases(rows, days)
+    assert first.tolist() == [0, 1, 2, 3] and inverse.tolist() == [0, 1, 2, 3, 1, 0]
+
+
+def test_repeated_cases_are_integrated_once_with_the_numbers_of_a_case_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch that repeats cases integrates each distinct case once, and every case gets the
+    numbers it gets in a batch of its own, bit for bit (each case steps on its own)."""
+    p = params(3)
+    p[1, PIDX["K_D"]] *= 1.5
+    p[2, PIDX["g_Q"]] = 0.3
+    days = np.array([[0.0, 30.0], [0.0, 30.0], [0.0, 60.0]])
+    phi = np.full((3, 2, 3), 0.004)
+    jumps = healing.session_impulses(phi, np.zeros(days.shape), p[:, PIDX["K_D"]])
+    alone = [healing.solve(p[i : i + 1], T, days[i : i + 1], jumps[i : i + 1]) for i in range(3)]
+    order = np.array([2, 0, 2, 1, 0, 2, 1])
+    sizes: list[int] = []
+    integrate = healing.integrate
+
+    def counting(*args: object, **kw: object) -> object:
+        sizes.append(len(args[1]))  # type: ignore[arg-type]
+        return integrate(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(healing, "integrate", counting)
+    sol = healing.solve(p[order], T, days[order], jumps[order])
+    assert sizes == [3]
+    for row, case in enumerate(order):
+        assert np.array_equal(sol.y[row], alone[case].y[0])
+        assert sol.n_steps[row] == alone[case].n_steps[0]
+    distinct, inverse = healing.solve_distinct(p[order], T, days[order], jumps[order])
+    assert distinct.y.shape[0] == 3 and np.array_equal(distinct.y[inverse], sol.y)

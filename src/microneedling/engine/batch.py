@@ -281,7 +281,9 @@ def simulate_batch(
                     session_jumps(prep, params, injured=phi_floor, rows=has),
                 )
             )
-    full = healing.solve(
+    # alike cases (a one-at-a-time design repeats most of them) are integrated once: ``distinct``
+    # holds one row per distinct case, ``inverse`` maps every row (cases, then floors) to it
+    distinct, inverse = healing.solve_distinct(
         np.concatenate([e[0] for e in extra]),
         t,
         np.concatenate([e[1] for e in extra]),
@@ -289,15 +291,17 @@ def simulate_batch(
         rtol=rtol,
         parallel=parallel and n_rows >= THREADS_FROM,
     )
-    sol = healing.HealingSolution(t=full.t, y=full.y[:n_main], n_steps=full.n_steps[:n_main])
+    n_steps = distinct.n_steps[inverse[:n_main]]
 
     # the output times observed: all, or those the reads interpolate between (and t = 0)
-    t_obs, y_obs, y_all = t, sol.y, full.y
+    t_obs = t
     cols: np.ndarray | None = None
     if reads is not None:
-        unobserved = BatchRun(t, course_index, sites, horizon, {}, {}, prep, sol.n_steps)
+        unobserved = BatchRun(t, course_index, sites, horizon, {}, {}, prep, n_steps)
         cols = read_columns(unobserved, reads)
-        t_obs, y_obs, y_all = t[cols], sol.y[:, cols], full.y[:, cols]
+        t_obs = t[cols]
+    y_all = (distinct.y if cols is None else distinct.y[:, cols])[inverse]
+    y_obs = y_all[:n_main]
 
     # observation maps: every case in one call, with each parameter set's coefficients in its
     # cases' rows; or one call per distinct set (their coefficients are numbers)
@@ -310,7 +314,8 @@ def simulate_batch(
             t_obs,
             y_obs,
             y_all,
-            sol.y,
+            distinct.y,
+            inverse[:n_main],
             cols,
             prep,
             observe_of,
@@ -328,7 +333,7 @@ def simulate_batch(
         observables=obs,
         per_session=per_session,
         prepared=prep,
-        n_steps=sol.n_steps,
+        n_steps=n_steps,
     )
 
 
@@ -336,8 +341,9 @@ def simulate_batch(
 class _ToObserve:
     """What the observation of a batch reads: the solver's grid ``t`` and the observed times
     ``t_obs`` (the columns ``cols`` of ``t``, or all), the cases' states there (``y_obs``), every
-    row's including the feature floors' (``y_all``) and the cases' on the whole grid
-    (``y_grid``), the prepared cases, each set's observation coefficients (``observe_of``, by
+    row's including the feature floors' (``y_all``), the distinct cases' states on the whole grid
+    (``y_grid``, :func:`~microneedling.physics.healing.solve_distinct`) and the row of it of each
+    case (``grid_rows``), the prepared cases, each set's observation coefficients (``observe_of``, by
     ``id`` of the set), each case's set (``set_of_case``), the distinct sets in order
     (``groups``), each feature's floor row per case (``floor_of``) and the horizons."""
 
@@ -346,6 +352,7 @@ class _ToObserve:
     y_obs: np.ndarray
     y_all: np.ndarray
     y_grid: np.ndarray
+    grid_rows: np.ndarray
     cols: np.ndarray | None
     prep: Prepared
     observe_of: dict[int, Any]
@@ -372,7 +379,7 @@ def _observe_stacked(
         sessions=(w.prep.session_days, w.prep.injured_fraction),
         floors=_floors(w.y_all, w.floor_of, np.arange(index.size), op),
     )
-    on_grid = o if w.cols is None else _session_inputs(o, w.y_grid, w.cols)
+    on_grid = o if w.cols is None else _session_inputs(o, w.y_grid, w.grid_rows, w.cols)
     return o, session_stats(w.t, on_grid, every, w.horizon)
 
 
@@ -410,7 +417,7 @@ def _observe_per_set(
             sessions=(sub.session_days, sub.injured_fraction),
             floors=_floors(w.y_all, w.floor_of, rows, op),
         )
-        on_grid = o if w.cols is None else _session_inputs(o, w.y_grid[take], w.cols)
+        on_grid = o if w.cols is None else _session_inputs(o, w.y_grid, w.grid_rows[take], w.cols)
         st = session_stats(w.t, on_grid, sub, w.horizon[rows])
         if len(w.groups) == 1:
             return o, st
@@ -461,15 +468,16 @@ SESSION_INPUTS = ("inflammation", "pih_stimulus")
 
 
 def _session_inputs(
-    observed: dict[str, np.ndarray], y: np.ndarray, cols: np.ndarray
+    observed: dict[str, np.ndarray], y: np.ndarray, rows: np.ndarray, cols: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """:data:`SESSION_INPUTS` on the whole output grid from the states ``y`` (C, T, N_STATE), for
-    a run observed only at the output times ``cols``: the inflammation of each dermal layer and
+    """:data:`SESSION_INPUTS` on the whole output grid from the states ``y`` (U, T, N_STATE) of
+    the distinct cases, row ``rows[c]`` for case ``c``, for a run observed only at the output
+    times ``cols``: the inflammation of each dermal layer and
     the PIH stimulus are states of the healing ODE. Checked against the observation maps at the
     observed times, so that a change of their definition in ``physics.observe`` cannot go
     unnoticed here (a ``RuntimeError``)."""
-    inflammation = np.stack([y[..., IX_I], y[..., N_DERMAL + IX_I]], axis=1)
-    out = {"inflammation": inflammation, "pih_stimulus": y[..., IX_Q]}
+    inflammation = np.stack([y[..., IX_I][rows], y[..., N_DERMAL + IX_I][rows]], axis=1)
+    out = {"inflammation": inflammation, "pih_stimulus": y[..., IX_Q][rows]}
     for name in SESSION_INPUTS:
         if not np.array_equal(out[name][..., cols], observed[name], equal_nan=True):
             raise RuntimeError(

@@ -206,21 +206,72 @@ def solve(
     impulses:
         (B, K, N_STATE) from :func:`session_impulses`.
     """
+    sol, inverse = solve_distinct(
+        params, t_out, session_days, impulses, rtol=rtol, atol=atol, parallel=parallel
+    )
+    if sol.y.shape[0] == inverse.size:
+        return sol
+    return HealingSolution(t=sol.t, y=sol.y[inverse], n_steps=sol.n_steps[inverse])
 
+
+def solve_distinct(
+    params: np.ndarray,
+    t_out: np.ndarray,
+    session_days: np.ndarray,
+    impulses: np.ndarray,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    parallel: bool = True,
+) -> tuple[HealingSolution, np.ndarray]:
+    """:func:`solve` with each distinct case integrated once (:func:`distinct_cases`): the
+    solution of the distinct cases (U, T, N_STATE) and ``inverse`` (B,), the row of it that holds
+    each case, so that ``y[inverse]`` is :func:`solve`'s ``y`` bit for bit. A caller that reads
+    a few output times or states indexes before it expands (a one-at-a-time design repeats most
+    cases; copying every case's whole trajectory would cost more than it saves)."""
     params = np.ascontiguousarray(params, dtype=float)
+    session_days = np.ascontiguousarray(session_days, dtype=float)
+    impulses = np.ascontiguousarray(impulses, dtype=float)
+    first, inverse = distinct_cases(params, session_days, impulses)
+    if first.size < params.shape[0]:
+        params, session_days, impulses = params[first], session_days[first], impulses[first]
     y0 = baseline_state(params[:, PIDX["lesion_drive"]])
     sol = integrate(
         HEALING,
         y0,
         params,
         np.ascontiguousarray(t_out, dtype=float),
-        np.ascontiguousarray(session_days, dtype=float),
-        np.ascontiguousarray(impulses, dtype=float),
+        session_days,
+        impulses,
         rtol=rtol,
         atol=atol,
         parallel=parallel,
     )
-    return HealingSolution(t=np.asarray(t_out, dtype=float), y=sol.y, n_steps=sol.n_steps)
+    t = np.asarray(t_out, dtype=float)
+    return HealingSolution(t=t, y=sol.y, n_steps=sol.n_steps), inverse
+
+
+def distinct_cases(*rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct cases of a batch: ``first`` (U,) indexes one case of each distinct input, in
+    order of first appearance, and ``inverse`` (B,) maps every case to its entry of ``first``.
+
+    ``rows`` are arrays whose first axis is the case (params (B, N_PARAM), session days (B, K),
+    impulses (B, K, N_STATE)); two cases are alike when every input is equal bit for bit. Each
+    case is integrated on its own steps, so a case solved once and copied has exactly the numbers
+    it would have had on its own (tested). One-at-a-time designs (Morris trajectories, Saltelli's
+    matrices, profile grids, the calibration's per-study settings) repeat many cases: a factor
+    that does not enter a case's healing inputs (an observation coefficient, another study's
+    setting) leaves it as it was.
+    """
+    b = rows[0].shape[0]
+    flat = np.ascontiguousarray(np.concatenate([r.reshape(b, -1) for r in rows], axis=1))
+    seen: dict[bytes, int] = {}
+    inverse = np.fromiter(
+        (seen.setdefault(key, len(seen)) for key in map(bytes, flat)), dtype=np.intp, count=b
+    )
+    first = np.empty(len(seen), dtype=np.intp)
+    first[inverse[::-1]] = np.arange(b)[::-1]  # the earliest case of each: the last write wins
+    return first, inverse
 
 
 def fibrosis_margin(params: np.ndarray) -> np.ndarray:
@@ -240,10 +291,12 @@ def fibrosis_margin(params: np.ndarray) -> np.ndarray:
 __all__ = [
     "EPI0",
     "HealingSolution",
+    "distinct_cases",
     "fibrosis_margin",
     "parameter_matrix",
     "parameter_vector",
     "recruitment_saturation",
     "session_impulses",
     "solve",
+    "solve_distinct",
 ]

@@ -545,3 +545,35 @@ def test_every_fitted_parameter_has_a_prior_that_is_not_its_fit() -> None:
         # wide enough that the data can reach the fit: the prior's 5-95% range holds the file's
         assert par.low is not None and par.high is not None
         assert prior.low <= par.low and prior.high >= par.high, name
+
+
+def test_predictions_read_only_the_output_times_their_end_points_need(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """predict_rows observes each batched solve only at the output times its rows' end points
+    interpolate between (engine.batch.Reads), and a one-at-a-time design's repeated cases are
+    integrated once; both give every row (both roles, two arms, stages, counts) the numbers of
+    a run observed on the whole grid, bit for bit."""
+    from microneedling.parameters.parameter_set import load_parameters
+
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    evaluable = [r for r in rows() if protocols[r.key].evaluable]
+    ps = load_parameters()
+    name = "observe.pih_threshold"  # an observation coefficient: no healing input changes
+    sets = [ps, ps.with_values({name: 1.1 * float(ps.parameter(name).value)})]  # type: ignore[arg-type]
+    seen: list[calibrate.Reads | None] = []
+    real = calibrate._batch_reads
+
+    def spy(*args: object, **kw: object) -> list[calibrate.Reads]:
+        out = real(*args, **kw)  # type: ignore[arg-type]
+        seen.extend(out)
+        return out
+
+    monkeypatch.setattr(calibrate, "_batch_reads", spy)
+    got = predict_rows(evaluable, sets, protocols, settings)
+    assert seen and all(r is not None and r.endpoints for r in seen)
+    monkeypatch.setattr(calibrate, "_batch_reads", lambda batches, *a: [None] * len(batches))
+    whole = predict_rows(evaluable, sets, protocols, settings)
+    assert np.array_equal(got, whole, equal_nan=True)
+    assert np.isfinite(got).sum() > 0.8 * len(evaluable) * len(sets)

@@ -52,7 +52,7 @@ import numpy as np
 from pydantic import Field
 
 from microneedling.course.model import Course
-from microneedling.engine.batch import simulate_batch
+from microneedling.engine.batch import Reads, simulate_batch
 from microneedling.engine.endpoints import endpoint_values, parse_endpoint
 from microneedling.engine.executor import ChunkStore, map_chunks
 from microneedling.engine.prepare import output_times
@@ -486,6 +486,27 @@ def _grid_batches(courses: Sequence[Any], common_grid: bool) -> list[np.ndarray]
     return batches
 
 
+def _batch_reads(
+    batches: Sequence[np.ndarray], n_cases: int, unit_case: np.ndarray, protocols: Sequence[Any]
+) -> list[Reads]:
+    """What each batched solve of :func:`predict_rows` is read for: the end points of the units
+    (row arms) whose cases it holds, so that its observables are computed only at the output
+    times those end points interpolate between (:class:`~microneedling.engine.batch.Reads`; the
+    values read are those of the whole grid, bit for bit). Stage rows read the prepared cases
+    only; per-session values are computed on the whole grid either way."""
+    batch_of = np.full(n_cases, -1)
+    for b, batch in enumerate(batches):
+        batch_of[batch] = b
+    wanted: list[dict[str, None]] = [{} for _ in batches]
+    for u, q in enumerate(protocols):
+        if q.stage is not None or q.endpoint is None:
+            continue
+        cases = unit_case[:, u]
+        for b in np.unique(batch_of[cases[cases >= 0]]):
+            wanted[int(b)][q.endpoint] = None
+    return [Reads(endpoints=tuple(parse_endpoint(e) for e in w)) for w in wanted]
+
+
 def predict_on_grid(
     lit_rows: Sequence[LiteratureRow],
     ps: ParameterSet,
@@ -560,12 +581,18 @@ def predict_rows(
     # union of the cases' grids: cases x union points is kept under GRID_BUDGET)
     runs: list[Any] = []
     where = np.full((len(cases_c), 2), -1)  # case -> (run, row in that run)
-    for batch in _grid_batches(cases_c, t_out is not None):
+    batches = _grid_batches(cases_c, t_out is not None)
+    reads = _batch_reads(batches, len(cases_c), unit_case, [q for _, q, _ in units])
+    for batch, batch_reads in zip(batches, reads, strict=True):
         grid = t_out
         if refine is not None:
             grid = refined_grid([cases_c[c] for c in batch], *refine)
         run = simulate_batch(
-            [cases_c[c] for c in batch], [cases_s[c] for c in batch], t_out=grid, rtol=rtol
+            [cases_c[c] for c in batch],
+            [cases_s[c] for c in batch],
+            t_out=grid,
+            rtol=rtol,
+            reads=batch_reads,
         )
         assert run.n_cases == len(batch), "one site per protocol course"
         where[batch, 0] = len(runs)
