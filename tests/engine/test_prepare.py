@@ -15,7 +15,6 @@ from microneedling.engine import prepare as prepare_module
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.prepare import (
     Prepared,
-    _distinct_rows,
     concat_prepared,
     prepare,
     prepare_many,
@@ -139,13 +138,6 @@ def test_coefficients_kept_per_set_of_values_record_their_lookups_and_follow_edi
     assert a.params.flags.writeable  # the per-case matrix is the run's own
 
 
-def test_distinct_rows_compare_bits() -> None:
-    x = np.array([[1.0, np.nan], [2.0, 0.0], [1.0, np.nan], [2.0, -0.0], [2.0, 0.0]])
-    first, position = _distinct_rows(x)
-    assert first.tolist() == [0, 1, 3] and position.tolist() == [0, 1, 0, 2, 1]
-    assert np.array_equal(x[first][position], x, equal_nan=True)
-
-
 def test_repeated_topical_sessions_are_computed_once_with_the_same_numbers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -170,7 +162,7 @@ def test_repeated_topical_sessions_are_computed_once_with_the_same_numbers(
     once = [prepare(c, ps) for c in courses]
     assert calls == [1, 3, 1]  # 12 sessions -> 1; 12 -> (5.0), (2.0, pH 6.5), (2.0); 1 -> 1
     monkeypatch.setattr(  # every row computed
-        prepare_module, "_distinct_rows", lambda x: (np.arange(len(x)), np.arange(len(x)))
+        prepare_module.percase, "distinct_rows", lambda x: (np.arange(len(x)), np.arange(len(x)))
     )
     every = [prepare(c, ps) for c in courses]
     assert calls[3:] == [12, 12, 1]

@@ -445,18 +445,6 @@ def test_released_tethers_stay_released() -> None:
     assert np.all(np.diff(s_ret) <= 1e-15)  # S has sink terms only
 
 
-def test_distinct_cases_finds_repeats_in_order_of_first_appearance() -> None:
-    a, b, c = np.zeros(3), np.ones(3), np.arange(3.0)
-    rows = np.stack([b, a, b, c, a, b])
-    days = np.zeros((6, 2))
-    first, inverse = healing.distinct_cases(rows, days)
-    assert first.tolist() == [0, 1, 3]
-    assert inverse.tolist() == [0, 1, 0, 2, 1, 0]
-    days[2, 1] = 5.0  # the third case now differs in its second input only
-    first, inverse = healing.distinct_cases(rows, days)
-    assert first.tolist() == [0, 1, 2, 3] and inverse.tolist() == [0, 1, 2, 3, 1, 0]
-
-
 def test_repeated_cases_are_integrated_once_with_the_numbers_of_a_case_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -179,3 +179,23 @@ def test_grade_drop_with_per_case_thresholds_is_each_case_with_its_numbers() -> 
             )
             assert np.array_equal(got[:, i], want, equal_nan=True), i
     assert np.any(got[0] > 0.0)
+
+
+def test_distinct_rows_finds_repeats_in_order_of_first_appearance() -> None:
+    a, b, c = np.zeros(3), np.ones(3), np.arange(3.0)
+    rows = np.stack([b, a, b, c, a, b])
+    days = np.zeros((6, 2))
+    first, inverse = percase.distinct_rows(rows, days)
+    assert first.tolist() == [0, 1, 3]
+    assert inverse.tolist() == [0, 1, 0, 2, 1, 0]
+    days[2, 1] = 5.0  # the third case now differs in its second input only
+    first, inverse = percase.distinct_rows(rows, days)
+    assert first.tolist() == [0, 1, 2, 3] and inverse.tolist() == [0, 1, 2, 3, 1, 0]
+
+
+def test_distinct_rows_compare_bits() -> None:
+    """Rows are the same only when equal bit for bit: 0.0 and -0.0 stay apart, equal NaNs merge."""
+    a = np.array([[1.0, 0.0], [1.0, -0.0], [np.nan, 2.0], [1.0, 0.0], [np.nan, 2.0], [3.0, 1.0]])
+    first, inverse = percase.distinct_rows(a)
+    assert first.tolist() == [0, 1, 2, 5] and inverse.tolist() == [0, 1, 2, 0, 2, 3]
+    assert np.array_equal(a[first][inverse].view(np.int64), a.view(np.int64))

@@ -988,15 +988,6 @@ def test_reservoir_shared_eigendecompositions_are_bit_identical() -> None:
             assert np.array_equal(getattr(one, name), getattr(res, name)[b : b + 1]), (b, name)
 
 
-def test_distinct_rows_compare_bits() -> None:
-    """Rows are the same only when equal bit for bit: 0.0 and -0.0 stay apart, equal NaNs merge."""
-    a = np.array([[1.0, 0.0], [1.0, -0.0], [np.nan, 2.0], [1.0, 0.0], [np.nan, 2.0], [3.0, 1.0]])
-    first, inverse = tr._distinct_rows(a)
-    assert first.size == 4
-    assert np.array_equal(a[first][inverse].view(np.int64), a.view(np.int64))
-    assert inverse[0] == inverse[3] and inverse[2] == inverse[4] and inverse[0] != inverse[1]
-
-
 def test_absorb_cases_alike_but_for_the_dose_share_the_cell_solves(
     mols: dict[str, Molecule], tp: tr.TransportParameters, ps: ParameterSet
 ) -> None:

@@ -32,7 +32,16 @@ from microneedling.parameters.sampling import (
     shipped_calibration,
     shipped_posterior,
 )
-from microneedling.physics import healing, injury, needles, observe, pigment, scars, transport
+from microneedling.physics import (
+    healing,
+    injury,
+    needles,
+    observe,
+    percase,
+    pigment,
+    scars,
+    transport,
+)
 from microneedling.physics.healing_rhs import PIDX
 from microneedling.units import conversion_factor
 from microneedling.vocabulary import DEPRESSION_PROFILES, roman
@@ -172,20 +181,6 @@ def nominal_set(ps: ParameterSet) -> tuple[ParameterSet, Posterior | None]:
     if hit[3] is None:
         return ps, None
     return hit[2].recording(), hit[3]
-
-
-def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first row of each distinct row of ``x`` (rows compared bit for bit: NaN equals NaN),
-    in order of appearance, and for every row the position of its distinct row in that list."""
-    seen: dict[bytes, int] = {}
-    first: list[int] = []
-    position = np.empty(len(x), dtype=np.intp)
-    for i, row in enumerate(np.ascontiguousarray(x, dtype=float)):
-        j = seen.setdefault(row.tobytes(), len(first))
-        if j == len(first):
-            first.append(i)
-        position[i] = j
-    return np.array(first, dtype=np.intp), position
 
 
 def _healing_vector(ps: ParameterSet) -> np.ndarray:
@@ -335,7 +330,7 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
         vehicle_columns = [getattr(vehicle, f.name) for f in fields(transport.Vehicle)]
         # sessions with the same inputs (a course repeating its product and settings) are
         # computed once: absorb works row by row, a row's numbers do not depend on the others
-        u, inv = _distinct_rows(
+        u, inv = percase.distinct_rows(
             np.column_stack(
                 [
                     product,

@@ -38,6 +38,7 @@ from microneedling.physics.healing_rhs import (
 )
 from microneedling.physics.ode.integrate import integrate
 from microneedling.physics.ode.registry import HEALING
+from microneedling.physics.percase import distinct_rows
 
 #: unit in which each healing parameter is used (file units are converted to these)
 PARAM_UNITS: dict[str, str] = {
@@ -224,7 +225,8 @@ def solve_distinct(
     atol: float = 1e-8,
     parallel: bool = True,
 ) -> tuple[HealingSolution, np.ndarray]:
-    """:func:`solve` with each distinct case integrated once (:func:`distinct_cases`): the
+    """:func:`solve` with each distinct case integrated once (:func:`~microneedling.physics.percase.distinct_rows`: equal
+    inputs bit for bit; each case steps on its own, so one solve serves all its copies): the
     solution of the distinct cases (U, T, N_STATE) and ``inverse`` (B,), the row of it that holds
     each case, so that ``y[inverse]`` is :func:`solve`'s ``y`` bit for bit. A caller that reads
     a few output times or states indexes before it expands (a one-at-a-time design repeats most
@@ -232,7 +234,7 @@ def solve_distinct(
     params = np.ascontiguousarray(params, dtype=float)
     session_days = np.ascontiguousarray(session_days, dtype=float)
     impulses = np.ascontiguousarray(impulses, dtype=float)
-    first, inverse = distinct_cases(params, session_days, impulses)
+    first, inverse = distinct_rows(params, session_days, impulses)
     if first.size < params.shape[0]:
         params, session_days, impulses = params[first], session_days[first], impulses[first]
     y0 = baseline_state(params[:, PIDX["lesion_drive"]])
@@ -249,29 +251,6 @@ def solve_distinct(
     )
     t = np.asarray(t_out, dtype=float)
     return HealingSolution(t=t, y=sol.y, n_steps=sol.n_steps), inverse
-
-
-def distinct_cases(*rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct cases of a batch: ``first`` (U,) indexes one case of each distinct input, in
-    order of first appearance, and ``inverse`` (B,) maps every case to its entry of ``first``.
-
-    ``rows`` are arrays whose first axis is the case (params (B, N_PARAM), session days (B, K),
-    impulses (B, K, N_STATE)); two cases are alike when every input is equal bit for bit. Each
-    case is integrated on its own steps, so a case solved once and copied has exactly the numbers
-    it would have had on its own (tested). One-at-a-time designs (Morris trajectories, Saltelli's
-    matrices, profile grids, the calibration's per-study settings) repeat many cases: a factor
-    that does not enter a case's healing inputs (an observation coefficient, another study's
-    setting) leaves it as it was.
-    """
-    b = rows[0].shape[0]
-    flat = np.ascontiguousarray(np.concatenate([r.reshape(b, -1) for r in rows], axis=1))
-    seen: dict[bytes, int] = {}
-    inverse = np.fromiter(
-        (seen.setdefault(key, len(seen)) for key in map(bytes, flat)), dtype=np.intp, count=b
-    )
-    first = np.empty(len(seen), dtype=np.intp)
-    first[inverse[::-1]] = np.arange(b)[::-1]  # the earliest case of each: the last write wins
-    return first, inverse
 
 
 def fibrosis_margin(params: np.ndarray) -> np.ndarray:
@@ -291,7 +270,6 @@ def fibrosis_margin(params: np.ndarray) -> np.ndarray:
 __all__ = [
     "EPI0",
     "HealingSolution",
-    "distinct_cases",
     "fibrosis_margin",
     "parameter_matrix",
     "parameter_vector",

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["at_least", "at_rows", "is_stacked", "stack", "take"]
+__all__ = ["at_least", "at_rows", "distinct_rows", "is_stacked", "stack", "take"]
 
 T = TypeVar("T")
 
@@ -86,3 +86,26 @@ def at_least(value: Any, floor: float) -> Any:
     """A coefficient raised to ``floor``: ``max(value, floor)`` for a number (a number still),
     ``np.maximum`` of each case's value for one value per case."""
     return np.maximum(value, floor) if isinstance(value, np.ndarray) else max(value, floor)
+
+
+def distinct_rows(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct cases of a batch: ``first`` (U,) indexes the first case of each distinct
+    input, in order of first appearance, and ``inverse`` (B,) maps every case to its entry of
+    ``first`` (so ``x[first][inverse]`` is ``x``).
+
+    ``arrays`` share their first axis, the case (e.g. parameters (B, P), session days (B, K),
+    impulses (B, K, S)); two cases are alike when every input is equal bit for bit (NaN equals a
+    NaN of the same bits; signed zeros stay apart). A row-by-row computation done on ``first``
+    only and expanded with ``inverse`` gives every case the numbers it would have had.
+    """
+    b = arrays[0].shape[0]
+    flat = np.ascontiguousarray(
+        np.concatenate([np.asarray(a, dtype=float).reshape(b, -1) for a in arrays], axis=1)
+    )
+    seen: dict[bytes, int] = {}
+    inverse = np.fromiter(
+        (seen.setdefault(key, len(seen)) for key in map(bytes, flat)), dtype=np.intp, count=b
+    )
+    first = np.empty(len(seen), dtype=np.intp)
+    first[inverse[::-1]] = np.arange(b)[::-1]  # the earliest case of each: the last write wins
+    return first, inverse

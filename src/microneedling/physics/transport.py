@@ -121,6 +121,7 @@ from scipy.special import erf, i0e, i1e, j0, j1, jn_zeros, k0e, k1e
 
 from microneedling.parameters.molecules import Molecule
 from microneedling.physics.needles import Channels, SkinLayers, power
+from microneedling.physics.percase import distinct_rows
 from microneedling.units import conversion_factor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1570,15 +1571,6 @@ def _film_inverse_mean(
     return np.asarray(np.where(ok, num / den, 1.0 / np.maximum(h_a, 1e-300)))
 
 
-def _distinct_rows(a: FloatArray) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """(first, inverse) of the distinct rows of ``a`` (B, K), compared bit for bit: ``a[first]``
-    are distinct and ``a[first][inverse]`` is ``a`` (NaNs and signed zeros stay apart)."""
-    rows = np.ascontiguousarray(a, dtype=float)
-    key = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return np.asarray(first), np.asarray(inverse).ravel()
-
-
 class _StepEigh:
     """``np.linalg.eigh`` of a batch of symmetric matrices step after step, decomposing again only
     the matrices that changed (bit for bit) since the step before: the same eigenpairs as calling
@@ -1694,7 +1686,7 @@ def reservoir_dose(
     # share one eigendecomposition per step, and a case whose generator is bit for bit that of
     # the step before keeps its decomposition (the dried film; an occluded film on intact skin)
     gen = np.column_stack([nd, pch, h0, tw, rate, kpf, kpsc, ksc, lsc, lsup, cap, kcl, sup])
-    first, inverse = _distinct_rows(gen)
+    first, inverse = distinct_rows(gen)
     eig = _StepEigh(first.size, n)
     lap0_u, kcl_u = lap0[first], kcl[first]
     # what does not depend on the amounts, for every step at once (B, M)
@@ -1848,7 +1840,7 @@ def _channel_profile(
     # cases with the same channel and skin (a batch often differs only in the dose) share the
     # cell solves: computed once per distinct row, each row on its own
     key = np.column_stack([*(np.broadcast_to(x, (bsz,)) for x in geo), g, n_pos, lay])
-    first, inverse = _distinct_rows(key)
+    first, inverse = distinct_rows(key)
     if first.size < bsz:
         rate, ratio, g_shut = (
             x[inverse]
