@@ -159,11 +159,13 @@ def test_repeated_topical_sessions_are_computed_once_with_the_same_numbers(
         return absorb(solute, *args, **kw)
 
     monkeypatch.setattr(prepare_module.transport, "absorb", counting)
+    monkeypatch.setattr(prepare_module, "_ABSORBED", {})  # no result kept from other tests
     once = [prepare(c, ps) for c in courses]
     assert calls == [1, 3, 1]  # 12 sessions -> 1; 12 -> (5.0), (2.0, pH 6.5), (2.0); 1 -> 1
     monkeypatch.setattr(  # every row computed
         prepare_module.percase, "distinct_rows", lambda x: (np.arange(len(x)), np.arange(len(x)))
     )
+    monkeypatch.setattr(prepare_module, "_ABSORBED", {})
     every = [prepare(c, ps) for c in courses]
     assert calls[3:] == [12, 12, 1]
     for a, b in zip(once, every, strict=True):
@@ -310,3 +312,35 @@ def test_simulate_with_draws_is_the_set_by_set_ensemble_in_every_variable(
     assert {k: v for k, v in got.attrs.items() if k != "created"} == {
         k: v for k, v in want.attrs.items() if k != "created"
     }
+
+
+def test_absorption_is_kept_for_the_same_transport_inputs_across_parameter_sets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two parameter sets that differ only outside transport (and needles) prepare a topical
+    course with one absorption solve; a transport coefficient that differs makes another. The
+    kept result gives the numbers of a fresh solve, bit for bit."""
+    course = mn.Course.from_toml(EXAMPLES / "melasma-tranexamic-acid.toml")
+    ps = load_parameters()
+    other_healing = ps.with_values({"healing.k_D": 1.3 * float(ps.parameter("healing.k_D").value)})  # type: ignore[arg-type]
+    k = float(ps.parameter("transport.clearance_rate").value)  # type: ignore[arg-type]
+    other_transport = ps.with_values({"transport.clearance_rate": 1.5 * k})
+    monkeypatch.setattr(prepare_module, "_ABSORBED", {})
+    calls: list[int] = []
+    absorb = prepare_module.transport.absorb
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return absorb(*args, **kw)
+
+    monkeypatch.setattr(prepare_module.transport, "absorb", counting)
+    first = prepare(course, ps)
+    same = prepare(course, other_healing)
+    assert len(calls) == 1
+    moved = prepare(course, other_transport)
+    assert len(calls) == 2
+    assert not np.array_equal(moved.absorbed_ug_cm2, first.absorbed_ug_cm2)
+    monkeypatch.setattr(prepare_module, "_ABSORBED", {})
+    fresh = prepare(course, other_healing)
+    assert len(calls) == 3
+    assert _fields_equal(same, fresh) == []

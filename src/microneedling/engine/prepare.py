@@ -10,6 +10,7 @@ under several parameter sets (an ensemble) are prepared in one pass by :func:`pr
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -183,6 +184,44 @@ def nominal_set(ps: ParameterSet) -> tuple[ParameterSet, Posterior | None]:
     return hit[2].recording(), hit[3]
 
 
+_ABSORBED: dict[bytes, transport.Absorption] = {}
+"""What :func:`transport.absorb` gave for a set of inputs (the distinct sessions' settings,
+molecules and transport coefficients, bit for bit), at most :data:`ABSORBED_ENTRIES`, the least
+recently used dropped. Designs that move one parameter at a time (screening, profiles, the
+calibration's per-study settings) prepare the same topical sessions under many parameter sets
+whose transport inputs are equal; the reservoir's solve is then made once (0.02 s a call)."""
+
+ABSORBED_ENTRIES = 64
+_ABSORBED_LOCK = threading.Lock()
+
+
+def _numbers(obj: Any) -> np.ndarray:
+    """The number fields of a coefficient dataclass, in field order, as one float array."""
+    return np.array([getattr(obj, f.name) for f in fields(obj)], dtype=float)
+
+
+def _absorbed(
+    inputs: tuple[np.ndarray, ...], compute: Callable[[], transport.Absorption]
+) -> transport.Absorption:
+    """``compute()``, or the result kept for the same ``inputs`` (compared bit for bit: the
+    arrays' shapes, types and bytes). The result is shared: callers index it, never write it."""
+    key = b"".join(
+        repr((a.shape, a.dtype.str)).encode() + np.ascontiguousarray(a).tobytes()
+        for a in map(np.asarray, inputs)
+    )
+    with _ABSORBED_LOCK:
+        hit = _ABSORBED.pop(key, None)
+        if hit is not None:
+            _ABSORBED[key] = hit  # most recently used last
+            return hit
+    out = compute()
+    with _ABSORBED_LOCK:
+        _ABSORBED[key] = out
+        while len(_ABSORBED) > ABSORBED_ENTRIES:
+            del _ABSORBED[next(iter(_ABSORBED))]
+    return out
+
+
 def _healing_vector(ps: ParameterSet) -> np.ndarray:
     v = healing.parameter_vector(ps)
     v.setflags(write=False)  # shared between runs
@@ -330,35 +369,27 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
         vehicle_columns = [getattr(vehicle, f.name) for f in fields(transport.Vehicle)]
         # sessions with the same inputs (a course repeating its product and settings) are
         # computed once: absorb works row by row, a row's numbers do not depend on the others
-        u, inv = percase.distinct_rows(
-            np.column_stack(
-                [
-                    product,
-                    c0,
-                    film,
-                    seconds,
-                    density,
-                    radius,
-                    depth,
-                    layers,
-                    occluded,
-                    *vehicle_columns,
-                ]
-            )
+        inputs = np.column_stack(
+            [product, c0, film, seconds, density, radius, depth, layers, occluded, *vehicle_columns]
         )
-        ab = transport.absorb(
-            transport.Solute.from_molecules([mols[tops[i].product] for i in u]),
-            c0[u],
-            film[u],
-            seconds[u],
-            density[u],
-            radius[u],
-            depth[u],
-            layers[u],
-            occluded[u],
-            tpar,
-            vehicle=transport.Vehicle(
-                **{f.name: getattr(vehicle, f.name)[u] for f in fields(transport.Vehicle)}
+        u, inv = percase.distinct_rows(inputs)
+        solute = transport.Solute.from_molecules([mols[tops[i].product] for i in u])
+        ab = _absorbed(
+            (inputs[u], *(getattr(solute, f.name) for f in fields(solute)), _numbers(tpar)),
+            lambda: transport.absorb(
+                solute,
+                c0[u],
+                film[u],
+                seconds[u],
+                density[u],
+                radius[u],
+                depth[u],
+                layers[u],
+                occluded[u],
+                tpar,
+                vehicle=transport.Vehicle(
+                    **{f.name: getattr(vehicle, f.name)[u] for f in fields(transport.Vehicle)}
+                ),
             ),
         )
         to_ug_cm2 = 1e9 / 1e4  # kg/m^2 -> ug/cm^2
