@@ -79,7 +79,7 @@ def test_an_unknown_product_lists_the_names_in_scope(tmp_path: Path) -> None:
     line = _one_error_line(
         invoke("absorb", typo, "--out", out, "--molecules", write_copy(tmp_path / "mine.toml"))
     )
-    assert f"amantadine, {COPY}; did you mean '{COPY}'?" in line
+    assert f"naloxone, {COPY}; did you mean '{COPY}'?" in line
     assert not out.exists()
 
 
