@@ -76,7 +76,8 @@ class BatchRun:
     per_session:
         Per-session outputs (C, K), NaN where a case has fewer than K sessions: ``erythema_days``,
         ``oedema_days``, ``downtime_days`` (d, expected over patients), ``pih_risk`` (1, PIH after the session under
-        a patient-level threshold), ``absorbed_amount`` (ug/cm^2), ``enhancement_ratio``.
+        a patient-level threshold), ``absorbed_amount`` (ug/cm^2), ``absorbed_intact`` (ug/cm^2,
+        the same topical through intact skin), ``enhancement_ratio``.
     prepared:
         The concatenated inputs of the healing solve (needles, injury, transport, parameters).
     n_steps:
@@ -540,6 +541,7 @@ def session_stats(
     risk = pigment.pih_session_risk(peak, op.pigment)
     return {
         "absorbed_amount": prep.absorbed_ug_cm2,
+        "absorbed_intact": prep.absorbed_intact_ug_cm2,
         "enhancement_ratio": prep.enhancement,
         "erythema_days": seen.erythema,
         "oedema_days": seen.oedema,

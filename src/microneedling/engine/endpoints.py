@@ -8,7 +8,8 @@ it once, with a small text grammar so end points can be named in TOML files and 
 
 ``variable``
     A time-resolved observable (``scar_depth``, ``collagen_change``, ...) or a per-session output
-    (``erythema_days``, ``oedema_days``, ``downtime_days``, ``pih_risk``, ``absorbed_amount``, ``enhancement_ratio``):
+    (``erythema_days``, ``oedema_days``, ``downtime_days``, ``pih_risk``, ``absorbed_amount``,
+    ``absorbed_intact``, ``enhancement_ratio``):
     the ``time`` and ``session`` rows of :data:`microneedling.engine.variables.VARIABLES`.
 ``layer``
     ``papillary`` (default) or ``reticular``, for the layered observables (collagen, elastin, ...).

@@ -1121,7 +1121,6 @@ def setting_values(prep: Prepared) -> dict[str, np.ndarray]:
         "penetration_depth": prep.penetration_depth_um,
         "closure_hours": prep.closure_hours,
         "reaches_capillaries": prep.reaches_capillaries,
-        "absorbed_intact": prep.absorbed_intact_ug_cm2,
         "injured_fraction": prep.injured_fraction,
         "absorbed_by_layer": prep.absorbed_by_layer_ug_cm2,
     }

@@ -59,10 +59,17 @@ from microneedling.engine.prepare import output_times
 from microneedling.engine.variables import variable
 from microneedling.errors import InputError, InputFileError, MicroneedlingError
 from microneedling.io import data_path
+from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import split_normal_value
 from microneedling.physics import needles, pigment
-from microneedling.physics.transport import ClosureParameters, closure_rate
+from microneedling.physics.transport import (
+    ClosureParameters,
+    Solute,
+    TransportParameters,
+    closure_rate,
+    intact_kp,
+)
 from microneedling.schema import InputModel, Integer, Number, Text
 from microneedling.studies.credibility.likelihood import (
     Likelihood,
@@ -383,6 +390,15 @@ def _stage_value(
         # under occlusion (physics.transport.closure_rate)
         k = float(closure_rate(0.0, protocol.occluded, ClosureParameters.from_parameters(ps)))
         return convert(-math.log(1.0 - f) / k, "s", row.units)
+    if stage == "intact_kp":
+        # the lipid and polar routes of intact stratum corneum at the vehicle pH (the
+        # enhancement ratio's denominator without the follicular shunt, which acts only while a
+        # film is liquid): physics.transport.intact_kp
+        top = protocol.topical or {}
+        solute = Solute.from_molecules([shipped_molecules()[str(top["product"])]])
+        ph = np.nan if top.get("ph") is None else float(top["ph"])
+        kp = intact_kp(solute, TransportParameters.from_parameters(ps), ph)
+        return convert(float(kp[0]), "m/s", row.units)
     assert prep_row is not None and course is not None
     if stage == "puncture_density":
         return convert(float(run.prepared.puncture_density_cm2[prep_row, 0]), "1/cm^2", row.units)

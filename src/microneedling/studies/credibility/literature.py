@@ -43,6 +43,7 @@ from microneedling.engine.endpoints import parse_endpoint
 from microneedling.engine.variables import by_name
 from microneedling.errors import InputError, InputFileError
 from microneedling.io import data_path
+from microneedling.parameters.molecules import shipped_molecules
 from microneedling.parameters.parameter_set import Reference, load_references
 from microneedling.schema import MISSING, Allowed, Flag, InputModel, Integer, Number, Text, Unit
 from microneedling.units import UnitError, convert, parse_unit
@@ -783,7 +784,11 @@ STAGES: tuple[str, ...] = (
     "channel_depth",
     "channel_diameter",
     "resealing_time",
+    "intact_kp",
 )
+#: stages that need no course: the resealing time (a closure rate) and the intact-skin
+#: permeability of a product (``topical`` names the molecule and, optionally, the vehicle pH)
+COURSELESS_STAGES: tuple[str, ...] = ("resealing_time", "intact_kp")
 
 
 @dataclass(frozen=True)
@@ -805,6 +810,8 @@ class Protocol:
     closure: str | None = None
     #: resealing rows: the skin was covered (a patch, a dressing) while the channels closed
     occluded: bool = False
+    #: ``intact_kp`` rows (no course): the product (``product``) and optional vehicle ``ph``
+    topical: dict[str, Any] | None = None
     evaluable: bool = True
     reason: str = ""
     #: numeric stand-ins the calibration may sample as nuisance parameters: setting -> (low, high)
@@ -932,7 +939,7 @@ def _non_empty_days(v: Any) -> Any:
     return v
 
 
-_NO_COURSE = "every evaluable row but those with stage = 'resealing_time'"
+_NO_COURSE = "every evaluable row but those with stage = 'resealing_time' or 'intact_kp'"
 #: what the comparator arm of a two-arm row may change
 _REFERENCE_FIELDS = (
     "untreated",
@@ -944,7 +951,8 @@ _REFERENCE_FIELDS = (
     "sessions",
     "scar_type",
 )
-#: fields a row with a course needs (every row except ``stage = "resealing_time"``)
+#: fields a row with a course needs (every row except ``stage = "resealing_time"`` or
+#: ``"intact_kp"``)
 _COURSE_FIELDS = (
     "device",
     "site",
@@ -971,7 +979,10 @@ class ProtocolTable(_ProtocolModel):
     assumptions: Text | None = None
     endpoint: Annotated[Text, AfterValidator(_endpoint)] | None = None
     stage: (
-        Literal["puncture_density", "channel_depth", "channel_diameter", "resealing_time"] | None
+        Literal[
+            "puncture_density", "channel_depth", "channel_diameter", "resealing_time", "intact_kp"
+        ]
+        | None
     ) = None
     closure: Literal["pores", "barrier", "half"] | None = None
     #: a resealing_time row measured under occlusion (transport.k_close_occluded)
@@ -1079,6 +1090,8 @@ class ProtocolTable(_ProtocolModel):
             problems.append(
                 InputError("occluded", self.occluded, "true only on a resealing_time row")
             )
+        if self.stage == "intact_kp":
+            problems += _intact_kp_problems(self.topical)
         if self.needs_course:
             problems += [
                 InputError(name, MISSING, f"required for a row with a course ({_NO_COURSE})")
@@ -1154,7 +1167,30 @@ class ProtocolTable(_ProtocolModel):
 
     @property
     def needs_course(self) -> bool:
-        return self.evaluable and self.stage != "resealing_time"
+        return self.evaluable and self.stage not in COURSELESS_STAGES
+
+
+def _intact_kp_problems(topical: dict[str, Any] | None) -> list[InputError]:
+    """An ``intact_kp`` row's ``topical``: a shipped product and, optionally, a vehicle pH."""
+    names = shipped_molecules()
+    allowed = "a table {product = <a molecule of molecules.toml>, ph = <vehicle pH, optional>}"
+    if topical is None:
+        return [InputError("topical", MISSING, allowed)]
+    problems = [
+        InputError(f"topical.{k}", v, "only product and ph on an intact_kp row")
+        for k, v in topical.items()
+        if k not in ("product", "ph")
+    ]
+    if topical.get("product") not in names:
+        problems.append(
+            InputError(
+                "topical.product", topical.get("product", MISSING), "one of " + ", ".join(names)
+            )
+        )
+    ph = topical.get("ph")
+    if ph is not None and not (isinstance(ph, int | float) and 0.0 < float(ph) < 14.0):
+        problems.append(InputError("topical.ph", ph, "a vehicle pH between 0 and 14"))
+    return problems
 
 
 class ProtocolsFile(_ProtocolModel):
@@ -1209,6 +1245,7 @@ class ProtocolsFile(_ProtocolModel):
                 stage=t.stage,
                 closure=t.closure,
                 occluded=bool(t.occluded),
+                topical=dict(t.topical) if t.stage == "intact_kp" and t.topical else None,
                 evaluable=not waiting,
                 reason=(
                     f"Awaiting the observable {waiting!r}: not yet an output of "
