@@ -177,3 +177,24 @@ def test_a_bad_molecule_table_names_the_field_the_value_and_what_is_allowed(
     assert (e.value.key, e.value.field, e.value.value) == ("house_test", field, value)
     assert words in e.value.allowed
     assert str(e.value).startswith(f"mine.toml: molecule 'house_test'.{field}: ")
+
+
+def test_naloxone_loads_with_its_sources() -> None:
+    """Naloxone (the naloxone2021_drpen calibration rows): the free base, a weak base protonated
+    at skin pH, every property with a reference that resolves."""
+    from microneedling.parameters.parameter_set import load_references
+    from microneedling.physics.transport import BASE, Solute, neutral_fraction
+
+    m = shipped_molecules()["naloxone"]
+    assert m.mw_g_per_mol == pytest.approx(327.38)  # C19H21NO4 (the HCl salt is 363.84)
+    assert m.ionisation == "base" and m.pka == pytest.approx(8.12) and m.charge == 1.0
+    assert m.log_kow == pytest.approx(2.1) and m.vehicle_ph == pytest.approx(4.0)
+    assert m.d_aq == pytest.approx(5.0e-10)  # Hayduk-Laudie, Le Bas 327.5 cm3/mol
+    refs = load_references()
+    assert {"ncats_naloxone", "drugmap_naloxone", "ptwiki_naloxona", "hayduk1974"} <= set(m.sources)
+    assert all(s in refs for s in m.sources), set(m.sources) - set(refs)
+    assert m.kinds["log_kow"] == "estimate" and m.kinds["pka"] == "literature"
+    sol = Solute.from_molecules([m])
+    assert sol.ionisation is not None and int(sol.ionisation[0]) == BASE
+    # Henderson-Hasselbalch at pH 5.5: 1/(1 + 10^(8.12 - 5.5)) = 0.0024
+    assert float(neutral_fraction(BASE, m.pka, 5.5)) == pytest.approx(0.0024, rel=0.01)
