@@ -12,7 +12,14 @@ factor when none is shipped), the cost that sizes a full ``microneedling calibra
 3. the same half-ensemble through an emulator (trained here on ``TRAIN`` model runs, fewer than a
    real run uses, so its fit time is a lower bound): the ratio of a model evaluation to an emulated
    one, and the projected cost of emulate-sample-correct (history matching + rounds x draws model
-   runs + the emulated chains) against emcee on the model.
+   runs + the emulated chains) against emcee on the model;
+4. the screening's kind of design (``--design N``: a Morris trajectory of N vectors, one factor
+   moved per step over every candidate factor) with the repeated cases integrated once, the
+   observables computed only where the rows read them and the topical absorption kept by its
+   inputs, against the same design with all three off (the reference, in the same process): the
+   ratio, and that the predictions are identical bit for bit.
+
+``python benchmarks/bench_calibrate.py --design 64`` runs part 4 alone.
 
 The machine is shared: run it when it is quiet, and read the numbers as an order of magnitude.
 """
@@ -126,5 +133,60 @@ def emulated(problem: object, cfg: object, x: np.ndarray, half: float, per_vecto
     )
 
 
+def one_at_a_time(n: int = 64, repeats: int = 3) -> None:
+    """Part 4 of the module doc."""
+    from unittest import mock
+
+    from microneedling.engine import prepare
+    from microneedling.physics import healing
+    from microneedling.studies.credibility import calibrate
+
+    problem = calibrate.build_problem(None, config=calibrate.load_config())
+    cols = list(range(problem.P)) + list(range(problem.P + problem.Q, problem.ndim))
+    rng = np.random.default_rng(1)
+    x = np.zeros((n, problem.ndim))
+    x[:, problem.P : problem.P + problem.Q] = np.log(problem.group_prior_scale)[None, :]
+    cur = rng.normal(0.0, 0.5, len(cols))
+    for i in range(n):
+        if i:
+            cur[rng.integers(len(cols))] += 0.7
+        x[i, cols] = cur
+
+    def every_case(*rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b = np.arange(rows[0].shape[0])
+        return b, b
+
+    reference = (
+        mock.patch.object(healing, "distinct_rows", every_case),
+        mock.patch.object(calibrate, "_batch_reads", lambda batches, *a: [None] * len(batches)),
+        mock.patch.object(prepare, "_absorbed", lambda inputs, compute: compute()),
+    )
+    problem.predict(x[:2])  # warm-up (compiled kernels, caches of the parameter sets)
+
+    def timed() -> tuple[float, np.ndarray]:
+        prepare._ABSORBED.clear()
+        t0 = time.perf_counter()
+        y = problem.predict(x)
+        return time.perf_counter() - t0, y
+
+    new, ref = [], []
+    for _ in range(repeats):  # alternated, so that load on the machine falls on both
+        dt, y_new = timed()
+        new.append(dt)
+        with reference[0], reference[1], reference[2]:
+            dt, y_ref = timed()
+        ref.append(dt)
+    same = np.array_equal(y_new, y_ref, equal_nan=True)
+    a, b = statistics.median(new), statistics.median(ref)
+    print(
+        f"4. one-at-a-time design, {n} vectors over {len(problem.rows)} rows: "
+        f"{a / n * 1e3:.0f} ms per vector against {b / n * 1e3:.0f} ms with every case solved, "
+        f"observed on the whole grid and absorbed anew: {b / a:.2f}x; identical: {same}"
+    )
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    if len(sys.argv) > 2 and sys.argv[1] == "--design":
+        one_at_a_time(int(sys.argv[2]))
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else None)

@@ -577,3 +577,34 @@ def test_predictions_read_only_the_output_times_their_end_points_need(
     whole = predict_rows(evaluable, sets, protocols, settings)
     assert np.array_equal(got, whole, equal_nan=True)
     assert np.isfinite(got).sum() > 0.8 * len(evaluable) * len(sets)
+
+
+def test_a_graded_calibration_count_takes_its_spread_from_a_virtual_cohort() -> None:
+    """A calibration count with a threshold and no reported SD gets the between-patient SD and
+    offset of its protocol's virtual cohort at the given set (calibrate.graded_spread, seeded by
+    [screening] seed), and row_specs makes it an ordinal row with the threshold moved by the
+    offset; a count without a threshold is left alone."""
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.studies.credibility.calibrate import graded_spread, responder_spread
+
+    config = load_config()
+    config = config.model_copy(
+        update={
+            "validation": config.validation.model_copy(update={"cohort_patients": 8}),
+        }
+    )
+    protocols = load_protocols()
+    settings = load_protocol_file()["settings"]
+    table = {r.key: r for r in rows()}
+    key = "park2012_marked_excellent"  # 7 of 16 by > 50 %: a graded count
+    graded, plain = table[key], table["vietnam_pih"]
+    ps = load_parameters()
+    got = graded_spread([graded, plain], protocols, ps, config)
+    assert list(got) == [key]
+    f = float(predict_rows([graded], [ps], protocols)[0, 0])
+    want = responder_spread([graded], protocols, ps, config, config.screening.seed, {key: f})[key]
+    sd, offset = got[key]
+    assert (sd, offset) == (want["sd"], want["offset"]) and sd > 0
+    (spec,), *_ = row_specs([graded], protocols, settings, config, patient_spread=got)
+    assert spec.kind == "ordinal" and spec.se == sd
+    assert spec.threshold == pytest.approx(protocols[key].threshold - offset, rel=1e-12)

@@ -384,7 +384,7 @@ def test_cohort_spread_compares_the_between_patient_sd_with_the_reported_one(
         calls.append((r.key, len(sets), n))
         return SimpleNamespace(name="photoaging-adults"), cohorts[r.key]
 
-    monkeypatch.setattr(validate_module, "_cohort_values", fake_cohort)
+    monkeypatch.setattr(validate_module, "cohort_values", fake_cohort)
     krish = by_key["krishnegowda2023_mn_saline_grade"]  # SD 0.53 of 40 patients, no baseline SD
     conf = dataclasses.replace(by_key["conf2026_mn_txa_hemimasi"], sd=1.0, baseline_sd=None)
     skipped = [

@@ -81,9 +81,11 @@ from microneedling.studies.credibility.literature import (
     Protocol,
     load_protocol_file,
     load_protocols,
+    protocol_course,
     rows,
     standard_error,
 )
+from microneedling.studies.trial.population import load_population, sample_patients
 from microneedling.units import convert
 
 __all__ = [
@@ -99,7 +101,9 @@ __all__ = [
     "build_problem",
     "candidate_factors",
     "clip_to_domains",
+    "cohort_values",
     "fit_parameters",
+    "graded_spread",
     "history_match",
     "load_config",
     "nuisances",
@@ -108,6 +112,7 @@ __all__ = [
     "predict_rows",
     "protocol_ranges",
     "refined_grid",
+    "responder_spread",
     "row_specs",
     "row_values",
     "tolerance_value",
@@ -640,6 +645,64 @@ def predict_rows(
     return out
 
 
+# ============================================================= virtual cohorts of a protocol
+def cohort_values(
+    r: LiteratureRow, p: Protocol, sets: Sequence[ParameterSet], n: int, seed: int
+) -> tuple[Any, np.ndarray]:
+    """The population preset of a protocol (``acne-scar-adults`` for scar protocols, else
+    ``photoaging-adults``) and the row's value for ``n`` of its patients under each of ``sets``,
+    (len(sets), n), in one batched solve: the protocol's course, the patients' inter-individual
+    factors."""
+    assert p.course is not None
+    scar = any(c.get("type") == "acne_scar" for s in p.course["sites"] for c in s["conditions"])
+    pop = load_population("acne-scar-adults" if scar else "photoaging-adults")
+    batch = sample_patients(pop, 0, n, seed=seed)
+    K = len(sets)
+    factors = {k: np.tile(v, K) for k, v in batch.factors.items()}
+    run = simulate_batch(
+        [protocol_course(p)] * (K * n),
+        [s for s in sets for _ in range(n)],
+        healing_factors=factors or None,
+    )
+    return pop, row_values(run, r, p, np.arange(K * n)).reshape(K, n)
+
+
+def responder_spread(
+    lit_rows: Sequence[LiteratureRow],
+    protocols: Mapping[str, Protocol],
+    ps: ParameterSet,
+    config: CalibrationConfig,
+    seed: int,
+    typical: Mapping[str, float],
+) -> dict[str, dict[str, Any]]:
+    """The between-patient spread of every responder row (a count whose protocol names a
+    ``threshold``) that reports no SD of its own: the protocol's course for a virtual cohort of
+    ``cohort_patients`` patients at ``ps``, differing by the inter-individual factors of a
+    population preset (``acne-scar-adults`` for scar protocols, else ``photoaging-adults``; the
+    protocol's age, sex, skin type and conditions kept), as in :func:`cohort_spread`.
+
+    ``typical`` holds each row's value for the typical patient at ``ps`` (the nominal prediction).
+    Returns ``{key: {"sd", "offset", "patients", "population"}}``: the SD of the end point over the
+    cohort and the cohort mean minus the typical patient's value (both in the end point's units).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    N = config.validation.cohort_patients
+    for r in lit_rows:
+        p = protocols[r.key]
+        if p.threshold is None or r.k is None or p.course is None or not p.evaluable:
+            continue
+        if r.sd is not None or r.baseline_sd is not None:
+            continue
+        pop, v = cohort_values(r, p, [ps], N, seed)
+        out[r.key] = {
+            "sd": float(np.nanstd(v[0], ddof=1)),
+            "offset": float(np.nanmean(v[0]) - typical[r.key]),
+            "patients": N,
+            "population": str(getattr(pop, "name", "")),
+        }
+    return out
+
+
 # ================================================================================== factors
 @dataclass(frozen=True)
 class Factor:
@@ -899,7 +962,7 @@ def row_specs(
     row predicted in %).
 
     A graded count whose row reports no between-patient SD takes ``patient_spread[key] = (sd,
-    offset)`` from a virtual cohort (:func:`~microneedling.studies.credibility.validate.responder_spread`):
+    offset)`` from a virtual cohort (:func:`responder_spread`):
     the patients' SD and the cohort mean minus the typical patient's value (the threshold is moved
     by it, so the typical patient's prediction stays the likelihood's ``f``).
 
@@ -1203,6 +1266,39 @@ class Problem:
         ).hexdigest()[:16]
 
 
+def graded_spread(
+    lit_rows: Sequence[LiteratureRow],
+    protocols: Mapping[str, Protocol],
+    ps: ParameterSet,
+    config: CalibrationConfig,
+) -> dict[str, tuple[float, float]]:
+    """``{key: (sd, offset)}`` of the graded counts among ``lit_rows`` (a count whose protocol
+    names a ``threshold``) that report no between-patient SD: :func:`responder_spread` of a
+    virtual cohort at ``ps`` (the calibration's prior mode), seeded by ``[screening] seed``. The
+    fit holds it fixed, as ``validate`` holds its own at the nominal set; the ordinal likelihood
+    then maps the typical patient's change to the fraction past the threshold."""
+    graded = [
+        r
+        for r in lit_rows
+        if protocols[r.key].threshold is not None
+        and r.k is not None
+        and r.sd is None
+        and r.baseline_sd is None
+    ]
+    if not graded:
+        return {}
+    typical = predict_rows(graded, [ps], protocols)[0]
+    spread = responder_spread(
+        graded,
+        protocols,
+        ps,
+        config,
+        config.screening.seed,
+        {r.key: float(v) for r, v in zip(graded, typical, strict=True)},
+    )
+    return {k: (float(v["sd"]), float(v["offset"])) for k, v in spread.items()}
+
+
 def build_problem(
     labels: Sequence[str] | None = None,
     *,
@@ -1270,7 +1366,13 @@ def build_problem(
         if values
         else base
     )
-    specs, gnames, gscale, pf = row_specs(cal, protocols, settings, config)
+    specs, gnames, gscale, pf = row_specs(
+        cal,
+        protocols,
+        settings,
+        config,
+        patient_spread=graded_spread(cal, protocols, base_at_prior, config),
+    )
     extra = dict(stand_in_sd or {})
     specs = [
         dataclasses.replace(sp, se=math.hypot(sp.se, extra[sp.key] * f))

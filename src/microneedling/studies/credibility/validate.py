@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 
-from microneedling.engine.batch import simulate_batch
 from microneedling.errors import InputError
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import (
@@ -63,12 +62,13 @@ from microneedling.studies.credibility.calibrate import (
     CalibrationConfig,
     Problem,
     build_problem,
+    cohort_values,
     load_config,
     nuisances,
     observed_value,
     predict_rows,
+    responder_spread,
     row_specs,
-    row_values,
     study_of,
     tolerance_value,
 )
@@ -80,7 +80,6 @@ from microneedling.studies.credibility.literature import (
     Protocol,
     load_protocol_file,
     load_protocols,
-    protocol_course,
     rows,
 )
 from microneedling.studies.credibility.metrics import (
@@ -95,7 +94,6 @@ from microneedling.studies.credibility.metrics import (
 )
 from microneedling.studies.credibility.scoring import score
 from microneedling.studies.credibility.screening import row_noise
-from microneedling.studies.trial.population import load_population, sample_patients
 
 __all__ = [
     "RowResult",
@@ -765,7 +763,7 @@ def cohort_spread(
             continue
         if getattr(p, "reference", None) is not None or r.bound is not None:
             continue
-        pop, v = _cohort_values(r, p, sets[:K], N, seed)
+        pop, v = cohort_values(r, p, sets[:K], N, seed)
         if p.compare == "grade" and r.baseline_sd:
             rng = np.random.default_rng([seed, 3])
             b = np.maximum(r.baseline + r.baseline_sd * rng.standard_normal(N), 0.0)  # type: ignore[operator]
@@ -796,63 +794,6 @@ def cohort_spread(
         "draws": K,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-
-
-def _cohort_values(
-    r: LiteratureRow, p: Protocol, sets: Sequence[ParameterSet], n: int, seed: int
-) -> tuple[Any, np.ndarray]:
-    """The population preset of a protocol (``acne-scar-adults`` for scar protocols, else
-    ``photoaging-adults``) and the row's value for ``n`` of its patients under each of ``sets``,
-    (len(sets), n), in one batched solve: the protocol's course, the patients' inter-individual
-    factors."""
-    assert p.course is not None
-    scar = any(c.get("type") == "acne_scar" for s in p.course["sites"] for c in s["conditions"])
-    pop = load_population("acne-scar-adults" if scar else "photoaging-adults")
-    batch = sample_patients(pop, 0, n, seed=seed)
-    K = len(sets)
-    factors = {k: np.tile(v, K) for k, v in batch.factors.items()}
-    run = simulate_batch(
-        [protocol_course(p)] * (K * n),
-        [s for s in sets for _ in range(n)],
-        healing_factors=factors or None,
-    )
-    return pop, row_values(run, r, p, np.arange(K * n)).reshape(K, n)
-
-
-def responder_spread(
-    lit_rows: Sequence[LiteratureRow],
-    protocols: Mapping[str, Protocol],
-    ps: ParameterSet,
-    config: CalibrationConfig,
-    seed: int,
-    typical: Mapping[str, float],
-) -> dict[str, dict[str, Any]]:
-    """The between-patient spread of every responder row (a count whose protocol names a
-    ``threshold``) that reports no SD of its own: the protocol's course for a virtual cohort of
-    ``cohort_patients`` patients at ``ps``, differing by the inter-individual factors of a
-    population preset (``acne-scar-adults`` for scar protocols, else ``photoaging-adults``; the
-    protocol's age, sex, skin type and conditions kept), as in :func:`cohort_spread`.
-
-    ``typical`` holds each row's value for the typical patient at ``ps`` (the nominal prediction).
-    Returns ``{key: {"sd", "offset", "patients", "population"}}``: the SD of the end point over the
-    cohort and the cohort mean minus the typical patient's value (both in the end point's units).
-    """
-    out: dict[str, dict[str, Any]] = {}
-    N = config.validation.cohort_patients
-    for r in lit_rows:
-        p = protocols[r.key]
-        if p.threshold is None or r.k is None or p.course is None or not p.evaluable:
-            continue
-        if r.sd is not None or r.baseline_sd is not None:
-            continue
-        pop, v = _cohort_values(r, p, [ps], N, seed)
-        out[r.key] = {
-            "sd": float(np.nanstd(v[0], ddof=1)),
-            "offset": float(np.nanmean(v[0]) - typical[r.key]),
-            "patients": N,
-            "population": str(getattr(pop, "name", "")),
-        }
-    return out
 
 
 # ------------------------------------------------------------------------------- validate
