@@ -301,7 +301,9 @@ def simulate_batch(
         unobserved = BatchRun(t, course_index, sites, horizon, {}, {}, prep, n_steps)
         cols = read_columns(unobserved, reads)
         t_obs = t[cols]
-    y_all = (distinct.y if cols is None else distinct.y[:, cols])[inverse]
+    y_all = distinct.y if cols is None else distinct.y[:, cols]
+    if distinct.y.shape[0] < inverse.size:  # no copy when every case is distinct
+        y_all = y_all[inverse]
     y_obs = y_all[:n_main]
 
     # observation maps: every case in one call, with each parameter set's coefficients in its
