@@ -722,6 +722,35 @@ def test_cell_conductance_dense_limit_is_the_slab() -> None:
     assert out[0] == pytest.approx(1.0, abs=0.005) and 0.85 < out[1] < out[0], out
 
 
+def test_overlapping_channels_take_the_dense_limit() -> None:
+    """Channels whose mouths overlap (R ≤ a, n π a² ≥ 1) have no cell of their own: per area they
+    take the cell model's own dense limit (the surface open to the channel depth, the open column
+    in series with the clearing slab below), continuous across R = a within 5%, and the same
+    however many more punctures there are (before: the isolated g counted n times, unbounded)."""
+    a, d, h, dp, d_t = 50e-6, 400e-6, 924e-6, 5e-10, 7.1e-11
+    dense = float(tr.overlapping_channel_permeability(d, SC, dp, d_t, K_T, 0.0, K_CL, h))
+    ell, lam, sig = d - SC, math.sqrt(d_t / K_CL), d_t * K_T
+    by_hand = 1.0 / (SC / dp + ell / dp + lam / (sig * math.tanh((h - ell) / lam)))
+    assert dense == pytest.approx(by_hand, rel=1e-12)
+
+    def per_area(rr: float) -> float:
+        n = 1.0 / (math.pi * (rr * a) ** 2)
+        return float(n * tr.cell_conductance(a, d, SC, dp, d_t, K_T, 0.0, K_CL, n, h))
+
+    assert per_area(1.01) == pytest.approx(per_area(0.99), rel=0.05)
+    for rr in (0.99, 0.5, 0.2):
+        assert per_area(rr) == pytest.approx(dense, rel=1e-12)
+    iso = float(tr.pore_conductance(a, d, SC, dp, d_t, K_T, 0.0, K_CL))
+    n_over = 1.0 / (math.pi * (0.2 * a) ** 2)
+    assert n_over * iso > 10.0 * dense  # what the isolated fallback gave
+    # a closed column (S = 0) is the intact SC in series with the tissue: about kp
+    kp = 1e-9
+    shut = float(
+        tr.overlapping_channel_permeability(d, SC, dp, d_t, K_T, kp, K_CL, h, open_fraction=0.0)
+    )
+    assert shut < kp and shut == pytest.approx(kp, rel=0.05)
+
+
 def test_cell_conductance_resolution() -> None:
     """Default segments (24, Richardson with 12) and modes (96) within 0.7% of 128 segments and
     300 modes, for a small, a large and a very large molecule, sparse and dense, short and long."""

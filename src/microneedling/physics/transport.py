@@ -50,7 +50,10 @@ One channel in its cell (``cell_conductance``; the default of ``absorb``)
     ring sources on the channel wall and a disc at the tip, collocated with a finite-volume
     channel. Neighbours that share the tissue (dense pores) and 3-D spreading from channels
     shorter than the clearance length come out of it; it tends to the fin above for a lone long
-    channel and to the 1-D slab for dense ones (docs/transport.md).
+    channel and to the 1-D slab for dense ones (docs/transport.md). Channels that overlap
+    (n π a² ≥ 1, R ≤ a: a pen at many passes) take the slab limit itself,
+    ``overlapping_channel_permeability`` / n: the surface is open to the channel depth and the
+    viable tissue below it limits the uptake, however many punctures there are.
 
 Homogenised skin: closure and the charging transient (``absorb``)
     P(t) = kp + n·(g(S(t)) − g(0))·φ(t),  S(t) = exp(−k_close (t + delay)) (``resealing``),
@@ -902,7 +905,8 @@ def cell_conductance(
     channel's conductivity as in ``pore_conductance``. All arguments broadcast; cases are solved
     in chunks, cost ~ segments²·modes per case. The segment discretisation (second order) is
     extrapolated (Richardson) from ``segments`` and ``segments // 2``. Requires k_cl > 0, ℓ = d − L_sc > 0 and R > a;
-    elsewhere ``pore_conductance`` (isolated channel) is returned. ℓ is capped at H (a channel
+    elsewhere ``pore_conductance`` (isolated channel) is returned, except for overlapping
+    channels (R ≤ a, n π a² ≥ 1: ``overlapping_channel_permeability`` / n, the dense limit). ℓ is capped at H (a channel
     through all the viable tissue ends on its zero-flux bottom).
     """
     arrs = np.broadcast_arrays(
@@ -943,6 +947,18 @@ def cell_conductance(
     if segments < 4 or segments % 2:
         raise ValueError(f"segments: got {segments}; allowed: an even number >= 4")
     out = iso.copy()
+    # channels that overlap (R ≤ a: n π a² ≥ 1) have no cell of their own; the cell model's own
+    # dense limit (R → a) is the whole area open to the channel depth: per area the open column
+    # in series with the clearing slab below it (``overlapping_channel_permeability``), shared
+    # by the n channels. Without it the isolated channel's g would be counted n times over
+    dense = (kc > 0.0) & (n > 0.0) & (radius <= a_) & (dt > 0.0) & (kt > 0.0) & (a_ > 0.0)
+    dense &= d > sc
+    if np.any(dense):
+        p_dense = overlapping_channel_permeability(
+            d[dense], sc[dense], dp[dense], dt[dense], kt[dense], kp_[dense], kc[dense],
+            hh[dense], s_open[dense],
+        )  # fmt: skip
+        out[dense] = p_dense / n[dense]
     acc = np.zeros_like(out)
     idx = np.flatnonzero(ok)
     if idx.size == 0:
@@ -980,6 +996,57 @@ def cell_conductance(
             acc[sel] += weight * _cell_solve(tis, *chan, nseg)
     out[idx] = np.maximum(acc[idx], np.pi * a_[idx] ** 2 * np.maximum(kp_[idx], 0.0))
     return np.asarray(out.reshape(shape))
+
+
+def overlapping_channel_permeability(
+    depth: ArrayLike,
+    sc_thickness: ArrayLike,
+    d_pore: ArrayLike,
+    d_tissue: ArrayLike,
+    k_tissue: ArrayLike,
+    kp: ArrayLike,
+    clearance: ArrayLike,
+    tissue_thickness: ArrayLike,
+    open_fraction: ArrayLike = 1.0,
+) -> FloatArray:
+    """Permeability per skin area [m/s] of channels that overlap (n π a² ≥ 1), all arrays (B,).
+
+    When the punctures' mouths cover the surface, no channel has a cell of its own and the
+    skin is open over its whole area to the channel depth d. This is the limit R → a of
+    ``cell_conductance`` (docs/transport.md, "Exact limits": n g → σ[ℓ(1 − ε)/λ² +
+    tanh((H − ℓ)/λ)/λ] for a perfectly conducting channel), with the open column's own
+    resistance in series:
+
+        1/P = L_sc/c_sc + ℓ/c_col + λ/(σ tanh((H − ℓ)/λ)),   ℓ = min(d − L_sc, H),
+        c_sc = S D_pore + (1 − S) kp L_sc,  c_col = S D_pore + (1 − S) σ,  σ = D_t K_t,
+        λ = √(D_t/k_cl)
+
+    (S: the open fraction, as in ``pore_conductance``). It is what an SC-free surface can take:
+    the uptake is then limited by the viable tissue (clearance in vivo, the path to the receptor
+    in vitro), not by the number of punctures. No parameter.
+    """
+    arr = np.broadcast_arrays(
+        *(
+            _f(x)
+            for x in (
+                depth, sc_thickness, d_pore, d_tissue, k_tissue, kp, clearance, tissue_thickness,
+                open_fraction,
+            )
+        )
+    )  # fmt: skip
+    d, sc, dp, dt, kt, kp_, kc, hh, s = (np.asarray(x, dtype=float) for x in arr)
+    s = np.clip(s, 0.0, 1.0)
+    sig = dt * kt
+    ell = np.clip(d - sc, 0.0, hh)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.sqrt(dt / kc)
+        c_sc = s * dp + (1.0 - s) * np.maximum(kp_, 0.0) * sc
+        c_col = s * dp + (1.0 - s) * sig
+        r_sc = np.where(sc > 0.0, sc / c_sc, 0.0)
+        r_col = np.where(ell > 0.0, ell / c_col, 0.0)
+        r_slab = lam / (sig * np.tanh((hh - ell) / lam))
+        p = 1.0 / (r_sc + r_col + r_slab)
+    return np.asarray(np.nan_to_num(np.where(np.isfinite(p), p, 0.0), nan=0.0))
 
 
 def _cell_solve(
