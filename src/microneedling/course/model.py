@@ -382,6 +382,10 @@ class Topical(_Model):
         Annotated[Number, Field(ge=0, le=1), Unit("(share of the film that evaporates)")] | None
     ) = None
     applied: Literal["after", "before"] = "after"
+    # an excised skin in a diffusion cell (physics.transport.Vehicle.in_vitro): no blood flow (the
+    # viable tissue drains to a receptor below the full skin), a donor that does not dry
+    # (water_fraction is then not used). For in vitro studies only; a treatment course is in vivo
+    in_vitro: Flag = False
 
     @field_validator("product")
     @classmethod

@@ -356,7 +356,7 @@ def prepare_many(courses: Sequence[Course], ps: ParameterSet) -> Prepared:
                 [fill_before if t.applied == "before" else tpar.channel_fill_fraction for t in tops]
             ),
             follicle_factor=np.array([foll[sites[b]] for b in bi]),
-            in_vitro=np.zeros(len(tops), dtype=bool),
+            in_vitro=np.array([t.in_vitro for t in tops], dtype=bool),
         )
         products = sorted({t.product for t in tops})
         seconds = np.array([t.contact_hours for t in tops]) * 3600.0
