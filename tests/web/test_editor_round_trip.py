@@ -72,7 +72,9 @@ def test_examples_survive_the_editor(path: Path) -> None:
 
 def test_optional_topical_fields_survive() -> None:
     data = copy.deepcopy(ABSORB_COURSE)
-    data["sessions"][0]["topical"].update({"ph": 5.5, "water_fraction": 0.8, "applied": "before", "in_vitro": True})
+    data["sessions"][0]["topical"].update(
+        {"ph": 5.5, "water_fraction": 0.8, "applied": "before", "in_vitro": True}
+    )
     data["patient"]["history"] = {"keloid_history": True, "isotretinoin_months_ago": 14.0}
     data["patient"]["photoprotection"] = "strict"
     want = Course.from_dict(data, source="course").to_dict()

@@ -1923,6 +1923,14 @@ def _channel_profile(
     else:
         rate, ratio, g_shut = _profile_terms(geo, g, n_pos, lay, use_cell, wall_exchange)
 
+    # channels that overlap (R ≤ a) take the closed-form dense limit (``cell_conductance``)
+    geo_b = [np.broadcast_to(x, (bsz,)) for x in geo]
+    thick_all = lay[:, 1:].sum(axis=1)
+    with np.errstate(divide="ignore"):
+        cell_r = 1.0 / np.sqrt(np.pi * np.where(n_pos > 0.0, n_pos, np.inf))
+    dense = use_cell & (n_pos > 0.0) & (cell_r <= geo_b[0]) & (geo_b[1] > geo_b[2])
+    dense &= (geo_b[7] > 0.0) & (geo_b[4] > 0.0) & (geo_b[5] > 0.0) & (geo_b[0] > 0.0)
+
     def g_of_s(s_open: FloatArray) -> FloatArray:
         ex = (slice(None), None, None)
         gs = pore_conductance(
@@ -1936,7 +1944,17 @@ def _channel_profile(
             lo = np.take_along_axis(ratio, flat, axis=1).reshape(j.shape)
             hi = np.take_along_axis(ratio, flat + 1, axis=1).reshape(j.shape)
             gs = gs * (lo * (1.0 - frac) + hi * frac)
-        return np.asarray(n_pos[ex] * np.maximum(gs - g_shut[ex], 0.0))
+        term = n_pos[ex] * np.maximum(gs - g_shut[ex], 0.0)
+        if np.any(dense):
+            # overlapping channels: the dense limit is closed form in S, and far from linear in
+            # it (the SC column limits it only below S ~ L_sc P/D_pore): exact, not interpolated
+            sel = (dense, *ex[1:])
+            d_, sc_, dp_, dt_, kt_, kp_, kc_ = (x[sel] for x in geo_b[1:8])
+            p_s = overlapping_channel_permeability(
+                d_, sc_, dp_, dt_, kt_, kp_, kc_, thick_all[sel], s_open[dense]
+            )
+            term[dense] = np.maximum(p_s - n_pos[dense][:, None, None] * g_shut[sel], 0.0)
+        return np.asarray(term)
 
     return rate, g_of_s
 
@@ -2175,7 +2193,9 @@ def absorb(
     if veh is None:
         k_close = np.where(occ, params.k_close_occluded, params.k_close_open)
     else:
-        k_close = closure_rate(a_, occ, params)
+        # a diffusion cell: the donor chamber covers the skin and excised skin does not heal, so
+        # its channels close at the occluded rate (as the delivery validation rows, occluded)
+        k_close = closure_rate(a_, occ | veh.in_vitro, params)
     capacity = k_t * (lay[:, 1] + lay[:, 2] + lay[:, 3])
     h_pos = np.maximum(h, 0.0)
     dose = np.maximum(c0_, 0.0) * h_pos

@@ -162,3 +162,31 @@ def test_absorbed_intact_is_kp_c_t_at_steady_state(ps: ParameterSet) -> None:
     )
     assert with_follicles > a72
     assert np.isfinite(with_follicles)
+
+
+def test_a_course_topical_can_be_an_excised_skin_in_a_diffusion_cell(ps: ParameterSet) -> None:
+    """topical.in_vitro (strict true/false, default false) reaches transport.Vehicle.in_vitro: the
+    same course in a diffusion cell (no blood clearance; channels close at the occluded rate)
+    delivers less into the viable skin than in vivo under occlusion. The naloxone2021 protocols (porcine skin, Franz cell) say it, and their needled
+    amount is no longer the donor (before 2026-12-07: 93% of 3,600 µg/cm² in 6 h)."""
+    data = _course("naloxone", 6.0).to_dict()
+    data["sessions"][0]["occlusion"] = True
+    vivo = Course.from_dict(data, source="test")
+    assert data["sessions"][0]["topical"].get("in_vitro", False) is False
+    data["sessions"][0]["topical"]["in_vitro"] = True
+    vitro = Course.from_dict(data, source="test")
+    run = simulate_batch([vivo, vitro], [ps, ps])
+    a_vivo, a_vitro = endpoint_values(run, "absorbed_amount")
+    assert 0.0 < a_vitro < a_vivo
+    data["sessions"][0]["topical"]["in_vitro"] = "yes"
+    with pytest.raises(Exception, match=r"topical\.in_vitro.*true or false"):
+        Course.from_dict(data, source="test")
+    protocols = load_protocols()
+    for key in NALOXONE:
+        course = protocols[key].course
+        assert course is not None
+        assert course["sessions"][0]["topical"]["in_vitro"] is True, key
+        assert "topical.in_vitro" in protocols[key].assumptions, key
+    (run_n,) = [simulate_batch([Course.from_dict(protocols[NALOXONE[1]].course, source="p")], [ps])]
+    (needled,) = endpoint_values(run_n, "absorbed_amount")
+    assert needled < 0.5 * 18_000.0 * 0.2  # µg/cm²: less than half the donor
