@@ -3,6 +3,7 @@ engine numbers are ``simulate``'s, the resolved cell conserves mass, and bad inp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -204,3 +205,28 @@ def test_bad_course_and_existing_output_are_refused(tmp_path: Path) -> None:
     res = run("absorb", SERUM, "--out", taken, "--overwrite", "--no-resolved", "--draws", 0)
     assert res.exit_code == 1
     assert (taken / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_an_in_vitro_topical_resolves_the_franz_cell() -> None:
+    """topical.in_vitro: the resolved cell is the diffusion cell (no clearance, the receptor a
+    perfect sink below the skin, occluded closure); what leaves the skin reaches the receptor, and
+    a deeper channel (a shorter path to the receptor) passes more to it (a 200 µL/cm² donor for
+    2 h, not depleted)."""
+    ps = load_parameters()
+    data = Course.from_file(SERUM).to_dict()
+    data["sessions"][0]["topical"].update(in_vitro=True, volume_ul_cm2=200.0, contact_hours=2.0)
+    course = Course.from_dict(data, source="test")
+    (case,) = absorb.topical_sessions(course, ps)
+    assert case.in_vitro
+    rv = absorb.resolve(case, ps, n_out=6, grid=(12, 24))
+    assert rv.cell.bottom == "sink" and max(rv.cell.layer_clearance) == 0.0
+    (vivo,) = absorb.topical_sessions(Course.from_file(SERUM), ps)
+    assert rv.k_close < 0.1 * absorb.resolve(vivo, ps, n_out=6, grid=(12, 24)).k_close
+    w = rv.with_channel
+    assert np.all(w.passed_bottom >= 0.0) and w.passed_bottom[-1] > 0.0
+    assert w.mass_balance_residual < 1e-10
+    deep = absorb.resolve(
+        dataclasses.replace(case, channel_depth_um=2.0 * case.channel_depth_um),
+        ps, n_out=6, grid=(12, 24),
+    )  # fmt: skip
+    assert deep.with_channel.passed_bottom[-1] > 1.03 * w.passed_bottom[-1]  # +8% at 2x depth

@@ -24,7 +24,10 @@ For every session that applies a topical product:
   channel closing as in the engine (S = exp(−k_close t), k_close by channel size
   ``transport.closure_rate``, held piecewise constant at its interval mean on intervals of
   ``CLOSURE_STEP``/k_close), first-order clearance in all viable tissue, no
-  flux through the bottom of the dermis (as the homogenised tissue compartment). Properties as
+  flux through the bottom of the dermis (as the homogenised tissue compartment); for a topical
+  ``in_vitro`` (an excised skin in a diffusion cell) no clearance, a perfect sink below the skin
+  (the receptor) and the occluded closure, the channel model with the engine's lumped drain
+  π² D_t/(4 H²) as its clearance. Properties as
   ``transport.absorb`` uses them: stratum corneum K = 1, D = kp·L_sc (steady permeability kp,
   Potts–Guy; 1e-20 m/s where kp = 0), channel D_aq·H(λ) (Renkin), tissue D_t (Chen 2015) and
   partition K_t. The same cell without the channel gives the intact-skin amount.
@@ -127,6 +130,7 @@ class SessionCase:
     layers_um: tuple[float, float, float, float]  # SC, viable epidermis, papillary, reticular
     b: int  # case (site) index in ``simulation.prepare``
     k: int  # session index in ``simulation.prepare``
+    in_vitro: bool = False  # an excised skin in a diffusion cell (the topical's ``in_vitro``)
 
     @property
     def film_thickness_m(self) -> float:
@@ -147,6 +151,7 @@ class SessionCase:
             self.volume_ul_cm2,
             self.contact_hours,
             self.occluded,
+            self.in_vitro,
             self.puncture_density_cm2,
             self.channel_depth_um,
             self.channel_radius_um,
@@ -218,6 +223,7 @@ def topical_sessions(course: Course, ps: ParameterSet) -> list[SessionCase]:
                 layers_um=tuple(float(x) * 1e6 for x in stack[b]),  # type: ignore[arg-type]
                 b=b,
                 k=k,
+                in_vitro=bool(top.in_vitro),
             )
         )
     return out
@@ -322,21 +328,25 @@ def resolve(
     d_pore = mol.d_aq * float(transport.renkin_hindrance(r_solute / a)) if a > 0 else mol.d_aq
     d_t = float(transport.tissue_diffusivity(mol.mw_g_per_mol, params))
     k_t, k_cl = params.tissue_partition, params.clearance_rate
-    k_close = float(transport.closure_rate(a, case.occluded, params))
+    # a diffusion cell (the engine's Vehicle.in_vitro): the donor chamber covers the skin (occluded
+    # closure), no blood clearance, the receptor a perfect sink below the skin (exact here; the
+    # engine lumps it as a drain of the viable tissue at π² D_t/(4 H²))
+    k_close = float(transport.closure_rate(a, case.occluded or case.in_vitro, params))
     lay = tuple(x * 1e-6 for x in case.layers_um)
+    k_cl_tissue = 0.0 if case.in_vitro else k_cl
     d_sc = (kp if kp > 0 else KP_NONE) * lay[0]
     t_end = case.contact_hours * 3600.0
     base: dict[str, Any] = dict(
         layer_thickness=lay,
         layer_diffusivity=(d_sc, d_t, d_t, d_t),
         layer_partition=(1.0, k_t, k_t, k_t),
-        layer_clearance=(0.0, k_cl, k_cl, k_cl),
+        layer_clearance=(0.0, k_cl_tissue, k_cl_tissue, k_cl_tissue),
         puncture_density=case.puncture_density_cm2 * 1e4,
         channel_diffusivity=d_pore,
         channel_partition=1.0,
         vehicle_concentration=case.concentration_mg_ml,
         vehicle_thickness=case.film_thickness_m,
-        bottom="zero_flux",
+        bottom="sink" if case.in_vitro else "zero_flux",
         closure_rate=k_close,
         nr=grid[0],
         nz=grid[1],
@@ -365,6 +375,11 @@ def resolve(
     # product removed at each output time (one batch)
     hh = np.linspace(0.0, case.contact_hours, 25)[1:]
     same_closure = dataclasses.replace(params, k_close_open=k_close, k_close_occluded=k_close)
+    if case.in_vitro:  # the engine's lumped drain to the receptor, as transport.absorb in vitro
+        h_t = sum(lay[1:])
+        same_closure = dataclasses.replace(
+            same_closure, clearance_rate=math.pi**2 * d_t / (4.0 * h_t**2)
+        )
     ab = transport.absorb(
         transport.Solute.from_molecules([mol] * len(hh)),
         case.concentration_mg_ml,
@@ -437,6 +452,7 @@ def absorption_table(
             "dose_ug_cm2": c.dose_ug_cm2,
             "contact_hours": c.contact_hours,
             "occluded": c.occluded,
+            "in_vitro": c.in_vitro,
             "needle_length_mm": c.needle_length_mm,
             "puncture_density_cm2": c.puncture_density_cm2,
             "channel_depth_um": c.channel_depth_um,
