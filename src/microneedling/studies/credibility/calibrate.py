@@ -646,6 +646,72 @@ def predict_rows(
 
 
 # ============================================================= virtual cohorts of a protocol
+#: Who differs in a virtual cohort (decided 2026-12-07, before any cohort was run with it; the
+#: same lists in docs/credibility.md, "Virtual cohorts: who differs"). A protocol setting is an
+#: attribute of the PATIENT or of the TREATMENT. Each virtual patient draws its own value of every
+#: patient attribute the protocol gives a range for (``ranges`` or ``stand_ins``: uniform on
+#: ``[low, high]``, integers on the integers; equal chances over a list of choices; independent
+#: draws, seeded per attribute), and keeps the protocol's value of the others; every treatment
+#: setting stays at the protocol's value for every patient. A name ending in ``.*`` stands for
+#: every field of that table (``scar.*``: the acne_scar condition, ``pigment.*``: the
+#: hyperpigmentation condition, the others their condition of the same name; ``topical.*`` and
+#: ``reference.*``: the product and the comparator arm). Sex has no range: it stays.
+PATIENT_ATTRIBUTES: tuple[str, ...] = (
+    "age_years",
+    "fitzpatrick",
+    "scar_type",
+    "scar.*",
+    "striae.*",
+    "pigment.*",
+    "wrinkles.*",
+    "pores.*",
+    "photoaging.*",
+)
+#: the treatment's settings (see :data:`PATIENT_ATTRIBUTES`): the study's value for every patient
+TREATMENT_SETTINGS: tuple[str, ...] = (
+    "device",
+    "needle_length_mm",
+    "passes",
+    "pen_speed_cm_s",
+    "sessions",
+    "interval_days",
+    "site",
+    "time_after_last_days",
+    "topical.*",
+    "reference.*",
+)
+#: the course condition of each condition table of a protocol
+_CONDITION_OF: dict[str, str] = {
+    "scar": "acne_scar",
+    "pigment": "hyperpigmentation",
+    "striae": "striae",
+    "wrinkles": "wrinkles",
+    "pores": "pores",
+    "photoaging": "photoaging",
+}
+
+
+def _matches(name: str, rule: Sequence[str]) -> bool:
+    return any(name == r or (r.endswith(".*") and name.startswith(r[:-1])) for r in rule)
+
+
+def setting_role(name: str) -> str:
+    """``"patient"`` or ``"treatment"``: the role of a protocol setting (a name of ``ranges`` or
+    ``stand_ins``) in a virtual cohort, by :data:`PATIENT_ATTRIBUTES` and
+    :data:`TREATMENT_SETTINGS`; a name in neither is an :class:`InputError` (a new stand-in must be
+    given a role)."""
+    if _matches(name, PATIENT_ATTRIBUTES):
+        return "patient"
+    if _matches(name, TREATMENT_SETTINGS):
+        return "treatment"
+    raise InputError(
+        "stand_ins",
+        name,
+        "a setting with a role in the virtual cohort: "
+        + ", ".join((*PATIENT_ATTRIBUTES, *TREATMENT_SETTINGS)),
+    )
+
+
 def cohort_values(
     r: LiteratureRow, p: Protocol, sets: Sequence[ParameterSet], n: int, seed: int
 ) -> tuple[Any, np.ndarray]:
