@@ -41,6 +41,7 @@ import multiprocessing
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -81,7 +82,6 @@ from microneedling.studies.credibility.literature import (
     Protocol,
     load_protocol_file,
     load_protocols,
-    protocol_course,
     rows,
     standard_error,
 )
@@ -90,17 +90,21 @@ from microneedling.units import convert
 
 __all__ = [
     "MF8",
+    "PATIENT_ATTRIBUTES",
     "SETTINGS",
+    "TREATMENT_SETTINGS",
     "CalibrationConfig",
     "Factor",
     "FitParameter",
     "HistoryMatch",
     "Nuisance",
     "Problem",
+    "apply_patient",
     "apply_settings",
     "build_problem",
     "candidate_factors",
     "clip_to_domains",
+    "cohort_courses",
     "cohort_values",
     "fit_parameters",
     "graded_spread",
@@ -108,6 +112,8 @@ __all__ = [
     "load_config",
     "nuisances",
     "observed_value",
+    "patient_draws",
+    "patient_ranges",
     "predict_on_grid",
     "predict_rows",
     "protocol_ranges",
@@ -115,6 +121,7 @@ __all__ = [
     "responder_spread",
     "row_specs",
     "row_values",
+    "setting_role",
     "tolerance_value",
     "tomlable",
 ]
@@ -712,21 +719,100 @@ def setting_role(name: str) -> str:
     )
 
 
+def patient_ranges(p: Protocol) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """The patient attributes (:data:`PATIENT_ATTRIBUTES`) a protocol gives a range for, by name:
+    ``("integer", (low, high))`` (age, skin type), ``("real", (low, high))`` or ``("choice",
+    choices)``. Every name of the protocol's ``ranges`` and ``stand_ins`` must have a role
+    (:func:`setting_role`)."""
+    out: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    for name, (lo, hi) in sorted(p.ranges.items()):
+        if setting_role(name) == "patient":
+            out[name] = ("integer" if SETTINGS[name] else "real", (float(lo), float(hi)))
+    for name, spec in sorted(p.stand_ins.items()):
+        if setting_role(name) != "patient":
+            continue
+        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in spec)
+        if numeric and len(spec) == 2:
+            out[name] = ("real", (float(spec[0]), float(spec[1])))
+        else:
+            out[name] = ("choice", tuple(spec))
+    return out
+
+
+def patient_draws(p: Protocol, n: int, seed: int) -> dict[str, np.ndarray]:
+    """Each of ``n`` virtual patients' own value of every patient attribute the protocol gives a
+    range for (:func:`patient_ranges`): uniform on the range (integers on the integers), equal
+    chances over choices; each attribute its own stream, seeded by ``(seed, crc32(name))``, so
+    one attribute's draws do not depend on which others the protocol has."""
+    out: dict[str, np.ndarray] = {}
+    for name, (kind, spec) in patient_ranges(p).items():
+        rng = np.random.default_rng([int(seed) % 2**63, 36, zlib.crc32(name.encode())])
+        if kind == "integer":
+            lo, hi = math.ceil(spec[0]), math.floor(spec[1])
+            out[name] = rng.integers(lo, hi + 1, size=n)
+        elif kind == "real":
+            out[name] = rng.uniform(float(spec[0]), float(spec[1]), size=n)
+        else:
+            out[name] = np.asarray(spec, dtype=object)[rng.integers(0, len(spec), size=n)]
+    return out
+
+
+def apply_patient(course: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the course table with patient attributes replaced: ``age_years`` and
+    ``fitzpatrick`` as :func:`apply_settings`, ``scar_type`` and ``TABLE.FIELD`` (``scar.depth_mm``,
+    ``striae.stage``, ...) on every condition of that table's type. A treatment setting, or a
+    condition the course does not have, is an :class:`InputError`."""
+    own = {k: float(v) for k, v in values.items() if k in ("age_years", "fitzpatrick")}
+    c = apply_settings(course, own)
+    for name, v in values.items():
+        if name in own:
+            continue
+        if setting_role(name) != "patient":
+            raise InputError(
+                "patient", name, "a patient attribute: " + ", ".join(PATIENT_ATTRIBUTES)
+            )
+        table, fld = ("scar", "scar_type") if name == "scar_type" else name.split(".", 1)
+        kind = _CONDITION_OF[table]
+        hit = [x for site in c["sites"] for x in site["conditions"] if x.get("type") == kind]
+        if not hit:
+            raise InputError(f"stand_ins.{name}", v, f"a course with a {kind} condition")
+        for x in hit:
+            x[fld] = v.item() if isinstance(v, np.generic) else v
+    return c
+
+
+def cohort_courses(p: Protocol, n: int, seed: int) -> list[dict[str, Any]]:
+    """The course tables of ``n`` virtual patients of a protocol: its course with each patient's
+    own draw of the patient attributes (:func:`patient_draws`, :func:`apply_patient`); the
+    treatment as the protocol's."""
+    assert p.course is not None
+    draws = patient_draws(p, n, seed)
+    return [apply_patient(p.course, {k: v[i] for k, v in draws.items()}) for i in range(n)]
+
+
 def cohort_values(
     r: LiteratureRow, p: Protocol, sets: Sequence[ParameterSet], n: int, seed: int
 ) -> tuple[Any, np.ndarray]:
     """The population preset of a protocol (``acne-scar-adults`` for scar protocols, else
     ``photoaging-adults``) and the row's value for ``n`` of its patients under each of ``sets``,
-    (len(sets), n), in one batched solve: the protocol's course, the patients' inter-individual
-    factors."""
+    (len(sets), n), in one batched solve: the protocol's treatment, each patient's own
+    inter-individual factors and attributes (:func:`cohort_courses`: age, skin type and lesion
+    drawn within the protocol's ranges; the same patients under every set)."""
     assert p.course is not None
     scar = any(c.get("type") == "acne_scar" for s in p.course["sites"] for c in s["conditions"])
     pop = load_population("acne-scar-adults" if scar else "photoaging-adults")
     batch = sample_patients(pop, 0, n, seed=seed)
     K = len(sets)
     factors = {k: np.tile(v, K) for k, v in batch.factors.items()}
+    objs: dict[str, Course] = {}
+    courses = []
+    for c in cohort_courses(p, n, seed):
+        ck = json.dumps(c, sort_keys=True)
+        if ck not in objs:
+            objs[ck] = Course.from_dict(c, source=f"protocols.toml [{p.key}]")
+        courses.append(objs[ck])
     run = simulate_batch(
-        [protocol_course(p)] * (K * n),
+        courses * K,
         [s for s in sets for _ in range(n)],
         healing_factors=factors or None,
     )
@@ -744,8 +830,9 @@ def responder_spread(
     """The between-patient spread of every responder row (a count whose protocol names a
     ``threshold``) that reports no SD of its own: the protocol's course for a virtual cohort of
     ``cohort_patients`` patients at ``ps``, differing by the inter-individual factors of a
-    population preset (``acne-scar-adults`` for scar protocols, else ``photoaging-adults``; the
-    protocol's age, sex, skin type and conditions kept), as in :func:`cohort_spread`.
+    population preset (``acne-scar-adults`` for scar protocols, else ``photoaging-adults``) and by
+    their own age, skin type and lesion drawn within the protocol's ranges (:func:`cohort_values`,
+    :data:`PATIENT_ATTRIBUTES`), as in ``validate.cohort_spread``.
 
     ``typical`` holds each row's value for the typical patient at ``ps`` (the nominal prediction).
     Returns ``{key: {"sd", "offset", "patients", "population"}}``: the SD of the end point over the

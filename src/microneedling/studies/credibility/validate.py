@@ -746,7 +746,8 @@ def cohort_spread(
     (``sd`` and ``n >= 5``; value, grade and per-session rows) against that SD.
 
     Patients differ by the inter-individual factors of a population preset (``acne-scar-adults``
-    for scar protocols, else ``photoaging-adults``; the protocol's age, sex and skin type kept) and,
+    for scar protocols, else ``photoaging-adults``), by their own age, skin type and lesion drawn
+    within the protocol's ranges (:func:`~.calibrate.cohort_values`; sex and the treatment kept) and,
     for grade rows with ``baseline_sd``, by their baseline grade. ``cohort_draws`` parameter draws x
     ``cohort_patients`` patients: the aleatory SD (between patients within a draw) and the epistemic
     SD (of the cohort mean between draws)."""
