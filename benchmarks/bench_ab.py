@@ -47,7 +47,8 @@ def _memoise_healing_solve() -> None:
     arrays' bytes and keywords) once and returns the kept solution afterwards."""
     from microneedling.engine import batch
 
-    solve = batch.healing.solve
+    name = _engine_solve(batch.healing)
+    solve = getattr(batch.healing, name)
     kept: dict[tuple[Any, ...], Any] = {}
 
     def memoised(*args: Any, **kw: Any) -> Any:
@@ -56,7 +57,13 @@ def _memoise_healing_solve() -> None:
             kept[key] = solve(*args, **kw)
         return kept[key]
 
-    batch.healing.solve = memoised  # type: ignore[assignment]
+    setattr(batch.healing, name, memoised)
+
+
+def _engine_solve(healing: Any) -> str:
+    """The healing solve ``engine.batch`` calls: ``solve_distinct`` (each distinct case once,
+    since 2026-12-07) where the tree has it, else ``solve``; both take the same arguments."""
+    return "solve_distinct" if hasattr(healing, "solve_distinct") else "solve"
 
 
 def _simulate_worker(draws: int) -> None:
@@ -109,7 +116,8 @@ def _trial_worker(n: int) -> None:
     run_chunk(dataclasses.replace(tasks[0], stop=tasks[0].start + 2))  # warm-up
     pipe = ode = 0.0
     for t in tasks:
-        with mock.patch.object(batch.healing, "solve", wraps=healing.solve) as spy:
+        name = _engine_solve(healing)
+        with mock.patch.object(batch.healing, name, wraps=getattr(healing, name)) as spy:
             c0 = time.process_time()
             run_chunk(t)
             pipe += time.process_time() - c0

@@ -68,7 +68,7 @@ def bench_single_course(repeat: int = 20) -> None:
     sol = healing.solve(prep.params, t, prep.session_days, jumps)
     t_obs = median_time(lambda: observe.observables(t, sol.y, prep.baseline, prep.observe), repeat)
     # the solve simulate makes: the patient case and its scar floor
-    with mock.patch.object(batch.healing, "solve", wraps=healing.solve) as spy:
+    with mock.patch.object(batch.healing, "solve_distinct", wraps=healing.solve_distinct) as spy:
         simulate_batch([course], posterior_nominal(ps))
     a = spy.call_args.args
     ode_1 = median_time(lambda: healing.solve(*a, parallel=False), repeat)
