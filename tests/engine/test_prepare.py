@@ -25,6 +25,7 @@ from microneedling.parameters.sampling import sample_parameter_sets
 from microneedling.physics.healing_rhs import PARAM_NAMES
 from microneedling.studies.trial.population import sample_patients
 from microneedling.studies.trial.spec import TrialSpec, arm_course
+from tests.counting import count_calls
 from tests.paths import EXAMPLES
 
 
@@ -151,14 +152,12 @@ def test_repeated_topical_sessions_are_computed_once_with_the_same_numbers(
         mn.Course.from_toml(EXAMPLES / "serum-absorption-study.toml"),
     ]
     ps = load_parameters()
-    calls: list[int] = []
-    absorb = prepare_module.transport.absorb
-
-    def counting(solute: Any, *args: Any, **kw: Any) -> Any:
-        calls.append(len(np.atleast_1d(args[0])))
-        return absorb(solute, *args, **kw)
-
-    monkeypatch.setattr(prepare_module.transport, "absorb", counting)
+    calls = count_calls(  # the sessions each call computes
+        monkeypatch,
+        prepare_module.transport,
+        "absorb",
+        lambda solute, c0, *args, **kw: len(np.atleast_1d(c0)),
+    )
     monkeypatch.setattr(prepare_module, "_ABSORBED", {})  # no result kept from other tests
     once = [prepare(c, ps) for c in courses]
     assert calls == [1, 3, 1]  # 12 sessions -> 1; 12 -> (5.0), (2.0, pH 6.5), (2.0); 1 -> 1
@@ -221,14 +220,7 @@ def test_ensemble_draws_do_not_evict_the_nominal_sets_coefficients(
     assert {"healing", "observe"} <= nominal_keys  # (needles, closure: read side by side)
     assert all(not v[1].is_draw for v in prepare_module._PER_SET.values())
     assert len(prepare_module._PER_DRAW) == 128  # the draws' own pool, bounded (140 made)
-    calls: list[int] = []
-    made = prepare_module.healing.parameter_vector
-
-    def counting(ps: Any) -> Any:
-        calls.append(1)
-        return made(ps)
-
-    monkeypatch.setattr(prepare_module.healing, "parameter_vector", counting)
+    calls = count_calls(monkeypatch, prepare_module.healing, "parameter_vector")
     draw = sample_parameter_sets(load_parameters(), 1, seed=2)[0]
     assert draw.is_draw
     prepare(course, centre)  # kept: not made again
@@ -326,14 +318,7 @@ def test_absorption_is_kept_for_the_same_transport_inputs_across_parameter_sets(
     k = float(ps.parameter("transport.clearance_rate").value)  # type: ignore[arg-type]
     other_transport = ps.with_values({"transport.clearance_rate": 1.5 * k})
     monkeypatch.setattr(prepare_module, "_ABSORBED", {})
-    calls: list[int] = []
-    absorb = prepare_module.transport.absorb
-
-    def counting(*args: Any, **kw: Any) -> Any:
-        calls.append(1)
-        return absorb(*args, **kw)
-
-    monkeypatch.setattr(prepare_module.transport, "absorb", counting)
+    calls = count_calls(monkeypatch, prepare_module.transport, "absorb")
     first = prepare(course, ps)
     same = prepare(course, other_healing)
     assert len(calls) == 1

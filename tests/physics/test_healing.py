@@ -33,6 +33,7 @@ from microneedling.physics.healing_rhs import (
     healing_rhs_py,
     healing_solve,
 )
+from tests.counting import count_calls
 
 T = np.unique(
     np.concatenate([np.arange(0, 3, 0.02), np.arange(3, 60, 0.25), np.arange(60, 366, 1.0)])
@@ -458,14 +459,7 @@ def test_repeated_cases_are_integrated_once_with_the_numbers_of_a_case_alone(
     jumps = healing.session_impulses(phi, np.zeros(days.shape), p[:, PIDX["K_D"]])
     alone = [healing.solve(p[i : i + 1], T, days[i : i + 1], jumps[i : i + 1]) for i in range(3)]
     order = np.array([2, 0, 2, 1, 0, 2, 1])
-    sizes: list[int] = []
-    integrate = healing.integrate
-
-    def counting(*args: object, **kw: object) -> object:
-        sizes.append(len(args[1]))  # type: ignore[arg-type]
-        return integrate(*args, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(healing, "integrate", counting)
+    sizes = count_calls(monkeypatch, healing, "integrate", lambda system, y0, *a, **kw: len(y0))
     sol = healing.solve(p[order], T, days[order], jumps[order])
     assert sizes == [3]
     for row, case in enumerate(order):

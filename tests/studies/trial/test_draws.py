@@ -35,6 +35,7 @@ from microneedling.studies.trial.spec import (
     TrialSpec,
     arm_course,
 )
+from tests.counting import count_calls
 from tests.paths import REPO as ROOT
 
 EXAMPLES = ROOT / "examples" / "trials"
@@ -421,14 +422,7 @@ def test_a_chunk_finds_its_parameter_sets_coefficients_made(
     spec = _spec(PARALLEL, 64, 32)
     tasks = [t for t in run_module.plan_chunks(spec, 32, parallel=False) if t.arms == (0,)]
     run_module.run_chunk(tasks[0])
-    calls: list[int] = []
-    made = prepare_module.healing.parameter_vector
-
-    def counting(ps: Any) -> Any:
-        calls.append(1)
-        return made(ps)
-
-    monkeypatch.setattr(prepare_module.healing, "parameter_vector", counting)
+    calls = count_calls(monkeypatch, prepare_module.healing, "parameter_vector")
     run_module.run_chunk(tasks[1])  # the same 32 sets, other patients
     assert calls == []
     monkeypatch.setattr(prepare_module, "PER_DRAW_ENTRIES", 128)
