@@ -951,8 +951,7 @@ def cell_conductance(
     # dense limit (R → a) is the whole area open to the channel depth: per area the open column
     # in series with the clearing slab below it (``overlapping_channel_permeability``), shared
     # by the n channels. Without it the isolated channel's g would be counted n times over
-    dense = (kc > 0.0) & (n > 0.0) & (radius <= a_) & (dt > 0.0) & (kt > 0.0) & (a_ > 0.0)
-    dense &= d > sc
+    dense = _overlapping(n, a_, d, sc, dt, kt, kc)
     if np.any(dense):
         p_dense = overlapping_channel_permeability(
             d[dense], sc[dense], dp[dense], dt[dense], kt[dense], kp_[dense], kc[dense],
@@ -996,6 +995,25 @@ def cell_conductance(
             acc[sel] += weight * _cell_solve(tis, *chan, nseg)
     out[idx] = np.maximum(acc[idx], np.pi * a_[idx] ** 2 * np.maximum(kp_[idx], 0.0))
     return np.asarray(out.reshape(shape))
+
+
+def _overlapping(
+    n: FloatArray,
+    a: FloatArray,
+    depth: FloatArray,
+    sc: FloatArray,
+    d_tissue: FloatArray,
+    k_tissue: FloatArray,
+    clearance: FloatArray,
+) -> NDArray[np.bool_]:
+    """The cases whose channels overlap (their cell radius 1/√(π n) ≤ a: n π a² ≥ 1) and reach
+    past the stratum corneum into tissue that takes up and clears: those that take
+    :func:`overlapping_channel_permeability` (``cell_conductance`` and the closing channel of
+    ``absorb`` alike)."""
+    with np.errstate(divide="ignore"):
+        cell_r = 1.0 / np.sqrt(np.pi * np.where(n > 0.0, n, np.inf))
+    out: NDArray[np.bool_] = (n > 0.0) & (a > 0.0) & (cell_r <= a) & (depth > sc)
+    return out & (clearance > 0.0) & (d_tissue > 0.0) & (k_tissue > 0.0)
 
 
 def overlapping_channel_permeability(
@@ -1926,10 +1944,8 @@ def _channel_profile(
     # channels that overlap (R ≤ a) take the closed-form dense limit (``cell_conductance``)
     geo_b = [np.broadcast_to(x, (bsz,)) for x in geo]
     thick_all = lay[:, 1:].sum(axis=1)
-    with np.errstate(divide="ignore"):
-        cell_r = 1.0 / np.sqrt(np.pi * np.where(n_pos > 0.0, n_pos, np.inf))
-    dense = use_cell & (n_pos > 0.0) & (cell_r <= geo_b[0]) & (geo_b[1] > geo_b[2])
-    dense &= (geo_b[7] > 0.0) & (geo_b[4] > 0.0) & (geo_b[5] > 0.0) & (geo_b[0] > 0.0)
+    a_b, d_b, sc_b, _, dt_b, kt_b, _, kc_b = geo_b
+    dense = use_cell & _overlapping(n_pos, a_b, d_b, sc_b, dt_b, kt_b, kc_b)
 
     def g_of_s(s_open: FloatArray) -> FloatArray:
         ex = (slice(None), None, None)
