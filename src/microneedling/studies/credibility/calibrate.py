@@ -110,6 +110,7 @@ __all__ = [
     "graded_spread",
     "history_match",
     "load_config",
+    "needs_cohort_spread",
     "nuisances",
     "observed_value",
     "patient_draws",
@@ -819,6 +820,14 @@ def cohort_values(
     return pop, row_values(run, r, p, np.arange(K * n)).reshape(K, n)
 
 
+def needs_cohort_spread(r: LiteratureRow, p: Protocol) -> bool:
+    """Whether a row is a graded count (a count whose evaluable protocol names a ``threshold``)
+    that reports no between-patient SD of its own, so that :func:`responder_spread` takes one
+    from a virtual cohort."""
+    graded = p.threshold is not None and r.k is not None and p.course is not None and p.evaluable
+    return graded and r.sd is None and r.baseline_sd is None
+
+
 def responder_spread(
     lit_rows: Sequence[LiteratureRow],
     protocols: Mapping[str, Protocol],
@@ -842,9 +851,7 @@ def responder_spread(
     N = config.validation.cohort_patients
     for r in lit_rows:
         p = protocols[r.key]
-        if p.threshold is None or r.k is None or p.course is None or not p.evaluable:
-            continue
-        if r.sd is not None or r.baseline_sd is not None:
+        if not needs_cohort_spread(r, p):
             continue
         pop, v = cohort_values(r, p, [ps], N, seed)
         out[r.key] = {
@@ -1430,14 +1437,7 @@ def graded_spread(
     virtual cohort at ``ps`` (the calibration's prior mode), seeded by ``[screening] seed``. The
     fit holds it fixed, as ``validate`` holds its own at the nominal set; the ordinal likelihood
     then maps the typical patient's change to the fraction past the threshold."""
-    graded = [
-        r
-        for r in lit_rows
-        if protocols[r.key].threshold is not None
-        and r.k is not None
-        and r.sd is None
-        and r.baseline_sd is None
-    ]
+    graded = [r for r in lit_rows if needs_cohort_spread(r, protocols[r.key])]
     if not graded:
         return {}
     typical = predict_rows(graded, [ps], protocols)[0]
