@@ -17,6 +17,7 @@ from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.physics import transport
 from microneedling.studies.credibility.calibrate import predict_rows
 from microneedling.studies.credibility.literature import load_literature, load_protocols
+from microneedling.web.presets import DEVICES
 
 NALOXONE = (
     "naloxone2021_er_250um",
@@ -114,16 +115,7 @@ def _course(product: str, hours: float) -> Course:
             "horizon_days": 7.0,
             "patient": {"age_years": 40, "sex": "female", "fitzpatrick": 2},
             "sites": [{"name": "abdomen", "conditions": []}],
-            "device": {
-                "type": "roller",
-                "needle_count": 192,
-                "needle_diameter_mm": 0.25,
-                "tip_radius_um": 4.0,
-                "tip": "cone",
-                "max_needle_length_mm": 2.0,
-                "drum_diameter_mm": 20.0,
-                "drum_width_mm": 20.0,
-            },
+            "device": dict(DEVICES["roller"]),  # the MF8-like roller of the examples
             "sessions": [
                 {
                     "day": 0.0,
