@@ -30,6 +30,7 @@ from microneedling.studies.credibility.calibrate import (
     build_problem,
     history_match,
     load_config,
+    needs_cohort_spread,
     parallel_evaluation,
     predict_rows,
     refined_grid,
@@ -109,7 +110,9 @@ def test_every_evaluable_calibration_row_has_a_likelihood(problem: Problem) -> N
     assert {k for k, _ in problem.skipped} == {r.key for r in cal} - {r.key for r in evaluable}
     assert all(reason.strip() for _, reason in problem.skipped)
     for r, s in zip(evaluable, problem.likelihood.specs, strict=True):
-        if r.kind == "count":
+        if r.kind == "count" and needs_cohort_spread(r, protocols[r.key]):
+            assert s.kind == "ordinal" and s.k == r.k  # a graded count: its cohort's spread
+        elif r.kind == "count":
             assert s.kind == "binomial" and s.k == r.k and s.observed == r.k / r.n
         elif r.kind == "direction":
             assert s.kind == ("upper" if r.bound == "upper" else "lower") and s.observed == 0.0

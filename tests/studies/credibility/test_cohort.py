@@ -32,7 +32,7 @@ from microneedling.studies.credibility.literature import (
 )
 from tests.paths import REPO
 
-PARK = "park2012_marked_excellent"  # striae: age, skin type, width and stage with ranges
+PARK = "park2012_marked_excellent"  # striae: age, skin type, width, depth, stage with ranges
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,7 @@ def test_every_range_and_stand_in_of_the_protocols_file_has_one_role() -> None:
         "scar.depth_mm",
         "striae.width_mm",
         "striae.stage",
+        "striae.depth_mm",
         "pigment.melanin_index",
         "wrinkles.depth_um",
     }
@@ -93,8 +94,7 @@ def _treatment(course: dict[str, Any], attributes: dict[str, Any]) -> dict[str, 
         fld = "scar_type" if name == "scar_type" else name.split(".", 1)[1]
         for site in c["sites"]:
             for cond in site["conditions"]:
-                if fld in cond:
-                    cond[fld] = None
+                cond.pop(fld, None)  # drawn, whether or not the protocol's course gives it
     return c
 
 
@@ -139,7 +139,13 @@ def test_same_seed_same_patients_and_each_attribute_its_own_stream(
     others; an attribute's draws do not change when the protocol loses another attribute."""
     p = protocols[PARK]
     a, b, c = patient_draws(p, 32, 7), patient_draws(p, 32, 7), patient_draws(p, 32, 8)
-    assert a.keys() == {"age_years", "fitzpatrick", "striae.width_mm", "striae.stage"}
+    assert a.keys() == {
+        "age_years",
+        "fitzpatrick",
+        "striae.width_mm",
+        "striae.depth_mm",
+        "striae.stage",
+    }
     for k in a:
         assert np.array_equal(a[k], b[k])
         assert not np.array_equal(a[k], c[k]), k
