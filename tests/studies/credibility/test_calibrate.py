@@ -33,9 +33,11 @@ from microneedling.studies.credibility.calibrate import (
     needs_cohort_spread,
     parallel_evaluation,
     predict_rows,
+    recorded_spread,
     refined_grid,
     row_specs,
     tomlable,
+    with_patient_spread,
 )
 from microneedling.studies.credibility.likelihood import Likelihood
 from microneedling.studies.credibility.literature import (
@@ -611,3 +613,42 @@ def test_a_graded_calibration_count_takes_its_spread_from_a_virtual_cohort() -> 
     (spec,), *_ = row_specs([graded], protocols, settings, config, patient_spread=got)
     assert spec.kind == "ordinal" and spec.se == sd
     assert spec.threshold == pytest.approx(protocols[key].threshold - offset, rel=1e-12)
+
+
+def test_a_new_patient_spread_moves_only_the_graded_counts(problem: Problem) -> None:
+    """``with_patient_spread`` puts a graded count's cohort (sd, offset) where ``row_specs`` does
+    (SE, threshold moved by the offset) and leaves every other row as it was; ``recorded_spread``
+    reads it back from a summary's rows, and ``build_problem`` given it builds the same
+    likelihood without running a cohort."""
+    protocols = load_protocols()
+    by_key = {r.key: r for r in problem.rows}
+    graded = [
+        s.key
+        for s in problem.likelihood.specs
+        if s.kind == "ordinal" and needs_cohort_spread(by_key[s.key], protocols[s.key])
+    ]
+    assert "alsterli2020_striae_gt75" in graded
+    spread = {k: (7.5 + i, -3.0 + i) for i, k in enumerate(graded)}
+    new = with_patient_spread(problem, spread)
+    for old, got in zip(problem.likelihood.specs, new.specs, strict=True):
+        if old.key in spread:
+            sd, offset = spread[old.key]
+            thr = protocols[old.key].threshold
+            assert thr is not None
+            assert got.se == sd and got.threshold == pytest.approx(thr - offset, abs=1e-12)
+            assert dataclasses.replace(got, se=old.se, threshold=old.threshold) == old
+        else:
+            assert got == old
+    back = recorded_spread({"rows": new.describe()}, protocols)
+    assert back.keys() == spread.keys()
+    for k, (sd, offset) in spread.items():
+        assert back[k] == pytest.approx((sd, offset), abs=1e-12)
+    with pytest.raises(InputError):
+        with_patient_spread(problem, {})
+    with pytest.raises(InputError):
+        with_patient_spread(problem, {k: (0.0, 0.0) for k in spread})
+    again = build_problem(
+        [f.label for f in problem.factors],
+        patient_spread=spread,
+    )
+    assert again.likelihood.describe() == new.describe()

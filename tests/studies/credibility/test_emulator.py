@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from microneedling.errors import InputError
 from microneedling.studies.credibility.calibrate import (
     CalibrationConfig,
     HistoryMatch,
     Problem,
     load_config,
+    weighted_median,
 )
 from microneedling.studies.credibility.emulator import (
     Emulator,
@@ -203,3 +205,34 @@ def test_the_emulator_learns_a_smooth_map_and_keeps_probabilities_inside_0_1() -
     got = emu.predict(rng.standard_normal((200, 4)) * 3.0)
     assert np.all((got[:, 1] > 0) & (got[:, 1] < 1))
     np.testing.assert_array_equal(got[:, 2], 7.0)  # a constant row stays that constant
+
+
+def test_every_round_after_the_first_takes_the_graded_spread_at_the_last_posterior() -> None:
+    """With ``respread``, round 2 asks for the graded counts' spread at round 1's
+    importance-weighted median (near the posterior's centre, not the prior's), and records it."""
+    problem = curved_problem()
+    asked: list[np.ndarray] = []
+
+    def respread(z: np.ndarray) -> dict[str, tuple[float, float]]:
+        asked.append(np.array(z))
+        return {"graded": (2.5, -1.0)}
+
+    _, _, diag = emulate_sample_correct(
+        problem, history(problem), small_config(rounds=2, draws=600), respread=respread
+    )
+    assert len(asked) == 1 and asked[0].shape == (problem.P,)
+    mean, sd = exact_moments()
+    assert np.all(np.abs(asked[0] - mean) < 1.5 * sd)  # the posterior's median, not 0
+    assert np.linalg.norm(mean) > 1.0  # which is far from the prior's
+    rounds = diag["importance"]["rounds"]
+    assert "patient_spread" not in rounds[0]
+    assert rounds[1]["patient_spread"] == {"graded": [2.5, -1.0]}
+
+
+def test_weighted_median_is_the_median_under_the_weights() -> None:
+    x = np.array([[3.0, -1.0], [1.0, 5.0], [2.0, 0.0], [10.0, 2.0]])
+    np.testing.assert_array_equal(weighted_median(x, np.ones(4)), [2.0, 0.0])  # lower median
+    np.testing.assert_array_equal(weighted_median(x, [0, 0, 0, 1.0]), [10.0, 2.0])
+    np.testing.assert_array_equal(weighted_median(x, [0.1, 0.1, 0.1, 0.7]), [10.0, 2.0])
+    with pytest.raises(InputError):
+        weighted_median(x, np.zeros(4))

@@ -118,13 +118,17 @@ __all__ = [
     "predict_on_grid",
     "predict_rows",
     "protocol_ranges",
+    "recorded_spread",
     "refined_grid",
     "responder_spread",
     "row_specs",
     "row_values",
     "setting_role",
+    "spread_at",
     "tolerance_value",
     "tomlable",
+    "weighted_median",
+    "with_patient_spread",
 ]
 
 Z95 = 1.6448536269514722  # 95th percentile of N(0, 1): low/high are 5th/95th percentiles
@@ -1452,6 +1456,71 @@ def graded_spread(
     return {k: (float(v["sd"]), float(v["offset"])) for k, v in spread.items()}
 
 
+def weighted_median(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per column of ``x`` (N, D), the median under the non-negative ``weights`` (N,): the
+    smallest value whose cumulative weight reaches half the total (an importance-weighted
+    posterior's median)."""
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    w = np.clip(np.asarray(weights, dtype=float), 0.0, None)
+    if w.shape != (x.shape[0],) or not np.sum(w) > 0:
+        raise InputError(
+            "weights", f"shape {w.shape}, sum {np.sum(w)}", f"({x.shape[0]},), sum > 0"
+        )
+    order = np.argsort(x, axis=0, kind="stable")
+    cum = np.cumsum(w[order], axis=0)
+    first = np.argmax(cum >= 0.5 * cum[-1], axis=0)
+    cols = np.arange(x.shape[1])
+    out: np.ndarray = x[order[first, cols], cols]
+    return out
+
+
+def spread_at(
+    problem: Problem, z: np.ndarray, config: CalibrationConfig
+) -> dict[str, tuple[float, float]]:
+    """:func:`graded_spread` of the problem's graded counts at the parameter point ``z`` (P,)
+    (the unreported settings at their stand-ins): a virtual cohort at that point."""
+    ps = problem.parameter_sets(np.atleast_2d(np.asarray(z, dtype=float)))[0]
+    return graded_spread(problem.rows, problem.protocols, ps, config)
+
+
+def with_patient_spread(problem: Problem, spread: Mapping[str, tuple[float, float]]) -> Likelihood:
+    """The problem's likelihood with the between-patient SD and offset of its graded counts (the
+    ``ordinal`` rows without a reported SD) replaced by ``spread`` ({key: (sd, offset)}), as
+    :func:`row_specs` places them (SE = sd, threshold = the protocol's minus offset); every other
+    row as it is. A graded count missing from ``spread`` is an :class:`InputError`."""
+    rows_by_key = {r.key: r for r in problem.rows}
+    specs = []
+    for s in problem.likelihood.specs:
+        r = rows_by_key.get(s.key)
+        p = problem.protocols[s.key] if r is not None else None
+        if s.kind == "ordinal" and r is not None and p is not None and needs_cohort_spread(r, p):
+            if r.key not in spread:
+                raise InputError("patient_spread", sorted(spread), f"a spread for {r.key}")
+            sd, offset = (float(v) for v in spread[r.key])
+            if not sd > 0:
+                raise InputError(f"patient_spread.{r.key}.sd", sd, "a positive SD")
+            assert p.threshold is not None
+            s = dataclasses.replace(s, se=sd, threshold=float(p.threshold) - offset)
+        specs.append(s)
+    return Likelihood(specs, problem.likelihood.n_groups)
+
+
+def recorded_spread(
+    summary: Mapping[str, Any], protocols: Mapping[str, Protocol]
+) -> dict[str, tuple[float, float]]:
+    """The graded counts' (sd, offset) a posterior was fitted with, read back from its summary's
+    ``rows`` (SE and threshold of each ``ordinal`` row; offset = the protocol's threshold minus
+    the row's)."""
+    out: dict[str, tuple[float, float]] = {}
+    for row in summary.get("rows", []):
+        if row.get("kind") != "ordinal" or row["key"] not in protocols:
+            continue
+        thr = protocols[row["key"]].threshold
+        if thr is not None:
+            out[row["key"]] = (float(row["se"]), float(thr) - float(row["threshold"]))
+    return out
+
+
 def build_problem(
     labels: Sequence[str] | None = None,
     *,
@@ -1461,6 +1530,7 @@ def build_problem(
     exclude_studies: Sequence[str] = (),
     nuisance_labels: Sequence[str] | None = None,
     stand_in_sd: Mapping[str, float] | None = None,
+    patient_spread: Mapping[str, tuple[float, float]] | None = None,
 ) -> Problem:
     """The calibration problem with the factors named by ``labels`` (default: every candidate
     factor; screening passes the selected ones). Rows default to ``rows("calibration")`` (never a
@@ -1524,7 +1594,15 @@ def build_problem(
         protocols,
         settings,
         config,
-        patient_spread=graded_spread(cal, protocols, base_at_prior, config),
+        patient_spread={
+            **graded_spread(
+                [r for r in cal if r.key not in (patient_spread or {})],
+                protocols,
+                base_at_prior,
+                config,
+            ),
+            **(patient_spread or {}),
+        },
     )
     extra = dict(stand_in_sd or {})
     specs = [

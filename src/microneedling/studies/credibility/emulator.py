@@ -36,7 +36,7 @@ import hashlib
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,8 @@ from microneedling.studies.credibility.calibrate import (
     ModelEvaluationError,
     Problem,
     initial_walkers,
+    weighted_median,
+    with_patient_spread,
 )
 from microneedling.studies.credibility.likelihood import expit, logit
 from microneedling.studies.credibility.posterior import diagnostics, run_sampler
@@ -341,6 +343,9 @@ class ImportanceRound:
     emulator: dict[str, Any]
     chain: dict[str, Any]
     seconds: float
+    #: the graded counts' between-patient (sd, offset) this round's likelihood used, when it was
+    #: re-computed (every round after the first, with ``respread``)
+    spread: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         n = len(self.x)
@@ -365,6 +370,7 @@ class ImportanceRound:
             "ess": self.ess,
             "ess_fraction": self.ess / max(n, 1),
             "seconds": round(self.seconds, 1),
+            **({"patient_spread": self.spread} if self.spread else {}),
         }
 
 
@@ -389,8 +395,17 @@ def emulate_sample_correct(
     steps: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    respread: Callable[[np.ndarray], Mapping[str, tuple[float, float]]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Steps 1-4 of the module doc, from the history-matching runs ``hm``.
+
+    ``respread``: the between-patient spread of the graded counts at a parameter point ``z``
+    (:func:`~.calibrate.spread_at`). Given, every round after the first re-computes it at the
+    previous round's importance-weighted posterior median and replaces the problem's likelihood
+    with it (:func:`~.calibrate.with_patient_spread`): a cohort's spread depends on where the
+    parameters are (a striae cohort's SD is 9 points at the prior mode and 33 at a stronger
+    response), so the last round's posterior uses the spread of the one before, not the prior
+    mode's. The round's spread is in its diagnostics and in its store's fingerprint.
 
     Returns the resampled posterior draws (keep, D), their blobs (keep, R + S: model predictions
     and log-likelihood per study, like a chain's) and the diagnostics (per round, the emulated
@@ -410,7 +425,23 @@ def emulate_sample_correct(
     fp = f"esc-{problem.fingerprint()}-{config.fingerprint('history_matching', 'emulator', 'sampler')}"
     for r in range(1, ec.rounds + 1):
         t0 = time.perf_counter()
-        store = ChunkStore(store_dir / f"round-{r}", f"{fp}-{r}") if store_dir else None
+        spread: dict[str, list[float]] = {}
+        if respread is not None and rounds:
+            prev = rounds[-1]
+            if np.any(prev.weights > 0):
+                centre = weighted_median(prev.x[:, : problem.P], prev.weights)
+                got = respread(centre)
+                problem.likelihood = with_patient_spread(problem, got)
+                spread = {k: [float(v[0]), float(v[1])] for k, v in sorted(got.items())}
+                if log and spread:
+                    log(
+                        f"round {r}: graded counts' spread at round {prev.round}'s median: "
+                        + "; ".join(
+                            f"{k} sd {v[0]:.3g}, offset {v[1]:.3g}" for k, v in spread.items()
+                        )
+                    )
+        tag = f"{fp}-{r}" + (f"-{_digest(np.array(list(spread.values())))}" if spread else "")
+        store = ChunkStore(store_dir / f"round-{r}", tag) if store_dir else None
         head = store.load(0) if store is not None and 0 in store.done() else None
         if head is None:
             x_all, p_all = np.concatenate(train_x), np.concatenate(train_pred)
@@ -482,6 +513,7 @@ def emulate_sample_correct(
             emulator=head["emulator"],
             chain=head["chain"],
             seconds=time.perf_counter() - t0,
+            spread=spread,
         )
         rounds.append(rnd)
         train_x.append(x)

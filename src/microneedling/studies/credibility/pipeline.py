@@ -17,6 +17,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ from microneedling.studies.credibility.calibrate import (
     history_match,
     initial_walkers,
     load_config,
+    needs_cohort_spread,
     parallel_evaluation,
+    spread_at,
 )
 from microneedling.studies.credibility.emulator import emulate_sample_correct
 from microneedling.studies.credibility.posterior import (
@@ -110,8 +113,16 @@ def run_pipeline(
     sc = config.sampler
     if config.emulator.rounds > 0:
         with parallel_evaluation(problem, workers):
+            graded = any(needs_cohort_spread(r, problem.protocols[r.key]) for r in problem.rows)
             x, blobs, diag = emulate_sample_correct(
-                problem, hm, config, out / "emulator", steps=steps, progress=progress, log=log
+                problem,
+                hm,
+                config,
+                out / "emulator",
+                steps=steps,
+                progress=progress,
+                log=log,
+                respread=partial(spread_at, problem, config=config) if graded else None,
             )
         summary = summarise_samples(
             problem,

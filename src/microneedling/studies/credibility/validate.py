@@ -67,6 +67,7 @@ from microneedling.studies.credibility.calibrate import (
     nuisances,
     observed_value,
     predict_rows,
+    recorded_spread,
     responder_spread,
     row_specs,
     study_of,
@@ -615,11 +616,14 @@ def calibration_check(
     t0 = time.perf_counter()
     labels = [f["label"] for f in post.factors]
     sampled = {n["label"] for n in post.nuisances}
-    current = nuisances(rows("calibration"), load_protocols())
+    protocols = load_protocols()
+    current = nuisances(rows("calibration"), protocols)
     problem = build_problem(
         labels,
         config=config,
         nuisance_labels=[n.label for n in current if n.label in sampled],
+        # the graded counts' between-patient spread the posterior was fitted with
+        patient_spread=recorded_spread(post.summary, protocols),
     )
     idx = draw_indices(post.n_samples, draws, seed)
     x = _posterior_x(problem, post, idx, seed)
