@@ -132,6 +132,48 @@ def test_visible_width_of_a_rounded_trough() -> None:
     assert scars.visible_width(3.0, 0.04, 0.01, 0.05) == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize(("h0", "sigma"), [(0.2, 0.5), (0.1, 0.5), (0.05, 0.3), (0.4, 0.8)])
+def test_visible_width_over_observers_is_the_conditional_expectation(
+    h0: float, sigma: float
+) -> None:
+    """With log-normal visibility thresholds (median h_vis, log-SD sigma): against a Monte Carlo
+    of observers (2e6 thresholds; those who saw the trough at baseline judge its change), the
+    width at five depths within 3e-3 of the baseline width; non-increasing, positive at every
+    depth above 0 (no depth below which every observer loses it), 0 at depth 0 and the baseline
+    width at the baseline depth."""
+    hv = 0.0916
+    v = hv * np.exp(sigma * np.random.default_rng(1).standard_normal(2_000_000))
+    v = v[v < h0]
+    depths = np.array([h0, 0.8 * h0, 0.5 * h0, 0.3 * h0, 0.0])
+    got = scars.visible_width(3.0, h0, depths, hv, sigma)
+    span = lambda h, t: np.arccos(np.sqrt(np.clip(t / h, 0.0, 1.0))) if h > 0 else 0.0 * t  # noqa: E731
+    for h, g in zip(depths, got, strict=True):
+        want = 3.0 * np.mean(span(h, v) / span(h0, v))
+        assert g == pytest.approx(
+            want, abs=3e-3 + 4.0 * 3.0 * np.std(span(h, v) / span(h0, v)) / np.sqrt(v.size)
+        )
+    assert got[0] == pytest.approx(3.0, abs=1e-12) and got[-1] == 0.0
+    grid = np.linspace(h0, 0.0, 2001)
+    fine = scars.visible_width(3.0, h0, grid, hv, sigma)
+    assert np.all(np.diff(fine) <= 1e-12)
+    # some observers still see a trough shallower than the median threshold (the one-threshold
+    # band is 0 there, or keeps its whole width when it was never deeper than the threshold)
+    assert np.all(fine[grid > hv * np.exp(-5.0 * sigma)] > 0.0)  # 5 SDs of the thresholds
+
+
+def test_visible_width_with_one_threshold_is_the_old_band() -> None:
+    d = np.array([0.2, 0.1, 0.06, 0.05, 0.01])
+    np.testing.assert_array_equal(
+        scars.visible_width(4.0, 0.2, d, 0.05, 0.0), scars.visible_width(4.0, 0.2, d, 0.05)
+    )
+    # a small spread tends to it
+    np.testing.assert_allclose(
+        scars.visible_width(4.0, 0.2, d[:3], 0.05, 1e-4),
+        scars.visible_width(4.0, 0.2, d[:3], 0.05),
+        rtol=2e-3,
+    )
+
+
 @pytest.mark.parametrize(
     ("before", "after", "distensible"),
     [(0.5, 0.2, 0.8), (0.5, 0.45, 0.3), (1.0, 0.2, 0.0), (0.5, 0.1, 0.3), (0.31, 0.29, 0.5)],

@@ -494,7 +494,11 @@ def observables(
         sdepth = p0s * sd0 + (1.0 - p0s) * streated
         out["striae_depth"] = sdepth
         out["striae_width"] = scars.visible_width(
-            base.striae_width_mm[:, None], sd0, sdepth, op.scar_grade_mild_depth
+            base.striae_width_mm[:, None],
+            sd0,
+            sdepth,
+            op.scar_grade_mild_depth,
+            op.scar_grade_sigma,
         )
     else:
         out["striae_depth"], out["striae_width"] = _nans((B, T)), _nans((B, T))
