@@ -403,9 +403,9 @@ def emulate_sample_correct(
     (:func:`~.calibrate.spread_at`). Given, every round after the first re-computes it at the
     previous round's importance-weighted posterior median and replaces the problem's likelihood
     with it (:func:`~.calibrate.with_patient_spread`): a cohort's spread depends on where the
-    parameters are (a striae cohort's SD is 9 points at the prior mode and 33 at a stronger
-    response), so the last round's posterior uses the spread of the one before, not the prior
-    mode's. The round's spread is in its diagnostics and in its store's fingerprint.
+    parameters are (Alster & Li's striae cohort: SD 9.4 points at the prior mode, 14.6 at the
+    posterior median of 2026-12-07), so the last round's posterior uses the spread of the one
+    before, not the prior mode's. The round's spread is in its diagnostics and in its store's fingerprint.
 
     Returns the resampled posterior draws (keep, D), their blobs (keep, R + S: model predictions
     and log-likelihood per study, like a chain's) and the diagnostics (per round, the emulated
