@@ -1114,6 +1114,21 @@ def is_level_row(row: LiteratureRow, protocol: Protocol) -> bool:
     return spec.transform == "value" and not variable(spec.variable).signed
 
 
+def _graded_scale(
+    key: str, threshold: float, sd: float | None, offset: float
+) -> tuple[float, float]:
+    """A graded count's ordered-probit scale and threshold: SE = the between-patient ``sd``
+    (reported, or a virtual cohort's), the protocol's ``threshold`` moved by the cohort's
+    ``offset`` from the typical patient (so the typical patient's prediction stays the mean)."""
+    if sd is None or not sd > 0:
+        raise InputError(
+            f"{key}.sd",
+            sd,
+            "a positive between-patient SD for a graded count (reported, or from a virtual cohort)",
+        )
+    return float(sd), float(threshold) - float(offset)
+
+
 def row_specs(
     lit_rows: Sequence[LiteratureRow],
     protocols: Mapping[str, Protocol],
@@ -1163,15 +1178,8 @@ def row_specs(
                 offset = 0.0
                 if sd is None and patient_spread is not None and r.key in patient_spread:
                     sd, offset = patient_spread[r.key]
-                if sd is None or not sd > 0:
-                    raise InputError(
-                        f"{r.key}.sd",
-                        sd,
-                        "a positive between-patient SD for a graded count (reported, or from a "
-                        "virtual cohort)",
-                    )
-                se = float(sd)
-                extra.append((float(threshold) - float(offset), p.direction, k, r.n))
+                se, thr = _graded_scale(r.key, threshold, sd, offset)
+                extra.append((thr, p.direction, k, r.n))
                 factors.append(1.0)
             else:
                 se = 0.0
@@ -1492,15 +1500,17 @@ def with_patient_spread(problem: Problem, spread: Mapping[str, tuple[float, floa
     specs = []
     for s in problem.likelihood.specs:
         r = rows_by_key.get(s.key)
-        p = problem.protocols[s.key] if r is not None else None
-        if s.kind == "ordinal" and r is not None and p is not None and needs_cohort_spread(r, p):
+        if (
+            s.kind == "ordinal"
+            and r is not None
+            and needs_cohort_spread(r, problem.protocols[r.key])
+        ):
             if r.key not in spread:
                 raise InputError("patient_spread", sorted(spread), f"a spread for {r.key}")
-            sd, offset = (float(v) for v in spread[r.key])
-            if not sd > 0:
-                raise InputError(f"patient_spread.{r.key}.sd", sd, "a positive SD")
-            assert p.threshold is not None
-            s = dataclasses.replace(s, se=sd, threshold=float(p.threshold) - offset)
+            threshold = problem.protocols[r.key].threshold
+            assert threshold is not None  # needs_cohort_spread: a graded count has one
+            se, thr = _graded_scale(r.key, threshold, *spread[r.key])
+            s = dataclasses.replace(s, se=se, threshold=thr)
         specs.append(s)
     return Likelihood(specs, problem.likelihood.n_groups)
 

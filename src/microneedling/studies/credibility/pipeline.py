@@ -31,7 +31,6 @@ from microneedling.studies.credibility.calibrate import (
     history_match,
     initial_walkers,
     load_config,
-    needs_cohort_spread,
     parallel_evaluation,
     spread_at,
 )
@@ -113,7 +112,6 @@ def run_pipeline(
     sc = config.sampler
     if config.emulator.rounds > 0:
         with parallel_evaluation(problem, workers):
-            graded = any(needs_cohort_spread(r, problem.protocols[r.key]) for r in problem.rows)
             x, blobs, diag = emulate_sample_correct(
                 problem,
                 hm,
@@ -122,7 +120,7 @@ def run_pipeline(
                 steps=steps,
                 progress=progress,
                 log=log,
-                respread=partial(spread_at, problem, config=config) if graded else None,
+                respread=partial(spread_at, problem, config=config),
             )
         summary = summarise_samples(
             problem,
