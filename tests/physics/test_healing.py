@@ -467,3 +467,27 @@ def test_repeated_cases_are_integrated_once_with_the_numbers_of_a_case_alone(
         assert sol.n_steps[row] == alone[case].n_steps[0]
     distinct, inverse = healing.solve_distinct(p[order], T, days[order], jumps[order])
     assert distinct.y.shape[0] == 3 and np.array_equal(distinct.y[inverse], sol.y)
+
+
+def test_mature_matrix_loss_stops_when_the_matrix_is_gone() -> None:
+    """Excess MMP activity destroys mature type I matrix by mass action in what is left
+    (C1_0 + NX), so NX never falls below -C1_0 and total collagen never below -C1_0 of baseline,
+    however strong the MMP response: 12 weekly dense sessions with MMP loss at 50 times its upper
+    bound, fibroblast-driven MMP at its upper bound and little new collagen. Near baseline the loss
+    rate is delta_b (P - 1) C1_0, as the zero-order form gave."""
+    c1 = 0.85
+    over = {"delta_b": 0.25, "sigma_PF": 0.6, "k_1": 1e-4, "k_3": 1e-4, "C1_0": c1}
+    y = one(0.3, days=tuple(7.0 * k for k in range(12)), **over)
+    for o in (0, N_DERMAL):
+        nx = y[:, o + IX_NX]
+        assert nx.min() < -0.9 * c1  # the loss is strong enough to reach the bound ...
+        assert nx.min() > -c1  # ... and stops there
+        total = y[:, o + IX_N3] + y[:, o + IX_N1] + nx
+        assert total.min() > -c1
+    # the rate at a state near baseline: delta_b (P - 1) (C1_0 + NX) with NX = 0
+    p = params(**over)[0]
+    y0 = baseline_state(np.ones(1))[0]
+    y0[IX_P] = 1.5
+    f = healing_rhs_py(0.0, y0, p)
+    expected = -p[PIDX["delta_X"]] * 1.5 * 0.0 - over["delta_b"] * 0.5 * c1
+    assert f[IX_NX] == pytest.approx(expected, rel=1e-14)

@@ -46,7 +46,7 @@ Equations (per dermal layer; T is a quasi-steady TGF-β signal because its decay
     NE' = k_E·(F − 1) − δ_E·P·NE
     LE' = δ_bE·(P − 1)·(1 − LE)
     S'  = −(k_SD·D + k_SP·(P − 1))·S
-    NX' = k_x·N1 − δ_X·P·NX − δ_b·(P − 1)·C1_0
+    NX' = k_x·N1 − δ_X·P·NX − δ_b·(P − 1)·(C1_0 + NX)
 
 Recruitment by density and by time: a session's injured fraction φ_k is the sum of many separate
 channels, each a small wound whose signal to circulating leukocytes is cleared on its own clock.
@@ -75,7 +75,13 @@ turned over by MMPs at δ_1·P); it cross-links into the stable network at k_x (
 the rise of wound tensile strength) and then turns over like mature dermal collagen, δ_X (half-life
 ~15 years). What excess MMP activity destroys is mature matrix, so that loss is booked on NX, and a
 deficit refills at the mature turnover. Gains therefore persist for years and return to baseline on
-a multi-year horizon.
+a multi-year horizon. The loss is mass action in the mature type I matrix still there, C1_0 + NX
+(pre-existing share C1_0 of baseline collagen plus the mature new collagen, less what was lost):
+collagen is cleaved through an MMP-collagen complex formed at a rate proportional to both (Jin et
+al. 2011, whose k_on is per collagen density), as the pre-existing elastin's loss is (LE). Near
+baseline it is δ_b·(P − 1)·C1_0, the form before 2026-12-07; unlike it, it stops when the mature
+matrix is gone, so NX ≥ −C1_0 and the collagen change stays above −100·C1_0 % for every
+parameter set (the zero-order form took some parameter draws of a weekly course to −129 %).
 
 Epidermis (driven by the papillary layer's T and I)::
 
@@ -202,7 +208,7 @@ def _dermal_rhs(y, p, o, out):  # type: ignore[no-untyped-def,unused-ignore]
     out[o + 7] = p[22] * Fx - p[23] * P * NE
     out[o + 8] = p[24] * Px * (1.0 - LE)
     out[o + 9] = -(p[25] * D + p[26] * Px) * S
-    out[o + 10] = p[42] * N1 - p[43] * P * NX - p[20] * Px * p[21]
+    out[o + 10] = p[42] * N1 - p[43] * P * NX - p[20] * Px * (p[21] + NX)
     out[o + 11] = -clear * R
     out[o + 12] = -p[47] * Bl
     out[o + 13] = p[47] * Bl - p[48] * Hm
@@ -304,10 +310,10 @@ def _dermal_jacobian(y, p, o, jac):  # type: ignore[no-untyped-def,unused-ignore
     jac[iS, iD] = -p[25] * S
     jac[iS, iP] = -p[26] * S
     jac[iS, iS] = -(p[25] * D + p[26] * Px)
-    # NX' = k_x N1 - delta_X P NX - delta_b (P - 1) C1_0
+    # NX' = k_x N1 - delta_X P NX - delta_b (P - 1) (C1_0 + NX)
     jac[iX, i1] = p[42]
-    jac[iX, iP] = -p[43] * NX - p[20] * p[21]
-    jac[iX, iX] = -p[43] * P
+    jac[iX, iP] = -p[43] * NX - p[20] * (p[21] + NX)
+    jac[iX, iX] = -p[43] * P - p[20] * Px
 
 
 @nb.njit(cache=True, error_model="numpy")

@@ -385,7 +385,9 @@ def observables(
     out["erythema"] = red
     out["oedema"] = red  # same signal, higher visibility threshold
     out["epidermal_thickness_change"] = 100.0 * y[..., IX_H]
-    out["dermal_density_change"] = 100.0 * op.density_per_collagen_I * gs_mix
+    # ultrasound density: a power of the structural collagen (positive for every state; slope β
+    # at baseline, as the linear map it replaced on 2026-12-07)
+    out["dermal_density_change"] = 100.0 * (power(c_mix, op.density_per_collagen_I) - 1.0)
     pf = base.papillary_fraction[:, None]
     thick = base.dermis_thickness_um[:, None]
     out["dermal_thickness"] = thick * (

@@ -110,7 +110,7 @@ def dermal_rate_formulas(pre: str) -> dict[str, str]:
         NE: f"k_E * ({F} - 1) - delta_E * {P} * {NE}",
         LE: f"delta_bE * ({P} - 1) * (1 - {LE})",
         S: f"-(k_SD * {D} + k_SP * ({P} - 1)) * {S}",
-        NX: f"k_x * {N1} - delta_X * {P} * {NX} - delta_b * ({P} - 1) * C1_0",
+        NX: f"k_x * {N1} - delta_X * {P} * {NX} - delta_b * ({P} - 1) * (C1_0 + {NX})",
         R: f"-(k_D + k_DI * {I}) * {R}",
         Bl: f"-k_lys * {Bl}",
         Hm: f"k_lys * {Bl} - k_Hm * {Hm}",
