@@ -40,3 +40,27 @@ def test_baselines_are_the_first_values_at_their_labels() -> None:
                 want[(str(site), str(name))] = float(first.sel(site=site))
         assert got.keys() == want.keys() and len(got) > 10
         assert all(got[k] == want[k] or (got[k] != got[k] and want[k] != want[k]) for k in got)
+
+
+def test_the_long_table_names_every_end_point_on_its_first_row() -> None:
+    """On a terminal too narrow for one column per day the table is printed one row per end point
+    and day: every end point's label is printed once, on its first row, whether or not it has a
+    baseline cell (a change in % has none; before 2026-12-07 such end points lost their label)."""
+    import io
+
+    from rich.console import Console
+
+    from microneedling.cli.simulate import _print_endpoints
+
+    res = simulate(Course.from_file(EXAMPLES / "acne-scars-rolling-cheek.toml"), draws=0)
+    out = io.StringIO()
+    _print_endpoints(res, Console(file=out, width=95, color_system=None))
+    text = out.getvalue()
+    assert "When" in text  # the long form
+    df = res.endpoints()
+    labels = [str(x) for x in df["endpoint"].unique()]
+    timed = [str(x) for x in df[df["time_days"].notna()]["endpoint"].unique()]
+    assert any(df[df["endpoint"] == lab]["units"].iloc[0] == "%" for lab in timed)
+    flat = " ".join(text.split())
+    for lab in labels:
+        assert " ".join(lab.split()[:2]) in flat, lab

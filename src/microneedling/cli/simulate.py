@@ -193,10 +193,12 @@ def _long_endpoint_table(title: str, body: list[list[str]], heads: list[str], n_
         if i >= n_timed:
             table.add_row(row[0], "course", row[3], row[1])
             continue
-        for k, head in enumerate(heads):
+        first = True  # the label goes on the end point's first printed row (a change in %
+        for k, head in enumerate(heads):  # has no baseline cell: its first row is a day's)
             if row[2 + k]:
                 when = head.replace("\n", " ")
-                table.add_row(row[0] if k == 0 else "", when, row[2 + k], row[1])
+                table.add_row(row[0] if first else "", when, row[2 + k], row[1])
+                first = False
     return table
 
 
