@@ -75,6 +75,47 @@ def test_every_example_simulates_with_finite_bounded_outputs(path: Path) -> None
     assert len(ep) > 0 and set(ep.site) <= set(ds.site.values)
 
 
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_draw_of_every_example_stays_physically_possible(path: Path) -> None:
+    """Each of 32 parameter draws and the nominal set (the ensemble simulate samples), not only
+    the 10-90% band: no amount falls below zero, no share or probability leaves [0, 1]. Before
+    2026-12-07 a weekly course lost more collagen than there is (-129 %) and dermal density fell
+    to -433 % in some draws of the shipped posterior."""
+    from microneedling.engine.batch import simulate_batch
+    from microneedling.engine.prepare import nominal_set
+
+    c = mn.Course.from_toml(path)
+    ps = mn.load_parameters()
+    centre, _ = nominal_set(ps)
+    sets = [centre, *sample_parameter_sets(ps, 32, seed=0)]
+    run = simulate_batch([c] * len(sets), sets)
+    obs = run.observables
+
+    def finite(name: str) -> np.ndarray:
+        v = np.asarray(obs[name], dtype=float)
+        return v[np.isfinite(v)]
+
+    c1 = np.array([s.value("healing.C1_0", "1") for s in sets])
+    gain = np.asarray(obs["collagen_change"], dtype=float)
+    # (draws x sites, [layer,] time): each case's own C1_0
+    floor = -100.0 * np.repeat(c1, len(c.sites)).reshape((-1,) + (1,) * (gain.ndim - 1))
+    assert np.all(np.isnan(gain) | (gain >= floor - 1e-9)), "collagen below what there is"
+    for name in ("collagen_I_change", "mature_collagen_change", "elastin_change"):
+        assert np.all(finite(name) >= -100.0), name
+    for name in ("dermal_density_change", "firmness_change"):
+        assert np.all(finite(name) > -100.0), name
+    for name in ("dermal_thickness", "texture_roughness", "pore_diameter", "melanin_index"):
+        assert np.all(finite(name) > 0.0), name
+    for name in ("scar_depth", "wrinkle_depth", "striae_depth", "striae_width", "masi_score"):
+        assert np.all(finite(name) >= 0.0), name
+    assert np.all(finite("masi_score") <= 48.0) and np.all(finite("mmasi_score") <= 24.0)
+    assert np.all((finite("elasticity_index") > 0.0) & (finite("elasticity_index") < 1.0))
+    for name in ("scar_grade_responder", "scar_grade_responder_two"):
+        assert np.all((finite(name) >= 0.0) & (finite(name) <= 1.0)), name
+    risk = np.asarray(run.per_session["pih_risk"], dtype=float)
+    assert np.all((risk[np.isfinite(risk)] >= 0.0) & (risk[np.isfinite(risk)] <= 1.0))
+
+
 def test_no_session_means_no_change_forever() -> None:
     """A declared site without sessions, next to a treated one, stays at baseline exactly."""
     c = course(
