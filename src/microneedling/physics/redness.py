@@ -58,8 +58,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import ndtr
 
 from microneedling.parameters.parameter_set import ParameterSet
 from microneedling.physics import percase
@@ -261,60 +261,300 @@ def visibility_threshold(fitzpatrick: ArrayLike, params: RednessParameters) -> F
     return np.asarray(params.threshold * factor[f - 1])
 
 
-def _threshold_sd(params: RednessParameters, rows: IntArray) -> float | FloatArray:
-    """σ_θ (at least 1e-12) of the windows' cases ``rows``: a number, or (W, 1)."""
-    return percase.at_rows(percase.at_least(params.threshold_sd, 1e-12), rows)
+def _per_case(value: float | FloatArray, n: int) -> FloatArray:
+    """A coefficient as one value per case (n,): a number repeated, or the rows of a (n, 1)
+    column."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=float).reshape(-1), (n,)))
 
 
-def _log_oedema_threshold(params: RednessParameters, rows: IntArray) -> float | FloatArray:
-    """ln of the median swelling threshold of the windows' cases ``rows``: a number, or (W, 1)
-    (each by ``math.log``, as for a number: NumPy's ``log`` may differ in the last bit)."""
+def _log_oedema_threshold(params: RednessParameters, n: int) -> FloatArray:
+    """ln of the median swelling threshold (n,) of n cases, each by ``math.log`` (NumPy's ``log``
+    may differ from it in the last bit)."""
     theta = params.oedema_threshold
     if percase.is_stacked(theta):
-        logs = [math.log(v) for v in np.asarray(theta).reshape(-1).tolist()]
-        return np.array(logs).reshape(-1, 1)[rows]
-    return math.log(theta)
+        return np.array([math.log(v) for v in np.asarray(theta).reshape(-1).tolist()])
+    return np.full(n, math.log(theta))
 
 
-def _windows(
-    t: FloatArray,
-    inflammation_pap: FloatArray,
-    inflammation_ret: FloatArray,
-    session_days: FloatArray,
-    injured: FloatArray,
-    starts: FloatArray,
-    ends: FloatArray,
+# ---------------------------------------------------------------------------------------------
+# The durations, compiled: every window in one pass (signal, Φ and the trapezoid sum per grid
+# point) without (windows x grid) arrays of intermediate values
+# ---------------------------------------------------------------------------------------------
+
+_SQRT_HALF = math.sqrt(0.5)
+
+
+@njit(cache=True, error_model="numpy")
+def _phi(z):  # type: ignore[no-untyped-def,unused-ignore]
+    """Standard normal CDF Φ(z) = erfc(−z/√2)/2 (libm's erfc: relative accuracy in both tails)."""
+    return 0.5 * math.erfc(-z * _SQRT_HALF)
+
+
+@njit(cache=True, error_model="numpy")
+def _block_sum(a, lo, n):  # type: ignore[no-untyped-def,unused-ignore]
+    """Σ a[lo:lo + n] of a block of at most 128 terms as NumPy adds it: in order below 8 terms,
+    else in eight interleaved partial sums added pairwise, then the remainder in order."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    whole = n - n % 8
+    while i < whole:
+        j = lo + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True, error_model="numpy")
+def _pairwise_sum(a, n):  # type: ignore[no-untyped-def,unused-ignore]
+    """Σ a[:n] in the order NumPy's ``sum`` adds a contiguous row, so the same bits: blocks of at
+    most 128 terms (:func:`_block_sum`), a longer run split in two at the multiple of 8 nearest
+    below its half and the two sums added. Written with an explicit stack of runs (a recursive
+    function loaded from numba's disk cache crashes)."""
+    start = np.empty(64, dtype=np.int64)
+    size = np.empty(64, dtype=np.int64)
+    left_done = np.zeros(64, dtype=np.bool_)
+    left_sum = np.empty(64)
+    top = 0
+    start[0], size[0] = 0, n
+    while True:
+        if size[top] > 128 and not left_done[top]:  # descend into the left half
+            half = size[top] // 2
+            half -= half % 8
+            start[top + 1], size[top + 1], left_done[top + 1] = start[top], half, False
+            top += 1
+            continue
+        v = _block_sum(a, start[top], size[top])
+        top -= 1
+        while top >= 0 and left_done[top]:  # a right half done: its run's sum is done
+            v = left_sum[top] + v
+            top -= 1
+        if top < 0:
+            return v
+        left_sum[top], left_done[top] = v, True  # a left half done: on to the right half
+        half = size[top] // 2
+        half -= half % 8
+        start[top + 1], size[top + 1] = start[top] + half, size[top] - half
+        left_done[top + 1] = False
+        top += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _interp_at(x, t, f, row, j, slope):  # type: ignore[no-untyped-def,unused-ignore]
+    """``np.interp(x, t, f[row])`` (its formula and end values) for x in [t[j], t[j + 1]) with
+    the interval's ``slope`` (as NumPy computes it), or x at or after the last time."""
+    if j == t.size - 1 or t[j] == x:
+        return f[row, j]
+    v = slope * (x - t[j]) + f[row, j]
+    if np.isnan(v):  # as NumPy: from the other end, then the flat value
+        v = slope * (x - t[j + 1]) + f[row, j + 1]
+        if np.isnan(v) and f[row, j] == f[row, j + 1]:
+            v = f[row, j]
+    return v
+
+
+@njit(cache=True, error_model="numpy")
+def _slope(t, f, row, j):  # type: ignore[no-untyped-def,unused-ignore]
+    """The slope of ``f[row]`` over [t[j], t[j + 1]] as ``np.interp`` computes it (0 past the
+    last time, where it is not used)."""
+    if j + 1 >= t.size:
+        return 0.0
+    return (f[row, j + 1] - f[row, j]) / (t[j + 1] - t[j])
+
+
+@njit(cache=True, error_model="numpy")
+def _impulses(x, days, amp, row, tau):  # type: ignore[no-untyped-def,unused-ignore]
+    """Σ_k amp_k exp(−(x − t_k)/τ) over the sessions over at time x [d] (row ``row`` of ``days``
+    and ``amp``, in session order; a session not over, or without a day, adds nothing)."""
+    acc = 0.0
+    for k in range(days.shape[1]):
+        dt = x - days[row, k]
+        if dt >= 0.0:
+            acc += amp[row, k] * math.exp(-dt / tau)
+    return acc
+
+
+@njit(cache=True, error_model="numpy")
+def _log_floor(x):  # type: ignore[no-untyped-def,unused-ignore]
+    """ln(max(x, 1e-300)), NaN kept."""
+    return math.log(1e-300) if x < 1e-300 else math.log(x)
+
+
+_LOG_TINY = math.log(1e-300)
+
+
+@njit(cache=True, error_model="numpy")
+def _durations(  # type: ignore[no-untyped-def,unused-ignore]
+    grid, t, pap, ret, w_ret, days, amp_v, tau_v, amp_h, tau_h, starts, ends, log_thr, sd,
+    downtime, out,
+):  # fmt: skip
+    """Fill ``out[m, b, k]`` with ∫ Φ((ln R − ln θ_m)/σ) dt [d] over the window (b, k): on
+    ``grid`` [d] after its start, cut at its end, by the trapezoid rule; R = V + I_pap + w_ret·I_ret
+    with the inflammation (B, T) interpolated from the output times ``t`` [d]; one threshold's log
+    ``log_thr[m]`` (M, B) per m. With ``downtime``, ``out[M]`` is the same integral of the largest
+    of ln R − ln θ_m and ln H − ln θ_0 (H the bruise signal). Windows without a finite start are
+    left as they are; per case: ``w_ret``, τ ``tau_v`` and ``tau_h`` [d], σ ``sd`` (B,).
+
+    Until the next session of the case, the sessions over at a grid time g are those at or
+    before the window's start s, so V = A_V·exp(−(g − s)/τ_V) and ln H = ln A_H − (g − s)/τ_H with
+    A the impulses at s: one exponential per grid time instead of one per session and signal, and
+    no logarithm of H (the same numbers to rounding: ≤ 1e-12 relative on a duration, tested). From
+    the next session on, the impulses are summed term by term."""
+    n_cases, n_sessions = starts.shape
+    n_thr = log_thr.shape[0]
+    n_out = n_thr + 1 if downtime else n_thr
+    n_grid = grid.size
+    n_times = t.size
+    terms = np.empty((n_out, n_grid - 1))
+    prob = np.empty(n_out)
+    last = np.empty(n_out)
+    for b in range(n_cases):
+        for k in range(n_sessions):
+            s0 = starts[b, k]
+            if not np.isfinite(s0):
+                continue
+            e0 = ends[b, k]
+            if not np.isfinite(e0):
+                e0 = s0 + grid[n_grid - 1]
+            a_v = 0.0  # the impulses at s0 and the day of the next session
+            a_h = 0.0
+            d_next = np.inf
+            for q in range(n_sessions):
+                d = days[b, q]
+                dt = s0 - d
+                if dt >= 0.0:
+                    a_v += amp_v[b, q] * math.exp(-dt / tau_v[b])
+                    a_h += amp_h[b, q] * math.exp(-dt / tau_h[b])
+                elif d < d_next:
+                    d_next = d
+            log_a_h = math.log(a_h) if a_h > 0.0 else -np.inf
+            j = -1  # the output interval [t[j], t[j + 1]) of g, and its slopes
+            slope_p = slope_r = 0.0
+            g_last = 0.0
+            for i in range(n_grid):
+                g = s0 + grid[i]
+                if g <= e0:
+                    if g < t[0]:  # np.interp's value left of the first time
+                        p, r = pap[b, 0], ret[b, 0]
+                    else:
+                        j_old = j
+                        if j < 0:
+                            j = 0
+                        while j + 1 < n_times and t[j + 1] <= g:
+                            j += 1
+                        if j != j_old:
+                            slope_p = _slope(t, pap, b, j)
+                            slope_r = _slope(t, ret, b, j)
+                        p = _interp_at(g, t, pap, b, j, slope_p)
+                        r = _interp_at(g, t, ret, b, j, slope_r)
+                    before_next = g < d_next
+                    if before_next:
+                        v = a_v * math.exp(-(g - s0) / tau_v[b])
+                    else:
+                        v = _impulses(g, days, amp_v, b, tau_v[b])
+                    red = v + p
+                    red = red + w_ret[b] * r
+                    log_r = _log_floor(red)
+                    worst = -np.inf  # the largest ln R − ln θ_m and its m
+                    at = 0
+                    for m in range(n_thr):
+                        z = log_r - log_thr[m, b]
+                        prob[m] = _phi(z / sd[b])
+                        if np.isnan(z) or np.isnan(worst):
+                            worst = np.nan
+                        elif z > worst:
+                            worst, at = z, m
+                    if downtime:
+                        if before_next:
+                            log_h = log_a_h - (g - s0) / tau_h[b]
+                            if not log_h >= _LOG_TINY:
+                                log_h = _LOG_TINY
+                        else:
+                            log_h = _log_floor(_impulses(g, days, amp_h, b, tau_h[b]))
+                        zh = log_h - log_thr[0, b]
+                        if np.isnan(zh) or np.isnan(worst):
+                            prob[n_thr] = np.nan
+                        elif zh > worst:
+                            prob[n_thr] = _phi(zh / sd[b])
+                        else:  # the largest is one of the thresholds' own: its Φ
+                            prob[n_thr] = prob[at]
+                else:
+                    g = e0
+                    for m in range(n_out):
+                        prob[m] = 0.0
+                if i > 0:
+                    step = g - g_last
+                    for m in range(n_out):
+                        terms[m, i - 1] = 0.5 * (prob[m] + last[m]) * step
+                for m in range(n_out):
+                    last[m] = prob[m]
+                g_last = g
+            for m in range(n_out):
+                out[m, b, k] = _pairwise_sum(terms[m], n_grid - 1)
+
+
+def _window_durations(
+    t: ArrayLike,
+    inflammation_pap: ArrayLike,
+    inflammation_ret: ArrayLike,
+    session_days: ArrayLike,
+    injured: ArrayLike,
+    starts: ArrayLike,
+    ends: ArrayLike,
+    log_thresholds: FloatArray,
     params: RednessParameters,
-) -> tuple[IntArray, IntArray, FloatArray, BoolArray, FloatArray, FloatArray]:
-    """Every set window (row b, session k) as one batch: (b, k, grid g (W, G) cut at the window's
-    end, inside (W, G), the redness signal R on g, the trapezoid steps (W, G − 1))."""
-    b, k = np.nonzero(np.isfinite(starts))
-    s0 = starts[b, k]
-    e0 = np.where(np.isfinite(ends[b, k]), ends[b, k], s0 + DURATION_GRID[-1])
-    grid = s0[:, None] + DURATION_GRID[None, :]  # (windows, G)
-    inside = grid <= e0[:, None]
-    g = np.minimum(grid, e0[:, None])
-    ip, ir = inflammation_pap, inflammation_ret
-    pap, ret = np.empty(g.shape), np.empty(g.shape)
-    for i, row in enumerate(b.tolist()):
-        pap[i] = np.interp(g[i], t, ip[row])
-        ret[i] = np.interp(g[i], t, ir[row])
-    pw = percase.take(params, b)  # the coefficients of each window's case
-    r = vascular_signal(g, session_days[b], injured[b], pw) + pap
-    r = r + pw.reticular_weight * ret
-    return b, k, g, inside, r, np.diff(g, axis=1)
-
-
-def _visible_days(
-    log_ratio: FloatArray, inside: BoolArray, step: FloatArray, sd: float | FloatArray
+    cleft: ArrayLike | None = None,
 ) -> FloatArray:
-    """∫ Φ(ln(signal/θ)/σ) dt by the trapezoid rule (W,), from ln(signal/θ) (W, G)."""
-    prob = np.where(inside, ndtr(log_ratio / sd), 0.0)
-    return np.asarray(np.sum(0.5 * (prob[:, 1:] + prob[:, :-1]) * step, axis=1))
-
-
-def _log(x: FloatArray) -> FloatArray:
-    return np.asarray(np.log(np.maximum(x, 1e-300)))
+    """Durations [d] (M, B, K) of every window against the M thresholds' logs (M, B), and with
+    ``cleft`` (B, K) the downtime as entry M (:func:`_durations`); NaN where no window."""
+    st = np.ascontiguousarray(_f(starts))
+    B, K = st.shape
+    days = np.ascontiguousarray(np.broadcast_to(_f(session_days), (B, K)))
+    n_out = log_thresholds.shape[0] + (cleft is not None)
+    out = np.full((n_out, B, K), np.nan)
+    if B == 0 or K == 0:
+        return out
+    p = params
+    amp_h = (
+        np.zeros((B, K))
+        if cleft is None
+        else p.haem_ratio * recruitment_saturation(cleft, p.recruitment_half)
+    )
+    _durations(
+        DURATION_GRID,
+        np.ascontiguousarray(_f(t)),
+        np.ascontiguousarray(_f(inflammation_pap)),
+        np.ascontiguousarray(_f(inflammation_ret)),
+        _per_case(p.reticular_weight, B),
+        days,
+        np.ascontiguousarray(np.broadcast_to(_amplitudes(injured, p), (B, K))),
+        _per_case(p.vascular_time, B),
+        np.ascontiguousarray(np.broadcast_to(amp_h, (B, K))),
+        _per_case(p.haem_time, B),
+        st,
+        np.ascontiguousarray(np.broadcast_to(_f(ends), (B, K))),
+        np.ascontiguousarray(log_thresholds),
+        _per_case(percase.at_least(p.threshold_sd, 1e-12), B),
+        cleft is not None,
+        out,
+    )
+    return out
 
 
 def expected_duration(
@@ -336,23 +576,15 @@ def expected_duration(
     threshold); NaN windows give NaN. Thresholds (M, B) give (M, B, K), one signal R for all
     (redness and swelling are the same signal against different thresholds).
     """
-    st, en = _f(starts), _f(ends)
-    B, K = st.shape
     thr_in = _f(threshold)
     several = thr_in.ndim == 2
+    B = _f(starts).shape[0]
     thr = np.broadcast_to(thr_in, (thr_in.shape[0] if several else 1, B))
-    out = np.full((thr.shape[0], B, K), np.nan)
-    if np.isfinite(st).any():
-        b, k, _, inside, r, step = _windows(
-            _f(t), _f(inflammation_pap), _f(inflammation_ret), _f(session_days), _f(injured),
-            st, en, params,
-        )  # fmt: skip
-        log_r = _log(r)
-        sd = _threshold_sd(params, b)
-        for m in range(thr.shape[0]):
-            with np.errstate(divide="ignore"):
-                ratio = log_r - np.log(thr[m, b])[:, None]
-            out[m, b, k] = _visible_days(ratio, inside, step, sd)
+    with np.errstate(divide="ignore"):
+        log_thr = np.log(thr)
+    out = _window_durations(
+        t, inflammation_pap, inflammation_ret, session_days, injured, starts, ends, log_thr, params
+    )
     return out if several else out[0]
 
 
@@ -385,21 +617,12 @@ def visible_durations(
     ln(R/θ_oedema) and ln(H/θ) over σ_θ, with the bruise signal H of the sessions' cleft fractions
     ``cleft`` (B, K). One interpolation of the inflammation serves all three.
     """
-    st, en = _f(starts), _f(ends)
-    B, K = st.shape
-    out = np.full((3, B, K), np.nan)
-    if np.isfinite(st).any():
-        days = _f(session_days)
-        b, k, g, inside, r, step = _windows(
-            _f(t), _f(inflammation_pap), _f(inflammation_ret), days, _f(injured), st, en, params
-        )
-        red = np.log(visibility_threshold(fitzpatrick, params))[b][:, None]
-        swell = _log_oedema_threshold(params, b)
-        log_r = _log(r)
-        log_h = _log(haem_signal(g, days[b], _f(cleft)[b], percase.take(params, b)))
-        sd = _threshold_sd(params, b)
-        out[0, b, k] = _visible_days(log_r - red, inside, step, sd)
-        out[1, b, k] = _visible_days(log_r - swell, inside, step, sd)
-        worst = np.maximum(np.maximum(log_r - red, log_r - swell), log_h - red)
-        out[2, b, k] = _visible_days(worst, inside, step, sd)
+    B = _f(starts).shape[0]
+    with np.errstate(divide="ignore"):
+        red = np.log(np.broadcast_to(visibility_threshold(fitzpatrick, params), (B,)))
+    log_thr = np.stack([red, _log_oedema_threshold(params, B)])
+    out = _window_durations(
+        t, inflammation_pap, inflammation_ret, session_days, injured, starts, ends, log_thr,
+        params, cleft,
+    )  # fmt: skip
     return VisibleDurations(out[0], out[1], out[2])
