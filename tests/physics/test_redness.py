@@ -104,7 +104,7 @@ def assert_durations_close(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def _impulses_reference(
-    tt: np.ndarray, days: np.ndarray, amp: np.ndarray, tau: float
+    tt: np.ndarray, days: np.ndarray, amp: np.ndarray, tau: float | np.ndarray
 ) -> np.ndarray:
     """Σ_k amp_k exp(−(t − t_k)/τ) over every session column, masked where not yet over."""
     out = np.zeros(tt.shape)
@@ -145,7 +145,7 @@ def _visible_reference(
     B, K = starts.shape
     M = log_thr.shape[0]
     out = np.full((M + 1, B, K), np.nan)
-    sd = max(p.threshold_sd, 1e-12)
+    sd = np.maximum(p.threshold_sd, 1e-12)  # a number, or one per case (B, 1)
     for k in range(K):
         ok = np.isfinite(starts[:, k])
         if not np.any(ok):
@@ -167,6 +167,27 @@ def _visible_reference(
             dur = np.sum(0.5 * (prob[:, 1:] + prob[:, :-1]) * np.diff(g, axis=1), axis=1)
             out[m, :, k] = np.where(ok, dur, np.nan)
     return out
+
+
+def numpy_visible_durations(
+    t: np.ndarray,
+    ip: np.ndarray,
+    ir: np.ndarray,
+    days: np.ndarray,
+    injured: np.ndarray,
+    cleft: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    fitzpatrick: np.ndarray,
+    p: rd.RednessParameters,
+) -> rd.VisibleDurations:
+    """:func:`~microneedling.physics.redness.visible_durations` by the NumPy reference (one set
+    of coefficients, or one per case)."""
+    B = starts.shape[0]
+    swell = np.broadcast_to(np.asarray(p.oedema_threshold, dtype=float).reshape(-1), (B,))
+    log_thr = np.stack([np.log(rd.visibility_threshold(fitzpatrick, p)), np.log(swell)])
+    out = _visible_reference(t, ip, ir, days, injured, cleft, starts, ends, log_thr, p)
+    return rd.VisibleDurations(out[0], out[1], out[2])
 
 
 def test_batched_windows_give_the_same_numbers(rp: rd.RednessParameters) -> None:

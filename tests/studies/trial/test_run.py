@@ -18,7 +18,10 @@ import xarray as xr
 from scipy import stats
 
 from microneedling.engine.endpoints import parse_endpoint
-from microneedling.errors import InputError
+from microneedling.errors import CourseValidationError, InputError
+from microneedling.physics import redness
+from microneedling.studies.trial import run as run_module
+from microneedling.studies.trial.population import PatientBatch, sample_patients
 from microneedling.studies.trial.run import (
     _moments,
     _wilson,
@@ -28,8 +31,15 @@ from microneedling.studies.trial.run import (
     plan_chunks,
     run_trial,
 )
-from microneedling.studies.trial.spec import EndpointDef, TrialSpec, TrialSpecError
+from microneedling.studies.trial.spec import (
+    EndpointDef,
+    TrialSpec,
+    TrialSpecError,
+    arm_course,
+    arm_courses,
+)
 from tests.paths import REPO as ROOT
+from tests.physics.test_redness import DURATION_RTOL, numpy_visible_durations
 
 EXAMPLES = ROOT / "examples" / "trials"
 PAIRED = EXAMPLES / "split-face-needle-length.toml"
@@ -275,6 +285,58 @@ def test_a_chunk_observed_where_it_reads_equals_the_whole_grid(
             for label, m in bands.items():
                 assert np.array_equal(m, b.moments[arm][label], equal_nan=True), label
         assert a.n_steps == b.n_steps and a.rejected == b.rejected
+
+
+@pytest.mark.parametrize("path", [PAIRED, PARALLEL])
+def test_arm_courses_are_each_patients_validated_course(path: Path) -> None:
+    """The chunk's courses assembled from the first one's validated fields equal each patient's
+    course validated whole (equal, same hash, same data), with the population's conditions and
+    without; a patient that does not validate raises the course's own error."""
+    spec = TrialSpec.from_toml(path)
+    pop = spec.population
+    batch = sample_patients(pop, 0, 25, seed=spec.seed, stream=0)
+    for arm in spec.arms:
+        for p in (pop, dataclasses.replace(pop, conditions=())):
+            got = arm_courses(arm, batch, p)
+            want = [arm_course(arm, batch, i, p) for i in range(len(batch))]
+            assert got == want
+            assert [hash(c) for c in got] == [hash(c) for c in want]
+            assert [c.to_dict() for c in got] == [c.to_dict() for c in want]
+    assert len({c.patient for c in got}) > 1  # the patients differ
+
+    class Odd(PatientBatch):
+        def patient_of(self, i: int) -> dict[str, Any]:
+            return {**super().patient_of(i), "fitzpatrick": 9} if i == 3 else super().patient_of(i)
+
+    odd = Odd(**{f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)})
+    with pytest.raises(CourseValidationError) as exc:
+        arm_courses(spec.arms[0], odd, pop)
+    with pytest.raises(CourseValidationError) as ref:
+        arm_course(spec.arms[0], odd, 3, pop)
+    assert str(exc.value) == str(ref.value)
+
+
+def test_a_trial_gives_the_numbers_of_the_reference_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 40-patient, 2-arm trial (the spec's 32 parameter sets) against the path it replaced:
+    every course validated whole and the redness durations by NumPy (tests/physics/test_redness's
+    reference). End points other than redness bit for bit; erythema days within DURATION_RTOL."""
+    spec = _small(PARALLEL, 20)
+    fast = run_trial(spec, chunk_size=10)
+
+    def every_course_validated(arm: Any, batch: Any, pop: Any) -> list[Any]:
+        return [arm_course(arm, batch, i, pop) for i in range(len(batch))]
+
+    monkeypatch.setattr(run_module, "arm_courses", every_course_validated)
+    monkeypatch.setattr(redness, "visible_durations", numpy_visible_durations)
+    slow = run_trial(spec, chunk_size=10)
+    assert np.isfinite(slow.values).all()
+    for j, e in enumerate(spec.endpoints):
+        a, b = fast.values[..., j], slow.values[..., j]
+        if e.name.startswith("erythema_days"):
+            assert np.all(np.abs(a - b) <= DURATION_RTOL * np.abs(b)), e.name
+            assert np.nanmax(b) > 0.5  # days of redness, not nothing
+        else:
+            assert np.array_equal(a, b), e.name
 
 
 def test_split_face_pairs_the_same_patient(reference: Any) -> None:

@@ -63,6 +63,7 @@ from microneedling.studies.trial.spec import (
     EndpointDef,
     TrialSpec,
     arm_course,
+    arm_courses,
 )
 
 __all__ = [
@@ -302,7 +303,7 @@ def _run_chunk(task: ChunkTask) -> ChunkResult:
     pop = spec.population
     batch = sample_patients(pop, task.start, task.stop, seed=spec.seed, stream=task.stream)
     n = len(batch)
-    courses = [arm_course(spec.arms[a], batch, i, pop) for a in task.arms for i in range(n)]
+    courses = [c for a in task.arms for c in arm_courses(spec.arms[a], batch, pop)]
     factors = {k: np.tile(v, len(task.arms)) for k, v in batch.factors.items()}
     # what leaves the chunk: the end points, and the trajectories on the arms' weekly grids
     grids = np.concatenate([arm_grid(spec.arms[a]) for a in task.arms])

@@ -47,10 +47,10 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from microneedling.about import __version__
-from microneedling.course.model import Course
+from microneedling.course.model import Course, Patient, Site
 from microneedling.engine.endpoints import EndpointSpec, parse_endpoint
 from microneedling.errors import (
     CourseValidationError,
@@ -91,6 +91,7 @@ __all__ = [
     "TrialSpecError",
     "TrialTable",
     "arm_course",
+    "arm_courses",
 ]
 
 DESIGNS = ("parallel", "split-face")
@@ -553,3 +554,39 @@ def arm_course(arm: Arm, batch: PatientBatch, i: int, pop: Population) -> Course
         conds = batch.conditions_of(i)
         d["sites"] = [{**dict(s), "conditions": conds} for s in d.get("sites", [])]
     return Course.from_dict(d, source=f"arm {arm.name}")
+
+
+def arm_courses(arm: Arm, batch: PatientBatch, pop: Population) -> list[Course]:
+    """The courses of ``arm`` for every patient of ``batch``: equal to :func:`arm_course` of each
+    (tested), without repeating what does not depend on the patient.
+
+    The first patient's course is validated whole; the others are assembled from its fields with
+    their own patient table and (when the population declares conditions) sites validated, since
+    the course's own checks read only what the arm fixes (site names, device, sessions, horizon).
+    A patient whose parts do not validate gets :func:`arm_course`, which raises the course's
+    error as before."""
+    n = len(batch)
+    if n == 0:
+        return []
+    first = arm_course(arm, batch, 0, pop)
+    fields = dict(first)
+    out = [first]
+    for i in range(1, n):
+        try:
+            patient = Patient.model_validate(batch.patient_of(i))
+            sites = first.sites
+            if pop.conditions:
+                conds = batch.conditions_of(i)
+                sites = tuple(
+                    Site.model_validate({**dict(s), "conditions": conds})
+                    for s in arm.template.get("sites", [])
+                )
+        except ValidationError:
+            out.append(arm_course(arm, batch, i, pop))  # raises the course's error
+            continue
+        out.append(
+            Course.model_construct(
+                first.model_fields_set, **{**fields, "patient": patient, "sites": sites}
+            )
+        )
+    return out
