@@ -117,6 +117,29 @@ def test_a_run_observed_only_where_it_is_read_gives_the_same_numbers() -> None:
         assert np.array_equal(part_3.per_session[name], x, equal_nan=True), name
 
 
+def test_a_run_computes_the_visible_durations_its_end_points_read() -> None:
+    """With reads, only the redness, swelling and downtime days an end point reads are computed
+    (the others NaN), each the number of the run that computes all three, bit for bit; every
+    other per-session output as before."""
+    from microneedling.engine.endpoints import parse_endpoint
+
+    courses = _reading_cohort()
+    whole = simulate_batch(courses, parallel=False)
+    names = ("erythema_days", "oedema_days", "downtime_days")
+    assert all(np.isfinite(whole.per_session[n]).any() for n in names)
+    for read in [("erythema_days",), ("downtime_days",), ("oedema_days", "erythema_days"), ()]:
+        reads = batch.Reads((parse_endpoint("scar_depth"), *map(parse_endpoint, read)), (30.0,))
+        assert batch.read_durations(reads) == tuple(
+            batch.DURATION_OF[n] for n in names if n in read
+        )
+        part = simulate_batch(courses, parallel=False, reads=reads)
+        for name, x in whole.per_session.items():
+            if name in names and name not in read:
+                assert np.isnan(part.per_session[name]).all(), (read, name)
+            else:
+                assert np.array_equal(part.per_session[name], x, equal_nan=True), (read, name)
+
+
 @pytest.mark.parametrize(
     "name", ["acne-scars-rolling-cheek", "melasma-tranexamic-acid", "striae-abdomen"]
 )

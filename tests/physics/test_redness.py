@@ -180,14 +180,20 @@ def numpy_visible_durations(
     ends: np.ndarray,
     fitzpatrick: np.ndarray,
     p: rd.RednessParameters,
+    which: tuple[str, ...] = rd.VISIBLE,
 ) -> rd.VisibleDurations:
     """:func:`~microneedling.physics.redness.visible_durations` by the NumPy reference (one set
-    of coefficients, or one per case)."""
+    of coefficients, or one per case; those not in ``which`` NaN)."""
     B = starts.shape[0]
     swell = np.broadcast_to(np.asarray(p.oedema_threshold, dtype=float).reshape(-1), (B,))
     log_thr = np.stack([np.log(rd.visibility_threshold(fitzpatrick, p)), np.log(swell)])
     out = _visible_reference(t, ip, ir, days, injured, cleft, starts, ends, log_thr, p)
-    return rd.VisibleDurations(out[0], out[1], out[2])
+    return rd.VisibleDurations(
+        *(
+            x if n in which else np.full(x.shape, np.nan)
+            for n, x in zip(rd.VISIBLE, out, strict=True)
+        )
+    )
 
 
 def test_batched_windows_give_the_same_numbers(rp: rd.RednessParameters) -> None:
@@ -373,6 +379,31 @@ def test_compiled_durations_are_the_numpy_reference_over_random_windows(
         for m, name in enumerate(("erythema", "oedema", "downtime")):
             largest = max(largest, assert_durations_close(getattr(got, name), want[m]))
     assert largest < 1e-13  # rounding, not a different integral
+
+
+def test_each_duration_is_the_same_whichever_others_are_computed(
+    rp: rd.RednessParameters,
+) -> None:
+    """``which`` picks the durations computed; each is the number of the call that computes all
+    three, bit for bit, and the others are NaN."""
+    rng = np.random.default_rng(5)
+    t, ip, ir, days, injured, starts, ends = _windows(rng)
+    fitz = np.array([1, 2, 4, 5, 6])
+    cleft = rng.uniform(0.0, 0.2, (5, 3))
+    args = (t, ip, ir, days, injured, cleft, starts, ends, fitz, rp)
+    every = rd.visible_durations(*args)
+    subsets = [(), ("erythema",), ("oedema",), ("downtime",), ("erythema", "downtime"),
+               ("oedema", "erythema")]  # fmt: skip
+    for which in subsets:
+        got = rd.visible_durations(*args, which=which)
+        for name in rd.VISIBLE:
+            x = getattr(got, name)
+            if name in which:
+                assert np.array_equal(x, getattr(every, name)), (which, name)
+            else:
+                assert x.shape == starts.shape and np.isnan(x).all(), (which, name)
+    with pytest.raises(ValueError, match="swelling"):
+        rd.visible_durations(*args, which=("swelling",))
 
 
 def test_roller_downtime_outlasts_its_redness_a_pens_does_not(ps: ParameterSet) -> None:

@@ -10,7 +10,7 @@ are read from it with :mod:`microneedling.engine.endpoints`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,15 @@ from microneedling.physics.healing_rhs import IX_I, IX_Q, N_DERMAL, PIDX
 if TYPE_CHECKING:  # pragma: no cover
     from microneedling.course.model import Course
 
-__all__ = ["BatchRun", "Reads", "read_columns", "session_jumps", "session_stats", "simulate_batch"]
+__all__ = [
+    "BatchRun",
+    "Reads",
+    "read_columns",
+    "read_durations",
+    "session_jumps",
+    "session_stats",
+    "simulate_batch",
+]
 
 
 THREADS_FROM = 4
@@ -326,6 +334,7 @@ def simulate_batch(
             groups,
             floor_of,
             horizon,
+            redness.VISIBLE if reads is None else read_durations(reads),
         )
     )
     return BatchRun(
@@ -363,6 +372,7 @@ class _ToObserve:
     groups: list[int]
     floor_of: dict[str, np.ndarray]
     horizon: np.ndarray
+    durations: tuple[str, ...] = redness.VISIBLE
 
 
 def _observe_stacked(
@@ -383,7 +393,7 @@ def _observe_stacked(
         floors=_floors(w.y_all, w.floor_of, np.arange(index.size), op),
     )
     on_grid = o if w.cols is None else _session_inputs(o, w.y_grid, w.grid_rows, w.cols)
-    return o, session_stats(w.t, on_grid, every, w.horizon)
+    return o, session_stats(w.t, on_grid, every, w.horizon, w.durations)
 
 
 def _observe_per_set(
@@ -421,7 +431,7 @@ def _observe_per_set(
             floors=_floors(w.y_all, w.floor_of, rows, op),
         )
         on_grid = o if w.cols is None else _session_inputs(o, w.y_grid, w.grid_rows[take], w.cols)
-        st = session_stats(w.t, on_grid, sub, w.horizon[rows])
+        st = session_stats(w.t, on_grid, sub, w.horizon[rows], w.durations)
         if len(w.groups) == 1:
             return o, st
         for target, source in ((obs, o), (per_session, st)):
@@ -441,7 +451,9 @@ class Reads:
     times these reads interpolate between, and at t = 0 (the baseline of ``change``
     transforms): the observation maps act on each output time on its own, so the values read are
     those of the whole grid, bit for bit (tested), for a fraction of the work (an in-silico
-    trial reads ~60 of ~300 output times). Per-session outputs are computed on the whole grid.
+    trial reads ~60 of ~300 output times). Per-session outputs are computed on the whole grid;
+    of the visible durations (``erythema_days``, ``oedema_days``, ``downtime_days``) only those an
+    end point reads (:func:`read_durations`), the others NaN (each the same number either way).
     """
 
     endpoints: tuple[EndpointSpec, ...] = ()
@@ -464,6 +476,17 @@ def read_columns(run: BatchRun, reads: Reads) -> np.ndarray:
     i1 = np.clip(np.searchsorted(t, r, side="left"), 1, len(t) - 1)
     cols: np.ndarray = np.unique(np.concatenate([[0], i1 - 1, i1]))
     return cols
+
+
+#: each per-session variable of :func:`~microneedling.physics.redness.visible_durations`
+DURATION_OF = {"erythema_days": "erythema", "oedema_days": "oedema", "downtime_days": "downtime"}
+
+
+def read_durations(reads: Reads) -> tuple[str, ...]:
+    """The visible durations (:data:`~microneedling.physics.redness.VISIBLE`) whose per-session
+    variables (:data:`DURATION_OF`) ``reads`` has an end point of; the others are not computed."""
+    read = {DURATION_OF.get(spec.variable) for spec in reads.endpoints if spec.per_session}
+    return tuple(n for n in redness.VISIBLE if n in read)
 
 
 #: the observables the per-session statistics read (on the whole output grid)
@@ -515,7 +538,11 @@ def _floors(
 
 
 def session_stats(
-    t: np.ndarray, obs: dict[str, np.ndarray], prep: Prepared, horizon: float | np.ndarray
+    t: np.ndarray,
+    obs: dict[str, np.ndarray],
+    prep: Prepared,
+    horizon: float | np.ndarray,
+    durations: Collection[str] = redness.VISIBLE,
 ) -> dict[str, np.ndarray]:
 
     starts = np.where(prep.session_mask, prep.session_days, np.nan)
@@ -536,6 +563,7 @@ def session_stats(
         ends,
         prep.fitzpatrick,
         op.redness,
+        durations,
     )
     # PIH: the peak of the pigment stimulus in each session's window against a patient-level
     # threshold; the course risk (max over sessions, the variable's reduce) is then exact

@@ -49,12 +49,14 @@ Public API
 inflammation_pap, inflammation_ret, session_days, injured, params)``; ``visibility_threshold(
 fitzpatrick, params)`` (B,); ``expected_duration(t, inflammation_pap, inflammation_ret,
 session_days, injured, starts, ends, threshold, params)`` → days (B, K); ``visible_durations(...,
-cleft, starts, ends, fitzpatrick, params)`` → redness, swelling and downtime days (B, K) each.
+cleft, starts, ends, fitzpatrick, params[, which])`` → redness, swelling and downtime days (B, K)
+each (those not in ``which`` NaN).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +70,7 @@ from microneedling.vocabulary import roman
 
 __all__ = [
     "DURATION_GRID",
+    "VISIBLE",
     "RednessParameters",
     "VisibleDurations",
     "expected_duration",
@@ -598,6 +601,10 @@ class VisibleDurations:
     downtime: FloatArray
 
 
+#: the durations :func:`visible_durations` can give
+VISIBLE = ("erythema", "oedema", "downtime")
+
+
 def visible_durations(
     t: ArrayLike,
     inflammation_pap: ArrayLike,
@@ -609,6 +616,7 @@ def visible_durations(
     ends: ArrayLike,
     fitzpatrick: ArrayLike,
     params: RednessParameters,
+    which: Collection[str] = VISIBLE,
 ) -> VisibleDurations:
     """Redness, swelling and downtime days (module docstring) of each window [start, end).
 
@@ -616,13 +624,28 @@ def visible_durations(
     swelling (``params.oedema_threshold``); downtime integrates Φ of the largest of ln(R/θ),
     ln(R/θ_oedema) and ln(H/θ) over σ_θ, with the bruise signal H of the sessions' cleft fractions
     ``cleft`` (B, K). One interpolation of the inflammation serves all three.
+
+    ``which`` (of :data:`VISIBLE`): the durations computed; the others are NaN. Each is the same
+    number, bit for bit, whichever others are computed with it (tested): a caller that reads only
+    redness pays for one Φ per grid time instead of three, and for no bruise signal.
     """
-    B = _f(starts).shape[0]
+    unknown = set(which) - set(VISIBLE)
+    if unknown:
+        raise ValueError(f"visible_durations: which has {sorted(unknown)}; allowed: {VISIBLE}")
+    st = _f(starts)
+    B = st.shape[0]
+    downtime = "downtime" in which
+    # downtime is the largest of the three signs: it needs both thresholds
+    names = [n for n in VISIBLE[:2] if downtime or n in which]
     with np.errstate(divide="ignore"):
         red = np.log(np.broadcast_to(visibility_threshold(fitzpatrick, params), (B,)))
-    log_thr = np.stack([red, _log_oedema_threshold(params, B)])
-    out = _window_durations(
-        t, inflammation_pap, inflammation_ret, session_days, injured, starts, ends, log_thr,
-        params, cleft,
-    )  # fmt: skip
-    return VisibleDurations(out[0], out[1], out[2])
+    logs = {"erythema": red, "oedema": _log_oedema_threshold(params, B)}
+    if not names:
+        out = np.empty((0, *st.shape))
+    else:
+        out = _window_durations(
+            t, inflammation_pap, inflammation_ret, session_days, injured, starts, ends,
+            np.stack([logs[n] for n in names]), params, cleft if downtime else None,
+        )  # fmt: skip
+    got = dict(zip([*names, "downtime"] if downtime else names, out, strict=True))
+    return VisibleDurations(*(got[n] if n in which else np.full(st.shape, np.nan) for n in VISIBLE))
