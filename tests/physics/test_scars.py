@@ -278,3 +278,20 @@ def test_grade_drop_probability_of_several_steps_is_the_stack_of_single_calls() 
     assert pair.shape == (2,) and pair[0] >= pair[1] > 0.0
     with pytest.raises(ValueError, match="steps"):
         scars.grade_drop_probability(0.8, 0.2, 0.5, 0.05, 0.3, 0.5, steps=())
+
+
+def test_grade_drop_probability_is_never_negative_when_the_depth_moved_one_ulp() -> None:
+    """A scar whose depth fell by one ulp (0.5 mm to the float just below, as a draw of the
+    rolling-scar example gave) crosses intervals a few ulps wide, where ndtr's rounding made
+    the normal measure -5.6e-17 before 2026-12-07; a probability is in [0, 1]."""
+    h0 = np.array([0.5])
+    h1 = np.nextafter(h0, 0.0)
+    fs, mild, obvious, sigma = (
+        0.7018889864318697,
+        0.27352489394313023,
+        0.1641182353500635,
+        0.7278153598313241,
+    )
+    one, two = scars.grade_drop_probability(h0, h1, fs, mild, obvious, sigma, steps=(1, 2))
+    assert one[0] >= 0.0 and two[0] >= 0.0
+    assert one[0] < 1e-12  # the scar barely moved: no drop

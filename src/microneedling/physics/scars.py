@@ -346,7 +346,9 @@ def _drop_probability(
     for j in range(3):
         count += (a[..., j, None] < finite_mid) & (finite_mid <= b[..., j, None])
     cdf = ndtr(edges)
-    mass = np.where(hi > lo, cdf[..., 1:] - cdf[..., :-1], 0.0)
+    # ndtr is monotone only to its rounding: across an interval of a few ulps (a depth that moved
+    # by one ulp) the difference can be -6e-17, never a probability; it is 0 there
+    mass = np.where(hi > lo, np.maximum(cdf[..., 1:] - cdf[..., :-1], 0.0), 0.0)
     out = np.empty((len(steps), *shape))
     for j, k in enumerate(steps):
         # the sum over the five segments in order, as np.sum adds an axis this short
