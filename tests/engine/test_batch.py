@@ -253,3 +253,50 @@ def test_session_jumps_put_blood_only_where_a_roller_cut_clefts() -> None:
     # no reach, no blood: the same floor with its injury removed
     none = batch.session_jumps(prep, injured=np.zeros_like(getattr(prep, name)), rows=np.array([0]))
     assert np.all(none[0, :, IX_BL] == 0.0)
+
+
+def test_a_cohort_under_many_sets_prepared_in_one_pass_is_prepared_set_by_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Heterogeneous cohorts (every example, trial patients of both arms) each course under one
+    of several sets, some (course, set) pairs repeated and some courses under two sets, with
+    per-patient healing factors, with and without reads: every output and prepared field as with
+    each set's courses prepared on their own (tests/engine/test_prepare.pairs_reference)."""
+    from microneedling.engine.endpoints import parse_endpoint
+    from microneedling.engine.prepare import nominal_set
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.parameters.sampling import sample_parameter_sets
+    from tests.engine.test_prepare import _fields_equal, pairs_reference
+
+    cohort = _reading_cohort()
+    plain = [c for c in cohort if not any(s.topical is not None for s in c.sessions)]
+    ps = load_parameters()
+    pool = [nominal_set(ps)[0], *sample_parameter_sets(ps, 4, 11)]
+    reads = batch.Reads((parse_endpoint("scar_depth"), parse_endpoint("erythema_days")), (30.0,))
+    cases = [
+        (cohort, [pool[i % 3] for i in range(len(cohort))]),  # topicals: set by set
+        (plain, [pool[(i * 7) % 5] for i in range(len(plain))]),
+        # repeated pairs, and courses under two sets (not an ensemble)
+        (plain[:8] + plain[:8] + plain[2:5], [pool[i % 2] for i in range(8)] * 2 + pool[2:5]),
+    ]
+    runs = []
+    for reference in (False, True):
+        if reference:
+            monkeypatch.setattr(batch, "prepare_pairs", pairs_reference)
+        runs.append(
+            [
+                simulate_batch(
+                    courses,
+                    sets,
+                    healing_factors={"k_1": np.linspace(0.8, 1.2, len(courses))},
+                    parallel=False,
+                    **kw,
+                )
+                for courses, sets in cases
+                for kw in ({}, {"reads": reads})
+            ]
+        )
+    for got, want in zip(*runs, strict=True):
+        _same(got, want)
+        assert _fields_equal(got.prepared, want.prepared) == []
+        assert np.array_equal(got.course_index, want.course_index) and got.site == want.site

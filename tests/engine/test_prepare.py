@@ -18,7 +18,9 @@ from microneedling.engine.prepare import (
     concat_prepared,
     prepare,
     prepare_many,
+    prepare_pairs,
     prepare_sets,
+    take_prepared,
 )
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import sample_parameter_sets
@@ -265,6 +267,51 @@ def test_sets_side_by_side_give_each_set_alone_bit_for_bit(posterior: bool) -> N
     assert not np.array_equal(
         first.penetration_depth_um, other.penetration_depth_um, equal_nan=True
     )
+
+
+def pairs_reference(courses: list[mn.Course], sets: list[Any]) -> tuple[Prepared, list[Any]]:
+    """The path :func:`prepare_pairs` replaces, kept as the reference: each distinct set's
+    courses with :func:`prepare_many`, the cases then taken back into pair order."""
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(sets):
+        groups.setdefault(id(s), []).append(i)
+    parts = [prepare_many([courses[i] for i in mine], sets[mine[0]]) for mine in groups.values()]
+    n_sites = [len(c.sites) for c in courses]
+    first = np.concatenate([[0], np.cumsum(n_sites)])
+    order = np.concatenate(
+        [first[i] + np.arange(n_sites[i]) for mine in groups.values() for i in mine]
+    )
+    rows = np.argsort(order)
+    observe_of = {key: part.observe for key, part in zip(groups, parts, strict=True)}
+    return take_prepared(concat_prepared(parts), rows), [observe_of[id(s)] for s in sets]
+
+
+@pytest.mark.parametrize("posterior", [True, False])
+def test_pairs_side_by_side_give_each_set_alone_bit_for_bit(posterior: bool) -> None:
+    """Every example and trial patient (three device kinds, sessions of different counts,
+    scars, wrinkles, striae, pigment, primed and photoprotected patients), each course under one
+    of seven sets (in turn, and shuffled, and one set left without courses): the numbers and
+    recorded lookups of each set's courses prepared alone, in pair order. With topicals the sets
+    are prepared one by one (same numbers)."""
+    every = _cohort()
+    plain = [c for c in every if not any(s.topical is not None for s in c.sessions)]
+    rng = np.random.default_rng(3)
+    assert len({len(c.sessions) for c in plain}) > 1
+    for courses, pick in (
+        (plain, lambda i: i % 7),
+        (plain, lambda i: int(rng.integers(1, 7))),  # set 0 unused
+        (plain[:3], lambda i: 2),  # one set: prepare_many
+        (every[:9], lambda i: i % 3),  # topicals: set by set
+    ):
+        sets, ref_sets = _ensemble(posterior, 5), _ensemble(posterior, 5)
+        which = [pick(i) for i in range(len(courses))]
+        got, observes = prepare_pairs(courses, [sets[w] for w in which])
+        want, want_observes = pairs_reference(courses, [ref_sets[w] for w in which])
+        assert _fields_equal(got, want) == []
+        assert observes == want_observes
+        assert [s.used for s in sets] == [s.used for s in ref_sets]
+    with pytest.raises(ValueError, match="one parameter set per course"):
+        prepare_pairs(plain[:2], _ensemble(posterior, 5)[:1])
 
 
 def test_sets_with_other_units_are_prepared_set_by_set() -> None:

@@ -20,10 +20,9 @@ from microneedling.engine.endpoints import EndpointSpec, read_times
 from microneedling.engine.prepare import (
     FEATURE_INJURY,
     Prepared,
-    concat_prepared,
     nominal_set,
     output_times,
-    prepare_many,
+    prepare_pairs,
     prepare_sets,
     take_prepared,
 )
@@ -110,30 +109,39 @@ def _prepare_all(
     courses: Sequence[Course], sets: Sequence[ParameterSet], n_sites: np.ndarray
 ) -> tuple[Prepared, dict[int, Any]]:
     """The cases of every course, in course order: each distinct (course, parameter set) pair is
-    prepared once, and the courses of one parameter set in one batched call
-    (:func:`~microneedling.engine.prepare.prepare_many`: a cohort under the nominal set); the
-    same courses under several sets (an ensemble's draws) in one pass over the sets
-    (:func:`~microneedling.engine.prepare.prepare_sets`). Also returns each set's observation coefficients
-    (``{id(set): ObserveParameters}``)."""
+    prepared once. The same courses under several sets (an ensemble's draws) in one pass over the
+    sets (:func:`~microneedling.engine.prepare.prepare_sets`); otherwise every distinct pair in one
+    pass (:func:`~microneedling.engine.prepare.prepare_pairs`: a cohort under one set is
+    ``prepare_many``, a trial chunk's patients each under their own set are read side by side).
+    Also returns each set's observation coefficients (``{id(set): ObserveParameters}``)."""
     # per set (by identity), its distinct courses in order of first appearance
     groups: dict[int, tuple[ParameterSet, dict[int, Course]]] = {}
     for c, s in zip(courses, sets, strict=True):
         groups.setdefault(id(s), (s, {}))[1].setdefault(id(c), c)
     lists = [list(unique) for _, unique in groups.values()]
+    first_row: dict[tuple[int, int], int] = {}  # (set, course) -> its first case in ``every``
+    row = 0
     if len(groups) > 1 and all(ids == lists[0] for ids in lists):
         # an ensemble (the same courses under every set): every set in one pass
         unique0 = next(iter(groups.values()))[1]
         every, observes = prepare_sets(list(unique0.values()), [s for s, _ in groups.values()])
-        parts = [every]
         observe_of = dict(zip(groups, observes, strict=True))
+        for set_id, (_, unique) in groups.items():
+            for c in unique.values():
+                first_row[(set_id, id(c))] = row
+                row += len(c.sites)
     else:
-        parts = [prepare_many(list(unique.values()), s) for s, unique in groups.values()]
-        observe_of = {key: part.observe for key, part in zip(groups, parts, strict=True)}
-    first_row: dict[tuple[int, int], int] = {}  # (set, course) -> its first case in the parts
-    row = 0
-    for key, (_, unique) in groups.items():
-        for c in unique.values():
-            first_row[(key, id(c))] = row
+        # the distinct pairs in order of first appearance (no copy when every pair is distinct)
+        pairs: dict[tuple[int, int], tuple[Course, ParameterSet]] = {}
+        for c, s in zip(courses, sets, strict=True):
+            pairs.setdefault((id(s), id(c)), (c, s))
+        every, observes = prepare_pairs(
+            [c for c, _ in pairs.values()], [s for _, s in pairs.values()]
+        )
+        observe_of = {}
+        for pair, (c, _), op in zip(pairs, pairs.values(), observes, strict=True):
+            observe_of.setdefault(pair[0], op)
+            first_row[pair] = row
             row += len(c.sites)
     rows = np.concatenate(
         [
@@ -141,7 +149,6 @@ def _prepare_all(
             for c, s, k in zip(courses, sets, n_sites, strict=True)
         ]
     )
-    every = parts[0] if len(parts) == 1 else concat_prepared(parts)
     if rows.size == every.session_days.shape[0] and np.array_equal(rows, np.arange(rows.size)):
         return every, observe_of
     return take_prepared(every, rows), observe_of

@@ -4,7 +4,8 @@
 *case* per treated site, sessions padded to a common count, with the outputs of needles, injury
 and topical transport and the per-case healing parameters. Several :class:`Prepared` stack into one
 batch with :func:`concat_prepared`; :func:`take_prepared` selects cases back out. The same courses
-under several parameter sets (an ensemble) are prepared in one pass by :func:`prepare_sets`.
+under several parameter sets (an ensemble) are prepared in one pass by :func:`prepare_sets`, and
+many courses each under its own set (a trial chunk) by :func:`prepare_pairs`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "output_times",
     "prepare",
     "prepare_many",
+    "prepare_pairs",
     "prepare_sets",
     "setting_values",
     "take_prepared",
@@ -520,12 +522,13 @@ class _Stack:
     :class:`ParameterSet` (``value``, ``table``) by the coefficient classes' ``from_parameters``:
     ``value`` gives an (S,) array, set s's value in row s, and ``table`` a dict of such arrays.
     Each is the file value times the conversion factor :meth:`Parameter.as_units` uses, the same
-    bits as each set's own lookup; with ``repeat`` n, each set's value n times over (one per case
-    of the set). The names looked up collect in ``names``."""
+    bits as each set's own lookup; with ``index`` (an integer array into the sets, e.g. the set of
+    each case), the values of the sets ``index`` names, in its order. The names looked up collect
+    in ``names``."""
 
-    def __init__(self, sets: Sequence[ParameterSet], repeat: int = 1) -> None:
+    def __init__(self, sets: Sequence[ParameterSet], index: np.ndarray | None = None) -> None:
         self.sets = list(sets)
-        self.repeat = repeat
+        self.index = index
         self.names: set[str] = set()
 
     def _entries(self, name: str) -> tuple[Any, list[Any]]:
@@ -536,6 +539,9 @@ class _Stack:
         self.names.add(name)
         return first, params
 
+    def _rows(self, values: np.ndarray) -> np.ndarray:
+        return values if self.index is None else values[self.index]
+
     def value(self, name: str, units: str, key: str | None = None) -> np.ndarray:
         first, params = self._entries(name)
         first.as_units(units, key)  # a keyed/scalar mismatch or an unknown key: its error
@@ -543,7 +549,7 @@ class _Stack:
         raw = [p.value if key is None else p.value.get(key) for p in params]
         if not all(isinstance(v, float) for v in raw):
             raise _Unstackable(name)
-        return np.repeat(np.array(raw, dtype=float) * factor, self.repeat)
+        return self._rows(np.array(raw, dtype=float) * factor)
 
     def table(self, name: str, units: str) -> dict[str, np.ndarray]:
         first, params = self._entries(name)
@@ -552,7 +558,7 @@ class _Stack:
             raise _Unstackable(name)
         factor = conversion_factor(first.units, units)
         return {
-            k: np.repeat(np.array([p.value[k] for p in params], dtype=float) * factor, self.repeat)
+            k: self._rows(np.array([p.value[k] for p in params], dtype=float) * factor)
             for k in keys
         }
 
@@ -581,53 +587,141 @@ def prepare_sets(
         return prepare_many(courses, sets[0]), observes
     lay = _layout(courses)
     if not any(s.topical is not None for sess in lay.per_site for s in sess):
+        S, B = len(sets), len(lay.owner)
         try:
-            return _prepare_stacked(courses, sets, lay, observes[0]), observes
+            prep = _prepare_stacked(
+                courses, _tile_layout(lay, S), sets, np.repeat(np.arange(S), B), observes[0]
+            )
+            return prep, observes
         except _Unstackable:
             pass
     return concat_prepared([prepare_many(courses, s) for s in sets]), observes
 
 
-def _prepare_stacked(
-    courses: Sequence[Course], sets: Sequence[ParameterSet], lay: _Layout, observe_first: Any
-) -> Prepared:
-    """:func:`prepare_sets` in one pass (courses without a topical)."""
-    S = len(sets)
-    B, K = lay.days.shape
-    stack = _Stack(sets)
-    owner, sites = lay.owner * S, lay.sites * S  # every case of set 0, then of set 1, ...
-    days, mask, length_m, passes, speed, occl = (
-        np.tile(a, (S, 1))
-        for a in (lay.days, lay.mask, lay.length_m, lay.passes, lay.speed, lay.occlusion)
-    )
-    fitz, age = np.tile(lay.fitzpatrick, S), np.tile(lay.age, S)
-    BS = S * B
+def prepare_pairs(
+    courses: Sequence[Course], sets: Sequence[ParameterSet]
+) -> tuple[Prepared, list[Any]]:
+    """Course ``courses[i]`` under parameter set ``sets[i]``, for every i, as one batch: the
+    cases of each pair, pair after pair (a trial chunk: each patient's course under the parameter
+    set the patient is assigned); and each pair's observation coefficients
+    (``observe.ObserveParameters`` of ``sets[i]``).
 
-    def per_case(x: np.ndarray) -> np.ndarray:  # (S,) -> one value per (set, case)
-        return np.repeat(x, B)
+    The numbers are those of preparing each set's courses with :func:`prepare_many` and taking
+    the cases back into pair order, bit for bit (tested), computed in one pass as
+    :func:`prepare_sets` does for an ensemble: the distinct sets' values are read side by side,
+    one row per case (:class:`_Stack` with each case's set), and skin layers, needles, injury,
+    resealing, the floors of depressed features and the healing parameters run once on every
+    (case, session) of every pair; the courses' layout is read once. Per distinct set remain
+    the healing vector, the observation coefficients and the defaults of its cases' conditions
+    (lookups). One set is :func:`prepare_many`; courses with a topical (transport), or sets whose
+    parameters differ in units or keys, are prepared set by set.
+    """
+    courses, sets = list(courses), list(sets)
+    if not courses or len(courses) != len(sets):
+        raise ValueError("prepare_pairs: no course, or not one parameter set per course")
+    distinct: dict[int, int] = {}  # id(set) -> its index among the distinct sets
+    set_of_course = np.array([distinct.setdefault(id(s), len(distinct)) for s in sets])
+    uniq = list({id(s): s for s in sets}.values())
+    observe_of = [_per_set(s, "observe", observe.ObserveParameters.from_parameters) for s in uniq]
+    observes = [observe_of[g] for g in set_of_course.tolist()]
+    if len(uniq) == 1:
+        return prepare_many(courses, uniq[0]), observes
+    lay = _layout(courses)
+    if not any(s.topical is not None for sess in lay.per_site for s in sess):
+        try:
+            case_set = set_of_course[np.asarray(lay.owner)]
+            return _prepare_stacked(courses, lay, uniq, case_set, observe_of[0]), observes
+        except _Unstackable:
+            pass
+    # set by set: each set's courses in one call, then every case back into pair order
+    n_sites = np.array([len(c.sites) for c in courses])
+    first_case = np.concatenate([[0], np.cumsum(n_sites)])[:-1]
+    parts, order = [], []
+    for g, s in enumerate(uniq):
+        mine = np.flatnonzero(set_of_course == g)
+        parts.append(prepare_many([courses[i] for i in mine], s))
+        order += [first_case[i] + np.arange(n_sites[i]) for i in mine]
+    every = concat_prepared(parts)
+    rows = np.empty(int(n_sites.sum()), dtype=int)
+    rows[np.concatenate(order)] = np.arange(rows.size)
+    return take_prepared(every, rows), observes
+
+
+def _tile_layout(lay: _Layout, S: int) -> _Layout:
+    """The cases of ``lay`` S times over (set 0's, then set 1's, ...)."""
+    return _Layout(
+        owner=lay.owner * S,
+        sites=lay.sites * S,
+        per_site=lay.per_site * S,
+        patients=lay.patients * S,
+        fitzpatrick=np.tile(lay.fitzpatrick, S),
+        age=np.tile(lay.age, S),
+        **{
+            name: np.tile(getattr(lay, name), (S, 1))
+            for name in ("days", "mask", "length_m", "passes", "speed", "occlusion")
+        },
+    )
+
+
+def _prepare_stacked(
+    courses: Sequence[Course],
+    lay: _Layout,
+    sets: Sequence[ParameterSet],
+    case_set: np.ndarray,
+    observe_first: Any,
+) -> Prepared:
+    """The cases of ``lay`` (courses without a topical), case b under ``sets[case_set[b]]``, in
+    one pass (:func:`prepare_sets`, :func:`prepare_pairs`)."""
+    B, K = lay.days.shape
+    stack = _Stack(sets)  # (S,) values: one per set
+    owner, sites, patients = lay.owner, lay.sites, lay.patients
+    days, mask, length_m, passes, speed = lay.days, lay.mask, lay.length_m, lay.passes, lay.speed
+    occl, fitz, age = lay.occlusion, lay.fitzpatrick, lay.age
+    session_set = np.repeat(case_set, K)  # the set of every (case, session)
+
+    def per_case(x: np.ndarray) -> np.ndarray:  # (S,) -> one value per case
+        return x[case_set]
 
     def by_case(table: dict[str, np.ndarray], keys: Sequence[str]) -> np.ndarray:
-        # entry keys[b] of a table of the sets, for every (set, case)
-        return np.stack([table[k] for k in keys], axis=1).reshape(-1)
+        # entry keys[b] of case b's set
+        out = np.empty(B)
+        key_arr = np.array(keys)
+        for k in dict.fromkeys(keys):
+            rows = key_arr == k
+            out[rows] = table[k][case_set[rows]]
+        return out
 
-    by_case_stack = _Stack(sets, repeat=B)  # one value per (set, case)
-    sexes = [p.sex for p in lay.patients] * S
-    skin = needles.skin_layers_batch(sites, age, sexes, _as_set(by_case_stack))
+    by_case_stack = _Stack(sets, index=case_set)  # one value per case
+    skin = needles.skin_layers_batch(sites, age, [p.sex for p in patients], _as_set(by_case_stack))
     npar_sets = needles.NeedleParameters.from_parameters(_as_set(stack))  # fields (S,)
-    npar = _map_fields(npar_sets, lambda v: np.repeat(v, B * K))  # per (set, case, session)
+    npar = _map_fields(npar_sets, lambda v: v[session_set])  # per (case, session)
     ch = _channels(courses, owner, length_m, passes, speed, skin, npar)
     closure_sets = transport.ClosureParameters.from_parameters(_as_set(stack))
-    closure_params = _map_fields(closure_sets, lambda v: np.repeat(v, B * K))
+    closure_params = _map_fields(closure_sets, lambda v: v[session_set])
     phi, cleft, closure = _session_injury(ch, skin, npar, closure_params, occl, mask)
 
-    nominal = np.repeat(np.stack([_per_set(s, "healing", _healing_vector) for s in sets]), B, 0)
+    nominal = np.stack([_per_set(s, "healing", _healing_vector) for s in sets])[case_set]
     gq = stack.table("healing.g_Q", "1/d")
-    pig = [_pigment_baseline(courses, lay.owner, lay.sites, s) for s in sets]
-    lesion_fields = {k: np.concatenate([p[k] for p in pig]) for k in pig[0]}
-    base = _baseline(courses, owner, sites, skin, lesion_fields)
-    feats = [_feature_inputs(courses, lay.owner, lay.sites, s) for s in sets]
+    # the conditions' defaults: each set's lookups on its own cases, scattered into case order
+    rows_of = [np.flatnonzero(case_set == g) for g in range(len(sets))]
+
+    def per_set_fields(
+        make: Callable[[Sequence[Course], Sequence[int], Sequence[str], ParameterSet], Any],
+    ) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for s, rows in zip(sets, rows_of, strict=True):
+            if not rows.size:
+                continue
+            part = make(courses, [owner[b] for b in rows], [sites[b] for b in rows], s)
+            for k, v in part.items():
+                if k not in out:
+                    out[k] = np.empty((B, *v.shape[1:]), dtype=v.dtype)
+                out[k][rows] = v
+        return out
+
+    base = _baseline(courses, owner, sites, skin, per_set_fields(_pigment_baseline))
     base, feature_injury = _feature_physics(
-        {k: np.concatenate([f[k] for f in feats]) for k in feats[0]},
+        per_set_fields(_feature_inputs),
         skin,
         base,
         ch,
@@ -635,19 +729,17 @@ def _prepare_stacked(
         mask,
         per_case(np.asarray(npar_sets.damage_zone_factor)),
     )
-    lesion = np.zeros(BS)
+    lesion = np.zeros(B)
     lesion[np.isfinite(base.melanin_index)] = 1.0
     slope = per_case(stack.value("healing.collagen_age_slope", "1"))
     floor = per_case(stack.value("healing.collagen_age_floor", "1"))
     ref_age = per_case(stack.value("healing.collagen_reference_age", "yr"))
     age_factor = np.maximum(floor, 1.0 + slope * (age - ref_age) / 10.0)
-    sun = by_case(
-        stack.table("observe.pih_sun_factor", "1"), [p.photoprotection for p in lay.patients]
-    )
-    primed = np.array([p.priming for p in lay.patients], dtype=bool)
-    effect = stack.value("observe.pih_priming_effect", "1")
-    priming = np.where(primed[None, :], effect[:, None], 0.0).reshape(-1)
-    g_q = by_case(gq, [roman(f) for f in lay.fitzpatrick])
+    sun = by_case(stack.table("observe.pih_sun_factor", "1"), [p.photoprotection for p in patients])
+    primed = np.array([p.priming for p in patients], dtype=bool)
+    effect = per_case(stack.value("observe.pih_priming_effect", "1"))
+    priming = np.where(primed, effect, 0.0)
+    g_q = by_case(gq, [roman(f) for f in fitz])
     params = nominal.copy()
     for name, values in {
         "lesion_drive": lesion,
@@ -660,7 +752,7 @@ def _prepare_stacked(
         params[:, PIDX[name]] = values
     for s in sets:
         s.record_names(stack.names | by_case_stack.names)
-    nan = _full((BS, K), np.nan)
+    nan = _full((B, K), np.nan)
     return Prepared(
         session_days=days,
         session_mask=mask,
@@ -670,8 +762,8 @@ def _prepare_stacked(
         absorbed_ug_cm2=nan,
         absorbed_intact_ug_cm2=nan.copy(),
         enhancement=nan.copy(),
-        absorbed_by_layer_ug_cm2=_full((BS, K, 3), np.nan),
-        agent_effect=np.zeros((BS, K)),
+        absorbed_by_layer_ug_cm2=_full((B, K, 3), np.nan),
+        agent_effect=np.zeros((B, K)),
         params=params,
         baseline=base,
         observe=observe_first,

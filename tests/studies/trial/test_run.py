@@ -433,3 +433,37 @@ def test_written_spec_is_the_package_toml_writer() -> None:
     text = spec.to_toml()
     assert text == dumps_toml(loads_toml(text))
     assert loads_toml(text)["trial"]["population"] == dict(spec.population.raw)
+
+
+def test_a_chunk_prepared_in_one_pass_gives_the_numbers_of_each_set_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 40-patient, 2-arm trial with the spec's 32 parameter sets: a chunk's (course, set) pairs
+    prepared in one pass (engine.prepare.prepare_pairs) give every end point, weekly band,
+    summary statistic and the step count of each set's courses prepared on their own, bit for
+    bit."""
+    from microneedling.engine import batch
+    from tests.engine.test_prepare import pairs_reference
+
+    spec = _small(PARALLEL, 20)
+    assert spec.parameter_draws == 32
+    calls: list[int] = []
+    prepare_pairs = batch.prepare_pairs
+
+    def counted(courses: Any, sets: Any) -> Any:
+        calls.append(len({id(s) for s in sets}))
+        return prepare_pairs(courses, sets)
+
+    monkeypatch.setattr(batch, "prepare_pairs", counted)
+    fast = run_trial(spec, chunk_size=10)
+    assert calls and max(calls) == 10  # ten patients, each under their own set
+    monkeypatch.setattr(batch, "prepare_pairs", pairs_reference)
+    slow = run_trial(spec, chunk_size=10)
+    assert np.isfinite(slow.values).all()
+    assert np.array_equal(fast.values, slow.values)
+    assert fast.moments.keys() == slow.moments.keys()
+    for arm, bands in fast.moments.items():
+        for label, m in bands.items():
+            assert np.array_equal(m, slow.moments[arm][label], equal_nan=True), label
+    assert fast.n_steps == slow.n_steps and np.array_equal(fast.draws, slow.draws)
+    assert fast.summary.equals(slow.summary) and fast.comparisons.equals(slow.comparisons)
