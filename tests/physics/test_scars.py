@@ -295,3 +295,27 @@ def test_grade_drop_probability_is_never_negative_when_the_depth_moved_one_ulp()
     one, two = scars.grade_drop_probability(h0, h1, fs, mild, obvious, sigma, steps=(1, 2))
     assert one[0] >= 0.0 and two[0] >= 0.0
     assert one[0] < 1e-12  # the scar barely moved: no drop
+
+
+def test_footprint_injury_in_blocks_is_all_rows_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows computed in blocks of FOOTPRINT_BLOCK (and a last, shorter one) give the numbers of
+    all rows at once, bit for bit: every profile code, depths from 0 to past the needle."""
+    rng = np.random.default_rng(0)
+    M = 3 * scars.FOOTPRINT_BLOCK + 17
+    layers = np.sort(rng.uniform(1e-5, 2e-3, (M, 4)), axis=1)
+    args = (
+        rng.uniform(1e6, 1e8, M),
+        rng.uniform(1e-5, 1e-4, M),
+        rng.uniform(1e-4, 2e-3, M),
+        rng.uniform(2e-4, 2.5e-3, M),
+        layers,
+        rng.uniform(0.5, 2.0, M),
+        np.where(rng.random(M) < 0.1, 0.0, rng.uniform(0.0, 3e-3, M)),
+        rng.integers(-1, 3, M),
+        rng.uniform(0.0, 1.0, M),
+    )
+    blocks = scars.footprint_injury(*args)
+    monkeypatch.setattr(scars, "FOOTPRINT_BLOCK", 10**9)
+    whole = scars.footprint_injury(*args)
+    assert blocks.shape == (M, 3) and np.isfinite(whole).all()
+    assert np.array_equal(blocks, whole)
