@@ -131,10 +131,11 @@ every run); a study that runs the same few draws again still finds theirs."""
 
 PER_DRAW_ENTRIES = 640
 """How many per-draw coefficient entries :func:`_per_set` keeps (least recently used go first):
-five per parameter set, so the sets of a trial with up to 128 parameter draws stay made. A trial's
-chunk visits its K sets in turn (patient i under set i mod K); at 128 entries the 160 of K = 32
-were evicted before their next use, every lookup a miss (645 misses against 25 over four chunks,
-review of 2026-12-07)."""
+up to five per parameter set (two, the healing vector and the observation coefficients, when a
+trial chunk's pairs are prepared in one pass), so the sets of a trial with up to 128 parameter
+draws stay made. A trial's chunk visits its K sets in turn (patient i under set i mod K); at 128
+entries the 160 of K = 32 made set by set were evicted before their next use, every lookup a miss
+(645 misses against 25 over four chunks, review of 2026-12-07)."""
 
 
 def _per_set(ps: ParameterSet, what: str, make: Callable[[ParameterSet], T]) -> T:

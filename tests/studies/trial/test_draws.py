@@ -415,8 +415,9 @@ def test_a_chunk_finds_its_parameter_sets_coefficients_made(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The coefficients of a trial's 32 sets stay made from one chunk to the next (the draws' pool
-    holds them all); with the old bound of 128 entries, cycling through the sets evicted each
-    before its next use and every chunk remade them all."""
+    holds them all); with a bound below what one chunk makes (two entries per set since a chunk's
+    pairs are prepared in one pass, 64; five before, when the old bound of 128 was too small),
+    cycling through the sets evicts each before its next use and every chunk remakes them all."""
     from microneedling.engine import prepare as prepare_module
 
     spec = _spec(PARALLEL, 64, 32)
@@ -425,7 +426,7 @@ def test_a_chunk_finds_its_parameter_sets_coefficients_made(
     calls = count_calls(monkeypatch, prepare_module.healing, "parameter_vector")
     run_module.run_chunk(tasks[1])  # the same 32 sets, other patients
     assert calls == []
-    monkeypatch.setattr(prepare_module, "PER_DRAW_ENTRIES", 128)
+    monkeypatch.setattr(prepare_module, "PER_DRAW_ENTRIES", 32)
     monkeypatch.setattr(prepare_module, "_PER_DRAW", {})
     run_module.run_chunk(tasks[0])
     run_module.run_chunk(tasks[1])
