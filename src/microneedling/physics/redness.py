@@ -82,7 +82,6 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.intp]
 BoolArray = NDArray[np.bool_]
 
 DURATION_GRID = np.unique(
@@ -393,13 +392,13 @@ def _impulses(x, days, amp, row, tau):  # type: ignore[no-untyped-def,unused-ign
     return acc
 
 
+_LOG_TINY = math.log(1e-300)
+
+
 @njit(cache=True, error_model="numpy")
 def _log_floor(x):  # type: ignore[no-untyped-def,unused-ignore]
     """ln(max(x, 1e-300)), NaN kept."""
-    return math.log(1e-300) if x < 1e-300 else math.log(x)
-
-
-_LOG_TINY = math.log(1e-300)
+    return _LOG_TINY if x < 1e-300 else math.log(x)
 
 
 @njit(cache=True, error_model="numpy")

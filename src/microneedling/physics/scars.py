@@ -145,13 +145,11 @@ def footprint_injury(
     M = n_.shape[0] if n_.ndim else 1
     lay = np.broadcast_to(_f(layers), (M, 4))
     wz = np.broadcast_to(_f(damage_zone_factor), (M,))
-    rows = (n_, a, d, L, h, prof, fs, lay, wz)
-    if M <= FOOTPRINT_BLOCK:
-        return _footprint_rows(tuple(x.reshape(M, -1) for x in rows), n_radial)
+    rows = tuple(x.reshape(M, -1) for x in (n_, a, d, L, h, prof, fs, lay, wz))
     out = np.empty((M, 3))
     for i in range(0, M, FOOTPRINT_BLOCK):
         block = slice(i, min(i + FOOTPRINT_BLOCK, M))
-        out[block] = _footprint_rows(tuple(x.reshape(M, -1)[block] for x in rows), n_radial)
+        out[block] = _footprint_rows(tuple(x[block] for x in rows), n_radial)
     return out
 
 
