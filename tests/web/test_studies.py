@@ -22,6 +22,9 @@ def test_absorption_study(signed_in: Any) -> None:
     page.get_by_role("button", name="Run the absorption study").click()
     page.wait_for_url(re.compile(r".*/web/runs/\d+$"))
     page.wait_for_selector("#amounts", timeout=90_000)
+    # the wait page reloads into the result; Chromium restores a reloaded page's scroll position
+    # when its load ends, which would undo the scroll below if it came first (1 run in 4 did)
+    page.wait_for_load_state("load")
     table = page.locator("#amounts table")
     head = table.locator("thead").inner_text()
     assert "Absorbed with channels" in head and "µg/cm²" in head and "Enhancement ratio" in head
