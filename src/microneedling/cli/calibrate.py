@@ -1,7 +1,8 @@
 """``microneedling calibrate``: the Bayesian calibration, resumable; with ``--write``, ship it.
 
-    microneedling calibrate [--out DIR] [--screening run|shipped] [--steps N] [--workers N] [--write]
-                            [--write-values] [--overwrite] [--quiet]
+    microneedling calibrate [--out DIR] [--screening run|shipped] [--steps N] [--workers N]
+                            [--leave-out STUDY ...] [--write] [--write-values] [--overwrite]
+                            [--quiet]
 
 Stages (``microneedling.studies.credibility.pipeline``): sensitivity screening, history matching,
 emcee sampling, posterior files. Finished work is kept in ``DIR.partial/`` and the same command
@@ -70,6 +71,16 @@ def calibrate_command(
             "2 on a 2-core machine halves the time).",
         ),
     ] = 1,
+    leave_out: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--leave-out",
+            metavar="STUDY",
+            help="Leave a calibration study out (repeatable): a refit for leave-one-study-out "
+            "cross-validation, scored by `python -m microneedling.studies.credibility.loso_refit "
+            "DIR`; never shipped.",
+        ),
+    ] = None,
     write: Annotated[
         bool,
         typer.Option(
@@ -104,6 +115,11 @@ def calibrate_command(
             )
         if write_values and not write:
             raise typer.BadParameter("needs --write", param_hint="--write-values")
+        if leave_out and write:
+            raise typer.BadParameter(
+                "a refit with studies left out is for cross-validation and is never shipped",
+                param_hint="--write",
+            )
         out = check_out_dir(out, overwrite, "calibrate")
         partial = partial_dir(out)
         for d in (partial, *(partial / s for s in ("screening", "history", "chain"))):
@@ -116,6 +132,7 @@ def calibrate_command(
                 screening=screening,
                 steps=steps,
                 workers=workers,
+                leave_out=leave_out or (),
                 progress=not quiet,
                 log=lambda m: console.print(m, soft_wrap=True),
             )

@@ -106,7 +106,10 @@ __all__ = [
     "cohort_spread",
     "ensemble",
     "family_of",
+    "fitted_problem",
     "leave_one_study_out",
+    "left_out_scores",
+    "posterior_x",
     "validate",
 ]
 
@@ -589,9 +592,28 @@ def _summary(results: Sequence[RowResult], config: CalibrationConfig, seed: int)
 
 
 # ----------------------------------------------------------------------- calibration check
-def _posterior_x(problem: Problem, post: Posterior, idx: np.ndarray, seed: int) -> np.ndarray:
-    """Posterior samples ``idx`` in the coordinates of ``problem`` (matched by label); a coordinate
-    the posterior lacks is drawn from its prior."""
+def fitted_problem(
+    post: Posterior, config: CalibrationConfig, exclude_studies: Sequence[str] = ()
+) -> Problem:
+    """The calibration problem ``post`` was fitted on: its factors, the nuisance settings it
+    sampled, the graded counts' between-patient spread it was fitted with; ``exclude_studies``
+    leaves studies out (a refit for cross-validation)."""
+    sampled = {n["label"] for n in post.nuisances}
+    protocols = load_protocols()
+    current = nuisances(rows("calibration"), protocols)
+    return build_problem(
+        [f["label"] for f in post.factors],
+        config=config,
+        exclude_studies=exclude_studies,
+        nuisance_labels=[n.label for n in current if n.label in sampled],
+        patient_spread=recorded_spread(post.summary, protocols),
+    )
+
+
+def posterior_x(problem: Problem, post: Posterior, idx: np.ndarray, seed: int) -> np.ndarray:
+    """Posterior samples ``idx`` of ``post`` in the coordinates of ``problem`` (matched by label);
+    a coordinate the posterior lacks (a left-out study's settings, the discrepancy of a group it
+    had no row of) is drawn from its prior."""
     labels = (
         [f["label"] for f in post.factors]
         + [f"tau[{g}]" for g in post.groups]
@@ -614,19 +636,9 @@ def calibration_check(
 ) -> dict[str, Any]:
     """Calibration rows against their posterior predictive, and leave-one-study-out CV."""
     t0 = time.perf_counter()
-    labels = [f["label"] for f in post.factors]
-    sampled = {n["label"] for n in post.nuisances}
-    protocols = load_protocols()
-    current = nuisances(rows("calibration"), protocols)
-    problem = build_problem(
-        labels,
-        config=config,
-        nuisance_labels=[n.label for n in current if n.label in sampled],
-        # the graded counts' between-patient spread the posterior was fitted with
-        patient_spread=recorded_spread(post.summary, protocols),
-    )
+    problem = fitted_problem(post, config)
     idx = draw_indices(post.n_samples, draws, seed)
-    x = _posterior_x(problem, post, idx, seed)
+    x = posterior_x(problem, post, idx, seed)
     _, f, by = problem.evaluate(x)
     P, Q = problem.P, problem.Q
     tau = np.exp(x[:, P : P + Q])
@@ -655,6 +667,49 @@ def calibration_check(
         "loso": loso,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def left_out_scores(
+    lik: Likelihood,
+    study: str,
+    f: np.ndarray,
+    tau: np.ndarray,
+    loglik: np.ndarray,
+    weights: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """How well draws of a posterior fitted without ``study`` predict its rows: ``elpd`` = log
+    sum_d w_d p(y_study | draw d) (``loglik`` (D,): log p(y_study | draw d); ``weights`` (D,),
+    normalised: importance weights, or 1/D for the draws of a refit) and per row the weighted PIT
+    and whether the observation lies in the weighted 80% predictive interval (counts by their PIT).
+    ``f`` (D, R): the draws' predictions of every row; ``tau`` (D, Q): their discrepancy scales."""
+    fin = np.isfinite(loglik)
+    elpd = -math.inf
+    if np.any(fin):
+        top = float(np.max(loglik[fin]))
+        mass = float(np.sum(weights[fin] * np.exp(loglik[fin] - top)))
+        elpd = math.log(mass) + top if mass > 0 else -math.inf
+    rows_s: list[dict[str, Any]] = []
+    for i, spec in enumerate(lik.specs):
+        if spec.study != study:
+            continue
+        fi, ti = f[:, i], tau[:, spec.group]
+        pit_terms = np.array([lik.pit(i, fi[d : d + 1], ti[d : d + 1]) for d in range(len(fi))])
+        good = np.isfinite(pit_terms)
+        pit = (
+            float(np.sum(weights[good] * pit_terms[good]) / np.sum(weights[good]))
+            if good.any()
+            else math.nan
+        )
+        yrep = lik.predictive(i, fi, ti, rng)
+        lo = hi = math.nan  # counts are judged by their PIT
+        if spec.kind not in ("binomial", "ordinal"):
+            lo, hi = weighted_quantile(yrep, weights, [0.1, 0.9])
+        covered: bool | None = _inside(spec.kind, 80.0, pit, spec.observed, lo, hi)
+        if not math.isfinite(pit) and not (math.isfinite(lo) or math.isfinite(hi)):
+            covered = None  # no finite prediction with the study's settings redrawn: unscored
+        rows_s.append({"key": spec.key, "pit": pit, "covered_80": covered})
+    return {"elpd": elpd, "rows": rows_s}
 
 
 def leave_one_study_out(
@@ -692,33 +747,8 @@ def leave_one_study_out(
         if not np.any(ok):
             continue
         w, k = psis_weights(-by[ok, s_i])
-        fin = np.isfinite(by2[ok, s_i])
-        elpd = -math.inf
-        if np.any(fin):
-            top = float(np.max(by2[ok, s_i][fin]))
-            mass = float(np.sum(w[fin] * np.exp(by2[ok, s_i][fin] - top)))
-            elpd = math.log(mass) + top if mass > 0 else -math.inf
-        rows_s: list[dict[str, Any]] = []
-        for i, spec in enumerate(lik.specs):
-            if spec.study != study:
-                continue
-            fi, ti = f2[ok, i], tau[ok, spec.group]
-            pit_terms = np.array([lik.pit(i, fi[d : d + 1], ti[d : d + 1]) for d in range(len(fi))])
-            good = np.isfinite(pit_terms)
-            pit = (
-                float(np.sum(w[good] * pit_terms[good]) / np.sum(w[good]))
-                if good.any()
-                else math.nan
-            )
-            yrep = lik.predictive(i, fi, ti, rng)
-            lo = hi = math.nan  # counts are judged by their PIT
-            if spec.kind not in ("binomial", "ordinal"):
-                lo, hi = weighted_quantile(yrep, w, [0.1, 0.9])
-            covered: bool | None = _inside(spec.kind, 80.0, pit, spec.observed, lo, hi)
-            if not math.isfinite(pit) and not (math.isfinite(lo) or math.isfinite(hi)):
-                covered = None  # no finite prediction with the study's settings redrawn: unscored
-            rows_s.append({"key": spec.key, "pit": pit, "covered_80": covered})
-        loso.append({"study": study, "elpd": elpd, "pareto_k": k, "rows": rows_s})
+        scores = left_out_scores(lik, study, f2[ok], tau[ok], by2[ok, s_i], w, rng)
+        loso.append({"study": study, **scores, "pareto_k": k})
     scored = [(r, s["study"]) for s in loso for r in s["rows"] if r["covered_80"] is not None]
     return {
         "studies": loso,
