@@ -98,11 +98,13 @@ def run_pipeline(
         f"{len(selected)} parameters calibrated: {', '.join(selected) or 'none'}"
     )
     nus = screen.get("nuisances", {})
+    # a left-out study's settings (``study:setting``) leave with it
+    sampled = [n for n in nus.get("sampled", []) if n.split(":", 1)[0] not in leave_out]
     problem = build_problem(
         selected,
         config=config,
         exclude_studies=leave_out,
-        nuisance_labels=list(nus.get("sampled", [])) if nus else None,
+        nuisance_labels=sampled if nus else None,
         stand_in_sd=dict(nus.get("stand_in_sd", {})) if nus else None,
     )
     if leave_out:
