@@ -1,0 +1,201 @@
+"""Leave-one-study-out cross-validation by refitting, against the importance-sampling estimate.
+
+``microneedling validate`` scores each calibration study left out without refitting: Pareto-smoothed
+importance weights 1/p(y_study | draw) turn the full posterior into one without the study (Vehtari,
+Gelman & Gabry 2017, *Stat Comput* 27:1413). When a study pulls the posterior far from where it
+would be without it, the weights' tail is heavy (Pareto k > 0.7) and the estimate cannot be
+trusted; the same paper's remedy is to refit without the study. This module scores such refits:
+
+    microneedling calibrate --screening shipped --leave-out STUDY --out DIR --workers 2
+    python -m microneedling.studies.credibility.loso_refit DIR [DIR ...] [--draws N] [--seed S]
+
+For each left-out study of a refit (``left_out`` in its posterior summary) it compares, on the same
+calibration problem (the shipped posterior's: its factors, the nuisance settings it sampled, its
+graded counts' between-patient spread):
+
+* the **refit**: draws of the refit's posterior, the left-out study's own unreported settings and
+  the discrepancy of a group it alone had drawn from their priors (as the importance-sampling
+  estimate redraws them), equally weighted: ``elpd`` = log mean_d p(y_study | draw d), each row's
+  PIT and whether it lies in the 80% predictive interval
+  (:func:`~microneedling.studies.credibility.validate.left_out_scores`);
+* the **importance-sampling estimate** from the shipped posterior's draws, with its Pareto k
+  (:func:`~microneedling.studies.credibility.validate.leave_one_study_out`).
+
+The refit keeps the shipped screening's parameter selection (the model's structure is held fixed;
+only the fit is redone), so it answers "what would the calibration say without this study", not
+"what would a whole new calibration select".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microneedling.errors import InputError
+from microneedling.io import write_text_atomic
+from microneedling.parameters.parameter_set import load_parameters
+from microneedling.parameters.sampling import (
+    Posterior,
+    draw_indices,
+    load_posterior,
+    shipped_posterior,
+)
+from microneedling.studies.credibility.calibrate import CalibrationConfig, Problem, load_config
+from microneedling.studies.credibility.validate import (
+    fitted_problem,
+    leave_one_study_out,
+    left_out_scores,
+    posterior_x,
+)
+
+__all__ = ["compare_refits", "format_table", "refit_posterior", "refit_scores"]
+
+
+def refit_posterior(run_dir: Path) -> Posterior:
+    """The posterior of a ``calibrate --leave-out`` run directory (its newest ``posterior-*.toml``);
+    an :class:`InputError` if it has none or left no study out."""
+    found = sorted(Path(run_dir).glob("posterior-*.toml"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise InputError("DIR", str(run_dir), "a calibration run directory with a posterior-*.toml")
+    post = load_posterior(found[-1])
+    if not post.summary.get("left_out"):
+        raise InputError(
+            "DIR", str(run_dir), "a refit made with `calibrate --leave-out STUDY` (none left out)"
+        )
+    return post
+
+
+def refit_scores(
+    problem: Problem, refit: Posterior, draws: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Per study ``refit`` left out: its ``elpd`` and rows' PIT and 80% coverage predicted from
+    ``draws`` draws of the refit, on ``problem`` (with every calibration study)."""
+    lik = problem.likelihood
+    left = [str(s) for s in refit.summary["left_out"]]
+    missing = [s for s in left if s not in lik.studies]
+    if missing:
+        raise InputError("left_out", ", ".join(missing), f"studies of the problem: {lik.studies}")
+    idx = draw_indices(refit.n_samples, draws, seed)
+    x = posterior_x(problem, refit, idx, seed)
+    _, f, by = problem.evaluate(x)
+    tau = np.exp(x[:, problem.P : problem.P + problem.Q])
+    weights = np.full(len(x), 1.0 / len(x))
+    rng = np.random.default_rng([seed, 59])
+    out = {}
+    for study in left:
+        s_i = lik.studies.index(study)
+        out[study] = {
+            **left_out_scores(lik, study, f, tau, by[:, s_i], weights, rng),
+            "draws": len(x),
+            "posterior": refit.version,
+        }
+    return out
+
+
+def compare_refits(
+    run_dirs: Sequence[Path],
+    *,
+    draws: int = 256,
+    seed: int = 0,
+    post: Posterior | None = None,
+    config: CalibrationConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Per left-out study of the refits in ``run_dirs``: the refit's scores next to the
+    importance-sampling estimate of the shipped posterior ``post`` (default: the shipped one),
+    both from ``draws`` draws with ``seed``. Rows: ``study``, ``pareto_k``, ``elpd_is``,
+    ``elpd_refit``, ``rows`` (``key``, ``pit_is``, ``pit_refit``, ``covered_is``,
+    ``covered_refit``), the refit's ``posterior``."""
+    config = config or load_config()
+    full = post or shipped_posterior(load_parameters())
+    if full is None:
+        raise InputError(
+            "posterior", "none applies", "a shipped calibration of these parameter files"
+        )
+    problem = fitted_problem(full, config)
+    idx = draw_indices(full.n_samples, min(draws, full.n_samples), seed)
+    x = posterior_x(problem, full, idx, seed)
+    psis = leave_one_study_out(problem, x, seed, bootstrap=config.validation.bootstrap)
+    by_study = {s["study"]: s for s in psis["studies"]}
+    table = []
+    for d in run_dirs:
+        refit = refit_posterior(Path(d))
+        for study, ex in refit_scores(problem, refit, draws, seed).items():
+            est = by_study.get(study, {"elpd": math.nan, "pareto_k": math.nan, "rows": []})
+            is_rows = {r["key"]: r for r in est["rows"]}
+            rows_out = []
+            for r in ex["rows"]:
+                e = is_rows.get(r["key"], {})
+                rows_out.append(
+                    {
+                        "key": r["key"],
+                        "pit_is": e.get("pit", math.nan),
+                        "pit_refit": r["pit"],
+                        "covered_is": e.get("covered_80"),
+                        "covered_refit": r["covered_80"],
+                    }
+                )
+            table.append(
+                {
+                    "study": study,
+                    "pareto_k": est["pareto_k"],
+                    "elpd_is": est["elpd"],
+                    "elpd_refit": ex["elpd"],
+                    "rows": rows_out,
+                    "posterior": ex["posterior"],
+                    "draws": ex["draws"],
+                }
+            )
+    return table
+
+
+def _yes(v: bool | None) -> str:
+    return "–" if v is None else ("yes" if v else "no")
+
+
+def format_table(table: Sequence[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table, one line per left-out row."""
+    lines = [
+        "| study (refit) | Pareto k | elpd, importance sampling | elpd, refit | row | PIT, IS | "
+        "PIT, refit | in 80 %, IS | in 80 %, refit |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in table:
+        for j, r in enumerate(s["rows"]):
+            head = (
+                f"{s['study']} ({s['posterior']}) | {s['pareto_k']:.2f} | {s['elpd_is']:.2f} | "
+                f"{s['elpd_refit']:.2f}"
+                if j == 0
+                else " | | |"
+            )
+            lines.append(
+                f"| {head} | {r['key']} | {r['pit_is']:.3f} | {r['pit_refit']:.3f} | "
+                f"{_yes(r['covered_is'])} | {_yes(r['covered_refit'])} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a report printer
+    ap = argparse.ArgumentParser(
+        prog="python -m microneedling.studies.credibility.loso_refit",
+        description="Score `calibrate --leave-out` refits against the importance-sampling "
+        "leave-one-study-out estimate of the shipped posterior.",
+    )
+    ap.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    ap.add_argument("--draws", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, metavar="FILE")
+    a = ap.parse_args(argv)
+    table = compare_refits(a.dirs, draws=a.draws, seed=a.seed)
+    print(format_table(table))
+    if a.json is not None:
+        write_text_atomic(json.dumps(table, indent=2, default=str), a.json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
