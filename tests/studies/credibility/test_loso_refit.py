@@ -81,7 +81,7 @@ def test_a_refit_must_name_studies_of_the_problem() -> None:
 
     problem = toy_problem(MeanOnly, Y, SE)
     refit = _posterior_without(np.ones(5, dtype=bool), ["nosuch"], 10, seed=1)
-    with pytest.raises(InputError, match="left_out.*nosuch"):
+    with pytest.raises(InputError, match=r"left_out.*nosuch"):
         refit_scores(problem, refit, draws=10, seed=0)
 
 
