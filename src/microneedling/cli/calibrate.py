@@ -1,7 +1,7 @@
 """``microneedling calibrate``: the Bayesian calibration, resumable; with ``--write``, ship it.
 
     microneedling calibrate [--out DIR] [--screening run|shipped] [--steps N] [--workers N]
-                            [--leave-out STUDY ...] [--write] [--write-values] [--overwrite]
+                            [--leave-out STUDY] [--write] [--write-values] [--overwrite]
                             [--quiet]
 
 Stages (``microneedling.studies.credibility.pipeline``): sensitivity screening, history matching,
@@ -72,13 +72,13 @@ def calibrate_command(
         ),
     ] = 1,
     leave_out: Annotated[
-        list[str] | None,
+        str | None,
         typer.Option(
             "--leave-out",
             metavar="STUDY",
-            help="Leave a calibration study out (repeatable): a refit for leave-one-study-out "
-            "cross-validation, scored by `python -m microneedling.studies.credibility.loso_refit "
-            "DIR`; never shipped.",
+            help="Leave one calibration study out (with --screening shipped): a refit for "
+            "leave-one-study-out cross-validation, scored by `python -m "
+            "microneedling.studies.credibility.loso_refit DIR`; never shipped.",
         ),
     ] = None,
     write: Annotated[
@@ -132,7 +132,7 @@ def calibrate_command(
                 screening=screening,
                 steps=steps,
                 workers=workers,
-                leave_out=leave_out or (),
+                leave_out=leave_out,
                 progress=not quiet,
                 log=lambda m: console.print(m, soft_wrap=True),
             )

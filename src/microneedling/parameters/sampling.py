@@ -258,6 +258,11 @@ def shipped_calibration() -> Posterior | None:
     summary = read_toml(p)
     if "samples" not in summary:
         return None  # a file of the old least-squares format
+    if summary.get("left_out"):
+        raise ParameterError(
+            f"{p}: a cross-validation refit (left out {', '.join(summary['left_out'])}), not a "
+            "calibration of every study: ship a full `microneedling calibrate` run instead"
+        )
     return load_posterior(p, summary)
 
 

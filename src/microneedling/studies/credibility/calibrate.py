@@ -109,6 +109,7 @@ __all__ = [
     "fit_parameters",
     "graded_spread",
     "history_match",
+    "likelihood_rows",
     "load_config",
     "needs_cohort_spread",
     "nuisances",
@@ -1531,6 +1532,41 @@ def recorded_spread(
     return out
 
 
+def likelihood_rows(
+    lit_rows: Sequence[LiteratureRow], protocols: Mapping[str, Protocol]
+) -> tuple[list[LiteratureRow], list[tuple[str, str]]]:
+    """The calibration rows of ``lit_rows`` that enter the likelihood, and ``(key, reason)`` of
+    those left out: a row the model cannot compare yet (its protocol not evaluable: awaiting an
+    observable, an unmodelled co-treatment) and a row whose number set a parameter by hand (it is
+    already in the model; in the likelihood it would count twice, also when that parameter is
+    sampled, since its prior was formed from the row). An :class:`InputError` for a validation
+    row, a row without a protocol, or none left."""
+    cal = list(lit_rows)
+    skipped = [
+        (r.key, protocols[r.key].reason)
+        for r in cal
+        if r.key in protocols and not protocols[r.key].evaluable
+    ]
+    cal = [r for r in cal if r.key not in protocols or protocols[r.key].evaluable]
+    if any(r.role != "calibration" for r in cal):
+        bad = [r.key for r in cal if r.role != "calibration"]
+        raise InputError("rows", bad, "calibration rows only (never a validation row)")
+    if not cal:
+        raise InputError("rows", [], "at least one calibration row")
+    missing = [r.key for r in cal if r.key not in protocols]
+    if missing:
+        raise InputError("protocols.toml", missing, "a [rows.KEY] table for every calibration row")
+    skipped += [
+        (r.key, f"its number set {', '.join(r.sets_parameters)} by hand (derived)")
+        for r in cal
+        if r.sets_parameters
+    ]
+    cal = [r for r in cal if not r.sets_parameters]
+    if not cal:
+        raise InputError("rows", [], "at least one calibration row")
+    return cal, skipped
+
+
 def build_problem(
     labels: Sequence[str] | None = None,
     *,
@@ -1556,22 +1592,7 @@ def build_problem(
     protocols = load_protocols()
     cal = list(lit_rows) if lit_rows is not None else rows("calibration")
     cal = [r for r in cal if study_of(r) not in set(exclude_studies)]
-    # rows the model cannot compare yet (awaiting an observable, unmodelled co-treatment) are left
-    # out of the likelihood and listed (Problem.skipped)
-    skipped = [
-        (r.key, protocols[r.key].reason)
-        for r in cal
-        if r.key in protocols and not protocols[r.key].evaluable
-    ]
-    cal = [r for r in cal if r.key not in protocols or protocols[r.key].evaluable]
-    if any(r.role != "calibration" for r in cal):
-        bad = [r.key for r in cal if r.role != "calibration"]
-        raise InputError("rows", bad, "calibration rows only (never a validation row)")
-    if not cal:
-        raise InputError("rows", [], "at least one calibration row")
-    missing = [r.key for r in cal if r.key not in protocols]
-    if missing:
-        raise InputError("protocols.toml", missing, "a [rows.KEY] table for every calibration row")
+    cal, skipped = likelihood_rows(cal, protocols)
     cands = {f.label: f for f in candidate_factors(base, config)}
     if labels is None:
         factors = list(cands.values())
@@ -1580,16 +1601,6 @@ def build_problem(
         if unknown:
             raise InputError("factors", unknown, f"labels of candidate factors ({len(cands)})")
         factors = [cands[lab] for lab in labels]
-    # a row whose number set a parameter by hand is already in the model: in the likelihood it
-    # would count twice (also when that parameter is sampled: its prior was formed from the row)
-    for r in cal:
-        if r.sets_parameters:
-            skipped.append(
-                (r.key, f"its number set {', '.join(r.sets_parameters)} by hand (derived)")
-            )
-    cal = [r for r in cal if not r.sets_parameters]
-    if not cal:
-        raise InputError("rows", [], "at least one calibration row")
     # the base set holds each calibrated member at its prior mode (not a previous posterior)
     values: dict[str, Any] = {}
     for f in factors:

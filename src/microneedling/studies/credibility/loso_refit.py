@@ -13,17 +13,21 @@ For each left-out study of a refit (``left_out`` in its posterior summary) it co
 calibration problem (the shipped posterior's: its factors, the nuisance settings it sampled, its
 graded counts' between-patient spread):
 
-* the **refit**: draws of the refit's posterior, the left-out study's own unreported settings and
-  the discrepancy of a group it alone had drawn from their priors (as the importance-sampling
-  estimate redraws them), equally weighted: ``elpd`` = log mean_d p(y_study | draw d), each row's
-  PIT and whether it lies in the 80% predictive interval
+* the **refit**: distinct draws of the refit's posterior, equally weighted, the left-out study's
+  own unreported settings drawn from their prior (as the importance-sampling estimate redraws
+  them) and the discrepancy of a group only that study had from its prior (which the
+  importance-sampling estimate reaches by reweighting the fitted one): ``elpd`` (nats) = log
+  mean_d p(y_study | draw d), each row's PIT and whether it lies in the 80% predictive interval
   (:func:`~microneedling.studies.credibility.validate.left_out_scores`);
-* the **importance-sampling estimate** from the shipped posterior's draws, with its Pareto k
-  (:func:`~microneedling.studies.credibility.validate.leave_one_study_out`).
+* the **importance-sampling estimate** from as many distinct draws of the shipped posterior, with
+  its Pareto k (:func:`~microneedling.studies.credibility.validate.leave_one_study_out`).
 
-The refit keeps the shipped screening's parameter selection (the model's structure is held fixed;
-only the fit is redone), so it answers "what would the calibration say without this study", not
-"what would a whole new calibration select".
+A refit leaves one study out and keeps the shipped screening's parameter selection (``calibrate
+--leave-out`` requires ``--screening shipped``: a screening run would see the study), so it
+answers "what would the calibration say without this study", not "what would a whole new
+calibration select". Both are scored on the likelihood the shipped posterior was fitted with
+(:func:`~microneedling.studies.credibility.validate.fitted_problem`); a refit of other inputs
+(another screening, other parameter files, rows or protocols changed since) is refused.
 """
 
 from __future__ import annotations
@@ -40,14 +44,10 @@ import numpy as np
 from microneedling.errors import InputError
 from microneedling.io import write_text_atomic
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.parameters.sampling import (
-    Posterior,
-    draw_indices,
-    load_posterior,
-    shipped_posterior,
-)
+from microneedling.parameters.sampling import Posterior, load_posterior, shipped_posterior
 from microneedling.studies.credibility.calibrate import CalibrationConfig, Problem, load_config
 from microneedling.studies.credibility.validate import (
+    distinct_draws,
     fitted_problem,
     leave_one_study_out,
     left_out_scores,
@@ -71,31 +71,45 @@ def refit_posterior(run_dir: Path) -> Posterior:
     return post
 
 
-def refit_scores(
-    problem: Problem, refit: Posterior, draws: int, seed: int
-) -> dict[str, dict[str, Any]]:
-    """Per study ``refit`` left out: its ``elpd`` and rows' PIT and 80% coverage predicted from
-    ``draws`` draws of the refit, on ``problem`` (with every calibration study)."""
+def refit_scores(problem: Problem, refit: Posterior, draws: int, seed: int) -> dict[str, Any]:
+    """The left-out study's ``elpd`` (nats) and its rows' PIT and 80% coverage predicted from
+    ``draws`` distinct draws of ``refit`` (a posterior fitted without one study), on ``problem``
+    (the calibration problem with every study); with ``study``, ``draws`` and the refit's
+    ``posterior`` version."""
     lik = problem.likelihood
-    left = [str(s) for s in refit.summary["left_out"]]
-    missing = [s for s in left if s not in lik.studies]
-    if missing:
-        raise InputError("left_out", ", ".join(missing), f"studies of the problem: {lik.studies}")
-    idx = draw_indices(refit.n_samples, draws, seed)
+    left = [str(s) for s in refit.summary.get("left_out", [])]
+    if len(left) != 1:
+        raise InputError("left_out", left, "one study per refit (calibrate --leave-out STUDY)")
+    (study,) = left
+    if study not in lik.studies:
+        raise InputError("left_out", study, f"a study of the problem: {lik.studies}")
+    fitted = [f.label for f in problem.factors]
+    labels = [f["label"] for f in refit.factors]
+    if labels != fitted:
+        raise InputError("the refit's factors", labels, f"the problem's: {fitted}")
+    idx = distinct_draws(refit.n_samples, draws, seed)
     x = posterior_x(problem, refit, idx, seed)
     _, f, by = problem.evaluate(x)
     tau = np.exp(x[:, problem.P : problem.P + problem.Q])
     weights = np.full(len(x), 1.0 / len(x))
     rng = np.random.default_rng([seed, 59])
-    out = {}
-    for study in left:
-        s_i = lik.studies.index(study)
-        out[study] = {
-            **left_out_scores(lik, study, f, tau, by[:, s_i], weights, rng),
-            "draws": len(x),
-            "posterior": refit.version,
-        }
-    return out
+    scores = left_out_scores(lik, study, f, tau, by[:, lik.studies.index(study)], weights, rng)
+    return {"study": study, **scores, "draws": len(x), "posterior": refit.version}
+
+
+def _same_inputs(full: Posterior, refit: Posterior, where: str) -> None:
+    """An :class:`InputError` unless ``refit`` was fitted on ``full``'s screening and parameter
+    files (only then is it the same calibration without one study)."""
+    for key in ("parameter_set_hash", "model_parameter_hash"):
+        if refit.summary.get(key) != full.summary.get(key):
+            raise InputError(
+                f"{where}: {key}", refit.summary.get(key), f"the shipped posterior's, "
+                f"{full.summary.get(key)} (recalibrate the refit on these parameter files)"
+            )  # fmt: skip
+    got = refit.summary.get("screening", {}).get("version")
+    want = full.summary.get("screening", {}).get("version")
+    if got != want:
+        raise InputError(f"{where}: screening", got, f"the shipped posterior's, {want}")
 
 
 def compare_refits(
@@ -117,40 +131,49 @@ def compare_refits(
         raise InputError(
             "posterior", "none applies", "a shipped calibration of these parameter files"
         )
+    refits = [(Path(d), refit_posterior(Path(d))) for d in run_dirs]
+    for d, refit in refits:
+        _same_inputs(full, refit, str(d))
     problem = fitted_problem(full, config)
-    idx = draw_indices(full.n_samples, min(draws, full.n_samples), seed)
-    x = posterior_x(problem, full, idx, seed)
+    if problem.fingerprint() != full.summary.get("fingerprint"):
+        raise InputError(
+            "calibration inputs",
+            problem.fingerprint(),
+            f"those the shipped posterior was fitted on ({full.summary.get('fingerprint')}): "
+            "rows, protocols or settings changed since; recalibrate first",
+        )
+    n = min([draws, full.n_samples, *(r.n_samples for _, r in refits)])
+    x = posterior_x(problem, full, distinct_draws(full.n_samples, n, seed), seed)
     psis = leave_one_study_out(problem, x, seed, bootstrap=config.validation.bootstrap)
     by_study = {s["study"]: s for s in psis["studies"]}
     table = []
-    for d in run_dirs:
-        refit = refit_posterior(Path(d))
-        for study, ex in refit_scores(problem, refit, draws, seed).items():
-            est = by_study.get(study, {"elpd": math.nan, "pareto_k": math.nan, "rows": []})
-            is_rows = {r["key"]: r for r in est["rows"]}
-            rows_out = []
-            for r in ex["rows"]:
-                e = is_rows.get(r["key"], {})
-                rows_out.append(
-                    {
-                        "key": r["key"],
-                        "pit_is": e.get("pit", math.nan),
-                        "pit_refit": r["pit"],
-                        "covered_is": e.get("covered_80"),
-                        "covered_refit": r["covered_80"],
-                    }
-                )
-            table.append(
+    for _, refit in refits:
+        ex = refit_scores(problem, refit, n, seed)
+        est = by_study.get(ex["study"], {"elpd": math.nan, "pareto_k": math.nan, "rows": []})
+        is_rows = {r["key"]: r for r in est["rows"]}
+        rows_out = []
+        for r in ex["rows"]:
+            e = is_rows.get(r["key"], {})
+            rows_out.append(
                 {
-                    "study": study,
-                    "pareto_k": est["pareto_k"],
-                    "elpd_is": est["elpd"],
-                    "elpd_refit": ex["elpd"],
-                    "rows": rows_out,
-                    "posterior": ex["posterior"],
-                    "draws": ex["draws"],
+                    "key": r["key"],
+                    "pit_is": e.get("pit", math.nan),
+                    "pit_refit": r["pit"],
+                    "covered_is": e.get("covered_80"),
+                    "covered_refit": r["covered_80"],
                 }
             )
+        table.append(
+            {
+                "study": ex["study"],
+                "pareto_k": est["pareto_k"],
+                "elpd_is": est["elpd"],
+                "elpd_refit": ex["elpd"],
+                "rows": rows_out,
+                "posterior": ex["posterior"],
+                "draws": n,
+            }
+        )
     return table
 
 
@@ -180,7 +203,20 @@ def format_table(table: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _finite(v: Any) -> Any:
+    """``v`` with NaN and infinities as ``None`` (strict JSON), lists and dicts walked."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
 def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a report printer
+    """``python -m microneedling.studies.credibility.loso_refit DIR [DIR ...]``: print the
+    comparison (:func:`format_table`); ``--json FILE`` also writes it (NaN as null)."""
     ap = argparse.ArgumentParser(
         prog="python -m microneedling.studies.credibility.loso_refit",
         description="Score `calibrate --leave-out` refits against the importance-sampling "
@@ -194,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a rep
     table = compare_refits(a.dirs, draws=a.draws, seed=a.seed)
     print(format_table(table))
     if a.json is not None:
-        write_text_atomic(json.dumps(table, indent=2, default=str), a.json)
+        write_text_atomic(json.dumps(_finite(table), indent=2, allow_nan=False), a.json)
 
 
 if __name__ == "__main__":  # pragma: no cover

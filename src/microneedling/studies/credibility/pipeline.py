@@ -16,13 +16,13 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from microneedling.errors import InputError
-from microneedling.io import atomic_path, data_path, dumps_toml, read_toml
+from microneedling.io import atomic_path, data_path, dumps_toml
 from microneedling.parameters.sampling import load_posterior, shipped_calibration
 from microneedling.studies.credibility.calibrate import (
     CalibrationConfig,
@@ -30,14 +30,16 @@ from microneedling.studies.credibility.calibrate import (
     config_path,
     history_match,
     initial_walkers,
+    likelihood_rows,
     load_config,
     parallel_evaluation,
     spread_at,
     study_of,
 )
 from microneedling.studies.credibility.emulator import emulate_sample_correct
-from microneedling.studies.credibility.literature import rows
+from microneedling.studies.credibility.literature import load_protocols, rows
 from microneedling.studies.credibility.posterior import (
+    refuse_refit,
     run_sampler,
     ship,
     summarise,
@@ -61,25 +63,34 @@ def run_pipeline(
     screening: str = "run",
     steps: int | None = None,
     workers: int = 1,
-    leave_out: Sequence[str] = (),
+    leave_out: str | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The whole calibration in ``out`` (resumable): screening (``"run"``, or ``"shipped"`` to
     reuse ``data/calibration/screening.toml``), history matching, emcee, the posterior files.
     ``workers`` processes evaluate the parameter vectors of every stage (the same numbers as one).
-    ``leave_out``: calibration studies left out (a refit for leave-one-study-out
-    cross-validation, :mod:`~microneedling.studies.credibility.loso_refit`); its posterior
-    records them as ``left_out`` and is never shipped (:func:`ship_run` refuses it).
+    ``leave_out``: one calibration study left out (a refit for leave-one-study-out
+    cross-validation, :mod:`~microneedling.studies.credibility.loso_refit`), with the shipped
+    screening (a screening run would see the study); its posterior records it as ``left_out`` and
+    is never shipped (:func:`~microneedling.studies.credibility.posterior.ship` refuses it).
 
     Returns the posterior summary with ``paths`` (the files written)."""
     config = config or load_config()
-    leave_out = list(dict.fromkeys(leave_out))
-    if leave_out:
-        known = sorted({study_of(r) for r in rows("calibration")})
-        unknown = [s for s in leave_out if s not in known]
-        if unknown:
-            raise InputError("--leave-out", ", ".join(unknown), f"calibration studies: {known}")
+    left_out = [leave_out] if leave_out is not None else []
+    if left_out:
+        if screening != "shipped":
+            raise InputError(
+                "--screening",
+                screening,
+                "'shipped' with --leave-out (a screening run would see the left-out study)",
+            )
+        cal, _ = likelihood_rows(rows("calibration"), load_protocols())
+        known = sorted({study_of(r) for r in cal})
+        if leave_out not in known:
+            raise InputError(
+                "--leave-out", leave_out, f"a study with rows in the likelihood: {known}"
+            )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -99,16 +110,16 @@ def run_pipeline(
     )
     nus = screen.get("nuisances", {})
     # a left-out study's settings (``study:setting``) leave with it
-    sampled = [n for n in nus.get("sampled", []) if n.split(":", 1)[0] not in leave_out]
+    sampled = [n for n in nus.get("sampled", []) if n.split(":", 1)[0] not in left_out]
     problem = build_problem(
         selected,
         config=config,
-        exclude_studies=leave_out,
+        exclude_studies=left_out,
         nuisance_labels=sampled if nus else None,
         stand_in_sd=dict(nus.get("stand_in_sd", {})) if nus else None,
     )
-    if leave_out:
-        log(f"left out (cross-validation refit, never shipped): {', '.join(leave_out)}")
+    if leave_out is not None:
+        log(f"left out (cross-validation refit, never shipped): {leave_out}")
     log(
         f"problem: {len(problem.rows)} rows from {len(problem.likelihood.studies)} studies, "
         f"{problem.P} parameters, {problem.Q} discrepancy groups, {problem.M} nuisance settings "
@@ -161,8 +172,8 @@ def run_pipeline(
         summary = summarise(problem, chain, config, history=hs, screening=screen)
         x = chain.samples
     summary["seconds_total"] = round(time.perf_counter() - t0, 1)
-    if leave_out:
-        summary["left_out"] = leave_out
+    if left_out:
+        summary["left_out"] = left_out
     paths = write_posterior(summary, x, out)
     d = summary["diagnostics"]
     what = "emcee on the emulator" if config.emulator.rounds > 0 else "emcee"
@@ -192,14 +203,6 @@ def ship_run(out: Path, *, values: bool = False) -> list[str]:
     if not found:
         raise InputError("--out", str(out), "a calibration run directory with a posterior-*.toml")
     summary = found[-1]
-    left_out = read_toml(summary).get("left_out")
-    if left_out:
-        raise InputError(
-            "--out",
-            str(out),
-            f"a calibration on every calibration study (this one left out {', '.join(left_out)}: "
-            "a cross-validation refit, never shipped)",
-        )
     npz = summary.with_suffix(".npz")
     written = [str(ship({"samples": npz, "summary": summary}))]
     if (out / SCREENING).exists():
@@ -246,6 +249,7 @@ def write_values(
     (:func:`keep_priors`). Keyed members are left as they are (the ensemble draws them from the
     samples). Returns the names written."""
     post = load_posterior(summary_path)
+    refuse_refit(post.summary, str(summary_path))
     d = directory or data_path("parameters")
     keep_priors(post.factors, config_file)
     stats = {f["label"]: f for f in post.summary["statistics"]["factors"]}

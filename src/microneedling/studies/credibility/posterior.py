@@ -39,7 +39,8 @@ import numpy as np
 
 from microneedling import interrupts
 from microneedling.engine.executor import ChunkStore, map_chunks
-from microneedling.io import atomic_path, dumps_toml, write_bytes_atomic
+from microneedling.errors import InputError
+from microneedling.io import atomic_path, dumps_toml, read_toml, write_bytes_atomic
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import (
     CURRENT,
@@ -53,6 +54,7 @@ from microneedling.studies.credibility.calibrate import CalibrationConfig, Probl
 __all__ = [
     "Chain",
     "Sampled",
+    "refuse_refit",
     "run_sampler",
     "ship",
     "summarise",
@@ -491,8 +493,23 @@ _HEADER = (
 )
 
 
+def refuse_refit(summary: dict[str, Any], where: str) -> None:
+    """An :class:`InputError` if ``summary`` (a posterior's) left a study out: such a refit is for
+    cross-validation (``calibrate --leave-out``) and never becomes the model's calibration."""
+    left_out = summary.get("left_out")
+    if left_out:
+        raise InputError(
+            "posterior",
+            where,
+            f"a calibration on every calibration study (this one left out {', '.join(left_out)}: "
+            "a cross-validation refit, never shipped)",
+        )
+
+
 def ship(paths: dict[str, Path]) -> Path:
-    """Copy a posterior (npz + toml) into ``data/calibration`` and make it ``current.toml``."""
+    """Copy a posterior (npz + toml) into ``data/calibration`` and make it ``current.toml``; a
+    cross-validation refit is refused (:func:`refuse_refit`) before anything is written."""
+    refuse_refit(read_toml(paths["summary"]), str(paths["summary"]))
     d = calibration_dir()
     for p in paths.values():
         with atomic_path(d / p.name) as tmp:

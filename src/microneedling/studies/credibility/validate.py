@@ -94,7 +94,7 @@ from microneedling.studies.credibility.metrics import (
     weighted_quantile,
 )
 from microneedling.studies.credibility.scoring import score
-from microneedling.studies.credibility.screening import row_noise
+from microneedling.studies.credibility.screening import load_screening, row_noise
 
 __all__ = [
     "RowResult",
@@ -104,6 +104,7 @@ __all__ = [
     "calculation_verification",
     "calibration_check",
     "cohort_spread",
+    "distinct_draws",
     "ensemble",
     "family_of",
     "fitted_problem",
@@ -592,22 +593,37 @@ def _summary(results: Sequence[RowResult], config: CalibrationConfig, seed: int)
 
 
 # ----------------------------------------------------------------------- calibration check
-def fitted_problem(
-    post: Posterior, config: CalibrationConfig, exclude_studies: Sequence[str] = ()
-) -> Problem:
+def fitted_problem(post: Posterior, config: CalibrationConfig) -> Problem:
     """The calibration problem ``post`` was fitted on: its factors, the nuisance settings it
-    sampled, the graded counts' between-patient spread it was fitted with; ``exclude_studies``
-    leaves studies out (a refit for cross-validation)."""
+    sampled, the spread of the other settings' stand-ins that its screening added to the rows'
+    SE, the graded counts' between-patient spread it was fitted with. Its
+    :meth:`~Problem.fingerprint` equals the posterior's ``fingerprint`` unless the calibration's
+    inputs (rows, protocols, parameter files, settings) changed since the fit. An
+    :class:`InputError` if the shipped screening is not the one the posterior was fitted with."""
+    screen = load_screening()
+    want = post.summary.get("screening", {}).get("version")
+    if want is not None and screen.get("version") != want:
+        raise InputError("data/calibration/screening.toml", screen.get("version"), f"{want}")
     sampled = {n["label"] for n in post.nuisances}
     protocols = load_protocols()
     current = nuisances(rows("calibration"), protocols)
     return build_problem(
         [f["label"] for f in post.factors],
         config=config,
-        exclude_studies=exclude_studies,
         nuisance_labels=[n.label for n in current if n.label in sampled],
+        stand_in_sd=dict(screen.get("nuisances", {}).get("stand_in_sd", {})),
         patient_spread=recorded_spread(post.summary, protocols),
     )
+
+
+def distinct_draws(n_samples: int, draws: int, seed: int) -> np.ndarray:
+    """``min(draws, n_samples)`` distinct sample indices, sorted (every one when ``draws >=
+    n_samples``): importance weights over repeated draws put ties in the tail that Pareto
+    smoothing fits, which makes its k noisier."""
+    if draws >= n_samples:
+        return np.arange(n_samples)
+    rng = np.random.default_rng([int(seed) % 2**63, 61])
+    return np.sort(rng.choice(n_samples, size=draws, replace=False))
 
 
 def posterior_x(problem: Problem, post: Posterior, idx: np.ndarray, seed: int) -> np.ndarray:
@@ -637,7 +653,7 @@ def calibration_check(
     """Calibration rows against their posterior predictive, and leave-one-study-out CV."""
     t0 = time.perf_counter()
     problem = fitted_problem(post, config)
-    idx = draw_indices(post.n_samples, draws, seed)
+    idx = distinct_draws(post.n_samples, draws, seed)
     x = posterior_x(problem, post, idx, seed)
     _, f, by = problem.evaluate(x)
     P, Q = problem.P, problem.Q
@@ -660,7 +676,10 @@ def calibration_check(
     loso = leave_one_study_out(problem, x, seed, bootstrap=config.validation.bootstrap, by=by)
     return {
         "posterior": post.version,
-        "draws": draws,
+        "draws": len(idx),
+        # False: the calibration's inputs changed since the fit, and these scores are of a
+        # likelihood the posterior was not fitted with
+        "inputs_as_fitted": problem.fingerprint() == post.summary.get("fingerprint"),
         "rows": rows_out,
         "n_inside": sum(r["inside_0.1_0.9"] for r in rows_out),
         "n_rows": len(rows_out),
@@ -678,8 +697,8 @@ def left_out_scores(
     weights: np.ndarray,
     rng: np.random.Generator,
 ) -> dict[str, Any]:
-    """How well draws of a posterior fitted without ``study`` predict its rows: ``elpd`` = log
-    sum_d w_d p(y_study | draw d) (``loglik`` (D,): log p(y_study | draw d); ``weights`` (D,),
+    """How well draws of a posterior fitted without ``study`` predict its rows: ``elpd`` (nats) =
+    log sum_d w_d p(y_study | draw d) (``loglik`` (D,): log p(y_study | draw d); ``weights`` (D,),
     normalised: importance weights, or 1/D for the draws of a refit) and per row the weighted PIT
     and whether the observation lies in the weighted 80% predictive interval (counts by their PIT).
     ``f`` (D, R): the draws' predictions of every row; ``tau`` (D, Q): their discrepancy scales."""
