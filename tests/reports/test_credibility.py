@@ -157,6 +157,18 @@ def test_a_posterior_fitted_on_another_parameter_set_is_called_stale(report: dic
     assert word not in html.unescape(render_html(stale))
 
 
+def test_a_calibration_check_of_changed_inputs_is_flagged(report: dict) -> None:
+    """The shipped posterior's own check says its inputs are as fitted; a check whose likelihood
+    differs from the fit's (rows, protocols or settings changed since) carries a warning."""
+    cc = report["validation"]["calibration_check"]
+    assert cc["inputs_as_fitted"] is True
+    word = "changed since the posterior was fitted"
+    assert word not in html.unescape(render_html(report))
+    changed = copy.deepcopy(report)
+    changed["validation"]["calibration_check"]["inputs_as_fitted"] = False
+    assert word in html.unescape(render_html(changed))
+
+
 def test_skipped_sections_say_so(report: dict) -> None:
     skipped = dict(report, code_verification={"status": "skipped"})
     page = render_html(skipped)

@@ -298,6 +298,13 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
             if loso.get("unscored")
             else ""
         )
+        + (
+            " WARNING: the calibration's inputs (rows, protocols, parameter files, settings) "
+            "changed since the posterior was fitted; these scores are of a likelihood it was not "
+            "fitted with: recalibrate."
+            if cc.get("inputs_as_fitted") is False
+            else ""
+        )
         if cc.get("n_rows")
         else f"Calibration check: {cc.get('status', 'not run')}."
     )
