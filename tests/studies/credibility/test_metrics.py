@@ -122,9 +122,25 @@ def test_psis_weights_of_near_equal_log_ratios_over_many_decades_are_finite() ->
     reported unscored); the raw importance weights are used instead, all but uniform."""
     rng = np.random.default_rng(1)
     lr = -np.concatenate([[2.0e-308], 10.0 ** rng.uniform(-300.0, np.log10(6e-5), 255)])
-    w, _ = psis_weights(lr)
+    w, k = psis_weights(lr)
     assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(w, 1.0 / 256, rtol=1e-4)
+    assert k == 0.0  # bounded ratios: no tail (the Pareto fit gave 4.87 on 256 distinct draws)
+
+
+def test_psis_k_is_fitted_once_the_ratios_spread_beyond_the_bounded_range() -> None:
+    """Log ratios within BOUNDED_RATIO_SPREAD (1 %) of each other are read as bounded (k = 0, raw
+    weights); a heavy tail just beyond it is fitted and flagged."""
+    from microneedling.studies.credibility.metrics import BOUNDED_RATIO_SPREAD
+
+    rng = np.random.default_rng(4)
+    c = rng.standard_cauchy(2000)
+    inside = BOUNDED_RATIO_SPREAD * 0.99 * (c - c.min()) / np.ptp(c)
+    w, k = psis_weights(inside)
+    assert k == 0.0
+    np.testing.assert_allclose(w, np.exp(inside) / np.exp(inside).sum())
+    _, k_heavy = psis_weights(0.05 * c)
+    assert k_heavy > 0.7
 
 
 def test_weighted_quantile_of_no_finite_point_is_nan() -> None:
