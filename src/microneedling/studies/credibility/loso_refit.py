@@ -46,6 +46,7 @@ from microneedling.io import write_text_atomic
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import Posterior, load_posterior, shipped_posterior
 from microneedling.studies.credibility.calibrate import CalibrationConfig, Problem, load_config
+from microneedling.studies.credibility.posterior import run_summary
 from microneedling.studies.credibility.validate import (
     distinct_draws,
     fitted_problem,
@@ -60,10 +61,7 @@ __all__ = ["compare_refits", "format_table", "refit_posterior", "refit_scores"]
 def refit_posterior(run_dir: Path) -> Posterior:
     """The posterior of a ``calibrate --leave-out`` run directory (its newest ``posterior-*.toml``);
     an :class:`InputError` if it has none or left no study out."""
-    found = sorted(Path(run_dir).glob("posterior-*.toml"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise InputError("DIR", str(run_dir), "a calibration run directory with a posterior-*.toml")
-    post = load_posterior(found[-1])
+    post = load_posterior(run_summary(Path(run_dir), "DIR"))
     if not post.summary.get("left_out"):
         raise InputError(
             "DIR", str(run_dir), "a refit made with `calibrate --leave-out STUDY` (none left out)"

@@ -41,6 +41,7 @@ from microneedling.studies.credibility.literature import load_protocols, rows
 from microneedling.studies.credibility.posterior import (
     refuse_refit,
     run_sampler,
+    run_summary,
     ship,
     summarise,
     summarise_samples,
@@ -199,10 +200,7 @@ def ship_run(out: Path, *, values: bool = False) -> list[str]:
     ``screening.toml`` into ``data/calibration``; with ``values``, also write the posterior medians
     and 5–95% intervals into the parameter files (:func:`write_values`). Returns what was written."""
     out = Path(out)
-    found = sorted(out.glob("posterior-*.toml"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise InputError("--out", str(out), "a calibration run directory with a posterior-*.toml")
-    summary = found[-1]
+    summary = run_summary(out, "--out")
     npz = summary.with_suffix(".npz")
     written = [str(ship({"samples": npz, "summary": summary}))]
     if (out / SCREENING).exists():

@@ -56,6 +56,7 @@ __all__ = [
     "Sampled",
     "refuse_refit",
     "run_sampler",
+    "run_summary",
     "ship",
     "summarise",
     "summarise_samples",
@@ -491,6 +492,15 @@ _HEADER = (
     "# (x: z of each factor, log tau of each group, u of each nuisance setting); their SHA-256 is\n"
     "# samples_sha256. 'statistics' is recomputed from the samples by the tests.\n"
 )
+
+
+def run_summary(run_dir: Path, field: str) -> Path:
+    """The newest ``posterior-*.toml`` that :func:`write_posterior` wrote into ``run_dir`` (a
+    calibration run directory); an :class:`InputError` naming ``field`` if it has none."""
+    found = sorted(Path(run_dir).glob("posterior-*.toml"), key=lambda q: q.stat().st_mtime)
+    if not found:
+        raise InputError(field, str(run_dir), "a calibration run directory with a posterior-*.toml")
+    return found[-1]
 
 
 def refuse_refit(summary: dict[str, Any], where: str) -> None:
