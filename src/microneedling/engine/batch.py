@@ -580,8 +580,6 @@ def session_stats(
         "absorbed_amount": prep.absorbed_ug_cm2,
         "absorbed_intact": prep.absorbed_intact_ug_cm2,
         "enhancement_ratio": prep.enhancement,
-        "erythema_days": seen.erythema,
-        "oedema_days": seen.oedema,
-        "downtime_days": seen.downtime,
+        **{var: getattr(seen, name) for var, name in DURATION_OF.items()},
         "pih_risk": np.where(prep.session_mask, risk, np.nan),
     }
