@@ -105,7 +105,7 @@ def test_posterior_draws_are_mapped_by_label_and_a_missing_scale_drawn_from_its_
     """A posterior whose factors come in another order lands each column on its own label; a
     discrepancy group it lacks gets tau from the half-normal prior of scale 0.3 (mean 0.3 sqrt(2/pi)
     = 0.239, SD 0.181: 4,000 draws put the mean within 0.015)."""
-    from microneedling.studies.credibility.validate import posterior_x
+    from microneedling.studies.credibility.loso import posterior_x
 
     problem = toy_problem(MeanOnly, Y, SE)
     n = 4000
@@ -128,7 +128,7 @@ def test_posterior_draws_are_mapped_by_label_and_a_missing_scale_drawn_from_its_
 
 
 def test_distinct_draws_are_distinct_sorted_and_every_sample_when_there_are_few() -> None:
-    from microneedling.studies.credibility.validate import distinct_draws
+    from microneedling.studies.credibility.loso import distinct_draws
 
     idx = distinct_draws(1000, 256, seed=3)
     assert idx.size == 256 and np.unique(idx).size == 256 and np.all(np.diff(idx) > 0)
@@ -145,7 +145,7 @@ def test_the_calibration_check_scores_the_likelihood_the_posterior_was_fitted_wi
     from microneedling.parameters.parameter_set import load_parameters
     from microneedling.parameters.sampling import shipped_posterior
     from microneedling.studies.credibility.calibrate import load_config
-    from microneedling.studies.credibility.validate import fitted_problem
+    from microneedling.studies.credibility.loso import fitted_problem
 
     post = shipped_posterior(load_parameters())
     assert post is not None

@@ -15,6 +15,7 @@ from microneedling.studies.credibility.metrics import (
     crps,
     interval_score,
     ks_uniform,
+    pit_consistent,
     psis_weights,
     quantile_mcse,
     variance_components,
@@ -152,3 +153,23 @@ def test_weighted_quantile_of_no_finite_point_is_nan() -> None:
     assert got.shape == (2,) and np.all(np.isnan(got))
     assert np.all(np.isnan(weighted_quantile(np.arange(4.0), np.zeros(4), [0.5])))
     assert weighted_quantile(np.arange(5.0), np.full(5, 0.2), [0.5])[0] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "pit", "inside"),
+    [
+        ("gaussian", 0.5, True),
+        ("gaussian", 0.95, False),
+        ("gaussian", 0.05, False),
+        ("binomial", 0.1, True),
+        ("upper", 1.0, True),  # every replicate below the bound: the bound holds
+        ("upper", 0.05, False),  # 95% of the predictive above an upper bound
+        ("lower", 0.0, True),
+        ("lower", 0.95, False),
+        ("gaussian", float("nan"), False),
+    ],
+)
+def test_a_bound_is_inside_its_predictive_on_its_own_side(
+    kind: str, pit: float, inside: bool
+) -> None:
+    assert pit_consistent(kind, pit) is inside

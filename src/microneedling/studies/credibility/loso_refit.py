@@ -18,15 +18,15 @@ graded counts' between-patient spread):
   them) and the discrepancy of a group only that study had from its prior (which the
   importance-sampling estimate reaches by reweighting the fitted one): ``elpd`` (nats) = log
   mean_d p(y_study | draw d), each row's PIT and whether it lies in the 80% predictive interval
-  (:func:`~microneedling.studies.credibility.validate.left_out_scores`);
+  (:func:`~microneedling.studies.credibility.loso.left_out_scores`);
 * the **importance-sampling estimate** from as many distinct draws of the shipped posterior, with
-  its Pareto k (:func:`~microneedling.studies.credibility.validate.leave_one_study_out`).
+  its Pareto k (:func:`~microneedling.studies.credibility.loso.leave_one_study_out`).
 
 A refit leaves one study out and keeps the shipped screening's parameter selection (``calibrate
 --leave-out`` requires ``--screening shipped``: a screening run would see the study), so it
 answers "what would the calibration say without this study", not "what would a whole new
 calibration select". Both are scored on the likelihood the shipped posterior was fitted with
-(:func:`~microneedling.studies.credibility.validate.fitted_problem`); a refit of other inputs
+(:func:`~microneedling.studies.credibility.loso.fitted_problem`); a refit of other inputs
 (another screening, other parameter files, rows or protocols changed since) is refused.
 """
 
@@ -46,14 +46,14 @@ from microneedling.io import write_text_atomic
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import Posterior, load_posterior, shipped_posterior
 from microneedling.studies.credibility.calibrate import CalibrationConfig, Problem, load_config
-from microneedling.studies.credibility.posterior import run_summary
-from microneedling.studies.credibility.validate import (
+from microneedling.studies.credibility.loso import (
     distinct_draws,
     fitted_problem,
     leave_one_study_out,
     left_out_scores,
     posterior_x,
 )
+from microneedling.studies.credibility.posterior import run_summary
 
 __all__ = ["compare_refits", "format_table", "refit_posterior", "refit_scores"]
 

@@ -31,8 +31,10 @@ __all__ = [
     "BOUNDED_RATIO_SPREAD",
     "clustered_rate",
     "crps",
+    "inside_interval",
     "interval_score",
     "ks_uniform",
+    "pit_consistent",
     "psis_weights",
     "quantile_mcse",
     "variance_components",
@@ -205,3 +207,33 @@ def psis_weights(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
     if not np.all(np.isfinite(w)):
         w = np.exp(lr - np.max(lr))
     return w / w.sum(), float(np.asarray(k))
+
+
+# ------------------------------------------------------------- inside a central interval
+def inside_interval(kind: str, level: float, pit: float, obs: float, lo: float, hi: float) -> bool:
+    """Whether the observation lies in the central ``level``% predictive interval: by the mid-p PIT
+    for counts; for a bound, whether the interval reaches it (the bound is consistent)."""
+    if kind in ("binomial", "ordinal"):
+        return pit_consistent(kind, pit, level)
+    if kind == "upper":
+        return bool(lo <= obs)
+    if kind == "lower":
+        return bool(hi >= obs)
+    return bool(lo <= obs <= hi)
+
+
+def pit_consistent(kind: str, pit: float, level: float = 80.0) -> bool:
+    """Whether an observation with probability integral transform ``pit`` lies inside the central
+    ``level``% predictive interval: a two-sided row (or a count) when ``pit`` is within
+    [(1 - l)/2, (1 + l)/2]; an upper bound when at least (1 - l)/2 of the predictive is below it
+    (``pit >= (1 - l)/2``), a lower bound when at least that much is above it. A bound that the
+    whole predictive satisfies (PIT 1 for an upper bound) is consistent, not a miss (as
+    :func:`inside_interval` treats the bounds of the validation rows)."""
+    if not math.isfinite(pit):
+        return False
+    lo, hi = (1.0 - level / 100.0) / 2.0, (1.0 + level / 100.0) / 2.0
+    if kind == "upper":
+        return bool(pit >= lo)
+    if kind == "lower":
+        return bool(pit <= hi)
+    return bool(lo <= pit <= hi)

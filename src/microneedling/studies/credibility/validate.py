@@ -60,14 +60,11 @@ from microneedling.parameters.sampling import (
 )
 from microneedling.studies.credibility.calibrate import (
     CalibrationConfig,
-    Problem,
-    build_problem,
     cohort_values,
     load_config,
     nuisances,
     observed_value,
     predict_rows,
-    recorded_spread,
     responder_spread,
     row_specs,
     study_of,
@@ -83,18 +80,24 @@ from microneedling.studies.credibility.literature import (
     load_protocols,
     rows,
 )
+from microneedling.studies.credibility.loso import (
+    distinct_draws,
+    fitted_problem,
+    leave_one_study_out,
+    posterior_x,
+)
 from microneedling.studies.credibility.metrics import (
     clustered_rate,
     crps,
+    inside_interval,
     interval_score,
     ks_uniform,
-    psis_weights,
+    pit_consistent,
     variance_components,
     vv20,
-    weighted_quantile,
 )
 from microneedling.studies.credibility.scoring import score
-from microneedling.studies.credibility.screening import load_screening, row_noise
+from microneedling.studies.credibility.screening import row_noise
 
 __all__ = [
     "RowResult",
@@ -104,13 +107,8 @@ __all__ = [
     "calculation_verification",
     "calibration_check",
     "cohort_spread",
-    "distinct_draws",
     "ensemble",
     "family_of",
-    "fitted_problem",
-    "leave_one_study_out",
-    "left_out_scores",
-    "posterior_x",
     "validate",
 ]
 
@@ -346,35 +344,6 @@ def calculation_verification(
 
 
 # --------------------------------------------------------------------------- the rows' scores
-def _inside(kind: str, level: float, pit: float, obs: float, lo: float, hi: float) -> bool:
-    """Whether the observation lies in the central ``level``% predictive interval: by the mid-p PIT
-    for counts; for a bound, whether the interval reaches it (the bound is consistent)."""
-    if kind in ("binomial", "ordinal"):
-        return pit_consistent(kind, pit, level)
-    if kind == "upper":
-        return bool(lo <= obs)
-    if kind == "lower":
-        return bool(hi >= obs)
-    return bool(lo <= obs <= hi)
-
-
-def pit_consistent(kind: str, pit: float, level: float = 80.0) -> bool:
-    """Whether an observation with probability integral transform ``pit`` lies inside the central
-    ``level``% predictive interval: a two-sided row (or a count) when ``pit`` is within
-    [(1 - l)/2, (1 + l)/2]; an upper bound when at least (1 - l)/2 of the predictive is below it
-    (``pit >= (1 - l)/2``), a lower bound when at least that much is above it. A bound that the
-    whole predictive satisfies (PIT 1 for an upper bound) is consistent, not a miss (as
-    :func:`_inside` treats the bounds of the validation rows)."""
-    if not math.isfinite(pit):
-        return False
-    lo, hi = (1.0 - level / 100.0) / 2.0, (1.0 + level / 100.0) / 2.0
-    if kind == "upper":
-        return bool(pit >= lo)
-    if kind == "lower":
-        return bool(pit <= hi)
-    return bool(lo <= pit <= hi)
-
-
 def _score_rows(
     lit_rows: Sequence[LiteratureRow],
     protocols: Mapping[str, Protocol],
@@ -470,8 +439,8 @@ def _score_rows(
                     tolerance=tol_raw if r.kind in ("value", "bound", "two_arm") else None,
                     draws=fs,
                 ).status,
-                covered=_inside(spec.kind, 80.0, pit, obs, lo80, hi80),
-                covered50=_inside(spec.kind, 50.0, pit, obs, lo50, hi50),
+                covered=inside_interval(spec.kind, 80.0, pit, obs, lo80, hi80),
+                covered50=inside_interval(spec.kind, 50.0, pit, obs, lo50, hi50),
                 pit=pit,
                 crps=c_val / tol_pred if tol_pred else math.nan,
                 crps_baseline=c_base / tol_pred if tol_pred else math.nan,
@@ -593,60 +562,6 @@ def _summary(results: Sequence[RowResult], config: CalibrationConfig, seed: int)
 
 
 # ----------------------------------------------------------------------- calibration check
-def fitted_problem(post: Posterior, config: CalibrationConfig) -> Problem:
-    """The calibration problem ``post`` was fitted on: its factors, the nuisance settings it
-    sampled, the spread of the other settings' stand-ins that its screening added to the rows'
-    SE, the graded counts' between-patient spread it was fitted with. Its
-    :meth:`~Problem.fingerprint` equals the posterior's ``fingerprint`` unless the calibration's
-    inputs (rows, protocols, parameter files, settings) changed since the fit. An
-    :class:`InputError` if the shipped screening is not the one the posterior was fitted with."""
-    screen = load_screening()
-    want = post.summary.get("screening", {}).get("version")
-    if want is not None and screen.get("version") != want:
-        raise InputError("data/calibration/screening.toml", screen.get("version"), f"{want}")
-    sampled = {n["label"] for n in post.nuisances}
-    protocols = load_protocols()
-    current = nuisances(rows("calibration"), protocols)
-    return build_problem(
-        [f["label"] for f in post.factors],
-        config=config,
-        nuisance_labels=[n.label for n in current if n.label in sampled],
-        stand_in_sd=dict(screen.get("nuisances", {}).get("stand_in_sd", {})),
-        patient_spread=recorded_spread(post.summary, protocols),
-    )
-
-
-def distinct_draws(n_samples: int, draws: int, seed: int) -> np.ndarray:
-    """``min(draws, n_samples)`` distinct sample indices, sorted (every one when ``draws >=
-    n_samples``): importance weights over repeated draws put ties in the tail that Pareto
-    smoothing fits, which makes its k noisier."""
-    if draws >= n_samples:
-        return np.arange(n_samples)
-    rng = np.random.default_rng([int(seed) % 2**63, 61])
-    return np.sort(rng.choice(n_samples, size=draws, replace=False))
-
-
-def posterior_x(problem: Problem, post: Posterior, idx: np.ndarray, seed: int) -> np.ndarray:
-    """Posterior samples ``idx`` of ``post`` in the coordinates of ``problem`` (matched by label);
-    a coordinate the posterior lacks (a left-out study's settings, the discrepancy of a group it
-    had no row of) is drawn from its prior."""
-    labels = (
-        [f["label"] for f in post.factors]
-        + [f"tau[{g}]" for g in post.groups]
-        + [n["label"] for n in post.nuisances]
-    )
-    rng = np.random.default_rng([seed, 31])
-    x = rng.standard_normal((len(idx), problem.ndim))
-    P, Q = problem.P, problem.Q
-    x[:, P : P + Q] = np.log(
-        np.maximum(np.abs(x[:, P : P + Q]), 1e-3) * problem.group_prior_scale[None, :]
-    )
-    for j, lab in enumerate(problem.labels):
-        if lab in labels:
-            x[:, j] = post.x[idx, labels.index(lab)]
-    return x
-
-
 def calibration_check(
     post: Posterior, config: CalibrationConfig, draws: int, seed: int
 ) -> dict[str, Any]:
@@ -685,105 +600,6 @@ def calibration_check(
         "n_rows": len(rows_out),
         "loso": loso,
         "seconds": round(time.perf_counter() - t0, 1),
-    }
-
-
-def left_out_scores(
-    lik: Likelihood,
-    study: str,
-    f: np.ndarray,
-    tau: np.ndarray,
-    loglik: np.ndarray,
-    weights: np.ndarray,
-    rng: np.random.Generator,
-) -> dict[str, Any]:
-    """How well draws of a posterior fitted without ``study`` predict its rows: ``elpd`` (nats) =
-    log sum_d w_d p(y_study | draw d) (``loglik`` (D,): log p(y_study | draw d); ``weights`` (D,),
-    normalised: importance weights, or 1/D for the draws of a refit) and per row the weighted PIT
-    and whether the observation lies in the weighted 80% predictive interval (counts by their PIT).
-    ``f`` (D, R): the draws' predictions of every row; ``tau`` (D, Q): their discrepancy scales."""
-    fin = np.isfinite(loglik)
-    elpd = -math.inf
-    if np.any(fin):
-        top = float(np.max(loglik[fin]))
-        mass = float(np.sum(weights[fin] * np.exp(loglik[fin] - top)))
-        elpd = math.log(mass) + top if mass > 0 else -math.inf
-    rows_s: list[dict[str, Any]] = []
-    for i, spec in enumerate(lik.specs):
-        if spec.study != study:
-            continue
-        fi, ti = f[:, i], tau[:, spec.group]
-        pit_terms = np.array([lik.pit(i, fi[d : d + 1], ti[d : d + 1]) for d in range(len(fi))])
-        good = np.isfinite(pit_terms)
-        pit = (
-            float(np.sum(weights[good] * pit_terms[good]) / np.sum(weights[good]))
-            if good.any()
-            else math.nan
-        )
-        yrep = lik.predictive(i, fi, ti, rng)
-        lo = hi = math.nan  # counts are judged by their PIT
-        if spec.kind not in ("binomial", "ordinal"):
-            lo, hi = weighted_quantile(yrep, weights, [0.1, 0.9])
-        covered: bool | None = _inside(spec.kind, 80.0, pit, spec.observed, lo, hi)
-        if not math.isfinite(pit) and not (math.isfinite(lo) or math.isfinite(hi)):
-            covered = None  # no finite prediction with the study's settings redrawn: unscored
-        rows_s.append({"key": spec.key, "pit": pit, "covered_80": covered})
-    return {"elpd": elpd, "rows": rows_s}
-
-
-def leave_one_study_out(
-    problem: Problem,
-    x: np.ndarray,
-    seed: int,
-    *,
-    bootstrap: int = 2000,
-    by: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Leave-one-study-out cross-validation of a calibration from its posterior samples ``x`` (in
-    the coordinates of ``problem``), without refitting.
-
-    For each study ``s``: Pareto-smoothed importance weights ``w_d ~ 1/p(y_s | x_d)`` turn the
-    full posterior into one without the study (Vehtari, Gelman & Gabry 2017); the study's own
-    unreported settings (the nuisance coordinates) are drawn afresh from their prior, since a
-    left-out study's settings are unknown. Per study: ``elpd`` = log sum_d w_d p(y_s | x'_d), the
-    Pareto ``k``; per row: the weighted PIT and whether the observation lies in the weighted 80%
-    predictive interval (counts by their PIT). Overall: the summed elpd, the 80% coverage with a
-    study-clustered CI, the largest ``k`` and the rows that could not be scored. ``by``: the
-    per-study log-likelihood of ``x`` when the caller has it (``problem.evaluate(x)[2]``)."""
-    P, Q = problem.P, problem.Q
-    lik = problem.likelihood
-    if by is None:
-        _, _, by = problem.evaluate(x)
-    tau = np.exp(x[:, P : P + Q])
-    # the settings drawn afresh
-    x2 = x.copy()
-    rng = np.random.default_rng([seed, 57])
-    x2[:, P + Q :] = rng.standard_normal((len(x), problem.M))
-    _, f2, by2 = problem.evaluate(x2)
-    loso: list[dict[str, Any]] = []
-    for s_i, study in enumerate(lik.studies):
-        ok = np.isfinite(by[:, s_i])
-        if not np.any(ok):
-            continue
-        w, k = psis_weights(-by[ok, s_i])
-        scores = left_out_scores(lik, study, f2[ok], tau[ok], by2[ok, s_i], w, rng)
-        loso.append({"study": study, **scores, "pareto_k": k})
-    scored = [(r, s["study"]) for s in loso for r in s["rows"] if r["covered_80"] is not None]
-    return {
-        "studies": loso,
-        "elpd": float(sum(s["elpd"] for s in loso)),
-        "coverage_80": clustered_rate(
-            [bool(r["covered_80"]) for r, _ in scored],
-            [study for _, study in scored],
-            replicates=bootstrap,
-            seed=seed,
-        ),
-        "max_pareto_k": max((s["pareto_k"] for s in loso), default=math.nan),
-        "unscored": [r["key"] for s in loso for r in s["rows"] if r["covered_80"] is None],
-        "method": "Pareto-smoothed importance sampling of the posterior samples with weights "
-        "1/p(y_study | draw) (Vehtari, Gelman & Gabry 2017), the left-out study's settings "
-        "drawn afresh from their ranges; Pareto k > 0.7 flags a study whose weights are "
-        "unreliable (a refit without it would be needed)",
     }
 
 
