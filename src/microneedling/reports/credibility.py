@@ -107,6 +107,14 @@ def _ci(d: dict[str, Any] | None) -> str:
     )
 
 
+def _estimate(s: dict[str, Any]) -> str:
+    """How a left-out study was scored: ``refit (posterior-…; IS elpd x)`` or importance
+    sampling (older validation files have no ``estimate``)."""
+    if s.get("estimate") == "refit":
+        return f"refit ({s['posterior']}; importance sampling gave elpd {_n(s.get('elpd_is'), 3)})"
+    return "importance sampling"
+
+
 def _credibility_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for u in report.get("credibility", {}).get("uses", []):
@@ -299,6 +307,20 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
             else ""
         )
         + (
+            " Scored by an exact refit without the study instead: "
+            + ", ".join(f"{r['study']} ({r['posterior']})" for r in loso["refitted"])
+            + "; the largest Pareto k is of the studies still scored by importance sampling."
+            if loso.get("refitted")
+            else ""
+        )
+        + (
+            " Shipped refits not used: "
+            + "; ".join(f"{r['file']}: {r['reason']}" for r in loso["refits_refused"])
+            + "."
+            if loso.get("refits_refused")
+            else ""
+        )
+        + (
             " WARNING: the calibration's inputs (rows, protocols, parameter files, settings) "
             "changed since the posterior was fitted; these scores are of a likelihood it was not "
             "fitted with: recalibrate."
@@ -309,12 +331,13 @@ def _validation(val: dict[str, Any]) -> dict[str, Any]:
         else f"Calibration check: {cc.get('status', 'not run')}."
     )
     loso_t = table(
-        [column("Left-out study"), column("elpd", num=True), column("Pareto k", num=True),
-         column("Rows (PIT; covered)")],
-        [{"cells": [s["study"], _n(s["elpd"], 3), _n(s["pareto_k"], 2),
+        [column("Left-out study"), column("Estimate"), column("elpd", num=True),
+         column("Pareto k", num=True), column("Rows (PIT; covered)")],
+        [{"cells": [s["study"], _estimate(s), _n(s["elpd"], 3), _n(s["pareto_k"], 2),
                     "; ".join(f"{r['key']} ({_n(r['pit'], 2)}; {yes_no(r['covered_80'])})"
                               for r in s["rows"])],
-          "highlight": isinstance(s["pareto_k"], float) and s["pareto_k"] > 0.7}
+          "highlight": s.get("estimate") != "refit" and isinstance(s["pareto_k"], float)
+          and s["pareto_k"] > 0.7}
          for s in loso.get("studies", [])],
         caption="Leave-one-study-out cross-validation on the calibration set",
     )  # fmt: skip

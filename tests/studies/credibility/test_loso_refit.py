@@ -5,6 +5,7 @@ shipped."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,149 @@ def test_the_cli_refuses_to_ship_a_refit(tmp_path: Path) -> None:
     assert res.exit_code != 0
     assert "--write" in res.output and "never shipped" in res.output
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ refits shipped for validate
+def _shipped_refits() -> list:  # type: ignore[type-arg]
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.parameters.sampling import load_posterior, shipped_posterior
+    from microneedling.studies.credibility.loso_refit import refits_dir
+
+    post = shipped_posterior(load_parameters())
+    assert post is not None
+    return [load_posterior(p) for p in sorted(refits_dir(post).glob("posterior-*.toml"))]
+
+
+def test_every_shipped_refit_stands_for_the_shipped_calibration_without_its_study() -> None:
+    """The refits shipped beside the posterior (``data/calibration/refits/<version>``) each leave
+    out one study, converged, reproduce their summary from their samples, and were fitted on
+    today's inputs (the problem rebuilt without the study has the fingerprint they recorded). A
+    new calibration, or a change of the calibration's inputs, fails this: refit again or remove
+    them."""
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.parameters.sampling import (
+        posterior_statistics,
+        samples_hash,
+        shipped_posterior,
+    )
+    from microneedling.studies.credibility.calibrate import load_config
+    from microneedling.studies.credibility.loso_refit import shipped_refits
+
+    post = shipped_posterior(load_parameters())
+    assert post is not None
+    refits = _shipped_refits()
+    assert len(refits) >= 2
+    usable, refused = shipped_refits(post, load_config())
+    assert refused == []
+    assert [r.version for r in usable] == [r.version for r in refits]
+    for r in refits:
+        assert samples_hash({"x": r.x}) == r.summary["samples_sha256"]
+        assert (
+            posterior_statistics(r.x, r.factors, r.groups, r.nuisances) == r.summary["statistics"]
+        )
+        assert len(r.summary["left_out"]) == 1
+    assert len({r.summary["left_out"][0] for r in refits}) == len(refits)  # one per study
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda s: s.update(left_out=["hkjdv2018", "lotfi2013"]), "not one study"),
+        (lambda s: s.update(left_out=["nosuch"]), "nosuch is not a study"),
+        (lambda s: s["factors"].reverse(), "factors"),
+        (lambda s: s.update(model_parameter_hash="0" * 16), "model_parameter_hash"),
+        (lambda s: s["screening"].update(version="screening-other"), "screening"),
+        (
+            lambda s: s["diagnostics"]["importance"].update(k_hat=1.4),
+            r"did not converge \(k_hat 1.40",
+        ),
+        (lambda s: s.update(fingerprint="0" * 16), "inputs changed since the refit"),
+    ],
+)
+def test_a_refit_that_does_not_stand_for_the_calibration_without_its_study_says_why(
+    change,
+    match: str,  # type: ignore[no-untyped-def]
+) -> None:
+    import copy
+
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.parameters.sampling import shipped_posterior
+    from microneedling.studies.credibility.calibrate import load_config
+    from microneedling.studies.credibility.loso_refit import refit_issue
+
+    post = shipped_posterior(load_parameters())
+    assert post is not None
+    refit = _shipped_refits()[0]
+    config = load_config()
+    assert refit_issue(post, refit, config) is None
+    summary = copy.deepcopy(refit.summary)
+    change(summary)
+    bad = Posterior(version=refit.version, summary=summary, x=refit.x)
+    issue = refit_issue(post, bad, config)
+    assert issue is not None and re.search(match, issue), issue
+
+
+def test_shipping_a_refit_refuses_one_that_did_not_converge_and_replaces_an_older_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ship_refit`` copies a run directory's refit next to the shipped posterior; a refit whose
+    importance correction did not converge is refused with nothing written; a second refit of the
+    same study replaces the first."""
+    import copy
+
+    from microneedling.studies.credibility import loso_refit
+    from microneedling.studies.credibility.posterior import write_posterior
+
+    refit = _shipped_refits()[0]
+    study = refit.summary["left_out"][0]
+    target = tmp_path / "refits"
+    monkeypatch.setattr(loso_refit, "refits_dir", lambda post: target / post.version)
+
+    def run(name: str, k_hat: float, x: np.ndarray) -> Path:
+        summary = copy.deepcopy(refit.summary)
+        for key in ("version", "samples", "samples_sha256"):
+            summary.pop(key)
+        summary["diagnostics"]["importance"]["k_hat"] = k_hat
+        write_posterior(summary, x, tmp_path / name)
+        return tmp_path / name
+
+    with pytest.raises(InputError, match="did not converge"):
+        loso_refit.ship_refit(run("bad", 0.9, refit.x))
+    assert not target.exists()
+    first = loso_refit.ship_refit(run("first", 0.5, refit.x))
+    assert first.exists() and (first.parent / f"{first.stem}.npz").exists()
+    second = loso_refit.ship_refit(run("second", 0.5, refit.x[::-1].copy()))
+    assert second != first and not first.exists()
+    assert sorted(p.name for p in second.parent.iterdir()) == [f"{second.stem}.npz", second.name]
+    assert loso_refit.load_posterior(second).summary["left_out"] == [study]
+
+
+def test_a_refit_replaces_the_importance_sampling_estimate_of_its_study() -> None:
+    """On the conjugate case: the study whose refit is given (s4, the surprising one) is scored by
+    the refit (its exact predictive), the importance-sampling elpd and Pareto k are kept beside it,
+    the other studies keep their estimate, the largest Pareto k is of the studies still estimated
+    by importance sampling, and the totals are recomputed."""
+    from microneedling.studies.credibility.loso import leave_one_study_out
+    from microneedling.studies.credibility.loso_refit import with_refits
+
+    problem = toy_problem(MeanOnly, Y, SE)
+    full = _posterior_without(np.ones(5, dtype=bool), [], 4000, seed=2)
+    loso = leave_one_study_out(problem, full.x, seed=0, bootstrap=200)
+    loso["studies"][4]["pareto_k"] = 5.0  # as if its weights had been unreliable
+    refit = _posterior_without(np.arange(5) != 4, ["s4"], 4000, seed=1)
+    out = with_refits(loso, problem, [refit], draws=4000, seed=0, bootstrap=200)
+    s4 = out["studies"][4]
+    p_4 = 1.0 + np.sum(1.0 / SE[:4] ** 2)
+    m_4 = np.sum(Y[:4] / SE[:4] ** 2) / p_4
+    assert s4["estimate"] == "refit" and s4["posterior"] == "posterior-test"
+    assert s4["elpd"] == pytest.approx(norm.logpdf(Y[4], m_4, math.sqrt(1 / p_4 + 1.0)), abs=0.1)
+    assert s4["elpd_is"] == loso["studies"][4]["elpd"] and s4["pareto_k"] == 5.0
+    assert [s["estimate"] for s in out["studies"][:4]] == ["importance sampling"] * 4
+    assert out["studies"][:4] == [
+        dict(s, estimate="importance sampling") for s in loso["studies"][:4]
+    ]
+    assert out["max_pareto_k"] == max(s["pareto_k"] for s in loso["studies"][:4]) < 0.7
+    assert out["refitted"] == [{"study": "s4", "posterior": "posterior-test"}]
+    assert out["elpd"] == pytest.approx(sum(s["elpd"] for s in out["studies"]))
+    assert out["coverage_80"]["n"] == 5 and out["coverage_80"]["hits"] == 4
+    assert "scored instead by an exact refit" in out["method"]

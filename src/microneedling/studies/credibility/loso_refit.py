@@ -7,7 +7,7 @@ would be without it, the weights' tail is heavy (Pareto k > 0.7) and the estimat
 trusted; the same paper's remedy is to refit without the study. This module scores such refits:
 
     microneedling calibrate --screening shipped --leave-out STUDY --out DIR --workers 2
-    python -m microneedling.studies.credibility.loso_refit DIR [DIR ...] [--draws N] [--seed S]
+    python -m microneedling.studies.credibility.loso_refit DIR [DIR ...] [--draws N] [--seed S] [--ship]
 
 For each left-out study of a refit (``left_out`` in its posterior summary) it compares, on the same
 calibration problem (the shipped posterior's: its factors, the nuisance settings it sampled, its
@@ -28,6 +28,13 @@ answers "what would the calibration say without this study", not "what would a w
 calibration select". Both are scored on the likelihood the shipped posterior was fitted with
 (:func:`~microneedling.studies.credibility.loso.fitted_problem`); a refit of other inputs
 (another screening, other parameter files, rows or protocols changed since) is refused.
+
+``--ship`` puts a refit beside the shipped posterior (``data/calibration/refits/<version>``,
+:func:`ship_refit`) once it has converged (its own importance correction's k_hat <= 0.7) and its
+inputs are the posterior's; ``microneedling validate`` then scores that study by the refit instead
+of by importance sampling (:func:`shipped_refits`, :func:`with_refits`) and says so in the
+credibility report. A refit that stops applying (a new calibration, changed rows or protocols) is
+listed there with the reason, never used.
 """
 
 from __future__ import annotations
@@ -35,27 +42,51 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from microneedling.errors import InputError
-from microneedling.io import write_text_atomic
+from microneedling.errors import InputError, ParameterError
+from microneedling.io import atomic_path, write_text_atomic
 from microneedling.parameters.parameter_set import load_parameters
-from microneedling.parameters.sampling import Posterior, load_posterior, shipped_posterior
+from microneedling.parameters.sampling import (
+    Posterior,
+    calibration_dir,
+    load_posterior,
+    shipped_posterior,
+)
 from microneedling.studies.credibility.calibrate import CalibrationConfig, Problem, load_config
 from microneedling.studies.credibility.loso import (
+    IMPORTANCE,
+    REFIT,
     distinct_draws,
     fitted_problem,
     leave_one_study_out,
     left_out_scores,
+    loso_totals,
     posterior_x,
 )
 from microneedling.studies.credibility.posterior import run_summary
 
-__all__ = ["compare_refits", "format_table", "refit_posterior", "refit_scores"]
+__all__ = [
+    "CONVERGED_K_HAT",
+    "compare_refits",
+    "format_table",
+    "refit_issue",
+    "refit_posterior",
+    "refit_scores",
+    "refits_dir",
+    "ship_refit",
+    "shipped_refits",
+    "with_refits",
+]
+
+#: a refit's own importance correction (emulate-sample-correct) must be reliable for its draws to
+#: stand for the posterior without the study: Pareto k_hat below 0.7 (Vehtari et al. 2024)
+CONVERGED_K_HAT = 0.7
 
 
 def refit_posterior(run_dir: Path) -> Posterior:
@@ -110,6 +141,163 @@ def _same_inputs(full: Posterior, refit: Posterior, where: str) -> None:
         raise InputError(f"{where}: screening", got, f"the shipped posterior's, {want}")
 
 
+def refits_dir(post: Posterior) -> Path:
+    """``data/calibration/refits/<version of post>``: the shipped refits that cross-validate the
+    posterior ``post`` (a new calibration starts with none)."""
+    return calibration_dir() / "refits" / post.version
+
+
+def refit_issue(full: Posterior, refit: Posterior, config: CalibrationConfig) -> str | None:
+    """Why ``refit`` cannot stand for the calibration of ``full`` without its left-out study, or
+    ``None`` when it can: it must leave out one study of ``full``'s, with ``full``'s factors,
+    parameter files and screening; its own importance correction must be reliable (k_hat <=
+    :data:`CONVERGED_K_HAT`); and the problem it was fitted on, rebuilt from today's inputs
+    (:func:`~microneedling.studies.credibility.loso.fitted_problem`), must have the fingerprint
+    it recorded (rows, protocols, priors and settings unchanged since the refit)."""
+    left = [str(s) for s in refit.summary.get("left_out", [])]
+    if len(left) != 1:
+        return f"it leaves out {left or 'no study'}, not one study"
+    studies = {r["study"] for r in full.summary.get("rows", []) if "study" in r}
+    if studies and left[0] not in studies:
+        return f"{left[0]} is not a study of {full.version}"
+    if [f["label"] for f in refit.factors] != [f["label"] for f in full.factors]:
+        return f"its factors are not those of {full.version}"
+    try:
+        _same_inputs(full, refit, refit.version)
+    except InputError as e:
+        return str(e)
+    k_hat = refit.summary.get("diagnostics", {}).get("importance", {}).get("k_hat")
+    if k_hat is not None and not float(k_hat) <= CONVERGED_K_HAT:
+        return (
+            f"its importance correction did not converge (k_hat {float(k_hat):.2f} > "
+            f"{CONVERGED_K_HAT})"
+        )
+    try:
+        fingerprint = fitted_problem(refit, config).fingerprint()
+    except InputError as e:
+        return str(e)
+    if fingerprint != refit.summary.get("fingerprint"):
+        return (
+            f"the calibration's inputs changed since the refit (fingerprint {fingerprint}, "
+            f"fitted on {refit.summary.get('fingerprint')}): refit again"
+        )
+    return None
+
+
+def _shipped() -> Posterior:
+    """The shipped posterior when it applies to the parameter files; an :class:`InputError`
+    otherwise."""
+    full = shipped_posterior(load_parameters())
+    if full is None:
+        raise InputError(
+            "posterior", "none applies", "a shipped calibration of these parameter files"
+        )
+    return full
+
+
+def _as_fitted(full: Posterior, config: CalibrationConfig) -> Problem:
+    """The problem ``full`` was fitted on; an :class:`InputError` if the calibration's inputs
+    changed since (its fingerprint is not the one ``full`` recorded)."""
+    problem = fitted_problem(full, config)
+    if problem.fingerprint() != full.summary.get("fingerprint"):
+        raise InputError(
+            "calibration inputs",
+            problem.fingerprint(),
+            f"those the shipped posterior was fitted on ({full.summary.get('fingerprint')}): "
+            "rows, protocols or settings changed since; recalibrate first",
+        )
+    return problem
+
+
+def ship_refit(run_dir: Path, *, config: CalibrationConfig | None = None) -> Path:
+    """Copy the refit of ``run_dir`` (a ``calibrate --leave-out STUDY`` run) into
+    :func:`refits_dir` of the shipped posterior, replacing an earlier refit of the same study, so
+    that ``validate`` scores that study by it. Refused (an :class:`InputError`, nothing written)
+    unless :func:`refit_issue` finds none. Returns the shipped summary's path."""
+    config = config or load_config()
+    full = _shipped()
+    _as_fitted(full, config)
+    refit = refit_posterior(Path(run_dir))
+    issue = refit_issue(full, refit, config)
+    if issue is not None:
+        raise InputError(
+            "DIR", str(run_dir), f"a refit that cross-validates {full.version}: {issue}"
+        )
+    study = refit.summary["left_out"][0]
+    d = refits_dir(full)
+    d.mkdir(parents=True, exist_ok=True)
+    src = run_summary(Path(run_dir), "DIR")
+    for p in (src.parent / refit.summary["samples"], src):
+        with atomic_path(d / p.name) as tmp:
+            tmp.write_bytes(p.read_bytes())
+    for old in d.glob("posterior-*.toml"):  # an earlier refit of the same study
+        if old.name != src.name and load_posterior(old).summary.get("left_out") == [study]:
+            (d / str(load_posterior(old).summary["samples"])).unlink(missing_ok=True)
+            old.unlink()
+    return d / src.name
+
+
+def shipped_refits(
+    full: Posterior, config: CalibrationConfig
+) -> tuple[list[Posterior], list[dict[str, str]]]:
+    """The refits shipped for ``full`` (:func:`refits_dir`) that stand for its calibration without
+    their study, and the others with the reason (``file``, ``reason``: :func:`refit_issue`, or
+    samples that do not match their summary's hash)."""
+    usable: list[Posterior] = []
+    refused: list[dict[str, str]] = []
+    for p in sorted(refits_dir(full).glob("posterior-*.toml")):
+        try:
+            refit = load_posterior(p)
+        except (ParameterError, OSError) as e:
+            refused.append({"file": p.name, "reason": str(e)})
+            continue
+        issue = refit_issue(full, refit, config)
+        if issue is None:
+            usable.append(refit)
+        else:
+            refused.append({"file": p.name, "reason": issue})
+    return usable, refused
+
+
+def with_refits(
+    loso: dict[str, Any],
+    problem: Problem,
+    refits: Sequence[Posterior],
+    *,
+    draws: int,
+    seed: int,
+    bootstrap: int,
+) -> dict[str, Any]:
+    """The importance-sampling leave-one-study-out ``loso``
+    (:func:`~microneedling.studies.credibility.loso.leave_one_study_out` on ``problem``) with each
+    refit's study scored by the refit instead (:func:`refit_scores`, ``draws`` draws): its
+    ``elpd`` and rows are the refit's, ``estimate`` is ``"refit"``, and the importance-sampling
+    ``elpd_is`` and ``pareto_k`` are kept beside them. The totals are recomputed
+    (:func:`~microneedling.studies.credibility.loso.loso_totals`)."""
+    studies = [dict(s) for s in loso["studies"]]
+    index = {s["study"]: j for j, s in enumerate(studies)}
+    for refit in refits:
+        ex = refit_scores(problem, refit, draws, seed)
+        est = studies[index[ex["study"]]] if ex["study"] in index else {}
+        entry = {
+            "study": ex["study"],
+            "elpd": ex["elpd"],
+            "rows": ex["rows"],
+            "pareto_k": est.get("pareto_k", math.nan),
+            "elpd_is": est.get("elpd", math.nan),
+            "estimate": REFIT,
+            "posterior": ex["posterior"],
+            "draws": ex["draws"],
+        }
+        if ex["study"] in index:
+            studies[index[ex["study"]]] = entry
+        else:
+            studies.append(entry)
+    for s in studies:
+        s.setdefault("estimate", IMPORTANCE)
+    return loso_totals(studies, seed, bootstrap)
+
+
 def compare_refits(
     run_dirs: Sequence[Path],
     *,
@@ -124,22 +312,11 @@ def compare_refits(
     ``elpd_refit``, ``rows`` (``key``, ``pit_is``, ``pit_refit``, ``covered_is``,
     ``covered_refit``), the refit's ``posterior``."""
     config = config or load_config()
-    full = post or shipped_posterior(load_parameters())
-    if full is None:
-        raise InputError(
-            "posterior", "none applies", "a shipped calibration of these parameter files"
-        )
+    full = post or _shipped()
     refits = [(Path(d), refit_posterior(Path(d))) for d in run_dirs]
     for d, refit in refits:
         _same_inputs(full, refit, str(d))
-    problem = fitted_problem(full, config)
-    if problem.fingerprint() != full.summary.get("fingerprint"):
-        raise InputError(
-            "calibration inputs",
-            problem.fingerprint(),
-            f"those the shipped posterior was fitted on ({full.summary.get('fingerprint')}): "
-            "rows, protocols or settings changed since; recalibrate first",
-        )
+    problem = _as_fitted(full, config)
     n = min([draws, full.n_samples, *(r.n_samples for _, r in refits)])
     x = posterior_x(problem, full, distinct_draws(full.n_samples, n, seed), seed)
     psis = leave_one_study_out(problem, x, seed, bootstrap=config.validation.bootstrap)
@@ -224,11 +401,28 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a rep
     ap.add_argument("--draws", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, metavar="FILE")
+    ap.add_argument(
+        "--ship",
+        action="store_true",
+        help="also ship each refit into data/calibration/refits/<posterior> (validate then "
+        "scores its study by it); refused unless it converged and its inputs are the shipped "
+        "posterior's",
+    )
     a = ap.parse_args(argv)
     table = compare_refits(a.dirs, draws=a.draws, seed=a.seed)
     print(format_table(table))
     if a.json is not None:
         write_text_atomic(json.dumps(_finite(table), indent=2, allow_nan=False), a.json)
+    if a.ship:
+        refused = 0
+        for d in a.dirs:
+            try:
+                print(f"shipped {ship_refit(d)}")
+            except InputError as e:
+                refused += 1
+                print(f"not shipped: {e}", file=sys.stderr)
+        if refused:
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

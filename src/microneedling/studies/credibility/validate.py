@@ -86,6 +86,7 @@ from microneedling.studies.credibility.loso import (
     leave_one_study_out,
     posterior_x,
 )
+from microneedling.studies.credibility.loso_refit import shipped_refits, with_refits
 from microneedling.studies.credibility.metrics import (
     clustered_rate,
     crps,
@@ -565,7 +566,10 @@ def _summary(results: Sequence[RowResult], config: CalibrationConfig, seed: int)
 def calibration_check(
     post: Posterior, config: CalibrationConfig, draws: int, seed: int
 ) -> dict[str, Any]:
-    """Calibration rows against their posterior predictive, and leave-one-study-out CV."""
+    """Calibration rows against their posterior predictive, and leave-one-study-out CV: by
+    importance sampling, except for the studies of the refits shipped for ``post``
+    (:func:`~microneedling.studies.credibility.loso_refit.shipped_refits`), which are scored by
+    their refit; a shipped refit that does not apply is listed in ``loso["refits_refused"]``."""
     t0 = time.perf_counter()
     problem = fitted_problem(post, config)
     idx = distinct_draws(post.n_samples, draws, seed)
@@ -589,6 +593,12 @@ def calibration_check(
             }
         )
     loso = leave_one_study_out(problem, x, seed, bootstrap=config.validation.bootstrap, by=by)
+    refits, refused = shipped_refits(post, config)
+    if refits:
+        loso = with_refits(
+            loso, problem, refits, draws=len(idx), seed=seed, bootstrap=config.validation.bootstrap
+        )
+    loso["refits_refused"] = refused
     return {
         "posterior": post.version,
         "draws": len(idx),
