@@ -64,3 +64,33 @@ def test_leave_one_study_out_matches_the_exact_conjugate_predictive() -> None:
     )
     assert out["elpd"] == pytest.approx(exact, abs=0.05)
     assert out["unscored"] == [] and out["max_pareto_k"] < 0.7
+
+
+def test_the_problem_as_fitted_reads_the_stand_ins_spread_the_posterior_recorded() -> None:
+    """A posterior that records its stand-ins' spread is rebuilt with it whatever screening file
+    is shipped; one that does not falls back on the shipped screening, and refuses a screening it
+    was not fitted with."""
+    import copy
+
+    from microneedling.errors import InputError
+    from microneedling.parameters.parameter_set import load_parameters
+    from microneedling.parameters.sampling import Posterior, shipped_posterior
+    from microneedling.studies.credibility.calibrate import load_config
+    from microneedling.studies.credibility.loso import fitted_problem
+    from microneedling.studies.credibility.screening import load_screening
+
+    post = shipped_posterior(load_parameters())
+    assert post is not None
+    config = load_config()
+    sd = dict(load_screening()["nuisances"]["stand_in_sd"])
+    assert "stand_in_sd" not in post.summary["screening"]  # fitted before the record
+    summary = copy.deepcopy(post.summary)
+    summary["screening"]["version"] = "screening-other"
+    with pytest.raises(InputError, match=r"screening\.toml"):
+        fitted_problem(Posterior(post.version, summary, post.x), config)
+    summary["screening"]["stand_in_sd"] = sd
+    recorded = fitted_problem(Posterior(post.version, summary, post.x), config)
+    assert recorded.fingerprint() == post.summary["fingerprint"]
+    summary["screening"]["stand_in_sd"] = {k: 2.0 * v for k, v in sd.items()}
+    wider = fitted_problem(Posterior(post.version, summary, post.x), config)
+    assert wider.fingerprint() != post.summary["fingerprint"]

@@ -99,6 +99,17 @@ def test_summary_diagnostics_and_identifiability(chain: Any) -> None:
     assert all(0.0 <= r["pit"] <= 1.0 for r in s["rows"])
 
 
+def test_the_summary_records_the_stand_ins_spread_it_was_fitted_with(chain: Any) -> None:
+    """The screening's stand-ins' spread (added to each row's SE) is part of the likelihood, so
+    the posterior records it; a screening without one records none."""
+    problem = linear_problem()
+    screen = {"version": "screening-x", "selected": [], "nuisances": {"stand_in_sd": {"r0": 0.4}}}
+    s = summarise(problem, chain, small_config(), screening=screen)
+    assert s["screening"] == {"version": "screening-x", "selected": [], "stand_in_sd": {"r0": 0.4}}
+    bare = summarise(problem, chain, small_config(), screening={"version": "screening-y"})
+    assert bare["screening"] == {"version": "screening-y"}
+
+
 def test_a_resumed_run_is_the_same_chain(tmp_path: Path) -> None:
     problem = linear_problem()
     cfg = small_config(steps=300, chunk_steps=50)

@@ -60,15 +60,21 @@ REFIT = "refit"
 def fitted_problem(post: Posterior, config: CalibrationConfig) -> Problem:
     """The calibration problem ``post`` was fitted on: its factors, the nuisance settings it
     sampled, the spread of the other settings' stand-ins that its screening added to the rows'
-    SE, the graded counts' between-patient spread it was fitted with, every calibration study but
-    the one a cross-validation refit left out (``left_out``). Its
+    SE (recorded in its summary; for an older posterior, the shipped screening's, which must be the
+    one it was fitted with), the graded counts' between-patient spread it was fitted with, every
+    calibration study but the one a cross-validation refit left out (``left_out``). Its
     :meth:`~Problem.fingerprint` equals the posterior's ``fingerprint`` unless the calibration's
     inputs (rows, protocols, parameter files, settings) changed since the fit. An
-    :class:`InputError` if the shipped screening is not the one the posterior was fitted with."""
-    screen = load_screening()
-    want = post.summary.get("screening", {}).get("version")
-    if want is not None and screen.get("version") != want:
-        raise InputError("data/calibration/screening.toml", screen.get("version"), f"{want}")
+    :class:`InputError` if the spread must come from the shipped screening and that is not the
+    one the posterior was fitted with."""
+    recorded = post.summary.get("screening", {})
+    stand_in_sd = recorded.get("stand_in_sd")
+    if stand_in_sd is None:  # a posterior older than the record: the shipped screening's
+        screen = load_screening()
+        want = recorded.get("version")
+        if want is not None and screen.get("version") != want:
+            raise InputError("data/calibration/screening.toml", screen.get("version"), f"{want}")
+        stand_in_sd = screen.get("nuisances", {}).get("stand_in_sd", {})
     sampled = {n["label"] for n in post.nuisances}
     protocols = load_protocols()
     current = nuisances(rows("calibration"), protocols)
@@ -77,7 +83,7 @@ def fitted_problem(post: Posterior, config: CalibrationConfig) -> Problem:
         config=config,
         exclude_studies=[str(s) for s in post.summary.get("left_out", [])],
         nuisance_labels=[n.label for n in current if n.label in sampled],
-        stand_in_sd=dict(screen.get("nuisances", {}).get("stand_in_sd", {})),
+        stand_in_sd=dict(stand_in_sd),
         patient_spread=recorded_spread(post.summary, protocols),
     )
 

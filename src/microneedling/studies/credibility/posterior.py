@@ -451,9 +451,18 @@ def summarise_samples(
         "diagnostics": diag,
         "history_matching": history or {},
         "screening": {
-            k: screening[k]
-            for k in ("version", "selected", "n_runs", "seconds")
-            if screening and k in screening
+            **{
+                k: screening[k]
+                for k in ("version", "selected", "n_runs", "seconds")
+                if screening and k in screening
+            },
+            # the stand-ins' spread added to each row's SE: the likelihood as fitted needs it
+            # (loso.fitted_problem), whatever screening file is shipped later
+            **(
+                {"stand_in_sd": dict(screening["nuisances"]["stand_in_sd"])}
+                if screening and "stand_in_sd" in screening.get("nuisances", {})
+                else {}
+            ),
         },
         "settings": config.model_dump(exclude={"priors", "validation"}),
     }
