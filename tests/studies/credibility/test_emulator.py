@@ -146,6 +146,41 @@ def test_a_biased_emulator_is_corrected_by_the_model(monkeypatch: pytest.MonkeyP
     assert draws["ess_fraction"] < 0.9
 
 
+@pytest.mark.parametrize(
+    ("rounds", "max_rounds", "k_hats", "ran"),
+    [
+        (1, None, [1.2], 1),  # no max_rounds: the rounds asked for, whatever k_hat is
+        (1, 3, [1.2, 0.5], 2),  # one more round, until the weights are reliable
+        (1, 3, [1.2, 0.9, 0.8], 3),  # at most max_rounds
+        (2, 4, [0.4, 0.5], 2),  # reliable after the rounds asked for: stop there
+    ],
+)
+def test_rounds_continue_while_the_importance_weights_are_unreliable(
+    monkeypatch: pytest.MonkeyPatch,
+    rounds: int,
+    max_rounds: int | None,
+    k_hats: list[float],
+    ran: int,
+) -> None:
+    """``max_rounds`` adds rounds while the last round's k_hat is above 0.7 (the weights' own
+    k_hat replaced by a script, so each case is exact)."""
+    from microneedling.studies.credibility import emulator
+
+    original = emulator.importance_weights
+    script = iter(k_hats)
+
+    def scripted(log_target: np.ndarray, log_proposal: np.ndarray) -> dict[str, Any]:
+        return {**original(log_target, log_proposal), "k_hat": next(script)}
+
+    monkeypatch.setattr(emulator, "importance_weights", scripted)
+    problem = curved_problem()
+    cfg = small_config(rounds=rounds, max_rounds=max_rounds, draws=300)
+    _, _, diag = emulate_sample_correct(problem, history(problem), cfg)
+    got = [r["k_hat"] for r in diag["importance"]["rounds"]]
+    assert got == k_hats[:ran]
+    assert diag["importance"]["k_hat"] == k_hats[ran - 1]
+
+
 def test_a_stored_run_resumes_without_running_the_model_again(tmp_path: Path) -> None:
     problem = curved_problem()
     hm = history(problem)

@@ -30,7 +30,14 @@ def tiny_config(rounds: int = 1) -> CalibrationConfig:
                 update={"min_walkers": 2, "steps": 4, "chunk_steps": 2, "keep": 50}
             ),
             "emulator": c.emulator.model_copy(
-                update={"rounds": rounds, "steps": 4, "draws": 16, "hidden": (8,), "members": 1}
+                update={
+                    "rounds": rounds,
+                    "max_rounds": None,
+                    "steps": 4,
+                    "draws": 16,
+                    "hidden": (8,),
+                    "members": 1,
+                }
             ),
         }
     )

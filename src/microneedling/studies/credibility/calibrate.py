@@ -211,6 +211,9 @@ class SamplerConfig(_Config):
 
 class EmulatorConfig(_Config):
     rounds: Annotated[Integer, Field(ge=0)]
+    # more rounds, up to this many, while the last one's importance correction is unreliable
+    # (k_hat > 0.7); the default, ``rounds``, stops after ``rounds`` whatever k_hat is
+    max_rounds: Annotated[Integer, Field(ge=0)] | None = None
     steps: _Pos
     draws: Annotated[Integer, Field(ge=16)]
     hidden: tuple[_Pos, ...]

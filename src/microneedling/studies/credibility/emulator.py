@@ -58,6 +58,7 @@ from microneedling.studies.credibility.likelihood import expit, logit
 from microneedling.studies.credibility.posterior import diagnostics, run_sampler
 
 __all__ = [
+    "RELIABLE_K_HAT",
     "EmulatedPosterior",
     "Emulator",
     "ImportanceRound",
@@ -71,6 +72,10 @@ __all__ = [
 ]
 
 _P_EPS = 1e-6
+
+#: Pareto k_hat of a round's importance weights below which they are reliable (Vehtari et al.
+#: 2024, *JMLR* 25:72); ``[emulator] max_rounds`` adds rounds until the last one is
+RELIABLE_K_HAT = 0.7
 
 
 def model_columns(problem: Problem) -> np.ndarray:
@@ -407,6 +412,11 @@ def emulate_sample_correct(
     posterior median of 2026-12-07), so the last round's posterior uses the spread of the one
     before, not the prior mode's. The round's spread is in its diagnostics and in its store's fingerprint.
 
+    ``[emulator] rounds`` rounds run; with ``max_rounds``, more follow (up to that many) while the
+    last round's importance weights are unreliable (k_hat > :data:`RELIABLE_K_HAT`): each round's
+    emulator trains on every model run so far, so a round that missed the posterior's mass
+    teaches the next where it is.
+
     Returns the resampled posterior draws (keep, D), their blobs (keep, R + S: model predictions
     and log-likelihood per study, like a chain's) and the diagnostics (per round, the emulated
     chain's R-hat/ESS, the importance ``k_hat``/ESS). Each round's draws and their model runs are
@@ -423,7 +433,10 @@ def emulate_sample_correct(
     rounds: list[ImportanceRound] = []
     # the rounds build on the history match: its settings are part of their fingerprint
     fp = f"esc-{problem.fingerprint()}-{config.fingerprint('history_matching', 'emulator', 'sampler')}"
-    for r in range(1, ec.rounds + 1):
+    last_round = max(ec.rounds, ec.max_rounds if ec.max_rounds is not None else ec.rounds)
+    for r in range(1, last_round + 1):
+        if r > ec.rounds and rounds[-1].k_hat <= RELIABLE_K_HAT:
+            break  # the rounds asked for are done and the last one's weights are reliable
         t0 = time.perf_counter()
         spread: dict[str, list[float]] = {}
         if respread is not None and rounds:

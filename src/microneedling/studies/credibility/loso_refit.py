@@ -59,6 +59,7 @@ from microneedling.parameters.sampling import (
     shipped_posterior,
 )
 from microneedling.studies.credibility.calibrate import CalibrationConfig, Problem, load_config
+from microneedling.studies.credibility.emulator import RELIABLE_K_HAT
 from microneedling.studies.credibility.loso import (
     IMPORTANCE,
     REFIT,
@@ -86,7 +87,7 @@ __all__ = [
 
 #: a refit's own importance correction (emulate-sample-correct) must be reliable for its draws to
 #: stand for the posterior without the study: Pareto k_hat below 0.7 (Vehtari et al. 2024)
-CONVERGED_K_HAT = 0.7
+CONVERGED_K_HAT = RELIABLE_K_HAT
 
 
 def refit_posterior(run_dir: Path) -> Posterior:
