@@ -271,3 +271,16 @@ def test_weighted_median_is_the_median_under_the_weights() -> None:
     np.testing.assert_array_equal(weighted_median(x, [0.1, 0.1, 0.1, 0.7]), [10.0, 2.0])
     with pytest.raises(InputError):
         weighted_median(x, np.zeros(4))
+
+
+def test_max_rounds_is_not_part_of_a_rounds_fingerprint() -> None:
+    """A stored round resumes under another ``max_rounds`` (it decides only whether more rounds
+    follow); ``rounds`` itself still changes the fingerprint."""
+    c = load_config()
+
+    def fp(**emulator: Any) -> str:
+        cfg = c.model_copy(update={"emulator": c.emulator.model_copy(update=emulator)})
+        return cfg.fingerprint("history_matching", "emulator", "sampler")
+
+    assert fp(max_rounds=None) == fp(max_rounds=5) == fp(max_rounds=9)
+    assert fp(rounds=2) != fp(rounds=3)

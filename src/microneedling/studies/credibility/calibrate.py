@@ -262,8 +262,10 @@ class CalibrationConfig(_Config):
     def fingerprint(self, *sections: str) -> str:
         """Hash of the settings (part of every stage's fingerprint): of the named sections only
         (e.g. ``"history_matching"``), so a stage's stored chunks survive a change of the settings
-        of later stages; all of them without names."""
-        dump = self.model_dump()
+        of later stages; all of them without names. ``[emulator] max_rounds`` is left out: it
+        decides only whether more rounds follow, never what a round computes, so a stored round
+        resumes under another ``max_rounds``."""
+        dump = self.model_dump(exclude={"emulator": {"max_rounds"}})
         content = {k: dump[k] for k in sections} if sections else dump
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -45,6 +45,7 @@ import arviz as az
 import numpy as np
 
 from microneedling.engine.executor import ChunkStore, map_chunks
+from microneedling.errors import InputError
 from microneedling.studies.credibility.calibrate import (
     CalibrationConfig,
     HistoryMatch,
@@ -423,6 +424,8 @@ def emulate_sample_correct(
     kept in ``store_dir`` (resume: a stored round is loaded, not re-drawn).
     """
     ec, sc = config.emulator, config.sampler
+    if ec.rounds < 1:
+        raise InputError("[emulator] rounds", ec.rounds, ">= 1 (0 means emcee on the model)")
     walkers = sc.walkers or max(2 * problem.ndim + 2, sc.min_walkers)
     walkers += walkers % 2
     cols = model_columns(problem)

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from microneedling.errors import InputError, ParameterError
+from microneedling.errors import InputError
 from microneedling.io import atomic_path, write_text_atomic
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import (
@@ -148,31 +148,57 @@ def refits_dir(post: Posterior) -> Path:
     return calibration_dir() / "refits" / post.version
 
 
-def refit_issue(full: Posterior, refit: Posterior, config: CalibrationConfig) -> str | None:
+#: a refit sampled by emcee on the model (``[emulator] rounds = 0``) has no importance correction:
+#: its chains must have mixed instead (Vehtari et al. 2021: rank-normalised R-hat below 1.01 for
+#: a final analysis, 1.05 the looser bound used by the calibration's own report)
+CONVERGED_R_HAT = 1.05
+
+
+def _convergence_issue(refit: Posterior) -> str | None:
+    """Why the refit's sampling cannot be trusted, or ``None``: its importance correction's k_hat
+    above :data:`CONVERGED_K_HAT`, or (no correction: emcee on the model) its R-hat above
+    :data:`CONVERGED_R_HAT`, or no convergence record at all."""
+    diag = refit.summary.get("diagnostics", {})
+    k_hat = diag.get("importance", {}).get("k_hat")
+    if k_hat is not None:
+        if float(k_hat) <= CONVERGED_K_HAT:
+            return None
+        return (
+            f"its importance correction did not converge (k_hat {float(k_hat):.2f} > "
+            f"{CONVERGED_K_HAT})"
+        )
+    r_hat = diag.get("r_hat_max")
+    if r_hat is None:
+        return "it records no convergence diagnostic (no importance k_hat, no R-hat)"
+    if float(r_hat) <= CONVERGED_R_HAT:
+        return None
+    return f"its chains did not mix (max R-hat {float(r_hat):.3g} > {CONVERGED_R_HAT})"
+
+
+def refit_issue(
+    full: Posterior, refit: Posterior, config: CalibrationConfig, studies: Sequence[str]
+) -> str | None:
     """Why ``refit`` cannot stand for the calibration of ``full`` without its left-out study, or
-    ``None`` when it can: it must leave out one study of ``full``'s, with ``full``'s factors,
-    parameter files and screening; its own importance correction must be reliable (k_hat <=
-    :data:`CONVERGED_K_HAT`); and the problem it was fitted on, rebuilt from today's inputs
-    (:func:`~microneedling.studies.credibility.loso.fitted_problem`), must have the fingerprint
-    it recorded (rows, protocols, priors and settings unchanged since the refit)."""
+    ``None`` when it can: it must leave out one of ``studies`` (the studies of ``full``'s problem
+    as rebuilt today, :func:`~microneedling.studies.credibility.loso.fitted_problem`), with
+    ``full``'s factors, parameter files and screening; its sampling must have converged (k_hat <=
+    :data:`CONVERGED_K_HAT` of its importance correction); and the problem it was fitted on,
+    rebuilt from today's inputs, must have the fingerprint it recorded (rows, protocols, priors
+    and settings unchanged since the refit)."""
     left = [str(s) for s in refit.summary.get("left_out", [])]
     if len(left) != 1:
         return f"it leaves out {left or 'no study'}, not one study"
-    studies = {r["study"] for r in full.summary.get("rows", []) if "study" in r}
-    if studies and left[0] not in studies:
-        return f"{left[0]} is not a study of {full.version}"
+    if left[0] not in studies:
+        return f"{left[0]} is not a study of the calibration problem of {full.version} today"
     if [f["label"] for f in refit.factors] != [f["label"] for f in full.factors]:
         return f"its factors are not those of {full.version}"
     try:
         _same_inputs(full, refit, refit.version)
     except InputError as e:
         return str(e)
-    k_hat = refit.summary.get("diagnostics", {}).get("importance", {}).get("k_hat")
-    if k_hat is not None and not float(k_hat) <= CONVERGED_K_HAT:
-        return (
-            f"its importance correction did not converge (k_hat {float(k_hat):.2f} > "
-            f"{CONVERGED_K_HAT})"
-        )
+    converged = _convergence_issue(refit)
+    if converged is not None:
+        return converged
     try:
         fingerprint = fitted_problem(refit, config).fingerprint()
     except InputError as e:
@@ -217,46 +243,65 @@ def ship_refit(run_dir: Path, *, config: CalibrationConfig | None = None) -> Pat
     unless :func:`refit_issue` finds none. Returns the shipped summary's path."""
     config = config or load_config()
     full = _shipped()
-    _as_fitted(full, config)
+    problem = _as_fitted(full, config)
     refit = refit_posterior(Path(run_dir))
-    issue = refit_issue(full, refit, config)
+    issue = refit_issue(full, refit, config, problem.likelihood.studies)
     if issue is not None:
         raise InputError(
             "DIR", str(run_dir), f"a refit that cross-validates {full.version}: {issue}"
         )
     study = refit.summary["left_out"][0]
     d = refits_dir(full)
-    d.mkdir(parents=True, exist_ok=True)
     src = run_summary(Path(run_dir), "DIR")
-    for p in (src.parent / refit.summary["samples"], src):
-        with atomic_path(d / p.name) as tmp:
+    # the earlier refits of the study, read before anything is written (a file that cannot be
+    # read stops the shipping here)
+    older = [
+        (old, d / str(load_posterior(old).summary["samples"]))
+        for old in sorted(d.glob("posterior-*.toml"))
+        if old.name != src.name and load_posterior(old).summary.get("left_out") == [study]
+    ]
+    d.mkdir(parents=True, exist_ok=True)
+    for p in (src.parent / refit.summary["samples"], src):  # samples first: a summary on disk
+        with atomic_path(d / p.name) as tmp:  # always has its samples
             tmp.write_bytes(p.read_bytes())
-    for old in d.glob("posterior-*.toml"):  # an earlier refit of the same study
-        if old.name != src.name and load_posterior(old).summary.get("left_out") == [study]:
-            (d / str(load_posterior(old).summary["samples"])).unlink(missing_ok=True)
-            old.unlink()
+    for toml, npz in older:  # summary first: no summary is left without its samples
+        toml.unlink()
+        npz.unlink(missing_ok=True)
     return d / src.name
 
 
 def shipped_refits(
-    full: Posterior, config: CalibrationConfig
+    full: Posterior, config: CalibrationConfig, studies: Sequence[str]
 ) -> tuple[list[Posterior], list[dict[str, str]]]:
     """The refits shipped for ``full`` (:func:`refits_dir`) that stand for its calibration without
-    their study, and the others with the reason (``file``, ``reason``: :func:`refit_issue`, or
-    samples that do not match their summary's hash)."""
+    their study (``studies``: those of its problem as rebuilt today), and the others with the
+    reason (``file``, ``reason``): :func:`refit_issue`, a file that cannot be read or whose
+    samples do not match their summary's hash, or a second refit of the same study (an
+    interrupted :func:`ship_refit`: both are refused, since which one is meant is unknown)."""
     usable: list[Posterior] = []
     refused: list[dict[str, str]] = []
     for p in sorted(refits_dir(full).glob("posterior-*.toml")):
         try:
             refit = load_posterior(p)
-        except (ParameterError, OSError) as e:
-            refused.append({"file": p.name, "reason": str(e)})
+        except Exception as e:  # any file that cannot be read is refused, never used
+            refused.append({"file": p.name, "reason": f"{type(e).__name__}: {e}"})
             continue
-        issue = refit_issue(full, refit, config)
+        issue = refit_issue(full, refit, config, studies)
         if issue is None:
             usable.append(refit)
         else:
             refused.append({"file": p.name, "reason": issue})
+    count: dict[str, int] = {}
+    for r in usable:
+        count[r.summary["left_out"][0]] = count.get(r.summary["left_out"][0], 0) + 1
+    for r in [r for r in usable if count[r.summary["left_out"][0]] > 1]:
+        usable.remove(r)
+        refused.append(
+            {
+                "file": f"{r.version}.toml",
+                "reason": f"another shipped refit also leaves out {r.summary['left_out'][0]}",
+            }
+        )
     return usable, refused
 
 

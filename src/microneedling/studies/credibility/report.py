@@ -539,6 +539,8 @@ def grade_factors(report: Mapping[str, Any], use: Mapping[str, Any]) -> list[dic
     loso = cc.get("loso", {})
     lcov = float((loso.get("coverage_80") or {}).get("rate") or 0.0)
     kmax = float(loso.get("max_pareto_k", math.inf) or math.inf)
+    if math.isnan(kmax) and loso.get("refitted"):
+        kmax = 0.0  # every study scored by a refit: no importance weights left to distrust
     out["calibration"] = (
         _grade(frac >= 0.9 and 0.7 <= lcov <= 0.9 and kmax <= 0.7, frac >= 0.7 and lcov >= 0.6),
         f"{n_in}/{n_rows} calibration rows inside their 80% posterior predictive (PIT in 0.1-0.9; "

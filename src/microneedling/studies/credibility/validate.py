@@ -593,7 +593,7 @@ def calibration_check(
             }
         )
     loso = leave_one_study_out(problem, x, seed, bootstrap=config.validation.bootstrap, by=by)
-    refits, refused = shipped_refits(post, config)
+    refits, refused = shipped_refits(post, config, problem.likelihood.studies)
     if refits:
         loso = with_refits(
             loso, problem, refits, draws=len(idx), seed=seed, bootstrap=config.validation.bootstrap
