@@ -94,3 +94,34 @@ def test_the_problem_as_fitted_reads_the_stand_ins_spread_the_posterior_recorded
     summary["screening"]["stand_in_sd"] = {k: 2.0 * v for k, v in sd.items()}
     wider = fitted_problem(Posterior(post.version, summary, post.x), config)
     assert wider.fingerprint() != post.summary["fingerprint"]
+
+
+def test_a_left_out_row_is_inside_its_interval_by_the_predictives_cdf_not_by_replicates() -> None:
+    """All the weight on one draw whose prediction equals the observation: the predictive is that
+    draw's N(f, sd), the PIT is 0.5 and the row is inside its 80% interval. (One replicate of that
+    draw, the interval the quantiles gave before, has zero width and misses almost surely.) A row
+    two predictive SDs away is outside on either side."""
+    from microneedling.studies.credibility.loso import left_out_scores
+    from tests.studies.credibility.toy import ToyProblem, toy_problem
+
+    class MeanOnly(ToyProblem):
+        model = staticmethod(lambda z: np.repeat(z[:, :1], 5, axis=1))
+        name = "mean"
+
+    y = np.array([0.2, -0.2, 0.9, 0.1, 2.6])
+    se = np.ones(5)
+    lik = toy_problem(MeanOnly, y, se).likelihood
+    D = 50
+    f = np.zeros((D, 5))
+    f[0] = y  # the one weighted draw predicts every row exactly
+    f[0, 4] = y[4] - 2.5  # ... but row 4, 2.5 SDs (of its observation) below
+    tau = np.full((D, 1), 1e-6)
+    w = np.zeros(D)
+    w[0] = 1.0
+    rng = np.random.default_rng(0)
+    got = {}
+    for j in range(5):
+        (row,) = left_out_scores(lik, f"s{j}", f, tau, np.zeros(D), w, rng)["rows"]
+        got[j] = (round(row["pit"], 3), row["covered_80"])
+    assert got[0] == (0.5, True)
+    assert got[4][1] is False and got[4][0] > 0.99

@@ -36,6 +36,7 @@ from microneedling.studies.credibility.literature import load_protocols, rows
 from microneedling.studies.credibility.metrics import (
     clustered_rate,
     inside_interval,
+    pit_consistent,
     psis_weights,
     weighted_quantile,
 )
@@ -131,7 +132,8 @@ def left_out_scores(
     """How well draws of a posterior fitted without ``study`` predict its rows: ``elpd`` (nats) =
     log sum_d w_d p(y_study | draw d) (``loglik`` (D,): log p(y_study | draw d); ``weights`` (D,),
     normalised: importance weights, or 1/D for the draws of a refit) and per row the weighted PIT
-    and whether the observation lies in the weighted 80% predictive interval (counts by their PIT).
+    and whether the observation lies in the weighted 80% predictive interval (read from the PIT,
+    the weighted mixture's CDF at the observation: :func:`pit_consistent`).
     ``f`` (D, R): the draws' predictions of every row; ``tau`` (D, Q): their discrepancy scales."""
     fin = np.isfinite(loglik)
     elpd = -math.inf
@@ -151,13 +153,22 @@ def left_out_scores(
             if good.any()
             else math.nan
         )
-        yrep = lik.predictive(i, fi, ti, rng)
-        lo = hi = math.nan  # counts are judged by their PIT
-        if spec.kind not in ("binomial", "ordinal"):
-            lo, hi = weighted_quantile(yrep, weights, [0.1, 0.9])
-        covered: bool | None = inside_interval(spec.kind, 80.0, pit, spec.observed, lo, hi)
-        if not math.isfinite(pit) and not (math.isfinite(lo) or math.isfinite(hi)):
-            covered = None  # no finite prediction with the study's settings redrawn: unscored
+        # The observation lies in the central 80% interval of the weighted predictive mixture
+        # F = sum_d w_d F_d exactly when F(y) = pit is in [0.1, 0.9] (on its side for a bound):
+        # read from the PIT, which is that CDF computed, not from quantiles of one replicate per
+        # draw, whose Monte Carlo error is large when few draws carry the weight (Kenkel 2021's
+        # 3-month attenuation, PIT 0.007, was counted inside by the quantiles, 2026-12-07).
+        covered: bool | None
+        if math.isfinite(pit):
+            covered = pit_consistent(spec.kind, pit)
+        else:  # no finite CDF: the replicates' interval, if they have one
+            yrep = lik.predictive(i, fi, ti, rng)
+            lo = hi = math.nan
+            if spec.kind not in ("binomial", "ordinal"):
+                lo, hi = weighted_quantile(yrep, weights, [0.1, 0.9])
+            covered = inside_interval(spec.kind, 80.0, pit, spec.observed, lo, hi)
+            if not (math.isfinite(lo) or math.isfinite(hi)):
+                covered = None  # no finite prediction with the study's settings redrawn
         rows_s.append({"key": spec.key, "pit": pit, "covered_80": covered})
     return {"elpd": elpd, "rows": rows_s}
 
