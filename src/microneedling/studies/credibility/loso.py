@@ -156,8 +156,7 @@ def left_out_scores(
         # The observation lies in the central 80% interval of the weighted predictive mixture
         # F = sum_d w_d F_d exactly when F(y) = pit is in [0.1, 0.9] (on its side for a bound):
         # read from the PIT, which is that CDF computed, not from quantiles of one replicate per
-        # draw, whose Monte Carlo error is large when few draws carry the weight (Kenkel 2021's
-        # 3-month attenuation, PIT 0.007, was counted inside by the quantiles, 2026-12-07).
+        # draw, whose Monte Carlo error is large when few draws carry the weight.
         covered: bool | None
         if math.isfinite(pit):
             covered = pit_consistent(spec.kind, pit)
