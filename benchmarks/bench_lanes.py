@@ -1,0 +1,290 @@
+"""Lockstep-lane microbenchmark of the healing step (issue 15; run on its own:
+``python benchmarks/bench_lanes.py [--patients 250] [--lanes 4,8] [--rounds 9]``).
+
+Per case, the cost of the pieces of one RODAS4 step of the healing model, scalar (one case at a
+time, the kernels :func:`~microneedling.physics.ode.integrate.solve_range` calls) against lanes
+(L cases at once, state laid out (n, L), :mod:`microneedling.physics.healing_lanes`):
+
+* RHS: one right-hand side (a step makes 6);
+* Jacobian: the analytic Jacobian (1 per step);
+* factor + 6 solves: the structured factor of G and the six stage solves;
+* whole step: what one accepted step costs, f(y) + J + the RODAS4 stages (6 RHS, factor, 6
+  solves, stage arithmetic).
+
+The states and parameters are real: the cases (patients and their scar floors) of a trial chunk
+of the acne roller arm, solved by the scalar path, at their output times. Every figure is a
+ratio scalar/lane measured in this one process, alternating A and B in rounds; quartiles over
+the rounds (the machine may be loaded: the ratio is what holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+from numba import njit
+
+from microneedling.physics import healing
+from microneedling.physics.healing_lanes import (
+    healing_factor_lanes,
+    healing_jacobian_lanes,
+    healing_rhs_lanes,
+    healing_solve_lanes,
+)
+from microneedling.physics.healing_rhs import N_STATE, healing_jacobian
+from microneedling.physics.ode.integrate import rodas4_step
+from microneedling.physics.ode.lanes import rodas4_step_lanes
+from microneedling.physics.ode.registry import (
+    HEALING,
+    jacobian_update,
+    rhs,
+    structured_factor,
+    structured_solve,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def trial_cases(n_patients: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The healing cases of one trial chunk (roller arm, its patients and their scar floors) as
+    the pipeline passes them to ``solve_distinct``: params (B, N_PARAM), t_out (T,) in days,
+    session days (B, K), jumps (B, K, N_STATE)."""
+    import bench_trial  # the roller-only trial spec of the trial benchmark
+    from microneedling.engine import batch
+    from microneedling.studies.trial.run import plan_chunks, run_chunk
+
+    spec = bench_trial._spec(n_patients)
+    task = next(t for t in plan_chunks(spec, n_patients, parallel=False) if t.arms == (0,))
+    with mock.patch.object(batch.healing, "solve_distinct", wraps=healing.solve_distinct) as spy:
+        run_chunk(dataclasses.replace(task, stop=task.start + n_patients))
+    a = spy.call_args.args
+    return a[0], a[1], a[2], a[3]
+
+
+# ----------------------------------------------------------------- timed loops (compiled)
+
+
+@njit(cache=False)
+def _scalar_rhs(ys, ps, out, reps):  # type: ignore[no-untyped-def]
+
+    for _ in range(reps):
+        for s in range(ys.shape[0]):
+            rhs(HEALING, 0.0, ys[s], ps[s], out)
+
+
+@njit(cache=False)
+def _lane_rhs(yl, pl, out, reps):  # type: ignore[no-untyped-def]
+
+    for _ in range(reps):
+        for g in range(yl.shape[0]):
+            healing_rhs_lanes(yl[g], pl[g], out)
+
+
+@njit(cache=False)
+def _scalar_jac(ys, ps, jac, reps):  # type: ignore[no-untyped-def]
+
+    yc = np.empty(ys.shape[1], dtype=np.complex128)
+    fc = np.empty(ys.shape[1], dtype=np.complex128)
+    for _ in range(reps):
+        for s in range(ys.shape[0]):
+            jacobian_update(HEALING, 0.0, ys[s], ps[s], jac, yc, fc)
+
+
+@njit(cache=False)
+def _lane_jac(yl, pl, jac, reps):  # type: ignore[no-untyped-def]
+
+    for _ in range(reps):
+        for g in range(yl.shape[0]):
+            healing_jacobian_lanes(yl[g], pl[g], jac)
+
+
+@njit(cache=False)
+def _scalar_solve(jacs, xs, fac, reps):  # type: ignore[no-untyped-def]
+
+    n = xs.shape[1]
+    dinv = np.empty(n)
+    x = np.empty(n)
+    for _ in range(reps):
+        for s in range(xs.shape[0]):
+            structured_factor(HEALING, fac, jacs[s], dinv)
+            for _stage in range(6):
+                for i in range(n):
+                    x[i] = xs[s, i]
+                structured_solve(HEALING, fac, jacs[s], dinv, x)
+
+
+@njit(cache=False)
+def _lane_solve(jacl, xl, fac, reps):  # type: ignore[no-untyped-def]
+
+    n = xl.shape[1]
+    L = xl.shape[2]
+    dinv = np.empty((n, L))
+    good = np.empty(L, dtype=np.bool_)
+    x = np.empty((n, L))
+    for _ in range(reps):
+        for g in range(xl.shape[0]):
+            healing_factor_lanes(fac, jacl[g], dinv, good)
+            for _stage in range(6):
+                for i in range(n):
+                    for c in range(L):
+                        x[i, c] = xl[g, i, c]
+                healing_solve_lanes(fac, jacl[g], dinv, x)
+
+
+@njit(cache=False)
+def _scalar_step(ys, ps, h, reps):  # type: ignore[no-untyped-def]
+
+    n = ys.shape[1]
+    f0 = np.empty(n)
+    ft = np.zeros(n)
+    jac = np.zeros((n, n))
+    g = np.empty((1, 1))
+    piv = np.empty(1, dtype=np.int64)
+    k = np.empty((6, n))
+    ytmp = np.empty(n)
+    fw = np.empty(n)
+    ynew = np.empty(n)
+    iz = np.zeros(n + 1, dtype=np.int64)
+    off_val = np.empty(1)
+    w = np.empty(n)
+    yc = np.empty(n, dtype=np.complex128)
+    fc = np.empty(n, dtype=np.complex128)
+    dinv = np.empty(n)
+    acc = 0.0
+    for _ in range(reps):
+        for s in range(ys.shape[0]):
+            rhs(HEALING, 0.0, ys[s], ps[s], f0)
+            jacobian_update(HEALING, 0.0, ys[s], ps[s], jac, yc, fc)
+            rodas4_step(
+                HEALING, 0.0, h, ys[s], ps[s], f0, ft, jac, g, piv, k, ytmp, fw, ynew, iz, iz, 0,
+                iz, iz, off_val, w, True, dinv,
+            )  # fmt: skip
+            acc += ynew[0]
+    return acc
+
+
+@njit(cache=False)
+def _lane_step(yl, pl, h, reps):  # type: ignore[no-untyped-def]
+
+    n = yl.shape[1]
+    L = yl.shape[2]
+    f0 = np.empty((n, L))
+    ft = np.zeros((n, L))
+    jac = np.zeros((n * n, L))
+    k1 = np.empty((n, L))
+    k2 = np.empty((n, L))
+    k3 = np.empty((n, L))
+    k4 = np.empty((n, L))
+    k5 = np.empty((n, L))
+    k6 = np.empty((n, L))
+    ytmp = np.empty((n, L))
+    fw = np.empty((n, L))
+    ynew = np.empty((n, L))
+    dinv = np.empty((n, L))
+    good = np.empty(L, dtype=np.bool_)
+    acc = 0.0
+    for _ in range(reps):
+        for g in range(yl.shape[0]):
+            healing_rhs_lanes(yl[g], pl[g], f0)
+            healing_jacobian_lanes(yl[g], pl[g], jac)
+            rodas4_step_lanes(
+                h, yl[g], pl[g], f0, ft, jac, k1, k2, k3, k4, k5, k6, ytmp, fw, ynew, dinv, good
+            )
+            acc += ynew[0, 0]
+    return acc
+
+
+def _quartiles(x: list[float]) -> str:
+    q1, q2, q3 = np.percentile(x, [25, 50, 75])
+    return f"{q2:5.2f}x (quartiles {q1:.2f}-{q3:.2f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--patients", type=int, default=250)
+    ap.add_argument("--lanes", default="4,8")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--samples", type=int, default=2048, help="states per piece (multiple of 8)")
+    a = ap.parse_args()
+
+    params, t_out, days, jumps = trial_cases(a.patients)
+    sol = healing.solve(params, t_out, days, jumps, parallel=False)
+    rng = np.random.default_rng(1)
+    b = rng.integers(0, params.shape[0], a.samples)
+    j = rng.integers(1, t_out.size, a.samples)
+    ys = np.ascontiguousarray(sol.y[b, j])
+    ps = np.ascontiguousarray(params[b])
+    n = N_STATE
+    h = 0.5  # days; the cost does not depend on it (no branch on values)
+    fac = 1.0 / (h * 0.25)
+    jacs = np.zeros((a.samples, n, n))
+    for s in range(a.samples):
+        healing_jacobian(0.0, ys[s], ps[s], jacs[s])
+    xs = rng.standard_normal((a.samples, n))
+    print(
+        f"{params.shape[0]} cases ({a.patients} patients and their scar floors), {a.samples} "
+        f"(state, parameter) samples at their output times, {a.rounds} rounds alternating "
+        "scalar and lanes; per-case speed-up = scalar time / lane time for the same samples"
+    )
+    for L in (int(x) for x in a.lanes.split(",")):
+        G = a.samples // L
+        yl = np.ascontiguousarray(ys[: G * L].reshape(G, L, n).transpose(0, 2, 1))
+        pl = np.ascontiguousarray(ps[: G * L].reshape(G, L, -1).transpose(0, 2, 1))
+        xl = np.ascontiguousarray(xs[: G * L].reshape(G, L, n).transpose(0, 2, 1))
+        jacl = np.ascontiguousarray(jacs[: G * L].reshape(G, L, n * n).transpose(0, 2, 1))
+        dl = np.empty((n, L))
+        good = np.empty(L, dtype=np.bool_)
+        for g in range(G):
+            healing_factor_lanes(fac, jacl[g], dl, good)
+            assert good.all()
+        out_s = np.empty(n)
+        out_l = np.empty((n, L))
+        jac_s = np.zeros((n, n))
+        jac_l = np.zeros((n * n, L))
+        pieces = {
+            "RHS": (
+                (_scalar_rhs, (ys, ps, out_s)),
+                (_lane_rhs, (yl, pl, out_l)),
+            ),
+            "Jacobian": (
+                (_scalar_jac, (ys, ps, jac_s)),
+                (_lane_jac, (yl, pl, jac_l)),
+            ),
+            "factor + 6 solves": (
+                (_scalar_solve, (jacs, xs, fac)),
+                (_lane_solve, (jacl, xl, fac)),
+            ),
+            "whole step": (
+                (_scalar_step, (ys, ps, h)),
+                (_lane_step, (yl, pl, h)),
+            ),
+        }
+        print(f"L = {L}")
+        for name, (fs, fl) in pieces.items():
+            fs[0](*fs[1], 1)
+            fl[0](*fl[1], 1)
+            ratios, ts, tl = [], [], []
+            reps = 20
+            for _ in range(a.rounds):
+                t0 = time.perf_counter()
+                fs[0](*fs[1], reps)
+                t1 = time.perf_counter()
+                fl[0](*fl[1], reps)
+                t2 = time.perf_counter()
+                ts.append((t1 - t0) / (reps * a.samples))
+                tl.append((t2 - t1) / (reps * G * L))
+                ratios.append(ts[-1] / tl[-1])
+            print(
+                f"   {name:18s} scalar {np.median(ts) * 1e9:7.1f} ns/case, lanes "
+                f"{np.median(tl) * 1e9:7.1f} ns/case: {_quartiles(ratios)}"
+            )
+
+
+if __name__ == "__main__":
+    main()
