@@ -836,6 +836,32 @@ def _validate(
     return y0a, pa, ta, ita, iva
 
 
+def _run_chunked(fn: Callable[..., None], args: tuple[object, ...], m: int, n_threads: int) -> None:
+    """``fn(*args, lo, hi)`` over [0, m) in contiguous chunks on the thread pool (4 per thread),
+    or in one call on this thread."""
+    if n_threads > 1 and m > 1:
+        edges = np.linspace(0, m, min(m, 4 * n_threads) + 1).astype(np.int64)
+        futures = [
+            _pool(n_threads).submit(fn, *args, int(lo), int(hi))
+            for lo, hi in itertools.pairwise(edges)
+        ]
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:  # an interrupt (or a failed chunk): the chunks not started are
+            for fut in futures:  # dropped; a running one cannot be stopped and ends on its own
+                fut.cancel()
+            raise
+    else:
+        fn(*args, 0, m)
+
+
+def _lane_count(lanes: object) -> int:
+    if isinstance(lanes, bool) or not isinstance(lanes, int | np.integer) or lanes < 1:
+        raise ValueError(f"lanes: expected an integer >= 1, got {lanes!r}")
+    return int(lanes)
+
+
 def integrate(
     model: int,
     y0: np.ndarray,
@@ -853,6 +879,7 @@ def integrate(
     max_steps: int = 1_000_000,
     exploit_sparsity: bool = True,
     analytic_jacobian: bool = True,
+    lanes: int = 1,
 ) -> Solution:
     """Integrate a batch of independent stiff ODE cases with impulses, with RODAS4.
 
@@ -894,6 +921,15 @@ def integrate(
         them. False forces complex-step Jacobians and the generic block LU for every model, the
         pre-analytic path, kept for cross-checks and before/after benchmarks; same solution up to
         round-off.
+    lanes:
+        L > 1: lockstep lanes (:mod:`~microneedling.physics.ode.lanes`). Cases with identical
+        impulse times are solved L at a time with one shared step size (the largest step every
+        lane accepts; each lane's error is at most the scalar path's tolerance), SIMD-vectorised
+        for the healing model; the last group of a set of identical impulse times is padded, a
+        remainder of fewer than L/2 cases and any group whose step fails (a non-finite lane, step
+        underflow, too many steps) are solved one by one as with ``lanes=1``. ``n_steps`` and
+        ``n_rejected`` of a lane are its group's. Only with adaptive steps, sparsity and analytic
+        Jacobians (otherwise ignored).
 
     Returns
     -------
@@ -925,26 +961,43 @@ def integrate(
 
     y_out = np.empty((nb, ta.size, n))
     stats = np.zeros((nb, 4), dtype=np.int64)
-    args = (
-        int(model), y0a, pa, ta, ita, iva, rtol_f, atol_a, h0_f, h_max_f, fixed_f,
-        int(max_steps), not exploit_sparsity, bool(analytic_jacobian), y_out, stats,
-    )  # fmt: skip
     n_threads = _n_threads() if parallel else 1
-    if n_threads > 1 and nb > 1:
-        edges = np.linspace(0, nb, min(nb, 4 * n_threads) + 1).astype(np.int64)
-        futures = [
-            _pool(n_threads).submit(solve_range, *args, int(lo), int(hi))
-            for lo, hi in itertools.pairwise(edges)
-        ]
-        try:
-            for fut in futures:
-                fut.result()
-        except BaseException:  # an interrupt (or a failed chunk): the chunks not started are
-            for fut in futures:  # dropped; a running one cannot be stopped and ends on its own
-                fut.cancel()
-            raise
+    lanes_i = _lane_count(lanes)
+    use_lanes = lanes_i > 1 and fixed_step is None and exploit_sparsity and analytic_jacobian
+
+    def solve_cases(idx: np.ndarray | None) -> None:
+        """The scalar path for cases ``idx`` (all when None), results into y_out and stats."""
+        if idx is not None and idx.size == 0:
+            return
+        sub = (y0a, pa, ita, iva) if idx is None else (y0a[idx], pa[idx], ita[idx], iva[idx])
+        m = sub[0].shape[0]
+        yo = y_out if idx is None else np.empty((m, ta.size, n))
+        st = stats if idx is None else np.zeros((m, 4), dtype=np.int64)
+        args = (
+            int(model), sub[0], sub[1], ta, sub[2], sub[3], rtol_f, atol_a, h0_f, h_max_f,
+            fixed_f, int(max_steps), not exploit_sparsity, bool(analytic_jacobian), yo, st,
+        )  # fmt: skip
+        _run_chunked(solve_range, args, m, n_threads)
+        if idx is not None:
+            y_out[idx] = yo
+            stats[idx] = st
+
+    if use_lanes:
+        from microneedling.physics.ode import lanes as lane_solver
+
+        groups, n_real, single = lane_solver.plan_groups(ita, lanes_i)
+        group_status = np.zeros(groups.shape[0], dtype=np.int64)
+        if groups.shape[0]:
+            args = (
+                int(model), y0a, pa, ta, ita, iva, rtol_f, atol_a, h0_f, h_max_f,
+                int(max_steps), groups, n_real, y_out, stats, group_status,
+            )  # fmt: skip
+            _run_chunked(lane_solver.solve_groups, args, groups.shape[0], n_threads)
+        failed = np.flatnonzero(group_status)
+        redo = [groups[g, : n_real[g]] for g in failed]  # a failed group's cases, one by one
+        solve_cases(np.sort(np.concatenate([single, *redo])).astype(np.int64))
     else:
-        solve_range(*args, 0, nb)
+        solve_cases(None)
     status = stats[:, 3].copy()
     n_fail = int(np.count_nonzero(status))
     if n_fail:
