@@ -18,6 +18,8 @@ caller must never pass overlapping arrays (two views of one array included) to o
 
 from __future__ import annotations
 
+import sys
+
 import numba as nb
 import numpy as np
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
@@ -34,14 +36,15 @@ from microneedling.physics.healing_rhs import (
     N_DERMAL,
     N_STATE,
 )
+from microneedling.physics.ode.cache import bind_cache_to_sources, jitted_in, source_files
 
 
-class NoAliasCompiler(CompilerBase):  # type: ignore[misc]
+class NoAliasCompiler(CompilerBase):  # type: ignore[misc,unused-ignore]
     """numba's nopython pipeline with the ``noalias`` flag set: LLVM may assume that no two array
     arguments of the compiled function overlap (so its loops vectorise without run-time overlap
     checks). Only for functions whose callers never pass overlapping arrays."""
 
-    def define_pipelines(self):  # type: ignore[no-untyped-def]
+    def define_pipelines(self):  # type: ignore[no-untyped-def,unused-ignore]
         """The default nopython pipeline, with ``flags.noalias`` set."""
         self.state.flags.noalias = True
         return [DefaultPassBuilder.define_nopython_pipeline(self.state)]
@@ -399,3 +402,8 @@ def healing_solve_lanes(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unuse
             + jac[iQ * N_STATE + iA, lane] * x[iA, lane]
             + jac[iQ * N_STATE + iK, lane] * x[iK, lane]
         ) * dinv[iQ, lane]
+
+
+# numba keys its cache on this file only: an edit of healing_rhs (whose constants these kernels
+# compile in) must recompile them too
+bind_cache_to_sources(jitted_in(__name__, globals()), source_files(sys.modules[__name__]))

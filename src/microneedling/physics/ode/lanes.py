@@ -29,6 +29,8 @@ from microneedling.physics.healing_lanes import (
     healing_rhs_lanes,
     healing_solve_lanes,
 )
+from microneedling.physics.ode import registry as odes
+from microneedling.physics.ode.cache import bind_cache_to_sources, jitted_in, source_files
 from microneedling.physics.ode.integrate import (
     A21,
     A31,
@@ -82,21 +84,21 @@ from microneedling.physics.ode.registry import (
 
 
 @njit(cache=True, error_model="numpy")
-def _gather(src, dst, lane):  # type: ignore[no-untyped-def]
+def _gather(src, dst, lane):  # type: ignore[no-untyped-def,unused-ignore]
     """dst[:] = src[:, lane]."""
     for i in range(dst.shape[0]):
         dst[i] = src[i, lane]
 
 
 @njit(cache=True, error_model="numpy")
-def _scatter(src, dst, lane):  # type: ignore[no-untyped-def]
+def _scatter(src, dst, lane):  # type: ignore[no-untyped-def,unused-ignore]
     """dst[:, lane] = src[:]."""
     for i in range(src.shape[0]):
         dst[i, lane] = src[i]
 
 
 @njit(cache=True, error_model="numpy")
-def lane_rhs(model, t, y, p, out, w):  # type: ignore[no-untyped-def]
+def lane_rhs(model, t, y, p, out, w):  # type: ignore[no-untyped-def,unused-ignore]
     """f(t, y) of every lane into ``out`` (n, L); ``w`` = (yc, pc, fc) work vectors."""
     if model == HEALING:
         healing_rhs_lanes(y, p, out)  # autonomous
@@ -110,7 +112,7 @@ def lane_rhs(model, t, y, p, out, w):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def lane_jacobian(model, t, y, p, jac, w, jw):  # type: ignore[no-untyped-def]
+def lane_jacobian(model, t, y, p, jac, w, jw):  # type: ignore[no-untyped-def,unused-ignore]
     """J of every lane into ``jac`` (n·n, L), entry (i, j) in row i·n + j; returns the RHS
     evaluations each lane spent (0 when analytic). ``jw`` = (J, complex y, complex f) work."""
     if model == HEALING:
@@ -131,7 +133,7 @@ def lane_jacobian(model, t, y, p, jac, w, jw):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def lane_time_derivative(model, t, y, p, ft, w, fw):  # type: ignore[no-untyped-def]
+def lane_time_derivative(model, t, y, p, ft, w, fw):  # type: ignore[no-untyped-def,unused-ignore]
     """f_t of every lane into ``ft`` (zero for autonomous models); returns RHS evaluations per
     lane."""
     if is_autonomous(model):
@@ -147,7 +149,7 @@ def lane_time_derivative(model, t, y, p, ft, w, fw):  # type: ignore[no-untyped-
 
 
 @njit(cache=True, error_model="numpy")
-def lane_factor(model, fac, jac, dinv, good, g, piv):  # type: ignore[no-untyped-def]
+def lane_factor(model, fac, jac, dinv, good, g, piv):  # type: ignore[no-untyped-def,unused-ignore]
     """Factor G = fac·I − J of every lane; ``good[lane]`` False where it is singular."""
     if model == HEALING:
         healing_factor_lanes(fac, jac, dinv, good)
@@ -163,7 +165,7 @@ def lane_factor(model, fac, jac, dinv, good, g, piv):  # type: ignore[no-untyped
 
 
 @njit(cache=True, error_model="numpy")
-def lane_solve(model, fac, jac, dinv, x, g, piv, xc):  # type: ignore[no-untyped-def]
+def lane_solve(model, fac, jac, dinv, x, g, piv, xc):  # type: ignore[no-untyped-def,unused-ignore]
     """x <- G^{-1} x for every lane (x (n, L)), with the factors of :func:`lane_factor`."""
     if model == HEALING:
         healing_solve_lanes(fac, jac, dinv, x)
@@ -176,7 +178,7 @@ def lane_solve(model, fac, jac, dinv, x, g, piv, xc):  # type: ignore[no-untyped
 
 
 @njit(cache=True, error_model="numpy", pipeline_class=NoAliasCompiler)
-def rodas4_step_lanes(  # type: ignore[no-untyped-def]
+def rodas4_step_lanes(  # type: ignore[no-untyped-def,unused-ignore]
     model, t, h, y, p, f0, ft, jac, k1, k2, k3, k4, k5, k6, ytmp, fw, ynew, dinv, good, g, piv,
     w, xc,
 ):  # fmt: skip
@@ -252,9 +254,13 @@ def rodas4_step_lanes(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy", pipeline_class=NoAliasCompiler)
-def lane_error(k6, y, ynew, atol, rtol, errl):  # type: ignore[no-untyped-def]
+def lane_error(k6, y, ynew, atol, rtol, errl):  # type: ignore[no-untyped-def,unused-ignore]
     """Each lane's error norm into ``errl`` (L,): max_i |k6_i| / (atol_i + rtol·max(|y_i|,
-    |ynew_i|)), a zero |k6_i| counting 0 and NaN propagating, as the scalar step."""
+    |ynew_i|)), a zero |k6_i| counting 0, as the scalar step; NaN when ``ynew`` or the norm of
+    the lane is not finite anywhere (the scalar step's running max can lose a NaN to a later
+    finite component, and a finite |k6_i| over an infinite ``ynew_i`` counts 0 there: a lane
+    that overflowed could be accepted; here it is rejected, its group fails and its cases are
+    solved again one by one)."""
     n = y.shape[0]
     L = y.shape[1]
     for lane in range(L):
@@ -264,7 +270,8 @@ def lane_error(k6, y, ynew, atol, rtol, errl):  # type: ignore[no-untyped-def]
             e = abs(k6[i, lane])
             d = atol[i] + rtol * max(abs(y[i, lane]), abs(ynew[i, lane]))
             q = e / d if e != 0.0 else 0.0
-            errl[lane] = errl[lane] if q <= errl[lane] else q
+            # + 0·ynew: NaN when ynew is inf or NaN; + 0·q: NaN when q is
+            errl[lane] = (errl[lane] if q <= errl[lane] else q) + 0.0 * ynew[i, lane] + 0.0 * q
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -331,9 +338,9 @@ def solve_groups(
         for lane in range(n_real[gi]):
             for i in range(n):
                 y_out[groups[gi, lane], 0, i] = y[i, lane]
-        for e in range(n * n):
+        for q in range(n * n):
             for lane in range(L):
-                jac[e, lane] = 0.0
+                jac[q, lane] = 0.0
         n_acc = 0
         n_rej = 0
         n_f = 0
@@ -382,10 +389,10 @@ def solve_groups(
                     err = 0.0
                     for lane in range(L):
                         e = errl[lane] if good[lane] else 1e300
-                        if not (e <= err):  # also catches NaN
+                        if not (e <= 1e300):  # NaN or inf: this lane rejects
+                            e = 1e300
+                        if e > err:
                             err = e
-                    if not (err <= 1e300):
-                        err = 1e300
                     if err <= 1.0:
                         for i in range(n):
                             for lane in range(L):
@@ -430,6 +437,9 @@ def solve_groups(
             stats[b, 1] = n_rej
             stats[b, 2] = n_f
             stats[b, 3] = status
+
+
+bind_cache_to_sources(jitted_in(__name__, globals()), [__file__, *source_files(odes)])
 
 
 def plan_groups(impulse_times: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
