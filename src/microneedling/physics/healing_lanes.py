@@ -24,6 +24,7 @@ import numba as nb
 import numpy as np
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 
+from microneedling.physics import healing_rhs as _scalar_kernels
 from microneedling.physics.healing_rhs import (
     EPI0,
     IX_F,
@@ -406,4 +407,7 @@ def healing_solve_lanes(fac, jac, dinv, x):  # type: ignore[no-untyped-def,unuse
 
 # numba keys its cache on this file only: an edit of healing_rhs (whose constants these kernels
 # compile in) must recompile them too
-bind_cache_to_sources(jitted_in(__name__, globals()), source_files(sys.modules[__name__]))
+bind_cache_to_sources(
+    jitted_in(__name__, globals()),
+    [*source_files(sys.modules[__name__]), str(_scalar_kernels.__file__)],
+)
