@@ -205,13 +205,56 @@ def _quartiles(x: list[float]) -> str:
     return f"{q2:5.2f}x (quartiles {q1:.2f}-{q3:.2f})"
 
 
+def bench_whole(n_patients: int, lane_counts: list[int], rounds: int) -> None:
+    """Per-case time of the healing solve of a trial chunk (its patients and their scar floors,
+    one arm: one session schedule, 32 parameter sets), ``integrate(lanes=L)`` against the scalar
+    path, alternating in this process on one thread; steps per case and the error against a tight
+    reference (scalar path, rtol 1e-10, atol 1e-14) on a sample."""
+    from microneedling.physics.healing_rhs import PIDX
+    from microneedling.physics.ode.integrate import integrate
+
+    params, t_out, days, jumps = trial_cases(n_patients)
+    y0 = healing.baseline_state(params[:, PIDX["lesion_drive"]])
+    args = (HEALING, y0, params, t_out, days, jumps)
+    kw = {"rtol": 1e-6, "atol": 1e-8, "parallel": False}  # the pipeline's tolerances
+    nb = params.shape[0]
+    print(f"whole solve: {nb} cases ({n_patients} patients and their floors), {t_out.size} outputs")
+    sols = {}
+    times: dict[int, list[float]] = {L: [] for L in [1, *lane_counts]}
+    for L in times:
+        integrate(*(a[:64] if hasattr(a, "shape") and a.ndim and a.shape[0] == nb else a
+                    for a in args), lanes=L, **kw)  # fmt: skip
+    for _ in range(rounds):
+        for L in times:
+            t0 = time.perf_counter()
+            sols[L] = integrate(*args, lanes=L, **kw)
+            times[L].append((time.perf_counter() - t0) / nb)
+    for L in lane_counts:
+        r = np.array(times[1]) / np.array(times[L])
+        q1, q2, q3 = np.percentile(r, [25, 50, 75])
+        print(
+            f"   L = {L:2d}: {np.median(times[L]) * 1e6:7.1f} us/case vs scalar "
+            f"{np.median(times[1]) * 1e6:7.1f}: {q2:.2f}x (quartiles {q1:.2f}-{q3:.2f}); steps/case "
+            f"{sols[L].n_steps.mean():.1f} vs {sols[1].n_steps.mean():.1f} "
+            f"(+{100 * (sols[L].n_steps.mean() / sols[1].n_steps.mean() - 1):.0f} %), rejected "
+            f"{sols[L].n_rejected.sum()} vs {sols[1].n_rejected.sum()}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=250)
     ap.add_argument("--lanes", default="4,8")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--samples", type=int, default=2048, help="states per piece (multiple of 8)")
+    ap.add_argument(
+        "--whole", type=int, default=0, metavar="PATIENTS",
+        help="instead: the whole healing solve of a trial chunk of PATIENTS patients",
+    )  # fmt: skip
     a = ap.parse_args()
+    if a.whole:
+        bench_whole(a.whole, [int(x) for x in a.lanes.split(",")], a.rounds)
+        return
 
     params, t_out, days, jumps = trial_cases(a.patients)
     sol = healing.solve(params, t_out, days, jumps, parallel=False)

@@ -78,6 +78,15 @@ def test_plan_groups_pads_the_last_group_and_leaves_small_remainders_to_the_scal
     assert single.tolist() == [4]
 
 
+def test_plan_groups_puts_cases_with_equal_leading_parameters_together() -> None:
+    times = np.zeros((8, 1))
+    draw = np.array([1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0])  # two parameter draws, interleaved
+    params = np.column_stack([draw, np.arange(8.0)])
+    groups, n_real, single = plan_groups(times, 4, params)
+    assert n_real.tolist() == [4, 4] and single.size == 0
+    assert sorted(groups[0].tolist()) == [0, 2, 4, 6] and sorted(groups[1].tolist()) == [1, 3, 5, 7]
+
+
 @pytest.mark.parametrize("lanes", [4, 8])
 def test_lanes_agree_with_the_scalar_path_on_real_healing_cases(lanes: int) -> None:
     """Each lane's error against a tight reference is no worse than the scalar path's at the
@@ -96,7 +105,7 @@ def test_lanes_agree_with_the_scalar_path_on_real_healing_cases(lanes: int) -> N
     assert np.max(err_lane) <= np.max(err_scalar)
     assert np.median(err_lane) <= np.median(err_scalar)
     # a group takes at least as many steps as any of its cases alone
-    groups, n_real, _ = plan_groups(days, lanes)
+    groups, n_real, _ = plan_groups(days, lanes, p)  # as integrate groups them
     for g, r in zip(groups, n_real, strict=True):
         assert np.all(lane.n_steps[g[:r]] == lane.n_steps[g[0]])
         assert lane.n_steps[g[0]] >= np.min(scalar.n_steps[g[:r]])

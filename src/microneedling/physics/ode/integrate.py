@@ -925,7 +925,8 @@ def integrate(
         L > 1: lockstep lanes (:mod:`~microneedling.physics.ode.lanes`). Cases with identical
         impulse times are solved L at a time with one shared step size (the largest step every
         lane accepts; each lane's error is at most the scalar path's tolerance), SIMD-vectorised
-        for the healing model; the last group of a set of identical impulse times is padded, a
+        for the healing model; the cases of a set are grouped in the lexicographic order of their
+        parameter rows (alike cases together: fewer shared steps); the last group of a set of identical impulse times is padded, a
         remainder of fewer than L/2 cases and any group whose step fails (a non-finite lane, step
         underflow, too many steps) are solved one by one as with ``lanes=1``. ``n_steps`` and
         ``n_rejected`` of a lane are its group's. Only with adaptive steps, sparsity and analytic
@@ -985,7 +986,7 @@ def integrate(
     if use_lanes:
         from microneedling.physics.ode import lanes as lane_solver
 
-        groups, n_real, single = lane_solver.plan_groups(ita, lanes_i)
+        groups, n_real, single = lane_solver.plan_groups(ita, lanes_i, pa)
         group_status = np.zeros(groups.shape[0], dtype=np.int64)
         if groups.shape[0]:
             args = (
