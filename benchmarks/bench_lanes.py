@@ -188,14 +188,19 @@ def _lane_step(yl, pl, h, reps):  # type: ignore[no-untyped-def]
     ynew = np.empty((n, L))
     dinv = np.empty((n, L))
     good = np.empty(L, dtype=np.bool_)
+    gl = np.empty((L, 1, 1))  # (the dense LU of the generic models: unused for HEALING)
+    piv = np.empty((L, 1), dtype=np.int64)
+    w = (np.empty(n), np.empty(pl.shape[1]), np.empty(n))
+    xc = np.empty(n)
     acc = 0.0
     for _ in range(reps):
         for g in range(yl.shape[0]):
             healing_rhs_lanes(yl[g], pl[g], f0)
             healing_jacobian_lanes(yl[g], pl[g], jac)
             rodas4_step_lanes(
-                h, yl[g], pl[g], f0, ft, jac, k1, k2, k3, k4, k5, k6, ytmp, fw, ynew, dinv, good
-            )
+                HEALING, 0.0, h, yl[g], pl[g], f0, ft, jac, k1, k2, k3, k4, k5, k6, ytmp, fw,
+                ynew, dinv, good, gl, piv, w, xc,
+            )  # fmt: skip
             acc += ynew[0, 0]
     return acc
 
