@@ -126,15 +126,18 @@ def _lane_solve(jacl, xl, fac, reps):  # type: ignore[no-untyped-def]
     L = xl.shape[2]
     dinv = np.empty((n, L))
     good = np.empty(L, dtype=np.bool_)
+    b = np.empty((n, L))
     x = np.empty((n, L))
+    sa = np.empty((5, L))
+    sb = np.empty((3, L))
     for _ in range(reps):
         for g in range(xl.shape[0]):
             healing_factor_lanes(fac, jacl[g], dinv, good)
             for _stage in range(6):
-                for i in range(n):
+                for i in range(n):  # (as the scalar loop: the right-hand side written each time)
                     for c in range(L):
-                        x[i, c] = xl[g, i, c]
-                healing_solve_lanes(fac, jacl[g], dinv, x)
+                        b[i, c] = xl[g, i, c]
+                healing_solve_lanes(fac, jacl[g], dinv, b, x, sa, sb)
 
 
 @njit(cache=False)
@@ -192,6 +195,9 @@ def _lane_step(yl, pl, h, reps):  # type: ignore[no-untyped-def]
     piv = np.empty((L, 1), dtype=np.int64)
     w = (np.empty(n), np.empty(pl.shape[1]), np.empty(n))
     xc = np.empty(n)
+    bb = np.empty((n, L))
+    sa = np.empty((5, L))
+    sb = np.empty((3, L))
     acc = 0.0
     for _ in range(reps):
         for g in range(yl.shape[0]):
@@ -199,7 +205,7 @@ def _lane_step(yl, pl, h, reps):  # type: ignore[no-untyped-def]
             healing_jacobian_lanes(yl[g], pl[g], jac)
             rodas4_step_lanes(
                 HEALING, 0.0, h, yl[g], pl[g], f0, ft, jac, k1, k2, k3, k4, k5, k6, ytmp, fw,
-                ynew, dinv, good, gl, piv, w, xc,
+                ynew, dinv, good, gl, piv, w, xc, bb, sa, sb,
             )  # fmt: skip
             acc += ynew[0, 0]
     return acc

@@ -36,8 +36,10 @@ def test_lane_kernels_equal_scalar_kernels_bit_for_bit(lanes: int) -> None:
     good = np.empty(lanes, dtype=np.bool_)
     hl.healing_factor_lanes(fac, jac, dinv, good)
     x0 = np.random.default_rng(1).standard_normal((n, lanes))
-    x = x0.copy()
-    hl.healing_solve_lanes(fac, jac, dinv, x)
+    b = x0.copy()
+    x = np.empty((n, lanes))
+    hl.healing_solve_lanes(fac, jac, dinv, b, x, np.empty((5, lanes)), np.empty((3, lanes)))
+    assert np.array_equal(b, x0)  # out of place
     for lane in range(lanes):
         ys, ps = y[:, lane].copy(), p[:, lane].copy()
         f = np.empty(n)

@@ -165,14 +165,15 @@ def lane_factor(model, fac, jac, dinv, good, g, piv):  # type: ignore[no-untyped
 
 
 @njit(cache=True, error_model="numpy")
-def lane_solve(model, fac, jac, dinv, x, g, piv, xc):  # type: ignore[no-untyped-def,unused-ignore]
-    """x <- G^{-1} x for every lane (x (n, L)), with the factors of :func:`lane_factor`."""
+def lane_solve(model, fac, jac, dinv, b, x, g, piv, xc, sa, sb):  # type: ignore[no-untyped-def,unused-ignore]
+    """x = G^{-1} b for every lane (``b``, ``x`` (n, L), distinct), with the factors of
+    :func:`lane_factor`; ``sa``, ``sb``: the healing solve's scratch."""
     if model == HEALING:
-        healing_solve_lanes(fac, jac, dinv, x)
+        healing_solve_lanes(fac, jac, dinv, b, x, sa, sb)
         return
     n = x.shape[0]
     for lane in range(x.shape[1]):
-        _gather(x, xc, lane)
+        _gather(b, xc, lane)
         lu_solve(g[lane], piv[lane], xc, 0, n)
         _scatter(xc, x, lane)
 
@@ -180,77 +181,77 @@ def lane_solve(model, fac, jac, dinv, x, g, piv, xc):  # type: ignore[no-untyped
 @njit(cache=True, error_model="numpy", pipeline_class=NoAliasCompiler)
 def rodas4_step_lanes(  # type: ignore[no-untyped-def,unused-ignore]
     model, t, h, y, p, f0, ft, jac, k1, k2, k3, k4, k5, k6, ytmp, fw, ynew, dinv, good, g, piv,
-    w, xc,
+    w, xc, bb, sa, sb,
 ):  # fmt: skip
     """Attempt one RODAS4 step of size ``h`` (shared) from (t, y) for every lane.
 
     The scalar :func:`~microneedling.physics.ode.integrate.rodas4_step`, term for term, on (n, L)
     arrays (no two of them overlapping): f0 = f(t, y), ft = f_t(t, y), jac = J (n·n, L). Writes
     the new state into ``ynew`` and the error estimate into ``k6``; ``good[lane]`` is False where
-    that lane's iteration matrix is singular (its results are then not valid).
+    that lane's iteration matrix is singular (its results are then not valid). ``bb`` (n, L),
+    ``sa`` (5, L), ``sb`` (3, L) are work arrays (each stage's right-hand side, then the solve's
+    scratch: :func:`~microneedling.physics.healing_lanes.healing_solve_lanes`).
     """
     n = y.shape[0]
     L = y.shape[1]
     fac = 1.0 / (h * GAMMA)
+    # flat views (C-contiguous): the stage arithmetic is one loop over n·L values
+    bb_f = bb.reshape(n * L)
+    f0_f = f0.reshape(n * L)
+    ft_f = ft.reshape(n * L)
+    fw_f = fw.reshape(n * L)
+    k1_f = k1.reshape(n * L)
+    k2_f = k2.reshape(n * L)
+    k3_f = k3.reshape(n * L)
+    k4_f = k4.reshape(n * L)
+    k5_f = k5.reshape(n * L)
+    k6_f = k6.reshape(n * L)
+    y_f = y.reshape(n * L)
+    ynew_f = ynew.reshape(n * L)
+    ytmp_f = ytmp.reshape(n * L)
     lane_factor(model, fac, jac, dinv, good, g, piv)
     hd1 = h * D1
     hd2 = h * D2
     hd3 = h * D3
     hd4 = h * D4
     ih = 1.0 / h
-    for i in range(n):
-        for c in range(L):
-            k1[i, c] = f0[i, c] + hd1 * ft[i, c]
-    lane_solve(model, fac, jac, dinv, k1, g, piv, xc)
-    for i in range(n):
-        for c in range(L):
-            ytmp[i, c] = y[i, c] + A21 * k1[i, c]
+    for q in range(n * L):
+        bb_f[q] = f0_f[q] + hd1 * ft_f[q]
+    lane_solve(model, fac, jac, dinv, bb, k1, g, piv, xc, sa, sb)
+    for q in range(n * L):
+        ytmp_f[q] = y_f[q] + A21 * k1_f[q]
     lane_rhs(model, t + ALPHA2 * h, ytmp, p, fw, w)
-    for i in range(n):
-        for c in range(L):
-            k2[i, c] = fw[i, c] + (C21 * ih) * k1[i, c] + hd2 * ft[i, c]
-    lane_solve(model, fac, jac, dinv, k2, g, piv, xc)
-    for i in range(n):
-        for c in range(L):
-            ytmp[i, c] = y[i, c] + A31 * k1[i, c] + A32 * k2[i, c]
+    for q in range(n * L):
+        bb_f[q] = fw_f[q] + (C21 * ih) * k1_f[q] + hd2 * ft_f[q]
+    lane_solve(model, fac, jac, dinv, bb, k2, g, piv, xc, sa, sb)
+    for q in range(n * L):
+        ytmp_f[q] = y_f[q] + A31 * k1_f[q] + A32 * k2_f[q]
     lane_rhs(model, t + ALPHA3 * h, ytmp, p, fw, w)
-    for i in range(n):
-        for c in range(L):
-            k3[i, c] = fw[i, c] + ih * (C31 * k1[i, c] + C32 * k2[i, c]) + hd3 * ft[i, c]
-    lane_solve(model, fac, jac, dinv, k3, g, piv, xc)
-    for i in range(n):
-        for c in range(L):
-            ytmp[i, c] = y[i, c] + A41 * k1[i, c] + A42 * k2[i, c] + A43 * k3[i, c]
+    for q in range(n * L):
+        bb_f[q] = fw_f[q] + ih * (C31 * k1_f[q] + C32 * k2_f[q]) + hd3 * ft_f[q]
+    lane_solve(model, fac, jac, dinv, bb, k3, g, piv, xc, sa, sb)
+    for q in range(n * L):
+        ytmp_f[q] = y_f[q] + A41 * k1_f[q] + A42 * k2_f[q] + A43 * k3_f[q]
     lane_rhs(model, t + ALPHA4 * h, ytmp, p, fw, w)
-    for i in range(n):
-        for c in range(L):
-            k4[i, c] = (
-                fw[i, c] + ih * (C41 * k1[i, c] + C42 * k2[i, c] + C43 * k3[i, c]) + hd4 * ft[i, c]
-            )
-    lane_solve(model, fac, jac, dinv, k4, g, piv, xc)
-    for i in range(n):
-        for c in range(L):
-            ytmp[i, c] = y[i, c] + A51 * k1[i, c] + A52 * k2[i, c] + A53 * k3[i, c] + A54 * k4[i, c]
+    for q in range(n * L):
+        bb_f[q] = fw_f[q] + ih * (C41 * k1_f[q] + C42 * k2_f[q] + C43 * k3_f[q]) + hd4 * ft_f[q]
+    lane_solve(model, fac, jac, dinv, bb, k4, g, piv, xc, sa, sb)
+    for q in range(n * L):
+        ytmp_f[q] = y_f[q] + A51 * k1_f[q] + A52 * k2_f[q] + A53 * k3_f[q] + A54 * k4_f[q]
     lane_rhs(model, t + h, ytmp, p, fw, w)
-    for i in range(n):
-        for c in range(L):
-            k5[i, c] = fw[i, c] + ih * (
-                C51 * k1[i, c] + C52 * k2[i, c] + C53 * k3[i, c] + C54 * k4[i, c]
-            )
-    lane_solve(model, fac, jac, dinv, k5, g, piv, xc)
-    for i in range(n):
-        for c in range(L):
-            ytmp[i, c] += k5[i, c]
+    for q in range(n * L):
+        bb_f[q] = fw_f[q] + ih * (C51 * k1_f[q] + C52 * k2_f[q] + C53 * k3_f[q] + C54 * k4_f[q])
+    lane_solve(model, fac, jac, dinv, bb, k5, g, piv, xc, sa, sb)
+    for q in range(n * L):
+        ytmp_f[q] += k5_f[q]
     lane_rhs(model, t + h, ytmp, p, fw, w)
-    for i in range(n):
-        for c in range(L):
-            k6[i, c] = fw[i, c] + ih * (
-                C61 * k1[i, c] + C62 * k2[i, c] + C63 * k3[i, c] + C64 * k4[i, c] + C65 * k5[i, c]
-            )
-    lane_solve(model, fac, jac, dinv, k6, g, piv, xc)
-    for i in range(n):
-        for c in range(L):
-            ynew[i, c] = ytmp[i, c] + k6[i, c]
+    for q in range(n * L):
+        bb_f[q] = fw_f[q] + ih * (
+            C61 * k1_f[q] + C62 * k2_f[q] + C63 * k3_f[q] + C64 * k4_f[q] + C65 * k5_f[q]
+        )
+    lane_solve(model, fac, jac, dinv, bb, k6, g, piv, xc, sa, sb)
+    for q in range(n * L):
+        ynew_f[q] = ytmp_f[q] + k6_f[q]
 
 
 @njit(cache=True, error_model="numpy", pipeline_class=NoAliasCompiler)
@@ -319,6 +320,9 @@ def solve_groups(
     jw = (np.empty((n, n)), np.empty(n, dtype=np.complex128), np.empty(n, dtype=np.complex128))
     fwc = np.empty(n)
     xc = np.empty(n)
+    bb = np.empty((n, L))
+    sa = np.empty((5, L))
+    sb = np.empty((3, L))
     for gi in range(g_start, g_stop):
         b0 = groups[gi, 0]
         for lane in range(L):
@@ -382,7 +386,7 @@ def solve_groups(
                         break
                     rodas4_step_lanes(
                         model, t, hs, y, p, f0, ft, jac, k1, k2, k3, k4, k5, k6, ytmp, fw, ynew,
-                        dinv, good, g, piv, w, xc,
+                        dinv, good, g, piv, w, xc, bb, sa, sb,
                     )  # fmt: skip
                     n_f += 5
                     lane_error(k6, y, ynew, atol, rtol, errl)
