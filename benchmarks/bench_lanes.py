@@ -1,5 +1,7 @@
-"""Lockstep-lane microbenchmark of the healing step (issue 15; run on its own:
-``python benchmarks/bench_lanes.py [--patients 250] [--lanes 4,8] [--rounds 9]``).
+"""Lockstep-lane benchmark of the healing solve (issue 15; run on its own:
+``python benchmarks/bench_lanes.py [--patients 250] [--lanes 4,8,16,32] [--rounds 9]``, or with
+``--whole 2000`` (the whole healing solve of a trial chunk) or ``--pipeline 2000`` (the whole trial
+pipeline)).
 
 Per case, the cost of the pieces of one RODAS4 step of the healing model, scalar (one case at a
 time, the kernels :func:`~microneedling.physics.ode.integrate.solve_range` calls) against lanes
@@ -252,6 +254,48 @@ def bench_whole(n_patients: int, lane_counts: list[int], rounds: int) -> None:
         )
 
 
+def bench_pipeline(n_patients: int, lane_counts: list[int]) -> None:
+    """The whole trial pipeline (``run_chunk``: sampling, courses, needles, injury, the healing
+    solve, observables, end points) on the roller arm in chunks of 250 patients, one thread, with
+    ``healing.solve_distinct(..., lanes=L)`` against lanes=1, alternating chunk by chunk (CPU
+    time of this process)."""
+    import bench_trial
+    from microneedling.engine import batch
+    from microneedling.studies.trial.run import plan_chunks, run_chunk
+
+    spec = bench_trial._spec(n_patients)
+    tasks = [t for t in plan_chunks(spec, 250, parallel=False) if t.arms == (0,)]
+    orig = healing.solve_distinct
+
+    def with_lanes(lanes: int):  # type: ignore[no-untyped-def]
+        def solve_distinct(*a, **k):  # type: ignore[no-untyped-def]
+            return orig(*a, **{**k, "lanes": lanes})
+
+        return solve_distinct
+
+    n = sum(t.stop - t.start for t in tasks)
+    for L in lane_counts:
+        for lanes in (1, L):  # warm-up
+            with mock.patch.object(batch.healing, "solve_distinct", with_lanes(lanes)):
+                run_chunk(dataclasses.replace(tasks[0], stop=tasks[0].start + 40))
+        cpu = {1: 0.0, L: 0.0}
+        ratios = []
+        for k, t in enumerate(tasks):
+            c = {}
+            for lanes in (1, L) if k % 2 == 0 else (L, 1):
+                with mock.patch.object(batch.healing, "solve_distinct", with_lanes(lanes)):
+                    c0 = time.process_time()
+                    run_chunk(t)
+                    c[lanes] = time.process_time() - c0
+                cpu[lanes] += c[lanes]
+            ratios.append(c[1] / c[L])
+        print(
+            f"trial pipeline, roller arm, {n} patients in {len(tasks)} chunks of 250, one thread, "
+            f"CPU time: lanes=1 {n / cpu[1]:.1f} patients/s, lanes={L} {n / cpu[L]:.1f} "
+            f"patients/s: {_quartiles(ratios)} per chunk"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=250)
@@ -262,7 +306,14 @@ def main() -> None:
         "--whole", type=int, default=0, metavar="PATIENTS",
         help="instead: the whole healing solve of a trial chunk of PATIENTS patients",
     )  # fmt: skip
+    ap.add_argument(
+        "--pipeline", type=int, default=0, metavar="PATIENTS",
+        help="instead: the whole trial pipeline on PATIENTS patients, lanes vs none",
+    )  # fmt: skip
     a = ap.parse_args()
+    if a.pipeline:
+        bench_pipeline(a.pipeline, [int(x) for x in a.lanes.split(",")])
+        return
     if a.whole:
         bench_whole(a.whole, [int(x) for x in a.lanes.split(",")], a.rounds)
         return
