@@ -242,6 +242,25 @@ def bench_whole(n_patients: int, lane_counts: list[int], rounds: int) -> None:
             t0 = time.perf_counter()
             sols[L] = integrate(*args, lanes=L, **kw)
             times[L].append((time.perf_counter() - t0) / nb)
+    m = min(nb, 512)  # accuracy on a sample: the first m cases, as solved in the timed runs
+    ref = integrate(*(a[:m] if hasattr(a, "shape") and a.ndim and a.shape[0] == nb else a
+                      for a in args), rtol=1e-10, atol=1e-14)  # fmt: skip
+    scale = 1e-8 + 1e-6 * np.abs(ref.y)
+    err = {L: np.max(np.abs(sols[L].y[:m] - ref.y) / scale, axis=(1, 2)) for L in times}
+    nz = err[1] > 0.0
+    print(
+        f"   error per case against the reference (first {m} cases, max over outputs and states "
+        f"of |y - ref| / (1e-8 + 1e-6 |ref|)): scalar median {np.median(err[1]):.3f}, max "
+        f"{err[1].max():.3f}"
+    )
+    for L in lane_counts:
+        r = err[L][nz] / err[1][nz]
+        print(
+            f"   L = {L:2d}: median {np.median(err[L]):.3f}, max {err[L].max():.3f}; per case "
+            f"lanes/scalar: median {np.median(r):.3f}, max {r.max():.3f}, worse in "
+            f"{np.count_nonzero(r > 1.0)} of {r.size} (cases with zero scalar error: "
+            f"{np.count_nonzero(~nz)}, their lane error max {err[L][~nz].max(initial=0.0):.1e})"
+        )
     for L in lane_counts:
         r = np.array(times[1]) / np.array(times[L])
         q1, q2, q3 = np.percentile(r, [25, 50, 75])
