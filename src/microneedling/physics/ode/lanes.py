@@ -12,9 +12,10 @@ runs its scalar kernels lane by lane with a dense LU (correct, not faster; for t
 cross-checks).
 
 A group whose step fails (a lane's state not finite, or a step-size underflow, or too many steps)
-stops and reports it in ``group_status``: the caller (:func:`~microneedling.physics.ode.integrate.
-integrate` with ``lanes``) solves its cases again one by one, so a failing lane never changes
-another case's result.
+stops and reports it in ``group_status``: the caller
+(:func:`~microneedling.physics.ode.integrate.integrate` with ``lanes``) solves its cases again one
+by one, so a failing lane never changes another case's result. A lane that needs small steps
+without failing makes its whole group take them (more steps, smaller errors for the others).
 """
 
 from __future__ import annotations
@@ -30,8 +31,16 @@ from microneedling.physics.healing_lanes import (
     healing_solve_lanes,
 )
 from microneedling.physics.ode import registry as odes
+from microneedling.physics.ode import rodas4
 from microneedling.physics.ode.cache import bind_cache_to_sources, jitted_in, source_files
-from microneedling.physics.ode.integrate import (
+from microneedling.physics.ode.registry import (
+    HEALING,
+    is_autonomous,
+    jacobian,
+    rhs,
+    time_derivative,
+)
+from microneedling.physics.ode.rodas4 import (
     A21,
     A31,
     A32,
@@ -73,13 +82,6 @@ from microneedling.physics.ode.integrate import (
     TOO_MANY_STEPS,
     lu_factor,
     lu_solve,
-)
-from microneedling.physics.ode.registry import (
-    HEALING,
-    is_autonomous,
-    jacobian,
-    rhs,
-    time_derivative,
 )
 
 
@@ -443,7 +445,9 @@ def solve_groups(
             stats[b, 3] = status
 
 
-bind_cache_to_sources(jitted_in(__name__, globals()), [__file__, *source_files(odes)])
+bind_cache_to_sources(
+    jitted_in(__name__, globals()), [__file__, str(rodas4.__file__), *source_files(odes)]
+)
 
 
 def plan_groups(
