@@ -38,6 +38,11 @@ that would leave less than a step is split in two halves); the step proposed bef
 remembered, so outputs do not throttle the step size. After an impulse the step restarts from
 ``min(h, h0)``.
 
+With ``lanes=L`` cases that share their impulse times are instead solved L at a time with one
+shared step size (:mod:`~microneedling.physics.ode.lanes`; SIMD kernels for the healing model).
+The method's table, the step-control constants, the status codes and the dense LU are in
+:mod:`~microneedling.physics.ode.rodas4`.
+
 Cases are independent (own step sizes, structure and Jacobians): the batch is a loop over cases
 inside one compiled function that releases the GIL; with ``parallel=True`` contiguous chunks of
 cases run on a thread pool. A batch gives the same bits as its cases run one by one, whatever
