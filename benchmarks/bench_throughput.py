@@ -69,6 +69,10 @@ def main() -> None:
         "--ode-share", type=float, default=1.0,
         help="fraction of each chunk also timed in the ODE-only rows (all rounds)",
     )  # fmt: skip
+    ap.add_argument(
+        "--lanes", type=int, default=0,
+        help="also time the 1-core ODE row with integrate(lanes=L) (lockstep SIMD lanes)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     import roadrunner
@@ -141,6 +145,12 @@ def main() -> None:
         "libRoadRunner (CVODE) loop, 1 core",
         "libRoadRunner loop, 1 core, rtol 1e-8 atol 1e-10",
     )
+    if args.lanes > 1:
+        labels = (
+            *labels,
+            f"ours: healing ODE only, 1 core, lanes={args.lanes}",
+            f"ours: ODE only, 1 core, lanes={args.lanes}, rtol 1e-7 atol 1e-9",
+        )
     wall = dict.fromkeys(labels, 0.0)
     count = dict.fromkeys(labels, 0)
     first: dict[str, np.ndarray] = {}
@@ -174,6 +184,15 @@ def main() -> None:
         sol = timed(labels[2], s1.stop - s1.start, healing.solve, params[s1], t, days[s1],
                     jumps[s1], rtol=RTOL, atol=ATOL, parallel=False)  # fmt: skip
         first.setdefault(labels[2], sol.y[:20].copy())
+        if args.lanes > 1:  # the same cases in lockstep lanes, right after the scalar row
+            sol = timed(labels[9], s1.stop - s1.start, healing.solve, params[s1], t, days[s1],
+                        jumps[s1], rtol=RTOL, atol=ATOL, parallel=False,
+                        lanes=args.lanes)  # fmt: skip
+            first.setdefault(labels[9], sol.y[:20].copy())
+            sol = timed(labels[10], s1.stop - s1.start, healing.solve, params[s1], t, days[s1],
+                        jumps[s1], rtol=RTOL * 1e-1, atol=ATOL * 1e-1, parallel=False,
+                        lanes=args.lanes)  # fmt: skip
+            first.setdefault(labels[10], sol.y[:20].copy())
         sol = timed(labels[3], m, healing.solve, params[sl], t, days[sl], jumps[sl],
                     rtol=RTOL * 1e1, atol=ATOL * 1e1)  # fmt: skip
         first.setdefault(labels[3], sol.y[:20].copy())
@@ -218,6 +237,11 @@ def main() -> None:
     # error is at most that row's (10% slack for "equal": errors are measured on 20 patients)
     print("\nat equal or better accuracy (ours' max err <= 1.1 x libRoadRunner's):")
     ours_rows = [labels[0], labels[1], labels[3], labels[4]]
+    if args.lanes > 1:
+        ours_rows += [labels[9], labels[10]]
+        print(
+            f"lanes={args.lanes} vs scalar, ODE only, 1 core: {rate[labels[9]] / rate[labels[2]]:.2f}x"
+        )
     whole = rate[labels[0]]
     for rr_label in (labels[7], labels[8]):
         ok = [k for k in ours_rows if err[k] <= 1.1 * err[rr_label]]

@@ -193,6 +193,7 @@ def solve(
     rtol: float = 1e-6,
     atol: float = 1e-8,
     parallel: bool = True,
+    lanes: int = 1,
 ) -> HealingSolution:
     """Integrate the healing ODE for every case from baseline through all sessions.
 
@@ -206,9 +207,12 @@ def solve(
         (B, K) session times in days (sorted per case, padded with ``inf``).
     impulses:
         (B, K, N_STATE) from :func:`session_impulses`.
+    lanes:
+        L > 1: cases with the same session days are solved L at a time in lockstep (one shared
+        step size, SIMD kernels; :func:`~microneedling.physics.ode.integrate.integrate`).
     """
     sol, inverse = solve_distinct(
-        params, t_out, session_days, impulses, rtol=rtol, atol=atol, parallel=parallel
+        params, t_out, session_days, impulses, rtol=rtol, atol=atol, parallel=parallel, lanes=lanes
     )
     if sol.y.shape[0] == inverse.size:
         return sol
@@ -224,6 +228,7 @@ def solve_distinct(
     rtol: float = 1e-6,
     atol: float = 1e-8,
     parallel: bool = True,
+    lanes: int = 1,
 ) -> tuple[HealingSolution, np.ndarray]:
     """:func:`solve` with each distinct case integrated once (:func:`~microneedling.physics.percase.distinct_rows`: equal
     inputs bit for bit; each case steps on its own, so one solve serves all its copies): the
@@ -248,6 +253,7 @@ def solve_distinct(
         rtol=rtol,
         atol=atol,
         parallel=parallel,
+        lanes=lanes,
     )
     t = np.asarray(t_out, dtype=float)
     return HealingSolution(t=t, y=sol.y, n_steps=sol.n_steps), inverse

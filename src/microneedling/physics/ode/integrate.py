@@ -38,6 +38,11 @@ that would leave less than a step is split in two halves); the step proposed bef
 remembered, so outputs do not throttle the step size. After an impulse the step restarts from
 ``min(h, h0)``.
 
+With ``lanes=L`` cases that share their impulse times are instead solved L at a time with one
+shared step size (:mod:`~microneedling.physics.ode.lanes`; SIMD kernels for the healing model).
+The method's table, the step-control constants, the status codes and the dense LU are in
+:mod:`~microneedling.physics.ode.rodas4`.
+
 Cases are independent (own step sizes, structure and Jacobians): the batch is a loop over cases
 inside one compiled function that releases the GIL; with ``parallel=True`` contiguous chunks of
 cases run on a thread pool. A batch gives the same bits as its cases run one by one, whatever
@@ -59,7 +64,9 @@ import numba
 import numpy as np
 from numba import njit
 
+from microneedling.physics.ode import lanes as lane_solver
 from microneedling.physics.ode import registry as odes
+from microneedling.physics.ode import rodas4
 from microneedling.physics.ode.cache import bind_cache_to_sources, jitted_in, source_files
 from microneedling.physics.ode.registry import (
     COMPLEX_STEP,
@@ -74,121 +81,55 @@ from microneedling.physics.ode.registry import (
     structured_solve,
     time_derivative,
 )
-
-# RODAS4 coefficients, Hairer & Wanner (1996) §IV.7, Fortran rodas.f (METH = 1).
-GAMMA = 0.25
-ALPHA2 = 0.386
-ALPHA3 = 0.21
-ALPHA4 = 0.63
-D1 = 0.25
-D2 = -0.1043
-D3 = 0.1035
-D4 = -0.3620000000000023e-01
-A21 = 0.1544000000000000e01
-A31 = 0.9466785280815826
-A32 = 0.2557011698983284
-A41 = 0.3314825187068521e01
-A42 = 0.2896124015972201e01
-A43 = 0.9986419139977817
-A51 = 0.1221224509226641e01
-A52 = 0.6019134481288629e01
-A53 = 0.1253708332932087e02
-A54 = -0.6878860361058950
-C21 = -0.5668800000000000e01
-C31 = -0.2430093356833875e01
-C32 = -0.2063599157091915
-C41 = -0.1073529058151375
-C42 = -0.9594562251023355e01
-C43 = -0.2047028614809616e02
-C51 = 0.7496443313967647e01
-C52 = -0.1024680431464352e02
-C53 = -0.3399990352819905e02
-C54 = 0.1170890893206160e02
-C61 = 0.8083246795921522e01
-C62 = -0.7981132988064893e01
-C63 = -0.3152159432874371e02
-C64 = 0.1631930543123136e02
-C65 = -0.6058818238834054e01
-
-ORDER = 4
-"""Classical order of the main solution of RODAS4 (embedded: 3)."""
-
-FAC_MIN = 0.2
-FAC_MAX = 6.0
-SAFETY = 0.9
-
-OK = 0
-TOO_MANY_STEPS = 1
-STEP_TOO_SMALL = 2
-SINGULAR = 3
-NOT_FINITE = 4
-STATUS_MESSAGES = {
-    OK: "success",
-    TOO_MANY_STEPS: "max_steps exceeded",
-    STEP_TOO_SMALL: "step size underflow (t + h == t)",
-    SINGULAR: "singular iteration matrix in fixed-step mode",
-    NOT_FINITE: "non-finite state in fixed-step mode",
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Dense LU with partial pivoting on a diagonal block a[lo:hi, lo:hi] (row-major, in place)
-# ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, error_model="numpy")
-def lu_factor(a, piv, lo, hi):
-    """In-place LU with partial pivoting of the block ``a[lo:hi, lo:hi]``: P A = L U.
-
-    Unit L below the diagonal, U on and above it; ``piv[k]`` (lo <= k < hi) is the row swapped
-    with row k. Returns False if a pivot is zero or not finite (singular to working precision).
-    """
-    for k in range(lo, hi):
-        p = k
-        amax = abs(a[k, k])
-        for i in range(k + 1, hi):
-            v = abs(a[i, k])
-            if v > amax:
-                amax = v
-                p = i
-        piv[k] = p
-        if not (amax > 0.0 and amax < np.inf):
-            return False
-        if p != k:
-            for j in range(lo, hi):
-                tmp = a[k, j]
-                a[k, j] = a[p, j]
-                a[p, j] = tmp
-        inv = 1.0 / a[k, k]
-        for i in range(k + 1, hi):
-            m = a[i, k] * inv
-            a[i, k] = m
-            if m != 0.0:
-                for j in range(k + 1, hi):
-                    a[i, j] -= m * a[k, j]
-    return True
-
-
-@njit(cache=True, error_model="numpy")
-def lu_solve(a, piv, b, lo, hi):
-    """Solve with the factors of :func:`lu_factor` of block [lo, hi), in place in ``b[lo:hi]``."""
-    for k in range(lo, hi):
-        p = piv[k]
-        if p != k:
-            tmp = b[k]
-            b[k] = b[p]
-            b[p] = tmp
-    for i in range(lo + 1, hi):
-        s = b[i]
-        for j in range(lo, i):
-            s -= a[i, j] * b[j]
-        b[i] = s
-    for i in range(hi - 1, lo - 1, -1):
-        s = b[i]
-        for j in range(i + 1, hi):
-            s -= a[i, j] * b[j]
-        b[i] = s / a[i, i]
-
+from microneedling.physics.ode.rodas4 import (
+    A21,
+    A31,
+    A32,
+    A41,
+    A42,
+    A43,
+    A51,
+    A52,
+    A53,
+    A54,
+    ALPHA2,
+    ALPHA3,
+    ALPHA4,
+    C21,
+    C31,
+    C32,
+    C41,
+    C42,
+    C43,
+    C51,
+    C52,
+    C53,
+    C54,
+    C61,
+    C62,
+    C63,
+    C64,
+    C65,
+    D1,
+    D2,
+    D3,
+    D4,
+    FAC_MAX,
+    FAC_MIN,
+    GAMMA,
+    NOT_FINITE,
+    OK,
+    SAFETY,
+    SINGULAR,
+    STATUS_MESSAGES,
+    STEP_TOO_SMALL,
+    TOO_MANY_STEPS,
+    lu_factor,
+    lu_solve,
+)
+from microneedling.physics.ode.rodas4 import (
+    ORDER as ORDER,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Jacobian structure: sparsity pattern, block-triangular form, column colouring
@@ -697,7 +638,9 @@ def solve_range(
         stats[b, 3] = status
 
 
-bind_cache_to_sources(jitted_in(__name__, globals()), [__file__, *source_files(odes)])
+bind_cache_to_sources(
+    jitted_in(__name__, globals()), [__file__, str(rodas4.__file__), *source_files(odes)]
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -836,6 +779,32 @@ def _validate(
     return y0a, pa, ta, ita, iva
 
 
+def _run_chunked(fn: Callable[..., None], args: tuple[object, ...], m: int, n_threads: int) -> None:
+    """``fn(*args, lo, hi)`` over [0, m) in contiguous chunks on the thread pool (4 per thread),
+    or in one call on this thread."""
+    if n_threads > 1 and m > 1:
+        edges = np.linspace(0, m, min(m, 4 * n_threads) + 1).astype(np.int64)
+        futures = [
+            _pool(n_threads).submit(fn, *args, int(lo), int(hi))
+            for lo, hi in itertools.pairwise(edges)
+        ]
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:  # an interrupt (or a failed chunk): the chunks not started are
+            for fut in futures:  # dropped; a running one cannot be stopped and ends on its own
+                fut.cancel()
+            raise
+    else:
+        fn(*args, 0, m)
+
+
+def _lane_count(lanes: object) -> int:
+    if isinstance(lanes, bool) or not isinstance(lanes, int | np.integer) or lanes < 1:
+        raise ValueError(f"lanes: expected an integer >= 1, got {lanes!r}")
+    return int(lanes)
+
+
 def integrate(
     model: int,
     y0: np.ndarray,
@@ -853,6 +822,7 @@ def integrate(
     max_steps: int = 1_000_000,
     exploit_sparsity: bool = True,
     analytic_jacobian: bool = True,
+    lanes: int = 1,
 ) -> Solution:
     """Integrate a batch of independent stiff ODE cases with impulses, with RODAS4.
 
@@ -894,6 +864,16 @@ def integrate(
         them. False forces complex-step Jacobians and the generic block LU for every model, the
         pre-analytic path, kept for cross-checks and before/after benchmarks; same solution up to
         round-off.
+    lanes:
+        L > 1: lockstep lanes (:mod:`~microneedling.physics.ode.lanes`). Cases with identical
+        impulse times are solved L at a time with one shared step size (the largest step every
+        lane accepts; each lane's error is at most the scalar path's tolerance), SIMD-vectorised
+        for the healing model; the cases of a set are grouped in the lexicographic order of their
+        parameter rows (alike cases together: fewer shared steps); the last group of a set of identical impulse times is padded, a
+        remainder of fewer than L/2 cases and any group whose step fails (a non-finite lane, step
+        underflow, too many steps) are solved one by one as with ``lanes=1``. ``n_steps`` and
+        ``n_rejected`` of a lane are its group's. Only with adaptive steps, sparsity and analytic
+        Jacobians (otherwise ignored).
 
     Returns
     -------
@@ -925,26 +905,41 @@ def integrate(
 
     y_out = np.empty((nb, ta.size, n))
     stats = np.zeros((nb, 4), dtype=np.int64)
-    args = (
-        int(model), y0a, pa, ta, ita, iva, rtol_f, atol_a, h0_f, h_max_f, fixed_f,
-        int(max_steps), not exploit_sparsity, bool(analytic_jacobian), y_out, stats,
-    )  # fmt: skip
     n_threads = _n_threads() if parallel else 1
-    if n_threads > 1 and nb > 1:
-        edges = np.linspace(0, nb, min(nb, 4 * n_threads) + 1).astype(np.int64)
-        futures = [
-            _pool(n_threads).submit(solve_range, *args, int(lo), int(hi))
-            for lo, hi in itertools.pairwise(edges)
-        ]
-        try:
-            for fut in futures:
-                fut.result()
-        except BaseException:  # an interrupt (or a failed chunk): the chunks not started are
-            for fut in futures:  # dropped; a running one cannot be stopped and ends on its own
-                fut.cancel()
-            raise
+    lanes_i = _lane_count(lanes)
+    use_lanes = lanes_i > 1 and fixed_step is None and exploit_sparsity and analytic_jacobian
+
+    def solve_cases(idx: np.ndarray | None) -> None:
+        """The scalar path for cases ``idx`` (all when None), results into y_out and stats."""
+        if idx is not None and idx.size == 0:
+            return
+        sub = (y0a, pa, ita, iva) if idx is None else (y0a[idx], pa[idx], ita[idx], iva[idx])
+        m = sub[0].shape[0]
+        yo = y_out if idx is None else np.empty((m, ta.size, n))
+        st = stats if idx is None else np.zeros((m, 4), dtype=np.int64)
+        args = (
+            int(model), sub[0], sub[1], ta, sub[2], sub[3], rtol_f, atol_a, h0_f, h_max_f,
+            fixed_f, int(max_steps), not exploit_sparsity, bool(analytic_jacobian), yo, st,
+        )  # fmt: skip
+        _run_chunked(solve_range, args, m, n_threads)
+        if idx is not None:
+            y_out[idx] = yo
+            stats[idx] = st
+
+    if use_lanes:
+        groups, n_real, single = lane_solver.plan_groups(ita, lanes_i, pa)
+        group_status = np.zeros(groups.shape[0], dtype=np.int64)
+        if groups.shape[0]:
+            args = (
+                int(model), y0a, pa, ta, ita, iva, rtol_f, atol_a, h0_f, h_max_f,
+                int(max_steps), groups, n_real, y_out, stats, group_status,
+            )  # fmt: skip
+            _run_chunked(lane_solver.solve_groups, args, groups.shape[0], n_threads)
+        failed = np.flatnonzero(group_status)
+        redo = [groups[g, : n_real[g]] for g in failed]  # a failed group's cases, one by one
+        solve_cases(np.sort(np.concatenate([single, *redo])).astype(np.int64))
     else:
-        solve_range(*args, 0, nb)
+        solve_cases(None)
     status = stats[:, 3].copy()
     n_fail = int(np.count_nonzero(status))
     if n_fail:
