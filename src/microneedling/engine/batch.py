@@ -195,6 +195,7 @@ def simulate_batch(
     rtol: float = 1e-6,
     parallel: bool = True,
     reads: Reads | None = None,
+    lanes: int = 1,
 ) -> BatchRun:
     """Simulate many courses in one batched healing solve (no per-course solver call).
 
@@ -222,6 +223,11 @@ def simulate_batch(
         What the caller will read (:class:`Reads`): the time-resolved observables are then
         computed only at the output times those reads need, and ``t`` of the result is those
         times. Default: every output time.
+    lanes:
+        L > 1: cases that share their session days are integrated L at a time in lockstep (one
+        shared step size, SIMD kernels; :func:`~microneedling.physics.healing.solve`); the
+        numbers move within the solver's tolerance. Trials use it (their arms' cases share a
+        schedule); the default 1 steps each case on its own.
     """
 
     courses = list(courses)
@@ -306,6 +312,7 @@ def simulate_batch(
         np.concatenate([e[2] for e in extra]),
         rtol=rtol,
         parallel=parallel and n_rows >= THREADS_FROM,
+        lanes=lanes,
     )
     n_steps = distinct.n_steps[inverse[:n_main]]
 

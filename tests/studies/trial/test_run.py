@@ -135,6 +135,8 @@ def _spec_dict() -> dict[str, Any]:
         (lambda d: d["trial"].update(time_points=[-5]), "trial.time_points[0]"),
         (lambda d: d["trial"].update(control="placebo"), "trial.control"),
         (lambda d: d["trial"].update(colour="red"), "trial.colour"),
+        (lambda d: d["trial"].update(lanes=0), "trial.lanes"),
+        (lambda d: d["trial"].update(lanes=1000), "trial.lanes"),
         (
             lambda d: d["arms"].append(
                 {"name": "third", "course": "../acne-scars-rolling-cheek.toml"}
@@ -255,6 +257,24 @@ def test_same_numbers_for_any_chunk_size_and_a_dask_local_cluster(reference: Any
     np.testing.assert_allclose(dask.values, reference.values, rtol=1e-12, atol=0)
     for label, m in reference.moments[0].items():
         np.testing.assert_allclose(dask.moments[0][label], m, rtol=1e-12)
+
+
+def test_lockstep_lanes_agree_with_one_by_one_stepping_and_repeat_exactly(reference: Any) -> None:
+    """``[trial] lanes``: the chunk's cases solved 8 at a time in lockstep give the numbers of
+    stepping each alone to the solver's tolerance (not bit for bit: a shared step), the same
+    numbers again for the same chunk size, in process or on a local cluster, and another
+    fingerprint (a resumed run never mixes the two)."""
+    spec = dataclasses.replace(_small(PAIRED, 12), lanes=8)
+    lanes = run_trial(spec, chunk_size=12)
+    again = run_trial(spec, chunk_size=6, workers=2)
+    same_chunks = run_trial(spec, chunk_size=12, workers=2)
+    assert np.isfinite(lanes.values).all()
+    np.testing.assert_allclose(lanes.values, reference.values, rtol=1e-5, atol=1e-8)
+    assert not np.array_equal(lanes.values, reference.values)  # the lanes did run
+    np.testing.assert_array_equal(same_chunks.values, lanes.values)
+    np.testing.assert_allclose(again.values, lanes.values, rtol=1e-5, atol=1e-8)
+    raw = {**spec.raw, "trial": {**spec.raw["trial"], "lanes": 8}}
+    assert dataclasses.replace(spec, raw=raw).fingerprint(12) != _small(PAIRED, 12).fingerprint(12)
 
 
 @pytest.mark.parametrize("path", [PAIRED, PARALLEL])

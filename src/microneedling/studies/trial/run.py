@@ -322,6 +322,7 @@ def _run_chunk(task: ChunkTask) -> ChunkResult:
         healing_factors=factors or None,
         parallel=task.parallel,
         reads=reads,  # observed only at the output times these read (same values)
+        lanes=spec.lanes,  # [trial] lanes: an arm's cases share a schedule (lockstep SIMD)
     )
     E = len(spec.endpoints)
     A = len(task.arms)

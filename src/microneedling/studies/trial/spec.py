@@ -13,6 +13,7 @@ A trial is a TOML file (examples in ``examples/trials/``)::
     control = "roller"                       # arm the others are compared with (default: the first)
     time_points = [90, 180, 365]             # end points without @ are read at each of these days
     parameter_draws = 32                     # posterior parameter sets (0: posterior median only)
+    lanes = 32                               # optional: lockstep solver lanes (default 1, below)
     endpoints = [
       { name = "scar_depth:reduction", responder_above = 25.0 },   # responders: >= 25 % reduction
       "collagen_change",
@@ -100,6 +101,8 @@ DEFAULT_CHUNK = 256
 MAX_CHUNK = 1_000_000
 MAX_N_PER_ARM = 10_000_000
 DEFAULT_PARAMETER_DRAWS = 32
+#: ``[trial] lanes``, the lockstep lanes of a chunk's healing solve: at most this many
+MAX_LANES = 256
 """Parameter sets a trial draws from the posterior unless the spec or the command says otherwise:
 patient ``i`` is simulated under set ``i mod K``, so the intervals carry parameter (epistemic) as
 well as patient (aleatory) spread. 32, as :func:`~microneedling.engine.simulate.simulate`'s
@@ -229,6 +232,14 @@ class TrialTable(_Model):
             "(0: every patient at the posterior median)"
         ),
     ] = DEFAULT_PARAMETER_DRAWS
+    lanes: Annotated[
+        Integer,
+        Field(ge=1, le=MAX_LANES),
+        Allowed(
+            f"an integer from 1 to {MAX_LANES}: cases of a chunk solved together in lockstep "
+            "(1: each case steps on its own)"
+        ),
+    ] = 1
 
     @model_validator(mode="after")
     def _distinct_endpoints(self) -> TrialTable:
@@ -380,6 +391,14 @@ class TrialSpec:
     parameter_draws: int = DEFAULT_PARAMETER_DRAWS
     """K parameter sets drawn once per trial from the shipped posterior (or, when it does not apply,
     the priors); patient ``i`` runs under set ``i mod K`` in every arm. 0: the posterior median."""
+    lanes: int = 1
+    """L > 1: a chunk's healing solve runs the cases that share a schedule L at a time in lockstep
+    (one shared step size, SIMD kernels: :func:`~microneedling.physics.ode.integrate.integrate`),
+    about 2.3x faster at L = 32 with an error no larger than stepping each case alone
+    (docs/performance.md). A case's numbers then depend on its lane-mates at the solver's
+    tolerance (about 1e-7 relative), so on the chunk size: the same chunk size gives the same
+    numbers, in process or on a cluster; another chunk size agrees to the tolerance, not bit for
+    bit. 1 (the default) steps each case alone: the same numbers for any chunk size."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     molecules: Mapping[str, Molecule] = field(default_factory=dict, compare=False, repr=False)
     """The user molecules the arms name (from the scope the spec was read in,
@@ -436,6 +455,7 @@ class TrialSpec:
             control=names.index(t.control) if t.control is not None else 0,
             chunk_size=t.chunk_size,
             parameter_draws=t.parameter_draws,
+            lanes=t.lanes,
             raw={
                 "trial": dict(d["trial"]),
                 "arms": [dict(a.template) for a in arms],
