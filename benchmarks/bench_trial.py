@@ -18,6 +18,7 @@ Parts (default: all), each printing ratios measured in this one run:
 
 ``draws=K`` (before ``throughput``): the trial's parameter sets (``parameter_draws``; default the
 spec's, 32; 0: every patient at the posterior median, as trials ran before 2026-12-07).
+``lanes=L`` (before ``scale``): the trial's ``[trial] lanes`` (lockstep solver lanes; default 1).
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ def _spec(n: int, roller_only: bool = True):  # type: ignore[no-untyped-def]
     if roller_only:  # both arms the 4-session roller course: one course type throughout
         arms = (arms[0], dataclasses.replace(arms[0], name="roller (copy)"))
     draws = {} if PARAMETER_DRAWS is None else {"parameter_draws": PARAMETER_DRAWS}
-    return dataclasses.replace(spec, n_per_arm=n, arms=arms, **draws)
+    return dataclasses.replace(spec, n_per_arm=n, arms=arms, lanes=LANES, **draws)
 
 
 PARAMETER_DRAWS: int | None = None
 """``draws=K`` on the command line (throughput only): the trial's parameter sets."""
+LANES = 1
+"""``lanes=L`` on the command line: the trial's lockstep solver lanes (``[trial] lanes``)."""
 
 
 def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
@@ -170,9 +173,11 @@ def bench_throughput(n_ours: int = 2000, n_loop: int = 200) -> None:
 _CHILD = """
 import json, resource, sys, time, dataclasses, tempfile
 sys.path.insert(0, {bench!r})
+import bench_trial
 from bench_trial import _spec
 from microneedling.studies.trial.run import run_trial
 if __name__ == "__main__":
+    bench_trial.LANES = {lanes}
     spec = _spec({n})
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
@@ -187,7 +192,9 @@ if __name__ == "__main__":
 
 
 def _child(n: int, workers: int, chunk: int = 500) -> dict[str, float]:
-    code = _CHILD.format(bench=str(Path(__file__).parent), n=n, workers=workers, chunk=chunk)
+    code = _CHILD.format(
+        bench=str(Path(__file__).parent), n=n, workers=workers, chunk=chunk, lanes=LANES
+    )
     with tempfile.TemporaryDirectory() as d:
         script = Path(d) / "child.py"
         script.write_text(code)
@@ -198,7 +205,9 @@ def _child(n: int, workers: int, chunk: int = 500) -> dict[str, float]:
 
 
 def bench_scale(sizes: tuple[int, ...] = (5_000, 50_000)) -> None:
-    print("2. trial scale, 2 local Dask workers, chunks of 500, fresh process per size")
+    print(
+        f"2. trial scale, 2 local Dask workers, chunks of 500, lanes {LANES}, fresh process per size"
+    )
     print("   (peak RSS of the trial process; of the largest worker: a worker holds one chunk)")
     rows = []
     for n in sizes:
@@ -240,6 +249,9 @@ if __name__ == "__main__":
     for p in parts:
         if p.startswith("draws="):
             PARAMETER_DRAWS = int(p.split("=", 1)[1])
+            continue
+        if p.startswith("lanes="):
+            LANES = int(p.split("=", 1)[1])
             continue
         if p.startswith("scale="):
             bench_scale(tuple(int(x) for x in p.split("=", 1)[1].split(",")))
