@@ -744,3 +744,34 @@ def test_an_interrupt_drops_the_chunks_not_started(monkeypatch: pytest.MonkeyPat
         )  # fmt: skip
     time.sleep(0.6)  # long enough for every chunk to have run, had they not been cancelled
     assert len(calls) <= 3, calls  # the interrupted chunk, at most two running ones
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2])
+@pytest.mark.parametrize("kind", ["nan_term", "inf_state"])
+def test_a_step_error_is_nan_once_any_term_or_new_state_is_not_finite(bad: int, kind: str) -> None:
+    """The error norm of a step (and of each lane of a lockstep group) stays NaN, so the step is
+    rejected, whichever component went bad: before, a later finite term replaced a NaN in the
+    running max, and a finite |k5| over an infinite new state counted 0 (found by reading the
+    code while building the lanes)."""
+    from microneedling.physics.ode.integrate import step_error
+    from microneedling.physics.ode.lanes import lane_error
+
+    y = np.array([1.0, 2.0, 3.0])
+    ynew = y + 1e-3
+    k5 = np.array([1e-7, 2e-7, 3e-7])
+    atol = np.full(3, 1e-9)
+    good = step_error(k5, y, ynew, atol, 1e-6)
+    assert np.isfinite(good) and good == pytest.approx(max(k5 / (atol + 1e-6 * ynew)), rel=1e-15)
+    if kind == "nan_term":
+        k5 = k5.copy()
+        k5[bad] = np.nan
+    else:
+        ynew = ynew.copy()
+        ynew[bad] = np.inf
+    assert np.isnan(step_error(k5, y, ynew, atol, 1e-6))
+    errl = np.zeros(2)
+    lane_error(
+        np.column_stack([k5, k5]), np.column_stack([y, y]), np.column_stack([ynew, ynew]),
+        atol, 1e-6, errl,
+    )  # fmt: skip
+    assert np.isnan(errl).all()

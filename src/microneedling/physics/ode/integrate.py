@@ -465,6 +465,23 @@ def rodas4_step(
 # ---------------------------------------------------------------------------------------------
 
 
+@njit(cache=True, error_model="numpy")
+def step_error(k5, y, ynew, atol, rtol):  # type: ignore[no-untyped-def,unused-ignore]
+    """The step's error norm: max_i |k5_i| / (atol_i + rtol max(|y_i|, |ynew_i|)), a zero |k5_i|
+    counting 0 (0/0 when atol = 0 at a zero component is no error); NaN as soon as one term is
+    NaN or ``ynew`` is not finite anywhere, so that such a step is rejected (a running max that
+    skipped NaN could let a later finite term hide it, and a finite |k5_i| over an infinite
+    ``ynew_i`` would count 0)."""
+    err = 0.0
+    for i in range(y.shape[0]):
+        e = abs(k5[i])
+        if e != 0.0:
+            e /= atol[i] + rtol * max(abs(y[i]), abs(ynew[i]))
+        # + 0·ynew: NaN when ynew is inf or NaN; + 0·e: when e is; + 0·err: once NaN, stays NaN
+        err = (err if e <= err else e) + 0.0 * ynew[i] + 0.0 * e + 0.0 * err
+    return err
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def solve_range(
     model, y0, params, t_out, imp_t, imp_v, rtol, atol, h0, h_max, fixed, max_steps, dense,
@@ -585,13 +602,8 @@ def solve_range(
                         if status != OK:
                             break
                     elif ok:
-                        for i in range(n):
-                            e = abs(k[5, i])
-                            if e != 0.0:  # (0/0 when atol = 0 at a zero component is no error)
-                                e /= atol[i] + rtol * max(abs(y[i]), abs(ynew[i]))
-                            if not (e <= err):  # also catches NaN
-                                err = e
-                        if not (err <= 1e300):
+                        err = step_error(k[5], y, ynew, atol, rtol)
+                        if not (err <= 1e300):  # NaN or inf: rejected
                             err = 1e300
                     else:
                         err = 1e300

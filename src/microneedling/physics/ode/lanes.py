@@ -273,8 +273,9 @@ def lane_error(k6, y, ynew, atol, rtol, errl):  # type: ignore[no-untyped-def,un
             e = abs(k6[i, lane])
             d = atol[i] + rtol * max(abs(y[i, lane]), abs(ynew[i, lane]))
             q = e / d if e != 0.0 else 0.0
-            # + 0·ynew: NaN when ynew is inf or NaN; + 0·q: NaN when q is
-            errl[lane] = (errl[lane] if q <= errl[lane] else q) + 0.0 * ynew[i, lane] + 0.0 * q
+            # + 0·ynew: NaN when ynew is inf or NaN; + 0·q: when q is; + 0·old: once NaN, stays
+            old = errl[lane]
+            errl[lane] = (old if q <= old else q) + 0.0 * ynew[i, lane] + 0.0 * q + 0.0 * old
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
