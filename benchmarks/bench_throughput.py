@@ -251,11 +251,19 @@ def main() -> None:
         )
         fast = f"; fastest: {best} {rate[best] / rate[rr_label]:.1f}x" if best else "; none"
         print(f"  vs {rr_label} (err {err[rr_label]:.1e}): {pipe}{fast}")
-    ok_rr = [k for k in (labels[7], labels[8]) if err[labels[0]] <= 1.1 * err[k]]
-    goal = whole / max(rate[k] for k in ok_rr) if ok_rr else float("nan")
+    # issue 15's goal: per core, the healing ODE >= 10x libRoadRunner (one core) at equal or
+    # better accuracy; ours' one-core rows only (the scalar path, and the lanes when run)
+    one_core = [labels[2], *([labels[9], labels[10]] if args.lanes > 1 else [])]
+    best_ratio = float("nan")
+    for rr_label in (labels[7], labels[8]):
+        ok = [k for k in one_core if err[k] <= 1.1 * err[rr_label]]
+        if ok:
+            r = max(rate[k] for k in ok) / rate[rr_label]
+            best_ratio = r if not best_ratio >= r else best_ratio
     print(
-        f"goal >= 5x libRoadRunner (whole pipeline vs the fastest libRoadRunner row that is not "
-        f"more accurate): {goal:.1f}x -> {'met' if goal >= 5 else 'MISSED'}"
+        f"goal >= 10x libRoadRunner per core at equal or better accuracy (our one-core ODE rows "
+        f"against each libRoadRunner row they are at least as accurate as): {best_ratio:.1f}x -> "
+        f"{'met' if best_ratio >= 10 else 'MISSED'}"
     )
 
 
