@@ -211,3 +211,21 @@ def test_the_shipped_map_records_the_products_of_its_rows() -> None:
     assert "palmitoyl_pentapeptide_4" in (shipped["enhancement_ratio"].products or ())
     assert "tranexamic_acid" in (shipped["masi_score"].products or ())
     assert shipped["scar_depth"].products is None
+
+
+def test_the_intact_skin_amount_ignores_the_needling_of_the_course() -> None:
+    """``absorbed_intact`` (the same topical through intact skin) does not depend on the needle,
+    device, sessions or interval: none of them is in its domain or makes a flag, while the site
+    still does."""
+    domain = A.Domain(
+        "absorbed_intact",
+        rows=("n",),
+        studies=1,
+        sites=("abdomen",),
+        fitzpatrick=(1.0, 4.0),
+    )
+    c = _course(needle_length_mm=1.5, fitzpatrick=3, days=[0, 7, 14, 21, 28, 35, 42, 49])
+    (f,) = A.flags(c, outputs=["absorbed_intact"], domains={"absorbed_intact": domain})
+    assert f.reasons == ("site cheek (validated: abdomen)",)
+    shipped = A.load_domains()["absorbed_intact"]
+    assert all(getattr(shipped, axis) is None for axis in A.INDEPENDENT_AXES["absorbed_intact"])

@@ -30,6 +30,7 @@ from microneedling.io import data_path, read_toml
 
 __all__ = [
     "AXES",
+    "INDEPENDENT_AXES",
     "RELEVANT_IF",
     "Domain",
     "Flag",
@@ -176,6 +177,13 @@ def _fmt(x: float, unit: str) -> str:
 #: redness of one session, the uptake of one session): what validation tests is one session
 _COURSE_AXES = ("sessions", "interval_days")
 
+#: axes an output does not depend on, by construction: the same topical through intact skin
+#: (``absorbed_intact``, the enhancement ratio's denominator) sees no needle, so the needling of
+#: the course (length, device, sessions, interval) neither enters the map nor makes a flag
+INDEPENDENT_AXES: dict[str, tuple[str, ...]] = {
+    "absorbed_intact": ("needle_length_mm", "devices", "sessions", "interval_days"),
+}
+
 
 def _per_session(name: str) -> bool:
     v = by_name().get(name)
@@ -187,6 +195,8 @@ def _reasons(domain: Domain, settings: Mapping[str, Any]) -> list[str]:
     per_session = _per_session(domain.output)
     for axis in AXES:
         if per_session and axis in _COURSE_AXES:
+            continue
+        if axis in INDEPENDENT_AXES.get(domain.output, ()):
             continue
         words, unit = _AXIS_WORDS[axis]
         have = settings[axis]

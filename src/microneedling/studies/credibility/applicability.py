@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from microneedling.engine.applicability import AXES
+from microneedling.engine.applicability import AXES, INDEPENDENT_AXES
 from microneedling.io import atomic_path, data_path, dumps_toml
 from microneedling.studies.credibility.literature import (
     LiteratureRow,
@@ -137,7 +137,7 @@ def build(
         t: dict[str, Any] = {"rows": sorted(e["rows"]), "studies": len(e["studies"])}
         for axis in _AXES:
             vals = e[axis]
-            if not vals:
+            if not vals or axis in INDEPENDENT_AXES.get(name, ()):
                 continue
             if axis in _LISTS:
                 t[axis] = sorted(vals)
