@@ -279,6 +279,20 @@ def test_the_cli_refuses_to_ship_a_refit(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_the_comparison_command_refuses_a_directory_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m ...loso_refit DIR`` on a directory that holds no refit says so in one line on
+    stderr and exits with status 1 (it showed a traceback)."""
+    from microneedling.studies.credibility.loso_refit import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path)])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("not compared:") and "posterior-" in err and "\n" not in err
+
+
 # ------------------------------------------------------------------ refits shipped for validate
 def _shipped_refits() -> list:  # type: ignore[type-arg]
     from microneedling.parameters.parameter_set import load_parameters

@@ -119,11 +119,19 @@ def refit_scores(problem: Problem, refit: Posterior, draws: int, seed: int) -> d
         raise InputError("the refit's factors", labels, f"the problem's: {fitted}")
     idx = distinct_draws(refit.n_samples, draws, seed)
     x = posterior_x(problem, refit, idx, seed)
-    _, f, by = problem.evaluate(x)
+    # only the left-out study's rows are simulated: its scores read no other row (Problem.predict
+    # says how close that is to the whole evaluation's numbers)
+    cols = [i for i, spec in enumerate(lik.specs) if spec.study == study]
+    f = problem.predict(x, columns=cols)
     tau = np.exp(x[:, problem.P : problem.P + problem.Q])
+    loglik = np.where(
+        np.isfinite(problem.log_prior(x)),
+        lik.by_study(f, tau)[:, lik.studies.index(study)],
+        -np.inf,
+    )
     weights = np.full(len(x), 1.0 / len(x))
     rng = np.random.default_rng([seed, 59])
-    scores = left_out_scores(lik, study, f, tau, by[:, lik.studies.index(study)], weights, rng)
+    scores = left_out_scores(lik, study, f, tau, loglik, weights, rng)
     return {"study": study, **scores, "draws": len(x), "posterior": refit.version}
 
 
@@ -435,9 +443,11 @@ def _finite(v: Any) -> Any:
     return v
 
 
-def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a report printer
+def main(argv: Sequence[str] | None = None) -> None:
     """``python -m microneedling.studies.credibility.loso_refit DIR [DIR ...]``: print the
-    comparison (:func:`format_table`); ``--json FILE`` also writes it (NaN as null)."""
+    comparison (:func:`format_table`); ``--json FILE`` also writes it (NaN as null). A directory
+    that is not a usable refit stops it with one line saying why (exit status 1), as a refit
+    refused by ``--ship`` does."""
     ap = argparse.ArgumentParser(
         prog="python -m microneedling.studies.credibility.loso_refit",
         description="Score `calibrate --leave-out` refits against the importance-sampling "
@@ -455,7 +465,11 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a rep
         "posterior's",
     )
     a = ap.parse_args(argv)
-    table = compare_refits(a.dirs, draws=a.draws, seed=a.seed)
+    try:
+        table = compare_refits(a.dirs, draws=a.draws, seed=a.seed)
+    except InputError as e:
+        print(f"not compared: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(format_table(table))
     if a.json is not None:
         write_text_atomic(json.dumps(_finite(table), indent=2, allow_nan=False), a.json)
