@@ -281,8 +281,9 @@ def test_roles_are_by_study_dated_and_ruled(all_rows):
     assert set(roles.studies) == set(by_study)  # every study with a role has rows
     for s in roles.studies.values():
         assert s.reason.strip(), s.study
-        # d, f: held out when added (2026-12-05; 2026-12-06 after rule e's studies), unless rule a
-        if s.rule in ("c", "d", "f"):
+        # d, f, g: held out when added (2026-12-05; 2026-12-06 after rule e's studies;
+        # 2026-12-08), unless rule a
+        if s.rule in ("c", "d", "f", "g"):
             assert s.role == "validation", s.study
 
 
@@ -346,7 +347,7 @@ def test_every_source_needs_a_role_and_every_role_a_rule(tmp_path):
     p = _variant(
         tmp_path,
         'mohammed2014 = { role = "validation", rule = "c"',
-        'mohammed2014 = { role = "validation", rule = "g"',
+        'mohammed2014 = { role = "validation", rule = "h"',
     )
     with pytest.raises(LiteratureError, match=r"_roles.studies.mohammed2014.rule"):
         load_literature(p)

@@ -110,7 +110,7 @@ BOUNDS: tuple[str, ...] = ("upper", "lower")
 REFERENCES_TABLE = "_references"
 ROLES_TABLE = "_roles"
 #: the labels of the rules that assign a study's role (their text is in ``[_roles.rules]``)
-RoleRule = Literal["a", "b", "c", "d", "e", "f"]
+RoleRule = Literal["a", "b", "c", "d", "e", "f", "g"]
 ROLE_RULES: tuple[str, ...] = get_args(RoleRule)
 
 
