@@ -229,3 +229,20 @@ def test_the_intact_skin_amount_ignores_the_needling_of_the_course() -> None:
     assert f.reasons == ("site cheek (validated: abdomen)",)
     shipped = A.load_domains()["absorbed_intact"]
     assert all(getattr(shipped, axis) is None for axis in A.INDEPENDENT_AXES["absorbed_intact"])
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.stem)
+def test_a_flag_is_only_for_an_output_the_course_has(path: Path) -> None:
+    """Every flagged output of a shipped example has a value in its simulation: the acne-scar
+    examples flagged an all-NaN ``striae_depth``, the others the scar responder chances too, and
+    the hands' lentigo a MASI (a melasma's score); a course has no such output to be outside a
+    domain."""
+    import numpy as np
+
+    from microneedling.engine.simulate import simulate
+
+    course = Course.from_file(path)
+    ds = simulate(course, draws=0).dataset
+    for f in A.flags(course):
+        assert f.output in ds, f.output
+        assert np.isfinite(np.asarray(ds[f.output], dtype=float)).any(), f.output

@@ -64,17 +64,23 @@ _AXIS_WORDS = {
 RELEVANT_IF: dict[str, str] = {
     "scar_depth": "acne_scar",
     "scar_grade": "acne_scar",
+    "scar_grade_responder": "acne_scar",
+    "scar_grade_responder_two": "acne_scar",
     "wrinkle_depth": "wrinkles",
     "pore_diameter": "pores",
     "striae_width": "striae",
+    "striae_depth": "striae",
     "melanin_index": "hyperpigmentation",
-    "masi_score": "hyperpigmentation",
-    "mmasi_score": "hyperpigmentation",
+    "masi_score": "hyperpigmentation:melasma",
+    "mmasi_score": "hyperpigmentation:melasma",
     "absorbed_amount": "topical",
+    "absorbed_intact": "topical",
     "enhancement_ratio": "topical",
 }
-"""Outputs that only a course with this condition type (or a topical) makes relevant; every other
-end-point output is relevant to every course."""
+"""Outputs that only a course with this condition type (``type``, or ``type:kind`` for a kind of
+condition: MASI is a melasma's score, not a lentigo's) or a topical makes relevant: the model
+computes them only then (NaN otherwise, never flagged; tested on every shipped example). Every
+other end-point output is relevant to every course."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +150,8 @@ def load_domains(path: Path | None = None) -> dict[str, Domain]:
 def course_settings(course: Course) -> dict[str, Any]:
     """The settings of a course on the map's axes: needle lengths, device type, sites, Fitzpatrick
     type, the number of sessions of each site and the intervals between them, the topical products
-    its sessions apply, and the condition types (plus ``topical`` when a session carries one) that
-    make outputs relevant."""
+    its sessions apply, and the condition types (each also as ``type:kind`` when it has a kind; plus
+    ``topical`` when a session carries one) that make outputs relevant."""
     by_site: dict[str, list[float]] = {}
     for s in course.sessions:
         by_site.setdefault(s.site, []).append(float(s.day))
@@ -155,6 +161,12 @@ def course_settings(course: Course) -> dict[str, Any]:
         for a, b in zip(sorted(days), sorted(days)[1:], strict=False)
     ]
     kinds: set[str] = {str(c.type) for site in course.sites for c in site.conditions}
+    kinds |= {
+        f"{c.type}:{c.kind}"
+        for site in course.sites
+        for c in site.conditions
+        if isinstance(getattr(c, "kind", None), str)
+    }
     if any(s.topical is not None for s in course.sessions):
         kinds.add("topical")
     return {
