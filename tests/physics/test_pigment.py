@@ -263,6 +263,39 @@ def test_pih_by_fitzpatrick_type(ps: ParameterSet) -> None:
     assert risk[4] > 0.05
 
 
+@pytest.fixture(scope="module")
+def shipped() -> ParameterSet:
+    """The set ``simulate`` and ``plan`` run: the parameter files with every calibrated member at
+    the shipped posterior's median."""
+    from microneedling.parameters.sampling import posterior_nominal, shipped_posterior
+
+    files = load_parameters()
+    assert shipped_posterior(files) is not None  # the shipped posterior applies to the files
+    return posterior_nominal(files)
+
+
+def test_pih_by_fitzpatrick_type_as_shipped(shipped: ParameterSet) -> None:
+    """The same course and bounds as :func:`test_pih_by_fitzpatrick_type` at the set users get
+    (the test above runs the parameter files' values): ordered, under 2% in I-III, 3-20% in
+    IV-V. Measured 2026-12-08 at posterior-fc556e22c52e: 0.03, 0.30, 1.99, 7.7, 18.0, 28.1%
+    (type VI: the next test)."""
+    risk = pih([course(1.5, fitz=f) for f in range(1, 7)], shipped)
+    assert np.all(np.diff(risk) > 0.0), risk
+    assert np.all(risk[:3] < 0.02), risk
+    assert np.all((risk[3:5] > 0.03) & (risk[3:5] < 0.20)), risk
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss (audit of issue 10, 2026-12-08): type VI's course risk is 28% at the "
+    "shipped posterior (21% at the files' values), above the reported 5-20% and the 25% this "
+    "test holds; no calibration count is of type VI",
+)
+def test_pih_type_vi_as_shipped_stays_under_a_quarter(shipped: ParameterSet) -> None:
+    risk = pih([course(1.5, fitz=6)], shipped)[0]
+    assert 0.03 < risk < 0.25, risk
+
+
 def test_pih_depends_on_inflammation_intensity(ps: ParameterSet) -> None:
     """Deeper needles, more passes, denser clean channels, a roller's bleeding clefts and more
     frequent sessions raise the risk (FST V); shallow sessions carry almost none (under 2% of a

@@ -268,6 +268,46 @@ def test_smooth_and_monotone_in_needle_length(ps: ParameterSet) -> None:
     assert 0.25 < (fine[1] - fine[0]) / (fine[2] - fine[0]) < 0.75
 
 
+@pytest.fixture(scope="module")
+def shipped() -> ParameterSet:
+    """The set ``simulate`` and ``plan`` run (the shipped posterior's median)."""
+    from microneedling.parameters.sampling import posterior_nominal, shipped_posterior
+
+    files = load_parameters()
+    assert shipped_posterior(files) is not None
+    return posterior_nominal(files)
+
+
+def _largest_step(hours: np.ndarray) -> float:
+    assert np.all(np.diff(hours) >= -1e-9), hours
+    return float(np.diff(hours).max())
+
+
+def test_roller_redness_is_smooth_in_needle_length_as_shipped(shipped: ParameterSet) -> None:
+    """:func:`test_smooth_and_monotone_in_needle_length` at the set users get: no step above 12 h
+    per 0.05 mm, hours at 0.25 mm, one to three days at 1.5 mm (measured 2026-12-08: 0.5 h, 39 h,
+    largest step 6.4 h)."""
+    lengths = [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0]
+    hours = 24.0 * days([course(L) for L in lengths], shipped)
+    assert _largest_step(hours) < 12.0, hours
+    assert hours[lengths.index(0.25)] < 6.0
+    assert 24.0 <= hours[lengths.index(1.5)] <= 72.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss (audit of issue 10, 2026-12-08): a pen's redness rises by 16 h between "
+    "0.2 and 0.25 mm at the shipped posterior (22 h at the files' values): its 7,500 punctures "
+    "per cm2 injure 1 to 10% of the papillary dermis over those 0.05 mm, smoothly, and the "
+    "saturating recruitment x/(K_D + x) turns that into most of a day; the layers' depths are "
+    "the same for every patient, so nothing spreads the step (only the visibility threshold is)",
+)
+def test_pen_redness_is_smooth_in_needle_length_as_shipped(shipped: ParameterSet) -> None:
+    lengths = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0]
+    hours = 24.0 * days([course(L, 8, device=PEN) for L in lengths], shipped)
+    assert _largest_step(hours) < 12.0, hours
+
+
 def test_passes_skin_type_and_swelling(ps: ParameterSet) -> None:
     """More passes, more redness; darker skin hides it (the threshold ×2 for V-VI); swelling needs
     more than redness and does not depend on pigment."""

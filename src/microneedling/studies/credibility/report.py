@@ -46,6 +46,7 @@ from microneedling.io import data_path, read_toml
 from microneedling.parameters.parameter_set import ParameterSet, load_parameters
 from microneedling.parameters.sampling import (
     load_posterior,
+    posterior_nominal,
     posterior_statistics,
     shipped_posterior,
 )
@@ -412,8 +413,9 @@ def _course(**kw: Any) -> Course:
 
 
 def qualitative_behaviours(ps: ParameterSet | None = None) -> list[dict[str, Any]]:
-    """Behaviours the model was not fitted to, checked on the nominal model (each also asserted by
-    ``tests/studies/credibility/test_behaviours.py``):
+    """Behaviours the model was not fitted to, checked on the nominal model (default: the set
+    ``simulate`` runs, the parameter files with the shipped posterior's medians; each also asserted
+    by ``tests/studies/credibility/test_behaviours.py``):
 
     1. PIH risk of a session rises with the Fitzpatrick type (Chu 2021: darker skin a risk factor).
     2. The epidermal thickening of a course regresses after the last session (El-Domyati 2015,
@@ -422,7 +424,7 @@ def qualitative_behaviours(ps: ParameterSet | None = None) -> list[dict[str, Any
        > 1) for the peptide of Mohammed 2014 (a validation row, never fitted; its size is scored
        there, only the direction here).
     """
-    ps = ps or load_parameters()
+    ps = ps or posterior_nominal(load_parameters())
     out = []
     courses = [_course(fitzpatrick=f, horizon_days=60.0) for f in range(1, 7)]
     run = simulate_batch(courses, ps)
@@ -691,7 +693,7 @@ def build_report(
         "code_verification": code_verification() if verification else {"status": "skipped"},
         "calibration": calibration_section(ps),
         "validation": val.to_dict(),
-        "behaviours": qualitative_behaviours(ps) if checks else [],
+        "behaviours": qualitative_behaviours(posterior_nominal(ps)) if checks else [],
         "sensitivity": sobol_summary(n_base=sobol_n_base, seed=seed)
         if sobol
         else {"status": "skipped"},
