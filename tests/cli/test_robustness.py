@@ -512,8 +512,8 @@ def test_plan_prints_end_points_in_words_and_the_upper_pih_percentile(tmp_path: 
     res = invoke("plan", patient, "--out", tmp_path / "p", "--no-figures")
     assert res.exit_code == 0, res.output
     out = " ".join(res.stdout.split())
-    assert "Melanin index, reduction, 90 d after the last session" in out
-    assert "melanin_index:reduction" not in out
+    assert "MASI, reduction, 90 d after the last session" in out  # a melasma's objective
+    assert "masi_score:reduction" not in out
     m = re.search(r"PIH risk ([\d.]+) nominal, ([\d.]+) at the 90th percentile", out)
     assert m is not None and float(m.group(2)) >= float(m.group(1))
     strict = invoke("plan", patient, "--out", tmp_path / "q", "--pih-ceiling-on", "p90")

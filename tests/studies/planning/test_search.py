@@ -17,6 +17,7 @@ from microneedling.engine.endpoints import endpoint_values
 from microneedling.studies.planning.search import (
     build_course,
     exhaustive_search,
+    objective_of,
     pareto_mask,
     rescore,
     search,
@@ -219,3 +220,25 @@ def test_topicals_searched_only_where_they_can_change_the_objective() -> None:
     assert pig.recommended.course.sessions[0].topical is not None or any(
         "topical" in e for e in pig.explanation
     )
+
+
+def test_a_melasma_is_planned_on_its_masi_and_a_lentigo_on_its_melanin_index() -> None:
+    """A kind of condition may have its own end point in ``[objective]``: a melasma's plan is
+    scored by the MASI reduction of its course (the score trials report), a lentigo's by the
+    melanin index; the plan's concern value is that end point of its own course."""
+    delay = planner_config()["schedule"]["outcome_delay_days"]
+    lim = {"max_sessions": 2}
+    for kind, want in (("melasma", "masi_score:reduction"), ("lentigo", "melanin_index:reduction")):
+        d = patient_dict(limits=lim)
+        d["sites"][0]["concerns"] = [
+            {"type": "hyperpigmentation", "kind": kind, "melanin_index": 300.0}
+        ]
+        pf = PatientFile.from_dict(d)
+        (concern,) = pf.sites[0].concerns
+        assert objective_of(concern) == want
+        plan = search(pf).recommended
+        text = f"{want}@last+{delay:g}"
+        (got,) = plan.concern_values[pf.sites[0].name].items()
+        assert got[0] == text
+        value = float(endpoint_values(simulate_batch([plan.course]), text)[0])
+        assert got[1] == pytest.approx(value, rel=1e-9) and value > 0.0

@@ -61,6 +61,7 @@ __all__ = [
     "SiteOption",
     "build_course",
     "exhaustive_search",
+    "objective_of",
     "pareto_mask",
     "plan_name",
     "predict",
@@ -297,12 +298,19 @@ class _Cases:
     pih: np.ndarray  # (C,) worst session
 
 
+def objective_of(concern: Any) -> str:
+    """The end point (``planner.toml`` ``[objective]``) that measures a concern: its kind's entry
+    (``"type:kind"``, e.g. a melasma's MASI) when there is one, else its type's."""
+    table = planner_config()["objective"]
+    kind = getattr(concern.condition, "kind", None)
+    return str(table.get(f"{concern.type}:{kind}", table[concern.type]))
+
+
 def _concern_specs(patient: PatientFile) -> dict[str, list[Any]]:
-    cfg = planner_config()
-    delay = cfg["schedule"]["outcome_delay_days"]
+    delay = planner_config()["schedule"]["outcome_delay_days"]
     return {
         s.name: [
-            parse_endpoint(f"{cfg['objective'][c.type]}@last+{delay:g}", field="objective")
+            parse_endpoint(f"{objective_of(c)}@last+{delay:g}", field="objective")
             for c in s.concerns
         ]
         for s in patient.sites
