@@ -161,12 +161,11 @@ def course_settings(course: Course) -> dict[str, Any]:
         for a, b in zip(sorted(days), sorted(days)[1:], strict=False)
     ]
     kinds: set[str] = {str(c.type) for site in course.sites for c in site.conditions}
-    kinds |= {
-        f"{c.type}:{c.kind}"
-        for site in course.sites
-        for c in site.conditions
-        if isinstance(getattr(c, "kind", None), str)
-    }
+    for site in course.sites:
+        for c in site.conditions:
+            kind = getattr(c, "kind", None)
+            if isinstance(kind, str):
+                kinds.add(f"{c.type}:{kind}")
     if any(s.topical is not None for s in course.sessions):
         kinds.add("topical")
     return {

@@ -445,9 +445,40 @@ def test_parallel_evaluation_gives_the_same_numbers_and_stops_its_workers() -> N
         pr.predict(x[:1], columns=[len(pr.rows)])
     with pytest.raises(InputError, match="columns"):
         pr.predict(x[:1], columns=[0, 0])
+    with pytest.raises(InputError, match="columns"):
+        pr.predict(x[:1], columns=[0.5])  # type: ignore[list-item]
+    with pytest.raises(InputError, match="columns"):
+        pr.predict(x[:1], columns=[True])
+
     with pytest.raises(InputError, match="workers"):
         with parallel_evaluation(pr, 0):
             pass
+
+
+def test_a_studys_log_likelihood_reads_only_its_own_rows(problem: Problem) -> None:
+    """What a refit's scores rely on (``loso_refit.refit_scores`` predicts one study's rows): on
+    the calibration's likelihood (every kind of row), a study's log-likelihood with every other
+    study's predictions NaN is bit for bit the one with all of them, without a warning, and the
+    other studies get -inf."""
+    import warnings
+
+    lik = problem.likelihood
+    rng = np.random.default_rng(0)
+    full = np.array(
+        [0.3 if s.kind == "binomial" else s.observed for s in lik.specs], dtype=float
+    ) * (1.0 + 0.05 * rng.standard_normal((3, len(lik.specs))))
+    tau = np.full((3, problem.Q), 0.3)
+    ref = lik.by_study(full, tau)
+    assert np.isfinite(ref).all()
+    for j, study in enumerate(lik.studies):
+        own = [i for i, s in enumerate(lik.specs) if s.study == study]
+        f = np.full_like(full, np.nan)
+        f[:, own] = full[:, own]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = lik.by_study(f, tau)
+        assert np.array_equal(got[:, j], ref[:, j]), study
+        assert np.isneginf(np.delete(got, j, axis=1)).all(), study
 
 
 class _SlowProblem(Problem):

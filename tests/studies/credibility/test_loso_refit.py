@@ -291,6 +291,18 @@ def test_the_comparison_command_refuses_a_directory_in_one_line(
     assert exc.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("not compared:") and "posterior-" in err and "\n" not in err
+    # a refit's summary without its samples file: one line too (it showed a traceback)
+    from microneedling.studies.credibility.posterior import write_posterior
+
+    summary = {"factors": [], "groups": [], "nuisances": [], "left_out": ["s0"]}
+    write_posterior(summary, np.zeros((3, 1)), tmp_path)
+    for samples in tmp_path.glob("*.npz"):
+        samples.unlink()
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path)])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("not compared:") and "\n" not in err
 
 
 # ------------------------------------------------------------------ refits shipped for validate

@@ -1378,11 +1378,17 @@ class Problem:
         < 1e-8).
         """
         x = np.atleast_2d(np.asarray(x, dtype=float))
-        cols = list(range(len(self.rows))) if columns is None else [int(c) for c in columns]
-        if any(not 0 <= c < len(self.rows) for c in cols) or len(set(cols)) != len(cols):
-            raise InputError(
-                "columns", columns, f"distinct row indices in 0 .. {len(self.rows) - 1}"
-            )
+        R = len(self.rows)
+        if columns is None:
+            cols = list(range(R))
+        else:
+            cols = list(columns)
+            ints = all(isinstance(c, int | np.integer) and not isinstance(c, bool) for c in cols)
+            if not ints or any(not 0 <= c < R for c in cols) or len(set(cols)) != len(cols):
+                raise InputError(
+                    "columns", columns, f"distinct integer row indices in 0 .. {R - 1}"
+                )
+            cols = [int(c) for c in cols]
         if self._pool is not None and self._workers > 1 and len(x) > 1:
             parts = np.array_split(x, min(self._workers, len(x)))
             n = len(parts)
@@ -1739,6 +1745,8 @@ def _end_processes(procs: list[Any], grace: float = 5.0) -> None:
 
 def _predict_in_worker(x: np.ndarray, strict: bool, columns: Sequence[int] | None) -> np.ndarray:
     assert _WORKER_PROBLEM is not None, "a worker of parallel_evaluation"
+    if columns is None:  # every row: the call any Problem subclass answers
+        return _WORKER_PROBLEM.predict(x, strict=strict)
     return _WORKER_PROBLEM.predict(x, strict=strict, columns=columns)
 
 

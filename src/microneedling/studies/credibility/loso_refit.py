@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from microneedling.errors import InputError
+from microneedling.errors import InputError, ParameterError
 from microneedling.io import atomic_path, write_text_atomic
 from microneedling.parameters.parameter_set import load_parameters
 from microneedling.parameters.sampling import (
@@ -120,15 +120,16 @@ def refit_scores(problem: Problem, refit: Posterior, draws: int, seed: int) -> d
     idx = distinct_draws(refit.n_samples, draws, seed)
     x = posterior_x(problem, refit, idx, seed)
     # only the left-out study's rows are simulated: its scores read no other row (Problem.predict
-    # says how close that is to the whole evaluation's numbers)
+    # says how close that is to the whole evaluation's numbers); as in Problem.evaluate, a draw
+    # outside the prior's support is not run and has no density
     cols = [i for i, spec in enumerate(lik.specs) if spec.study == study]
-    f = problem.predict(x, columns=cols)
     tau = np.exp(x[:, problem.P : problem.P + problem.Q])
-    loglik = np.where(
-        np.isfinite(problem.log_prior(x)),
-        lik.by_study(f, tau)[:, lik.studies.index(study)],
-        -np.inf,
-    )
+    ok = np.isfinite(problem.log_prior(x))
+    f = np.full((len(x), len(lik.specs)), np.nan)
+    loglik = np.full(len(x), -np.inf)
+    if np.any(ok):
+        f[ok] = problem.predict(x[ok], columns=cols)
+        loglik[ok] = lik.by_study(f[ok], tau[ok])[:, lik.studies.index(study)]
     weights = np.full(len(x), 1.0 / len(x))
     rng = np.random.default_rng([seed, 59])
     scores = left_out_scores(lik, study, f, tau, loglik, weights, rng)
@@ -467,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = ap.parse_args(argv)
     try:
         table = compare_refits(a.dirs, draws=a.draws, seed=a.seed)
-    except InputError as e:
+    except (InputError, ParameterError, OSError) as e:  # not a refit; unreadable; files missing
         print(f"not compared: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     print(format_table(table))
