@@ -45,3 +45,41 @@ def test_every_behaviour_names_a_known_source_and_its_test(
         assert b["passed"] is True, b
         assert b["test"] == f"tests/studies/credibility/test_behaviours.py::{name}"
         assert name in globals()
+
+
+@pytest.fixture(scope="module")
+def claims() -> list[dict[str, Any]]:
+    from microneedling.studies.credibility.report import claim_checks
+
+    return claim_checks()
+
+
+def test_each_claim_check_is_its_test_and_a_missed_one_a_strict_expected_failure(
+    claims: list[dict[str, Any]],
+) -> None:
+    """Every claim the report checks at the shipped set names an existing test and a source; the
+    claims it misses are exactly those whose test is a strict expected failure (so a fix that makes
+    a claim hold, or a change that breaks one, shows in both places)."""
+    import importlib
+
+    refs = load_references_all()
+    assert len(claims) == 4
+    for c in claims:
+        assert c["source"] in refs, c["source"]
+        path, name = c["test"].split("::")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        func = getattr(module, name)
+        marks = [m for m in getattr(func, "pytestmark", []) if m.name == "xfail"]
+        assert bool(marks) is (not c["passed"]), (name, c["measured"])
+        assert all(m.kwargs.get("strict") is True for m in marks), name
+
+
+def test_a_missed_claim_is_a_known_limit_with_its_numbers(claims: list[dict[str, Any]]) -> None:
+    from microneedling.studies.credibility.report import LIMITS, known_limits
+
+    missed = [c for c in claims if not c["passed"]]
+    lines = known_limits({"claims": claims})
+    assert len(lines) == len(LIMITS) + len(missed)
+    for c, line in zip(missed, lines[len(LIMITS) :], strict=True):
+        assert c["test"] in line and c["claim"] in line
+        assert f"{next(iter(c['measured'].values())):.3g}" in line or "[" in line
