@@ -421,3 +421,20 @@ def test_a_value_outside_its_domain_is_refused_as_before_on_the_public_path() ->
     assert str(info.value) == (
         "healing.mu_I: got -1.0; allowed: a finite positive number (1/d; domain 'positive')"
     )
+
+
+def test_a_run_says_when_no_shipped_calibration_applies() -> None:
+    """With the shipped files the calibration applies and nothing is said; with a calibrated value
+    edited (the user asked for that value) the run's numbers are not the calibrated model's, and
+    its warnings say so (it was written only into ``result.nc``'s ``posterior`` attribute)."""
+    from microneedling.parameters.sampling import shipped_posterior
+
+    ps = mn.load_parameters()
+    assert shipped_posterior(ps) is not None
+    plain = mn.simulate(course(), draws=0)
+    assert not any("no shipped calibration" in w for w in plain.warnings)
+    edited = ps.with_values({"healing.k_1": 1.5 * ps.value("healing.k_1", "1/d")})
+    assert shipped_posterior(edited) is None
+    res = mn.simulate(course(), edited, draws=0)
+    assert any("no shipped calibration applies" in w for w in res.warnings), res.warnings
+    assert res.dataset.attrs["posterior"] == ""

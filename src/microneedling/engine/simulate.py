@@ -197,7 +197,10 @@ def _dataset(
         "course_name": course.name,
         "course_toml": course.to_toml(),
         "warnings": json.dumps(
-            list(course.warnings) + _draw_warnings(n_draws) + [f.message for f in flags]
+            list(course.warnings)
+            + _draw_warnings(n_draws)
+            + _posterior_warnings(post)
+            + [f.message for f in flags]
         ),
         "applicability": json.dumps({f.output: list(f.reasons) for f in flags}),
         **_provenance(ps, post),  # sources, parameters_used, parameters
@@ -242,6 +245,19 @@ def _provenance(ps: ParameterSet, post: Posterior | None) -> dict[str, str]:
         _PROVENANCE.clear()
     _PROVENANCE[key] = (ps.parameters, ps.references_, post, out)
     return out
+
+
+def _posterior_warnings(post: Any) -> list[str]:
+    """A warning when no shipped calibration applies to the run's parameter set (a calibrated value
+    edited, or parameter files other than those it was fitted to): the run's numbers are then not
+    those of the calibrated model."""
+    if post is not None:
+        return []
+    return [
+        "no shipped calibration applies to this parameter set (a calibrated value was edited, or "
+        "the parameter files differ from those it was fitted to): the nominal case uses the set's "
+        "own values and the draws sample every parameter from its prior interval"
+    ]
 
 
 def _draw_warnings(n_draws: int) -> list[str]:
