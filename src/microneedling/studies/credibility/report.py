@@ -40,6 +40,7 @@ import numpy as np
 
 from microneedling.about import DISCLAIMER, __version__
 from microneedling.course.model import Course
+from microneedling.course.patient import planner_config
 from microneedling.engine.batch import simulate_batch
 from microneedling.engine.endpoints import endpoint_values, parse_endpoint
 from microneedling.io import data_path, read_toml
@@ -439,18 +440,17 @@ def _course(**kw: Any) -> Course:
     )
 
 
-#: the pen of the claim checks (Dermapen-like: 12 needles at 110 strokes/s in a 7 mm cartridge,
-#: the geometry of ``examples/dorsal-hand-rejuvenation.toml`` and the physics tests)
-PEN: dict[str, Any] = {
-    "type": "pen",
-    "needle_count": 12,
-    "needle_diameter_mm": 0.25,
-    "tip_radius_um": 4.0,
-    "tip": "cone",
-    "max_needle_length_mm": 2.5,
-    "frequency_hz": 110.0,
-    "cartridge_width_mm": 7.0,
-}
+def _pen() -> dict[str, Any]:
+    """The pen of the claim checks: the planner's (``data/planner.toml`` ``[devices.pen]``,
+    Dermapen-like: 12 needles at 110 strokes/s in a 7 mm cartridge) as a course's device."""
+    d = planner_config()["devices"]["pen"]
+    keys = ("needle_count", "needle_diameter_mm", "tip_radius_um", "tip", "frequency_hz")
+    return {
+        "type": "pen",
+        **{k: d[k] for k in (*keys, "cartridge_width_mm")},
+        "max_needle_length_mm": max(d["needle_lengths_mm"]),
+    }
+
 
 #: needle lengths (mm) of the redness checks: 0.1 to 2 mm, 0.05 mm apart
 REDNESS_LENGTHS: tuple[float, ...] = tuple(round(0.1 + 0.05 * k, 2) for k in range(39))
@@ -500,7 +500,7 @@ def claim_checks(ps: ParameterSet | None = None) -> list[dict[str, Any]]:
     )
     for name, device, passes, test in (
         ("roller", MF8, 15, "test_roller_redness_is_smooth_in_needle_length_as_shipped"),
-        ("pen", PEN, 8, "test_pen_redness_is_smooth_in_needle_length_as_shipped"),
+        ("pen", _pen(), 8, "test_pen_redness_is_smooth_in_needle_length_as_shipped"),
     ):
         courses = [
             _course(
