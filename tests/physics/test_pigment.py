@@ -263,17 +263,6 @@ def test_pih_by_fitzpatrick_type(ps: ParameterSet) -> None:
     assert risk[4] > 0.05
 
 
-@pytest.fixture(scope="module")
-def shipped() -> ParameterSet:
-    """The set ``simulate`` and ``plan`` run: the parameter files with every calibrated member at
-    the shipped posterior's median."""
-    from microneedling.parameters.sampling import posterior_nominal, shipped_posterior
-
-    files = load_parameters()
-    assert shipped_posterior(files) is not None  # the shipped posterior applies to the files
-    return posterior_nominal(files)
-
-
 def test_pih_by_fitzpatrick_type_as_shipped(shipped: ParameterSet) -> None:
     """The same course and bounds as :func:`test_pih_by_fitzpatrick_type` at the set users get
     (the test above runs the parameter files' values): ordered, under 2% in I-III, 3-20% in

@@ -268,16 +268,6 @@ def test_smooth_and_monotone_in_needle_length(ps: ParameterSet) -> None:
     assert 0.25 < (fine[1] - fine[0]) / (fine[2] - fine[0]) < 0.75
 
 
-@pytest.fixture(scope="module")
-def shipped() -> ParameterSet:
-    """The set ``simulate`` and ``plan`` run (the shipped posterior's median)."""
-    from microneedling.parameters.sampling import posterior_nominal, shipped_posterior
-
-    files = load_parameters()
-    assert shipped_posterior(files) is not None
-    return posterior_nominal(files)
-
-
 def _largest_step(hours: np.ndarray) -> float:
     assert np.all(np.diff(hours) >= -1e-9), hours
     return float(np.diff(hours).max())
