@@ -160,9 +160,10 @@ def course_settings(course: Course) -> dict[str, Any]:
         for days in by_site.values()
         for a, b in zip(sorted(days), sorted(days)[1:], strict=False)
     ]
-    kinds: set[str] = {str(c.type) for site in course.sites for c in site.conditions}
+    kinds: set[str] = set()
     for site in course.sites:
         for c in site.conditions:
+            kinds.add(str(c.type))
             kind = getattr(c, "kind", None)
             if isinstance(kind, str):
                 kinds.add(f"{c.type}:{kind}")
